@@ -1,0 +1,5 @@
+module github.com/mifike/mifike
+
+go 1.26.8
+
+require golang.org/x/crypto v0.58.0 // indirect

@@ -1,0 +1,79 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// HeaderLen is the length of the IKE header (RFC 7296 §3.1).
+const HeaderLen = 28
+
+// MaxMessageLen caps what we decode: an IKE message travels in one UDP
+// datagram, so nothing larger can be legitimate.
+const MaxMessageLen = 65535
+
+// Header is the IKE header (RFC 7296 §3.1). SPIs are big-endian on the wire.
+type Header struct {
+	SPIi, SPIr   uint64
+	NextPayload  PayloadType
+	MajorVersion uint8 // 2
+	MinorVersion uint8 // 0; ignored on receipt (§2.5)
+	Exchange     ExchangeType
+	Flags        Flags
+	MessageID    uint32
+	Length       uint32 // whole message including header
+}
+
+// IsResponse reports whether the R flag is set.
+func (h *Header) IsResponse() bool { return h.Flags&FlagResponse != 0 }
+
+// FromInitiator reports whether the I flag is set.
+func (h *Header) FromInitiator() bool { return h.Flags&FlagInitiator != 0 }
+
+// AppendTo appends the 28-octet header to b.
+func (h *Header) AppendTo(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, h.SPIi)
+	b = binary.BigEndian.AppendUint64(b, h.SPIr)
+	b = append(b, byte(h.NextPayload), h.MajorVersion<<4|h.MinorVersion&0x0f, byte(h.Exchange), byte(h.Flags))
+	b = binary.BigEndian.AppendUint32(b, h.MessageID)
+	return binary.BigEndian.AppendUint32(b, h.Length)
+}
+
+// ParseHeader decodes the IKE header at the start of b. It checks only what
+// the header itself can tell: size, version and the Length field against
+// len(b). Major versions above 2 are returned as *VersionError so the caller
+// can answer INVALID_MAJOR_VERSION (§2.5).
+func ParseHeader(b []byte) (Header, error) {
+	var h Header
+	if len(b) < HeaderLen {
+		return h, errAt(0, PayloadNone, "message of %d octets is shorter than the %d-octet IKE header", len(b), HeaderLen)
+	}
+	h.SPIi = binary.BigEndian.Uint64(b[0:8])
+	h.SPIr = binary.BigEndian.Uint64(b[8:16])
+	h.NextPayload = PayloadType(b[16])
+	h.MajorVersion = b[17] >> 4
+	h.MinorVersion = b[17] & 0x0f
+	h.Exchange = ExchangeType(b[18])
+	h.Flags = Flags(b[19])
+	h.MessageID = binary.BigEndian.Uint32(b[20:24])
+	h.Length = binary.BigEndian.Uint32(b[24:28])
+	if h.MajorVersion != 2 {
+		return h, &VersionError{Major: h.MajorVersion}
+	}
+	if h.Length != uint32(len(b)) {
+		return h, errAt(24, PayloadNone, "Length field says %d octets but the datagram holds %d", h.Length, len(b))
+	}
+	if h.SPIi == 0 {
+		// §3.1: the initiator's SPI MUST NOT be zero.
+		return h, errAt(0, PayloadNone, "initiator SPI is zero")
+	}
+	return h, nil
+}
+
+// VersionError reports an IKE major version other than 2. Versions above 2
+// get INVALID_MAJOR_VERSION; IKEv1 (major 1) is dropped.
+type VersionError struct{ Major uint8 }
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("ikev2: unsupported IKE major version %d", e.Major)
+}
