@@ -1,0 +1,115 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"runtime"
+	"testing"
+)
+
+// allocBound is the most a decode may allocate per input octet (plus a
+// constant): each decoded element costs a fixed-size struct and consumes at
+// least 4 input octets, so nothing a peer sends can make us allocate more.
+const (
+	allocPerOctet = 64
+	allocConstant = 16 << 10
+)
+
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+func seedMessages(f *testing.F) {
+	for seed := uint64(0); seed < 20; seed++ {
+		g := newGen(seed)
+		m := &Message{Header: Header{SPIi: 1 + seed, MajorVersion: 2, Exchange: IKESAInit}, Payloads: g.chain()}
+		b, err := m.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	h := Header{SPIi: 1, SPIr: 2, MajorVersion: 2, Exchange: CreateChildSA, NextPayload: PayloadSK, Length: 40}
+	f.Add(append(h.AppendTo(nil), 0x21, 0, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8))
+}
+
+// FuzzParseMessage: any datagram decodes to a message or an error, never a
+// panic, never an allocation out of proportion; what decodes re-encodes to
+// something that decodes to the same encoding.
+func FuzzParseMessage(f *testing.F) {
+	seedMessages(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var (
+			m   *Message
+			err error
+		)
+		if n := allocated(func() { m, err = ParseMessage(b) }); n > uint64(allocPerOctet*len(b)+allocConstant) {
+			t.Fatalf("decoding %d octets allocated %d", len(b), n)
+		}
+		var crit *UnsupportedCriticalError
+		if err != nil && !errors.As(err, &crit) {
+			if m != nil {
+				t.Fatal("message returned with a parse error")
+			}
+			return
+		}
+		if _, ok := First[*Encrypted](m.Payloads); ok {
+			return
+		}
+		if _, ok := First[*EncryptedFragment](m.Payloads); ok {
+			return
+		}
+		again, err := m.Marshal()
+		if err != nil {
+			t.Fatalf("decoded message does not re-encode: %v", err)
+		}
+		m2, err := ParseMessage(again)
+		if err != nil && !errors.As(err, &crit) {
+			t.Fatalf("re-encoded message does not decode: %v", err)
+		}
+		third, _ := m2.Marshal()
+		if !bytes.Equal(third, again) {
+			t.Fatal("encoding is not stable")
+		}
+	})
+}
+
+// FuzzParsePayloads covers the body decoders directly, as after SK
+// decryption (the plaintext of a verified SK payload is still hostile).
+func FuzzParsePayloads(f *testing.F) {
+	for seed := uint64(0); seed < 30; seed++ {
+		first, b, err := EncodePayloads(newGen(seed).chain())
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(byte(first), b)
+	}
+	f.Fuzz(func(t *testing.T, first byte, b []byte) {
+		var (
+			ps  []Payload
+			err error
+		)
+		if n := allocated(func() { ps, err = ParsePayloads(PayloadType(first), b) }); n > uint64(allocPerOctet*len(b)+allocConstant) {
+			t.Fatalf("decoding %d octets allocated %d", len(b), n)
+		}
+		var crit *UnsupportedCriticalError
+		if err != nil && !errors.As(err, &crit) {
+			return
+		}
+		ft, again, err := EncodePayloads(ps)
+		if err != nil {
+			t.Fatalf("decoded chain does not re-encode: %v", err)
+		}
+		ps2, err := ParsePayloads(ft, again)
+		if err != nil && !errors.As(err, &crit) {
+			t.Fatalf("re-encoded chain does not decode: %v", err)
+		}
+		if _, third, _ := EncodePayloads(ps2); !bytes.Equal(third, again) {
+			t.Fatal("encoding is not stable")
+		}
+	})
+}
