@@ -1,0 +1,26 @@
+# `make test` is the one test command (README, CI): it installs what is
+# missing, then runs every test.
+GO ?= go
+
+.PHONY: test deps build check fuzz bench
+
+test: deps
+	$(GO) test -count=1 ./...
+
+deps:
+	./scripts/install-deps.sh
+
+build:
+	$(GO) build -o bin/mifike ./cmd/mifike
+
+# Static checks CI runs besides the tests.
+check:
+	./scripts/check.sh
+
+# Every fuzz target for FUZZTIME each.
+FUZZTIME ?= 15s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem ./...

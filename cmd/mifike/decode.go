@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// runDecode prints what the wire package makes of IKE messages: a quick way
+// to check a capture or a peer's bytes against our decoder.
+func runDecode(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object per message")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "usage: mifike decode [--json] HEX|FILE...  (a FILE holds raw octets or hex)")
+		return 2
+	}
+	status := 0
+	for _, arg := range fs.Args() {
+		b, err := loadMessage(arg)
+		if err != nil {
+			fmt.Fprintf(stderr, "mifike decode: %s: %v\n", arg, err)
+			status = 1
+			continue
+		}
+		// Port 4500 datagrams start with the 4-octet non-ESP marker (RFC 3948 §2.2).
+		if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
+			b = b[4:]
+		}
+		m, err := wire.ParseMessage(b)
+		var crit *wire.UnsupportedCriticalError
+		if err != nil && !errors.As(err, &crit) {
+			fmt.Fprintf(stderr, "mifike decode: %s: %v\n", arg, err)
+			status = 1
+			continue
+		}
+		if *asJSON {
+			out := map[string]any{
+				"spi_i": fmt.Sprintf("%016x", m.SPIi), "spi_r": fmt.Sprintf("%016x", m.SPIr),
+				"exchange": m.Exchange.String(), "flags": m.Flags.String(), "message_id": m.MessageID,
+				"length": m.Length, "payloads": describe(m.Payloads),
+			}
+			if crit != nil {
+				out["unsupported_critical"] = uint8(crit.Type)
+			}
+			json.NewEncoder(stdout).Encode(out)
+			continue
+		}
+		fmt.Fprintf(stdout, "%016x_i %016x_r %s\n", m.SPIi, m.SPIr, m)
+		for _, d := range describe(m.Payloads) {
+			fmt.Fprintf(stdout, "  %s\n", d)
+		}
+		if crit != nil {
+			fmt.Fprintf(stdout, "  (%v)\n", crit)
+		}
+	}
+	return status
+}
+
+func loadMessage(arg string) ([]byte, error) {
+	if b, err := os.ReadFile(arg); err == nil {
+		if h, herr := decodeHex(string(b)); herr == nil {
+			return h, nil
+		}
+		return b, nil
+	}
+	return decodeHex(arg)
+}
+
+func decodeHex(s string) ([]byte, error) {
+	s = strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\n' || r == '\t' || r == ':' || r == '\r' {
+			return -1
+		}
+		return r
+	}, s)
+	return hex.DecodeString(s)
+}
+
+// describe renders each payload's main fields on one line.
+func describe(ps []wire.Payload) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		var s string
+		switch p := p.(type) {
+		case *wire.SA:
+			var props []string
+			for _, pr := range p.Proposals {
+				var ts []string
+				for _, t := range pr.Transforms {
+					ts = append(ts, transformName(t))
+				}
+				props = append(props, fmt.Sprintf("#%d %s spi=%x [%s]", pr.Number, pr.Protocol, pr.SPI, strings.Join(ts, " ")))
+			}
+			s = "SA " + strings.Join(props, "; ")
+		case *wire.KE:
+			s = fmt.Sprintf("KE %s (%d octets)", p.Group, len(p.Data))
+		case *wire.ID:
+			s = fmt.Sprintf("%s %s %q", p.Type(), p.IDType, printable(p.Data))
+		case *wire.Auth:
+			s = fmt.Sprintf("AUTH %s (%d octets)", p.Method, len(p.Data))
+		case *wire.Nonce:
+			s = fmt.Sprintf("Nonce %x", p.Data)
+		case *wire.Notify:
+			s = fmt.Sprintf("N(%s) proto=%s spi=%x data=%x", p.NotifyType, p.Protocol, p.SPI, p.Data)
+		case *wire.Delete:
+			s = fmt.Sprintf("D %s %x", p.Protocol, p.SPIs)
+		case *wire.TS:
+			var sel []string
+			for _, x := range p.Selectors {
+				sel = append(sel, fmt.Sprintf("%v-%v proto=%d ports=%d-%d", x.Start, x.End, x.IPProtocol, x.StartPort, x.EndPort))
+			}
+			s = fmt.Sprintf("%s %s", p.Type(), strings.Join(sel, ", "))
+		case *wire.CP:
+			var as []string
+			for _, a := range p.Attributes {
+				as = append(as, fmt.Sprintf("%s=%x", a.Type, a.Value))
+			}
+			s = fmt.Sprintf("CP %s %s", p.CFGType, strings.Join(as, " "))
+		case *wire.Encrypted:
+			s = fmt.Sprintf("SK first=%s (%d octets of IV, ciphertext and ICV)", p.First, len(p.Body))
+		case *wire.EncryptedFragment:
+			s = fmt.Sprintf("SKF %d/%d first=%s (%d octets)", p.Number, p.Total, p.First, len(p.Body))
+		default:
+			s = fmt.Sprintf("%s", p.Type())
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func transformName(t wire.Transform) string {
+	var n string
+	switch t.Type {
+	case wire.TransformENCR:
+		n = wire.EncrID(t.ID).String()
+	case wire.TransformPRF:
+		n = wire.PRFID(t.ID).String()
+	case wire.TransformINTEG:
+		n = wire.IntegID(t.ID).String()
+	case wire.TransformDH:
+		n = wire.DHGroup(t.ID).String()
+	case wire.TransformESN:
+		n = wire.ESNID(t.ID).String()
+	default:
+		n = fmt.Sprintf("%s/%d", t.Type, t.ID)
+	}
+	if kl, ok := t.KeyLength(); ok {
+		n += fmt.Sprintf("_%d", kl)
+	}
+	return n
+}
+
+func printable(b []byte) string {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return hex.EncodeToString(b)
+		}
+	}
+	return string(b)
+}
