@@ -1,0 +1,261 @@
+package ikecrypto
+
+import (
+	"crypto/cipher"
+	"crypto/hmac"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+const (
+	genericHeaderLen = 4 // Next Payload, C + RESERVED, Payload Length (RFC 7296 §3.2)
+	// skfHeaderLen adds Fragment Number and Total Fragments (RFC 7383 §2.5).
+	skfHeaderLen  = genericHeaderLen + 4
+	maxPayloadLen = 0xffff // Payload Length is 16 bits
+)
+
+// ErrIntegrity is returned (wrapped) when a message's ICV or AEAD tag does
+// not verify, so callers can tell forgeries and corruption apart from
+// malformed framing, e.g. for counters.
+var ErrIntegrity = errors.New("ikecrypto: integrity check failed")
+
+// SKCipher protects one direction of an IKE SA: SK_ei with SK_ai, or SK_er
+// with SK_ar. It builds and opens the Encrypted payload (RFC 7296 §3.14,
+// RFC 5282 §3 and §5 for AEAD, RFC 7634 §3) and the Encrypted Fragment
+// payload (RFC 7383 §2.5). It keeps no per-message state, so one SKCipher
+// may be used from several goroutines.
+type SKCipher struct {
+	encr *EncrAlg
+	// AEAD ciphers
+	aead cipher.AEAD
+	salt []byte
+	// CBC with a separate integrity transform
+	block    cipher.Block
+	integ    *IntegAlg
+	integKey []byte
+}
+
+// NewSKCipher keys the suite's cipher with encKey (SK_e*, including any
+// salt) and its integrity algorithm with integKey (SK_a*, empty for AEAD).
+func (s *Suite) NewSKCipher(encKey, integKey []byte) (*SKCipher, error) {
+	c := &SKCipher{encr: s.Encr}
+	var err error
+	if s.Encr.AEAD {
+		if len(integKey) != 0 {
+			return nil, fmt.Errorf("ikecrypto: %v takes no integrity key", s.Encr)
+		}
+		if c.aead, c.salt, err = s.Encr.NewAEAD(encKey); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	if s.Integ == nil {
+		return nil, fmt.Errorf("ikecrypto: %v needs an integrity algorithm", s.Encr)
+	}
+	if len(integKey) != s.Integ.KeyLen {
+		return nil, fmt.Errorf("ikecrypto: %v needs a %d-octet key, got %d", s.Integ.ID, s.Integ.KeyLen, len(integKey))
+	}
+	if c.block, err = s.Encr.NewBlock(encKey); err != nil {
+		return nil, err
+	}
+	c.integ, c.integKey = s.Integ, append([]byte(nil), integKey...)
+	return c, nil
+}
+
+func (c *SKCipher) icvLen() int {
+	if c.aead != nil {
+		return c.encr.ICVLen
+	}
+	return c.integ.ICVLen
+}
+
+// padLen is the Padding a sender adds: the minimum that aligns payloads,
+// Padding and Pad Length to the block for CBC (RFC 7296 §3.14), none for
+// AEAD (RFC 5282 §3, RFC 7634 §3).
+func (c *SKCipher) padLen(innerLen int) int {
+	b := c.encr.BlockLen
+	return (b - (innerLen+1)%b) % b
+}
+
+// Overhead is how many octets an SK payload adds around innerLen octets of
+// inner payloads: generic header, IV, Padding, Pad Length and ICV.
+func (c *SKCipher) Overhead(innerLen int) int {
+	return genericHeaderLen + c.encr.IVLen + c.padLen(innerLen) + 1 + c.icvLen()
+}
+
+// Protect encrypts inner, an encoded chain of payloads starting with a
+// payload of type first, and returns the whole message: hdr, with Next
+// Payload SK and the real Length, then the SK payload. rand supplies the
+// IV: a fresh unpredictable block for CBC (RFC 7296 §3.14 rules out the
+// previous ciphertext block), 8 octets for AEAD, which must only be unique
+// per key (RFC 5282 §3.1, RFC 7634 §2). Random 64-bit IVs repeat among n
+// messages with probability about n²/2^65, 2^-25 after a million messages
+// under one key; a caller wanting uniqueness by construction passes a
+// reader that yields a per-key counter.
+func (c *SKCipher) Protect(hdr wire.Header, first wire.PayloadType, inner []byte, rand io.Reader) ([]byte, error) {
+	return c.seal(hdr, wire.PayloadSK, first, nil, inner, rand)
+}
+
+// seal builds hdr | payload header | extra | IV | ciphertext | ICV, where
+// extra is the SKF fragment numbering.
+func (c *SKCipher) seal(hdr wire.Header, payload, next wire.PayloadType, extra, inner []byte, rand io.Reader) ([]byte, error) {
+	pad := c.padLen(len(inner))
+	ptLen := len(inner) + pad + 1
+	payLen := genericHeaderLen + len(extra) + c.encr.IVLen + ptLen + c.icvLen()
+	if payLen > maxPayloadLen {
+		return nil, fmt.Errorf("ikecrypto: %v payload of %d octets exceeds the 16-bit Payload Length", payload, payLen)
+	}
+	total := wire.HeaderLen + payLen
+	hdr.NextPayload = payload
+	hdr.Length = uint32(total)
+
+	out := make([]byte, 0, total)
+	out = hdr.AppendTo(out)
+	out = append(out, byte(next), 0) // critical bit 0 (RFC 7296 §3.2)
+	out = binary.BigEndian.AppendUint16(out, uint16(payLen))
+	out = append(out, extra...)
+	aadEnd := len(out)
+	out = out[:aadEnd+c.encr.IVLen]
+	iv := out[aadEnd:]
+	if _, err := io.ReadFull(rand, iv); err != nil {
+		return nil, fmt.Errorf("ikecrypto: drawing an IV: %w", err)
+	}
+	ptStart := len(out)
+	out = append(out, inner...)
+	for range pad {
+		out = append(out, 0) // Padding MAY be any value (RFC 7296 §3.14)
+	}
+	out = append(out, byte(pad))
+
+	if c.aead != nil {
+		// AAD: IKE header through the encrypted payload's header (RFC 5282 §5.1).
+		nonce := c.nonce(iv)
+		return c.aead.Seal(out[:ptStart], nonce[:], out[ptStart:], out[:aadEnd]), nil
+	}
+	pt := out[ptStart:]
+	cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(pt, pt)
+	// ICV over the whole message from the IKE header through the
+	// ciphertext, truncated (RFC 7296 §3.14).
+	var sum [64]byte
+	m := c.integ.New(c.integKey)
+	m.Write(out)
+	return append(out, m.Sum(sum[:0])[:c.integ.ICVLen]...), nil
+}
+
+// nonce is salt | IV (RFC 4106 §4, RFC 5282 §4, RFC 7634 §2).
+func (c *SKCipher) nonce(iv []byte) [aeadSaltLen + aeadIVLen]byte {
+	var n [aeadSaltLen + aeadIVLen]byte
+	copy(n[:], c.salt)
+	copy(n[aeadSaltLen:], iv)
+	return n
+}
+
+// Unprotect verifies and decrypts the SK payload of msg, a whole received
+// IKE message (from the IKE header; no non-ESP marker) whose SK payload
+// header starts at skOffset. SK is the last payload (RFC 7296 §3.14), so
+// its Payload Length must reach the end of msg. The ICV is checked in
+// constant time before anything is decrypted, so a bad Pad Length cannot
+// be used as an oracle. It returns the inner payloads without Padding.
+func (c *SKCipher) Unprotect(msg []byte, skOffset int) ([]byte, error) {
+	return c.open(msg, skOffset, genericHeaderLen, wire.PayloadSK)
+}
+
+func (c *SKCipher) open(msg []byte, off, hlen int, payload wire.PayloadType) ([]byte, error) {
+	if off < wire.HeaderLen || off > len(msg)-hlen {
+		return nil, fmt.Errorf("ikecrypto: no room for a %d-octet %v payload header at offset %d of a %d-octet message", hlen, payload, off, len(msg))
+	}
+	if l := binary.BigEndian.Uint32(msg[24:28]); uint64(l) != uint64(len(msg)) {
+		return nil, fmt.Errorf("ikecrypto: IKE header Length %d differs from the %d-octet message", l, len(msg))
+	}
+	if pl := int(binary.BigEndian.Uint16(msg[off+2:])); pl != len(msg)-off {
+		return nil, fmt.Errorf("ikecrypto: %v Payload Length %d, but %d octets remain in the message", payload, pl, len(msg)-off)
+	}
+	ivLen, icvLen, block := c.encr.IVLen, c.icvLen(), c.encr.BlockLen
+	body := msg[off+hlen:]
+	ctLen := len(body) - ivLen - icvLen
+	// At least the Pad Length octet, a whole block for CBC.
+	if ctLen < block || ctLen%block != 0 {
+		return nil, fmt.Errorf("ikecrypto: %v payload body of %d octets cannot hold IV, ciphertext and ICV for %v", payload, len(body), c.encr)
+	}
+	iv := body[:ivLen]
+
+	var pt []byte
+	if c.aead != nil {
+		nonce := c.nonce(iv)
+		var err error
+		if pt, err = c.aead.Open(nil, nonce[:], body[ivLen:], msg[:off+hlen]); err != nil {
+			return nil, fmt.Errorf("%w: %v payload tag does not verify", ErrIntegrity, payload)
+		}
+	} else {
+		var sum [64]byte
+		m := c.integ.New(c.integKey)
+		m.Write(msg[:len(msg)-icvLen])
+		if !hmac.Equal(m.Sum(sum[:0])[:icvLen], msg[len(msg)-icvLen:]) {
+			return nil, fmt.Errorf("%w: %v payload ICV does not verify", ErrIntegrity, payload)
+		}
+		pt = make([]byte, ctLen)
+		cipher.NewCBCDecrypter(c.block, iv).CryptBlocks(pt, body[ivLen:ivLen+ctLen])
+	}
+	n := len(pt) - 1 - int(pt[len(pt)-1])
+	if n < 0 {
+		return nil, fmt.Errorf("ikecrypto: %v Pad Length %d exceeds the %d-octet plaintext", payload, pt[len(pt)-1], len(pt)-1)
+	}
+	return pt[:n:n], nil
+}
+
+// ProtectFragments splits inner into IKE Fragment messages of at most
+// maxLen octets each (the whole IKE message, without the UDP/IP headers or
+// non-ESP marker; RFC 7383 §2.5.1 says how to choose it). The chunks are
+// cut regardless of payload boundaries and each is encrypted on its own in
+// an SKF payload; the first carries first as Next Payload, the others 0,
+// and every header is hdr with Next Payload SKF and its own Length
+// (RFC 7383 §2.5). The AAD or ICV covers the 8-octet SKF header.
+func (c *SKCipher) ProtectFragments(hdr wire.Header, first wire.PayloadType, inner []byte, maxLen int, rand io.Reader) ([][]byte, error) {
+	maxLen = min(maxLen, wire.MaxMessageLen)
+	// Room per fragment for IV, chunk, Padding, Pad Length and ICV.
+	room := maxLen - wire.HeaderLen - skfHeaderLen - c.encr.IVLen - c.icvLen()
+	chunk := room - room%c.encr.BlockLen - 1
+	if chunk < 1 {
+		return nil, fmt.Errorf("ikecrypto: %d-octet fragments leave no room for content with %v", maxLen, c.encr)
+	}
+	n := max(1, (len(inner)+chunk-1)/chunk)
+	if n > 0xffff {
+		return nil, fmt.Errorf("ikecrypto: %d octets need %d fragments, more than Total Fragments can count", len(inner), n)
+	}
+	frags := make([][]byte, 0, n)
+	for i := range n {
+		part := inner[i*chunk : min((i+1)*chunk, len(inner))]
+		next := wire.PayloadNone
+		if i == 0 {
+			next = first
+		}
+		var numbering [4]byte
+		binary.BigEndian.PutUint16(numbering[0:], uint16(i+1))
+		binary.BigEndian.PutUint16(numbering[2:], uint16(n))
+		m, err := c.seal(hdr, wire.PayloadSKF, next, numbering[:], part, rand)
+		if err != nil {
+			return nil, err
+		}
+		frags = append(frags, m)
+	}
+	return frags, nil
+}
+
+// UnprotectFragment verifies and decrypts the SKF payload at skfOffset of
+// one IKE Fragment message and returns its chunk of the original content.
+// Zero or inconsistent fragment numbers are rejected (RFC 7383 §2.6); the
+// caller reads the numbers from the payload to reassemble.
+func (c *SKCipher) UnprotectFragment(msg []byte, skfOffset int) ([]byte, error) {
+	if skfOffset >= wire.HeaderLen && skfOffset <= len(msg)-skfHeaderLen {
+		num := binary.BigEndian.Uint16(msg[skfOffset+4:])
+		total := binary.BigEndian.Uint16(msg[skfOffset+6:])
+		if num == 0 || num > total {
+			return nil, fmt.Errorf("ikecrypto: invalid fragment %d of %d (RFC 7383 §2.6)", num, total)
+		}
+	}
+	return c.open(msg, skfOffset, skfHeaderLen, wire.PayloadSKF)
+}
