@@ -47,18 +47,18 @@ func buildSession(t *testing.T) *session {
 	t.Helper()
 	rnd := &detRand{}
 	var (
-		s         session
-		ni, nr    = bytes.Repeat([]byte{0x11}, 32), bytes.Repeat([]byte{0x22}, 32)
-		spii      = uint64(0x1111222233334444)
-		spir      = uint64(0x5555666677778888)
-		ue        = netip.MustParseAddrPort("192.0.2.10:500")
-		gw        = netip.MustParseAddrPort("198.51.100.1:500")
-		ue4500    = netip.AddrPortFrom(ue.Addr(), 4500)
-		gw4500    = netip.AddrPortFrom(gw.Addr(), 4500)
-		ue2       = netip.MustParseAddrPort("203.0.113.20:4500")
-		dhI, _    = ikecrypto.NewDH(wire.DHCurve25519, rnd)
-		dhR, _    = ikecrypto.NewDH(wire.DHCurve25519, rnd)
-		ikeCBC    = wire.Proposal{Number: 1, Protocol: wire.ProtoIKE, Transforms: []wire.Transform{
+		s      session
+		ni, nr = bytes.Repeat([]byte{0x11}, 32), bytes.Repeat([]byte{0x22}, 32)
+		spii   = uint64(0x1111222233334444)
+		spir   = uint64(0x5555666677778888)
+		ue     = netip.MustParseAddrPort("192.0.2.10:500")
+		gw     = netip.MustParseAddrPort("198.51.100.1:500")
+		ue4500 = netip.AddrPortFrom(ue.Addr(), 4500)
+		gw4500 = netip.AddrPortFrom(gw.Addr(), 4500)
+		ue2    = netip.MustParseAddrPort("203.0.113.20:4500")
+		dhI, _ = ikecrypto.NewDH(wire.DHCurve25519, rnd)
+		dhR, _ = ikecrypto.NewDH(wire.DHCurve25519, rnd)
+		ikeCBC = wire.Proposal{Number: 1, Protocol: wire.ProtoIKE, Transforms: []wire.Transform{
 			{Type: wire.TransformENCR, ID: uint16(wire.EncrAESCBC), Attributes: []wire.Attribute{wire.KeyLengthAttr(128)}},
 			{Type: wire.TransformPRF, ID: uint16(wire.PRFHMACSHA2256)},
 			{Type: wire.TransformINTEG, ID: uint16(wire.IntegHMACSHA2256128)},
