@@ -133,7 +133,7 @@ func describe(ps []wire.Payload) []string {
 		case *wire.EncryptedFragment:
 			s = fmt.Sprintf("SKF %d/%d first=%s (%d octets)", p.Number, p.Total, p.First, len(p.Body))
 		default:
-			s = fmt.Sprintf("%s", p.Type())
+			s = p.Type().String()
 		}
 		out = append(out, s)
 	}
