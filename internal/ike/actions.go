@@ -1,0 +1,122 @@
+package ike
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// Datagram is one UDP payload with its addresses, as seen by the engine:
+// on port 4500 it includes the non-ESP marker (RFC 3948 §2.2).
+type Datagram struct {
+	Local, Remote netip.AddrPort
+	Data          []byte
+}
+
+// Action is something the engine asks its driver to do.
+type Action interface{ isAction() }
+
+// Send transmits a datagram from Local to Remote.
+type Send struct{ Datagram }
+
+// InstallChild installs both directions of a Child SA in the data plane.
+type InstallChild struct{ SA ChildSA }
+
+// UpdateChild changes what a later exchange changed about an installed
+// Child SA: its outer addresses (MOBIKE), or that it may now carry
+// outbound traffic (a responder's rekeyed SA, RFC 7296 §2.8).
+type UpdateChild struct{ SA ChildSA }
+
+// DeleteChild removes a Child SA from the data plane.
+type DeleteChild struct {
+	IKESA         uint64
+	InSPI, OutSPI uint32
+}
+
+// ArmTimer asks to be called (Tick) at At; it replaces any earlier request.
+type ArmTimer struct{ At time.Time }
+
+// Event tells observers (logs, CLI, metrics, tests) what happened.
+type Event struct {
+	Kind   EventKind
+	IKESA  uint64
+	Conn   string
+	Child  uint32 // inbound SPI of the Child SA concerned, if any
+	Notify wire.NotifyType
+	Detail string
+}
+
+func (Send) isAction()         {}
+func (InstallChild) isAction() {}
+func (UpdateChild) isAction()  {}
+func (DeleteChild) isAction()  {}
+func (ArmTimer) isAction()     {}
+func (Event) isAction()        {}
+
+// EventKind names an observable state change.
+type EventKind int
+
+const (
+	EventIKEUp EventKind = iota + 1
+	EventIKEDown
+	EventIKEFailed
+	EventIKERekeyed
+	EventChildUp
+	EventChildDown
+	EventChildFailed
+	EventChildRekeyed
+	EventRetransmit
+	EventDropped // a message was dropped; Detail says why
+	EventAddressUpdate
+	EventVirtualIP
+)
+
+var eventNames = map[EventKind]string{
+	EventIKEUp: "ike-up", EventIKEDown: "ike-down", EventIKEFailed: "ike-failed",
+	EventIKERekeyed: "ike-rekeyed", EventChildUp: "child-up", EventChildDown: "child-down",
+	EventChildFailed: "child-failed", EventChildRekeyed: "child-rekeyed",
+	EventRetransmit: "retransmit", EventDropped: "dropped", EventAddressUpdate: "address-update",
+	EventVirtualIP: "virtual-ip",
+}
+
+func (k EventKind) String() string { return eventNames[k] }
+
+// ChildSA is what the data plane needs to carry a Child SA.
+type ChildSA struct {
+	IKESA    uint64
+	Name     string
+	InSPI    uint32
+	OutSPI   uint32
+	Protocol wire.ProtocolID
+	Mode     Mode
+
+	Encr    wire.EncrID
+	KeyBits int
+	Integ   wire.IntegID
+	ESN     bool
+
+	EncKeyIn, IntegKeyIn   []byte
+	EncKeyOut, IntegKeyOut []byte
+
+	LocalTS, RemoteTS []wire.Selector
+	Local, Remote     netip.AddrPort
+	Encap             bool // UDP encapsulation (RFC 3948)
+	Outbound          bool // may carry outbound traffic now
+
+	SoftBytes, HardBytes uint64
+}
+
+// IKEKeys exports an IKE SA's keys for a Wireshark decryption table. It
+// is emitted only when Config.ExportKeys is set (a debugging aid).
+type IKEKeys struct {
+	IKESA      uint64
+	SPIi, SPIr uint64
+	Encr       wire.EncrID
+	KeyBits    int
+	Integ      wire.IntegID
+	SKei, SKer []byte
+	SKai, SKar []byte
+}
+
+func (IKEKeys) isAction() {}

@@ -1,0 +1,232 @@
+package ike
+
+import (
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// Config is everything the engine needs from outside: policy, and the
+// randomness it may use. It never reads a clock or a socket.
+type Config struct {
+	Connections []*Connection
+	Rand        io.Reader
+	Logger      *slog.Logger
+
+	Retransmit Retransmit
+
+	// HalfOpenTimeout drops a responder SA that never saw IKE_AUTH.
+	HalfOpenTimeout time.Duration
+	// CookieThreshold is the number of half-open SAs from which
+	// IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6).
+	CookieThreshold int
+	// MaxHalfOpen caps half-open SAs outright: beyond it requests are
+	// dropped, so unauthenticated peers cannot grow our state unbounded.
+	MaxHalfOpen int
+	// MaxIKESAs caps all IKE SAs.
+	MaxIKESAs int
+	// DeleteTimeout bounds how long a rekeyed IKE SA waits for the
+	// peer's Delete before it is dropped.
+	DeleteTimeout time.Duration
+	// ExportKeys emits IKEKeys actions so a key log can be written.
+	ExportKeys bool
+	// RetryTemporaryFailure is the base delay before retrying an exchange
+	// refused with TEMPORARY_FAILURE (RFC 7296 §2.25: not immediately).
+	RetryTemporaryFailure time.Duration
+}
+
+// Retransmit is the request retransmission schedule (RFC 7296 §2.4):
+// Timeout·Base^n for try n, giving up after Tries retransmissions.
+type Retransmit struct {
+	Timeout time.Duration
+	Base    float64
+	Tries   int
+}
+
+func (c *Config) setDefaults() {
+	if c.Retransmit.Timeout == 0 {
+		c.Retransmit = Retransmit{Timeout: 4 * time.Second, Base: 1.8, Tries: 5} // strongSwan's defaults, ~165 s in all
+	}
+	if c.HalfOpenTimeout == 0 {
+		c.HalfOpenTimeout = 30 * time.Second
+	}
+	if c.CookieThreshold == 0 {
+		c.CookieThreshold = 10
+	}
+	if c.MaxHalfOpen == 0 {
+		c.MaxHalfOpen = 5000
+	}
+	if c.MaxIKESAs == 0 {
+		c.MaxIKESAs = 200000
+	}
+	if c.DeleteTimeout == 0 {
+		c.DeleteTimeout = 30 * time.Second
+	}
+	if c.RetryTemporaryFailure == 0 {
+		c.RetryTemporaryFailure = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// AuthKind is how one side proves its identity.
+type AuthKind int
+
+const (
+	AuthPSK    AuthKind = iota + 1 // shared key MIC (RFC 7296 §2.15)
+	AuthPubkey                     // signature with a certified key
+)
+
+func (a AuthKind) String() string {
+	switch a {
+	case AuthPSK:
+		return "psk"
+	case AuthPubkey:
+		return "pubkey"
+	}
+	return fmt.Sprintf("auth(%d)", int(a))
+}
+
+// ID is an IKE identity (IDi/IDr body).
+type ID struct {
+	Type wire.IDType
+	Data []byte
+}
+
+// Any reports whether the ID is unset: it then matches every peer.
+func (i ID) Any() bool { return i.Type == 0 }
+
+// Connection is one configured peer relationship.
+type Connection struct {
+	Name string
+
+	// Local and Remote are the IKE endpoints. The initiator sends to
+	// Remote; a responder accepts peers from Remote when it is set.
+	LocalAddrs  []netip.Addr
+	RemoteAddrs []netip.Addr
+	RemotePort  uint16 // default 500
+
+	LocalID, RemoteID ID
+	LocalAuth         AuthKind
+	RemoteAuth        AuthKind
+	PSK               []byte
+	Key               crypto.Signer
+	Certs             []*x509.Certificate // ours, end-entity first
+	CAs               []*x509.Certificate // trusted for the peer's certificate
+	RSAPSS            bool
+
+	IKE      []proposal.Proposal
+	Children []*ChildConfig
+
+	RekeyTime  time.Duration // IKE SA rekey; 0 = never
+	ReauthTime time.Duration // reauthentication instead of/after rekey; 0 = never
+	OverTime   time.Duration // hard limit after RekeyTime/ReauthTime
+	RandTime   time.Duration // jitter subtracted from the soft times
+	DPDDelay   time.Duration // liveness check when nothing arrived this long
+
+	MOBIKE bool
+
+	// Pools assign virtual addresses (responder, CP CFG_REPLY).
+	Pools []*Pool
+	// RequestVIPs asks the responder for addresses (initiator, CP CFG_REQUEST).
+	RequestVIP4, RequestVIP6 bool
+
+	// SendInitialContact sends INITIAL_CONTACT in the first IKE_AUTH
+	// when no other IKE SA to this peer exists (RFC 7296 §2.4).
+	SendInitialContact bool
+	// PreferPeerProposals selects in the peer's order instead of ours.
+	PreferPeerProposals bool
+	// ForceEncap always uses UDP encapsulation on port 4500.
+	ForceEncap bool
+}
+
+func (c *Connection) remotePort() uint16 {
+	if c.RemotePort == 0 {
+		return 500
+	}
+	return c.RemotePort
+}
+
+// Mode is the IPsec mode of a Child SA.
+type Mode int
+
+const (
+	Tunnel Mode = iota
+	Transport
+)
+
+func (m Mode) String() string {
+	if m == Transport {
+		return "transport"
+	}
+	return "tunnel"
+}
+
+// ChildConfig is one configured Child SA.
+type ChildConfig struct {
+	Name string
+	ESP  []proposal.Proposal
+	// LocalTS/RemoteTS are our policy; with Dynamic* the side's IKE
+	// address (or assigned virtual IP) is used instead.
+	LocalTS, RemoteTS           []wire.Selector
+	DynamicLocal, DynamicRemote bool
+	Mode                        Mode
+
+	RekeyTime, LifeTime   time.Duration
+	RekeyBytes, LifeBytes uint64
+	RandTime              time.Duration
+	// Start brings this child up with the IKE SA (in IKE_AUTH or after).
+	Start bool
+}
+
+func (c *ChildConfig) pfsGroup() wire.DHGroup { return proposal.FirstDH(c.ESP) }
+
+// Validate reports configuration errors the engine cannot work with.
+func (c *Connection) Validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("connection without a name")
+	}
+	if len(c.IKE) == 0 {
+		return fmt.Errorf("connection %s: no IKE proposals", c.Name)
+	}
+	for _, side := range []struct {
+		what string
+		k    AuthKind
+	}{{"local", c.LocalAuth}, {"remote", c.RemoteAuth}} {
+		switch side.k {
+		case AuthPSK:
+			if len(c.PSK) == 0 {
+				return fmt.Errorf("connection %s: %s auth psk without a secret", c.Name, side.what)
+			}
+		case AuthPubkey:
+		default:
+			return fmt.Errorf("connection %s: %s auth must be psk or pubkey", c.Name, side.what)
+		}
+	}
+	if c.LocalAuth == AuthPubkey && (c.Key == nil || len(c.Certs) == 0) {
+		return fmt.Errorf("connection %s: local auth pubkey needs a private key and a certificate", c.Name)
+	}
+	if c.RemoteAuth == AuthPubkey && len(c.CAs) == 0 {
+		return fmt.Errorf("connection %s: remote auth pubkey needs at least one CA certificate", c.Name)
+	}
+	if c.LocalID.Any() {
+		return fmt.Errorf("connection %s: no local identity", c.Name)
+	}
+	for _, ch := range c.Children {
+		if len(ch.ESP) == 0 {
+			return fmt.Errorf("connection %s child %s: no ESP proposals", c.Name, ch.Name)
+		}
+		if len(ch.LocalTS) == 0 && !ch.DynamicLocal || len(ch.RemoteTS) == 0 && !ch.DynamicRemote {
+			return fmt.Errorf("connection %s child %s: traffic selectors missing", c.Name, ch.Name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,350 @@
+package ike
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/mifike/mifike/internal/ikecrypto"
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// childCreateTask creates a Child SA, or rekeys one (REKEY_SA), with a
+// CREATE_CHILD_SA exchange (RFC 7296 §1.3.1, §1.3.3).
+type childCreateTask struct {
+	cfg   *ChildConfig
+	rekey *childSA
+	group wire.DHGroup // after INVALID_KE_PAYLOAD
+	tries int
+
+	req *childRequest
+	ni  []byte
+	dh  *ikecrypto.DH
+}
+
+func (t *childCreateTask) String() string {
+	if t.rekey != nil {
+		return fmt.Sprintf("rekey child %s %08x", t.cfg.Name, t.rekey.inSPI)
+	}
+	return "create child " + t.cfg.Name
+}
+
+func (t *childCreateTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state != stateEstablished {
+		return 0, nil, errSkip
+	}
+	if t.rekey != nil {
+		if t.rekey.state != childInstalled || t.rekey.ike != sa {
+			return 0, nil, errSkip // deleted, or rekeyed by the peer meanwhile
+		}
+		t.rekey.state = childRekeying
+	}
+	group := t.group
+	if group == 0 {
+		group = t.cfg.pfsGroup()
+	}
+	t.req = sa.newChildRequest(t.cfg, t.rekey, true)
+	t.ni = sa.e.nonce()
+	var ps []wire.Payload
+	if t.rekey != nil {
+		// REKEY_SA names the SA by the SPI we receive on (§1.3.3).
+		ps = append(ps, &wire.Notify{Protocol: wire.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, t.rekey.inSPI), NotifyType: wire.NotifyRekeySA})
+	}
+	ps = append(ps, t.req.offered, &wire.Nonce{Data: t.ni})
+	if group != 0 {
+		dh, err := ikecrypto.NewDH(group, sa.e.cfg.Rand)
+		if err != nil {
+			t.abort(sa, err.Error())
+			return 0, nil, err
+		}
+		t.dh = dh
+		ps = append(ps, &wire.KE{Group: group, Data: dh.Public()})
+	}
+	ps = append(ps, t.req.payloads()[1:]...)
+	return wire.CreateChildSA, ps, nil
+}
+
+func (t *childCreateTask) abort(sa *ikeSA, reason string) {
+	if t.req != nil {
+		t.req.release(sa)
+	}
+	if t.rekey != nil && t.rekey.state == childRekeying {
+		t.rekey.state = childInstalled
+	}
+}
+
+func (t *childCreateTask) process(sa *ikeSA, m *message) {
+	e := sa.e
+	if n := m.errorNotify(); n != nil {
+		t.refused(sa, n)
+		return
+	}
+	nonce, ok := wire.First[*wire.Nonce](m.payloads)
+	if !ok {
+		t.abort(sa, "no nonce")
+		e.event(sa, EventChildFailed, t.String()+": response without Nonce")
+		return
+	}
+	var gir []byte
+	if t.dh != nil {
+		ke, ok := wire.First[*wire.KE](m.payloads)
+		if !ok || ke.Group != t.dh.Group() {
+			t.abort(sa, "KE")
+			e.event(sa, EventChildFailed, t.String()+": "+errNoKE.Error())
+			return
+		}
+		var err error
+		if gir, err = t.dh.Shared(ke.Data); err != nil {
+			// RFC 6989 §2.5: a bad KE in a response → delete the IKE SA.
+			t.abort(sa, err.Error())
+			sa.queue(&ikeDeleteTask{})
+			return
+		}
+	}
+	c, err := t.req.complete(sa, m, t.ni, nonce.Data, gir)
+	if err != nil {
+		t.abort(sa, err.Error())
+		e.event(sa, EventChildFailed, err.Error())
+		// The responder may have installed an SA we cannot use: delete it.
+		if respSA, ok := wire.First[*wire.SA](m.payloads); ok && len(respSA.Proposals) == 1 && len(respSA.Proposals[0].SPI) == 4 {
+			sa.queue(&childDeleteTask{orphan: t.req.inSPI})
+		}
+		return
+	}
+	if t.rekey == nil {
+		return
+	}
+	old := t.rekey
+	c.replaces = old
+	if p := old.peerRekey; p != nil && p.state != childGone {
+		// Both sides rekeyed old at once (§2.8.1): the SA made by the
+		// exchange holding the lowest nonce is redundant and deleted by
+		// its initiator; the winner's initiator deletes the old SA.
+		if lowestNonceIn([2][]byte{t.ni, nonce.Data}, old.peerNonces) {
+			e.log.Info("child rekey collision lost, deleting our redundant SA", "ike", sa.id, "child", c.cfg.Name)
+			if old.state != childGone {
+				old.state = childRekeyed
+				old.replacedBy = p
+			}
+			c.replacedBy = p
+			c.outbound = false
+			e.emit(UpdateChild{SA: c.params()})
+			if old.state == childGone && p.state == childInstalled {
+				p.activateOutbound() // the winner already deleted old
+			}
+			sa.queueFront(&childDeleteTask{child: c, redundant: true})
+			return
+		}
+		e.log.Info("child rekey collision won", "ike", sa.id, "child", c.cfg.Name)
+		p.replacedBy = c
+	}
+	if old.state == childGone {
+		// The peer deleted the old SA while our rekey was in flight
+		// (§2.25 table: answered "as normal"); the new SA stands alone.
+		return
+	}
+	old.state = childRekeyed
+	old.replacedBy = c
+	old.rekeyT.cancel()
+	if old.outbound {
+		old.outbound = false
+		e.emit(UpdateChild{SA: old.params()})
+	}
+	e.emit(Event{Kind: EventChildRekeyed, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI,
+		Detail: fmt.Sprintf("%s %08x -> %08x", c.cfg.Name, old.inSPI, c.inSPI)})
+	// §2.8: the rekey initiator deletes the old SA.
+	sa.queueFront(&childDeleteTask{child: old})
+}
+
+// refused handles an error answer to CREATE_CHILD_SA (§1.3, §2.25).
+func (t *childCreateTask) refused(sa *ikeSA, n *wire.Notify) {
+	e := sa.e
+	t.abort(sa, n.NotifyType.String())
+	switch n.NotifyType {
+	case wire.NotifyInvalidKEPayload:
+		g, err := n.Uint16()
+		if err == nil && proposal.AcceptsDH(t.cfg.ESP, wire.DHGroup(g)) && t.tries < 2 {
+			sa.queueFront(&childCreateTask{cfg: t.cfg, rekey: t.rekey, group: wire.DHGroup(g), tries: t.tries + 1})
+			return
+		}
+	case wire.NotifyTemporaryFailure:
+		// A colliding rekey of the peer will finish the job; otherwise
+		// retry later, not at once (§2.25).
+		if t.rekey != nil && t.rekey.peerRekey != nil {
+			return
+		}
+		if t.tries < 5 {
+			retry := &childCreateTask{cfg: t.cfg, rekey: t.rekey, group: t.group, tries: t.tries + 1}
+			sa.retryLater(retry, t.tries)
+			return
+		}
+	case wire.NotifyChildSANotFound:
+		// §2.25: the peer lost the SA; drop ours and start afresh.
+		if t.rekey != nil && t.rekey.state != childGone {
+			t.rekey.remove("peer does not know it (CHILD_SA_NOT_FOUND)")
+			sa.queue(&childCreateTask{cfg: t.cfg})
+			return
+		}
+	}
+	e.event(sa, EventChildFailed, fmt.Sprintf("%s refused: %s", t, n.NotifyType))
+}
+
+// retryLater requeues t after a growing, jittered delay.
+func (sa *ikeSA) retryLater(t task, n int) {
+	e := sa.e
+	d := e.cfg.RetryTemporaryFailure * time.Duration(1<<min(n, 6))
+	d = e.jitter(d+d/2, d/2)
+	e.after(d, func() {
+		if sa.state == stateEstablished {
+			sa.queue(t)
+		} else {
+			t.abort(sa, "IKE SA no longer established")
+		}
+	})
+}
+
+// queueFront runs t before anything else queued (a Delete that completes
+// a rekey must not wait behind unrelated work).
+func (sa *ikeSA) queueFront(t task) {
+	sa.tasks = append([]task{t}, sa.tasks...)
+	sa.next()
+}
+
+// respondCreateChild is the responder's CREATE_CHILD_SA: an IKE SA rekey
+// (or clone), a Child SA rekey, or a new Child SA.
+func (sa *ikeSA) respondCreateChild(m *message) {
+	offered, ok := wire.First[*wire.SA](m.payloads)
+	nonce, okN := wire.First[*wire.Nonce](m.payloads)
+	if !ok || !okN || len(offered.Proposals) == 0 {
+		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
+		sa.e.destroy(sa, "CREATE_CHILD_SA request without SA or Nonce")
+		return
+	}
+	if offered.Proposals[0].Protocol == wire.ProtoIKE {
+		sa.respondIKERekey(m, offered, nonce)
+		return
+	}
+	sa.respondChild(m, nonce)
+}
+
+func (sa *ikeSA) respondChild(m *message, nonce *wire.Nonce) {
+	e := sa.e
+	// While the IKE SA is being rekeyed or deleted no new Child SA
+	// (§2.25 table).
+	if sa.state != stateEstablished || sa.ikeRekeyInFlight() {
+		sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
+		return
+	}
+	var rekey *childSA
+	if n := m.notify(wire.NotifyRekeySA); n != nil {
+		if len(n.SPI) != 4 || (n.Protocol != wire.ProtoESP && n.Protocol != wire.ProtoAH) {
+			sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
+			e.destroy(sa, "malformed REKEY_SA")
+			return
+		}
+		spi := binary.BigEndian.Uint32(n.SPI)
+		rekey = sa.childByOutSPI(spi)
+		if rekey == nil && sa.childRequestInFlight() {
+			// The SA may be the one our outstanding request is about to
+			// create (the peer answered it, we have not seen the answer):
+			// "not found" would be final, so ask for a retry (§2.25).
+			sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
+			return
+		}
+		if rekey == nil {
+			// §2.25: answer with the SPI copied from REKEY_SA.
+			sa.respond(m, []wire.Payload{&wire.Notify{Protocol: n.Protocol, SPI: n.SPI, NotifyType: wire.NotifyChildSANotFound}})
+			return
+		}
+		switch rekey.state {
+		case childDeleting, childRekeyed, childGone:
+			sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
+			return
+		}
+	}
+	var gir []byte
+	var kePayload *wire.KE
+	var dh *ikecrypto.DH
+	ke, hasKE := wire.First[*wire.KE](m.payloads)
+	nr := e.nonce()
+	ps, c, nt := sa.acceptChild(m, nonce.Data, nr, nil, rekey)
+	if nt == 0 && c.neg.DH != 0 {
+		// PFS (§1.3.1): the KE must be in the chosen group.
+		if !hasKE || ke.Group != c.neg.DH {
+			e.releaseChildSPI(c.inSPI)
+			sa.respond(m, errorNotify(wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(c.neg.DH))))
+			return
+		}
+		var err error
+		if dh, err = ikecrypto.NewDH(c.neg.DH, e.cfg.Rand); err == nil {
+			gir, err = dh.Shared(ke.Data)
+		}
+		if err != nil {
+			// RFC 6989 §2.5: a bad KE in a request is INVALID_SYNTAX,
+			// which ends the IKE SA.
+			e.releaseChildSPI(c.inSPI)
+			sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
+			e.destroy(sa, "invalid KE public value in CREATE_CHILD_SA")
+			return
+		}
+		if err := c.deriveKeys(nonce.Data, nr, gir, false); err != nil {
+			e.releaseChildSPI(c.inSPI)
+			sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
+			return
+		}
+		kePayload = &wire.KE{Group: c.neg.DH, Data: dh.Public()}
+	}
+	if nt != 0 {
+		if nt == wire.NotifyInvalidSyntax {
+			sa.respond(m, errorNotify(nt, nil))
+			e.destroy(sa, "malformed CREATE_CHILD_SA request")
+			return
+		}
+		sa.respond(m, errorNotify(nt, nil))
+		return
+	}
+	out := []wire.Payload{ps[0], &wire.Nonce{Data: nr}}
+	if kePayload != nil {
+		out = append(out, kePayload)
+	}
+	out = append(out, ps[1:]...)
+	sa.respond(m, out)
+	if rekey != nil {
+		c.replaces = rekey
+		if rekey.state == childRekeying {
+			// Our own rekey of this SA is in flight: remember the peer's
+			// result and nonces for the §2.8.1 tie-break.
+			rekey.peerRekey = c
+			rekey.peerNonces = [2][]byte{bytes.Clone(nonce.Data), nr}
+		} else {
+			rekey.state = childRekeyed
+			rekey.replacedBy = c
+			rekey.rekeyT.cancel()
+		}
+	}
+	c.install()
+}
+
+// childRequestInFlight reports a request of ours whose answer may create
+// a Child SA.
+func (sa *ikeSA) childRequestInFlight() bool {
+	if sa.pending == nil {
+		return false
+	}
+	switch sa.pending.task.(type) {
+	case *childCreateTask, *ikeAuthTask:
+		return true
+	}
+	return false
+}
+
+// ikeRekeyInFlight reports an IKE rekey we initiated and still wait for.
+func (sa *ikeSA) ikeRekeyInFlight() bool {
+	if sa.pending == nil {
+		return false
+	}
+	_, ok := sa.pending.task.(*ikeRekeyTask)
+	return ok
+}

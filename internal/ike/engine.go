@@ -1,0 +1,359 @@
+package ike
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// Engine is the sans-I/O IKEv2 state machine of one host. Each method takes
+// the current time, handles one event (a datagram, a timer, a command) and
+// returns what the driver must do. It is not safe for concurrent use: the
+// daemon drives it from one event loop, tests from one goroutine.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+	now time.Time
+	out []Action
+
+	sas      map[uint64]*ikeSA // by our SPI
+	byID     map[uint64]*ikeSA // by engine-local id (CLI handle)
+	halfOpen map[halfOpenKey]*ikeSA
+	children map[uint32]*childSA // by inbound SPI
+	nextID   uint64
+
+	timers   timerHeap
+	timerSeq uint64
+	armed    time.Time
+
+	cookieSecret [32]byte
+	stats        Stats
+}
+
+// Stats counts what an operator wants to graph.
+type Stats struct {
+	Exchanges       map[wire.ExchangeType]uint64
+	Retransmissions uint64
+	Dropped         uint64
+	NotifiesSent    map[wire.NotifyType]uint64
+	NotifiesRecv    map[wire.NotifyType]uint64
+}
+
+// halfOpenKey finds a retransmitted IKE_SA_INIT request. SPIi and address
+// are not unique (two hosts behind one NAT), so a hash of the whole
+// request is part of the key (RFC 7296 §2.1).
+type halfOpenKey struct {
+	spiI   uint64
+	remote netip.AddrPort
+	hash   [32]byte
+}
+
+// New checks cfg and returns an engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Rand == nil {
+		return nil, errors.New("ike: Config.Rand is required (the engine has no randomness of its own)")
+	}
+	cfg.setDefaults()
+	names := map[string]bool{}
+	for _, c := range cfg.Connections {
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		if names[c.Name] {
+			return nil, fmt.Errorf("ike: two connections named %s", c.Name)
+		}
+		names[c.Name] = true
+	}
+	e := &Engine{
+		cfg: cfg, log: cfg.Logger,
+		sas: map[uint64]*ikeSA{}, byID: map[uint64]*ikeSA{}, halfOpen: map[halfOpenKey]*ikeSA{},
+		children: map[uint32]*childSA{},
+		stats: Stats{Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{},
+			NotifiesRecv: map[wire.NotifyType]uint64{}},
+	}
+	if _, err := io.ReadFull(cfg.Rand, e.cookieSecret[:]); err != nil {
+		return nil, fmt.Errorf("ike: reading randomness: %w", err)
+	}
+	return e, nil
+}
+
+// begin and end bracket every entry point: set the clock, fire due
+// timers, and hand back the actions with a fresh ArmTimer if needed.
+func (e *Engine) begin(now time.Time) {
+	if now.After(e.now) {
+		e.now = now
+	}
+	e.out = nil
+}
+
+func (e *Engine) end() []Action {
+	e.runTimers()
+	if at, ok := e.NextTimer(); ok && !at.Equal(e.armed) {
+		e.armed = at
+		e.out = append(e.out, ArmTimer{At: at})
+	}
+	out := e.out
+	e.out = nil
+	return out
+}
+
+// Tick fires the timers due at now.
+func (e *Engine) Tick(now time.Time) []Action {
+	e.begin(now)
+	e.armed = time.Time{}
+	return e.end()
+}
+
+// Receive handles one datagram addressed to an IKE port.
+func (e *Engine) Receive(now time.Time, d Datagram) []Action {
+	e.begin(now)
+	e.receive(d)
+	return e.end()
+}
+
+// Initiate starts connection conn from local to the connection's remote
+// address (remote overrides it when valid). It returns the new IKE SA's id.
+func (e *Engine) Initiate(now time.Time, conn string, local, remote netip.AddrPort) (uint64, []Action, error) {
+	e.begin(now)
+	c := e.connection(conn)
+	if c == nil {
+		return 0, e.end(), fmt.Errorf("ike: no connection named %q", conn)
+	}
+	if !remote.IsValid() {
+		if len(c.RemoteAddrs) == 0 {
+			return 0, e.end(), fmt.Errorf("ike: connection %s has no remote address to initiate to", conn)
+		}
+		remote = netip.AddrPortFrom(c.RemoteAddrs[0], c.remotePort())
+	}
+	if !local.IsValid() {
+		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", conn)
+	}
+	sa, err := e.initiate(c, local, remote)
+	if err != nil {
+		return 0, e.end(), err
+	}
+	return sa.id, e.end(), nil
+}
+
+// Rekey rekeys the IKE SA id, or its Child SA with inbound SPI child.
+func (e *Engine) Rekey(now time.Time, id uint64, child uint32) ([]Action, error) {
+	e.begin(now)
+	sa := e.byID[id]
+	if sa == nil || sa.state != stateEstablished {
+		return e.end(), fmt.Errorf("ike: no established IKE SA %d", id)
+	}
+	if child == 0 {
+		sa.queue(&ikeRekeyTask{})
+		return e.end(), nil
+	}
+	c := sa.child(child)
+	if c == nil {
+		return e.end(), fmt.Errorf("ike: IKE SA %d has no Child SA %08x", id, child)
+	}
+	sa.queue(&childCreateTask{cfg: c.cfg, rekey: c})
+	return e.end(), nil
+}
+
+// CreateChild creates another Child SA of config child on IKE SA id.
+func (e *Engine) CreateChild(now time.Time, id uint64, child string) ([]Action, error) {
+	e.begin(now)
+	sa := e.byID[id]
+	if sa == nil || sa.state != stateEstablished {
+		return e.end(), fmt.Errorf("ike: no established IKE SA %d", id)
+	}
+	cfg := sa.conn.child(child)
+	if cfg == nil {
+		return e.end(), fmt.Errorf("ike: connection %s has no child %q", sa.conn.Name, child)
+	}
+	sa.queue(&childCreateTask{cfg: cfg})
+	return e.end(), nil
+}
+
+// Terminate deletes the IKE SA id (with its Child SAs), or only its Child
+// SA with inbound SPI child.
+func (e *Engine) Terminate(now time.Time, id uint64, child uint32) ([]Action, error) {
+	e.begin(now)
+	sa := e.byID[id]
+	if sa == nil {
+		return e.end(), fmt.Errorf("ike: no IKE SA %d", id)
+	}
+	if child != 0 {
+		c := sa.child(child)
+		if c == nil {
+			return e.end(), fmt.Errorf("ike: IKE SA %d has no Child SA %08x", id, child)
+		}
+		sa.queue(&childDeleteTask{child: c})
+		return e.end(), nil
+	}
+	if sa.state != stateEstablished {
+		e.destroy(sa, "terminated before it was established")
+		return e.end(), nil
+	}
+	if old := sa.collidedWith; old != nil && old.state == stateEstablished {
+		// Still undecided which SA survives the rekey collision: delete
+		// whichever does (the task follows the handover).
+		sa = old
+	}
+	sa.queue(&ikeDeleteTask{})
+	return e.end(), nil
+}
+
+// CheckLiveness sends a liveness check (empty INFORMATIONAL) on IKE SA id.
+func (e *Engine) CheckLiveness(now time.Time, id uint64) ([]Action, error) {
+	e.begin(now)
+	sa := e.byID[id]
+	if sa == nil || sa.state != stateEstablished {
+		return e.end(), fmt.Errorf("ike: no established IKE SA %d", id)
+	}
+	sa.queue(&dpdTask{})
+	return e.end(), nil
+}
+
+// ChildLimit reports that the data plane hit a Child SA's byte or
+// sequence-number limit: soft starts a rekey, hard deletes it.
+func (e *Engine) ChildLimit(now time.Time, inSPI uint32, hard bool) []Action {
+	e.begin(now)
+	if c := e.children[inSPI]; c != nil {
+		if hard {
+			c.ike.queue(&childDeleteTask{child: c})
+		} else {
+			c.softExpired()
+		}
+	}
+	return e.end()
+}
+
+// Inbound tells the engine a Child SA received traffic, which counts as
+// liveness (RFC 7296 §2.4) and, for a responder's rekeyed SA, lets it
+// start sending on the new SA (§2.8).
+func (e *Engine) Inbound(now time.Time, inSPI uint32) []Action {
+	e.begin(now)
+	if c := e.children[inSPI]; c != nil {
+		c.ike.lastInbound = e.now
+		if !c.outbound && c.state == childInstalled {
+			c.activateOutbound()
+		}
+	}
+	return e.end()
+}
+
+// Shutdown deletes every IKE SA, sending Delete to each peer.
+func (e *Engine) Shutdown(now time.Time) []Action {
+	e.begin(now)
+	for _, sa := range e.sortedSAs() {
+		if sa.state == stateEstablished {
+			// One unanswered Delete is all a shutting-down host can do.
+			sa.sendOneShot(wire.Informational, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
+		}
+		e.destroy(sa, "shutdown")
+	}
+	return e.end()
+}
+
+func (e *Engine) connection(name string) *Connection {
+	for _, c := range e.cfg.Connections {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (c *Connection) child(name string) *ChildConfig {
+	for _, ch := range c.Children {
+		if ch.Name == name {
+			return ch
+		}
+	}
+	return nil
+}
+
+// random fills b from the injected source. A failing source is a broken
+// host, not a protocol event: the engine cannot continue safely.
+func (e *Engine) random(b []byte) {
+	if _, err := io.ReadFull(e.cfg.Rand, b); err != nil {
+		panic("ike: randomness source failed: " + err.Error())
+	}
+}
+
+func (e *Engine) randomUint64() uint64 {
+	var b [8]byte
+	e.random(b[:])
+	return binary.BigEndian.Uint64(b[:])
+}
+
+func (e *Engine) nonce() []byte {
+	b := make([]byte, 32)
+	e.random(b)
+	return b
+}
+
+// newSPI returns a fresh, non-zero IKE SPI not in use here.
+func (e *Engine) newSPI() uint64 {
+	for {
+		s := e.randomUint64()
+		if _, used := e.sas[s]; s != 0 && !used {
+			return s
+		}
+	}
+}
+
+// newChildSPI returns a fresh inbound ESP SPI; 1-255 are reserved
+// (RFC 4303 §2.1).
+func (e *Engine) newChildSPI() uint32 {
+	for {
+		var b [4]byte
+		e.random(b[:])
+		s := binary.BigEndian.Uint32(b[:])
+		if _, used := e.children[s]; s > 255 && !used {
+			e.children[s] = nil // reserved until the Child SA exists or the exchange fails
+			return s
+		}
+	}
+}
+
+func (e *Engine) releaseChildSPI(s uint32) {
+	if c, ok := e.children[s]; ok && c == nil {
+		delete(e.children, s)
+	}
+}
+
+func (e *Engine) emit(a Action) { e.out = append(e.out, a) }
+
+func (e *Engine) event(sa *ikeSA, k EventKind, detail string) {
+	ev := Event{Kind: k, Detail: detail}
+	if sa != nil {
+		ev.IKESA, ev.Conn = sa.id, sa.conn.Name
+	}
+	e.emit(ev)
+}
+
+func (e *Engine) drop(reason string, args ...any) {
+	e.stats.Dropped++
+	e.log.Debug("dropped message: "+reason, args...)
+}
+
+func requestHash(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// Stats returns a copy of the counters.
+func (e *Engine) Stats() Stats {
+	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped,
+		Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{}, NotifiesRecv: map[wire.NotifyType]uint64{}}
+	for k, v := range e.stats.Exchanges {
+		s.Exchanges[k] = v
+	}
+	for k, v := range e.stats.NotifiesSent {
+		s.NotifiesSent[k] = v
+	}
+	for k, v := range e.stats.NotifiesRecv {
+		s.NotifiesRecv[k] = v
+	}
+	return s
+}

@@ -1,0 +1,192 @@
+package ike_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// RFC 7296 §1.2: the responder asks for another group with
+// INVALID_KE_PAYLOAD and the initiator retries with it, keeping its full
+// proposal list.
+func TestRFC7296Section1_2InvalidKEPayloadRetry(t *testing.T) {
+	l := newLab(t, 10, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.IKE = mustIKE(t, "aes128gcm16-prfsha256-x25519-ecp256")
+		gw.IKE = mustIKE(t, "aes128gcm16-prfsha256-ecp256")
+	})
+	l.up()
+	l.settle(time.Second)
+	if got := l.sa(l.ue).Proposal; got != "aes128gcm16-prfsha256-ecp256" {
+		t.Errorf("proposal %q", got)
+	}
+	if countNotify(l.gw, wire.NotifyInvalidKEPayload, true) != 1 || countNotify(l.ue, wire.NotifyInvalidKEPayload, false) != 1 {
+		t.Error("INVALID_KE_PAYLOAD not exchanged exactly once")
+	}
+}
+
+// RFC 7296 §2.6: with many half-open SAs the responder demands a COOKIE;
+// the initiator repeats IKE_SA_INIT with it first and gets through.
+func TestRFC7296Section2_6Cookie(t *testing.T) {
+	l := newLab(t, 11, func(_, _ *ike.Connection, _, gwc *ike.Config) { gwc.CookieThreshold = 1 })
+	// Two initiations at once: the second finds one half-open SA.
+	l.initiate()
+	l.initiate()
+	if !l.net.RunUntil(time.Minute, func() bool { return len(l.gw.Established()) == 2 && len(l.ue.Established()) == 2 }) {
+		t.Fatalf("not both up: %+v", l.gw.Engine.IKESAs())
+	}
+	if countNotify(l.gw, wire.NotifyCookie, true) != 1 {
+		t.Errorf("gw sent %d COOKIEs, want 1", countNotify(l.gw, wire.NotifyCookie, true))
+	}
+	l.settle(time.Second)
+}
+
+// RFC 7296 §2.7: no common IKE proposal ends the attempt on both sides.
+func TestRFC7296Section2_7NoProposalChosen(t *testing.T) {
+	l := newLab(t, 12, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.IKE = mustIKE(t, "aes256-sha512-ecp384")
+	})
+	l.initiate()
+	l.net.RunFor(time.Minute)
+	if len(l.ue.Engine.IKESAs()) != 0 || len(l.gw.Engine.IKESAs()) != 0 {
+		t.Fatal("SAs left behind")
+	}
+	if len(l.ue.EventsOf(ike.EventIKEFailed)) != 1 || countNotify(l.gw, wire.NotifyNoProposalChosen, true) != 1 {
+		t.Fatal("failure not reported")
+	}
+}
+
+// RFC 7296 §2.21.2: a wrong shared secret gets AUTHENTICATION_FAILED and
+// no IKE SA exists on either side afterwards.
+func TestRFC7296Section2_21_2AuthenticationFailed(t *testing.T) {
+	for _, wrong := range []string{"responder", "initiator"} {
+		t.Run(wrong, func(t *testing.T) {
+			l := newLab(t, 13, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+				if wrong == "responder" {
+					ue.PSK = []byte("not the secret the gateway knows")
+				} else {
+					// The gateway accepts the client but is not who the
+					// client expects: the initiator reports it (§2.21.2).
+					gw.LocalID = fqdn("impostor.example")
+				}
+			})
+			l.initiate()
+			l.net.RunFor(time.Minute)
+			if len(l.ue.Engine.IKESAs()) != 0 || len(l.gw.Engine.IKESAs()) != 0 {
+				t.Fatalf("SAs left: ue %+v gw %+v", l.ue.Engine.IKESAs(), l.gw.Engine.IKESAs())
+			}
+			if n := countNotify(l.ue, wire.NotifyAuthenticationFailed, false) + countNotify(l.gw, wire.NotifyAuthenticationFailed, false); n != 1 {
+				t.Errorf("%d AUTHENTICATION_FAILED received, want 1", n)
+			}
+		})
+	}
+}
+
+// RFC 7296 §1.2, §2.9: when only the first Child SA fails (no acceptable
+// selectors, no proposal, no address) the IKE SA stays up.
+func TestRFC7296Section1_2ChildFailureKeepsIKESA(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		mutate func(t *testing.T, ue, gw *ike.Connection)
+		notify wire.NotifyType
+	}{
+		{"TS_UNACCEPTABLE", func(t *testing.T, ue, gw *ike.Connection) {
+			ue.Children[0].RemoteTS = []wire.Selector{sel(t, "10.30.0.0/24")}
+		}, wire.NotifyTSUnacceptable},
+		{"NO_PROPOSAL_CHOSEN", func(t *testing.T, ue, gw *ike.Connection) {
+			ue.Children[0].ESP = mustESP(t, "chacha20poly1305")
+		}, wire.NotifyNoProposalChosen},
+		{"INTERNAL_ADDRESS_FAILURE", func(t *testing.T, ue, gw *ike.Connection) {
+			p, _ := ike.NewPool("tiny", netip.MustParsePrefix("10.99.0.0/30"))
+			p.Acquire("somebody else")
+			gw.Pools = []*ike.Pool{p}
+		}, wire.NotifyInternalAddressFailure},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLab(t, 14, func(ue, gw *ike.Connection, _, _ *ike.Config) { c.mutate(t, ue, gw) })
+			l.initiate()
+			l.settle(10 * time.Second)
+			ue, gw := l.sa(l.ue), l.sa(l.gw)
+			if len(ue.Children) != 0 || len(gw.Children) != 0 {
+				t.Fatal("a child exists")
+			}
+			if countNotify(l.gw, c.notify, true) != 1 || len(l.ue.EventsOf(ike.EventChildFailed)) != 1 {
+				t.Fatalf("%s not sent or child failure not reported", c.notify)
+			}
+		})
+	}
+}
+
+// RFC 7296 §2.23: NAT detection; both sides see the NAT, move to 4500 and
+// use UDP encapsulation.
+func TestRFC7296Section2_23NATDetection(t *testing.T) {
+	l := newLab(t, 15, nil)
+	l.net.AddNAT(ueAddr, netip.MustParseAddr("203.0.113.7"))
+	l.up()
+	l.settle(time.Second)
+	ue, gw := l.sa(l.ue), l.sa(l.gw)
+	if !ue.NATLocal || ue.NATRemote || gw.NATLocal || !gw.NATRemote {
+		t.Errorf("NAT flags ue local=%v remote=%v gw local=%v remote=%v", ue.NATLocal, ue.NATRemote, gw.NATLocal, gw.NATRemote)
+	}
+	if !ue.Encap || !gw.Encap || ue.Local.Port() != 4500 || gw.Remote.Addr().String() != "203.0.113.7" {
+		t.Errorf("encapsulation %v %v, addresses %v %v", ue.Encap, gw.Encap, ue.Local, gw.Remote)
+	}
+	if !gw.Children[0].Encap || gw.Children[0].Remote != gw.Remote {
+		t.Error("child not UDP-encapsulated to the NAT mapping")
+	}
+}
+
+// RFC 7296 §2.4: a peer that stops answering is given up after the
+// retransmissions (exponential backoff), with its Child SAs.
+func TestRFC7296Section2_4RetransmitAndGiveUp(t *testing.T) {
+	l := newLab(t, 16, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.DPDDelay = 10 * time.Second })
+	l.up()
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Down: true})
+	start := l.net.Now
+	if !l.net.RunUntil(10*time.Minute, func() bool { return len(l.ue.Engine.IKESAs()) == 0 }) {
+		t.Fatal("dead peer not detected")
+	}
+	took := l.net.Now.Sub(start)
+	// 10 s of silence, then 4+7.2+13+23.3+42+75.6 s of retransmissions.
+	if took < 150*time.Second || took > 190*time.Second {
+		t.Errorf("gave up after %v", took)
+	}
+	retrans := l.ue.EventsOf(ike.EventRetransmit)
+	if len(retrans) != 5 {
+		t.Errorf("%d retransmissions, want 5", len(retrans))
+	}
+	if len(l.ue.Children) != 0 {
+		t.Error("Child SAs left in the data plane")
+	}
+}
+
+// RFC 7296 §2.1: a duplicated request gets the cached response, not a
+// second processing.
+func TestRFC7296Section2_1DuplicateRequests(t *testing.T) {
+	l := newLab(t, 17, nil)
+	l.net.Default = netsim.Link{Delay: 10 * time.Millisecond, Dup: 1}
+	l.up()
+	l.settle(time.Second)
+	if n := len(l.gw.Established()); n != 1 {
+		t.Fatalf("%d IKE SAs on gw", n)
+	}
+	if l.gw.Engine.Stats().Retransmissions == 0 {
+		t.Error("no cached response was resent")
+	}
+}
+
+// RFC 7296 §2.4: INITIAL_CONTACT from a restarted peer replaces its old
+// IKE SAs.
+func TestRFC7296Section2_4InitialContact(t *testing.T) {
+	l := newLab(t, 18, nil)
+	l.up()
+	l.ue.Restart()
+	l.up()
+	l.settle(time.Second)
+	if n := len(l.gw.Established()); n != 1 {
+		t.Fatalf("gw kept %d IKE SAs, want only the new one", n)
+	}
+}

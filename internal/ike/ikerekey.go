@@ -1,0 +1,315 @@
+package ike
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/mifike/mifike/internal/ikecrypto"
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// ikeRekeyCollision remembers the IKE SA a peer's rekey created while our
+// own rekey of the same SA was in flight (§2.8.2).
+type ikeRekeyCollision struct {
+	sa     *ikeSA
+	nonces [2][]byte
+}
+
+// ikeRekeyTask rekeys the IKE SA (RFC 7296 §1.3.2, §2.18): the new SA
+// takes over the Child SAs and the old one is deleted.
+type ikeRekeyTask struct {
+	group   wire.DHGroup
+	tries   int
+	newSA   *ikeSA
+	offered *wire.SA
+	ni      []byte
+	dh      *ikecrypto.DH
+}
+
+func (t *ikeRekeyTask) String() string { return "rekey IKE SA" }
+
+func (t *ikeRekeyTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state != stateEstablished {
+		return 0, nil, errSkip
+	}
+	if sa.collidedWith != nil {
+		// Whether this SA survives its own rekey collision is not
+		// decided yet; rekey it once it is (if it survives).
+		sa.retryLater(&ikeRekeyTask{group: t.group, tries: t.tries}, 0)
+		return 0, nil, errSkip
+	}
+	e := sa.e
+	group := t.group
+	if group == 0 {
+		group = sa.neg.DH // the group in use first: no INVALID_KE round trip
+	}
+	dh, err := ikecrypto.NewDH(group, e.cfg.Rand)
+	if err != nil {
+		return 0, nil, err
+	}
+	// The new SA exists from now on, so its SPI is reserved; it joins the
+	// IKE SA list only when the exchange succeeds.
+	n := &ikeSA{e: e, conn: sa.conn, initiator: true, spiI: e.newSPI(), created: e.now}
+	e.sas[n.spiI] = n
+	t.newSA, t.dh, t.ni = n, dh, e.nonce()
+	t.offered = proposal.WireSA(sa.conn.IKE, binary.BigEndian.AppendUint64(nil, n.spiI), true)
+	return wire.CreateChildSA, []wire.Payload{t.offered, &wire.Nonce{Data: t.ni}, &wire.KE{Group: group, Data: dh.Public()}}, nil
+}
+
+func (t *ikeRekeyTask) abort(sa *ikeSA, reason string) {
+	if n := t.newSA; n != nil && n.state == stateConnecting && n.id == 0 {
+		if sa.e.sas[n.spiI] == n {
+			delete(sa.e.sas, n.spiI)
+		}
+	}
+}
+
+func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
+	e := sa.e
+	if n := m.errorNotify(); n != nil {
+		t.abort(sa, n.NotifyType.String())
+		switch n.NotifyType {
+		case wire.NotifyInvalidKEPayload:
+			if g, err := n.Uint16(); err == nil && proposal.AcceptsDH(sa.conn.IKE, wire.DHGroup(g)) && t.tries < 2 {
+				sa.queueFront(&ikeRekeyTask{group: wire.DHGroup(g), tries: t.tries + 1})
+				return
+			}
+		case wire.NotifyTemporaryFailure:
+			if sa.peerRekey != nil {
+				return // the peer's rekey is the one that happens
+			}
+			if t.tries < 5 {
+				sa.retryLater(&ikeRekeyTask{group: t.group, tries: t.tries + 1}, t.tries)
+				return
+			}
+		}
+		e.event(sa, EventIKEFailed, "IKE SA rekey refused: "+n.NotifyType.String())
+		return
+	}
+	n, err := t.complete(sa, m)
+	if err != nil {
+		t.abort(sa, err.Error())
+		e.log.Warn("IKE SA rekey failed", "ike", sa.id, "err", err)
+		e.event(sa, EventIKEFailed, "IKE SA rekey: "+err.Error())
+		return
+	}
+	ours := [2][]byte{t.ni, n.nr}
+	if c := sa.peerRekey; c != nil && c.sa.state == stateEstablished {
+		// The peer already using its new SA means it won (see
+		// takeOverFromCollision), whatever the nonces say to us.
+		if sa.successor == c.sa || lowestNonceIn(ours, c.nonces) {
+			// We lost (§2.8.2): our new SA is redundant and we delete
+			// it; the peer's new SA takes the Child SAs, and the peer
+			// deletes the old one.
+			e.log.Info("IKE rekey collision lost", "ike", sa.id, "winner", c.sa.id)
+			if sa.successor != c.sa {
+				sa.handOver(c.sa)
+			}
+			n.queue(&ikeDeleteTask{})
+			return
+		}
+		e.log.Info("IKE rekey collision won", "ike", sa.id, "loser", c.sa.id)
+	}
+	sa.handOver(n)
+	// The rekey initiator deletes the old SA; that Delete is the last
+	// request on it (§1.3.2).
+	sa.tasks = nil
+	sa.queue(&ikeDeleteTask{})
+}
+
+// complete derives the new SA from the response: SKEYSEED from the old
+// SA's SK_d and PRF (§2.18).
+func (t *ikeRekeyTask) complete(sa *ikeSA, m *message) (*ikeSA, error) {
+	respSA, ok1 := wire.First[*wire.SA](m.payloads)
+	nonce, ok2 := wire.First[*wire.Nonce](m.payloads)
+	ke, ok3 := wire.First[*wire.KE](m.payloads)
+	if !ok1 || !ok2 || !ok3 {
+		return nil, fmt.Errorf("response lacks SA, Nonce or KE")
+	}
+	neg, err := proposal.CheckResponse(t.offered, respSA)
+	if err != nil {
+		return nil, err
+	}
+	if len(neg.SPI) != 8 || binary.BigEndian.Uint64(neg.SPI) == 0 {
+		return nil, fmt.Errorf("responder SPI %x is not a valid IKE SPI", neg.SPI)
+	}
+	if ke.Group != t.dh.Group() || neg.DH != ke.Group {
+		return nil, errNoKE
+	}
+	gir, err := t.dh.Shared(ke.Data)
+	if err != nil {
+		return nil, err
+	}
+	n := t.newSA
+	n.spiR = binary.BigEndian.Uint64(neg.SPI)
+	n.ni, n.nr = t.ni, bytes.Clone(nonce.Data)
+	if err := sa.deriveSuccessor(n, neg, gir); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// deriveSuccessor keys n from this SA (SKEYSEED = prf_old(SK_d_old,
+// g^ir | Ni | Nr)) and gives it this SA's peer, addresses and
+// capabilities. Used for rekeys and clones alike.
+func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) error {
+	e := sa.e
+	suite, err := ikecrypto.NewSuite(neg.Encr.Encr, neg.Encr.KeyBits, neg.PRF, neg.Integ, neg.DH)
+	if err != nil {
+		return err
+	}
+	n.neg = neg
+	if err := n.setKeys(suite, ikecrypto.RekeySKEYSEED(sa.suite.PRF, sa.skd, gir, n.ni, n.nr)); err != nil {
+		return err
+	}
+	e.nextID++
+	n.id = e.nextID
+	e.byID[n.id] = n
+	n.conn = sa.conn
+	n.local, n.remote = sa.local, sa.remote
+	n.natLocal, n.natRemote, n.peerNATT, n.encap = sa.natLocal, sa.natRemote, sa.peerNATT, sa.encap
+	n.localID, n.peerID, n.mobike, n.peerHashes = sa.localID, sa.peerID, sa.mobike, sa.peerHashes
+	n.localVIPs, n.remoteVIPs, n.leases = sa.localVIPs, sa.remoteVIPs, sa.leases
+	sa.leases = nil // the lease follows the SA that carries on (§3.15.1)
+	n.lastInbound = e.now
+	n.state = stateEstablished
+	n.established = e.now
+	n.armLifetimes()
+	n.armDPD()
+	e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: n.conn.Name,
+		Detail: fmt.Sprintf("IKE SA %d -> %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, neg.String())})
+	e.log.Info("IKE SA rekeyed", "old", sa.id, "new", n.id, "proposal", neg.String())
+	return nil
+}
+
+// handOver moves this SA's Child SAs and queued work to its successor n
+// and marks it rekeyed (§2.8: the new SA inherits the Child SAs).
+func (sa *ikeSA) handOver(n *ikeSA) {
+	e := sa.e
+	for _, c := range sa.children {
+		c.ike = n
+		n.children = append(n.children, c)
+		e.emit(UpdateChild{SA: c.params()})
+	}
+	sa.children = nil
+	if len(sa.leases) > 0 {
+		n.leases, sa.leases = append(n.leases, sa.leases...), nil
+	}
+	for _, t := range sa.tasks {
+		switch t.(type) {
+		// A Delete of the IKE SA asked for by the user means the
+		// connection: it follows to the successor.
+		case *childCreateTask, *childDeleteTask, *ikeDeleteTask:
+			n.tasks = append(n.tasks, t)
+		default:
+			t.abort(sa, "IKE SA rekeyed")
+		}
+	}
+	sa.tasks = nil
+	sa.state = stateRekeyed
+	sa.successor = n
+	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT} {
+		t.cancel()
+	}
+	// If the peer's Delete never comes, drop the old SA anyway.
+	sa.deleteT = e.after(e.cfg.DeleteTimeout, func() { e.destroy(sa, "rekeyed, peer's Delete did not arrive") })
+	n.next()
+}
+
+// respondIKERekey answers a peer's IKE SA rekey (§1.3.2, §2.25 table).
+func (sa *ikeSA) respondIKERekey(m *message, offered *wire.SA, nonce *wire.Nonce) {
+	e := sa.e
+	if sa.state != stateEstablished || sa.childExchangeInFlight() {
+		sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
+		return
+	}
+	ke, ok := wire.First[*wire.KE](m.payloads)
+	if !ok || len(offered.Proposals[0].SPI) != 8 {
+		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
+		e.destroy(sa, "IKE rekey request without KE or 8-octet SPI")
+		return
+	}
+	chosen, neg, ok := proposal.Select(sa.conn.IKE, offered, wire.ProtoIKE, !sa.conn.PreferPeerProposals, ke.Group)
+	if !ok {
+		sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
+		return
+	}
+	if neg.DH != ke.Group {
+		sa.respond(m, errorNotify(wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(neg.DH))))
+		return
+	}
+	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
+	var gir []byte
+	if err == nil {
+		gir, err = dh.Shared(ke.Data)
+	}
+	if err != nil {
+		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil)) // RFC 6989 §2.5
+		e.destroy(sa, "invalid KE public value in IKE rekey")
+		return
+	}
+	n := sa.newPeerInitiatedSA(m, nonce, neg)
+	if err := sa.deriveSuccessor(n, neg, gir); err != nil {
+		delete(e.sas, n.spiR)
+		sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
+		return
+	}
+	chosen.SPI = binary.BigEndian.AppendUint64(nil, n.spiR)
+	sa.respond(m, []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: n.nr}, &wire.KE{Group: neg.DH, Data: dh.Public()}})
+	if sa.ikeRekeyInFlight() {
+		// Resolved when our own response arrives (§2.8.2).
+		e.log.Debug("IKE rekey collision: keeping Child SAs until our own rekey completes", "ike", sa.id, "peer_new", n.id)
+		sa.peerRekey = &ikeRekeyCollision{sa: n, nonces: [2][]byte{n.ni, n.nr}}
+		n.collidedWith = sa
+		return
+	}
+	sa.handOver(n)
+}
+
+// takeOverFromCollision is called for a request on an SA the peer's
+// rekey created while ours collided with it. Anything but the peer's
+// Delete of this SA shows the peer treats it as the successor (it won, or
+// never saw our rekey), so the Child SAs move here now: the request may
+// concern them.
+func (n *ikeSA) takeOverFromCollision(m *message) {
+	old := n.collidedWith
+	if old == nil {
+		return
+	}
+	n.collidedWith = nil
+	for _, d := range wire.All[*wire.Delete](m.payloads) {
+		if d.Protocol == wire.ProtoIKE {
+			return
+		}
+	}
+	if old.state == stateEstablished && old.peerRekey != nil && old.peerRekey.sa == n {
+		n.e.log.Debug("peer uses its new IKE SA: it is the successor", "old", old.id, "new", n.id)
+		old.handOver(n)
+	}
+}
+
+// newPeerInitiatedSA makes the SA of a rekey or clone the peer started:
+// the peer is its original initiator (§2.2), our SPI is fresh.
+func (sa *ikeSA) newPeerInitiatedSA(m *message, nonce *wire.Nonce, neg proposal.Negotiated) *ikeSA {
+	e := sa.e
+	n := &ikeSA{e: e, conn: sa.conn, initiator: false, spiR: e.newSPI(), created: e.now}
+	n.spiI = binary.BigEndian.Uint64(neg.SPI)
+	e.sas[n.spiR] = n
+	n.ni, n.nr = bytes.Clone(nonce.Data), e.nonce()
+	return n
+}
+
+// childExchangeInFlight reports a Child SA exchange we started and still
+// wait for: the peer must not rekey the IKE SA meanwhile (§2.25).
+func (sa *ikeSA) childExchangeInFlight() bool {
+	if sa.pending == nil {
+		return false
+	}
+	switch sa.pending.task.(type) {
+	case *childCreateTask, *childDeleteTask, *ikeDeleteTask:
+		return true
+	}
+	return false
+}

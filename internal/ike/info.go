@@ -1,0 +1,147 @@
+package ike
+
+import (
+	"fmt"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// childDeleteTask deletes a Child SA (RFC 7296 §1.4.1), or an SA the peer
+// made for a request we could not complete (orphan: our inbound SPI).
+type childDeleteTask struct {
+	child     *childSA
+	orphan    uint32
+	redundant bool
+}
+
+func (t *childDeleteTask) String() string {
+	if t.child != nil {
+		return fmt.Sprintf("delete child %08x", t.child.inSPI)
+	}
+	return fmt.Sprintf("delete orphan %08x", t.orphan)
+}
+
+func (t *childDeleteTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state != stateEstablished && sa.state != stateRekeyed {
+		return 0, nil, errSkip
+	}
+	spi := t.orphan
+	if c := t.child; c != nil {
+		if c.state == childGone || c.state == childDeleting || c.ike != sa {
+			return 0, nil, errSkip
+		}
+		c.state = childDeleting
+		c.rekeyT.cancel()
+		spi = c.inSPI
+	}
+	return wire.Informational, []wire.Payload{&wire.Delete{Protocol: wire.ProtoESP, SPIs: []uint32{spi}}}, nil
+}
+
+func (t *childDeleteTask) process(sa *ikeSA, m *message) {
+	if t.child != nil {
+		t.child.remove("deleted")
+	}
+}
+
+func (t *childDeleteTask) abort(sa *ikeSA, reason string) {
+	if t.child != nil && t.child.state == childDeleting {
+		t.child.remove(reason)
+	}
+}
+
+// ikeDeleteTask deletes the IKE SA and with it all its Child SAs.
+type ikeDeleteTask struct{}
+
+func (t *ikeDeleteTask) String() string { return "delete IKE SA" }
+
+func (t *ikeDeleteTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state == stateDead || sa.state == stateDeleting {
+		return 0, nil, errSkip
+	}
+	sa.state = stateDeleting
+	return wire.Informational, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}}, nil
+}
+
+func (t *ikeDeleteTask) process(sa *ikeSA, m *message)  { sa.e.destroy(sa, "deleted") }
+func (t *ikeDeleteTask) abort(sa *ikeSA, reason string) {}
+
+// dpdTask is a liveness check: an empty INFORMATIONAL (§1.4, §2.4).
+type dpdTask struct{}
+
+func (t *dpdTask) String() string { return "liveness check" }
+func (t *dpdTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state != stateEstablished {
+		return 0, nil, errSkip
+	}
+	return wire.Informational, nil, nil
+}
+func (t *dpdTask) process(*ikeSA, *message) {}
+func (t *dpdTask) abort(*ikeSA, string)     {}
+
+// respondInformational answers every INFORMATIONAL request (§1.4): Delete
+// payloads, the AUTHENTICATION_FAILED report of §2.21.2, liveness checks.
+func (sa *ikeSA) respondInformational(m *message) {
+	e := sa.e
+	if sa.state == stateConnecting {
+		if m.notify(wire.NotifyAuthenticationFailed) != nil {
+			sa.respond(m, nil)
+			e.destroy(sa, "peer refused our authentication (AUTHENTICATION_FAILED)")
+			return
+		}
+		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
+		e.destroy(sa, "INFORMATIONAL before IKE_AUTH")
+		return
+	}
+	if m.notify(wire.NotifyAuthenticationFailed) != nil {
+		sa.respond(m, nil)
+		e.destroy(sa, "peer reports AUTHENTICATION_FAILED")
+		return
+	}
+	var out []wire.Payload
+	deleteIKE := false
+	var inSPIs []uint32
+	var removed []*childSA
+	for _, d := range wire.All[*wire.Delete](m.payloads) {
+		switch d.Protocol {
+		case wire.ProtoIKE:
+			deleteIKE = true
+		case wire.ProtoESP, wire.ProtoAH:
+			for _, spi := range d.SPIs {
+				c := sa.childByOutSPI(spi)
+				if c == nil {
+					// Unknown SPIs are ignored (§3.11), but one our
+					// outstanding request may yet create is deleted as
+					// soon as it appears.
+					if sa.childRequestInFlight() && len(sa.earlyDeletes) < 16 {
+						sa.earlyDeletes = append(sa.earlyDeletes, spi)
+					}
+					continue
+				}
+				if c.state != childDeleting {
+					// Both deleting at once: answer without it (§1.4.1).
+					inSPIs = append(inSPIs, c.inSPI)
+				}
+				removed = append(removed, c)
+			}
+		}
+	}
+	if deleteIKE {
+		// The reply to an IKE SA Delete is empty (§1.4.1).
+		sa.respond(m, nil)
+		if c := sa.peerRekey; c != nil && c.sa.state == stateEstablished && sa.state == stateEstablished {
+			// Our rekey collided with the peer's and the peer deletes the
+			// old SA first: its new SA is the successor (§2.8.2, "close
+			// IKE SA while rekeying: as normal, forget my request").
+			sa.handOver(c.sa)
+		}
+		e.destroy(sa, "deleted by peer")
+		return
+	}
+	if len(inSPIs) > 0 {
+		out = append(out, &wire.Delete{Protocol: wire.ProtoESP, SPIs: inSPIs})
+	}
+	sa.respond(m, out)
+	for _, c := range removed {
+		c.remove("deleted by peer")
+	}
+}

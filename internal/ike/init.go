@@ -1,0 +1,420 @@
+package ike
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/mifike/mifike/internal/ikeauth"
+	"github.com/mifike/mifike/internal/ikecrypto"
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// maxInitRetries bounds COOKIE and INVALID_KE_PAYLOAD round trips, so an
+// unauthenticated responder cannot keep us looping (§2.21.1).
+const maxInitRetries = 4
+
+// ikeInitTask is the initiator's IKE_SA_INIT (RFC 7296 §1.2).
+type ikeInitTask struct {
+	group   wire.DHGroup
+	cookie  []byte
+	retries int
+	offered *wire.SA
+}
+
+func (e *Engine) initiate(c *Connection, local, remote netip.AddrPort) (*ikeSA, error) {
+	if len(e.sas) >= e.cfg.MaxIKESAs {
+		return nil, fmt.Errorf("ike: limit of %d IKE SAs reached", e.cfg.MaxIKESAs)
+	}
+	sa := e.newSA(c, true, local, remote)
+	sa.ni = e.nonce()
+	t := &ikeInitTask{group: proposal.FirstDH(c.IKE)}
+	if err := t.send(sa); err != nil {
+		e.destroy(sa, err.Error())
+		return nil, err
+	}
+	e.log.Info("initiating IKE SA", "ike", sa.id, "conn", c.Name, "local", local, "remote", remote)
+	return sa, nil
+}
+
+// send builds and sends the IKE_SA_INIT request, again after a COOKIE or
+// INVALID_KE_PAYLOAD answer with Message ID 0 (§2.6, §1.2).
+func (t *ikeInitTask) send(sa *ikeSA) error {
+	e, c := sa.e, sa.conn
+	dh, err := ikecrypto.NewDH(t.group, e.cfg.Rand)
+	if err != nil {
+		return err
+	}
+	sa.dh = dh
+	t.offered = proposal.WireSA(c.IKE, nil, true)
+	var ps []wire.Payload
+	if t.cookie != nil {
+		ps = append(ps, wire.NewNotify(wire.NotifyCookie, t.cookie)) // COOKIE comes first (§2.6)
+	}
+	ps = append(ps, t.offered, &wire.KE{Group: t.group, Data: dh.Public()}, &wire.Nonce{Data: sa.ni})
+	ps = append(ps, sa.natdNotifies(0)...)
+	ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
+	m := &wire.Message{Header: wire.Header{SPIi: sa.spiI, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagInitiator}, Payloads: ps}
+	b, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	sa.initReq = b
+	if sa.pending != nil {
+		sa.pending.timer.cancel()
+	}
+	sa.pending = &request{id: 0, exchange: wire.IKESAInit, packets: [][]byte{b}, task: t}
+	e.log.Debug("sending "+m.String(), "ike", sa.id)
+	sa.transmitPending()
+	return nil
+}
+
+// natdNotifies are NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for the
+// current addresses, hashed with the SPIs as they stand in the header
+// (§2.23). With ForceEncap the source hash is random, so the peer sees a
+// NAT and both sides encapsulate (what strongSwan's encap=yes does).
+func (sa *ikeSA) natdNotifies(spiR uint64) []wire.Payload {
+	src := ikecrypto.NATDetectionHash(sa.spiI, spiR, sa.local)
+	if sa.conn.ForceEncap {
+		src = make([]byte, 20)
+		sa.e.random(src)
+	}
+	return []wire.Payload{
+		wire.NewNotify(wire.NotifyNATDetectionSourceIP, src),
+		wire.NewNotify(wire.NotifyNATDetectionDestinationIP, ikecrypto.NATDetectionHash(sa.spiI, spiR, sa.remote)),
+	}
+}
+
+func hashData(hs []wire.HashAlgorithm) []byte {
+	b := make([]byte, 0, 2*len(hs))
+	for _, h := range hs {
+		b = binary.BigEndian.AppendUint16(b, uint16(h))
+	}
+	return b
+}
+
+func (t *ikeInitTask) build(*ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	return 0, nil, errSkip // sent directly by send: IKE_SA_INIT is not protected
+}
+
+func (t *ikeInitTask) abort(*ikeSA, string) {}
+
+func (t *ikeInitTask) process(sa *ikeSA, m *message) {
+	e, c := sa.e, sa.conn
+	if n := m.notify(wire.NotifyCookie); n != nil && len(n.Data) >= 1 && len(n.Data) <= 64 && t.retries < maxInitRetries {
+		t.retries++
+		t.cookie = bytes.Clone(n.Data)
+		t.retry(sa, "responder asked for a COOKIE")
+		return
+	}
+	if n := m.notify(wire.NotifyInvalidKEPayload); n != nil {
+		// Retry with the requested group and the full proposal list, so
+		// an unauthenticated notify cannot downgrade us (§1.2).
+		g, err := n.Uint16()
+		if err == nil && proposal.AcceptsDH(c.IKE, wire.DHGroup(g)) && wire.DHGroup(g) != t.group && t.retries < maxInitRetries {
+			t.retries++
+			t.group = wire.DHGroup(g)
+			t.retry(sa, fmt.Sprintf("responder wants DH group %s", wire.DHGroup(g)))
+			return
+		}
+		e.destroy(sa, fmt.Sprintf("responder wants DH group %d, which we do not offer", g))
+		return
+	}
+	if n := m.errorNotify(); n != nil {
+		e.destroy(sa, "IKE_SA_INIT refused: "+n.NotifyType.String())
+		return
+	}
+	if err := sa.processInitResponse(t, m); err != nil {
+		e.destroy(sa, "IKE_SA_INIT response: "+err.Error())
+		return
+	}
+	sa.tasks = append([]task{&ikeAuthTask{}}, sa.tasks...)
+}
+
+func (t *ikeInitTask) retry(sa *ikeSA, why string) {
+	sa.e.log.Info("retrying IKE_SA_INIT: "+why, "ike", sa.id)
+	if err := t.send(sa); err != nil {
+		sa.e.destroy(sa, err.Error())
+	}
+}
+
+func (sa *ikeSA) processInitResponse(t *ikeInitTask, m *message) error {
+	e := sa.e
+	respSA, ok1 := wire.First[*wire.SA](m.payloads)
+	ke, ok2 := wire.First[*wire.KE](m.payloads)
+	nonce, ok3 := wire.First[*wire.Nonce](m.payloads)
+	if !ok1 || !ok2 || !ok3 || m.SPIr == 0 {
+		return errors.New("SA, KE, Nonce or responder SPI missing")
+	}
+	neg, err := proposal.CheckResponse(t.offered, respSA)
+	if err != nil {
+		return err
+	}
+	if neg.DH != t.group || ke.Group != t.group {
+		return fmt.Errorf("responder chose DH group %s / KE %s, but our KE was %s", neg.DH, ke.Group, t.group)
+	}
+	gir, err := sa.dh.Shared(ke.Data)
+	if err != nil {
+		return err // RFC 6989 check of the peer's public value
+	}
+	sa.spiR = m.SPIr
+	sa.nextReq = 1 // IKE_AUTH is Message ID 1 (§2.2)
+	sa.nr = bytes.Clone(nonce.Data)
+	sa.initResp = m.raw
+	sa.neg = neg
+	sa.readInitNotifies(m, m.SPIr)
+	if err := sa.deriveKeys(gir); err != nil {
+		return err
+	}
+	sa.dh = nil
+	// Float to port 4500 when a NAT is in the way, or when MOBIKE may
+	// need it later (RFC 4555 §3.3); from now on everything is on 4500.
+	if sa.local.Port() == 500 && (sa.natLocal || sa.natRemote || sa.conn.ForceEncap || (sa.conn.MOBIKE && sa.peerNATT)) {
+		sa.local = netip.AddrPortFrom(sa.local.Addr(), 4500)
+		sa.remote = netip.AddrPortFrom(sa.remote.Addr(), 4500)
+	}
+	sa.encap = sa.natLocal || sa.natRemote
+	e.log.Debug("IKE_SA_INIT done", "ike", sa.id, "proposal", neg.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	return nil
+}
+
+// readInitNotifies evaluates NAT detection (§2.23) and the peer's
+// signature hashes (RFC 7427 §4).
+func (sa *ikeSA) readInitNotifies(m *message, spiR uint64) {
+	var srcMatch, sawSrc bool
+	for _, p := range m.payloads {
+		n, ok := p.(*wire.Notify)
+		if !ok {
+			continue
+		}
+		switch n.NotifyType {
+		case wire.NotifyNATDetectionSourceIP:
+			sawSrc = true
+			if subtle.ConstantTimeCompare(n.Data, ikecrypto.NATDetectionHash(m.SPIi, spiR, m.d.Remote)) == 1 {
+				srcMatch = true
+			}
+		case wire.NotifyNATDetectionDestinationIP:
+			sa.peerNATT = true
+			if subtle.ConstantTimeCompare(n.Data, ikecrypto.NATDetectionHash(m.SPIi, spiR, m.d.Local)) != 1 {
+				sa.natLocal = true
+			}
+		case wire.NotifySignatureHashAlgorithms:
+			if hs, err := n.Hashes(); err == nil {
+				sa.peerHashes = hs
+			}
+		}
+	}
+	sa.natRemote = sawSrc && !srcMatch
+}
+
+// deriveKeys computes SKEYSEED and the IKE SA keys (§2.14).
+func (sa *ikeSA) deriveKeys(gir []byte) error {
+	suite, err := ikecrypto.NewSuite(sa.neg.Encr.Encr, sa.neg.Encr.KeyBits, sa.neg.PRF, sa.neg.Integ, sa.neg.DH)
+	if err != nil {
+		return err
+	}
+	skeyseed := ikecrypto.SKEYSEED(suite.PRF, sa.ni, sa.nr, gir)
+	return sa.setKeys(suite, skeyseed)
+}
+
+// setKeys expands SKEYSEED with prf+ and keys both directions: SK_ei/SK_ai
+// protect what the original initiator sends.
+func (sa *ikeSA) setKeys(suite *ikecrypto.Suite, skeyseed []byte) error {
+	keys, err := suite.DeriveIKEKeys(skeyseed, sa.ni, sa.nr, sa.spiI, sa.spiR)
+	if err != nil {
+		return err
+	}
+	fromI, err := suite.NewSKCipher(keys.SKei, keys.SKai)
+	if err != nil {
+		return err
+	}
+	fromR, err := suite.NewSKCipher(keys.SKer, keys.SKar)
+	if err != nil {
+		return err
+	}
+	sa.suite, sa.skd, sa.skp = suite, keys.SKd, [2][]byte{keys.SKpi, keys.SKpr}
+	if sa.initiator {
+		sa.out, sa.in = fromI, fromR
+	} else {
+		sa.out, sa.in = fromR, fromI
+	}
+	sa.e.keyLog(sa, keys)
+	return nil
+}
+
+// initResponse routes an IKE_SA_INIT response to our half-made SA.
+func (e *Engine) initResponse(m *message) {
+	sa := e.sas[m.SPIi]
+	if sa == nil || !sa.initiator || sa.state != stateConnecting || sa.pending == nil || sa.pending.exchange != wire.IKESAInit {
+		e.drop("IKE_SA_INIT response to no request of ours", "from", m.d.Remote)
+		return
+	}
+	if m.MessageID != 0 {
+		e.drop("IKE_SA_INIT response with Message ID != 0", "ike", sa.id)
+		return
+	}
+	p := sa.pending
+	p.timer.cancel()
+	sa.pending = nil
+	e.log.Debug("received "+(&wire.Message{Header: m.Header, Payloads: m.payloads}).String(), "ike", sa.id)
+	sa.countNotifies(m.payloads, false)
+	p.task.process(sa, m)
+	if sa.state != stateDead && sa.in != nil {
+		sa.next()
+	}
+}
+
+// cookie is <version> | SHA-256(Ni | IPi | SPIi | secret) (§2.6): it lets
+// us stay stateless until the initiator proves it sees our replies.
+func (e *Engine) cookie(ni []byte, remote netip.Addr, spiI uint64) []byte {
+	h := sha256.New()
+	h.Write(ni)
+	h.Write(remote.AsSlice())
+	binary.Write(h, binary.BigEndian, spiI)
+	h.Write(e.cookieSecret[:])
+	return append([]byte{0}, h.Sum(nil)...)
+}
+
+// initRequest is the responder's IKE_SA_INIT. Nothing is kept for a
+// request we refuse, and no more than MaxHalfOpen SAs exist.
+func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
+	d := m.d
+	if m.SPIr != 0 || m.MessageID != 0 {
+		e.drop("IKE_SA_INIT request with responder SPI or Message ID set", "from", d.Remote)
+		return
+	}
+	key := halfOpenKey{spiI: m.SPIi, remote: d.Remote, hash: requestHash(m.raw)}
+	if sa := e.halfOpen[key]; sa != nil && sa.lastResp != nil {
+		for _, pkt := range sa.lastResp.packets {
+			sa.transmitTo(d.Local, d.Remote, pkt)
+		}
+		e.stats.Retransmissions++
+		return
+	}
+	if crit != nil {
+		e.answerInit(m, wire.NotifyUnsupportedCriticalPayload, []byte{byte(crit.Type)})
+		return
+	}
+	if len(e.halfOpen) >= e.cfg.MaxHalfOpen || len(e.sas) >= e.cfg.MaxIKESAs {
+		e.drop("too many half-open or total IKE SAs", "from", d.Remote)
+		return
+	}
+	nonce, ok1 := wire.First[*wire.Nonce](m.payloads)
+	offered, ok2 := wire.First[*wire.SA](m.payloads)
+	ke, ok3 := wire.First[*wire.KE](m.payloads)
+	if !ok1 || !ok2 || !ok3 {
+		e.drop("IKE_SA_INIT request without SA, KE or Nonce", "from", d.Remote)
+		return
+	}
+	if len(e.halfOpen) >= e.cfg.CookieThreshold {
+		want := e.cookie(nonce.Data, d.Remote.Addr(), m.SPIi)
+		n, first := m.payloads[0].(*wire.Notify)
+		if !first || n.NotifyType != wire.NotifyCookie || subtle.ConstantTimeCompare(n.Data, want) != 1 {
+			e.answerInit(m, wire.NotifyCookie, want)
+			return
+		}
+	}
+	c := e.responderConn(d.Local.Addr(), d.Remote.Addr())
+	if c == nil {
+		e.log.Info("no connection for IKE_SA_INIT", "local", d.Local, "remote", d.Remote)
+		e.answerInit(m, wire.NotifyNoProposalChosen, nil)
+		return
+	}
+	chosen, neg, ok := proposal.Select(c.IKE, offered, wire.ProtoIKE, !c.PreferPeerProposals, ke.Group)
+	if !ok {
+		e.log.Info("no acceptable IKE proposal", "conn", c.Name, "remote", d.Remote)
+		e.answerInit(m, wire.NotifyNoProposalChosen, nil)
+		return
+	}
+	if neg.DH != ke.Group {
+		e.answerInit(m, wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(neg.DH)))
+		return
+	}
+	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
+	if err != nil {
+		e.drop(err.Error())
+		return
+	}
+	gir, err := dh.Shared(ke.Data)
+	if err != nil {
+		e.drop("invalid KE public value: "+err.Error(), "from", d.Remote) // RFC 6989 §2
+		return
+	}
+	sa := e.newSA(c, false, d.Local, d.Remote)
+	sa.spiI = m.SPIi
+	sa.ni = bytes.Clone(nonce.Data)
+	sa.nr = e.nonce()
+	sa.neg = neg
+	sa.readInitNotifies(m, 0)
+	ps := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.KE{Group: neg.DH, Data: dh.Public()}, &wire.Nonce{Data: sa.nr}}
+	if m.notify(wire.NotifyNATDetectionSourceIP) != nil {
+		ps = append(ps, sa.natdNotifies(sa.spiR)...)
+	}
+	if sa.peerHashes != nil {
+		ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
+	}
+	if c.RemoteAuth == AuthPubkey {
+		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: ikeauth.CertReqData(c.CAs)})
+	}
+	resp := &wire.Message{Header: sa.header(wire.IKESAInit, 0, true), Payloads: ps}
+	b, err := resp.Marshal()
+	if err != nil {
+		e.destroy(sa, err.Error())
+		return
+	}
+	sa.initReq, sa.initResp = m.raw, b
+	if err := sa.deriveKeys(gir); err != nil {
+		e.destroy(sa, err.Error())
+		return
+	}
+	sa.encap = sa.natLocal || sa.natRemote
+	sa.expectReq = 1
+	sa.lastResp = &response{id: 0, exchange: wire.IKESAInit, hash: key.hash, packets: [][]byte{b}}
+	sa.halfOpen = &key
+	e.halfOpen[key] = sa
+	sa.halfOpenT = e.after(e.cfg.HalfOpenTimeout, func() { e.destroy(sa, "no IKE_AUTH after IKE_SA_INIT") })
+	sa.countNotifies(ps, true)
+	e.log.Debug("sending "+resp.String(), "ike", sa.id)
+	sa.transmitTo(d.Local, d.Remote, b)
+}
+
+// answerInit sends an unprotected IKE_SA_INIT error or COOKIE response
+// and keeps no state (§2.6, §2.21.1).
+func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte) {
+	resp := &wire.Message{Header: wire.Header{SPIi: m.SPIi, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagResponse},
+		Payloads: []wire.Payload{wire.NewNotify(t, data)}}
+	b, err := resp.Marshal()
+	if err != nil {
+		return
+	}
+	e.stats.NotifiesSent[t]++
+	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: withMarker(m.d.Local, b)}})
+}
+
+// responderConn picks the first connection whose addresses admit the
+// peer; the identity check follows in IKE_AUTH.
+func (e *Engine) responderConn(local, remote netip.Addr) *Connection {
+	for _, c := range e.cfg.Connections {
+		if addrAllowed(c.LocalAddrs, local) && addrAllowed(c.RemoteAddrs, remote) {
+			return c
+		}
+	}
+	return nil
+}
+
+func addrAllowed(list []netip.Addr, a netip.Addr) bool {
+	if len(list) == 0 {
+		return true
+	}
+	for _, x := range list {
+		if x.Unmap() == a.Unmap() || (x.IsUnspecified() && x.Is4() == a.Unmap().Is4()) {
+			return true
+		}
+	}
+	return false
+}

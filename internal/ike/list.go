@@ -1,0 +1,69 @@
+package ike
+
+import (
+	"crypto/sha256"
+	"net/netip"
+	"time"
+
+	"github.com/mifike/mifike/internal/ikeauth"
+)
+
+// IKESAInfo is a snapshot of one IKE SA for the CLI, metrics and tests.
+type IKESAInfo struct {
+	ID                uint64
+	Conn              string
+	State             string
+	Initiator         bool
+	SPIi, SPIr        uint64
+	Local, Remote     netip.AddrPort
+	LocalID, RemoteID string
+	Proposal          string
+	Established       time.Time
+	NATLocal          bool
+	NATRemote         bool
+	Encap             bool
+	MOBIKE            bool
+	VirtualIPs        []netip.Addr // assigned to us
+	PeerVirtualIPs    []netip.Addr // we assigned to the peer
+	Children          []ChildInfo
+	// KeyID identifies the keys without revealing them (SHA-256 of SK_d):
+	// both peers of an SA must show the same value.
+	KeyID [32]byte
+}
+
+// ChildInfo is a Child SA in a snapshot.
+type ChildInfo struct {
+	ChildSA
+	State       string
+	Established time.Time
+}
+
+// IKESAs lists every IKE SA past IKE_SA_INIT, ordered by id.
+func (e *Engine) IKESAs() []IKESAInfo {
+	var out []IKESAInfo
+	for _, sa := range e.sortedSAs() {
+		out = append(out, sa.info())
+	}
+	return out
+}
+
+func (sa *ikeSA) info() IKESAInfo {
+	i := IKESAInfo{ID: sa.id, Conn: sa.conn.Name, State: sa.state.String(), Initiator: sa.initiator,
+		SPIi: sa.spiI, SPIr: sa.spiR, Local: sa.local, Remote: sa.remote,
+		Established: sa.established, NATLocal: sa.natLocal, NATRemote: sa.natRemote, Encap: sa.encap, MOBIKE: sa.mobike,
+		VirtualIPs: append([]netip.Addr(nil), sa.localVIPs...), PeerVirtualIPs: append([]netip.Addr(nil), sa.remoteVIPs...)}
+	if sa.localID.Type != 0 {
+		i.LocalID = ikeauth.FormatID(sa.localID.Type, sa.localID.Data)
+	}
+	if sa.peerID.Type != 0 {
+		i.RemoteID = ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data)
+	}
+	if sa.suite != nil {
+		i.Proposal = sa.neg.String()
+		i.KeyID = sha256.Sum256(sa.skd)
+	}
+	for _, c := range sa.children {
+		i.Children = append(i.Children, ChildInfo{ChildSA: c.params(), State: c.state.String(), Established: c.created})
+	}
+	return i
+}

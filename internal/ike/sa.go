@@ -1,0 +1,236 @@
+package ike
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/mifike/mifike/internal/ikecrypto"
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+type saState int
+
+const (
+	stateConnecting  saState = iota // IKE_SA_INIT / IKE_AUTH under way
+	stateEstablished                // authenticated
+	stateRekeyed                    // superseded by a rekey; waits for the Delete
+	stateDeleting                   // our Delete is outstanding
+	stateDead
+)
+
+var stateNames = map[saState]string{stateConnecting: "CONNECTING", stateEstablished: "ESTABLISHED",
+	stateRekeyed: "REKEYED", stateDeleting: "DELETING", stateDead: "DESTROYING"}
+
+func (s saState) String() string { return stateNames[s] }
+
+// ikeSA is one IKE SA and everything exchanged on it.
+type ikeSA struct {
+	e     *Engine
+	id    uint64
+	conn  *Connection
+	state saState
+
+	initiator  bool // original initiator: we set the I flag (RFC 7296 §2.2)
+	spiI, spiR uint64
+
+	local, remote netip.AddrPort
+	natLocal      bool // we are behind a NAT (§2.23)
+	natRemote     bool // the peer is behind a NAT
+	peerNATT      bool // the peer sent NAT_DETECTION_* in IKE_SA_INIT
+	encap         bool // IKE and ESP on port 4500
+
+	neg     proposal.Negotiated
+	suite   *ikecrypto.Suite
+	skd     []byte
+	skp     [2][]byte // SK_pi, SK_pr: only until IKE_AUTH is done
+	in, out *ikecrypto.SKCipher
+
+	// IKE_SA_INIT material kept for AUTH (§2.15).
+	ni, nr            []byte
+	dh                *ikecrypto.DH
+	initReq, initResp []byte
+	peerHashes        []wire.HashAlgorithm
+	halfOpen          *halfOpenKey
+
+	localID, peerID ID
+	mobike          bool
+
+	// Message IDs (§2.3): we use a window of one in both directions.
+	nextReq   uint32
+	pending   *request
+	expectReq uint32
+	lastResp  *response
+
+	tasks []task
+
+	children   []*childSA
+	localVIPs  []netip.Addr // virtual IPs the peer assigned us (CP reply)
+	remoteVIPs []netip.Addr // virtual IPs we assigned the peer
+	leases     []poolLease
+
+	created, established, lastInbound time.Time
+	rekeyT, reauthT, expireT, dpdT    *timer
+	halfOpenT, deleteT                *timer
+
+	// rekeying: the new SA a peer's rekey created while ours was running
+	// (collision, §2.8.2), and what replaced us.
+	peerRekey *ikeRekeyCollision
+	successor *ikeSA
+	reauthOf  *ikeSA // the SA this one reauthenticates (§2.8.3)
+	// collidedWith is the old SA while this SA, made by the peer's rekey,
+	// awaits the §2.8.2 decision against our own rekey.
+	collidedWith *ikeSA
+	// earlyDeletes are SPIs the peer deleted before our request that
+	// creates them was answered to us.
+	earlyDeletes []uint32
+}
+
+type poolLease struct {
+	pool *Pool
+	addr netip.Addr
+}
+
+type request struct {
+	id       uint32
+	exchange wire.ExchangeType
+	packets  [][]byte
+	tries    int
+	timer    *timer
+	task     task
+}
+
+type response struct {
+	id       uint32
+	exchange wire.ExchangeType
+	hash     [32]byte
+	packets  [][]byte
+}
+
+func (e *Engine) newSA(c *Connection, initiator bool, local, remote netip.AddrPort) *ikeSA {
+	e.nextID++
+	sa := &ikeSA{e: e, id: e.nextID, conn: c, initiator: initiator, local: local, remote: remote, created: e.now}
+	sa.lastInbound = e.now
+	if initiator {
+		sa.spiI = e.newSPI()
+		e.sas[sa.spiI] = sa
+	} else {
+		sa.spiR = e.newSPI()
+		e.sas[sa.spiR] = sa
+	}
+	e.byID[sa.id] = sa
+	return sa
+}
+
+// localSPI and remoteSPI are ours and the peer's, whatever our role.
+func (sa *ikeSA) localSPI() uint64 {
+	if sa.initiator {
+		return sa.spiI
+	}
+	return sa.spiR
+}
+
+func (sa *ikeSA) remoteSPI() uint64 {
+	if sa.initiator {
+		return sa.spiR
+	}
+	return sa.spiI
+}
+
+func (sa *ikeSA) child(inSPI uint32) *childSA {
+	for _, c := range sa.children {
+		if c.inSPI == inSPI {
+			return c
+		}
+	}
+	return nil
+}
+
+func (sa *ikeSA) childByOutSPI(outSPI uint32) *childSA {
+	for _, c := range sa.children {
+		if c.outSPI == outSPI {
+			return c
+		}
+	}
+	return nil
+}
+
+func (sa *ikeSA) removeChild(c *childSA) {
+	for i, x := range sa.children {
+		if x == c {
+			sa.children = append(sa.children[:i], sa.children[i+1:]...)
+			return
+		}
+	}
+}
+
+func (sa *ikeSA) header(x wire.ExchangeType, id uint32, response bool) wire.Header {
+	h := wire.Header{SPIi: sa.spiI, SPIr: sa.spiR, MajorVersion: 2, Exchange: x, MessageID: id}
+	if sa.initiator {
+		h.Flags |= wire.FlagInitiator
+	}
+	if response {
+		h.Flags |= wire.FlagResponse
+	}
+	return h
+}
+
+// peerIdentity is the key that ties IKE SAs of one authenticated peer
+// together (pool leases, INITIAL_CONTACT, §2.4).
+func (sa *ikeSA) peerIdentity() string {
+	return sa.conn.Name + "|" + string(rune(sa.peerID.Type)) + string(sa.peerID.Data)
+}
+
+// destroy removes the SA and all its Child SAs without telling the peer.
+func (e *Engine) destroy(sa *ikeSA, reason string) {
+	if sa.state == stateDead {
+		return
+	}
+	wasUp := sa.state == stateEstablished || sa.state == stateRekeyed || sa.state == stateDeleting
+	sa.state = stateDead
+	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT, sa.halfOpenT, sa.deleteT} {
+		t.cancel()
+	}
+	if sa.pending != nil {
+		sa.pending.timer.cancel()
+		if sa.pending.task != nil {
+			sa.pending.task.abort(sa, reason)
+		}
+		sa.pending = nil
+	}
+	for _, t := range sa.tasks {
+		t.abort(sa, reason)
+	}
+	sa.tasks = nil
+	for _, c := range append([]*childSA(nil), sa.children...) {
+		c.remove("IKE SA " + reason)
+	}
+	for _, l := range sa.leases {
+		l.pool.Release(l.addr)
+	}
+	sa.leases = nil
+	if s := sa.localSPI(); e.sas[s] == sa {
+		delete(e.sas, s)
+	}
+	delete(e.byID, sa.id)
+	if sa.halfOpen != nil {
+		delete(e.halfOpen, *sa.halfOpen)
+		sa.halfOpen = nil
+	}
+	if wasUp {
+		e.event(sa, EventIKEDown, reason)
+	} else {
+		e.event(sa, EventIKEFailed, reason)
+	}
+	e.log.Info("IKE SA destroyed", "ike", sa.id, "conn", sa.conn.Name, "reason", reason)
+}
+
+func (e *Engine) sortedSAs() []*ikeSA {
+	out := make([]*ikeSA, 0, len(e.byID))
+	for _, sa := range e.byID {
+		out = append(out, sa)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}

@@ -1,0 +1,131 @@
+package ike_test
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
+)
+
+var (
+	soakSeeds = flag.Int("soak.seeds", 2000, "number of seeds the soak test runs")
+	soakFirst = flag.Uint64("soak.seed", 0, "first seed (with -soak.seeds=1, reproduces one run)")
+)
+
+// TestSoak runs the whole protocol under 20% loss, 20% duplication and
+// 20% reordering while both peers rekey, create and delete Child SAs and
+// rekey or check the IKE SA at random, often at the same instant to force
+// collisions (RFC 7296 §2.8.1, §2.8.2, §2.25). After the network heals and
+// every timer has run, both peers must agree on every IKE SA and Child SA,
+// their SPIs and keys, the data plane must hold exactly the engine's Child
+// SAs, and the engines' own tables must be consistent.
+func TestSoak(t *testing.T) {
+	n := *soakSeeds
+	if testing.Short() {
+		n = 200
+	}
+	stats := map[string]int{}
+	for i := 0; i < n; i++ {
+		seed := *soakFirst + uint64(i)
+		if err := soakOne(t, seed, stats); err != nil {
+			t.Fatalf("seed %d: %v\nreproduce: go test ./internal/ike -run 'TestSoak$' -soak.seed=%d -soak.seeds=1 -sim.trace", seed, err, seed)
+		}
+	}
+	t.Logf("%d seeds: %v", n, stats)
+}
+
+func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	l := newLab(t, seed, func(ue, gw *ike.Connection, uec, gwc *ike.Config) {
+		withSecondChild(t)(ue, gw, uec, gwc)
+		ue.DPDDelay, gw.DPDDelay = 30*time.Second, 30*time.Second
+	})
+	r := l.net.Rand()
+	l.net.Default = netsim.Link{Delay: time.Duration(5+r.IntN(20)) * time.Millisecond, Jitter: 30 * time.Millisecond,
+		Loss: 0.2, Dup: 0.2, Reorder: 0.2}
+	l.initiate()
+	if !l.net.RunUntil(10*time.Minute, func() bool { return len(l.ue.Established()) > 0 && len(l.gw.Established()) > 0 }) {
+		stats["never up"]++
+		return l.quiesce()
+	}
+	stats["up"]++
+	// Chaos: random operations at random times, sometimes on both peers
+	// at the same instant.
+	for step := 0; step < 12; step++ {
+		l.net.RunFor(time.Duration(r.IntN(3000)) * time.Millisecond)
+		both := r.IntN(3) == 0
+		op := r.IntN(7)
+		for _, node := range []*netsim.Node{l.ue, l.gw} {
+			if node == l.gw && !both && r.IntN(2) == 0 {
+				continue
+			}
+			if name := randomOp(node, op, r); name != "" {
+				stats[name]++
+			}
+		}
+	}
+	return l.quiesce()
+}
+
+// randomOp applies operation op to one of the node's established SAs.
+func randomOp(node *netsim.Node, op int, r *rand.Rand) string {
+	est := node.Established()
+	if len(est) == 0 {
+		return ""
+	}
+	sa := est[r.IntN(len(est))]
+	var child uint32
+	if len(sa.Children) > 0 {
+		child = sa.Children[r.IntN(len(sa.Children))].InSPI
+	}
+	var name string
+	node.Do(func(now time.Time) []ike.Action {
+		var acts []ike.Action
+		switch {
+		case op <= 1 && child != 0:
+			name = "rekey child"
+			acts, _ = node.Engine.Rekey(now, sa.ID, child)
+		case op == 2:
+			name = "rekey IKE"
+			acts, _ = node.Engine.Rekey(now, sa.ID, 0)
+		case op == 3:
+			name = "create child"
+			acts, _ = node.Engine.CreateChild(now, sa.ID, "pfs")
+		case op == 4 && child != 0:
+			name = "delete child"
+			acts, _ = node.Engine.Terminate(now, sa.ID, child)
+		case op == 5:
+			name = "liveness"
+			acts, _ = node.Engine.CheckLiveness(now, sa.ID)
+		case op == 6 && r.IntN(4) == 0:
+			name = "delete IKE"
+			acts, _ = node.Engine.Terminate(now, sa.ID, 0)
+		}
+		return acts
+	})
+	return name
+}
+
+// quiesce heals the network, lets every exchange, retransmission and
+// liveness check finish, and checks the invariants.
+func (l *lab) quiesce() error {
+	l.net.Default = netsim.Link{Delay: 10 * time.Millisecond}
+	l.net.RunFor(15 * time.Minute)
+	if err := netsim.CheckConsistent(l.ue, l.gw); err != nil {
+		return err
+	}
+	for _, n := range []*netsim.Node{l.ue, l.gw} {
+		if err := n.Engine.Audit(); err != nil {
+			return fmt.Errorf("%s: %v", n.Name, err)
+		}
+	}
+	return nil
+}

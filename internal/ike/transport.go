@@ -1,0 +1,429 @@
+package ike
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// message is a received, authenticated (or IKE_SA_INIT) message.
+type message struct {
+	wire.Header
+	payloads []wire.Payload
+	raw      []byte // from the IKE header on, without the non-ESP marker
+	d        Datagram
+}
+
+func (m *message) notify(t wire.NotifyType) *wire.Notify {
+	for _, p := range m.payloads {
+		if n, ok := p.(*wire.Notify); ok && n.NotifyType == t {
+			return n
+		}
+	}
+	return nil
+}
+
+func (m *message) String() string {
+	return (&wire.Message{Header: m.Header, Payloads: m.payloads}).String()
+}
+
+// errorNotify returns the first notify of an error type (RFC 7296 §3.10.1).
+func (m *message) errorNotify() *wire.Notify {
+	for _, p := range m.payloads {
+		if n, ok := p.(*wire.Notify); ok && n.NotifyType.IsError() {
+			return n
+		}
+	}
+	return nil
+}
+
+const nonESPMarkerLen = 4
+
+// receive demultiplexes one datagram to its IKE SA (by SPI only, never by
+// address: RFC 7296 §2.6) and checks message IDs and integrity.
+func (e *Engine) receive(d Datagram) {
+	// The driver may reuse its buffer; what we keep must not alias it.
+	data := bytes.Clone(d.Data)
+	d.Data = data
+	if d.Local.Port() != 500 {
+		// On the NAT-T port IKE follows a non-ESP marker (RFC 3948 §2.2);
+		// anything else is ESP or a keepalive, not ours.
+		if len(data) < nonESPMarkerLen || data[0]|data[1]|data[2]|data[3] != 0 {
+			e.drop("no non-ESP marker on the NAT-T port", "from", d.Remote)
+			return
+		}
+		data = data[nonESPMarkerLen:]
+	}
+	m, err := wire.ParseMessage(data)
+	var crit *wire.UnsupportedCriticalError
+	switch {
+	case errors.As(err, &crit):
+		// Handled per exchange below: IKE_SA_INIT requests get the
+		// notify, encrypted ones are checked after decryption.
+	case err != nil:
+		var ve *wire.VersionError
+		if errors.As(err, &ve) && ve.Major > 2 && len(data) >= wire.HeaderLen && data[19]&byte(wire.FlagResponse) == 0 {
+			e.answerVersion(d, data)
+		}
+		e.drop(err.Error(), "from", d.Remote)
+		return
+	}
+	msg := &message{Header: m.Header, payloads: m.Payloads, raw: data, d: d}
+	e.stats.Exchanges[m.Exchange]++
+	if m.Exchange == wire.IKESAInit {
+		if m.IsResponse() {
+			e.initResponse(msg)
+		} else {
+			e.initRequest(msg, crit)
+		}
+		return
+	}
+	// The I flag says whose SPI comes first: a message from the original
+	// initiator is addressed to the responder's SPI.
+	ourSPI, theirSPI := m.SPIi, m.SPIr
+	if m.FromInitiator() {
+		ourSPI, theirSPI = m.SPIr, m.SPIi
+	}
+	sa := e.sas[ourSPI]
+	if sa == nil || sa.state == stateDead {
+		e.drop("unknown IKE SPI", "spi", fmt.Sprintf("%016x", ourSPI), "from", d.Remote)
+		return
+	}
+	if sa.initiator == m.FromInitiator() || sa.remoteSPI() != theirSPI {
+		e.drop("SPIs or I flag do not match the IKE SA", "ike", sa.id)
+		return
+	}
+	if m.IsResponse() {
+		sa.receiveResponse(msg, m)
+	} else {
+		sa.receiveRequest(msg, m)
+	}
+}
+
+// unprotect verifies and decrypts the SK payload, returning the inner
+// payloads. Integrity failures are silent drops (§2.21: nothing is sent
+// for a message we cannot authenticate).
+func (sa *ikeSA) unprotect(msg *message, m *wire.Message) ([]wire.Payload, error) {
+	if len(m.Payloads) == 0 {
+		return nil, errors.New("message without an Encrypted payload")
+	}
+	sk, ok := m.Payloads[len(m.Payloads)-1].(*wire.Encrypted)
+	if !ok {
+		if _, frag := m.Payloads[len(m.Payloads)-1].(*wire.EncryptedFragment); frag {
+			return nil, errors.New("IKE fragment received but fragmentation was not negotiated")
+		}
+		return nil, errors.New("message after IKE_SA_INIT without an Encrypted payload")
+	}
+	if sa.in == nil {
+		return nil, errors.New("no keys yet")
+	}
+	plain, err := sa.in.Unprotect(msg.raw, sk.Offset)
+	if err != nil {
+		return nil, err
+	}
+	return wire.ParsePayloads(sk.First, plain)
+}
+
+func (sa *ikeSA) receiveResponse(msg *message, m *wire.Message) {
+	e := sa.e
+	p := sa.pending
+	if p == nil || p.id != m.MessageID || p.exchange != m.Exchange {
+		e.drop("response to no outstanding request", "ike", sa.id, "id", m.MessageID)
+		return
+	}
+	ps, err := sa.unprotect(msg, m)
+	var crit *wire.UnsupportedCriticalError
+	if err != nil && !errors.As(err, &crit) {
+		var pe *wire.ParseError
+		if errors.As(err, &pe) {
+			// A verified response we cannot parse: the peers disagree
+			// about the SA; clean up (§2.21).
+			e.log.Warn("malformed response", "ike", sa.id, "err", err)
+			p.timer.cancel()
+			sa.pending = nil
+			e.destroy(sa, "malformed response: "+err.Error())
+			return
+		}
+		e.drop("response failed verification: "+err.Error(), "ike", sa.id)
+		return
+	}
+	msg.payloads = ps
+	sa.lastInbound = e.now
+	p.timer.cancel()
+	sa.pending = nil
+	e.log.Debug("received "+msg.String(), "ike", sa.id)
+	sa.countNotifies(ps, false)
+	if n := msg.notify(wire.NotifyInvalidSyntax); n != nil {
+		// Fatal on both peers (§2.21.3).
+		if p.task != nil {
+			p.task.abort(sa, "peer answered INVALID_SYNTAX")
+		}
+		e.destroy(sa, "peer answered INVALID_SYNTAX")
+		return
+	}
+	if p.task != nil {
+		p.task.process(sa, msg)
+	}
+	sa.next()
+}
+
+func (sa *ikeSA) receiveRequest(msg *message, m *wire.Message) {
+	e := sa.e
+	switch {
+	case sa.state == stateConnecting && m.Exchange != wire.IKEAuth:
+		// Until IKE_AUTH completes the peer is not authenticated: its
+		// other requests wait (it retransmits), they are not answered.
+		e.drop("request before IKE_AUTH completed", "ike", sa.id, "exchange", m.Exchange)
+		return
+	case m.MessageID == sa.expectReq:
+	case sa.lastResp != nil && m.MessageID == sa.lastResp.id && m.Exchange == sa.lastResp.exchange:
+		// A retransmitted request: resend the cached response, but only
+		// for the same (authentic) request, so forged copies cannot make
+		// us amplify (§2.1).
+		if requestHash(msg.raw) != sa.lastResp.hash {
+			if _, err := sa.unprotect(msg, m); err != nil {
+				e.drop("retransmission failed verification", "ike", sa.id)
+				return
+			}
+		}
+		for _, pkt := range sa.lastResp.packets {
+			sa.transmit(pkt)
+		}
+		e.stats.Retransmissions++
+		return
+	default:
+		e.drop("request outside the window", "ike", sa.id, "id", m.MessageID, "expected", sa.expectReq)
+		return
+	}
+	ps, err := sa.unprotect(msg, m)
+	var crit *wire.UnsupportedCriticalError
+	if err != nil && !errors.As(err, &crit) {
+		var pe *wire.ParseError
+		if !errors.As(err, &pe) {
+			e.drop("request failed verification: "+err.Error(), "ike", sa.id)
+			return
+		}
+		// Authentic but malformed: INVALID_SYNTAX, fatal to the SA (§2.21.3).
+		msg.payloads = nil
+		sa.respond(msg, []wire.Payload{wire.NewNotify(wire.NotifyInvalidSyntax, nil)})
+		e.destroy(sa, "malformed request: "+err.Error())
+		return
+	}
+	msg.payloads = ps
+	sa.lastInbound = e.now
+	e.log.Debug("received "+msg.String(), "ike", sa.id)
+	sa.countNotifies(ps, false)
+	if crit != nil {
+		// §2.5: reject the whole request, naming the payload type.
+		sa.respond(msg, []wire.Payload{wire.NewNotify(wire.NotifyUnsupportedCriticalPayload, []byte{byte(crit.Type)})})
+		return
+	}
+	sa.handleRequest(msg)
+	sa.next()
+}
+
+// handleRequest dispatches an authenticated request to its exchange.
+func (sa *ikeSA) handleRequest(msg *message) {
+	sa.takeOverFromCollision(msg)
+	switch msg.Exchange {
+	case wire.IKEAuth:
+		sa.respondAuth(msg)
+	case wire.CreateChildSA:
+		if sa.state != stateEstablished && sa.state != stateRekeyed && sa.state != stateDeleting {
+			sa.respond(msg, []wire.Payload{wire.NewNotify(wire.NotifyInvalidSyntax, nil)})
+			return
+		}
+		sa.respondCreateChild(msg)
+	case wire.Informational:
+		sa.respondInformational(msg)
+	default:
+		// Unknown exchange types in an authenticated request (§2.21.3:
+		// every erroneous request gets an answer).
+		sa.respond(msg, []wire.Payload{wire.NewNotify(wire.NotifyInvalidSyntax, nil)})
+		sa.e.destroy(sa, "request of unknown exchange type "+msg.Exchange.String())
+	}
+}
+
+// respond protects and sends the response to msg and caches it for
+// retransmitted requests.
+func (sa *ikeSA) respond(msg *message, ps []wire.Payload) {
+	e := sa.e
+	h := sa.header(msg.Exchange, msg.MessageID, true)
+	pkts, err := sa.protect(h, ps)
+	if err != nil {
+		e.log.Error("cannot build response", "ike", sa.id, "err", err)
+		return
+	}
+	sa.expectReq = msg.MessageID + 1
+	sa.lastResp = &response{id: msg.MessageID, exchange: msg.Exchange, hash: requestHash(msg.raw), packets: pkts}
+	sa.countNotifies(ps, true)
+	e.log.Debug("sending "+(&wire.Message{Header: h, Payloads: ps}).String(), "ike", sa.id)
+	// Responses go back where the request came from (§2.11), from the
+	// address it arrived on.
+	for _, pkt := range pkts {
+		sa.transmitTo(msg.d.Local, msg.d.Remote, pkt)
+	}
+}
+
+func (sa *ikeSA) protect(h wire.Header, ps []wire.Payload) ([][]byte, error) {
+	first, inner, err := wire.EncodePayloads(ps)
+	if err != nil {
+		return nil, err
+	}
+	pkt, err := sa.out.Protect(h, first, inner, sa.e.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{pkt}, nil
+}
+
+// queue adds a task; it runs when the window is free (one request at a
+// time, §2.3).
+func (sa *ikeSA) queue(t task) {
+	if sa.state == stateDead {
+		t.abort(sa, "IKE SA is gone")
+		return
+	}
+	sa.tasks = append(sa.tasks, t)
+	sa.next()
+}
+
+// next starts the next queued task if no request is outstanding.
+func (sa *ikeSA) next() {
+	for sa.pending == nil && len(sa.tasks) > 0 && sa.state != stateDead {
+		if sa.state == stateConnecting && sa.in == nil {
+			return // IKE_SA_INIT still under way; its task sends directly
+		}
+		t := sa.tasks[0]
+		sa.tasks = sa.tasks[1:]
+		x, ps, err := t.build(sa)
+		if err != nil {
+			if !errors.Is(err, errSkip) {
+				sa.e.log.Info("task not started", "ike", sa.id, "task", fmt.Sprint(t), "err", err)
+			}
+			continue
+		}
+		sa.sendRequest(t, x, ps)
+	}
+}
+
+// errSkip tells next that a task has nothing to do any more (its Child SA
+// vanished, a collision made it moot).
+var errSkip = errors.New("skip")
+
+// sendRequest sends a protected request and arms its retransmission.
+func (sa *ikeSA) sendRequest(t task, x wire.ExchangeType, ps []wire.Payload) {
+	e := sa.e
+	id := sa.nextReq
+	if id == math.MaxUint32 {
+		// §2.2: Message IDs must not wrap; the SA must be rekeyed or closed.
+		e.destroy(sa, "message IDs exhausted")
+		return
+	}
+	h := sa.header(x, id, false)
+	pkts, err := sa.protect(h, ps)
+	if err != nil {
+		e.log.Error("cannot build request", "ike", sa.id, "err", err)
+		t.abort(sa, err.Error())
+		return
+	}
+	sa.nextReq++
+	sa.pending = &request{id: id, exchange: x, packets: pkts, task: t}
+	sa.countNotifies(ps, true)
+	e.log.Debug("sending "+(&wire.Message{Header: h, Payloads: ps}).String(), "ike", sa.id)
+	sa.transmitPending()
+}
+
+// sendOneShot sends a request nobody waits for (a Delete at shutdown, an
+// AUTHENTICATION_FAILED report after IKE_AUTH, §2.21.2).
+func (sa *ikeSA) sendOneShot(x wire.ExchangeType, ps []wire.Payload) {
+	if sa.out == nil {
+		return
+	}
+	h := sa.header(x, sa.nextReq, false)
+	pkts, err := sa.protect(h, ps)
+	if err != nil {
+		return
+	}
+	sa.nextReq++
+	for _, pkt := range pkts {
+		sa.transmit(pkt)
+	}
+}
+
+func (sa *ikeSA) transmitPending() {
+	p := sa.pending
+	for _, pkt := range p.packets {
+		sa.transmit(pkt)
+	}
+	r := sa.e.cfg.Retransmit
+	timeout := time.Duration(float64(r.Timeout) * math.Pow(r.Base, float64(p.tries)))
+	p.timer = sa.e.after(timeout, func() { sa.retransmit(p) })
+}
+
+// retransmit resends the outstanding request unchanged from the IKE header
+// on (§2.1), or gives the peer up after the last try (§2.4).
+func (sa *ikeSA) retransmit(p *request) {
+	if sa.pending != p || sa.state == stateDead {
+		return
+	}
+	if p.tries >= sa.e.cfg.Retransmit.Tries {
+		sa.e.log.Info("peer does not answer, giving up", "ike", sa.id, "request", p.id, "tries", p.tries+1)
+		if p.task != nil {
+			p.task.abort(sa, "peer did not answer")
+		}
+		sa.pending = nil
+		sa.e.destroy(sa, "peer did not answer "+p.exchange.String())
+		return
+	}
+	p.tries++
+	sa.e.stats.Retransmissions++
+	sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, try %d", p.exchange, p.id, p.tries+1))
+	sa.transmitPending()
+}
+
+// transmit sends from the IKE SA's current addresses.
+func (sa *ikeSA) transmit(pkt []byte) { sa.transmitTo(sa.local, sa.remote, pkt) }
+
+func (sa *ikeSA) transmitTo(local, remote netip.AddrPort, pkt []byte) {
+	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: withMarker(local, pkt)}})
+}
+
+// withMarker prefixes the non-ESP marker on the NAT-T port.
+func withMarker(local netip.AddrPort, pkt []byte) []byte {
+	if local.Port() == 500 {
+		return pkt
+	}
+	out := make([]byte, nonESPMarkerLen+len(pkt))
+	copy(out[nonESPMarkerLen:], pkt)
+	return out
+}
+
+func (sa *ikeSA) countNotifies(ps []wire.Payload, sent bool) {
+	for _, p := range ps {
+		if n, ok := p.(*wire.Notify); ok {
+			if sent {
+				sa.e.stats.NotifiesSent[n.NotifyType]++
+			} else {
+				sa.e.stats.NotifiesRecv[n.NotifyType]++
+			}
+		}
+	}
+}
+
+// answerVersion sends INVALID_MAJOR_VERSION for a request of a newer IKE
+// (§2.5), unprotected, with our highest version in the header.
+func (e *Engine) answerVersion(d Datagram, data []byte) {
+	h, _ := wire.ParseHeader(data)
+	resp := &wire.Message{Header: wire.Header{SPIi: h.SPIi, SPIr: h.SPIr, MajorVersion: 2, Exchange: h.Exchange,
+		Flags: wire.FlagResponse, MessageID: h.MessageID},
+		Payloads: []wire.Payload{wire.NewNotify(wire.NotifyInvalidMajorVersion, nil)}}
+	if b, err := resp.Marshal(); err == nil {
+		e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: withMarker(d.Local, b)}})
+	}
+}

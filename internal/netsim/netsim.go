@@ -1,0 +1,483 @@
+// Package netsim runs IKE engines in one process over a simulated network
+// with a virtual clock, driven by a seed: per-link delay, loss,
+// duplication, reordering, links going down and addresses moving. The
+// same seed gives the same run, so a failure found over thousands of seeds
+// is reproduced by its seed alone.
+package netsim
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+)
+
+// Link is the behaviour of the path between two addresses.
+type Link struct {
+	Delay   time.Duration // one-way
+	Jitter  time.Duration // added uniformly in [0, Jitter): reorders
+	Loss    float64       // probability a datagram is dropped
+	Dup     float64       // probability a datagram is delivered twice
+	Reorder float64       // probability of an extra delay of up to 4×Delay
+	Down    bool
+}
+
+// Network holds nodes and the datagrams in flight.
+type Network struct {
+	Now  time.Time
+	rng  *rand.Rand
+	seed uint64
+
+	Default Link
+	links   map[[2]netip.Addr]Link
+	// NAT rewrites a datagram in flight (addresses as seen by the
+	// receiver); nil means no NAT.
+	NAT func(d ike.Datagram) ike.Datagram
+
+	nodes  []*Node
+	owner  map[netip.Addr]*Node
+	flight flightHeap
+	seq    uint64
+	steps  int
+	Trace  io.Writer
+	// MaxSteps bounds a run, so a livelock fails instead of hanging.
+	MaxSteps int
+}
+
+// Node is one host: an engine, its addresses and a model of its data
+// plane built from the engine's actions.
+type Node struct {
+	Name     string
+	Engine   *ike.Engine
+	net      *Network
+	addrs    []netip.Addr
+	wake     time.Time
+	Children map[uint32]ike.ChildSA // installed Child SAs by inbound SPI
+	Events   []ike.Event
+	Keys     []ike.IKEKeys
+	Sent     int
+	cfg      ike.Config
+}
+
+type flight struct {
+	at  time.Time
+	seq uint64
+	to  *Node
+	d   ike.Datagram
+}
+
+type flightHeap []*flight
+
+func (h flightHeap) Len() int { return len(h) }
+func (h flightHeap) Less(i, j int) bool {
+	if h[i].at.Equal(h[j].at) {
+		return h[i].seq < h[j].seq
+	}
+	return h[i].at.Before(h[j].at)
+}
+func (h flightHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *flightHeap) Push(x any)   { *h = append(*h, x.(*flight)) }
+func (h *flightHeap) Pop() any {
+	old := *h
+	f := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return f
+}
+
+// New makes an empty network whose randomness all derives from seed.
+func New(seed uint64) *Network {
+	return &Network{
+		Now:      time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		rng:      rand.New(rand.NewPCG(seed, seed*0x9e3779b97f4a7c15+1)),
+		seed:     seed,
+		Default:  Link{Delay: 10 * time.Millisecond},
+		links:    map[[2]netip.Addr]Link{},
+		owner:    map[netip.Addr]*Node{},
+		MaxSteps: 2_000_000,
+	}
+}
+
+// Seed returns the seed the network was made with.
+func (n *Network) Seed() uint64 { return n.seed }
+
+// Rand is the network's deterministic random source for test scripts.
+func (n *Network) Rand() *rand.Rand { return n.rng }
+
+// AddNode creates a node owning addrs. cfg.Rand is replaced by a
+// deterministic stream derived from the seed and the node's name.
+func (n *Network) AddNode(name string, cfg ike.Config, addrs ...netip.Addr) (*Node, error) {
+	var key [32]byte
+	binary.BigEndian.PutUint64(key[:], n.seed)
+	copy(key[8:], name)
+	cfg.Rand = &restartableRand{key: key}
+	e, err := ike.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	node := &Node{Name: name, Engine: e, net: n, Children: map[uint32]ike.ChildSA{}, cfg: cfg}
+	for _, a := range addrs {
+		node.AddAddr(a)
+	}
+	n.nodes = append(n.nodes, node)
+	return node, nil
+}
+
+// AddAddr gives the node another address; RemoveAddr takes one away
+// (datagrams to it are then lost).
+func (node *Node) AddAddr(a netip.Addr) {
+	node.addrs = append(node.addrs, a)
+	node.net.owner[a] = node
+}
+
+func (node *Node) RemoveAddr(a netip.Addr) {
+	for i, x := range node.addrs {
+		if x == a {
+			node.addrs = append(node.addrs[:i], node.addrs[i+1:]...)
+		}
+	}
+	if node.net.owner[a] == node {
+		delete(node.net.owner, a)
+	}
+}
+
+// Addrs returns the node's addresses.
+func (node *Node) Addrs() []netip.Addr { return append([]netip.Addr(nil), node.addrs...) }
+
+// SetLink sets the behaviour between a and b, both directions.
+func (n *Network) SetLink(a, b netip.Addr, l Link) {
+	n.links[[2]netip.Addr{a, b}] = l
+	n.links[[2]netip.Addr{b, a}] = l
+}
+
+func (n *Network) link(a, b netip.Addr) Link {
+	if l, ok := n.links[[2]netip.Addr{a, b}]; ok {
+		return l
+	}
+	return n.Default
+}
+
+// Do runs a command on the node at the current time and applies its
+// actions, e.g. net.Do(a, func(now time.Time) []ike.Action { ... }).
+func (node *Node) Do(f func(now time.Time) []ike.Action) {
+	node.Apply(f(node.net.Now))
+}
+
+// Apply carries out engine actions: datagrams go on the wire, Child SA
+// changes update the data-plane model, timers are remembered.
+func (node *Node) Apply(actions []ike.Action) {
+	n := node.net
+	for _, a := range actions {
+		switch a := a.(type) {
+		case ike.Send:
+			node.Sent++
+			n.send(node, a.Datagram)
+		case ike.ArmTimer:
+			node.wake = a.At
+		case ike.InstallChild:
+			if _, dup := node.Children[a.SA.InSPI]; dup {
+				panic(fmt.Sprintf("%s: Child SA %08x installed twice", node.Name, a.SA.InSPI))
+			}
+			node.Children[a.SA.InSPI] = a.SA
+		case ike.UpdateChild:
+			if _, ok := node.Children[a.SA.InSPI]; !ok {
+				panic(fmt.Sprintf("%s: update of unknown Child SA %08x", node.Name, a.SA.InSPI))
+			}
+			node.Children[a.SA.InSPI] = a.SA
+		case ike.DeleteChild:
+			if _, ok := node.Children[a.InSPI]; !ok {
+				panic(fmt.Sprintf("%s: delete of unknown Child SA %08x", node.Name, a.InSPI))
+			}
+			delete(node.Children, a.InSPI)
+		case ike.Event:
+			node.Events = append(node.Events, a)
+			n.tracef("%s event %s ike=%d %s", node.Name, a.Kind, a.IKESA, a.Detail)
+		case ike.IKEKeys:
+			node.Keys = append(node.Keys, a)
+		}
+	}
+}
+
+func (n *Network) send(from *Node, d ike.Datagram) {
+	l := n.link(d.Local.Addr(), d.Remote.Addr())
+	if l.Down || n.rng.Float64() < l.Loss {
+		n.tracef("%s lost %s -> %s (%d octets)", from.Name, d.Local, d.Remote, len(d.Data))
+		return
+	}
+	copies := 1
+	if n.rng.Float64() < l.Dup {
+		copies = 2
+	}
+	for i := 0; i < copies; i++ {
+		delay := l.Delay
+		if l.Jitter > 0 {
+			delay += time.Duration(n.rng.Int64N(int64(l.Jitter)))
+		}
+		if l.Reorder > 0 && n.rng.Float64() < l.Reorder {
+			delay += time.Duration(n.rng.Int64N(int64(4*l.Delay) + 1))
+		}
+		in := ike.Datagram{Local: d.Remote, Remote: d.Local, Data: append([]byte(nil), d.Data...)}
+		if n.NAT != nil {
+			in = n.NAT(in)
+		}
+		to := n.owner[in.Local.Addr()]
+		if to == nil {
+			n.tracef("%s sent to nobody at %s", from.Name, d.Remote)
+			return
+		}
+		n.seq++
+		heap.Push(&n.flight, &flight{at: n.Now.Add(delay), seq: n.seq, to: to, d: in})
+	}
+}
+
+// Step runs the next event (a delivery or a timer) if it is due by
+// until, and reports whether one ran.
+func (n *Network) Step(until time.Time) bool {
+	var next time.Time
+	var timerNode *Node
+	for _, node := range n.nodes {
+		if !node.wake.IsZero() && (timerNode == nil || node.wake.Before(next)) {
+			next, timerNode = node.wake, node
+		}
+	}
+	var f *flight
+	if len(n.flight) > 0 && (timerNode == nil || !n.flight[0].at.After(next)) {
+		f = n.flight[0]
+		next = f.at
+	}
+	if (f == nil && timerNode == nil) || next.After(until) {
+		return false
+	}
+	n.steps++
+	if n.steps > n.MaxSteps {
+		panic(fmt.Sprintf("netsim: more than %d steps (livelock?), seed %d", n.MaxSteps, n.seed))
+	}
+	if next.After(n.Now) {
+		n.Now = next
+	}
+	if f != nil {
+		heap.Pop(&n.flight)
+		l := n.link(f.d.Remote.Addr(), f.d.Local.Addr())
+		if l.Down || !f.to.owns(f.d.Local.Addr()) {
+			n.tracef("undeliverable to %s at %s", f.to.Name, f.d.Local)
+			return true
+		}
+		n.tracef("%s <- %s %s", f.to.Name, f.d.Remote, describe(f.d.Data))
+		f.to.Apply(f.to.Engine.Receive(n.Now, f.d))
+		return true
+	}
+	timerNode.wake = time.Time{}
+	timerNode.Apply(timerNode.Engine.Tick(n.Now))
+	return true
+}
+
+func (node *Node) owns(a netip.Addr) bool {
+	for _, x := range node.addrs {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// RunFor advances the clock by d, running everything due.
+func (n *Network) RunFor(d time.Duration) {
+	until := n.Now.Add(d)
+	for n.Step(until) {
+	}
+	n.Now = until
+}
+
+// RunUntil runs until cond holds or d passes; it reports whether cond held.
+func (n *Network) RunUntil(d time.Duration, cond func() bool) bool {
+	until := n.Now.Add(d)
+	for !cond() {
+		if !n.Step(until) {
+			n.Now = until
+			return cond()
+		}
+	}
+	return true
+}
+
+// Quiet reports whether nothing is in flight.
+func (n *Network) Quiet() bool { return len(n.flight) == 0 }
+
+func (n *Network) tracef(format string, args ...any) {
+	if n.Trace != nil {
+		fmt.Fprintf(n.Trace, "%s "+format+"\n", append([]any{n.Now.Format("15:04:05.000")}, args...)...)
+	}
+}
+
+func describe(b []byte) string {
+	if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
+		b = b[4:]
+	}
+	if len(b) < 28 {
+		return fmt.Sprintf("%d octets", len(b))
+	}
+	return fmt.Sprintf("exch=%d flags=%02x id=%d len=%d", b[18], b[19], binary.BigEndian.Uint32(b[20:24]), len(b))
+}
+
+// EventsOf returns the node's events of kind k.
+func (node *Node) EventsOf(k ike.EventKind) []ike.Event {
+	var out []ike.Event
+	for _, e := range node.Events {
+		if e.Kind == k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Established returns the node's established IKE SAs.
+func (node *Node) Established() []ike.IKESAInfo {
+	var out []ike.IKESAInfo
+	for _, s := range node.Engine.IKESAs() {
+		if s.State == "ESTABLISHED" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// CheckConsistent verifies what must hold between two peers once nothing
+// is in flight: the same established IKE SAs (SPIs, keys), the same Child
+// SAs with crossed SPIs and keys, and a data plane holding exactly the
+// engine's Child SAs (nothing leaked, nothing missing).
+func CheckConsistent(a, b *Node) error {
+	var errs []string
+	for _, node := range []*Node{a, b} {
+		engine := map[uint32]bool{}
+		for _, s := range node.Engine.IKESAs() {
+			for _, c := range s.Children {
+				engine[c.InSPI] = true
+				if _, ok := node.Children[c.InSPI]; !ok {
+					errs = append(errs, fmt.Sprintf("%s: Child SA %08x of IKE SA %d not in the data plane", node.Name, c.InSPI, s.ID))
+				}
+			}
+		}
+		for spi := range node.Children {
+			if !engine[spi] {
+				errs = append(errs, fmt.Sprintf("%s: data plane holds Child SA %08x the engine forgot (leak)", node.Name, spi))
+			}
+		}
+	}
+	type pair struct{ i, r uint64 }
+	sas := func(node *Node) map[pair]ike.IKESAInfo {
+		m := map[pair]ike.IKESAInfo{}
+		for _, s := range node.Established() {
+			m[pair{s.SPIi, s.SPIr}] = s
+		}
+		return m
+	}
+	as, bs := sas(a), sas(b)
+	for p, x := range as {
+		y, ok := bs[p]
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s has IKE SA %016x/%016x (id %d) that %s lacks", a.Name, p.i, p.r, x.ID, b.Name))
+			continue
+		}
+		if x.KeyID != y.KeyID {
+			errs = append(errs, fmt.Sprintf("IKE SA %016x/%016x: keys differ", p.i, p.r))
+		}
+		if x.Initiator == y.Initiator {
+			errs = append(errs, fmt.Sprintf("IKE SA %016x/%016x: both sides think they initiated=%v", p.i, p.r, x.Initiator))
+		}
+		errs = append(errs, checkChildren(a.Name, b.Name, x, y)...)
+	}
+	for p, y := range bs {
+		if _, ok := as[p]; !ok {
+			errs = append(errs, fmt.Sprintf("%s has IKE SA %016x/%016x (id %d) that %s lacks", b.Name, p.i, p.r, y.ID, a.Name))
+		}
+	}
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+func checkChildren(an, bn string, x, y ike.IKESAInfo) []string {
+	var errs []string
+	byIn := map[uint32]ike.ChildInfo{}
+	for _, c := range y.Children {
+		byIn[c.InSPI] = c
+	}
+	for _, c := range x.Children {
+		d, ok := byIn[c.OutSPI]
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s: Child SA %08x/%08x has no peer on %s", an, c.InSPI, c.OutSPI, bn))
+			continue
+		}
+		delete(byIn, c.OutSPI)
+		if d.OutSPI != c.InSPI || string(d.EncKeyIn) != string(c.EncKeyOut) || string(d.EncKeyOut) != string(c.EncKeyIn) ||
+			string(d.IntegKeyIn) != string(c.IntegKeyOut) || string(d.IntegKeyOut) != string(c.IntegKeyIn) {
+			errs = append(errs, fmt.Sprintf("Child SA %08x/%08x: SPIs or keys do not cross", c.InSPI, c.OutSPI))
+		}
+	}
+	for _, d := range byIn {
+		errs = append(errs, fmt.Sprintf("%s: Child SA %08x/%08x has no peer on %s", bn, d.InSPI, d.OutSPI, an))
+	}
+	return errs
+}
+
+// AddNAT puts a NAT in front of inside: datagrams from it appear to come
+// from public with a mapped port, and answers to that mapping reach it.
+// It composes with NATs added before.
+func (n *Network) AddNAT(inside netip.Addr, public netip.Addr) {
+	out := map[netip.AddrPort]netip.AddrPort{}
+	back := map[netip.AddrPort]netip.AddrPort{}
+	next := uint16(30000)
+	prev := n.NAT
+	n.NAT = func(d ike.Datagram) ike.Datagram {
+		if prev != nil {
+			d = prev(d)
+		}
+		// d is as the receiver sees it: Remote is the sender.
+		if d.Remote.Addr() == inside {
+			m, ok := out[d.Remote]
+			if !ok {
+				m = netip.AddrPortFrom(public, next)
+				next++
+				out[d.Remote], back[m] = m, d.Remote
+			}
+			d.Remote = m
+		} else if o, ok := back[d.Local]; ok {
+			d.Local = o
+		}
+		return d
+	}
+}
+
+// Restart replaces the node's engine with a fresh one of the same
+// configuration, as after a crash: all state and installed SAs are lost.
+func (node *Node) Restart() {
+	e, err := ike.New(node.cfg)
+	if err != nil {
+		panic(err)
+	}
+	node.Engine = e
+	node.Children = map[uint32]ike.ChildSA{}
+	node.wake = time.Time{}
+}
+
+// restartableRand is a ChaCha8 stream; a restarted engine continues it
+// rather than repeating it (a real host would not reuse its randomness).
+type restartableRand struct {
+	key [32]byte
+	c   *rand.ChaCha8
+}
+
+func (r *restartableRand) Read(b []byte) (int, error) {
+	if r.c == nil {
+		r.c = rand.NewChaCha8(r.key)
+	}
+	return r.c.Read(b)
+}
