@@ -77,8 +77,13 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 				return
 			}
 		case wire.NotifyTemporaryFailure:
-			if sa.peerRekey != nil {
-				return // the peer's rekey is the one that happens
+			if c := sa.peerRekey; c != nil {
+				// The peer refused ours but its own rekey went through:
+				// its new SA is the successor.
+				if c.sa.state == stateEstablished && sa.state == stateEstablished {
+					sa.handOver(c.sa)
+				}
+				return
 			}
 			if t.tries < 5 {
 				sa.retryLater(&ikeRekeyTask{group: t.group, tries: t.tries + 1}, t.tries)
