@@ -411,7 +411,13 @@ func (c *childSA) remove(reason string) {
 	sa.removeChild(c)
 	e.emit(DeleteChild{IKESA: sa.id, InSPI: c.inSPI, OutSPI: c.outSPI})
 	e.emit(Event{Kind: EventChildDown, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI, Detail: c.cfg.Name + ": " + reason})
-	if n := c.replacedBy; n != nil && n.state != childGone && sa.state != stateDead {
+	n := c.replacedBy
+	if n == nil {
+		// Deleted while our rekey was in flight and the peer's had
+		// completed: the peer's new SA is the successor.
+		n = c.peerRekey
+	}
+	if n != nil && n.state != childGone && sa.state != stateDead {
 		n.activateOutbound()
 	}
 }

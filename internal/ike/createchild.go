@@ -118,6 +118,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 	}
 	old := t.rekey
 	c.replaces = old
+	collision := ""
 	if p := old.peerRekey; p != nil && p.state != childGone {
 		// Both sides rekeyed old at once (§2.8.1): the SA made by the
 		// exchange holding the lowest nonce is redundant and deleted by
@@ -135,10 +136,13 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 				p.activateOutbound() // the winner already deleted old
 			}
 			sa.queueFront(&childDeleteTask{child: c, redundant: true})
+			e.emit(Event{Kind: EventChildRekeyed, IKESA: sa.id, Conn: sa.conn.Name, Child: p.inSPI,
+				Detail: fmt.Sprintf("%s %08x -> %08x (collision lost, %08x redundant)", c.cfg.Name, old.inSPI, p.inSPI, c.inSPI)})
 			return
 		}
 		e.log.Info("child rekey collision won", "ike", sa.id, "child", c.cfg.Name)
 		p.replacedBy = c
+		collision = " (collision won)"
 	}
 	if old.state == childGone {
 		// The peer deleted the old SA while our rekey was in flight
@@ -153,7 +157,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 		e.emit(UpdateChild{SA: old.params()})
 	}
 	e.emit(Event{Kind: EventChildRekeyed, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI,
-		Detail: fmt.Sprintf("%s %08x -> %08x", c.cfg.Name, old.inSPI, c.inSPI)})
+		Detail: fmt.Sprintf("%s %08x -> %08x%s", c.cfg.Name, old.inSPI, c.inSPI, collision)})
 	// §2.8: the rekey initiator deletes the old SA.
 	sa.queueFront(&childDeleteTask{child: old})
 }
@@ -197,12 +201,23 @@ func (sa *ikeSA) retryLater(t task, n int) {
 	d := e.cfg.RetryTemporaryFailure * time.Duration(1<<min(n, 6))
 	d = e.jitter(d+d/2, d/2)
 	e.after(d, func() {
-		if sa.state == stateEstablished {
-			sa.queue(t)
+		// The IKE SA may have been rekeyed meanwhile: the retry belongs
+		// to its successor (§2.8, which inherits the Child SAs).
+		target := sa.current()
+		if target.state == stateEstablished {
+			target.queue(t)
 		} else {
-			t.abort(sa, "IKE SA no longer established")
+			t.abort(target, "IKE SA no longer established")
 		}
 	})
+}
+
+// current follows rekeys to the SA that now stands for this one.
+func (sa *ikeSA) current() *ikeSA {
+	for sa.successor != nil && sa.state != stateEstablished {
+		sa = sa.successor
+	}
+	return sa
 }
 
 // queueFront runs t before anything else queued (a Delete that completes

@@ -109,6 +109,8 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 			// it; the peer's new SA takes the Child SAs, and the peer
 			// deletes the old one.
 			e.log.Info("IKE rekey collision lost", "ike", sa.id, "winner", c.sa.id)
+			e.emit(Event{Kind: EventIKERekeyed, IKESA: c.sa.id, Conn: sa.conn.Name,
+				Detail: fmt.Sprintf("IKE SA %d -> %d (collision lost, %d redundant)", sa.id, c.sa.id, n.id)})
 			if sa.successor != c.sa {
 				sa.handOver(c.sa)
 			}
@@ -116,6 +118,8 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 			return
 		}
 		e.log.Info("IKE rekey collision won", "ike", sa.id, "loser", c.sa.id)
+		e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: sa.conn.Name,
+			Detail: fmt.Sprintf("IKE SA %d -> %d (collision won)", sa.id, n.id)})
 	}
 	sa.handOver(n)
 	// The rekey initiator deletes the old SA; that Delete is the last

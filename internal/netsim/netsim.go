@@ -47,6 +47,8 @@ type Network struct {
 	seq    uint64
 	steps  int
 	Trace  io.Writer
+	Filter Filter
+	held   []held
 	// MaxSteps bounds a run, so a livelock fails instead of hanging.
 	MaxSteps int
 }
@@ -205,6 +207,22 @@ func (node *Node) Apply(actions []ike.Action) {
 }
 
 func (n *Network) send(from *Node, d ike.Datagram) {
+	if n.Filter != nil {
+		m, _ := ParseMsg(d.Data)
+		switch n.Filter(from, d, m) {
+		case Drop:
+			n.tracef("%s filter dropped %s -> %s", from.Name, d.Local, d.Remote)
+			return
+		case Hold:
+			n.tracef("%s filter held %s -> %s", from.Name, d.Local, d.Remote)
+			n.held = append(n.held, held{from, d})
+			return
+		}
+	}
+	n.transmit(from, d)
+}
+
+func (n *Network) transmit(from *Node, d ike.Datagram) {
 	l := n.link(d.Local.Addr(), d.Remote.Addr())
 	if l.Down || n.rng.Float64() < l.Loss {
 		n.tracef("%s lost %s -> %s (%d octets)", from.Name, d.Local, d.Remote, len(d.Data))
@@ -480,4 +498,52 @@ func (r *restartableRand) Read(b []byte) (int, error) {
 		r.c = rand.NewChaCha8(r.key)
 	}
 	return r.c.Read(b)
+}
+
+// Verdict is what a Filter decides for a datagram about to be sent.
+type Verdict int
+
+const (
+	Deliver Verdict = iota
+	Drop
+	Hold // kept until Release
+)
+
+// Filter, when set, sees every datagram a node sends, before the link.
+// Tests use it to delay or drop one particular message.
+type Filter func(from *Node, d ike.Datagram, m Msg) Verdict
+
+// Msg is what a filter knows about an IKE datagram.
+type Msg struct {
+	Exchange  uint8 // wire.ExchangeType
+	Response  bool
+	MessageID uint32
+	SPIi      uint64
+}
+
+// ParseMsg reads the IKE header of a datagram (after a non-ESP marker).
+func ParseMsg(b []byte) (Msg, bool) {
+	if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
+		b = b[4:]
+	}
+	if len(b) < 28 {
+		return Msg{}, false
+	}
+	return Msg{Exchange: b[18], Response: b[19]&0x20 != 0, MessageID: binary.BigEndian.Uint32(b[20:24]),
+		SPIi: binary.BigEndian.Uint64(b[0:8])}, true
+}
+
+type held struct {
+	from *Node
+	d    ike.Datagram
+}
+
+// Held is the number of datagrams held by the filter.
+func (n *Network) Held() int { return len(n.held) }
+
+// Release sends the i-th held datagram now (through the link).
+func (n *Network) Release(i int) {
+	h := n.held[i]
+	n.held = append(n.held[:i], n.held[i+1:]...)
+	n.transmit(h.from, h.d)
 }
