@@ -43,7 +43,9 @@ func dropFirst(node *netsim.Node, x wire.ExchangeType, response bool) netsim.Fil
 
 func (l *lab) rekeyChild(node *netsim.Node) {
 	s := l.sa(node)
-	l.do(node, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, s.ID, s.Children[0].InSPI) })
+	l.do(node, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.Rekey(now, s.ID, s.Children[0].InSPI)
+	})
 }
 
 func (l *lab) rekeyIKE(node *netsim.Node) {
@@ -53,7 +55,9 @@ func (l *lab) rekeyIKE(node *netsim.Node) {
 
 func (l *lab) deleteChild(node *netsim.Node) {
 	s := l.sa(node)
-	l.do(node, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, s.ID, s.Children[0].InSPI) })
+	l.do(node, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.Terminate(now, s.ID, s.Children[0].InSPI)
+	})
 }
 
 func (l *lab) deleteIKE(node *netsim.Node) {
