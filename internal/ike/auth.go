@@ -23,7 +23,7 @@ type ikeAuthTask struct {
 
 func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
 	c := sa.conn
-	t.idi = &wire.ID{IDType: c.LocalID.Type, Data: c.LocalID.Data}
+	t.idi = c.localIDPayload(false)
 	ps := []wire.Payload{t.idi}
 	if c.LocalAuth == AuthPubkey {
 		for _, cert := range ikeauth.CertPayloads(c.Certs) {
@@ -63,6 +63,18 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
 	}
 	return wire.IKEAuth, ps, nil
+}
+
+// localIDPayload is our ID payload. A DN identity that names our
+// certificate's subject is sent as the certificate's own encoding, so the
+// peer's binary comparison succeeds (RFC 4945 §3.1.5).
+func (c *Connection) localIDPayload(responder bool) *wire.ID {
+	id := &wire.ID{Responder: responder, IDType: c.LocalID.Type, Data: c.LocalID.Data}
+	if id.IDType == wire.IDDERASN1DN && len(c.Certs) > 0 &&
+		ikeauth.IDEqual(id.IDType, id.Data, wire.IDDERASN1DN, c.Certs[0].RawSubject) {
+		id.Data = c.Certs[0].RawSubject
+	}
+	return id
 }
 
 func (c *Connection) startChild() *ChildConfig {
@@ -365,7 +377,7 @@ func (sa *ikeSA) respondAuth(m *message) {
 	sa.conn = c
 	sa.peerID = ID{Type: idi.IDType, Data: bytes.Clone(idi.Data)}
 	sa.localID = c.LocalID
-	idrOut := &wire.ID{Responder: true, IDType: c.LocalID.Type, Data: c.LocalID.Data}
+	idrOut := c.localIDPayload(true)
 	ps := []wire.Payload{idrOut}
 	if c.LocalAuth == AuthPubkey {
 		for _, cert := range ikeauth.CertPayloads(c.Certs) {

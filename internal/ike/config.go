@@ -122,6 +122,9 @@ type Connection struct {
 	Certs             []*x509.Certificate // ours, end-entity first
 	CAs               []*x509.Certificate // trusted for the peer's certificate
 	RSAPSS            bool
+	// ClassicSignatures does not announce RFC 7427 hash algorithms, so
+	// signatures use methods 1, 9, 10 and 11 (for peers without RFC 7427).
+	ClassicSignatures bool
 
 	IKE      []proposal.Proposal
 	Children []*ChildConfig

@@ -58,7 +58,9 @@ func (t *ikeInitTask) send(sa *ikeSA) error {
 	}
 	ps = append(ps, t.offered, &wire.KE{Group: t.group, Data: dh.Public()}, &wire.Nonce{Data: sa.ni})
 	ps = append(ps, sa.natdNotifies(0)...)
-	ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
+	if !c.ClassicSignatures {
+		ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
+	}
 	m := &wire.Message{Header: wire.Header{SPIi: sa.spiI, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagInitiator}, Payloads: ps}
 	b, err := m.Marshal()
 	if err != nil {
@@ -355,8 +357,10 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	if m.notify(wire.NotifyNATDetectionSourceIP) != nil {
 		ps = append(ps, sa.natdNotifies(sa.spiR)...)
 	}
-	if sa.peerHashes != nil {
+	if sa.peerHashes != nil && !c.ClassicSignatures {
 		ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
+	} else {
+		sa.peerHashes = nil // RFC 7427 only if both announced it (§4)
 	}
 	if c.RemoteAuth == AuthPubkey {
 		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: ikeauth.CertReqData(c.CAs)})

@@ -547,3 +547,9 @@ func (n *Network) Release(i int) {
 	n.held = append(n.held[:i], n.held[i+1:]...)
 	n.transmit(h.from, h.d)
 }
+
+// Inject sends a hand-made datagram from an address no engine owns (or
+// any address), as an attacker or a broken peer would.
+func (n *Network) Inject(from, to netip.AddrPort, data []byte) {
+	n.transmit(&Node{Name: "injector", net: n}, ike.Datagram{Local: from, Remote: to, Data: data})
+}

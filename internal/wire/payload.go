@@ -72,8 +72,14 @@ func appendPayloads(b []byte, ps []Payload) (PayloadType, []byte, error) {
 // *UnsupportedCriticalError after the whole chain was checked (RFC 7296 §2.5).
 // SK and SKF may not appear in such a chain (SK is never nested, §3.14).
 func ParsePayloads(first PayloadType, b []byte) ([]Payload, error) {
-	ps, _, err := parseChain(first, b, 0, false)
-	return ps, err
+	ps, critical, err := parseChain(first, b, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	if critical != nil {
+		return ps, critical
+	}
+	return ps, nil
 }
 
 // parseChain decodes payloads starting at b[off:]. When outer is true an SK

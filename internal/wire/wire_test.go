@@ -411,3 +411,16 @@ func TestNames(t *testing.T) {
 		t.Error("IsError")
 	}
 }
+
+// The same rule inside an SK payload's plaintext (RFC 7296 §2.5).
+func TestParsePayloadsReportsCritical(t *testing.T) {
+	first, b, err := EncodePayloads([]Payload{&Nonce{Data: make([]byte, 16)}, &Unknown{PayloadType: 222, Critical: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := ParsePayloads(first, b)
+	var ce *UnsupportedCriticalError
+	if !errors.As(err, &ce) || ce.Type != 222 || len(ps) != 2 {
+		t.Fatalf("err %v, %d payloads", err, len(ps))
+	}
+}

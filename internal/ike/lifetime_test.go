@@ -1,0 +1,131 @@
+package ike_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// RFC 7296 §2.8: the IKE SA is rekeyed when its lifetime runs out, and
+// the Child SAs move along.
+func TestRFC7296Section2_8IKELifetimeRekey(t *testing.T) {
+	l := newLab(t, 40, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.RekeyTime = time.Hour })
+	l.up()
+	first := l.sa(l.ue)
+	l.settle(61 * time.Minute)
+	now := l.sa(l.ue)
+	if now.ID == first.ID || now.Children[0].InSPI != first.Children[0].InSPI {
+		t.Fatalf("not rekeyed: %+v", now)
+	}
+	if len(l.ue.EventsOf(ike.EventIKERekeyed)) != 1 {
+		t.Fatal("rekey event missing")
+	}
+}
+
+// RFC 7296 §2.8.3: reauthentication builds a new IKE SA from scratch with
+// its Child SAs, then deletes the old one (make before break).
+func TestRFC7296Section2_8_3Reauthentication(t *testing.T) {
+	l := newLab(t, 41, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.ReauthTime = 2 * time.Hour })
+	l.up()
+	first := l.sa(l.ue)
+	l.settle(121 * time.Minute)
+	now := l.sa(l.ue)
+	if now.ID == first.ID || len(now.Children) != 1 || now.Children[0].InSPI == first.Children[0].InSPI {
+		t.Fatalf("not reauthenticated: %+v", now)
+	}
+	if len(l.ue.EventsOf(ike.EventIKEUp)) != 2 {
+		t.Fatal("no second authentication")
+	}
+}
+
+// RFC 7296 §2.8: Child SAs are rekeyed at their soft lifetime and
+// deleted at the hard one if rekeying keeps failing.
+func TestRFC7296Section2_8ChildLifetimes(t *testing.T) {
+	l := newLab(t, 42, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.Children[0].RekeyTime, ue.Children[0].LifeTime = 30*time.Minute, 40*time.Minute
+	})
+	l.up()
+	first := l.sa(l.ue).Children[0].InSPI
+	l.settle(31 * time.Minute)
+	second := l.sa(l.ue).Children[0].InSPI
+	if second == first {
+		t.Fatal("no rekey at the soft lifetime")
+	}
+	// Now every CREATE_CHILD_SA is lost: the next rekey fails and the
+	// Child SA is deleted at its hard lifetime.
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if m.Exchange == uint8(wire.CreateChildSA) {
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.ue.Engine.Stats()
+	l.net.RunFor(41 * time.Minute)
+	for _, s := range l.ue.Engine.IKESAs() {
+		for _, c := range s.Children {
+			if c.InSPI == second {
+				t.Fatal("Child SA outlived its hard lifetime")
+			}
+		}
+	}
+}
+
+// Byte limits reported by the data plane trigger a rekey (soft) or a
+// delete (hard).
+func TestChildByteLimits(t *testing.T) {
+	l := newLab(t, 43, nil)
+	l.up()
+	first := l.sa(l.ue).Children[0].InSPI
+	l.ue.Do(func(now time.Time) []ike.Action { return l.ue.Engine.ChildLimit(now, first, false) })
+	l.settle(time.Second)
+	second := l.sa(l.ue).Children[0].InSPI
+	if second == first {
+		t.Fatal("soft limit did not rekey")
+	}
+	l.ue.Do(func(now time.Time) []ike.Action { return l.ue.Engine.ChildLimit(now, second, true) })
+	l.settle(time.Second)
+	if len(l.sa(l.ue).Children) != 0 {
+		t.Fatal("hard limit did not delete")
+	}
+}
+
+// RFC 7296 §2.4: a silent peer is probed after DPDDelay; the probe's
+// retransmissions time out and the IKE SA goes. A peer that keeps
+// answering stays.
+func TestRFC7296Section2_4LivenessCheck(t *testing.T) {
+	l := newLab(t, 44, func(ue, gw *ike.Connection, _, _ *ike.Config) { gw.DPDDelay = 30 * time.Second })
+	l.up()
+	l.settle(5 * time.Minute)
+	if l.gw.Engine.Stats().Exchanges[wire.Informational] == 0 {
+		t.Fatal("no liveness checks sent")
+	}
+	l.sa(l.gw)
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Down: true})
+	if !l.net.RunUntil(10*time.Minute, func() bool { return len(l.gw.Engine.IKESAs()) == 0 }) {
+		t.Fatal("dead peer kept")
+	}
+	if len(l.gw.Children) != 0 {
+		t.Fatal("data plane not cleaned up")
+	}
+}
+
+// The hard IKE lifetime deletes the SA when rekeying never succeeds.
+func TestIKEHardLifetime(t *testing.T) {
+	l := newLab(t, 45, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.RekeyTime, ue.OverTime = time.Hour, 10*time.Minute
+	})
+	l.up()
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if m.Exchange == uint8(wire.CreateChildSA) {
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.net.RunFor(71 * time.Minute)
+	if len(l.ue.Established()) != 0 {
+		t.Fatal("IKE SA outlived its hard lifetime")
+	}
+}
