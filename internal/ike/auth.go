@@ -87,10 +87,11 @@ func (c *Connection) startChild() *ChildConfig {
 }
 
 // hasPeerSA reports whether another IKE SA of this connection to the same
-// peer address exists; INITIAL_CONTACT is only for the first (§2.4).
+// peer address exists, even half made; INITIAL_CONTACT is only for the
+// first (§2.4).
 func (e *Engine) hasPeerSA(sa *ikeSA) bool {
 	for _, o := range e.byID {
-		if o != sa && o.conn == sa.conn && o.remote.Addr() == sa.remote.Addr() && o.state == stateEstablished {
+		if o != sa && o.conn == sa.conn && o.remote.Addr() == sa.remote.Addr() && o.state != stateDead {
 			return true
 		}
 	}
@@ -217,6 +218,9 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 		if _, err := t.child.complete(sa, m, sa.ni, sa.nr, nil); err != nil {
 			// The IKE SA stays up when only its first Child SA fails (§1.2).
 			e.event(sa, EventChildFailed, err.Error())
+			if t.child.peerCreated(m) {
+				sa.queue(&childDeleteTask{orphan: t.child.inSPI})
+			}
 		}
 	}
 	// Children with Start that did not ride in IKE_AUTH come next, and
@@ -495,10 +499,12 @@ func proposalHas(p proposal.Proposal, n proposal.Negotiated) bool {
 }
 
 // initialContact deletes the other IKE SAs of this peer identity: it tells
-// us the peer lost them (RFC 7296 §2.4).
+// us the peer lost them (RFC 7296 §2.4). Only SAs begun before this one
+// can be such leftovers; younger ones are the peer's current state.
 func (e *Engine) initialContact(sa *ikeSA) {
 	for _, o := range e.sortedSAs() {
-		if o != sa && o.conn == sa.conn && o.state != stateConnecting && o.peerIdentity() == sa.peerIdentity() {
+		if o != sa && o.conn == sa.conn && o.state != stateConnecting && o.created.Before(sa.created) &&
+			o.peerIdentity() == sa.peerIdentity() {
 			e.destroy(o, "INITIAL_CONTACT from the same peer")
 		}
 	}

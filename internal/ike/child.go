@@ -154,6 +154,19 @@ func (r *childRequest) payloads() []wire.Payload {
 	return ps
 }
 
+// peerCreated reports whether the response says the responder created
+// the Child SA (an SA payload, no refusal): if we cannot use it, we must
+// delete it (RFC 7296 §2.21: clean up after an unusable response).
+func (r *childRequest) peerCreated(m *message) bool {
+	for _, p := range m.payloads {
+		if n, ok := p.(*wire.Notify); ok && childErrors[n.NotifyType] {
+			return false
+		}
+	}
+	respSA, ok := wire.First[*wire.SA](m.payloads)
+	return ok && len(respSA.Proposals) == 1 && len(respSA.Proposals[0].SPI) == 4
+}
+
 func (r *childRequest) release(sa *ikeSA) {
 	if !r.released {
 		r.released = true

@@ -107,8 +107,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 	if err != nil {
 		t.abort(sa, err.Error())
 		e.event(sa, EventChildFailed, err.Error())
-		// The responder may have installed an SA we cannot use: delete it.
-		if respSA, ok := wire.First[*wire.SA](m.payloads); ok && len(respSA.Proposals) == 1 && len(respSA.Proposals[0].SPI) == 4 {
+		if t.req.peerCreated(m) {
 			sa.queue(&childDeleteTask{orphan: t.req.inSPI})
 		}
 		return
