@@ -295,6 +295,7 @@ func (sa *ikeSA) establish() {
 	sa.initReq, sa.initResp, sa.dh = nil, nil, nil
 	sa.armLifetimes()
 	sa.armDPD()
+	sa.armKeepalive()
 	e.event(sa, EventIKEUp, fmt.Sprintf("%s %s %s <-> %s %s", sa.neg.String(),
 		ikeauth.FormatID(sa.localID.Type, sa.localID.Data), sa.local, sa.remote, ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data)))
 	e.log.Info("IKE SA established", "ike", sa.id, "conn", sa.conn.Name, "peer", ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data),

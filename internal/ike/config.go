@@ -37,6 +37,9 @@ type Config struct {
 	DeleteTimeout time.Duration
 	// ExportKeys emits IKEKeys actions so a key log can be written.
 	ExportKeys bool
+	// KeepaliveInterval is how often a host behind a NAT sends a NAT
+	// keepalive when it sent nothing else (RFC 3948 §2.3: 20 s).
+	KeepaliveInterval time.Duration
 	// RetryTemporaryFailure is the base delay before retrying an exchange
 	// refused with TEMPORARY_FAILURE (RFC 7296 §2.25: not immediately).
 	RetryTemporaryFailure time.Duration
@@ -68,6 +71,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DeleteTimeout == 0 {
 		c.DeleteTimeout = 30 * time.Second
+	}
+	if c.KeepaliveInterval == 0 {
+		c.KeepaliveInterval = 20 * time.Second
 	}
 	if c.RetryTemporaryFailure == 0 {
 		c.RetryTemporaryFailure = 5 * time.Second
@@ -136,6 +142,10 @@ type Connection struct {
 	DPDDelay   time.Duration // liveness check when nothing arrived this long
 
 	MOBIKE bool
+
+	// RestartOnDead initiates the connection again when its IKE SA is
+	// given up for an unresponsive peer (strongSwan's dpd_action=restart).
+	RestartOnDead bool
 
 	// Pools assign virtual addresses (responder, CP CFG_REPLY).
 	Pools []*Pool

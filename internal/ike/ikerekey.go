@@ -187,6 +187,7 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) 
 	n.established = e.now
 	n.armLifetimes()
 	n.armDPD()
+	n.armKeepalive()
 	e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: n.conn.Name,
 		Detail: fmt.Sprintf("IKE SA %d -> %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, neg.String())})
 	e.log.Info("IKE SA rekeyed", "old", sa.id, "new", n.id, "proposal", neg.String())

@@ -71,8 +71,9 @@ type ikeSA struct {
 	leases     []poolLease
 
 	created, established, lastInbound time.Time
+	lastSent                          time.Time
 	rekeyT, reauthT, expireT, dpdT    *timer
-	halfOpenT, deleteT                *timer
+	halfOpenT, deleteT, keepaliveT    *timer
 
 	// rekeying: the new SA a peer's rekey created while ours was running
 	// (collision, §2.8.2), and what replaced us.
@@ -189,7 +190,7 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 	}
 	wasUp := sa.state == stateEstablished || sa.state == stateRekeyed || sa.state == stateDeleting
 	sa.state = stateDead
-	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT, sa.halfOpenT, sa.deleteT} {
+	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT, sa.halfOpenT, sa.deleteT, sa.keepaliveT} {
 		t.cancel()
 	}
 	if sa.pending != nil {
@@ -224,6 +225,16 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 		e.event(sa, EventIKEFailed, reason)
 	}
 	e.log.Info("IKE SA destroyed", "ike", sa.id, "conn", sa.conn.Name, "reason", reason)
+}
+
+// restart initiates the SA's connection again after the peer was given
+// up (RestartOnDead), from the addresses the SA used.
+func (e *Engine) restart(sa *ikeSA) {
+	local := netip.AddrPortFrom(sa.local.Addr(), 500)
+	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.conn.remotePort())
+	if n, err := e.initiate(sa.conn, local, remote); err == nil {
+		e.log.Info("restarting connection after dead peer", "old", sa.id, "new", n.id, "conn", sa.conn.Name)
+	}
 }
 
 func (e *Engine) sortedSAs() []*ikeSA {

@@ -378,7 +378,11 @@ func (sa *ikeSA) retransmit(p *request) {
 			p.task.abort(sa, "peer did not answer")
 		}
 		sa.pending = nil
+		wasUp := sa.state == stateEstablished
 		sa.e.destroy(sa, "peer did not answer "+p.exchange.String())
+		if wasUp && sa.conn.RestartOnDead && sa.initiator {
+			sa.e.restart(sa)
+		}
 		return
 	}
 	p.tries++
@@ -391,7 +395,30 @@ func (sa *ikeSA) retransmit(p *request) {
 func (sa *ikeSA) transmit(pkt []byte) { sa.transmitTo(sa.local, sa.remote, pkt) }
 
 func (sa *ikeSA) transmitTo(local, remote netip.AddrPort, pkt []byte) {
+	sa.lastSent = sa.e.now
 	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: withMarker(local, pkt)}})
+}
+
+// armKeepalive sends a NAT keepalive, a single 0xFF octet, when we are
+// behind a NAT and sent nothing for the interval (RFC 3948 §2.3,
+// RFC 7296 §2.23), so the NAT mapping does not expire.
+func (sa *ikeSA) armKeepalive() {
+	e := sa.e
+	sa.keepaliveT.cancel()
+	if !sa.natLocal {
+		return
+	}
+	iv := e.cfg.KeepaliveInterval
+	sa.keepaliveT = e.after(iv, func() {
+		if sa.state == stateDead || !sa.natLocal {
+			return
+		}
+		if e.now.Sub(sa.lastSent) >= iv {
+			sa.lastSent = e.now
+			e.emit(Send{Datagram{Local: sa.local, Remote: sa.remote, Data: []byte{0xff}}})
+		}
+		sa.armKeepalive()
+	})
 }
 
 // withMarker prefixes the non-ESP marker on the NAT-T port.
