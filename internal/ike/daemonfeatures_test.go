@@ -40,7 +40,9 @@ func TestReconfigure(t *testing.T) {
 	l.up()
 	ueConn, gwConn := configs(t)
 	// Same connection, new child policy elsewhere: the IKE SA stays.
-	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Reconfigure(now, []*ike.Connection{gwConn}) })
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.Reconfigure(now, []*ike.Connection{gwConn})
+	})
 	l.settle(time.Second)
 	l.sa(l.gw)
 	// Proposals that no longer admit the SA's algorithms: deleted.
