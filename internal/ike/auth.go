@@ -260,8 +260,8 @@ func (sa *ikeSA) reauthenticate() {
 	if sa.state != stateEstablished || !sa.initiator {
 		return
 	}
-	local := netip.AddrPortFrom(sa.local.Addr(), 500)
-	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.conn.remotePort())
+	local := netip.AddrPortFrom(sa.local.Addr(), sa.e.cfg.IKEPort)
+	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.e.remotePort(sa.conn))
 	n, err := sa.e.initiate(sa.conn, local, remote)
 	if err != nil {
 		sa.e.log.Warn("reauthentication failed to start", "ike", sa.id, "err", err)

@@ -35,6 +35,9 @@ type Config struct {
 	// DeleteTimeout bounds how long a rekeyed IKE SA waits for the
 	// peer's Delete before it is dropped.
 	DeleteTimeout time.Duration
+	// IKEPort and NATTPort are our two UDP ports (RFC 7296 §2, RFC 3948):
+	// every port but IKEPort carries the non-ESP marker. Defaults 500, 4500.
+	IKEPort, NATTPort uint16
 	// ExportKeys emits IKEKeys actions so a key log can be written.
 	ExportKeys bool
 	// KeepaliveInterval is how often a host behind a NAT sends a NAT
@@ -71,6 +74,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.DeleteTimeout == 0 {
 		c.DeleteTimeout = 30 * time.Second
+	}
+	if c.IKEPort == 0 {
+		c.IKEPort = 500
+	}
+	if c.NATTPort == 0 {
+		c.NATTPort = 4500
 	}
 	if c.KeepaliveInterval == 0 {
 		c.KeepaliveInterval = 20 * time.Second
@@ -161,9 +170,9 @@ type Connection struct {
 	ForceEncap bool
 }
 
-func (c *Connection) remotePort() uint16 {
+func (e *Engine) remotePort(c *Connection) uint16 {
 	if c.RemotePort == 0 {
-		return 500
+		return e.cfg.IKEPort
 	}
 	return c.RemotePort
 }

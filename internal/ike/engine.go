@@ -130,7 +130,7 @@ func (e *Engine) Initiate(now time.Time, conn string, local, remote netip.AddrPo
 		if len(c.RemoteAddrs) == 0 {
 			return 0, e.end(), fmt.Errorf("ike: connection %s has no remote address to initiate to", conn)
 		}
-		remote = netip.AddrPortFrom(c.RemoteAddrs[0], c.remotePort())
+		remote = netip.AddrPortFrom(c.RemoteAddrs[0], e.remotePort(c))
 	}
 	if !local.IsValid() {
 		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", conn)

@@ -176,9 +176,9 @@ func (sa *ikeSA) processInitResponse(t *ikeInitTask, m *message) error {
 	sa.dh = nil
 	// Float to port 4500 when a NAT is in the way, or when MOBIKE may
 	// need it later (RFC 4555 §3.3); from now on everything is on 4500.
-	if sa.local.Port() == 500 && (sa.natLocal || sa.natRemote || sa.conn.ForceEncap || (sa.conn.MOBIKE && sa.peerNATT)) {
-		sa.local = netip.AddrPortFrom(sa.local.Addr(), 4500)
-		sa.remote = netip.AddrPortFrom(sa.remote.Addr(), 4500)
+	if nat := sa.e.cfg.NATTPort; sa.local.Port() != nat && (sa.natLocal || sa.natRemote || sa.conn.ForceEncap || (sa.conn.MOBIKE && sa.peerNATT)) {
+		sa.local = netip.AddrPortFrom(sa.local.Addr(), nat)
+		sa.remote = netip.AddrPortFrom(sa.remote.Addr(), nat)
 	}
 	sa.encap = sa.natLocal || sa.natRemote
 	e.log.Debug("IKE_SA_INIT done", "ike", sa.id, "proposal", neg.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
@@ -397,7 +397,7 @@ func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte) {
 		return
 	}
 	e.stats.NotifiesSent[t]++
-	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: withMarker(m.d.Local, b)}})
+	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: e.withMarker(m.d.Local, b)}})
 }
 
 // responderConn picks the first connection whose addresses admit the

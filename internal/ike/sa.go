@@ -230,8 +230,8 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 // restart initiates the SA's connection again after the peer was given
 // up (RestartOnDead), from the addresses the SA used.
 func (e *Engine) restart(sa *ikeSA) {
-	local := netip.AddrPortFrom(sa.local.Addr(), 500)
-	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.conn.remotePort())
+	local := netip.AddrPortFrom(sa.local.Addr(), e.cfg.IKEPort)
+	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.e.remotePort(sa.conn))
 	if n, err := e.initiate(sa.conn, local, remote); err == nil {
 		e.log.Info("restarting connection after dead peer", "old", sa.id, "new", n.id, "conn", sa.conn.Name)
 	}

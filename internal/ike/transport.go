@@ -50,7 +50,7 @@ func (e *Engine) receive(d Datagram) {
 	// The driver may reuse its buffer; what we keep must not alias it.
 	data := bytes.Clone(d.Data)
 	d.Data = data
-	if d.Local.Port() != 500 {
+	if d.Local.Port() != e.cfg.IKEPort {
 		// On the NAT-T port IKE follows a non-ESP marker (RFC 3948 §2.2);
 		// anything else is ESP or a keepalive, not ours.
 		if len(data) < nonESPMarkerLen || data[0]|data[1]|data[2]|data[3] != 0 {
@@ -396,7 +396,7 @@ func (sa *ikeSA) transmit(pkt []byte) { sa.transmitTo(sa.local, sa.remote, pkt) 
 
 func (sa *ikeSA) transmitTo(local, remote netip.AddrPort, pkt []byte) {
 	sa.lastSent = sa.e.now
-	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: withMarker(local, pkt)}})
+	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: sa.e.withMarker(local, pkt)}})
 }
 
 // armKeepalive sends a NAT keepalive, a single 0xFF octet, when we are
@@ -422,8 +422,8 @@ func (sa *ikeSA) armKeepalive() {
 }
 
 // withMarker prefixes the non-ESP marker on the NAT-T port.
-func withMarker(local netip.AddrPort, pkt []byte) []byte {
-	if local.Port() == 500 {
+func (e *Engine) withMarker(local netip.AddrPort, pkt []byte) []byte {
+	if local.Port() == e.cfg.IKEPort {
 		return pkt
 	}
 	out := make([]byte, nonESPMarkerLen+len(pkt))
@@ -451,6 +451,6 @@ func (e *Engine) answerVersion(d Datagram, data []byte) {
 		Flags: wire.FlagResponse, MessageID: h.MessageID},
 		Payloads: []wire.Payload{wire.NewNotify(wire.NotifyInvalidMajorVersion, nil)}}
 	if b, err := resp.Marshal(); err == nil {
-		e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: withMarker(d.Local, b)}})
+		e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: e.withMarker(d.Local, b)}})
 	}
 }
