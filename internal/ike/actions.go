@@ -70,6 +70,8 @@ const (
 	EventDropped // a message was dropped; Detail says why
 	EventAddressUpdate
 	EventVirtualIP
+	EventIKECloned
+	EventCloneRefused
 )
 
 var eventNames = map[EventKind]string{
@@ -77,7 +79,7 @@ var eventNames = map[EventKind]string{
 	EventIKERekeyed: "ike-rekeyed", EventChildUp: "child-up", EventChildDown: "child-down",
 	EventChildFailed: "child-failed", EventChildRekeyed: "child-rekeyed",
 	EventRetransmit: "retransmit", EventDropped: "dropped", EventAddressUpdate: "address-update",
-	EventVirtualIP: "virtual-ip",
+	EventVirtualIP: "virtual-ip", EventIKECloned: "ike-cloned", EventCloneRefused: "clone-refused",
 }
 
 func (k EventKind) String() string { return eventNames[k] }

@@ -62,6 +62,9 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 	if c.MOBIKE {
 		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
 	}
+	if c.Clone {
+		ps = append(ps, wire.NewNotify(wire.NotifyCloneIKESASupported, nil)) // RFC 7791 §5.1
+	}
 	return wire.IKEAuth, ps, nil
 }
 
@@ -197,6 +200,7 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 	sa.peerID = ID{Type: idr.IDType, Data: bytes.Clone(idr.Data)}
 	sa.localID = c.LocalID
 	sa.mobike = c.MOBIKE && m.notify(wire.NotifyMOBIKESupported) != nil
+	sa.cloneLocal, sa.clonePeer = c.Clone, m.notify(wire.NotifyCloneIKESASupported) != nil
 	if cp, ok := wire.First[*wire.CP](m.payloads); ok && t.cp && cp.CFGType == wire.CFGReply {
 		for _, a := range cp.Attributes {
 			if a.Type == wire.CPInternalIP4Address {
@@ -257,7 +261,18 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 // deletes this SA once the new one is up (RFC 7296 §2.8.3). Only the
 // original initiator does: a responder's peer decides its own lifetime.
 func (sa *ikeSA) reauthenticate() {
-	if sa.state != stateEstablished || !sa.initiator {
+	if sa.state != stateEstablished {
+		return
+	}
+	if sa.parent != 0 {
+		// A clone has no authentication of its own: it goes when its
+		// family must reauthenticate (whoever manages paths clones the
+		// new authentication again).
+		sa.e.log.Info("family reauthentication due, deleting clone", "ike", sa.id)
+		sa.queue(&ikeDeleteTask{})
+		return
+	}
+	if !sa.initiator {
 		return
 	}
 	local := netip.AddrPortFrom(sa.local.Addr(), sa.e.cfg.IKEPort)
@@ -285,6 +300,10 @@ func (sa *ikeSA) establish() {
 	e := sa.e
 	sa.state = stateEstablished
 	sa.established = e.now
+	if sa.family == nil {
+		e.newFamily(sa)
+	}
+	sa.mobikeInitiator = sa.initiator
 	sa.halfOpenT.cancel()
 	if sa.halfOpen != nil {
 		delete(e.halfOpen, *sa.halfOpen)
@@ -310,8 +329,14 @@ func (sa *ikeSA) armLifetimes() {
 	sa.expireT.cancel()
 	soft := c.RekeyTime
 	if c.ReauthTime > 0 && (soft == 0 || c.ReauthTime < soft) {
-		soft = c.ReauthTime
-		sa.reauthT = e.after(e.jitter(c.ReauthTime, c.RandTime), func() { sa.reauthenticate() })
+		// Reauthentication is due for the whole family at once, counted
+		// from its authentication (RFC 7791 §8): clones inherit the time.
+		due := c.ReauthTime
+		if sa.family != nil {
+			due = sa.family.authTime.Add(c.ReauthTime).Sub(e.now)
+		}
+		soft = due
+		sa.reauthT = e.after(e.jitter(due, c.RandTime), func() { sa.reauthenticate() })
 	} else if c.RekeyTime > 0 {
 		sa.rekeyT = e.after(e.jitter(c.RekeyTime, c.RandTime), func() {
 			if sa.state == stateEstablished {
@@ -400,6 +425,8 @@ func (sa *ikeSA) respondAuth(m *message) {
 		e.initialContact(sa)
 	}
 	sa.mobike = c.MOBIKE && m.notify(wire.NotifyMOBIKESupported) != nil
+	sa.cloneLocal, sa.clonePeer = c.Clone, m.notify(wire.NotifyCloneIKESASupported) != nil
+	e.newFamily(sa) // before the pool: the lease belongs to the family
 	var childErr wire.NotifyType
 	if cp, ok := wire.First[*wire.CP](m.payloads); ok && cp.CFGType == wire.CFGRequest {
 		reply, nt := sa.assignVIPs(cp)
@@ -424,6 +451,9 @@ func (sa *ikeSA) respondAuth(m *message) {
 	}
 	if sa.mobike {
 		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
+	}
+	if c.Clone {
+		ps = append(ps, wire.NewNotify(wire.NotifyCloneIKESASupported, nil)) // RFC 7791 §5.1
 	}
 	// Authentication octets are needed for our AUTH above; establish after.
 	sa.respond(m, ps)
@@ -533,7 +563,7 @@ func (sa *ikeSA) assignVIPs(req *wire.CP) (*wire.CP, wire.NotifyType) {
 			sa.e.log.Warn("cannot assign a virtual IP", "ike", sa.id, "err", err)
 			return nil, wire.NotifyInternalAddressFailure
 		}
-		sa.leases = append(sa.leases, poolLease{pool: p, addr: addr})
+		sa.family.leases = append(sa.family.leases, poolLease{pool: p, addr: addr})
 		sa.remoteVIPs = append(sa.remoteVIPs, addr)
 		if is4 {
 			reply.Attributes = append(reply.Attributes, wire.CPAddr(wire.CPInternalIP4Address, addr))

@@ -152,6 +152,22 @@ type Connection struct {
 
 	MOBIKE bool
 
+	// Clone advertises and accepts RFC 7791 cloning of this connection's
+	// IKE SAs (CLONE_IKE_SA_SUPPORTED in IKE_AUTH).
+	Clone bool
+	// MaxIKESAs caps the IKE SAs of one authenticated peer (its clone
+	// family); a clone beyond it is refused with NO_ADDITIONAL_SAS
+	// (RFC 7791 §5.3, §8). 0 means 8.
+	MaxIKESAs int
+	// MaxChildSAs caps the Child SAs of a whole clone family (RFC 7791
+	// §8: counted over all IKE SAs of the user); 0 means no cap.
+	MaxChildSAs int
+	// Draft00Clone talks to draft-mglt-ipsecme-clone-ike-sa-00 peers: it
+	// also accepts CLONE_IKE_SA_SUPPORTED in an INFORMATIONAL exchange and
+	// echoes CLONE_IKE_SA in clone responses, as that draft had it. (An
+	// echoed CLONE_IKE_SA is accepted from any peer.)
+	Draft00Clone bool
+
 	// RestartOnDead initiates the connection again when its IKE SA is
 	// given up for an unresponsive peer (strongSwan's dpd_action=restart).
 	RestartOnDead bool

@@ -237,6 +237,11 @@ func (sa *ikeSA) respondCreateChild(m *message) {
 		return
 	}
 	if offered.Proposals[0].Protocol == wire.ProtoIKE {
+		// CLONE_IKE_SA only counts in an IKE rekey request (RFC 7791 §5.2).
+		if m.notify(wire.NotifyCloneIKESA) != nil {
+			sa.respondClone(m, offered, nonce)
+			return
+		}
 		sa.respondIKERekey(m, offered, nonce)
 		return
 	}
@@ -277,6 +282,11 @@ func (sa *ikeSA) respondChild(m *message, nonce *wire.Nonce) {
 			sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
 			return
 		}
+	}
+	if rekey == nil && sa.conn.MaxChildSAs > 0 && sa.family != nil && sa.family.children() >= sa.conn.MaxChildSAs {
+		// The cap counts the Child SAs of all the user's IKE SAs (RFC 7791 §8).
+		sa.respond(m, errorNotify(wire.NotifyNoAdditionalSAs, nil))
+		return
 	}
 	var gir []byte
 	var kePayload *wire.KE

@@ -29,6 +29,8 @@ type Engine struct {
 	children map[uint32]*childSA // by inbound SPI
 	nextID   uint64
 
+	nextFamily uint64
+
 	timers   timerHeap
 	timerSeq uint64
 	armed    time.Time

@@ -16,6 +16,26 @@ import (
 // the authenticated peer (or a broken one) sent it.
 func (l *lab) forge(id uint32, ps ...wire.Payload) []byte {
 	l.t.Helper()
+	return l.forgeX(wire.Informational, id, ps...)
+}
+
+// forgeCreate builds a CREATE_CHILD_SA request rekeying the IKE SA,
+// with CLONE_IKE_SA when clone is set.
+func (l *lab) forgeCreate(id uint32, clone bool) []byte {
+	l.t.Helper()
+	dh, _ := ikecrypto.NewDH(wire.DHCurve25519, zeroRand{})
+	ps, _ := proposal.ParseIKE("aes128gcm16-prfsha256-x25519")
+	var out []wire.Payload
+	if clone {
+		out = append(out, wire.NewNotify(wire.NotifyCloneIKESA, nil))
+	}
+	out = append(out, proposal.WireSA(ps, []byte{1, 2, 3, 4, 5, 6, 7, 8}, true), &wire.Nonce{Data: make([]byte, 32)},
+		&wire.KE{Group: wire.DHCurve25519, Data: dh.Public()})
+	return l.forgeX(wire.CreateChildSA, id, out...)
+}
+
+func (l *lab) forgeX(x wire.ExchangeType, id uint32, ps ...wire.Payload) []byte {
+	l.t.Helper()
 	if len(l.ue.Keys) == 0 {
 		l.t.Fatal("no exported keys (ExportKeys)")
 	}
@@ -32,7 +52,7 @@ func (l *lab) forge(id uint32, ps ...wire.Payload) []byte {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	h := wire.Header{SPIi: k.SPIi, SPIr: k.SPIr, MajorVersion: 2, Exchange: wire.Informational, Flags: wire.FlagInitiator, MessageID: id}
+	h := wire.Header{SPIi: k.SPIi, SPIr: k.SPIr, MajorVersion: 2, Exchange: x, Flags: wire.FlagInitiator, MessageID: id}
 	b, err := c.Protect(h, first, inner, zeroRand{})
 	if err != nil {
 		l.t.Fatal(err)

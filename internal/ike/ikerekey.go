@@ -40,6 +40,12 @@ func (t *ikeRekeyTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, erro
 		sa.retryLater(&ikeRekeyTask{group: t.group, tries: t.tries}, 0)
 		return 0, nil, errSkip
 	}
+	return t.request(sa)
+}
+
+// request builds the IKE SA rekey request (§1.3.2), shared by rekey and
+// clone: a new SA with a reserved SPI, SA, Ni, KEi.
+func (t *ikeRekeyTask) request(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
 	e := sa.e
 	group := t.group
 	if group == 0 {
@@ -100,6 +106,7 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 		e.event(sa, EventIKEFailed, "IKE SA rekey: "+err.Error())
 		return
 	}
+	sa.rekeyedEvent(n)
 	ours := [2][]byte{t.ni, n.nr}
 	if c := sa.peerRekey; c != nil && c.sa.state == stateEstablished {
 		// The peer already using its new SA means it won (see
@@ -180,18 +187,24 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) 
 	n.local, n.remote = sa.local, sa.remote
 	n.natLocal, n.natRemote, n.peerNATT, n.encap = sa.natLocal, sa.natRemote, sa.peerNATT, sa.encap
 	n.localID, n.peerID, n.mobike, n.peerHashes = sa.localID, sa.peerID, sa.mobike, sa.peerHashes
-	n.localVIPs, n.remoteVIPs, n.leases = sa.localVIPs, sa.remoteVIPs, sa.leases
-	sa.leases = nil // the lease follows the SA that carries on (§3.15.1)
+	n.localVIPs, n.remoteVIPs = sa.localVIPs, sa.remoteVIPs
+	n.cloneLocal, n.clonePeer, n.mobikeInitiator = sa.cloneLocal, sa.clonePeer, sa.mobikeInitiator
+	if sa.family != nil {
+		sa.family.join(n) // leases stay with the family (§3.15.1, RFC 7791 §8)
+	}
 	n.lastInbound = e.now
 	n.state = stateEstablished
 	n.established = e.now
 	n.armLifetimes()
 	n.armDPD()
 	n.armKeepalive()
-	e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: n.conn.Name,
-		Detail: fmt.Sprintf("IKE SA %d -> %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, neg.String())})
-	e.log.Info("IKE SA rekeyed", "old", sa.id, "new", n.id, "proposal", neg.String())
 	return nil
+}
+
+func (sa *ikeSA) rekeyedEvent(n *ikeSA) {
+	sa.e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: n.conn.Name,
+		Detail: fmt.Sprintf("IKE SA %d -> %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, n.neg.String())})
+	sa.e.log.Info("IKE SA rekeyed", "old", sa.id, "new", n.id, "proposal", n.neg.String())
 }
 
 // handOver moves this SA's Child SAs and queued work to its successor n
@@ -204,9 +217,6 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 		e.emit(UpdateChild{SA: c.params()})
 	}
 	sa.children = nil
-	if len(sa.leases) > 0 {
-		n.leases, sa.leases = append(n.leases, sa.leases...), nil
-	}
 	for _, t := range sa.tasks {
 		switch t.(type) {
 		// A Delete of the IKE SA asked for by the user means the
@@ -268,6 +278,7 @@ func (sa *ikeSA) respondIKERekey(m *message, offered *wire.SA, nonce *wire.Nonce
 	}
 	chosen.SPI = binary.BigEndian.AppendUint64(nil, n.spiR)
 	sa.respond(m, []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: n.nr}, &wire.KE{Group: neg.DH, Data: dh.Public()}})
+	sa.rekeyedEvent(n)
 	if sa.ikeRekeyInFlight() {
 		// Resolved when our own response arrives (§2.8.2).
 		e.log.Debug("IKE rekey collision: keeping Child SAs until our own rekey completes", "ike", sa.id, "peer_new", n.id)

@@ -98,6 +98,12 @@ func (sa *ikeSA) respondInformational(m *message) {
 		return
 	}
 	var out []wire.Payload
+	if m.notify(wire.NotifyCloneIKESASupported) != nil && sa.conn.Draft00Clone && sa.conn.Clone {
+		// draft-mglt-ipsecme-clone-ike-sa-00 §6.1 announced support in an
+		// INFORMATIONAL and expected it echoed; RFC 7791 ignores it there.
+		sa.clonePeer = true
+		out = append(out, wire.NewNotify(wire.NotifyCloneIKESASupported, nil))
+	}
 	deleteIKE := false
 	var inSPIs []uint32
 	var removed []*childSA

@@ -23,9 +23,17 @@ type IKESAInfo struct {
 	NATRemote         bool
 	Encap             bool
 	MOBIKE            bool
-	VirtualIPs        []netip.Addr // assigned to us
-	PeerVirtualIPs    []netip.Addr // we assigned to the peer
-	Children          []ChildInfo
+	// Clone family (RFC 7791 §8): the id shared by an authentication's
+	// IKE SAs, when it authenticated, the SA this one was cloned from,
+	// and whether both peers allow cloning.
+	Family          uint64
+	AuthTime        time.Time
+	Parent          uint64
+	CloneSupported  bool
+	MOBIKEInitiator bool
+	VirtualIPs      []netip.Addr // assigned to us
+	PeerVirtualIPs  []netip.Addr // we assigned to the peer
+	Children        []ChildInfo
 	// KeyID identifies the keys without revealing them (SHA-256 of SK_d):
 	// both peers of an SA must show the same value.
 	KeyID [32]byte
@@ -58,6 +66,10 @@ func (sa *ikeSA) info() IKESAInfo {
 	if sa.peerID.Type != 0 {
 		i.RemoteID = ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data)
 	}
+	if f := sa.family; f != nil {
+		i.Family, i.AuthTime = f.id, f.authTime
+	}
+	i.Parent, i.CloneSupported, i.MOBIKEInitiator = sa.parent, sa.canClone(), sa.mobikeInitiator
 	if sa.suite != nil {
 		i.Proposal = sa.neg.String()
 		i.KeyID = sha256.Sum256(sa.skd)

@@ -68,7 +68,17 @@ type ikeSA struct {
 	children   []*childSA
 	localVIPs  []netip.Addr // virtual IPs the peer assigned us (CP reply)
 	remoteVIPs []netip.Addr // virtual IPs we assigned the peer
-	leases     []poolLease
+
+	// RFC 7791: whether we and the peer sent CLONE_IKE_SA_SUPPORTED, the
+	// family of SAs sharing this SA's authentication, and the SA this one
+	// was cloned from (0 if none).
+	cloneLocal, clonePeer bool
+	family                *family
+	parent                uint64
+	// mobikeInitiator: we decide this SA's addresses (RFC 4555 §2.1): the
+	// IKE_AUTH initiator, inherited through rekeys; for a clone, the peer
+	// that cloned.
+	mobikeInitiator bool
 
 	created, established, lastInbound time.Time
 	lastSent                          time.Time
@@ -207,10 +217,7 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 	for _, c := range append([]*childSA(nil), sa.children...) {
 		c.remove("IKE SA " + reason)
 	}
-	for _, l := range sa.leases {
-		l.pool.Release(l.addr)
-	}
-	sa.leases = nil
+	sa.family.leave(sa)
 	if s := sa.localSPI(); e.sas[s] == sa {
 		delete(e.sas, s)
 	}

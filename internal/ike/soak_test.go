@@ -46,6 +46,7 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 	}()
 	l := newLab(t, seed, func(ue, gw *ike.Connection, uec, gwc *ike.Config) {
 		withSecondChild(t)(ue, gw, uec, gwc)
+		withClone(ue, gw, uec, gwc)
 		ue.DPDDelay, gw.DPDDelay = 30*time.Second, 30*time.Second
 	})
 	r := l.net.Rand()
@@ -62,7 +63,7 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 	for step := 0; step < 12; step++ {
 		l.net.RunFor(time.Duration(r.IntN(3000)) * time.Millisecond)
 		both := r.IntN(3) == 0
-		op := r.IntN(7)
+		op := r.IntN(8)
 		for _, node := range []*netsim.Node{l.ue, l.gw} {
 			if node == l.gw && !both && r.IntN(2) == 0 {
 				continue
@@ -108,6 +109,9 @@ func randomOp(node *netsim.Node, op int, r *rand.Rand) string {
 		case op == 6 && r.IntN(4) == 0:
 			name = "delete IKE"
 			acts, _ = node.Engine.Terminate(now, sa.ID, 0)
+		case op == 7:
+			name = "clone"
+			acts, _ = node.Engine.Clone(now, sa.ID)
 		}
 		return acts
 	})

@@ -1,0 +1,249 @@
+package ike
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/mifike/mifike/internal/ikecrypto"
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// family is an authentication and everything derived from it without a
+// new one: the IKE SA made by IKE_AUTH, its rekeyed successors and its
+// clones (RFC 7791 §8). It owns what belongs to the user rather than to
+// one IKE SA: the virtual-IP leases, the authentication time (accounting,
+// reauthentication), the caps.
+type family struct {
+	id       uint64
+	authTime time.Time
+	members  map[*ikeSA]bool
+	leases   []poolLease
+}
+
+func (e *Engine) newFamily(sa *ikeSA) {
+	e.nextFamily++
+	f := &family{id: e.nextFamily, authTime: e.now, members: map[*ikeSA]bool{}}
+	f.join(sa)
+}
+
+func (f *family) join(sa *ikeSA) {
+	sa.family = f
+	f.members[sa] = true
+}
+
+// leave drops a dead or superseded SA; the last one out releases the
+// leases (RFC 7791 §8: the service lasts until the last IKE SA is gone).
+func (f *family) leave(sa *ikeSA) {
+	if f == nil {
+		return
+	}
+	delete(f.members, sa)
+	if len(f.members) == 0 {
+		for _, l := range f.leases {
+			l.pool.Release(l.addr)
+		}
+		f.leases = nil
+	}
+}
+
+// size counts the family's established IKE SAs (a rekeyed SA waiting for
+// its Delete is not one more).
+func (f *family) size() int {
+	n := 0
+	for m := range f.members {
+		if m.state == stateEstablished || m.state == stateConnecting {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *family) children() int {
+	n := 0
+	for m := range f.members {
+		n += len(m.children)
+	}
+	return n
+}
+
+func (c *Connection) maxIKESAs() int {
+	if c.MaxIKESAs <= 0 {
+		return 8
+	}
+	return c.MaxIKESAs
+}
+
+// canClone: an IKE SA may be cloned only when both peers sent
+// CLONE_IKE_SA_SUPPORTED for it (RFC 7791 §5.1); rekeys and clones inherit
+// that from their parent.
+func (sa *ikeSA) canClone() bool { return sa.cloneLocal && sa.clonePeer }
+
+// Clone clones the IKE SA id (RFC 7791 §5.2) and returns the clone's id
+// through a later EventIKEUp with the clone's parent in Detail; the
+// immediate return is only an error when the clone cannot even be asked
+// for. The clone initiator is the clone's MOBIKE initiator.
+func (e *Engine) Clone(now time.Time, id uint64) ([]Action, error) {
+	e.begin(now)
+	sa := e.byID[id]
+	switch {
+	case sa == nil || sa.state != stateEstablished:
+		return e.end(), fmt.Errorf("ike: no established IKE SA %d", id)
+	case !sa.cloneLocal:
+		return e.end(), fmt.Errorf("ike: connection %s does not enable cloning (clone: enable)", sa.conn.Name)
+	case !sa.clonePeer:
+		// A clone-less peer would take the request for a plain rekey and
+		// the two sides would disagree (RFC 7791 §5.1): never send it.
+		return e.end(), fmt.Errorf("ike: the peer of IKE SA %d did not send CLONE_IKE_SA_SUPPORTED; it cannot be cloned", id)
+	case sa.family != nil && sa.family.size() >= sa.conn.maxIKESAs():
+		return e.end(), fmt.Errorf("ike: the peer already has %d IKE SAs (max_ike_sas)", sa.family.size())
+	}
+	sa.queue(&cloneTask{})
+	return e.end(), nil
+}
+
+// cloneTask is the initiator's clone exchange: an IKE SA rekey request
+// with N(CLONE_IKE_SA) (RFC 7791 §5.2).
+type cloneTask struct {
+	ikeRekeyTask
+}
+
+func (t *cloneTask) String() string { return "clone IKE SA" }
+
+func (t *cloneTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if !sa.canClone() || sa.state != stateEstablished {
+		return 0, nil, errSkip
+	}
+	x, ps, err := t.ikeRekeyTask.request(sa)
+	if err != nil {
+		return x, ps, err
+	}
+	return x, append([]wire.Payload{wire.NewNotify(wire.NotifyCloneIKESA, nil)}, ps...), nil
+}
+
+func (t *cloneTask) process(sa *ikeSA, m *message) {
+	e := sa.e
+	if n := m.errorNotify(); n != nil {
+		t.abort(sa, n.NotifyType.String())
+		switch n.NotifyType {
+		case wire.NotifyInvalidKEPayload:
+			if g, err := n.Uint16(); err == nil && proposal.AcceptsDH(sa.conn.IKE, wire.DHGroup(g)) && t.tries < 2 {
+				// The retry carries CLONE_IKE_SA again.
+				sa.queueFront(&cloneTask{ikeRekeyTask{group: wire.DHGroup(g), tries: t.tries + 1}})
+				return
+			}
+		case wire.NotifyTemporaryFailure:
+			// RFC 7791 §5.3, RFC 7296 §2.25: retry after a while.
+			if t.tries < 5 && sa.state == stateEstablished {
+				sa.retryLater(&cloneTask{ikeRekeyTask{group: t.group, tries: t.tries + 1}}, t.tries)
+				e.event(sa, EventCloneRefused, "TEMPORARY_FAILURE, retrying")
+				return
+			}
+		case wire.NotifyNoAdditionalSAs:
+			// Permanent until some SAs with the peer are deleted (§5.3).
+			e.event(sa, EventCloneRefused, "NO_ADDITIONAL_SAS: the peer allows no more IKE SAs")
+			return
+		}
+		e.event(sa, EventCloneRefused, n.NotifyType.String())
+		return
+	}
+	// A draft-00 peer echoes N(CLONE_IKE_SA) in the response; RFC 7791
+	// peers do not. Either way the response is an IKE rekey response.
+	n, err := t.complete(sa, m)
+	if err != nil {
+		t.abort(sa, err.Error())
+		e.event(sa, EventCloneRefused, "clone response: "+err.Error())
+		return
+	}
+	sa.adoptClone(n, true)
+}
+
+// adoptClone makes n, keyed from this SA, a clone: same peer, addresses
+// and capabilities, same family, no Child SAs (RFC 7791 §5.2: they stay
+// with the old IKE SA). weInitiated says who cloned: that peer is the
+// clone's MOBIKE initiator (see the package doc).
+func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
+	e := sa.e
+	n.parent = sa.id
+	n.mobikeInitiator = weInitiated
+	n.cloneLocal, n.clonePeer = sa.cloneLocal, sa.clonePeer
+	if sa.family != nil {
+		sa.family.join(n)
+	}
+	n.armLifetimes() // again, now that the family (reauth time) is known
+	e.emit(Event{Kind: EventIKECloned, IKESA: n.id, Conn: n.conn.Name,
+		Detail: fmt.Sprintf("IKE SA %d cloned to %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, n.neg.String())})
+	e.event(n, EventIKEUp, fmt.Sprintf("clone of IKE SA %d", sa.id))
+	e.log.Info("IKE SA cloned", "parent", sa.id, "clone", n.id, "initiator", weInitiated)
+}
+
+// respondClone answers a clone request (an IKE rekey with CLONE_IKE_SA):
+// create the new IKE SA, keep the old one, no notify in the response
+// (RFC 7791 §5.2). Refusals follow §5.3.
+func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
+	e := sa.e
+	switch {
+	case !sa.canClone():
+		// Support was not negotiated on this SA: refuse without harming
+		// it (NO_ADDITIONAL_SAS is a valid refusal of an IKE rekey, §1.3).
+		sa.respond(m, errorNotify(wire.NotifyNoAdditionalSAs, nil))
+		e.event(sa, EventCloneRefused, "peer asked to clone an SA without CLONE_IKE_SA_SUPPORTED")
+		return
+	case sa.state != stateEstablished || sa.deleteInFlight():
+		sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
+		return
+	case sa.family != nil && sa.family.size() >= sa.conn.maxIKESAs():
+		sa.respond(m, errorNotify(wire.NotifyNoAdditionalSAs, nil))
+		e.event(sa, EventCloneRefused, fmt.Sprintf("peer has %d IKE SAs, max_ike_sas is %d", sa.family.size(), sa.conn.maxIKESAs()))
+		return
+	}
+	ke, ok := wire.First[*wire.KE](m.payloads)
+	if !ok || len(offered.Proposals[0].SPI) != 8 {
+		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
+		e.destroy(sa, "clone request without KE or 8-octet SPI")
+		return
+	}
+	chosen, neg, ok := proposal.Select(sa.conn.IKE, offered, wire.ProtoIKE, !sa.conn.PreferPeerProposals, ke.Group)
+	if !ok {
+		sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
+		return
+	}
+	if neg.DH != ke.Group {
+		sa.respond(m, errorNotify(wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(neg.DH))))
+		return
+	}
+	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
+	var gir []byte
+	if err == nil {
+		gir, err = dh.Shared(ke.Data)
+	}
+	if err != nil {
+		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil)) // RFC 6989 §2.5
+		e.destroy(sa, "invalid KE public value in clone request")
+		return
+	}
+	n := sa.newPeerInitiatedSA(m, nonce, neg)
+	if err := sa.deriveSuccessor(n, neg, gir); err != nil {
+		delete(e.sas, n.spiR)
+		sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
+		return
+	}
+	chosen.SPI = binary.BigEndian.AppendUint64(nil, n.spiR)
+	resp := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: n.nr}, &wire.KE{Group: neg.DH, Data: dh.Public()}}
+	if sa.conn.Draft00Clone {
+		// draft-00 §4 echoed the notify to confirm the clone; RFC 7791
+		// peers ignore it in a response (§5.2).
+		resp = append([]wire.Payload{wire.NewNotify(wire.NotifyCloneIKESA, nil)}, resp...)
+	}
+	sa.respond(m, resp)
+	sa.adoptClone(n, false)
+}
+
+func (sa *ikeSA) deleteInFlight() bool {
+	if sa.pending == nil {
+		return false
+	}
+	_, ok := sa.pending.task.(*ikeDeleteTask)
+	return ok
+}
