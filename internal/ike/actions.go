@@ -12,6 +12,9 @@ import (
 type Datagram struct {
 	Local, Remote netip.AddrPort
 	Data          []byte
+	// Iface, when set on a Send, pins the datagram to that interface
+	// whatever the routing table says (a path chosen by MOBIKE).
+	Iface string
 }
 
 // Action is something the engine asks its driver to do.
@@ -72,6 +75,7 @@ const (
 	EventVirtualIP
 	EventIKECloned
 	EventCloneRefused
+	EventPathProbe
 )
 
 var eventNames = map[EventKind]string{
@@ -79,7 +83,7 @@ var eventNames = map[EventKind]string{
 	EventIKERekeyed: "ike-rekeyed", EventChildUp: "child-up", EventChildDown: "child-down",
 	EventChildFailed: "child-failed", EventChildRekeyed: "child-rekeyed",
 	EventRetransmit: "retransmit", EventDropped: "dropped", EventAddressUpdate: "address-update",
-	EventVirtualIP: "virtual-ip", EventIKECloned: "ike-cloned", EventCloneRefused: "clone-refused",
+	EventVirtualIP: "virtual-ip", EventIKECloned: "ike-cloned", EventCloneRefused: "clone-refused", EventPathProbe: "path-probe",
 }
 
 func (k EventKind) String() string { return eventNames[k] }
@@ -103,8 +107,9 @@ type ChildSA struct {
 
 	LocalTS, RemoteTS []wire.Selector
 	Local, Remote     netip.AddrPort
-	Encap             bool // UDP encapsulation (RFC 3948)
-	Outbound          bool // may carry outbound traffic now
+	Iface             string // the path's interface, when pinned
+	Encap             bool   // UDP encapsulation (RFC 3948)
+	Outbound          bool   // may carry outbound traffic now
 
 	SoftBytes, HardBytes uint64
 }

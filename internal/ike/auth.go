@@ -61,6 +61,7 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 	}
 	if c.MOBIKE {
 		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
+		ps = append(ps, sa.addressPayloads(false)...)
 	}
 	if c.Clone {
 		ps = append(ps, wire.NewNotify(wire.NotifyCloneIKESASupported, nil)) // RFC 7791 §5.1
@@ -201,6 +202,9 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 	sa.localID = c.LocalID
 	sa.mobike = c.MOBIKE && m.notify(wire.NotifyMOBIKESupported) != nil
 	sa.cloneLocal, sa.clonePeer = c.Clone, m.notify(wire.NotifyCloneIKESASupported) != nil
+	if sa.mobike {
+		sa.readPeerAddrs(m)
+	}
 	if cp, ok := wire.First[*wire.CP](m.payloads); ok && t.cp && cp.CFGType == wire.CFGReply {
 		for _, a := range cp.Attributes {
 			if a.Type == wire.CPInternalIP4Address {
@@ -451,6 +455,8 @@ func (sa *ikeSA) respondAuth(m *message) {
 	}
 	if sa.mobike {
 		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
+		ps = append(ps, sa.addressPayloads(false)...)
+		sa.readPeerAddrs(m)
 	}
 	if c.Clone {
 		ps = append(ps, wire.NewNotify(wire.NotifyCloneIKESASupported, nil)) // RFC 7791 §5.1

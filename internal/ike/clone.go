@@ -107,6 +107,7 @@ func (e *Engine) Clone(now time.Time, id uint64) ([]Action, error) {
 // with N(CLONE_IKE_SA) (RFC 7791 §5.2).
 type cloneTask struct {
 	ikeRekeyTask
+	gen int // the parent's path generation when the request went out
 }
 
 func (t *cloneTask) String() string { return "clone IKE SA" }
@@ -115,6 +116,7 @@ func (t *cloneTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) 
 	if !sa.canClone() || sa.state != stateEstablished {
 		return 0, nil, errSkip
 	}
+	t.gen = sa.updateGen
 	x, ps, err := t.ikeRekeyTask.request(sa)
 	if err != nil {
 		return x, ps, err
@@ -130,13 +132,13 @@ func (t *cloneTask) process(sa *ikeSA, m *message) {
 		case wire.NotifyInvalidKEPayload:
 			if g, err := n.Uint16(); err == nil && proposal.AcceptsDH(sa.conn.IKE, wire.DHGroup(g)) && t.tries < 2 {
 				// The retry carries CLONE_IKE_SA again.
-				sa.queueFront(&cloneTask{ikeRekeyTask{group: wire.DHGroup(g), tries: t.tries + 1}})
+				sa.queueFront(&cloneTask{ikeRekeyTask: ikeRekeyTask{group: wire.DHGroup(g), tries: t.tries + 1}})
 				return
 			}
 		case wire.NotifyTemporaryFailure:
 			// RFC 7791 §5.3, RFC 7296 §2.25: retry after a while.
 			if t.tries < 5 && sa.state == stateEstablished {
-				sa.retryLater(&cloneTask{ikeRekeyTask{group: t.group, tries: t.tries + 1}}, t.tries)
+				sa.retryLater(&cloneTask{ikeRekeyTask: ikeRekeyTask{group: t.group, tries: t.tries + 1}}, t.tries)
 				e.event(sa, EventCloneRefused, "TEMPORARY_FAILURE, retrying")
 				return
 			}
@@ -157,6 +159,13 @@ func (t *cloneTask) process(sa *ikeSA, m *message) {
 		return
 	}
 	sa.adoptClone(n, true)
+	if sa.updateGen != t.gen && n.mobike {
+		// The parent moved while the request was out, so its copies may
+		// have reached the peer on another path than ours now: settle the
+		// clone's addresses (we are its MOBIKE initiator).
+		n.pendingUpdate = true
+		n.queue(&updateTask{})
+	}
 }
 
 // adoptClone makes n, keyed from this SA, a clone: same peer, addresses
@@ -237,6 +246,7 @@ func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
 		resp = append([]wire.Payload{wire.NewNotify(wire.NotifyCloneIKESA, nil)}, resp...)
 	}
 	sa.respond(m, resp)
+	n.local, n.remote, n.iface = m.d.Local, m.d.Remote, "" // the path of this exchange
 	sa.adoptClone(n, false)
 }
 

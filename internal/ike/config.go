@@ -152,6 +152,12 @@ type Connection struct {
 
 	MOBIKE bool
 
+	// ReturnRoutability makes a MOBIKE responder check a new initiator
+	// address with its own COOKIE2 request before moving Child SAs there
+	// (RFC 4555 §3.7, §5.2): it stops an authenticated but malicious peer
+	// from redirecting traffic to a victim, at the cost of a round trip.
+	ReturnRoutability bool
+
 	// Clone advertises and accepts RFC 7791 cloning of this connection's
 	// IKE SAs (CLONE_IKE_SA_SUPPORTED in IKE_AUTH).
 	Clone bool

@@ -30,6 +30,9 @@ type Engine struct {
 	nextID   uint64
 
 	nextFamily uint64
+	// localAddrs are the addresses the host can use now (SetLocalAddresses):
+	// MOBIKE announces them and picks new paths among them.
+	localAddrs []netip.Addr
 
 	timers   timerHeap
 	timerSeq uint64

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/proposal"
@@ -184,7 +185,8 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) 
 	n.id = e.nextID
 	e.byID[n.id] = n
 	n.conn = sa.conn
-	n.local, n.remote = sa.local, sa.remote
+	n.local, n.remote, n.iface = sa.local, sa.remote, sa.iface
+	n.peerAddrs, n.verified = sa.peerAddrs, map[netip.Addr]bool{sa.remote.Addr(): true}
 	n.natLocal, n.natRemote, n.peerNATT, n.encap = sa.natLocal, sa.natRemote, sa.peerNATT, sa.encap
 	n.localID, n.peerID, n.mobike, n.peerHashes = sa.localID, sa.peerID, sa.mobike, sa.peerHashes
 	n.localVIPs, n.remoteVIPs = sa.localVIPs, sa.remoteVIPs
@@ -221,13 +223,22 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 		switch t.(type) {
 		// A Delete of the IKE SA asked for by the user means the
 		// connection: it follows to the successor.
-		case *childCreateTask, *childDeleteTask, *ikeDeleteTask:
+		case *childCreateTask, *childDeleteTask, *ikeDeleteTask, *addressTask:
 			n.tasks = append(n.tasks, t)
+		case *updateTask:
+			// Handled below with any update still in flight.
 		default:
 			t.abort(sa, "IKE SA rekeyed")
 		}
 	}
 	sa.tasks = nil
+	if sa.mobikeInitiator && sa.updateGen != sa.confirmedGen && !n.pendingUpdate {
+		// A move the peer has not acknowledged (queued, or in flight on
+		// this SA): the successor tells it.
+		n.pendingUpdate = true
+		n.updateGen = n.confirmedGen + 1 // unconfirmed on the successor too
+		n.tasks = append(n.tasks, &updateTask{})
+	}
 	sa.state = stateRekeyed
 	sa.successor = n
 	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT} {

@@ -98,6 +98,14 @@ func (sa *ikeSA) respondInformational(m *message) {
 		return
 	}
 	var out []wire.Payload
+	if sa.mobike {
+		var refused bool
+		out, refused = sa.respondMOBIKE(m)
+		if refused {
+			sa.respond(m, out)
+			return
+		}
+	}
 	if m.notify(wire.NotifyCloneIKESASupported) != nil && sa.conn.Draft00Clone && sa.conn.Clone {
 		// draft-mglt-ipsecme-clone-ike-sa-00 §6.1 announced support in an
 		// INFORMATIONAL and expected it echoed; RFC 7791 ignores it there.
@@ -150,4 +158,5 @@ func (sa *ikeSA) respondInformational(m *message) {
 	for _, c := range removed {
 		c.remove("deleted by peer")
 	}
+	sa.afterMOBIKEResponse(m)
 }

@@ -31,6 +31,8 @@ type IKESAInfo struct {
 	Parent          uint64
 	CloneSupported  bool
 	MOBIKEInitiator bool
+	Iface           string       // the path's interface, when pinned
+	PeerAddrs       []netip.Addr // addresses the peer announced (RFC 4555 §3.4)
 	VirtualIPs      []netip.Addr // assigned to us
 	PeerVirtualIPs  []netip.Addr // we assigned to the peer
 	Children        []ChildInfo
@@ -70,6 +72,7 @@ func (sa *ikeSA) info() IKESAInfo {
 		i.Family, i.AuthTime = f.id, f.authTime
 	}
 	i.Parent, i.CloneSupported, i.MOBIKEInitiator = sa.parent, sa.canClone(), sa.mobikeInitiator
+	i.Iface, i.PeerAddrs = sa.iface, append([]netip.Addr(nil), sa.peerAddrs...)
 	if sa.suite != nil {
 		i.Proposal = sa.neg.String()
 		i.KeyID = sha256.Sum256(sa.skd)

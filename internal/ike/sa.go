@@ -79,6 +79,18 @@ type ikeSA struct {
 	// IKE_AUTH initiator, inherited through rekeys; for a clone, the peer
 	// that cloned.
 	mobikeInitiator bool
+	// MOBIKE (RFC 4555) path state: the interface the path is pinned to,
+	// the peer's announced addresses (§3.4), addresses that passed a
+	// return routability check (§3.7), and the update generation: a
+	// reply to an older UPDATE_SA_ADDRESSES is not acted on (§3.5).
+	iface         string
+	peerAddrs     []netip.Addr
+	verified      map[netip.Addr]bool
+	updateGen     int
+	pendingUpdate bool
+	confirmedGen  int // the path generation the peer has acknowledged
+	probeTries    int
+	prevPath      path
 
 	created, established, lastInbound time.Time
 	lastSent                          time.Time
@@ -121,7 +133,8 @@ type response struct {
 
 func (e *Engine) newSA(c *Connection, initiator bool, local, remote netip.AddrPort) *ikeSA {
 	e.nextID++
-	sa := &ikeSA{e: e, id: e.nextID, conn: c, initiator: initiator, local: local, remote: remote, created: e.now}
+	sa := &ikeSA{e: e, id: e.nextID, conn: c, initiator: initiator, local: local, remote: remote, created: e.now,
+		verified: map[netip.Addr]bool{remote.Addr(): true}}
 	sa.lastInbound = e.now
 	if initiator {
 		sa.spiI = e.newSPI()

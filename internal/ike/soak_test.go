@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -50,6 +51,10 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 		ue.DPDDelay, gw.DPDDelay = 30*time.Second, 30*time.Second
 	})
 	r := l.net.Rand()
+	mobike := seed%2 == 0 // half the seeds exercise MOBIKE moves and path failures
+	if mobike {
+		l.twoAddrs()
+	}
 	l.net.Default = netsim.Link{Delay: time.Duration(5+r.IntN(20)) * time.Millisecond, Jitter: 30 * time.Millisecond,
 		Loss: 0.2, Dup: 0.2, Reorder: 0.2}
 	l.initiate()
@@ -64,6 +69,12 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 		l.net.RunFor(time.Duration(r.IntN(3000)) * time.Millisecond)
 		both := r.IntN(3) == 0
 		op := r.IntN(8)
+		if mobike && r.IntN(3) == 0 {
+			if name := randomMove(l, r); name != "" {
+				stats[name]++
+			}
+			continue
+		}
 		for _, node := range []*netsim.Node{l.ue, l.gw} {
 			if node == l.gw && !both && r.IntN(2) == 0 {
 				continue
@@ -118,10 +129,41 @@ func randomOp(node *netsim.Node, op int, r *rand.Rand) string {
 	return name
 }
 
+// randomMove moves an SA whose MOBIKE initiator is the end user to a
+// random local address, or takes one path down for a while.
+func randomMove(l *lab, r *rand.Rand) string {
+	if r.IntN(3) == 0 {
+		l.net.SetLink(ueAddr, gwAddr, netsim.Link{Down: true})
+		l.net.RunFor(time.Duration(5+r.IntN(40)) * time.Second)
+		l.net.SetLink(ueAddr, gwAddr, l.net.Default)
+		return "path outage"
+	}
+	for _, node := range []*netsim.Node{l.ue, l.gw} {
+		for _, s := range node.Established() {
+			if !s.MOBIKEInitiator || r.IntN(2) == 0 {
+				continue
+			}
+			addrs := node.Addrs()
+			a := addrs[r.IntN(len(addrs))]
+			var name string
+			node.Do(func(now time.Time) []ike.Action {
+				acts, err := node.Engine.Move(now, s.ID, a, netip.Addr{}, "")
+				if err == nil {
+					name = "move"
+				}
+				return acts
+			})
+			return name
+		}
+	}
+	return ""
+}
+
 // quiesce heals the network, lets every exchange, retransmission and
 // liveness check finish, and checks the invariants.
 func (l *lab) quiesce() error {
 	l.net.Default = netsim.Link{Delay: 10 * time.Millisecond}
+	l.net.SetLink(ueAddr, gwAddr, l.net.Default)
 	l.net.RunFor(15 * time.Minute)
 	if err := netsim.CheckConsistent(l.ue, l.gw); err != nil {
 		return err

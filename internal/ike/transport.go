@@ -154,6 +154,7 @@ func (sa *ikeSA) receiveResponse(msg *message, m *wire.Message) {
 	}
 	msg.payloads = ps
 	sa.lastInbound = e.now
+	sa.followNAT(msg)
 	p.timer.cancel()
 	sa.pending = nil
 	e.log.Debug("received "+msg.String(), "ike", sa.id)
@@ -216,6 +217,7 @@ func (sa *ikeSA) receiveRequest(msg *message, m *wire.Message) {
 	}
 	msg.payloads = ps
 	sa.lastInbound = e.now
+	sa.followNAT(msg)
 	e.log.Debug("received "+msg.String(), "ike", sa.id)
 	sa.countNotifies(ps, false)
 	if crit != nil {
@@ -387,6 +389,7 @@ func (sa *ikeSA) retransmit(p *request) {
 	}
 	p.tries++
 	sa.e.stats.Retransmissions++
+	sa.probePath(p.tries)
 	sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, try %d", p.exchange, p.id, p.tries+1))
 	sa.transmitPending()
 }
@@ -396,7 +399,11 @@ func (sa *ikeSA) transmit(pkt []byte) { sa.transmitTo(sa.local, sa.remote, pkt) 
 
 func (sa *ikeSA) transmitTo(local, remote netip.AddrPort, pkt []byte) {
 	sa.lastSent = sa.e.now
-	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: sa.e.withMarker(local, pkt)}})
+	iface := ""
+	if local == sa.local {
+		iface = sa.iface
+	}
+	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: sa.e.withMarker(local, pkt), Iface: iface}})
 }
 
 // armKeepalive sends a NAT keepalive, a single 0xFF octet, when we are
@@ -415,7 +422,7 @@ func (sa *ikeSA) armKeepalive() {
 		}
 		if e.now.Sub(sa.lastSent) >= iv {
 			sa.lastSent = e.now
-			e.emit(Send{Datagram{Local: sa.local, Remote: sa.remote, Data: []byte{0xff}}})
+			e.emit(Send{Datagram{Local: sa.local, Remote: sa.remote, Data: []byte{0xff}, Iface: sa.iface}})
 		}
 		sa.armKeepalive()
 	})

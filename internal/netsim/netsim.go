@@ -408,6 +408,16 @@ func CheckConsistent(a, b *Node) error {
 		if x.Initiator == y.Initiator {
 			errs = append(errs, fmt.Sprintf("IKE SA %016x/%016x: both sides think they initiated=%v", p.i, p.r, x.Initiator))
 		}
+		if a.net.NAT == nil && (x.Local != y.Remote || x.Remote != y.Local) {
+			errs = append(errs, fmt.Sprintf("IKE SA %016x/%016x: %s uses %v - %v, %s %v - %v", p.i, p.r, a.Name, x.Local, x.Remote, b.Name, y.Local, y.Remote))
+		}
+		for _, s := range []ike.IKESAInfo{x, y} {
+			for _, c := range s.Children {
+				if c.Local != s.Local || c.Remote != s.Remote {
+					errs = append(errs, fmt.Sprintf("Child SA %08x is on %v - %v but its IKE SA %d on %v - %v", c.InSPI, c.Local, c.Remote, s.ID, s.Local, s.Remote))
+				}
+			}
+		}
 		errs = append(errs, checkChildren(a.Name, b.Name, x, y)...)
 	}
 	for p, y := range bs {

@@ -1,0 +1,447 @@
+package ike
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/mifike/mifike/internal/ikecrypto"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// MOBIKE (RFC 4555). The MOBIKE initiator of an IKE SA decides the
+// addresses of it and its Child SAs (§2.1): the IKE_AUTH initiator for SAs
+// it authenticated and their rekeyed successors, and for a clone the peer
+// that cloned (RFC 7791 §1 has both the end user and the gateway move
+// clones; this rule lets each move the clones it made, and keeps exactly
+// one decider per SA, as RFC 4555 requires).
+
+// probeAfter is the retransmission count after which the MOBIKE initiator
+// tries another path (§3.5: "re-transmitted several times").
+const probeAfter = 2
+
+// SetLocalAddresses tells the engine which local addresses are usable now
+// (interfaces with addresses, up). Every MOBIKE SA announces the new list
+// (§3.6); one whose current address vanished moves: the MOBIKE initiator
+// with UPDATE_SA_ADDRESSES, a responder by §3.5's exception.
+func (e *Engine) SetLocalAddresses(now time.Time, addrs []netip.Addr) []Action {
+	e.begin(now)
+	old := e.localAddrs
+	e.localAddrs = nil
+	for _, a := range addrs {
+		e.localAddrs = append(e.localAddrs, a.Unmap())
+	}
+	if !slices.Equal(old, e.localAddrs) {
+		for _, sa := range e.sortedSAs() {
+			if sa.state != stateEstablished || !sa.mobike {
+				continue
+			}
+			if !slices.Contains(e.localAddrs, sa.local.Addr()) && len(e.localAddrs) > 0 {
+				if next, ok := sa.candidatePath(); ok {
+					sa.moveTo(next.local, next.remote, "", sa.mobikeInitiator)
+					continue
+				}
+			}
+			sa.queue(&addressTask{})
+		}
+	}
+	return e.end()
+}
+
+// Move moves IKE SA id and its Child SAs to a new address pair (and, with
+// iface, pins it to that interface). Only the SA's MOBIKE initiator may.
+// An invalid remote keeps the peer's current address.
+func (e *Engine) Move(now time.Time, id uint64, local, remote netip.Addr, iface string) ([]Action, error) {
+	e.begin(now)
+	sa := e.byID[id]
+	switch {
+	case sa == nil || sa.state != stateEstablished:
+		return e.end(), fmt.Errorf("ike: no established IKE SA %d", id)
+	case !sa.mobike:
+		return e.end(), fmt.Errorf("ike: IKE SA %d did not negotiate MOBIKE; it cannot move", id)
+	case !sa.mobikeInitiator:
+		return e.end(), fmt.Errorf("ike: IKE SA %d is moved by its peer, the MOBIKE initiator (RFC 4555 §2.1)", id)
+	}
+	if !remote.IsValid() {
+		remote = sa.remote.Addr()
+	}
+	local, remote = local.Unmap(), remote.Unmap()
+	if local.Is4() != remote.Is4() {
+		return e.end(), fmt.Errorf("ike: %v and %v are of different address families", local, remote)
+	}
+	port := e.cfg.NATTPort
+	sa.moveTo(netip.AddrPortFrom(local, port), netip.AddrPortFrom(remote, port), iface, true)
+	return e.end(), nil
+}
+
+type path struct{ local, remote netip.AddrPort }
+
+// candidatePath picks another address pair to try: our usable addresses
+// against the peer's announced ones, same family, the current pair last.
+func (sa *ikeSA) candidatePath() (path, bool) {
+	port := sa.e.cfg.NATTPort
+	remotes := sa.peerAddrs // the peer's list, when it sent one, replaces older knowledge
+	if len(remotes) == 0 {
+		remotes = []netip.Addr{sa.remote.Addr()}
+	}
+	locals := sa.e.localAddrs
+	if len(locals) == 0 {
+		locals = []netip.Addr{sa.local.Addr()}
+	}
+	var cands []path
+	for _, l := range locals {
+		for _, r := range remotes {
+			if l.Is4() != r.Is4() {
+				continue
+			}
+			p := path{netip.AddrPortFrom(l, port), netip.AddrPortFrom(r, port)}
+			if p.local.Addr() == sa.local.Addr() && p.remote.Addr() == sa.remote.Addr() {
+				continue
+			}
+			if !slices.Contains(cands, p) {
+				cands = append(cands, p)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return path{}, false
+	}
+	// Rotate through the candidates on successive probes.
+	p := cands[sa.probeTries%len(cands)]
+	sa.probeTries++
+	return p, true
+}
+
+// probePath is called on each retransmission: after a few, the MOBIKE
+// initiator tries the next path; outstanding requests follow (§3.5).
+func (sa *ikeSA) probePath(tries int) {
+	if !sa.mobike || !sa.mobikeInitiator || sa.state != stateEstablished || tries < probeAfter {
+		return
+	}
+	next, ok := sa.candidatePath()
+	if !ok {
+		return
+	}
+	sa.e.emit(Event{Kind: EventPathProbe, IKESA: sa.id, Conn: sa.conn.Name,
+		Detail: fmt.Sprintf("no answer on %v - %v, trying %v - %v", sa.local, sa.remote, next.local, next.remote)})
+	sa.moveTo(next.local, next.remote, "", true)
+}
+
+// moveTo switches the IKE SA to a new path. As MOBIKE initiator it
+// updates the Child SAs at once and tells the responder with
+// UPDATE_SA_ADDRESSES when the window allows (§3.5). As responder (our
+// address vanished) it updates the Child SAs and announces its addresses.
+func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bool) {
+	e := sa.e
+	if local == sa.local && remote == sa.remote && iface == sa.iface {
+		return
+	}
+	sa.prevPath = path{sa.local, sa.remote}
+	sa.local, sa.remote, sa.iface = local, remote, iface
+	sa.updateGen++
+	sa.updateChildren()
+	e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name, Detail: fmt.Sprintf("%v - %v", local, remote)})
+	e.log.Info("IKE SA moved", "ike", sa.id, "local", local, "remote", remote, "iface", iface)
+	if initiator {
+		sa.pendingUpdate = true
+		sa.queue(&updateTask{})
+	} else {
+		sa.confirmedGen = sa.updateGen
+		sa.queue(&addressTask{})
+	}
+}
+
+// updateChildren moves every Child SA of this IKE SA to its addresses
+// (and only this IKE SA's: clones move on their own).
+func (sa *ikeSA) updateChildren() {
+	for _, c := range sa.children {
+		sa.e.emit(UpdateChild{SA: c.params()})
+	}
+}
+
+// addressPayloads announces our addresses other than the one in the IP
+// header (§3.4, §3.6); withEmpty adds NO_ADDITIONAL_ADDRESSES when there is
+// none (used in INFORMATIONAL updates, where silence would mean no change).
+func (sa *ikeSA) addressPayloads(withEmpty bool) []wire.Payload {
+	var ps []wire.Payload
+	for _, a := range sa.e.localAddrs {
+		if a != sa.local.Addr() && !a.IsLoopback() && !a.IsLinkLocalUnicast() {
+			ps = append(ps, wire.AddrNotify(a))
+		}
+	}
+	if len(ps) == 0 && withEmpty {
+		ps = append(ps, wire.NewNotify(wire.NotifyNoAdditionalAddresses, nil))
+	}
+	return ps
+}
+
+// readPeerAddrs replaces the peer's address list with what the message
+// announces; the IP header's source always counts (§3.6). It reports
+// whether the message carried a list at all.
+func (sa *ikeSA) readPeerAddrs(m *message) bool {
+	list := []netip.Addr{m.d.Remote.Addr()} // the header's source counts (§3.6)
+	seen := false
+	for _, p := range m.payloads {
+		n, ok := p.(*wire.Notify)
+		if !ok {
+			continue
+		}
+		switch n.NotifyType {
+		case wire.NotifyAdditionalIP4Address, wire.NotifyAdditionalIP6Address:
+			seen = true
+			if a, err := n.Addr(); err == nil && len(list) < 32 && !slices.Contains(list, a) { // bounded
+				list = append(list, a)
+			}
+		case wire.NotifyNoAdditionalAddresses:
+			seen = true
+		}
+	}
+	if seen {
+		sa.peerAddrs = list
+	}
+	return seen
+}
+
+// updateTask sends UPDATE_SA_ADDRESSES from the new path (§3.5) with NAT
+// detection over this SA's own SPIs (a clone's NAT-D uses the clone's)
+// and COOKIE2 for return routability (§3.7).
+type updateTask struct {
+	gen     int
+	cookie2 []byte
+	from    path
+}
+
+func (t *updateTask) String() string { return "MOBIKE update" }
+
+func (t *updateTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state != stateEstablished || !sa.pendingUpdate {
+		return 0, nil, errSkip // a later update already went out
+	}
+	sa.pendingUpdate = false
+	t.gen, t.from = sa.updateGen, path{sa.local, sa.remote}
+	t.cookie2 = make([]byte, 16)
+	sa.e.random(t.cookie2)
+	ps := []wire.Payload{wire.NewNotify(wire.NotifyUpdateSAAddresses, nil)}
+	ps = append(ps, sa.natdNotifies(sa.spiR)...)
+	if !sa.peerNATT {
+		ps = append(ps, sa.noNATs())
+	}
+	ps = append(ps, wire.NewNotify(wire.NotifyCookie2, t.cookie2))
+	return wire.Informational, ps, nil
+}
+
+func (sa *ikeSA) noNATs() *wire.Notify {
+	d, _ := wire.NoNATsAllowed{Src: sa.local, Dst: sa.remote}.Marshal()
+	return wire.NewNotify(wire.NotifyNoNATsAllowed, d)
+}
+
+func (t *updateTask) abort(*ikeSA, string) {}
+
+func (t *updateTask) process(sa *ikeSA, m *message) {
+	e := sa.e
+	if !sa.checkCookie2(m, t.cookie2) {
+		return
+	}
+	if t.gen != sa.updateGen {
+		return // addresses changed again; a newer update follows (§3.5)
+	}
+	switch {
+	case m.notify(wire.NotifyUnacceptableAddresses) != nil, m.notify(wire.NotifyUnexpectedNATDetected) != nil:
+		// §3.5: we may try other addresses; try the next candidate, if any.
+		e.event(sa, EventAddressUpdate, fmt.Sprintf("peer refused %v - %v", t.from.local, t.from.remote))
+		if next, ok := sa.candidatePath(); ok && next != t.from {
+			sa.moveTo(next.local, next.remote, "", true)
+		} else if p := sa.prevPath; p.local.IsValid() {
+			sa.moveTo(p.local, p.remote, "", true) // keep the path that worked
+		}
+		return
+	}
+	sa.readNATD(m)
+	sa.verified[sa.remote.Addr()] = true
+	sa.confirmedGen = t.gen
+	sa.updateChildren()
+}
+
+// checkCookie2 verifies the echoed COOKIE2; a mismatch closes the IKE SA
+// (§3.7: the reply did not come from where we sent).
+func (sa *ikeSA) checkCookie2(m *message, want []byte) bool {
+	n := m.notify(wire.NotifyCookie2)
+	if want == nil {
+		return true
+	}
+	if n == nil || subtle.ConstantTimeCompare(n.Data, want) != 1 {
+		sa.e.destroy(sa, "COOKIE2 not echoed correctly (RFC 4555 §3.7)")
+		return false
+	}
+	return true
+}
+
+// readNATD re-evaluates NAT detection from NAT-D notifies in an
+// INFORMATIONAL (§3.8) and switches UDP encapsulation accordingly.
+func (sa *ikeSA) readNATD(m *message) {
+	var sawSrc, srcMatch, sawDst, dstMatch bool
+	for _, p := range m.payloads {
+		n, ok := p.(*wire.Notify)
+		if !ok {
+			continue
+		}
+		switch n.NotifyType {
+		case wire.NotifyNATDetectionSourceIP:
+			sawSrc = true
+			srcMatch = srcMatch || subtle.ConstantTimeCompare(n.Data, ikecrypto.NATDetectionHash(sa.spiI, sa.spiR, m.d.Remote)) == 1
+		case wire.NotifyNATDetectionDestinationIP:
+			sawDst = true
+			dstMatch = dstMatch || subtle.ConstantTimeCompare(n.Data, ikecrypto.NATDetectionHash(sa.spiI, sa.spiR, m.d.Local)) == 1
+		}
+	}
+	if !sawSrc || !sawDst {
+		return
+	}
+	was := sa.natLocal || sa.natRemote
+	sa.natRemote, sa.natLocal = !srcMatch, !dstMatch
+	sa.encap = sa.natLocal || sa.natRemote || sa.conn.ForceEncap
+	if now := sa.natLocal || sa.natRemote; now != was {
+		sa.e.log.Info("NAT situation changed on the new path", "ike", sa.id, "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	}
+	sa.armKeepalive()
+}
+
+// addressTask announces our current address list (§3.6).
+type addressTask struct{}
+
+func (t *addressTask) String() string { return "MOBIKE address list" }
+func (t *addressTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state != stateEstablished || !sa.mobike {
+		return 0, nil, errSkip
+	}
+	ps := sa.addressPayloads(true)
+	if !sa.peerNATT {
+		ps = append(ps, sa.noNATs())
+	}
+	return wire.Informational, ps, nil
+}
+func (t *addressTask) process(*ikeSA, *message) {}
+func (t *addressTask) abort(*ikeSA, string)     {}
+
+// rrTask is the responder's return routability check of a new initiator
+// address (§3.7): an INFORMATIONAL with COOKIE2 to that address; only when
+// it is answered do the Child SAs move there.
+type rrTask struct {
+	addr    netip.AddrPort
+	cookie2 []byte
+	gen     int
+}
+
+func (t *rrTask) String() string { return "MOBIKE return routability" }
+func (t *rrTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state != stateEstablished || sa.remote != t.addr {
+		return 0, nil, errSkip // moved on meanwhile
+	}
+	t.gen = sa.updateGen
+	t.cookie2 = make([]byte, 16)
+	sa.e.random(t.cookie2)
+	return wire.Informational, []wire.Payload{wire.NewNotify(wire.NotifyCookie2, t.cookie2)}, nil
+}
+func (t *rrTask) process(sa *ikeSA, m *message) {
+	if !sa.checkCookie2(m, t.cookie2) || sa.remote != t.addr {
+		return
+	}
+	sa.verified[t.addr.Addr()] = true
+	sa.updateChildren()
+}
+func (t *rrTask) abort(*ikeSA, string) {}
+
+// respondMOBIKE handles the MOBIKE content of an INFORMATIONAL request
+// and returns the response payloads; refused means the request is
+// answered with an error and nothing else is processed.
+func (sa *ikeSA) respondMOBIKE(m *message) (out []wire.Payload, refused bool) {
+	e := sa.e
+	update := m.notify(wire.NotifyUpdateSAAddresses) != nil
+	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && (update || sa.hasAddressList(m)) {
+		// §3.9: the sender's view of the addresses must match ours.
+		v, err := n.NoNATs()
+		if err != nil || v.Src.Addr() != m.d.Remote.Addr() || v.Src.Port() != m.d.Remote.Port() ||
+			v.Dst.Addr() != m.d.Local.Addr() || v.Dst.Port() != m.d.Local.Port() {
+			return errorNotify(wire.NotifyUnexpectedNATDetected, nil), true
+		}
+	}
+	if update {
+		// Policy: the configured peer addresses, or any the peer
+		// announced in an authenticated message (§3.4).
+		if !addrAllowed(sa.conn.RemoteAddrs, m.d.Remote.Addr()) && !slices.Contains(sa.peerAddrs, m.d.Remote.Addr()) {
+			out = errorNotify(wire.NotifyUnacceptableAddresses, nil)
+			if c := m.notify(wire.NotifyCookie2); c != nil {
+				out = append(out, wire.NewNotify(wire.NotifyCookie2, c.Data))
+			}
+			e.log.Info("MOBIKE update to an address policy does not allow", "ike", sa.id, "remote", m.d.Remote)
+			return out, true
+		}
+	}
+	if sa.readPeerAddrs(m) && !sa.mobikeInitiator {
+		// The responder uses the initiator's list only when its own
+		// address is gone (§3.4); nothing to do now.
+		e.log.Debug("peer announced addresses", "ike", sa.id, "addrs", fmt.Sprint(sa.peerAddrs))
+	}
+	// NAT-D in the request must be answered with NAT-D (§3.8); both use
+	// the addresses of this exchange.
+	if m.notify(wire.NotifyNATDetectionSourceIP) != nil {
+		out = append(out,
+			wire.NewNotify(wire.NotifyNATDetectionSourceIP, ikecrypto.NATDetectionHash(sa.spiI, sa.spiR, m.d.Local)),
+			wire.NewNotify(wire.NotifyNATDetectionDestinationIP, ikecrypto.NATDetectionHash(sa.spiI, sa.spiR, m.d.Remote)))
+	}
+	if c := m.notify(wire.NotifyCookie2); c != nil {
+		out = append(out, wire.NewNotify(wire.NotifyCookie2, bytes.Clone(c.Data))) // copied unchanged (§3.7)
+	}
+	return out, false
+}
+
+func (sa *ikeSA) hasAddressList(m *message) bool {
+	return m.notify(wire.NotifyAdditionalIP4Address) != nil || m.notify(wire.NotifyAdditionalIP6Address) != nil ||
+		m.notify(wire.NotifyNoAdditionalAddresses) != nil
+}
+
+// afterMOBIKEResponse applies an UPDATE_SA_ADDRESSES after the response
+// went out (§3.5): the IKE SA takes the header's addresses; the Child SAs
+// follow once the new initiator address passed return routability, and
+// the NAT situation is re-evaluated. An address list without the address
+// we send to makes the MOBIKE initiator pick a new path.
+func (sa *ikeSA) afterMOBIKEResponse(m *message) {
+	if !sa.mobike || sa.state != stateEstablished {
+		return
+	}
+	if m.notify(wire.NotifyUpdateSAAddresses) != nil {
+		sa.updateGen++
+		sa.confirmedGen = sa.updateGen
+		sa.local, sa.remote, sa.iface = m.d.Local, m.d.Remote, ""
+		sa.readNATD(m)
+		sa.e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name,
+			Detail: fmt.Sprintf("peer moved to %v - %v", sa.remote, sa.local)})
+		if sa.verified[sa.remote.Addr()] || !sa.conn.ReturnRoutability {
+			sa.updateChildren()
+		} else {
+			sa.queue(&rrTask{addr: sa.remote})
+		}
+		return
+	}
+	if sa.mobikeInitiator && sa.hasAddressList(m) && !slices.Contains(append(sa.peerAddrs, m.d.Remote.Addr()), sa.remote.Addr()) {
+		if next, ok := sa.candidatePath(); ok {
+			sa.moveTo(next.local, next.remote, "", true)
+		}
+	}
+}
+
+// followNAT applies RFC 7296 §2.23 dynamic address updates for an SA
+// without MOBIKE whose peer is behind a NAT: an authenticated, in-window
+// message from a new address:port means the NAT mapping changed. (With
+// MOBIKE only UPDATE_SA_ADDRESSES moves an SA: RFC 4555 §3.8.)
+func (sa *ikeSA) followNAT(m *message) {
+	if sa.mobike || !sa.natRemote || m.d.Remote == sa.remote || sa.state != stateEstablished {
+		return
+	}
+	sa.e.log.Info("peer's NAT mapping changed", "ike", sa.id, "from", sa.remote, "to", m.d.Remote)
+	sa.remote = m.d.Remote
+	sa.updateChildren()
+}

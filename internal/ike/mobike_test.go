@@ -1,0 +1,218 @@
+package ike_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+var (
+	ue2Addr = netip.MustParseAddr("203.0.113.20")
+	gw2Addr = netip.MustParseAddr("198.51.100.2")
+)
+
+// twoAddrs gives the end user a second address and tells both engines
+// which addresses they have.
+func (l *lab) twoAddrs() {
+	l.ue.AddAddr(ue2Addr)
+	l.ue.Do(func(now time.Time) []ike.Action {
+		return l.ue.Engine.SetLocalAddresses(now, []netip.Addr{ueAddr, ue2Addr})
+	})
+}
+
+func (l *lab) move(node *netsim.Node, id uint64, local netip.Addr) {
+	l.t.Helper()
+	l.do(node, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.Move(now, id, local, netip.Addr{}, "")
+	})
+}
+
+// RFC 4555 §3.5: the initiator moves the IKE SA and its Child SAs with
+// UPDATE_SA_ADDRESSES sent from the new address; the responder follows.
+func TestRFC4555Section3_5Update(t *testing.T) {
+	l := newLab(t, 100, nil)
+	l.twoAddrs()
+	id := l.up()
+	l.move(l.ue, id, ue2Addr)
+	l.settle(time.Second)
+	ue, gw := l.sa(l.ue), l.sa(l.gw)
+	if ue.Local.Addr() != ue2Addr || gw.Remote.Addr() != ue2Addr {
+		t.Fatalf("IKE SA addresses ue %v gw %v", ue.Local, gw.Remote)
+	}
+	if ue.Children[0].Local.Addr() != ue2Addr || gw.Children[0].Remote.Addr() != ue2Addr {
+		t.Fatal("Child SAs did not move")
+	}
+	if ue.NATLocal || gw.NATRemote {
+		t.Fatal("NAT detected where there is none: NAT-D of the update wrong")
+	}
+	if countNotify(l.gw, wire.NotifyUpdateSAAddresses, false) != 1 || countNotify(l.gw, wire.NotifyCookie2, true) != 1 {
+		t.Fatal("UPDATE_SA_ADDRESSES with COOKIE2 not exchanged")
+	}
+	// ADDITIONAL_IP4_ADDRESS of the second address reached the gateway.
+	if len(l.sa(l.gw).PeerAddrs) == 0 {
+		t.Fatal("no announced addresses")
+	}
+}
+
+// RFC 4555 §2.1: only the initiator moves SAs.
+func TestRFC4555Section2_1OnlyInitiatorMoves(t *testing.T) {
+	l := newLab(t, 101, nil)
+	l.up()
+	if _, err := l.gw.Engine.Move(l.net.Now, l.sa(l.gw).ID, gwAddr, ue2Addr, ""); err == nil {
+		t.Fatal("the responder moved an SA")
+	}
+}
+
+// RFC 4555 §3.7: a responder with return routability checks the new
+// address with its own COOKIE2 before moving the Child SAs.
+func TestRFC4555Section3_7ReturnRoutability(t *testing.T) {
+	l := newLab(t, 102, func(_, gw *ike.Connection, _, _ *ike.Config) { gw.ReturnRoutability = true })
+	l.twoAddrs()
+	id := l.up()
+	l.move(l.ue, id, ue2Addr)
+	l.settle(time.Second)
+	if countNotify(l.gw, wire.NotifyCookie2, true) != 2 || countNotify(l.ue, wire.NotifyCookie2, true) != 2 {
+		t.Fatalf("COOKIE2 gw->%d ue->%d, want the update's and the check's", countNotify(l.gw, wire.NotifyCookie2, true), countNotify(l.ue, wire.NotifyCookie2, true))
+	}
+	if l.sa(l.gw).Children[0].Remote.Addr() != ue2Addr {
+		t.Fatal("Child SAs not moved after the check")
+	}
+}
+
+// RFC 4555 §3.5: a responder policy refusing the new address answers
+// UNACCEPTABLE_ADDRESSES; the initiator goes back to a usable path.
+func TestRFC4555Section3_5UnacceptableAddresses(t *testing.T) {
+	l := newLab(t, 103, func(_, gw *ike.Connection, _, _ *ike.Config) { gw.RemoteAddrs = []netip.Addr{ueAddr} })
+	l.ue.AddAddr(ue2Addr) // not announced, so not acceptable to the gateway
+	id := l.up()
+	l.move(l.ue, id, ue2Addr)
+	l.settle(time.Second)
+	if countNotify(l.gw, wire.NotifyUnacceptableAddresses, true) != 1 {
+		t.Fatal("no UNACCEPTABLE_ADDRESSES")
+	}
+	if ue := l.sa(l.ue); ue.Local.Addr() != ueAddr || ue.Children[0].Local.Addr() != ueAddr {
+		t.Fatalf("initiator did not return to a usable path: %v", ue.Local)
+	}
+}
+
+// RFC 4555 §3.5, §3.10: when the path fails, the initiator's retransmitted
+// requests try another address pair; the answer there is followed by
+// UPDATE_SA_ADDRESSES and the SAs carry on.
+func TestRFC4555Section3_5PathProbing(t *testing.T) {
+	l := newLab(t, 104, func(ue, _ *ike.Connection, _, _ *ike.Config) { ue.DPDDelay = 10 * time.Second })
+	l.twoAddrs()
+	l.up()
+	first := l.sa(l.ue)
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Down: true})
+	l.settle(2 * time.Minute)
+	ue := l.sa(l.ue)
+	if ue.ID != first.ID || ue.Local.Addr() != ue2Addr || l.sa(l.gw).Children[0].Remote.Addr() != ue2Addr {
+		t.Fatalf("did not fail over: %+v", ue)
+	}
+	if len(l.ue.EventsOf(ike.EventPathProbe)) == 0 {
+		t.Fatal("no path-probe event")
+	}
+}
+
+// RFC 4555 §3.4, §3.5 exception: the responder's address goes away; it
+// moves its side and announces its addresses; the initiator follows.
+func TestRFC4555Section3_5ResponderAddressGone(t *testing.T) {
+	l := newLab(t, 105, nil)
+	l.gw.AddAddr(gw2Addr)
+	l.gw.Do(func(now time.Time) []ike.Action {
+		return l.gw.Engine.SetLocalAddresses(now, []netip.Addr{gwAddr, gw2Addr})
+	})
+	l.up()
+	if pa := l.sa(l.ue).PeerAddrs; len(pa) != 2 || pa[1] != gw2Addr {
+		t.Fatalf("gateway's additional address not announced in IKE_AUTH: %v", pa)
+	}
+	l.gw.RemoveAddr(gwAddr)
+	l.gw.Do(func(now time.Time) []ike.Action { return l.gw.Engine.SetLocalAddresses(now, []netip.Addr{gw2Addr}) })
+	l.settle(time.Minute)
+	if ue := l.sa(l.ue); ue.Remote.Addr() != gw2Addr || ue.Children[0].Remote.Addr() != gw2Addr {
+		t.Fatalf("initiator did not follow: %v", ue.Remote)
+	}
+}
+
+// RFC 7791 Appendix A: authenticate once on interface 0, clone, create
+// the VPN's Child SA on the clone, move the clone to interface 1 (and the
+// variant that moves first). The parent and its Child SA stay on
+// interface 0: MOBIKE moves only the clone (RFC 4555 per IKE SA).
+func TestRFC7791AppendixAFlow(t *testing.T) {
+	for _, moveFirst := range []bool{false, true} {
+		name := "child then move"
+		if moveFirst {
+			name = "move then child"
+		}
+		t.Run(name, func(t *testing.T) {
+			l := newLab(t, 106, func(ue, gw *ike.Connection, a, b *ike.Config) {
+				withClone(ue, gw, a, b)
+				withSecondChild(t)(ue, gw, a, b)
+			})
+			l.twoAddrs()
+			p := l.up() // one authentication
+			l.clone(l.ue, p)
+			l.settle(time.Second)
+			c := clonesOf(l.ue, p)[0]
+			steps := []func(){
+				func() {
+					l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CreateChild(now, c.ID, "pfs") })
+				},
+				func() { l.move(l.ue, c.ID, ue2Addr) },
+			}
+			if moveFirst {
+				steps[0], steps[1] = steps[1], steps[0]
+			}
+			for _, s := range steps {
+				s()
+				l.settle(time.Second)
+			}
+			if len(l.ue.EventsOf(ike.EventIKEUp)) != 2 || countNotify(l.gw, wire.NotifyAuthenticationFailed, true) != 0 {
+				t.Fatal("more than one authentication")
+			}
+			cl, par := byID(l.ue, c.ID), byID(l.ue, p)
+			if cl.Local.Addr() != ue2Addr || len(cl.Children) != 1 || cl.Children[0].Local.Addr() != ue2Addr {
+				t.Fatalf("clone VPN not on the second address: %+v", cl)
+			}
+			if par.Local.Addr() != ueAddr || par.Children[0].Local.Addr() != ueAddr {
+				t.Fatal("the parent moved too")
+			}
+			gwClone := l.sa2(l.gw, cl)
+			if gwClone.Remote.Addr() != ue2Addr || gwClone.Children[0].Remote.Addr() != ue2Addr || l.sa2(l.gw, par).Remote.Addr() != ueAddr {
+				t.Fatal("gateway's view of the paths")
+			}
+		})
+	}
+}
+
+// RFC 7791 §1 cluster case: the gateway clones a client's IKE SA and,
+// as the clone's initiator, moves it (here to its second address, as a
+// node handing the SA to another node would); the client cannot.
+func TestRFC7791GatewayCloneMovedByGateway(t *testing.T) {
+	l := newLab(t, 107, withClone)
+	l.gw.AddAddr(gw2Addr)
+	// The gateway announces the address it will move to (§3.4).
+	l.gw.Do(func(now time.Time) []ike.Action {
+		return l.gw.Engine.SetLocalAddresses(now, []netip.Addr{gwAddr, gw2Addr})
+	})
+	l.up()
+	gp := l.sa(l.gw)
+	l.clone(l.gw, gp.ID)
+	l.settle(time.Second)
+	gc := clonesOf(l.gw, gp.ID)[0]
+	if !gc.MOBIKEInitiator || l.sa2(l.ue, gc).MOBIKEInitiator {
+		t.Fatal("roles: the gateway cloned, it must be the clone's MOBIKE initiator")
+	}
+	if _, err := l.ue.Engine.Move(l.net.Now, l.sa2(l.ue, gc).ID, ueAddr, gw2Addr, ""); err == nil {
+		t.Fatal("the client moved a clone the gateway made")
+	}
+	l.move(l.gw, gc.ID, gw2Addr)
+	l.settle(time.Second)
+	if got := l.sa2(l.ue, byID(l.gw, gc.ID)).Remote.Addr(); got != gw2Addr {
+		t.Fatalf("client sees the clone at %v", got)
+	}
+}
