@@ -1,0 +1,274 @@
+package config
+
+import (
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ikeauth"
+	"github.com/mifike/mifike/internal/ts"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// Build turns the configuration into the engine's connections: it reads
+// keys and certificates, parses identities and traffic selectors, makes
+// the address pools and runs each connection's Validate. Errors name the
+// line of the field that referenced a file.
+//
+// A pool of prev whose name and prefix are unchanged is reused, so a
+// reload keeps its leases; Build then writes the new DNS servers into it,
+// so call Build where the engine that uses prev is not running
+// concurrently (its own goroutine). The returned map holds exactly the
+// configured pools.
+func (c *Config) Build(prev map[string]*ike.Pool) ([]*ike.Connection, map[string]*ike.Pool, error) {
+	b := &builder{p: &parser{file: c.File}, pem: map[string][]byte{}}
+	pools := map[string]*ike.Pool{}
+	for _, pc := range c.Pools {
+		if old := prev[pc.Name]; old != nil && old.Prefix == pc.Addrs.Masked() {
+			if !slices.Equal(old.DNS, pc.DNS) {
+				old.DNS = slices.Clone(pc.DNS)
+			}
+			pools[pc.Name] = old
+			continue
+		}
+		np, err := ike.NewPool(pc.Name, pc.Addrs, slices.Clone(pc.DNS)...)
+		if err != nil {
+			b.p.fail(pc.Line, "pools."+pc.Name, "%v", err)
+			continue
+		}
+		pools[pc.Name] = np
+	}
+	var conns []*ike.Connection
+	for _, cc := range c.Connections {
+		if ic := b.conn(cc, pools); ic != nil {
+			conns = append(conns, ic)
+		}
+	}
+	if err := b.p.err(); err != nil {
+		return nil, nil, err
+	}
+	return conns, pools, nil
+}
+
+type builder struct {
+	p   *parser
+	pem map[string][]byte // files already read in this Build
+}
+
+// where is r, or the connection's line and a constructed field for a
+// Config that was not made by Parse.
+func where(r ref, cc *ConnConfig, field string) (int, string) {
+	if r.field != "" {
+		return r.line, r.field
+	}
+	return cc.Line, "connections." + cc.Name + "." + field
+}
+
+func (b *builder) read(path string, r ref, cc *ConnConfig, field string) []byte {
+	if data, ok := b.pem[path]; ok {
+		return data
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		line, f := where(r, cc, field)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		b.p.fail(line, f, "cannot read %s: %v", path, err)
+		return nil
+	}
+	b.pem[path] = data
+	return data
+}
+
+func (b *builder) certs(paths []string, refs []ref, cc *ConnConfig, field string) []*x509.Certificate {
+	var out []*x509.Certificate
+	for i, path := range paths {
+		r := ref{}
+		if i < len(refs) {
+			r = refs[i]
+		}
+		data := b.read(path, r, cc, field)
+		if data == nil {
+			continue
+		}
+		cs, err := ikeauth.LoadCertificates(data)
+		if err != nil {
+			line, f := where(r, cc, field)
+			b.p.fail(line, f, "%s: %s", path, strings.TrimPrefix(err.Error(), "ikeauth: "))
+			continue
+		}
+		out = append(out, cs...)
+	}
+	return out
+}
+
+func authKind(s string) ike.AuthKind {
+	if s == "psk" {
+		return ike.AuthPSK
+	}
+	return ike.AuthPubkey
+}
+
+func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connection {
+	errs := len(b.p.errs)
+	field := "connections." + cc.Name
+	ic := &ike.Connection{
+		Name:                cc.Name,
+		LocalAddrs:          slices.Clone(cc.LocalAddrs),
+		RemoteAddrs:         slices.Clone(cc.RemoteAddrs),
+		RemotePort:          cc.RemotePort,
+		LocalAuth:           authKind(cc.Local.Auth),
+		RemoteAuth:          authKind(cc.Remote.Auth),
+		PSK:                 slices.Clone(cc.PSK),
+		RSAPSS:              cc.RSAPSS,
+		ClassicSignatures:   cc.ClassicSignatures,
+		IKE:                 cc.IKE,
+		RekeyTime:           cc.RekeyTime,
+		ReauthTime:          cc.ReauthTime,
+		OverTime:            cc.OverTime,
+		RandTime:            cc.RandTime,
+		DPDDelay:            cc.DPDDelay,
+		MOBIKE:              cc.MOBIKE,
+		SendInitialContact:  cc.SendInitialContact,
+		PreferPeerProposals: cc.PreferPeerProposals,
+		ForceEncap:          cc.Encap,
+	}
+
+	if ic.LocalAuth == ike.AuthPubkey {
+		ic.Certs = b.certs(cc.Local.Certs, cc.Local.certRefs, cc, "local.certs")
+		if cc.Local.Key != "" {
+			if data := b.read(cc.Local.Key, cc.Local.keyRef, cc, "local.key"); data != nil {
+				key, err := ikeauth.LoadPrivateKey(data)
+				if err != nil {
+					line, f := where(cc.Local.keyRef, cc, "local.key")
+					b.p.fail(line, f, "%s: %s", cc.Local.Key, strings.TrimPrefix(err.Error(), "ikeauth: "))
+				} else {
+					ic.Key = key
+				}
+			}
+		}
+		if ic.Key != nil && len(ic.Certs) > 0 {
+			// The certificate of our key is the end entity, wherever it
+			// was listed.
+			i := slices.IndexFunc(ic.Certs, func(c *x509.Certificate) bool { return samePublic(ic.Key, c) })
+			if i < 0 {
+				line, f := where(cc.Local.keyRef, cc, "local.key")
+				b.p.fail(line, f, "%s does not belong to any certificate in local.certs; give the key of our own certificate", cc.Local.Key)
+			} else {
+				ee := ic.Certs[i]
+				ic.Certs = append([]*x509.Certificate{ee}, slices.Delete(ic.Certs, i, i+1)...)
+			}
+		}
+	}
+
+	idLine, idField := where(cc.Local.idRef, cc, "local.id")
+	switch {
+	case cc.Local.ID != "":
+		t, data, err := ikeauth.ParseID(cc.Local.ID)
+		if err != nil {
+			b.p.fail(idLine, idField, "%s", strings.TrimPrefix(err.Error(), "ikeauth: "))
+			break
+		}
+		ic.LocalID = ike.ID{Type: t, Data: data}
+		if ic.LocalAuth == ike.AuthPubkey && len(ic.Certs) > 0 {
+			if err := ikeauth.MatchID(ic.Certs[0], &wire.ID{IDType: t, Data: data}); err != nil {
+				b.p.fail(idLine, idField, "%q is not in our certificate (subject %q); use its subject or one of its subjectAltNames", cc.Local.ID, ic.Certs[0].Subject.String())
+			}
+		}
+	case ic.LocalAuth == ike.AuthPubkey && len(ic.Certs) > 0:
+		// As strongSwan: without an id, we are the certificate's subject.
+		if len(ic.Certs[0].Subject.Names) == 0 {
+			b.p.fail(idLine, idField, "required: our certificate has an empty subject; give one of its subjectAltNames")
+			break
+		}
+		ic.LocalID = ike.ID{Type: wire.IDDERASN1DN, Data: slices.Clone(ic.Certs[0].RawSubject)}
+	}
+
+	if ic.RemoteAuth == ike.AuthPubkey {
+		ic.CAs = b.certs(cc.Remote.CACerts, cc.Remote.caRefs, cc, "remote.cacerts")
+	}
+	if id := cc.Remote.ID; id != "" && id != "%any" {
+		t, data, err := ikeauth.ParseID(id)
+		if err != nil {
+			line, f := where(cc.Remote.idRef, cc, "remote.id")
+			b.p.fail(line, f, "%s", strings.TrimPrefix(err.Error(), "ikeauth: "))
+		} else {
+			ic.RemoteID = ike.ID{Type: t, Data: data}
+		}
+	}
+
+	for _, name := range cc.Pools {
+		if p := pools[name]; p != nil {
+			ic.Pools = append(ic.Pools, p)
+		} else if !slices.ContainsFunc(b.p.errs, func(e *Error) bool { return e.Field == "pools."+name }) {
+			b.p.fail(cc.Line, field+".pools", "no pool %q", name)
+		}
+	}
+	for _, a := range cc.VIPs {
+		if a.Is4() {
+			ic.RequestVIP4 = true
+		} else {
+			ic.RequestVIP6 = true
+		}
+	}
+
+	for _, ch := range cc.Children {
+		ic.Children = append(ic.Children, b.child(ch, field))
+	}
+
+	if len(b.p.errs) > errs {
+		return nil
+	}
+	if err := ic.Validate(); err != nil {
+		b.p.fail(cc.Line, field, "%s", strings.TrimPrefix(err.Error(), "connection "+cc.Name+": "))
+		return nil
+	}
+	return ic
+}
+
+func samePublic(key crypto.Signer, c *x509.Certificate) bool {
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(c.PublicKey)
+}
+
+func (b *builder) child(ch *ChildConfig, connField string) *ike.ChildConfig {
+	field := connField + ".children." + ch.Name
+	icc := &ike.ChildConfig{
+		Name:       ch.Name,
+		ESP:        ch.ESP,
+		Mode:       ch.Mode,
+		RekeyTime:  ch.RekeyTime,
+		LifeTime:   ch.LifeTime,
+		RekeyBytes: ch.RekeyBytes,
+		LifeBytes:  ch.LifeBytes,
+		RandTime:   ch.RandTime,
+		Start:      ch.StartAction == "start",
+	}
+	sels := func(list []string, key string, dynamic *bool) []wire.Selector {
+		var out []wire.Selector
+		for _, s := range list {
+			if s == "dynamic" {
+				*dynamic = true
+				continue
+			}
+			sel, err := ts.Parse(s)
+			if err != nil {
+				b.p.fail(ch.Line, fmt.Sprintf("%s.%s", field, key), "%v", err)
+				continue
+			}
+			out = append(out, sel)
+		}
+		return out
+	}
+	icc.LocalTS = sels(ch.LocalTS, "local_ts", &icc.DynamicLocal)
+	icc.RemoteTS = sels(ch.RemoteTS, "remote_ts", &icc.DynamicRemote)
+	return icc
+}

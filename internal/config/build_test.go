@@ -1,0 +1,310 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ikeauth"
+	"github.com/mifike/mifike/internal/ts"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// fullConfig parses testdata/full.yaml next to freshly made certificates.
+func fullConfig(t *testing.T) (*Config, *testPKI) {
+	t.Helper()
+	dir := t.TempDir()
+	pki := newPKI(t, dir)
+	data, err := os.ReadFile("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("full.yaml", data, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, pki
+}
+
+func TestBuild(t *testing.T) {
+	c, pki := fullConfig(t)
+	conns, pools, err := c.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conns) != 2 || len(pools) != 2 {
+		t.Fatalf("%d connections, %d pools", len(conns), len(pools))
+	}
+	v4, v6 := pools["v4"], pools["v6"]
+	if v4.Name != "v4" || v4.Prefix != netip.MustParsePrefix("10.99.0.0/24") || len(v4.DNS) != 2 || v6.DNS[0] != netip.MustParseAddr("fd00:20::53") {
+		t.Errorf("pools %+v %+v", v4, v6)
+	}
+
+	site := conns[0]
+	want := &ike.Connection{
+		Name:                "site",
+		LocalAddrs:          []netip.Addr{netip.MustParseAddr("192.0.2.1")},
+		RemoteAddrs:         []netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8:2::7")},
+		RemotePort:          4501,
+		LocalID:             ike.ID{Type: wire.IDFQDN, Data: []byte("gw.example.org")},
+		RemoteID:            ike.ID{Type: wire.IDIPv4Addr, Data: []byte{198, 51, 100, 7}},
+		LocalAuth:           ike.AuthPSK,
+		RemoteAuth:          ike.AuthPSK,
+		PSK:                 []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff},
+		RSAPSS:              true,
+		ClassicSignatures:   true,
+		IKE:                 c.Connections[0].IKE,
+		RekeyTime:           2 * time.Hour,
+		ReauthTime:          12 * time.Hour,
+		OverTime:            5 * time.Minute,
+		RandTime:            10 * time.Minute,
+		DPDDelay:            45 * time.Second,
+		MOBIKE:              false,
+		RequestVIP4:         true,
+		RequestVIP6:         true,
+		SendInitialContact:  false,
+		PreferPeerProposals: true,
+		ForceEncap:          true,
+	}
+	children := site.Children
+	site.Children = nil
+	if !reflect.DeepEqual(site, want) {
+		t.Errorf("site:\n got %+v\nwant %+v", site, want)
+	}
+	if len(children) != 2 {
+		t.Fatalf("%d children", len(children))
+	}
+	lan, all := children[0], children[1]
+	if lan.Name != "lan" || lan.Mode != ike.Transport || lan.Start || lan.DynamicLocal || lan.DynamicRemote ||
+		ts.Strings(lan.LocalTS) != "10.20.0.0/24, 192.0.2.1[udp/500]" || ts.Strings(lan.RemoteTS) != "10.30.0.0/16" {
+		t.Errorf("lan %+v", lan)
+	}
+	if lan.RekeyTime != 30*time.Minute || lan.LifeTime != 40*time.Minute || lan.RandTime != 10*time.Minute || lan.RekeyBytes != 500<<20 || lan.LifeBytes != 1<<30 {
+		t.Errorf("lan limits %+v", lan)
+	}
+	if len(lan.ESP) != 1 || len(lan.ESP[0].DH) != 1 || lan.ESP[0].DH[0] != wire.DHCurve25519 {
+		t.Errorf("lan ESP %+v", lan.ESP)
+	}
+	if all.Name != "all" || !all.DynamicLocal || !all.DynamicRemote || all.LocalTS != nil || !all.Start || all.Mode != ike.Tunnel || len(all.ESP) == 0 {
+		t.Errorf("all %+v", all)
+	}
+
+	rw := conns[1]
+	if rw.LocalAuth != ike.AuthPubkey || rw.RemoteAuth != ike.AuthPubkey || rw.PSK != nil {
+		t.Errorf("rw auth %v %v", rw.LocalAuth, rw.RemoteAuth)
+	}
+	// chain.crt lists the CA first; our certificate must lead.
+	if len(rw.Certs) != 2 || !rw.Certs[0].Equal(pki.gw) || !rw.Certs[1].Equal(pki.ca) {
+		t.Errorf("rw certs not end-entity first: %v", rw.Certs)
+	}
+	if len(rw.CAs) != 1 || !rw.CAs[0].Equal(pki.ca) || !pki.gwKey.PublicKey.Equal(rw.Key.Public()) {
+		t.Errorf("rw CAs %v key %v", rw.CAs, rw.Key)
+	}
+	// No local.id: the certificate's subject, as in strongSwan.
+	if rw.LocalID.Type != wire.IDDERASN1DN || ikeauth.FormatID(rw.LocalID.Type, rw.LocalID.Data) != "O=mifike test, CN=gw.example.org" {
+		t.Errorf("rw local ID %v %q", rw.LocalID.Type, ikeauth.FormatID(rw.LocalID.Type, rw.LocalID.Data))
+	}
+	if !rw.RemoteID.Any() || len(rw.Pools) != 2 || rw.Pools[0] != v4 || rw.Pools[1] != v6 || rw.RequestVIP4 || !rw.MOBIKE || !rw.SendInitialContact {
+		t.Errorf("rw %+v", rw)
+	}
+	if ch := rw.Children[0]; !ch.DynamicRemote || ch.DynamicLocal || ts.Strings(ch.LocalTS) != "10.20.0.0/24" {
+		t.Errorf("rw child %+v", ch)
+	}
+	for _, ic := range conns {
+		if err := ic.Validate(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestBuildExplicitLocalID(t *testing.T) {
+	dir := t.TempDir()
+	newPKI(t, dir)
+	src := `connections:
+  gw:
+    local:
+      id: "@vpn.example.org"
+      certs: certs/gw.crt
+      key: private/gw.key
+    remote: {cacerts: [certs/ca.crt], id: "CN=client"}
+`
+	c, err := Parse("f.yaml", []byte(src), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns, _, err := c.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := conns[0].LocalID; id.Type != wire.IDFQDN || string(id.Data) != "vpn.example.org" {
+		t.Errorf("local ID %v %q", id.Type, id.Data)
+	}
+	if id := conns[0].RemoteID; id.Type != wire.IDDERASN1DN {
+		t.Errorf("remote ID %v", id.Type)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		local string // the local section, lines 3-6
+		want  []string
+	}{
+		{"missing certificate", `    local:
+      id: "@vpn.example.org"
+      certs: [certs/gw.crt, certs/missing.crt]
+      key: private/gw.key`, []string{
+			`f.yaml:5: connections.gw.local.certs[1]: cannot read DIR/certs/missing.crt: no such file or directory`,
+		}},
+		{"missing key", `    local:
+      id: "@vpn.example.org"
+      certs: certs/gw.crt
+      key: private/nokey.pem`, []string{
+			`f.yaml:6: connections.gw.local.key: cannot read DIR/private/nokey.pem: no such file or directory`,
+		}},
+		{"key of another certificate", `    local:
+      id: "@vpn.example.org"
+      certs: certs/gw.crt
+      key: private/other.key`, []string{
+			`f.yaml:6: connections.gw.local.key: DIR/private/other.key does not belong to any certificate in local.certs; give the key of our own certificate`,
+		}},
+		{"not PEM", `    local:
+      id: "@vpn.example.org"
+      certs: private/garbage.pem
+      key: private/garbage.pem`, []string{
+			`f.yaml:5: connections.gw.local.certs: DIR/private/garbage.pem: no PEM data found; certificates must be PEM (-----BEGIN CERTIFICATE-----), convert DER with openssl x509 -inform der`,
+			`f.yaml:6: connections.gw.local.key: DIR/private/garbage.pem: no PEM data found; the key must be PEM (-----BEGIN PRIVATE KEY-----), convert DER with openssl pkey -inform der`,
+		}},
+		{"a key where the certificate belongs", `    local:
+      id: "@vpn.example.org"
+      certs: private/gw.key
+      key: private/gw.key`, []string{
+			`f.yaml:5: connections.gw.local.certs: DIR/private/gw.key: no CERTIFICATE in the PEM data (it holds PRIVATE KEY)`,
+		}},
+		{"identity not in the certificate", `    local:
+      id: "@other.example.org"
+      certs: certs/gw.crt
+      key: private/gw.key`, []string{
+			`f.yaml:4: connections.gw.local.id: "@other.example.org" is not in our certificate (subject "CN=gw.example.org,O=mifike test"); use its subject or one of its subjectAltNames`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			newPKI(t, dir)
+			src := "connections:\n  gw:\n" + tc.local + "\n    remote: {cacerts: certs/ca.crt}\n"
+			c, err := Parse("f.yaml", []byte(src), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns, pools, err := c.Build(nil)
+			if err == nil {
+				t.Fatal("Build succeeded")
+			}
+			if conns != nil || pools != nil {
+				t.Error("Build returned results with an error")
+			}
+			got := strings.Split(strings.ReplaceAll(err.Error(), dir, "DIR"), "\n")
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// Build also works on a Config made in code, and reports Validate's
+// errors against the connection.
+func TestBuildHandMade(t *testing.T) {
+	c := &Config{File: "api", Connections: []*ConnConfig{{
+		Name: "x", Line: 7,
+		Local:  AuthConfig{Auth: "psk", ID: "@a"},
+		Remote: AuthConfig{Auth: "psk"},
+		PSK:    []byte("k"),
+	}}}
+	_, _, err := c.Build(nil)
+	if err == nil || err.Error() != "api:7: connections.x: no IKE proposals" {
+		t.Errorf("got %v", err)
+	}
+	c.Connections[0].Local = AuthConfig{Auth: "pubkey", Certs: []string{"/nonexistent/c.crt"}}
+	_, _, err = c.Build(nil)
+	if err == nil || err.Error() != "api:7: connections.x.local.certs: cannot read /nonexistent/c.crt: no such file or directory" {
+		t.Errorf("got %v", err)
+	}
+}
+
+// A reload keeps a pool (and its leases) whose name and prefix are
+// unchanged, and replaces one whose prefix changed.
+func TestPoolReuse(t *testing.T) {
+	parse := func(pools string) *Config {
+		t.Helper()
+		c, err := Parse("f.yaml", []byte("pools:\n"+pools+base+"    pools: [a, b]\n"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	_, first, err := parse("  a: {addrs: 10.1.0.0/24, dns: 10.0.0.53}\n  b: {addrs: 10.2.0.0/24}\n  gone: {addrs: 10.3.0.0/24}\n").Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := first["a"].Acquire("peer-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns, second, err := parse("  a: {addrs: 10.1.0.0/24, dns: 10.0.0.54}\n  b: {addrs: 10.2.0.0/23}\n").Build(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second["a"] != first["a"] || second["a"].InUse() != 1 {
+		t.Error("pool a was not reused with its lease")
+	}
+	if got, _ := second["a"].Acquire("peer-1"); got != addr {
+		t.Errorf("peer-1 got %v after reload, had %v", got, addr)
+	}
+	if second["a"].DNS[0] != netip.MustParseAddr("10.0.0.54") {
+		t.Errorf("reused pool kept old DNS %v", second["a"].DNS)
+	}
+	if second["b"] == first["b"] || second["b"].Prefix != netip.MustParsePrefix("10.2.0.0/23") {
+		t.Error("pool b with a new prefix was reused")
+	}
+	if _, ok := second["gone"]; ok || len(second) != 2 {
+		t.Errorf("pools after reload: %v", second)
+	}
+	if conns[0].Pools[0] != first["a"] || conns[0].Pools[1] != second["b"] {
+		t.Error("connection does not use the returned pools")
+	}
+}
+
+// The examples build once their certificate files exist.
+func TestBuildGatewayExample(t *testing.T) {
+	dir := t.TempDir()
+	newPKI(t, dir)
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("gateway.yaml", data, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns, pools, err := c.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conns) != 2 || len(pools) != 1 || conns[0].Pools[0] != conns[1].Pools[0] {
+		t.Errorf("%d connections, %d pools", len(conns), len(pools))
+	}
+	for _, name := range []string{"end-user.yaml"} {
+		c, err := Load(filepath.Join("..", "..", "examples", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Build(nil); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

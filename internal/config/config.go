@@ -1,0 +1,222 @@
+// Package config reads mifike's YAML configuration file and turns it into
+// the engine's connections.
+//
+// The vocabulary is strongSwan's swanctl.conf (connections, local_addrs,
+// remote_addrs, proposals, local/remote auth, id, certs, cacerts, children,
+// local_ts, remote_ts, esp_proposals, rekey_time, ...) so that a swanctl
+// user can translate a configuration key by key; see examples/ for
+// commented files.
+//
+// Parsing is strict and reports every problem at once: each error names
+// the file, the line and the dotted path of the field, e.g.
+//
+//	mifike.yaml:12: connections.home.children.net.mode: "tunel" is not a mode; use tunnel or transport
+//
+// Parse touches no files; Build reads keys and certificates, so a
+// configuration can be checked on a machine that lacks them.
+//
+// Beyond swanctl.conf:
+//   - lists may be YAML lists or comma-separated strings, as in swanctl;
+//   - booleans accept yes/no, true/false and on/off;
+//   - durations use Go syntax ("90s", "30m", "4h", "1h30m"), a "d" suffix
+//     for days, or a bare number of seconds;
+//   - byte counts take K, M, G or T suffixes in powers of 1024;
+//   - top-level keys starting with "x-" are ignored, to hold YAML anchors
+//     merged into connections with "<<".
+package config
+
+import (
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/proposal"
+)
+
+// Defaults that are not zero values.
+const (
+	DefaultSocket   = "/run/mifike/mifike.sock"
+	DefaultIKEPort  = 500
+	DefaultNATTPort = 4500
+)
+
+// Config is one parsed configuration file.
+type Config struct {
+	File    string
+	Log     LogConfig
+	Control ControlConfig
+	Metrics MetricsConfig
+	KeyLog  KeyLogConfig
+	// Listen are the addresses the IKE sockets bind to; default 0.0.0.0
+	// and ::.
+	Listen            []netip.Addr
+	IKEPort, NATTPort uint16
+	// DataPlane is where ESP traffic is carried: "none" negotiates SAs
+	// but carries no traffic (the default), "userspace", "kernel" or
+	// "auto".
+	DataPlane string
+	// Retransmit is the zero value (engine defaults) unless the file has
+	// a retransmit section; missing keys in it take strongSwan's defaults.
+	Retransmit  ike.Retransmit
+	Pools       []*PoolConfig // in file order
+	Connections []*ConnConfig // in file order
+}
+
+// LogConfig is the log section.
+type LogConfig struct {
+	Level  string // debug, info (default), warn or error
+	Format string // text (default) or json
+}
+
+// SlogLevel is Level for log/slog.
+func (l LogConfig) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// ControlConfig is the control socket the CLI talks to.
+type ControlConfig struct {
+	Socket string // absolute path; default DefaultSocket
+	// Group may also use the socket; empty means root only.
+	Group string
+	// Mode of the socket file: default 0600, or 0660 with a group.
+	Mode fs.FileMode
+}
+
+// MetricsConfig is the Prometheus endpoint.
+type MetricsConfig struct {
+	Listen string // host:port; empty = off
+}
+
+// KeyLogConfig enables writing SA keys for Wireshark.
+type KeyLogConfig struct {
+	// Dir receives ikev2_decryption_table and esp_sa, the files
+	// strongSwan's save-keys plugin writes; empty = off.
+	Dir string
+}
+
+// PoolConfig is a pool of virtual IP addresses.
+type PoolConfig struct {
+	Name  string
+	Line  int
+	Addrs netip.Prefix // masked
+	DNS   []netip.Addr
+}
+
+// ConnConfig is one connection.
+type ConnConfig struct {
+	Name string
+	Line int
+
+	// Empty address lists mean %any.
+	LocalAddrs, RemoteAddrs []netip.Addr
+	RemotePort              uint16 // default 500
+
+	Local, Remote AuthConfig
+	PSK           []byte
+
+	IKE    []proposal.Proposal // default proposal.DefaultIKE
+	MOBIKE bool                // default true
+	Encap  bool                // force UDP encapsulation
+	Clone  CloneConfig
+	VIPs   []netip.Addr // 0.0.0.0 and :: request an address of that family
+	Pools  []string
+
+	// Defaults: rekey 4h, no reauthentication, over and rand 10% of the
+	// longer of the two, no DPD.
+	RekeyTime, ReauthTime, OverTime, RandTime, DPDDelay time.Duration
+
+	DPDAction   string // clear (default), restart or none
+	StartAction string // none (default) or start: initiate at daemon start
+
+	SendInitialContact  bool // unique: replace (default) or no
+	ClassicSignatures   bool // signature_auth: rfc7427 (default) or classic
+	RSAPSS              bool // rsa_pss: no (default) or yes
+	PreferPeerProposals bool // prefer: local (default) or peer
+
+	Children []*ChildConfig // in file order
+}
+
+// AuthConfig is one side's authentication.
+type AuthConfig struct {
+	Auth string // psk or pubkey (default, as in strongSwan)
+	// ID as written. An empty local ID with pubkey is the certificate's
+	// subject (filled in by Build); an empty or "%any" remote ID matches
+	// every peer.
+	ID      string
+	Certs   []string // local: absolute paths, end-entity certificate first
+	Key     string   // local: absolute path of the PEM private key
+	CACerts []string // remote: absolute paths of trusted CA certificates
+
+	// Where each value was written, for Build's errors.
+	idRef, keyRef    ref
+	certRefs, caRefs []ref
+}
+
+type ref struct {
+	field string
+	line  int
+}
+
+// CloneConfig is parsed and checked now, for the multi-interface feature.
+type CloneConfig struct {
+	Enable    bool // default false
+	MaxIKESAs int  // default 8
+}
+
+// ChildConfig is one Child SA of a connection.
+type ChildConfig struct {
+	Name string
+	Line int
+
+	// As written; "dynamic" means the side's IKE address or virtual IP.
+	// Default ["dynamic"].
+	LocalTS, RemoteTS []string
+	ESP               []proposal.Proposal // default proposal.DefaultESP
+	Mode              ike.Mode            // tunnel (default) or transport
+
+	// Defaults: rekey 1h, life 0 (the engine uses 110% of rekey), rand
+	// 10% of rekey (or life-rekey when life is given).
+	RekeyTime, LifeTime, RandTime time.Duration
+	// LifeBytes defaults to RekeyBytes plus 10%, as in strongSwan.
+	RekeyBytes, LifeBytes uint64
+	// StartAction start (default) brings the child up with its IKE SA, as
+	// strongSwan does for an initiated connection; none leaves it to a
+	// later request.
+	StartAction string
+}
+
+// Load reads and parses path; relative file names in it are relative to
+// the file's directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data, filepath.Dir(path))
+}
+
+// Parse parses data, naming it file in errors; relative file names are
+// resolved against baseDir. On error it returns Errors, every problem of
+// the file sorted by line.
+func Parse(file string, data []byte, baseDir string) (*Config, error) {
+	p := &parser{file: file, base: baseDir}
+	c := p.parse(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	c.File = file
+	return c, nil
+}

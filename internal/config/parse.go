@@ -1,0 +1,655 @@
+package config
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"math"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ikeauth"
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/ts"
+)
+
+const (
+	noTrap   = "mifike installs no trap policies"
+	childKey = "this key belongs to a child: children: {NAME: {...}}"
+)
+
+var (
+	topSchema = schema{
+		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t",
+			"data_plane", "retransmit", "pools", "connections"},
+		hints: map[string]string{
+			"secrets":            "mifike has no secrets section; put the shared key on the connection as psk",
+			"authorities":        "mifike has no authorities section; list CA certificates in the connection's remote.cacerts",
+			"ike_port":           "the IKE port is set with port, as in strongswan.conf",
+			"nat_port":           "the NAT-T port is set with port_nat_t, as in strongswan.conf",
+			"natt_port":          "the NAT-T port is set with port_nat_t, as in strongswan.conf",
+			"retransmit_timeout": "set it as retransmit: {timeout: ...}",
+			"retransmit_base":    "set it as retransmit: {base: ...}",
+			"retransmit_tries":   "set it as retransmit: {tries: ...}",
+		},
+		extensions: true,
+	}
+	logSchema        = schema{keys: []string{"level", "format"}}
+	controlSchema    = schema{keys: []string{"socket", "group", "mode"}}
+	metricsSchema    = schema{keys: []string{"listen"}}
+	keylogSchema     = schema{keys: []string{"dir"}}
+	retransmitSchema = schema{keys: []string{"timeout", "base", "tries"}}
+	poolSchema       = schema{keys: []string{"addrs", "dns"}}
+	connSchema       = schema{
+		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
+			"proposals", "mobike", "encap", "clone", "vips", "pools", "rekey_time", "reauth_time",
+			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
+			"signature_auth", "rsa_pss", "prefer", "children"},
+		hints: map[string]string{
+			"version":       "mifike speaks IKEv2 only; remove the key",
+			"aggressive":    "aggressive mode is IKEv1; remove the key",
+			"local_port":    "the local port is the top-level port (and port_nat_t)",
+			"keyingtries":   "not supported; with start_action start the daemon keeps initiating",
+			"dpd_timeout":   "dpd_timeout is IKEv1; IKEv2 gives up after the retransmissions (see retransmit)",
+			"send_cert":     "not supported; the certificate is always sent",
+			"send_certreq":  "not supported; a certificate request is sent when remote.cacerts is set",
+			"pull":          "pull is IKEv1 mode config; vips requests addresses in IKEv2",
+			"local_ts":      childKey,
+			"remote_ts":     childKey,
+			"esp_proposals": childKey,
+			"mode":          childKey,
+			"life_time":     childKey,
+			"rekey_bytes":   childKey,
+			"life_bytes":    childKey,
+		},
+	}
+	localSchema = schema{
+		keys: []string{"auth", "id", "certs", "key"},
+		hints: map[string]string{
+			"cacerts": "local.cacerts is not used; append intermediate CA certificates to local.certs after our own",
+			"pubkeys": "raw public keys are not supported; use certs and key",
+		},
+	}
+	remoteSchema = schema{
+		keys: []string{"auth", "id", "cacerts"},
+		hints: map[string]string{
+			"certs":   "pinning the peer's certificate is not supported; trust its CA with remote.cacerts",
+			"key":     "a private key belongs in local.key",
+			"pubkeys": "raw public keys are not supported; trust the peer's CA with remote.cacerts",
+		},
+	}
+	cloneSchema = schema{keys: []string{"enable", "max_ike_sas"}}
+	childSchema = schema{
+		keys: []string{"local_ts", "remote_ts", "esp_proposals", "mode", "rekey_time", "life_time",
+			"rand_time", "rekey_bytes", "life_bytes", "start_action"},
+		hints: map[string]string{
+			"dpd_action":   "dpd_action is set on the connection",
+			"ah_proposals": "AH is not supported; use esp_proposals",
+			"updown":       "updown scripts are not supported",
+			"close_action": "not supported",
+			"proposals":    "a child's proposals are esp_proposals; proposals are the connection's, for the IKE SA",
+			"local_addrs":  "local_addrs belongs to the connection",
+			"remote_addrs": "remote_addrs belongs to the connection",
+		},
+	}
+)
+
+func (p *parser) parse(data []byte) *Config {
+	c := &Config{
+		Log:       LogConfig{Level: "info", Format: "text"},
+		Control:   ControlConfig{Socket: DefaultSocket, Mode: 0o600},
+		Listen:    []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()},
+		IKEPort:   DefaultIKEPort,
+		NATTPort:  DefaultNATTPort,
+		DataPlane: "none",
+	}
+	root := p.document(data)
+	if root == nil {
+		return c
+	}
+	top := p.fields(root, "", 1, topSchema)
+
+	l := top.sub("log", logSchema)
+	c.Log.Level = l.enum("level", "info", "log level", []string{"debug", "info", "warn", "error"}, nil)
+	c.Log.Format = l.enum("format", "text", "log format", []string{"text", "json"}, nil)
+
+	p.control(top.sub("control", controlSchema), &c.Control)
+
+	m := top.sub("metrics", metricsSchema)
+	if s, ok := m.str("listen"); ok && s != "" {
+		if msg := checkListen(s); msg != "" {
+			m.fail("listen", "%q: %s", s, msg)
+		}
+		c.Metrics.Listen = s
+	}
+
+	k := top.sub("keylog", keylogSchema)
+	if s, ok := k.str("dir"); ok && s != "" {
+		c.KeyLog.Dir = p.path(s)
+	}
+
+	if items, set := top.list("listen"); set {
+		c.Listen = p.addrs(items, false)
+		if len(items) == 0 && !p.hasError("listen") {
+			top.fail("listen", "needs at least one address; 0.0.0.0 and :: bind to all")
+		}
+	}
+	c.IKEPort = top.port("port", DefaultIKEPort)
+	c.NATTPort = top.port("port_nat_t", DefaultNATTPort)
+	if c.IKEPort == c.NATTPort {
+		top.fail("port_nat_t", "%d is also port; NAT-T needs a port of its own", c.NATTPort)
+	}
+	c.DataPlane = top.enum("data_plane", "none", "data plane", []string{"none", "userspace", "kernel", "auto"}, nil)
+
+	if top.has("retransmit") {
+		c.Retransmit = p.retransmit(top.sub("retransmit", retransmitSchema))
+	}
+
+	poolNames := map[string]bool{}
+	for _, e := range p.entries(top.val["pools"], "pools", "pool") {
+		c.Pools = append(c.Pools, p.pool(e))
+		poolNames[e.name] = true
+	}
+	for _, e := range p.entries(top.val["connections"], "connections", "connection") {
+		c.Connections = append(c.Connections, p.conn(e, poolNames))
+	}
+	return c
+}
+
+func (p *parser) control(f *fields, c *ControlConfig) {
+	if s, ok := f.str("socket"); ok {
+		if !filepath.IsAbs(s) {
+			f.fail("socket", "%q is not an absolute path; the CLI must find it from anywhere", s)
+		} else {
+			c.Socket = filepath.Clean(s)
+		}
+	}
+	if s, ok := f.str("group"); ok && s != "" {
+		c.Group = s
+		c.Mode = 0o660
+	}
+	s, ok := f.str("mode")
+	if !ok {
+		return
+	}
+	t := strings.TrimPrefix(strings.TrimSpace(s), "0o")
+	n, err := strconv.ParseUint(t, 8, 32)
+	switch {
+	case err != nil || n > 0o777:
+		f.fail("mode", "%q is not a file mode; write it in octal such as \"0660\"", s)
+	case n&0o007 != 0:
+		f.fail("mode", "%s lets every local user control the daemon; set group and use 0660", s)
+	case n&0o600 != 0o600:
+		f.fail("mode", "%s keeps the owner (root) from using the socket; use 0600 or 0660", s)
+	default:
+		c.Mode = fs.FileMode(n)
+	}
+}
+
+// checkListen accepts host:port with an IP address, localhost or an empty
+// host (all addresses).
+func checkListen(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "want host:port such as 127.0.0.1:9847"
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Sprintf("port %q is not a number from 1 to 65535", port)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && host != "" && host != "localhost" {
+		return "give an IP address or localhost as the host"
+	}
+	return ""
+}
+
+func (p *parser) retransmit(f *fields) ike.Retransmit {
+	// strongSwan's defaults for the keys left out.
+	r := ike.Retransmit{Timeout: 4 * time.Second, Base: 1.8, Tries: 5}
+	if d, ok := f.duration("timeout"); ok {
+		if d <= 0 {
+			f.fail("timeout", "must be more than 0")
+		} else {
+			r.Timeout = d
+		}
+	}
+	if s, ok := f.scalar("base", "a number"); ok {
+		b, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		switch {
+		case err != nil || math.IsNaN(b) || math.IsInf(b, 0):
+			f.fail("base", "%q is not a number", s)
+		case b < 1:
+			f.fail("base", "%v would shorten each wait; use 1 (constant) or more, strongSwan uses 1.8", b)
+		default:
+			r.Base = b
+		}
+	}
+	r.Tries = f.integer("tries", r.Tries, 0, 100)
+	// Each wait is Timeout·Base^n: keep the last one sane.
+	if days := r.Timeout.Seconds() * math.Pow(r.Base, float64(r.Tries)) / 86400; days > 1 {
+		f.p.fail(f.line, f.path, "the last retransmission would wait %.0f days; lower tries or base so each wait stays within a day", math.Ceil(days))
+	}
+	return r
+}
+
+func (p *parser) pool(e entry) *PoolConfig {
+	f := p.fields(e.val, e.field, e.line, poolSchema)
+	pc := &PoolConfig{Name: e.name, Line: e.line}
+	if s, ok := f.str("addrs"); ok {
+		if pr, msg := parsePool(s); msg != "" {
+			f.fail("addrs", "%s", msg)
+		} else {
+			pc.Addrs = pr
+		}
+	} else if !f.has("addrs") {
+		f.fail("addrs", "required: the pool's prefix, e.g. 10.99.0.0/24")
+	}
+	if items, _ := f.list("dns"); items != nil {
+		pc.DNS = p.addrs(items, false)
+	}
+	return pc
+}
+
+func parsePool(s string) (netip.Prefix, string) {
+	pr, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		switch _, aerr := netip.ParseAddr(strings.TrimSpace(s)); {
+		case aerr == nil:
+			return pr, fmt.Sprintf("%q is one address; a pool is a prefix such as 10.99.0.0/24", s)
+		case strings.Contains(s, "-"):
+			return pr, fmt.Sprintf("%q: address ranges are not supported; give a prefix such as 10.99.0.0/24", s)
+		}
+		return pr, fmt.Sprintf("%q is not a prefix such as 10.99.0.0/24", s)
+	}
+	if pr.Addr().Zone() != "" {
+		return pr, fmt.Sprintf("%q: a pool prefix has no zone", s)
+	}
+	pr = pr.Masked()
+	if pr.Addr().BitLen()-pr.Bits() < 2 {
+		return pr, fmt.Sprintf("%v has no room for clients; use /30 or shorter (IPv6: /126 or shorter)", pr)
+	}
+	return pr, ""
+}
+
+// addrs reads IP addresses; with anyOK, "%any" means every address (an
+// empty result) and "%any4"/"%any6" every address of one family.
+func (p *parser) addrs(items []item, anyOK bool) []netip.Addr {
+	var out []netip.Addr
+	all := false
+	for _, it := range items {
+		if anyOK {
+			switch it.s {
+			case "%any":
+				all = true
+				continue
+			case "%any4":
+				out = append(out, netip.IPv4Unspecified())
+				continue
+			case "%any6":
+				out = append(out, netip.IPv6Unspecified())
+				continue
+			}
+		}
+		a, err := netip.ParseAddr(it.s)
+		if err == nil {
+			out = append(out, a)
+			continue
+		}
+		p.fail(it.line, it.field, "%s", addrError(it.s, anyOK))
+	}
+	if all {
+		return nil
+	}
+	return out
+}
+
+func addrError(s string, anyOK bool) string {
+	if _, err := netip.ParsePrefix(s); err == nil || strings.Count(s, "-") == 1 && !looksLikeName(s) {
+		if anyOK {
+			return fmt.Sprintf("%q: subnets and ranges are not supported; give single IP addresses or %%any", s)
+		}
+		return fmt.Sprintf("%q: subnets and ranges are not supported; give single IP addresses", s)
+	}
+	if looksLikeName(s) {
+		return fmt.Sprintf("%q: DNS names are not supported yet; give an IP address", s)
+	}
+	return fmt.Sprintf("%q is not an IP address", s)
+}
+
+// looksLikeName tells a host name from a mistyped address.
+func looksLikeName(s string) bool {
+	letter := false
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
+			letter = true
+		case r >= '0' && r <= '9' || r == '-' || r == '.':
+		default:
+			return false
+		}
+	}
+	return letter
+}
+
+func (p *parser) proposals(f *fields, key string, parse func(string) ([]proposal.Proposal, error), def string) []proposal.Proposal {
+	items, set := f.list(key)
+	if !set {
+		ps, _ := parse(def)
+		return ps
+	}
+	if len(items) == 0 && !p.hasError(f.field(key)) {
+		f.fail(key, "no proposals; list some or write default")
+	}
+	var out []proposal.Proposal
+	for _, it := range items {
+		ps, err := parse(it.s)
+		if err != nil {
+			p.fail(it.line, it.field, "%s", strings.TrimPrefix(err.Error(), "proposal: "))
+			continue
+		}
+		out = append(out, ps...)
+	}
+	return out
+}
+
+func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
+	f := p.fields(e.val, e.field, e.line, connSchema)
+	c := &ConnConfig{Name: e.name, Line: e.line}
+
+	items, _ := f.list("local_addrs")
+	c.LocalAddrs = p.addrs(items, true)
+	items, _ = f.list("remote_addrs")
+	c.RemoteAddrs = p.addrs(items, true)
+	c.RemotePort = f.port("remote_port", DefaultIKEPort)
+
+	c.PSK = psk(f)
+	local := f.sub("local", localSchema)
+	remote := f.sub("remote", remoteSchema)
+	c.Local = p.auth(local, true)
+	c.Remote = p.auth(remote, false)
+	p.checkAuth(f, c, local, remote)
+
+	c.IKE = p.proposals(f, "proposals", proposal.ParseIKEList, proposal.DefaultIKE)
+	c.MOBIKE = f.boolean("mobike", true)
+	c.Encap = f.boolean("encap", false)
+
+	cl := f.sub("clone", cloneSchema)
+	c.Clone = CloneConfig{Enable: cl.boolean("enable", false), MaxIKESAs: cl.integer("max_ike_sas", 8, 1, 1024)}
+
+	items, _ = f.list("vips")
+	for _, it := range items {
+		for _, a := range p.addrs([]item{it}, false) {
+			if !a.IsUnspecified() {
+				p.fail(it.line, it.field, "requesting a specific address (%v) is not supported; use 0.0.0.0 for IPv4 or :: for IPv6", a)
+				continue
+			}
+			c.VIPs = append(c.VIPs, a)
+		}
+	}
+	items, _ = f.list("pools")
+	for _, it := range items {
+		if !pools[it.s] {
+			p.fail(it.line, it.field, "%s", unknownPool(it.s, pools))
+			continue
+		}
+		c.Pools = append(c.Pools, it.s)
+	}
+
+	p.ikeTimes(f, c)
+
+	c.DPDAction = f.enum("dpd_action", "clear", "DPD action", []string{"clear", "restart", "none"},
+		map[string]string{"trap": noTrap, "hold": noTrap})
+	c.StartAction = f.enum("start_action", "none", "start action", []string{"none", "start"},
+		map[string]string{"trap": noTrap})
+	// The engine initiates to the first remote address.
+	if c.StartAction == "start" && (len(c.RemoteAddrs) == 0 || c.RemoteAddrs[0].IsUnspecified()) && !p.hasError(f.field("remote_addrs")) {
+		f.fail("start_action", "start needs a peer to contact: give its IP address first in remote_addrs")
+	}
+	c.SendInitialContact = f.enum("unique", "replace", "uniqueness policy", []string{"replace", "no"},
+		map[string]string{"keep": "not supported", "never": "not supported"}) == "replace"
+	c.ClassicSignatures = f.enum("signature_auth", "rfc7427", "signature scheme", []string{"rfc7427", "classic"}, nil) == "classic"
+	c.RSAPSS = f.boolean("rsa_pss", false)
+	c.PreferPeerProposals = f.enum("prefer", "local", "preference", []string{"local", "peer"}, nil) == "peer"
+
+	for _, ce := range p.entries(f.val["children"], f.field("children"), "child") {
+		c.Children = append(c.Children, p.child(ce))
+	}
+	return c
+}
+
+func unknownPool(name string, pools map[string]bool) string {
+	if len(pools) == 0 {
+		return fmt.Sprintf("no pool %q: define it under the top-level pools", name)
+	}
+	names := make([]string, 0, len(pools))
+	for n := range pools {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if s := suggest(name, names); s != "" {
+		return fmt.Sprintf("no pool %q; did you mean %s?", name, s)
+	}
+	return fmt.Sprintf("no pool %q; defined pools are %s", name, strings.Join(names, ", "))
+}
+
+// psk decodes the shared key as strongSwan does: "0x" hex, "0s" base64,
+// else the text itself. Messages never repeat the secret.
+func psk(f *fields) []byte {
+	s, ok := f.str("psk")
+	if !ok {
+		return nil
+	}
+	var b []byte
+	var err error
+	switch {
+	case strings.HasPrefix(s, "0x"):
+		if b, err = hex.DecodeString(s[2:]); err != nil {
+			f.fail("psk", "the text after 0x is not hexadecimal")
+			return nil
+		}
+	case strings.HasPrefix(s, "0s"):
+		if b, err = base64.StdEncoding.DecodeString(s[2:]); err != nil {
+			f.fail("psk", "the text after 0s is not base64")
+			return nil
+		}
+	default:
+		b = []byte(s)
+	}
+	if len(b) == 0 {
+		f.fail("psk", "empty; give the shared secret (0x... for hex, 0s... for base64)")
+	}
+	return b
+}
+
+func (p *parser) auth(f *fields, local bool) AuthConfig {
+	a := AuthConfig{Auth: f.enum("auth", "pubkey", "authentication method", []string{"psk", "pubkey"},
+		map[string]string{
+			"eap":   "EAP is not supported",
+			"xauth": "XAuth is IKEv1",
+			"rsa":   "the signature key type follows the certificate",
+			"ecdsa": "the signature key type follows the certificate",
+		})}
+	if s, ok := f.str("id"); ok {
+		a.ID = strings.TrimSpace(s)
+		if a.ID == "%any" && local {
+			f.fail("id", "our own identity cannot be %%any; give e.g. @vpn.example.org, an email address or an IP address")
+		} else if a.ID != "%any" && a.ID != "" {
+			if _, _, err := ikeauth.ParseID(a.ID); err != nil {
+				f.fail("id", "%s", strings.TrimPrefix(err.Error(), "ikeauth: "))
+			}
+		}
+	}
+	files := func(key string) ([]string, []ref) {
+		items, _ := f.list(key)
+		var paths []string
+		var refs []ref
+		for _, it := range items {
+			paths = append(paths, p.path(it.s))
+			refs = append(refs, ref{field: it.field, line: it.line})
+		}
+		return paths, refs
+	}
+	if local {
+		a.Certs, a.certRefs = files("certs")
+		if s, ok := f.str("key"); ok && strings.TrimSpace(s) != "" {
+			a.Key = p.path(strings.TrimSpace(s))
+			a.keyRef = ref{field: f.field("key"), line: f.at("key")}
+		}
+	} else {
+		a.CACerts, a.caRefs = files("cacerts")
+	}
+	a.idRef = ref{field: f.field("id"), line: f.at("id")}
+	return a
+}
+
+// hasError reports whether field or one of its list entries already has
+// an error, so a missing-value error does not pile on top of it.
+func (p *parser) hasError(field string) bool {
+	return slices.ContainsFunc(p.errs, func(e *Error) bool {
+		return e.Field == field || strings.HasPrefix(e.Field, field+"[")
+	})
+}
+
+// checkAuth enforces what each auth method needs.
+func (p *parser) checkAuth(f *fields, c *ConnConfig, local, remote *fields) {
+	hint := ""
+	if len(c.PSK) > 0 {
+		hint = " (or set auth: psk to use the psk)"
+	}
+	// A side whose auth is already wrong gets no follow-on errors.
+	switch {
+	case p.hasError(local.field("auth")):
+	case c.Local.Auth == "pubkey":
+		if len(c.Local.Certs) == 0 && !p.hasError(local.field("certs")) {
+			local.fail("certs", "required for pubkey authentication: our certificate file (PEM)%s", hint)
+		}
+		if c.Local.Key == "" && !p.hasError(local.field("key")) {
+			local.fail("key", "required for pubkey authentication: the private key file (PEM) of the certificate%s", hint)
+		}
+	case c.Local.ID == "" && !p.hasError(local.field("id")):
+		local.fail("id", "required with psk authentication; give e.g. @vpn.example.org, an email address or an IP address")
+	}
+	if !p.hasError(remote.field("auth")) && c.Remote.Auth == "pubkey" && len(c.Remote.CACerts) == 0 && !p.hasError(remote.field("cacerts")) {
+		remote.fail("cacerts", "required for pubkey authentication: the CA certificate file (PEM) that issued the peer's certificate%s", hint)
+	}
+	if (c.Local.Auth == "psk" || c.Remote.Auth == "psk") && len(c.PSK) == 0 && !p.hasError(f.field("psk")) {
+		side := "local"
+		if c.Local.Auth != "psk" {
+			side = "remote"
+		}
+		f.fail("psk", "required because %s.auth is psk; give the shared secret (0x... for hex, 0s... for base64)", side)
+	}
+}
+
+func (p *parser) ikeTimes(f *fields, c *ConnConfig) {
+	c.RekeyTime = 4 * time.Hour
+	if d, ok := f.duration("rekey_time"); ok {
+		c.RekeyTime = d
+	}
+	c.ReauthTime, _ = f.duration("reauth_time")
+	// strongSwan: 10% of the longer soft time.
+	tenth := max(c.RekeyTime, c.ReauthTime) / 10
+	var set bool
+	if c.OverTime, set = f.duration("over_time"); !set {
+		c.OverTime = tenth
+	}
+	if c.RandTime, set = f.duration("rand_time"); !set {
+		c.RandTime = tenth
+	} else if shortest := minPositive(c.RekeyTime, c.ReauthTime); c.RandTime > 0 && shortest > 0 && c.RandTime >= shortest {
+		f.fail("rand_time", "%v must be shorter than rekey_time and reauth_time (%v): it is subtracted from them", c.RandTime, shortest)
+	}
+	c.DPDDelay, _ = f.duration("dpd_delay")
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
+}
+
+func (p *parser) child(e entry) *ChildConfig {
+	f := p.fields(e.val, e.field, e.line, childSchema)
+	ch := &ChildConfig{Name: e.name, Line: e.line}
+	ch.LocalTS = p.selectors(f, "local_ts")
+	ch.RemoteTS = p.selectors(f, "remote_ts")
+	ch.ESP = p.proposals(f, "esp_proposals", proposal.ParseESPList, proposal.DefaultESP)
+	mode := f.enum("mode", "tunnel", "mode", []string{"tunnel", "transport"}, map[string]string{
+		"pass": "shunt policies are not supported",
+		"drop": "shunt policies are not supported",
+		"beet": "BEET mode is not supported",
+	})
+	if mode == "transport" {
+		ch.Mode = ike.Transport
+	}
+
+	ch.RekeyTime = time.Hour
+	if d, ok := f.duration("rekey_time"); ok {
+		ch.RekeyTime = d
+	}
+	life, lifeSet := f.duration("life_time")
+	if lifeSet && life > 0 && ch.RekeyTime > 0 && life <= ch.RekeyTime {
+		f.fail("life_time", "%v must be longer than rekey_time (%v), or the SA expires before it is rekeyed", life, ch.RekeyTime)
+	}
+	ch.LifeTime = life
+	if rnd, ok := f.duration("rand_time"); ok {
+		if rnd > 0 && ch.RekeyTime > 0 && rnd >= ch.RekeyTime {
+			f.fail("rand_time", "%v must be shorter than rekey_time (%v): it is subtracted from it", rnd, ch.RekeyTime)
+		}
+		ch.RandTime = rnd
+	} else if lifeSet && life > ch.RekeyTime && ch.RekeyTime > 0 {
+		ch.RandTime = life - ch.RekeyTime // strongSwan's default
+	} else {
+		ch.RandTime = ch.RekeyTime / 10
+	}
+
+	ch.RekeyBytes, _ = f.size("rekey_bytes")
+	if n, ok := f.size("life_bytes"); ok {
+		if n > 0 && ch.RekeyBytes > 0 && n <= ch.RekeyBytes {
+			f.fail("life_bytes", "%d must be more than rekey_bytes (%d), or the SA expires before it is rekeyed", n, ch.RekeyBytes)
+		}
+		ch.LifeBytes = n
+	} else if ch.RekeyBytes > 0 {
+		ch.LifeBytes = ch.RekeyBytes + min(ch.RekeyBytes/10, math.MaxUint64-ch.RekeyBytes)
+	}
+	ch.StartAction = f.enum("start_action", "start", "start action", []string{"start", "none"},
+		map[string]string{"trap": noTrap})
+	return ch
+}
+
+// selectors checks traffic selectors as written; Build parses them again.
+func (p *parser) selectors(f *fields, key string) []string {
+	items, set := f.list(key)
+	if !set {
+		return []string{"dynamic"}
+	}
+	if len(items) == 0 && !p.hasError(f.field(key)) {
+		f.fail(key, "needs at least one traffic selector, or dynamic")
+	}
+	var out []string
+	for _, it := range items {
+		if strings.EqualFold(it.s, "dynamic") {
+			if len(items) > 1 {
+				p.fail(it.line, it.field, "dynamic stands alone; it cannot be combined with other selectors")
+				continue
+			}
+			out = append(out, "dynamic")
+			continue
+		}
+		if _, err := ts.Parse(it.s); err != nil {
+			p.fail(it.line, it.field, "%v", err)
+			continue
+		}
+		out = append(out, it.s)
+	}
+	return out
+}
