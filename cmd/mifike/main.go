@@ -18,7 +18,15 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"daemon", "daemon [-c FILE] [--check]", "run the IKE daemon in the foreground (default config /etc/mifike/mifike.yaml)", runDaemon},
 		{"decode", "decode [--json] HEX|FILE...", "decode IKEv2 messages (hex, or raw files) and print their payloads", runDecode},
+		{"list-sas", "list-sas [--json]", "list IKE SAs and Child SAs of the running daemon", runListSAs},
+		{"list-conns", "list-conns [--json]", "list the configured connections", runListConns},
+		{"initiate", "initiate CONN [--child NAME]", "start an IKE SA of connection CONN", runInitiate},
+		{"terminate", "terminate ID|CONN [--child SPI]", "delete an IKE SA, one Child SA, or a connection's SAs", runTerminate},
+		{"rekey", "rekey ID [--child SPI]", "rekey an IKE SA or one of its Child SAs", runRekey},
+		{"reload", "reload", "reread the configuration", runReload},
+		{"events", "events [--json]", "follow the daemon's events until Ctrl-C", runEvents},
 		{"version", "version", "print the version", func([]string, io.Writer, io.Writer) int {
 			fmt.Println("mifike", version)
 			return 0
@@ -46,6 +54,8 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "mifike: a multi-interface IKEv2 daemon (RFC 7296, RFC 4555 MOBIKE, RFC 7791 clone)")
 	fmt.Fprintln(w, "\nusage:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  mifike %-30s %s\n", c.usage, c.summary)
+		fmt.Fprintf(w, "  mifike %-34s %s\n", c.usage, c.summary)
 	}
+	fmt.Fprintln(w, "\nControl verbs talk to the daemon over its socket (-s PATH, or MIFIKE_SOCKET).")
+	fmt.Fprintln(w, "Exit codes: 0 success, 1 the daemon refused or failed, 2 usage error, 3 daemon unreachable.")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -321,15 +322,35 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 			return
 		}
 	}
-	c := e.responderConn(d.Local.Addr(), d.Remote.Addr())
-	if c == nil {
+	// Every connection that admits the addresses is a candidate, the most
+	// specific first; the first whose proposals match wins, preferably
+	// one that takes the initiator's KE group (no INVALID_KE round trip).
+	var (
+		c      *Connection
+		chosen wire.Proposal
+		neg    proposal.Negotiated
+		found  bool
+	)
+	cands := e.responderConns(d.Local.Addr(), d.Remote.Addr())
+	if len(cands) == 0 {
 		e.log.Info("no connection for IKE_SA_INIT", "local", d.Local, "remote", d.Remote)
 		e.answerInit(m, wire.NotifyNoProposalChosen, nil)
 		return
 	}
-	chosen, neg, ok := proposal.Select(c.IKE, offered, wire.ProtoIKE, !c.PreferPeerProposals, ke.Group)
-	if !ok {
-		e.log.Info("no acceptable IKE proposal", "conn", c.Name, "remote", d.Remote)
+	for _, cand := range cands {
+		ch, n, ok := proposal.Select(cand.IKE, offered, wire.ProtoIKE, !cand.PreferPeerProposals, ke.Group)
+		if !ok {
+			continue
+		}
+		if !found || (n.DH == ke.Group && neg.DH != ke.Group) {
+			c, chosen, neg, found = cand, ch, n, true
+		}
+		if n.DH == ke.Group {
+			break
+		}
+	}
+	if !found {
+		e.log.Info("no acceptable IKE proposal", "candidates", len(cands), "remote", d.Remote)
 		e.answerInit(m, wire.NotifyNoProposalChosen, nil)
 		return
 	}
@@ -362,8 +383,11 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	} else {
 		sa.peerHashes = nil // RFC 7427 only if both announced it (§4)
 	}
-	if c.RemoteAuth == AuthPubkey {
-		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: ikeauth.CertReqData(c.CAs)})
+	// The connection is only settled by the peer's identity in IKE_AUTH:
+	// ask for certificates from the CAs of every candidate that takes them
+	// (a peer like strongSwan sends its certificate only when asked).
+	if cas := certReqCAs(cands); len(cas) > 0 {
+		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: ikeauth.CertReqData(cas)})
 	}
 	resp := &wire.Message{Header: sa.header(wire.IKESAInit, 0, true), Payloads: ps}
 	b, err := resp.Marshal()
@@ -400,15 +424,41 @@ func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte) {
 	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: e.withMarker(m.d.Local, b)}})
 }
 
-// responderConn picks the first connection whose addresses admit the
-// peer; the identity check follows in IKE_AUTH.
-func (e *Engine) responderConn(local, remote netip.Addr) *Connection {
-	for _, c := range e.cfg.Connections {
-		if addrAllowed(c.LocalAddrs, local) && addrAllowed(c.RemoteAddrs, remote) {
-			return c
+func certReqCAs(cands []*Connection) []*x509.Certificate {
+	var cas []*x509.Certificate
+	seen := map[string]bool{}
+	for _, c := range cands {
+		if c.RemoteAuth != AuthPubkey {
+			continue
+		}
+		for _, ca := range c.CAs {
+			if !seen[string(ca.RawSubjectPublicKeyInfo)] {
+				seen[string(ca.RawSubjectPublicKeyInfo)] = true
+				cas = append(cas, ca)
+			}
 		}
 	}
-	return nil
+	return cas
+}
+
+// responderConns lists the connections whose addresses admit the peer,
+// those naming both addresses first, then one, then neither; the identity
+// check follows in IKE_AUTH.
+func (e *Engine) responderConns(local, remote netip.Addr) []*Connection {
+	var byRank [3][]*Connection
+	for _, c := range e.cfg.Connections {
+		if addrAllowed(c.LocalAddrs, local) && addrAllowed(c.RemoteAddrs, remote) {
+			rank := 2
+			if len(c.LocalAddrs) > 0 {
+				rank--
+			}
+			if len(c.RemoteAddrs) > 0 {
+				rank--
+			}
+			byRank[rank] = append(byRank[rank], c)
+		}
+	}
+	return append(append(byRank[0], byRank[1]...), byRank[2]...)
 }
 
 func addrAllowed(list []netip.Addr, a netip.Addr) bool {

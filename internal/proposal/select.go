@@ -28,12 +28,20 @@ type Negotiated struct {
 // String gives the suite in config notation, e.g.
 // "aes128gcm16-prfsha256-x25519" or "aes128-sha256-esn", so logs read like
 // the configuration that produced them.
+// impliedPRF is the PRF an integrity keyword stands for in the notation.
+var impliedPRF = map[wire.IntegID]wire.PRFID{
+	wire.IntegHMACSHA196: wire.PRFHMACSHA1, wire.IntegHMACSHA2256128: wire.PRFHMACSHA2256,
+	wire.IntegHMACSHA2384192: wire.PRFHMACSHA2384, wire.IntegHMACSHA2512256: wire.PRFHMACSHA2512,
+}
+
 func (n Negotiated) String() string {
 	parts := []string{n.Encr.String()}
 	if n.Integ != wire.IntegNone {
 		parts = append(parts, name(kindInteg, uint16(n.Integ), 0))
 	}
-	if n.Protocol == wire.ProtoIKE {
+	// The PRF is written only when the integrity algorithm does not
+	// imply it, as in swanctl.conf ("aes128-sha256-x25519").
+	if n.Protocol == wire.ProtoIKE && (n.Integ == wire.IntegNone || impliedPRF[n.Integ] != n.PRF) {
 		parts = append(parts, name(kindPRF, uint16(n.PRF), 0))
 	}
 	if n.DH != wire.DHNone {

@@ -91,16 +91,16 @@ func TestSelectOrder(t *testing.T) {
 		t.Errorf("preferLocal: %v #%d %v", ok, n.Number, n)
 	}
 	_, n, ok = selectBoth(t, local, offered, wire.ProtoIKE, false, wire.DHNone)
-	if !ok || n.Number != 1 || n.String() != "aes128-sha256-prfsha256-modp2048" {
+	if !ok || n.Number != 1 || n.String() != "aes128-sha256-modp2048" {
 		t.Errorf("peer order: %v #%d %v", ok, n.Number, n)
 	}
 
 	local = mustList(t, ParseIKEList, "aes128-aes256-sha256-sha384-modp2048-ecp256")
 	offered = WireSA(mustList(t, ParseIKEList, "aes256-aes128-sha384-sha256-ecp256-modp2048"), nil, true)
-	if _, n, _ := selectBoth(t, local, offered, wire.ProtoIKE, true, wire.DHNone); n.String() != "aes128-sha256-prfsha256-modp2048" {
+	if _, n, _ := selectBoth(t, local, offered, wire.ProtoIKE, true, wire.DHNone); n.String() != "aes128-sha256-modp2048" {
 		t.Errorf("preferLocal within types: %v", n)
 	}
-	if _, n, _ := selectBoth(t, local, offered, wire.ProtoIKE, false, wire.DHNone); n.String() != "aes256-sha384-prfsha384-ecp256" {
+	if _, n, _ := selectBoth(t, local, offered, wire.ProtoIKE, false, wire.DHNone); n.String() != "aes256-sha384-ecp256" {
 		t.Errorf("peer order within types: %v", n)
 	}
 }
@@ -360,7 +360,7 @@ func TestCheckResponse(t *testing.T) {
 	tECP256 := tr(wire.TransformDH, uint16(wire.DHECP256))
 
 	n, err := CheckResponse(offered, validResponse(offered, 2, tCBC256, tPRF384, tSHA384, tECP256))
-	if err != nil || n.Number != 2 || n.String() != "aes256-sha384-prfsha384-ecp256" {
+	if err != nil || n.Number != 2 || n.String() != "aes256-sha384-ecp256" {
 		t.Fatalf("valid response: %v %v", n, err)
 	}
 	if n, err := CheckResponse(offered, validResponse(offered, 1, tX25519, tPRF256, tGCM128)); err != nil || n.String() != "aes128gcm16-prfsha256-x25519" {
@@ -423,7 +423,7 @@ func TestNegotiatedFrom(t *testing.T) {
 		want string
 	}{
 		{ikeP(tGCM128, tPRF256, tX25519), "aes128gcm16-prfsha256-x25519"},
-		{ikeP(tCBC128, tSHA256, tPRF256, tMODP2048), "aes128-sha256-prfsha256-modp2048"},
+		{ikeP(tCBC128, tSHA256, tPRF256, tMODP2048), "aes128-sha256-modp2048"},
 		{espP(tGCM128, tNoESN), "aes128gcm16"},
 		{espP(tChaCha, tX25519, tESN), "chacha20poly1305-x25519-esn"},
 		{espP(tCBC256, tSHA1, tDHNone), "aes256-sha1"},

@@ -1,0 +1,534 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mifike/mifike/internal/control"
+)
+
+// The control verbs talk to a running daemon over its control socket.
+
+const defaultSocket = "/run/mifike/mifike.sock"
+
+// Exit codes of the control verbs, so scripts can tell a refusal from a
+// daemon that is not there.
+const (
+	exitOK          = 0
+	exitRefused     = 1 // the daemon refused or failed the request
+	exitUsage       = 2
+	exitUnreachable = 3
+)
+
+// verb holds what every control verb shares: its flags and output.
+type verb struct {
+	name, args, summary string
+	fs                  *flag.FlagSet
+	socket              string
+	json                bool
+	stdout, stderr      io.Writer
+}
+
+func newVerb(name, args, summary string, stdout, stderr io.Writer) *verb {
+	v := &verb{name: name, args: args, summary: summary, stdout: stdout, stderr: stderr}
+	v.fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	v.fs.SetOutput(stderr)
+	socket := defaultSocket
+	if env := os.Getenv("MIFIKE_SOCKET"); env != "" {
+		socket = env
+	}
+	v.fs.StringVar(&v.socket, "s", socket, "the daemon's control socket `PATH`; $MIFIKE_SOCKET sets the default")
+	v.fs.StringVar(&v.socket, "socket", socket, "long form of -s `PATH`")
+	v.fs.BoolVar(&v.json, "json", false, "print JSON instead of text")
+	v.fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mifike %s [-s PATH] [--json]\n  %s\n", v.synopsis(), summary)
+		v.fs.PrintDefaults()
+		fmt.Fprintln(stderr, "exit status: 0 done, 1 the daemon refused or failed the request (its message on stderr),\n  2 usage error, 3 the daemon is unreachable")
+	}
+	return v
+}
+
+func (v *verb) synopsis() string { return strings.TrimSpace(v.name + " " + v.args) }
+
+// parse reads flags anywhere among the arguments ("terminate home
+// --child 0xc1a2b3c4"), which the flag package alone does not, and checks
+// the number of the others. code is -1 when the verb should go on.
+func (v *verb) parse(args []string, minArgs, maxArgs int) (pos []string, code int) {
+	for {
+		if err := v.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK
+			}
+			return nil, exitUsage
+		}
+		rest := v.fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	if len(pos) < minArgs || len(pos) > maxArgs {
+		return nil, v.usageError("usage: mifike %s (mifike %s -h for more)", v.synopsis(), v.name)
+	}
+	return pos, -1
+}
+
+func (v *verb) usageError(format string, args ...any) int {
+	fmt.Fprintf(v.stderr, "mifike: "+format+"\n", args...)
+	return exitUsage
+}
+
+// call connects, runs fn and maps its error to an exit code: a refusal by
+// the daemon is 1, any failure to talk to it is 3.
+func (v *verb) call(fn func(c *control.Client) error) int {
+	c, err := control.Dial(v.socket)
+	if err != nil {
+		v.fail(err)
+		return exitUnreachable
+	}
+	defer c.Close()
+	if err := fn(c); err != nil {
+		v.fail(err)
+		var refused *control.Error
+		if errors.As(err, &refused) {
+			return exitRefused
+		}
+		return exitUnreachable
+	}
+	return exitOK
+}
+
+// fail prints an error; each line gets the prefix, as reload errors list
+// one problem per line.
+func (v *verb) fail(err error) {
+	for line := range strings.SplitSeq(strings.TrimRight(err.Error(), "\n"), "\n") {
+		fmt.Fprintf(v.stderr, "mifike: %s\n", line)
+	}
+}
+
+// ask sends a request. With --json it prints the answer and done is
+// true; otherwise the answer is decoded into out (if not nil) for the
+// verb to print.
+func (v *verb) ask(c *control.Client, cmd string, args map[string]any, out any) (done bool, err error) {
+	var raw json.RawMessage
+	if err := c.Call(cmd, args, &raw); err != nil {
+		return false, err
+	}
+	if v.json {
+		v.printJSON(raw)
+		return true, nil
+	}
+	if out == nil {
+		return false, nil
+	}
+	return false, json.Unmarshal(raw, out)
+}
+
+// printJSON writes data indented, or {} for an answer without data.
+func (v *verb) printJSON(data json.RawMessage) {
+	if len(data) == 0 || string(data) == "null" {
+		data = json.RawMessage("{}")
+	}
+	var b bytes.Buffer
+	if json.Indent(&b, data, "", "  ") != nil {
+		b.Reset()
+		b.Write(data)
+	}
+	b.WriteByte('\n')
+	v.stdout.Write(b.Bytes())
+}
+
+func runListSAs(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("list-sas", "", "list the IKE SAs with their Child SAs; the number in brackets is the id other verbs take", stdout, stderr)
+	if _, code := v.parse(args, 0, 0); code >= 0 {
+		return code
+	}
+	return v.call(func(c *control.Client) error {
+		var sas []control.SA
+		if done, err := v.ask(c, "list-sas", nil, &sas); done || err != nil {
+			return err
+		}
+		writeSAs(stdout, sas, time.Now())
+		return nil
+	})
+}
+
+func runListConns(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("list-conns", "", "list the configured connections and how many IKE SAs each has", stdout, stderr)
+	if _, code := v.parse(args, 0, 0); code >= 0 {
+		return code
+	}
+	return v.call(func(c *control.Client) error {
+		var conns []control.Conn
+		if done, err := v.ask(c, "list-conns", nil, &conns); done || err != nil {
+			return err
+		}
+		writeConns(stdout, conns)
+		return nil
+	})
+}
+
+func runInitiate(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("initiate", "CONN [--child NAME]", "start an IKE SA of connection CONN with its start children, or with child NAME", stdout, stderr)
+	child := v.fs.String("child", "", "bring up this child instead of the start children")
+	pos, code := v.parse(args, 1, 1)
+	if code >= 0 {
+		return code
+	}
+	return v.call(func(c *control.Client) error {
+		var out struct {
+			IKESA uint64 `json:"ike_sa"`
+		}
+		if done, err := v.ask(c, "initiate", map[string]any{"conn": pos[0], "child": *child}, &out); done || err != nil {
+			return err
+		}
+		what := pos[0]
+		if *child != "" {
+			what += " child " + *child
+		}
+		fmt.Fprintf(stdout, "initiating %s: IKE SA %d\n", what, out.IKESA)
+		return nil
+	})
+}
+
+func runTerminate(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("terminate", "ID|CONN [--child SPI]",
+		"delete IKE SA ID (a number, see list-sas) or its Child SA with inbound SPI, or every IKE SA of connection CONN", stdout, stderr)
+	childArg := v.fs.String("child", "", "delete only the Child SA with this inbound `SPI` (8 hex digits)")
+	pos, code := v.parse(args, 1, 1)
+	if code >= 0 {
+		return code
+	}
+	id, isID, code := v.ikeSA(pos[0])
+	if code >= 0 {
+		return code
+	}
+	if !isID {
+		if *childArg != "" {
+			return v.usageError("terminate: --child needs an IKE SA id, not connection %q", pos[0])
+		}
+		return v.call(func(c *control.Client) error {
+			var out struct {
+				Terminated int `json:"terminated"`
+			}
+			if done, err := v.ask(c, "terminate-conn", map[string]any{"conn": pos[0]}, &out); done || err != nil {
+				return err
+			}
+			if out.Terminated == 0 {
+				fmt.Fprintf(stdout, "%s has no IKE SAs\n", pos[0])
+			} else {
+				fmt.Fprintf(stdout, "terminating %s: %s\n", pos[0], plural(out.Terminated, "IKE SA"))
+			}
+			return nil
+		})
+	}
+	return v.saAction("terminate", "terminating", id, *childArg)
+}
+
+func runRekey(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("rekey", "ID [--child SPI]", "rekey IKE SA ID (see list-sas), or its Child SA with inbound SPI", stdout, stderr)
+	childArg := v.fs.String("child", "", "rekey the Child SA with this inbound `SPI` (8 hex digits)")
+	pos, code := v.parse(args, 1, 1)
+	if code >= 0 {
+		return code
+	}
+	id, isID, code := v.ikeSA(pos[0])
+	if code >= 0 {
+		return code
+	}
+	if !isID {
+		return v.usageError("rekey: %q is not an IKE SA id (the number in brackets in mifike list-sas)", pos[0])
+	}
+	return v.saAction("rekey", "rekeying", id, *childArg)
+}
+
+// ikeSA reads an IKE SA id; a non-number is no id (a connection name).
+func (v *verb) ikeSA(arg string) (id uint64, isID bool, code int) {
+	id, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil {
+		return 0, false, -1
+	}
+	if id == 0 {
+		return 0, false, v.usageError("%s: IKE SA ids start at 1", v.name)
+	}
+	return id, true, -1
+}
+
+// saAction runs terminate or rekey on an IKE SA or one of its Child SAs.
+func (v *verb) saAction(cmd, doing string, id uint64, childArg string) int {
+	args := map[string]any{"ike_sa": id}
+	what := fmt.Sprintf("IKE SA %d", id)
+	if childArg != "" {
+		spi, err := parseSPI(childArg)
+		if err != nil {
+			return v.usageError("%s: --child: %v", v.name, err)
+		}
+		args["child_spi"] = spi
+		what = fmt.Sprintf("Child SA %08x of IKE SA %d", spi, id)
+	}
+	return v.call(func(c *control.Client) error {
+		if done, err := v.ask(c, cmd, args, nil); done || err != nil {
+			return err
+		}
+		fmt.Fprintf(v.stdout, "%s %s\n", doing, what)
+		return nil
+	})
+}
+
+// parseSPI reads an inbound Child SA SPI as list-sas prints it.
+func parseSPI(s string) (uint32, error) {
+	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	v, err := strconv.ParseUint(h, 16, 32)
+	if err != nil || len(h) > 8 || v == 0 {
+		return 0, fmt.Errorf("%q is not an SPI: want up to 8 hex digits (as list-sas prints them), not 0", s)
+	}
+	return uint32(v), nil
+}
+
+func runReload(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("reload", "", "reread the configuration; errors are listed as file:line: field: message", stdout, stderr)
+	if _, code := v.parse(args, 0, 0); code >= 0 {
+		return code
+	}
+	return v.call(func(c *control.Client) error {
+		if done, err := v.ask(c, "reload", nil, nil); done || err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "configuration reloaded")
+		return nil
+	})
+}
+
+func runEvents(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("events", "", "print the daemon's events as they happen, until Ctrl-C", stdout, stderr)
+	if _, code := v.parse(args, 0, 0); code >= 0 {
+		return code
+	}
+	return v.call(func(c *control.Client) error {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		go func() {
+			<-ctx.Done()
+			c.Close() // ends Events below; harmless after it returned
+		}()
+		err := c.Events(func(ev control.Event) bool {
+			if v.json {
+				writeEventJSON(stdout, ev)
+			} else {
+				writeEvent(stdout, ev)
+			}
+			return true
+		})
+		if ctx.Err() != nil {
+			return nil // interrupted: the normal way to stop
+		}
+		return err
+	})
+}
+
+// writeSAs prints IKE SAs in the spirit of swanctl --list-sas, the id
+// first because the other verbs take it.
+func writeSAs(w io.Writer, sas []control.SA, now time.Time) {
+	if len(sas) == 0 {
+		fmt.Fprintln(w, "no IKE SAs")
+		return
+	}
+	for _, sa := range sas {
+		head := fmt.Sprintf("[%d] %s: %s", sa.ID, sa.Conn, sa.State)
+		if !sa.Established.IsZero() {
+			head += " " + age(now.Sub(sa.Established)) + " ago"
+		}
+		role := "responder"
+		if sa.Initiator {
+			role = "initiator"
+		}
+		fmt.Fprintf(w, "%s, %s\n", head, role)
+		fmt.Fprintf(w, "  local  %s\n", endpoint(sa.LocalID, sa.Local, sa.VirtualIPs))
+		fmt.Fprintf(w, "  remote %s\n", endpoint(sa.RemoteID, sa.Remote, sa.PeerVirtualIPs))
+
+		// Our SPI carries the star, as in swanctl.
+		spiI, spiR := sa.SPIi+"_i", sa.SPIr+"_r"
+		if sa.Initiator {
+			spiI += "*"
+		} else {
+			spiR += "*"
+		}
+		var line []string
+		if sa.Proposal != "" {
+			line = append(line, sa.Proposal)
+		}
+		line = append(line, "SPIs "+spiI+" "+spiR)
+		if sa.MOBIKE {
+			line = append(line, "MOBIKE")
+		}
+		if nat := natInfo(sa); nat != "" {
+			line = append(line, nat)
+		}
+		fmt.Fprintf(w, "  %s\n", strings.Join(line, ", "))
+
+		for _, c := range sa.Children {
+			fmt.Fprintf(w, "  %s: %s %s %s, SPIs %s_i %s_o", c.Name, c.State, c.Mode, c.Proposal, c.InSPI, c.OutSPI)
+			if !c.Outbound {
+				fmt.Fprint(w, ", inbound only")
+			}
+			fmt.Fprintln(w)
+			fmt.Fprintf(w, "    %s === %s\n", strings.Join(c.LocalTS, ", "), strings.Join(c.RemoteTS, ", "))
+			if c.BytesIn|c.BytesOut|c.PacketsIn|c.PacketsOut != 0 {
+				fmt.Fprintf(w, "    in %s (%d packets), out %s (%d packets)\n",
+					bytesText(c.BytesIn), c.PacketsIn, bytesText(c.BytesOut), c.PacketsOut)
+			}
+		}
+	}
+}
+
+// endpoint renders "id @ addr[port]" with any virtual IPs.
+func endpoint(id, addr string, vips []string) string {
+	s := addr
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		s = fmt.Sprintf("%s[%d]", ap.Addr(), ap.Port())
+	}
+	if id != "" {
+		s = id + " @ " + s
+	}
+	switch len(vips) {
+	case 0:
+	case 1:
+		s += ", virtual IP " + vips[0]
+	default:
+		s += ", virtual IPs " + strings.Join(vips, ", ")
+	}
+	return s
+}
+
+func natInfo(sa control.SA) string {
+	switch {
+	case sa.NATLocal && sa.NATRemote:
+		return "NAT-T(local, remote)"
+	case sa.NATLocal:
+		return "NAT-T(local)"
+	case sa.NATRemote:
+		return "NAT-T(remote)"
+	case sa.Encap:
+		return "UDP-encapsulated"
+	}
+	return ""
+}
+
+// age is a duration to the second, in the largest two units.
+func age(d time.Duration) string {
+	d = max(d, 0).Round(time.Second)
+	switch {
+	case d < time.Hour:
+		return d.String() // 14s, 2m14s
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func writeConns(w io.Writer, conns []control.Conn) {
+	if len(conns) == 0 {
+		fmt.Fprintln(w, "no connections")
+		return
+	}
+	for _, c := range conns {
+		head := []string{plural(c.SAs, "IKE SA")}
+		if c.StartAction != "" {
+			head = append(head, "start action "+c.StartAction)
+		}
+		if c.MOBIKE {
+			head = append(head, "MOBIKE")
+		}
+		if c.Clone {
+			head = append(head, "clone")
+		}
+		fmt.Fprintf(w, "%s: %s\n", c.Name, strings.Join(head, ", "))
+		fmt.Fprintf(w, "  local  %s (%s) @ %s\n", c.LocalID, c.LocalAuth, anyIfEmpty(c.LocalAddrs))
+		fmt.Fprintf(w, "  remote %s (%s) @ %s\n", c.RemoteID, c.RemoteAuth, anyIfEmpty(c.RemoteAddrs))
+		fmt.Fprintf(w, "  ike    %s\n", strings.Join(c.Proposals, ", "))
+		for _, ch := range c.Children {
+			fmt.Fprintf(w, "  %s: %s, esp %s\n", ch.Name, ch.Mode, strings.Join(ch.Proposals, ", "))
+			fmt.Fprintf(w, "    %s === %s\n", strings.Join(ch.LocalTS, ", "), strings.Join(ch.RemoteTS, ", "))
+		}
+	}
+}
+
+func anyIfEmpty(l []string) string {
+	if len(l) == 0 {
+		return "%any"
+	}
+	return strings.Join(l, ", ")
+}
+
+// writeEvent prints one event as "time kind conn[id] child N(notify) detail".
+func writeEvent(w io.Writer, ev control.Event) {
+	if ev.Dropped > 0 {
+		fmt.Fprintf(w, "-- %d events dropped: this client read too slowly --\n", ev.Dropped)
+		return
+	}
+	parts := []string{ev.Time.Local().Format("15:04:05.000"), ev.Kind}
+	switch {
+	case ev.Conn != "" && ev.IKESA != 0:
+		parts = append(parts, fmt.Sprintf("%s[%d]", ev.Conn, ev.IKESA))
+	case ev.IKESA != 0:
+		parts = append(parts, fmt.Sprintf("[%d]", ev.IKESA))
+	case ev.Conn != "":
+		parts = append(parts, ev.Conn)
+	}
+	if ev.Child != "" {
+		parts = append(parts, "child "+ev.Child)
+	}
+	if ev.Notify != "" {
+		parts = append(parts, "N("+ev.Notify+")")
+	}
+	if ev.Detail != "" {
+		parts = append(parts, ev.Detail)
+	}
+	fmt.Fprintln(w, strings.Join(parts, " "))
+}
+
+// writeEventJSON prints one object per line; a gap is {"dropped":N}, as
+// the daemon sent it.
+func writeEventJSON(w io.Writer, ev control.Event) {
+	if ev.Dropped > 0 {
+		fmt.Fprintf(w, "{\"dropped\":%d}\n", ev.Dropped)
+		return
+	}
+	json.NewEncoder(w).Encode(ev)
+}

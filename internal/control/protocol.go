@@ -1,0 +1,107 @@
+// Package control is the daemon's control interface: a unix stream socket
+// speaking newline-delimited JSON, the server side that hands requests to
+// the daemon (Backend), the client the CLI uses, and the JSON views of
+// IKE SAs, connections and events.
+//
+// # Protocol
+//
+// Each request is one JSON object on one line, at most 64 KiB:
+//
+//	{"cmd":"terminate","ike_sa":3,"child_spi":3248665540}
+//
+// and each answer one line:
+//
+//	{"ok":true,"data":...}
+//	{"ok":false,"error":"no IKE SA 3","code":"not-found"}
+//
+// Requests on one connection are answered in order. "events" answers
+// {"ok":true} and then sends one Event object per line until the client
+// closes; a client that reads too slowly loses events and then receives
+// {"dropped":N}.
+//
+// Commands and their arguments: list-sas, list-conns, initiate (conn,
+// child), terminate (ike_sa, child_spi), terminate-conn (conn), rekey
+// (ike_sa, child_spi), reload, events.
+package control
+
+import "encoding/json"
+
+// Error codes of a failed request.
+const (
+	CodeNotFound    = "not-found"   // no such connection, IKE SA or Child SA
+	CodeInvalid     = "invalid"     // malformed request or bad arguments
+	CodeFailed      = "failed"      // the daemon tried and failed
+	CodeUnavailable = "unavailable" // the daemon cannot serve this now (e.g. shutting down)
+)
+
+// maxRequest caps a request line so a client cannot make the daemon
+// buffer without bound.
+const maxRequest = 64 << 10
+
+// Error is a refused or failed request. A Backend returns it to choose the
+// code the client sees; Client.Call returns it for every {"ok":false}.
+type Error struct {
+	Code string
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Backend is what the daemon implements. The server calls it from one
+// goroutine per connection, concurrently; the daemon makes that safe
+// (typically by funnelling calls into its event loop). Errors that are
+// not *Error are reported with code "failed" and their text as-is.
+type Backend interface {
+	ListSAs() ([]SA, error)
+	ListConns() ([]Conn, error)
+	// Initiate starts an IKE SA of conn; child "" means the connection's
+	// start children.
+	Initiate(conn, child string) (ikeSA uint64, err error)
+	// Terminate deletes a Child SA (by inbound SPI), or the whole IKE SA
+	// when childSPI is 0.
+	Terminate(ikeSA uint64, childSPI uint32) error
+	// TerminateConn deletes every IKE SA of conn and says how many.
+	TerminateConn(conn string) (n int, err error)
+	// Rekey rekeys a Child SA, or the IKE SA when childSPI is 0.
+	Rekey(ikeSA uint64, childSPI uint32) error
+	// Reload rereads the configuration. The error text is shown to the
+	// user unchanged, so it should name file, line and field.
+	Reload() error
+	// Subscribe returns a stream of events until cancel is called. The
+	// server drains the channel at once into a per-client queue, so a
+	// slow client never holds up the sender, and keeps draining until
+	// cancel has returned; after that the backend must not send. It may
+	// close the channel to end the stream (e.g. at shutdown).
+	Subscribe() (events <-chan Event, cancel func())
+}
+
+// request is the union of every command's arguments; unknown fields are
+// refused so that a misspelt argument is not silently ignored.
+type request struct {
+	Cmd      string `json:"cmd"`
+	Conn     string `json:"conn,omitempty"`
+	Child    string `json:"child,omitempty"`
+	IKESA    uint64 `json:"ike_sa,omitempty"`
+	ChildSPI uint32 `json:"child_spi,omitempty"`
+}
+
+type response struct {
+	OK    bool            `json:"ok"`
+	Data  json.RawMessage `json:"data,omitempty"`
+	Error string          `json:"error,omitempty"`
+	Code  string          `json:"code,omitempty"`
+}
+
+// initiated and terminated are the data of initiate and terminate-conn.
+type initiated struct {
+	IKESA uint64 `json:"ike_sa"`
+}
+
+type terminated struct {
+	Terminated int `json:"terminated"`
+}
+
+// droppedMarker is sent in the event stream where events were lost.
+type droppedMarker struct {
+	Dropped uint64 `json:"dropped"`
+}

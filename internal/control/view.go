@@ -1,0 +1,224 @@
+package control
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ikeauth"
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/ts"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// The views are JSON snapshots for the CLI and scripts: everything is
+// already formatted (SPIs in hex, addresses as text, algorithms in config
+// notation), so clients need none of mifike's packages. Times are RFC 3339
+// and omitted while zero.
+
+// SA is one IKE SA.
+type SA struct {
+	ID             uint64    `json:"id"`
+	Conn           string    `json:"conn"`
+	State          string    `json:"state"`
+	Initiator      bool      `json:"initiator"`
+	SPIi           string    `json:"spi_i"` // 16 hex digits
+	SPIr           string    `json:"spi_r"`
+	Local          string    `json:"local"` // addr:port
+	Remote         string    `json:"remote"`
+	LocalID        string    `json:"local_id"`
+	RemoteID       string    `json:"remote_id"`
+	Proposal       string    `json:"proposal"` // e.g. aes128gcm16-prfsha256-x25519
+	Established    time.Time `json:"established,omitzero"`
+	NATLocal       bool      `json:"nat_local"`
+	NATRemote      bool      `json:"nat_remote"`
+	Encap          bool      `json:"encap"`
+	MOBIKE         bool      `json:"mobike"`
+	VirtualIPs     []string  `json:"virtual_ips"`      // assigned to us
+	PeerVirtualIPs []string  `json:"peer_virtual_ips"` // we assigned to the peer
+	Children       []Child   `json:"children"`
+}
+
+// Child is one Child SA of an IKE SA.
+type Child struct {
+	Name        string    `json:"name"`
+	State       string    `json:"state"`
+	Mode        string    `json:"mode"`
+	InSPI       string    `json:"in_spi"` // 8 hex digits
+	OutSPI      string    `json:"out_spi"`
+	Proposal    string    `json:"proposal"` // e.g. aes128gcm16 or aes128-sha256
+	LocalTS     []string  `json:"local_ts"`
+	RemoteTS    []string  `json:"remote_ts"`
+	Encap       bool      `json:"encap"`
+	Outbound    bool      `json:"outbound"`
+	Established time.Time `json:"established,omitzero"`
+	// Traffic counters stay 0 until the data plane reports them.
+	BytesIn    uint64 `json:"bytes_in"`
+	BytesOut   uint64 `json:"bytes_out"`
+	PacketsIn  uint64 `json:"packets_in"`
+	PacketsOut uint64 `json:"packets_out"`
+}
+
+// Conn is one configured connection.
+type Conn struct {
+	Name        string      `json:"name"`
+	LocalAddrs  []string    `json:"local_addrs"` // empty: any
+	RemoteAddrs []string    `json:"remote_addrs"`
+	LocalID     string      `json:"local_id"`
+	RemoteID    string      `json:"remote_id"` // %any: every peer
+	LocalAuth   string      `json:"local_auth"`
+	RemoteAuth  string      `json:"remote_auth"`
+	Proposals   []string    `json:"proposals"`
+	MOBIKE      bool        `json:"mobike"`
+	Clone       bool        `json:"clone"`
+	StartAction string      `json:"start_action"`
+	Children    []ConnChild `json:"children"`
+	SAs         int         `json:"sas"` // IKE SAs of this connection now
+}
+
+// ConnChild is one configured Child SA of a connection.
+type ConnChild struct {
+	Name      string   `json:"name"`
+	LocalTS   []string `json:"local_ts"` // "dynamic": the IKE address or virtual IP
+	RemoteTS  []string `json:"remote_ts"`
+	Proposals []string `json:"proposals"`
+	Mode      string   `json:"mode"`
+}
+
+// Event is one entry of the event stream. A marker for lost events has
+// only Dropped set: that many events were dropped here because the client
+// read too slowly.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"` // ike-up, child-rekeyed, ... (ike.EventKind)
+	IKESA   uint64    `json:"ike_sa"`
+	Conn    string    `json:"conn"`
+	Child   string    `json:"child"`  // inbound SPI, 8 hex digits, or ""
+	Notify  string    `json:"notify"` // notify type name, or ""
+	Detail  string    `json:"detail"`
+	Dropped uint64    `json:"dropped,omitempty"`
+}
+
+// SAFromEngine converts an engine snapshot.
+func SAFromEngine(i ike.IKESAInfo) SA {
+	sa := SA{
+		ID: i.ID, Conn: i.Conn, State: i.State, Initiator: i.Initiator,
+		SPIi: fmt.Sprintf("%016x", i.SPIi), SPIr: fmt.Sprintf("%016x", i.SPIr),
+		Local: addrPort(i.Local), Remote: addrPort(i.Remote),
+		LocalID: i.LocalID, RemoteID: i.RemoteID, Proposal: i.Proposal, Established: i.Established,
+		NATLocal: i.NATLocal, NATRemote: i.NATRemote, Encap: i.Encap, MOBIKE: i.MOBIKE,
+		VirtualIPs: addrs(i.VirtualIPs), PeerVirtualIPs: addrs(i.PeerVirtualIPs),
+		Children: make([]Child, 0, len(i.Children)),
+	}
+	for _, c := range i.Children {
+		sa.Children = append(sa.Children, Child{
+			Name: c.Name, State: c.State, Mode: c.Mode.String(),
+			InSPI: spi(c.InSPI), OutSPI: spi(c.OutSPI), Proposal: childProposal(c.ChildSA),
+			LocalTS: selectors(c.LocalTS), RemoteTS: selectors(c.RemoteTS),
+			Encap: c.Encap, Outbound: c.Outbound, Established: c.Established,
+		})
+	}
+	return sa
+}
+
+// ConnFromEngine converts a configured connection with its current
+// number of IKE SAs. Clone and StartAction are daemon settings the engine
+// does not hold: the caller fills them in.
+func ConnFromEngine(c *ike.Connection, sas int) Conn {
+	out := Conn{
+		Name: c.Name, LocalID: id(c.LocalID), RemoteID: id(c.RemoteID),
+		LocalAddrs: addrs(c.LocalAddrs), RemoteAddrs: addrs(c.RemoteAddrs),
+		LocalAuth: auth(c.LocalAuth), RemoteAuth: auth(c.RemoteAuth),
+		Proposals: proposals(c.IKE), MOBIKE: c.MOBIKE, SAs: sas,
+		Children: make([]ConnChild, 0, len(c.Children)),
+	}
+	for _, ch := range c.Children {
+		out.Children = append(out.Children, ConnChild{
+			Name: ch.Name, Proposals: proposals(ch.ESP), Mode: ch.Mode.String(),
+			LocalTS: policy(ch.LocalTS, ch.DynamicLocal), RemoteTS: policy(ch.RemoteTS, ch.DynamicRemote),
+		})
+	}
+	return out
+}
+
+// EventFromEngine converts an engine event observed at t.
+func EventFromEngine(t time.Time, e ike.Event) Event {
+	ev := Event{Time: t, Kind: e.Kind.String(), IKESA: e.IKESA, Conn: e.Conn, Detail: e.Detail}
+	if ev.Kind == "" {
+		ev.Kind = fmt.Sprintf("event(%d)", int(e.Kind))
+	}
+	if e.Child != 0 {
+		ev.Child = spi(e.Child)
+	}
+	if e.Notify != 0 {
+		ev.Notify = e.Notify.String()
+	}
+	return ev
+}
+
+func spi(v uint32) string { return fmt.Sprintf("%08x", v) }
+
+func addrPort(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// addrs and the other list helpers return empty lists rather than nil so
+// that JSON shows [] and not null.
+func addrs(l []netip.Addr) []string {
+	out := make([]string, 0, len(l))
+	for _, a := range l {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func selectors(l []wire.Selector) []string {
+	out := make([]string, 0, len(l))
+	for _, s := range l {
+		out = append(out, ts.String(s))
+	}
+	return out
+}
+
+func policy(l []wire.Selector, dynamic bool) []string {
+	if dynamic {
+		return []string{"dynamic"}
+	}
+	return selectors(l)
+}
+
+func proposals(l []proposal.Proposal) []string {
+	out := make([]string, 0, len(l))
+	for _, p := range l {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// childProposal names the negotiated suite the way ESP proposals are
+// configured, e.g. "aes128gcm16" or "aes128-sha256-esn".
+func childProposal(c ike.ChildSA) string {
+	n := proposal.Negotiated{Protocol: c.Protocol, Encr: proposal.Algorithm{Encr: c.Encr, KeyBits: c.KeyBits}, Integ: c.Integ}
+	if c.ESN {
+		n.ESN = wire.ESNYes
+	}
+	return n.String()
+}
+
+func id(i ike.ID) string {
+	if i.Any() {
+		return "%any"
+	}
+	return ikeauth.FormatID(i.Type, i.Data)
+}
+
+func auth(a ike.AuthKind) string {
+	if a == 0 {
+		return ""
+	}
+	return a.String()
+}

@@ -1,0 +1,190 @@
+package daemon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/proposal"
+)
+
+// backend is the control API's view of the daemon. Every call runs on the
+// event loop, the engine's only goroutine.
+type backend struct{ d *Daemon }
+
+func notFound(format string, args ...any) error {
+	return &control.Error{Code: "not-found", Msg: fmt.Sprintf(format, args...)}
+}
+
+func (b backend) ListSAs() ([]control.SA, error) {
+	var out []control.SA
+	b.d.call(func() {
+		for _, s := range b.d.engine.IKESAs() {
+			out = append(out, control.SAFromEngine(s))
+		}
+	})
+	return out, nil
+}
+
+func (b backend) ListConns() ([]control.Conn, error) {
+	var out []control.Conn
+	b.d.call(func() {
+		count := map[string]int{}
+		for _, s := range b.d.engine.IKESAs() {
+			count[s.Conn]++
+		}
+		for i, cc := range b.d.cfg.Connections {
+			c := b.d.conns[i]
+			v := control.Conn{Name: cc.Name, LocalID: cc.Local.ID, RemoteID: cc.Remote.ID, LocalAuth: cc.Local.Auth,
+				RemoteAuth: cc.Remote.Auth, MOBIKE: cc.MOBIKE, Clone: cc.Clone.Enable, StartAction: cc.StartAction, SAs: count[cc.Name]}
+			for _, a := range c.LocalAddrs {
+				v.LocalAddrs = append(v.LocalAddrs, a.String())
+			}
+			for _, a := range c.RemoteAddrs {
+				v.RemoteAddrs = append(v.RemoteAddrs, a.String())
+			}
+			if v.RemoteID == "" {
+				v.RemoteID = "%any"
+			}
+			v.Proposals = proposalStrings(c.IKE)
+			for _, ch := range cc.Children {
+				v.Children = append(v.Children, control.ConnChild{Name: ch.Name, LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
+					Proposals: proposalStrings(ch.ESP), Mode: ch.Mode.String()})
+			}
+			out = append(out, v)
+		}
+	})
+	return out, nil
+}
+
+func proposalStrings(ps []proposal.Proposal) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+func (b backend) Initiate(conn, child string) (uint64, error) {
+	var (
+		id  uint64
+		err error
+	)
+	b.d.call(func() {
+		var c *ike.Connection
+		for _, x := range b.d.conns {
+			if x.Name == conn {
+				c = x
+			}
+		}
+		if c == nil {
+			err = notFound("no connection named %q", conn)
+			return
+		}
+		if child != "" {
+			found := false
+			for _, ch := range c.Children {
+				found = found || ch.Name == child
+			}
+			if !found {
+				err = notFound("connection %s has no child %q", conn, child)
+				return
+			}
+			// A child of an established connection rides on its IKE SA.
+			for _, s := range b.d.engine.IKESAs() {
+				if s.Conn == conn && s.State == "ESTABLISHED" {
+					id = s.ID
+					var acts []ike.Action
+					acts, err = b.d.engine.CreateChild(time.Now(), s.ID, child)
+					b.d.apply(acts)
+					return
+				}
+			}
+		}
+		id, err = b.d.initiate(c)
+	})
+	return id, err
+}
+
+func (b backend) exists(id uint64) bool {
+	for _, s := range b.d.engine.IKESAs() {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (b backend) Terminate(id uint64, child uint32) error {
+	var err error
+	b.d.call(func() {
+		if !b.exists(id) {
+			err = notFound("no IKE SA %d (see mifike list-sas)", id)
+			return
+		}
+		var acts []ike.Action
+		acts, err = b.d.engine.Terminate(time.Now(), id, child)
+		b.d.apply(acts)
+	})
+	return err
+}
+
+func (b backend) TerminateConn(conn string) (int, error) {
+	var n int
+	var err error
+	b.d.call(func() {
+		for _, s := range b.d.engine.IKESAs() {
+			if s.Conn != conn {
+				continue
+			}
+			acts, e := b.d.engine.Terminate(time.Now(), s.ID, 0)
+			b.d.apply(acts)
+			if e == nil {
+				n++
+			}
+		}
+		if n == 0 {
+			err = notFound("no IKE SA of connection %q", conn)
+		}
+	})
+	return n, err
+}
+
+func (b backend) Rekey(id uint64, child uint32) error {
+	var err error
+	b.d.call(func() {
+		if !b.exists(id) {
+			err = notFound("no IKE SA %d (see mifike list-sas)", id)
+			return
+		}
+		var acts []ike.Action
+		acts, err = b.d.engine.Rekey(time.Now(), id, child)
+		b.d.apply(acts)
+	})
+	return err
+}
+
+func (b backend) Reload() error {
+	var err error
+	b.d.call(func() { err = b.d.reload() })
+	if err != nil {
+		return &control.Error{Code: "invalid", Msg: err.Error()}
+	}
+	return nil
+}
+
+func (b backend) Subscribe() (<-chan control.Event, func()) {
+	ch := make(chan control.Event, 256)
+	d := b.d
+	d.subsMu.Lock()
+	d.nextSub++
+	id := d.nextSub
+	d.subs[id] = ch
+	d.subsMu.Unlock()
+	return ch, func() {
+		d.subsMu.Lock()
+		delete(d.subs, id)
+		d.subsMu.Unlock()
+	}
+}

@@ -1,0 +1,396 @@
+// Package daemon runs mifike: it owns the sockets, the clock and the
+// randomness, feeds the sans-I/O engine from one event loop and carries
+// out its actions, and serves the control API.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mifike/mifike/internal/config"
+	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/ike"
+)
+
+// Daemon is one running mifike.
+type Daemon struct {
+	path   string
+	cfg    *config.Config
+	conns  []*ike.Connection
+	pools  map[string]*ike.Pool
+	engine *ike.Engine
+	log    *slog.Logger
+
+	socks map[sockKey]*udpSocket
+	rx    chan datagram
+	calls chan func()
+	timer *time.Timer
+
+	subsMu  sync.Mutex
+	subs    map[int]chan control.Event
+	nextSub int
+
+	children map[uint32]ike.ChildSA // what the data plane holds
+	keys     *keyLog
+	metrics  *metrics
+	stats    daemonStats
+}
+
+type sockKey struct {
+	v6   bool
+	port uint16
+}
+
+type datagram struct {
+	d ike.Datagram
+}
+
+type daemonStats struct {
+	espDropped, keepalives, sendErrors uint64
+}
+
+// New loads the configuration and prepares the engine; nothing is bound
+// yet. logOut receives the structured log.
+func New(path string, logOut io.Writer) (*Daemon, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	log := newLogger(cfg, logOut)
+	conns, pools, err := cfg.Build(nil)
+	if err != nil {
+		return nil, err
+	}
+	applyDaemonOptions(cfg, conns)
+	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
+		socks: map[sockKey]*udpSocket{}, rx: make(chan datagram, 1024), calls: make(chan func()),
+		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}}
+	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
+		return nil, err
+	}
+	d.engine, err = ike.New(ike.Config{Connections: conns, Rand: rand.Reader, Logger: log, Retransmit: cfg.Retransmit,
+		IKEPort: cfg.IKEPort, NATTPort: cfg.NATTPort, ExportKeys: d.keys != nil})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func newLogger(cfg *config.Config, out io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+// applyDaemonOptions carries the options the engine takes from the
+// connection config.
+func applyDaemonOptions(cfg *config.Config, conns []*ike.Connection) {
+	for i, cc := range cfg.Connections {
+		conns[i].RestartOnDead = cc.DPDAction == "restart"
+	}
+}
+
+// Run binds the sockets, starts the control API and metrics, initiates
+// connections with start_action=start, and serves until ctx ends or
+// SIGTERM/SIGINT arrive; then it deletes every IKE SA (telling the peers)
+// and returns. SIGHUP reloads the configuration.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.bind(); err != nil {
+		return err
+	}
+	defer d.closeSockets()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	gid := -1
+	if g := d.cfg.Control.Group; g != "" {
+		grp, err := user.LookupGroup(g)
+		if err != nil {
+			return fmt.Errorf("control group %q: %w", g, err)
+		}
+		gid, _ = strconv.Atoi(grp.Gid)
+	}
+	if err := os.MkdirAll(filepath.Dir(d.cfg.Control.Socket), 0o755); err != nil {
+		return fmt.Errorf("control socket directory: %w", err)
+	}
+	ctlErr := make(chan error, 1)
+	go func() {
+		ctlErr <- control.Serve(ctx, d.cfg.Control.Socket, d.cfg.Control.Mode, gid, backend{d}, d.log)
+	}()
+	if d.cfg.Metrics.Listen != "" {
+		m, err := startMetrics(ctx, d, d.cfg.Metrics.Listen)
+		if err != nil {
+			return err
+		}
+		d.metrics = m
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	d.timer = time.NewTimer(time.Hour)
+	d.timer.Stop()
+	d.log.Info("mifike started", "config", d.path, "connections", len(d.conns), "listen", d.cfg.Listen)
+	d.startConnections(nil)
+	for {
+		select {
+		case p := <-d.rx:
+			d.receive(p)
+		case <-d.timer.C:
+			d.apply(d.engine.Tick(time.Now()))
+		case f := <-d.calls:
+			f()
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				if err := d.reload(); err != nil {
+					d.log.Error("reload failed; the running configuration is unchanged", "err", err)
+				}
+				continue
+			}
+			d.log.Info("shutting down", "signal", s.String())
+			d.shutdown()
+			return nil
+		case err := <-ctlErr:
+			if err != nil && ctx.Err() == nil {
+				d.shutdown()
+				return fmt.Errorf("control socket: %w", err)
+			}
+		case <-ctx.Done():
+			d.shutdown()
+			return nil
+		}
+	}
+}
+
+func (d *Daemon) bind() error {
+	for _, a := range d.cfg.Listen {
+		for _, port := range []uint16{d.cfg.IKEPort, d.cfg.NATTPort} {
+			s, err := listenUDP(a, port)
+			if err != nil {
+				d.closeSockets()
+				return err
+			}
+			d.socks[sockKey{v6: a.Is6() && !a.Is4In6(), port: port}] = s
+			go d.readLoop(s)
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) closeSockets() {
+	for k, s := range d.socks {
+		s.close()
+		delete(d.socks, k)
+	}
+}
+
+func (d *Daemon) readLoop(s *udpSocket) {
+	for {
+		buf := make([]byte, 65536)
+		n, local, remote, err := s.read(buf)
+		if err != nil {
+			return // closed at shutdown
+		}
+		d.rx <- datagram{d: ike.Datagram{Local: local, Remote: remote, Data: buf[:n]}}
+	}
+}
+
+// receive demultiplexes the NAT-T port (RFC 3948 §2.2): IKE behind a
+// non-ESP marker, one-octet keepalives, everything else ESP.
+func (d *Daemon) receive(p datagram) {
+	b := p.d.Data
+	if p.d.Local.Port() == d.cfg.NATTPort {
+		switch {
+		case len(b) == 1 && b[0] == 0xff:
+			d.stats.keepalives++ // keepalives carry no liveness (RFC 3948 §2.3)
+			return
+		case len(b) >= 4 && b[0]|b[1]|b[2]|b[3] != 0:
+			d.stats.espDropped++ // no data plane carries ESP yet
+			return
+		}
+	}
+	d.apply(d.engine.Receive(time.Now(), p.d))
+}
+
+// apply carries out the engine's actions.
+func (d *Daemon) apply(acts []ike.Action) {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case ike.Send:
+			d.send(a.Datagram)
+		case ike.ArmTimer:
+			d.timer.Reset(max(time.Until(a.At), 0))
+		case ike.InstallChild:
+			d.children[a.SA.InSPI] = a.SA
+			d.keys.esp(a.SA)
+		case ike.UpdateChild:
+			old := d.children[a.SA.InSPI]
+			d.children[a.SA.InSPI] = a.SA
+			if old.Local != a.SA.Local || old.Remote != a.SA.Remote {
+				d.keys.esp(a.SA)
+			}
+		case ike.DeleteChild:
+			delete(d.children, a.InSPI)
+		case ike.IKEKeys:
+			d.keys.ike(a)
+		case ike.Event:
+			d.publish(a)
+		}
+	}
+}
+
+func (d *Daemon) send(dg ike.Datagram) {
+	s := d.socks[sockKey{v6: dg.Local.Addr().Is6() && !dg.Local.Addr().Is4In6(), port: dg.Local.Port()}]
+	if s == nil {
+		d.stats.sendErrors++
+		d.log.Error("no socket to send from", "local", dg.Local, "remote", dg.Remote)
+		return
+	}
+	if err := s.write(dg.Local, dg.Remote, dg.Data); err != nil {
+		d.stats.sendErrors++
+		d.log.Warn("send failed", "local", dg.Local, "remote", dg.Remote, "err", err)
+	}
+}
+
+func (d *Daemon) publish(e ike.Event) {
+	attrs := []any{"event", e.Kind.String(), "conn", e.Conn}
+	if e.IKESA != 0 {
+		attrs = append(attrs, "ike", e.IKESA)
+	}
+	if e.Child != 0 {
+		attrs = append(attrs, "child", fmt.Sprintf("%08x", e.Child))
+	}
+	level := slog.LevelInfo
+	if e.Kind == ike.EventRetransmit {
+		level = slog.LevelDebug
+	}
+	d.log.Log(context.Background(), level, e.Detail, attrs...)
+	d.metrics.event(e)
+	ev := control.EventFromEngine(time.Now(), e)
+	d.subsMu.Lock()
+	for _, ch := range d.subs {
+		select {
+		case ch <- ev:
+		default: // the control server drops for slow clients; never block the loop
+		}
+	}
+	d.subsMu.Unlock()
+}
+
+// startConnections initiates connections with start_action=start (only
+// the named ones when names is non-nil).
+func (d *Daemon) startConnections(names map[string]bool) {
+	for i, cc := range d.cfg.Connections {
+		if cc.StartAction != "start" || (names != nil && !names[cc.Name]) {
+			continue
+		}
+		if _, err := d.initiate(d.conns[i]); err != nil {
+			d.log.Error("cannot start connection", "conn", cc.Name, "err", err)
+		}
+	}
+}
+
+func (d *Daemon) initiate(c *ike.Connection) (uint64, error) {
+	if len(c.RemoteAddrs) == 0 {
+		return 0, fmt.Errorf("connection %s has no remote address to initiate to", c.Name)
+	}
+	remote := c.RemoteAddrs[0]
+	var local netip.Addr
+	for _, a := range c.LocalAddrs {
+		if a.Is4() == remote.Is4() && !a.IsUnspecified() {
+			local = a
+			break
+		}
+	}
+	if !local.IsValid() {
+		var err error
+		if local, err = localAddrFor(remote); err != nil {
+			return 0, err
+		}
+	}
+	port := c.RemotePort
+	if port == 0 {
+		port = d.cfg.IKEPort
+	}
+	id, acts, err := d.engine.Initiate(time.Now(), c.Name, netip.AddrPortFrom(local, d.cfg.IKEPort), netip.AddrPortFrom(remote, port))
+	d.apply(acts)
+	return id, err
+}
+
+// reload applies a changed configuration file. An invalid file changes
+// nothing; SAs the new file still allows stay up.
+func (d *Daemon) reload() error {
+	cfg, err := config.Load(d.path)
+	if err != nil {
+		return err
+	}
+	if err := reloadable(d.cfg, cfg); err != nil {
+		return err
+	}
+	conns, pools, err := cfg.Build(d.pools)
+	if err != nil {
+		return err
+	}
+	applyDaemonOptions(cfg, conns)
+	acts, err := d.engine.Reconfigure(time.Now(), conns)
+	d.apply(acts)
+	if err != nil {
+		return err
+	}
+	added := map[string]bool{}
+	for _, c := range cfg.Connections {
+		added[c.Name] = true
+	}
+	for _, c := range d.cfg.Connections {
+		delete(added, c.Name)
+	}
+	d.cfg, d.conns, d.pools = cfg, conns, pools
+	d.log.Info("configuration reloaded", "config", d.path, "connections", len(conns))
+	d.startConnections(added)
+	return nil
+}
+
+// reloadable refuses changes a running daemon cannot take without a
+// restart, so the user is told instead of silently ignored.
+func reloadable(old, cur *config.Config) error {
+	var errs []error
+	if fmt.Sprint(old.Listen) != fmt.Sprint(cur.Listen) || old.IKEPort != cur.IKEPort || old.NATTPort != cur.NATTPort {
+		errs = append(errs, errors.New("listen addresses and ports change only with a restart"))
+	}
+	if old.Control != cur.Control {
+		errs = append(errs, errors.New("the control socket changes only with a restart"))
+	}
+	if old.Metrics != cur.Metrics || old.KeyLog != cur.KeyLog {
+		errs = append(errs, errors.New("metrics and key log settings change only with a restart"))
+	}
+	return errors.Join(errs...)
+}
+
+// shutdown deletes every IKE SA, telling each peer (RFC 7296 §1.4.1).
+func (d *Daemon) shutdown() {
+	d.apply(d.engine.Shutdown(time.Now()))
+	d.log.Info("stopped")
+}
+
+// call runs f on the event loop and waits: the engine is single-threaded.
+func (d *Daemon) call(f func()) {
+	done := make(chan struct{})
+	d.calls <- func() { f(); close(done) }
+	<-done
+}

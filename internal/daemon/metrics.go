@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mifike/mifike/internal/ike"
+)
+
+// metrics exports the engine's state to Prometheus. Gauges and the
+// engine's counters are read at scrape time from the event loop; events
+// are counted as they happen.
+type metrics struct {
+	d      *Daemon
+	events *prometheus.CounterVec
+	descs  map[string]*prometheus.Desc
+}
+
+func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, error) {
+	m := &metrics{d: d,
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mifike_events_total",
+			Help: "Engine events (ike-up, child-rekeyed, ...) by kind."}, []string{"kind"}),
+		descs: map[string]*prometheus.Desc{
+			"ike":      prometheus.NewDesc("mifike_ike_sas", "IKE SAs by state.", []string{"state"}, nil),
+			"child":    prometheus.NewDesc("mifike_child_sas", "Child SAs by state.", []string{"state"}, nil),
+			"exch":     prometheus.NewDesc("mifike_exchanges_total", "IKE messages received by exchange type.", []string{"exchange"}, nil),
+			"retrans":  prometheus.NewDesc("mifike_retransmissions_total", "Requests and responses sent again.", nil, nil),
+			"dropped":  prometheus.NewDesc("mifike_dropped_messages_total", "IKE messages dropped (malformed, forged, outside the window).", nil, nil),
+			"nsent":    prometheus.NewDesc("mifike_notifies_sent_total", "Notify payloads sent by type.", []string{"type", "error"}, nil),
+			"nrecv":    prometheus.NewDesc("mifike_notifies_received_total", "Notify payloads received by type.", []string{"type", "error"}, nil),
+			"espdrop":  prometheus.NewDesc("mifike_esp_dropped_total", "ESP packets received with no data plane to carry them.", nil, nil),
+			"sendfail": prometheus.NewDesc("mifike_send_errors_total", "Datagrams the kernel refused to send.", nil, nil),
+		}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen %s: %w", listen, err)
+	}
+	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("metrics server", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	d.log.Info("metrics enabled", "listen", ln.Addr().String())
+	return m, nil
+}
+
+func (m *metrics) event(e ike.Event) {
+	if m != nil {
+		m.events.WithLabelValues(e.Kind.String()).Inc()
+	}
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range m.descs {
+		ch <- d
+	}
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	var (
+		sas []ike.IKESAInfo
+		st  ike.Stats
+		ds  daemonStats
+	)
+	m.d.call(func() { sas, st, ds = m.d.engine.IKESAs(), m.d.engine.Stats(), m.d.stats })
+	ikeStates, childStates := map[string]int{}, map[string]int{}
+	for _, s := range sas {
+		ikeStates[s.State]++
+		for _, c := range s.Children {
+			childStates[c.State]++
+		}
+	}
+	for s, n := range ikeStates {
+		ch <- prometheus.MustNewConstMetric(m.descs["ike"], prometheus.GaugeValue, float64(n), s)
+	}
+	for s, n := range childStates {
+		ch <- prometheus.MustNewConstMetric(m.descs["child"], prometheus.GaugeValue, float64(n), s)
+	}
+	for x, n := range st.Exchanges {
+		ch <- prometheus.MustNewConstMetric(m.descs["exch"], prometheus.CounterValue, float64(n), x.String())
+	}
+	ch <- prometheus.MustNewConstMetric(m.descs["retrans"], prometheus.CounterValue, float64(st.Retransmissions))
+	ch <- prometheus.MustNewConstMetric(m.descs["dropped"], prometheus.CounterValue, float64(st.Dropped))
+	for t, n := range st.NotifiesSent {
+		ch <- prometheus.MustNewConstMetric(m.descs["nsent"], prometheus.CounterValue, float64(n), t.String(), fmt.Sprint(t.IsError()))
+	}
+	for t, n := range st.NotifiesRecv {
+		ch <- prometheus.MustNewConstMetric(m.descs["nrecv"], prometheus.CounterValue, float64(n), t.String(), fmt.Sprint(t.IsError()))
+	}
+	ch <- prometheus.MustNewConstMetric(m.descs["espdrop"], prometheus.CounterValue, float64(ds.espDropped))
+	ch <- prometheus.MustNewConstMetric(m.descs["sendfail"], prometheus.CounterValue, float64(ds.sendErrors))
+}

@@ -1,0 +1,117 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// udpSocket is one IKE socket (port 500 or 4500, one address family).
+// Packet info lets a socket bound to the wildcard address learn each
+// datagram's destination and choose the source of each reply: responses
+// must leave from the address the request arrived on (RFC 7296 §2.11).
+type udpSocket struct {
+	conn *net.UDPConn
+	p4   *ipv4.PacketConn
+	p6   *ipv6.PacketConn
+	port uint16
+}
+
+func listenUDP(addr netip.Addr, port uint16) (*udpSocket, error) {
+	network := "udp4"
+	if addr.Is6() {
+		network = "udp6" // Go sets IPV6_V6ONLY, so both families can bind the port
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
+	if err != nil {
+		return nil, fmt.Errorf("listening on %v: %w", netip.AddrPortFrom(addr, port), err)
+	}
+	s := &udpSocket{conn: c, port: port}
+	if addr.Is6() {
+		s.p6 = ipv6.NewPacketConn(c)
+		err = s.p6.SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+	} else {
+		s.p4 = ipv4.NewPacketConn(c)
+		err = s.p4.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("packet info on %v: %w", netip.AddrPortFrom(addr, port), err)
+	}
+	return s, nil
+}
+
+// read returns one datagram with its local (destination) and remote
+// addresses.
+func (s *udpSocket) read(b []byte) (int, netip.AddrPort, netip.AddrPort, error) {
+	var (
+		n    int
+		src  net.Addr
+		dst  net.IP
+		err  error
+		port = s.port
+	)
+	if s.p6 != nil {
+		var cm *ipv6.ControlMessage
+		n, cm, src, err = s.p6.ReadFrom(b)
+		if cm != nil {
+			dst = cm.Dst
+		}
+	} else {
+		var cm *ipv4.ControlMessage
+		n, cm, src, err = s.p4.ReadFrom(b)
+		if cm != nil {
+			dst = cm.Dst
+		}
+	}
+	if err != nil {
+		return 0, netip.AddrPort{}, netip.AddrPort{}, err
+	}
+	ua, ok := src.(*net.UDPAddr)
+	if !ok {
+		return 0, netip.AddrPort{}, netip.AddrPort{}, errors.New("datagram without a UDP source")
+	}
+	la, _ := netip.AddrFromSlice(dst)
+	return n, netip.AddrPortFrom(la.Unmap(), port), netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port()), nil
+}
+
+// write sends b from local (its address chosen through packet info) to
+// remote.
+func (s *udpSocket) write(local, remote netip.AddrPort, b []byte) error {
+	to := net.UDPAddrFromAddrPort(remote)
+	if s.p6 != nil {
+		var cm *ipv6.ControlMessage
+		if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
+			cm = &ipv6.ControlMessage{Src: local.Addr().AsSlice()}
+		}
+		_, err := s.p6.WriteTo(b, cm, to)
+		return err
+	}
+	var cm *ipv4.ControlMessage
+	if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
+		cm = &ipv4.ControlMessage{Src: local.Addr().Unmap().AsSlice()}
+	}
+	_, err := s.p4.WriteTo(b, cm, to)
+	return err
+}
+
+func (s *udpSocket) close() error { return s.conn.Close() }
+
+// localAddrFor asks the routing table which source address reaches
+// remote, without sending anything (a connected UDP socket).
+func localAddrFor(remote netip.Addr) (netip.Addr, error) {
+	network := "udp4"
+	if remote.Is6() {
+		network = "udp6"
+	}
+	c, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 500)))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("no route to %v: %w", remote, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
