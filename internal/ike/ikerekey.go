@@ -126,6 +126,7 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 			return
 		}
 		e.log.Info("IKE rekey collision won", "ike", sa.id, "loser", c.sa.id)
+		n.collisionLoser = c.sa
 		e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: sa.conn.Name,
 			Detail: fmt.Sprintf("IKE SA %d -> %d (collision won)", sa.id, n.id)})
 	}

@@ -59,6 +59,10 @@ func (t *ikeDeleteTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, err
 		return 0, nil, errSkip
 	}
 	sa.state = stateDeleting
+	if l := sa.collisionLoser; l != nil && (l.state == stateEstablished || l.state == stateRekeyed) {
+		sa.collisionLoser = nil
+		l.queue(&ikeDeleteTask{})
+	}
 	return wire.Informational, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}}, nil
 }
 

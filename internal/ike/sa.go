@@ -105,6 +105,10 @@ type ikeSA struct {
 	// collidedWith is the old SA while this SA, made by the peer's rekey,
 	// awaits the §2.8.2 decision against our own rekey.
 	collidedWith *ikeSA
+	// collisionLoser is the peer's redundant SA after we won a §2.8.2
+	// collision; the peer should delete it, but if we delete this SA
+	// first it goes too, or the peer could keep it as the successor.
+	collisionLoser *ikeSA
 	// earlyDeletes are SPIs the peer deleted before our request that
 	// creates them was answered to us.
 	earlyDeletes []uint32
