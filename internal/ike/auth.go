@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"time"
+
 	"bytes"
 	"crypto/x509"
 	"errors"
@@ -359,20 +361,30 @@ func (sa *ikeSA) armLifetimes() {
 
 // armDPD schedules a liveness check when nothing arrived for DPDDelay
 // (§2.4): only an SA that hears nothing from its peer needs one.
-func (sa *ikeSA) armDPD() {
+func (sa *ikeSA) armDPD() { sa.armDPDIn(sa.conn.DPDDelay) }
+
+// armDPDIn fires after wait; the next check is due DPDDelay after the
+// last message from the peer, not after the previous check, or a reply
+// arriving just after a check would double the interval.
+func (sa *ikeSA) armDPDIn(wait time.Duration) {
 	d := sa.conn.DPDDelay
 	if d <= 0 {
 		return
 	}
 	sa.dpdT.cancel()
-	sa.dpdT = sa.e.after(d, func() {
+	sa.dpdT = sa.e.after(wait, func() {
 		if sa.state != stateEstablished {
 			return
 		}
-		if idle := sa.e.now.Sub(sa.lastInbound); idle >= d && sa.pending == nil && len(sa.tasks) == 0 {
+		idle := sa.e.now.Sub(sa.lastInbound)
+		if idle < d {
+			sa.armDPDIn(d - idle)
+			return
+		}
+		if sa.pending == nil && len(sa.tasks) == 0 {
 			sa.queue(&dpdTask{})
 		}
-		sa.armDPD()
+		sa.armDPDIn(d)
 	})
 }
 

@@ -112,6 +112,19 @@ func TestRFC7296Section2_4LivenessCheck(t *testing.T) {
 	}
 }
 
+// §2.4: checks come DPDDelay after the last message from the peer, so an
+// idle but answering peer is checked once per DPDDelay, not every other.
+func TestLivenessCheckInterval(t *testing.T) {
+	l := newLab(t, 46, func(ue, gw *ike.Connection, _, _ *ike.Config) { gw.DPDDelay = 30 * time.Second })
+	l.up()
+	before := l.gw.Engine.Stats().Exchanges[wire.Informational]
+	l.settle(10 * time.Minute)
+	got := l.gw.Engine.Stats().Exchanges[wire.Informational] - before
+	if got < 18 || got > 21 { // 600 s / 30 s, give or take the round trips
+		t.Fatalf("%d liveness checks in 10 minutes with a 30 s delay, want about 20", got)
+	}
+}
+
 // The hard IKE lifetime deletes the SA when rekeying never succeeds.
 func TestIKEHardLifetime(t *testing.T) {
 	l := newLab(t, 45, func(ue, gw *ike.Connection, _, _ *ike.Config) {
