@@ -140,6 +140,11 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		SendInitialContact:  cc.SendInitialContact,
 		PreferPeerProposals: cc.PreferPeerProposals,
 		ForceEncap:          cc.Encap,
+		ReturnRoutability:   cc.ReturnRoutability,
+		Clone:               cc.Clone.Enable,
+		MaxIKESAs:           cc.Clone.MaxIKESAs,
+		MaxChildSAs:         cc.Clone.MaxChildSAs,
+		Draft00Clone:        cc.Clone.Draft00,
 	}
 
 	if ic.LocalAuth == ike.AuthPubkey {

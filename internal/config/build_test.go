@@ -70,6 +70,10 @@ func TestBuild(t *testing.T) {
 		SendInitialContact:  false,
 		PreferPeerProposals: true,
 		ForceEncap:          true,
+		Clone:               true,
+		MaxIKESAs:           3,
+		MaxChildSAs:         12,
+		Draft00Clone:        true,
 	}
 	children := site.Children
 	site.Children = nil

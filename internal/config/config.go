@@ -129,10 +129,13 @@ type ConnConfig struct {
 
 	IKE    []proposal.Proposal // default proposal.DefaultIKE
 	MOBIKE bool                // default true
-	Encap  bool                // force UDP encapsulation
-	Clone  CloneConfig
-	VIPs   []netip.Addr // 0.0.0.0 and :: request an address of that family
-	Pools  []string
+	// ReturnRoutability checks a peer's new address before moving there
+	// (RFC 4555 §3.7); default false, as strongSwan.
+	ReturnRoutability bool
+	Encap             bool // force UDP encapsulation
+	Clone             CloneConfig
+	VIPs              []netip.Addr // 0.0.0.0 and :: request an address of that family
+	Pools             []string
 
 	// Defaults: rekey 4h, no reauthentication, over and rand 10% of the
 	// longer of the two, no DPD.
@@ -170,10 +173,12 @@ type ref struct {
 	line  int
 }
 
-// CloneConfig is parsed and checked now, for the multi-interface feature.
+// CloneConfig is RFC 7791 cloning of the connection's IKE SAs.
 type CloneConfig struct {
-	Enable    bool // default false
-	MaxIKESAs int  // default 8
+	Enable      bool // default false
+	MaxIKESAs   int  // per peer, default 8
+	MaxChildSAs int  // per peer over all its IKE SAs, default 0: no cap
+	Draft00     bool // also speak draft-mglt-ipsecme-clone-ike-sa-00
 }
 
 // ChildConfig is one Child SA of a connection.

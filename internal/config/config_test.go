@@ -435,7 +435,7 @@ func TestParseFull(t *testing.T) {
 	if string(site.PSK) != "\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff" {
 		t.Errorf("psk %x", site.PSK)
 	}
-	if site.MOBIKE || !site.Encap || site.Clone != (CloneConfig{Enable: true, MaxIKESAs: 3}) || len(site.VIPs) != 2 {
+	if site.MOBIKE || !site.Encap || site.Clone != (CloneConfig{Enable: true, MaxIKESAs: 3, MaxChildSAs: 12, Draft00: true}) || len(site.VIPs) != 2 {
 		t.Errorf("site flags %+v", site)
 	}
 	if site.RekeyTime != 2*time.Hour || site.ReauthTime != 12*time.Hour || site.OverTime != 5*time.Minute || site.RandTime != 10*time.Minute || site.DPDDelay != 45*time.Second {

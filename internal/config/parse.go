@@ -49,7 +49,7 @@ var (
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
-			"proposals", "mobike", "encap", "clone", "vips", "pools", "rekey_time", "reauth_time",
+			"proposals", "mobike", "return_routability", "encap", "clone", "vips", "pools", "rekey_time", "reauth_time",
 			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
 			"signature_auth", "rsa_pss", "prefer", "children"},
 		hints: map[string]string{
@@ -85,7 +85,7 @@ var (
 			"pubkeys": "raw public keys are not supported; trust the peer's CA with remote.cacerts",
 		},
 	}
-	cloneSchema = schema{keys: []string{"enable", "max_ike_sas"}}
+	cloneSchema = schema{keys: []string{"enable", "max_ike_sas", "max_child_sas", "draft00"}}
 	childSchema = schema{
 		keys: []string{"local_ts", "remote_ts", "esp_proposals", "mode", "rekey_time", "life_time",
 			"rand_time", "rekey_bytes", "life_bytes", "start_action"},
@@ -377,10 +377,12 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 
 	c.IKE = p.proposals(f, "proposals", proposal.ParseIKEList, proposal.DefaultIKE)
 	c.MOBIKE = f.boolean("mobike", true)
+	c.ReturnRoutability = f.boolean("return_routability", false)
 	c.Encap = f.boolean("encap", false)
 
 	cl := f.sub("clone", cloneSchema)
-	c.Clone = CloneConfig{Enable: cl.boolean("enable", false), MaxIKESAs: cl.integer("max_ike_sas", 8, 1, 1024)}
+	c.Clone = CloneConfig{Enable: cl.boolean("enable", false), MaxIKESAs: cl.integer("max_ike_sas", 8, 1, 1024),
+		MaxChildSAs: cl.integer("max_child_sas", 0, 0, 65536), Draft00: cl.boolean("draft00", false)}
 
 	items, _ = f.list("vips")
 	for _, it := range items {
