@@ -532,3 +532,65 @@ func writeEventJSON(w io.Writer, ev control.Event) {
 	}
 	json.NewEncoder(w).Encode(ev)
 }
+
+// runClone is "mifike clone ID": RFC 7791 cloning of an IKE SA. The clone
+// appears as an ike-cloned event and in list-sas under the same family.
+func runClone(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("clone", "ID", "clone IKE SA ID without authenticating again (RFC 7791)", stdout, stderr)
+	pos, code := v.parse(args, 1, 1)
+	if code >= 0 {
+		return code
+	}
+	id, isID, code := v.ikeSA(pos[0])
+	if code >= 0 {
+		return code
+	}
+	if !isID {
+		return v.usageError("clone: %q is not an IKE SA id (the number in brackets in mifike list-sas)", pos[0])
+	}
+	return v.call(func(c *control.Client) error {
+		if done, err := v.ask(c, "clone", map[string]any{"ike_sa": id}, nil); done || err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "cloning IKE SA %d (the clone shows in mifike events and list-sas)\n", id)
+		return nil
+	})
+}
+
+// runMove is "mifike move ID --local ADDR[%IFACE] [--remote ADDR]": a
+// MOBIKE move (RFC 4555) of an IKE SA and its Child SAs.
+func runMove(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("move", "ID --local ADDR[%IFACE] [--remote ADDR]", "move IKE SA ID and its Child SAs to another path (MOBIKE)", stdout, stderr)
+	local := v.fs.String("local", "", "our new `ADDR`, optionally pinned to an interface: 192.0.2.7%wlan0")
+	remote := v.fs.String("remote", "", "the peer `ADDR` to use (default: its current one)")
+	pos, code := v.parse(args, 1, 1)
+	if code >= 0 {
+		return code
+	}
+	id, isID, code := v.ikeSA(pos[0])
+	if code >= 0 {
+		return code
+	}
+	if !isID {
+		return v.usageError("move: %q is not an IKE SA id (the number in brackets in mifike list-sas)", pos[0])
+	}
+	if *local == "" {
+		return v.usageError("move: --local is required")
+	}
+	addr, iface, _ := strings.Cut(*local, "%")
+	if _, err := netip.ParseAddr(addr); err != nil {
+		return v.usageError("move: --local %q: %v", *local, err)
+	}
+	if *remote != "" {
+		if _, err := netip.ParseAddr(*remote); err != nil {
+			return v.usageError("move: --remote %q: %v", *remote, err)
+		}
+	}
+	return v.call(func(c *control.Client) error {
+		if done, err := v.ask(c, "move", map[string]any{"ike_sa": id, "local": addr, "remote": *remote, "iface": iface}, nil); done || err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "moving IKE SA %d to %s\n", id, *local)
+		return nil
+	})
+}

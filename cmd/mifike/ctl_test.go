@@ -75,6 +75,19 @@ func (b *ctlBackend) Rekey(id uint64, spi uint32) error {
 	return nil
 }
 
+func (b *ctlBackend) Clone(id uint64) error {
+	b.saw("clone %d", id)
+	if id == 404 {
+		return errNotFound
+	}
+	return nil
+}
+
+func (b *ctlBackend) Move(id uint64, local, remote, iface string) error {
+	b.saw("move %d %s %s %s", id, local, remote, iface)
+	return nil
+}
+
 func (b *ctlBackend) Reload() error {
 	b.saw("reload")
 	return b.reloadErr
@@ -355,6 +368,34 @@ func TestAge(t *testing.T) {
 	} {
 		if got := age(d); got != want {
 			t.Errorf("age(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestCloneAndMoveVerbs(t *testing.T) {
+	b := &ctlBackend{}
+	sock := startDaemon(t, b)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"clone", "3"}, 0, "clone 3"},
+		{[]string{"clone", "404"}, 1, "clone 404"},
+		{[]string{"clone", "home"}, 2, ""},
+		{[]string{"move", "3", "--local", "192.0.2.7%wlan0"}, 0, "move 3 192.0.2.7  wlan0"},
+		{[]string{"move", "3", "--local", "2001:db8::7", "--remote", "2001:db8::1"}, 0, "move 3 2001:db8::7 2001:db8::1 "},
+		{[]string{"move", "3"}, 2, ""},
+		{[]string{"move", "3", "--local", "nonsense"}, 2, ""},
+	} {
+		var out, errb bytes.Buffer
+		b.saw("")
+		code := run(append(c.args, "-s", sock), &out, &errb)
+		if code != c.code {
+			t.Errorf("%v: exit %d (%s), want %d", c.args, code, errb.String(), c.code)
+		}
+		if c.want != "" && b.request() != c.want {
+			t.Errorf("%v: daemon saw %q, want %q", c.args, b.request(), c.want)
 		}
 	}
 }

@@ -25,6 +25,8 @@ func commands() []command {
 		{"initiate", "initiate CONN [--child NAME]", "start an IKE SA of connection CONN", runInitiate},
 		{"terminate", "terminate ID|CONN [--child SPI]", "delete an IKE SA, one Child SA, or a connection's SAs", runTerminate},
 		{"rekey", "rekey ID [--child SPI]", "rekey an IKE SA or one of its Child SAs", runRekey},
+		{"clone", "clone ID", "clone an IKE SA without authenticating again (RFC 7791)", runClone},
+		{"move", "move ID --local ADDR[%IFACE] [--remote ADDR]", "move an IKE SA and its Child SAs to another path (RFC 4555)", runMove},
 		{"reload", "reload", "reread the configuration", runReload},
 		{"events", "events [--json]", "follow the daemon's events until Ctrl-C", runEvents},
 		{"version", "version", "print the version", func([]string, io.Writer, io.Writer) int {

@@ -21,7 +21,8 @@
 //
 // Commands and their arguments: list-sas, list-conns, initiate (conn,
 // child), terminate (ike_sa, child_spi), terminate-conn (conn), rekey
-// (ike_sa, child_spi), reload, events.
+// (ike_sa, child_spi), clone (ike_sa), move (ike_sa, local, remote,
+// iface), reload, events.
 package control
 
 import "encoding/json"
@@ -64,6 +65,12 @@ type Backend interface {
 	TerminateConn(conn string) (n int, err error)
 	// Rekey rekeys a Child SA, or the IKE SA when childSPI is 0.
 	Rekey(ikeSA uint64, childSPI uint32) error
+	// Clone clones the IKE SA (RFC 7791); the clone is announced by an
+	// ike-cloned event.
+	Clone(ikeSA uint64) error
+	// Move moves the IKE SA and its Child SAs to local (and remote, when
+	// not empty), pinned to iface when not empty (RFC 4555).
+	Move(ikeSA uint64, local, remote, iface string) error
 	// Reload rereads the configuration. The error text is shown to the
 	// user unchanged, so it should name file, line and field.
 	Reload() error
@@ -83,6 +90,9 @@ type request struct {
 	Child    string `json:"child,omitempty"`
 	IKESA    uint64 `json:"ike_sa,omitempty"`
 	ChildSPI uint32 `json:"child_spi,omitempty"`
+	Local    string `json:"local,omitempty"`
+	Remote   string `json:"remote,omitempty"`
+	Iface    string `json:"iface,omitempty"`
 }
 
 type response struct {

@@ -315,6 +315,18 @@ func (s *server) dispatch(req request) (data any, err error) {
 		}
 		s.log.Info("control: rekey", "ike_sa", req.IKESA, "child_spi", spi(req.ChildSPI))
 		return nil, s.b.Rekey(req.IKESA, req.ChildSPI)
+	case "clone":
+		if err := need(req.IKESA != 0, `"ike_sa"`); err != nil {
+			return nil, err
+		}
+		s.log.Info("control: clone", "ike_sa", req.IKESA)
+		return nil, s.b.Clone(req.IKESA)
+	case "move":
+		if err := need(req.IKESA != 0 && req.Local != "", `"ike_sa" and "local"`); err != nil {
+			return nil, err
+		}
+		s.log.Info("control: move", "ike_sa", req.IKESA, "local", req.Local, "remote", req.Remote, "iface", req.Iface)
+		return nil, s.b.Move(req.IKESA, req.Local, req.Remote, req.Iface)
 	case "reload":
 		s.log.Info("control: reload")
 		return nil, s.b.Reload()

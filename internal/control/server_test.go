@@ -66,7 +66,11 @@ func (f *fakeBackend) lastCall() string {
 	return f.last
 }
 
-func (f *fakeBackend) ListSAs() ([]SA, error)     { return f.sas, f.record("list-sas") }
+func (f *fakeBackend) ListSAs() ([]SA, error) { return f.sas, f.record("list-sas") }
+func (f *fakeBackend) Clone(id uint64) error  { return f.record("clone %d", id) }
+func (f *fakeBackend) Move(id uint64, local, remote, iface string) error {
+	return f.record("move %d %s %s %s", id, local, remote, iface)
+}
 func (f *fakeBackend) ListConns() ([]Conn, error) { return f.conns, f.record("list-conns") }
 
 func (f *fakeBackend) Initiate(conn, child string) (uint64, error) {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/mifike/mifike/internal/control"
@@ -187,4 +188,46 @@ func (b backend) Subscribe() (<-chan control.Event, func()) {
 		delete(d.subs, id)
 		d.subsMu.Unlock()
 	}
+}
+
+func (b backend) Clone(id uint64) error {
+	var err error
+	b.d.call(func() {
+		if !b.exists(id) {
+			err = notFound("no IKE SA %d (see mifike list-sas)", id)
+			return
+		}
+		var acts []ike.Action
+		acts, err = b.d.engine.Clone(time.Now(), id)
+		b.d.apply(acts)
+	})
+	if err != nil {
+		if _, ok := err.(*control.Error); !ok {
+			err = &control.Error{Code: "failed", Msg: err.Error()}
+		}
+	}
+	return err
+}
+
+func (b backend) Move(id uint64, local, remote, iface string) error {
+	l, err := netip.ParseAddr(local)
+	if err != nil {
+		return &control.Error{Code: "invalid", Msg: fmt.Sprintf("local address %q: %v", local, err)}
+	}
+	var r netip.Addr
+	if remote != "" {
+		if r, err = netip.ParseAddr(remote); err != nil {
+			return &control.Error{Code: "invalid", Msg: fmt.Sprintf("remote address %q: %v", remote, err)}
+		}
+	}
+	b.d.call(func() {
+		if !b.exists(id) {
+			err = notFound("no IKE SA %d (see mifike list-sas)", id)
+			return
+		}
+		var acts []ike.Action
+		acts, err = b.d.engine.Move(time.Now(), id, l, r, iface)
+		b.d.apply(acts)
+	})
+	return err
 }

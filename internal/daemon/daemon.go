@@ -146,6 +146,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.timer = time.NewTimer(time.Hour)
 	d.timer.Stop()
+	// The host's usable addresses feed MOBIKE (announcements, moving SAs
+	// off a vanished address); checked every two seconds.
+	d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
+	addrTick := time.NewTicker(2 * time.Second)
+	defer addrTick.Stop()
 	d.log.Info("mifike started", "config", d.path, "connections", len(d.conns), "listen", d.cfg.Listen)
 	d.startConnections(nil)
 	for {
@@ -156,6 +161,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.apply(d.engine.Tick(time.Now()))
 		case f := <-d.calls:
 			f()
+		case <-addrTick.C:
+			d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				if err := d.reload(); err != nil {
@@ -262,7 +269,7 @@ func (d *Daemon) send(dg ike.Datagram) {
 		d.log.Error("no socket to send from", "local", dg.Local, "remote", dg.Remote)
 		return
 	}
-	if err := s.write(dg.Local, dg.Remote, dg.Data); err != nil {
+	if err := s.write(dg.Local, dg.Remote, ifindex(dg.Iface), dg.Data); err != nil {
 		d.stats.sendErrors++
 		d.log.Warn("send failed", "local", dg.Local, "remote", dg.Remote, "err", err)
 	}

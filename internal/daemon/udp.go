@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -80,23 +81,82 @@ func (s *udpSocket) read(b []byte) (int, netip.AddrPort, netip.AddrPort, error) 
 }
 
 // write sends b from local (its address chosen through packet info) to
-// remote.
-func (s *udpSocket) write(local, remote netip.AddrPort, b []byte) error {
+// remote; a non-zero ifindex sends it out of that interface whatever the
+// routing table prefers (a path MOBIKE pinned).
+func (s *udpSocket) write(local, remote netip.AddrPort, ifindex int, b []byte) error {
 	to := net.UDPAddrFromAddrPort(remote)
+	src := local.Addr().IsValid() && !local.Addr().IsUnspecified()
 	if s.p6 != nil {
 		var cm *ipv6.ControlMessage
-		if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
-			cm = &ipv6.ControlMessage{Src: local.Addr().AsSlice()}
+		if src || ifindex != 0 {
+			cm = &ipv6.ControlMessage{IfIndex: ifindex}
+			if src {
+				cm.Src = local.Addr().AsSlice()
+			}
 		}
 		_, err := s.p6.WriteTo(b, cm, to)
 		return err
 	}
 	var cm *ipv4.ControlMessage
-	if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
-		cm = &ipv4.ControlMessage{Src: local.Addr().Unmap().AsSlice()}
+	if src || ifindex != 0 {
+		cm = &ipv4.ControlMessage{IfIndex: ifindex}
+		if src {
+			cm.Src = local.Addr().Unmap().AsSlice()
+		}
 	}
 	_, err := s.p4.WriteTo(b, cm, to)
 	return err
+}
+
+// ifindex resolves an interface name; 0 means "let routing decide".
+func ifindex(name string) int {
+	if name == "" {
+		return 0
+	}
+	i, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0
+	}
+	return i.Index
+}
+
+// hostAddrs lists the addresses usable for IKE now: global unicast
+// addresses of interfaces that are up and have carrier (an unplugged
+// cable is as gone as a deleted address), within the listen addresses.
+// Loopback addresses are left out: they stay whatever links fail, so
+// they never tell MOBIKE where to go.
+func hostAddrs(listen []netip.Addr) []netip.Addr {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagRunning == 0 || i.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil || !p.Addr().IsGlobalUnicast() {
+				continue
+			}
+			if allowedBy(listen, p.Addr().Unmap()) {
+				out = append(out, p.Addr().Unmap())
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare) // a stable order: only real changes count
+	return out
+}
+
+func allowedBy(listen []netip.Addr, a netip.Addr) bool {
+	for _, l := range listen {
+		if l == a || (l.IsUnspecified() && l.Is4() == a.Is4()) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *udpSocket) close() error { return s.conn.Close() }

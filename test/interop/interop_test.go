@@ -306,7 +306,7 @@ func TestStrongSwan(t *testing.T) {
 			before := strings.Count(b.ch.log(), "INFORMATIONAL")
 			time.Sleep(3500 * time.Millisecond)
 			if got := strings.Count(b.ch.log(), "INFORMATIONAL"); got < before+4 {
-				t.Fatalf("no liveness checks seen in charon's log (%d -> %d INFORMATIONAL lines)", before, got)
+				t.Fatalf("no liveness checks seen in charon's log (%d -> %d INFORMATIONAL lines)\n%s\n%s", before, got, b.md.logTail(25), b.ch.logTail(25))
 			}
 			b.settle(1, 1)
 			// Delete the Child SA from one side, the IKE SA from the other.

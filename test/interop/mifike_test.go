@@ -116,6 +116,8 @@ type sa struct {
 	SPIi      string `json:"spi_i"`
 	SPIr      string `json:"spi_r"`
 	Proposal  string `json:"proposal"`
+	Local     string `json:"local"`
+	Remote    string `json:"remote"`
 	Children  []struct {
 		Name     string `json:"name"`
 		State    string `json:"state"`
@@ -132,4 +134,10 @@ func (d *daemon) sas() []sa {
 		d.t.Fatalf("list-sas --json: %v", err)
 	}
 	return out
+}
+
+// log is the daemon's whole log so far.
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "mifike.log"))
+	return string(b)
 }
