@@ -185,17 +185,21 @@ func runListConns(args []string, stdout, stderr io.Writer) int {
 }
 
 func runInitiate(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("initiate", "CONN [--child NAME]", "start an IKE SA of connection CONN with its start children, or with child NAME", stdout, stderr)
+	v := newVerb("initiate", "CONN [--child NAME [--ike ID]]", "start an IKE SA of connection CONN with its start children, or with child NAME", stdout, stderr)
 	child := v.fs.String("child", "", "bring up this child instead of the start children")
+	onSA := v.fs.Uint64("ike", 0, "create the child on this established IKE SA `ID` (e.g. a clone)")
 	pos, code := v.parse(args, 1, 1)
 	if code >= 0 {
 		return code
+	}
+	if *onSA != 0 && *child == "" {
+		return v.usageError("initiate: --ike needs --child")
 	}
 	return v.call(func(c *control.Client) error {
 		var out struct {
 			IKESA uint64 `json:"ike_sa"`
 		}
-		if done, err := v.ask(c, "initiate", map[string]any{"conn": pos[0], "child": *child}, &out); done || err != nil {
+		if done, err := v.ask(c, "initiate", map[string]any{"conn": pos[0], "child": *child, "ike_sa": *onSA}, &out); done || err != nil {
 			return err
 		}
 		what := pos[0]
@@ -358,6 +362,12 @@ func writeSAs(w io.Writer, sas []control.SA, now time.Time) {
 		if sa.Initiator {
 			role = "initiator"
 		}
+		if sa.Parent != 0 {
+			role += fmt.Sprintf(", clone of [%d]", sa.Parent)
+		}
+		if sa.Family != 0 && sa.Family != sa.ID {
+			role += fmt.Sprintf(", family %d", sa.Family)
+		}
 		fmt.Fprintf(w, "%s, %s\n", head, role)
 		fmt.Fprintf(w, "  local  %s\n", endpoint(sa.LocalID, sa.Local, sa.VirtualIPs))
 		fmt.Fprintf(w, "  remote %s\n", endpoint(sa.RemoteID, sa.Remote, sa.PeerVirtualIPs))
@@ -375,7 +385,17 @@ func writeSAs(w io.Writer, sas []control.SA, now time.Time) {
 		}
 		line = append(line, "SPIs "+spiI+" "+spiR)
 		if sa.MOBIKE {
-			line = append(line, "MOBIKE")
+			m := "MOBIKE"
+			if sa.MOBIKEInitiator {
+				m += " (we move it)"
+			}
+			line = append(line, m)
+		}
+		if sa.CloneSupported {
+			line = append(line, "clone")
+		}
+		if sa.Iface != "" {
+			line = append(line, "via "+sa.Iface)
 		}
 		if nat := natInfo(sa); nat != "" {
 			line = append(line, nat)

@@ -46,7 +46,7 @@ var errNotFound = &control.Error{Code: control.CodeNotFound, Msg: "no such thing
 func (b *ctlBackend) ListSAs() ([]control.SA, error)     { return b.sas, nil }
 func (b *ctlBackend) ListConns() ([]control.Conn, error) { return b.conns, nil }
 
-func (b *ctlBackend) Initiate(conn, child string) (uint64, error) {
+func (b *ctlBackend) Initiate(conn, child string, _ uint64) (uint64, error) {
 	b.saw("initiate %s %s", conn, child)
 	if conn == "missing" {
 		return 0, &control.Error{Code: control.CodeNotFound, Msg: `no connection "missing"`}

@@ -22,7 +22,7 @@ func commands() []command {
 		{"decode", "decode [--json] HEX|FILE...", "decode IKEv2 messages (hex, or raw files) and print their payloads", runDecode},
 		{"list-sas", "list-sas [--json]", "list IKE SAs and Child SAs of the running daemon", runListSAs},
 		{"list-conns", "list-conns [--json]", "list the configured connections", runListConns},
-		{"initiate", "initiate CONN [--child NAME]", "start an IKE SA of connection CONN", runInitiate},
+		{"initiate", "initiate CONN [--child NAME [--ike ID]]", "start an IKE SA of connection CONN", runInitiate},
 		{"terminate", "terminate ID|CONN [--child SPI]", "delete an IKE SA, one Child SA, or a connection's SAs", runTerminate},
 		{"rekey", "rekey ID [--child SPI]", "rekey an IKE SA or one of its Child SAs", runRekey},
 		{"clone", "clone ID", "clone an IKE SA without authenticating again (RFC 7791)", runClone},

@@ -56,8 +56,9 @@ type Backend interface {
 	ListSAs() ([]SA, error)
 	ListConns() ([]Conn, error)
 	// Initiate starts an IKE SA of conn; child "" means the connection's
-	// start children.
-	Initiate(conn, child string) (ikeSA uint64, err error)
+	// start children. A non-zero ikeSA creates the child on that IKE SA
+	// (of conn) instead, e.g. on a clone (RFC 7791 Appendix A).
+	Initiate(conn, child string, ikeSA uint64) (uint64, error)
 	// Terminate deletes a Child SA (by inbound SPI), or the whole IKE SA
 	// when childSPI is 0.
 	Terminate(ikeSA uint64, childSPI uint32) error

@@ -293,8 +293,11 @@ func (s *server) dispatch(req request) (data any, err error) {
 		if err := need(req.Conn != "", `"conn"`); err != nil {
 			return nil, err
 		}
-		s.log.Info("control: initiate", "conn", req.Conn, "child", req.Child)
-		id, err := s.b.Initiate(req.Conn, req.Child)
+		if err := need(req.IKESA == 0 || req.Child != "", `"child" with "ike_sa"`); err != nil {
+			return nil, err
+		}
+		s.log.Info("control: initiate", "conn", req.Conn, "child", req.Child, "ike_sa", req.IKESA)
+		id, err := s.b.Initiate(req.Conn, req.Child, req.IKESA)
 		return initiated{id}, err
 	case "terminate":
 		if err := need(req.IKESA != 0, `"ike_sa"`); err != nil {

@@ -73,7 +73,7 @@ func (f *fakeBackend) Move(id uint64, local, remote, iface string) error {
 }
 func (f *fakeBackend) ListConns() ([]Conn, error) { return f.conns, f.record("list-conns") }
 
-func (f *fakeBackend) Initiate(conn, child string) (uint64, error) {
+func (f *fakeBackend) Initiate(conn, child string, _ uint64) (uint64, error) {
 	if err := f.record("initiate %s %s", conn, child); err != nil {
 		return 0, err
 	}

@@ -19,22 +19,33 @@ import (
 
 // SA is one IKE SA.
 type SA struct {
-	ID             uint64    `json:"id"`
-	Conn           string    `json:"conn"`
-	State          string    `json:"state"`
-	Initiator      bool      `json:"initiator"`
-	SPIi           string    `json:"spi_i"` // 16 hex digits
-	SPIr           string    `json:"spi_r"`
-	Local          string    `json:"local"` // addr:port
-	Remote         string    `json:"remote"`
-	LocalID        string    `json:"local_id"`
-	RemoteID       string    `json:"remote_id"`
-	Proposal       string    `json:"proposal"` // e.g. aes128gcm16-prfsha256-x25519
-	Established    time.Time `json:"established,omitzero"`
-	NATLocal       bool      `json:"nat_local"`
-	NATRemote      bool      `json:"nat_remote"`
-	Encap          bool      `json:"encap"`
-	MOBIKE         bool      `json:"mobike"`
+	ID          uint64    `json:"id"`
+	Conn        string    `json:"conn"`
+	State       string    `json:"state"`
+	Initiator   bool      `json:"initiator"`
+	SPIi        string    `json:"spi_i"` // 16 hex digits
+	SPIr        string    `json:"spi_r"`
+	Local       string    `json:"local"` // addr:port
+	Remote      string    `json:"remote"`
+	LocalID     string    `json:"local_id"`
+	RemoteID    string    `json:"remote_id"`
+	Proposal    string    `json:"proposal"` // e.g. aes128gcm16-prfsha256-x25519
+	Established time.Time `json:"established,omitzero"`
+	NATLocal    bool      `json:"nat_local"`
+	NATRemote   bool      `json:"nat_remote"`
+	Encap       bool      `json:"encap"`
+	MOBIKE      bool      `json:"mobike"`
+	// MOBIKEInitiator: this side moves the SA (RFC 4555 §2.1; for a
+	// clone, the side that cloned it, RFC 7791 §1).
+	MOBIKEInitiator bool     `json:"mobike_initiator"`
+	Iface           string   `json:"iface,omitempty"`      // pinned interface
+	PeerAddrs       []string `json:"peer_addrs,omitempty"` // the peer's announced addresses
+	// Clone family (RFC 7791 §8): the IKE SAs of one authentication share
+	// Family; Parent is the SA this one was cloned from, 0 for none.
+	Family         uint64    `json:"family"`
+	Parent         uint64    `json:"parent,omitempty"`
+	AuthTime       time.Time `json:"auth_time,omitzero"`
+	CloneSupported bool      `json:"clone_supported"`
 	VirtualIPs     []string  `json:"virtual_ips"`      // assigned to us
 	PeerVirtualIPs []string  `json:"peer_virtual_ips"` // we assigned to the peer
 	Children       []Child   `json:"children"`
@@ -108,6 +119,8 @@ func SAFromEngine(i ike.IKESAInfo) SA {
 		Local: addrPort(i.Local), Remote: addrPort(i.Remote),
 		LocalID: i.LocalID, RemoteID: i.RemoteID, Proposal: i.Proposal, Established: i.Established,
 		NATLocal: i.NATLocal, NATRemote: i.NATRemote, Encap: i.Encap, MOBIKE: i.MOBIKE,
+		MOBIKEInitiator: i.MOBIKEInitiator, Iface: i.Iface, PeerAddrs: addrs(i.PeerAddrs),
+		Family: i.Family, Parent: i.Parent, AuthTime: i.AuthTime, CloneSupported: i.CloneSupported,
 		VirtualIPs: addrs(i.VirtualIPs), PeerVirtualIPs: addrs(i.PeerVirtualIPs),
 		Children: make([]Child, 0, len(i.Children)),
 	}

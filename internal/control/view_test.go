@@ -28,6 +28,8 @@ func TestSAFromEngine(t *testing.T) {
 		Local: netip.MustParseAddrPort("192.0.2.10:4500"), Remote: netip.MustParseAddrPort("[2001:db8::1]:500"),
 		LocalID: "ue.example", RemoteID: "gw.example", Proposal: "aes128gcm16-prfsha256-x25519", Established: established,
 		NATLocal: true, Encap: true, MOBIKE: true, VirtualIPs: []netip.Addr{netip.MustParseAddr("10.99.0.2")},
+		MOBIKEInitiator: true, Iface: "wlan0", PeerAddrs: []netip.Addr{netip.MustParseAddr("2001:db8::1")},
+		Family: 1, Parent: 1, CloneSupported: true,
 		Children: []ike.ChildInfo{
 			{State: "INSTALLED", Established: established, ChildSA: ike.ChildSA{IKESA: 3, Name: "net",
 				InSPI: 0xc1a2b3c4, OutSPI: 0x0000f6a7, Protocol: wire.ProtoESP, Mode: ike.Tunnel,
@@ -41,6 +43,7 @@ func TestSAFromEngine(t *testing.T) {
 		SPIi: "1122334455667788", SPIr: "99aabbccddeeff00", Local: "192.0.2.10:4500", Remote: "[2001:db8::1]:500",
 		LocalID: "ue.example", RemoteID: "gw.example", Proposal: "aes128gcm16-prfsha256-x25519", Established: established,
 		NATLocal: true, Encap: true, MOBIKE: true, VirtualIPs: []string{"10.99.0.2"}, PeerVirtualIPs: []string{},
+		MOBIKEInitiator: true, Iface: "wlan0", PeerAddrs: []string{"2001:db8::1"}, Family: 1, Parent: 1, CloneSupported: true,
 		Children: []Child{
 			{Name: "net", State: "INSTALLED", Mode: "tunnel", InSPI: "c1a2b3c4", OutSPI: "0000f6a7", Proposal: "aes128gcm16",
 				LocalTS: []string{"10.99.0.2"}, RemoteTS: []string{"10.20.0.0/24", "10.30.0.0/16[tcp/443]"},

@@ -67,7 +67,7 @@ func proposalStrings(ps []proposal.Proposal) []string {
 	return out
 }
 
-func (b backend) Initiate(conn, child string) (uint64, error) {
+func (b backend) Initiate(conn, child string, onSA uint64) (uint64, error) {
 	var (
 		id  uint64
 		err error
@@ -92,9 +92,10 @@ func (b backend) Initiate(conn, child string) (uint64, error) {
 				err = notFound("connection %s has no child %q", conn, child)
 				return
 			}
-			// A child of an established connection rides on its IKE SA.
+			// A child of an established connection rides on its IKE SA
+			// (the one asked for, or the first).
 			for _, s := range b.d.engine.IKESAs() {
-				if s.Conn == conn && s.State == "ESTABLISHED" {
+				if s.Conn == conn && s.State == "ESTABLISHED" && (onSA == 0 || s.ID == onSA) {
 					id = s.ID
 					var acts []ike.Action
 					acts, err = b.d.engine.CreateChild(time.Now(), s.ID, child)
@@ -103,7 +104,11 @@ func (b backend) Initiate(conn, child string) (uint64, error) {
 				}
 			}
 		}
-		id, err = b.d.initiate(c)
+		if onSA != 0 {
+			err = notFound("no established IKE SA %d of connection %s (see mifike list-sas)", onSA, conn)
+			return
+		}
+		id, err = b.d.initiate(c, child)
 	})
 	return id, err
 }

@@ -307,13 +307,15 @@ func (d *Daemon) startConnections(names map[string]bool) {
 		if cc.StartAction != "start" || (names != nil && !names[cc.Name]) {
 			continue
 		}
-		if _, err := d.initiate(d.conns[i]); err != nil {
+		if _, err := d.initiate(d.conns[i], ""); err != nil {
 			d.log.Error("cannot start connection", "conn", cc.Name, "err", err)
 		}
 	}
 }
 
-func (d *Daemon) initiate(c *ike.Connection) (uint64, error) {
+// initiate starts an IKE SA of c with its start children, or with only
+// child when it is not "".
+func (d *Daemon) initiate(c *ike.Connection, child string) (uint64, error) {
 	if len(c.RemoteAddrs) == 0 {
 		return 0, fmt.Errorf("connection %s has no remote address to initiate to", c.Name)
 	}
@@ -335,7 +337,17 @@ func (d *Daemon) initiate(c *ike.Connection) (uint64, error) {
 	if port == 0 {
 		port = d.cfg.IKEPort
 	}
-	id, acts, err := d.engine.Initiate(time.Now(), c.Name, netip.AddrPortFrom(local, d.cfg.IKEPort), netip.AddrPortFrom(remote, port))
+	l, r := netip.AddrPortFrom(local, d.cfg.IKEPort), netip.AddrPortFrom(remote, port)
+	var (
+		id   uint64
+		acts []ike.Action
+		err  error
+	)
+	if child != "" {
+		id, acts, err = d.engine.InitiateChild(time.Now(), c.Name, child, l, r)
+	} else {
+		id, acts, err = d.engine.Initiate(time.Now(), c.Name, l, r)
+	}
 	d.apply(acts)
 	return id, err
 }

@@ -54,7 +54,11 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 		}
 		ps = append(ps, cp)
 	}
-	if cfg := c.startChild(); cfg != nil {
+	cfg := c.startChild()
+	if sa.onlyChild != nil {
+		cfg = sa.onlyChild
+	}
+	if cfg != nil {
 		t.child = sa.newChildRequest(cfg, nil, false)
 		ps = append(ps, t.child.payloads()...)
 	}
@@ -237,7 +241,7 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 	// on reauthentication every child the old SA had.
 	want := map[*ChildConfig]int{}
 	for _, cfg := range c.Children {
-		if cfg.Start {
+		if cfg.Start && sa.onlyChild == nil {
 			want[cfg]++
 		}
 	}
@@ -283,7 +287,7 @@ func (sa *ikeSA) reauthenticate() {
 	}
 	local := netip.AddrPortFrom(sa.local.Addr(), sa.e.cfg.IKEPort)
 	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.e.remotePort(sa.conn))
-	n, err := sa.e.initiate(sa.conn, local, remote)
+	n, err := sa.e.initiate(sa.conn, local, remote, sa.onlyChild)
 	if err != nil {
 		sa.e.log.Warn("reauthentication failed to start", "ike", sa.id, "err", err)
 		return

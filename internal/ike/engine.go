@@ -140,7 +140,40 @@ func (e *Engine) Initiate(now time.Time, conn string, local, remote netip.AddrPo
 	if !local.IsValid() {
 		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", conn)
 	}
-	sa, err := e.initiate(c, local, remote)
+	sa, err := e.initiate(c, local, remote, nil)
+	if err != nil {
+		return 0, e.end(), err
+	}
+	return sa.id, e.end(), nil
+}
+
+// InitiateChild starts an IKE SA of conn that brings up only its child
+// named child (in IKE_AUTH), not the connection's start children.
+func (e *Engine) InitiateChild(now time.Time, conn, child string, local, remote netip.AddrPort) (uint64, []Action, error) {
+	e.begin(now)
+	c := e.connection(conn)
+	if c == nil {
+		return 0, e.end(), fmt.Errorf("ike: no connection named %q", conn)
+	}
+	var cfg *ChildConfig
+	for _, ch := range c.Children {
+		if ch.Name == child {
+			cfg = ch
+		}
+	}
+	if cfg == nil {
+		return 0, e.end(), fmt.Errorf("ike: connection %s has no child %q", conn, child)
+	}
+	if !remote.IsValid() {
+		if len(c.RemoteAddrs) == 0 {
+			return 0, e.end(), fmt.Errorf("ike: connection %s has no remote address to initiate to", conn)
+		}
+		remote = netip.AddrPortFrom(c.RemoteAddrs[0], e.remotePort(c))
+	}
+	if !local.IsValid() {
+		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", conn)
+	}
+	sa, err := e.initiate(c, local, remote, cfg)
 	if err != nil {
 		return 0, e.end(), err
 	}

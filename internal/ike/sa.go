@@ -102,6 +102,9 @@ type ikeSA struct {
 	peerRekey *ikeRekeyCollision
 	successor *ikeSA
 	reauthOf  *ikeSA // the SA this one reauthenticates (§2.8.3)
+	// onlyChild, when set, is the one child the user asked this SA for,
+	// instead of the connection's start children.
+	onlyChild *ChildConfig
 	// collidedWith is the old SA while this SA, made by the peer's rekey,
 	// awaits the §2.8.2 decision against our own rekey.
 	collidedWith *ikeSA
@@ -256,7 +259,7 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 func (e *Engine) restart(sa *ikeSA) {
 	local := netip.AddrPortFrom(sa.local.Addr(), e.cfg.IKEPort)
 	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.e.remotePort(sa.conn))
-	if n, err := e.initiate(sa.conn, local, remote); err == nil {
+	if n, err := e.initiate(sa.conn, local, remote, sa.onlyChild); err == nil {
 		e.log.Info("restarting connection after dead peer", "old", sa.id, "new", n.id, "conn", sa.conn.Name)
 	}
 }

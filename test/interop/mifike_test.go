@@ -118,7 +118,12 @@ type sa struct {
 	Proposal  string `json:"proposal"`
 	Local     string `json:"local"`
 	Remote    string `json:"remote"`
-	Children  []struct {
+	Family    uint64 `json:"family"`
+	Parent    uint64 `json:"parent"`
+	// CloneSupported and MOBIKEInitiator: RFC 7791 §5.1, RFC 4555 §2.1.
+	CloneSupported  bool `json:"clone_supported"`
+	MOBIKEInitiator bool `json:"mobike_initiator"`
+	Children        []struct {
 		Name     string `json:"name"`
 		State    string `json:"state"`
 		InSPI    string `json:"in_spi"`
