@@ -162,8 +162,11 @@ func (t *cloneTask) process(sa *ikeSA, m *message) {
 	if sa.updateGen != t.gen && n.mobike {
 		// The parent moved while the request was out, so its copies may
 		// have reached the peer on another path than ours now: settle the
-		// clone's addresses (we are its MOBIKE initiator).
+		// clone's addresses (we are its MOBIKE initiator). The path is
+		// unconfirmed until the peer answers (§3.5), so a rekey of the
+		// clone before then hands the update on to the successor.
 		n.pendingUpdate = true
+		n.updateGen = n.confirmedGen + 1
 		n.queue(&updateTask{})
 	}
 }

@@ -216,3 +216,50 @@ func TestRFC7791GatewayCloneMovedByGateway(t *testing.T) {
 		t.Fatalf("client sees the clone at %v", got)
 	}
 }
+
+// RFC 4555 §3.5 across an IKE SA rekey (§1.3: the initiator is that of
+// the whole series of rekeyed IKE SAs): the parent moves while a clone
+// request is out, so the clone starts on the new path here and on the old
+// one at the gateway, and its UPDATE_SA_ADDRESSES is pending. That update
+// is lost and the gateway rekeys the clone before it is retransmitted:
+// the successor must still send the update, or the peers stay on
+// different paths for good (soak seed 45234).
+func TestRFC4555Section3_5CloneUpdateSurvivesRekey(t *testing.T) {
+	l := newLab(t, 108, withClone)
+	l.twoAddrs()
+	p := l.up()
+	pue := l.sa(l.ue)
+	pgw := l.sa2(l.gw, pue)
+	cloneResp, cloneUpdate := false, false
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		switch {
+		case !cloneResp && from == l.gw && m.Exchange == uint8(wire.CreateChildSA) && m.Response:
+			cloneResp = true // the clone's first answer: the parent moves before the retransmission
+			return netsim.Drop
+		case !cloneUpdate && from == l.ue && m.Exchange == uint8(wire.Informational) && !m.Response && m.SPIi != pue.SPIi:
+			cloneUpdate = true // the clone's UPDATE_SA_ADDRESSES
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.clone(l.ue, p)
+	l.net.RunFor(100 * time.Millisecond)
+	if len(clonesOf(l.gw, pgw.ID)) != 1 {
+		t.Fatal("the gateway did not make the clone")
+	}
+	l.move(l.ue, p, ue2Addr)
+	if !l.net.RunUntil(time.Minute, func() bool { return len(clonesOf(l.ue, p)) == 1 && cloneUpdate }) {
+		t.Fatal("the clone did not come up at the end user")
+	}
+	c := clonesOf(l.ue, p)[0]
+	if c.Local.Addr() != ue2Addr {
+		t.Fatalf("clone at %v: the parent did not move first", c.Local)
+	}
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, l.sa2(l.gw, c).ID, 0) })
+	l.settle(time.Minute)
+	for _, s := range l.ue.Established() {
+		if s.ID == c.ID {
+			t.Fatal("the clone was not rekeyed")
+		}
+	}
+}
