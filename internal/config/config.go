@@ -56,15 +56,24 @@ type Config struct {
 	// and ::.
 	Listen            []netip.Addr
 	IKEPort, NATTPort uint16
-	// DataPlane is where ESP traffic is carried: "none" negotiates SAs
-	// but carries no traffic (the default), "userspace", "kernel" or
-	// "auto".
+	// DataPlane is where ESP traffic is carried: "userspace" (ESP in
+	// mifike over a TUN device), "kernel" (XFRM), "auto" (the default:
+	// kernel when it has ESP, else userspace) or "none" (negotiate SAs,
+	// carry nothing).
 	DataPlane string
+	// TUN is the userspace data plane's device (default mifike0, MTU 1400).
+	TUN TUNConfig
 	// Retransmit is the zero value (engine defaults) unless the file has
 	// a retransmit section; missing keys in it take strongSwan's defaults.
 	Retransmit  ike.Retransmit
 	Pools       []*PoolConfig // in file order
 	Connections []*ConnConfig // in file order
+}
+
+// TUNConfig is the tun section.
+type TUNConfig struct {
+	Name string
+	MTU  int
 }
 
 // LogConfig is the log section.

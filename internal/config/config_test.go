@@ -342,7 +342,7 @@ func TestDefaults(t *testing.T) {
 	if c.Control != (ControlConfig{Socket: DefaultSocket, Mode: 0o600}) {
 		t.Errorf("control = %+v", c.Control)
 	}
-	if c.Metrics.Listen != "" || c.KeyLog.Dir != "" || c.DataPlane != "none" || c.Retransmit != (ike.Retransmit{}) {
+	if c.Metrics.Listen != "" || c.KeyLog.Dir != "" || c.DataPlane != "auto" || c.TUN != (TUNConfig{Name: "mifike0", MTU: 1400}) || c.Retransmit != (ike.Retransmit{}) {
 		t.Errorf("metrics %+v keylog %+v data_plane %q retransmit %+v", c.Metrics, c.KeyLog, c.DataPlane, c.Retransmit)
 	}
 	if !reflect.DeepEqual(c.Listen, []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}) || c.IKEPort != 500 || c.NATTPort != 4500 {

@@ -28,7 +28,7 @@ const (
 var (
 	topSchema = schema{
 		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t",
-			"data_plane", "retransmit", "pools", "connections"},
+			"data_plane", "tun", "retransmit", "pools", "connections"},
 		hints: map[string]string{
 			"secrets":            "mifike has no secrets section; put the shared key on the connection as psk",
 			"authorities":        "mifike has no authorities section; list CA certificates in the connection's remote.cacerts",
@@ -46,6 +46,7 @@ var (
 	metricsSchema    = schema{keys: []string{"listen"}}
 	keylogSchema     = schema{keys: []string{"dir"}}
 	retransmitSchema = schema{keys: []string{"timeout", "base", "tries"}}
+	tunSchema        = schema{keys: []string{"name", "mtu"}}
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
@@ -146,7 +147,19 @@ func (p *parser) parse(data []byte) *Config {
 	if c.IKEPort == c.NATTPort {
 		top.fail("port_nat_t", "%d is also port; NAT-T needs a port of its own", c.NATTPort)
 	}
-	c.DataPlane = top.enum("data_plane", "none", "data plane", []string{"none", "userspace", "kernel", "auto"}, nil)
+	c.DataPlane = top.enum("data_plane", "auto", "data plane", []string{"none", "userspace", "kernel", "auto"}, nil)
+	c.TUN = TUNConfig{Name: "mifike0", MTU: 1400}
+	if top.has("tun") {
+		t := top.sub("tun", tunSchema)
+		if name, ok := t.str("name"); ok {
+			if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t%") {
+				t.fail("name", "%q is not an interface name (1 to 15 characters, no '/', '%%' or spaces)", name)
+			} else {
+				c.TUN.Name = name
+			}
+		}
+		c.TUN.MTU = t.integer("mtu", 1400, 576, 9000)
+	}
 
 	if top.has("retransmit") {
 		c.Retransmit = p.retransmit(top.sub("retransmit", retransmitSchema))

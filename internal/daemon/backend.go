@@ -22,7 +22,16 @@ func (b backend) ListSAs() ([]control.SA, error) {
 	var out []control.SA
 	b.d.call(func() {
 		for _, s := range b.d.engine.IKESAs() {
-			out = append(out, control.SAFromEngine(s))
+			v := control.SAFromEngine(s)
+			if b.d.plane != nil {
+				for i, c := range s.Children {
+					if k := b.d.plane.Counters(c.InSPI); k != nil {
+						v.Children[i].BytesIn, v.Children[i].BytesOut = k.BytesIn.Load(), k.BytesOut.Load()
+						v.Children[i].PacketsIn, v.Children[i].PacketsOut = k.PacketsIn.Load(), k.PacketsOut.Load()
+					}
+				}
+			}
+			out = append(out, v)
 		}
 	})
 	return out, nil

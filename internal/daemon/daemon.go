@@ -22,6 +22,7 @@ import (
 
 	"github.com/mifike/mifike/internal/config"
 	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
 )
 
@@ -44,6 +45,9 @@ type Daemon struct {
 	nextSub int
 
 	children map[uint32]ike.ChildSA // what the data plane holds
+	plane    *dataplane.Linux       // nil for data_plane: none
+	limits   chan limitEvent
+	lastIn   map[uint32]int64
 	keys     *keyLog
 	metrics  *metrics
 	stats    daemonStats
@@ -77,7 +81,8 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	applyDaemonOptions(cfg, conns)
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
 		socks: map[sockKey]*udpSocket{}, rx: make(chan datagram, 1024), calls: make(chan func()),
-		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}}
+		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{},
+		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}}
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
 	}
@@ -114,6 +119,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer d.closeSockets()
+	if err := d.openDataPlane(); err != nil {
+		return err
+	}
+	if d.plane != nil {
+		defer d.plane.Close()
+	}
+	for _, s := range d.socks {
+		go d.readBatch(s)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -151,6 +165,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
 	addrTick := time.NewTicker(2 * time.Second)
 	defer addrTick.Stop()
+	inTick := time.NewTicker(time.Second)
+	defer inTick.Stop()
 	d.log.Info("mifike started", "config", d.path, "connections", len(d.conns), "listen", d.cfg.Listen)
 	d.startConnections(nil)
 	for {
@@ -163,6 +179,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			f()
 		case <-addrTick.C:
 			d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
+		case <-inTick.C:
+			d.pollInbound()
+		case l := <-d.limits:
+			d.apply(d.engine.ChildLimit(time.Now(), l.inSPI, l.hard))
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				if err := d.reload(); err != nil {
@@ -194,7 +214,6 @@ func (d *Daemon) bind() error {
 				return err
 			}
 			d.socks[sockKey{v6: a.Is6() && !a.Is4In6(), port: port}] = s
-			go d.readLoop(s)
 		}
 	}
 	return nil
@@ -204,17 +223,6 @@ func (d *Daemon) closeSockets() {
 	for k, s := range d.socks {
 		s.close()
 		delete(d.socks, k)
-	}
-}
-
-func (d *Daemon) readLoop(s *udpSocket) {
-	for {
-		buf := make([]byte, 65536)
-		n, local, remote, err := s.read(buf)
-		if err != nil {
-			return // closed at shutdown
-		}
-		d.rx <- datagram{d: ike.Datagram{Local: local, Remote: remote, Data: buf[:n]}}
 	}
 }
 
@@ -246,14 +254,17 @@ func (d *Daemon) apply(acts []ike.Action) {
 		case ike.InstallChild:
 			d.children[a.SA.InSPI] = a.SA
 			d.keys.esp(a.SA)
+			d.planeAction(a)
 		case ike.UpdateChild:
 			old := d.children[a.SA.InSPI]
 			d.children[a.SA.InSPI] = a.SA
 			if old.Local != a.SA.Local || old.Remote != a.SA.Remote {
 				d.keys.esp(a.SA)
 			}
+			d.planeAction(a)
 		case ike.DeleteChild:
 			delete(d.children, a.InSPI)
+			d.planeAction(a)
 		case ike.IKEKeys:
 			d.keys.ike(a)
 		case ike.Event:

@@ -112,6 +112,9 @@ type ChildSA struct {
 	Outbound          bool   // may carry outbound traffic now
 
 	SoftBytes, HardBytes uint64
+	// VirtualIPs are the addresses the peer assigned to us on this IKE SA
+	// (RFC 7296 §3.15): the data plane puts them on its device.
+	VirtualIPs []netip.Addr
 }
 
 // IKEKeys exports an IKE SA's keys for a Wireshark decryption table. It

@@ -60,7 +60,7 @@ func (c *childSA) params() ChildSA {
 		Encr: c.neg.Encr.Encr, KeyBits: c.neg.Encr.KeyBits, Integ: c.neg.Integ, ESN: c.neg.ESN == wire.ESNYes,
 		EncKeyIn: c.encIn, IntegKeyIn: c.intIn, EncKeyOut: c.encOut, IntegKeyOut: c.intOut,
 		LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: sa.local, Remote: sa.remote, Iface: sa.iface, Encap: sa.encap,
-		Outbound: c.outbound, SoftBytes: c.cfg.RekeyBytes, HardBytes: c.cfg.LifeBytes}
+		Outbound: c.outbound, SoftBytes: c.cfg.RekeyBytes, HardBytes: c.cfg.LifeBytes, VirtualIPs: sa.localVIPs}
 	return p
 }
 

@@ -1,0 +1,454 @@
+// Package dataplane carries IP traffic through the engine's Child SAs in
+// user space (RFC 4303 ESP over a TUN device), for kernels without an ESP
+// transform.
+//
+// The structure follows wireguard-go: a TUN device, one goroutine that
+// reads batches of packets from it, picks each packet's Child SA from the
+// security policy database (SPD, RFC 4301 §4.4.1) and seals it, then
+// hands the batch to a Transport; receivers (the daemon's NAT-T socket
+// reader and the raw ESP socket readers) open batches of ESP packets in
+// place and write them to the TUN device in one call. SA tables are
+// immutable snapshots swapped atomically, so the hot path takes no lock
+// except each inbound SA's own (its anti-replay window).
+//
+// Every outbound packet leaves on its own SA's path: from the SA's local
+// address, through its interface when MOBIKE pinned one. That is what
+// lets one VPN per interface work: two clones of an IKE SA carry two
+// Child SAs whose packets take two different links.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mifike/mifike/internal/esp"
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ts"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// Headroom is the space a receive buffer must leave before the ESP packet
+// (and a TUN read before the inner packet): room for a transport-mode IP
+// header and the TUN device's virtio header when decrypted in place, and
+// for the ESP header and IV when sealing in place.
+const Headroom = 96
+
+// tunOffset is where packets start in buffers handed to the TUN device;
+// wireguard's tun needs at least its 10-octet virtio header there.
+const tunOffset = 16
+
+// Device is the TUN device (golang.zx2c4.com/wireguard/tun.Device has
+// these methods).
+type Device interface {
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	Write(bufs [][]byte, offset int) (int, error)
+	BatchSize() int
+	MTU() (int, error)
+	Close() error
+}
+
+// Path is where an SA's ESP packets go: from Local to Remote, through
+// interface Ifindex when non-zero, in UDP (RFC 3948) when Encap.
+type Path struct {
+	Local, Remote netip.AddrPort
+	Ifindex       int
+	Encap         bool
+
+	// Prepared once per path for the Linux transport.
+	oob  []byte
+	addr net.Addr
+}
+
+// Packet is one sealed ESP packet and its path.
+type Packet struct {
+	Data []byte
+	Path *Path
+}
+
+// Transport sends sealed ESP packets. Send is called from one goroutine.
+type Transport interface {
+	Send(pkts []Packet) error
+	// Prepare fills in what Send needs of a path, once.
+	Prepare(p *Path)
+}
+
+// Config configures a Plane.
+type Config struct {
+	TUN       Device
+	Transport Transport
+	Log       *slog.Logger
+	// OnLimit reports a Child SA (by inbound SPI) that crossed its soft
+	// (rekey) or hard (delete) byte limit, or whose sequence number is
+	// about to wrap (RFC 4303 §3.3.3). It must not block.
+	OnLimit func(inSPI uint32, hard bool)
+	// ReplayWindow in packets (esp.DefaultReplayWindow when 0).
+	ReplayWindow int
+}
+
+// Plane is the running data plane.
+type Plane struct {
+	cfg   Config
+	log   *slog.Logger
+	mu    sync.Mutex // serialises table changes
+	tab   atomic.Pointer[tables]
+	drops dropCounters
+	order uint64
+}
+
+// child is one installed Child SA: both directions.
+type child struct {
+	inSPI, outSPI uint32
+	ikeSA         uint64
+	name          string
+	mode          ike.Mode
+	localTS       []wire.Selector
+	remoteTS      []wire.Selector
+	path          *Path
+	outbound      bool
+	order         uint64 // installation order: newer SAs win ties (make-before-break)
+
+	out *outState
+	in  *inState
+	ctr *Counters
+}
+
+type outState struct {
+	esp *esp.Outbound // used only by the TUN goroutine
+}
+
+type inState struct {
+	mu  sync.Mutex
+	esp *esp.Inbound
+}
+
+// Counters are a Child SA's traffic, updated atomically on the hot path.
+type Counters struct {
+	BytesIn, BytesOut, PacketsIn, PacketsOut atomic.Uint64
+	// LastIn is the Unix nanosecond time of the last authentic packet.
+	LastIn atomic.Int64
+
+	softBytes, hardBytes uint64
+	softSent, hardSent   atomic.Bool
+}
+
+// tables is one immutable snapshot of the SAs.
+type tables struct {
+	children map[uint32]*child // by inbound SPI
+	// out is the SPD: outbound-capable SAs, most specific remote
+	// selectors first, then the newest.
+	out []*child
+	// host indexes the SAs whose remote selectors are single addresses
+	// (a gateway's clients), for a lookup that does not scan.
+	host map[netip.Addr][]*child
+}
+
+// New makes a plane; Run starts its TUN loop.
+func New(cfg Config) *Plane {
+	p := &Plane{cfg: cfg, log: cfg.Log}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.tab.Store(&tables{children: map[uint32]*child{}})
+	p.drops.log = p.log
+	return p
+}
+
+// Install adds both directions of a Child SA.
+func (p *Plane) Install(sa ike.ChildSA) error {
+	if sa.Protocol != wire.ProtoESP {
+		return fmt.Errorf("dataplane: Child SA %08x uses %v; only ESP is carried", sa.InSPI, sa.Protocol)
+	}
+	in, err := esp.NewInbound(esp.Config{SPI: sa.InSPI, Encr: sa.Encr, KeyBits: sa.KeyBits, Integ: sa.Integ,
+		EncKey: sa.EncKeyIn, IntegKey: sa.IntegKeyIn, ESN: sa.ESN, ReplayWindow: p.cfg.ReplayWindow})
+	if err != nil {
+		return fmt.Errorf("dataplane: inbound SA %08x: %w", sa.InSPI, err)
+	}
+	out, err := esp.NewOutbound(esp.Config{SPI: sa.OutSPI, Encr: sa.Encr, KeyBits: sa.KeyBits, Integ: sa.Integ,
+		EncKey: sa.EncKeyOut, IntegKey: sa.IntegKeyOut, ESN: sa.ESN})
+	if err != nil {
+		return fmt.Errorf("dataplane: outbound SA %08x: %w", sa.OutSPI, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.order++
+	c := &child{inSPI: sa.InSPI, outSPI: sa.OutSPI, ikeSA: sa.IKESA, name: sa.Name, mode: sa.Mode,
+		localTS: slices.Clone(sa.LocalTS), remoteTS: slices.Clone(sa.RemoteTS), path: p.path(sa),
+		outbound: sa.Outbound, order: p.order,
+		out: &outState{esp: out}, in: &inState{esp: in}, ctr: &Counters{softBytes: sa.SoftBytes, hardBytes: sa.HardBytes}}
+	p.swap(func(m map[uint32]*child) { m[c.inSPI] = c })
+	return nil
+}
+
+// Update changes an installed Child SA's path (a MOBIKE move: the keys,
+// sequence numbers and replay window stay) or lets it send.
+func (p *Plane) Update(sa ike.ChildSA) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.tab.Load().children[sa.InSPI]
+	if old == nil {
+		return fmt.Errorf("dataplane: no Child SA %08x to update", sa.InSPI)
+	}
+	c := *old
+	c.path = p.path(sa)
+	c.outbound = sa.Outbound
+	p.swap(func(m map[uint32]*child) { m[c.inSPI] = &c })
+	return nil
+}
+
+// Delete removes a Child SA.
+func (p *Plane) Delete(inSPI uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.swap(func(m map[uint32]*child) { delete(m, inSPI) })
+}
+
+// Counters returns a Child SA's counters, nil when it is not installed.
+func (p *Plane) Counters(inSPI uint32) *Counters {
+	if c := p.tab.Load().children[inSPI]; c != nil {
+		return c.ctr
+	}
+	return nil
+}
+
+// Drops returns the packets dropped so far, by reason.
+func (p *Plane) Drops() map[string]uint64 { return p.drops.snapshot() }
+
+func (p *Plane) path(sa ike.ChildSA) *Path {
+	path := &Path{Local: sa.Local, Remote: sa.Remote, Encap: sa.Encap}
+	if sa.Iface != "" {
+		if i, err := net.InterfaceByName(sa.Iface); err == nil {
+			path.Ifindex = i.Index
+		}
+	}
+	if p.cfg.Transport != nil {
+		p.cfg.Transport.Prepare(path)
+	}
+	return path
+}
+
+// swap builds the next snapshot with change applied to a copy of the
+// children map. Called with p.mu held.
+func (p *Plane) swap(change func(map[uint32]*child)) {
+	m := make(map[uint32]*child, len(p.tab.Load().children)+1)
+	for k, v := range p.tab.Load().children {
+		m[k] = v
+	}
+	change(m)
+	t := &tables{children: m, host: map[netip.Addr][]*child{}}
+	for _, c := range m {
+		if !c.outbound {
+			continue
+		}
+		if a, ok := singleAddr(c.remoteTS); ok {
+			t.host[a] = append(t.host[a], c)
+			continue
+		}
+		t.out = append(t.out, c)
+	}
+	byPreference := func(a, b *child) int {
+		if d := rangeSize(a.remoteTS).Compare(rangeSize(b.remoteTS)); d != 0 {
+			return d
+		}
+		return -cmpUint(a.order, b.order) // newest first
+	}
+	slices.SortFunc(t.out, byPreference)
+	for _, l := range t.host {
+		slices.SortFunc(l, byPreference)
+	}
+	p.tab.Store(t)
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// singleAddr reports selectors that cover exactly one address.
+func singleAddr(l []wire.Selector) (netip.Addr, bool) {
+	if len(l) == 1 && l[0].Start.IsValid() && l[0].Start == l[0].End {
+		return l[0].Start, true
+	}
+	return netip.Addr{}, false
+}
+
+// rangeSize orders selectors lists by how much they cover: the bit length
+// of the widest range (a /32 before a /24 before 0.0.0.0/0).
+type sizeKey struct{ bits int }
+
+func (a sizeKey) Compare(b sizeKey) int { return a.bits - b.bits }
+
+func rangeSize(l []wire.Selector) sizeKey {
+	widest := 0
+	for _, s := range l {
+		for _, pfx := range ts.Prefixes(s) {
+			widest = max(widest, pfx.Addr().BitLen()-pfx.Bits())
+		}
+	}
+	return sizeKey{widest}
+}
+
+// lookup is the outbound SPD decision for a packet (RFC 4301 §5.1).
+func (t *tables) lookup(f *flow) *child {
+	for _, c := range t.host[f.dst] {
+		if c.matches(f) {
+			return c
+		}
+	}
+	for _, c := range t.out {
+		if c.matches(f) {
+			return c
+		}
+	}
+	return nil
+}
+
+// matches: the packet leaves from inside the local selectors towards the
+// remote ones.
+func (c *child) matches(f *flow) bool {
+	return matchAny(c.localTS, f.src, f.proto, f.sport) && matchAny(c.remoteTS, f.dst, f.proto, f.dport)
+}
+
+// matchesInbound: a decrypted packet must come from inside the remote
+// selectors to the local ones (RFC 4301 §5.2 step 4).
+func (c *child) matchesInbound(f *flow) bool {
+	return matchAny(c.remoteTS, f.src, f.proto, f.sport) && matchAny(c.localTS, f.dst, f.proto, f.dport)
+}
+
+func matchAny(l []wire.Selector, a netip.Addr, proto uint8, port uint16) bool {
+	for _, s := range l {
+		if ts.Match(s, a, proto, port) {
+			return true
+		}
+	}
+	return false
+}
+
+// countOut adds an outbound packet and reports limits crossed.
+func (p *Plane) countOut(c *child, n int) {
+	b := c.ctr.BytesOut.Add(uint64(n))
+	c.ctr.PacketsOut.Add(1)
+	p.checkLimits(c, b)
+}
+
+func (p *Plane) countIn(c *child, n int, now int64) {
+	b := c.ctr.BytesIn.Add(uint64(n))
+	c.ctr.PacketsIn.Add(1)
+	c.ctr.LastIn.Store(now)
+	p.checkLimits(c, b)
+}
+
+func (p *Plane) checkLimits(c *child, bytes uint64) {
+	k := c.ctr
+	if k.softBytes != 0 && bytes >= k.softBytes && !k.softSent.Load() && k.softSent.CompareAndSwap(false, true) {
+		p.limit(c.inSPI, false)
+	}
+	if k.hardBytes != 0 && bytes >= k.hardBytes && !k.hardSent.Load() && k.hardSent.CompareAndSwap(false, true) {
+		p.limit(c.inSPI, true)
+	}
+}
+
+func (p *Plane) limit(inSPI uint32, hard bool) {
+	if p.cfg.OnLimit != nil {
+		p.cfg.OnLimit(inSPI, hard)
+	}
+}
+
+// dropCounters counts dropped packets by reason and logs each reason at
+// most once every ten seconds, never once per packet.
+type dropCounters struct {
+	mu     sync.Mutex
+	counts map[string]*atomic.Uint64
+	logged map[string]time.Time
+	log    *slog.Logger
+}
+
+func (d *dropCounters) add(reason string, detail ...any) {
+	d.mu.Lock()
+	if d.counts == nil {
+		d.counts, d.logged = map[string]*atomic.Uint64{}, map[string]time.Time{}
+	}
+	c := d.counts[reason]
+	if c == nil {
+		c = new(atomic.Uint64)
+		d.counts[reason] = c
+	}
+	n := c.Add(1)
+	now := time.Now()
+	logIt := now.Sub(d.logged[reason]) >= 10*time.Second
+	if logIt {
+		d.logged[reason] = now
+	}
+	d.mu.Unlock()
+	if logIt {
+		d.log.Warn("dropping packets", append([]any{"reason", reason, "total", n}, detail...)...)
+	}
+}
+
+// addQuiet counts without logging.
+func (d *dropCounters) addQuiet(reason string) {
+	d.mu.Lock()
+	if d.counts == nil {
+		d.counts, d.logged = map[string]*atomic.Uint64{}, map[string]time.Time{}
+	}
+	c := d.counts[reason]
+	if c == nil {
+		c = new(atomic.Uint64)
+		d.counts[reason] = c
+	}
+	d.mu.Unlock()
+	c.Add(1)
+}
+
+func (d *dropCounters) snapshot() map[string]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]uint64, len(d.counts))
+	for k, v := range d.counts {
+		out[k] = v.Load()
+	}
+	return out
+}
+
+// Drop reasons, as counted and exported.
+const (
+	DropNoPolicy     = "no-policy"     // outbound packet no SA covers
+	DropMalformed    = "malformed"     // not an IP packet, or truncated
+	DropUnknownSPI   = "unknown-spi"   // inbound ESP for no installed SA
+	DropShort        = "short"         // ESP packet too short
+	DropReplay       = "replay"        // RFC 4303 §3.4.3
+	DropIntegrity    = "integrity"     // bad ICV
+	DropPadding      = "padding"       // bad padding (RFC 4303 §2.4)
+	DropPolicy       = "policy"        // decrypted packet outside the SA's selectors (RFC 4301 §5.2)
+	DropSeqExhausted = "seq-exhausted" // RFC 4303 §3.3.3
+	DropTooLong      = "too-long"      // would not fit an IP datagram
+	DropSend         = "send-error"    // the transport failed
+	DropTUN          = "tun-write"     // the TUN device refused
+	DropNextHeader   = "next-header"   // tunnel mode payload neither IPv4 nor IPv6
+)
+
+func (d *dropCounters) espError(err error) {
+	switch {
+	case errors.Is(err, esp.ErrReplay):
+		d.add(DropReplay)
+	case errors.Is(err, esp.ErrIntegrity):
+		d.add(DropIntegrity)
+	case errors.Is(err, esp.ErrPadding):
+		d.add(DropPadding)
+	case errors.Is(err, esp.ErrShort):
+		d.add(DropShort)
+	default:
+		d.add(DropMalformed)
+	}
+}

@@ -1,0 +1,431 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ts"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// fakeTUN hands Read the packets queued in in and records what is written.
+type fakeTUN struct {
+	in      chan []byte
+	mu      sync.Mutex
+	written [][]byte
+}
+
+func newFakeTUN() *fakeTUN { return &fakeTUN{in: make(chan []byte, 64)} }
+
+func (d *fakeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	p, ok := <-d.in
+	if !ok {
+		return 0, os.ErrClosed
+	}
+	sizes[0] = copy(bufs[0][offset:], p)
+	return 1, nil
+}
+
+func (d *fakeTUN) Write(bufs [][]byte, offset int) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, b := range bufs {
+		d.written = append(d.written, bytes.Clone(b[offset:]))
+	}
+	return len(bufs), nil
+}
+
+func (d *fakeTUN) take() [][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.written
+	d.written = nil
+	return w
+}
+
+func (d *fakeTUN) BatchSize() int     { return 4 }
+func (d *fakeTUN) MTU() (int, error)  { return 1400, nil }
+func (d *fakeTUN) Close() error       { close(d.in); return nil }
+func (*fakeTUN) Name() (string, bool) { return "fake", true }
+
+// wire records what a plane sends.
+type fakeTransport struct {
+	mu   sync.Mutex
+	sent []Packet
+}
+
+func (t *fakeTransport) Prepare(*Path) {}
+func (t *fakeTransport) Send(pkts []Packet) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range pkts {
+		t.sent = append(t.sent, Packet{Data: bytes.Clone(p.Data), Path: p.Path})
+	}
+	return nil
+}
+
+func (t *fakeTransport) take() []Packet {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.sent
+	t.sent = nil
+	return s
+}
+
+type end struct {
+	p   *Plane
+	tun *fakeTUN
+	tr  *fakeTransport
+	rx  *Receiver
+	lim []uint32
+}
+
+func newEnd(t *testing.T) *end {
+	e := &end{tun: newFakeTUN(), tr: &fakeTransport{}}
+	e.p = New(Config{TUN: e.tun, Transport: e.tr, OnLimit: func(spi uint32, hard bool) {
+		e.lim = append(e.lim, spi)
+	}})
+	e.rx = e.p.NewReceiver()
+	return e
+}
+
+var (
+	hostA = netip.MustParseAddrPort("192.0.2.1:4500")
+	hostB = netip.MustParseAddrPort("198.51.100.1:4500")
+)
+
+func sel(s string) []wire.Selector {
+	x, err := ts.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return []wire.Selector{x}
+}
+
+// pair installs one Child SA on a and its mirror on b.
+func pair(t *testing.T, a, b *end, inA, inB uint32, mode ike.Mode, localA, localB string, encr wire.EncrID) {
+	t.Helper()
+	k1, k2 := bytes.Repeat([]byte{byte(inA)}, 20), bytes.Repeat([]byte{byte(inB)}, 20)
+	var i1, i2 []byte
+	integ := wire.IntegID(0)
+	if encr == wire.EncrAESCBC {
+		k1, k2 = k1[:16], k2[:16]
+		integ = wire.IntegHMACSHA2256128
+		i1, i2 = bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	}
+	sa := ike.ChildSA{IKESA: 1, Name: "net", InSPI: inA, OutSPI: inB, Protocol: wire.ProtoESP, Mode: mode,
+		Encr: encr, KeyBits: 128, Integ: integ, EncKeyIn: k1, IntegKeyIn: i1, EncKeyOut: k2, IntegKeyOut: i2,
+		LocalTS: sel(localA), RemoteTS: sel(localB), Local: hostA, Remote: hostB, Encap: true, Outbound: true}
+	if err := a.p.Install(sa); err != nil {
+		t.Fatal(err)
+	}
+	sb := sa
+	sb.InSPI, sb.OutSPI = inB, inA
+	sb.EncKeyIn, sb.EncKeyOut, sb.IntegKeyIn, sb.IntegKeyOut = k2, k1, i2, i1
+	sb.LocalTS, sb.RemoteTS = sa.RemoteTS, sa.LocalTS
+	sb.Local, sb.Remote = hostB, hostA
+	if err := b.p.Install(sb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// out seals one packet as the TUN loop would and returns what was sent.
+func (e *end) out(t *testing.T, pkt []byte) (Packet, bool) {
+	t.Helper()
+	buf := make([]byte, Headroom+len(pkt)+128)
+	copy(buf[Headroom:], pkt)
+	p, ok := e.p.seal(e.p.tab.Load(), buf, len(pkt))
+	if ok {
+		p.Data = bytes.Clone(p.Data)
+	}
+	return p, ok
+}
+
+// in delivers sealed packets to e and returns what reached its TUN.
+func (e *end) in(pkts ...Packet) [][]byte {
+	batch := make([]Inbound, len(pkts))
+	for i, p := range pkts {
+		buf := make([]byte, Headroom+len(p.Data))
+		copy(buf[Headroom:], p.Data)
+		batch[i] = Inbound{Buf: buf, Off: Headroom, N: len(p.Data), Local: p.Path.Remote, Remote: p.Path.Local}
+	}
+	e.rx.Receive(batch)
+	return e.tun.take()
+}
+
+func ipv4Packet(src, dst string, proto uint8, payload []byte) []byte {
+	p := make([]byte, 20, 20+len(payload))
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(20+len(payload)))
+	p[8], p[9] = 64, proto
+	copy(p[12:], netip.MustParseAddr(src).AsSlice())
+	copy(p[16:], netip.MustParseAddr(dst).AsSlice())
+	binary.BigEndian.PutUint16(p[10:], fold(checksum(p, 0)))
+	return append(p, payload...)
+}
+
+func ipv6Packet(src, dst string, proto uint8, payload []byte) []byte {
+	p := make([]byte, 40, 40+len(payload))
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(len(payload)))
+	p[6], p[7] = proto, 64
+	copy(p[8:], netip.MustParseAddr(src).AsSlice())
+	copy(p[24:], netip.MustParseAddr(dst).AsSlice())
+	return append(p, payload...)
+}
+
+func udpPayload(sport, dport uint16, data string) []byte {
+	u := make([]byte, 8, 8+len(data))
+	binary.BigEndian.PutUint16(u[0:], sport)
+	binary.BigEndian.PutUint16(u[2:], dport)
+	binary.BigEndian.PutUint16(u[4:], uint16(8+len(data)))
+	return append(u, data...)
+}
+
+// RFC 4303 tunnel mode, IPv4 and IPv6 inner, each transform family: what
+// enters one TUN leaves the other unchanged.
+func TestTunnelRoundTrip(t *testing.T) {
+	for _, encr := range []wire.EncrID{wire.EncrAESGCM16, wire.EncrAESCBC} {
+		a, b := newEnd(t), newEnd(t)
+		pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", encr)
+		pair(t, a, b, 0x1002, 0x2002, ike.Tunnel, "fd00:1::/64", "fd00:2::/64", encr)
+		for _, pkt := range [][]byte{
+			ipv4Packet("10.1.0.5", "10.2.0.9", protoUDP, udpPayload(1000, 53, "hello")),
+			ipv6Packet("fd00:1::5", "fd00:2::9", protoUDP, udpPayload(1000, 53, "hello six")),
+		} {
+			sent, ok := a.out(t, pkt)
+			if !ok || sent.Path.Remote != hostB {
+				t.Fatalf("%v: not sent (drops %v)", encr, a.p.Drops())
+			}
+			got := b.in(sent)
+			if len(got) != 1 || !bytes.Equal(got[0], pkt) {
+				t.Fatalf("%v: received %x, want %x (drops %v)", encr, got, pkt, b.p.Drops())
+			}
+			// And back.
+			rev := ipv4Packet("10.2.0.9", "10.1.0.5", protoICMP, []byte{0, 0, 0, 0})
+			if pkt[0]>>4 == 6 {
+				rev = ipv6Packet("fd00:2::9", "fd00:1::5", protoICMPv6, []byte{129, 0, 0, 0})
+			}
+			back, ok := b.out(t, rev)
+			if !ok {
+				t.Fatal("no reply sent")
+			}
+			if got := a.in(back); len(got) != 1 || !bytes.Equal(got[0], rev) {
+				t.Fatalf("reply %x", got)
+			}
+		}
+		if c := a.p.Counters(0x1001); c.PacketsOut.Load() != 1 || c.PacketsIn.Load() != 1 {
+			t.Errorf("counters out %d in %d", c.PacketsOut.Load(), c.PacketsIn.Load())
+		}
+	}
+}
+
+// RFC 4303 §3.1.1 transport mode: the upper layer is protected and the
+// receiver rebuilds the IP header from the outer addresses; behind a NAT
+// the UDP checksum is recomputed for them (RFC 3948 §3.1.2).
+func TestTransportMode(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ike.Transport, "192.0.2.1/32", "198.51.100.1/32", wire.EncrAESGCM16)
+	u := udpPayload(5000, 6000, "transport")
+	pkt := ipv4Packet("192.0.2.1", "198.51.100.1", protoUDP, u)
+	// A correct checksum for the original addresses.
+	binary.BigEndian.PutUint16(pkt[26:], fold(checksum(pkt[20:], pseudoSum(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1"), protoUDP, len(u)))))
+	sent, ok := a.out(t, pkt)
+	if !ok {
+		t.Fatal("not sent")
+	}
+	if len(sent.Data) > len(u)+8+8+16+16 {
+		t.Fatalf("transport mode carried the IP header: %d octets", len(sent.Data))
+	}
+	got := b.in(sent)
+	if len(got) != 1 {
+		t.Fatalf("nothing delivered: %v", b.p.Drops())
+	}
+	f, ok := parseFlow(got[0])
+	if !ok || f.src != hostA.Addr() || f.dst != hostB.Addr() || f.proto != protoUDP || !bytes.Equal(got[0][20:], pkt[20:]) {
+		t.Fatalf("rebuilt %x from %x", got[0], pkt)
+	}
+	if fold(checksum(got[0][:20], 0)) != 0 {
+		t.Error("bad IPv4 header checksum")
+	}
+	// Through a NAT the outer source differs: the checksum follows it.
+	natted := netip.MustParseAddrPort("203.0.113.7:61000")
+	sent2, _ := a.out(t, pkt)
+	batch := []Inbound{{Buf: append(make([]byte, Headroom), sent2.Data...), Off: Headroom, N: len(sent2.Data), Local: hostB, Remote: natted}}
+	b.rx.Receive(batch)
+	got = b.tun.take()
+	if len(got) != 1 {
+		t.Fatalf("natted: %v", b.p.Drops())
+	}
+	l4 := got[0][20:]
+	if fold(checksum(l4, pseudoSum(natted.Addr(), hostB.Addr(), protoUDP, len(l4)))) != 0 {
+		t.Error("UDP checksum not fixed for the NAT's address")
+	}
+}
+
+// RFC 4303 §3.4.3: a replayed packet is dropped and counted; a bad ICV,
+// an unknown SPI and a truncated packet too; none reaches the TUN.
+func TestBadInboundDropped(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	sent, _ := a.out(t, ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0}))
+	if got := b.in(sent); len(got) != 1 {
+		t.Fatal("first copy not delivered")
+	}
+	if got := b.in(sent); len(got) != 0 {
+		t.Fatal("replay delivered")
+	}
+	sent2, _ := a.out(t, ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0}))
+	bad := Packet{Data: bytes.Clone(sent2.Data), Path: sent2.Path}
+	bad.Data[len(bad.Data)-1] ^= 1
+	unknown := Packet{Data: bytes.Clone(sent2.Data), Path: sent2.Path}
+	binary.BigEndian.PutUint32(unknown.Data, 0x9999)
+	short := Packet{Data: sent2.Data[:10], Path: sent2.Path}
+	if got := b.in(bad, unknown, short); len(got) != 0 {
+		t.Fatal("bad packet delivered")
+	}
+	d := b.p.Drops()
+	if d[DropReplay] != 1 || d[DropIntegrity] != 1 || d[DropUnknownSPI] != 1 || d[DropShort] != 1 {
+		t.Fatalf("drops %v", d)
+	}
+	// The good packet still goes through after all that.
+	if got := b.in(sent2); len(got) != 1 {
+		t.Fatalf("good packet lost after bad ones: %v", b.p.Drops())
+	}
+}
+
+// RFC 4301 §5.2: a decrypted packet outside the SA's selectors is dropped;
+// an outbound packet no SA covers is too.
+func TestPolicyEnforced(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	// a's SA claims 10.1.0.0/24 → 10.2.0.0/24; install on a a wider
+	// outbound policy with the same keys to smuggle another source.
+	c := a.p.tab.Load().children[0x1001]
+	c.localTS = sel("0.0.0.0/0")
+	sent, ok := a.out(t, ipv4Packet("172.16.0.1", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0}))
+	if !ok {
+		t.Fatal("not sent")
+	}
+	if got := b.in(sent); len(got) != 0 || b.p.Drops()[DropPolicy] != 1 {
+		t.Fatalf("spoofed source accepted: %d delivered, drops %v", len(got), b.p.Drops())
+	}
+	if _, ok := a.out(t, ipv4Packet("10.1.0.5", "10.9.0.9", protoICMP, []byte{8, 0, 0, 0})); ok || a.p.Drops()[DropNoPolicy] != 1 {
+		t.Fatalf("packet without a policy sent; drops %v", a.p.Drops())
+	}
+}
+
+// RFC 7296 §2.8 make-before-break: after a rekey the new SA sends while
+// the old one still receives until deleted, so no packet in flight is
+// lost; a responder's new SA does not send until told it may.
+func TestRekeyMakeBeforeBreak(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0})
+	inFlight, _ := a.out(t, pkt)
+	pair(t, a, b, 0x1003, 0x2003, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	next, _ := a.out(t, pkt)
+	if spi := binary.BigEndian.Uint32(next.Data); spi != 0x2003 {
+		t.Fatalf("after the rekey packets use SPI %x, want the new 2003", spi)
+	}
+	if got := b.in(next, inFlight); len(got) != 2 {
+		t.Fatalf("%d of 2 delivered across the rekey: %v", len(got), b.p.Drops())
+	}
+	a.p.Delete(0x1001)
+	b.p.Delete(0x2001)
+	if got := b.in(inFlight); len(got) != 0 {
+		t.Fatal("deleted SA still receives")
+	}
+	// Not yet allowed to send: the older SA keeps the traffic.
+	sa := ike.ChildSA{InSPI: 0x1003, Local: hostA, Remote: hostB, Encap: true, Outbound: false}
+	if err := a.p.Update(sa); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.out(t, pkt); ok {
+		t.Fatal("an SA that may not send was used")
+	}
+}
+
+// RFC 4555: a MOBIKE move changes the path, not the SA: the sequence
+// numbers continue, so the peer's replay window accepts the next packet.
+func TestUpdateMovesPath(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0})
+	first, _ := a.out(t, pkt)
+	moved := netip.MustParseAddrPort("203.0.113.2:4500")
+	if err := a.p.Update(ike.ChildSA{InSPI: 0x1001, Local: moved, Remote: hostB, Encap: true, Outbound: true}); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := a.out(t, pkt)
+	if second.Path.Local != moved {
+		t.Fatalf("sent from %v after the move", second.Path.Local)
+	}
+	if binary.BigEndian.Uint32(second.Data[4:]) != 2 {
+		t.Fatal("sequence number restarted after the move")
+	}
+	if got := b.in(first, second); len(got) != 2 {
+		t.Fatalf("%d of 2 delivered: %v", len(got), b.p.Drops())
+	}
+	if err := a.p.Update(ike.ChildSA{InSPI: 0x7777}); err == nil {
+		t.Error("update of an unknown SA accepted")
+	}
+}
+
+// The SPD picks the most specific SA: two clones with their own virtual
+// IPs share the remote subnet, each source goes to its own SA.
+func TestSPDBySource(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.99.0.2/32", "10.20.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1002, 0x2002, ike.Tunnel, "10.99.0.3/32", "10.20.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1003, 0x2003, ike.Tunnel, "10.99.0.2/32", "10.20.0.7/32", wire.EncrAESGCM16)
+	for _, c := range []struct {
+		src, dst string
+		spi      uint32
+	}{{"10.99.0.2", "10.20.0.1", 0x2001}, {"10.99.0.3", "10.20.0.1", 0x2002}, {"10.99.0.2", "10.20.0.7", 0x2003}} {
+		s, ok := a.out(t, ipv4Packet(c.src, c.dst, protoICMP, []byte{8, 0, 0, 0}))
+		if !ok || binary.BigEndian.Uint32(s.Data) != c.spi {
+			t.Errorf("%s -> %s: SPI %x, want %x", c.src, c.dst, binary.BigEndian.Uint32(s.Data), c.spi)
+		}
+	}
+}
+
+// Byte limits reach the engine once each.
+func TestLimits(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	c := a.p.tab.Load().children[0x1001]
+	c.ctr.softBytes, c.ctr.hardBytes = 100, 200
+	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, make([]byte, 40)) // 60 octets
+	for range 5 {
+		a.out(t, pkt)
+	}
+	if len(a.lim) != 2 {
+		t.Fatalf("limits reported %v, want soft and hard once", a.lim)
+	}
+}
+
+// The TUN loop end to end with the fake device.
+func TestRunLoop(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	done := make(chan error)
+	go func() { done <- a.p.Run() }()
+	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0})
+	for range 10 {
+		a.tun.in <- pkt
+	}
+	a.tun.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	sent := a.tr.take()
+	if got := b.in(sent...); len(got) != 10 {
+		t.Fatalf("%d of 10 through the loop", len(got))
+	}
+}

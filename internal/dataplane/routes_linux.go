@@ -1,0 +1,155 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ts"
+)
+
+// routes puts the virtual IPs on the TUN device and the protected
+// prefixes into the data plane's routing table, counting references: two
+// Child SAs (a rekey, or clones) may need the same route.
+type routes struct {
+	mu       sync.Mutex
+	link     netlink.Link
+	table    int
+	mark     uint32
+	refs     map[netip.Prefix]int // routes
+	addrs    map[netip.Addr]int   // addresses on the device
+	children map[uint32]childRoutes
+	rules    []*netlink.Rule
+}
+
+type childRoutes struct {
+	prefixes []netip.Prefix
+	addrs    []netip.Addr
+}
+
+func newRoutes(dev string, table int, mark uint32) (*routes, error) {
+	link, err := netlink.LinkByName(dev)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %s: %w", dev, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("dataplane: bringing %s up: %w", dev, err)
+	}
+	r := &routes{link: link, table: table, mark: mark, refs: map[netip.Prefix]int{},
+		addrs: map[netip.Addr]int{}, children: map[uint32]childRoutes{}}
+	// Everything not marked as ours looks in our table first (a miss
+	// falls through to the main table).
+	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
+		rule := netlink.NewRule()
+		rule.Family, rule.Table, rule.Priority = family, table, rulePriority
+		rule.Mark, rule.Invert = mark, true
+		rule.Mask = new(uint32)
+		*rule.Mask = 0xffffffff
+		netlink.RuleDel(rule) // a leftover of a crashed run
+		if err := netlink.RuleAdd(rule); err != nil {
+			if family == unix.AF_INET6 {
+				continue // IPv6 disabled
+			}
+			r.close()
+			return nil, fmt.Errorf("dataplane: policy routing rule: %w", err)
+		}
+		r.rules = append(r.rules, rule)
+	}
+	return r, nil
+}
+
+// addChild routes sa's remote selectors into the device and puts the
+// virtual IPs among its local selectors on it.
+func (r *routes) addChild(sa ike.ChildSA, vips []netip.Addr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var cr childRoutes
+	var src netip.Addr
+	for _, v := range vips {
+		if matchAny(sa.LocalTS, v, 0, 0) || matchAnyAddr(sa.LocalTS, v) {
+			cr.addrs = append(cr.addrs, v)
+			if !src.IsValid() {
+				src = v
+			}
+		}
+	}
+	var errs error
+	for _, a := range cr.addrs {
+		if r.addrs[a]++; r.addrs[a] == 1 {
+			bits := a.BitLen()
+			err := netlink.AddrReplace(r.link, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, bits))})
+			errs = errors.Join(errs, err)
+		}
+	}
+	for _, s := range sa.RemoteTS {
+		for _, p := range ts.Prefixes(s) {
+			cr.prefixes = append(cr.prefixes, p)
+			if r.refs[p]++; r.refs[p] > 1 {
+				continue
+			}
+			route := &netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK}
+			if src.IsValid() && src.Is4() == p.Addr().Is4() {
+				route.Src = src.AsSlice()
+			}
+			errs = errors.Join(errs, netlink.RouteReplace(route))
+		}
+	}
+	r.children[sa.InSPI] = cr
+	if errs != nil {
+		return fmt.Errorf("dataplane: routes for Child SA %08x: %w", sa.InSPI, errs)
+	}
+	return nil
+}
+
+func matchAnyAddr(l []ts.Selector, a netip.Addr) bool {
+	for _, s := range l {
+		if s.Start.IsValid() && !a.Less(s.Start) && !s.End.Less(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *routes) delChild(inSPI uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cr, ok := r.children[inSPI]
+	if !ok {
+		return
+	}
+	delete(r.children, inSPI)
+	for _, p := range cr.prefixes {
+		if r.refs[p]--; r.refs[p] == 0 {
+			delete(r.refs, p)
+			netlink.RouteDel(&netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK})
+		}
+	}
+	for _, a := range cr.addrs {
+		if r.addrs[a]--; r.addrs[a] == 0 {
+			delete(r.addrs, a)
+			netlink.AddrDel(r.link, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, a.BitLen()))})
+		}
+	}
+}
+
+func (r *routes) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rule := range r.rules {
+		netlink.RuleDel(rule)
+	}
+	r.rules = nil
+	// Routes and addresses go with the device.
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
