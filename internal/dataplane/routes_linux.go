@@ -81,6 +81,11 @@ func (r *routes) addChild(sa ike.ChildSA, vips []netip.Addr) error {
 			}
 		}
 	}
+	if a, ok := singleAddr(sa.LocalTS); ok && !src.IsValid() {
+		// A host-to-host SA (transport mode): its packets must leave
+		// from the one address its selectors allow.
+		src = a
+	}
 	var errs error
 	for _, a := range cr.addrs {
 		if r.addrs[a]++; r.addrs[a] == 1 {
