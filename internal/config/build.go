@@ -145,6 +145,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		MaxIKESAs:           cc.Clone.MaxIKESAs,
 		MaxChildSAs:         cc.Clone.MaxChildSAs,
 		Draft00Clone:        cc.Clone.Draft00,
+		CloneVIPs:           cc.Clone.OwnVIPs,
 	}
 
 	if ic.LocalAuth == ike.AuthPubkey {

@@ -188,6 +188,8 @@ type CloneConfig struct {
 	MaxIKESAs   int  // per peer, default 8
 	MaxChildSAs int  // per peer over all its IKE SAs, default 0: no cap
 	Draft00     bool // also speak draft-mglt-ipsecme-clone-ike-sa-00
+	// OwnVIPs: each clone asks for an inner address of its own.
+	OwnVIPs bool
 }
 
 // ChildConfig is one Child SA of a connection.

@@ -86,7 +86,7 @@ var (
 			"pubkeys": "raw public keys are not supported; trust the peer's CA with remote.cacerts",
 		},
 	}
-	cloneSchema = schema{keys: []string{"enable", "max_ike_sas", "max_child_sas", "draft00"}}
+	cloneSchema = schema{keys: []string{"enable", "max_ike_sas", "max_child_sas", "draft00", "own_vips"}}
 	childSchema = schema{
 		keys: []string{"local_ts", "remote_ts", "esp_proposals", "mode", "rekey_time", "life_time",
 			"rand_time", "rekey_bytes", "life_bytes", "start_action"},
@@ -395,7 +395,8 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 
 	cl := f.sub("clone", cloneSchema)
 	c.Clone = CloneConfig{Enable: cl.boolean("enable", false), MaxIKESAs: cl.integer("max_ike_sas", 8, 1, 1024),
-		MaxChildSAs: cl.integer("max_child_sas", 0, 0, 65536), Draft00: cl.boolean("draft00", false)}
+		MaxChildSAs: cl.integer("max_child_sas", 0, 0, 65536), Draft00: cl.boolean("draft00", false),
+		OwnVIPs: cl.boolean("own_vips", false)}
 
 	items, _ = f.list("vips")
 	for _, it := range items {

@@ -12,6 +12,7 @@ import (
 	"github.com/mifike/mifike/internal/ikeauth"
 	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/ts"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -45,14 +46,7 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 	ps = append(ps, auth)
 	if c.RequestVIP4 || c.RequestVIP6 {
 		t.cp = true
-		cp := &wire.CP{CFGType: wire.CFGRequest}
-		if c.RequestVIP4 {
-			cp.Attributes = append(cp.Attributes, wire.CPAttribute{Type: wire.CPInternalIP4Address}, wire.CPAttribute{Type: wire.CPInternalIP4DNS})
-		}
-		if c.RequestVIP6 {
-			cp.Attributes = append(cp.Attributes, wire.CPAttribute{Type: wire.CPInternalIP6Address}, wire.CPAttribute{Type: wire.CPInternalIP6DNS})
-		}
-		ps = append(ps, cp)
+		ps = append(ps, vipRequest(c))
 	}
 	cfg := c.startChild()
 	if sa.onlyChild != nil {
@@ -212,17 +206,7 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 		sa.readPeerAddrs(m)
 	}
 	if cp, ok := wire.First[*wire.CP](m.payloads); ok && t.cp && cp.CFGType == wire.CFGReply {
-		for _, a := range cp.Attributes {
-			if a.Type == wire.CPInternalIP4Address {
-				if ip, ok := a.Addr(); ok {
-					sa.localVIPs = append(sa.localVIPs, ip)
-				}
-			} else if a.Type == wire.CPInternalIP6Address {
-				if p, ok := a.Prefix6(); ok {
-					sa.localVIPs = append(sa.localVIPs, p.Addr())
-				}
-			}
-		}
+		sa.localVIPs = cpAddrs(cp)
 	}
 	sa.establish()
 	if len(sa.localVIPs) > 0 {
@@ -449,7 +433,7 @@ func (sa *ikeSA) respondAuth(m *message) {
 	e.newFamily(sa) // before the pool: the lease belongs to the family
 	var childErr wire.NotifyType
 	if cp, ok := wire.First[*wire.CP](m.payloads); ok && cp.CFGType == wire.CFGRequest {
-		reply, nt := sa.assignVIPs(cp)
+		reply, nt := sa.assignVIPs(cp, sa.peerIdentity())
 		if reply != nil {
 			ps = append(ps, reply)
 		}
@@ -563,8 +547,63 @@ func (e *Engine) initialContact(sa *ikeSA) {
 	}
 }
 
+// vipRequest asks for the virtual IPs (and DNS servers) c wants (§2.19).
+func vipRequest(c *Connection) *wire.CP {
+	cp := &wire.CP{CFGType: wire.CFGRequest}
+	if c.RequestVIP4 {
+		cp.Attributes = append(cp.Attributes, wire.CPAttribute{Type: wire.CPInternalIP4Address}, wire.CPAttribute{Type: wire.CPInternalIP4DNS})
+	}
+	if c.RequestVIP6 {
+		cp.Attributes = append(cp.Attributes, wire.CPAttribute{Type: wire.CPInternalIP6Address}, wire.CPAttribute{Type: wire.CPInternalIP6DNS})
+	}
+	return cp
+}
+
+// wildcardTS is what a Child SA proposes for our side while it waits for
+// a virtual IP: the whole space, which the responder narrows to it.
+func wildcardTS(c *Connection) []wire.Selector {
+	var l []wire.Selector
+	if c.RequestVIP4 {
+		l = append(l, ts.FromPrefix(netip.MustParsePrefix("0.0.0.0/0")))
+	}
+	if c.RequestVIP6 {
+		l = append(l, ts.FromPrefix(netip.MustParsePrefix("::/0")))
+	}
+	return l
+}
+
+// cpAddrs are the addresses a CFG_REPLY assigns.
+func cpAddrs(cp *wire.CP) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range cp.Attributes {
+		if a.Type == wire.CPInternalIP4Address {
+			if ip, ok := a.Addr(); ok {
+				out = append(out, ip)
+			}
+		} else if a.Type == wire.CPInternalIP6Address {
+			if p, ok := a.Prefix6(); ok {
+				out = append(out, p.Addr())
+			}
+		}
+	}
+	return out
+}
+
+// vipReply repeats addresses already assigned.
+func vipReply(vips []netip.Addr) *wire.CP {
+	reply := &wire.CP{CFGType: wire.CFGReply}
+	for _, a := range vips {
+		if a.Is4() {
+			reply.Attributes = append(reply.Attributes, wire.CPAddr(wire.CPInternalIP4Address, a))
+		} else {
+			reply.Attributes = append(reply.Attributes, wire.CPPrefix6(wire.CPInternalIP6Address, netip.PrefixFrom(a, 128)))
+		}
+	}
+	return reply
+}
+
 // assignVIPs answers a CP request from the connection's pools (§2.19).
-func (sa *ikeSA) assignVIPs(req *wire.CP) (*wire.CP, wire.NotifyType) {
+func (sa *ikeSA) assignVIPs(req *wire.CP, owner string) (*wire.CP, wire.NotifyType) {
 	c := sa.conn
 	if len(c.Pools) == 0 {
 		return nil, 0 // no pools: the request is ignored, as strongSwan does
@@ -580,7 +619,7 @@ func (sa *ikeSA) assignVIPs(req *wire.CP) (*wire.CP, wire.NotifyType) {
 		if (is4 && !want4) || (!is4 && !want6) {
 			continue
 		}
-		addr, err := p.Acquire(sa.peerIdentity())
+		addr, err := p.Acquire(owner)
 		if err != nil {
 			sa.e.log.Warn("cannot assign a virtual IP", "ike", sa.id, "err", err)
 			return nil, wire.NotifyInternalAddressFailure

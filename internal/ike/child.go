@@ -98,13 +98,7 @@ func (sa *ikeSA) proposeTS(cfg *ChildConfig) (local, remote []wire.Selector) {
 		case len(sa.localVIPs) > 0:
 			local = addrSelectors(sa.localVIPs)
 		case sa.conn.RequestVIP4 || sa.conn.RequestVIP6:
-			local = nil
-			if sa.conn.RequestVIP4 {
-				local = append(local, ts.FromPrefix(netip.MustParsePrefix("0.0.0.0/0")))
-			}
-			if sa.conn.RequestVIP6 {
-				local = append(local, ts.FromPrefix(netip.MustParsePrefix("::/0")))
-			}
+			local = wildcardTS(sa.conn)
 		default:
 			local = []wire.Selector{ts.FromAddr(sa.local.Addr())}
 		}

@@ -178,6 +178,7 @@ func (t *cloneTask) process(sa *ikeSA, m *message) {
 func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
 	e := sa.e
 	n.parent = sa.id
+	n.vipsInherited = len(n.localVIPs) > 0 || len(n.remoteVIPs) > 0
 	n.mobikeInitiator = weInitiated
 	n.cloneLocal, n.clonePeer = sa.cloneLocal, sa.clonePeer
 	if sa.family != nil {

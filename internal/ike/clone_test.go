@@ -361,3 +361,60 @@ func TestDraft00CloneCompatibility(t *testing.T) {
 		t.Fatal("draft-00 INFORMATIONAL announcement not answered")
 	}
 }
+
+// RFC 7791 App. A.3 ("a different inner IP address for each interface")
+// with RFC 7296 §2.19 (a CP payload in any Child SA request): with
+// CloneVIPs the clone's first Child SA gets an inner address of its own
+// from the gateway's pool; the parent keeps its own, a second Child SA on
+// the clone reuses the clone's, and the address outlives the parent.
+func TestRFC7791AppendixA3OwnInnerAddress(t *testing.T) {
+	l := newLab(t, 87, func(ue, gw *ike.Connection, a, b *ike.Config) {
+		withClone(ue, gw, a, b)
+		withSecondChild(t)(ue, gw, a, b)
+		ue.CloneVIPs = true
+	})
+	l.up()
+	parent := l.sa(l.ue)
+	l.clone(l.ue, parent.ID)
+	l.settle(time.Second)
+	c := clonesOf(l.ue, parent.ID)[0]
+	if len(c.VirtualIPs) != 1 || c.VirtualIPs[0] != parent.VirtualIPs[0] {
+		t.Fatalf("before its first Child SA the clone has %v, want the parent's %v", c.VirtualIPs, parent.VirtualIPs)
+	}
+	for range 2 {
+		l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CreateChild(now, c.ID, "pfs") })
+		l.settle(time.Second)
+	}
+	c = byID(l.ue, c.ID)
+	if len(c.VirtualIPs) != 1 || c.VirtualIPs[0] == parent.VirtualIPs[0] {
+		t.Fatalf("clone's inner address %v, parent's %v", c.VirtualIPs, parent.VirtualIPs)
+	}
+	if len(c.Children) != 2 {
+		t.Fatalf("%d Child SAs on the clone", len(c.Children))
+	}
+	for _, ch := range c.Children {
+		if ch.LocalTS[0].Start != c.VirtualIPs[0] || ch.LocalTS[0].End != c.VirtualIPs[0] {
+			t.Fatalf("Child SA on the clone selects %v, want %v", ch.LocalTS, c.VirtualIPs)
+		}
+		if len(ch.VirtualIPs) != 1 || ch.VirtualIPs[0] != c.VirtualIPs[0] {
+			t.Fatalf("the data plane is told %v", ch.VirtualIPs)
+		}
+	}
+	if p := byID(l.ue, parent.ID); p.VirtualIPs[0] != parent.VirtualIPs[0] || p.Children[0].LocalTS[0].Start != parent.VirtualIPs[0] {
+		t.Fatalf("the parent's address changed: %v", p.VirtualIPs)
+	}
+	var gwClone ike.IKESAInfo
+	for _, s := range l.gw.Established() {
+		if s.SPIi == c.SPIi {
+			gwClone = s
+		}
+	}
+	if len(gwClone.PeerVirtualIPs) != 1 || gwClone.PeerVirtualIPs[0] != c.VirtualIPs[0] {
+		t.Fatalf("gateway assigned %v to the clone, end user uses %v", gwClone.PeerVirtualIPs, c.VirtualIPs)
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, parent.ID, 0) })
+	l.settle(time.Second)
+	if c2 := byID(l.ue, c.ID); len(c2.Children) != 2 || c2.VirtualIPs[0] != c.VirtualIPs[0] {
+		t.Fatal("the clone lost its address with the parent")
+	}
+}

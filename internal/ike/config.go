@@ -165,6 +165,11 @@ type Connection struct {
 	// family); a clone beyond it is refused with NO_ADDITIONAL_SAS
 	// (RFC 7791 §5.3, §8). 0 means 8.
 	MaxIKESAs int
+	// CloneVIPs makes the first Child SA on each clone ask for virtual IPs
+	// of its own with a CP payload (RFC 7296 §2.19), so every interface's
+	// VPN has its own inner address (RFC 7791 App. A.3); the gateway
+	// assigns them from its pools. Without it clones share the parent's.
+	CloneVIPs bool
 	// MaxChildSAs caps the Child SAs of a whole clone family (RFC 7791
 	// §8: counted over all IKE SAs of the user); 0 means no cap.
 	MaxChildSAs int

@@ -18,6 +18,7 @@ type childCreateTask struct {
 	rekey *childSA
 	group wire.DHGroup // after INVALID_KE_PAYLOAD
 	tries int
+	cp    bool // we asked for virtual IPs of this SA's own
 
 	req *childRequest
 	ni  []byte
@@ -48,6 +49,13 @@ func (t *childCreateTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, e
 	t.req = sa.newChildRequest(t.cfg, t.rekey, true)
 	t.ni = sa.e.nonce()
 	var ps []wire.Payload
+	t.cp = t.rekey == nil && sa.vipsInherited && sa.conn.CloneVIPs && t.cfg.DynamicLocal && (sa.conn.RequestVIP4 || sa.conn.RequestVIP6)
+	if t.cp {
+		// A clone's first Child SA asks for its own inner address; the
+		// CP payload comes before the SA payload (§2.19).
+		ps = append(ps, vipRequest(sa.conn))
+		t.req.tsi = wildcardTS(sa.conn)
+	}
 	if t.rekey != nil {
 		// REKEY_SA names the SA by the SPI we receive on (§1.3.3).
 		ps = append(ps, &wire.Notify{Protocol: wire.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, t.rekey.inSPI), NotifyType: wire.NotifyRekeySA})
@@ -101,6 +109,14 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 			t.abort(sa, err.Error())
 			sa.queue(&ikeDeleteTask{})
 			return
+		}
+	}
+	if t.cp {
+		if cp, ok := wire.First[*wire.CP](m.payloads); ok && cp.CFGType == wire.CFGReply {
+			if vips := cpAddrs(cp); len(vips) > 0 {
+				sa.localVIPs, sa.vipsInherited = vips, false
+				e.event(sa, EventVirtualIP, fmt.Sprint(sa.localVIPs))
+			}
 		}
 	}
 	c, err := t.req.complete(sa, m, t.ni, nonce.Data, gir)
@@ -288,6 +304,26 @@ func (sa *ikeSA) respondChild(m *message, nonce *wire.Nonce) {
 		sa.respond(m, errorNotify(wire.NotifyNoAdditionalSAs, nil))
 		return
 	}
+	var cpReply *wire.CP
+	if cp, ok := wire.First[*wire.CP](m.payloads); ok && rekey == nil && cp.CFGType == wire.CFGRequest && len(sa.conn.Pools) > 0 {
+		// §2.19: an address in any Child SA request. A clone gets its
+		// own (RFC 7791 App. A.3); an SA that has its own keeps them.
+		if sa.vipsInherited || len(sa.remoteVIPs) == 0 {
+			old := sa.remoteVIPs
+			sa.remoteVIPs = nil
+			reply, nt := sa.assignVIPs(cp, fmt.Sprintf("%s#%d", sa.peerIdentity(), sa.id))
+			if nt != 0 {
+				sa.remoteVIPs = old
+				sa.respond(m, errorNotify(nt, nil))
+				return
+			}
+			sa.vipsInherited = false
+			cpReply = reply
+			e.event(sa, EventVirtualIP, fmt.Sprint(sa.remoteVIPs))
+		} else {
+			cpReply = vipReply(sa.remoteVIPs)
+		}
+	}
 	var gir []byte
 	var kePayload *wire.KE
 	var dh *ikecrypto.DH
@@ -329,7 +365,11 @@ func (sa *ikeSA) respondChild(m *message, nonce *wire.Nonce) {
 		sa.respond(m, errorNotify(nt, nil))
 		return
 	}
-	out := []wire.Payload{ps[0], &wire.Nonce{Data: nr}}
+	var out []wire.Payload
+	if cpReply != nil {
+		out = append(out, cpReply)
+	}
+	out = append(out, ps[0], &wire.Nonce{Data: nr})
 	if kePayload != nil {
 		out = append(out, kePayload)
 	}

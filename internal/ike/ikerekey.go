@@ -192,6 +192,7 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) 
 	n.localID, n.peerID, n.mobike, n.peerHashes = sa.localID, sa.peerID, sa.mobike, sa.peerHashes
 	n.localVIPs, n.remoteVIPs = sa.localVIPs, sa.remoteVIPs
 	n.cloneLocal, n.clonePeer, n.mobikeInitiator = sa.cloneLocal, sa.clonePeer, sa.mobikeInitiator
+	n.parent, n.vipsInherited = sa.parent, sa.vipsInherited
 	if sa.family != nil {
 		sa.family.join(n) // leases stay with the family (§3.15.1, RFC 7791 §8)
 	}

@@ -75,6 +75,10 @@ type ikeSA struct {
 	cloneLocal, clonePeer bool
 	family                *family
 	parent                uint64
+	// vipsInherited: this SA's virtual IPs are its clone parent's; a
+	// CP request in a CREATE_CHILD_SA (RFC 7296 §2.19) gets it its own,
+	// a different inner address per interface (RFC 7791 App. A.3).
+	vipsInherited bool
 	// mobikeInitiator: we decide this SA's addresses (RFC 4555 §2.1): the
 	// IKE_AUTH initiator, inherited through rekeys; for a clone, the peer
 	// that cloned.
