@@ -143,8 +143,11 @@ type ConnConfig struct {
 	ReturnRoutability bool
 	Encap             bool // force UDP encapsulation
 	Clone             CloneConfig
-	VIPs              []netip.Addr // 0.0.0.0 and :: request an address of that family
-	Pools             []string
+	// Interfaces, when set, hands the connection to the multi-interface
+	// manager (it then starts the connection itself).
+	Interfaces *InterfacesConfig
+	VIPs       []netip.Addr // 0.0.0.0 and :: request an address of that family
+	Pools      []string
 
 	// Defaults: rekey 4h, no reauthentication, over and rand 10% of the
 	// longer of the two, no DPD.
@@ -180,6 +183,17 @@ type AuthConfig struct {
 type ref struct {
 	field string
 	line  int
+}
+
+// InterfacesConfig is the interfaces section of a connection.
+type InterfacesConfig struct {
+	Mode         string   // per-interface (default) or failover
+	Use          []string // names or patterns, most preferred first
+	OnDown       string   // move (default) or delete
+	OnReturn     string   // move-back (default) or new
+	Children     []string // on every clone; default all of the connection's
+	GatewayAddrs string   // one (default) or all
+	NoClone      bool     // per-interface without clone.enable: one authentication per interface
 }
 
 // CloneConfig is RFC 7791 cloning of the connection's IKE SAs.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -47,10 +48,11 @@ var (
 	keylogSchema     = schema{keys: []string{"dir"}}
 	retransmitSchema = schema{keys: []string{"timeout", "base", "tries"}}
 	tunSchema        = schema{keys: []string{"name", "mtu"}}
+	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs"}}
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
-			"proposals", "mobike", "return_routability", "encap", "clone", "vips", "pools", "rekey_time", "reauth_time",
+			"proposals", "mobike", "return_routability", "encap", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
 			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
 			"signature_auth", "rsa_pss", "prefer", "children"},
 		hints: map[string]string{
@@ -436,7 +438,56 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 	for _, ce := range p.entries(f.val["children"], f.field("children"), "child") {
 		c.Children = append(c.Children, p.child(ce))
 	}
+	if f.has("interfaces") {
+		c.Interfaces = p.interfaces(f.sub("interfaces", ifacesSchema), c)
+	}
 	return c
+}
+
+// interfaces is the multi-interface manager's policy for a connection.
+func (p *parser) interfaces(f *fields, c *ConnConfig) *InterfacesConfig {
+	ic := &InterfacesConfig{
+		Mode:         f.enum("mode", "per-interface", "interface mode", []string{"per-interface", "failover"}, nil),
+		OnDown:       f.enum("on_down", "move", "action when an interface goes", []string{"move", "delete"}, nil),
+		OnReturn:     f.enum("on_return", "move-back", "action when an interface returns", []string{"move-back", "new"}, nil),
+		GatewayAddrs: f.enum("gateway_addrs", "one", "gateway address use", []string{"one", "all"}, nil),
+	}
+	items, set := f.list("use")
+	if !set || len(items) == 0 {
+		f.fail("use", "list the interfaces the VPNs may use, most preferred first (names or patterns such as wlan*)")
+	}
+	for _, it := range items {
+		if _, err := path.Match(it.s, ""); err != nil || it.s == "" {
+			p.fail(it.line, it.field, "%q is not an interface name or pattern", it.s)
+			continue
+		}
+		ic.Use = append(ic.Use, it.s)
+	}
+	items, set = f.list("children")
+	names := map[string]bool{}
+	for _, ch := range c.Children {
+		names[ch.Name] = true
+	}
+	for _, it := range items {
+		if !names[it.s] {
+			p.fail(it.line, it.field, "no child %q in this connection", it.s)
+			continue
+		}
+		ic.Children = append(ic.Children, it.s)
+	}
+	if !set {
+		for _, ch := range c.Children {
+			ic.Children = append(ic.Children, ch.Name)
+		}
+	}
+	if len(c.RemoteAddrs) == 0 || c.RemoteAddrs[0].IsUnspecified() {
+		f.fail("use", "the interface manager dials out: give the gateway's address first in remote_addrs")
+	}
+	if ic.Mode == "per-interface" && !c.Clone.Enable {
+		// Still works (one authentication per interface), but say why.
+		ic.NoClone = true
+	}
+	return ic
 }
 
 func unknownPool(name string, pools map[string]bool) string {

@@ -24,6 +24,7 @@ import (
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/manager"
 )
 
 // Daemon is one running mifike.
@@ -48,9 +49,15 @@ type Daemon struct {
 	plane    *dataplane.Linux       // nil for data_plane: none
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
-	keys     *keyLog
-	metrics  *metrics
-	stats    daemonStats
+
+	// The multi-interface managers, by connection, and a nudge to run
+	// them soon (an interface or an SA changed).
+	managers      map[string]*manager.Manager
+	policies      map[string]manager.Policy
+	reconcileSoon bool
+	keys          *keyLog
+	metrics       *metrics
+	stats         daemonStats
 }
 
 type sockKey struct {
@@ -82,7 +89,8 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
 		socks: map[sockKey]*udpSocket{}, rx: make(chan datagram, 1024), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{},
-		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}}
+		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{}}
+	d.newManagers(cfg)
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
 	}
@@ -167,9 +175,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer addrTick.Stop()
 	inTick := time.NewTicker(time.Second)
 	defer inTick.Stop()
+	linkChanged := make(chan struct{}, 1)
+	go watchLinks(ctx.Done(), linkChanged)
+	d.reconcileSoon = true
 	d.log.Info("mifike started", "config", d.path, "connections", len(d.conns), "listen", d.cfg.Listen)
 	d.startConnections(nil)
 	for {
+		if d.reconcileSoon {
+			d.reconcileSoon = false
+			d.reconcile()
+		}
 		select {
 		case p := <-d.rx:
 			d.receive(p)
@@ -179,8 +194,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			f()
 		case <-addrTick.C:
 			d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
+		case <-linkChanged:
+			d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
+			d.reconcileSoon = true
 		case <-inTick.C:
 			d.pollInbound()
+			d.reconcileSoon = true
 		case l := <-d.limits:
 			d.apply(d.engine.ChildLimit(time.Now(), l.inSPI, l.hard))
 		case s := <-sigs:
@@ -269,6 +288,10 @@ func (d *Daemon) apply(acts []ike.Action) {
 			d.keys.ike(a)
 		case ike.Event:
 			d.publish(a)
+			switch a.Kind {
+			case ike.EventIKEUp, ike.EventIKEDown, ike.EventIKECloned, ike.EventCloneRefused, ike.EventIKEFailed:
+				d.reconcileSoon = true
+			}
 		}
 	}
 }
@@ -315,7 +338,7 @@ func (d *Daemon) publish(e ike.Event) {
 // the named ones when names is non-nil).
 func (d *Daemon) startConnections(names map[string]bool) {
 	for i, cc := range d.cfg.Connections {
-		if cc.StartAction != "start" || (names != nil && !names[cc.Name]) {
+		if cc.StartAction != "start" || cc.Interfaces != nil || (names != nil && !names[cc.Name]) {
 			continue
 		}
 		if _, err := d.initiate(d.conns[i], ""); err != nil {
@@ -390,7 +413,14 @@ func (d *Daemon) reload() error {
 	for _, c := range d.cfg.Connections {
 		delete(added, c.Name)
 	}
+	for _, c := range cfg.Connections {
+		if c.Interfaces != nil {
+			delete(added, c.Name) // its manager starts it
+		}
+	}
 	d.cfg, d.conns, d.pools = cfg, conns, pools
+	d.newManagers(cfg)
+	d.reconcileSoon = true
 	d.log.Info("configuration reloaded", "config", d.path, "connections", len(conns))
 	d.startConnections(added)
 	return nil

@@ -271,7 +271,7 @@ func (sa *ikeSA) reauthenticate() {
 	}
 	local := netip.AddrPortFrom(sa.local.Addr(), sa.e.cfg.IKEPort)
 	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.e.remotePort(sa.conn))
-	n, err := sa.e.initiate(sa.conn, local, remote, sa.onlyChild)
+	n, err := sa.e.initiate(sa.conn, local, remote, sa.onlyChild, sa.iface)
 	if err != nil {
 		sa.e.log.Warn("reauthentication failed to start", "ike", sa.id, "err", err)
 		return

@@ -140,7 +140,7 @@ func (e *Engine) Initiate(now time.Time, conn string, local, remote netip.AddrPo
 	if !local.IsValid() {
 		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", conn)
 	}
-	sa, err := e.initiate(c, local, remote, nil)
+	sa, err := e.initiate(c, local, remote, nil, "")
 	if err != nil {
 		return 0, e.end(), err
 	}
@@ -150,30 +150,50 @@ func (e *Engine) Initiate(now time.Time, conn string, local, remote netip.AddrPo
 // InitiateChild starts an IKE SA of conn that brings up only its child
 // named child (in IKE_AUTH), not the connection's start children.
 func (e *Engine) InitiateChild(now time.Time, conn, child string, local, remote netip.AddrPort) (uint64, []Action, error) {
+	return e.InitiateWith(now, InitiateOptions{Conn: conn, Child: child, Local: local, Remote: remote})
+}
+
+// InitiateOptions says how to start an IKE SA.
+type InitiateOptions struct {
+	Conn  string
+	Child string // only this child; "" for the connection's start children
+	// Local and Remote are the first path; an invalid Remote takes the
+	// connection's first remote address.
+	Local, Remote netip.AddrPort
+	// Iface pins the SA to an interface from its first message (a VPN per
+	// interface), as a MOBIKE move would.
+	Iface string
+}
+
+// InitiateWith starts an IKE SA as o says.
+func (e *Engine) InitiateWith(now time.Time, o InitiateOptions) (uint64, []Action, error) {
 	e.begin(now)
-	c := e.connection(conn)
+	c := e.connection(o.Conn)
 	if c == nil {
-		return 0, e.end(), fmt.Errorf("ike: no connection named %q", conn)
+		return 0, e.end(), fmt.Errorf("ike: no connection named %q", o.Conn)
 	}
 	var cfg *ChildConfig
-	for _, ch := range c.Children {
-		if ch.Name == child {
-			cfg = ch
+	if o.Child != "" {
+		for _, ch := range c.Children {
+			if ch.Name == o.Child {
+				cfg = ch
+			}
+		}
+		if cfg == nil {
+			return 0, e.end(), fmt.Errorf("ike: connection %s has no child %q", o.Conn, o.Child)
 		}
 	}
-	if cfg == nil {
-		return 0, e.end(), fmt.Errorf("ike: connection %s has no child %q", conn, child)
-	}
+	remote := o.Remote
 	if !remote.IsValid() {
 		if len(c.RemoteAddrs) == 0 {
-			return 0, e.end(), fmt.Errorf("ike: connection %s has no remote address to initiate to", conn)
+			return 0, e.end(), fmt.Errorf("ike: connection %s has no remote address to initiate to", o.Conn)
 		}
 		remote = netip.AddrPortFrom(c.RemoteAddrs[0], e.remotePort(c))
 	}
-	if !local.IsValid() {
-		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", conn)
+	if !o.Local.IsValid() {
+		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", o.Conn)
 	}
-	sa, err := e.initiate(c, local, remote, cfg)
+	sa, err := e.initiate(c, o.Local, remote, cfg, o.Iface)
 	if err != nil {
 		return 0, e.end(), err
 	}

@@ -28,12 +28,12 @@ type ikeInitTask struct {
 	offered *wire.SA
 }
 
-func (e *Engine) initiate(c *Connection, local, remote netip.AddrPort, only *ChildConfig) (*ikeSA, error) {
+func (e *Engine) initiate(c *Connection, local, remote netip.AddrPort, only *ChildConfig, iface string) (*ikeSA, error) {
 	if len(e.sas) >= e.cfg.MaxIKESAs {
 		return nil, fmt.Errorf("ike: limit of %d IKE SAs reached", e.cfg.MaxIKESAs)
 	}
 	sa := e.newSA(c, true, local, remote)
-	sa.onlyChild = only
+	sa.onlyChild, sa.iface = only, iface
 	sa.ni = e.nonce()
 	t := &ikeInitTask{group: proposal.FirstDH(c.IKE)}
 	if err := t.send(sa); err != nil {

@@ -263,7 +263,7 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 func (e *Engine) restart(sa *ikeSA) {
 	local := netip.AddrPortFrom(sa.local.Addr(), e.cfg.IKEPort)
 	remote := netip.AddrPortFrom(sa.remote.Addr(), sa.e.remotePort(sa.conn))
-	if n, err := e.initiate(sa.conn, local, remote, sa.onlyChild); err == nil {
+	if n, err := e.initiate(sa.conn, local, remote, sa.onlyChild, sa.iface); err == nil {
 		e.log.Info("restarting connection after dead peer", "old", sa.id, "new", n.id, "conn", sa.conn.Name)
 	}
 }

@@ -1,0 +1,180 @@
+package daemon
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/mifike/mifike/internal/config"
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/manager"
+	"github.com/mifike/mifike/internal/ts"
+)
+
+// newManagers makes a manager for each connection with an interfaces
+// section, keeping the ones whose policy did not change (a reload keeps
+// their memory of homes).
+func (d *Daemon) newManagers(cfg *config.Config) {
+	old := d.managers
+	d.managers = map[string]*manager.Manager{}
+	for _, cc := range cfg.Connections {
+		ic := cc.Interfaces
+		if ic == nil {
+			continue
+		}
+		p := manager.Policy{Conn: cc.Name, Use: ic.Use, MoveOnDown: ic.OnDown == "move", MoveBack: ic.OnReturn == "move-back",
+			Children: ic.Children, AllGatewayAddrs: ic.GatewayAddrs == "all"}
+		if ic.Mode == "failover" {
+			p.Mode = manager.Failover
+		}
+		if m := old[cc.Name]; m != nil && d.policies[cc.Name].Describe() == p.Describe() {
+			d.managers[cc.Name] = m
+		} else {
+			d.managers[cc.Name] = manager.New(p, d.log.With("component", "manager"))
+		}
+		d.policies[cc.Name] = p
+		d.log.Info("interface manager", "conn", cc.Name, "policy", p.Describe())
+		if ic.NoClone {
+			d.log.Warn("interfaces: per-interface without clone.enable authenticates once per interface; enable cloning to authenticate once (RFC 7791)", "conn", cc.Name)
+		}
+	}
+}
+
+// hostInterfaces lists the interfaces with their usable addresses.
+func hostInterfaces() []manager.Interface {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []manager.Interface
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		mi := manager.Interface{Name: i.Name, Up: i.Flags&net.FlagUp != 0 && i.Flags&net.FlagRunning != 0}
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsGlobalUnicast() {
+				mi.Addrs = append(mi.Addrs, p.Addr().Unmap())
+			}
+		}
+		out = append(out, mi)
+	}
+	return out
+}
+
+// reconcile lets every manager compare its connection's SAs with the
+// interfaces and carries out what it decides.
+func (d *Daemon) reconcile() {
+	if len(d.managers) == 0 {
+		return
+	}
+	now := time.Now()
+	ifaces := hostInterfaces()
+	all := d.engine.IKESAs()
+	for name, m := range d.managers {
+		c := d.conn(name)
+		if c == nil || len(c.RemoteAddrs) == 0 {
+			continue
+		}
+		var sas []manager.SA
+		for _, s := range all {
+			if s.Conn != name || (s.State != "ESTABLISHED" && s.State != "CONNECTING") {
+				continue
+			}
+			ms := manager.SA{ID: s.ID, Established: s.State == "ESTABLISHED", Local: s.Local.Addr(), Remote: s.Remote.Addr(),
+				Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
+				MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs}
+			for _, ch := range s.Children {
+				sel := ch.LocalTS
+				ms.Children = append(ms.Children, manager.Child{Name: ch.Name, InSPI: ch.InSPI, Transport: ch.Mode == ike.Transport,
+					Covers: func(a netip.Addr) bool {
+						for _, x := range sel {
+							if ts.Match(x, a, 0, 0) || (x.Start.IsValid() && !a.Less(x.Start) && !x.End.Less(a)) {
+								return true
+							}
+						}
+						return false
+					}})
+			}
+			sas = append(sas, ms)
+		}
+		for _, cmd := range m.Reconcile(now, c.RemoteAddrs[0], ifaces, sas) {
+			d.execute(m, c, cmd)
+		}
+	}
+}
+
+func (d *Daemon) conn(name string) *ike.Connection {
+	for _, c := range d.conns {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) execute(m *manager.Manager, c *ike.Connection, cmd manager.Command) {
+	now := time.Now()
+	var (
+		acts []ike.Action
+		err  error
+	)
+	switch x := cmd.(type) {
+	case manager.Initiate:
+		remote := x.Remote
+		if !remote.IsValid() {
+			remote = c.RemoteAddrs[0]
+		}
+		port := c.RemotePort
+		if port == 0 {
+			port = d.cfg.IKEPort
+		}
+		var id uint64
+		id, acts, err = d.engine.InitiateWith(now, ike.InitiateOptions{Conn: c.Name, Local: netip.AddrPortFrom(x.Local, d.cfg.IKEPort),
+			Remote: netip.AddrPortFrom(remote, port), Iface: x.Iface})
+		if err == nil {
+			m.Bind(x.Slot, id)
+		}
+	case manager.Clone:
+		acts, err = d.engine.Clone(now, x.ID)
+	case manager.CreateChild:
+		acts, err = d.engine.CreateChild(now, x.ID, x.Name)
+	case manager.Move:
+		acts, err = d.engine.Move(now, x.ID, x.Local, x.Remote, x.Iface)
+	case manager.Terminate:
+		acts, err = d.engine.Terminate(now, x.ID, x.ChildSPI)
+	}
+	d.apply(acts)
+	if err != nil {
+		d.log.Warn("interface manager: command failed", "conn", c.Name, "command", cmd, "err", err)
+	}
+}
+
+// watchLinks turns netlink link and address changes into a nudge on
+// changed: a new interface gets its VPN within a second, not at the next
+// poll.
+func watchLinks(done <-chan struct{}, changed chan<- struct{}) {
+	links := make(chan netlink.LinkUpdate, 64)
+	addrs := make(chan netlink.AddrUpdate, 64)
+	if err := netlink.LinkSubscribe(links, done); err != nil {
+		return
+	}
+	if err := netlink.AddrSubscribe(addrs, done); err != nil {
+		return
+	}
+	for {
+		select {
+		case <-links:
+		case <-addrs:
+		case <-done:
+			return
+		}
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+}

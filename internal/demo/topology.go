@@ -1,0 +1,373 @@
+// Package demo is the multiple-interfaces lab: an end user with three
+// interfaces (eth0, wlan0, wwan0 on three access networks), a router, a
+// gateway with two addresses and a protected server behind it, each in
+// its own network namespace, with real mifike daemons on both ends. The
+// `mifike demo` command narrates a run on it, and the end-to-end tests
+// check every requirement of the MIF problem statement on it.
+//
+//	         eth0  10.91.1.2 ─┐                ┌─ up0 10.92.1.2 ┐
+//	 [ue]    wlan0 10.91.2.2 ─┼─ [net] router ─┤                ├ [gw] ─ lan0 10.93.0.1 ── [srv] 10.93.0.2
+//	         wwan0 10.91.3.2 ─┘                └─ up1 10.92.2.2 ┘
+//	 virtual IPs 10.99.0.x, one per VPN          pool 10.99.0.0/24
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/lab"
+)
+
+// Addresses of the lab.
+var (
+	GatewayAddrs = []netip.Addr{netip.MustParseAddr("10.92.1.2"), netip.MustParseAddr("10.92.2.2")}
+	Server       = netip.MustParseAddr("10.93.0.2")
+	// UEIfaces are the end user's interfaces, most preferred first.
+	UEIfaces = []Access{
+		{Dev: "eth0", Addr: "10.91.1.2", Router: "10.91.1.1", Metric: 100},
+		{Dev: "wlan0", Addr: "10.91.2.2", Router: "10.91.2.1", Metric: 200},
+		{Dev: "wwan0", Addr: "10.91.3.2", Router: "10.91.3.1", Metric: 300},
+	}
+	// Extra is an interface that appears during a run.
+	Extra = Access{Dev: "usb0", Addr: "10.91.4.2", Router: "10.91.4.1", Metric: 400}
+)
+
+// Access is one of the end user's access networks.
+type Access struct {
+	Dev, Addr, Router string
+	Metric            int
+}
+
+// Topology is the running lab.
+type Topology struct {
+	*lab.Lab
+	UE, Net, GW, Srv string // namespace names
+	Dir              string
+	Bin              string // the mifike binary
+
+	ueDaemon, gwDaemon *Daemon
+}
+
+// Build creates the namespaces and links. Close the topology (or cancel
+// ctx) to remove everything. bin is the mifike binary to run.
+func Build(ctx context.Context, prefix, dir, bin string) (*Topology, error) {
+	l, err := lab.New(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	t := &Topology{Lab: l, Dir: dir, Bin: bin}
+	fail := func(err error) (*Topology, error) {
+		l.Close()
+		return nil, err
+	}
+	for _, p := range []struct {
+		name string
+		dst  *string
+	}{{"ue", &t.UE}, {"net", &t.Net}, {"gw", &t.GW}, {"srv", &t.Srv}} {
+		if *p.dst, err = l.AddNS(p.name); err != nil {
+			return fail(err)
+		}
+	}
+	for _, a := range UEIfaces {
+		if err := t.addAccess(a); err != nil {
+			return fail(err)
+		}
+	}
+	links := []struct{ a, b lab.End }{
+		{lab.End{NS: t.Net, Dev: "gw-a", Addrs: []string{"10.92.1.1/24"}}, lab.End{NS: t.GW, Dev: "up0", Addrs: []string{"10.92.1.2/24"}}},
+		{lab.End{NS: t.Net, Dev: "gw-b", Addrs: []string{"10.92.2.1/24"}}, lab.End{NS: t.GW, Dev: "up1", Addrs: []string{"10.92.2.2/24"}}},
+		{lab.End{NS: t.GW, Dev: "lan0", Addrs: []string{"10.93.0.1/24"}}, lab.End{NS: t.Srv, Dev: "eth0", Addrs: []string{"10.93.0.2/24"}}},
+	}
+	for _, k := range links {
+		if err := l.Veth(k.a, k.b); err != nil {
+			return fail(err)
+		}
+	}
+	for _, r := range [][]string{
+		{t.GW, "route", "add", "10.91.0.0/16", "via", "10.92.1.1", "metric", "100"},
+		{t.GW, "route", "add", "10.91.0.0/16", "via", "10.92.2.1", "metric", "200"},
+		{t.Srv, "route", "add", "default", "via", "10.93.0.1"},
+	} {
+		if err := l.IP(r[0], r[1:]...); err != nil {
+			return fail(err)
+		}
+	}
+	for _, ns := range []string{t.Net, t.GW} {
+		if err := l.Forwarding(ns); err != nil {
+			return fail(err)
+		}
+	}
+	for _, ns := range []string{t.UE, t.GW} {
+		// A multi-homed host: ARP only for each link's own addresses, no
+		// routes over a link without carrier, loose source checks.
+		if _, err := l.Run(ctx, ns, "sysctl", "-q", "-w", "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.all.arp_ignore=1",
+			"net.ipv4.conf.all.ignore_routes_with_linkdown=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"); err != nil {
+			return fail(err)
+		}
+	}
+	return t, nil
+}
+
+// addAccess links one end-user interface to the router, with a default
+// route through it (each interface its own metric, as NetworkManager does).
+func (t *Topology) addAccess(a Access) error {
+	if err := t.Veth(lab.End{NS: t.UE, Dev: a.Dev, Addrs: []string{a.Addr + "/24"}},
+		lab.End{NS: t.Net, Dev: "ue-" + a.Dev, Addrs: []string{a.Router + "/24"}}); err != nil {
+		return err
+	}
+	return t.IP(t.UE, "route", "add", "default", "via", a.Router, "dev", a.Dev, "metric", fmt.Sprint(a.Metric))
+}
+
+// AddInterface plugs in a new end-user interface (e.g. Extra).
+func (t *Topology) AddInterface(a Access) error { return t.addAccess(a) }
+
+// SetLink takes an end-user interface up or down (link down: the
+// interface is gone for the host, as when Wi-Fi is switched off).
+func (t *Topology) SetLink(dev string, up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if err := t.IP(t.UE, "link", "set", dev, state); err != nil {
+		return err
+	}
+	if up {
+		// A link that comes back loses its default route; put it back.
+		for _, a := range append(UEIfaces, Extra) {
+			if a.Dev == dev {
+				t.IP(t.UE, "route", "replace", "default", "via", a.Router, "dev", a.Dev, "metric", fmt.Sprint(a.Metric))
+			}
+		}
+	}
+	return nil
+}
+
+// Blackhole silently drops (on) or passes again (off) everything the
+// router forwards to or from one end-user interface: the link stays up,
+// so only liveness checks can tell (nftables in the router).
+func (t *Topology) Blackhole(ctx context.Context, dev string, on bool) error {
+	table := "mifike-" + dev
+	if !on {
+		_, err := t.Run(ctx, t.Net, "nft", "delete", "table", "inet", table)
+		return err
+	}
+	_, err := t.Run(ctx, t.Net, "nft", fmt.Sprintf(
+		"add table inet %[1]s; add chain inet %[1]s fwd { type filter hook forward priority 0; }; "+
+			"add rule inet %[1]s fwd iifname \"ue-%[2]s\" drop; add rule inet %[1]s fwd oifname \"ue-%[2]s\" drop", table, dev))
+	return err
+}
+
+// Daemon is one mifike daemon of the lab.
+type Daemon struct {
+	Name string
+	NS   string
+	Sock string
+	Dir  string
+	proc *lab.Proc
+	top  *Topology
+}
+
+// StartDaemon runs mifike with config (its control socket is filled in)
+// in namespace ns.
+func (t *Topology) StartDaemon(name, ns, config string) (*Daemon, error) {
+	dir := filepath.Join(t.Dir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	d := &Daemon{Name: name, NS: ns, Dir: dir, Sock: filepath.Join(dir, "mifike.sock"), top: t}
+	config = fmt.Sprintf("control: {socket: %s}\n", d.Sock) + config
+	cfgPath := filepath.Join(dir, "mifike.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "mifike.log"))
+	if err != nil {
+		return nil, err
+	}
+	if d.proc, err = t.Start(ns, logf, t.Bin, "daemon", "-c", cfgPath); err != nil {
+		return nil, err
+	}
+	for range 100 {
+		if _, err := os.Stat(d.Sock); err == nil {
+			return d, nil
+		}
+		select {
+		case <-d.proc.Done():
+			return nil, fmt.Errorf("mifike (%s) exited: %v\n%s", name, d.proc.Err(), d.proc.Output())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("mifike (%s) did not open its control socket:\n%s", name, d.proc.Output())
+}
+
+// Log is the daemon's log so far.
+func (d *Daemon) Log() string {
+	b, _ := os.ReadFile(filepath.Join(d.Dir, "mifike.log"))
+	return string(b)
+}
+
+// SAs lists the daemon's IKE SAs.
+func (d *Daemon) SAs() ([]control.SA, error) {
+	c, err := control.Dial(d.Sock)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var out []control.SA
+	err = c.Call("list-sas", nil, &out)
+	return out, err
+}
+
+// Call runs a control command.
+func (d *Daemon) Call(cmd string, args map[string]any) error {
+	c, err := control.Dial(d.Sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Call(cmd, args, nil)
+}
+
+// Table is the daemon's list-sas table, as the CLI prints it.
+func (d *Daemon) Table(ctx context.Context) string {
+	out, err := d.top.Run(ctx, d.NS, d.top.Bin, "list-sas", "-s", d.Sock)
+	if err != nil {
+		return err.Error()
+	}
+	return string(out)
+}
+
+// Ping sends a few pings from src (an address in ns) to dst.
+func (t *Topology) Ping(ctx context.Context, ns, src string, dst netip.Addr) error {
+	args := []string{"-n", "-q", "-c", "3", "-i", "0.2", "-W", "2"}
+	if src != "" {
+		args = append(args, "-I", src)
+	}
+	_, err := t.Run(ctx, ns, "ping", append(args, dst.String())...)
+	return err
+}
+
+// InNS runs fn on a thread inside namespace ns: sockets fn creates live
+// there.
+func InNS(ns string, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		return err
+	}
+	defer netns.Set(orig)
+	return fn()
+}
+
+// Stream is a TCP connection carrying a steady flow of numbered records
+// from the end user to the server, to show a connection survives moves.
+type Stream struct {
+	conn     net.Conn
+	ln       net.Listener
+	sent     int
+	received chan int
+	stop     chan struct{}
+	err      error
+	done     chan struct{}
+}
+
+// StartStream connects from src (an end-user virtual IP) to the server
+// and sends a record every 10 ms until Stop.
+func (t *Topology) StartStream(src netip.Addr) (*Stream, error) {
+	s := &Stream{received: make(chan int, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	err := InNS(t.Srv, func() error {
+		var err error
+		s.ln, err = net.Listen("tcp", net.JoinHostPort(Server.String(), "7000"))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		c, err := s.ln.Accept()
+		if err != nil {
+			s.received <- 0
+			return
+		}
+		defer c.Close()
+		n, _ := io.Copy(io.Discard, c)
+		s.received <- int(n / 64)
+	}()
+	err = InNS(t.UE, func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		var err error
+		s.conn, err = d.Dial("tcp", net.JoinHostPort(Server.String(), "7000"))
+		return err
+	})
+	if err != nil {
+		s.ln.Close()
+		return nil, err
+	}
+	go func() {
+		defer close(s.done)
+		rec := make([]byte, 64)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+				s.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+				if _, err := s.conn.Write(rec); err != nil {
+					s.err = err
+					return
+				}
+				s.sent++
+			}
+		}
+	}()
+	return s, nil
+}
+
+// Stop ends the stream and reports records sent and received; all of
+// them arrive if the connection survived.
+func (s *Stream) Stop() (sent, received int, err error) {
+	close(s.stop)
+	<-s.done
+	s.conn.Close()
+	select {
+	case received = <-s.received:
+	case <-time.After(30 * time.Second):
+	}
+	s.ln.Close()
+	return s.sent, received, s.err
+}
+
+// WaitFor polls cond every 50 ms until it holds or timeout passes.
+func WaitFor(timeout time.Duration, cond func() bool) bool {
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
+

@@ -1,0 +1,546 @@
+// Package manager turns a host's interfaces into VPNs: the end user's
+// side of the multiple-interfaces problem (draft-mglt-mif-security-
+// requirements): authenticate once, then one VPN per usable interface by
+// cloning the IKE SA (RFC 7791 Appendix A) and moving each clone onto its
+// interface with MOBIKE (RFC 4555); move VPNs off interfaces that fail
+// and back when they return.
+//
+// The manager is a pure decision function, like the engine: Reconcile
+// takes the interfaces and the connection's IKE SAs as they are now and
+// returns commands (initiate, clone, create a Child SA, move, delete);
+// the daemon carries them out and calls again on the next change. It
+// remembers only each SA's home interface and the operations in flight,
+// so every call converges on the policy from whatever state it finds.
+package manager
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path"
+	"slices"
+	"time"
+)
+
+// Mode is how VPNs map to interfaces.
+type Mode int
+
+const (
+	// PerInterface keeps one VPN on every usable interface.
+	PerInterface Mode = iota
+	// Failover keeps one VPN, on the most preferred usable interface.
+	Failover
+)
+
+func (m Mode) String() string {
+	if m == Failover {
+		return "failover"
+	}
+	return "per-interface"
+}
+
+// Policy is one connection's interface policy.
+type Policy struct {
+	Conn string
+	Mode Mode
+	// Use lists the eligible interfaces as names or shell patterns
+	// (wlan*), most preferred first.
+	Use []string
+	// MoveOnDown moves a VPN whose interface fails to the best remaining
+	// one (its inner address stays, so connections through it survive);
+	// false deletes it.
+	MoveOnDown bool
+	// MoveBack returns a moved VPN to its interface when that comes back;
+	// false leaves it and gives the returning interface a new VPN.
+	MoveBack bool
+	// Children are brought up on every clone (RFC 7791 App. A.3).
+	Children []string
+	// AllGatewayAddrs spreads VPNs over every (interface, gateway
+	// address) pair the gateway announced (RFC 7791 figures 2 and 3)
+	// instead of one per interface.
+	AllGatewayAddrs bool
+	// Retry is how long an operation may stay unanswered before it is
+	// tried again (default 20 s).
+	Retry time.Duration
+}
+
+// Interface is a network interface as the host sees it now.
+type Interface struct {
+	Name  string
+	Up    bool // administratively up and with carrier
+	Addrs []netip.Addr
+}
+
+// SA is one IKE SA of the connection.
+type SA struct {
+	ID              uint64
+	Established     bool
+	Local, Remote   netip.Addr
+	Iface           string // pinned interface, if any
+	Parent          uint64 // clone parent
+	CloneSupported  bool
+	MOBIKE          bool
+	MOBIKEInitiator bool
+	PeerAddrs       []netip.Addr
+	Children        []Child
+}
+
+// Child is one Child SA of an IKE SA.
+type Child struct {
+	Name      string
+	InSPI     uint32
+	Transport bool
+	// LocalAddrs are the addresses its local selectors cover.
+	Covers func(netip.Addr) bool
+}
+
+// Command is something the daemon must do.
+type Command interface{ isCommand() }
+
+// Initiate authenticates from Local on Iface (to Remote, or the
+// connection's address when invalid); report the new SA with Bind.
+type Initiate struct {
+	Slot          Slot
+	Local, Remote netip.Addr
+	Iface         string
+}
+
+// Clone clones IKE SA ID (RFC 7791).
+type Clone struct{ ID uint64 }
+
+// CreateChild brings up child Name on IKE SA ID.
+type CreateChild struct {
+	ID   uint64
+	Name string
+}
+
+// Move moves IKE SA ID and its Child SAs (RFC 4555).
+type Move struct {
+	ID            uint64
+	Local, Remote netip.Addr
+	Iface         string
+}
+
+// Terminate deletes IKE SA ID, or only its Child SA ChildSPI.
+type Terminate struct {
+	ID       uint64
+	ChildSPI uint32
+}
+
+func (Initiate) isCommand()    {}
+func (Clone) isCommand()       {}
+func (CreateChild) isCommand() {}
+func (Move) isCommand()        {}
+func (Terminate) isCommand()   {}
+
+// Slot is where a VPN belongs: an interface, and in AllGatewayAddrs mode
+// also a gateway address.
+type Slot struct {
+	Iface  string
+	Remote netip.Addr
+}
+
+func (s Slot) String() string {
+	if s.Remote.IsValid() {
+		return s.Iface + "→" + s.Remote.String()
+	}
+	return s.Iface
+}
+
+// Manager holds one connection's decisions between calls.
+type Manager struct {
+	p    Policy
+	log  *slog.Logger
+	home map[uint64]Slot
+	// Operations in flight, with when they started.
+	initiating map[Slot]time.Time
+	cloning    map[uint64][]pendingClone // by parent, in request order
+	moving     map[uint64]moveOp
+	replacing  map[uint32]time.Time // transport Child SAs being replaced
+	noClone    bool                 // the peer did not offer cloning: said once
+}
+
+type moveOp struct {
+	iface string
+	at    time.Time
+}
+
+type pendingClone struct {
+	slot Slot
+	at   time.Time
+}
+
+// New makes a manager for p.
+func New(p Policy, log *slog.Logger) *Manager {
+	if p.Retry == 0 {
+		p.Retry = 20 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
+		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, moving: map[uint64]moveOp{},
+		replacing: map[uint32]time.Time{}}
+}
+
+// Bind tells the manager which SA an Initiate made.
+func (m *Manager) Bind(s Slot, id uint64) { m.home[id] = s }
+
+// Home is the slot an SA belongs to, for displays.
+func (m *Manager) Home(id uint64) (Slot, bool) {
+	s, ok := m.home[id]
+	return s, ok
+}
+
+// usable is an eligible interface that is up with an address of the
+// peer's family.
+type usable struct {
+	Interface
+	rank int
+}
+
+func (m *Manager) usable(ifaces []Interface, family netip.Addr) []usable {
+	var out []usable
+	for _, i := range ifaces {
+		rank := -1
+		for k, pat := range m.p.Use {
+			if ok, _ := path.Match(pat, i.Name); ok {
+				rank = k
+				break
+			}
+		}
+		if rank < 0 || !i.Up || !addrOf(i, family).IsValid() {
+			continue
+		}
+		out = append(out, usable{i, rank})
+	}
+	slices.SortStableFunc(out, func(a, b usable) int {
+		if a.rank != b.rank {
+			return a.rank - b.rank
+		}
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// addrOf picks the interface's address of the peer's family.
+func addrOf(i Interface, family netip.Addr) netip.Addr {
+	for _, a := range i.Addrs {
+		if !family.IsValid() || a.Is4() == family.Is4() {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// ifaceOf is the interface an SA uses now: its pin, or the owner of its
+// local address.
+func ifaceOf(s SA, ifaces []Interface) string {
+	if s.Iface != "" {
+		return s.Iface
+	}
+	for _, i := range ifaces {
+		if slices.Contains(i.Addrs, s.Local) {
+			return i.Name
+		}
+	}
+	return ""
+}
+
+// Reconcile compares the SAs with the policy and returns what to do.
+// gateway is the connection's configured remote address (for the family
+// and the first authentication).
+func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interface, sas []SA) []Command {
+	var cmds []Command
+	byID := map[uint64]SA{}
+	for _, s := range sas {
+		byID[s.ID] = s
+	}
+	for id := range m.home {
+		if _, ok := byID[id]; !ok {
+			delete(m.home, id)
+			delete(m.moving, id)
+		}
+	}
+	for id, op := range m.moving {
+		if now.Sub(op.at) > m.p.Retry {
+			delete(m.moving, id)
+		}
+	}
+	for spi, t := range m.replacing {
+		if now.Sub(t) > 2*m.p.Retry {
+			delete(m.replacing, spi)
+		}
+	}
+	use := m.usable(ifaces, gateway)
+	isUsable := func(name string) (usable, bool) {
+		for _, u := range use {
+			if u.Name == name {
+				return u, true
+			}
+		}
+		return usable{}, false
+	}
+
+	// Clones that came up take the slot they were made for, get their
+	// Child SAs and move there (RFC 7791 App. A.3, A.4).
+	for _, s := range sas {
+		if _, known := m.home[s.ID]; known || s.Parent == 0 || !s.Established {
+			continue
+		}
+		q := m.cloning[s.Parent]
+		if len(q) == 0 {
+			continue
+		}
+		slot := q[0].slot
+		m.cloning[s.Parent] = q[1:]
+		m.home[s.ID] = slot
+		m.log.Info("clone ready: adding its Child SAs and moving it", "ike", s.ID, "parent", s.Parent, "slot", slot.String())
+		for _, c := range m.p.Children {
+			cmds = append(cmds, CreateChild{ID: s.ID, Name: c})
+		}
+		if u, ok := isUsable(slot.Iface); ok {
+			cmds = append(cmds, m.move(now, s, u, slot.Remote))
+		}
+	}
+	for parent, q := range m.cloning {
+		for len(q) > 0 && now.Sub(q[0].at) > m.p.Retry {
+			q = q[1:] // never answered: forget, the slot is tried again
+		}
+		if _, ok := byID[parent]; !ok {
+			q = nil
+		}
+		if len(q) == 0 {
+			delete(m.cloning, parent)
+		} else {
+			m.cloning[parent] = q
+		}
+	}
+	// SAs the manager did not start (start_action, the CLI) belong where
+	// they are.
+	for _, s := range sas {
+		if _, known := m.home[s.ID]; !known && s.Parent == 0 {
+			if cur := ifaceOf(s, ifaces); cur != "" {
+				m.home[s.ID] = Slot{Iface: cur}
+				if m.p.AllGatewayAddrs {
+					m.home[s.ID] = Slot{Iface: cur, Remote: s.Remote}
+				}
+				for slot := range m.initiating {
+					if slot.Iface == cur {
+						delete(m.initiating, slot)
+					}
+				}
+			}
+		}
+	}
+	for slot, t := range m.initiating {
+		if now.Sub(t) > m.p.Retry {
+			delete(m.initiating, slot)
+		}
+	}
+
+	// VPNs whose interface went away move or go; those whose interface
+	// came back return (RFC 4555 §3.5: we are the MOBIKE initiator).
+	for _, s := range sas {
+		slot, ok := m.home[s.ID]
+		if !ok || !s.Established {
+			continue
+		}
+		cur := ifaceOf(s, ifaces)
+		_, homeUp := isUsable(slot.Iface)
+		_, curUp := isUsable(cur)
+		switch {
+		case homeUp && cur != slot.Iface && (m.p.MoveBack || !curUp):
+			u, _ := isUsable(slot.Iface)
+			if c := m.move(now, s, u, slot.Remote); c != nil {
+				m.log.Info("interface back: moving its VPN home", "ike", s.ID, "iface", slot.Iface)
+				cmds = append(cmds, c)
+			}
+		case !homeUp && !curUp:
+			if !m.p.MoveOnDown || !s.MOBIKE || !s.MOBIKEInitiator {
+				m.log.Info("interface gone: deleting its VPN", "ike", s.ID, "iface", slot.Iface)
+				cmds = append(cmds, Terminate{ID: s.ID})
+				delete(m.home, s.ID)
+				continue
+			}
+			if len(use) == 0 {
+				continue // nowhere to go; liveness checks decide
+			}
+			if c := m.move(now, s, use[0], netip.Addr{}); c != nil {
+				m.log.Info("interface gone: moving its VPN", "ike", s.ID, "from", slot.Iface, "to", use[0].Name)
+				cmds = append(cmds, c)
+				if !m.p.MoveBack {
+					m.home[s.ID] = Slot{Iface: use[0].Name, Remote: slot.Remote}
+				}
+			}
+		}
+		cmds = append(cmds, m.transportFollow(now, s)...)
+	}
+
+	// Every slot without a VPN gets one: the first by authenticating,
+	// the others by cloning (or, for a peer that cannot clone, by
+	// authenticating again).
+	want := m.slots(use, sas)
+	served := map[Slot]bool{}
+	for _, slot := range m.home {
+		served[slot] = true // established, or still being set up
+	}
+	for _, q := range m.cloning {
+		for _, p := range q {
+			served[p.slot] = true
+		}
+	}
+	for slot := range m.initiating {
+		served[slot] = true
+	}
+	if m.p.Mode == Failover && (len(m.home) > 0 || len(m.initiating) > 0 || len(m.cloning) > 0) {
+		return cmds // one VPN, wherever it is now
+	}
+	base := m.base(sas, use)
+	for _, slot := range want {
+		if served[slot] {
+			continue
+		}
+		u, _ := isUsable(slot.Iface)
+		switch {
+		case base == nil && len(m.home) == 0 && len(m.initiating) == 0:
+			m.log.Info("authenticating", "iface", slot.Iface, "local", addrOf(u.Interface, gateway))
+			cmds = append(cmds, Initiate{Slot: slot, Local: addrOf(u.Interface, gateway), Remote: slot.Remote, Iface: slot.Iface})
+			m.initiating[slot] = now
+		case base == nil:
+			// The first authentication is still under way.
+		case base.CloneSupported && base.MOBIKE && base.MOBIKEInitiator:
+			m.log.Info("new interface: cloning the IKE SA for it", "iface", slot.Iface, "parent", base.ID)
+			cmds = append(cmds, Clone{ID: base.ID})
+			m.cloning[base.ID] = append(m.cloning[base.ID], pendingClone{slot: slot, at: now})
+		default:
+			if !m.noClone {
+				m.noClone = true
+				m.log.Warn("the peer does not offer cloning (no CLONE_IKE_SA_SUPPORTED, or no MOBIKE): authenticating again on every interface", "ike", base.ID)
+			}
+			cmds = append(cmds, Initiate{Slot: slot, Local: addrOf(u.Interface, gateway), Remote: slot.Remote, Iface: slot.Iface})
+			m.initiating[slot] = now
+		}
+		if m.p.Mode == Failover {
+			break
+		}
+	}
+	return cmds
+}
+
+// slots are the places that should have a VPN.
+func (m *Manager) slots(use []usable, sas []SA) []Slot {
+	if len(use) == 0 {
+		return nil
+	}
+	if m.p.Mode == Failover {
+		return []Slot{{Iface: use[0].Name}}
+	}
+	var gws []netip.Addr
+	if m.p.AllGatewayAddrs {
+		for _, s := range sas {
+			if s.Established && len(s.PeerAddrs) > 0 {
+				gws = s.PeerAddrs
+				break
+			}
+		}
+	}
+	var out []Slot
+	for _, u := range use {
+		if len(gws) == 0 {
+			out = append(out, Slot{Iface: u.Name})
+			continue
+		}
+		for _, g := range gws {
+			if addrOf(u.Interface, g).IsValid() {
+				out = append(out, Slot{Iface: u.Name, Remote: g})
+			}
+		}
+	}
+	return out
+}
+
+// base is the SA to clone: the established one on the most preferred
+// interface.
+func (m *Manager) base(sas []SA, use []usable) *SA {
+	var best *SA
+	bestRank := 1 << 30
+	for i := range sas {
+		s := &sas[i]
+		if !s.Established {
+			continue
+		}
+		rank := 1 << 20
+		if slot, ok := m.home[s.ID]; ok {
+			for k, u := range use {
+				if u.Name == slot.Iface {
+					rank = k
+				}
+			}
+		}
+		if best == nil || rank < bestRank || (rank == bestRank && s.ID < best.ID) {
+			best, bestRank = s, rank
+		}
+	}
+	return best
+}
+
+// move returns the command putting s on interface u (towards remote, or
+// its current peer address), unless it is there or a move is under way.
+func (m *Manager) move(now time.Time, s SA, u usable, remote netip.Addr) Command {
+	if !s.MOBIKE || !s.MOBIKEInitiator {
+		return nil
+	}
+	if !remote.IsValid() {
+		remote = s.Remote
+	}
+	local := addrOf(u.Interface, remote)
+	if s.Local == local && s.Remote == remote && s.Iface == u.Name {
+		return nil
+	}
+	if op, ok := m.moving[s.ID]; ok && op.iface == u.Name && now.Sub(op.at) < m.p.Retry/4 {
+		return nil
+	}
+	m.moving[s.ID] = moveOp{u.Name, now}
+	return Move{ID: s.ID, Local: local, Remote: remote, Iface: u.Name}
+}
+
+// transportFollow replaces transport-mode Child SAs whose selectors
+// still name an address the SA no longer uses: MOBIKE moves the outer
+// addresses, but in transport mode they are the selectors too (the MIF
+// problem statement's UC3), so a new Child SA is made for the new address
+// and the old one deleted.
+func (m *Manager) transportFollow(now time.Time, s SA) []Command {
+	var cmds []Command
+	for _, c := range s.Children {
+		if !c.Transport || c.Covers == nil || c.Covers(s.Local) {
+			continue
+		}
+		if t, ok := m.replacing[c.InSPI]; ok && now.Sub(t) < m.p.Retry {
+			continue
+		}
+		m.replacing[c.InSPI] = now
+		m.log.Info("transport-mode Child SA follows its IKE SA to the new address", "ike", s.ID, "child", c.Name, "local", s.Local)
+		cmds = append(cmds, CreateChild{ID: s.ID, Name: c.Name}, Terminate{ID: s.ID, ChildSPI: c.InSPI})
+	}
+	return cmds
+}
+
+// Describe is a one-line summary for logs and the CLI.
+func (p Policy) Describe() string {
+	down := "delete"
+	if p.MoveOnDown {
+		down = "move"
+	}
+	back := "new VPN"
+	if p.MoveBack {
+		back = "move back"
+	}
+	return fmt.Sprintf("%s over %v; interface down: %s; interface back: %s", p.Mode, p.Use, down, back)
+}

@@ -1,0 +1,215 @@
+package manager
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var (
+	gw   = netip.MustParseAddr("203.0.113.1")
+	gw2  = netip.MustParseAddr("203.0.113.2")
+	eth  = Interface{Name: "eth0", Up: true, Addrs: []netip.Addr{netip.MustParseAddr("192.168.1.10")}}
+	wifi = Interface{Name: "wlan0", Up: true, Addrs: []netip.Addr{netip.MustParseAddr("192.168.2.10")}}
+	lte  = Interface{Name: "wwan0", Up: true, Addrs: []netip.Addr{netip.MustParseAddr("10.64.0.10")}}
+	t0   = time.Unix(1000, 0)
+)
+
+func policy(mode Mode) Policy {
+	return Policy{Conn: "home", Mode: mode, Use: []string{"eth*", "wlan*", "wwan*"}, MoveOnDown: true, MoveBack: true, Children: []string{"net"}}
+}
+
+func down(i Interface) Interface { i.Up = false; return i }
+
+// sa is an established SA of ours on interface i (clone support and
+// MOBIKE on, we move it).
+func sa(id uint64, i Interface, parent uint64) SA {
+	return SA{ID: id, Established: true, Local: i.Addrs[0], Remote: gw, Iface: i.Name, Parent: parent,
+		CloneSupported: true, MOBIKE: true, MOBIKEInitiator: true}
+}
+
+// RFC 7791 Appendix A, as policy: authenticate once on the preferred
+// interface, then clone for each other one, give each clone its Child SA
+// and move it there.
+func TestPerInterfaceBringUp(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	ifs := []Interface{wifi, lte, eth}
+	got := m.Reconcile(t0, gw, ifs, nil)
+	want := []Command{Initiate{Slot: Slot{Iface: "eth0"}, Local: eth.Addrs[0], Iface: "eth0"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("first call: %#v", got)
+	}
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	if got := m.Reconcile(t0.Add(time.Second), gw, ifs, []SA{{ID: 1, Local: eth.Addrs[0], Remote: gw, Iface: "eth0"}}); len(got) != 0 {
+		t.Fatalf("while authenticating: %#v", got)
+	}
+	got = m.Reconcile(t0.Add(2*time.Second), gw, ifs, []SA{sa(1, eth, 0)})
+	if !reflect.DeepEqual(got, []Command{Clone{ID: 1}, Clone{ID: 1}}) {
+		t.Fatalf("after authentication: %#v", got)
+	}
+	// Nothing new while the clones are under way.
+	if got := m.Reconcile(t0.Add(3*time.Second), gw, ifs, []SA{sa(1, eth, 0)}); len(got) != 0 {
+		t.Fatalf("while cloning: %#v", got)
+	}
+	// The clones come up on the parent's path, in request order.
+	c2, c3 := sa(2, eth, 1), sa(3, eth, 1)
+	got = m.Reconcile(t0.Add(4*time.Second), gw, ifs, []SA{sa(1, eth, 0), c2, c3})
+	want = []Command{
+		CreateChild{ID: 2, Name: "net"}, Move{ID: 2, Local: wifi.Addrs[0], Remote: gw, Iface: "wlan0"},
+		CreateChild{ID: 3, Name: "net"}, Move{ID: 3, Local: lte.Addrs[0], Remote: gw, Iface: "wwan0"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("clones ready:\n got %#v\nwant %#v", got, want)
+	}
+	// Settled: nothing more.
+	if got := m.Reconcile(t0.Add(5*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1), sa(3, lte, 1)}); len(got) != 0 {
+		t.Fatalf("settled: %#v", got)
+	}
+}
+
+// A peer that does not offer cloning: every interface authenticates.
+func TestPerInterfaceWithoutClone(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	ifs := []Interface{eth, wifi}
+	m.Reconcile(t0, gw, ifs, nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	s := sa(1, eth, 0)
+	s.CloneSupported = false
+	got := m.Reconcile(t0.Add(time.Second), gw, ifs, []SA{s})
+	want := []Command{Initiate{Slot: Slot{Iface: "wlan0"}, Local: wifi.Addrs[0], Iface: "wlan0"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%#v", got)
+	}
+}
+
+// Mobility (UC1): an interface fails, its VPN moves to the best other
+// one with its inner address; the interface returns, the VPN moves back.
+func TestInterfaceDownAndBack(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	sas := []SA{sa(1, eth, 0), sa(2, wifi, 1)}
+	got := m.Reconcile(t0, gw, []Interface{eth, down(wifi)}, sas)
+	if !reflect.DeepEqual(got, []Command{Move{ID: 2, Local: eth.Addrs[0], Remote: gw, Iface: "eth0"}}) {
+		t.Fatalf("wlan0 down: %#v", got)
+	}
+	sas[1] = sa(2, eth, 1)
+	if got := m.Reconcile(t0.Add(time.Second), gw, []Interface{eth, down(wifi)}, sas); len(got) != 0 {
+		t.Fatalf("moved: %#v", got)
+	}
+	got = m.Reconcile(t0.Add(2*time.Second), gw, []Interface{eth, wifi}, sas)
+	if !reflect.DeepEqual(got, []Command{Move{ID: 2, Local: wifi.Addrs[0], Remote: gw, Iface: "wlan0"}}) {
+		t.Fatalf("wlan0 back: %#v", got)
+	}
+}
+
+// Deleting an interface with the delete policy: its VPN goes; without
+// move-back a returning interface gets a fresh clone instead.
+func TestDeletePolicyAndNewOnReturn(t *testing.T) {
+	p := policy(PerInterface)
+	p.MoveOnDown = false
+	m := New(p, nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	got := m.Reconcile(t0, gw, []Interface{eth, down(wifi)}, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
+	if !reflect.DeepEqual(got, []Command{Terminate{ID: 2}}) {
+		t.Fatalf("%#v", got)
+	}
+	got = m.Reconcile(t0.Add(time.Second), gw, []Interface{eth, wifi}, []SA{sa(1, eth, 0)})
+	if !reflect.DeepEqual(got, []Command{Clone{ID: 1}}) {
+		t.Fatalf("wlan0 back: %#v", got)
+	}
+
+	p = policy(PerInterface)
+	p.MoveBack = false
+	m = New(p, nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	m.Reconcile(t0, gw, []Interface{eth, down(wifi)}, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
+	got = m.Reconcile(t0.Add(time.Second), gw, []Interface{eth, wifi}, []SA{sa(1, eth, 0), sa(2, eth, 1)})
+	if !reflect.DeepEqual(got, []Command{Clone{ID: 1}}) {
+		t.Fatalf("stay policy, wlan0 back: %#v", got)
+	}
+}
+
+// Multihoming with ordered alternates (UC1): one VPN, on the preferred
+// usable interface.
+func TestFailover(t *testing.T) {
+	m := New(policy(Failover), nil)
+	ifs := []Interface{wifi, lte, eth}
+	got := m.Reconcile(t0, gw, ifs, nil)
+	if len(got) != 1 || got[0].(Initiate).Iface != "eth0" {
+		t.Fatalf("%#v", got)
+	}
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	if got := m.Reconcile(t0.Add(time.Second), gw, ifs, []SA{sa(1, eth, 0)}); len(got) != 0 {
+		t.Fatalf("failover mode clones: %#v", got)
+	}
+	got = m.Reconcile(t0.Add(2*time.Second), gw, []Interface{wifi, lte, down(eth)}, []SA{sa(1, eth, 0)})
+	if !reflect.DeepEqual(got, []Command{Move{ID: 1, Local: wifi.Addrs[0], Remote: gw, Iface: "wlan0"}}) {
+		t.Fatalf("eth0 down: %#v", got)
+	}
+	got = m.Reconcile(t0.Add(3*time.Second), gw, []Interface{wifi, lte, down(eth), down(wifi)}[1:], []SA{sa(1, wifi, 0)})
+	if !reflect.DeepEqual(got, []Command{Move{ID: 1, Local: lte.Addrs[0], Remote: gw, Iface: "wwan0"}}) {
+		t.Fatalf("wlan0 down too: %#v", got)
+	}
+}
+
+// A gateway with two addresses (RFC 7791 figures 2 and 3): with
+// AllGatewayAddrs, one VPN per interface × announced gateway address.
+func TestAllGatewayAddresses(t *testing.T) {
+	p := policy(PerInterface)
+	p.AllGatewayAddrs = true
+	m := New(p, nil)
+	m.Bind(Slot{Iface: "eth0", Remote: gw}, 1)
+	s := sa(1, eth, 0)
+	s.PeerAddrs = []netip.Addr{gw, gw2}
+	got := m.Reconcile(t0, gw, []Interface{eth, wifi}, []SA{s})
+	if len(got) != 3 {
+		t.Fatalf("%d commands, want 3 clones: %#v", len(got), got)
+	}
+	c := sa(2, eth, 1)
+	got = m.Reconcile(t0.Add(time.Second), gw, []Interface{eth, wifi}, []SA{s, c})
+	want := []Command{CreateChild{ID: 2, Name: "net"}, Move{ID: 2, Local: eth.Addrs[0], Remote: gw2, Iface: "eth0"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("first clone:\n got %#v\nwant %#v", got, want)
+	}
+}
+
+// UC3, transport-mode mobility: after the IKE SA moved, a transport Child
+// SA whose selectors name the old address is replaced, once.
+func TestTransportChildFollows(t *testing.T) {
+	m := New(policy(Failover), nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	s := sa(1, eth, 0)
+	old := eth.Addrs[0]
+	s.Local = wifi.Addrs[0]
+	s.Iface = "wlan0"
+	s.Children = []Child{{Name: "host", InSPI: 0xc1, Transport: true, Covers: func(a netip.Addr) bool { return a == old }}}
+	got := m.Reconcile(t0, gw, []Interface{down(eth), wifi}, []SA{s})
+	want := []Command{CreateChild{ID: 1, Name: "host"}, Terminate{ID: 1, ChildSPI: 0xc1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%#v", got)
+	}
+	if got := m.Reconcile(t0.Add(time.Second), gw, []Interface{down(eth), wifi}, []SA{s}); len(got) != 0 {
+		t.Fatalf("replaced twice: %#v", got)
+	}
+}
+
+// Only eligible interfaces count, in the order of the patterns.
+func TestEligibility(t *testing.T) {
+	p := policy(PerInterface)
+	p.Use = []string{"wwan*", "eth0"}
+	m := New(p, nil)
+	got := m.Reconcile(t0, gw, []Interface{eth, wifi, lte, {Name: "docker0", Up: true, Addrs: []netip.Addr{netip.MustParseAddr("172.17.0.1")}}}, nil)
+	if len(got) != 1 || got[0].(Initiate).Iface != "wwan0" {
+		t.Fatalf("%#v", got)
+	}
+	// IPv6-only interfaces do not serve an IPv4 gateway.
+	v6 := Interface{Name: "wwan1", Up: true, Addrs: []netip.Addr{netip.MustParseAddr("2001:db8::1")}}
+	p.Use = []string{"wwan1"}
+	if got := New(p, nil).Reconcile(t0, gw, []Interface{v6}, nil); len(got) != 0 {
+		t.Fatalf("%#v", got)
+	}
+}
