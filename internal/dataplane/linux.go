@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -325,28 +326,72 @@ func pktinfoDst(oob []byte) netip.Addr {
 // ESP sockets, each from its SA's local address and interface (packet
 // info), whatever the routing table prefers.
 type linuxTransport struct {
-	udp4, raw4 *ipv4.PacketConn
-	udp6, raw6 *ipv6.PacketConn
-	// scratch, used only from the TUN goroutine
-	m4 [2][]ipv4.Message
-	m6 [2][]ipv6.Message
+	udp4, raw4, udp6, raw6 sender
+}
+
+// batchWriter is ipv4.PacketConn or ipv6.PacketConn: their Message types
+// are one (socket.Message).
+type batchWriter interface {
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// Kernel limits on one UDP_SEGMENT send (udp(7)): the datagrams, and the
+// payload of the IP packet that carries them before segmentation.
+const (
+	maxSegments    = 64
+	maxGSOPayload4 = 0xffff - 20 - 8
+	maxGSOPayload6 = 0xffff - 8
+)
+
+// sender queues the messages for one socket. On a UDP socket that
+// supports it, consecutive packets of one path leave as one UDP_SEGMENT
+// send (UDP GSO): a train of equal-sized datagrams, the last one maybe
+// shorter, that crosses the IP stack once instead of once per datagram.
+// That is most of a fast sender's packets: a TUN read delivers a TCP
+// segmentation burst, which seals into ESP packets of one size.
+type sender struct {
+	conn       batchWriter // nil: no such socket
+	gso        bool
+	maxPayload int
+
+	ms    []ipv4.Message
+	paths []*Path  // each message's path
+	oob   [][]byte // each message's packet info plus UDP_SEGMENT, when it has several datagrams
+	// The train being built in the last message.
+	seg, total int
+	short      bool // a shorter datagram ended it
 }
 
 func newLinuxTransport(natt4, natt6 *net.UDPConn, raw4, raw6 *net.IPConn) *linuxTransport {
 	t := &linuxTransport{}
 	if natt4 != nil {
-		t.udp4 = ipv4.NewPacketConn(natt4)
+		t.udp4 = sender{conn: ipv4.NewPacketConn(natt4), gso: supportsGSO(natt4), maxPayload: maxGSOPayload4}
 	}
 	if natt6 != nil {
-		t.udp6 = ipv6.NewPacketConn(natt6)
+		t.udp6 = sender{conn: ipv6.NewPacketConn(natt6), gso: supportsGSO(natt6), maxPayload: maxGSOPayload6}
 	}
 	if raw4 != nil {
-		t.raw4 = ipv4.NewPacketConn(raw4)
+		t.raw4.conn = ipv4.NewPacketConn(raw4)
 	}
 	if raw6 != nil {
-		t.raw6 = ipv6.NewPacketConn(raw6)
+		t.raw6.conn = ipv6.NewPacketConn(raw6)
 	}
 	return t
+}
+
+// supportsGSO: the kernel knows UDP_SEGMENT (Linux 4.18).
+func supportsGSO(c *net.UDPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		_, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
 }
 
 func (t *linuxTransport) Prepare(p *Path) {
@@ -372,101 +417,132 @@ func (t *linuxTransport) Prepare(p *Path) {
 }
 
 func (t *linuxTransport) Send(pkts []Packet) error {
-	for i := range t.m4 {
-		t.m4[i] = t.m4[i][:0]
-		t.m6[i] = t.m6[i][:0]
+	all := [...]*sender{&t.udp4, &t.raw4, &t.udp6, &t.raw6}
+	for _, s := range all {
+		s.reset()
 	}
 	for _, p := range pkts {
-		k := 1
-		if p.Path.Encap {
-			k = 0
-		}
-		if p.Path.Remote.Addr().Unmap().Is4() {
-			t.m4[k] = add4(t.m4[k], p)
-		} else {
-			t.m6[k] = add6(t.m6[k], p)
-		}
+		t.sender(p.Path).add(p)
 	}
 	var errs error
-	for k, c := range []*ipv4.PacketConn{t.udp4, t.raw4} {
-		errs = errors.Join(errs, writeAll4(c, t.m4[k]))
-	}
-	for k, c := range []*ipv6.PacketConn{t.udp6, t.raw6} {
-		errs = errors.Join(errs, writeAll6(c, t.m6[k]))
+	for _, s := range all {
+		errs = errors.Join(errs, s.flush())
 	}
 	return errs
 }
 
-// add4 and add6 append a message for p, reusing the slice's earlier
-// elements (and their one-element Buffers) so a batch does not allocate.
-func add4(ms []ipv4.Message, p Packet) []ipv4.Message {
-	if len(ms) < cap(ms) {
-		ms = ms[:len(ms)+1]
-	} else {
-		ms = append(ms, ipv4.Message{})
+func (t *linuxTransport) sender(p *Path) *sender {
+	v4 := p.Remote.Addr().Unmap().Is4()
+	switch {
+	case p.Encap && v4:
+		return &t.udp4
+	case v4:
+		return &t.raw4
+	case p.Encap:
+		return &t.udp6
 	}
-	m := &ms[len(ms)-1]
-	if len(m.Buffers) != 1 {
-		m.Buffers = make([][]byte, 1)
-	}
-	m.Buffers[0], m.OOB, m.Addr = p.Data, p.Path.oob, p.Path.addr
-	return ms
+	return &t.raw6
 }
 
-func add6(ms []ipv6.Message, p Packet) []ipv6.Message {
-	if len(ms) < cap(ms) {
-		ms = ms[:len(ms)+1]
-	} else {
-		ms = append(ms, ipv6.Message{})
-	}
-	m := &ms[len(ms)-1]
-	if len(m.Buffers) != 1 {
-		m.Buffers = make([][]byte, 1)
-	}
-	m.Buffers[0], m.OOB, m.Addr = p.Data, p.Path.oob, p.Path.addr
-	return ms
+func (s *sender) reset() {
+	s.ms, s.paths = s.ms[:0], s.paths[:0]
 }
 
-func writeAll4(c *ipv4.PacketConn, ms []ipv4.Message) error {
-	if len(ms) == 0 {
+// add queues p: into the last message's train when it fits, else as a
+// new message. Messages, their Buffers and scratch are reused, so a
+// steady stream does not allocate.
+func (s *sender) add(p Packet) {
+	n := len(p.Data)
+	if k := len(s.ms) - 1; s.gso && k >= 0 && s.paths[k] == p.Path && !s.short && n <= s.seg &&
+		len(s.ms[k].Buffers) < maxSegments && s.total+n <= s.maxPayload {
+		s.ms[k].Buffers = append(s.ms[k].Buffers, p.Data)
+		s.total += n
+		s.short = n < s.seg
+		return
+	}
+	s.endTrain()
+	if len(s.ms) < cap(s.ms) {
+		s.ms = s.ms[:len(s.ms)+1]
+	} else {
+		s.ms = append(s.ms, ipv4.Message{})
+	}
+	m := &s.ms[len(s.ms)-1]
+	m.Buffers = append(m.Buffers[:0], p.Data)
+	m.OOB, m.Addr = p.Path.oob, p.Path.addr
+	s.paths = append(s.paths, p.Path)
+	s.seg, s.total, s.short = n, n, false
+}
+
+// endTrain gives the last message, if it carries several datagrams, the
+// UDP_SEGMENT control message with their size.
+func (s *sender) endTrain() {
+	k := len(s.ms) - 1
+	if k < 0 || len(s.ms[k].Buffers) < 2 {
+		return
+	}
+	for len(s.oob) <= k {
+		s.oob = append(s.oob, nil)
+	}
+	o := append(s.oob[k][:0], s.paths[k].oob...)
+	h := unix.Cmsghdr{Level: unix.SOL_UDP, Type: unix.UDP_SEGMENT}
+	h.SetLen(unix.CmsgLen(2))
+	o = append(o, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr)...)
+	o = binary.NativeEndian.AppendUint16(o, uint16(s.seg))
+	var pad [8]byte
+	o = append(o, pad[:unix.CmsgSpace(2)-unix.CmsgLen(2)]...)
+	s.oob[k], s.ms[k].OOB = o, o
+}
+
+// flush sends the queued messages. A message that fails is skipped so an
+// unreachable path does not stall the rest; a train the kernel refuses
+// goes again as single datagrams (EIO: the device cannot checksum, so
+// the socket stops building trains; EINVAL: a datagram exceeds the path
+// MTU, which GSO does not fragment).
+func (s *sender) flush() error {
+	if len(s.ms) == 0 {
 		return nil
 	}
-	if c == nil {
-		return errors.New("no IPv4 socket for ESP")
+	if s.conn == nil {
+		return errors.New("no socket for this ESP path")
 	}
-	for len(ms) > 0 {
-		n, err := c.WriteBatch(ms, 0)
-		if err != nil {
-			// Skip the packet that failed (an unreachable path must not
-			// stall the rest of the batch).
-			ms = ms[min(len(ms), n+1):]
-			if len(ms) == 0 {
-				return err
-			}
+	s.endTrain()
+	var errs error
+	for i := 0; i < len(s.ms); {
+		n, err := s.conn.WriteBatch(s.ms[i:], 0)
+		if err == nil {
+			i += n
 			continue
 		}
-		ms = ms[n:]
+		// sendmmsg reports an error only when the first message failed
+		// (n is then -1, or 0).
+		i += max(n, 0)
+		if i < len(s.ms) && len(s.ms[i].Buffers) > 1 {
+			if errors.Is(err, unix.EIO) {
+				s.gso = false
+			}
+			err = s.sendSingly(i)
+		}
+		errs = err
+		i++
 	}
-	return nil
+	return errs
 }
 
-func writeAll6(c *ipv6.PacketConn, ms []ipv6.Message) error {
-	if len(ms) == 0 {
-		return nil
+// sendSingly sends message k's datagrams one per message.
+func (s *sender) sendSingly(k int) error {
+	bufs := s.ms[k].Buffers
+	single := make([]ipv4.Message, len(bufs)) // rare: only after a refused train
+	for j, b := range bufs {
+		single[j] = ipv4.Message{Buffers: [][]byte{b}, OOB: s.paths[k].oob, Addr: s.paths[k].addr}
 	}
-	if c == nil {
-		return errors.New("no IPv6 socket for ESP")
-	}
-	for len(ms) > 0 {
-		n, err := c.WriteBatch(ms, 0)
+	var errs error
+	for i := 0; i < len(single); {
+		n, err := s.conn.WriteBatch(single[i:], 0)
 		if err != nil {
-			ms = ms[min(len(ms), n+1):]
-			if len(ms) == 0 {
-				return err
-			}
-			continue
+			errs = err
+			n = max(n, 0) + 1
 		}
-		ms = ms[n:]
+		i += n
 	}
-	return nil
+	return errs
 }
