@@ -137,7 +137,7 @@ func (l *Lab) Veth(a, b End) error {
 
 // Forwarding makes namespace ns a router for IPv4 and IPv6.
 func (l *Lab) Forwarding(ns string) error {
-	_, err := l.Run(ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	_, err := l.Run(context.Background(), ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	return err
 }
 
@@ -148,21 +148,25 @@ func (l *Lab) IP(ns string, args ...string) error {
 
 // Run runs a command inside namespace ns until it exits and returns its
 // standard output. A failure's error holds the command and what it
-// printed on standard error. Closing the lab kills the command.
-func (l *Lab) Run(ns, name string, args ...string) ([]byte, error) {
-	return l.run(append([]string{"ip", "netns", "exec", ns, name}, args...))
+// printed on standard error. Cancelling ctx or closing the lab kills the
+// command.
+func (l *Lab) Run(ctx context.Context, ns, name string, args ...string) ([]byte, error) {
+	return l.run(ctx, append([]string{"ip", "netns", "exec", ns, name}, args...))
 }
 
 func (l *Lab) host(name string, args ...string) error {
-	_, err := l.run(append([]string{name}, args...))
+	_, err := l.run(context.Background(), append([]string{name}, args...))
 	return err
 }
 
-func (l *Lab) run(argv []string) ([]byte, error) {
+func (l *Lab) run(ctx context.Context, argv []string) ([]byte, error) {
 	if l.ctx.Err() != nil {
 		return nil, errClosed
 	}
-	cmd := exec.CommandContext(l.ctx, argv[0], argv[1:]...)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(l.ctx, cancel)()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -170,6 +174,9 @@ func (l *Lab) run(argv []string) ([]byte, error) {
 	if err != nil {
 		if l.ctx.Err() != nil {
 			return out, errClosed
+		}
+		if ctx.Err() != nil {
+			return out, fmt.Errorf("lab: %s: %w", strings.Join(argv, " "), context.Cause(ctx))
 		}
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {

@@ -43,14 +43,14 @@ func TestPingAcross(t *testing.T) {
 	if err := l.Forwarding(a); err != nil {
 		t.Fatal(err)
 	}
-	out, err := l.Run(a, "ping", "-n", "-c", "1", "-W", "2", "10.66.0.2")
+	out, err := l.Run(context.Background(), a, "ping", "-n", "-c", "1", "-W", "2", "10.66.0.2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(out), "1 received") {
 		t.Fatalf("ping output:\n%s", out)
 	}
-	if _, err := l.Run(a, "ping", "-n", "-c", "1", "-W", "1", "10.66.9.9"); err == nil || !strings.Contains(err.Error(), "ping") {
+	if _, err := l.Run(context.Background(), a, "ping", "-n", "-c", "1", "-W", "1", "10.66.9.9"); err == nil || !strings.Contains(err.Error(), "ping") {
 		t.Fatalf("ping to nowhere: %v", err)
 	}
 
