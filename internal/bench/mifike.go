@@ -1,0 +1,177 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mifike/mifike/internal/lab"
+)
+
+// mifikeConf is the gateway's or the end user's configuration: the
+// gateway protects gwNet and hands out virtual IPs from pool; the
+// userspace data plane carries the traffic.
+func mifikeConf(dir string, endUser, encap bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "log: {level: info}\ncontrol: {socket: %s}\ndata_plane: userspace\ntun: {name: mfk0}\nconnections:\n", filepath.Join(dir, "mifike.sock"))
+	if endUser {
+		fmt.Fprintf(&b, "  home:\n    remote_addrs: [%s]\n    vips: [0.0.0.0]\n", gwAddr)
+		fmt.Fprintf(&b, "    local: {auth: psk, id: ue.bench}\n    remote: {auth: psk, id: gw.bench}\n")
+		fmt.Fprintf(&b, "    children:\n      net: {remote_ts: [%s], esp_proposals: %s}\n", gwNet, ESPProposal)
+	} else {
+		fmt.Fprintf(&b, "  rw:\n    pools: [p4]\n")
+		fmt.Fprintf(&b, "    local: {auth: psk, id: gw.bench}\n    remote: {auth: psk, id: ue.bench}\n")
+		fmt.Fprintf(&b, "    children:\n      net: {local_ts: [%s], esp_proposals: %s}\n", gwNet, ESPProposal)
+	}
+	// MOBIKE off: nothing moves here, and the benchmark should measure
+	// the data plane whatever the address logic does.
+	fmt.Fprintf(&b, "    psk: %q\n    proposals: %s\n    encap: %t\n    mobike: false\n", psk, IKEProposal, encap)
+	if !endUser {
+		fmt.Fprintf(&b, "pools:\n  p4: {addrs: %s}\n", pool)
+	}
+	return b.String()
+}
+
+// mifikeDaemon is one daemon: its directory (configuration, log, control
+// socket) and process.
+type mifikeDaemon struct {
+	exe, dir string
+	proc     *lab.Proc
+}
+
+// mifikeTunnel is a gateway and an end user with the tunnel up.
+type mifikeTunnel struct {
+	gw, ue *mifikeDaemon
+	vip    string // the end user's virtual IP
+}
+
+// startMifike starts a gateway in gw and an end user in ue (their
+// directories under dir) and brings the tunnel up.
+func startMifike(ctx context.Context, l *lab.Lab, exe, dir, gw, ue string, encap bool) (*mifikeTunnel, error) {
+	t := &mifikeTunnel{}
+	var err error
+	gwDir, ueDir := filepath.Join(dir, "gw"), filepath.Join(dir, "ue")
+	if t.gw, err = startMifikeDaemon(ctx, l, exe, gwDir, gw, mifikeConf(gwDir, false, encap)); err != nil {
+		return nil, err
+	}
+	if t.ue, err = startMifikeDaemon(ctx, l, exe, ueDir, ue, mifikeConf(ueDir, true, encap)); err != nil {
+		return nil, err
+	}
+	if _, err := t.ue.ctl(ctx, "initiate", "home"); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, t.logs())
+	}
+	err = waitFor(ctx, 15*time.Second, func() (bool, error) {
+		out, err := t.ue.ctl(ctx, "list-sas", "--json")
+		if err != nil {
+			return false, err
+		}
+		var sas []struct {
+			State      string   `json:"state"`
+			VirtualIPs []string `json:"virtual_ips"`
+			Children   []struct {
+				State string `json:"state"`
+			} `json:"children"`
+		}
+		if err := json.Unmarshal(out, &sas); err != nil {
+			return false, fmt.Errorf("list-sas --json: %w", err)
+		}
+		for _, sa := range sas {
+			if sa.State != "ESTABLISHED" || len(sa.Children) == 0 {
+				continue
+			}
+			for _, v := range sa.VirtualIPs {
+				if a, err := netip.ParseAddr(strings.Split(v, "/")[0]); err == nil && a.Is4() {
+					t.vip = a.String()
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the tunnel did not come up: %w\n%s", err, t.logs())
+	}
+	return t, nil
+}
+
+// logs is the end of both daemons' logs, for an error message.
+func (t *mifikeTunnel) logs() string {
+	return fmt.Sprintf("end user's log:\n%s\ngateway's log:\n%s", t.ue.logTail(), t.gw.logTail())
+}
+
+func (t *mifikeTunnel) stop() {
+	t.ue.proc.Stop(5 * time.Second)
+	t.gw.proc.Stop(5 * time.Second)
+}
+
+func startMifikeDaemon(ctx context.Context, l *lab.Lab, exe, dir, ns, conf string) (*mifikeDaemon, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "mifike.yaml")
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(dir, "mifike.log"))
+	if err != nil {
+		return nil, err
+	}
+	d := &mifikeDaemon{exe: exe, dir: dir}
+	// The log file stays open as long as the process writes to it; the
+	// process outlives this function, and Close of the lab ends both.
+	if d.proc, err = l.Start(ns, log, exe, "daemon", "-c", cfg); err != nil {
+		log.Close()
+		return nil, err
+	}
+	go func() { <-d.proc.Done(); log.Close() }()
+	sock := filepath.Join(dir, "mifike.sock")
+	if err := waitFor(ctx, 10*time.Second, func() (bool, error) {
+		select {
+		case <-d.proc.Done():
+			return false, fmt.Errorf("mifike daemon in %s exited (%v):\n%s", ns, d.proc.Err(), d.logTail())
+		default:
+		}
+		_, err := os.Stat(sock)
+		return err == nil, nil
+	}); err != nil {
+		return nil, fmt.Errorf("mifike daemon in %s did not open its control socket: %w\n%s", ns, err, d.logTail())
+	}
+	return d, nil
+}
+
+// ctl runs a control verb against the daemon (the socket is a file, so
+// this runs outside the namespaces).
+func (d *mifikeDaemon) ctl(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, d.exe, args...)
+	cmd.Env = append(os.Environ(), "MIFIKE_SOCKET="+filepath.Join(d.dir, "mifike.sock"))
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			msg = strings.TrimSpace(string(ee.Stderr))
+		}
+		return out, fmt.Errorf("mifike %s: %v: %s", strings.Join(args, " "), err, msg)
+	}
+	return out, nil
+}
+
+func (d *mifikeDaemon) logTail() string { return lastLines(d.proc.Output(), 20) }
+
+// lastLines keeps the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
