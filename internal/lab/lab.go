@@ -44,11 +44,13 @@ type Lab struct {
 	cancel context.CancelFunc
 	prefix string // PREFIX-PID-
 
-	mu     sync.Mutex
-	closed bool
-	nss    []string
-	procs  []*Proc
-	unhook func() bool
+	mu       sync.Mutex
+	closed   bool
+	nss      []string
+	procs    []*Proc
+	unhook   func() bool
+	closing  chan struct{} // closed when the first Close is done
+	closeErr error
 }
 
 // New starts an empty lab. prefix should be short and name the caller
@@ -61,7 +63,7 @@ func New(ctx context.Context, prefix string) (*Lab, error) {
 		return nil, errors.New("lab: the ip command (iproute2) is missing; run scripts/install-deps.sh")
 	}
 	removeStale(prefix)
-	l := &Lab{prefix: fmt.Sprintf("%s-%d-", prefix, os.Getpid())}
+	l := &Lab{prefix: fmt.Sprintf("%s-%d-", prefix, os.Getpid()), closing: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(ctx)
 	l.unhook = context.AfterFunc(l.ctx, func() { l.Close() })
 	return l, nil
@@ -261,12 +263,14 @@ func (p *Proc) Stop(grace time.Duration) {
 
 // Close stops every process (SIGTERM, then SIGKILL after a second) and
 // deletes the namespaces. It may be called more than once and from any
-// goroutine; only the first call does the work.
+// goroutine: the first call does the work, the others wait for it (so a
+// deferred Close still cleans up when the context began closing).
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil
+		<-l.closing
+		return l.closeErr
 	}
 	l.closed = true
 	procs, nss := l.procs, l.nss
@@ -287,7 +291,9 @@ func (l *Lab) Close() error {
 			errs = append(errs, fmt.Errorf("lab: deleting namespace %s: %v: %s", ns, err, bytes.TrimSpace(out)))
 		}
 	}
-	return errors.Join(errs...)
+	l.closeErr = errors.Join(errs...)
+	close(l.closing)
+	return l.closeErr
 }
 
 // tailBuffer keeps the last max octets written to it.
