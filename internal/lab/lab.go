@@ -202,7 +202,9 @@ type Proc struct {
 // Start starts a process in namespace ns; it runs until it exits, Stop,
 // or Close. Its standard output and error go to log (which may be nil)
 // and the last 64 KiB of them to Output. For environment variables, run
-// "env K=V NAME ARGS...".
+// "env K=V NAME ARGS...". Do not call it from a goroutine locked to its
+// thread (runtime.LockOSThread) that may end locked: Pdeathsig fires
+// when the starting thread ends, not only when we do.
 func (l *Lab) Start(ns string, log io.Writer, name string, args ...string) (*Proc, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
