@@ -52,6 +52,7 @@ type Daemon struct {
 
 	// The multi-interface managers, by connection, and a nudge to run
 	// them soon (an interface or an SA changed).
+	lastAddrs     []netip.Addr // the usable local addresses last read
 	managers      map[string]*manager.Manager
 	policies      map[string]manager.Policy
 	reconcileSoon bool
@@ -61,7 +62,7 @@ type Daemon struct {
 }
 
 type sockKey struct {
-	v6   bool
+	addr netip.Addr // as bound: a listen address or the wildcard
 	port uint16
 }
 
@@ -170,7 +171,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.timer.Stop()
 	// The host's usable addresses feed MOBIKE (announcements, moving SAs
 	// off a vanished address); checked every two seconds.
-	d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
+	d.apply(d.engine.SetLocalAddresses(time.Now(), d.hostAddrs()))
 	addrTick := time.NewTicker(2 * time.Second)
 	defer addrTick.Stop()
 	inTick := time.NewTicker(time.Second)
@@ -193,9 +194,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case f := <-d.calls:
 			f()
 		case <-addrTick.C:
-			d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
+			d.apply(d.engine.SetLocalAddresses(time.Now(), d.hostAddrs()))
 		case <-linkChanged:
-			d.apply(d.engine.SetLocalAddresses(time.Now(), hostAddrs(d.cfg.Listen)))
+			d.apply(d.engine.SetLocalAddresses(time.Now(), d.hostAddrs()))
 			d.reconcileSoon = true
 		case <-inTick.C:
 			d.pollInbound()
@@ -232,7 +233,7 @@ func (d *Daemon) bind() error {
 				d.closeSockets()
 				return err
 			}
-			d.socks[sockKey{v6: a.Is6() && !a.Is4In6(), port: port}] = s
+			d.socks[sockKey{addr: a.Unmap(), port: port}] = s
 		}
 	}
 	return nil
@@ -296,8 +297,22 @@ func (d *Daemon) apply(acts []ike.Action) {
 	}
 }
 
+// sock is the socket that sends from local: bound to its address, or to
+// its family's wildcard.
+func (d *Daemon) sock(local netip.AddrPort) *udpSocket {
+	a := local.Addr().Unmap()
+	if s := d.socks[sockKey{addr: a, port: local.Port()}]; s != nil {
+		return s
+	}
+	wild := netip.IPv4Unspecified()
+	if a.Is6() {
+		wild = netip.IPv6Unspecified()
+	}
+	return d.socks[sockKey{addr: wild, port: local.Port()}]
+}
+
 func (d *Daemon) send(dg ike.Datagram) {
-	s := d.socks[sockKey{v6: dg.Local.Addr().Is6() && !dg.Local.Addr().Is4In6(), port: dg.Local.Port()}]
+	s := d.sock(dg.Local)
 	if s == nil {
 		d.stats.sendErrors++
 		d.log.Error("no socket to send from", "local", dg.Local, "remote", dg.Remote)

@@ -38,15 +38,14 @@ func (d *Daemon) openDataPlane() error {
 			dataplane.SetBuffers(s.conn)
 		}
 	}
-	var natt4, natt6 *net.UDPConn
-	if s := d.socks[sockKey{port: d.cfg.NATTPort}]; s != nil {
-		natt4 = s.conn
-	}
-	if s := d.socks[sockKey{v6: true, port: d.cfg.NATTPort}]; s != nil {
-		natt6 = s.conn
+	natt := func(local netip.Addr) *net.UDPConn {
+		if s := d.sock(netip.AddrPortFrom(local, d.cfg.NATTPort)); s != nil {
+			return s.conn
+		}
+		return nil
 	}
 	p, err := dataplane.OpenLinux(dataplane.LinuxConfig{TUNName: d.cfg.TUN.Name, MTU: d.cfg.TUN.MTU,
-		NATT4: natt4, NATT6: natt6, Log: d.log.With("component", "dataplane"),
+		NATT: natt, Log: d.log.With("component", "dataplane"),
 		OnLimit: func(inSPI uint32, hard bool) {
 			select {
 			case d.limits <- limitEvent{inSPI, hard}:

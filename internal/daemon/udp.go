@@ -125,17 +125,22 @@ func ifindex(name string) int {
 // cable is as gone as a deleted address), within the listen addresses.
 // Loopback addresses are left out: they stay whatever links fail, so
 // they never tell MOBIKE where to go.
-func hostAddrs(listen []netip.Addr) []netip.Addr {
+func hostAddrs(listen []netip.Addr, tunnel string) ([]netip.Addr, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	var out []netip.Addr
 	for _, i := range ifs {
-		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagRunning == 0 || i.Flags&net.FlagLoopback != 0 {
+		// The data plane's own device holds our virtual IPs: they live
+		// inside the tunnel and can never carry it.
+		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagRunning == 0 || i.Flags&net.FlagLoopback != 0 || i.Name == tunnel {
 			continue
 		}
-		addrs, _ := i.Addrs()
+		addrs, err := i.Addrs()
+		if err != nil {
+			return nil, err // a failed read must not look like addresses gone
+		}
 		for _, a := range addrs {
 			p, err := netip.ParsePrefix(a.String())
 			if err != nil || !p.Addr().IsGlobalUnicast() {
@@ -147,7 +152,23 @@ func hostAddrs(listen []netip.Addr) []netip.Addr {
 		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare) // a stable order: only real changes count
-	return out
+	return out, nil
+}
+
+// hostAddrs tells the engine's MOBIKE which local addresses are usable;
+// on a failed read it keeps what it had.
+func (d *Daemon) hostAddrs() []netip.Addr {
+	tunnel := ""
+	if d.plane != nil {
+		tunnel = d.plane.Name()
+	}
+	addrs, err := hostAddrs(d.cfg.Listen, tunnel)
+	if err != nil {
+		d.log.Warn("cannot read the host's addresses; keeping the last list", "err", err)
+		return d.lastAddrs
+	}
+	d.lastAddrs = addrs
+	return addrs
 }
 
 func allowedBy(listen []netip.Addr, a netip.Addr) bool {

@@ -40,10 +40,11 @@ type LinuxConfig struct {
 	MTU     int    // default DefaultMTU
 	Mark    uint32 // default DefaultMark
 	Table   int    // default DefaultTable
-	// NATT4 and NATT6 are the daemon's sockets on the NAT-T port: UDP-
-	// encapsulated ESP (RFC 3948) leaves through them, so it shares the
-	// IKE SA's port pair and NAT mapping.
-	NATT4, NATT6 *net.UDPConn
+	// NATT finds the daemon's socket on the NAT-T port for a local
+	// address (bound to it, or to the wildcard): UDP-encapsulated ESP
+	// (RFC 3948) leaves through it, so it shares the IKE SA's port pair
+	// and NAT mapping.
+	NATT func(local netip.Addr) *net.UDPConn
 	Log          *slog.Logger
 	OnLimit      func(inSPI uint32, hard bool)
 	ReplayWindow int
@@ -104,7 +105,7 @@ func OpenLinux(cfg LinuxConfig) (*Linux, error) {
 		cfg.Log.Warn("no IPv6 raw ESP socket; plain ESP over IPv6 is off", "err", err)
 		l.raw6 = nil
 	}
-	l.tr = newLinuxTransport(cfg.NATT4, cfg.NATT6, l.raw4, l.raw6)
+	l.tr = newLinuxTransport(cfg.NATT, l.raw4, l.raw6)
 	l.Plane = New(Config{TUN: dev, Transport: l.tr, Log: cfg.Log, OnLimit: cfg.OnLimit, ReplayWindow: cfg.ReplayWindow})
 	if l.routes, err = newRoutes(name, cfg.Table, cfg.Mark); err != nil {
 		return fail(err)
@@ -326,7 +327,11 @@ func pktinfoDst(oob []byte) netip.Addr {
 // ESP sockets, each from its SA's local address and interface (packet
 // info), whatever the routing table prefers.
 type linuxTransport struct {
-	udp4, raw4, udp6, raw6 sender
+	raw4, raw6 sender
+	natt       func(local netip.Addr) *net.UDPConn
+	udp        map[*net.UDPConn]*sender // made by Prepare
+	active     []*sender                // used by the current Send
+	none       sender                   // no socket: its packets fail
 }
 
 // batchWriter is ipv4.PacketConn or ipv6.PacketConn: their Message types
@@ -350,6 +355,7 @@ const (
 // That is most of a fast sender's packets: a TUN read delivers a TCP
 // segmentation burst, which seals into ESP packets of one size.
 type sender struct {
+	active     bool        // in the current Send
 	conn       batchWriter // nil: no such socket
 	gso        bool
 	maxPayload int
@@ -362,14 +368,8 @@ type sender struct {
 	short      bool // a shorter datagram ended it
 }
 
-func newLinuxTransport(natt4, natt6 *net.UDPConn, raw4, raw6 *net.IPConn) *linuxTransport {
-	t := &linuxTransport{}
-	if natt4 != nil {
-		t.udp4 = sender{conn: ipv4.NewPacketConn(natt4), gso: supportsGSO(natt4), maxPayload: maxGSOPayload4}
-	}
-	if natt6 != nil {
-		t.udp6 = sender{conn: ipv6.NewPacketConn(natt6), gso: supportsGSO(natt6), maxPayload: maxGSOPayload6}
-	}
+func newLinuxTransport(natt func(netip.Addr) *net.UDPConn, raw4, raw6 *net.IPConn) *linuxTransport {
+	t := &linuxTransport{natt: natt, udp: map[*net.UDPConn]*sender{}}
 	if raw4 != nil {
 		t.raw4.conn = ipv4.NewPacketConn(raw4)
 	}
@@ -414,34 +414,56 @@ func (t *linuxTransport) Prepare(p *Path) {
 	} else {
 		p.addr = &net.IPAddr{IP: remote.AsSlice()}
 	}
+	switch {
+	case !p.Encap && remote.Is4():
+		p.out = &t.raw4
+	case !p.Encap:
+		p.out = &t.raw6
+	default:
+		var c *net.UDPConn
+		if t.natt != nil {
+			c = t.natt(p.Local.Addr().Unmap())
+		}
+		if c == nil {
+			p.out = &t.none
+			return
+		}
+		s := t.udp[c]
+		if s == nil {
+			s = &sender{gso: supportsGSO(c), maxPayload: maxGSOPayload4}
+			if remote.Is4() {
+				s.conn = ipv4.NewPacketConn(c)
+			} else {
+				s.conn, s.maxPayload = ipv6.NewPacketConn(c), maxGSOPayload6
+			}
+			t.udp[c] = s
+		}
+		p.out = s
+	}
 }
 
 func (t *linuxTransport) Send(pkts []Packet) error {
-	all := [...]*sender{&t.udp4, &t.raw4, &t.udp6, &t.raw6}
-	for _, s := range all {
+	for _, s := range t.active {
 		s.reset()
+		s.active = false
 	}
+	t.active = t.active[:0]
 	for _, p := range pkts {
-		t.sender(p.Path).add(p)
+		s, _ := p.Path.out.(*sender)
+		if s == nil {
+			s = &t.none
+		}
+		if !s.active {
+			s.active = true
+			t.active = append(t.active, s)
+		}
+		s.add(p)
 	}
 	var errs error
-	for _, s := range all {
+	for _, s := range t.active {
 		errs = errors.Join(errs, s.flush())
 	}
 	return errs
-}
-
-func (t *linuxTransport) sender(p *Path) *sender {
-	v4 := p.Remote.Addr().Unmap().Is4()
-	switch {
-	case p.Encap && v4:
-		return &t.udp4
-	case v4:
-		return &t.raw4
-	case p.Encap:
-		return &t.udp6
-	}
-	return &t.raw6
 }
 
 func (s *sender) reset() {

@@ -22,8 +22,9 @@ func TestSendTrains(t *testing.T) {
 	defer tx.Close()
 	var rx [2]*net.UDPConn
 	var paths [2]*Path
-	tr := newLinuxTransport(tx, nil, nil, nil)
-	if !tr.udp4.gso {
+	tr := newLinuxTransport(func(netip.Addr) *net.UDPConn { return tx }, nil, nil)
+	udp4 := func() *sender { return tr.udp[tx] }
+	if tr.Prepare(&Path{Remote: netip.MustParseAddrPort("127.0.0.1:1"), Encap: true}); !udp4().gso {
 		t.Log("this kernel has no UDP_SEGMENT: testing the fallback of one datagram per message")
 	}
 	for i := range rx {
@@ -54,8 +55,8 @@ func TestSendTrains(t *testing.T) {
 		if err := tr.Send(pkts); err != nil {
 			t.Fatal(err)
 		}
-		if tr.udp4.gso && len(tr.udp4.ms) >= len(pkts) {
-			t.Errorf("%d packets in %d messages: no trains", len(pkts), len(tr.udp4.ms))
+		if udp4().gso && len(udp4().ms) >= len(pkts) {
+			t.Errorf("%d packets in %d messages: no trains", len(pkts), len(udp4().ms))
 		}
 		for k := range rx {
 			buf := make([]byte, 65536)
@@ -91,7 +92,7 @@ func TestSendSkipsFailingPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rx.Close()
-	tr := newLinuxTransport(tx, nil, nil, nil)
+	tr := newLinuxTransport(func(netip.Addr) *net.UDPConn { return tx }, nil, nil)
 	good := &Path{Remote: rx.LocalAddr().(*net.UDPAddr).AddrPort(), Encap: true}
 	bad := &Path{Remote: netip.MustParseAddrPort("127.0.0.1:0"), Encap: true}
 	tr.Prepare(good)

@@ -64,6 +64,7 @@ type Path struct {
 	// Prepared once per path for the Linux transport.
 	oob  []byte
 	addr net.Addr
+	out  any // the transport's sender for this path
 }
 
 // Packet is one sealed ESP packet and its path.

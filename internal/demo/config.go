@@ -64,6 +64,8 @@ func UEConfig(o Options) string {
 func GWConfig(o Options) string {
 	var b strings.Builder
 	b.WriteString("log: {level: debug}\ndata_plane: userspace\ntun: {name: mifike0}\n")
+	// Only the outside addresses: they are what MOBIKE announces.
+	fmt.Fprintf(&b, "listen: [%s, %s]\n", GatewayAddrs[0], GatewayAddrs[1])
 	b.WriteString("pools:\n  vpn: {addrs: 10.99.0.0/24}\n")
 	b.WriteString("connections:\n  roadwarrior:\n")
 	fmt.Fprintf(&b, "    local: {auth: psk, id: gw.demo.example}\n    remote: {auth: psk, id: alice@demo.example}\n    psk: %q\n", PSK)

@@ -5,10 +5,10 @@
 // `mifike demo` command narrates a run on it, and the end-to-end tests
 // check every requirement of the MIF problem statement on it.
 //
-//	         eth0  10.91.1.2 ─┐                ┌─ up0 10.92.1.2 ┐
-//	 [ue]    wlan0 10.91.2.2 ─┼─ [net] router ─┤                ├ [gw] ─ lan0 10.93.0.1 ── [srv] 10.93.0.2
-//	         wwan0 10.91.3.2 ─┘                └─ up1 10.92.2.2 ┘
-//	 virtual IPs 10.99.0.x, one per VPN          pool 10.99.0.0/24
+//	        eth0  10.91.1.2 ─┐                ┌─ up0 10.92.1.2 ┐
+//	[ue]    wlan0 10.91.2.2 ─┼─ [net] router ─┤                ├ [gw] ─ lan0 10.93.0.1 ── [srv] 10.93.0.2
+//	        wwan0 10.91.3.2 ─┘                └─ up1 10.92.2.2 ┘
+//	virtual IPs 10.99.0.x, one per VPN          pool 10.99.0.0/24
 package demo
 
 import (
@@ -156,14 +156,14 @@ func (t *Topology) SetLink(dev string, up bool) error {
 // router forwards to or from one end-user interface: the link stays up,
 // so only liveness checks can tell (nftables in the router).
 func (t *Topology) Blackhole(ctx context.Context, dev string, on bool) error {
-	table := "mifike-" + dev
+	table := "blackhole_" + dev
 	if !on {
 		_, err := t.Run(ctx, t.Net, "nft", "delete", "table", "inet", table)
 		return err
 	}
 	_, err := t.Run(ctx, t.Net, "nft", fmt.Sprintf(
-		"add table inet %[1]s; add chain inet %[1]s fwd { type filter hook forward priority 0; }; "+
-			"add rule inet %[1]s fwd iifname \"ue-%[2]s\" drop; add rule inet %[1]s fwd oifname \"ue-%[2]s\" drop", table, dev))
+		"add table inet %[1]s; add chain inet %[1]s drops { type filter hook forward priority 0; }; "+
+			"add rule inet %[1]s drops iifname \"ue-%[2]s\" drop; add rule inet %[1]s drops oifname \"ue-%[2]s\" drop", table, dev))
 	return err
 }
 
@@ -370,4 +370,3 @@ func WaitFor(timeout time.Duration, cond func() bool) bool {
 	}
 	return cond()
 }
-

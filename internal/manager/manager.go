@@ -269,7 +269,8 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 		}
 	}
 	for id, op := range m.moving {
-		if now.Sub(op.at) > m.p.Retry {
+		// Done (the SA is there) or stale: a later move may go ahead.
+		if s, ok := byID[id]; (ok && ifaceOf(s, ifaces) == op.iface) || now.Sub(op.at) > m.p.Retry {
 			delete(m.moving, id)
 		}
 	}
@@ -322,6 +323,15 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			m.cloning[parent] = q
 		}
 	}
+	// A VPN made before the gateway's addresses were known belongs to
+	// the address it uses.
+	if m.p.AllGatewayAddrs {
+		for id, slot := range m.home {
+			if s, ok := byID[id]; ok && !slot.Remote.IsValid() && s.Established {
+				m.home[id] = Slot{Iface: slot.Iface, Remote: s.Remote}
+			}
+		}
+	}
 	// SAs the manager did not start (start_action, the CLI) belong where
 	// they are.
 	for _, s := range sas {
@@ -362,13 +372,14 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 				m.log.Info("interface back: moving its VPN home", "ike", s.ID, "iface", slot.Iface)
 				cmds = append(cmds, c)
 			}
+		case !homeUp && (!m.p.MoveOnDown || !s.MOBIKE || !s.MOBIKEInitiator):
+			// Deleted even when the engine already moved it off the dead
+			// path: that path is where the Delete can still arrive.
+			m.log.Info("interface gone: deleting its VPN", "ike", s.ID, "iface", slot.Iface)
+			cmds = append(cmds, Terminate{ID: s.ID})
+			delete(m.home, s.ID)
+			continue
 		case !homeUp && !curUp:
-			if !m.p.MoveOnDown || !s.MOBIKE || !s.MOBIKEInitiator {
-				m.log.Info("interface gone: deleting its VPN", "ike", s.ID, "iface", slot.Iface)
-				cmds = append(cmds, Terminate{ID: s.ID})
-				delete(m.home, s.ID)
-				continue
-			}
 			if len(use) == 0 {
 				continue // nowhere to go; liveness checks decide
 			}

@@ -85,14 +85,22 @@ func sas(t *testing.T, d *demo.Daemon) []control.SA {
 }
 
 // vpns are the established IKE SAs with at least one Child SA, by the
-// interface their path is pinned to (or whose address they use).
+// interface their path is pinned to (or whose address they use); two on
+// one interface show as "eth0#2".
 func vpns(t *testing.T, d *demo.Daemon) map[string]control.SA {
 	out := map[string]control.SA{}
 	for _, s := range sas(t, d) {
 		if s.State != "ESTABLISHED" || len(s.Children) == 0 {
 			continue
 		}
-		out[ifaceOf(s)] = s
+		k := ifaceOf(s)
+		for n := 2; ; n++ {
+			if _, dup := out[k]; !dup {
+				break
+			}
+			k = fmt.Sprintf("%s#%d", ifaceOf(s), n)
+		}
+		out[k] = s
 	}
 	return out
 }
@@ -144,7 +152,8 @@ func pingThrough(t *testing.T, top *demo.Topology, d *demo.Daemon, s control.SA)
 	}
 	before := packetsOut(t, d, s.ID)
 	if err := top.Ping(context.Background(), top.UE, src, demo.Server); err != nil {
-		t.Fatalf("ping from %s (IKE SA %d): %v", src, s.ID, err)
+		addrs, _ := top.Run(context.Background(), top.UE, "ip", "addr", "show", "mifike0")
+		t.Fatalf("ping from %s (IKE SA %d): %v\n%s\n%s", src, s.ID, err, addrs, d.Table(context.Background()))
 	}
 	if after := packetsOut(t, d, s.ID); after < before+3 {
 		t.Fatalf("IKE SA %d's Child SA sent %d packets for 3 pings from %s", s.ID, after-before, src)
@@ -162,3 +171,5 @@ func packetsOut(t *testing.T, d *demo.Daemon, id uint64) uint64 {
 	}
 	return n
 }
+
+func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }

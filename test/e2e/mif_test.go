@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"strings"
+
+	"github.com/mifike/mifike/internal/control"
 	"testing"
 	"time"
 
@@ -30,4 +32,256 @@ func TestUC1InitialConfiguration(t *testing.T) {
 		pingThrough(t, top, ue, s)
 	}
 	t.Logf("end user:\n%s", ue.Table(context.Background()))
+}
+
+// UC1 "Mobility": an interface goes away; its VPN moves by MOBIKE to
+// another interface with its inner address, so a TCP connection through
+// it survives; when the interface returns the VPN moves back.
+func TestUC1Mobility(t *testing.T) {
+	top, ue, _ := lab(t, demo.Options{})
+	v := waitVPNs(t, ue, all3, 20*time.Second)
+	wlan := v["wlan0"]
+	vip := netipMust(wlan.VirtualIPs[0])
+	stream, err := top.StartStream(vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := top.SetLink("wlan0", false); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	if !demo.WaitFor(10*time.Second, func() bool {
+		for _, s := range sas(t, ue) {
+			if s.ID == wlan.ID && ifaceOf(s) == "eth0" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("wlan0's VPN did not move:\n%s", ue.Table(context.Background()))
+	}
+	t.Logf("wlan0 down: its VPN moved to eth0 in %v", time.Since(cut).Round(time.Millisecond))
+	for _, s := range sas(t, ue) {
+		if s.ID == wlan.ID {
+			pingThrough(t, top, ue, s)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := top.SetLink("wlan0", true); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	if !demo.WaitFor(10*time.Second, func() bool {
+		for _, s := range sas(t, ue) {
+			if s.ID == wlan.ID && ifaceOf(s) == "wlan0" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("wlan0's VPN did not move back:\n%s", ue.Table(context.Background()))
+	}
+	t.Logf("wlan0 back: its VPN returned in %v", time.Since(back).Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond)
+	sent, received, err := stream.Stop()
+	if err != nil || sent == 0 || received != sent {
+		t.Fatalf("TCP stream through the moving VPN: sent %d, received %d, err %v", sent, received, err)
+	}
+	t.Logf("TCP stream survived both moves: %d records", sent)
+}
+
+// onIface waits until IKE SA id uses interface dev.
+func onIface(t *testing.T, d *demo.Daemon, id uint64, dev string, timeout time.Duration) control.SA {
+	t.Helper()
+	var found control.SA
+	if !demo.WaitFor(timeout, func() bool {
+		for _, s := range sas(t, d) {
+			if s.ID == id && ifaceOf(s) == dev && s.State == "ESTABLISHED" {
+				found = s
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("IKE SA %d is not on %s:\n%s", id, dev, d.Table(context.Background()))
+	}
+	return found
+}
+
+// UC1 "Multihoming": one VPN with ordered alternates (failover mode): it
+// moves down the list as interfaces fail and back up when they return.
+func TestUC1Multihoming(t *testing.T) {
+	top, ue, _ := lab(t, demo.Options{Mode: "failover"})
+	v := waitVPNs(t, ue, []string{"eth0"}, 20*time.Second)
+	id := v["eth0"].ID
+	pingThrough(t, top, ue, v["eth0"])
+	top.SetLink("eth0", false)
+	pingThrough(t, top, ue, onIface(t, ue, id, "wlan0", 10*time.Second))
+	top.SetLink("wlan0", false)
+	pingThrough(t, top, ue, onIface(t, ue, id, "wwan0", 10*time.Second))
+	top.SetLink("eth0", true)
+	pingThrough(t, top, ue, onIface(t, ue, id, "eth0", 10*time.Second))
+	if n := len(vpns(t, ue)); n != 1 {
+		t.Fatalf("%d VPNs in failover mode", n)
+	}
+}
+
+// UC1 "Adding an Interface": a new interface gets its own VPN (a clone)
+// within seconds of appearing, without authenticating again.
+func TestUC1AddingInterface(t *testing.T) {
+	top, ue, gw := lab(t, demo.Options{})
+	waitVPNs(t, ue, all3, 20*time.Second)
+	added := time.Now()
+	if err := top.AddInterface(demo.Extra); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVPNs(t, ue, append(all3, "usb0"), 10*time.Second)
+	t.Logf("usb0 appeared: its VPN was up in %v", time.Since(added).Round(time.Millisecond))
+	pingThrough(t, top, ue, v["usb0"])
+	if n := strings.Count(gw.Log(), "received IKE_AUTH request"); n != 1 {
+		t.Fatalf("%d authentications", n)
+	}
+}
+
+// UC1 "Deleting an Interface" with on_down: delete: the VPN bound to the
+// interface goes on both ends, with its Child SAs; the others stay.
+func TestUC1DeletingInterface(t *testing.T) {
+	top, ue, gw := lab(t, demo.Options{OnDown: "delete"})
+	v := waitVPNs(t, ue, all3, 20*time.Second)
+	gone := v["wwan0"]
+	top.SetLink("wwan0", false)
+	v = waitVPNs(t, ue, []string{"eth0", "wlan0"}, 10*time.Second)
+	if !demo.WaitFor(10*time.Second, func() bool {
+		for _, s := range sas(t, gw) {
+			if s.SPIi == gone.SPIi {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("the gateway kept the deleted VPN:\n%s", gw.Table(context.Background()))
+	}
+	for _, s := range v {
+		pingThrough(t, top, ue, s)
+	}
+}
+
+// UC1 silent failure: the interface stays up but drops everything;
+// liveness checks and path probing move its VPN (RFC 4555 §3.5, RFC 7296
+// §2.4) to a working interface.
+func TestUC1SilentFailure(t *testing.T) {
+	top, ue, _ := lab(t, demo.Options{})
+	v := waitVPNs(t, ue, all3, 20*time.Second)
+	wwan := v["wwan0"]
+	if err := top.Blackhole(context.Background(), "wwan0", true); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if !demo.WaitFor(30*time.Second, func() bool {
+		for _, s := range sas(t, ue) {
+			if s.ID == wwan.ID && ifaceOf(s) != "wwan0" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the VPN stayed on the silent interface:\n%s", ue.Table(context.Background()))
+	}
+	t.Logf("silent failure detected and the VPN moved in %v", time.Since(start).Round(time.Millisecond))
+	for _, s := range sas(t, ue) {
+		if s.ID == wwan.ID {
+			pingThrough(t, top, ue, s)
+		}
+	}
+}
+
+// RFC 7791 figures 2 and 3 / UC1 with a multi-address gateway: the
+// gateway announces both its addresses; with gateway_addrs: all the end
+// user keeps a VPN on every (interface, gateway address) pair.
+func TestGatewayMultipleInterfaces(t *testing.T) {
+	top, ue, _ := lab(t, demo.Options{GatewayAddrs: "all", Use: []string{"eth0", "wlan0"}})
+	var got []control.SA
+	if !demo.WaitFor(30*time.Second, func() bool {
+		got = nil
+		pairs := map[string]bool{}
+		for _, s := range sas(t, ue) {
+			if s.State == "ESTABLISHED" && len(s.Children) > 0 {
+				got = append(got, s)
+				pairs[ifaceOf(s)+">"+s.Remote] = true
+			}
+		}
+		return len(pairs) == 4
+	}) {
+		t.Fatalf("want 4 VPNs on 2 interfaces × 2 gateway addresses:\n%s", ue.Table(context.Background()))
+	}
+	for _, s := range got {
+		pingThrough(t, top, ue, s)
+	}
+}
+
+// UC3 "Mobility" in transport mode: the selectors are the outer
+// addresses, so after MOBIKE moves the IKE SA the transport Child SA is
+// replaced by one for the new address, and host-to-host traffic goes on.
+func TestUC3TransportMobility(t *testing.T) {
+	top, ue, _ := lab(t, demo.Options{Transport: true, Mode: "failover", Use: []string{"eth0", "wlan0"}})
+	v := waitVPNs(t, ue, []string{"eth0"}, 20*time.Second)
+	id := v["eth0"].ID
+	hostPing := func(src string) {
+		t.Helper()
+		before := packetsOut(t, ue, id)
+		if err := top.Ping(context.Background(), top.UE, src, demo.GatewayAddrs[0]); err != nil {
+			t.Fatalf("ping from %s: %v", src, err)
+		}
+		if packetsOut(t, ue, id) < before+3 {
+			t.Fatalf("pings from %s did not go through the transport-mode SA", src)
+		}
+	}
+	hostPing("10.91.1.2")
+	top.SetLink("eth0", false)
+	onIface(t, ue, id, "wlan0", 10*time.Second)
+	if !demo.WaitFor(10*time.Second, func() bool {
+		for _, s := range sas(t, ue) {
+			if s.ID == id && len(s.Children) == 1 && s.Children[0].LocalTS[0] == "10.91.2.2" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the transport Child SA did not follow:\n%s", ue.Table(context.Background()))
+	}
+	hostPing("10.91.2.2")
+}
+
+// A gateway that does not offer cloning: the end user falls back to one
+// authentication per interface, says so, and still gets its VPNs.
+func TestCloneLessPeerFallback(t *testing.T) {
+	top, ue, gw := lab(t, demo.Options{NoClone: true})
+	v := waitVPNs(t, ue, all3, 30*time.Second)
+	if n := strings.Count(gw.Log(), "received IKE_AUTH request"); n != 3 {
+		t.Fatalf("%d authentications, want one per interface", n)
+	}
+	if !strings.Contains(ue.Log(), "does not offer cloning") {
+		t.Fatal("the fallback was not logged")
+	}
+	// The gateway gives one identity one address, so the three VPNs
+	// share it and the newest carries its traffic; steering per
+	// interface then needs distinct selectors (RFC 7791 App. A.3).
+	total := func() uint64 {
+		var n uint64
+		for _, s := range v {
+			if s.Parent != 0 {
+				t.Fatalf("IKE SA %d claims to be a clone", s.ID)
+			}
+			n += packetsOut(t, ue, s.ID)
+		}
+		return n
+	}
+	before := total()
+	if err := top.Ping(context.Background(), top.UE, v["eth0"].VirtualIPs[0], demo.Server); err != nil {
+		t.Fatal(err)
+	}
+	if total() < before+3 {
+		t.Fatal("pings did not go through the VPNs")
+	}
 }
