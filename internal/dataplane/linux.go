@@ -44,7 +44,7 @@ type LinuxConfig struct {
 	// address (bound to it, or to the wildcard): UDP-encapsulated ESP
 	// (RFC 3948) leaves through it, so it shares the IKE SA's port pair
 	// and NAT mapping.
-	NATT func(local netip.Addr) *net.UDPConn
+	NATT         func(local netip.Addr) *net.UDPConn
 	Log          *slog.Logger
 	OnLimit      func(inSPI uint32, hard bool)
 	ReplayWindow int
