@@ -2,7 +2,12 @@
 # missing, then runs every test.
 GO ?= go
 
-.PHONY: test deps build check fuzz bench
+.PHONY: test deps build check fuzz bench demo
+
+# `make demo` is the README's first command: the multiple-interfaces lab,
+# narrated (root; installs what is missing first).
+demo: deps build
+	./bin/mifike demo
 
 test: deps
 	$(GO) test -count=1 ./...

@@ -29,6 +29,7 @@ func commands() []command {
 		{"move", "move ID --local ADDR[%IFACE] [--remote ADDR]", "move an IKE SA and its Child SAs to another path (RFC 4555)", runMove},
 		{"reload", "reload", "reread the configuration", runReload},
 		{"events", "events [--json]", "follow the daemon's events until Ctrl-C", runEvents},
+		{"demo", "demo [--json] [--dir DIR]", "build the multiple-interfaces lab and narrate a run on it (root)", runDemo},
 		{"bench", "bench esp [--time 10s] [--json]", "ESP throughput: mifike against strongSwan kernel-libipsec (root)", runBench},
 		{"version", "version", "print the version", func([]string, io.Writer, io.Writer) int {
 			fmt.Println("mifike", version)

@@ -158,7 +158,24 @@ type Manager struct {
 	moving     map[uint64]moveOp
 	replacing  map[uint32]time.Time // transport Child SAs being replaced
 	noClone    bool                 // the peer did not offer cloning: said once
+	// The interface each SA used at the last call, and interfaces whose
+	// path the engine gave up on (silent failure: up, but dead) with
+	// when they may be used again; the hold doubles each time.
+	last    map[uint64]string
+	suspect map[string]holdDown
 }
+
+type holdDown struct {
+	until time.Time
+	hold  time.Duration
+}
+
+// minHold and maxHold bound how long an interface whose path failed is
+// left alone before a VPN is tried on it again.
+const (
+	minHold = 30 * time.Second
+	maxHold = 10 * time.Minute
+)
 
 type moveOp struct {
 	iface string
@@ -180,7 +197,7 @@ func New(p Policy, log *slog.Logger) *Manager {
 	}
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
 		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, moving: map[uint64]moveOp{},
-		replacing: map[uint32]time.Time{}}
+		replacing: map[uint32]time.Time{}, last: map[uint64]string{}, suspect: map[string]holdDown{}}
 }
 
 // Bind tells the manager which SA an Initiate made.
@@ -268,6 +285,29 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			delete(m.moving, id)
 		}
 	}
+	// The engine moved an SA off its interface by itself: path probing
+	// found that interface dead though it is up (RFC 4555 §3.5).
+	for _, s := range sas {
+		cur := ifaceOf(s, ifaces)
+		last, seen := m.last[s.ID]
+		m.last[s.ID] = cur
+		op, moving := m.moving[s.ID]
+		if seen && last != "" && cur != last && (!moving || op.iface != cur) && s.Established {
+			for _, i := range ifaces {
+				if i.Name == last && i.Up && addrOf(i, gateway).IsValid() {
+					h := m.suspect[last].hold * 2
+					h = min(max(h, minHold), maxHold)
+					m.suspect[last] = holdDown{until: now.Add(h), hold: h}
+					m.log.Warn("path over interface failed while it is up; avoiding it for a while", "iface", last, "ike", s.ID, "for", h)
+				}
+			}
+		}
+	}
+	for id := range m.last {
+		if _, ok := byID[id]; !ok {
+			delete(m.last, id)
+		}
+	}
 	for id, op := range m.moving {
 		// Done (the SA is there) or stale: a later move may go ahead.
 		if s, ok := byID[id]; (ok && ifaceOf(s, ifaces) == op.iface) || now.Sub(op.at) > m.p.Retry {
@@ -280,6 +320,7 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 		}
 	}
 	use := m.usable(ifaces, gateway)
+	use = slices.DeleteFunc(use, func(u usable) bool { return now.Before(m.suspect[u.Name].until) })
 	isUsable := func(name string) (usable, bool) {
 		for _, u := range use {
 			if u.Name == name {

@@ -213,3 +213,32 @@ func TestEligibility(t *testing.T) {
 		t.Fatalf("%#v", got)
 	}
 }
+
+// A silent failure: the engine's path probing moved a VPN off an
+// interface that is still up. The manager does not move it straight back
+// onto the dead path: the interface is avoided for a hold-down time
+// that doubles on each failure.
+func TestSilentFailureHoldDown(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	ifs := []Interface{eth, wifi}
+	m.Reconcile(t0, gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
+	moved := []SA{sa(1, eth, 0), sa(2, eth, 1)}
+	if got := m.Reconcile(t0.Add(time.Second), gw, ifs, moved); len(got) != 0 {
+		t.Fatalf("moved straight back onto the failed path: %#v", got)
+	}
+	if got := m.Reconcile(t0.Add(20*time.Second), gw, ifs, moved); len(got) != 0 {
+		t.Fatalf("within the hold-down: %#v", got)
+	}
+	got := m.Reconcile(t0.Add(32*time.Second), gw, ifs, moved)
+	if !reflect.DeepEqual(got, []Command{Move{ID: 2, Local: wifi.Addrs[0], Remote: gw, Iface: "wlan0"}}) {
+		t.Fatalf("after the hold-down: %#v", got)
+	}
+	// It fails again: twice as long this time.
+	m.Reconcile(t0.Add(33*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
+	m.Reconcile(t0.Add(34*time.Second), gw, ifs, moved)
+	if got := m.Reconcile(t0.Add(34*time.Second+45*time.Second), gw, ifs, moved); len(got) != 0 {
+		t.Fatalf("the second hold-down did not double: %#v", got)
+	}
+}

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
 	"strings"
 
 	"github.com/mifike/mifike/internal/control"
@@ -189,9 +192,16 @@ func TestUC1SilentFailure(t *testing.T) {
 		t.Fatalf("the VPN stayed on the silent interface:\n%s", ue.Table(context.Background()))
 	}
 	t.Logf("silent failure detected and the VPN moved in %v", time.Since(start).Round(time.Millisecond))
-	for _, s := range sas(t, ue) {
-		if s.ID == wwan.ID {
-			pingThrough(t, top, ue, s)
+	// No flapping back onto the dead path: it stays away and works.
+	for range 3 {
+		time.Sleep(time.Second)
+		for _, s := range sas(t, ue) {
+			if s.ID == wwan.ID {
+				if ifaceOf(s) == "wwan0" {
+					t.Fatal("the VPN went back onto the silent interface")
+				}
+				pingThrough(t, top, ue, s)
+			}
 		}
 	}
 }
@@ -283,5 +293,27 @@ func TestCloneLessPeerFallback(t *testing.T) {
 	}
 	if total() < before+3 {
 		t.Fatal("pings did not go through the VPNs")
+	}
+}
+
+// The README's first command runs to a successful end, every step ok.
+func TestDemoCommand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces (CI runs as root)")
+	}
+	out, err := exec.Command(mifikeBin, "demo", "--json").Output()
+	steps := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var s demo.Step
+		if json.Unmarshal([]byte(l), &s) != nil {
+			t.Fatalf("not a JSON step: %q", l)
+		}
+		if !s.OK {
+			t.Fatalf("step %s failed: %s", s.Step, s.Error)
+		}
+		steps++
+	}
+	if err != nil || steps != 9 {
+		t.Fatalf("demo: %v, %d steps ok:\n%s", err, steps, out)
 	}
 }
