@@ -34,8 +34,8 @@ type Runner struct {
 	start     time.Time
 	daemonsAt time.Time // when the end user's daemon started
 	top       *Topology
-	ue    *Daemon
-	gw    *Daemon
+	ue        *Daemon
+	gw        *Daemon
 }
 
 // Run builds the lab, runs every step and tears the lab down. It returns
