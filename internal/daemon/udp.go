@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -46,39 +45,6 @@ func listenUDP(addr netip.Addr, port uint16) (*udpSocket, error) {
 	return s, nil
 }
 
-// read returns one datagram with its local (destination) and remote
-// addresses.
-func (s *udpSocket) read(b []byte) (int, netip.AddrPort, netip.AddrPort, error) {
-	var (
-		n    int
-		src  net.Addr
-		dst  net.IP
-		err  error
-		port = s.port
-	)
-	if s.p6 != nil {
-		var cm *ipv6.ControlMessage
-		n, cm, src, err = s.p6.ReadFrom(b)
-		if cm != nil {
-			dst = cm.Dst
-		}
-	} else {
-		var cm *ipv4.ControlMessage
-		n, cm, src, err = s.p4.ReadFrom(b)
-		if cm != nil {
-			dst = cm.Dst
-		}
-	}
-	if err != nil {
-		return 0, netip.AddrPort{}, netip.AddrPort{}, err
-	}
-	ua, ok := src.(*net.UDPAddr)
-	if !ok {
-		return 0, netip.AddrPort{}, netip.AddrPort{}, errors.New("datagram without a UDP source")
-	}
-	la, _ := netip.AddrFromSlice(dst)
-	return n, netip.AddrPortFrom(la.Unmap(), port), netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port()), nil
-}
 
 // write sends b from local (its address chosen through packet info) to
 // remote; a non-zero ifindex sends it out of that interface whatever the

@@ -294,6 +294,7 @@ func (sa *ikeSA) establish() {
 	e := sa.e
 	sa.state = stateEstablished
 	sa.established = e.now
+	sa.dataLocal, sa.dataRemote, sa.dataIface = sa.local, sa.remote, sa.iface
 	if sa.family == nil {
 		e.newFamily(sa)
 	}

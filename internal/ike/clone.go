@@ -185,6 +185,8 @@ func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
 		sa.family.join(n)
 	}
 	n.armLifetimes() // again, now that the family (reauth time) is known
+	n.continueReturnRoutability()
+	n.next()
 	e.emit(Event{Kind: EventIKECloned, IKESA: n.id, Conn: n.conn.Name,
 		Detail: fmt.Sprintf("IKE SA %d cloned to %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, n.neg.String())})
 	e.event(n, EventIKEUp, fmt.Sprintf("clone of IKE SA %d", sa.id))
@@ -251,6 +253,9 @@ func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
 	}
 	sa.respond(m, resp)
 	n.local, n.remote, n.iface = m.d.Local, m.d.Remote, "" // the path of this exchange
+	if !n.conn.ReturnRoutability || n.verified[n.remote.Addr()] {
+		n.dataLocal, n.dataRemote, n.dataIface = n.local, n.remote, n.iface
+	} // else the parent's proven path, until the check (adoptClone)
 	sa.adoptClone(n, false)
 }
 

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"net/netip"
+	"maps"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/proposal"
@@ -187,7 +187,10 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) 
 	e.byID[n.id] = n
 	n.conn = sa.conn
 	n.local, n.remote, n.iface = sa.local, sa.remote, sa.iface
-	n.peerAddrs, n.verified = sa.peerAddrs, map[netip.Addr]bool{sa.remote.Addr(): true}
+	// What the old SA proved routable stays proven; an address it was
+	// still checking is checked again by the successor (see handOver).
+	n.peerAddrs, n.verified = sa.peerAddrs, maps.Clone(sa.verified)
+	n.dataLocal, n.dataRemote, n.dataIface = sa.dataLocal, sa.dataRemote, sa.dataIface
 	n.natLocal, n.natRemote, n.peerNATT, n.encap = sa.natLocal, sa.natRemote, sa.peerNATT, sa.encap
 	n.localID, n.peerID, n.mobike, n.peerHashes = sa.localID, sa.peerID, sa.mobike, sa.peerHashes
 	n.localVIPs, n.remoteVIPs = sa.localVIPs, sa.remoteVIPs
@@ -241,6 +244,7 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 		n.updateGen = n.confirmedGen + 1 // unconfirmed on the successor too
 		n.tasks = append(n.tasks, &updateTask{})
 	}
+	n.continueReturnRoutability()
 	sa.state = stateRekeyed
 	sa.successor = n
 	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT} {
@@ -249,6 +253,16 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 	// If the peer's Delete never comes, drop the old SA anyway.
 	sa.deleteT = e.after(e.cfg.DeleteTimeout, func() { e.destroy(sa, "rekeyed, peer's Delete did not arrive") })
 	n.next()
+}
+
+// continueReturnRoutability: an SA made from one whose return
+// routability check of the peer's new address was still under way (a
+// rekey or a clone) checks that address itself before its Child SAs go
+// there (RFC 4555 §3.7).
+func (n *ikeSA) continueReturnRoutability() {
+	if n.conn.ReturnRoutability && n.mobike && n.dataRemote != n.remote && !n.verified[n.remote.Addr()] {
+		n.tasks = append(n.tasks, &rrTask{addr: n.remote})
+	}
 }
 
 // respondIKERekey answers a peer's IKE SA rekey (§1.3.2, §2.25 table).

@@ -157,6 +157,7 @@ func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bo
 // updateChildren moves every Child SA of this IKE SA to its addresses
 // (and only this IKE SA's: clones move on their own).
 func (sa *ikeSA) updateChildren() {
+	sa.dataLocal, sa.dataRemote, sa.dataIface = sa.local, sa.remote, sa.iface
 	for _, c := range sa.children {
 		sa.e.emit(UpdateChild{SA: c.params()})
 	}

@@ -83,6 +83,42 @@ func TestRFC4555Section3_7ReturnRoutability(t *testing.T) {
 	}
 }
 
+// RFC 4555 §3.7 across an IKE rekey (§1.3: the successor continues the
+// series): while the responder's return routability check of a new
+// initiator address is unanswered, its Child SAs stay on the proven path,
+// also when the IKE SA is rekeyed meanwhile; the successor checks the
+// address again and only then moves them.
+func TestRFC4555Section3_7ReturnRoutabilitySurvivesRekey(t *testing.T) {
+	l := newLab(t, 107, func(_, gw *ike.Connection, _, _ *ike.Config) { gw.ReturnRoutability = true })
+	l.twoAddrs()
+	id := l.up()
+	// The gateway's requests to the new address are lost: its check
+	// cannot complete.
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.gw && d.Remote.Addr() == ue2Addr && !m.Response {
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.move(l.ue, id, ue2Addr)
+	l.net.RunFor(500 * time.Millisecond)
+	gwID := l.sa(l.gw).ID
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, id, 0) })
+	l.net.RunFor(3 * time.Second)
+	gw := l.sa(l.gw)
+	if gw.ID == gwID {
+		t.Fatal("the gateway's IKE SA was not rekeyed")
+	}
+	if got := gw.Children[0].Remote.Addr(); got != ueAddr {
+		t.Fatalf("Child SAs moved to %v before the check passed", got)
+	}
+	l.net.Filter = nil
+	l.settle(2 * time.Minute)
+	if got := l.sa(l.gw).Children[0].Remote.Addr(); got != ue2Addr {
+		t.Fatalf("Child SAs on %v after the successor's check, want %v", got, ue2Addr)
+	}
+}
+
 // RFC 4555 §3.5: a responder policy refusing the new address answers
 // UNACCEPTABLE_ADDRESSES; the initiator goes back to a usable path.
 func TestRFC4555Section3_5UnacceptableAddresses(t *testing.T) {

@@ -87,14 +87,20 @@ type ikeSA struct {
 	// the peer's announced addresses (§3.4), addresses that passed a
 	// return routability check (§3.7), and the update generation: a
 	// reply to an older UPDATE_SA_ADDRESSES is not acted on (§3.5).
-	iface         string
-	peerAddrs     []netip.Addr
-	verified      map[netip.Addr]bool
-	updateGen     int
-	pendingUpdate bool
-	confirmedGen  int // the path generation the peer has acknowledged
-	probeTries    int
-	prevPath      path
+	iface     string
+	peerAddrs []netip.Addr
+	verified  map[netip.Addr]bool
+	// dataLocal, dataRemote and dataIface are the path the Child SAs use.
+	// It follows the IKE SA's except while a MOBIKE responder checks a
+	// new initiator address (return routability, RFC 4555 §3.7): until
+	// then traffic stays on the old, proven path.
+	dataLocal, dataRemote netip.AddrPort
+	dataIface             string
+	updateGen             int
+	pendingUpdate         bool
+	confirmedGen          int // the path generation the peer has acknowledged
+	probeTries            int
+	prevPath              path
 
 	created, established, lastInbound time.Time
 	lastSent                          time.Time

@@ -49,6 +49,8 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 		withSecondChild(t)(ue, gw, uec, gwc)
 		withClone(ue, gw, uec, gwc)
 		ue.DPDDelay, gw.DPDDelay = 30*time.Second, 30*time.Second
+		// A quarter of the seeds check new addresses (RFC 4555 §3.7).
+		gw.ReturnRoutability = seed%4 == 0
 	})
 	r := l.net.Rand()
 	mobike := seed%2 == 0 // half the seeds exercise MOBIKE moves and path failures
