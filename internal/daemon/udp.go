@@ -45,7 +45,6 @@ func listenUDP(addr netip.Addr, port uint16) (*udpSocket, error) {
 	return s, nil
 }
 
-
 // write sends b from local (its address chosen through packet info) to
 // remote; a non-zero ifindex sends it out of that interface whatever the
 // routing table prefers (a path MOBIKE pinned).
