@@ -22,7 +22,6 @@ import (
 
 	"github.com/mifike/mifike/internal/config"
 	"github.com/mifike/mifike/internal/control"
-	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/manager"
 )
@@ -46,7 +45,7 @@ type Daemon struct {
 	nextSub int
 
 	children map[uint32]ike.ChildSA // what the data plane holds
-	plane    *dataplane.Linux       // nil for data_plane: none
+	plane    dataPlane              // nil for data_plane: none
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
 

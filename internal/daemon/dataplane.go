@@ -12,6 +12,7 @@ import (
 
 	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/xfrm"
 )
 
 // limitEvent is a Child SA limit the data plane reached.
@@ -20,15 +21,42 @@ type limitEvent struct {
 	hard  bool
 }
 
+// dataPlane is what the daemon asks of a data plane: the userspace ESP
+// backend (dataplane.Linux) or the kernel's XFRM (xfrm.Kernel).
+type dataPlane interface {
+	Install(ike.ChildSA) error
+	Update(ike.ChildSA) error
+	Delete(inSPI uint32)
+	// Counters are a Child SA's traffic; LastIn moves with authentic
+	// inbound packets (liveness).
+	Counters(inSPI uint32) *dataplane.Counters
+	// Owns reports the data plane's own devices, whose addresses are
+	// virtual IPs rather than paths.
+	Owns(ifname string) bool
+	// Drops are the packets dropped so far, by reason.
+	Drops() map[string]uint64
+	Close() error
+}
+
+// ownsDevice is d.plane.Owns, false without a data plane.
+func (d *Daemon) ownsDevice(name string) bool { return d.plane != nil && d.plane.Owns(name) }
+
 // openDataPlane starts the configured data plane; "none" carries nothing.
+// "auto" asks the kernel to install a test ESP SA and an XFRM interface
+// and takes the kernel when it can, else userspace ESP.
 func (d *Daemon) openDataPlane() error {
-	switch d.cfg.DataPlane {
+	kind := d.cfg.DataPlane
+	switch kind {
 	case "none":
 		return nil
-	case "kernel":
-		return errors.New("data_plane: kernel: the XFRM backend is not built yet; use data_plane: userspace (or auto)")
 	case "auto":
-		d.log.Info("data plane: userspace ESP over TUN (auto; the kernel backend is not built yet)")
+		if err := xfrm.Probe(); err != nil {
+			kind = "userspace"
+			d.log.Info("data plane: userspace ESP over TUN (auto: the kernel cannot carry ESP)", "reason", err)
+		} else {
+			kind = "kernel"
+			d.log.Info("data plane: kernel XFRM (auto: the kernel installed a test ESP SA and an XFRM interface)")
+		}
 	}
 	for k, s := range d.socks {
 		if err := dataplane.Mark(s.conn, dataplane.DefaultMark); err != nil {
@@ -38,6 +66,26 @@ func (d *Daemon) openDataPlane() error {
 			dataplane.SetBuffers(s.conn)
 		}
 	}
+	onLimit := func(inSPI uint32, hard bool) {
+		select {
+		case d.limits <- limitEvent{inSPI, hard}:
+		default: // the loop is flooded; the limit is reported again soon enough
+		}
+	}
+	if kind == "kernel" {
+		cfg := xfrm.Config{Log: d.log.With("component", "xfrm"), OnLimit: onLimit, MTU: d.cfg.TUN.MTU}
+		for k, s := range d.socks {
+			cfg.Sockets = append(cfg.Sockets, s.conn)
+			cfg.NATTPort = append(cfg.NATTPort, k.port == d.cfg.NATTPort)
+		}
+		k, err := xfrm.Open(cfg)
+		if err != nil {
+			return fmt.Errorf("data_plane: kernel: %w", err)
+		}
+		d.plane = k
+		d.log.Info("data plane up", "backend", k.Name(), "mtu", d.cfg.TUN.MTU)
+		return nil
+	}
 	natt := func(local netip.Addr) *net.UDPConn {
 		if s := d.sock(netip.AddrPortFrom(local, d.cfg.NATTPort)); s != nil {
 			return s.conn
@@ -45,13 +93,7 @@ func (d *Daemon) openDataPlane() error {
 		return nil
 	}
 	p, err := dataplane.OpenLinux(dataplane.LinuxConfig{TUNName: d.cfg.TUN.Name, MTU: d.cfg.TUN.MTU,
-		NATT: natt, Log: d.log.With("component", "dataplane"),
-		OnLimit: func(inSPI uint32, hard bool) {
-			select {
-			case d.limits <- limitEvent{inSPI, hard}:
-			default: // the loop is flooded; the next packet reports it again soon enough
-			}
-		}})
+		NATT: natt, Log: d.log.With("component", "dataplane"), OnLimit: onLimit})
 	if err != nil {
 		return err
 	}
@@ -61,7 +103,9 @@ func (d *Daemon) openDataPlane() error {
 	return nil
 }
 
-// installChild carries a Child SA action to the data plane.
+// planeAction carries a Child SA action to the data plane. A Child SA the
+// data plane refuses fails: it is deleted (telling the peer) with the
+// data plane's reason, so no half-installed SA stays up.
 func (d *Daemon) planeAction(a ike.Action) {
 	if d.plane == nil {
 		return
@@ -70,6 +114,10 @@ func (d *Daemon) planeAction(a ike.Action) {
 	case ike.InstallChild:
 		if err := d.plane.Install(a.SA); err != nil {
 			d.log.Error("data plane: cannot install Child SA", "ike", a.SA.IKESA, "child", fmt.Sprintf("%08x", a.SA.InSPI), "err", err)
+			d.publish(ike.Event{Kind: ike.EventChildFailed, IKESA: a.SA.IKESA, Child: a.SA.InSPI,
+				Detail: fmt.Sprintf("%s: the data plane refused it: %v", a.SA.Name, err)})
+			acts, _ := d.engine.Terminate(time.Now(), a.SA.IKESA, a.SA.InSPI)
+			d.apply(acts)
 		}
 	case ike.UpdateChild:
 		if err := d.plane.Update(a.SA); err != nil {
@@ -128,9 +176,11 @@ func (d *Daemon) readBatch(s *udpSocket) {
 			m4[i] = ipv4.Message{Buffers: [][]byte{bufs[i][dataplane.Headroom:]}, OOB: make([]byte, 128)}
 		}
 	}
+	// The userspace data plane opens ESP in UDP here; the kernel's takes
+	// it before it reaches the socket (UDP_ENCAP_ESPINUDP).
 	var rx *dataplane.Receiver
-	if d.plane != nil && s.port == d.cfg.NATTPort {
-		rx = d.plane.NewReceiver()
+	if p, ok := d.plane.(*dataplane.Linux); ok && s.port == d.cfg.NATTPort {
+		rx = p.NewReceiver()
 	}
 	esp := make([]dataplane.Inbound, 0, batch)
 	for {

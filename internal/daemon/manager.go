@@ -43,14 +43,14 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 }
 
 // hostInterfaces lists the interfaces with their usable addresses.
-func hostInterfaces(tunnel string) []manager.Interface {
+func hostInterfaces(tunnel func(string) bool) []manager.Interface {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil
 	}
 	var out []manager.Interface
 	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 || i.Name == tunnel {
+		if i.Flags&net.FlagLoopback != 0 || tunnel(i.Name) {
 			continue
 		}
 		mi := manager.Interface{Name: i.Name, Up: i.Flags&net.FlagUp != 0 && i.Flags&net.FlagRunning != 0}
@@ -72,11 +72,7 @@ func (d *Daemon) reconcile() {
 		return
 	}
 	now := time.Now()
-	tunnel := ""
-	if d.plane != nil {
-		tunnel = d.plane.Name()
-	}
-	ifaces := hostInterfaces(tunnel)
+	ifaces := hostInterfaces(d.ownsDevice)
 	all := d.engine.IKESAs()
 	for name, m := range d.managers {
 		c := d.conn(name)

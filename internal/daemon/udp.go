@@ -90,7 +90,7 @@ func ifindex(name string) int {
 // cable is as gone as a deleted address), within the listen addresses.
 // Loopback addresses are left out: they stay whatever links fail, so
 // they never tell MOBIKE where to go.
-func hostAddrs(listen []netip.Addr, tunnel string) ([]netip.Addr, error) {
+func hostAddrs(listen []netip.Addr, tunnel func(string) bool) ([]netip.Addr, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil, err
@@ -99,7 +99,7 @@ func hostAddrs(listen []netip.Addr, tunnel string) ([]netip.Addr, error) {
 	for _, i := range ifs {
 		// The data plane's own device holds our virtual IPs: they live
 		// inside the tunnel and can never carry it.
-		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagRunning == 0 || i.Flags&net.FlagLoopback != 0 || i.Name == tunnel {
+		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagRunning == 0 || i.Flags&net.FlagLoopback != 0 || tunnel(i.Name) {
 			continue
 		}
 		addrs, err := i.Addrs()
@@ -123,11 +123,7 @@ func hostAddrs(listen []netip.Addr, tunnel string) ([]netip.Addr, error) {
 // hostAddrs tells the engine's MOBIKE which local addresses are usable;
 // on a failed read it keeps what it had.
 func (d *Daemon) hostAddrs() []netip.Addr {
-	tunnel := ""
-	if d.plane != nil {
-		tunnel = d.plane.Name()
-	}
-	addrs, err := hostAddrs(d.cfg.Listen, tunnel)
+	addrs, err := hostAddrs(d.cfg.Listen, d.ownsDevice)
 	if err != nil {
 		d.log.Warn("cannot read the host's addresses; keeping the last list", "err", err)
 		return d.lastAddrs

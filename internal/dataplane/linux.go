@@ -568,3 +568,7 @@ func (s *sender) sendSingly(k int) error {
 	}
 	return errs
 }
+
+// Owns reports the data plane's own device (the TUN device), whose
+// addresses are virtual IPs.
+func (l *Linux) Owns(ifname string) bool { return ifname == l.name }
