@@ -38,6 +38,10 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 			"nrecv":    prometheus.NewDesc("mifike_notifies_received_total", "Notify payloads received by type.", []string{"type", "error"}, nil),
 			"espdrop":  prometheus.NewDesc("mifike_esp_dropped_total", "ESP packets received with no data plane to carry them.", nil, nil),
 			"sendfail": prometheus.NewDesc("mifike_send_errors_total", "Datagrams the kernel refused to send.", nil, nil),
+			"dpdrop": prometheus.NewDesc("mifike_dataplane_dropped_packets_total",
+				"Packets the data plane dropped, by reason (replay, integrity, unknown-spi, policy, no-policy, ...).", []string{"reason"}, nil),
+			"dpbytes":   prometheus.NewDesc("mifike_child_sa_bytes", "Bytes carried by the installed Child SAs, by direction.", []string{"direction"}, nil),
+			"dppackets": prometheus.NewDesc("mifike_child_sa_packets", "Packets carried by the installed Child SAs, by direction.", []string{"direction"}, nil),
 		}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -77,7 +81,33 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		st  ike.Stats
 		ds  daemonStats
 	)
-	m.d.call(func() { sas, st, ds = m.d.engine.IKESAs(), m.d.engine.Stats(), m.d.stats })
+	var (
+		drops                map[string]uint64
+		bin, bout, pin, pout uint64
+	)
+	m.d.call(func() {
+		sas, st, ds = m.d.engine.IKESAs(), m.d.engine.Stats(), m.d.stats
+		if m.d.plane != nil {
+			drops = m.d.plane.Drops()
+			for spi := range m.d.children {
+				if c := m.d.plane.Counters(spi); c != nil {
+					bin, bout = bin+c.BytesIn.Load(), bout+c.BytesOut.Load()
+					pin, pout = pin+c.PacketsIn.Load(), pout+c.PacketsOut.Load()
+				}
+			}
+		}
+	})
+	for reason, n := range drops {
+		ch <- prometheus.MustNewConstMetric(m.descs["dpdrop"], prometheus.CounterValue, float64(n), reason)
+	}
+	if m.d.plane != nil {
+		// Of the Child SAs installed now (a deleted SA's traffic leaves
+		// the sum, as in strongSwan's counters).
+		ch <- prometheus.MustNewConstMetric(m.descs["dpbytes"], prometheus.GaugeValue, float64(bin), "in")
+		ch <- prometheus.MustNewConstMetric(m.descs["dpbytes"], prometheus.GaugeValue, float64(bout), "out")
+		ch <- prometheus.MustNewConstMetric(m.descs["dppackets"], prometheus.GaugeValue, float64(pin), "in")
+		ch <- prometheus.MustNewConstMetric(m.descs["dppackets"], prometheus.GaugeValue, float64(pout), "out")
+	}
 	ikeStates, childStates := map[string]int{}, map[string]int{}
 	for _, s := range sas {
 		ikeStates[s.State]++

@@ -13,6 +13,7 @@ import (
 // either link (the first preferred), as a multi-homed host would.
 func twoPaths(t testing.TB, prefix string) (m, s string) {
 	t.Helper()
+	prefix = nsPrefix(prefix)
 	m, s = prefix+"-m", prefix+"-s"
 	for _, ns := range []string{m, s} {
 		run(t, "sh", "-c", "ip netns del "+ns+" 2>/dev/null || true")

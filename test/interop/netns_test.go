@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -47,6 +48,7 @@ type topology struct {
 
 func newTopology(t testing.TB, prefix string) *topology {
 	t.Helper()
+	prefix = nsPrefix(prefix)
 	tp := &topology{m: prefix + "-m", s: prefix + "-s", mAddr: "10.77.0.1", sAddr: "10.77.0.2",
 		mNet: "10.77.10.0/24", sNet: "10.77.20.0/24"}
 	for _, ns := range []string{tp.m, tp.s} {
@@ -88,3 +90,8 @@ func tail(b []byte, n int) string {
 	}
 	return string(bytes.Join(lines, []byte("\n")))
 }
+
+// nsPrefix makes namespace names unique to this test process, so two
+// runs on one machine (a developer's and CI's) do not tear down each
+// other's namespaces.
+func nsPrefix(prefix string) string { return fmt.Sprintf("%s%d", prefix, os.Getpid()) }

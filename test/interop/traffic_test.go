@@ -100,6 +100,7 @@ func vpnConf(dir string, endUser bool, extra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log: {level: debug}\ncontrol: {socket: %s/mifike.sock}\ndata_plane: userspace\ntun: {name: mfk0}\n", dir)
 	if endUser {
+		b.WriteString("metrics: {listen: 127.0.0.1:9847}\n")
 		fmt.Fprintf(&b, "connections:\n  home:\n    remote_addrs: [10.78.100.1]\n    vips: [0.0.0.0, \"::\"]\n")
 		fmt.Fprintf(&b, "    local: {auth: psk, id: ue.test}\n    remote: {auth: psk, id: gw.test}\n")
 		fmt.Fprintf(&b, "    children:\n      net: {remote_ts: [10.78.10.0/24, \"fd00:10::/64\"], esp_proposals: aes128gcm16%s}\n", extra)
@@ -134,15 +135,40 @@ func TestTrafficTunnel(t *testing.T) {
 	ping(t, s, "fd00:10::1")
 	d := tcpTransfer(t, s, m, "10.78.10.1:5001", "10.78.10.1:5001", 8<<20)
 	t.Logf("8 MiB over TCP through the tunnel in %v (%.0f Mbit/s)", d, float64(8<<23)/d.Seconds()/1e6)
-	out := ue.mustCtl("list-sas")
-	t.Logf("end user:\n%s", out)
+	d = tcpTransfer(t, s, m, "[fd00:10::1]:5001", "[fd00:10::1]:5001", 4<<20)
+	t.Logf("4 MiB over TCP inside IPv6 in %v", d)
+	// The Prometheus endpoint counts the traffic.
+	var page string
+	inNS(t, s, func() {
+		// Dialled on this thread, so in the namespace (http.Get would
+		// dial from another goroutine).
+		c, err := net.Dial("tcp", "127.0.0.1:9847")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprint(c, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		page = string(b)
+	})
+	var out float64
+	for _, l := range strings.Split(page, "\n") {
+		if strings.HasPrefix(l, `mifike_child_sa_bytes{direction="out"}`) {
+			fmt.Sscanf(strings.Fields(l)[1], "%g", &out)
+		}
+	}
+	if out < 12<<20 {
+		t.Fatalf("metrics count %v bytes out, want at least the 12 MiB sent:\n%s", out, page)
+	}
+	table := ue.mustCtl("list-sas")
+	t.Logf("end user:\n%s", table)
 	for _, l := range strings.Split(gw.log()+ue.log(), "\n") {
 		if strings.Contains(l, "dropping") {
 			t.Log(l)
 		}
 	}
-	if !strings.Contains(out, "packets") {
-		t.Fatalf("no traffic counted:\n%s", out)
+	if !strings.Contains(table, "packets") {
+		t.Fatalf("no traffic counted:\n%s", table)
 	}
 }
 
@@ -151,6 +177,7 @@ func TestTrafficTunnel(t *testing.T) {
 // protected 10.78.10.1, fd00:10::1 on lo).
 func natPath(t testing.TB, prefix string) (u, n, g string) {
 	t.Helper()
+	prefix = nsPrefix(prefix)
 	u, n, g = prefix+"-u", prefix+"-n", prefix+"-g"
 	for _, ns := range []string{u, n, g} {
 		run(t, "sh", "-c", "ip netns del "+ns+" 2>/dev/null || true")
