@@ -6,36 +6,84 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mifike/mifike/internal/bench"
 )
 
-// runBench dispatches "mifike bench WHAT".
-func runBench(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "esp" {
-		fmt.Fprintln(stderr, "usage: mifike bench esp [--time 10s] [--json]")
-		fmt.Fprintln(stderr, "  esp: ESP throughput of one tunnel between two network namespaces (iperf3),")
-		fmt.Fprintln(stderr, "       mifike against strongSwan kernel-libipsec in the same run; needs root,")
-		fmt.Fprintln(stderr, "       iperf3 and strongSwan (scripts/install-deps.sh installs them)")
-		return 2
-	}
-	return runBenchESP(args[1:], stdout, stderr)
+// A suite parses its flags and returns a function that runs it.
+type benchSuite struct {
+	name, summary string
+	flags         func(fs *flag.FlagSet) func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error)
 }
 
-func runBenchESP(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench esp", flag.ContinueOnError)
+func benchSuites() []benchSuite {
+	return []benchSuite{
+		{"handshake", "IKE_SA_INIT + IKE_AUTH (+ Child SA) per second, CPU per handshake, latency; PSK and ECDSA", handshakeFlags},
+		{"scale", "memory and CPU of a responder holding 10,000 and 50,000 IKE SAs", scaleFlags},
+	}
+}
+
+func benchUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: mifike bench SUITE [flags] [--json] [--out FILE]")
+	fmt.Fprintln(w, "  Each suite runs mifike and strongSwan 5.9.8 (kernel-libipsec) in turn in the same network")
+	fmt.Fprintln(w, "  namespaces with the same algorithms and prints a table with mifike/strongSwan ratios.")
+	fmt.Fprintln(w, "  Needs root; installs strongSwan, iperf3 and nftables with apt-get when missing.")
+	fmt.Fprintln(w, "suites:")
+	for _, s := range benchSuites() {
+		fmt.Fprintf(w, "  %-14s %s\n", s.name, s.summary)
+	}
+	fmt.Fprintf(w, "  %-14s %s\n", "all", "every suite in turn, full sizes (about 15 minutes on 2 cores)")
+	fmt.Fprintf(w, "  %-14s %s\n", "esp", "ESP throughput of one tunnel (iperf3 TCP)")
+	fmt.Fprintln(w, "  --json prints JSON instead of the table; --out FILE also writes it to FILE.")
+	fmt.Fprintln(w, "  \"mifike bench SUITE -h\" lists a suite's flags.")
+}
+
+// runBench dispatches "mifike bench SUITE".
+func runBench(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		benchUsage(stderr)
+		return 2
+	}
+	name, args := args[0], args[1:]
+	if name == "loadgen" {
+		return runLoadgen(args, stdout, stderr)
+	}
+	var runs []func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error)
+	fs := flag.NewFlagSet("bench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	d := fs.Duration("time", 10*time.Second, "how long each iperf3 run lasts (whole seconds)")
-	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
+	asJSON := fs.Bool("json", false, "print JSON instead of the table")
+	out := fs.String("out", "", "also write the JSON to this file")
+	switch name {
+	case "all":
+		for _, s := range benchSuites() {
+			// Each suite's flags get their defaults: "all" is the full run.
+			runs = append(runs, s.flags(flag.NewFlagSet(s.name, flag.ContinueOnError)))
+		}
+	case "esp":
+		runs = append(runs, espFlags(fs))
+	default:
+		for _, s := range benchSuites() {
+			if s.name == name {
+				runs = append(runs, s.flags(fs))
+			}
+		}
+	}
+	if runs == nil {
+		fmt.Fprintf(stderr, "mifike bench: unknown suite %q\n", name)
+		benchUsage(stderr)
+		return 2
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 0 || *d <= 0 {
-		fmt.Fprintln(stderr, "usage: mifike bench esp [--time 10s] [--json]")
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "mifike bench %s: unexpected argument %q\n", name, fs.Arg(0))
 		return 2
 	}
 	exe, err := os.Executable()
@@ -43,21 +91,145 @@ func runBenchESP(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mifike bench: cannot find the mifike binary to run as the daemons: %v\n", err)
 		return 1
 	}
+	progress := prefixWriter{stderr}
+	if err := bench.EnsureTools(progress); err != nil {
+		fmt.Fprintf(stderr, "mifike %v\n", err)
+		return 1
+	}
 	// Ctrl-C or SIGTERM cancels the run; the lab then kills the daemons
 	// and deletes the namespaces before we exit.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := bench.ESP(ctx, bench.ESPConfig{Exe: exe, Duration: *d, Progress: prefixWriter{stderr}})
-	if err != nil {
-		fmt.Fprintf(stderr, "mifike %v\n", err)
+	var reports []bench.Report
+	failed := false
+	for _, run := range runs {
+		r, err := run(ctx, exe, progress)
+		if err != nil {
+			fmt.Fprintf(stderr, "mifike %v\n", err)
+			failed = true
+			if ctx.Err() != nil {
+				break
+			}
+			continue // "all" goes on with the other suites
+		}
+		reports = append(reports, r)
+		if !*asJSON {
+			if len(reports) > 1 {
+				fmt.Fprintln(stdout)
+			}
+			r.WriteTable(stdout)
+		}
+	}
+	var doc any = reports
+	if len(runs) == 1 && len(reports) == 1 {
+		doc = reports[0]
+	} else if name == "all" {
+		doc = bench.AllReport(reports)
+	}
+	b, _ := json.MarshalIndent(doc, "", "  ")
+	if *asJSON {
+		fmt.Fprintf(stdout, "%s\n", b)
+	}
+	if *out != "" {
+		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintf(stderr, "mifike bench: %v\n", err)
+			return 1
+		}
+	}
+	if failed {
 		return 1
 	}
-	if *asJSON {
-		b, _ := json.Marshal(r)
-		fmt.Fprintf(stdout, "%s\n", b)
-		return 0
+	return 0
+}
+
+func handshakeFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+	c := bench.HandshakeConfig{}
+	fs.IntVar(&c.N, "n", 3000, "timed handshakes per run")
+	fs.IntVar(&c.Warmup, "warmup", 200, "untimed handshakes before each run")
+	fs.IntVar(&c.Window, "window", 8, "handshakes in flight")
+	fs.IntVar(&c.Initiators, "initiators", 2, "the load generator's source addresses (one engine each)")
+	auth := fs.String("auth", "psk,ecdsa", "authentication methods: psk, ecdsa")
+	pairs := fs.Bool("pairs", true, "also run each implementation against itself (daemon on both sides)")
+	fs.StringVar(&c.Profile, "profile", "", "write CPU profiles of the mifike responder into this directory")
+	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
+		c.Exe, c.Progress, c.Auth, c.Pairs = exe, progress, splitList(*auth), *pairs
+		return bench.Handshake(ctx, c)
 	}
-	r.WriteTable(stdout)
+}
+
+func espFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+	d := fs.Duration("time", 10*time.Second, "how long each iperf3 run lasts (whole seconds)")
+	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
+		return bench.ESP(ctx, bench.ESPConfig{Exe: exe, Duration: *d, Progress: progress})
+	}
+}
+
+func scaleFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+	c := bench.ScaleConfig{}
+	sizes := fs.String("sas", "10000,50000", "IKE SAs to hold (each with one Child SA)")
+	fs.StringVar(&c.Profile, "profile", "", "write heap profiles of the mifike responder into this directory")
+	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
+		c.Exe, c.Progress = exe, progress
+		for _, s := range splitList(*sizes) {
+			var n int
+			if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+				return nil, fmt.Errorf("bench scale: --sas %q is not a count", s)
+			}
+			c.Sizes = append(c.Sizes, n)
+		}
+		return bench.Scale(ctx, c)
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// runLoadgen is the load generator the handshake and scale suites start
+// inside the initiator's namespace (not for people: no usage line).
+func runLoadgen(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := bench.LoadConfig{}
+	fs.StringVar(&c.Config, "config", "", "mifike configuration with the connection \"bench\"")
+	addrs := fs.String("addrs", "", "source addresses, comma-separated")
+	fs.IntVar(&c.N, "n", 1000, "timed handshakes")
+	fs.IntVar(&c.Window, "window", 8, "handshakes in flight")
+	fs.IntVar(&c.Warmup, "warmup", 0, "untimed handshakes first")
+	fs.BoolVar(&c.Hold, "hold", false, "keep the SAs until SIGTERM")
+	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.DurationVar(&c.Deadline, "deadline", 0, "start no timed handshake after this long; report what ended")
+	waitStart := fs.Bool("wait-start", false, "after warming up, wait for SIGUSR1")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	for _, s := range splitList(*addrs) {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			fmt.Fprintf(stderr, "mifike bench loadgen: %v\n", err)
+			return 2
+		}
+		c.Addrs = append(c.Addrs, a)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var start chan struct{}
+	if *waitStart {
+		start = make(chan struct{})
+		usr := make(chan os.Signal, 1)
+		signal.Notify(usr, syscall.SIGUSR1)
+		go func() { <-usr; close(start) }()
+	}
+	if err := bench.RunLoad(ctx, c, start, stdout); err != nil {
+		fmt.Fprintf(stderr, "mifike bench loadgen: %v\n", err)
+		return 1
+	}
 	return 0
 }
 

@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
 
 	"github.com/mifike/mifike/internal/config"
 	"github.com/mifike/mifike/internal/daemon"
@@ -41,9 +47,59 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mifike: %v\n", err)
 		return 1
 	}
+	stopProfiles, err := startProfiles()
+	if err != nil {
+		fmt.Fprintf(stderr, "mifike: %v\n", err)
+		return 1
+	}
+	defer stopProfiles()
 	if err := d.Run(context.Background()); err != nil {
 		fmt.Fprintf(stderr, "mifike: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// startProfiles writes Go profiles for "go tool pprof" when asked by
+// environment variables (off by default; the benchmarks use them):
+// MIFIKE_CPUPROFILE=FILE profiles the CPU from now until the daemon
+// stops; MIFIKE_MEMPROFILE=FILE writes the heap in use on SIGUSR1 (at
+// exit the SAs are gone).
+func startProfiles() (stop func(), err error) {
+	cpu, mem := os.Getenv("MIFIKE_CPUPROFILE"), os.Getenv("MIFIKE_MEMPROFILE")
+	var f *os.File
+	if cpu != "" {
+		if f, err = os.Create(cpu); err != nil {
+			return nil, fmt.Errorf("MIFIKE_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("MIFIKE_CPUPROFILE: %w", err)
+		}
+	}
+	usr := make(chan os.Signal, 1)
+	if mem != "" {
+		// Sample small allocations too: an SA is a few kilobytes.
+		runtime.MemProfileRate = 4096
+		signal.Notify(usr, syscall.SIGUSR1)
+		go func() {
+			for range usr {
+				runtime.GC() // the heap in use, not what awaits collection
+				m, err := os.Create(mem)
+				if err == nil {
+					err = errors.Join(pprof.WriteHeapProfile(m), m.Close())
+				}
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "mifike: MIFIKE_MEMPROFILE: %v\n", err)
+				}
+			}
+		}()
+	}
+	return func() {
+		signal.Stop(usr)
+		if f != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+	}, nil
 }

@@ -32,9 +32,7 @@ func mifikeConf(dir string, endUser, encap bool) string {
 		fmt.Fprintf(&b, "    local: {auth: psk, id: gw.bench}\n    remote: {auth: psk, id: ue.bench}\n")
 		fmt.Fprintf(&b, "    children:\n      net: {local_ts: [%s], esp_proposals: %s}\n", gwNet, ESPProposal)
 	}
-	// MOBIKE off: nothing moves here, and the benchmark should measure
-	// the data plane whatever the address logic does.
-	fmt.Fprintf(&b, "    psk: %q\n    proposals: %s\n    encap: %t\n    mobike: false\n", psk, IKEProposal, encap)
+	fmt.Fprintf(&b, "    psk: %q\n    proposals: %s\n    encap: %t\n", psk, IKEProposal, encap)
 	if !endUser {
 		fmt.Fprintf(&b, "pools:\n  p4: {addrs: %s}\n", pool)
 	}
@@ -114,6 +112,12 @@ func (t *mifikeTunnel) stop() {
 }
 
 func startMifikeDaemon(ctx context.Context, l *lab.Lab, exe, dir, ns, conf string) (*mifikeDaemon, error) {
+	return startMifikeDaemonEnv(ctx, l, exe, dir, ns, conf, nil)
+}
+
+// startMifikeDaemonEnv starts the daemon with environment variables env
+// (K=V) added.
+func startMifikeDaemonEnv(ctx context.Context, l *lab.Lab, exe, dir, ns, conf string, env []string) (*mifikeDaemon, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -128,7 +132,11 @@ func startMifikeDaemon(ctx context.Context, l *lab.Lab, exe, dir, ns, conf strin
 	d := &mifikeDaemon{exe: exe, dir: dir}
 	// The log file stays open as long as the process writes to it; the
 	// process outlives this function, and Close of the lab ends both.
-	if d.proc, err = l.Start(ns, log, exe, "daemon", "-c", cfg); err != nil {
+	name, args := exe, []string{"daemon", "-c", cfg}
+	if len(env) > 0 {
+		name, args = "env", append(append(env, exe), args...)
+	}
+	if d.proc, err = l.Start(ns, log, name, args...); err != nil {
 		log.Close()
 		return nil, err
 	}

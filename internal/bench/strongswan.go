@@ -21,18 +21,63 @@ const (
 	libipsecPlugin = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"
 )
 
+// charonOpts vary charon's configuration between the benchmarks.
+type charonOpts struct {
+	// Quiet logs errors only: under load both implementations log alike
+	// little (mifike runs with log level warn).
+	Quiet bool
+	// Load takes many IKE SAs from one address, as a benchmark brings:
+	// no DoS protection (cookies, blocking, half-open limits), a hashed
+	// IKE SA table instead of the default single list, a new IKE SA for
+	// every initiate, and threads for that many blocking VICI initiates.
+	Load bool
+	// Retransmit, when Timeout is set, replaces the retransmission
+	// schedule (the failover suite gives both implementations the same).
+	Retransmit retransmitOpts
+	// Files are copied into the swanctl directory: destination (e.g.
+	// "x509/gw.crt") to source path.
+	Files map[string]string
+}
+
+// retransmitOpts is a retransmission schedule: Timeout·Base^n, Tries times.
+type retransmitOpts struct {
+	Timeout time.Duration
+	Base    float64
+	Tries   int
+}
+
 // strongswanConf is charon's configuration: an explicit plugin list with
 // kernel-libipsec, which carries ESP in user space over its TUN device
 // ipsec0 (this benchmark's reference; it also forces UDP encapsulation),
 // and routes plus the virtual IP installed, so traffic finds ipsec0.
 // openssl comes first so AES-GCM uses its AES-NI code.
-func strongswanConf(dir string) string {
+func strongswanConf(dir string, o charonOpts) string {
+	level := 1
+	if o.Quiet {
+		level = -1
+	}
+	var extra strings.Builder
+	if o.Load {
+		extra.WriteString(`    threads = 32
+    ikesa_table_size = 4096
+    ikesa_table_segments = 16
+    reuse_ikesa = no
+    dos_protection = no
+    block_threshold = 1000000
+    cookie_threshold = 1000000
+    init_limit_half_open = 0
+    half_open_timeout = 60
+`)
+	}
+	if r := o.Retransmit; r.Timeout > 0 {
+		fmt.Fprintf(&extra, "    retransmit_timeout = %g\n    retransmit_base = %g\n    retransmit_tries = %d\n", r.Timeout.Seconds(), r.Base, r.Tries)
+	}
 	return fmt.Sprintf(`charon {
     load_modular = no
     load = random nonce openssl aes sha1 sha2 hmac gcm chapoly curve25519 gmp kdf pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici attr updown
     install_routes = yes
     install_virtual_ip = yes
-    plugins {
+%[3]s    plugins {
         vici {
             socket = unix://%[1]s/charon.vici
         }
@@ -48,14 +93,14 @@ func strongswanConf(dir string) string {
             append = no
             flush_line = yes
             time_format = %%T
-            default = 1
+            default = %[2]d
         }
     }
 }
 swanctl {
     socket = unix://%[1]s/charon.vici
 }
-`, dir)
+`, dir, level, extra.String())
 }
 
 // swanctlConf mirrors mifikeConf: the gateway with a pool, the end user
@@ -110,11 +155,11 @@ type charon struct {
 // startStrongSwan starts a gateway in gw and an end user in ue, brings
 // the tunnel up and returns the end user's virtual IP.
 func startStrongSwan(ctx context.Context, l *lab.Lab, dir, gw, ue string) (string, error) {
-	g, err := startCharon(ctx, l, filepath.Join(dir, "strongswan-gw"), gw, swanctlConf(false))
+	g, err := startCharon(ctx, l, filepath.Join(dir, "strongswan-gw"), gw, swanctlConf(false), charonOpts{})
 	if err != nil {
 		return "", err
 	}
-	u, err := startCharon(ctx, l, filepath.Join(dir, "strongswan-ue"), ue, swanctlConf(true))
+	u, err := startCharon(ctx, l, filepath.Join(dir, "strongswan-ue"), ue, swanctlConf(true), charonOpts{})
 	if err != nil {
 		return "", err
 	}
@@ -162,15 +207,24 @@ var vipsRE = regexp.MustCompile(`local-vips=\[([^\]]*)\]`)
 // startCharon starts charon inside ns with its own /run (it hard-codes
 // /var/run/charon.pid; ip netns exec gives it a mount namespace of its
 // own) and loads the swanctl configuration.
-func startCharon(ctx context.Context, l *lab.Lab, dir, ns, swanctl string) (*charon, error) {
+func startCharon(ctx context.Context, l *lab.Lab, dir, ns, swanctl string, o charonOpts) (*charon, error) {
 	for _, sub := range []string{"run", "swanctl/x509", "swanctl/x509ca", "swanctl/private", "swanctl/ecdsa", "swanctl/rsa", "swanctl/pkcs8",
 		"swanctl/x509ocsp", "swanctl/x509aa", "swanctl/x509ac", "swanctl/x509crl", "swanctl/pubkey", "swanctl/bliss", "swanctl/pkcs12"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(strongswanConf(dir)), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(strongswanConf(dir, o)), 0o600); err != nil {
 		return nil, err
+	}
+	for dst, src := range o.Files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "swanctl", dst), b, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "swanctl", "swanctl.conf"), []byte(swanctl), 0o600); err != nil {
 		return nil, err
@@ -225,3 +279,9 @@ func strongSwanVersion() string {
 	}
 	return f[len(f)-1]
 }
+
+// vici opens a connection to charon's VICI socket.
+func (c *charon) vici() (*viciConn, error) { return dialVICI(filepath.Join(c.dir, "charon.vici")) }
+
+// pid is charon's process id (ip netns exec, sh and env exec in place).
+func (c *charon) pid() int { return c.proc.Pid() }
