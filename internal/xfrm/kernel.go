@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -120,6 +121,7 @@ type child struct {
 	savedOSeq, savedOSeqH uint32
 	soft, hard            bool
 	replay, integrity     uint32 // the kernel's drops on its inbound state
+	retired               []*State // inbound states of before a move, in their grace period
 }
 
 // Open takes over the kernel's XFRM for mifike: it removes what a
@@ -558,6 +560,10 @@ func (k *Kernel) remove(c *child) {
 			k.log.Warn("cannot delete outbound SA", "spi", fmt.Sprintf("%08x", c.out.SPI), "err", err)
 		}
 	}
+	for _, r := range c.retired {
+		k.retire(r)
+	}
+	c.retired = nil
 	delete(k.bySA, saKey{c.in.Dst, c.in.SPI})
 	if err := k.delState(c.in); err != nil {
 		k.log.Warn("cannot delete inbound SA", "spi", fmt.Sprintf("%08x", c.in.SPI), "err", err)
@@ -572,22 +578,29 @@ func (k *Kernel) remove(c *child) {
 	delete(k.children, c.sa.InSPI)
 }
 
-// move carries a Child SA to new outer addresses: by XFRM_MIGRATE when
-// the kernel has it (the states keep their keys, counters and sequence
-// numbers), else make-before-break: the new states go in, the policies
-// switch to them, then the old ones go.
+// move carries a Child SA to new outer addresses, make-before-break.
+//
+// Inbound: a new local address gets a new state next to the old one (the
+// replay window copied); the old one keeps taking what was already on
+// its way for a grace period (the in and fwd templates name no
+// addresses, so both pass the policy check). Outbound: XFRM_MIGRATE
+// when the kernel has it (the state keeps its keys, counters and
+// sequence numbers), else a new state with the sequence numbers carried
+// on, the out policies switched to it, then the old one removed.
 func (k *Kernel) move(c *child, sa ike.ChildSA) error {
-	newL := sa.Local.Addr().Unmap()
-	if newL.Is4() != c.in.Dst.Is4() {
-		return k.reinstall(c, sa)
+	newL, newR := sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()
+	in, out, err := k.states(sa, c.grp.reqid, c.in.IfID)
+	if err != nil {
+		return err
 	}
+	errs := k.moveInbound(c, in)
 	// XFRM_MIGRATE finds states by addresses and reqid, not SPI, and
 	// cannot take UDP encapsulation away: only a lone SA of its group
 	// moves that way.
-	if k.migrate && c.grp.refs == 1 && !(c.in.Encap && !sa.Encap) {
-		err := k.migrateChild(c, sa)
+	if k.migrate && c.grp.refs == 1 && !(c.sa.Encap && !sa.Encap) && newL.Is4() == c.in.Dst.Is4() {
+		err := k.migrateOut(c, sa, newL, newR)
 		if err == nil {
-			return nil
+			return errs
 		}
 		if errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP) {
 			k.log.Info("the kernel has no XFRM_MIGRATE (CONFIG_XFRM_MIGRATE); moving SAs by re-installing them")
@@ -596,115 +609,128 @@ func (k *Kernel) move(c *child, sa ike.ChildSA) error {
 			k.log.Warn("XFRM_MIGRATE failed; re-installing the SA instead", "spi", fmt.Sprintf("%08x", sa.InSPI), "err", err)
 		}
 	}
-	return k.reinstall(c, sa)
+	return errors.Join(errs, k.reinstallOut(c, sa, out))
 }
 
-func (k *Kernel) migrateChild(c *child, sa ike.ChildSA) error {
-	newL, newR := sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()
-	oldL, oldR := c.in.Dst, c.in.Src
-	for i := range c.grp.installed {
-		p := &c.grp.installed[i]
-		m := Migration{Policy: p, Encap: sa.Encap}
-		if p.Dir == dirOut {
-			m.OldSrc, m.OldDst, m.NewSrc, m.NewDst = oldL, oldR, newL, newR
-			m.EncapSrc, m.EncapDst = sa.Local.Port(), sa.Remote.Port()
-		} else {
-			m.OldSrc, m.OldDst, m.NewSrc, m.NewDst = oldR, oldL, newR, newL
-			m.EncapSrc, m.EncapDst = sa.Remote.Port(), sa.Local.Port()
-		}
-		if _, err := k.nl.request("migrating", msgMigrate, 0, m.msg(), false); err != nil {
-			if i == 0 {
-				return err
-			}
-			// Part moved: the re-install path sorts out the rest.
-			return fmt.Errorf("xfrm: migrate stopped half way: %w", err)
-		}
-		if p.Tmpl.Dst.IsValid() {
-			p.Tmpl.Src, p.Tmpl.Dst = m.NewSrc, m.NewDst
-		}
-	}
-	k.moved(c, sa, c.in, c.out)
-	return nil
-}
+// graceInbound is how long a moved SA's old inbound state keeps
+// receiving: packets the peer sent before it learnt the new address.
+const graceInbound = 3 * time.Second
 
-// moved records the states' new addresses.
-func (k *Kernel) moved(c *child, sa ike.ChildSA, in, out *State) {
-	newL, newR := sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()
-	delete(k.bySA, saKey{in.Dst, in.SPI})
-	in.Src, in.Dst, in.Encap, in.EncapSrc, in.EncapDst = newR, newL, sa.Encap, sa.Remote.Port(), sa.Local.Port()
-	k.bySA[saKey{in.Dst, in.SPI}] = c
-	if out != nil {
-		delete(k.bySA, saKey{out.Dst, out.SPI})
-		out.Src, out.Dst, out.Encap, out.EncapSrc, out.EncapDst = newL, newR, sa.Encap, sa.Local.Port(), sa.Remote.Port()
-		k.bySA[saKey{out.Dst, out.SPI}] = c
+func (k *Kernel) moveInbound(c *child, in *State) error {
+	old := c.in
+	if in.Dst == old.Dst && in.Encap == old.Encap {
+		// Same (address, SPI) and the same framing: the state takes the
+		// peer's new address as it is (the kernel finds inbound SAs by
+		// destination and SPI, and the in templates name no source).
+		c.in.Src, c.in.EncapSrc, c.in.EncapDst = in.Src, in.EncapSrc, in.EncapDst
+		return nil
 	}
-}
-
-// reinstall is the make-before-break move. The new inbound state copies
-// the old one's replay window; the new outbound state continues the
-// sequence numbers a little ahead, so packets the old state sends in the
-// meantime are not replays of the new one's.
-func (k *Kernel) reinstall(c *child, sa ike.ChildSA) error {
-	in, out, err := k.states(sa, c.grp.reqid, c.in.IfID)
-	if err != nil {
-		return err
-	}
-	oldIn, oldOut := c.in, c.out
-	if info, err := k.getState(oldIn); err == nil {
+	if info, err := k.getState(old); err == nil {
 		in.Seq, in.SeqHi, in.Bitmap = info.Seq, info.SeqHi, info.Bitmap
 		c.baseIn[0] += info.Bytes
 		c.baseIn[1] += info.Packets
 	}
-	sameIn := in.Dst == oldIn.Dst // same (daddr, SPI): cannot coexist
-	if sameIn {
-		k.delState(oldIn)
+	if in.Dst == old.Dst {
+		// Only the framing changed: one state per (address, SPI).
+		delete(k.bySA, saKey{old.Dst, old.SPI})
+		k.delState(old)
 	}
 	if err := k.addState(in); err != nil {
-		return k.refused("inbound", sa, in, err)
+		return k.refused("inbound", c.sa, in, err)
 	}
-	delete(k.bySA, saKey{oldIn.Dst, oldIn.SPI})
 	c.in = in
 	k.bySA[saKey{in.Dst, in.SPI}] = c
-	if oldOut != nil {
-		if info, err := k.getState(oldOut); err == nil {
+	if in.Dst != old.Dst {
+		c.retired = append(c.retired, old)
+		time.AfterFunc(graceInbound, func() {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if i := slices.Index(c.retired, old); i >= 0 && !k.closed {
+				c.retired = slices.Delete(c.retired, i, i+1)
+				k.retire(old)
+			}
+		})
+	}
+	return nil
+}
+
+// retire deletes a moved SA's old inbound state.
+func (k *Kernel) retire(s *State) {
+	if k.bySA[saKey{s.Dst, s.SPI}] != nil && k.bySA[saKey{s.Dst, s.SPI}].in != s {
+		delete(k.bySA, saKey{s.Dst, s.SPI})
+	}
+	k.delState(s)
+}
+
+// migrateOut moves the outbound state and the out policies' templates by
+// XFRM_MSG_MIGRATE, one message per out policy (the first moves the
+// state; the others find it moved and only update their template).
+func (k *Kernel) migrateOut(c *child, sa ike.ChildSA, newL, newR netip.Addr) error {
+	oldL, oldR := c.sa.Local.Addr().Unmap(), c.sa.Remote.Addr().Unmap()
+	n := 0
+	for i := range c.grp.installed {
+		p := &c.grp.installed[i]
+		if p.Dir != dirOut {
+			continue
+		}
+		m := Migration{Policy: p, Encap: sa.Encap, EncapSrc: sa.Local.Port(), EncapDst: sa.Remote.Port(),
+			OldSrc: oldL, OldDst: oldR, NewSrc: newL, NewDst: newR}
+		if _, err := k.nl.request("migrating", msgMigrate, 0, m.msg(), false); err != nil {
+			if n == 0 {
+				return err
+			}
+			return fmt.Errorf("xfrm: migrate stopped half way: %w", err)
+		}
+		n++
+		if p.Tmpl.Dst.IsValid() {
+			p.Tmpl.Src, p.Tmpl.Dst = newL, newR
+		}
+	}
+	if out := c.out; out != nil {
+		delete(k.bySA, saKey{out.Dst, out.SPI})
+		out.Src, out.Dst, out.Encap, out.EncapSrc, out.EncapDst = newL, newR, sa.Encap, sa.Local.Port(), sa.Remote.Port()
+		k.bySA[saKey{out.Dst, out.SPI}] = c
+	}
+	return nil
+}
+
+// reinstallOut is the outbound move without XFRM_MIGRATE. The new state
+// continues the sequence numbers a little ahead, so what the old state
+// sends meanwhile is no replay of the new one's.
+func (k *Kernel) reinstallOut(c *child, sa ike.ChildSA, out *State) error {
+	if old := c.out; old != nil {
+		if info, err := k.getState(old); err == nil {
 			seq := uint64(info.OSeqHi)<<32 | uint64(info.OSeq)
 			seq += uint64(k.cfg.ReplayWindow / 4)
 			out.OSeq, out.OSeqHi = uint32(seq), uint32(seq>>32)
 			c.baseOut[0] += info.Bytes
 			c.baseOut[1] += info.Packets
 		}
-		sameOut := out.Dst == oldOut.Dst
-		if sameOut {
-			k.delState(oldOut)
+		same := out.Dst == old.Dst
+		if same {
+			delete(k.bySA, saKey{old.Dst, old.SPI})
+			k.delState(old)
 		}
 		if err := k.addState(out); err != nil {
+			c.out = nil
 			return k.refused("outbound", sa, out, err)
 		}
-		delete(k.bySA, saKey{oldOut.Dst, oldOut.SPI})
+		delete(k.bySA, saKey{old.Dst, old.SPI})
 		c.out = out
 		k.bySA[saKey{out.Dst, out.SPI}] = c
-		if !sameOut {
-			defer k.delState(oldOut)
+		if !same {
+			defer k.delState(old)
 		}
 	}
-	// Switch the policies' templates to the new addresses (tunnel mode:
-	// transport templates carry none).
 	var errs error
 	for i := range c.grp.installed {
 		p := &c.grp.installed[i]
-		if !p.Tmpl.Dst.IsValid() {
-			continue
+		if p.Dir != dirOut || !p.Tmpl.Dst.IsValid() {
+			continue // transport-mode templates and in/fwd name no addresses
 		}
-		if p.Dir == dirOut {
-			p.Tmpl.Src, p.Tmpl.Dst = in.Dst, in.Src
-		} else {
-			p.Tmpl.Src, p.Tmpl.Dst = in.Src, in.Dst
-		}
+		p.Tmpl.Src, p.Tmpl.Dst = out.Src, out.Dst
 		_, err := k.nl.request("updating policy", msgUpdPolicy, 0, p.newPolicy(), false)
 		errs = errors.Join(errs, err)
-	}
-	if !sameIn {
-		k.delState(oldIn)
 	}
 	return errs
 }
@@ -729,7 +755,7 @@ func (k *Kernel) poll() {
 func (k *Kernel) Refresh() { k.refresh() }
 
 func (k *Kernel) refresh() {
-	msgs, err := k.nl.request("listing states", msgGetSA, 0, make([]byte, sizeUsersaID), true)
+	msgs, err := k.nl.request("listing states", msgGetSA, 0, nil, true)
 	if err != nil {
 		k.log.Debug("cannot list XFRM states", "err", err)
 		return
@@ -827,7 +853,7 @@ func (k *Kernel) expired(m message) {
 // of ours, and our interfaces and rules: what a run that died left.
 func (k *Kernel) removeLeftovers() int {
 	n := 0
-	if msgs, err := k.nl.request("listing states", msgGetSA, 0, make([]byte, sizeUsersaID), true); err == nil {
+	if msgs, err := k.nl.request("listing states", msgGetSA, 0, nil, true); err == nil {
 		for _, m := range msgs {
 			s, err := parseState(m.data)
 			if m.typ != msgNewSA || err != nil || (s.Reqid&^0xffff != reqidBase && s.IfID&^0xffff != ifIDBase) {
@@ -860,7 +886,7 @@ func InstalledStates() (int, error) {
 		return 0, err
 	}
 	defer c.close()
-	msgs, err := c.request("listing states", msgGetSA, 0, make([]byte, sizeUsersaID), true)
+	msgs, err := c.request("listing states", msgGetSA, 0, nil, true)
 	if err != nil {
 		return 0, err
 	}

@@ -27,6 +27,7 @@ type vpn struct {
 	iface  string // the underlying interface the outer packets are pinned to
 	refs   int    // tunnel-mode Child SAs
 	routes map[netip.Prefix]int
+	src    map[netip.Prefix]net.IP // each route's source address
 	vips   map[netip.Addr]int
 	rules  map[netip.Addr]*netlink.Rule
 }
@@ -65,7 +66,7 @@ func (k *Kernel) newVPN(id uint64, iface string) (*vpn, error) {
 	}
 	k.nextVPN = n
 	v := &vpn{ikeSA: id, n: n, name: fmt.Sprintf("%s%d", DevicePrefix, n), iface: iface,
-		routes: map[netip.Prefix]int{}, vips: map[netip.Addr]int{}, rules: map[netip.Addr]*netlink.Rule{}}
+		routes: map[netip.Prefix]int{}, src: map[netip.Prefix]net.IP{}, vips: map[netip.Addr]int{}, rules: map[netip.Addr]*netlink.Rule{}}
 	link := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, MTU: k.cfg.MTU, ParentIndex: ifindex(iface)}, Ifid: v.ifID()}
 	if err := netlink.LinkAdd(link); err != nil {
 		return nil, explainLink(v.name, err)
@@ -96,17 +97,50 @@ func explainLink(name string, err error) error {
 	return fmt.Errorf("xfrm: creating XFRM interface %s: %w", name, err)
 }
 
-// setLink re-pins a VPN's outer packets after a MOBIKE move.
+// setLink re-pins a VPN's outer packets after a MOBIKE move. Linux
+// cannot change an XFRM interface's link (xfrmi_change refuses), so the
+// device is made again with the new one: the states and policies hold
+// the if_id, not the device, and stay; the rules name the table and
+// stay; the addresses and routes, which die with the device, are put
+// back at once.
 func (k *Kernel) setLink(v *vpn, iface string) error {
 	if v.iface == iface {
 		return nil
 	}
-	l := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, Index: v.index, ParentIndex: ifindex(iface)}, Ifid: v.ifID()}
-	if err := netlink.LinkModify(l); err != nil {
-		return fmt.Errorf("xfrm: moving %s onto %q: %w", v.name, iface, err)
+	netlink.LinkDel(&netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, Index: v.index}})
+	link := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, MTU: k.cfg.MTU, ParentIndex: ifindex(iface)}, Ifid: v.ifID()}
+	if err := netlink.LinkAdd(link); err != nil {
+		return fmt.Errorf("xfrm: re-creating %s on %q after a move: %w", v.name, iface, err)
 	}
-	v.iface = iface
+	l, err := netlink.LinkByName(v.name)
+	if err != nil {
+		return fmt.Errorf("xfrm: %s vanished after creation: %w", v.name, err)
+	}
+	v.index, v.iface = l.Attrs().Index, iface
+	os.WriteFile("/proc/sys/net/ipv6/conf/"+v.name+"/addr_gen_mode", []byte("1"), 0)
+	errs := netlink.LinkSetUp(l)
+	for a := range v.vips {
+		errs = errors.Join(errs, netlink.AddrReplace(l, vipAddr(a)))
+	}
+	for p := range v.routes {
+		r := &netlink.Route{LinkIndex: v.index, Dst: ipNet(p), Table: v.table(), Scope: netlink.SCOPE_LINK, Src: v.src[p]}
+		errs = errors.Join(errs, netlink.RouteReplace(r))
+		if h := k.shared[p]; len(h) > 0 && h[0].v == v {
+			errs = errors.Join(errs, k.sharedRoute(p))
+		}
+	}
+	if errs != nil {
+		return fmt.Errorf("xfrm: restoring %s after a move: %w", v.name, errs)
+	}
 	return nil
+}
+
+func vipAddr(a netip.Addr) *netlink.Addr {
+	addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, a.BitLen()))}
+	if a.Is6() {
+		addr.Flags = unix.IFA_F_NODAD
+	}
+	return addr
 }
 
 func (k *Kernel) deleteVPN(v *vpn) {
@@ -147,11 +181,7 @@ func (k *Kernel) addRoutes(v *vpn, sa ike.ChildSA) (childRoutes, error) {
 		if v.vips[a]++; v.vips[a] > 1 {
 			continue
 		}
-		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, a.BitLen()))}
-		if a.Is6() {
-			addr.Flags = unix.IFA_F_NODAD
-		}
-		errs = errors.Join(errs, netlink.AddrReplace(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: v.index}}, addr))
+		errs = errors.Join(errs, netlink.AddrReplace(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: v.index}}, vipAddr(a)))
 		rule := netlink.NewRule()
 		rule.Family = int(familyOf(a))
 		rule.Src = ipNet(netip.PrefixFrom(a, a.BitLen()))
@@ -173,6 +203,7 @@ func (k *Kernel) addRoutes(v *vpn, sa ike.ChildSA) (childRoutes, error) {
 			if src.IsValid() && src.Is4() == p.Addr().Is4() {
 				r.Src = src.AsSlice()
 			}
+			v.src[p] = r.Src
 			errs = errors.Join(errs, netlink.RouteReplace(r))
 			k.shared[p] = append(k.shared[p], sharedRoute{v: v, src: r.Src})
 			if len(k.shared[p]) == 1 {
@@ -229,6 +260,7 @@ func (k *Kernel) delRoutes(v *vpn, cr childRoutes) {
 			continue
 		}
 		delete(v.routes, p)
+		delete(v.src, p)
 		netlink.RouteDel(&netlink.Route{LinkIndex: v.index, Dst: ipNet(p), Table: v.table(), Scope: netlink.SCOPE_LINK})
 		k.dropShared(p, v)
 	}

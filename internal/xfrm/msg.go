@@ -318,6 +318,8 @@ type Tmpl struct {
 	Src, Dst netip.Addr // the tunnel's ends; unset in transport mode
 	Reqid    uint32
 	Mode     uint8
+	// Family of the outer addresses (the inner one's when unset).
+	Family uint16
 }
 
 // Policy is struct xfrm_userpolicy_info with one template.
@@ -344,8 +346,8 @@ func (p *Policy) newPolicy() []byte {
 	b := p.info()
 	t := make([]byte, sizeUserTmpl)
 	fam := family(p.Sel.Dst.Addr())
-	if p.Tmpl.Dst.IsValid() {
-		fam = family(p.Tmpl.Dst)
+	if p.Tmpl.Family != 0 {
+		fam = p.Tmpl.Family
 	}
 	putAddr(t[0:], p.Tmpl.Dst)
 	t[20] = protoESP // id.proto; id.spi 0: any SA of the reqid

@@ -98,11 +98,14 @@ func priority(s Selector) uint32 {
 func policies(sels []Selector, mode uint8, local, remote netip.Addr, reqid, ifID uint32) []Policy {
 	var out []Policy
 	for _, s := range sels {
-		t := Tmpl{Reqid: reqid, Mode: mode}
-		in := Tmpl{Reqid: reqid, Mode: mode}
+		// Only the out template names the tunnel's ends: the kernel needs
+		// them to find the SA to send with. The in and fwd templates
+		// match by reqid, so an inbound SA stays acceptable while a
+		// MOBIKE move has it and its successor side by side.
+		t := Tmpl{Reqid: reqid, Mode: mode, Family: family(local)}
+		in := t
 		if mode == modeTunnel {
 			t.Src, t.Dst = local, remote
-			in.Src, in.Dst = remote, local
 		}
 		out = append(out, Policy{Sel: s, Dir: dirOut, Priority: priority(s), Tmpl: t, IfID: ifID})
 		out = append(out, Policy{Sel: s.reverse(), Dir: dirIn, Priority: priority(s), Tmpl: in, IfID: ifID})

@@ -87,7 +87,7 @@ func TestPolicies(t *testing.T) {
 	if out.Dir != dirOut || out.Sel != s || out.Tmpl.Src != l || out.Tmpl.Dst != r || out.IfID != ifIDBase+1 || out.Tmpl.Reqid != 42 {
 		t.Fatalf("out %+v", out)
 	}
-	if in.Dir != dirIn || in.Sel.Src != s.Dst || in.Sel.Dst != s.Src || in.Tmpl.Src != r || in.Tmpl.Dst != l {
+	if in.Dir != dirIn || in.Sel.Src != s.Dst || in.Sel.Dst != s.Src || in.Tmpl.Src.IsValid() || in.Tmpl.Dst.IsValid() || in.Tmpl.Reqid != 42 {
 		t.Fatalf("in %+v", in)
 	}
 	if fwd.Dir != dirFwd || fwd.Sel != in.Sel || fwd.Tmpl != in.Tmpl {
