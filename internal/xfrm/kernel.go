@@ -120,7 +120,7 @@ type child struct {
 	lastInPkts            uint64
 	savedOSeq, savedOSeqH uint32
 	soft, hard            bool
-	replay, integrity     uint32 // the kernel's drops on its inbound state
+	replay, integrity     uint32   // the kernel's drops on its inbound state
 	retired               []*State // inbound states of before a move, in their grace period
 }
 
