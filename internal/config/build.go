@@ -141,6 +141,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		PreferPeerProposals: cc.PreferPeerProposals,
 		ForceEncap:          cc.Encap,
 		ReturnRoutability:   cc.ReturnRoutability,
+		NoNATT:              cc.NoNATT,
 		Clone:               cc.Clone.Enable,
 		MaxIKESAs:           cc.Clone.MaxIKESAs,
 		MaxChildSAs:         cc.Clone.MaxChildSAs,

@@ -141,8 +141,10 @@ type ConnConfig struct {
 	// ReturnRoutability checks a peer's new address before moving there
 	// (RFC 4555 §3.7); default false, as strongSwan.
 	ReturnRoutability bool
-	Encap             bool // force UDP encapsulation
-	Clone             CloneConfig
+	// NoNATT: nat_traversal: no (RFC 4555 §3.9 then guards the addresses).
+	NoNATT bool
+	Encap  bool // force UDP encapsulation
+	Clone  CloneConfig
 	// Interfaces, when set, hands the connection to the multi-interface
 	// manager (it then starts the connection itself).
 	Interfaces *InterfacesConfig

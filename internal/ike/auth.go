@@ -62,6 +62,11 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 	if c.MOBIKE {
 		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
 		ps = append(ps, sa.addressPayloads(false)...)
+		if !sa.peerNATT {
+			// Without NAT traversal the first IKE_AUTH request protects
+			// the addresses it was sent with (RFC 4555 §3.9).
+			ps = append(ps, sa.noNATs())
+		}
 	}
 	if c.Clone {
 		ps = append(ps, wire.NewNotify(wire.NotifyCloneIKESASupported, nil)) // RFC 7791 §5.1
@@ -391,6 +396,12 @@ func (sa *ikeSA) respondAuth(m *message) {
 	if idi == nil || idi.Responder || auth == nil {
 		sa.respond(m, errorNotify(wire.NotifyAuthenticationFailed, nil))
 		e.destroy(sa, "IKE_AUTH request without IDi or AUTH (EAP is not supported)")
+		return
+	}
+	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && !noNATsMatch(n, m.d) {
+		// RFC 4555 §3.9: something between us rewrote the addresses.
+		sa.respond(m, errorNotify(wire.NotifyUnexpectedNATDetected, nil))
+		e.destroy(sa, "NO_NATS_ALLOWED does not match the IP header (RFC 4555 §3.9)")
 		return
 	}
 	var idr *wire.ID

@@ -152,6 +152,10 @@ type Connection struct {
 
 	MOBIKE bool
 
+	// NoNATT turns NAT traversal off (no NAT_DETECTION notifies, RFC 7296
+	// §2.23): for site-to-site links known to have no NAT, where MOBIKE
+	// then protects the addresses with NO_NATS_ALLOWED (RFC 4555 §3.9).
+	NoNATT bool
 	// ReturnRoutability makes a MOBIKE responder check a new initiator
 	// address with its own COOKIE2 request before moving Child SAs there
 	// (RFC 4555 §3.7, §5.2): it stops an authenticated but malicious peer

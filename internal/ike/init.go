@@ -59,7 +59,9 @@ func (t *ikeInitTask) send(sa *ikeSA) error {
 		ps = append(ps, wire.NewNotify(wire.NotifyCookie, t.cookie)) // COOKIE comes first (§2.6)
 	}
 	ps = append(ps, t.offered, &wire.KE{Group: t.group, Data: dh.Public()}, &wire.Nonce{Data: sa.ni})
-	ps = append(ps, sa.natdNotifies(0)...)
+	if !sa.conn.NoNATT {
+		ps = append(ps, sa.natdNotifies(0)...)
+	}
 	if !c.ClassicSignatures {
 		ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
 	}
@@ -214,6 +216,11 @@ func (sa *ikeSA) readInitNotifies(m *message, spiR uint64) {
 		}
 	}
 	sa.natRemote = sawSrc && !srcMatch
+	if sa.conn.NoNATT {
+		// NAT traversal is off: a NAT the notifies reveal is not
+		// worked around (the peer's NO_NATS_ALLOWED check finds it).
+		sa.peerNATT, sa.natLocal, sa.natRemote = false, false, false
+	}
 }
 
 // deriveKeys computes SKEYSEED and the IKE SA keys (§2.14).
@@ -377,7 +384,9 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	sa.readInitNotifies(m, 0)
 	ps := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.KE{Group: neg.DH, Data: dh.Public()}, &wire.Nonce{Data: sa.nr}}
 	if m.notify(wire.NotifyNATDetectionSourceIP) != nil {
-		ps = append(ps, sa.natdNotifies(sa.spiR)...)
+		if !sa.conn.NoNATT {
+			ps = append(ps, sa.natdNotifies(sa.spiR)...)
+		}
 	}
 	if sa.peerHashes != nil && !c.ClassicSignatures {
 		ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))

@@ -226,12 +226,24 @@ func (t *updateTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error)
 	t.cookie2 = make([]byte, 16)
 	sa.e.random(t.cookie2)
 	ps := []wire.Payload{wire.NewNotify(wire.NotifyUpdateSAAddresses, nil)}
-	ps = append(ps, sa.natdNotifies(sa.spiR)...)
-	if !sa.peerNATT {
+	// The address list rides along, built for the new source address: a
+	// list sent from another source is stale (§3.6).
+	ps = append(ps, sa.addressPayloads(true)...)
+	if sa.peerNATT {
+		ps = append(ps, sa.natdNotifies(sa.spiR)...)
+	} else {
 		ps = append(ps, sa.noNATs())
 	}
 	ps = append(ps, wire.NewNotify(wire.NotifyCookie2, t.cookie2))
 	return wire.Informational, ps, nil
+}
+
+// noNATsMatch: the NO_NATS_ALLOWED content names the addresses and ports
+// the message arrived with (RFC 4555 §3.9, §4.2.6).
+func noNATsMatch(n *wire.Notify, d Datagram) bool {
+	v, err := n.NoNATs()
+	return err == nil && v.Src.Addr().Unmap() == d.Remote.Addr().Unmap() && v.Src.Port() == d.Remote.Port() &&
+		v.Dst.Addr().Unmap() == d.Local.Addr().Unmap() && v.Dst.Port() == d.Local.Port()
 }
 
 func (sa *ikeSA) noNATs() *wire.Notify {
@@ -361,13 +373,14 @@ func (t *rrTask) abort(*ikeSA, string) {}
 func (sa *ikeSA) respondMOBIKE(m *message) (out []wire.Payload, refused bool) {
 	e := sa.e
 	update := m.notify(wire.NotifyUpdateSAAddresses) != nil
-	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && (update || sa.hasAddressList(m)) {
-		// §3.9: the sender's view of the addresses must match ours.
-		v, err := n.NoNATs()
-		if err != nil || v.Src.Addr() != m.d.Remote.Addr() || v.Src.Port() != m.d.Remote.Port() ||
-			v.Dst.Addr() != m.d.Local.Addr() || v.Dst.Port() != m.d.Local.Port() {
-			return errorNotify(wire.NotifyUnexpectedNATDetected, nil), true
+	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && (update || sa.hasAddressList(m)) && !noNATsMatch(n, m.d) {
+		// §3.9: the sender's view of the addresses must match ours;
+		// COOKIE2 is echoed in error responses too (§3.7).
+		out = errorNotify(wire.NotifyUnexpectedNATDetected, nil)
+		if c := m.notify(wire.NotifyCookie2); c != nil {
+			out = append(out, wire.NewNotify(wire.NotifyCookie2, bytes.Clone(c.Data)))
 		}
+		return out, true
 	}
 	if update {
 		// Policy: the configured peer addresses, or any the peer

@@ -119,6 +119,63 @@ func TestRFC4555Section3_7ReturnRoutabilitySurvivesRekey(t *testing.T) {
 	}
 }
 
+// RFC 4555 §3.9: without NAT traversal, the first IKE_AUTH request and
+// every address update carry NO_NATS_ALLOWED, which the responder checks
+// against the IP header.
+func TestRFC4555Section3_9NoNATsAllowed(t *testing.T) {
+	l := newLab(t, 108, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.NoNATT, gw.NoNATT = true, true })
+	l.twoAddrs()
+	id := l.up()
+	if n := countNotify(l.gw, wire.NotifyNoNATsAllowed, false); n != 1 {
+		t.Fatalf("gateway received %d NO_NATS_ALLOWED in IKE_AUTH", n)
+	}
+	if countNotify(l.ue, wire.NotifyNATDetectionSourceIP, true) != 0 {
+		t.Fatal("NAT detection sent with NAT traversal off")
+	}
+	l.move(l.ue, id, ue2Addr)
+	l.settle(time.Second)
+	if countNotify(l.gw, wire.NotifyNoNATsAllowed, false) < 2 || l.sa(l.gw).Remote.Addr() != ue2Addr {
+		t.Fatal("the update did not carry NO_NATS_ALLOWED, or was not followed")
+	}
+	if countNotify(l.gw, wire.NotifyUnexpectedNATDetected, true) != 0 {
+		t.Fatal("a NAT reported on a NAT-free path")
+	}
+}
+
+// RFC 4555 §3.9: a NAT on the path when NAT traversal is off is refused
+// with UNEXPECTED_NAT_DETECTED: in IKE_AUTH the SA is not made.
+func TestRFC4555Section3_9UnexpectedNATInIKEAuth(t *testing.T) {
+	l := newLab(t, 109, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.NoNATT, gw.NoNATT = true, true })
+	l.net.AddNAT(ueAddr, netip.MustParseAddr("203.0.113.7"))
+	l.initiate()
+	l.settle(10 * time.Second)
+	if countNotify(l.gw, wire.NotifyUnexpectedNATDetected, true) == 0 {
+		t.Fatal("no UNEXPECTED_NAT_DETECTED")
+	}
+	if len(l.gw.Established()) != 0 || len(l.ue.Established()) != 0 {
+		t.Fatal("an IKE SA was established through a NAT the peers prohibited")
+	}
+}
+
+// RFC 4555 §3.9 and §3.7: an update through a NAT the peers prohibited
+// is answered UNEXPECTED_NAT_DETECTED with the COOKIE2 echoed, so the
+// initiator keeps its SA and returns to the path that worked.
+func TestRFC4555Section3_9UnexpectedNATInUpdate(t *testing.T) {
+	l := newLab(t, 110, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.NoNATT, gw.NoNATT = true, true })
+	l.twoAddrs()
+	id := l.up()
+	l.net.AddNAT(ue2Addr, netip.MustParseAddr("203.0.113.99"))
+	l.move(l.ue, id, ue2Addr)
+	l.settle(10 * time.Second)
+	if countNotify(l.gw, wire.NotifyUnexpectedNATDetected, true) == 0 {
+		t.Fatal("no UNEXPECTED_NAT_DETECTED")
+	}
+	ue := l.sa(l.ue)
+	if ue.ID != id || ue.Local.Addr() != ueAddr || l.sa(l.gw).Children[0].Remote.Addr() != ueAddr {
+		t.Fatalf("after the refusal the end user is on %v (SA %d)", ue.Local, ue.ID)
+	}
+}
+
 // RFC 4555 §3.5: a responder policy refusing the new address answers
 // UNACCEPTABLE_ADDRESSES; the initiator goes back to a usable path.
 func TestRFC4555Section3_5UnacceptableAddresses(t *testing.T) {
