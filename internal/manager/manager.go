@@ -395,6 +395,18 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			delete(m.initiating, slot)
 		}
 	}
+	// An authentication that came up no longer holds its slot (its SA
+	// does, while it lives): when that SA goes, the slot's next VPN may
+	// start at once, not Retry after the first.
+	for id, slot := range m.home {
+		if s, ok := byID[id]; ok && s.Established {
+			for is := range m.initiating {
+				if is.Iface == slot.Iface && (is.Remote == slot.Remote || !is.Remote.IsValid()) {
+					delete(m.initiating, is)
+				}
+			}
+		}
+	}
 
 	// VPNs whose interface went away move or go; those whose interface
 	// came back return (RFC 4555 §3.5: we are the MOBIKE initiator).

@@ -83,6 +83,32 @@ func TestPerInterfaceWithoutClone(t *testing.T) {
 	}
 }
 
+// Without cloning, an interface that goes (its VPN deleted) and comes
+// back soon gets a new authentication at once, not after Retry.
+func TestWithoutCloneReplug(t *testing.T) {
+	p := policy(PerInterface)
+	p.MoveOnDown = false
+	m := New(p, nil)
+	s := sa(1, eth, 0)
+	s.CloneSupported = false
+	m.Reconcile(t0, gw, []Interface{eth}, nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Reconcile(t0.Add(time.Second), gw, []Interface{eth, wifi}, []SA{s})
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	w := sa(2, wifi, 0)
+	w.CloneSupported = false
+	m.Reconcile(t0.Add(2*time.Second), gw, []Interface{eth, wifi}, []SA{s, w})
+	if got := m.Reconcile(t0.Add(3*time.Second), gw, []Interface{eth, down(wifi)}, []SA{s, w}); !reflect.DeepEqual(got, []Command{Terminate{ID: 2}}) {
+		t.Fatalf("wlan0 down: %#v", got)
+	}
+	m.Reconcile(t0.Add(4*time.Second), gw, []Interface{eth, down(wifi)}, []SA{s})
+	got := m.Reconcile(t0.Add(5*time.Second), gw, []Interface{eth, wifi}, []SA{s})
+	want := []Command{Initiate{Slot: Slot{Iface: "wlan0"}, Local: wifi.Addrs[0], Iface: "wlan0"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("wlan0 back: %#v", got)
+	}
+}
+
 // Mobility (UC1): an interface fails, its VPN moves to the best other
 // one with its inner address; the interface returns, the VPN moves back.
 func TestInterfaceDownAndBack(t *testing.T) {
