@@ -240,34 +240,43 @@ func TestTrafficBehindNAT(t *testing.T) {
 // the hosts' own addresses, ping and TCP between them go through ESP.
 func TestTrafficTransport(t *testing.T) {
 	requireRoot(t)
-	m, s := twoPaths(t, "mfkr")
-	dir := t.TempDir()
-	conf := func(d string, initiator bool) string {
-		var b strings.Builder
-		fmt.Fprintf(&b, "log: {level: debug}\ncontrol: {socket: %s/mifike.sock}\ndata_plane: userspace\ntun: {name: mfk0}\nconnections:\n  host:\n", d)
-		if initiator {
-			fmt.Fprintf(&b, "    local_addrs: [10.78.0.2]\n    remote_addrs: [10.78.0.1]\n    local: {auth: psk, id: a.test}\n    remote: {auth: psk, id: b.test}\n")
-		} else {
-			fmt.Fprintf(&b, "    local_addrs: [10.78.0.1]\n    local: {auth: psk, id: b.test}\n    remote: {auth: psk, id: a.test}\n")
-		}
-		fmt.Fprintf(&b, "    psk: %q\n    proposals: aes128-sha256-x25519\n    children:\n      t: {mode: transport, esp_proposals: aes128-sha256}\n", psk)
-		return b.String()
-	}
-	b := startMifike(t, m, dir+"/b", conf(dir+"/b", false))
-	a := startMifike(t, s, dir+"/a", conf(dir+"/a", true))
-	a.mustCtl("initiate", "host")
-	if !waitFor(50, func() { time.Sleep(100 * time.Millisecond) }, func() bool {
-		sas := a.sas()
-		return len(sas) == 1 && sas[0].State == "ESTABLISHED" && len(sas[0].Children) == 1
-	}) {
-		t.Fatalf("not up:\n%s\n%s", a.logTail(20), b.logTail(20))
-	}
-	ping(t, s, "10.78.0.1")
-	tcpTransfer(t, s, m, "10.78.0.1:5003", "10.78.0.1:5003", 2<<20)
-	out := a.mustCtl("list-sas")
-	t.Logf("%s", out)
-	if !strings.Contains(out, "INSTALLED transport") || !strings.Contains(out, "packets") {
-		t.Fatalf("no transport-mode traffic:\n%s", out)
+	for _, fam := range []struct{ name, a, b, pingB, listenB string }{
+		{"ipv4", "10.78.0.2", "10.78.0.1", "10.78.0.1", "10.78.0.1:5003"},
+		{"ipv6", "fd00:78::2", "fd00:78::1", "fd00:78::1", "[fd00:78::1]:5003"},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			m, s := twoPaths(t, "mfkr")
+			run(t, "ip", "-n", m, "addr", "add", "fd00:78::1/64", "dev", "m0", "nodad")
+			run(t, "ip", "-n", s, "addr", "add", "fd00:78::2/64", "dev", "s0", "nodad")
+			dir := t.TempDir()
+			conf := func(d string, initiator bool) string {
+				var b strings.Builder
+				fmt.Fprintf(&b, "log: {level: debug}\ncontrol: {socket: %s/mifike.sock}\ndata_plane: userspace\ntun: {name: mfk0}\nconnections:\n  host:\n", d)
+				if initiator {
+					fmt.Fprintf(&b, "    local_addrs: [%q]\n    remote_addrs: [%q]\n    local: {auth: psk, id: a.test}\n    remote: {auth: psk, id: b.test}\n", fam.a, fam.b)
+				} else {
+					fmt.Fprintf(&b, "    local_addrs: [%q]\n    local: {auth: psk, id: b.test}\n    remote: {auth: psk, id: a.test}\n", fam.b)
+				}
+				fmt.Fprintf(&b, "    psk: %q\n    proposals: aes128-sha256-x25519\n    children:\n      t: {mode: transport, esp_proposals: aes128-sha256}\n", psk)
+				return b.String()
+			}
+			b := startMifike(t, m, dir+"/b", conf(dir+"/b", false))
+			a := startMifike(t, s, dir+"/a", conf(dir+"/a", true))
+			a.mustCtl("initiate", "host")
+			if !waitFor(50, func() { time.Sleep(100 * time.Millisecond) }, func() bool {
+				sas := a.sas()
+				return len(sas) == 1 && sas[0].State == "ESTABLISHED" && len(sas[0].Children) == 1
+			}) {
+				t.Fatalf("not up:\n%s\n%s", a.logTail(20), b.logTail(20))
+			}
+			ping(t, s, fam.pingB)
+			tcpTransfer(t, s, m, fam.listenB, fam.listenB, 2<<20)
+			out := a.mustCtl("list-sas")
+			t.Logf("%s", out)
+			if !strings.Contains(out, "INSTALLED transport") || !strings.Contains(out, "packets") {
+				t.Fatalf("no transport-mode traffic:\n%s", out)
+			}
+		})
 	}
 }
 
