@@ -24,6 +24,7 @@ import (
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/manager"
+	"github.com/mifike/mifike/internal/wire"
 )
 
 // Daemon is one running mifike.
@@ -291,6 +292,17 @@ func (d *Daemon) apply(acts []ike.Action) {
 			switch a.Kind {
 			case ike.EventIKEUp, ike.EventIKEDown, ike.EventIKECloned, ike.EventCloneRefused, ike.EventIKEFailed:
 				d.reconcileSoon = true
+			}
+			if a.Kind == ike.EventCloneRefused && a.Notify == wire.NotifyNoAdditionalSAs {
+				if m := d.managers[a.Conn]; m != nil {
+					n := 0
+					for _, s := range d.engine.IKESAs() {
+						if s.Conn == a.Conn && (s.State == "ESTABLISHED" || s.State == "CONNECTING") {
+							n++
+						}
+					}
+					m.CloneRefused(a.IKESA, n)
+				}
 			}
 		}
 	}

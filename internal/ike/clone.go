@@ -144,7 +144,8 @@ func (t *cloneTask) process(sa *ikeSA, m *message) {
 			}
 		case wire.NotifyNoAdditionalSAs:
 			// Permanent until some SAs with the peer are deleted (§5.3).
-			e.event(sa, EventCloneRefused, "NO_ADDITIONAL_SAS: the peer allows no more IKE SAs")
+			e.emit(Event{Kind: EventCloneRefused, IKESA: sa.id, Conn: sa.conn.Name, Notify: wire.NotifyNoAdditionalSAs,
+				Detail: "NO_ADDITIONAL_SAS: the peer allows no more IKE SAs"})
 			return
 		}
 		e.event(sa, EventCloneRefused, n.NotifyType.String())

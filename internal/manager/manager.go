@@ -158,6 +158,11 @@ type Manager struct {
 	moving     map[uint64]moveOp
 	replacing  map[uint32]time.Time // transport Child SAs being replaced
 	noClone    bool                 // the peer did not offer cloning: said once
+	// limit is how many SAs the connection had when the peer answered a
+	// clone with NO_ADDITIONAL_SAS: no clone is asked for again until
+	// there are fewer (RFC 7791 §5.3: the refusal is permanent until
+	// some SAs with the peer are deleted). 0: no limit known.
+	limit int
 	// The interface each SA used at the last call, and interfaces whose
 	// path the engine gave up on (silent failure: up, but dead) with
 	// when they may be used again; the hold doubles each time.
@@ -198,6 +203,16 @@ func New(p Policy, log *slog.Logger) *Manager {
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
 		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, moving: map[uint64]moveOp{},
 		replacing: map[uint32]time.Time{}, last: map[uint64]string{}, suspect: map[string]holdDown{}}
+}
+
+// CloneRefused tells the manager the peer refused a clone of parent with
+// NO_ADDITIONAL_SAS while the connection had n IKE SAs.
+func (m *Manager) CloneRefused(parent uint64, n int) {
+	m.limit = n
+	if q := m.cloning[parent]; len(q) > 0 {
+		m.cloning[parent] = q[1:] // the refused request's slot is free again
+	}
+	m.log.Warn("the gateway allows no more IKE SAs (NO_ADDITIONAL_SAS); no more clones until one goes", "have", n)
 }
 
 // Bind tells the manager which SA an Initiate made.
@@ -467,6 +482,9 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 		return cmds // one VPN, wherever it is now
 	}
 	base := m.base(sas, use)
+	if m.limit > 0 && len(sas) < m.limit {
+		m.limit = 0 // an SA went: the peer may take a clone again
+	}
 	for _, slot := range want {
 		if served[slot] {
 			continue
@@ -479,6 +497,8 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			m.initiating[slot] = now
 		case base == nil:
 			// The first authentication is still under way.
+		case m.limit > 0 && base.CloneSupported:
+			// Refused for good (RFC 7791 §5.3): wait for an SA to go.
 		case base.CloneSupported && base.MOBIKE && base.MOBIKEInitiator:
 			m.log.Info("new interface: cloning the IKE SA for it", "iface", slot.Iface, "parent", base.ID)
 			cmds = append(cmds, Clone{ID: base.ID})

@@ -268,3 +268,27 @@ func TestSilentFailureHoldDown(t *testing.T) {
 		t.Fatalf("the second hold-down did not double: %#v", got)
 	}
 }
+
+// RFC 7791 §5.3: NO_ADDITIONAL_SAS is permanent until some SAs with the
+// peer are deleted: no clone is asked for again until one goes.
+func TestNoAdditionalSAsStopsCloning(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	ifs := []Interface{eth, wifi, lte}
+	sas := []SA{sa(1, eth, 0), sa(2, wifi, 1)}
+	if got := m.Reconcile(t0, gw, ifs, sas); !reflect.DeepEqual(got, []Command{Clone{ID: 1}}) {
+		t.Fatalf("%#v", got)
+	}
+	m.CloneRefused(1, 2)
+	for i := 1; i < 5; i++ {
+		if got := m.Reconcile(t0.Add(time.Duration(i)*time.Minute), gw, ifs, sas); len(got) != 0 {
+			t.Fatalf("asked again after NO_ADDITIONAL_SAS: %#v", got)
+		}
+	}
+	// wlan0's VPN goes: room for one again.
+	got := m.Reconcile(t0.Add(10*time.Minute), gw, ifs, sas[:1])
+	if len(got) != 2 {
+		t.Fatalf("after an SA went: %#v", got)
+	}
+}
