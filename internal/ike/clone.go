@@ -209,6 +209,12 @@ func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
 	case sa.state != stateEstablished || sa.deleteInFlight():
 		sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
 		return
+	case len(e.sas) >= e.cfg.MaxIKESAs:
+		// Short of resources (the engine's table is full): maybe later
+		// (RFC 7791 §5.3).
+		sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
+		e.event(sa, EventCloneRefused, fmt.Sprintf("no room for another IKE SA (limit %d)", e.cfg.MaxIKESAs))
+		return
 	case sa.family != nil && sa.family.size() >= sa.conn.maxIKESAs():
 		sa.respond(m, errorNotify(wire.NotifyNoAdditionalSAs, nil))
 		e.event(sa, EventCloneRefused, fmt.Sprintf("peer has %d IKE SAs, max_ike_sas is %d", sa.family.size(), sa.conn.maxIKESAs()))

@@ -362,6 +362,26 @@ func TestDraft00CloneCompatibility(t *testing.T) {
 	}
 }
 
+// RFC 7791 §5.3: a responder short of resources (its IKE SA table full)
+// answers TEMPORARY_FAILURE, which the initiator retries later; the
+// parent is unharmed.
+func TestRFC7791Section5_3TemporaryFailureWhenFull(t *testing.T) {
+	l := newLab(t, 88, func(ue, gw *ike.Connection, a, b *ike.Config) {
+		withClone(ue, gw, a, b)
+		b.MaxIKESAs = 1
+	})
+	l.up()
+	parent := l.sa(l.ue)
+	l.clone(l.ue, parent.ID)
+	l.settle(time.Second)
+	if countNotify(l.gw, wire.NotifyTemporaryFailure, true) == 0 {
+		t.Fatal("no TEMPORARY_FAILURE from a full responder")
+	}
+	if len(clonesOf(l.ue, parent.ID)) != 0 || len(l.gw.Established()) != 1 || len(l.ue.Established()) != 1 {
+		t.Fatal("a clone appeared, or the parent was harmed")
+	}
+}
+
 // RFC 7791 App. A.3 ("a different inner IP address for each interface")
 // with RFC 7296 §2.19 (a CP payload in any Child SA request): with
 // CloneVIPs the clone's first Child SA gets an inner address of its own
