@@ -25,6 +25,7 @@ type benchSuite struct {
 func benchSuites() []benchSuite {
 	return []benchSuite{
 		{"handshake", "IKE_SA_INIT + IKE_AUTH (+ Child SA) per second, CPU per handshake, latency; PSK and ECDSA", handshakeFlags},
+		{"new-interface", "a VPN on one more interface: clone + Child SA + MOBIKE move against a new authentication", newIfaceFlags},
 		{"scale", "memory and CPU of a responder holding 10,000 and 50,000 IKE SAs", scaleFlags},
 	}
 }
@@ -154,6 +155,24 @@ func handshakeFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Auth, c.Pairs = exe, progress, splitList(*auth), *pairs
 		return bench.Handshake(ctx, c)
+	}
+}
+
+func newIfaceFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+	c := bench.NewInterfaceConfig{}
+	rtts := fs.String("rtt", "0ms,20ms,100ms", "emulated round-trip times")
+	auth := fs.String("auth", "psk,ecdsa", "authentication methods: psk, ecdsa")
+	fs.IntVar(&c.Runs, "runs", 5, "trials per case (the median is reported)")
+	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
+		c.Exe, c.Progress, c.Auth = exe, progress, splitList(*auth)
+		for _, s := range splitList(*rtts) {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return nil, fmt.Errorf("bench new-interface: --rtt %q: %v", s, err)
+			}
+			c.RTTs = append(c.RTTs, d)
+		}
+		return bench.NewInterface(ctx, c)
 	}
 }
 

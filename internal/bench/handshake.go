@@ -143,10 +143,13 @@ func (e *suiteEnv) fail(step string, err error) error {
 	return fmt.Errorf("bench: %s: %w\n(configurations and logs are in %s)", step, err, e.dir)
 }
 
-// close removes the lab and, when ok, the directory.
+// close removes the lab and, when ok, the directory (kept with
+// MIFIKE_BENCH_KEEP=1, to read the daemons' logs).
 func (e *suiteEnv) close(ok bool) error {
 	err := e.lab.Close()
-	if ok && err == nil {
+	if os.Getenv("MIFIKE_BENCH_KEEP") != "" {
+		e.say("configurations and logs are in %s", e.dir)
+	} else if ok && err == nil {
 		os.RemoveAll(e.dir)
 	}
 	return err

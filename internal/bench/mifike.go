@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/lab"
 )
 
@@ -182,4 +183,32 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func (d *mifikeDaemon) sock() string { return filepath.Join(d.dir, "mifike.sock") }
+
+// sas lists the daemon's IKE SAs through its control socket.
+func (d *mifikeDaemon) sas() ([]control.SA, error) {
+	c, err := control.Dial(d.sock())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var out []control.SA
+	err = c.Call("list-sas", nil, &out)
+	return out, err
+}
+
+// log is the daemon's whole log so far.
+func (d *mifikeDaemon) log() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "mifike.log"))
+	return string(b)
+}
+
+// startMif starts a daemon with conf (a configuration without its
+// control section) in namespace ns of the multi-interface lab.
+func startMif(ctx context.Context, e *suiteEnv, m *mifLab, name, ns, conf string) (*mifikeDaemon, error) {
+	dir := filepath.Join(e.dir, name)
+	conf = fmt.Sprintf("control: {socket: %s}\n", filepath.Join(dir, "mifike.sock")) + conf
+	return startMifikeDaemon(ctx, m.Lab, e.exe, dir, ns, conf)
 }

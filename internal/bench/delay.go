@@ -1,0 +1,220 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/lab"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// delayLine emulates a round-trip time without netem (this kernel has
+// none): in the router's namespace, policy routing sends every forwarded
+// packet into a TUN device; we read it, hold it for half the RTT and
+// write it back, and the kernel forwards it on (a rule routes what comes
+// out of the device by the main table). Every IP packet between the end
+// user and the gateway passes it once per direction: IKE on both ports,
+// ESP, pings. It also counts the IKE messages it carries, so it is the
+// benchmark's capture point for messages, exchanges and bytes.
+type delayLine struct {
+	f     *os.File
+	delay atomic.Int64 // one way, in nanoseconds
+	queue chan delayed
+	wg    sync.WaitGroup
+
+	mu  sync.Mutex
+	ike ikeCount
+}
+
+type delayed struct {
+	b   []byte
+	due time.Time
+}
+
+// ikeCount is what the delay line saw of IKE since the last reset.
+type ikeCount struct {
+	Messages  int           // IKE messages (requests and responses)
+	Requests  int           // requests: the exchanges, one round trip each
+	Bytes     int           // IP packets' length, headers included
+	Exchanges []string      // the requests' exchange types, in order
+	First     time.Time     // the first IKE message
+	Last      time.Time     // the last one
+	Span      time.Duration // Last - First
+}
+
+const delayDev = "dly0"
+
+// newDelayLine sets the delay line up in the router's namespace ns.
+func newDelayLine(l *lab.Lab, ns string) (*delayLine, error) {
+	var fd int
+	err := demo.InNS(ns, func() error {
+		var err error
+		fd, err = openTUN(delayDev)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delay line: %w", err)
+	}
+	d := &delayLine{f: os.NewFile(uintptr(fd), "/dev/net/tun"), queue: make(chan delayed, 8192)}
+	for _, args := range [][]string{
+		{"link", "set", delayDev, "up"},
+		// What comes out of the device goes on by the main table;
+		// everything else forwarded here goes into it.
+		{"rule", "add", "iif", delayDev, "lookup", "main", "pref", "100"},
+		{"rule", "add", "lookup", "100", "pref", "101"},
+		{"route", "add", "default", "dev", delayDev, "table", "100"},
+	} {
+		if err := l.IP(ns, args...); err != nil {
+			d.f.Close()
+			return nil, fmt.Errorf("delay line: %w", err)
+		}
+	}
+	if _, err := l.Run(context.Background(), ns, "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=0",
+		"net.ipv4.conf."+delayDev+".rp_filter=0", "net.ipv4.conf.all.send_redirects=0"); err != nil {
+		d.f.Close()
+		return nil, fmt.Errorf("delay line: %w", err)
+	}
+	d.wg.Add(2)
+	go d.read()
+	go d.write()
+	return d, nil
+}
+
+// openTUN creates a TUN device (no packet information header) in the
+// namespace of the calling thread.
+func openTUN(name string) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, fmt.Errorf("/dev/net/tun: %w (modprobe tun)", err)
+	}
+	var req struct {
+		name  [unix.IFNAMSIZ]byte
+		flags uint16
+		_     [22]byte
+	}
+	copy(req.name[:], name)
+	req.flags = unix.IFF_TUN | unix.IFF_NO_PI
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(unix.TUNSETIFF), uintptr(unsafe.Pointer(&req))); errno != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("TUNSETIFF %s: %w", name, errno)
+	}
+	return fd, nil
+}
+
+// setRTT sets the emulated round-trip time: each direction waits half.
+func (d *delayLine) setRTT(rtt time.Duration) { d.delay.Store(int64(rtt / 2)) }
+
+func (d *delayLine) read() {
+	defer d.wg.Done()
+	defer close(d.queue)
+	for {
+		b := make([]byte, 65536)
+		n, err := d.f.Read(b)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			continue
+		}
+		now := time.Now()
+		d.count(b[:n], now)
+		d.queue <- delayed{b: b[:n], due: now.Add(time.Duration(d.delay.Load()))}
+	}
+}
+
+// write sends each packet back when it is due; the delay is the same
+// for all, so order is kept.
+func (d *delayLine) write() {
+	defer d.wg.Done()
+	for p := range d.queue {
+		if w := time.Until(p.due); w > 0 {
+			time.Sleep(w)
+		}
+		d.f.Write(p.b)
+	}
+}
+
+// count records an IPv4 packet that carries IKE: UDP port 500, or 4500
+// behind a non-ESP marker (ESP in UDP and keepalives are not IKE).
+func (d *delayLine) count(b []byte, now time.Time) {
+	if len(b) < 20 || b[0]>>4 != 4 || b[9] != 17 {
+		return
+	}
+	ihl := int(b[0]&0x0f) * 4
+	if len(b) < ihl+8 {
+		return
+	}
+	udp := b[ihl:]
+	sport, dport := binary.BigEndian.Uint16(udp[0:]), binary.BigEndian.Uint16(udp[2:])
+	ike := udp[8:]
+	switch {
+	case sport == 500 || dport == 500:
+	case sport == 4500 || dport == 4500:
+		if len(ike) < 4 || binary.BigEndian.Uint32(ike) != 0 {
+			return
+		}
+		ike = ike[4:]
+	default:
+		return
+	}
+	if len(ike) < 28 {
+		return
+	}
+	exch, flags := wire.ExchangeType(ike[18]), ike[19]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := &d.ike
+	if c.Messages == 0 {
+		c.First = now
+	}
+	c.Messages++
+	c.Bytes += len(b)
+	c.Last = now
+	c.Span = c.Last.Sub(c.First)
+	if flags&0x20 == 0 { // not a response (RFC 7296 §3.1)
+		c.Requests++
+		c.Exchanges = append(c.Exchanges, exch.String())
+	}
+}
+
+// add merges a later count into c.
+func (c *ikeCount) add(o ikeCount) {
+	if o.Messages == 0 {
+		return
+	}
+	if c.Messages == 0 {
+		c.First = o.First
+	}
+	c.Messages += o.Messages
+	c.Requests += o.Requests
+	c.Bytes += o.Bytes
+	c.Exchanges = append(c.Exchanges, o.Exchanges...)
+	c.Last = o.Last
+	c.Span = c.Last.Sub(c.First)
+}
+
+// take returns what was counted since the last take and starts afresh.
+func (d *delayLine) take() ikeCount {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.ike
+	d.ike = ikeCount{}
+	return c
+}
+
+func (d *delayLine) close() {
+	d.f.Close()
+	d.wg.Wait()
+}

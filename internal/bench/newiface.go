@@ -1,0 +1,434 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/demo"
+)
+
+// The new-interface suite: the end user has its VPN on eth0 and a new
+// interface (usb0) comes up (gets its address). mifike's manager gives it a VPN of its own
+// by cloning the IKE SA (RFC 7791), creating a Child SA on the clone and
+// moving the clone onto usb0 (MOBIKE); or, with cloning off, by a full
+// new authentication, which is all strongSwan can do (a second
+// connection from usb0's address). For each: the IKE messages, round
+// trips and bytes between the two (counted where they cross the
+// router), CPU time on both ends, and the time from usb0 coming up until
+// the VPN on it is up, at emulated round-trip times (the delay line in
+// the router, see delay.go).
+
+// NewInterfaceConfig configures NewInterface.
+type NewInterfaceConfig struct {
+	Exe string
+	// RTTs are the emulated round-trip times.
+	RTTs []time.Duration
+	// Auth lists the methods: "psk", "ecdsa".
+	Auth []string
+	// Runs per case; medians are reported.
+	Runs     int
+	Progress io.Writer
+}
+
+// NewInterfaceRun is one case: a way to bring up the VPN at one RTT.
+type NewInterfaceRun struct {
+	Impl   string  `json:"impl"`   // mifike or strongswan
+	Method string  `json:"method"` // clone (clone + Child SA + MOBIKE move) or auth (new IKE_SA_INIT + IKE_AUTH)
+	Auth   string  `json:"auth"`
+	RTTms  float64 `json:"rtt_ms"`
+	Runs   int     `json:"runs"`
+	// Medians over the runs.
+	UpMs      float64 `json:"up_ms"`     // usb0 up until its VPN is up
+	WireMs    float64 `json:"wire_ms"`   // first to last IKE message at the router
+	Exchanges int     `json:"exchanges"` // IKE requests: round trips
+	Messages  int     `json:"messages"`  // IKE messages both ways
+	Bytes     int     `json:"bytes"`     // their IP packets
+	UECPUms   float64 `json:"ue_cpu_ms"` // the end user's daemon
+	GWCPUms   float64 `json:"gw_cpu_ms"` // the gateway's
+	Sequence  string  `json:"sequence"`  // the requests' exchange types, of one run
+}
+
+// NewInterfaceResult is what NewInterface measured.
+type NewInterfaceResult struct {
+	IKEProposal       string            `json:"ike_proposal"`
+	CPUs              int               `json:"cpus"`
+	StrongSwanVersion string            `json:"strongswan_version"`
+	Runs              []NewInterfaceRun `json:"runs"`
+	Ratios            []Ratio           `json:"ratios"`
+}
+
+func (*NewInterfaceResult) Suite() string { return "new-interface" }
+
+// NewInterface runs the new-interface suite.
+func NewInterface(ctx context.Context, cfg NewInterfaceConfig) (res *NewInterfaceResult, err error) {
+	if len(cfg.RTTs) == 0 {
+		cfg.RTTs = []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecond}
+	}
+	if len(cfg.Auth) == 0 {
+		cfg.Auth = []string{"psk", "ecdsa"}
+	}
+	cfg.Runs = max(cfg.Runs, 1)
+	e, err := newSuiteEnv(ctx, cfg.Exe, "mfkn", cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := e.close(err == nil); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	m, err := newMifLab(e, "lab")
+	if err != nil {
+		return nil, e.fail("building the lab", err)
+	}
+	defer m.Close()
+	dl, err := newDelayLine(m.Lab, m.Net)
+	if err != nil {
+		return nil, e.fail("building the lab", err)
+	}
+	defer dl.close()
+	p, err := newPKI(filepath.Join(e.dir, "pki"), gwID, ueID)
+	if err != nil {
+		return nil, err
+	}
+	r := &NewInterfaceResult{IKEProposal: mifProposal, CPUs: cpus(), StrongSwanVersion: e.ssVersion}
+	cases := []struct{ impl, method string }{{"mifike", "clone"}, {"mifike", "auth"}, {"strongswan", "auth"}}
+	for _, auth := range cfg.Auth {
+		for i, c := range cases {
+			o := mifOpts{auth: auth, clone: c.method == "clone", mode: "per-interface", use: []string{"eth0", "usb0"},
+				onDown: "delete", rt: retransmitOpts{Timeout: time.Second, Base: 1.4, Tries: 2}, pki: p}
+			e.say("new-interface %s: %s (%s)", auth, c.impl, c.method)
+			var runs []NewInterfaceRun
+			var err error
+			tag := fmt.Sprintf("%s-%d", auth, i)
+			if c.impl == "mifike" {
+				runs, err = newIfaceMifike(e, m, dl, cfg, o, tag)
+			} else {
+				runs, err = newIfaceSwan(e, m, dl, cfg, o, tag)
+			}
+			if err != nil {
+				return nil, e.fail(fmt.Sprintf("new-interface %s %s %s", auth, c.impl, c.method), err)
+			}
+			for _, x := range runs {
+				e.say("  RTT %3.0f ms: up in %.1f ms, %d round trips, %d bytes", x.RTTms, x.UpMs, x.Exchanges, x.Bytes)
+			}
+			r.Runs = append(r.Runs, runs...)
+		}
+	}
+	r.Ratios = newIfaceRatios(r.Runs)
+	return r, nil
+}
+
+func newIfaceRatios(runs []NewInterfaceRun) []Ratio {
+	find := func(impl, method, auth string, rtt float64) *NewInterfaceRun {
+		for i := range runs {
+			if x := &runs[i]; x.Impl == impl && x.Method == method && x.Auth == auth && x.RTTms == rtt {
+				return x
+			}
+		}
+		return nil
+	}
+	var out []Ratio
+	for _, x := range runs {
+		if x.Impl != "mifike" || x.Method != "clone" {
+			continue
+		}
+		s := find("strongswan", "auth", x.Auth, x.RTTms)
+		if s == nil || x.UpMs <= 0 || x.GWCPUms <= 0 {
+			continue
+		}
+		what := fmt.Sprintf("%s, RTT %.0f ms: strongSwan new authentication / mifike clone", x.Auth, x.RTTms)
+		out = append(out, Ratio{what + ", time to VPN up", s.UpMs / x.UpMs})
+		if x.RTTms == runs[0].RTTms {
+			out = append(out, Ratio{fmt.Sprintf("%s: strongSwan new authentication / mifike clone, gateway CPU", x.Auth), s.GWCPUms / x.GWCPUms},
+				Ratio{fmt.Sprintf("%s: strongSwan new authentication / mifike clone, bytes", x.Auth), float64(s.Bytes) / float64(x.Bytes)})
+		}
+	}
+	return out
+}
+
+// trial is one measured bring-up.
+type trial struct {
+	up     time.Duration
+	count  ikeCount
+	ue, gw float64 // CPU seconds
+}
+
+func summarize(impl, method, auth string, rtt time.Duration, ts []trial) NewInterfaceRun {
+	r := NewInterfaceRun{Impl: impl, Method: method, Auth: auth, RTTms: float64(rtt) / 1e6, Runs: len(ts)}
+	med := func(f func(t trial) float64) float64 {
+		v := make([]float64, len(ts))
+		for i, t := range ts {
+			v[i] = f(t)
+		}
+		return median(v)
+	}
+	r.UpMs = med(func(t trial) float64 { return float64(t.up) / 1e6 })
+	r.WireMs = med(func(t trial) float64 { return float64(t.count.Span) / 1e6 })
+	r.Exchanges = int(med(func(t trial) float64 { return float64(t.count.Requests) }))
+	r.Messages = int(med(func(t trial) float64 { return float64(t.count.Messages) }))
+	r.Bytes = int(med(func(t trial) float64 { return float64(t.count.Bytes) }))
+	r.UECPUms = med(func(t trial) float64 { return t.ue * 1e3 })
+	r.GWCPUms = med(func(t trial) float64 { return t.gw * 1e3 })
+	r.Sequence = strings.Join(ts[len(ts)-1].count.Exchanges, ", ")
+	return r
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// settle waits until no IKE message crossed the router for a while and
+// returns what did since the last take: called before a trial, it makes
+// sure nothing of the last one is still in flight; after, it counts
+// what followed the last step too (e.g. the answer to an address
+// announcement).
+func settle(ctx context.Context, dl *delayLine, rtt time.Duration) (ikeCount, error) {
+	gap := 300*time.Millisecond + 2*rtt
+	acc := dl.take()
+	err := waitFor(ctx, 20*time.Second, func() (bool, error) {
+		time.Sleep(gap)
+		c := dl.take()
+		acc.add(c)
+		return c.Messages == 0, nil
+	})
+	return acc, err
+}
+
+// events follows a mifike daemon's events; last is the time of the
+// latest one.
+type events struct {
+	c    *control.Client
+	mu   sync.Mutex
+	last time.Time
+	n    int
+	kick chan struct{}
+}
+
+func followEvents(d *mifikeDaemon) (*events, error) {
+	c, err := control.Dial(d.sock())
+	if err != nil {
+		return nil, err
+	}
+	ev := &events{c: c, kick: make(chan struct{}, 1)}
+	go c.Events(func(e control.Event) bool {
+		ev.mu.Lock()
+		if e.Time.After(ev.last) {
+			ev.last = e.Time
+		}
+		ev.n++
+		ev.mu.Unlock()
+		select {
+		case ev.kick <- struct{}{}:
+		default:
+		}
+		return true
+	})
+	return ev, nil
+}
+
+func (ev *events) latest() time.Time {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return ev.last
+}
+
+func newIfaceMifike(e *suiteEnv, m *mifLab, dl *delayLine, cfg NewInterfaceConfig, o mifOpts, tag string) ([]NewInterfaceRun, error) {
+	dl.setRTT(0)
+	gw, err := startMif(e.ctx, e, m, "gw-"+tag, m.GW, mifGWConf(o))
+	if err != nil {
+		return nil, err
+	}
+	defer gw.proc.Stop(5 * time.Second)
+	ue, err := startMif(e.ctx, e, m, "ue-"+tag, m.UE, mifUEConf(o))
+	if err != nil {
+		return nil, err
+	}
+	defer ue.proc.Stop(5 * time.Second)
+	if _, err := waitVPN(e.ctx, ue, "eth0", 15*time.Second); err != nil {
+		return nil, err
+	}
+	ev, err := followEvents(ue)
+	if err != nil {
+		return nil, err
+	}
+	defer ev.c.Close()
+	method := "auth"
+	if o.clone {
+		method = "clone"
+	}
+	var out []NewInterfaceRun
+	for _, rtt := range cfg.RTTs {
+		dl.setRTT(rtt)
+		var ts []trial
+		for range cfg.Runs {
+			if _, err := settle(e.ctx, dl, rtt); err != nil {
+				return nil, err
+			}
+			cpu, err := startCPU(true, ue.proc.Pid(), gw.proc.Pid())
+			if err != nil {
+				return nil, err
+			}
+			t0 := time.Now()
+			if err := m.plugUSB(true); err != nil {
+				return nil, err
+			}
+			var done time.Time
+			err = waitFor(e.ctx, 20*time.Second+20*rtt, func() (bool, error) {
+				select {
+				case <-ev.kick:
+				case <-time.After(20 * time.Millisecond):
+				}
+				at := ev.latest()
+				sas, err := ue.sas()
+				if err != nil {
+					return false, err
+				}
+				if _, ok := vpnOn(sas, "usb0"); ok {
+					done = at
+					return true, nil
+				}
+				return false, nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("no VPN on usb0: %w\n%s", err, lastLines(ue.log(), 30))
+			}
+			count, err := settle(e.ctx, dl, rtt)
+			if err != nil {
+				return nil, err
+			}
+			used, err := cpu.since()
+			if err != nil {
+				return nil, err
+			}
+			ts = append(ts, trial{up: done.Sub(t0), count: count, ue: used[0], gw: used[1]})
+			if err := m.plugUSB(false); err != nil {
+				return nil, err
+			}
+			if err := waitFor(e.ctx, 20*time.Second, func() (bool, error) {
+				sas, err := ue.sas()
+				if err != nil {
+					return false, err
+				}
+				for _, s := range sas {
+					if demo.IfaceOf(s) == "usb0" {
+						return false, nil
+					}
+				}
+				return true, nil
+			}); err != nil {
+				return nil, fmt.Errorf("the VPN on usb0 stayed after usb0 went down: %w", err)
+			}
+		}
+		out = append(out, summarize("mifike", method, o.auth, rtt, ts))
+	}
+	return out, nil
+}
+
+func newIfaceSwan(e *suiteEnv, m *mifLab, dl *delayLine, cfg NewInterfaceConfig, o mifOpts, tag string) ([]NewInterfaceRun, error) {
+	dl.setRTT(0)
+	co := charonOpts{Retransmit: o.rt}
+	if o.auth == "ecdsa" {
+		co.Files = o.pki.swanctlFiles(gwID)
+	}
+	dir := filepath.Join(e.dir, "swan-"+tag)
+	gw, err := startCharon(e.ctx, m.Lab, filepath.Join(dir, "gw"), m.GW, swanMifGW(o, ueID), co)
+	if err != nil {
+		return nil, err
+	}
+	defer gw.proc.Stop(5 * time.Second)
+	if o.auth == "ecdsa" {
+		co.Files = o.pki.swanctlFiles(ueID)
+	}
+	ue, err := startCharon(e.ctx, m.Lab, filepath.Join(dir, "ue"), m.UE, swanMifUE(o, 0, []string{"eth0", "usb0"}, ueID), co)
+	if err != nil {
+		return nil, err
+	}
+	defer ue.proc.Stop(5 * time.Second)
+	v, err := ue.vici()
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	initiate := func(conn string) error {
+		_, err := v.ok("initiate", viciMsg{"ike": conn, "child": "lan", "timeout": "20000", "loglevel": "-1"})
+		return err
+	}
+	if err := initiate("eth0"); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, ue.logTail())
+	}
+	var out []NewInterfaceRun
+	for _, rtt := range cfg.RTTs {
+		dl.setRTT(rtt)
+		var ts []trial
+		for range cfg.Runs {
+			if _, err := settle(e.ctx, dl, rtt); err != nil {
+				return nil, err
+			}
+			cpu, err := startCPU(true, ue.pid(), gw.pid())
+			if err != nil {
+				return nil, err
+			}
+			t0 := time.Now()
+			if err := m.plugUSB(true); err != nil {
+				return nil, err
+			}
+			if err := initiate("usb0"); err != nil {
+				return nil, fmt.Errorf("%w\n%s", err, ue.logTail())
+			}
+			up := time.Since(t0)
+			count, err := settle(e.ctx, dl, rtt)
+			if err != nil {
+				return nil, err
+			}
+			used, err := cpu.since()
+			if err != nil {
+				return nil, err
+			}
+			ts = append(ts, trial{up: up, count: count, ue: used[0], gw: used[1]})
+			// Delete the SA while its path works, then take usb0 away.
+			if _, err := v.ok("terminate", viciMsg{"ike": "usb0", "timeout": "10000", "loglevel": "-1"}); err != nil {
+				return nil, err
+			}
+			if err := m.plugUSB(false); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, summarize("strongswan", "auth", o.auth, rtt, ts))
+	}
+	return out, nil
+}
+
+// WriteTable prints r for people.
+func (r *NewInterfaceResult) WriteTable(w io.Writer) {
+	fmt.Fprintf(w, "New interface: the end user's VPN is up on eth0; usb0 comes up and gets a VPN of its own (IKE %s, medians)\n", r.IKEProposal)
+	fmt.Fprintf(w, "clone = RFC 7791 clone + Child SA + MOBIKE move; auth = IKE_SA_INIT + IKE_AUTH with Child SA; RTT emulated by a delay line in the router\n\n")
+	t := table{head: []string{"impl", "method", "auth", "RTT ms", "up ms", "wire ms", "round trips", "messages", "bytes", "UE CPU ms", "GW CPU ms", "requests"}}
+	for _, x := range r.Runs {
+		name := "mifike"
+		if x.Impl == "strongswan" {
+			name = "strongSwan " + r.StrongSwanVersion
+		}
+		t.add(name, x.Method, x.Auth, f0(x.RTTms), f1(x.UpMs), f1(x.WireMs), fmt.Sprint(x.Exchanges), fmt.Sprint(x.Messages),
+			fmt.Sprint(x.Bytes), f2(x.UECPUms), f2(x.GWCPUms), x.Sequence)
+	}
+	t.write(w)
+	writeRatios(w, r.Ratios)
+}
