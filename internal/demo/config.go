@@ -23,6 +23,8 @@ type Options struct {
 	Transport bool
 	// Use overrides the eligible interfaces.
 	Use []string
+	// DataPlane is both daemons' data_plane (default userspace).
+	DataPlane string
 }
 
 func or(s, def string) string {
@@ -35,7 +37,7 @@ func or(s, def string) string {
 // UEConfig is the end user's mifike.yaml (without the control section).
 func UEConfig(o Options) string {
 	var b strings.Builder
-	b.WriteString("log: {level: debug}\ndata_plane: userspace\ntun: {name: mifike0}\n")
+	fmt.Fprintf(&b, "log: {level: debug}\ndata_plane: %s\ntun: {name: mifike0}\n", or(o.DataPlane, "userspace"))
 	// Quick path probing: a silent path is given up on within seconds.
 	b.WriteString("retransmit: {timeout: 1s, base: 1.4, tries: 5}\n")
 	b.WriteString("connections:\n  office:\n")
@@ -63,7 +65,7 @@ func UEConfig(o Options) string {
 // GWConfig is the gateway's mifike.yaml (without the control section).
 func GWConfig(o Options) string {
 	var b strings.Builder
-	b.WriteString("log: {level: debug}\ndata_plane: userspace\ntun: {name: mifike0}\n")
+	fmt.Fprintf(&b, "log: {level: debug}\ndata_plane: %s\ntun: {name: mifike0}\n", or(o.DataPlane, "userspace"))
 	// Only the outside addresses: they are what MOBIKE announces.
 	fmt.Fprintf(&b, "listen: [%s, %s]\n", GatewayAddrs[0], GatewayAddrs[1])
 	b.WriteString("pools:\n  vpn: {addrs: 10.99.0.0/24}\n")

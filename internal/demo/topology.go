@@ -210,6 +210,10 @@ func (t *Topology) StartDaemon(name, ns, config string) (*Daemon, error) {
 	return nil, fmt.Errorf("mifike (%s) did not open its control socket:\n%s", name, d.proc.Output())
 }
 
+// Stop ends the daemon with SIGTERM (it deletes its SAs and closes its
+// data plane), killing it after grace.
+func (d *Daemon) Stop(grace time.Duration) { d.proc.Stop(grace) }
+
 // Log is the daemon's log so far.
 func (d *Daemon) Log() string {
 	b, _ := os.ReadFile(filepath.Join(d.Dir, "mifike.log"))

@@ -24,14 +24,17 @@
 //     protected prefix into the first VPN that protects it, with that
 //     VPN's virtual IP as source: unbound sockets and forwarded traffic
 //     use it.
-//   - The outbound states set mark 0x6d66 on the outer ESP packets
-//     (XFRMA_SET_MARK), and our IKE sockets carry it, so neither is
-//     captured by a protected 0.0.0.0/0.
-//   - A VPN pinned to an interface (MOBIKE, the interface manager) has
-//     that interface as its XFRM interface's link: the kernel looks up
-//     the outer route with it as output interface (xfrmi_xmit sets the
-//     flow's oif), so the VPN's ESP leaves there even when the main table
-//     prefers another. A move re-links the device.
+//   - Every VPN's outbound states mark their outer ESP packets
+//     0xNNNN6d66 (XFRMA_SET_MARK, NNNN the VPN's number), and our IKE
+//     sockets carry 0x6d66; the shared rule matches "not fwmark
+//     0x6d66/0xffff", so neither is captured by a protected 0.0.0.0/0.
+//   - A VPN pinned to an interface (MOBIKE, the interface manager) gets
+//     a rule "fwmark 0xNNNN6d66 lookup 0x6d670000+N" (priority 0x6d64)
+//     and there a route to the peer through that interface, via the next
+//     hop the main table has on it. So the VPN's ESP leaves there even
+//     when the main table prefers another interface. (The XFRM
+//     interface's own link cannot do this: since Linux 5.18 the outer
+//     route lookup takes it only as a VRF master.) A move re-pins.
 //
 // Child SAs of one IKE SA with the same selectors (an SA and the one
 // that rekeys it) share policies through one reqid (0x6d660000+M). The

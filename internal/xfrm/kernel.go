@@ -30,6 +30,9 @@ const (
 	ifIDBase           = 0x6d660000 // + n: one per VPN (IKE SA)
 	tableBase          = 0x6d660000 // + n: the VPN's own routing table
 	DevicePrefix       = "mifike-v" // + n: the VPN's XFRM interface
+	pinTableBase       = 0x6d670000 // + n: the route pinning a VPN's outer packets
+	markLow            = 0x6d66     // our mark's low half; a VPN's has its number above
+	pinRulePriority    = 0x6d64     // fwmark <VPN's mark> lookup <its pin table>
 	vipRulePriority    = 0x6d65     // from <virtual IP> lookup <its VPN's table>
 	sharedRulePriority = 0x6d66     // not fwmark <Mark> lookup <Table>
 	probeSPI           = 0xfffffffe
@@ -272,6 +275,10 @@ func kernelMode(m ike.Mode) uint8 {
 
 // states builds both directions of a Child SA for the kernel.
 func (k *Kernel) states(sa ike.ChildSA, reqid, ifID uint32) (in, out *State, err error) {
+	mark := k.cfg.Mark
+	if v := k.vpns[sa.IKESA]; v != nil && sa.Mode == ike.Tunnel {
+		mark = v.mark()
+	}
 	local, remote := sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()
 	if !local.IsValid() || !remote.IsValid() || local.Is4() != remote.Is4() {
 		return nil, nil, fmt.Errorf("xfrm: Child SA %08x has no usable outer addresses (%v, %v)", sa.InSPI, sa.Local, sa.Remote)
@@ -297,7 +304,7 @@ func (k *Kernel) states(sa ike.ChildSA, reqid, ifID uint32) (in, out *State, err
 	if out, err = mk(local, remote, sa.OutSPI, sa.EncKeyOut, sa.IntegKeyOut, sa.Local.Port(), sa.Remote.Port()); err != nil {
 		return nil, nil, err
 	}
-	out.OutputMark = k.cfg.Mark
+	out.OutputMark = mark
 	return in, out, nil
 }
 
@@ -329,9 +336,13 @@ func (k *Kernel) Install(sa ike.ChildSA) (err error) {
 	if sa.Mode == ike.Tunnel {
 		v := k.vpns[sa.IKESA]
 		if v == nil {
-			if v, err = k.newVPN(sa.IKESA, sa.Iface); err != nil {
+			if v, err = k.newVPN(sa.IKESA); err != nil {
 				return err
 			}
+		}
+		if err = k.pin(v, sa.Iface, sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()); err != nil {
+			k.releaseVPNIfUnused(v)
+			return err
 		}
 		v.refs++
 		c.vpn, ifID = v, v.ifID()
@@ -479,6 +490,12 @@ func (k *Kernel) releaseGroup(g *group) {
 	delete(k.reqids, g.reqid)
 }
 
+func (k *Kernel) releaseVPNIfUnused(v *vpn) {
+	if v.refs <= 0 {
+		k.deleteVPN(v)
+	}
+}
+
 func (k *Kernel) releaseVPN(v *vpn) {
 	if v.refs--; v.refs <= 0 {
 		k.deleteVPN(v)
@@ -496,7 +513,7 @@ func (k *Kernel) Update(sa ike.ChildSA) error {
 	}
 	var errs error
 	if c.vpn != nil {
-		errs = errors.Join(errs, k.setLink(c.vpn, sa.Iface))
+		errs = errors.Join(errs, k.pin(c.vpn, sa.Iface, sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()))
 	}
 	if sa.Local != c.sa.Local || sa.Remote != c.sa.Remote || sa.Encap != c.sa.Encap {
 		errs = errors.Join(errs, k.move(c, sa))
@@ -635,6 +652,15 @@ func (k *Kernel) moveInbound(c *child, in *State) error {
 		delete(k.bySA, saKey{old.Dst, old.SPI})
 		k.delState(old)
 	}
+	for i, r := range c.retired {
+		if r.Dst == in.Dst {
+			// Back to an address whose state is still in its grace
+			// period: the new one takes its place.
+			c.retired = slices.Delete(c.retired, i, i+1)
+			k.delState(r)
+			break
+		}
+	}
 	if err := k.addState(in); err != nil {
 		return k.refused("inbound", c.sa, in, err)
 	}
@@ -747,6 +773,11 @@ func (k *Kernel) poll() {
 			return
 		case <-t.C:
 			k.refresh()
+			k.mu.Lock()
+			if !k.closed {
+				k.retryPins()
+			}
+			k.mu.Unlock()
 		}
 	}
 }

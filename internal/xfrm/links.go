@@ -20,20 +20,31 @@ import (
 // vpn is one IKE SA's XFRM interface: its if_id (in its states and
 // policies), its device, its routing table and its virtual IPs.
 type vpn struct {
-	ikeSA  uint64
-	n      uint32 // if_id = ifIDBase + n, table = tableBase + n
-	name   string
-	index  int
-	iface  string // the underlying interface the outer packets are pinned to
-	refs   int    // tunnel-mode Child SAs
-	routes map[netip.Prefix]int
-	src    map[netip.Prefix]net.IP // each route's source address
-	vips   map[netip.Addr]int
-	rules  map[netip.Addr]*netlink.Rule
+	ikeSA uint64
+	n     uint32 // if_id = ifIDBase + n, table = tableBase + n
+	name  string
+	index int
+	// The interface its outer packets are pinned to, for the peer at
+	// pinDst (see pin).
+	iface          string
+	pinDst, pinSrc netip.Addr
+	pinRoute       *netlink.Route
+	pinRule        *netlink.Rule
+	pinPending     bool // pinned, but iface had no route to the peer yet
+	refs           int  // tunnel-mode Child SAs
+	routes         map[netip.Prefix]int
+	src            map[netip.Prefix]net.IP // each route's source address
+	vips           map[netip.Addr]int
+	rules          map[netip.Addr]*netlink.Rule
 }
 
 func (v *vpn) ifID() uint32 { return ifIDBase + v.n }
 func (v *vpn) table() int   { return int(tableBase + v.n) }
+
+// mark is what the VPN's outer packets carry: its number above our
+// mark, so every VPN's packets match 0x6d66/0xffff.
+func (v *vpn) mark() uint32  { return v.n<<16 | markLow }
+func (v *vpn) pinTable() int { return int(pinTableBase + v.n) }
 
 // childRoutes is what one Child SA added to its VPN, to take back.
 type childRoutes struct {
@@ -52,11 +63,8 @@ func ifindex(name string) int {
 	return i.Index
 }
 
-// newVPN creates the XFRM interface for IKE SA id. Its link (the
-// underlying device) pins the outer packets' route lookup to iface,
-// which is how a VPN stays on its interface (xfrmi_xmit sets the flow's
-// oif from it).
-func (k *Kernel) newVPN(id uint64, iface string) (*vpn, error) {
+// newVPN creates the XFRM interface for IKE SA id.
+func (k *Kernel) newVPN(id uint64) (*vpn, error) {
 	n := k.nextVPN
 	for {
 		n = n%0xfffe + 1
@@ -65,9 +73,9 @@ func (k *Kernel) newVPN(id uint64, iface string) (*vpn, error) {
 		}
 	}
 	k.nextVPN = n
-	v := &vpn{ikeSA: id, n: n, name: fmt.Sprintf("%s%d", DevicePrefix, n), iface: iface,
+	v := &vpn{ikeSA: id, n: n, name: fmt.Sprintf("%s%d", DevicePrefix, n),
 		routes: map[netip.Prefix]int{}, src: map[netip.Prefix]net.IP{}, vips: map[netip.Addr]int{}, rules: map[netip.Addr]*netlink.Rule{}}
-	link := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, MTU: k.cfg.MTU, ParentIndex: ifindex(iface)}, Ifid: v.ifID()}
+	link := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, MTU: k.cfg.MTU}, Ifid: v.ifID()}
 	if err := netlink.LinkAdd(link); err != nil {
 		return nil, explainLink(v.name, err)
 	}
@@ -97,42 +105,106 @@ func explainLink(name string, err error) error {
 	return fmt.Errorf("xfrm: creating XFRM interface %s: %w", name, err)
 }
 
-// setLink re-pins a VPN's outer packets after a MOBIKE move. Linux
-// cannot change an XFRM interface's link (xfrmi_change refuses), so the
-// device is made again with the new one: the states and policies hold
-// the if_id, not the device, and stay; the rules name the table and
-// stay; the addresses and routes, which die with the device, are put
-// back at once.
-func (k *Kernel) setLink(v *vpn, iface string) error {
-	if v.iface == iface {
+// pin keeps a VPN's outer packets on interface iface (RFC 4555 paths,
+// the interface manager's one VPN per interface). The XFRM interface's
+// link cannot do it: since Linux 5.18 the outer route lookup takes it
+// only as an L3 master (VRF), not as output interface. So each VPN's
+// outbound states mark their outer packets with the VPN's own mark
+// (0xNNNN6d66), and a rule sends that mark to the VPN's pin table, which
+// routes the peer's address through iface, via the next hop the main
+// table has there. An unpinned VPN has no rule: its mark still matches
+// 0x6d66/0xffff, so it bypasses the tunnel's routes and follows main.
+func (k *Kernel) pin(v *vpn, iface string, local, remote netip.Addr) error {
+	if v.iface == iface && v.pinDst == remote && v.pinSrc == local {
 		return nil
 	}
-	netlink.LinkDel(&netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, Index: v.index}})
-	link := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, MTU: k.cfg.MTU, ParentIndex: ifindex(iface)}, Ifid: v.ifID()}
-	if err := netlink.LinkAdd(link); err != nil {
-		return fmt.Errorf("xfrm: re-creating %s on %q after a move: %w", v.name, iface, err)
+	k.unpin(v)
+	if iface == "" {
+		return nil
 	}
-	l, err := netlink.LinkByName(v.name)
-	if err != nil {
-		return fmt.Errorf("xfrm: %s vanished after creation: %w", v.name, err)
+	idx := ifindex(iface)
+	if idx == 0 {
+		return fmt.Errorf("xfrm: pinning %s to %q: no such interface", v.name, iface)
 	}
-	v.index, v.iface = l.Attrs().Index, iface
-	os.WriteFile("/proc/sys/net/ipv6/conf/"+v.name+"/addr_gen_mode", []byte("1"), 0)
-	errs := netlink.LinkSetUp(l)
-	for a := range v.vips {
-		errs = errors.Join(errs, netlink.AddrReplace(l, vipAddr(a)))
+	r := &netlink.Route{Dst: ipNet(netip.PrefixFrom(remote, remote.BitLen())), LinkIndex: idx, Table: v.pinTable()}
+	if local.IsValid() {
+		r.Src = local.AsSlice()
 	}
-	for p := range v.routes {
-		r := &netlink.Route{LinkIndex: v.index, Dst: ipNet(p), Table: v.table(), Scope: netlink.SCOPE_LINK, Src: v.src[p]}
-		errs = errors.Join(errs, netlink.RouteReplace(r))
-		if h := k.shared[p]; len(h) > 0 && h[0].v == v {
-			errs = errors.Join(errs, k.sharedRoute(p))
+	gw, onLink, ok := nextHop(idx, remote, k.cfg.Mark)
+	if !ok {
+		// No route through iface yet (a link that just came back gets its
+		// default route a moment later): follow the main table for now,
+		// and try again on the next poll.
+		v.iface, v.pinDst, v.pinSrc, v.pinPending = iface, remote, local, true
+		k.log.Info("no route to the peer through the pinned interface yet; following the main table", "vpn", v.name, "iface", iface, "peer", remote)
+		return nil
+	}
+	r.Gw = gw
+	if onLink {
+		r.Scope = netlink.SCOPE_LINK
+	}
+	if err := netlink.RouteReplace(r); err != nil {
+		return fmt.Errorf("xfrm: pinning %s to %s: route to %v: %w", v.name, iface, remote, err)
+	}
+	rule := netlink.NewRule()
+	rule.Family = int(familyOf(remote))
+	rule.Mark, rule.Table, rule.Priority = v.mark(), v.pinTable(), pinRulePriority
+	rule.Mask = new(uint32)
+	*rule.Mask = 0xffffffff
+	netlink.RuleDel(rule)
+	if err := netlink.RuleAdd(rule); err != nil {
+		netlink.RouteDel(r)
+		return fmt.Errorf("xfrm: pinning %s to %s: rule: %w", v.name, iface, err)
+	}
+	v.iface, v.pinDst, v.pinSrc, v.pinRoute, v.pinRule, v.pinPending = iface, remote, local, r, rule, false
+	return nil
+}
+
+// nextHop is how the host reaches remote through interface idx: on the
+// link (a connected prefix of idx covers it) or via the gateway of the
+// route the kernel picks with idx as output interface (as `ip route get
+// ADDR oif IFACE`). ok is false when idx has neither.
+func nextHop(idx int, remote netip.Addr, mark uint32) (gw net.IP, onLink, ok bool) {
+	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}
+	addrs, _ := netlink.AddrList(link, int(familyOf(remote)))
+	for _, a := range addrs {
+		if p, ok := netip.AddrFromSlice(a.IPNet.IP); ok {
+			ones, _ := a.IPNet.Mask.Size()
+			if netip.PrefixFrom(p.Unmap(), ones).Masked().Contains(remote) {
+				return nil, true, true
+			}
 		}
 	}
-	if errs != nil {
-		return fmt.Errorf("xfrm: restoring %s after a move: %w", v.name, errs)
+	got, err := netlink.RouteGetWithOptions(remote.AsSlice(), &netlink.RouteGetOptions{OifIndex: idx, Mark: mark})
+	if err != nil || len(got) == 0 || got[0].Gw == nil {
+		// Without a route through idx the kernel assumes the peer is on
+		// the link; it is not, so that would be a black hole.
+		return nil, false, false
 	}
-	return nil
+	return got[0].Gw, false, true
+}
+
+// retryPins pins the VPNs whose interface had no route yet.
+func (k *Kernel) retryPins() {
+	for _, v := range k.vpns {
+		if v.pinPending {
+			iface, local, remote := v.iface, v.pinSrc, v.pinDst
+			v.iface = ""
+			if err := k.pin(v, iface, local, remote); err != nil {
+				k.log.Warn("cannot pin a VPN to its interface", "vpn", v.name, "iface", iface, "err", err)
+			}
+		}
+	}
+}
+
+func (k *Kernel) unpin(v *vpn) {
+	if v.pinRule != nil {
+		netlink.RuleDel(v.pinRule)
+	}
+	if v.pinRoute != nil {
+		netlink.RouteDel(v.pinRoute)
+	}
+	v.iface, v.pinDst, v.pinSrc, v.pinRoute, v.pinRule, v.pinPending = "", netip.Addr{}, netip.Addr{}, nil, nil, false
 }
 
 func vipAddr(a netip.Addr) *netlink.Addr {
@@ -144,6 +216,7 @@ func vipAddr(a netip.Addr) *netlink.Addr {
 }
 
 func (k *Kernel) deleteVPN(v *vpn) {
+	k.unpin(v)
 	for _, r := range v.rules {
 		netlink.RuleDel(r)
 	}
@@ -294,16 +367,17 @@ func familyOf(a netip.Addr) uint16 {
 	return unix.AF_INET6
 }
 
-// sharedRule sends everything not marked as ours to the shared table
-// first (a miss falls through to main), so a protected 0.0.0.0/0 never
-// captures the IKE packets or the outer ESP packets, which carry the mark.
+// sharedRules send everything not marked as ours (0x6d66 in the low
+// half: our sockets' mark, and every VPN's outer packets) to the shared table
+// to the shared table first (a miss falls through to main), so a
+// protected 0.0.0.0/0 never captures the IKE or the outer ESP packets.
 func (k *Kernel) sharedRules() error {
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		rule := netlink.NewRule()
 		rule.Family, rule.Table, rule.Priority = fam, k.cfg.Table, sharedRulePriority
-		rule.Mark, rule.Invert = k.cfg.Mark, true
+		rule.Mark, rule.Invert = k.cfg.Mark&0xffff, true
 		rule.Mask = new(uint32)
-		*rule.Mask = 0xffffffff
+		*rule.Mask = 0xffff
 		netlink.RuleDel(rule)
 		if err := netlink.RuleAdd(rule); err != nil {
 			if fam == unix.AF_INET6 {
@@ -333,6 +407,7 @@ func (k *Kernel) removeLeftoverLinks() (n int) {
 		rules, _ := netlink.RuleList(fam)
 		for _, r := range rules {
 			if (r.Priority == vipRulePriority && uint32(r.Table)&^0xffff == tableBase) ||
+				(r.Priority == pinRulePriority && uint32(r.Table)&^0xffff == pinTableBase) ||
 				(r.Priority == sharedRulePriority && r.Table == k.cfg.Table) {
 				r := r
 				netlink.RuleDel(&r)
