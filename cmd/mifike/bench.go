@@ -26,6 +26,8 @@ func benchSuites() []benchSuite {
 	return []benchSuite{
 		{"handshake", "IKE_SA_INIT + IKE_AUTH (+ Child SA) per second, CPU per handshake, latency; PSK and ECDSA", handshakeFlags},
 		{"new-interface", "a VPN on one more interface: clone + Child SA + MOBIKE move against a new authentication", newIfaceFlags},
+		{"failover", "interface down or silent: time until traffic flows through the moved VPN", failoverFlags},
+		{"throughput", "TCP (iperf3) and UDP through one tunnel, and through three tunnels on three interfaces", throughputFlags},
 		{"scale", "memory and CPU of a responder holding 10,000 and 50,000 IKE SAs", scaleFlags},
 	}
 }
@@ -40,7 +42,7 @@ func benchUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %s\n", s.name, s.summary)
 	}
 	fmt.Fprintf(w, "  %-14s %s\n", "all", "every suite in turn, full sizes (about 15 minutes on 2 cores)")
-	fmt.Fprintf(w, "  %-14s %s\n", "esp", "ESP throughput of one tunnel (iperf3 TCP)")
+	fmt.Fprintf(w, "  %-14s %s\n", "esp", "the throughput suite's single-tunnel part (its old name)")
 	fmt.Fprintln(w, "  --json prints JSON instead of the table; --out FILE also writes it to FILE.")
 	fmt.Fprintln(w, "  \"mifike bench SUITE -h\" lists a suite's flags.")
 }
@@ -176,10 +178,29 @@ func newIfaceFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (b
 	}
 }
 
+func failoverFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+	c := bench.FailoverConfig{}
+	fs.IntVar(&c.Runs, "runs", 20, "runs per case (the median is reported)")
+	kinds := fs.String("cases", "link-down,silent", "failures: link-down, silent (nftables drop)")
+	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
+		c.Exe, c.Progress, c.Cases = exe, progress, splitList(*kinds)
+		return bench.Failover(ctx, c)
+	}
+}
+
+func throughputFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+	c := bench.ThroughputConfig{}
+	fs.DurationVar(&c.Duration, "time", 10*time.Second, "how long each iperf3 run lasts (whole seconds)")
+	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
+		c.Exe, c.Progress = exe, progress
+		return bench.Throughput(ctx, c)
+	}
+}
+
 func espFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
 	d := fs.Duration("time", 10*time.Second, "how long each iperf3 run lasts (whole seconds)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
-		return bench.ESP(ctx, bench.ESPConfig{Exe: exe, Duration: *d, Progress: progress})
+		return bench.Throughput(ctx, bench.ThroughputConfig{Exe: exe, Duration: *d, SingleOnly: true, Progress: progress})
 	}
 }
 

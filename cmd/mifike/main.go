@@ -30,7 +30,7 @@ func commands() []command {
 		{"reload", "reload", "reread the configuration", runReload},
 		{"events", "events [--json]", "follow the daemon's events until Ctrl-C", runEvents},
 		{"demo", "demo [--json] [--dir DIR]", "build the multiple-interfaces lab and narrate a run on it (root)", runDemo},
-		{"bench", "bench esp [--time 10s] [--json]", "ESP throughput: mifike against strongSwan kernel-libipsec (root)", runBench},
+		{"bench", "bench SUITE|all [--json] [--out FILE]", "benchmarks against strongSwan: handshake, new-interface, failover, throughput, scale (root)", runBench},
 		{"version", "version", "print the version", func([]string, io.Writer, io.Writer) int {
 			fmt.Println("mifike", version)
 			return 0

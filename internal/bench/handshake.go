@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/control"
-	"github.com/mifike/mifike/internal/lab"
 )
 
 // The handshake suite: IKE_SA_INIT + IKE_AUTH with the first Child SA,
@@ -93,66 +92,6 @@ type HandshakeResult struct {
 	Runs              []HandshakeRun `json:"runs"`
 	Ratios            []Ratio        `json:"ratios"`
 	Profiles          []string       `json:"profiles,omitempty"`
-}
-
-// suiteEnv is what every suite needs: root, the tools, a directory, a
-// lab, and a way to say what it is doing.
-type suiteEnv struct {
-	ctx       context.Context
-	lab       *lab.Lab
-	dir       string
-	exe       string
-	ssVersion string
-	progress  io.Writer
-}
-
-func newSuiteEnv(ctx context.Context, exe, prefix string, progress io.Writer) (*suiteEnv, error) {
-	if os.Geteuid() != 0 {
-		return nil, errors.New("bench: network namespaces need root; run it as root (e.g. with sudo)")
-	}
-	v, err := checkTools()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "mifike-bench-")
-	if err != nil {
-		return nil, err
-	}
-	l, err := lab.New(ctx, prefix)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	return &suiteEnv{ctx: ctx, lab: l, dir: dir, exe: exe, ssVersion: v, progress: progress}, nil
-}
-
-func (e *suiteEnv) say(format string, args ...any) {
-	if e.progress != nil {
-		fmt.Fprintf(e.progress, format+"\n", args...)
-	}
-}
-
-// fail wraps a step's error; the directory with configurations and logs
-// stays for a look unless the run was interrupted.
-func (e *suiteEnv) fail(step string, err error) error {
-	if e.ctx.Err() != nil {
-		e.lab.Close()
-		os.RemoveAll(e.dir)
-		return fmt.Errorf("bench: %s: interrupted", step)
-	}
-	return fmt.Errorf("bench: %s: %w\n(configurations and logs are in %s)", step, err, e.dir)
-}
-
-// close removes the lab and, when ok, the directory (kept with
-// MIFIKE_BENCH_KEEP=1, to read the daemons' logs).
-func (e *suiteEnv) close(ok bool) error {
-	err := e.lab.Close()
-	if os.Getenv("MIFIKE_BENCH_KEEP") != "" {
-		e.say("configurations and logs are in %s", e.dir)
-	} else if ok && err == nil {
-		os.RemoveAll(e.dir)
-	}
-	return err
 }
 
 // Handshake runs the handshake suite.

@@ -130,6 +130,7 @@ type mifOpts struct {
 	use    []string
 	onDown string // move or delete
 	dpd    time.Duration
+	encap  bool // ESP in UDP without a NAT, as kernel-libipsec always does
 	rt     retransmitOpts
 	pki    pki
 }
@@ -149,6 +150,9 @@ func mifUEConf(o mifOpts) string {
 		fmt.Fprintf(&b, "    dpd_delay: %v\n", o.dpd)
 	}
 	fmt.Fprintf(&b, "    clone: {enable: %t, max_ike_sas: 8, own_vips: true}\n", o.clone)
+	if o.encap {
+		b.WriteString("    encap: yes\n")
+	}
 	onReturn := "move-back"
 	fmt.Fprintf(&b, "    interfaces: {mode: %s, use: [%s], on_down: %s, on_return: %s, gateway_addrs: one}\n",
 		o.mode, strings.Join(o.use, ", "), o.onDown, onReturn)

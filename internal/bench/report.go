@@ -19,7 +19,6 @@ type Report interface {
 	WriteTable(w io.Writer)
 }
 
-func (*ESPResult) Suite() string       { return "esp" }
 func (*HandshakeResult) Suite() string { return "handshake" }
 
 // Machine describes where a run took place.

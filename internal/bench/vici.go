@@ -19,15 +19,11 @@ import (
 // charon through it rather than through swanctl, whose start-up alone
 // would be a large part of what they time.
 
-// VICI packet types.
+// VICI packet types (the benchmarks subscribe to no events).
 const (
-	viciCmdRequest    = 0
-	viciCmdResponse   = 1
-	viciCmdUnknown    = 2
-	viciEventRegister = 3
-	viciEventConfirm  = 5
-	viciEventUnknown  = 6
-	viciEvent         = 7
+	viciCmdRequest  = 0
+	viciCmdResponse = 1
+	viciCmdUnknown  = 2
 )
 
 // VICI message element types.
@@ -46,12 +42,6 @@ type viciMsg map[string]any
 // str returns key's value as text, "" when it is missing or not text.
 func (m viciMsg) str(key string) string {
 	s, _ := m[key].(string)
-	return s
-}
-
-// sub returns section key, nil when missing.
-func (m viciMsg) sub(key string) viciMsg {
-	s, _ := m[key].(viciMsg)
 	return s
 }
 
@@ -105,7 +95,7 @@ func (v *viciConn) read() (byte, []byte, error) {
 	return b[0], b[1:], nil
 }
 
-// call sends a command and returns its response, skipping events.
+// call sends a command and returns its response, skipping anything else.
 func (v *viciConn) call(cmd string, msg viciMsg) (viciMsg, error) {
 	if err := v.write(viciCmdRequest, cmd, msg); err != nil {
 		return nil, fmt.Errorf("vici %s: %w", cmd, err)
@@ -134,38 +124,6 @@ func (v *viciConn) ok(cmd string, msg viciMsg) (viciMsg, error) {
 		return r, fmt.Errorf("vici %s: %s", cmd, r.str("errmsg"))
 	}
 	return r, nil
-}
-
-// register subscribes this connection to an event; afterwards use
-// next, not call.
-func (v *viciConn) register(event string) error {
-	if err := v.write(viciEventRegister, event, nil); err != nil {
-		return err
-	}
-	typ, _, err := v.read()
-	if err != nil {
-		return err
-	}
-	if typ != viciEventConfirm {
-		return fmt.Errorf("vici: charon refused the event %q (type %d)", event, typ)
-	}
-	return nil
-}
-
-// next waits for the next event.
-func (v *viciConn) next() (string, viciMsg, error) {
-	for {
-		typ, b, err := v.read()
-		if err != nil {
-			return "", nil, err
-		}
-		if typ != viciEvent || len(b) == 0 || int(b[0]) >= len(b) {
-			continue
-		}
-		n := int(b[0])
-		m, err := decodeVICI(b[1+n:])
-		return string(b[1 : 1+n]), m, err
-	}
 }
 
 func encodeVICI(b []byte, m viciMsg) []byte {
