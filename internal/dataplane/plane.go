@@ -114,6 +114,10 @@ type child struct {
 	path          *Path
 	outbound      bool
 	order         uint64 // installation order: newer SAs win ties (make-before-break)
+	// size orders the SPD (rangeSize of remoteTS), computed once: every
+	// table change sorts all SAs, and computing it per comparison made
+	// each install cost milliseconds with thousands of SAs.
+	size sizeKey
 
 	out *outState
 	in  *inState
@@ -181,7 +185,7 @@ func (p *Plane) Install(sa ike.ChildSA) error {
 	p.order++
 	c := &child{inSPI: sa.InSPI, outSPI: sa.OutSPI, ikeSA: sa.IKESA, name: sa.Name, mode: sa.Mode,
 		localTS: slices.Clone(sa.LocalTS), remoteTS: slices.Clone(sa.RemoteTS), path: p.path(sa),
-		outbound: sa.Outbound, order: p.order,
+		outbound: sa.Outbound, order: p.order, size: rangeSize(sa.RemoteTS),
 		out: &outState{esp: out}, in: &inState{esp: in}, ctr: &Counters{softBytes: sa.SoftBytes, hardBytes: sa.HardBytes}}
 	p.swap(func(m map[uint32]*child) { m[c.inSPI] = c })
 	return nil
@@ -254,7 +258,7 @@ func (p *Plane) swap(change func(map[uint32]*child)) {
 		t.out = append(t.out, c)
 	}
 	byPreference := func(a, b *child) int {
-		if d := rangeSize(a.remoteTS).Compare(rangeSize(b.remoteTS)); d != 0 {
+		if d := a.size.Compare(b.size); d != 0 {
 			return d
 		}
 		return -cmpUint(a.order, b.order) // newest first
