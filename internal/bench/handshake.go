@@ -47,8 +47,8 @@ type HandshakeConfig struct {
 	Auth []string
 	// Pairs also runs each implementation against itself.
 	Pairs bool
-	// Profile, when set, is a directory that receives a CPU profile of
-	// the mifike responder per method (go tool pprof).
+	// Profile, when set, is a directory that receives CPU profiles of
+	// the mifike daemons (go tool pprof).
 	Profile  string
 	Progress io.Writer
 }
@@ -130,13 +130,11 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (res *HandshakeResult, 
 		for i, c := range cells {
 			tag := fmt.Sprintf("%s-%d", auth, i)
 			e.say("handshake %s: %s initiator -> %s responder, %d handshakes, %d in flight", auth, c.init, c.resp, cfg.N, cfg.Window)
-			run, prof, err := handshakeRun(e, cfg, p, auth, c.init, c.resp, tag)
+			run, profs, err := handshakeRun(e, cfg, p, auth, c.init, c.resp, tag)
 			if err != nil {
 				return nil, e.fail(fmt.Sprintf("handshake %s, %s -> %s", auth, c.init, c.resp), err)
 			}
-			if prof != "" {
-				r.Profiles = append(r.Profiles, prof)
-			}
+			r.Profiles = append(r.Profiles, profs...)
 			e.say("  %.0f handshakes/s, responder %.2f ms CPU per handshake", run.Rate, run.ResponderCPUms)
 			r.Runs = append(r.Runs, *run)
 		}
@@ -176,27 +174,29 @@ func handshakeRatios(runs []HandshakeRun) []Ratio {
 }
 
 // handshakeRun runs one cell in fresh namespaces.
-func handshakeRun(e *suiteEnv, cfg HandshakeConfig, p pki, auth, init, resp, tag string) (*HandshakeRun, string, error) {
+func handshakeRun(e *suiteEnv, cfg HandshakeConfig, p pki, auth, init, resp, tag string) (*HandshakeRun, []string, error) {
 	gw, ue, err := pair(e.lab, tag)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	// The initiator's inner address exists, as on a real host: charon
 	// installs its route through ipsec0 with that source.
 	if err := e.lab.IP(ue, "addr", "add", ueInner, "dev", "lo"); err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	addrs := []netip.Addr{netip.MustParseAddr(ueAddr)}
 	for len(addrs) < cfg.Initiators && init == "loadgen" {
 		a := addrs[len(addrs)-1].Next()
 		if err := e.lab.IP(ue, "addr", "add", a.String()+"/24", "dev", "ue0"); err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		addrs = append(addrs, a)
 	}
 	dir := filepath.Join(e.dir, tag)
 	run := &HandshakeRun{Auth: auth, Initiator: init, Responder: resp}
 	limit := time.Duration(cfg.N+cfg.Warmup)*20*time.Millisecond + 60*time.Second
+
+	var profs []string // CPU profiles written
 
 	// The responder.
 	var respPID int
@@ -215,19 +215,18 @@ func handshakeRun(e *suiteEnv, cfg HandshakeConfig, p pki, auth, init, resp, tag
 		}
 		d, err := startMifikeDaemonEnv(e.ctx, e.lab, e.exe, filepath.Join(dir, "gw"), gw, conf, env)
 		if err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		respPID = d.proc.Pid()
 		stopResp = func() string { d.proc.Stop(10 * time.Second); return prof }
 	default:
 		c, err := startCharon(e.ctx, e.lab, filepath.Join(dir, "gw"), gw, hsSwanctlConf(auth, false), charonOpts{Quiet: true, Load: true, Files: p.swanctlFiles(gwID)})
 		if err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		respPID = c.pid()
 		stopResp = func() string { c.proc.Stop(5 * time.Second); return "" }
 	}
-	var prof string
 	defer func() {
 		if stopResp != nil {
 			stopResp()
@@ -240,36 +239,45 @@ func handshakeRun(e *suiteEnv, cfg HandshakeConfig, p pki, auth, init, resp, tag
 	case "loadgen":
 		conf := filepath.Join(dir, "loadgen.yaml")
 		if err := os.WriteFile(conf, []byte(hsMifikeConf(filepath.Join(dir, "ue"), p, auth, true)), 0o600); err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		lp, err := startLoad(e.lab, e.exe, ue, conf, addrs, cfg.N, cfg.Window, cfg.Warmup, false, limit, 0)
 		if err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		if res, cpu, err = lp.measure(e.ctx, limit, lp.proc.Pid(), respPID); err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		run.InitiatorCPUms = res.CPUSeconds / float64(max(res.OK, 1)) * 1e3
 	case "mifike":
-		d, err := startMifikeDaemon(e.ctx, e.lab, e.exe, filepath.Join(dir, "ue"), ue, hsMifikeConf(filepath.Join(dir, "ue"), p, auth, true))
-		if err != nil {
-			return nil, "", err
+		var env []string
+		if cfg.Profile != "" {
+			iprof := filepath.Join(cfg.Profile, "mifike-initiator-"+auth+".pprof")
+			env = append(env, "MIFIKE_CPUPROFILE="+iprof)
+			profs = append(profs, iprof)
 		}
+		d, err := startMifikeDaemonEnv(e.ctx, e.lab, e.exe, filepath.Join(dir, "ue"), ue, hsMifikeConf(filepath.Join(dir, "ue"), p, auth, true), env)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer d.proc.Stop(10 * time.Second)
 		if res, cpu, err = mifikeInitiations(e.ctx, d, cfg, respPID); err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		run.InitiatorCPUms = cpu[0] / float64(max(res.OK, 1)) * 1e3
 	default:
 		c, err := startCharon(e.ctx, e.lab, filepath.Join(dir, "ue"), ue, hsSwanctlConf(auth, true), charonOpts{Quiet: true, Load: true, Files: p.swanctlFiles(ueID)})
 		if err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		if res, cpu, err = charonInitiations(e.ctx, c, cfg, respPID); err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		run.InitiatorCPUms = cpu[0] / float64(max(res.OK, 1)) * 1e3
 	}
-	prof = stopResp()
+	if prof := stopResp(); prof != "" {
+		profs = append(profs, prof)
+	}
 	stopResp = nil
 	run.OK, run.Failed, run.Seconds, run.Rate = res.OK, res.Failed, res.Seconds, res.Rate
 	run.P50ms, run.P99ms, run.Retransmits, run.Cookies = res.P50ms, res.P99ms, res.Retransmits, res.Cookies
@@ -278,9 +286,9 @@ func handshakeRun(e *suiteEnv, cfg HandshakeConfig, p pki, auth, init, resp, tag
 		run.ResponderCPU = cpu[1] / res.Seconds
 	}
 	if res.OK == 0 {
-		return nil, "", fmt.Errorf("no handshake succeeded (%d failed)", res.Failed)
+		return nil, nil, fmt.Errorf("no handshake succeeded (%d failed)", res.Failed)
 	}
-	return run, prof, nil
+	return run, profs, nil
 }
 
 // hsMifikeConf is mifike's configuration for the handshake and scale
@@ -550,6 +558,6 @@ func (r *HandshakeResult) WriteTable(w io.Writer) {
 	t.write(w)
 	writeRatios(w, r.Ratios)
 	for _, p := range r.Profiles {
-		fmt.Fprintf(w, "profile of the mifike responder: go tool pprof -top %s\n", p)
+		fmt.Fprintf(w, "CPU profile: go tool pprof -top %s\n", p)
 	}
 }
