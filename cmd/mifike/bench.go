@@ -41,7 +41,7 @@ func benchUsage(w io.Writer) {
 	for _, s := range benchSuites() {
 		fmt.Fprintf(w, "  %-14s %s\n", s.name, s.summary)
 	}
-	fmt.Fprintf(w, "  %-14s %s\n", "all", "every suite in turn, full sizes (about 15 minutes on 2 cores)")
+	fmt.Fprintf(w, "  %-14s %s\n", "all", "every suite in turn, full sizes (about 14 minutes on 2 cores)")
 	fmt.Fprintf(w, "  %-14s %s\n", "esp", "the throughput suite's single-tunnel part (its old name)")
 	fmt.Fprintln(w, "  --json prints JSON instead of the table; --out FILE also writes it to FILE.")
 	fmt.Fprintln(w, "  \"mifike bench SUITE -h\" lists a suite's flags.")
