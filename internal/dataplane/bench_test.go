@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"github.com/mifike/mifike/internal/ike"
@@ -70,7 +71,7 @@ func BenchmarkSeal(b *testing.B) {
 		bufs[i] = make([]byte, Headroom+1500+128)
 	}
 	pkts := make([]Packet, 0, benchBatch)
-	t := a.tab.Load()
+	t := a.tab
 	b.SetBytes(int64(len(pkt)))
 	b.ReportAllocs()
 	i := 0
@@ -102,7 +103,7 @@ func BenchmarkReceive(b *testing.B) {
 	buf := make([]byte, Headroom+1500+128)
 	for i := range sealed {
 		copy(buf[Headroom:], pkt)
-		p, ok := a.seal(a.tab.Load(), buf, len(pkt))
+		p, ok := a.seal(a.tab, buf, len(pkt))
 		if !ok {
 			b.Fatal("not sealed")
 		}
@@ -133,5 +134,30 @@ func BenchmarkReceive(b *testing.B) {
 	}
 	if c := z.Counters(0x2001); c == nil || c.PacketsIn.Load() == 0 {
 		b.Fatalf("nothing received: %v", z.Drops())
+	}
+}
+
+// BenchmarkInstall installs and deletes one Child SA on a plane holding
+// 10,000 gateway clients: the cost must not grow with the table.
+func BenchmarkInstall(b *testing.B) {
+	p := New(Config{})
+	sa := func(i int) ike.ChildSA {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		return ike.ChildSA{InSPI: uint32(0x10000 + i), OutSPI: uint32(0x90000 + i), Protocol: wire.ProtoESP,
+			Encr: wire.EncrAESGCM16, KeyBits: 128, EncKeyIn: make([]byte, 20), EncKeyOut: make([]byte, 20),
+			LocalTS:  []wire.Selector{wire.PrefixSelector(netip.MustParsePrefix("10.20.0.0/24"), 0)},
+			RemoteTS: []wire.Selector{wire.PrefixSelector(netip.PrefixFrom(a, 32), 0)}, Outbound: true}
+	}
+	for i := range 10000 {
+		p.Install(sa(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		s := sa(20000 + i%1000)
+		if err := p.Install(s); err != nil {
+			b.Fatal(err)
+		}
+		p.Delete(s.InSPI)
 	}
 }

@@ -41,13 +41,14 @@ func (p *Plane) Run() error {
 				continue
 			}
 		}
-		t := p.tab.Load()
 		pkts = pkts[:0]
+		p.mu.RLock()
 		for i := range count {
-			if pkt, ok := p.seal(t, bufs[i], sizes[i]); ok {
+			if pkt, ok := p.seal(p.tab, bufs[i], sizes[i]); ok {
 				pkts = append(pkts, pkt)
 			}
 		}
+		p.mu.RUnlock()
 		if len(pkts) > 0 {
 			if err := p.cfg.Transport.Send(pkts); err != nil {
 				p.drops.add(DropSend, "err", err)
@@ -129,7 +130,8 @@ func (p *Plane) NewReceiver() *Receiver { return &Receiver{p: p} }
 // returns.
 func (r *Receiver) Receive(batch []Inbound) {
 	p := r.p
-	t := p.tab.Load()
+	p.mu.RLock()
+	t := p.tab
 	now := time.Now().UnixNano()
 	r.out = r.out[:0]
 	for i := range batch {
@@ -197,6 +199,7 @@ func (r *Receiver) Receive(batch []Inbound) {
 		}
 		r.out = append(r.out, in.Buf[start-tunOffset:end])
 	}
+	p.mu.RUnlock()
 	if len(r.out) == 0 {
 		return
 	}

@@ -95,10 +95,14 @@ type Config struct {
 
 // Plane is the running data plane.
 type Plane struct {
-	cfg   Config
-	log   *slog.Logger
-	mu    sync.Mutex // serialises table changes
-	tab   atomic.Pointer[tables]
+	cfg Config
+	log *slog.Logger
+	// mu guards tab: the packet loops hold it for reading over a batch,
+	// Install/Update/Delete change the tables in place under the write
+	// lock. (Immutable snapshots cost a copy of every table per install:
+	// a gateway's handshake rate fell with each SA it held.)
+	mu    sync.RWMutex
+	tab   *tables
 	drops dropCounters
 	order uint64
 }
@@ -143,7 +147,7 @@ type Counters struct {
 	softSent, hardSent   atomic.Bool
 }
 
-// tables is one immutable snapshot of the SAs.
+// tables are the installed SAs, changed in place under Plane.mu.
 type tables struct {
 	children map[uint32]*child // by inbound SPI
 	// out is the SPD: outbound-capable SAs, most specific remote
@@ -160,7 +164,7 @@ func New(cfg Config) *Plane {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.tab.Store(&tables{children: map[uint32]*child{}})
+	p.tab = &tables{children: map[uint32]*child{}, host: map[netip.Addr][]*child{}}
 	p.drops.log = p.log
 	return p
 }
@@ -187,7 +191,10 @@ func (p *Plane) Install(sa ike.ChildSA) error {
 		localTS: slices.Clone(sa.LocalTS), remoteTS: slices.Clone(sa.RemoteTS), path: p.path(sa),
 		outbound: sa.Outbound, order: p.order, size: rangeSize(sa.RemoteTS),
 		out: &outState{esp: out}, in: &inState{esp: in}, ctr: &Counters{softBytes: sa.SoftBytes, hardBytes: sa.HardBytes}}
-	p.swap(func(m map[uint32]*child) { m[c.inSPI] = c })
+	if old := p.tab.children[c.inSPI]; old != nil {
+		p.tab.remove(old)
+	}
+	p.tab.add(c)
 	return nil
 }
 
@@ -196,14 +203,15 @@ func (p *Plane) Install(sa ike.ChildSA) error {
 func (p *Plane) Update(sa ike.ChildSA) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	old := p.tab.Load().children[sa.InSPI]
+	old := p.tab.children[sa.InSPI]
 	if old == nil {
 		return fmt.Errorf("dataplane: no Child SA %08x to update", sa.InSPI)
 	}
 	c := *old
 	c.path = p.path(sa)
 	c.outbound = sa.Outbound
-	p.swap(func(m map[uint32]*child) { m[c.inSPI] = &c })
+	p.tab.remove(old)
+	p.tab.add(&c)
 	return nil
 }
 
@@ -211,12 +219,16 @@ func (p *Plane) Update(sa ike.ChildSA) error {
 func (p *Plane) Delete(inSPI uint32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.swap(func(m map[uint32]*child) { delete(m, inSPI) })
+	if c := p.tab.children[inSPI]; c != nil {
+		p.tab.remove(c)
+	}
 }
 
 // Counters returns a Child SA's counters, nil when it is not installed.
 func (p *Plane) Counters(inSPI uint32) *Counters {
-	if c := p.tab.Load().children[inSPI]; c != nil {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if c := p.tab.children[inSPI]; c != nil {
 		return c.ctr
 	}
 	return nil
@@ -238,36 +250,49 @@ func (p *Plane) path(sa ike.ChildSA) *Path {
 	return path
 }
 
-// swap builds the next snapshot with change applied to a copy of the
-// children map. Called with p.mu held.
-func (p *Plane) swap(change func(map[uint32]*child)) {
-	m := make(map[uint32]*child, len(p.tab.Load().children)+1)
-	for k, v := range p.tab.Load().children {
-		m[k] = v
+// byPreference orders the SPD: most specific remote selectors first,
+// then the newest SA (make-before-break).
+func byPreference(a, b *child) int {
+	if d := a.size.Compare(b.size); d != 0 {
+		return d
 	}
-	change(m)
-	t := &tables{children: m, host: map[netip.Addr][]*child{}}
-	for _, c := range m {
-		if !c.outbound {
-			continue
+	return -cmpUint(a.order, b.order)
+}
+
+// add puts c in the tables, its SPD entry in order (a binary search and
+// one copy of the slice tail, not a sort of everything).
+func (t *tables) add(c *child) {
+	t.children[c.inSPI] = c
+	if !c.outbound {
+		return
+	}
+	l := &t.out
+	if a, ok := singleAddr(c.remoteTS); ok {
+		h := t.host[a]
+		l = &h
+		defer func() { t.host[a] = *l }()
+	}
+	i, _ := slices.BinarySearchFunc(*l, c, byPreference)
+	*l = slices.Insert(*l, i, c)
+}
+
+// remove takes c out of the tables.
+func (t *tables) remove(c *child) {
+	if t.children[c.inSPI] == c {
+		delete(t.children, c.inSPI)
+	}
+	if a, ok := singleAddr(c.remoteTS); ok {
+		h := slices.DeleteFunc(t.host[a], func(x *child) bool { return x == c })
+		if len(h) == 0 {
+			delete(t.host, a)
+		} else {
+			t.host[a] = h
 		}
-		if a, ok := singleAddr(c.remoteTS); ok {
-			t.host[a] = append(t.host[a], c)
-			continue
-		}
-		t.out = append(t.out, c)
+		return
 	}
-	byPreference := func(a, b *child) int {
-		if d := a.size.Compare(b.size); d != 0 {
-			return d
-		}
-		return -cmpUint(a.order, b.order) // newest first
+	if i := slices.Index(t.out, c); i >= 0 {
+		t.out = slices.Delete(t.out, i, i+1)
 	}
-	slices.SortFunc(t.out, byPreference)
-	for _, l := range t.host {
-		slices.SortFunc(l, byPreference)
-	}
-	p.tab.Store(t)
 }
 
 func cmpUint(a, b uint64) int {

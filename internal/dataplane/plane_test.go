@@ -139,7 +139,7 @@ func (e *end) out(t *testing.T, pkt []byte) (Packet, bool) {
 	t.Helper()
 	buf := make([]byte, Headroom+len(pkt)+128)
 	copy(buf[Headroom:], pkt)
-	p, ok := e.p.seal(e.p.tab.Load(), buf, len(pkt))
+	p, ok := e.p.seal(e.p.tab, buf, len(pkt))
 	if ok {
 		p.Data = bytes.Clone(p.Data)
 	}
@@ -306,7 +306,7 @@ func TestPolicyEnforced(t *testing.T) {
 	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
 	// a's SA claims 10.1.0.0/24 → 10.2.0.0/24; install on a a wider
 	// outbound policy with the same keys to smuggle another source.
-	c := a.p.tab.Load().children[0x1001]
+	c := a.p.tab.children[0x1001]
 	c.localTS = sel("0.0.0.0/0")
 	sent, ok := a.out(t, ipv4Packet("172.16.0.1", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0}))
 	if !ok {
@@ -399,7 +399,7 @@ func TestSPDBySource(t *testing.T) {
 func TestLimits(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
 	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
-	c := a.p.tab.Load().children[0x1001]
+	c := a.p.tab.children[0x1001]
 	c.ctr.softBytes, c.ctr.hardBytes = 100, 200
 	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, make([]byte, 40)) // 60 octets
 	for range 5 {
@@ -427,5 +427,63 @@ func TestRunLoop(t *testing.T) {
 	sent := a.tr.take()
 	if got := b.in(sent...); len(got) != 10 {
 		t.Fatalf("%d of 10 through the loop", len(got))
+	}
+}
+
+// The tables change in place: after any mix of installs, updates and
+// deletes the SPD is still in preference order and holds exactly the
+// outbound-capable SAs.
+func TestSPDOrderInPlace(t *testing.T) {
+	e := newEnd(t)
+	nets := []string{"10.2.0.0/24", "10.2.0.0/16", "0.0.0.0/0", "10.2.0.7/32", "10.2.0.9/32"}
+	live := map[uint32]bool{}
+	for i := range 300 {
+		spi := uint32(0x1000 + i%60)
+		switch i % 5 {
+		case 0, 1, 2:
+			sa := ike.ChildSA{InSPI: spi, OutSPI: spi + 0x8000, Protocol: wire.ProtoESP, Encr: wire.EncrAESGCM16, KeyBits: 128,
+				EncKeyIn: make([]byte, 20), EncKeyOut: make([]byte, 20), LocalTS: sel("10.1.0.0/24"), RemoteTS: sel(nets[i%len(nets)]),
+				Local: hostA, Remote: hostB, Outbound: i%7 != 0}
+			if err := e.p.Install(sa); err != nil {
+				t.Fatal(err)
+			}
+			live[spi] = true
+		case 3:
+			if live[spi] {
+				e.p.Update(ike.ChildSA{InSPI: spi, Local: hostA, Remote: hostB, Outbound: i%2 == 0})
+			}
+		case 4:
+			e.p.Delete(spi)
+			delete(live, spi)
+		}
+		tab := e.p.tab
+		if len(tab.children) != len(live) {
+			t.Fatalf("step %d: %d children, want %d", i, len(tab.children), len(live))
+		}
+		n := 0
+		check := func(l []*child) {
+			for k, c := range l {
+				if !c.outbound || tab.children[c.inSPI] != c {
+					t.Fatalf("step %d: stale SPD entry %08x", i, c.inSPI)
+				}
+				if k > 0 && byPreference(l[k-1], c) > 0 {
+					t.Fatalf("step %d: SPD out of order", i)
+				}
+			}
+			n += len(l)
+		}
+		check(tab.out)
+		for _, l := range tab.host {
+			check(l)
+		}
+		want := 0
+		for _, c := range tab.children {
+			if c.outbound {
+				want++
+			}
+		}
+		if n != want {
+			t.Fatalf("step %d: %d SPD entries for %d outbound SAs", i, n, want)
+		}
 	}
 }
