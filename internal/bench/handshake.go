@@ -101,6 +101,12 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (res *HandshakeResult, 
 	if len(cfg.Auth) == 0 {
 		cfg.Auth = []string{"psk", "ecdsa"}
 	}
+	if cfg.Profile != "" {
+		// The daemons write their profiles there; make it, as a user expects.
+		if err := os.MkdirAll(cfg.Profile, 0o755); err != nil {
+			return nil, fmt.Errorf("profile directory: %w", err)
+		}
+	}
 	e, err := newSuiteEnv(ctx, cfg.Exe, "mfkh", cfg.Progress)
 	if err != nil {
 		return nil, err

@@ -87,6 +87,12 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res *ScaleResult, err error) {
 	if cfg.FillLimit <= 0 {
 		cfg.FillLimit = 4 * time.Minute
 	}
+	if cfg.Profile != "" {
+		// The daemons write their profiles there; make it, as a user expects.
+		if err := os.MkdirAll(cfg.Profile, 0o755); err != nil {
+			return nil, fmt.Errorf("profile directory: %w", err)
+		}
+	}
 	e, err := newSuiteEnv(ctx, cfg.Exe, "mfks", cfg.Progress)
 	if err != nil {
 		return nil, err
