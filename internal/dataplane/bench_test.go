@@ -161,3 +161,27 @@ func BenchmarkInstall(b *testing.B) {
 		p.Delete(s.InSPI)
 	}
 }
+
+// BenchmarkUpdateSharedSelector moves one of 10,000 Child SAs whose
+// remote selectors are all the same single address (a load generator's
+// handshakes, or hosts behind one NAT): finding the SA in the SPD must not
+// scan the list.
+func BenchmarkUpdateSharedSelector(b *testing.B) {
+	p := New(Config{})
+	remote := []wire.Selector{wire.PrefixSelector(netip.MustParsePrefix("192.0.2.9/32"), 0)}
+	for i := range 10000 {
+		if err := p.Install(ike.ChildSA{InSPI: uint32(0x10000 + i), OutSPI: uint32(0x90000 + i), Protocol: wire.ProtoESP,
+			Encr: wire.EncrAESGCM16, KeyBits: 128, EncKeyIn: make([]byte, 20), EncKeyOut: make([]byte, 20),
+			LocalTS:  []wire.Selector{wire.PrefixSelector(netip.MustParsePrefix("10.20.0.0/24"), 0)},
+			RemoteTS: remote, Outbound: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := p.Update(ike.ChildSA{InSPI: uint32(0x10000 + i%10000), RemoteTS: remote, Outbound: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

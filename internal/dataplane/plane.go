@@ -281,8 +281,11 @@ func (t *tables) remove(c *child) {
 	if t.children[c.inSPI] == c {
 		delete(t.children, c.inSPI)
 	}
+	if !c.outbound {
+		return
+	}
 	if a, ok := singleAddr(c.remoteTS); ok {
-		h := slices.DeleteFunc(t.host[a], func(x *child) bool { return x == c })
+		h := removeSorted(t.host[a], c)
 		if len(h) == 0 {
 			delete(t.host, a)
 		} else {
@@ -290,9 +293,17 @@ func (t *tables) remove(c *child) {
 		}
 		return
 	}
-	if i := slices.Index(t.out, c); i >= 0 {
-		t.out = slices.Delete(t.out, i, i+1)
+	t.out = removeSorted(t.out, c)
+}
+
+// removeSorted finds c by binary search (order is unique, so byPreference
+// is a total order) rather than a scan: thousands of SAs may share one
+// selector, as every road warrior's full tunnel does on a gateway.
+func removeSorted(l []*child, c *child) []*child {
+	if i, ok := slices.BinarySearchFunc(l, c, byPreference); ok && l[i] == c {
+		return slices.Delete(l, i, i+1)
 	}
+	return l
 }
 
 func cmpUint(a, b uint64) int {
