@@ -208,6 +208,7 @@ func scaleFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (benc
 	c := bench.ScaleConfig{}
 	sizes := fs.String("sas", "10000,50000", "IKE SAs to hold (each with one Child SA)")
 	fs.StringVar(&c.Profile, "profile", "", "write heap profiles of the mifike responder into this directory")
+	fs.StringVar(&c.DataPlane, "data-plane", "userspace", "the mifike responder's data plane: userspace or none")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress = exe, progress
 		for _, s := range splitList(*sizes) {

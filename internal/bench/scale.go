@@ -16,11 +16,11 @@ import (
 
 // The scale suite: a responder holding many IKE SAs, each with one Child
 // SA, all made by the load generator: its memory (RSS) and CPU time
-// while they were made and while it holds them. mifike runs with
-// data_plane: none (its userspace data plane copies its SA table on
-// every install, see the handshake suite); strongSwan installs each
-// Child SA in kernel-libipsec, the only Child SA backend it has here
-// (Debian ships no load-tester and its fake kernel interface).
+// while they were made and while it holds them. mifike installs each
+// Child SA in its userspace data plane (or none, to see the daemon
+// alone); strongSwan installs each Child SA in kernel-libipsec, the only
+// Child SA backend it has here (Debian ships no load-tester and its fake
+// kernel interface).
 
 // ScaleConfig configures Scale.
 type ScaleConfig struct {
@@ -36,8 +36,11 @@ type ScaleConfig struct {
 	FillLimit time.Duration
 	// Profile, when set, receives a heap profile of the mifike responder
 	// per size.
-	Profile  string
-	Progress io.Writer
+	Profile string
+	// DataPlane is mifike's data_plane: userspace (the default, like
+	// strongSwan's kernel-libipsec) or none.
+	DataPlane string
+	Progress  io.Writer
 }
 
 // ScaleRun is one responder holding one number of SAs.
@@ -68,6 +71,7 @@ type ScaleResult struct {
 	IdleSeconds       float64    `json:"idle_seconds"`
 	CPUs              int        `json:"cpus"`
 	StrongSwanVersion string     `json:"strongswan_version"`
+	MifikeDataPlane   string     `json:"mifike_data_plane"`
 	Runs              []ScaleRun `json:"runs"`
 	Ratios            []Ratio    `json:"ratios"`
 	Profiles          []string   `json:"profiles,omitempty"`
@@ -84,6 +88,13 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res *ScaleResult, err error) {
 		cfg.Idle = 10 * time.Second
 	}
 	cfg.Window = max(cfg.Window, 8)
+	switch cfg.DataPlane {
+	case "":
+		cfg.DataPlane = "userspace"
+	case "userspace", "none":
+	default:
+		return nil, fmt.Errorf("scale: data plane %q: use userspace or none", cfg.DataPlane)
+	}
 	if cfg.FillLimit <= 0 {
 		cfg.FillLimit = 4 * time.Minute
 	}
@@ -103,7 +114,7 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res *ScaleResult, err error) {
 		}
 	}()
 	r := &ScaleResult{IKEProposal: HandshakeIKEProposal, ESPProposal: HandshakeESPProposal, IdleSeconds: cfg.Idle.Seconds(),
-		CPUs: cpus(), StrongSwanVersion: e.ssVersion}
+		CPUs: cpus(), StrongSwanVersion: e.ssVersion, MifikeDataPlane: cfg.DataPlane}
 	for _, n := range cfg.Sizes {
 		for _, resp := range []string{"mifike", "strongswan"} {
 			e.say("scale: %s responder, %d IKE SAs with one Child SA each", resp, n)
@@ -163,7 +174,7 @@ func scaleRun(e *suiteEnv, cfg ScaleConfig, n int, resp string) (*ScaleRun, stri
 			prof = filepath.Join(cfg.Profile, fmt.Sprintf("mifike-responder-heap-%d.pprof", n))
 			env = append(env, "MIFIKE_MEMPROFILE="+prof)
 		}
-		conf := strings.Replace(hsMifikeConf(filepath.Join(dir, "gw"), p, "psk", false), "data_plane: userspace", "data_plane: none", 1)
+		conf := strings.Replace(hsMifikeConf(filepath.Join(dir, "gw"), p, "psk", false), "data_plane: userspace", "data_plane: "+cfg.DataPlane, 1)
 		d, err := startMifikeDaemonEnv(e.ctx, e.lab, e.exe, filepath.Join(dir, "gw"), gw, conf, env)
 		if err != nil {
 			return nil, "", err
@@ -249,7 +260,7 @@ func scaleRun(e *suiteEnv, cfg ScaleConfig, n int, resp string) (*ScaleRun, stri
 func (r *ScaleResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "Scale: a responder holding IKE SAs with one Child SA each (IKE %s, ESP %s, PSK), made by the load generator\n",
 		r.IKEProposal, r.ESPProposal)
-	fmt.Fprintf(w, "mifike with data_plane: none; strongSwan %s with kernel-libipsec; idle CPU over %g s; %d CPUs\n\n", r.StrongSwanVersion, r.IdleSeconds, r.CPUs)
+	fmt.Fprintf(w, "mifike with data_plane: %s; strongSwan %s with kernel-libipsec; idle CPU over %g s; %d CPUs\n\n", r.MifikeDataPlane, r.StrongSwanVersion, r.IdleSeconds, r.CPUs)
 	t := table{head: []string{"responder", "IKE SAs held", "RSS before MiB", "RSS after MiB", "bytes/SA", "fill s", "SAs/s", "CPU ms/SA", "idle cores", "failed"}}
 	for _, x := range r.Runs {
 		name := "mifike"
