@@ -30,8 +30,8 @@ func (e *Engine) Audit() error {
 		if e.sas[sa.localSPI()] != sa {
 			bad("IKE SA %d not in the SPI index", id)
 		}
-		if sa.pending != nil {
-			if _, ok := sa.pending.task.(*ikeRekeyTask); ok {
+		for _, p := range sa.outstanding {
+			if _, ok := p.task.(*ikeRekeyTask); ok {
 				rekeys++
 			}
 		}
@@ -62,9 +62,7 @@ func (e *Engine) Audit() error {
 	}
 	inFlight := 0
 	for _, sa := range e.byID {
-		if sa.pending != nil {
-			inFlight++
-		}
+		inFlight += len(sa.outstanding)
 	}
 	if reserved > 2*inFlight {
 		bad("%d Child SA SPIs reserved with only %d exchanges in flight", reserved, inFlight)

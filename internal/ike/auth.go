@@ -59,6 +59,7 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 	if c.SendInitialContact && !sa.e.hasPeerSA(sa) {
 		ps = append(ps, wire.NewNotify(wire.NotifyInitialContact, nil))
 	}
+	ps = append(ps, sa.windowNotify()...)
 	if c.MOBIKE {
 		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
 		ps = append(ps, sa.addressPayloads(false)...)
@@ -375,7 +376,7 @@ func (sa *ikeSA) armDPDIn(wait time.Duration) {
 			sa.armDPDIn(d - idle)
 			return
 		}
-		if sa.pending == nil && len(sa.tasks) == 0 {
+		if len(sa.outstanding) == 0 && len(sa.tasks) == 0 {
 			sa.queue(&dpdTask{})
 		}
 		sa.armDPDIn(d)
@@ -465,6 +466,7 @@ func (sa *ikeSA) respondAuth(m *message) {
 			}
 		}
 	}
+	ps = append(ps, sa.windowNotify()...)
 	if sa.mobike {
 		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
 		ps = append(ps, sa.addressPayloads(false)...)

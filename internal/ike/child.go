@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
@@ -223,13 +224,11 @@ func (r *childRequest) complete(sa *ikeSA, m *message, ni, nr, gir []byte) (*chi
 	}
 	r.released = true // the SPI now belongs to the Child SA
 	c.install()
-	for _, spi := range sa.earlyDeletes {
-		if spi == c.outSPI {
-			sa.e.log.Info("peer deleted this Child SA before we saw it created", "ike", sa.id, "child", c.cfg.Name)
-			sa.queueFront(&childDeleteTask{child: c})
-		}
+	if i := slices.Index(sa.earlyDeletes, c.outSPI); i >= 0 {
+		sa.e.log.Info("peer deleted this Child SA before we saw it created", "ike", sa.id, "child", c.cfg.Name)
+		sa.queueFront(&childDeleteTask{child: c})
+		sa.earlyDeletes = slices.Delete(sa.earlyDeletes, i, i+1)
 	}
-	sa.earlyDeletes = nil
 	return c, nil
 }
 

@@ -187,6 +187,7 @@ func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
 	}
 	n.armLifetimes() // again, now that the family (reauth time) is known
 	n.continueReturnRoutability()
+	n.announceWindow()
 	n.next()
 	e.emit(Event{Kind: EventIKECloned, IKESA: n.id, Conn: n.conn.Name,
 		Detail: fmt.Sprintf("IKE SA %d cloned to %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, n.neg.String())})
@@ -267,9 +268,5 @@ func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
 }
 
 func (sa *ikeSA) deleteInFlight() bool {
-	if sa.pending == nil {
-		return false
-	}
-	_, ok := sa.pending.task.(*ikeDeleteTask)
-	return ok
+	return sa.inFlight(func(t task) bool { _, ok := t.(*ikeDeleteTask); return ok })
 }

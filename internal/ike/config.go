@@ -151,6 +151,10 @@ type Connection struct {
 	DPDDelay   time.Duration // liveness check when nothing arrived this long
 
 	MOBIKE bool
+	// Window is the number of the peer's requests we keep state for,
+	// stated in SET_WINDOW_SIZE (RFC 7296 §2.3); 0 or 1: one at a time,
+	// not stated.
+	Window uint32
 
 	// NoNATT turns NAT traversal off (no NAT_DETECTION notifies, RFC 7296
 	// §2.23): for site-to-site links known to have no NAT, where MOBIKE

@@ -394,21 +394,16 @@ func (sa *ikeSA) respondChild(m *message, nonce *wire.Nonce) {
 // childRequestInFlight reports a request of ours whose answer may create
 // a Child SA.
 func (sa *ikeSA) childRequestInFlight() bool {
-	if sa.pending == nil {
+	return sa.inFlight(func(t task) bool {
+		switch t.(type) {
+		case *childCreateTask, *ikeAuthTask:
+			return true
+		}
 		return false
-	}
-	switch sa.pending.task.(type) {
-	case *childCreateTask, *ikeAuthTask:
-		return true
-	}
-	return false
+	})
 }
 
 // ikeRekeyInFlight reports an IKE rekey we initiated and still wait for.
 func (sa *ikeSA) ikeRekeyInFlight() bool {
-	if sa.pending == nil {
-		return false
-	}
-	_, ok := sa.pending.task.(*ikeRekeyTask)
-	return ok
+	return sa.inFlight(func(t task) bool { _, ok := t.(*ikeRekeyTask); return ok })
 }

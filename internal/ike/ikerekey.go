@@ -245,6 +245,7 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 		n.tasks = append(n.tasks, &updateTask{})
 	}
 	n.continueReturnRoutability()
+	n.announceWindow()
 	sa.state = stateRekeyed
 	sa.successor = n
 	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT} {
@@ -352,12 +353,11 @@ func (sa *ikeSA) newPeerInitiatedSA(m *message, nonce *wire.Nonce, neg proposal.
 // childExchangeInFlight reports a Child SA exchange we started and still
 // wait for: the peer must not rekey the IKE SA meanwhile (§2.25).
 func (sa *ikeSA) childExchangeInFlight() bool {
-	if sa.pending == nil {
+	return sa.inFlight(func(t task) bool {
+		switch t.(type) {
+		case *childCreateTask, *childDeleteTask, *ikeDeleteTask:
+			return true
+		}
 		return false
-	}
-	switch sa.pending.task.(type) {
-	case *childCreateTask, *childDeleteTask, *ikeDeleteTask:
-		return true
-	}
-	return false
+	})
 }

@@ -71,12 +71,13 @@ func (t *ikeInitTask) send(sa *ikeSA) error {
 		return err
 	}
 	sa.initReq = b
-	if sa.pending != nil {
-		sa.pending.timer.cancel()
+	for _, p := range sa.outstanding {
+		p.timer.cancel()
 	}
-	sa.pending = &request{id: 0, exchange: wire.IKESAInit, packets: [][]byte{b}, task: t}
+	p := &request{id: 0, exchange: wire.IKESAInit, packets: [][]byte{b}, task: t}
+	sa.outstanding = []*request{p}
 	e.log.Debug("sending "+m.String(), "ike", sa.id)
-	sa.transmitPending()
+	sa.transmitRequest(p)
 	return nil
 }
 
@@ -261,7 +262,7 @@ func (sa *ikeSA) setKeys(suite *ikecrypto.Suite, skeyseed []byte) error {
 // initResponse routes an IKE_SA_INIT response to our half-made SA.
 func (e *Engine) initResponse(m *message) {
 	sa := e.sas[m.SPIi]
-	if sa == nil || !sa.initiator || sa.state != stateConnecting || sa.pending == nil || sa.pending.exchange != wire.IKESAInit {
+	if sa == nil || !sa.initiator || sa.state != stateConnecting || len(sa.outstanding) != 1 || sa.outstanding[0].exchange != wire.IKESAInit {
 		e.drop("IKE_SA_INIT response to no request of ours", "from", m.d.Remote)
 		return
 	}
@@ -269,9 +270,9 @@ func (e *Engine) initResponse(m *message) {
 		e.drop("IKE_SA_INIT response with Message ID != 0", "ike", sa.id)
 		return
 	}
-	p := sa.pending
+	p := sa.outstanding[0]
 	p.timer.cancel()
-	sa.pending = nil
+	sa.outstanding = nil
 	e.log.Debug("received "+(&wire.Message{Header: m.Header, Payloads: m.payloads}).String(), "ike", sa.id)
 	sa.countNotifies(m.payloads, false)
 	p.task.process(sa, m)
@@ -300,8 +301,8 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 		return
 	}
 	key := halfOpenKey{spiI: m.SPIi, remote: d.Remote, hash: requestHash(m.raw)}
-	if sa := e.halfOpen[key]; sa != nil && sa.lastResp != nil {
-		for _, pkt := range sa.lastResp.packets {
+	if sa := e.halfOpen[key]; sa != nil && len(sa.responses) > 0 && sa.responses[0].id == 0 {
+		for _, pkt := range sa.responses[0].packets {
 			sa.transmitTo(d.Local, d.Remote, pkt)
 		}
 		e.stats.Retransmissions++
@@ -412,7 +413,7 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	}
 	sa.encap = sa.natLocal || sa.natRemote
 	sa.expectReq = 1
-	sa.lastResp = &response{id: 0, exchange: wire.IKESAInit, hash: key.hash, packets: [][]byte{b}}
+	sa.responses = []*response{{id: 0, exchange: wire.IKESAInit, hash: key.hash, packets: [][]byte{b}}}
 	sa.halfOpen = &key
 	e.halfOpen[key] = sa
 	sa.halfOpenT = e.after(e.cfg.HalfOpenTimeout, func() { e.destroy(sa, "no IKE_AUTH after IKE_SA_INIT") })

@@ -31,11 +31,14 @@ type IKESAInfo struct {
 	Parent          uint64
 	CloneSupported  bool
 	MOBIKEInitiator bool
-	Iface           string       // the path's interface, when pinned
-	PeerAddrs       []netip.Addr // addresses the peer announced (RFC 4555 §3.4)
-	VirtualIPs      []netip.Addr // assigned to us
-	PeerVirtualIPs  []netip.Addr // we assigned to the peer
-	Children        []ChildInfo
+	// Window and PeerWindow: requests each side may have outstanding on
+	// this SA (RFC 7296 §2.3): ours as stated, the peer's as it stated.
+	Window, PeerWindow uint32
+	Iface              string       // the path's interface, when pinned
+	PeerAddrs          []netip.Addr // addresses the peer announced (RFC 4555 §3.4)
+	VirtualIPs         []netip.Addr // assigned to us
+	PeerVirtualIPs     []netip.Addr // we assigned to the peer
+	Children           []ChildInfo
 	// KeyID identifies the keys without revealing them (SHA-256 of SK_d):
 	// both peers of an SA must show the same value.
 	KeyID [32]byte
@@ -73,6 +76,7 @@ func (sa *ikeSA) info() IKESAInfo {
 	}
 	i.Parent, i.CloneSupported, i.MOBIKEInitiator = sa.parent, sa.canClone(), sa.mobikeInitiator
 	i.Iface, i.PeerAddrs = sa.iface, append([]netip.Addr(nil), sa.peerAddrs...)
+	i.Window, i.PeerWindow = sa.window(), max(sa.peerWindow, 1)
 	if sa.suite != nil {
 		i.Proposal = sa.neg.String()
 		i.KeyID = sha256.Sum256(sa.skd)

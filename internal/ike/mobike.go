@@ -373,6 +373,16 @@ func (t *rrTask) abort(*ikeSA, string) {}
 func (sa *ikeSA) respondMOBIKE(m *message) (out []wire.Payload, refused bool) {
 	e := sa.e
 	update := m.notify(wire.NotifyUpdateSAAddresses) != nil
+	list := sa.hasAddressList(m)
+	// §3.5, §3.6: with overlapping requests an older update or address
+	// list may arrive after a newer one; it gets a normal response and
+	// changes nothing.
+	m.staleUpdate = update && sa.newestUpdate.newer(m.MessageID)
+	m.staleList = list && sa.newestList.newer(m.MessageID)
+	if m.staleUpdate {
+		e.log.Debug("older UPDATE_SA_ADDRESSES than one already taken: answered, not applied", "ike", sa.id, "id", m.MessageID)
+		return sa.mobikeEchoes(m), false
+	}
 	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && (update || sa.hasAddressList(m)) && !noNATsMatch(n, m.d) {
 		// §3.9: the sender's view of the addresses must match ours;
 		// COOKIE2 is echoed in error responses too (§3.7).
@@ -394,11 +404,22 @@ func (sa *ikeSA) respondMOBIKE(m *message) (out []wire.Payload, refused bool) {
 			return out, true
 		}
 	}
-	if sa.readPeerAddrs(m) && !sa.mobikeInitiator {
+	if update {
+		sa.newestUpdate.take(m.MessageID)
+	}
+	if list && !m.staleList {
+		sa.newestList.take(m.MessageID)
+	}
+	if !m.staleList && sa.readPeerAddrs(m) && !sa.mobikeInitiator {
 		// The responder uses the initiator's list only when its own
 		// address is gone (§3.4); nothing to do now.
 		e.log.Debug("peer announced addresses", "ike", sa.id, "addrs", fmt.Sprint(sa.peerAddrs))
 	}
+	return append(out, sa.mobikeEchoes(m)...), false
+}
+
+// mobikeEchoes are what every MOBIKE response carries back.
+func (sa *ikeSA) mobikeEchoes(m *message) (out []wire.Payload) {
 	// NAT-D in the request must be answered with NAT-D (§3.8); both use
 	// the addresses of this exchange.
 	if m.notify(wire.NotifyNATDetectionSourceIP) != nil {
@@ -409,7 +430,20 @@ func (sa *ikeSA) respondMOBIKE(m *message) (out []wire.Payload, refused bool) {
 	if c := m.notify(wire.NotifyCookie2); c != nil {
 		out = append(out, wire.NewNotify(wire.NotifyCookie2, bytes.Clone(c.Data))) // copied unchanged (§3.7)
 	}
-	return out, false
+	return out
+}
+
+// newestID is the highest Message ID of a kind of request taken so far.
+type newestID struct {
+	id   uint32
+	seen bool
+}
+
+func (n *newestID) newer(id uint32) bool { return n.seen && n.id > id }
+func (n *newestID) take(id uint32) {
+	if !n.newer(id) {
+		n.id, n.seen = id, true
+	}
 }
 
 func (sa *ikeSA) hasAddressList(m *message) bool {
@@ -423,7 +457,7 @@ func (sa *ikeSA) hasAddressList(m *message) bool {
 // the NAT situation is re-evaluated. An address list without the address
 // we send to makes the MOBIKE initiator pick a new path.
 func (sa *ikeSA) afterMOBIKEResponse(m *message) {
-	if !sa.mobike || sa.state != stateEstablished {
+	if !sa.mobike || sa.state != stateEstablished || m.staleUpdate {
 		return
 	}
 	if m.notify(wire.NotifyUpdateSAAddresses) != nil {
@@ -440,7 +474,7 @@ func (sa *ikeSA) afterMOBIKEResponse(m *message) {
 		}
 		return
 	}
-	if sa.mobikeInitiator && sa.hasAddressList(m) && !slices.Contains(append(sa.peerAddrs, m.d.Remote.Addr()), sa.remote.Addr()) {
+	if sa.mobikeInitiator && sa.hasAddressList(m) && !m.staleList && !slices.Contains(append(sa.peerAddrs, m.d.Remote.Addr()), sa.remote.Addr()) {
 		if next, ok := sa.candidatePath(); ok {
 			sa.moveTo(next.local, next.remote, "", true)
 		}

@@ -57,11 +57,17 @@ type ikeSA struct {
 	localID, peerID ID
 	mobike          bool
 
-	// Message IDs (§2.3): we use a window of one in both directions.
-	nextReq   uint32
-	pending   *request
-	expectReq uint32
-	lastResp  *response
+	// Message IDs (§2.3). Up to peerWindow requests of ours are
+	// outstanding (1 until the peer sends SET_WINDOW_SIZE), by ascending
+	// ID. We answer the peer's requests from expectReq (the lowest not
+	// yet answered) up to our own window, in any order, and keep our
+	// last responses for its retransmissions.
+	nextReq     uint32
+	outstanding []*request
+	peerWindow  uint32
+	windowSent  bool // we stated our window on this SA (SET_WINDOW_SIZE)
+	expectReq   uint32
+	responses   []*response
 
 	tasks []task
 
@@ -100,7 +106,10 @@ type ikeSA struct {
 	pendingUpdate         bool
 	confirmedGen          int // the path generation the peer has acknowledged
 	probeTries            int
-	prevPath              path
+	// newestUpdate, newestList: the latest UPDATE_SA_ADDRESSES and
+	// address list taken as MOBIKE responder (§3.5, §3.6).
+	newestUpdate, newestList newestID
+	prevPath                 path
 
 	created, established, lastInbound time.Time
 	lastSent                          time.Time
@@ -233,12 +242,13 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT, sa.halfOpenT, sa.deleteT, sa.keepaliveT} {
 		t.cancel()
 	}
-	if sa.pending != nil {
-		sa.pending.timer.cancel()
-		if sa.pending.task != nil {
-			sa.pending.task.abort(sa, reason)
+	outstanding := sa.outstanding
+	sa.outstanding = nil
+	for _, p := range outstanding {
+		p.timer.cancel()
+		if p.task != nil {
+			p.task.abort(sa, reason)
 		}
-		sa.pending = nil
 	}
 	for _, t := range sa.tasks {
 		t.abort(sa, reason)

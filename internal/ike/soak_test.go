@@ -51,6 +51,14 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 		ue.DPDDelay, gw.DPDDelay = 30*time.Second, 30*time.Second
 		// A quarter of the seeds check new addresses (RFC 4555 §3.7).
 		gw.ReturnRoutability = seed%4 == 0
+		// Two thirds of the seeds overlap requests (RFC 7296 §2.3): both
+		// sides, or only the gateway stating a window.
+		switch seed % 3 {
+		case 1:
+			ue.Window, gw.Window = 4, 4
+		case 2:
+			gw.Window = 2
+		}
 	})
 	r := l.net.Rand()
 	mobike := seed%2 == 0 // half the seeds exercise MOBIKE moves and path failures

@@ -4,7 +4,8 @@ import "github.com/mifike/mifike/internal/wire"
 
 // task is one exchange we initiate, built from the small steps strongSwan
 // calls tasks: build the request, process the response. The transport runs
-// one task at a time per IKE SA (window 1).
+// one task at a time per IKE SA, or several that may overlap within the
+// peer's window (window.go).
 type task interface {
 	// build returns the request's exchange type and payloads, or errSkip
 	// if the task became moot while queued.

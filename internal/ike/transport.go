@@ -17,6 +17,9 @@ type message struct {
 	payloads []wire.Payload
 	raw      []byte // from the IKE header on, without the non-ESP marker
 	d        Datagram
+	// staleUpdate, staleList: an older MOBIKE update or address list
+	// than one already taken (RFC 4555 §3.5, §3.6).
+	staleUpdate, staleList bool
 }
 
 func (m *message) notify(t wire.NotifyType) *wire.Notify {
@@ -131,8 +134,8 @@ func (sa *ikeSA) unprotect(msg *message, m *wire.Message) ([]wire.Payload, error
 
 func (sa *ikeSA) receiveResponse(msg *message, m *wire.Message) {
 	e := sa.e
-	p := sa.pending
-	if p == nil || p.id != m.MessageID || p.exchange != m.Exchange {
+	p := sa.request(m.MessageID)
+	if p == nil || p.exchange != m.Exchange {
 		e.drop("response to no outstanding request", "ike", sa.id, "id", m.MessageID)
 		return
 	}
@@ -145,7 +148,7 @@ func (sa *ikeSA) receiveResponse(msg *message, m *wire.Message) {
 			// about the SA; clean up (§2.21).
 			e.log.Warn("malformed response", "ike", sa.id, "err", err)
 			p.timer.cancel()
-			sa.pending = nil
+			sa.settle(p)
 			e.destroy(sa, "malformed response: "+err.Error())
 			return
 		}
@@ -156,7 +159,8 @@ func (sa *ikeSA) receiveResponse(msg *message, m *wire.Message) {
 	sa.lastInbound = e.now
 	sa.followNAT(msg)
 	p.timer.cancel()
-	sa.pending = nil
+	sa.settle(p)
+	sa.readWindow(msg)
 	e.log.Debug("received "+msg.String(), "ike", sa.id)
 	sa.countNotifies(ps, false)
 	if n := msg.notify(wire.NotifyInvalidSyntax); n != nil {
@@ -170,6 +174,11 @@ func (sa *ikeSA) receiveResponse(msg *message, m *wire.Message) {
 	if p.task != nil {
 		p.task.process(sa, msg)
 	}
+	if !sa.childRequestInFlight() {
+		// Early Deletes wait for the answers that may create their SAs;
+		// with several requests out, not only for this one.
+		sa.earlyDeletes = nil
+	}
 	sa.next()
 }
 
@@ -181,22 +190,29 @@ func (sa *ikeSA) receiveRequest(msg *message, m *wire.Message) {
 		// other requests wait (it retransmits), they are not answered.
 		e.drop("request before IKE_AUTH completed", "ike", sa.id, "exchange", m.Exchange)
 		return
-	case m.MessageID == sa.expectReq:
-	case sa.lastResp != nil && m.MessageID == sa.lastResp.id && m.Exchange == sa.lastResp.exchange:
+	case sa.cachedResponse(m.MessageID) != nil:
+		r := sa.cachedResponse(m.MessageID)
+		if m.Exchange != r.exchange {
+			e.drop("request reuses an answered Message ID", "ike", sa.id, "id", m.MessageID)
+			return
+		}
 		// A retransmitted request: resend the cached response, but only
 		// for the same (authentic) request, so forged copies cannot make
 		// us amplify (§2.1).
-		if requestHash(msg.raw) != sa.lastResp.hash {
+		if requestHash(msg.raw) != r.hash {
 			if _, err := sa.unprotect(msg, m); err != nil {
 				e.drop("retransmission failed verification", "ike", sa.id)
 				return
 			}
 		}
-		for _, pkt := range sa.lastResp.packets {
+		for _, pkt := range r.packets {
 			sa.transmit(pkt)
 		}
 		e.stats.Retransmissions++
 		return
+	case m.MessageID >= sa.expectReq && uint64(m.MessageID) < uint64(sa.expectReq)+uint64(sa.window()):
+		// In our window and not answered yet; requests may pass one
+		// another on the way (§2.3), so any order is fine.
 	default:
 		e.drop("request outside the window", "ike", sa.id, "id", m.MessageID, "expected", sa.expectReq)
 		return
@@ -218,6 +234,7 @@ func (sa *ikeSA) receiveRequest(msg *message, m *wire.Message) {
 	msg.payloads = ps
 	sa.lastInbound = e.now
 	sa.followNAT(msg)
+	sa.readWindow(msg)
 	e.log.Debug("received "+msg.String(), "ike", sa.id)
 	sa.countNotifies(ps, false)
 	if crit != nil {
@@ -261,8 +278,7 @@ func (sa *ikeSA) respond(msg *message, ps []wire.Payload) {
 		e.log.Error("cannot build response", "ike", sa.id, "err", err)
 		return
 	}
-	sa.expectReq = msg.MessageID + 1
-	sa.lastResp = &response{id: msg.MessageID, exchange: msg.Exchange, hash: requestHash(msg.raw), packets: pkts}
+	sa.remember(&response{id: msg.MessageID, exchange: msg.Exchange, hash: requestHash(msg.raw), packets: pkts})
 	sa.countNotifies(ps, true)
 	e.log.Debug("sending "+(&wire.Message{Header: h, Payloads: ps}).String(), "ike", sa.id)
 	// Responses go back where the request came from (§2.11), from the
@@ -284,8 +300,7 @@ func (sa *ikeSA) protect(h wire.Header, ps []wire.Payload) ([][]byte, error) {
 	return [][]byte{pkt}, nil
 }
 
-// queue adds a task; it runs when the window is free (one request at a
-// time, §2.3).
+// queue adds a task; it runs when the window lets it (§2.3).
 func (sa *ikeSA) queue(t task) {
 	if sa.state == stateDead {
 		t.abort(sa, "IKE SA is gone")
@@ -295,9 +310,9 @@ func (sa *ikeSA) queue(t task) {
 	sa.next()
 }
 
-// next starts the next queued task if no request is outstanding.
+// next starts queued tasks as far as the window lets it.
 func (sa *ikeSA) next() {
-	for sa.pending == nil && len(sa.tasks) > 0 && sa.state != stateDead {
+	for len(sa.tasks) > 0 && sa.state != stateDead && sa.mayStart(sa.tasks[0]) {
 		if sa.state == stateConnecting && sa.in == nil {
 			return // IKE_SA_INIT still under way; its task sends directly
 		}
@@ -335,10 +350,11 @@ func (sa *ikeSA) sendRequest(t task, x wire.ExchangeType, ps []wire.Payload) {
 		return
 	}
 	sa.nextReq++
-	sa.pending = &request{id: id, exchange: x, packets: pkts, task: t}
+	p := &request{id: id, exchange: x, packets: pkts, task: t}
+	sa.outstanding = append(sa.outstanding, p)
 	sa.countNotifies(ps, true)
 	e.log.Debug("sending "+(&wire.Message{Header: h, Payloads: ps}).String(), "ike", sa.id)
-	sa.transmitPending()
+	sa.transmitRequest(p)
 }
 
 // sendOneShot sends a request nobody waits for (a Delete at shutdown, an
@@ -358,8 +374,7 @@ func (sa *ikeSA) sendOneShot(x wire.ExchangeType, ps []wire.Payload) {
 	}
 }
 
-func (sa *ikeSA) transmitPending() {
-	p := sa.pending
+func (sa *ikeSA) transmitRequest(p *request) {
 	for _, pkt := range p.packets {
 		sa.transmit(pkt)
 	}
@@ -371,7 +386,7 @@ func (sa *ikeSA) transmitPending() {
 // retransmit resends the outstanding request unchanged from the IKE header
 // on (§2.1), or gives the peer up after the last try (§2.4).
 func (sa *ikeSA) retransmit(p *request) {
-	if sa.pending != p || sa.state == stateDead {
+	if sa.request(p.id) != p || sa.state == stateDead {
 		return
 	}
 	if p.tries >= sa.e.cfg.Retransmit.Tries {
@@ -379,7 +394,7 @@ func (sa *ikeSA) retransmit(p *request) {
 		if p.task != nil {
 			p.task.abort(sa, "peer did not answer")
 		}
-		sa.pending = nil
+		sa.settle(p)
 		wasUp := sa.state == stateEstablished
 		sa.e.destroy(sa, "peer did not answer "+p.exchange.String())
 		if wasUp && sa.conn.RestartOnDead && sa.initiator {
@@ -391,7 +406,7 @@ func (sa *ikeSA) retransmit(p *request) {
 	sa.e.stats.Retransmissions++
 	sa.probePath(p.tries)
 	sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, try %d", p.exchange, p.id, p.tries+1))
-	sa.transmitPending()
+	sa.transmitRequest(p)
 }
 
 // transmit sends from the IKE SA's current addresses.
