@@ -137,6 +137,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		RandTime:            cc.RandTime,
 		DPDDelay:            cc.DPDDelay,
 		MOBIKE:              cc.MOBIKE,
+		Window:              uint32(cc.IKEWindow),
 		SendInitialContact:  cc.SendInitialContact,
 		PreferPeerProposals: cc.PreferPeerProposals,
 		ForceEncap:          cc.Encap,

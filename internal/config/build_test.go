@@ -65,6 +65,7 @@ func TestBuild(t *testing.T) {
 		RandTime:            10 * time.Minute,
 		DPDDelay:            45 * time.Second,
 		MOBIKE:              false,
+		Window:              4,
 		RequestVIP4:         true,
 		RequestVIP6:         true,
 		SendInitialContact:  false,

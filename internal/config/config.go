@@ -138,6 +138,9 @@ type ConnConfig struct {
 
 	IKE    []proposal.Proposal // default proposal.DefaultIKE
 	MOBIKE bool                // default true
+	// IKEWindow is how many of the peer's requests we keep state for
+	// (SET_WINDOW_SIZE, RFC 7296 §2.3); default 4, 1 to not overlap.
+	IKEWindow int
 	// ReturnRoutability checks a peer's new address before moving there
 	// (RFC 4555 §3.7); default false, as strongSwan.
 	ReturnRoutability bool

@@ -164,6 +164,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:6: connections.c.signature_auth: "rfc7428" is not a signature scheme; use rfc7427 or classic`}},
 		{"prefer", base + "    prefer: remote\n",
 			[]string{`f.yaml:6: connections.c.prefer: "remote" is not a preference; use local or peer`}},
+		{"ike_window", base + "    ike_window: 0\n",
+			[]string{`f.yaml:6: connections.c.ike_window: 0 is out of range; use 1 to 64`}},
 		{"boolean", base + "    mobike: maybe\n",
 			[]string{`f.yaml:6: connections.c.mobike: "maybe" is not a boolean; use yes or no`}},
 		{"log level", "log: {level: verbose}\n",

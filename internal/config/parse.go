@@ -52,7 +52,7 @@ var (
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
-			"proposals", "mobike", "return_routability", "nat_traversal", "encap", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
+			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
 			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
 			"signature_auth", "rsa_pss", "prefer", "children"},
 		hints: map[string]string{
@@ -392,6 +392,7 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 
 	c.IKE = p.proposals(f, "proposals", proposal.ParseIKEList, proposal.DefaultIKE)
 	c.MOBIKE = f.boolean("mobike", true)
+	c.IKEWindow = f.integer("ike_window", 4, 1, 64)
 	c.ReturnRoutability = f.boolean("return_routability", false)
 	c.NoNATT = !f.boolean("nat_traversal", true)
 	if c.NoNATT && f.has("encap") && f.boolean("encap", false) {

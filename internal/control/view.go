@@ -40,6 +40,10 @@ type SA struct {
 	MOBIKEInitiator bool     `json:"mobike_initiator"`
 	Iface           string   `json:"iface,omitempty"`      // pinned interface
 	PeerAddrs       []string `json:"peer_addrs,omitempty"` // the peer's announced addresses
+	// Window, PeerWindow: overlapping requests (RFC 7296 §2.3) we accept
+	// and the peer accepts on this SA.
+	Window     uint32 `json:"window"`
+	PeerWindow uint32 `json:"peer_window"`
 	// Clone family (RFC 7791 §8): the IKE SAs of one authentication share
 	// Family; Parent is the SA this one was cloned from, 0 for none.
 	Family         uint64    `json:"family"`
@@ -120,6 +124,7 @@ func SAFromEngine(i ike.IKESAInfo) SA {
 		LocalID: i.LocalID, RemoteID: i.RemoteID, Proposal: i.Proposal, Established: i.Established,
 		NATLocal: i.NATLocal, NATRemote: i.NATRemote, Encap: i.Encap, MOBIKE: i.MOBIKE,
 		MOBIKEInitiator: i.MOBIKEInitiator, Iface: i.Iface, PeerAddrs: addrs(i.PeerAddrs),
+		Window: i.Window, PeerWindow: i.PeerWindow,
 		Family: i.Family, Parent: i.Parent, AuthTime: i.AuthTime, CloneSupported: i.CloneSupported,
 		VirtualIPs: addrs(i.VirtualIPs), PeerVirtualIPs: addrs(i.PeerVirtualIPs),
 		Children: make([]Child, 0, len(i.Children)),
