@@ -187,7 +187,7 @@ func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
 	}
 	n.armLifetimes() // again, now that the family (reauth time) is known
 	n.continueReturnRoutability()
-	n.announceWindow()
+	sa.announceWindow(n)
 	n.next()
 	e.emit(Event{Kind: EventIKECloned, IKESA: n.id, Conn: n.conn.Name,
 		Detail: fmt.Sprintf("IKE SA %d cloned to %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, n.neg.String())})

@@ -245,7 +245,7 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 		n.tasks = append(n.tasks, &updateTask{})
 	}
 	n.continueReturnRoutability()
-	n.announceWindow()
+	sa.announceWindow(n)
 	sa.state = stateRekeyed
 	sa.successor = n
 	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT} {

@@ -156,11 +156,15 @@ func (*windowTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
 func (*windowTask) process(*ikeSA, *message) {}
 func (*windowTask) abort(*ikeSA, string)     {}
 
-// announceWindow queues our window statement on an SA made by a rekey or
-// a clone. The clone's responder sends it at once, so the cloner can
-// overlap the clone's Child SA and move.
-func (sa *ikeSA) announceWindow() {
-	if sa.conn.window() > 1 {
-		sa.tasks = append(sa.tasks, &windowTask{})
+// announceWindow queues our window statement on n, an SA made from sa by
+// a rekey or a clone. The clone's responder sends it at once, so the
+// cloner can overlap the clone's Child SA and move. Only to a peer that
+// stated a window itself: one that never overlaps gains nothing, and a
+// request on an SA it has only just made may be dropped while it still
+// completes the rekey (strongSwan 5.9 does: the request then waits for a
+// retransmission, and our next requests behind it).
+func (sa *ikeSA) announceWindow(n *ikeSA) {
+	if n.conn.window() > 1 && sa.peerWindow > 1 {
+		n.tasks = append(n.tasks, &windowTask{})
 	}
 }
