@@ -42,7 +42,8 @@ type Runner struct {
 // the first failure.
 func (r *Runner) Run(ctx context.Context) (err error) {
 	r.start = time.Now()
-	if r.Dir == "" {
+	temp := r.Dir == ""
+	if temp {
 		if r.Dir, err = os.MkdirTemp("", "mifike-demo-"); err != nil {
 			return err
 		}
@@ -51,8 +52,8 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		if r.top != nil {
 			r.top.Close()
 		}
-		if err == nil {
-			os.RemoveAll(r.Dir)
+		if err == nil && temp {
+			os.RemoveAll(r.Dir) // a directory the user named is theirs to keep
 		} else if !r.JSON {
 			fmt.Fprintf(r.Out, "\nConfigurations and daemon logs are kept in %s\n", r.Dir)
 		}
@@ -322,8 +323,11 @@ func (r *Runner) move(ctx context.Context) (string, error) {
 }
 
 func (r *Runner) newInterface(ctx context.Context) (string, error) {
-	t := time.Now()
-	if err := r.top.AddInterface(Extra); err != nil {
+	if err := r.top.PrepareInterface(Extra); err != nil {
+		return "", err
+	}
+	t := time.Now() // from the address, as the daemon sees it
+	if err := r.top.AddressInterface(Extra); err != nil {
 		return "", err
 	}
 	v, err := r.waitVPNs([]string{"eth0", "wlan0", "wwan0", "usb0"}, 10*time.Second)

@@ -121,15 +121,38 @@ func Build(ctx context.Context, prefix, dir, bin string) (*Topology, error) {
 // addAccess links one end-user interface to the router, with a default
 // route through it (each interface its own metric, as NetworkManager does).
 func (t *Topology) addAccess(a Access) error {
-	if err := t.Veth(lab.End{NS: t.UE, Dev: a.Dev, Addrs: []string{a.Addr + "/24"}},
+	if err := t.prepareAccess(a); err != nil {
+		return err
+	}
+	return t.AddressInterface(a)
+}
+
+// prepareAccess makes the link and its route, without the address.
+func (t *Topology) prepareAccess(a Access) error {
+	if err := t.Veth(lab.End{NS: t.UE, Dev: a.Dev},
 		lab.End{NS: t.Net, Dev: "ue-" + a.Dev, Addrs: []string{a.Router + "/24"}}); err != nil {
 		return err
 	}
-	return t.IP(t.UE, "route", "add", "default", "via", a.Router, "dev", a.Dev, "metric", fmt.Sprint(a.Metric))
+	// The route first, then the address, as a DHCP client that has its
+	// lease configures both before it tells anyone: the daemons react to
+	// the address within a millisecond, and a packet pinned to an
+	// interface without a route there is sent on-link and lost.
+	return t.IP(t.UE, "route", "add", "default", "via", a.Router, "dev", a.Dev, "onlink", "metric", fmt.Sprint(a.Metric))
 }
 
-// AddInterface plugs in a new end-user interface (e.g. Extra).
+// AddInterface plugs in a new end-user interface (e.g. Extra): link and
+// route, then its address.
 func (t *Topology) AddInterface(a Access) error { return t.addAccess(a) }
+
+// PrepareInterface plugs in a new end-user interface (e.g. Extra) with its
+// route but no address yet: no VPN can use it.
+func (t *Topology) PrepareInterface(a Access) error { return t.prepareAccess(a) }
+
+// AddressInterface gives a prepared interface its address (the moment a
+// DHCP lease is applied).
+func (t *Topology) AddressInterface(a Access) error {
+	return t.IP(t.UE, "addr", "add", a.Addr+"/24", "dev", a.Dev)
+}
 
 // SetLink takes an end-user interface up or down (link down: the
 // interface is gone for the host, as when Wi-Fi is switched off).
