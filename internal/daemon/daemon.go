@@ -290,7 +290,7 @@ func (d *Daemon) apply(acts []ike.Action) {
 		case ike.Event:
 			d.publish(a)
 			switch a.Kind {
-			case ike.EventIKEUp, ike.EventIKEDown, ike.EventIKECloned, ike.EventCloneRefused, ike.EventIKEFailed:
+			case ike.EventIKEUp, ike.EventIKEDown, ike.EventIKECloned, ike.EventCloneRefused, ike.EventIKEFailed, ike.EventIKERekeyed:
 				d.reconcileSoon = true
 			}
 			if a.Kind == ike.EventCloneRefused && a.Notify == wire.NotifyNoAdditionalSAs {

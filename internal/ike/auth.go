@@ -283,6 +283,7 @@ func (sa *ikeSA) reauthenticate() {
 		return
 	}
 	n.reauthOf = sa
+	n.lineage = sa.lineageID() // the same VPN, authenticated anew (§2.8.3)
 	sa.e.log.Info("reauthenticating", "old", sa.id, "new", n.id)
 }
 

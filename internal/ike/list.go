@@ -26,9 +26,13 @@ type IKESAInfo struct {
 	// Clone family (RFC 7791 §8): the id shared by an authentication's
 	// IKE SAs, when it authenticated, the SA this one was cloned from,
 	// and whether both peers allow cloning.
-	Family          uint64
-	AuthTime        time.Time
-	Parent          uint64
+	Family   uint64
+	AuthTime time.Time
+	Parent   uint64
+	// Lineage is the id of the first IKE SA this one replaced through IKE
+	// SA rekeys and reauthentications (its own id if none): the ID changes
+	// with every rekey, Lineage names the VPN for as long as it lives.
+	Lineage         uint64
 	CloneSupported  bool
 	MOBIKEInitiator bool
 	// Window and PeerWindow: requests each side may have outstanding on
@@ -75,6 +79,7 @@ func (sa *ikeSA) info() IKESAInfo {
 		i.Family, i.AuthTime = f.id, f.authTime
 	}
 	i.Parent, i.CloneSupported, i.MOBIKEInitiator = sa.parent, sa.canClone(), sa.mobikeInitiator
+	i.Lineage = sa.lineageID()
 	i.Iface, i.PeerAddrs = sa.iface, append([]netip.Addr(nil), sa.peerAddrs...)
 	i.Window, i.PeerWindow = sa.window(), max(sa.peerWindow, 1)
 	if sa.suite != nil {

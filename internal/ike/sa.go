@@ -81,6 +81,10 @@ type ikeSA struct {
 	cloneLocal, clonePeer bool
 	family                *family
 	parent                uint64
+	// lineage is the id of the IKE SA this one descends from by IKE SA
+	// rekeys (§2.8) and reauthentications (§2.8.3), 0 for the first: the
+	// id changes with every rekey, the VPN stays (see lineageID).
+	lineage uint64
 	// vipsInherited: this SA's virtual IPs are its clone parent's; a
 	// CP request in a CREATE_CHILD_SA (RFC 7296 §2.19) gets it its own,
 	// a different inner address per interface (RFC 7791 App. A.3).
@@ -171,6 +175,16 @@ func (e *Engine) newSA(c *Connection, initiator bool, local, remote netip.AddrPo
 	}
 	e.byID[sa.id] = sa
 	return sa
+}
+
+// lineageID is the id of the first IKE SA of this SA's rekey chain: a
+// name for the VPN that outlives the rekeys. A clone starts a lineage of
+// its own (RFC 7791: it is a new IKE SA, not a replacement).
+func (sa *ikeSA) lineageID() uint64 {
+	if sa.lineage != 0 {
+		return sa.lineage
+	}
+	return sa.id
 }
 
 // localSPI and remoteSPI are ours and the peer's, whatever our role.
