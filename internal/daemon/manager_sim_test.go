@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"os"
 	"net/netip"
 	"slices"
 	"strings"
@@ -92,16 +93,6 @@ type simDaemon struct {
 	mgr  *manager.Manager
 }
 
-func (s *simDaemon) reconcile(now time.Time) {
-	sas := managerSAs(s.node.Engine.IKESAs(), s.conn.Name)
-	for _, cmd := range s.mgr.Reconcile(now, s.conn.RemoteAddrs[0], simIfaces, sas) {
-		s.node.Do(func(now time.Time) []ike.Action {
-			acts, _ := runCommand(s.node.Engine, now, s.mgr, s.conn, 500, 500, cmd)
-			return acts
-		})
-	}
-}
-
 // vpnsByIface counts the end user's established IKE SAs on each interface
 // and collects the inner addresses they hold.
 func vpnsByIface(sas []ike.IKESAInfo) (map[string]int, []netip.Addr) {
@@ -139,25 +130,45 @@ func TestManagedClonesSurviveRekeys(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		ue, gw lifetimes
+		flaps  bool
 		seeds  []uint64
 	}{
-		{"end user rekeys", short, long, []uint64{1, 2}},
-		{"gateway rekeys", long, short, []uint64{3, 4}},
-		{"both rekey", mixed, mixed, []uint64{5, 6, 7, 8}},
+		{"end user rekeys", short, long, false, []uint64{1, 2}},
+		{"gateway rekeys", long, short, false, []uint64{3, 4}},
+		{"both rekey", mixed, mixed, false, []uint64{5, 6, 7, 8}},
+		// Interfaces going down and up between and during rekeys: VPNs
+		// move off and back by MOBIKE (RFC 4555 §3.5) under new IDs.
+		{"both rekey, links flap", mixed, mixed, true, []uint64{9, 10, 11, 12}},
 	} {
 		for _, seed := range tc.seeds {
-			t.Run(fmt.Sprintf("%s/seed%d", tc.name, seed), func(t *testing.T) { managedRekeys(t, seed, tc.ue, tc.gw) })
+			t.Run(fmt.Sprintf("%s/seed%d", tc.name, seed), func(t *testing.T) { managedRekeys(t, seed, tc.ue, tc.gw, tc.flaps) })
 		}
 	}
 }
 
-func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes) {
+func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes, flaps bool) {
 	const (
 		runFor = 20 * time.Minute
 		settle = 15 * time.Second
+		// A link is down for downFor every flapEvery; after it returns,
+		// its VPN is back home within backWithin (on a lossy path the
+		// move may need a retransmission: 4 s, then 7.2 s).
+		flapEvery  = 40 * time.Second
+		downFor    = 12 * time.Second
+		backWithin = 15 * time.Second
 	)
 	net := netsim.New(seed)
 	net.Default = netsim.Link{Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond}
+	if flaps {
+		// Duplicates and reordering too. No random loss: two lost
+		// transmissions in a row make the engine probe another path
+		// (RFC 4555 §3.5) and the manager avoid the interface for a
+		// while, which is a different story (TestUC1SilentFailure).
+		net.Default.Dup, net.Default.Reorder = 0.02, 0.02
+	}
+	if os.Getenv("SIMTRACE") != "" {
+		net.Trace = os.Stderr
+	}
 	gwConns, gwPools, _ := simConns(t, "gw.yaml", simGWConf(gwLife))
 	ueConns, _, ueCfg := simConns(t, "ue.yaml", simUEConf(ueLife))
 	gwNode, err := net.AddNode("gw", ike.Config{Connections: gwConns}, simGW)
@@ -183,10 +194,48 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes) {
 		want     []netip.Addr // the inner addresses once settled
 		worst    int          // most established IKE SAs on one interface
 		checks   int
+		moves    int
 		failures []string
+		ifaces   = slices.Clone(simIfaces)
+		downIdx  = -1
+		downAt   time.Time
+		calm     time.Time // when the last flap's VPN should be home again
 	)
+	setLink := func(i int, up bool) {
+		ifaces[i].Up = up
+		a := simIfaces[i].Addrs[0]
+		if up {
+			ueNode.AddAddr(a)
+		} else {
+			ueNode.RemoveAddr(a)
+		}
+		var addrs []netip.Addr
+		for _, x := range ifaces {
+			if x.Up {
+				addrs = append(addrs, x.Addrs...)
+			}
+		}
+		ueNode.Do(func(now time.Time) []ike.Action { return ueNode.Engine.SetLocalAddresses(now, addrs) })
+	}
 	for net.Now.Sub(start) < runFor && len(failures) < 5 {
-		ue.reconcile(net.Now)
+		if flaps {
+			switch el := net.Now.Sub(start); {
+			case downIdx < 0 && el > settle && el%flapEvery < 200*time.Millisecond:
+				downIdx, downAt = net.Rand().IntN(len(ifaces)), net.Now
+				setLink(downIdx, false)
+				moves++
+			case downIdx >= 0 && net.Now.Sub(downAt) >= downFor:
+				setLink(downIdx, true)
+				downIdx, calm = -1, net.Now.Add(backWithin)
+			}
+		}
+		sas := managerSAs(ueNode.Engine.IKESAs(), ue.conn.Name)
+		for _, cmd := range ue.mgr.Reconcile(net.Now, ue.conn.RemoteAddrs[0], ifaces, sas) {
+			ueNode.Do(func(now time.Time) []ike.Action {
+				acts, _ := runCommand(ueNode.Engine, now, ue.mgr, ue.conn, 500, 500, cmd)
+				return acts
+			})
+		}
 		net.RunFor(200 * time.Millisecond)
 		if net.Now.Sub(start) < settle {
 			continue
@@ -196,9 +245,21 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes) {
 		for _, i := range simIfaces {
 			worst = max(worst, per[i.Name])
 		}
-		// An IKE rekey takes one exchange: at a check the old SA is
-		// REKEYED or gone, never a second ESTABLISHED one.
-		if len(per) != len(simIfaces) || per["eth0"] != 1 || per["wlan0"] != 1 || per["wwan0"] != 1 {
+		total := 0
+		for _, n := range per {
+			total += n
+		}
+		switch {
+		case downIdx >= 0 || net.Now.Before(calm):
+			// A link is down or just back: its VPN is elsewhere or on its
+			// way home, but it is still one VPN.
+			if total != len(simIfaces) {
+				failures = append(failures, fmt.Sprintf("at +%v (a link flapped): IKE SAs per interface %v, want %d in all", net.Now.Sub(start).Round(time.Millisecond), per, len(simIfaces)))
+				continue
+			}
+		case len(per) != len(simIfaces) || per["eth0"] != 1 || per["wlan0"] != 1 || per["wwan0"] != 1:
+			// An IKE rekey takes one exchange: at a check the old SA is
+			// REKEYED or gone, never a second ESTABLISHED one.
 			failures = append(failures, fmt.Sprintf("at +%v: IKE SAs per interface %v, want one on each of eth0, wlan0, wwan0", net.Now.Sub(start).Round(time.Millisecond), per))
 			continue
 		}
@@ -237,6 +298,9 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes) {
 	if n := gwPools["vpn"].InUse(); n != len(want) {
 		t.Errorf("the gateway's pool has %d addresses leased, the end user holds %d (%v)", n, len(want), want)
 	}
-	t.Logf("seed %d: %d checks over %v: at most %d IKE SA per interface, inner addresses %v kept; %d IKE SA rekeys, %d Child SA rekeys (end user %d, gateway %d)",
-		seed, checks, runFor, worst, want, ikeRekeys, childRekeys, count(ueNode, ike.EventChildRekeyed), count(gwNode, ike.EventChildRekeyed))
+	if flaps && moves < int(runFor/flapEvery)/2 {
+		t.Errorf("only %d link flaps", moves)
+	}
+	t.Logf("seed %d: %d checks over %v, %d link flaps: at most %d IKE SAs per interface, inner addresses %v kept; %d IKE SA rekeys, %d Child SA rekeys (end user %d, gateway %d)",
+		seed, checks, runFor, moves, worst, want, ikeRekeys, childRekeys, count(ueNode, ike.EventChildRekeyed), count(gwNode, ike.EventChildRekeyed))
 }

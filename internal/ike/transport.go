@@ -198,7 +198,9 @@ func (sa *ikeSA) receiveRequest(msg *message, m *wire.Message) {
 		}
 		// A retransmitted request: resend the cached response, but only
 		// for the same (authentic) request, so forged copies cannot make
-		// us amplify (§2.1).
+		// us amplify (§2.1). It goes where this copy came from (§2.11): a
+		// MOBIKE initiator whose old path died retransmits from its new
+		// address before its UPDATE_SA_ADDRESSES can pass.
 		if requestHash(msg.raw) != r.hash {
 			if _, err := sa.unprotect(msg, m); err != nil {
 				e.drop("retransmission failed verification", "ike", sa.id)
@@ -206,7 +208,7 @@ func (sa *ikeSA) receiveRequest(msg *message, m *wire.Message) {
 			}
 		}
 		for _, pkt := range r.packets {
-			sa.transmit(pkt)
+			sa.transmitTo(msg.d.Local, msg.d.Remote, pkt)
 		}
 		e.stats.Retransmissions++
 		return
