@@ -122,6 +122,17 @@ type PoolConfig struct {
 	Line  int
 	Addrs netip.Prefix // masked
 	DNS   []netip.Addr
+
+	addrsLine int // where addrs is written
+}
+
+// line is where the pool's prefix is written, or where the pool is named
+// for a PoolConfig that Parse did not make.
+func (pc *PoolConfig) line() int {
+	if pc.addrsLine > 0 {
+		return pc.addrsLine
+	}
+	return pc.Line
 }
 
 // ConnConfig is one connection.

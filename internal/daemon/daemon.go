@@ -32,7 +32,7 @@ type Daemon struct {
 	path   string
 	cfg    *config.Config
 	conns  []*ike.Connection
-	pools  map[string]*ike.Pool
+	pools  *config.Pools // with the lease registry, kept across reloads
 	engine *ike.Engine
 	log    *slog.Logger
 
