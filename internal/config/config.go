@@ -22,7 +22,12 @@
 //     for days, or a bare number of seconds;
 //   - byte counts take K, M, G or T suffixes in powers of 1024;
 //   - top-level keys starting with "x-" are ignored, to hold YAML anchors
-//     merged into connections with "<<".
+//     merged into connections with "<<";
+//   - a file must define its connections: an empty file, or one without
+//     a connections key or with nothing under it, is an error (a
+//     truncated file must not delete every SA on a reload); "no
+//     connections" is written connections: {};
+//   - pools must not overlap; one pool may serve several connections.
 package config
 
 import (
