@@ -110,9 +110,8 @@ func (p *Pool) Acquire(owner string) (netip.Addr, error) {
 			return l.addr, nil
 		}
 	}
-	if !p.mayHaveFree() {
-		return netip.Addr{}, fmt.Errorf("pool %s (%v) is exhausted", p.Name, p.Prefix)
-	}
+	// The scan ends at a free address or after every address of the pool:
+	// within min(size, leases in the registry + 2) steps either way.
 	a := p.next
 	for i := uint64(0); i < p.size; i++ {
 		if !p.assignable(a) {
@@ -128,13 +127,6 @@ func (p *Pool) Acquire(owner string) (netip.Addr, error) {
 		a = a.Next()
 	}
 	return netip.Addr{}, fmt.Errorf("pool %s (%v) is exhausted", p.Name, p.Prefix)
-}
-
-// mayHaveFree is false when the pool is certainly full, to spare a scan
-// of the whole prefix. Fewer leases in the whole registry than the pool's
-// size means one of its addresses is free.
-func (p *Pool) mayHaveFree() bool {
-	return uint64(p.leases.Len()) < p.size || uint64(p.InUse()) < p.size
 }
 
 // Release drops one reference to addr, which Acquire on this pool
