@@ -2,8 +2,8 @@ package daemon
 
 import (
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -81,7 +81,7 @@ func simConns(t *testing.T, name, yaml string) ([]*ike.Connection, map[string]*i
 	if err != nil {
 		t.Fatal(err)
 	}
-	return conns, pools, cfg
+	return conns, pools.ByName, cfg
 }
 
 // simDaemon is the part of the daemon that decides: the engine on a

@@ -26,8 +26,8 @@ func TestUsableAddrsIncludeLoopbackAndDummy(t *testing.T) {
 		{Name: "svc0", Flags: up | net.FlagBroadcast, Addrs: addrs("198.51.100.7")}, // a dummy device
 		{Name: "eth0", Flags: up | net.FlagBroadcast | net.FlagMulticast, Addrs: addrs("203.0.113.2", "fe80::1", "2001:db8::2")},
 		{Name: "eth1", Flags: net.FlagUp | net.FlagBroadcast, Addrs: addrs("203.0.113.66")}, // no carrier
-		{Name: "eth2", Flags: net.FlagBroadcast, Addrs: addrs("203.0.113.130")},           // down
-		{Name: "mifike0", Flags: up | net.FlagPointToPoint, Addrs: addrs("10.99.0.2")},    // our TUN
+		{Name: "eth2", Flags: net.FlagBroadcast, Addrs: addrs("203.0.113.130")},             // down
+		{Name: "mifike0", Flags: up | net.FlagPointToPoint, Addrs: addrs("10.99.0.2")},      // our TUN
 	}
 	tun := func(name string) bool { return name == "mifike0" }
 	all := addrs("0.0.0.0", "::")
