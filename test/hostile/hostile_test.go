@@ -227,11 +227,9 @@ func TestHostileStreamRFC7296Section2_21(t *testing.T) {
 	}
 	gen := newGenerator(seed, corpusIKE, corpusESP, live, demo.GatewayAddrs, a.own, spoofNet)
 	tl := newTally()
-	rssPeak := rss0
+	rssSeries := []float64{rss0} // once a second: does it level off?
 	crashed := flood(gen, a, rec, tl, gw, *durFlag, *rateFlag, func() {
-		if r := rss(gw.Pid()); r > rssPeak {
-			rssPeak = r
-		}
+		rssSeries = append(rssSeries, rss(gw.Pid()))
 	})
 	rec.close()
 	time.Sleep(500 * time.Millisecond) // the answers to the last datagrams
@@ -254,8 +252,15 @@ func TestHostileStreamRFC7296Section2_21(t *testing.T) {
 	t.Logf("the gateway's counters over the stream:\n%s", metricDeltas(m0, m1))
 	t.Logf("traffic during the stream: ping through the eth0 VPN %d/%d answered; TCP stream through the wlan0 VPN %d records sent, %d received, err %v",
 		ping.received, ping.sent, sent, received, streamErr)
-	t.Logf("gateway memory: RSS %.1f MB before, %.1f MB peak, %.1f MB after; Go heap in use %.1f -> %.1f MB, goroutines %v -> %v",
-		mb(rss0), mb(rssPeak), mb(rss1), m0["go_memstats_heap_inuse_bytes"]/1e6, m1["go_memstats_heap_inuse_bytes"]/1e6,
+	rssSeries = append(rssSeries, rss1)
+	var series []string
+	for i, r := range rssSeries {
+		if i%5 == 0 || i == len(rssSeries)-1 {
+			series = append(series, fmt.Sprintf("%.1f", mb(r)))
+		}
+	}
+	t.Logf("gateway memory: RSS %s MB (every 5 s of the stream, then after it); Go heap in use %.1f -> %.1f MB, goroutines %v -> %v",
+		strings.Join(series, " "), m0["go_memstats_heap_inuse_bytes"]/1e6, m1["go_memstats_heap_inuse_bytes"]/1e6,
 		m0["go_goroutines"], m1["go_goroutines"])
 
 	// It stayed up and said nothing of a panic.
