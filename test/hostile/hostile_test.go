@@ -221,6 +221,7 @@ func TestHostileStreamRFC7296Section2_21(t *testing.T) {
 	if err != nil {
 		t.Fatalf("attacker sockets: %v", err)
 	}
+	t.Cleanup(a.close)
 	rec, err := newRecorder(filepath.Join(dir, "stream.pcap"))
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ type attacker struct {
 	responses map[string]int // what the gateway answered the attacker, by exchange and notify
 	respBytes int
 	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 func newAttacker(ns string, addrs []netip.Addr) (*attacker, error) {
@@ -189,14 +190,17 @@ func (a *attacker) answers() (map[string]int, int) {
 	return out, a.respBytes
 }
 
+// close closes every socket; it may be called again.
 func (a *attacker) close() {
-	for _, c := range a.socks {
-		c.Close()
-	}
-	a.wg.Wait()
-	if a.raw >= 0 {
-		unix.Close(a.raw)
-	}
+	a.closeOnce.Do(func() {
+		for _, c := range a.socks {
+			c.Close()
+		}
+		a.wg.Wait()
+		if a.raw >= 0 {
+			unix.Close(a.raw)
+		}
+	})
 }
 
 // tally counts the stream by mutation and destination port.
