@@ -155,8 +155,17 @@ func metricDeltas(a, b map[string]float64) string {
 	}
 	sort.Strings(keys)
 	var s strings.Builder
+	// Exchange types without a name each get a series; one line for all.
+	unnamed, types := 0.0, 0
 	for _, k := range keys {
+		if strings.HasPrefix(k, `mifike_exchanges_total{exchange="EXCHANGE(`) {
+			unnamed, types = unnamed+b[k]-a[k], types+1
+			continue
+		}
 		fmt.Fprintf(&s, "  %+10.0f  %s\n", b[k]-a[k], k)
+	}
+	if types > 0 {
+		fmt.Fprintf(&s, "  %+10.0f  mifike_exchanges_total of %d unassigned exchange types, a series each\n", unnamed, types)
 	}
 	for _, k := range []string{`mifike_ike_sas{state="ESTABLISHED"}`, `mifike_ike_sas{state="CONNECTING"}`} {
 		fmt.Fprintf(&s, "  now %7.0f  %s\n", b[k], k)
