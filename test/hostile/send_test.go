@@ -117,7 +117,11 @@ func describe(b []byte, port uint16) string {
 	if len(b) < hdrLen {
 		return fmt.Sprintf("%d octets from port %d", len(b), port)
 	}
-	name := fmt.Sprintf("%s %s", wire.ExchangeType(b[offExchange]), map[bool]string{false: "request", true: "response"}[b[offFlags]&flagR != 0])
+	x := wire.ExchangeType(b[offExchange]).String()
+	if strings.HasPrefix(x, "EXCHANGE(") {
+		x = "an unassigned exchange type's" // one line for them all
+	}
+	name := fmt.Sprintf("%s %s", x, map[bool]string{false: "request", true: "response"}[b[offFlags]&flagR != 0])
 	if b[offFlags]&flagR == 0 {
 		// We never start an exchange with the gateway: a request to us
 		// is worth seeing whole.
