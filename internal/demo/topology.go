@@ -265,6 +265,12 @@ func (t *Topology) StartDaemon(name, ns, config string) (*Daemon, error) {
 // data plane), killing it after grace.
 func (d *Daemon) Stop(grace time.Duration) { d.proc.Stop(grace) }
 
+// Pid is the daemon's process id (ip netns exec runs it in place).
+func (d *Daemon) Pid() int { return d.proc.Pid() }
+
+// Exited is closed when the daemon's process has ended.
+func (d *Daemon) Exited() <-chan struct{} { return d.proc.Done() }
+
 // Log is the daemon's log so far.
 func (d *Daemon) Log() string {
 	b, _ := os.ReadFile(filepath.Join(d.Dir, "mifike.log"))
