@@ -27,6 +27,11 @@ func TestDoSDefaults(t *testing.T) {
 	if e.HalfOpenPerSource != 5 || e.HalfOpenPerPrefix != 50 || e.PuzzleDifficulty != 0 || e.PuzzleMaxDifficulty != 18 || e.CookieThreshold != 10 {
 		t.Errorf("engine config %+v", e)
 	}
+	// The commented section in the gateway example shows the defaults.
+	gw, err := Load("../../examples/gateway.yaml")
+	if err != nil || gw.DoS != want {
+		t.Errorf("examples/gateway.yaml dos_protection = %+v (%v), want the defaults", gw.DoS, err)
+	}
 	var zero ike.Config
 	DoSConfig{}.Engine(&zero)
 	if !reflect.DeepEqual(zero, ike.Config{}) {
