@@ -112,7 +112,7 @@ func (c *Config) setDefaults() {
 	c.CookieGrace = min(c.CookieGrace, c.CookieSecretLifetime)
 	c.PuzzleDifficulty = min(max(c.PuzzleDifficulty, 0), maxPuzzleBits)
 	if c.PuzzleThreshold <= 0 {
-		c.PuzzleThreshold = c.MaxHalfOpen / 2
+		c.PuzzleThreshold = max(c.MaxHalfOpen/2, 1)
 	}
 	if c.PuzzleMaxDifficulty == 0 {
 		c.PuzzleMaxDifficulty = 18

@@ -64,6 +64,8 @@ type halfOpenSA struct {
 	// counted: made with a returned COOKIE, so it counts against its
 	// source address and prefix.
 	counted bool
+	// badAuth counts IKE_AUTH requests that failed verification.
+	badAuth uint8
 	// One allocation holds them all (keep).
 	initReq, initResp, ni, nr, skeyseed []byte
 }
@@ -184,12 +186,20 @@ func (e *Engine) answerHalfOpen(h *halfOpenSA, d Datagram) {
 	e.stats.Retransmissions++
 }
 
+// maxBadAuth is how many IKE_AUTH requests failing verification a
+// half-open SA survives. Checking one costs a key expansion and a
+// decryption (a few microseconds); an attacker holding half-open SAs could
+// otherwise make us do that at line rate. A legitimate initiator's
+// requests fail only when corrupted on the way: RFC 8019 §6 counts even
+// one decryption failure as a sign of attack.
+const maxBadAuth = 4
+
 // completeHalfOpen turns the half-open SA with our SPI spi into a full IKE
 // SA when msg is its first IKE_AUTH request and authentic (RFC 7296 §1.2).
 // With dropped set it dropped msg; with neither an SA nor dropped, spi is
 // no half-open SA's. A request that fails verification leaves the
-// half-open SA as it was: forging IKE_AUTH costs us a key expansion and a
-// decryption, never state (RFC 8019 §3, §7.2).
+// half-open SA as it was, up to maxBadAuth of them: forging IKE_AUTH
+// costs us CPU, never state (RFC 8019 §3, §7.2).
 func (e *Engine) completeHalfOpen(spi uint64, msg *message, m *wire.Message) (sa *ikeSA, dropped bool) {
 	h := e.halfOpen.bySPI[spi]
 	if h == nil {
@@ -221,6 +231,9 @@ func (e *Engine) completeHalfOpen(spi uint64, msg *message, m *wire.Message) (sa
 		var crit *wire.UnsupportedCriticalError
 		if !errors.As(err, &pe) && !errors.As(err, &crit) {
 			e.drop("request failed verification: "+err.Error(), "ike", h.id)
+			if h.badAuth++; h.badAuth >= maxBadAuth {
+				e.dropHalfOpen(h, "IKE_AUTH requests failed verification")
+			}
 			return nil, true
 		}
 		// Authentic but malformed: receiveRequest answers it (§2.21.3, §2.5).

@@ -469,3 +469,35 @@ func TestRFC7296Section2_6CookieSecretRotation(t *testing.T) {
 	}
 	auditGW(t, l)
 }
+
+// RFC 8019 §6, §7.2: checking a forged IKE_AUTH costs a key expansion and
+// a decryption; a half-open SA that keeps receiving forgeries is dropped
+// after a few, so an attacker cannot have us check them at line rate.
+func TestRFC8019Section7_2ForgedIKEAuthBounded(t *testing.T) {
+	l := newLab(t, 48, nil)
+	var auth ike.Datagram
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.ue && m.Exchange == uint8(wire.IKEAuth) && !m.Response {
+			if auth.Data == nil {
+				auth = ike.Datagram{Local: d.Local, Remote: d.Remote, Data: bytes.Clone(d.Data)}
+			}
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.initiate()
+	l.net.RunFor(time.Second)
+	forged := bytes.Clone(auth.Data)
+	forged[len(forged)-1] ^= 1
+	for i := 1; i <= 10; i++ {
+		l.net.Inject(auth.Local, auth.Remote, forged)
+		l.net.RunFor(10 * time.Millisecond)
+		if up := len(l.gw.Engine.IKESAs()); (i < 4) != (up == 1) {
+			t.Fatalf("after %d forged IKE_AUTH requests the gateway holds %d SAs", i, up)
+		}
+	}
+	if f := l.gw.EventsOf(ike.EventIKEFailed); len(f) != 1 || !strings.Contains(f[0].Detail, "failed verification") {
+		t.Fatalf("events %+v", f)
+	}
+	auditGW(t, l)
+}

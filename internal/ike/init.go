@@ -551,7 +551,9 @@ func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte, more ...
 		return
 	}
 	for _, p := range resp.Payloads {
-		e.stats.NotifiesSent[p.(*wire.Notify).NotifyType]++
+		if n, ok := p.(*wire.Notify); ok {
+			e.stats.NotifiesSent[n.NotifyType]++
+		}
 	}
 	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: e.withMarker(m.d.Local, b)}})
 }
