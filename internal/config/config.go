@@ -73,6 +73,8 @@ type Config struct {
 	Retransmit  ike.Retransmit
 	Pools       []*PoolConfig // in file order
 	Connections []*ConnConfig // in file order
+	// DoS bounds the half-open IKE SAs (the dos_protection section, dos.go).
+	DoS DoSConfig
 }
 
 // TUNConfig is the tun section.

@@ -30,7 +30,7 @@ const (
 var (
 	topSchema = schema{
 		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t",
-			"data_plane", "tun", "retransmit", "pools", "connections"},
+			"data_plane", "tun", "retransmit", "dos_protection", "pools", "connections"},
 		hints: map[string]string{
 			"secrets":            "mifike has no secrets section; put the shared key on the connection as psk",
 			"authorities":        "mifike has no authorities section; list CA certificates in the connection's remote.cacerts",
@@ -179,6 +179,7 @@ func (p *parser) parse(data []byte) *Config {
 	if top.has("retransmit") {
 		c.Retransmit = p.retransmit(top.sub("retransmit", retransmitSchema))
 	}
+	c.DoS = p.dos(top.sub("dos_protection", dosSchema))
 
 	poolNames := map[string]bool{}
 	for _, e := range p.entries(top.val["pools"], "pools", "pool") {

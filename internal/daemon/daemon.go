@@ -95,8 +95,10 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
 	}
-	d.engine, err = ike.New(ike.Config{Connections: conns, Rand: rand.Reader, Logger: log, Retransmit: cfg.Retransmit,
-		IKEPort: cfg.IKEPort, NATTPort: cfg.NATTPort, ExportKeys: d.keys != nil})
+	ecfg := ike.Config{Connections: conns, Rand: rand.Reader, Logger: log, Retransmit: cfg.Retransmit,
+		IKEPort: cfg.IKEPort, NATTPort: cfg.NATTPort, ExportKeys: d.keys != nil}
+	cfg.DoS.Engine(&ecfg)
+	d.engine, err = ike.New(ecfg)
 	if err != nil {
 		return nil, err
 	}
@@ -475,6 +477,9 @@ func reloadable(old, cur *config.Config) error {
 	}
 	if old.Metrics != cur.Metrics || old.KeyLog != cur.KeyLog {
 		errs = append(errs, errors.New("metrics and key log settings change only with a restart"))
+	}
+	if old.DoS != cur.DoS {
+		errs = append(errs, errors.New("dos_protection settings change only with a restart"))
 	}
 	return errors.Join(errs...)
 }

@@ -307,10 +307,6 @@ func (sa *ikeSA) establish() {
 	}
 	sa.mobikeInitiator = sa.initiator
 	sa.halfOpenT.cancel()
-	if sa.halfOpen != nil {
-		delete(e.halfOpen, *sa.halfOpen)
-		sa.halfOpen = nil
-	}
 	// AUTH material is not needed again; do not keep it per SA.
 	sa.skp = [2][]byte{}
 	sa.initReq, sa.initResp, sa.dh = nil, nil, nil

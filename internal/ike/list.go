@@ -3,6 +3,7 @@ package ike
 import (
 	"crypto/sha256"
 	"net/netip"
+	"sort"
 	"time"
 
 	"github.com/mifike/mifike/internal/ikeauth"
@@ -55,11 +56,16 @@ type ChildInfo struct {
 	Established time.Time
 }
 
-// IKESAs lists every IKE SA past IKE_SA_INIT, ordered by id.
+// IKESAs lists every IKE SA past IKE_SA_INIT, half-open ones too,
+// ordered by id.
 func (e *Engine) IKESAs() []IKESAInfo {
 	var out []IKESAInfo
 	for _, sa := range e.sortedSAs() {
 		out = append(out, sa.info())
+	}
+	if e.halfOpen.len() > 0 {
+		out = append(out, e.halfOpenInfos()...)
+		sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	}
 	return out
 }

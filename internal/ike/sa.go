@@ -52,7 +52,6 @@ type ikeSA struct {
 	dh                *ikecrypto.DH
 	initReq, initResp []byte
 	peerHashes        []wire.HashAlgorithm
-	halfOpen          *halfOpenKey
 
 	localID, peerID ID
 	mobike          bool
@@ -276,10 +275,6 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 		delete(e.sas, s)
 	}
 	delete(e.byID, sa.id)
-	if sa.halfOpen != nil {
-		delete(e.halfOpen, *sa.halfOpen)
-		sa.halfOpen = nil
-	}
 	if wasUp {
 		e.event(sa, EventIKEDown, reason)
 	} else {

@@ -93,6 +93,14 @@ func (e *Engine) receive(d Datagram) {
 		ourSPI, theirSPI = m.SPIr, m.SPIi
 	}
 	sa := e.sas[ourSPI]
+	if sa == nil {
+		// A half-open SA becomes a full one on its first authentic
+		// IKE_AUTH request (halfopen.go).
+		var dropped bool
+		if sa, dropped = e.completeHalfOpen(ourSPI, msg, m); dropped {
+			return
+		}
+	}
 	if sa == nil || sa.state == stateDead {
 		e.drop("unknown IKE SPI", "spi", fmt.Sprintf("%016x", ourSPI), "from", d.Remote)
 		return
