@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -111,6 +112,9 @@ func TestEndurance(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces, TUN devices and real mifike daemons (CI runs as root)")
 	}
+	if testing.Short() {
+		t.Skipf("-short: the endurance test runs for -endurance (%v)", *soak)
+	}
 	if *soak < minSoak {
 		t.Fatalf("-endurance=%v: give at least %v (%v warm-up and %v quiet period included)", *soak, minSoak, warmUp, quiet)
 	}
@@ -142,8 +146,9 @@ func TestEndurance(t *testing.T) {
 	r := &run{t: t, top: top, soak: *soak, actions: map[string]int{}, events: map[string]map[string]int{}, rules: map[string]int{}}
 	defer func() {
 		if t.Failed() {
-			t.Logf("end user log (tail):\n%s", tail(ued.Log(), 60))
-			t.Logf("gateway log (tail):\n%s", tail(gwd.Log(), 30))
+			t.Logf("end user log (tail):\n%s", tail(ued.Log(), 40))
+			t.Logf("gateway log (tail):\n%s", tail(gwd.Log(), 20))
+			keepLogs(t, seed, ued, gwd)
 		}
 	}()
 	if r.ue, err = newSide("ue", ued, top.UE); err != nil {
@@ -344,7 +349,7 @@ func (r *run) sample() error {
 		off += abs(got[k] - want[k])
 		detail = append(detail, fmt.Sprintf("%s %d/%d", k, got[k], want[k]))
 	}
-	r.inv.get(invPerIface).observe(at, float64(off), off == 0, fmt.Sprintf("off by %d: %s (have/want)", off, strings.Join(detail, ", ")))
+	r.inv.get(invPerIface).observe(at, float64(off), off == 0, fmt.Sprintf("off by %d: %s (have/want); %s", off, strings.Join(detail, ", "), states(ue.sas, true)))
 
 	limit := 2 * (len(ifaces) + 1)
 	r.inv.get(invUETotal).observe(at, float64(len(ue.sas)), len(ue.sas) <= limit, fmt.Sprintf("%d: %s", len(ue.sas), states(ue.sas, true)))
@@ -533,7 +538,8 @@ func minus(a, b map[string]bool) []string {
 }
 
 // states summarizes SAs: "ESTABLISHED 3, REKEYED 1 [4@eth0 5@wlan0<1
-// ...]" (id@interface, or @peer on the gateway, <parent).
+// ...]" (id@interface, or @peer on the gateway, <parent, and whether it
+// has no installed Child SA).
 func states(sas []control.SA, ue bool) string {
 	n := map[string]int{}
 	var ids []string
@@ -546,6 +552,9 @@ func states(sas []control.SA, ue bool) string {
 		tag := fmt.Sprintf("%d@%s", s.ID, where)
 		if s.Parent != 0 {
 			tag += fmt.Sprintf("<%d", s.Parent)
+		}
+		if !installed(s) {
+			tag += "(no Child SA)"
 		}
 		ids = append(ids, tag)
 	}
@@ -570,6 +579,24 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// keepLogs copies the daemons' configurations and logs out of the test's
+// temporary directory, which the test removes.
+func keepLogs(t *testing.T, seed int64, ds ...*demo.Daemon) {
+	dir, err := os.MkdirTemp("", fmt.Sprintf("mifike-endurance-%d-", seed))
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for _, d := range ds {
+		for _, f := range []string{"mifike.log", "mifike.yaml"} {
+			if b, err := os.ReadFile(filepath.Join(d.Dir, f)); err == nil {
+				os.WriteFile(filepath.Join(dir, d.Name+"-"+f), b, 0o600)
+			}
+		}
+	}
+	t.Logf("configurations and full logs kept in %s", dir)
 }
 
 func tail(s string, n int) string {
@@ -617,10 +644,17 @@ func (r *run) finish() {
 	cut := time.Now().Add(-probeWait) // later probes may still be in flight
 	var sent, lost, calmSent, calmLost int
 	var per []string
+	var calmAt []string
 	for _, p := range r.probes {
-		s, l, cs, cl := p.tally(cut, r.disturbed)
+		s, l, cs, cl, at := p.tally(cut, r.disturbed)
 		sent, lost, calmSent, calmLost = sent+s, lost+l, calmSent+cs, calmLost+cl
 		per = append(per, fmt.Sprintf("%v %d/%d", p.vip, s-l, s))
+		for _, t := range at {
+			calmAt = append(calmAt, fmt.Sprintf("%v at %s", p.vip, secs(t.Sub(r.t0))))
+		}
+	}
+	if len(calmAt) > 0 {
+		r.t.Logf("traffic: lost outside disturbances: %s", strings.Join(calmAt, ", "))
 	}
 	pct := 0.0
 	if calmSent > 0 {

@@ -146,8 +146,8 @@ func (p *prober) silence(now time.Time) time.Duration {
 }
 
 // tally counts probes sent before cut: all of them, and those sent
-// outside the disturbance windows.
-func (p *prober) tally(cut time.Time, disturbed func(time.Time) bool) (sent, lost, calmSent, calmLost int) {
+// outside the disturbance windows, whose losses it lists.
+func (p *prober) tally(cut time.Time, disturbed func(time.Time) bool) (sent, lost, calmSent, calmLost int, calmAt []time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, at := range p.sent {
@@ -163,6 +163,7 @@ func (p *prober) tally(cut time.Time, disturbed func(time.Time) bool) (sent, los
 			lost++
 			if calm {
 				calmLost++
+				calmAt = append(calmAt, at)
 			}
 		}
 	}
