@@ -144,8 +144,8 @@ func retry(f func() (string, error)) (string, error) {
 
 // clone clones one of the end user's VPNs through the control API (as
 // `mifike clone` does), waits for the clone, keeps it for hold and
-// terminates it: an SA the user made and removed, which the interface
-// manager must neither adopt nor copy.
+// terminates it: a VPN the user made and removed, which must leave
+// nothing behind (its inner address, its lease, its routes).
 func (r *run) clone(pick uint64, hold time.Duration) (string, error) {
 	var parent control.SA
 	before := map[uint64]bool{}
@@ -168,12 +168,13 @@ func (r *run) clone(pick uint64, hold time.Duration) (string, error) {
 	if err != nil {
 		return what, err
 	}
-	// The clone: a new SA whose parent is the one we cloned and that
-	// carries no Child SA (the manager's clones get theirs at once).
+	// The clone: a new SA whose parent is the one we cloned (the
+	// manager may give it Child SAs at once: a clone made with the CLI
+	// is a VPN where it is).
 	find := func() (control.SA, bool) {
 		sas, _ := r.ue.d.SAs()
 		for _, s := range sas {
-			if !before[s.ID] && s.Parent == parent.ID && s.State == "ESTABLISHED" && len(s.Children) == 0 {
+			if !before[s.ID] && s.Parent == parent.ID && s.State == "ESTABLISHED" {
 				return s, true
 			}
 		}
