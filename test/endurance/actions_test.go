@@ -1,6 +1,7 @@
 package endurance
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,11 +17,11 @@ import (
 )
 
 // The disturbances, each once per round in a seeded random order, with
-// a seeded random pause of 2 to 5 s before each.
+// a seeded random pause of 1.5 to 4 s before each.
 var kinds = []string{"flap", "clone", "rekey-ike", "rekey-child", "move", "reload-ue", "reload-gw"}
 
 const (
-	minGap, maxGap = 2 * time.Second, 5 * time.Second
+	minGap, maxGap = 1500 * time.Millisecond, 4 * time.Second
 	// A flap keeps its interface down for 2 to 5 s.
 	minDown, maxDown = 2 * time.Second, 5 * time.Second
 )
@@ -49,7 +50,14 @@ func (r *run) disturb(rng *rand.Rand, done <-chan struct{}) {
 			pick, pick2 := rng.Uint64(), rng.Uint64()
 			hold := minDown + time.Duration(rng.Int64N(int64(maxDown-minDown)))
 			// Each action is over before the quiet period starts.
-			if time.Now().Add(gap + maxDown + 2*time.Second).After(last) {
+			took := time.Second
+			switch k {
+			case "flap":
+				took += hold
+			case "clone":
+				took += hold/2 + time.Second
+			}
+			if time.Now().Add(gap + took).After(last) {
 				return
 			}
 			if !sleep(gap) {
@@ -221,7 +229,7 @@ func (r *run) rekey(s *side, child bool, pick uint64) (string, error) {
 		if len(l) == 0 {
 			return "", fmt.Errorf("the %s daemon has no SA to rekey", s.name)
 		}
-		slices.SortFunc(l, func(a, b control.SA) int { return int(a.ID) - int(b.ID) })
+		slices.SortFunc(l, func(a, b control.SA) int { return cmp.Compare(a.ID, b.ID) })
 		sa := l[pick%uint64(len(l))]
 		if !child {
 			_, err := r.ctl(s, "rekey", fmt.Sprint(sa.ID))
@@ -237,29 +245,36 @@ func (r *run) rekey(s *side, child bool, pick uint64) (string, error) {
 	})
 }
 
-// move moves a VPN off its interface by hand (`mifike move`); the policy
-// (move back) must bring it home again.
+// move moves one of the end user's VPNs to another interface by hand
+// (`mifike move`). The policy (per-interface, move back) must bring it
+// home again within settle: its interface is up and works.
 func (r *run) move(pick, pick2 uint64) (string, error) {
-	from := ifaces[pick%uint64(len(ifaces))]
-	to := ifaces[(pick%uint64(len(ifaces))+1+pick2%uint64(len(ifaces)-1))%uint64(len(ifaces))]
-	var addr string
-	for _, a := range demo.UEIfaces {
-		if a.Dev == to {
-			addr = a.Addr
-		}
-	}
 	return retry(func() (string, error) {
 		sas, err := r.ue.d.SAs()
 		if err != nil {
 			return "", err
 		}
-		for _, s := range vpns(sas) {
-			if demo.IfaceOf(s) == from {
-				_, err := r.ctl(r.ue, "move", fmt.Sprint(s.ID), "--local", addr+"%"+to)
-				return fmt.Sprintf("IKE SA %d from %s to %s", s.ID, from, to), err
+		v := vpns(sas)
+		if len(v) == 0 {
+			return "", fmt.Errorf("no VPN to move; end user: %s", states(sas, true))
+		}
+		slices.SortFunc(v, func(a, b control.SA) int {
+			return cmp.Or(strings.Compare(demo.IfaceOf(a), demo.IfaceOf(b)), cmp.Compare(a.ID, b.ID))
+		})
+		s := v[pick%uint64(len(v))]
+		from := slices.Index(ifaces, demo.IfaceOf(s))
+		if from < 0 {
+			return "", fmt.Errorf("IKE SA %d is on %s, none of %v", s.ID, demo.IfaceOf(s), ifaces)
+		}
+		to := ifaces[(from+1+int(pick2%uint64(len(ifaces)-1)))%len(ifaces)]
+		var addr string
+		for _, a := range demo.UEIfaces {
+			if a.Dev == to {
+				addr = a.Addr
 			}
 		}
-		return "", fmt.Errorf("no VPN on %s to move; end user: %s", from, states(sas, true))
+		_, err = r.ctl(r.ue, "move", fmt.Sprint(s.ID), "--local", addr+"%"+to)
+		return fmt.Sprintf("IKE SA %d from %s to %s", s.ID, ifaces[from], to), err
 	})
 }
 

@@ -70,15 +70,15 @@ const (
 	disturbedFor = 3 * time.Second
 )
 
-// Resource bounds, comparing the warm-up's second half with the quiet
-// period: goroutines and file descriptors may not grow by more than a
-// few (a control connection in flight), the live heap (the lowest
-// heap_alloc seen in the window, i.e. after a collection) by half plus
-// 2 MiB, the resident size by half plus 16 MiB.
+// Resource bounds, comparing the medians of the warm-up's second half
+// and of the quiet period: goroutines and file descriptors may not grow
+// by more than a few (a control connection in flight), the live heap
+// (after the last collection) by half plus 2 MiB. The resident size is
+// reported, not judged: the runtime keeps the pages of its highest heap
+// (twice the live heap) until the scavenger returns them.
 func goroutineBound(base float64) float64 { return base + max(10, base/4) }
 func fdBound(base float64) float64        { return base + 8 }
 func heapBound(base float64) float64      { return base*1.5 + 2<<20 }
-func rssBound(base float64) float64       { return base*1.5 + 16<<20 }
 
 type run struct {
 	t      *testing.T
@@ -97,6 +97,8 @@ type run struct {
 	windows [][2]time.Time
 	actions map[string]int
 	history []sampleFigures
+	// lastMetrics are both daemons' last metrics pages.
+	lastMetrics map[string]map[string]float64
 
 	events   map[string]map[string]int // side -> event kind -> count
 	eventsMu sync.Mutex
@@ -183,6 +185,7 @@ func TestEndurance(t *testing.T) {
 	r.declare()
 
 	r.t0 = time.Now()
+	t.Logf("times below count from %s UTC, as in the daemons' logs", r.t0.UTC().Format("15:04:05.000"))
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { r.disturb(rng, done) })
@@ -286,8 +289,8 @@ func (r *run) declare() {
 	r.inv.add(invCalmLoss, fmt.Sprintf("<= %.1f%% of probes (outside actions + %v)", calmLossPct, disturbedFor), 0)
 	r.inv.add(invGoroutines, "end <= base + max(10, 25%)", 0)
 	r.inv.add(invFDs, "end <= base + 8", 0)
-	r.inv.add(invHeap, "end <= 1.5 x base + 2 MiB (min heap_alloc in window)", 0)
-	r.inv.add(invRSS, "end <= 1.5 x base + 16 MiB", 0)
+	r.inv.add(invHeap, "end <= 1.5 x base + 2 MiB (heap live after GC)", 0)
+	r.inv.add(invRSS, "reported only", 0)
 }
 
 // expected is how many established IKE SAs each interface should hold
@@ -328,7 +331,17 @@ func (r *run) sample() error {
 	if len(ue.errs)+len(gw.errs) > 0 {
 		return fmt.Errorf("at %s: %s", secs(at), strings.Join(append(ue.errs, gw.errs...), "; "))
 	}
-	r.history = append(r.history, sampleFigures{at: at, res: map[string]map[string]float64{"ue": ue.metrics, "gw": gw.metrics}})
+	f := sampleFigures{at: at, res: map[string]map[string]float64{}}
+	for name, m := range map[string]map[string]float64{"ue": ue.metrics, "gw": gw.metrics} {
+		f.res[name] = map[string]float64{}
+		for _, k := range []string{mGoroutines, mFDs, mLiveHeap, mRSS} {
+			if v, ok := m[k]; ok {
+				f.res[name][k] = v
+			}
+		}
+	}
+	r.history = append(r.history, f)
+	r.lastMetrics = map[string]map[string]float64{"ue": ue.metrics, "gw": gw.metrics}
 
 	// IKE SAs per interface (established, with or without Child SAs:
 	// an extra IKE SA costs the gateway state whether or not it carries
@@ -446,10 +459,10 @@ func (r *run) sample() error {
 	r.inv.get(invSilence).observe(at, worst.Seconds(), worst <= maxSilence, fmt.Sprintf("%.1fs from %v", worst.Seconds(), who))
 
 	if at/time.Second%10 == 0 {
-		r.t.Logf("[%6s] end user %d IKE SAs (%s), gateway %d; inner %v, leases %d; goroutines %v/%v, fds %v/%v, heap %.1f/%.1f MiB",
+		r.t.Logf("[%6s] end user %d IKE SAs (%s), gateway %d; inner %v, leases %d; goroutines %v/%v, fds %v/%v, live heap %.1f/%.1f MiB",
 			secs(at), len(ue.sas), strings.Join(detail, ", "), len(gw.sas), ueVIPs, leases,
 			ue.metrics[mGoroutines], gw.metrics[mGoroutines], ue.metrics[mFDs], gw.metrics[mFDs],
-			ue.metrics[mHeap]/(1<<20), gw.metrics[mHeap]/(1<<20))
+			ue.metrics[mLiveHeap]/(1<<20), gw.metrics[mLiveHeap]/(1<<20))
 	}
 	return nil
 }
@@ -673,8 +686,8 @@ func (r *run) finish() {
 	}{
 		{invGoroutines, mGoroutines, median, goroutineBound, 1, ""},
 		{invFDs, mFDs, median, fdBound, 1, ""},
-		{invHeap, mHeap, minOf, heapBound, 1 << 20, " MiB"},
-		{invRSS, mRSS, maxOf, rssBound, 1 << 20, " MiB"},
+		{invHeap, mLiveHeap, median, heapBound, 1 << 20, " MiB"},
+		{invRSS, mRSS, median, nil, 1 << 20, " MiB"},
 	} {
 		var worst float64
 		var parts []string
@@ -682,11 +695,15 @@ func (r *run) finish() {
 		for _, s := range []string{"ue", "gw"} {
 			base := c.pick(r.window(s, c.metric, warmUp/2, warmUp))
 			last := c.pick(r.window(s, c.metric, r.soak-quiet, r.soak+time.Second))
+			worst = max(worst, last-base)
+			if c.bound == nil {
+				parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f%s", s, base/c.unit, last/c.unit, c.unitName))
+				continue
+			}
 			b := c.bound(base)
 			if last > b {
 				ok = false
 			}
-			worst = max(worst, last-base)
 			parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f%s (<= %.1f)", s, base/c.unit, last/c.unit, c.unitName, b/c.unit))
 		}
 		r.inv.get(c.inv).observe(end, worst, ok, strings.Join(parts, ", "))
@@ -713,20 +730,6 @@ func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func minOf(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	return slices.Min(v)
-}
-
-func maxOf(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	return slices.Max(v)
 }
 
 // disturbed says whether a probe sent at t falls in a disturbance.
@@ -766,6 +769,20 @@ func (r *run) report() {
 	r.t.Logf("ran %v; disturbances: %s", time.Since(r.t0).Round(time.Second), strings.Join(acts, ", "))
 	r.t.Logf("events: %s", strings.Join(evs, "; "))
 	r.t.Logf("liveness checks (DPD) sent: %s", dpd)
+	var drops []string
+	for _, side := range []string{"ue", "gw"} {
+		var l []string
+		for _, k := range sortedKeys(r.lastMetrics[side]) {
+			if reason, ok := strings.CutPrefix(k, `mifike_dataplane_dropped_packets_total{reason="`); ok && r.lastMetrics[side][k] > 0 {
+				l = append(l, fmt.Sprintf("%s %v", strings.TrimSuffix(reason, `"}`), r.lastMetrics[side][k]))
+			}
+		}
+		if len(l) == 0 {
+			l = []string{"none"}
+		}
+		drops = append(drops, side+": "+strings.Join(l, ", "))
+	}
+	r.t.Logf("packets the data planes dropped: %s", strings.Join(drops, "; "))
 	r.t.Logf("invariants checked every second (worst values):\n%s", r.inv.table())
 	for _, v := range r.inv.list {
 		if v.broken {

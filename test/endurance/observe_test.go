@@ -148,8 +148,17 @@ func scrape(ns string) (map[string]float64, error) {
 			out[l[:i]] = v
 		}
 	}
-	if _, ok := out["go_goroutines"]; !ok {
-		return nil, fmt.Errorf("no go_goroutines in the metrics page (%d octets)", len(page))
+	for _, m := range []string{mGoroutines, mNextGC, mGOGC, mFDs, mRSS} {
+		if _, ok := out[m]; !ok {
+			return nil, fmt.Errorf("no %s in the metrics page (%d octets)", m, len(page))
+		}
+	}
+	// The collector aims the next collection at the live heap times
+	// 1 + GOGC/100, so the goal tells the live heap of the last
+	// collection; heap_alloc instead swings with the garbage between
+	// collections, which can be tens of seconds apart.
+	if gogc := out[mGOGC]; gogc > 0 {
+		out[mLiveHeap] = out[mNextGC] / (1 + gogc/100)
 	}
 	return out, nil
 }
@@ -157,10 +166,13 @@ func scrape(ns string) (map[string]float64, error) {
 // Names of the metrics the resource invariants follow.
 const (
 	mGoroutines = "go_goroutines"
-	mHeap       = "go_memstats_heap_alloc_bytes"
+	mNextGC     = "go_memstats_next_gc_bytes"
+	mGOGC       = "go_gc_gogc_percent"
 	mFDs        = "process_open_fds"
 	mRSS        = "process_resident_memory_bytes"
 	mLeases     = `mifike_pool_leases{pool="vpn"}`
+	// mLiveHeap is derived: the heap live after the last collection.
+	mLiveHeap = "live_heap"
 )
 
 // established are the SAs in state ESTABLISHED.
