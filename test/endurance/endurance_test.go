@@ -19,16 +19,24 @@ import (
 	"github.com/mifike/mifike/internal/demo"
 )
 
-// The run's phases: the daemons rekey on their own during the warm-up
-// (the resource baselines are taken in its second half), then the
-// disturbances come, then a quiet period in which everything must have
-// settled (the resources' final figures are taken there).
+// The run's phases: the daemons rekey on their own during the warm-up,
+// then the disturbances come, then a quiet period in which everything
+// must have settled (the resources' final figures are taken there).
 const (
 	warmUp = 10 * time.Second
 	quiet  = 10 * time.Second
 	// minSoak leaves room for a few disturbances between the two.
 	minSoak = 30 * time.Second
 )
+
+// baseline is the window of the resources' reference figures: the
+// warm-up's second half in a short run; in a long one the fifth of the
+// run that ends at a fifth, after the garbage collector's first cycles
+// (tens of seconds apart) have settled the heap.
+func baseline(soak time.Duration) (from, to time.Duration) {
+	to = max(warmUp, soak/5)
+	return to - max(warmUp/2, soak/20), to
+}
 
 // Short lifetimes on both sides (strongSwan's option names): the IKE SA
 // is rekeyed every 4 to 6 s and each Child SA every 1 to 1.5 s, by
@@ -70,8 +78,8 @@ const (
 	disturbedFor = 3 * time.Second
 )
 
-// Resource bounds, comparing the medians of the warm-up's second half
-// and of the quiet period: goroutines and file descriptors may not grow
+// Resource bounds, comparing the medians of the baseline window and of
+// the quiet period (the growth per minute is printed too): goroutines and file descriptors may not grow
 // by more than a few (a control connection in flight), the live heap
 // (after the last collection) by half plus 2 MiB. The resident size is
 // reported, not judged: the runtime keeps the pages of its highest heap
@@ -680,6 +688,8 @@ func (r *run) finish() {
 	r.inv.get(invCalmLoss).observe(end, float64(calmLost), calmLost == 0, what)
 	r.t.Logf("traffic: echoes answered per VPN: %s", strings.Join(per, ", "))
 
+	from, to := baseline(r.soak)
+	minutes := (r.soak - quiet/2 - (from+to)/2).Minutes()
 	for _, c := range []struct {
 		inv, metric string
 		pick        func([]float64) float64
@@ -696,18 +706,18 @@ func (r *run) finish() {
 		var parts []string
 		ok := true
 		for _, s := range []string{"ue", "gw"} {
-			base := c.pick(r.window(s, c.metric, warmUp/2, warmUp))
+			base := c.pick(r.window(s, c.metric, from, to))
 			last := c.pick(r.window(s, c.metric, r.soak-quiet, r.soak+time.Second))
 			worst = max(worst, last-base)
 			if c.bound == nil {
-				parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f%s", s, base/c.unit, last/c.unit, c.unitName))
+				parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f%s (%+.2f/min)", s, base/c.unit, last/c.unit, c.unitName, (last-base)/c.unit/minutes))
 				continue
 			}
 			b := c.bound(base)
 			if last > b {
 				ok = false
 			}
-			parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f%s (<= %.1f)", s, base/c.unit, last/c.unit, c.unitName, b/c.unit))
+			parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f%s (<= %.1f; %+.2f/min)", s, base/c.unit, last/c.unit, c.unitName, b/c.unit, (last-base)/c.unit/minutes))
 		}
 		r.inv.get(c.inv).observe(end, worst, ok, strings.Join(parts, ", "))
 	}
