@@ -15,6 +15,8 @@ type invariant struct {
 	name  string
 	bound string // the bound in words, for the table
 	grace time.Duration
+	// reportOnly: a figure printed with the others, never broken.
+	reportOnly bool
 
 	samples   int
 	worst     float64
@@ -34,7 +36,7 @@ func (v *invariant) observe(at time.Duration, value float64, ok bool, what strin
 	if v.samples == 1 || value > v.worst {
 		v.worst, v.worstAt, v.worstWhat = value, at, what
 	}
-	if ok {
+	if ok || v.reportOnly {
 		v.violating = false
 		return
 	}
@@ -96,6 +98,8 @@ func (s *invariants) table() string {
 		}
 		verdict := "ok"
 		switch {
+		case v.reportOnly:
+			verdict = "(not judged)"
 		case v.samples == 0:
 			verdict = "not checked"
 		case v.broken:
