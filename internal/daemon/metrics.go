@@ -42,6 +42,8 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 				"Packets the data plane dropped, by reason (replay, integrity, unknown-spi, policy, no-policy, ...).", []string{"reason"}, nil),
 			"dpbytes":   prometheus.NewDesc("mifike_child_sa_bytes", "Bytes carried by the installed Child SAs, by direction.", []string{"direction"}, nil),
 			"dppackets": prometheus.NewDesc("mifike_child_sa_packets", "Packets carried by the installed Child SAs, by direction.", []string{"direction"}, nil),
+			"leases": prometheus.NewDesc("mifike_pool_leases",
+				"Addresses leased from each pool (one per peer identity, held while any of its IKE SAs holds it).", []string{"pool"}, nil),
 		}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -84,9 +86,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	var (
 		drops                map[string]uint64
 		bin, bout, pin, pout uint64
+		leases               = map[string]int{}
 	)
 	m.d.call(func() {
 		sas, st, ds = m.d.engine.IKESAs(), m.d.engine.Stats(), m.d.stats
+		for name, p := range m.d.pools.ByName {
+			leases[name] = p.InUse()
+		}
 		if m.d.plane != nil {
 			drops = m.d.plane.Drops()
 			for spi := range m.d.children {
@@ -107,6 +113,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.descs["dpbytes"], prometheus.GaugeValue, float64(bout), "out")
 		ch <- prometheus.MustNewConstMetric(m.descs["dppackets"], prometheus.GaugeValue, float64(pin), "in")
 		ch <- prometheus.MustNewConstMetric(m.descs["dppackets"], prometheus.GaugeValue, float64(pout), "out")
+	}
+	for name, n := range leases {
+		ch <- prometheus.MustNewConstMetric(m.descs["leases"], prometheus.GaugeValue, float64(n), name)
 	}
 	ikeStates, childStates := map[string]int{}, map[string]int{}
 	for _, s := range sas {

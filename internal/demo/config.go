@@ -29,6 +29,40 @@ type Options struct {
 	// device (ServiceAddr, routed to it by the router) and makes it the
 	// address the end user connects to.
 	GatewayLoopback bool
+	// Metrics is both daemons' metrics.listen (each daemon has its own
+	// namespace, so one address serves both); empty: no metrics.
+	Metrics string
+	// UE and GW add settings to each side's connection and to its Child
+	// SA (the endurance test's short lifetimes).
+	UE, GW Settings
+}
+
+// Settings are extra settings of one side: "key: value" lines for the connection
+// (a dpd_delay here replaces the lab's) and for its Child SA.
+type Settings struct {
+	Conn, Child []string
+}
+
+// connLines writes the connection's extra settings, or the lab's
+// dpd_delay when they do not set one.
+func (x Settings) connLines(b *strings.Builder, dpd string) {
+	for _, l := range x.Conn {
+		if strings.HasPrefix(l, "dpd_delay:") {
+			dpd = ""
+		}
+		fmt.Fprintf(b, "    %s\n", l)
+	}
+	if dpd != "" {
+		fmt.Fprintf(b, "    dpd_delay: %s\n", dpd)
+	}
+}
+
+// childExtra is the Child SA's extra settings inside its flow mapping.
+func (x Settings) childExtra() string {
+	if len(x.Child) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(x.Child, ", ")
 }
 
 func or(s, def string) string {
@@ -42,6 +76,7 @@ func or(s, def string) string {
 func UEConfig(o Options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log: {level: debug}\ndata_plane: %s\ntun: {name: mifike0}\n", or(o.DataPlane, "userspace"))
+	o.metrics(&b)
 	// Quick path probing: a silent path is given up on within seconds.
 	b.WriteString("retransmit: {timeout: 1s, base: 1.4, tries: 5}\n")
 	b.WriteString("connections:\n  office:\n")
@@ -51,7 +86,8 @@ func UEConfig(o Options) string {
 	}
 	fmt.Fprintf(&b, "    remote_addrs: [%s]\n", remote)
 	fmt.Fprintf(&b, "    local: {auth: psk, id: alice@demo.example}\n    remote: {auth: psk, id: gw.demo.example}\n    psk: %q\n", PSK)
-	b.WriteString("    proposals: aes128gcm16-prfsha256-x25519\n    dpd_delay: 2s\n")
+	b.WriteString("    proposals: aes128gcm16-prfsha256-x25519\n")
+	o.UE.connLines(&b, "2s")
 	if !o.Transport {
 		b.WriteString("    vips: [0.0.0.0]\n")
 	}
@@ -63,9 +99,9 @@ func UEConfig(o Options) string {
 	fmt.Fprintf(&b, "    interfaces: {mode: %s, use: [%s], on_down: %s, on_return: %s, gateway_addrs: %s}\n",
 		or(o.Mode, "per-interface"), strings.Join(use, ", "), or(o.OnDown, "move"), or(o.OnReturn, "move-back"), or(o.GatewayAddrs, "one"))
 	if o.Transport {
-		b.WriteString("    children:\n      host: {mode: transport, esp_proposals: aes128gcm16}\n")
+		fmt.Fprintf(&b, "    children:\n      host: {mode: transport, esp_proposals: aes128gcm16%s}\n", o.UE.childExtra())
 	} else {
-		b.WriteString("    children:\n      lan: {remote_ts: [10.93.0.0/24], esp_proposals: aes128gcm16}\n")
+		fmt.Fprintf(&b, "    children:\n      lan: {remote_ts: [10.93.0.0/24], esp_proposals: aes128gcm16%s}\n", o.UE.childExtra())
 	}
 	return b.String()
 }
@@ -74,6 +110,7 @@ func UEConfig(o Options) string {
 func GWConfig(o Options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log: {level: debug}\ndata_plane: %s\ntun: {name: mifike0}\n", or(o.DataPlane, "userspace"))
+	o.metrics(&b)
 	// Only the outside addresses: they are what MOBIKE announces.
 	if o.GatewayLoopback {
 		fmt.Fprintf(&b, "listen: [%s, %s, %s]\n", ServiceAddr, GatewayAddrs[0], GatewayAddrs[1])
@@ -83,16 +120,23 @@ func GWConfig(o Options) string {
 	b.WriteString("pools:\n  vpn: {addrs: 10.99.0.0/24}\n")
 	b.WriteString("connections:\n  roadwarrior:\n")
 	fmt.Fprintf(&b, "    local: {auth: psk, id: gw.demo.example}\n    remote: {auth: psk, id: alice@demo.example}\n    psk: %q\n", PSK)
-	b.WriteString("    proposals: aes128gcm16-prfsha256-x25519\n    dpd_delay: 10s\n")
+	b.WriteString("    proposals: aes128gcm16-prfsha256-x25519\n")
+	o.GW.connLines(&b, "10s")
 	if !o.NoClone {
 		b.WriteString("    clone: {enable: true, max_ike_sas: 8}\n")
 	}
 	if o.Transport {
-		b.WriteString("    children:\n      host: {mode: transport, esp_proposals: aes128gcm16}\n")
+		fmt.Fprintf(&b, "    children:\n      host: {mode: transport, esp_proposals: aes128gcm16%s}\n", o.GW.childExtra())
 	} else {
-		b.WriteString("    pools: [vpn]\n    children:\n      lan: {local_ts: [10.93.0.0/24], esp_proposals: aes128gcm16}\n")
+		fmt.Fprintf(&b, "    pools: [vpn]\n    children:\n      lan: {local_ts: [10.93.0.0/24], esp_proposals: aes128gcm16%s}\n", o.GW.childExtra())
 	}
 	return b.String()
+}
+
+func (o Options) metrics(b *strings.Builder) {
+	if o.Metrics != "" {
+		fmt.Fprintf(b, "metrics: {listen: %q}\n", o.Metrics)
+	}
 }
 
 // StartBoth runs the gateway and the end user with o's configurations.

@@ -271,6 +271,9 @@ func (d *Daemon) Pid() int { return d.proc.Pid() }
 // Exited is closed when the daemon's process has ended.
 func (d *Daemon) Exited() <-chan struct{} { return d.proc.Done() }
 
+// ExitError is how the daemon ended, once Exited is closed.
+func (d *Daemon) ExitError() error { return d.proc.Err() }
+
 // Log is the daemon's log so far.
 func (d *Daemon) Log() string {
 	b, _ := os.ReadFile(filepath.Join(d.Dir, "mifike.log"))
