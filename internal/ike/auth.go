@@ -255,6 +255,7 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 		// now the old one goes.
 		old.queue(&ikeDeleteTask{})
 	}
+	sa.reauthOf = nil // done with it: a chain of reauthentications must not keep them all
 }
 
 // reauthenticate runs a fresh IKE_SA_INIT/IKE_AUTH for this connection and
