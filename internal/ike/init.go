@@ -259,17 +259,10 @@ func (sa *ikeSA) setKeys(suite *ikecrypto.Suite, skeyseed []byte) error {
 	return nil
 }
 
-// initResponse routes an IKE_SA_INIT response to our half-made SA.
-func (e *Engine) initResponse(m *message) {
-	sa := e.sas[m.SPIi]
-	if sa == nil || !sa.initiator || sa.state != stateConnecting || len(sa.outstanding) != 1 || sa.outstanding[0].exchange != wire.IKESAInit {
-		e.drop("IKE_SA_INIT response to no request of ours", "from", m.d.Remote)
-		return
-	}
-	if m.MessageID != 0 {
-		e.drop("IKE_SA_INIT response with Message ID != 0", "ike", sa.id)
-		return
-	}
+// initResponse hands an IKE_SA_INIT response to sa, our half-made SA
+// that waits for it (receiveInitResponse checked that it does, and
+// inspect its Message ID).
+func (e *Engine) initResponse(sa *ikeSA, m *message) {
 	p := sa.outstanding[0]
 	p.timer.cancel()
 	sa.outstanding = nil
@@ -295,11 +288,7 @@ func (e *Engine) cookie(ni []byte, remote netip.Addr, spiI uint64) []byte {
 // initRequest is the responder's IKE_SA_INIT. Nothing is kept for a
 // request we refuse, and no more than MaxHalfOpen SAs exist.
 func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
-	d := m.d
-	if m.SPIr != 0 || m.MessageID != 0 {
-		e.drop("IKE_SA_INIT request with responder SPI or Message ID set", "from", d.Remote)
-		return
-	}
+	d := m.d // inspect checked the SPIr and Message ID are zero
 	key := halfOpenKey{spiI: m.SPIi, remote: d.Remote, hash: requestHash(m.raw)}
 	if sa := e.halfOpen[key]; sa != nil && len(sa.responses) > 0 && sa.responses[0].id == 0 {
 		for _, pkt := range sa.responses[0].packets {
@@ -313,14 +302,14 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 		return
 	}
 	if len(e.halfOpen) >= e.cfg.MaxHalfOpen || len(e.sas) >= e.cfg.MaxIKESAs {
-		e.drop("too many half-open or total IKE SAs", "from", d.Remote)
+		e.drop(DropHalfOpenLimit, dropped{from: d.Remote, h: &m.Header})
 		return
 	}
 	nonce, ok1 := wire.First[*wire.Nonce](m.payloads)
 	offered, ok2 := wire.First[*wire.SA](m.payloads)
 	ke, ok3 := wire.First[*wire.KE](m.payloads)
 	if !ok1 || !ok2 || !ok3 {
-		e.drop("IKE_SA_INIT request without SA, KE or Nonce", "from", d.Remote)
+		e.drop(DropMalformed, dropped{from: d.Remote, h: &m.Header}) // without SA, KE or Nonce
 		return
 	}
 	if len(e.halfOpen) >= e.cfg.CookieThreshold {
@@ -369,12 +358,13 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	}
 	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
 	if err != nil {
-		e.drop(err.Error())
+		e.log.Error("cannot make a DH key", "err", err)
+		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
 		return
 	}
 	gir, err := dh.Shared(ke.Data)
 	if err != nil {
-		e.drop("invalid KE public value: "+err.Error(), "from", d.Remote) // RFC 6989 §2
+		e.drop(DropInvalidKE, dropped{from: d.Remote, h: &m.Header}) // RFC 6989 §2
 		return
 	}
 	sa := e.newSA(c, false, d.Local, d.Remote)
