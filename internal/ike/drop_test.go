@@ -174,6 +174,31 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 	return p.gw, cases
 }
 
+// BenchmarkDropInitMalformed is the one drop that still allocates: an
+// IKE_SA_INIT request framed correctly whose payload bodies are not
+// (here a 4-octet nonce, below RFC 7296 §3.9's 16). Only decoding tells,
+// and a request may create a half-open SA, so it is copied and decoded
+// first; the half-open limits and cookies are what bound its cost.
+func BenchmarkDropInitMalformed(b *testing.B) {
+	e, _ := dropFixture(b, dropSuites[0].ike, nil)
+	h := wire.Header{SPIi: 0x0102030405060708, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagInitiator,
+		NextPayload: wire.PayloadNonce, Length: wire.HeaderLen + 8}
+	data := append(h.AppendTo(nil), 0, 0, 0, 8, 1, 2, 3, 4)
+	if r := ike.Precheck(data, false); r != ike.DropNone {
+		b.Fatalf("refused before decoding: %v", r)
+	}
+	d := ike.Datagram{Local: netip.AddrPortFrom(gwAddr, 500), Remote: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.7"), 500), Data: data}
+	before := e.Stats().DroppedBy[ike.DropMalformed]
+	e.Receive(dropNow, d)
+	if e.Stats().DroppedBy[ike.DropMalformed] != before+1 {
+		b.Fatal("not dropped as malformed")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Receive(dropNow, d)
+	}
+}
+
 // checkDropped delivers c once and fails unless the engine dropped it:
 // counted, nothing sent, the SA still there.
 func checkDropped(t *testing.T, e *ike.Engine, c dropCase) {
