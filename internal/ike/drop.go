@@ -22,6 +22,9 @@ const (
 	// DropTruncated: larger than the driver's receive buffer. The engine
 	// never sees such a datagram; drivers count it with this reason.
 	DropTruncated
+	// DropQueueFull: the driver's queue to the engine was full (a
+	// flood); counted by the driver.
+	DropQueueFull
 	DropNoMarker      // on the NAT-T port without the non-ESP marker (RFC 3948 §2.2)
 	DropShort         // shorter than the IKE header
 	DropLength        // the header's Length disagrees with the datagram
@@ -46,6 +49,7 @@ const (
 var dropNames = [numDropReasons]string{
 	DropNone:          "none",
 	DropTruncated:     "truncated",
+	DropQueueFull:     "queue-full",
 	DropNoMarker:      "no-marker",
 	DropShort:         "short",
 	DropLength:        "length",
