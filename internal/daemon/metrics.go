@@ -34,7 +34,7 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 			"exch":    prometheus.NewDesc("mifike_exchanges_total", "IKE messages accepted (authentic, or IKE_SA_INIT) by exchange type.", []string{"exchange"}, nil),
 			"retrans": prometheus.NewDesc("mifike_retransmissions_total", "Requests and responses sent again.", nil, nil),
 			"dropped": prometheus.NewDesc("mifike_dropped_messages_total",
-				"IKE datagrams dropped, by reason (truncated, queue-full, length, version, malformed, unknown-spi, window, integrity, ...).", []string{"reason"}, nil),
+				"Datagrams to the IKE ports dropped by the socket readers or the engine, by reason (truncated, queue-full, length, version, malformed, unknown-spi, window, integrity, ...).", []string{"reason"}, nil),
 			"nsent":    prometheus.NewDesc("mifike_notifies_sent_total", "Notify payloads sent by type.", []string{"type", "error"}, nil),
 			"nrecv":    prometheus.NewDesc("mifike_notifies_received_total", "Notify payloads received by type.", []string{"type", "error"}, nil),
 			"espdrop":  prometheus.NewDesc("mifike_esp_dropped_total", "ESP packets received with no data plane to carry them.", nil, nil),
