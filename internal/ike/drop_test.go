@@ -361,3 +361,41 @@ func TestReceiveKeepsNothingOfTheDriversBuffer(t *testing.T) {
 		t.Errorf("%d messages dropped", d)
 	}
 }
+
+// FuzzReceive: any datagram, on either port, to a gateway with a live
+// IKE SA is handled without a panic; what Precheck refuses the engine
+// drops, counted under that reason and unanswered (RFC 7296 §2.21); and
+// nothing unauthenticated takes the live SA down.
+func FuzzReceive(f *testing.F) {
+	e, cases := dropFixture(f, dropSuites[0].ike, nil)
+	for _, c := range cases {
+		f.Add(c.d.Local.Port() == 4500, c.d.Data)
+	}
+	id := e.IKESAs()[0].ID
+	f.Fuzz(func(t *testing.T, natt bool, data []byte) {
+		port := uint16(500)
+		if natt {
+			port = 4500
+		}
+		d := ike.Datagram{Local: netip.AddrPortFrom(gwAddr, port), Remote: netip.MustParseAddrPort("203.0.113.7:4500"), Data: data}
+		r := ike.Precheck(data, natt)
+		before := e.Stats()
+		acts := e.Receive(dropNow, d)
+		after := e.Stats()
+		if r != ike.DropNone {
+			if after.Dropped != before.Dropped+1 || after.DroppedBy[r] != before.DroppedBy[r]+1 {
+				t.Fatalf("Precheck says %v, the engine did not drop it so", r)
+			}
+			if len(sends(acts)) > 0 {
+				t.Fatalf("answered a datagram refused as %v", r)
+			}
+		}
+		alive := false
+		for _, sa := range e.IKESAs() {
+			alive = alive || (sa.ID == id && sa.State == "ESTABLISHED")
+		}
+		if !alive {
+			t.Fatalf("the live IKE SA is gone after %x", data)
+		}
+	})
+}
