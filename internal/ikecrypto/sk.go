@@ -46,12 +46,17 @@ type SKCipher struct {
 }
 
 // openScratch is what open reuses from one message to the next so that
-// checking one allocates nothing: the HMAC (hmac.New per message is
-// garbage), and the nonce and MAC output, which escape to the heap as
-// locals because they are passed to interface methods.
+// checking one allocates nothing: the AEAD nonce, and for the CBC suites
+// the HMAC (hmac.New per message is garbage) and its output. The arrays
+// would escape to the heap as locals: they are passed to interface
+// methods.
 type openScratch struct {
+	nonce [aeadSaltLen + aeadIVLen]byte
+	mac   *macScratch // CBC suites only
+}
+
+type macScratch struct {
 	verify hash.Hash
-	nonce  [aeadSaltLen + aeadIVLen]byte
 	sum    [64]byte
 }
 
@@ -223,7 +228,7 @@ func (c *SKCipher) open(dst, msg []byte, off, hlen int) ([]byte, error) {
 	if c.rx == nil {
 		c.rx = &openScratch{}
 		if c.aead == nil {
-			c.rx.verify = c.integ.New(c.integKey)
+			c.rx.mac = &macScratch{verify: c.integ.New(c.integKey)}
 		}
 	}
 	rx := c.rx
@@ -235,9 +240,10 @@ func (c *SKCipher) open(dst, msg []byte, off, hlen int) ([]byte, error) {
 			return nil, ErrIntegrity
 		}
 	} else {
-		rx.verify.Reset()
-		rx.verify.Write(msg[:len(msg)-icvLen])
-		if !hmac.Equal(rx.verify.Sum(rx.sum[:0])[:icvLen], msg[len(msg)-icvLen:]) {
+		mac := rx.mac
+		mac.verify.Reset()
+		mac.verify.Write(msg[:len(msg)-icvLen])
+		if !hmac.Equal(mac.verify.Sum(mac.sum[:0])[:icvLen], msg[len(msg)-icvLen:]) {
 			return nil, ErrIntegrity
 		}
 		pt = dst[:0]
