@@ -31,6 +31,29 @@ for what in "${!need[@]}"; do
 	fi
 	missing+=("${need[$what]}")
 done
+# apt_get runs apt-get, waiting for another apt or dpkg (unattended-
+# upgrades, a second install-deps) to let go of its locks instead of
+# failing at once: dpkg's lock through apt's own DPkg::Lock::Timeout (apt
+# says whom it waits for), the package lists' lock, which that option does
+# not cover, by retrying with a message.
+apt_get() {
+	local waited=0 log
+	log=$(mktemp)
+	while :; do
+		if apt-get -o DPkg::Lock::Timeout=600 "$@" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+			rm -f "$log"
+			return 0
+		fi
+		if ! grep -qE 'Could not get lock|Unable to lock' "$log" || [ $waited -ge 600 ]; then
+			rm -f "$log"
+			return 1
+		fi
+		[ $waited -eq 0 ] && echo "install-deps: another apt or dpkg holds its lock; waiting for it (up to 10 minutes)" >&2
+		sleep 5
+		waited=$((waited + 5))
+	done
+}
+
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "install-deps: missing ${missing[*]}; run as root to install them with apt-get (tests needing them will skip)" >&2
@@ -41,9 +64,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
 		# iperf3 asks whether to start a daemon; no.
 		echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
-		if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
-			apt-get update
-			apt-get install -y --no-install-recommends "${missing[@]}"
+		if ! apt_get install -y --no-install-recommends "${missing[@]}"; then
+			apt_get update
+			apt_get install -y --no-install-recommends "${missing[@]}"
 		fi
 	fi
 fi

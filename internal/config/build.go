@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -16,42 +17,62 @@ import (
 	"github.com/mifike/mifike/internal/wire"
 )
 
+// Pools are the address pools Build made, by name, and the lease
+// registry they share (every pool of one engine leases from one registry,
+// so no address is handed out twice whatever the prefixes; RFC 7296
+// §2.19).
+type Pools struct {
+	ByName map[string]*ike.Pool
+	Leases *ike.Leases
+}
+
 // Build turns the configuration into the engine's connections: it reads
 // keys and certificates, parses identities and traffic selectors, makes
 // the address pools and runs each connection's Validate. Errors name the
 // line of the field that referenced a file.
 //
-// A pool of prev whose name and prefix are unchanged is reused, so a
-// reload keeps its leases; Build then writes the new DNS servers into it,
-// so call Build where the engine that uses prev is not running
-// concurrently (its own goroutine). The returned map holds exactly the
-// configured pools.
-func (c *Config) Build(prev map[string]*ike.Pool) ([]*ike.Connection, map[string]*ike.Pool, error) {
+// prev is what the previous Build returned, on a reload (nil at start).
+// Its registry carries over: a pool the new file renames, resizes or drops
+// may still have addresses held by running SAs, and no new pool hands
+// those out until they are released. A pool of prev whose name and prefix
+// are unchanged is reused, so a reload keeps its leases; a Build that
+// succeeds then writes the new DNS servers into it, so call Build where
+// the engine that uses prev is not running concurrently (its own
+// goroutine). The returned ByName holds exactly the configured pools.
+func (c *Config) Build(prev *Pools) ([]*ike.Connection, *Pools, error) {
 	b := &builder{p: &parser{file: c.File}, pem: map[string][]byte{}}
-	pools := map[string]*ike.Pool{}
+	pools := &Pools{ByName: map[string]*ike.Pool{}, Leases: ike.NewLeases()}
+	var old map[string]*ike.Pool
+	if prev != nil && prev.Leases != nil {
+		pools.Leases, old = prev.Leases, prev.ByName
+	}
+	dns := map[*ike.Pool][]netip.Addr{} // for reused pools, written on success
 	for _, pc := range c.Pools {
-		if old := prev[pc.Name]; old != nil && old.Prefix == pc.Addrs.Masked() {
-			if !slices.Equal(old.DNS, pc.DNS) {
-				old.DNS = slices.Clone(pc.DNS)
+		if op := old[pc.Name]; op != nil && op.Prefix == pc.Addrs.Masked() && op.Leases() == pools.Leases {
+			if !slices.Equal(op.DNS, pc.DNS) {
+				dns[op] = slices.Clone(pc.DNS)
 			}
-			pools[pc.Name] = old
+			pools.ByName[pc.Name] = op
 			continue
 		}
-		np, err := ike.NewPool(pc.Name, pc.Addrs, slices.Clone(pc.DNS)...)
+		np, err := pools.Leases.NewPool(pc.Name, pc.Addrs, slices.Clone(pc.DNS)...)
 		if err != nil {
 			b.p.fail(pc.Line, "pools."+pc.Name, "%v", err)
 			continue
 		}
-		pools[pc.Name] = np
+		pools.ByName[pc.Name] = np
 	}
 	var conns []*ike.Connection
 	for _, cc := range c.Connections {
-		if ic := b.conn(cc, pools); ic != nil {
+		if ic := b.conn(cc, pools.ByName); ic != nil {
 			conns = append(conns, ic)
 		}
 	}
 	if err := b.p.err(); err != nil {
 		return nil, nil, err
+	}
+	for p, d := range dns {
+		p.DNS = d
 	}
 	return conns, pools, nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -37,10 +38,13 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(conns) != 2 || len(pools) != 2 {
-		t.Fatalf("%d connections, %d pools", len(conns), len(pools))
+	if len(conns) != 2 || len(pools.ByName) != 2 {
+		t.Fatalf("%d connections, %d pools", len(conns), len(pools.ByName))
 	}
-	v4, v6 := pools["v4"], pools["v6"]
+	v4, v6 := pools.ByName["v4"], pools.ByName["v6"]
+	if v4.Leases() != pools.Leases || v6.Leases() != pools.Leases {
+		t.Error("the pools do not share the returned lease registry")
+	}
 	if v4.Name != "v4" || v4.Prefix != netip.MustParsePrefix("10.99.0.0/24") || len(v4.DNS) != 2 || v6.DNS[0] != netip.MustParseAddr("fd00:20::53") {
 		t.Errorf("pools %+v %+v", v4, v6)
 	}
@@ -256,7 +260,7 @@ func TestPoolReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := first["a"].Acquire("peer-1")
+	addr, err := first.ByName["a"].Acquire("peer-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,22 +268,25 @@ func TestPoolReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second["a"] != first["a"] || second["a"].InUse() != 1 {
+	if second.ByName["a"] != first.ByName["a"] || second.ByName["a"].InUse() != 1 {
 		t.Error("pool a was not reused with its lease")
 	}
-	if got, _ := second["a"].Acquire("peer-1"); got != addr {
+	if got, _ := second.ByName["a"].Acquire("peer-1"); got != addr {
 		t.Errorf("peer-1 got %v after reload, had %v", got, addr)
 	}
-	if second["a"].DNS[0] != netip.MustParseAddr("10.0.0.54") {
-		t.Errorf("reused pool kept old DNS %v", second["a"].DNS)
+	if second.ByName["a"].DNS[0] != netip.MustParseAddr("10.0.0.54") {
+		t.Errorf("reused pool kept old DNS %v", second.ByName["a"].DNS)
 	}
-	if second["b"] == first["b"] || second["b"].Prefix != netip.MustParsePrefix("10.2.0.0/23") {
+	if second.ByName["b"] == first.ByName["b"] || second.ByName["b"].Prefix != netip.MustParsePrefix("10.2.0.0/23") {
 		t.Error("pool b with a new prefix was reused")
 	}
-	if _, ok := second["gone"]; ok || len(second) != 2 {
-		t.Errorf("pools after reload: %v", second)
+	if _, ok := second.ByName["gone"]; ok || len(second.ByName) != 2 {
+		t.Errorf("pools after reload: %v", second.ByName)
 	}
-	if conns[0].Pools[0] != first["a"] || conns[0].Pools[1] != second["b"] {
+	if second.Leases != first.Leases {
+		t.Error("the reload did not carry the lease registry over")
+	}
+	if conns[0].Pools[0] != first.ByName["a"] || conns[0].Pools[1] != second.ByName["b"] {
 		t.Error("connection does not use the returned pools")
 	}
 }
@@ -300,8 +307,8 @@ func TestBuildGatewayExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(conns) != 2 || len(pools) != 1 || conns[0].Pools[0] != conns[1].Pools[0] {
-		t.Errorf("%d connections, %d pools", len(conns), len(pools))
+	if len(conns) != 2 || len(pools.ByName) != 1 || conns[0].Pools[0] != conns[1].Pools[0] {
+		t.Errorf("%d connections, %d pools", len(conns), len(pools.ByName))
 	}
 	for _, name := range []string{"end-user.yaml"} {
 		c, err := Load(filepath.Join("..", "..", "examples", name))
@@ -311,5 +318,108 @@ func TestBuildGatewayExample(t *testing.T) {
 		if _, _, err := c.Build(nil); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// Pools that do not overlap are accepted: adjacent prefixes, and IPv4
+// next to IPv6.
+func TestPoolsThatDoNotOverlap(t *testing.T) {
+	src := "pools:\n  a: {addrs: 10.1.0.0/24}\n  b: {addrs: 10.1.1.0/24}\n  c: {addrs: \"fd00::/64\"}\n  d: {addrs: \"fd00:0:0:1::/64\"}\n" + none
+	c, err := Parse("f.yaml", []byte(src), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Pools) != 4 {
+		t.Fatalf("%d pools", len(c.Pools))
+	}
+}
+
+// A Config built by hand (or changed after Parse) skips Parse's overlap
+// check: the pools Build makes still share one lease registry, so two
+// connections with overlapping pools never lease one address to two
+// peers (RFC 7296 §2.19).
+func TestBuildOverlappingPoolsNeverShareAnAddress(t *testing.T) {
+	src := "pools:\n  a: {addrs: 10.1.0.0/28}\n  b: {addrs: 10.2.0.0/28}\n" + base + "    pools: [a]\n" +
+		"  d:\n    local: {auth: psk, id: \"@d\"}\n    remote: {auth: psk}\n    psk: secret\n    pools: [b]\n"
+	c, err := Parse("f.yaml", []byte(src), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Pools[1].Addrs = netip.MustParsePrefix("10.1.0.0/29") // now inside a
+	conns, _, err := c.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, pb := conns[0].Pools[0], conns[1].Pools[0]
+	if !pa.Prefix.Overlaps(pb.Prefix) {
+		t.Fatal("setup: the pools do not overlap")
+	}
+	owner := map[netip.Addr]string{}
+	for i := 0; i < 20; i++ {
+		for _, x := range []struct {
+			who string
+			p   *ike.Pool
+		}{{fmt.Sprint("c|peer", i), pb}, {fmt.Sprint("d|peer", i), pa}} {
+			a, err := x.p.Acquire(x.who)
+			if err != nil {
+				continue // full
+			}
+			if prev, dup := owner[a]; dup {
+				t.Fatalf("%v leased to %s while %s holds it", a, x.who, prev)
+			}
+			owner[a] = x.who
+		}
+	}
+	if len(owner) != 13 { // 10.1.0.2 to .14
+		t.Errorf("%d addresses leased, want the 13 of 10.1.0.0/28", len(owner))
+	}
+}
+
+// A reload carries the lease registry over even when a configuration in
+// between has no pools: a pool renamed or dropped while a peer holds one
+// of its addresses does not let a new pool hand it out (RFC 7296 §2.19).
+func TestReloadKeepsLeasesOfDroppedPools(t *testing.T) {
+	build := func(pools, use string, prev *Pools) *Pools {
+		t.Helper()
+		src := base + use
+		if pools != "" {
+			src = "pools:\n" + pools + src
+		}
+		c, err := Parse("f.yaml", []byte(src), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ps, err := c.Build(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+	first := build("  a: {addrs: 10.5.0.0/30}\n", "    pools: [a]\n", nil) // one address: .2
+	held, err := first.ByName["a"].Acquire("c|peer-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := build("  b: {addrs: 10.5.0.0/30}\n", "    pools: [b]\n", first)
+	if a, err := renamed.ByName["b"].Acquire("c|peer-2"); err == nil {
+		t.Fatalf("renamed pool handed out %v, which peer-1 holds", a)
+	}
+	without := build("", "", renamed)
+	if len(without.ByName) != 0 || without.Leases.Len() != 1 {
+		t.Fatalf("without pools: %d pools, %d leases; want 0 and peer-1's", len(without.ByName), without.Leases.Len())
+	}
+	again := build("  c: {addrs: 10.5.0.0/29}\n", "    pools: [c]\n", without)
+	for i := range 5 { // .3 to .6, then full
+		a, err := again.ByName["c"].Acquire(fmt.Sprint("c|new-", i))
+		if a == held {
+			t.Fatalf("pool c handed out %v, which peer-1 holds", a)
+		}
+		if (err != nil) != (i == 4) {
+			t.Fatalf("acquisition %d: %v", i, err)
+		}
+	}
+	first.ByName["a"].Release(held) // peer-1's IKE SA ends
+	if a, err := again.ByName["c"].Acquire("c|new-4"); a != held {
+		t.Fatalf("after peer-1 left: %v %v, want %v", a, err, held)
 	}
 }

@@ -22,7 +22,12 @@
 //     for days, or a bare number of seconds;
 //   - byte counts take K, M, G or T suffixes in powers of 1024;
 //   - top-level keys starting with "x-" are ignored, to hold YAML anchors
-//     merged into connections with "<<".
+//     merged into connections with "<<";
+//   - a file must define its connections: an empty file, or one without
+//     a connections key or with nothing under it, is an error (a
+//     truncated file must not delete every SA on a reload); "no
+//     connections" is written connections: {};
+//   - pools must not overlap; one pool may serve several connections.
 package config
 
 import (
@@ -68,6 +73,8 @@ type Config struct {
 	Retransmit  ike.Retransmit
 	Pools       []*PoolConfig // in file order
 	Connections []*ConnConfig // in file order
+	// DoS bounds the half-open IKE SAs (the dos_protection section, dos.go).
+	DoS DoSConfig
 }
 
 // TUNConfig is the tun section.
@@ -122,6 +129,17 @@ type PoolConfig struct {
 	Line  int
 	Addrs netip.Prefix // masked
 	DNS   []netip.Addr
+
+	addrsLine int // where addrs is written
+}
+
+// line is where the pool's prefix is written, or where the pool is named
+// for a PoolConfig that Parse did not make.
+func (pc *PoolConfig) line() int {
+	if pc.addrsLine > 0 {
+		return pc.addrsLine
+	}
+	return pc.Line
 }
 
 // ConnConfig is one connection.

@@ -16,6 +16,10 @@ import (
 	"github.com/mifike/mifike/internal/proposal"
 )
 
+// none says there are no connections; cases about other sections append
+// it, since a file without a connections key is itself an error.
+const none = "connections: {}\n"
+
 // base is a valid connection; cases append lines from line 6 on.
 const base = `connections:
   c:
@@ -44,11 +48,11 @@ func TestParseErrors(t *testing.T) {
 		want []string // whole lines; a trailing "…" matches a prefix
 	}{
 		// Structure.
-		{"unknown top key with suggestion", "lsiten: [\"::\"]\n",
+		{"unknown top key with suggestion", "lsiten: [\"::\"]\n" + none,
 			[]string{`f.yaml:1: lsiten: unknown key; did you mean listen?`}},
 		{"unknown key lists known keys", base + "    zzzzzz: 1\n",
 			[]string{`f.yaml:6: connections.c.zzzzzz: unknown key; known keys are local_addrs, remote_addrs, …`}},
-		{"strongSwan key with a hint", "secrets: {}\n",
+		{"strongSwan key with a hint", "secrets: {}\n" + none,
 			[]string{`f.yaml:1: secrets: mifike has no secrets section; put the shared key on the connection as psk`}},
 		{"unknown top key without a close match", base + "    children: {}\nx:\n",
 			[]string{`f.yaml:7: x: unknown key; known keys are …`}},
@@ -58,9 +62,9 @@ func TestParseErrors(t *testing.T) {
     remote: {auth: psk}
     psk: secret
 `, []string{`f.yaml:3: connections.c.local.id: want a single value, not a list`}},
-		{"mapping where a list belongs", "listen: {a: b}\n",
+		{"mapping where a list belongs", "listen: {a: b}\n" + none,
 			[]string{`f.yaml:1: listen: want a list or a comma-separated string, not a mapping`}},
-		{"scalar where a mapping belongs", "log: debug\n",
+		{"scalar where a mapping belongs", "log: debug\n" + none,
 			[]string{`f.yaml:1: log: want a mapping of settings (key: value lines), not the value "debug"`}},
 		{"connections not a mapping", "connections: [a]\n",
 			[]string{`f.yaml:1: connections: want a mapping of connection names to their settings, not a list`}},
@@ -68,7 +72,7 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:6: connections.c: duplicate connection name; it is already defined on line 2`}},
 		{"duplicate child", base + "    children:\n      net: {}\n      net: {}\n",
 			[]string{`f.yaml:8: connections.c.children.net: duplicate child name; it is already defined on line 7`}},
-		{"duplicate pool", "pools:\n  p: {addrs: 10.0.0.0/24}\n  p: {addrs: 10.1.0.0/24}\n",
+		{"duplicate pool", "pools:\n  p: {addrs: 10.0.0.0/24}\n  p: {addrs: 10.1.0.0/24}\n" + none,
 			[]string{`f.yaml:3: pools.p: duplicate pool name; it is already defined on line 2`}},
 		{"duplicate key", base + "    psk: other\n",
 			[]string{`f.yaml:6: connections.c.psk: duplicate key; it is already set on line 5`}},
@@ -76,8 +80,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:2: connections.a b: name "a b" has ' '; use letters, digits, '-', '_' and '.'`}},
 		{"yaml syntax", "log:\n  level: [\n",
 			[]string{`f.yaml:2: YAML syntax: did not find expected node content`}},
-		{"second document", "log: {}\n---\nlog: {}\n",
-			[]string{`f.yaml:2: a second YAML document (after ---); keep the whole configuration in one document`}},
+		{"second document", "log: {}\n" + none + "---\nlog: {}\n",
+			[]string{`f.yaml:3: a second YAML document (after ---); keep the whole configuration in one document`}},
 		{"control character", "log: {}\n\x01\n",
 			[]string{`f.yaml:2: control character U+0001; the file must be plain text`}},
 		{"merge of a scalar", base + "    <<: 5\n",
@@ -90,26 +94,37 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:6: connections.c.remote_addrs[0]: "vpn.example.org": DNS names are not supported yet; give an IP address`}},
 		{"subnet as remote", base + "    remote_addrs: 10.0.0.1, 10.0.0.0/8\n",
 			[]string{`f.yaml:6: connections.c.remote_addrs[1]: "10.0.0.0/8": subnets and ranges are not supported; give single IP addresses or %any`}},
-		{"listen name", "listen: [localhost]\n",
+		{"listen name", "listen: [localhost]\n" + none,
 			[]string{`f.yaml:1: listen[0]: "localhost": DNS names are not supported yet; give an IP address`}},
-		{"empty listen", "listen: []\n",
+		{"empty listen", "listen: []\n" + none,
 			[]string{`f.yaml:1: listen: needs at least one address; 0.0.0.0 and :: bind to all`}},
-		{"bad pool prefix", "pools:\n  p: {addrs: 10.0.0/24}\n",
+		{"bad pool prefix", "pools:\n  p: {addrs: 10.0.0/24}\n" + none,
 			[]string{`f.yaml:2: pools.p.addrs: "10.0.0/24" is not a prefix such as 10.99.0.0/24`}},
-		{"pool of one address", "pools:\n  p: {addrs: 10.0.0.1}\n",
+		{"pool of one address", "pools:\n  p: {addrs: 10.0.0.1}\n" + none,
 			[]string{`f.yaml:2: pools.p.addrs: "10.0.0.1" is one address; a pool is a prefix such as 10.99.0.0/24`}},
-		{"pool range", "pools:\n  p: {addrs: 10.0.0.1-10.0.0.9}\n",
+		{"pool range", "pools:\n  p: {addrs: 10.0.0.1-10.0.0.9}\n" + none,
 			[]string{`f.yaml:2: pools.p.addrs: "10.0.0.1-10.0.0.9": address ranges are not supported; give a prefix such as 10.99.0.0/24`}},
-		{"pool too small", "pools:\n  p: {addrs: 10.0.0.0/31}\n",
+		{"pool too small", "pools:\n  p: {addrs: 10.0.0.0/31}\n" + none,
 			[]string{`f.yaml:2: pools.p.addrs: 10.0.0.0/31 has no room for clients; use /30 or shorter (IPv6: /126 or shorter)`}},
-		{"pool without addrs", "pools:\n  p:\n    dns: 10.0.0.53\n",
+		{"pool without addrs", "pools:\n  p:\n    dns: 10.0.0.53\n" + none,
 			[]string{`f.yaml:2: pools.p.addrs: required: the pool's prefix, e.g. 10.99.0.0/24`}},
-		{"pool dns", "pools:\n  p: {addrs: 10.0.0.0/24, dns: [10.0.0.1.5]}\n",
+		{"pool dns", "pools:\n  p: {addrs: 10.0.0.0/24, dns: [10.0.0.1.5]}\n" + none,
 			[]string{`f.yaml:2: pools.p.dns[0]: "10.0.0.1.5" is not an IP address`}},
 		{"unknown pool", "pools:\n  roadwarriors: {addrs: 10.0.0.0/24}\n" + base + "    pools: [roadwarrior]\n",
 			[]string{`f.yaml:8: connections.c.pools[0]: no pool "roadwarrior"; did you mean roadwarriors?`}},
 		{"no pools at all", base + "    pools: rw\n",
 			[]string{`f.yaml:6: connections.c.pools: no pool "rw": define it under the top-level pools`}},
+		{"overlapping pools", "pools:\n  a: {addrs: 10.1.0.0/24}\n  b: {addrs: 10.1.0.128/25}\n" + none,
+			[]string{`f.yaml:3: pools.b.addrs: 10.1.0.128/25 overlaps pool a (10.1.0.0/24) at f.yaml:2: two clients would get the same inner address; give each pool a prefix of its own or, to share one range between connections, list the same pool in each connection's pools`}},
+		{"overlapping pools, smaller first", "pools:\n  a:\n    addrs: fd00:99::/120\n  b:\n    dns: fd00::53\n    addrs: fd00:99::/64\n" + none,
+			[]string{`f.yaml:6: pools.b.addrs: fd00:99::/64 overlaps pool a (fd00:99::/120) at f.yaml:3: two clients would get the same inner address; give each pool a prefix of its own or, to share one range between connections, list the same pool in each connection's pools`}},
+		{"one prefix twice", "pools:\n  a: {addrs: 10.1.0.0/24}\n  b: {addrs: 10.1.0.0/24}\n" + none,
+			[]string{`f.yaml:3: pools.b.addrs: 10.1.0.0/24 overlaps pool a (10.1.0.0/24) at f.yaml:2: …`}},
+		{"two pools inside a third", "pools:\n  b: {addrs: 10.1.2.0/24}\n  all: {addrs: 10.1.0.0/16}\n  c: {addrs: 10.1.3.0/24}\n  d: {addrs: 10.2.0.0/16}\n  e: {addrs: \"fd00::/64\"}\n" + none,
+			[]string{`f.yaml:3: pools.all.addrs: 10.1.0.0/16 overlaps pool b (10.1.2.0/24) at f.yaml:2: …`,
+				`f.yaml:4: pools.c.addrs: 10.1.3.0/24 overlaps pool all (10.1.0.0/16) at f.yaml:3: …`}},
+		{"IPv4-mapped pool", "pools:\n  p: {addrs: \"::ffff:10.1.0.0/120\"}\n" + none,
+			[]string{`f.yaml:2: pools.p.addrs: "::ffff:10.1.0.0/120" is an IPv4-mapped prefix; write the IPv4 prefix such as 10.99.0.0/24`}},
 		{"specific vip", base + "    vips: [0.0.0.0, 10.0.0.5]\n",
 			[]string{`f.yaml:6: connections.c.vips[1]: requesting a specific address (10.0.0.5) is not supported; use 0.0.0.0 for IPv4 or :: for IPv6`}},
 
@@ -168,11 +183,11 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:6: connections.c.ike_window: 0 is out of range; use 1 to 64`}},
 		{"boolean", base + "    mobike: maybe\n",
 			[]string{`f.yaml:6: connections.c.mobike: "maybe" is not a boolean; use yes or no`}},
-		{"log level", "log: {level: verbose}\n",
+		{"log level", "log: {level: verbose}\n" + none,
 			[]string{`f.yaml:1: log.level: "verbose" is not a log level; use debug, info, warn or error`}},
-		{"log format", "log:\n  format: xml\n",
+		{"log format", "log:\n  format: xml\n" + none,
 			[]string{`f.yaml:2: log.format: "xml" is not a log format; use text or json`}},
-		{"data plane", "data_plane: dpdk\n",
+		{"data plane", "data_plane: dpdk\n" + none,
 			[]string{`f.yaml:1: data_plane: "dpdk" is not a data plane; use none, userspace, kernel or auto`}},
 
 		// Authentication.
@@ -226,17 +241,17 @@ func TestParseErrors(t *testing.T) {
 		{"interfaces need a gateway", base + "    interfaces: {use: [\"wlan[\"]}\n",
 			[]string{`f.yaml:6: connections.c.interfaces.use[0]: "wlan[" is not an interface name or pattern`,
 				`f.yaml:6: connections.c.interfaces.use: the interface manager dials out: give the gateway's address first in remote_addrs`}},
-		{"not a number", "retransmit: {tries: many}\n",
+		{"not a number", "retransmit: {tries: many}\n" + none,
 			[]string{`f.yaml:1: retransmit.tries: "many" is not a whole number`}},
-		{"retransmit base", "retransmit: {base: 0.5}\n",
+		{"retransmit base", "retransmit: {base: 0.5}\n" + none,
 			[]string{`f.yaml:1: retransmit.base: 0.5 would shorten each wait; use 1 (constant) or more, strongSwan uses 1.8`}},
-		{"retransmit too long", "retransmit:\n  tries: 20\n",
+		{"retransmit too long", "retransmit:\n  tries: 20\n" + none,
 			[]string{`f.yaml:1: retransmit: the last retransmission would wait 6 days; lower tries or base so each wait stays within a day`}},
 		{"port out of range", base + "    remote_port: 70000\n",
 			[]string{`f.yaml:6: connections.c.remote_port: 70000 is out of range; use 1 to 65535`}},
-		{"port zero", "port: 0\n",
+		{"port zero", "port: 0\n" + none,
 			[]string{`f.yaml:1: port: 0 is out of range; use 1 to 65535`}},
-		{"same ports", "port: 4500\n",
+		{"same ports", "port: 4500\n" + none,
 			[]string{`f.yaml:1: port_nat_t: 4500 is also port; NAT-T needs a port of its own`}},
 		{"life before rekey", base + "    children:\n      net: {rekey_time: 1h, life_time: 30m}\n",
 			[]string{`f.yaml:7: connections.c.children.net.life_time: 30m0s must be longer than rekey_time (1h0m0s), or the SA expires before it is rekeyed`}},
@@ -248,15 +263,15 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:7: connections.c.children.net.life_bytes: 1073741824 must be more than rekey_bytes (1073741824), or the SA expires before it is rekeyed`}},
 
 		// Daemon sections.
-		{"control mode too open", "control: {mode: \"0666\"}\n",
+		{"control mode too open", "control: {mode: \"0666\"}\n" + none,
 			[]string{`f.yaml:1: control.mode: 0666 lets every local user control the daemon; set group and use 0660`}},
-		{"control mode not octal", "control:\n  mode: rw-rw----\n",
+		{"control mode not octal", "control:\n  mode: rw-rw----\n" + none,
 			[]string{`f.yaml:2: control.mode: "rw-rw----" is not a file mode; write it in octal such as "0660"`}},
-		{"relative socket", "control: {socket: mifike.sock}\n",
+		{"relative socket", "control: {socket: mifike.sock}\n" + none,
 			[]string{`f.yaml:1: control.socket: "mifike.sock" is not an absolute path; the CLI must find it from anywhere`}},
-		{"metrics listen", "metrics: {listen: 9847}\n",
+		{"metrics listen", "metrics: {listen: 9847}\n" + none,
 			[]string{`f.yaml:1: metrics.listen: "9847": want host:port such as 127.0.0.1:9847`}},
-		{"metrics host name", "metrics: {listen: \"metrics.example.org:9847\"}\n",
+		{"metrics host name", "metrics: {listen: \"metrics.example.org:9847\"}\n" + none,
 			[]string{`f.yaml:1: metrics.listen: "metrics.example.org:9847": give an IP address or localhost as the host`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -401,13 +416,63 @@ func TestDefaults(t *testing.T) {
 	}
 
 	// A group opens the socket to it.
-	c, err = Parse("f.yaml", []byte("control: {group: vpn}\n"), "")
+	c, err = Parse("f.yaml", []byte("control: {group: vpn}\n"+none), "")
 	if err != nil || c.Control.Mode != 0o660 {
 		t.Errorf("group mode: %v %v", c.Control.Mode, err)
 	}
-	// An empty file is a daemon without connections.
-	if c, err := Parse("f.yaml", nil, ""); err != nil || len(c.Connections) != 0 {
-		t.Errorf("empty file: %v", err)
+	// A daemon without connections says so.
+	if c, err := Parse("f.yaml", []byte(none), ""); err != nil || len(c.Connections) != 0 {
+		t.Errorf("connections: {}: %v", err)
+	}
+}
+
+// A file that defines no connections would delete every SA on a reload:
+// an editor's truncated write (empty, or cut before the connections
+// section) must be refused with the file and line, and what to write to
+// mean "no connections". Only connections: {} written out means that.
+func TestNoConnectionsMustBeExplicit(t *testing.T) {
+	const (
+		empty = `f.yaml:1: the file is empty (nothing but blanks and comments): was it truncated? A configuration without connections must say so: connections: {}`
+		miss  = `f.yaml:1: connections: missing: the file defines no connections (was it truncated?); a configuration without connections must say so: connections: {}`
+	)
+	null := func(line int) string {
+		return fmt.Sprintf("f.yaml:%d: connections: empty: no connections follow (was the file truncated?); a configuration without connections must say so: connections: {}", line)
+	}
+	for _, tc := range []struct {
+		name, src string
+		want      []string // nil: valid
+	}{
+		{"empty", "", []string{empty}},
+		{"blank lines", "\n\n  \n\t\n", []string{empty}},
+		{"comments", "# mifike\n\n  # connections:\n", []string{empty}},
+		{"CRLF blanks", "\r\n\r\n", []string{empty}},
+		{"document marker", "---\n# nothing\n", []string{empty}},
+		{"null document", "~\n", []string{empty}},
+		{"cut before connections", "log: {level: info}\npools:\n  rw: {addrs: 10.99.0.0/24}\n", []string{miss}},
+		{"only extensions", "x-defaults: &d {mobike: no}\n", []string{miss}},
+		{"cut after the key", "log: {level: info}\nconnections:\n", []string{null(2)}},
+		{"every connection commented out", "connections:\n#  home:\n#    psk: x\n", []string{null(1)}},
+		{"null connections", "connections: ~\n", []string{null(1)}},
+		{"explicit none", "connections: {}\n", nil},
+		{"explicit none with settings", "# a gateway being set up\nlog: {level: debug}\nconnections: {}  # none yet\n", nil},
+		{"other errors are reported too", "log: {level: loud}\n", []string{miss,
+			`f.yaml:1: log.level: "loud" is not a log level; use debug, info, warn or error`}},
+		{"a misspelt key", "connection: {}\n", []string{
+			`f.yaml:1: connection: unknown key; did you mean connections?`, miss}},
+		{"whitespace and a byte order mark", "\ufeff \n\t\n", []string{empty}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("f.yaml", []byte(tc.src), "")
+			if tc.want == nil {
+				if err != nil || len(c.Connections) != 0 {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if got := parseErrors(t, tc.src); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
 	}
 }
 
@@ -708,7 +773,7 @@ func TestExamples(t *testing.T) {
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mifike.yaml")
-	if err := os.WriteFile(path, []byte("keylog: {dir: keys}\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("keylog: {dir: keys}\n"+none), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Load(path)
@@ -721,7 +786,7 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
-	if err := os.WriteFile(path, []byte("log: {level: x}\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("log: {level: x}\n"+none), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Load(path); err == nil || !strings.HasPrefix(err.Error(), path+":1: log.level: ") {

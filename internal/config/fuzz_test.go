@@ -22,6 +22,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(base + "    <<: [*a, *b]\n"))
 	f.Add([]byte("a: &a {b: *a}\n"))
 	f.Add([]byte("x-a: &a {mobike: yes}\nconnections:\n  c:\n    <<: *a\n    children: {n: {mode: tunel}}\n"))
+	f.Add([]byte(""))
+	f.Add([]byte("# only a comment\nconnections:\n"))
+	f.Add([]byte("pools:\n  a: {addrs: 10.1.0.0/16}\n  b: {addrs: 10.1.2.0/24}\n  c: {addrs: \"fd00::/64\"}\nconnections: {}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.yaml", data, "/etc/mifike")
 		if err == nil {

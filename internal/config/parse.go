@@ -19,6 +19,7 @@ import (
 	"github.com/mifike/mifike/internal/ikeauth"
 	"github.com/mifike/mifike/internal/proposal"
 	"github.com/mifike/mifike/internal/ts"
+	"gopkg.in/yaml.v3"
 )
 
 const (
@@ -29,7 +30,7 @@ const (
 var (
 	topSchema = schema{
 		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t",
-			"data_plane", "tun", "retransmit", "pools", "connections"},
+			"data_plane", "tun", "retransmit", "dos_protection", "pools", "connections"},
 		hints: map[string]string{
 			"secrets":            "mifike has no secrets section; put the shared key on the connection as psk",
 			"authorities":        "mifike has no authorities section; list CA certificates in the connection's remote.cacerts",
@@ -113,11 +114,23 @@ func (p *parser) parse(data []byte) *Config {
 		NATTPort:  DefaultNATTPort,
 		DataPlane: "none",
 	}
+	if blank(data) {
+		// Before the YAML reader, which rejects some whitespace (a tab
+		// starting a line) with a less helpful message.
+		p.fail(1, "", "%s", emptyFile)
+		return c
+	}
 	root := p.document(data)
-	if root == nil {
+	if root == nil || isNull(resolve(root)) {
+		if len(p.errs) == 0 {
+			p.fail(1, "", "%s", emptyFile)
+		}
 		return c
 	}
 	top := p.fields(root, "", 1, topSchema)
+	if resolve(root).Kind == yaml.MappingNode {
+		p.requireConnections(top)
+	}
 
 	l := top.sub("log", logSchema)
 	c.Log.Level = l.enum("level", "info", "log level", []string{"debug", "info", "warn", "error"}, nil)
@@ -166,16 +179,55 @@ func (p *parser) parse(data []byte) *Config {
 	if top.has("retransmit") {
 		c.Retransmit = p.retransmit(top.sub("retransmit", retransmitSchema))
 	}
+	c.DoS = p.dos(top.sub("dos_protection", dosSchema))
 
 	poolNames := map[string]bool{}
 	for _, e := range p.entries(top.val["pools"], "pools", "pool") {
 		c.Pools = append(c.Pools, p.pool(e))
 		poolNames[e.name] = true
 	}
+	p.overlappingPools(c.Pools)
 	for _, e := range p.entries(top.val["connections"], "connections", "connection") {
 		c.Connections = append(c.Connections, p.conn(e, poolNames))
 	}
 	return c
+}
+
+// A file that defines no connections would make the daemon delete every
+// SA it has: an editor's truncated write (empty, or cut before the
+// connections section, which usually comes last) reloaded by SIGHUP or
+// "mifike reload" would take a gateway down. So "no connections" must be
+// written out, as connections: {}, and an empty file, a file without a
+// connections key and a connections key with nothing under it are errors.
+// strongSwan's swanctl --load-conns unloads every connection missing from
+// its files; mifike asks for the empty mapping instead, since a file
+// without it is far more often a mistake than a wish.
+const (
+	emptyFile = "the file is empty (nothing but blanks and comments): was it truncated? " +
+		"A configuration without connections must say so: connections: {}"
+	noConns = "missing: the file defines no connections (was it truncated?); " +
+		"a configuration without connections must say so: connections: {}"
+	nullConns = "empty: no connections follow (was the file truncated?); " +
+		"a configuration without connections must say so: connections: {}"
+)
+
+// blank reports whether data holds nothing but whitespace and comments.
+func blank(data []byte) bool {
+	for line := range strings.Lines(strings.TrimPrefix(string(data), "\ufeff")) {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *parser) requireConnections(top *fields) {
+	switch line, present := top.key["connections"]; {
+	case !present:
+		top.fail("connections", "%s", noConns)
+	case !top.has("connections"):
+		p.fail(line, "connections", "%s", nullConns)
+	}
 }
 
 func (p *parser) control(f *fields, c *ControlConfig) {
@@ -261,6 +313,7 @@ func (p *parser) pool(e entry) *PoolConfig {
 			f.fail("addrs", "%s", msg)
 		} else {
 			pc.Addrs = pr
+			pc.addrsLine = f.at("addrs")
 		}
 	} else if !f.has("addrs") {
 		f.fail("addrs", "required: the pool's prefix, e.g. 10.99.0.0/24")
@@ -269,6 +322,46 @@ func (p *parser) pool(e entry) *PoolConfig {
 		pc.DNS = p.addrs(items, false)
 	}
 	return pc
+}
+
+// overlappingPools refuses pools whose prefixes overlap: two peers would
+// be given one inner address (RFC 7296 §2.19), and one of them would lose
+// its traffic. The allocator never leases an address twice, but it would
+// then run out of addresses in one pool because of the other, which is
+// not what a configuration that lists two pools means. Prefixes are
+// either nested or disjoint, so sorted by address (the larger of two
+// equal-start prefixes first), each one overlaps an earlier one exactly
+// when the innermost earlier prefix still open contains it.
+func (p *parser) overlappingPools(pools []*PoolConfig) {
+	var ps []*PoolConfig
+	for _, pc := range pools {
+		if pc.Addrs.IsValid() {
+			ps = append(ps, pc)
+		}
+	}
+	slices.SortStableFunc(ps, func(a, b *PoolConfig) int {
+		if c := a.Addrs.Addr().Compare(b.Addrs.Addr()); c != 0 {
+			return c
+		}
+		return a.Addrs.Bits() - b.Addrs.Bits()
+	})
+	var open []*PoolConfig
+	for _, pc := range ps {
+		for len(open) > 0 && !open[len(open)-1].Addrs.Overlaps(pc.Addrs) {
+			open = open[:len(open)-1]
+		}
+		if len(open) > 0 {
+			first, second := open[len(open)-1], pc
+			if second.line() < first.line() {
+				first, second = second, first
+			}
+			p.fail(second.line(), "pools."+second.Name+".addrs",
+				"%v overlaps pool %s (%v) at %s:%d: two clients would get the same inner address; "+
+					"give each pool a prefix of its own or, to share one range between connections, list the same pool in each connection's pools",
+				second.Addrs, first.Name, first.Addrs, p.file, first.line())
+		}
+		open = append(open, pc)
+	}
 }
 
 func parsePool(s string) (netip.Prefix, string) {
@@ -284,6 +377,9 @@ func parsePool(s string) (netip.Prefix, string) {
 	}
 	if pr.Addr().Zone() != "" {
 		return pr, fmt.Sprintf("%q: a pool prefix has no zone", s)
+	}
+	if pr.Addr().Is4In6() {
+		return pr, fmt.Sprintf("%q is an IPv4-mapped prefix; write the IPv4 prefix such as 10.99.0.0/24", s)
 	}
 	pr = pr.Masked()
 	if pr.Addr().BitLen()-pr.Bits() < 2 {

@@ -32,7 +32,7 @@ type Daemon struct {
 	path   string
 	cfg    *config.Config
 	conns  []*ike.Connection
-	pools  map[string]*ike.Pool
+	pools  *config.Pools // with the lease registry, kept across reloads
 	engine *ike.Engine
 	log    *slog.Logger
 
@@ -92,8 +92,10 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
 	}
-	d.engine, err = ike.New(ike.Config{Connections: conns, Rand: rand.Reader, Logger: log, Retransmit: cfg.Retransmit,
-		IKEPort: cfg.IKEPort, NATTPort: cfg.NATTPort, ExportKeys: d.keys != nil})
+	ecfg := ike.Config{Connections: conns, Rand: rand.Reader, Logger: log, Retransmit: cfg.Retransmit,
+		IKEPort: cfg.IKEPort, NATTPort: cfg.NATTPort, ExportKeys: d.keys != nil}
+	cfg.DoS.Engine(&ecfg)
+	d.engine, err = ike.New(ecfg)
 	if err != nil {
 		return nil, err
 	}
@@ -202,9 +204,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.apply(d.engine.ChildLimit(time.Now(), l.inSPI, l.hard))
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				if err := d.reload(); err != nil {
-					d.log.Error("reload failed; the running configuration is unchanged", "err", err)
-				}
+				_ = d.reload() // it logs its outcome
 				continue
 			}
 			d.log.Info("shutting down", "signal", s.String())
@@ -270,7 +270,7 @@ func (d *Daemon) apply(acts []ike.Action) {
 		case ike.Event:
 			d.publish(a)
 			switch a.Kind {
-			case ike.EventIKEUp, ike.EventIKEDown, ike.EventIKECloned, ike.EventCloneRefused, ike.EventIKEFailed:
+			case ike.EventIKEUp, ike.EventIKEDown, ike.EventIKECloned, ike.EventCloneRefused, ike.EventIKEFailed, ike.EventIKERekeyed:
 				d.reconcileSoon = true
 			}
 			if a.Kind == ike.EventCloneRefused && a.Notify == wire.NotifyNoAdditionalSAs {
@@ -392,9 +392,22 @@ func (d *Daemon) initiate(c *ike.Connection, child string) (uint64, error) {
 	return id, err
 }
 
-// reload applies a changed configuration file. An invalid file changes
-// nothing; SAs the new file still allows stay up.
+// reload applies a changed configuration file (SIGHUP or mifike reload)
+// and logs the outcome. An invalid file changes nothing and every SA
+// stays up; that includes an empty file or one without connections (an
+// editor's truncated write), which config.Load refuses rather than read
+// as "delete every connection". A valid file keeps the SAs it still
+// allows.
 func (d *Daemon) reload() error {
+	err := d.reloadFile()
+	if err != nil {
+		d.log.Error("reload failed; the running configuration and every SA are unchanged",
+			"config", d.path, "ike_sas", len(d.engine.IKESAs()), "err", err)
+	}
+	return err
+}
+
+func (d *Daemon) reloadFile() error {
 	cfg, err := config.Load(d.path)
 	if err != nil {
 		return err
@@ -444,6 +457,9 @@ func reloadable(old, cur *config.Config) error {
 	}
 	if old.Metrics != cur.Metrics || old.KeyLog != cur.KeyLog {
 		errs = append(errs, errors.New("metrics and key log settings change only with a restart"))
+	}
+	if old.DoS != cur.DoS {
+		errs = append(errs, errors.New("dos_protection settings change only with a restart"))
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -79,32 +80,38 @@ func (d *Daemon) reconcile() {
 		if c == nil || len(c.RemoteAddrs) == 0 {
 			continue
 		}
-		var sas []manager.SA
-		for _, s := range all {
-			if s.Conn != name || (s.State != "ESTABLISHED" && s.State != "CONNECTING") {
-				continue
-			}
-			ms := manager.SA{ID: s.ID, Established: s.State == "ESTABLISHED", Local: s.Local.Addr(), Remote: s.Remote.Addr(),
-				Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
-				MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs}
-			for _, ch := range s.Children {
-				sel := ch.LocalTS
-				ms.Children = append(ms.Children, manager.Child{Name: ch.Name, InSPI: ch.InSPI, Transport: ch.Mode == ike.Transport,
-					Covers: func(a netip.Addr) bool {
-						for _, x := range sel {
-							if ts.Match(x, a, 0, 0) || (x.Start.IsValid() && !a.Less(x.Start) && !x.End.Less(a)) {
-								return true
-							}
-						}
-						return false
-					}})
-			}
-			sas = append(sas, ms)
-		}
-		for _, cmd := range m.Reconcile(now, c.RemoteAddrs[0], ifaces, sas) {
+		for _, cmd := range m.Reconcile(now, c.RemoteAddrs[0], ifaces, managerSAs(all, name)) {
 			d.execute(m, c, cmd)
 		}
 	}
+}
+
+// managerSAs is what a connection's manager sees of its IKE SAs: those
+// established or being set up, with their Child SAs.
+func managerSAs(all []ike.IKESAInfo, conn string) []manager.SA {
+	var sas []manager.SA
+	for _, s := range all {
+		if s.Conn != conn || (s.State != "ESTABLISHED" && s.State != "CONNECTING") {
+			continue
+		}
+		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == "ESTABLISHED", Local: s.Local.Addr(), Remote: s.Remote.Addr(),
+			Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
+			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs}
+		for _, ch := range s.Children {
+			sel := ch.LocalTS
+			ms.Children = append(ms.Children, manager.Child{Name: ch.Name, InSPI: ch.InSPI, Transport: ch.Mode == ike.Transport,
+				Covers: func(a netip.Addr) bool {
+					for _, x := range sel {
+						if ts.Match(x, a, 0, 0) || (x.Start.IsValid() && !a.Less(x.Start) && !x.End.Less(a)) {
+							return true
+						}
+					}
+					return false
+				}})
+		}
+		sas = append(sas, ms)
+	}
+	return sas
 }
 
 func (d *Daemon) conn(name string) *ike.Connection {
@@ -117,40 +124,42 @@ func (d *Daemon) conn(name string) *ike.Connection {
 }
 
 func (d *Daemon) execute(m *manager.Manager, c *ike.Connection, cmd manager.Command) {
-	now := time.Now()
-	var (
-		acts []ike.Action
-		err  error
-	)
+	port := c.RemotePort
+	if port == 0 {
+		port = d.cfg.IKEPort
+	}
+	acts, err := runCommand(d.engine, time.Now(), m, c, d.cfg.IKEPort, port, cmd)
+	d.apply(acts)
+	if err != nil {
+		d.log.Warn("interface manager: command failed", "conn", c.Name, "command", cmd, "err", err)
+	}
+}
+
+// runCommand carries out one of the manager's commands on the engine:
+// ikePort is ours, remotePort the connection's peer port.
+func runCommand(e *ike.Engine, now time.Time, m *manager.Manager, c *ike.Connection, ikePort, remotePort uint16, cmd manager.Command) ([]ike.Action, error) {
 	switch x := cmd.(type) {
 	case manager.Initiate:
 		remote := x.Remote
 		if !remote.IsValid() {
 			remote = c.RemoteAddrs[0]
 		}
-		port := c.RemotePort
-		if port == 0 {
-			port = d.cfg.IKEPort
-		}
-		var id uint64
-		id, acts, err = d.engine.InitiateWith(now, ike.InitiateOptions{Conn: c.Name, Local: netip.AddrPortFrom(x.Local, d.cfg.IKEPort),
-			Remote: netip.AddrPortFrom(remote, port), Iface: x.Iface})
+		id, acts, err := e.InitiateWith(now, ike.InitiateOptions{Conn: c.Name, Local: netip.AddrPortFrom(x.Local, ikePort),
+			Remote: netip.AddrPortFrom(remote, remotePort), Iface: x.Iface})
 		if err == nil {
 			m.Bind(x.Slot, id)
 		}
+		return acts, err
 	case manager.Clone:
-		acts, err = d.engine.Clone(now, x.ID)
+		return e.Clone(now, x.ID)
 	case manager.CreateChild:
-		acts, err = d.engine.CreateChild(now, x.ID, x.Name)
+		return e.CreateChild(now, x.ID, x.Name)
 	case manager.Move:
-		acts, err = d.engine.Move(now, x.ID, x.Local, x.Remote, x.Iface)
+		return e.Move(now, x.ID, x.Local, x.Remote, x.Iface)
 	case manager.Terminate:
-		acts, err = d.engine.Terminate(now, x.ID, x.ChildSPI)
+		return e.Terminate(now, x.ID, x.ChildSPI)
 	}
-	d.apply(acts)
-	if err != nil {
-		d.log.Warn("interface manager: command failed", "conn", c.Name, "command", cmd, "err", err)
-	}
+	return nil, fmt.Errorf("unknown manager command %T", cmd)
 }
 
 // watchLinks turns netlink link and address changes into a nudge on

@@ -115,9 +115,9 @@ func floodDaemon(t *testing.T, natt bool) (d *Daemon, conn *net.UDPConn, handled
 	return d, c, handled
 }
 
-// waitFor waits (without allocating) until cond holds; generous, for a
-// loaded machine.
-func waitFor(t *testing.T, cond func() bool) {
+// spinUntil waits (without allocating, unlike waitFor) until cond holds;
+// generous, for a loaded machine.
+func spinUntil(t *testing.T, cond func() bool) {
 	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -162,7 +162,7 @@ func TestReceivePathAllocatesNothingPerDrop(t *testing.T) {
 				if _, err := conn.Write(c.data); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, func() bool { return seen() > before })
+				spinUntil(t, func() bool { return seen() > before })
 			}
 			for range 50 {
 				send() // warm the pools
@@ -188,7 +188,7 @@ func TestReceiveNATTKeepaliveAndESP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { return d.rxStats.keepalives.Load() == 1 && d.rxStats.espDropped.Load() == 1 })
+	spinUntil(t, func() bool { return d.rxStats.keepalives.Load() == 1 && d.rxStats.espDropped.Load() == 1 })
 	if n := d.engine.Stats().Dropped; n != 0 {
 		t.Errorf("the engine saw %d of them", n)
 	}

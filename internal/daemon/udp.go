@@ -85,39 +85,60 @@ func ifindex(name string) int {
 	return i.Index
 }
 
-// hostAddrs lists the addresses usable for IKE now: global unicast
-// addresses of interfaces that are up and have carrier (an unplugged
-// cable is as gone as a deleted address), within the listen addresses.
-// Loopback addresses are left out: they stay whatever links fail, so
-// they never tell MOBIKE where to go.
+// hostAddrs lists the addresses usable for IKE now (usableAddrs) from the
+// host's interfaces.
 func hostAddrs(listen []netip.Addr, tunnel func(string) bool) ([]netip.Addr, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil, err
 	}
-	var out []netip.Addr
+	var host []hostIface
 	for _, i := range ifs {
-		// The data plane's own device holds our virtual IPs: they live
-		// inside the tunnel and can never carry it.
-		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagRunning == 0 || i.Flags&net.FlagLoopback != 0 || tunnel(i.Name) {
-			continue
-		}
+		h := hostIface{Name: i.Name, Flags: i.Flags}
 		addrs, err := i.Addrs()
 		if err != nil {
 			return nil, err // a failed read must not look like addresses gone
 		}
 		for _, a := range addrs {
-			p, err := netip.ParsePrefix(a.String())
-			if err != nil || !p.Addr().IsGlobalUnicast() {
-				continue
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				h.Addrs = append(h.Addrs, p.Addr().Unmap())
 			}
-			if allowedBy(listen, p.Addr().Unmap()) {
-				out = append(out, p.Addr().Unmap())
+		}
+		host = append(host, h)
+	}
+	return usableAddrs(host, listen, tunnel), nil
+}
+
+// hostIface is what usableAddrs needs of an interface.
+type hostIface struct {
+	Name  string
+	Flags net.Flags
+	Addrs []netip.Addr
+}
+
+// usableAddrs are the global unicast addresses of interfaces that are up
+// and have carrier (an unplugged cable is as gone as a deleted address),
+// within the listen addresses. Addresses on the loopback device and on
+// dummy devices count like any other: a gateway's service or anycast
+// address commonly lives there, and it stays whatever links fail (RFC
+// 4555 §3.5 lets a responder move only when its address is gone); 127/8
+// and ::1 are not global unicast and never count. The data plane's own
+// device (tunnel) holds our virtual IPs: they live inside the tunnel and
+// can never carry it.
+func usableAddrs(ifs []hostIface, listen []netip.Addr, tunnel func(string) bool) []netip.Addr {
+	var out []netip.Addr
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagRunning == 0 || tunnel(i.Name) {
+			continue
+		}
+		for _, a := range i.Addrs {
+			if a.IsGlobalUnicast() && allowedBy(listen, a) {
+				out = append(out, a)
 			}
 		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare) // a stable order: only real changes count
-	return out, nil
+	return out
 }
 
 // hostAddrs tells the engine's MOBIKE which local addresses are usable;

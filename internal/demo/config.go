@@ -25,6 +25,10 @@ type Options struct {
 	Use []string
 	// DataPlane is both daemons' data_plane (default userspace).
 	DataPlane string
+	// GatewayLoopback gives the gateway a service address on its loopback
+	// device (ServiceAddr, routed to it by the router) and makes it the
+	// address the end user connects to.
+	GatewayLoopback bool
 }
 
 func or(s, def string) string {
@@ -41,7 +45,11 @@ func UEConfig(o Options) string {
 	// Quick path probing: a silent path is given up on within seconds.
 	b.WriteString("retransmit: {timeout: 1s, base: 1.4, tries: 5}\n")
 	b.WriteString("connections:\n  office:\n")
-	fmt.Fprintf(&b, "    remote_addrs: [%s]\n", GatewayAddrs[0])
+	remote := GatewayAddrs[0]
+	if o.GatewayLoopback {
+		remote = ServiceAddr
+	}
+	fmt.Fprintf(&b, "    remote_addrs: [%s]\n", remote)
 	fmt.Fprintf(&b, "    local: {auth: psk, id: alice@demo.example}\n    remote: {auth: psk, id: gw.demo.example}\n    psk: %q\n", PSK)
 	b.WriteString("    proposals: aes128gcm16-prfsha256-x25519\n    dpd_delay: 2s\n")
 	if !o.Transport {
@@ -67,7 +75,11 @@ func GWConfig(o Options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log: {level: debug}\ndata_plane: %s\ntun: {name: mifike0}\n", or(o.DataPlane, "userspace"))
 	// Only the outside addresses: they are what MOBIKE announces.
-	fmt.Fprintf(&b, "listen: [%s, %s]\n", GatewayAddrs[0], GatewayAddrs[1])
+	if o.GatewayLoopback {
+		fmt.Fprintf(&b, "listen: [%s, %s, %s]\n", ServiceAddr, GatewayAddrs[0], GatewayAddrs[1])
+	} else {
+		fmt.Fprintf(&b, "listen: [%s, %s]\n", GatewayAddrs[0], GatewayAddrs[1])
+	}
 	b.WriteString("pools:\n  vpn: {addrs: 10.99.0.0/24}\n")
 	b.WriteString("connections:\n  roadwarrior:\n")
 	fmt.Fprintf(&b, "    local: {auth: psk, id: gw.demo.example}\n    remote: {auth: psk, id: alice@demo.example}\n    psk: %q\n", PSK)
@@ -85,6 +97,11 @@ func GWConfig(o Options) string {
 
 // StartBoth runs the gateway and the end user with o's configurations.
 func (t *Topology) StartBoth(o Options) (ue, gw *Daemon, err error) {
+	if o.GatewayLoopback {
+		if err := t.AddServiceAddress(); err != nil {
+			return nil, nil, err
+		}
+	}
 	if gw, err = t.StartDaemon("gw", t.GW, GWConfig(o)); err != nil {
 		return nil, nil, err
 	}

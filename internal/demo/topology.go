@@ -38,6 +38,9 @@ var (
 		{Dev: "wlan0", Addr: "10.91.2.2", Router: "10.91.2.1", Metric: 200},
 		{Dev: "wwan0", Addr: "10.91.3.2", Router: "10.91.3.1", Metric: 300},
 	}
+	// ServiceAddr is the gateway's service address on its loopback device
+	// (Options.GatewayLoopback), as anycast and service addresses are held.
+	ServiceAddr = netip.MustParseAddr("10.92.9.1")
 	// Extra is an interface that appears during a run.
 	Extra = Access{Dev: "usb0", Addr: "10.91.4.2", Router: "10.91.4.1", Metric: 400}
 )
@@ -175,6 +178,31 @@ func (t *Topology) SetLink(dev string, up bool) error {
 	return nil
 }
 
+// AddServiceAddress puts ServiceAddr on the gateway's loopback device and
+// routes it there from the router.
+func (t *Topology) AddServiceAddress() error {
+	if err := t.IP(t.GW, "addr", "add", ServiceAddr.String()+"/32", "dev", "lo"); err != nil {
+		return err
+	}
+	return t.IP(t.Net, "route", "add", ServiceAddr.String()+"/32", "via", GatewayAddrs[0].String())
+}
+
+// SetGatewayLink takes one of the gateway's interfaces (up0, up1, lan0)
+// up or down.
+func (t *Topology) SetGatewayLink(dev string, up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if err := t.IP(t.GW, "link", "set", dev, state); err != nil {
+		return err
+	}
+	if up && dev == "up1" {
+		t.IP(t.GW, "route", "replace", "10.91.0.0/16", "via", "10.92.2.1", "metric", "200")
+	}
+	return nil
+}
+
 // Blackhole silently drops (on) or passes again (off) everything the
 // router forwards to or from one end-user interface: the link stays up,
 // so only liveness checks can tell (nftables in the router).
@@ -236,6 +264,12 @@ func (t *Topology) StartDaemon(name, ns, config string) (*Daemon, error) {
 // Stop ends the daemon with SIGTERM (it deletes its SAs and closes its
 // data plane), killing it after grace.
 func (d *Daemon) Stop(grace time.Duration) { d.proc.Stop(grace) }
+
+// Pid is the daemon's process id (ip netns exec runs it in place).
+func (d *Daemon) Pid() int { return d.proc.Pid() }
+
+// Exited is closed when the daemon's process has ended.
+func (d *Daemon) Exited() <-chan struct{} { return d.proc.Done() }
 
 // Log is the daemon's log so far.
 func (d *Daemon) Log() string {

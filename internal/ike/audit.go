@@ -67,11 +67,7 @@ func (e *Engine) Audit() error {
 	if reserved > 2*inFlight {
 		bad("%d Child SA SPIs reserved with only %d exchanges in flight", reserved, inFlight)
 	}
-	for k, sa := range e.halfOpen {
-		if sa.state == stateDead || sa.halfOpen == nil || *sa.halfOpen != k {
-			bad("half-open index entry for IKE SA %d is stale", sa.id)
-		}
-	}
+	e.auditHalfOpen(bad)
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}

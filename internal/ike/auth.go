@@ -283,6 +283,7 @@ func (sa *ikeSA) reauthenticate() {
 		return
 	}
 	n.reauthOf = sa
+	n.lineage = sa.lineageID() // the same VPN, authenticated anew (§2.8.3)
 	sa.e.log.Info("reauthenticating", "old", sa.id, "new", n.id)
 }
 
@@ -306,10 +307,6 @@ func (sa *ikeSA) establish() {
 	}
 	sa.mobikeInitiator = sa.initiator
 	sa.halfOpenT.cancel()
-	if sa.halfOpen != nil {
-		delete(e.halfOpen, *sa.halfOpen)
-		sa.halfOpen = nil
-	}
 	// AUTH material is not needed again; do not keep it per SA.
 	sa.skp = [2][]byte{}
 	sa.initReq, sa.initResp, sa.dh = nil, nil, nil

@@ -179,6 +179,7 @@ func (t *cloneTask) process(sa *ikeSA, m *message) {
 func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
 	e := sa.e
 	n.parent = sa.id
+	n.lineage = 0 // a new VPN, not this SA's replacement
 	n.vipsInherited = len(n.localVIPs) > 0 || len(n.remoteVIPs) > 0
 	n.mobikeInitiator = weInitiated
 	n.cloneLocal, n.clonePeer = sa.cloneLocal, sa.clonePeer

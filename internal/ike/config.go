@@ -30,6 +30,28 @@ type Config struct {
 	// MaxHalfOpen caps half-open SAs outright: beyond it requests are
 	// dropped, so unauthenticated peers cannot grow our state unbounded.
 	MaxHalfOpen int
+	// HalfOpenPerSource and HalfOpenPerPrefix cap the half-open SAs made
+	// with a returned COOKIE from one source address and from one prefix
+	// of HalfOpenPrefix4 / HalfOpenPrefix6 bits (RFC 8019 §4.2): under
+	// load a request over either is dropped before anything is computed.
+	// 0 means the default (5, strongSwan's block_threshold, and 50 per
+	// /24 or /64); -1 means no limit.
+	HalfOpenPerSource, HalfOpenPerPrefix int
+	HalfOpenPrefix4, HalfOpenPrefix6     int
+	// CookieSecretLifetime is how long one COOKIE secret is used, and
+	// CookieGrace how long cookies of the one before are still taken
+	// (RFC 7296 §2.6). Defaults 60 s and 10 s; the grace is at most the
+	// lifetime.
+	CookieSecretLifetime, CookieGrace time.Duration
+	// PuzzleDifficulty, when not 0, makes us as responder ask for RFC 8019
+	// puzzles of that many zero bits (at most 24) once PuzzleThreshold SAs
+	// are half-open (default MaxHalfOpen/2). Off by default: legitimate
+	// initiators without puzzle support are refused while it applies.
+	PuzzleDifficulty, PuzzleThreshold int
+	// PuzzleMaxDifficulty is the hardest puzzle we solve as initiator
+	// (RFC 8019 §9; at most 24); 0 means 18 (§4.4: "a reasonable choice
+	// ... for all Initiators"), -1 never to solve one.
+	PuzzleMaxDifficulty int
 	// MaxIKESAs caps all IKE SAs.
 	MaxIKESAs int
 	// DeleteTimeout bounds how long a rekeyed IKE SA waits for the
@@ -69,6 +91,33 @@ func (c *Config) setDefaults() {
 	if c.MaxHalfOpen == 0 {
 		c.MaxHalfOpen = 5000
 	}
+	if c.HalfOpenPerSource == 0 {
+		c.HalfOpenPerSource = 5
+	}
+	if c.HalfOpenPerPrefix == 0 {
+		c.HalfOpenPerPrefix = 50
+	}
+	if c.HalfOpenPrefix4 <= 0 || c.HalfOpenPrefix4 > 32 {
+		c.HalfOpenPrefix4 = 24
+	}
+	if c.HalfOpenPrefix6 <= 0 || c.HalfOpenPrefix6 > 128 {
+		c.HalfOpenPrefix6 = 64
+	}
+	if c.CookieSecretLifetime <= 0 {
+		c.CookieSecretLifetime = time.Minute
+	}
+	if c.CookieGrace <= 0 {
+		c.CookieGrace = 10 * time.Second
+	}
+	c.CookieGrace = min(c.CookieGrace, c.CookieSecretLifetime)
+	c.PuzzleDifficulty = min(max(c.PuzzleDifficulty, 0), maxPuzzleBits)
+	if c.PuzzleThreshold <= 0 {
+		c.PuzzleThreshold = max(c.MaxHalfOpen/2, 1)
+	}
+	if c.PuzzleMaxDifficulty == 0 {
+		c.PuzzleMaxDifficulty = 18
+	}
+	c.PuzzleMaxDifficulty = min(c.PuzzleMaxDifficulty, maxPuzzleBits)
 	if c.MaxIKESAs == 0 {
 		c.MaxIKESAs = 200000
 	}

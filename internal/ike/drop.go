@@ -41,6 +41,8 @@ const (
 	DropFragment      // an IKE fragment; fragmentation is not negotiated (RFC 7383)
 	DropNoKeys        // a protected message to an IKE SA without keys yet
 	DropHalfOpenLimit // an IKE_SA_INIT request over the half-open or total limit
+	DropSourceLimit   // an IKE_SA_INIT request from a source address at its half-open limit
+	DropPrefixLimit   // an IKE_SA_INIT request from a prefix at its half-open limit
 	DropInvalidKE     // a KE payload that is not a valid public value (RFC 6989 §2)
 	DropLocalFailure  // this host could not go on (no randomness for a DH key)
 	numDropReasons
@@ -66,6 +68,8 @@ var dropNames = [numDropReasons]string{
 	DropFragment:      "fragment",
 	DropNoKeys:        "no-keys",
 	DropHalfOpenLimit: "half-open-limit",
+	DropSourceLimit:   "source-limit",
+	DropPrefixLimit:   "prefix-limit",
 	DropInvalidKE:     "invalid-ke",
 	DropLocalFailure:  "local-failure",
 }
@@ -92,6 +96,7 @@ func DropReasons() []DropReason {
 // may be empty.
 type dropped struct {
 	sa   *ikeSA
+	id   uint64 // the IKE SA's id when sa is nil (a half-open SA)
 	from netip.AddrPort
 	h    *wire.Header
 }
@@ -107,7 +112,10 @@ func (e *Engine) drop(r DropReason, w dropped) {
 	}
 	attrs := []slog.Attr{slog.String("reason", r.String())}
 	if w.sa != nil {
-		attrs = append(attrs, slog.Uint64("ike", w.sa.id))
+		w.id = w.sa.id
+	}
+	if w.id != 0 {
+		attrs = append(attrs, slog.Uint64("ike", w.id))
 	}
 	if w.from.IsValid() {
 		attrs = append(attrs, slog.String("from", w.from.String()))

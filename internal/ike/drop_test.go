@@ -89,6 +89,22 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 	if len(gwReq) != 1 {
 		tb.Fatalf("gateway liveness check: %d datagrams", len(gwReq))
 	}
+	// A half-open SA on the gateway (halfopen.go): an IKE_SA_INIT it
+	// answered whose IKE_AUTH never comes.
+	_, acts, err = p.ue.Initiate(p.now, "home", netip.AddrPortFrom(ueAddr, 500), netip.AddrPort{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hoReq := sends(acts)
+	if len(hoReq) != 1 {
+		tb.Fatalf("IKE_SA_INIT: %d datagrams", len(hoReq))
+	}
+	hoResp := sends(p.gw.Receive(p.now, hoReq[0]))
+	if len(hoResp) != 1 || len(p.gw.IKESAs()) != 2 {
+		tb.Fatalf("no half-open SA: %d answers, SAs %+v", len(hoResp), p.gw.IKESAs())
+	}
+	halfOpen := wire.Header{SPIi: binary.BigEndian.Uint64(hoResp[0].Data[0:]), SPIr: binary.BigEndian.Uint64(hoResp[0].Data[8:]),
+		MajorVersion: 2, Exchange: wire.Informational, Flags: wire.FlagInitiator, MessageID: 1}
 
 	req := pending[0]
 	// off is where the IKE header starts: after the non-ESP marker on
@@ -153,6 +169,14 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		{"spi/unknown/500", ike.Datagram{Local: gw500, Remote: from500, Data: header(randomSPIs, 80)}},
 		{"spi/unknown/4500", ike.Datagram{Local: gw4500, Remote: from4500, Data: marker(header(randomSPIs, 80))}},
 		{"init/response-to-no-request", ike.Datagram{Local: gw500, Remote: from500, Data: initRespBytes}},
+		// Before IKE_AUTH the half-open SA takes only IKE_AUTH, Message
+		// ID 1 (§1.2, §2.2).
+		{"half-open/not-ike-auth", ike.Datagram{Local: gw4500, Remote: from4500, Data: marker(header(halfOpen, 80))}},
+		{"half-open/outside-window", ike.Datagram{Local: gw4500, Remote: from4500, Data: marker(header(func() wire.Header {
+			h := halfOpen
+			h.Exchange, h.MessageID = wire.IKEAuth, 7
+			return h
+		}(), 80))}},
 		// The live SA's SPIs with the I flag of the wrong side (§2.6:
 		// the I flag tells whose SPI is whose).
 		{"live/wrong-i-flag", mutate(req, func(b []byte) { b[19] &^= byte(wire.FlagInitiator) })},
@@ -212,9 +236,16 @@ func checkDropped(t *testing.T, e *ike.Engine, c dropCase) {
 	if got := e.Stats().Dropped - before; got != 1 {
 		t.Fatalf("%s: Dropped grew by %d, want 1", c.name, got)
 	}
-	if sas := e.IKESAs(); len(sas) != 1 || sas[0].State != "ESTABLISHED" {
-		t.Fatalf("%s: the IKE SA did not survive: %+v", c.name, sas)
+	if !liveSA(e) {
+		t.Fatalf("%s: the IKE SA did not survive: %+v", c.name, e.IKESAs())
 	}
+}
+
+// liveSA reports whether the fixture's IKE SA is still established (and
+// the half-open one still there).
+func liveSA(e *ike.Engine) bool {
+	sas := e.IKESAs()
+	return len(sas) == 2 && sas[0].State == "ESTABLISHED" && sas[1].State == "CONNECTING"
 }
 
 // dropNow is the pair's clock (newPair): drops arm no timers.
@@ -282,6 +313,8 @@ func TestDropReasonsCountedAndLogged(t *testing.T) {
 		"live/request-integrity":      ike.DropIntegrity,
 		"live/forged-retransmission":  ike.DropIntegrity,
 		"live/unsolicited-response":   ike.DropNoRequest,
+		"half-open/not-ike-auth":      ike.DropNotAuthed,
+		"half-open/outside-window":    ike.DropWindow,
 	}
 	for _, c := range cases {
 		r, ok := want[c.name]
@@ -372,6 +405,9 @@ func FuzzReceive(f *testing.F) {
 		f.Add(c.d.Local.Port() == 4500, c.d.Data)
 	}
 	id := e.IKESAs()[0].ID
+	if !liveSA(e) {
+		f.Fatalf("fixture: %+v", e.IKESAs())
+	}
 	f.Fuzz(func(t *testing.T, natt bool, data []byte) {
 		port := uint16(500)
 		if natt {

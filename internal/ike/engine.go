@@ -23,9 +23,9 @@ type Engine struct {
 	now time.Time
 	out []Action
 
-	sas      map[uint64]*ikeSA // by our SPI
-	byID     map[uint64]*ikeSA // by engine-local id (CLI handle)
-	halfOpen map[halfOpenKey]*ikeSA
+	sas      map[uint64]*ikeSA   // by our SPI
+	byID     map[uint64]*ikeSA   // by engine-local id (CLI handle)
+	halfOpen halfOpenTable       // responder SAs before IKE_AUTH (halfopen.go)
 	children map[uint32]*childSA // by inbound SPI
 	nextID   uint64
 
@@ -38,9 +38,9 @@ type Engine struct {
 	timerSeq uint64
 	armed    time.Time
 
-	cookieSecret [32]byte
-	stats        Stats
-	drops        [numDropReasons]uint64
+	cookies cookieSecrets
+	stats   Stats
+	drops   [numDropReasons]uint64
 	// scratch holds the plaintext of the protected message being
 	// verified (transport.go open), so a forgery costs no allocation.
 	scratch []byte
@@ -56,15 +56,6 @@ type Stats struct {
 	DroppedBy    map[DropReason]uint64
 	NotifiesSent map[wire.NotifyType]uint64
 	NotifiesRecv map[wire.NotifyType]uint64
-}
-
-// halfOpenKey finds a retransmitted IKE_SA_INIT request. SPIi and address
-// are not unique (two hosts behind one NAT), so a hash of the whole
-// request is part of the key (RFC 7296 §2.1).
-type halfOpenKey struct {
-	spiI   uint64
-	remote netip.AddrPort
-	hash   [32]byte
 }
 
 // New checks cfg and returns an engine.
@@ -85,12 +76,12 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, log: cfg.Logger,
-		sas: map[uint64]*ikeSA{}, byID: map[uint64]*ikeSA{}, halfOpen: map[halfOpenKey]*ikeSA{},
+		sas: map[uint64]*ikeSA{}, byID: map[uint64]*ikeSA{}, halfOpen: newHalfOpenTable(),
 		children: map[uint32]*childSA{},
 		stats: Stats{Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{},
 			NotifiesRecv: map[wire.NotifyType]uint64{}},
 	}
-	if _, err := io.ReadFull(cfg.Rand, e.cookieSecret[:]); err != nil {
+	if _, err := io.ReadFull(cfg.Rand, e.cookies.cur[:]); err != nil {
 		return nil, fmt.Errorf("ike: reading randomness: %w", err)
 	}
 	return e, nil
@@ -246,6 +237,10 @@ func (e *Engine) CreateChild(now time.Time, id uint64, child string) ([]Action, 
 func (e *Engine) Terminate(now time.Time, id uint64, child uint32) ([]Action, error) {
 	e.begin(now)
 	sa := e.byID[id]
+	if h := e.halfOpenByID(id); sa == nil && h != nil && child == 0 {
+		e.dropHalfOpen(h, "terminated before it was established")
+		return e.end(), nil
+	}
 	if sa == nil {
 		return e.end(), fmt.Errorf("ike: no IKE SA %d", id)
 	}
@@ -319,6 +314,9 @@ func (e *Engine) Shutdown(now time.Time) []Action {
 		}
 		e.destroy(sa, "shutdown")
 	}
+	for _, h := range e.sortedHalfOpen() {
+		e.dropHalfOpen(h, "shutdown")
+	}
 	return e.end()
 }
 
@@ -339,6 +337,7 @@ func (e *Engine) Reconfigure(now time.Time, conns []*Connection) ([]Action, erro
 		names[c.Name] = c
 	}
 	e.cfg.Connections = conns
+	e.reconfigureHalfOpen(names)
 	for _, sa := range e.sortedSAs() {
 		c := names[sa.conn.Name]
 		switch {
@@ -413,7 +412,7 @@ func (e *Engine) nonce() []byte {
 func (e *Engine) newSPI() uint64 {
 	for {
 		s := e.randomUint64()
-		if _, used := e.sas[s]; s != 0 && !used {
+		if _, used := e.sas[s]; s != 0 && !used && e.halfOpen.bySPI[s] == nil {
 			return s
 		}
 	}

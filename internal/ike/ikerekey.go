@@ -196,6 +196,7 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) 
 	n.localVIPs, n.remoteVIPs = sa.localVIPs, sa.remoteVIPs
 	n.cloneLocal, n.clonePeer, n.mobikeInitiator = sa.cloneLocal, sa.clonePeer, sa.mobikeInitiator
 	n.parent, n.vipsInherited = sa.parent, sa.vipsInherited
+	n.lineage = sa.lineageID() // a clone starts its own (cloneSA resets it)
 	if sa.family != nil {
 		sa.family.join(n) // leases stay with the family (§3.15.1, RFC 7791 §8)
 	}

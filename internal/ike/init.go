@@ -2,12 +2,13 @@ package ike
 
 import (
 	"bytes"
-	"crypto/sha256"
+	"context"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 
 	"github.com/mifike/mifike/internal/ikeauth"
@@ -26,6 +27,8 @@ type ikeInitTask struct {
 	cookie  []byte
 	retries int
 	offered *wire.SA
+	// solution answers the responder's puzzle (RFC 8019 §7.1.2).
+	solution *wire.PuzzleSolution
 }
 
 func (e *Engine) initiate(c *Connection, local, remote netip.AddrPort, only *ChildConfig, iface string) (*ikeSA, error) {
@@ -57,6 +60,9 @@ func (t *ikeInitTask) send(sa *ikeSA) error {
 	var ps []wire.Payload
 	if t.cookie != nil {
 		ps = append(ps, wire.NewNotify(wire.NotifyCookie, t.cookie)) // COOKIE comes first (§2.6)
+		if t.solution != nil {
+			ps = append(ps, t.solution) // then the Puzzle Solution (RFC 8019 §7.1.2)
+		}
 	}
 	ps = append(ps, t.offered, &wire.KE{Group: t.group, Data: dh.Public()}, &wire.Nonce{Data: sa.ni})
 	if !sa.conn.NoNATT {
@@ -86,14 +92,18 @@ func (t *ikeInitTask) send(sa *ikeSA) error {
 // (§2.23). With ForceEncap the source hash is random, so the peer sees a
 // NAT and both sides encapsulate (what strongSwan's encap=yes does).
 func (sa *ikeSA) natdNotifies(spiR uint64) []wire.Payload {
-	src := ikecrypto.NATDetectionHash(sa.spiI, spiR, sa.local)
-	if sa.conn.ForceEncap {
+	return sa.e.natdPayloads(sa.spiI, spiR, sa.local, sa.remote, sa.conn.ForceEncap)
+}
+
+func (e *Engine) natdPayloads(spiI, spiR uint64, local, remote netip.AddrPort, forceEncap bool) []wire.Payload {
+	src := ikecrypto.NATDetectionHash(spiI, spiR, local)
+	if forceEncap {
 		src = make([]byte, 20)
-		sa.e.random(src)
+		e.random(src)
 	}
 	return []wire.Payload{
 		wire.NewNotify(wire.NotifyNATDetectionSourceIP, src),
-		wire.NewNotify(wire.NotifyNATDetectionDestinationIP, ikecrypto.NATDetectionHash(sa.spiI, spiR, sa.remote)),
+		wire.NewNotify(wire.NotifyNATDetectionDestinationIP, ikecrypto.NATDetectionHash(spiI, spiR, remote)),
 	}
 }
 
@@ -116,6 +126,10 @@ func (t *ikeInitTask) process(sa *ikeSA, m *message) {
 	if n := m.notify(wire.NotifyCookie); n != nil && len(n.Data) >= 1 && len(n.Data) <= 64 && t.retries < maxInitRetries {
 		t.retries++
 		t.cookie = bytes.Clone(n.Data)
+		t.solution = nil
+		if pz := m.notify(wire.NotifyPuzzle); pz != nil && t.solvePuzzle(sa, pz) {
+			return
+		}
 		t.retry(sa, "responder asked for a COOKIE")
 		return
 	}
@@ -141,6 +155,43 @@ func (t *ikeInitTask) process(sa *ikeSA, m *message) {
 		return
 	}
 	sa.tasks = append([]task{&ikeAuthTask{}}, sa.tasks...)
+}
+
+// solvePuzzle starts solving the responder's puzzle (RFC 8019 §7.1.2) and
+// reports whether it did; if not (too hard, unknown PRF, or puzzles off)
+// the cookie is returned without a solution, as a host without puzzle
+// support would, and the responder decides.
+func (t *ikeInitTask) solvePuzzle(sa *ikeSA, pz *wire.Notify) bool {
+	e := sa.e
+	if e.cfg.PuzzleMaxDifficulty < 0 {
+		return false
+	}
+	s, err := newPuzzleSolver(pz, t.cookie, e.cfg.PuzzleMaxDifficulty)
+	if err != nil {
+		// RFC 8019 §9: say so to the administrator.
+		e.log.Warn("not solving the responder's puzzle: "+err.Error(), "ike", sa.id)
+		return false
+	}
+	e.log.Info("solving the responder's puzzle", "ike", sa.id, "bits", s.bits, "prf", s.prf.ID)
+	t.solveTurn(sa, s)
+	return true
+}
+
+// solveTurn does one turn of the puzzle's work and schedules the next, or
+// sends the request when done (see puzzleChunk for why in turns).
+func (t *ikeInitTask) solveTurn(sa *ikeSA, s *puzzleSolver) {
+	if sa.state == stateDead {
+		return
+	}
+	if !s.work(puzzleChunk) {
+		sa.e.after(puzzleYield, func() { t.solveTurn(sa, s) })
+		return
+	}
+	t.solution = s.solution()
+	if t.solution == nil {
+		sa.e.log.Warn("gave up on the responder's puzzle, returning the cookie alone", "ike", sa.id, "bits", s.bits)
+	}
+	t.retry(sa, "solved the responder's puzzle")
 }
 
 func (t *ikeInitTask) retry(sa *ikeSA, why string) {
@@ -174,7 +225,7 @@ func (sa *ikeSA) processInitResponse(t *ikeInitTask, m *message) error {
 	sa.nr = bytes.Clone(nonce.Data)
 	sa.initResp = m.raw
 	sa.neg = neg
-	sa.readInitNotifies(m, m.SPIr)
+	sa.applyInitNotes(readInitNotes(m, m.SPIr, sa.conn))
 	if err := sa.deriveKeys(gir); err != nil {
 		return err
 	}
@@ -190,38 +241,50 @@ func (sa *ikeSA) processInitResponse(t *ikeInitTask, m *message) error {
 	return nil
 }
 
-// readInitNotifies evaluates NAT detection (§2.23) and the peer's
-// signature hashes (RFC 7427 §4).
-func (sa *ikeSA) readInitNotifies(m *message, spiR uint64) {
+// initNotes is what the peer's IKE_SA_INIT notifies said.
+type initNotes struct {
+	natLocal, natRemote, peerNATT bool
+	peerHashes                    []wire.HashAlgorithm
+}
+
+// readInitNotes evaluates NAT detection (§2.23) and the peer's signature
+// hashes (RFC 7427 §4).
+func readInitNotes(m *message, spiR uint64, c *Connection) initNotes {
 	var srcMatch, sawSrc bool
+	var n initNotes
 	for _, p := range m.payloads {
-		n, ok := p.(*wire.Notify)
+		no, ok := p.(*wire.Notify)
 		if !ok {
 			continue
 		}
-		switch n.NotifyType {
+		switch no.NotifyType {
 		case wire.NotifyNATDetectionSourceIP:
 			sawSrc = true
-			if subtle.ConstantTimeCompare(n.Data, ikecrypto.NATDetectionHash(m.SPIi, spiR, m.d.Remote)) == 1 {
+			if subtle.ConstantTimeCompare(no.Data, ikecrypto.NATDetectionHash(m.SPIi, spiR, m.d.Remote)) == 1 {
 				srcMatch = true
 			}
 		case wire.NotifyNATDetectionDestinationIP:
-			sa.peerNATT = true
-			if subtle.ConstantTimeCompare(n.Data, ikecrypto.NATDetectionHash(m.SPIi, spiR, m.d.Local)) != 1 {
-				sa.natLocal = true
+			n.peerNATT = true
+			if subtle.ConstantTimeCompare(no.Data, ikecrypto.NATDetectionHash(m.SPIi, spiR, m.d.Local)) != 1 {
+				n.natLocal = true
 			}
 		case wire.NotifySignatureHashAlgorithms:
-			if hs, err := n.Hashes(); err == nil {
-				sa.peerHashes = hs
+			if hs, err := no.Hashes(); err == nil {
+				n.peerHashes = hs
 			}
 		}
 	}
-	sa.natRemote = sawSrc && !srcMatch
-	if sa.conn.NoNATT {
+	n.natRemote = sawSrc && !srcMatch
+	if c.NoNATT {
 		// NAT traversal is off: a NAT the notifies reveal is not
 		// worked around (the peer's NO_NATS_ALLOWED check finds it).
-		sa.peerNATT, sa.natLocal, sa.natRemote = false, false, false
+		n.peerNATT, n.natLocal, n.natRemote = false, false, false
 	}
+	return n
+}
+
+func (sa *ikeSA) applyInitNotes(n initNotes) {
+	sa.natLocal, sa.natRemote, sa.peerNATT, sa.peerHashes = n.natLocal, n.natRemote, n.peerNATT, n.peerHashes
 }
 
 // deriveKeys computes SKEYSEED and the IKE SA keys (§2.14).
@@ -241,6 +304,15 @@ func (sa *ikeSA) setKeys(suite *ikecrypto.Suite, skeyseed []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := sa.installKeys(suite, keys); err != nil {
+		return err
+	}
+	sa.e.keyLog(sa, keys)
+	return nil
+}
+
+// installKeys keys both directions from the expanded keys.
+func (sa *ikeSA) installKeys(suite *ikecrypto.Suite, keys *ikecrypto.IKEKeys) error {
 	fromI, err := suite.NewSKCipher(keys.SKei, keys.SKai)
 	if err != nil {
 		return err
@@ -255,7 +327,6 @@ func (sa *ikeSA) setKeys(suite *ikecrypto.Suite, skeyseed []byte) error {
 	} else {
 		sa.out, sa.in = fromR, fromI
 	}
-	sa.e.keyLog(sa, keys)
 	return nil
 }
 
@@ -263,6 +334,12 @@ func (sa *ikeSA) setKeys(suite *ikecrypto.Suite, skeyseed []byte) error {
 // that waits for it (receiveInitResponse checked that it does, and
 // inspect its Message ID).
 func (e *Engine) initResponse(sa *ikeSA, m *message) {
+	if m.notify(wire.NotifyPuzzle) != nil && m.notify(wire.NotifyCookie) == nil {
+		// RFC 8019 §7.1.2: a puzzle without the cookie it is computed
+		// over is malformed; keep waiting (and retransmitting).
+		e.drop(DropMalformed, dropped{sa: sa, from: m.d.Remote, h: &m.Header})
+		return
+	}
 	p := sa.outstanding[0]
 	p.timer.cancel()
 	sa.outstanding = nil
@@ -274,49 +351,65 @@ func (e *Engine) initResponse(sa *ikeSA, m *message) {
 	}
 }
 
-// cookie is <version> | SHA-256(Ni | IPi | SPIi | secret) (§2.6): it lets
-// us stay stateless until the initiator proves it sees our replies.
-func (e *Engine) cookie(ni []byte, remote netip.Addr, spiI uint64) []byte {
-	h := sha256.New()
-	h.Write(ni)
-	h.Write(remote.AsSlice())
-	binary.Write(h, binary.BigEndian, spiI)
-	h.Write(e.cookieSecret[:])
-	return append([]byte{0}, h.Sum(nil)...)
-}
-
-// initRequest is the responder's IKE_SA_INIT. Nothing is kept for a
-// request we refuse, and no more than MaxHalfOpen SAs exist.
+// initRequest is the responder's IKE_SA_INIT (§1.2). A request we refuse
+// leaves nothing behind; one we answer leaves a halfOpenSA (halfopen.go),
+// never more than MaxHalfOpen of them. In order: a retransmission is
+// answered from the SA it made (§2.1); the global caps, then under load
+// the per-source and per-prefix limits, drop a request before anything is
+// computed (RFC 8019 §4.2); under load a request needs a valid COOKIE
+// (§2.6) and, under heavier load with puzzles on, a solved puzzle
+// (RFC 8019 §7.1.4); then come the proposal and the KE.
 func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	d := m.d // inspect checked the SPIr and Message ID are zero
-	key := halfOpenKey{spiI: m.SPIi, remote: d.Remote, hash: requestHash(m.raw)}
-	if sa := e.halfOpen[key]; sa != nil && len(sa.responses) > 0 && sa.responses[0].id == 0 {
-		for _, pkt := range sa.responses[0].packets {
-			sa.transmitTo(d.Local, d.Remote, pkt)
+	nonce, hasNonce := wire.First[*wire.Nonce](m.payloads)
+	var key halfOpenKey
+	if hasNonce {
+		key = halfOpenKey{spiI: m.SPIi, remote: d.Remote, ni: niKey(nonce.Data)}
+		if h := e.halfOpen.byKey[key]; h != nil {
+			e.answerHalfOpen(h, d)
+			return
 		}
-		e.stats.Retransmissions++
-		return
 	}
 	if crit != nil {
 		e.answerInit(m, wire.NotifyUnsupportedCriticalPayload, []byte{byte(crit.Type)})
 		return
 	}
-	if len(e.halfOpen) >= e.cfg.MaxHalfOpen || len(e.sas) >= e.cfg.MaxIKESAs {
+	open := e.halfOpen.len()
+	if open >= e.cfg.MaxHalfOpen || len(e.sas)+open >= e.cfg.MaxIKESAs {
 		e.drop(DropHalfOpenLimit, dropped{from: d.Remote, h: &m.Header})
 		return
 	}
-	nonce, ok1 := wire.First[*wire.Nonce](m.payloads)
 	offered, ok2 := wire.First[*wire.SA](m.payloads)
 	ke, ok3 := wire.First[*wire.KE](m.payloads)
-	if !ok1 || !ok2 || !ok3 {
+	if !hasNonce || !ok2 || !ok3 {
 		e.drop(DropMalformed, dropped{from: d.Remote, h: &m.Header}) // without SA, KE or Nonce
 		return
 	}
-	if len(e.halfOpen) >= e.cfg.CookieThreshold {
-		want := e.cookie(nonce.Data, d.Remote.Addr(), m.SPIi)
-		n, first := m.payloads[0].(*wire.Notify)
-		if !first || n.NotifyType != wire.NotifyCookie || subtle.ConstantTimeCompare(n.Data, want) != 1 {
-			e.answerInit(m, wire.NotifyCookie, want)
+	// Under load, a source or prefix at its limit gets nothing, not even
+	// a COOKIE: what it would return could only be dropped.
+	src, pfx := e.halfOpenOrigin(d.Remote.Addr())
+	loaded := open >= e.cfg.CookieThreshold
+	if loaded {
+		if why := e.halfOpenLimit(src, pfx); why != DropNone {
+			e.drop(why, dropped{from: d.Remote, h: &m.Header})
+			return
+		}
+	}
+	info, cookie, verified := e.checkCookie(m, nonce.Data, d.Remote.Addr())
+	puzzling := e.cfg.PuzzleDifficulty > 0 && open >= e.cfg.PuzzleThreshold
+	switch {
+	case !verified && loaded:
+		e.askCookie(m, offered, nonce.Data, puzzling)
+		return
+	case verified && puzzling && (info.bits == 0 || !puzzleSolved(info, cookie, firstPS(m))):
+		// RFC 8019 §7.1.4, §7.1.5: no puzzle was given, or it was not
+		// solved: demand the work (again) rather than serve the request.
+		e.askCookie(m, offered, nonce.Data, true)
+		return
+	case verified:
+		// Counted against its source and prefix, under load or not.
+		if why := e.halfOpenLimit(src, pfx); why != DropNone {
+			e.drop(why, dropped{from: d.Remote, h: &m.Header})
 			return
 		}
 	}
@@ -356,6 +449,12 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 		e.answerInit(m, wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(neg.DH)))
 		return
 	}
+	suite, err := ikecrypto.NewSuite(neg.Encr.Encr, neg.Encr.KeyBits, neg.PRF, neg.Integ, neg.DH)
+	if err != nil {
+		e.log.Error("cannot make the IKE suite", "err", err)
+		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
+		return
+	}
 	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
 	if err != nil {
 		e.log.Error("cannot make a DH key", "err", err)
@@ -367,22 +466,19 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 		e.drop(DropInvalidKE, dropped{from: d.Remote, h: &m.Header}) // RFC 6989 §2
 		return
 	}
-	sa := e.newSA(c, false, d.Local, d.Remote)
-	sa.spiI = m.SPIi
-	sa.ni = bytes.Clone(nonce.Data)
-	sa.nr = e.nonce()
-	sa.neg = neg
-	sa.readInitNotifies(m, 0)
-	ps := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.KE{Group: neg.DH, Data: dh.Public()}, &wire.Nonce{Data: sa.nr}}
-	if m.notify(wire.NotifyNATDetectionSourceIP) != nil {
-		if !sa.conn.NoNATT {
-			ps = append(ps, sa.natdNotifies(sa.spiR)...)
-		}
+	e.nextID++
+	h := &halfOpenSA{id: e.nextID, conn: c, key: key, spiR: e.newSPI(), local: d.Local, created: e.now, neg: neg,
+		counted: verified, notes: readInitNotes(m, 0, c)}
+	nr := e.nonce()
+	skeyseed := ikecrypto.SKEYSEED(suite.PRF, nonce.Data, nr, gir) // §2.14
+	ps := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.KE{Group: neg.DH, Data: dh.Public()}, &wire.Nonce{Data: nr}}
+	if m.notify(wire.NotifyNATDetectionSourceIP) != nil && !c.NoNATT {
+		ps = append(ps, e.natdPayloads(h.key.spiI, h.spiR, d.Local, d.Remote, c.ForceEncap)...)
 	}
-	if sa.peerHashes != nil && !c.ClassicSignatures {
+	if h.notes.peerHashes != nil && !c.ClassicSignatures {
 		ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
 	} else {
-		sa.peerHashes = nil // RFC 7427 only if both announced it (§4)
+		h.notes.peerHashes = nil // RFC 7427 only if both announced it (§4)
 	}
 	// The connection is only settled by the peer's identity in IKE_AUTH:
 	// ask for certificates from the CAs of every candidate that takes them
@@ -390,38 +486,67 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	if cas := certReqCAs(cands); len(cas) > 0 {
 		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: ikeauth.CertReqData(cas)})
 	}
-	resp := &wire.Message{Header: sa.header(wire.IKESAInit, 0, true), Payloads: ps}
+	resp := &wire.Message{Header: wire.Header{SPIi: m.SPIi, SPIr: h.spiR, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagResponse},
+		Payloads: ps}
 	b, err := resp.Marshal()
 	if err != nil {
-		e.destroy(sa, err.Error())
+		e.log.Error("cannot build the IKE_SA_INIT response", "err", err)
+		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
 		return
 	}
-	sa.initReq, sa.initResp = m.raw, b
-	if err := sa.deriveKeys(gir); err != nil {
-		e.destroy(sa, err.Error())
+	h.keep(m.raw, b, nonce.Data, nr, skeyseed)
+	e.addHalfOpen(h)
+	for _, p := range ps {
+		if n, ok := p.(*wire.Notify); ok {
+			e.stats.NotifiesSent[n.NotifyType]++
+		}
+	}
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.log.Debug("sending "+resp.String(), "ike", h.id)
+	}
+	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: e.withMarker(d.Local, b)}})
+}
+
+func firstPS(m *message) *wire.PuzzleSolution {
+	ps, _ := wire.First[*wire.PuzzleSolution](m.payloads)
+	return ps
+}
+
+// askCookie answers with a COOKIE, with a PUZZLE when puzzle is set, and
+// keeps nothing (RFC 7296 §2.6, RFC 8019 §7.1.1).
+func (e *Engine) askCookie(m *message, offered *wire.SA, ni []byte, puzzle bool) {
+	var info cookieInfo
+	if puzzle {
+		prf, ok := puzzlePRF(offered)
+		if !ok {
+			e.answerInit(m, wire.NotifyNoProposalChosen, nil) // RFC 8019 §7.1.1.2
+			return
+		}
+		info = cookieInfo{bits: uint8(e.cfg.PuzzleDifficulty), prf: prf}
+	}
+	c := e.makeCookie(ni, m.d.Remote.Addr(), m.SPIi, info)
+	if puzzle {
+		e.answerInit(m, wire.NotifyCookie, c, puzzleNotify(info))
 		return
 	}
-	sa.encap = sa.natLocal || sa.natRemote
-	sa.expectReq = 1
-	sa.responses = []*response{{id: 0, exchange: wire.IKESAInit, hash: key.hash, packets: [][]byte{b}}}
-	sa.halfOpen = &key
-	e.halfOpen[key] = sa
-	sa.halfOpenT = e.after(e.cfg.HalfOpenTimeout, func() { e.destroy(sa, "no IKE_AUTH after IKE_SA_INIT") })
-	sa.countNotifies(ps, true)
-	e.log.Debug("sending "+resp.String(), "ike", sa.id)
-	sa.transmitTo(d.Local, d.Remote, b)
+	e.answerInit(m, wire.NotifyCookie, c)
 }
 
 // answerInit sends an unprotected IKE_SA_INIT error or COOKIE response
-// and keeps no state (§2.6, §2.21.1).
-func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte) {
+// (with the PUZZLE after the COOKIE, RFC 8019 §7.1.1) and keeps no state
+// (§2.6, §2.21.1).
+func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte, more ...wire.Payload) {
 	resp := &wire.Message{Header: wire.Header{SPIi: m.SPIi, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagResponse},
-		Payloads: []wire.Payload{wire.NewNotify(t, data)}}
+		Payloads: append([]wire.Payload{wire.NewNotify(t, data)}, more...)}
 	b, err := resp.Marshal()
 	if err != nil {
 		return
 	}
-	e.stats.NotifiesSent[t]++
+	for _, p := range resp.Payloads {
+		if n, ok := p.(*wire.Notify); ok {
+			e.stats.NotifiesSent[n.NotifyType]++
+		}
+	}
 	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: e.withMarker(m.d.Local, b)}})
 }
 

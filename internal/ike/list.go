@@ -3,6 +3,7 @@ package ike
 import (
 	"crypto/sha256"
 	"net/netip"
+	"sort"
 	"time"
 
 	"github.com/mifike/mifike/internal/ikeauth"
@@ -26,9 +27,13 @@ type IKESAInfo struct {
 	// Clone family (RFC 7791 §8): the id shared by an authentication's
 	// IKE SAs, when it authenticated, the SA this one was cloned from,
 	// and whether both peers allow cloning.
-	Family          uint64
-	AuthTime        time.Time
-	Parent          uint64
+	Family   uint64
+	AuthTime time.Time
+	Parent   uint64
+	// Lineage is the id of the first IKE SA this one replaced through IKE
+	// SA rekeys and reauthentications (its own id if none): the ID changes
+	// with every rekey, Lineage names the VPN for as long as it lives.
+	Lineage         uint64
 	CloneSupported  bool
 	MOBIKEInitiator bool
 	// Window and PeerWindow: requests each side may have outstanding on
@@ -51,11 +56,16 @@ type ChildInfo struct {
 	Established time.Time
 }
 
-// IKESAs lists every IKE SA past IKE_SA_INIT, ordered by id.
+// IKESAs lists every IKE SA past IKE_SA_INIT, half-open ones too,
+// ordered by id.
 func (e *Engine) IKESAs() []IKESAInfo {
 	var out []IKESAInfo
 	for _, sa := range e.sortedSAs() {
 		out = append(out, sa.info())
+	}
+	if e.halfOpen.len() > 0 {
+		out = append(out, e.halfOpenInfos()...)
+		sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	}
 	return out
 }
@@ -75,6 +85,7 @@ func (sa *ikeSA) info() IKESAInfo {
 		i.Family, i.AuthTime = f.id, f.authTime
 	}
 	i.Parent, i.CloneSupported, i.MOBIKEInitiator = sa.parent, sa.canClone(), sa.mobikeInitiator
+	i.Lineage = sa.lineageID()
 	i.Iface, i.PeerAddrs = sa.iface, append([]netip.Addr(nil), sa.peerAddrs...)
 	i.Window, i.PeerWindow = sa.window(), max(sa.peerWindow, 1)
 	if sa.suite != nil {

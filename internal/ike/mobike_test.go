@@ -356,3 +356,41 @@ func TestRFC4555Section3_5CloneUpdateSurvivesRekey(t *testing.T) {
 		}
 	}
 }
+
+// RFC 7296 §2.11 (and RFC 4555 §3.5): a response goes back to the address
+// and port the request came from, a retransmitted one from the cache
+// too. The end user's liveness check is answered but the answer is lost;
+// its link goes away, the SA moves, and the request is retransmitted from
+// the new address: the cached answer must go there, not to the old,
+// dead address (found by TestManagedClonesSurviveRekeys: the SA hung
+// until its hard lifetime).
+func TestRFC7296Section2_11CachedResponseToRequestSource(t *testing.T) {
+	l := newLab(t, 211, nil)
+	l.twoAddrs()
+	id := l.up()
+	l.settle(time.Second)
+	lost := false
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.gw && m.Response && wire.ExchangeType(m.Exchange) == wire.Informational && !lost {
+			lost = true
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, id) })
+	l.net.RunFor(100 * time.Millisecond)
+	if !lost {
+		t.Fatal("the liveness check's answer was not sent")
+	}
+	l.ue.RemoveAddr(ueAddr)
+	l.ue.Do(func(now time.Time) []ike.Action { return l.ue.Engine.SetLocalAddresses(now, []netip.Addr{ue2Addr}) })
+	l.move(l.ue, id, ue2Addr)
+	l.settle(30 * time.Second)
+	ue, gw := l.sa(l.ue), l.sa(l.gw)
+	if ue.Local.Addr() != ue2Addr || gw.Remote.Addr() != ue2Addr {
+		t.Fatalf("IKE SA addresses ue %v gw %v", ue.Local, gw.Remote)
+	}
+	if n := len(l.ue.EventsOf(ike.EventIKEDown)); n != 0 {
+		t.Fatalf("the end user lost its IKE SA: %v", l.ue.EventsOf(ike.EventIKEDown))
+	}
+}

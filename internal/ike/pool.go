@@ -3,21 +3,26 @@ package ike
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
-// Pool hands out virtual addresses through the Configuration payload
-// (RFC 7296 §2.19, §3.15). One identity gets one address, held while any of
-// its IKE SAs holds it (reference counted), so a peer that reconnects or
-// holds several IKE SAs keeps its inner address.
-type Pool struct {
-	Name   string
-	Prefix netip.Prefix
-	DNS    []netip.Addr
-
-	byOwner map[string]*lease
+// Leases is a lease registry: the table of every virtual address handed
+// out by the pools made from it. An address is leased to one owner at a
+// time whichever of those pools handed it out, so pools whose prefixes
+// overlap can never give one inner address to two peers (RFC 7296 §2.19:
+// the address is the peer's for as long as it holds it; two peers with one
+// address would black-hole one of them).
+//
+// Every pool one engine uses must come from one registry, and the
+// registry must outlive a reload: a pool the new configuration renames,
+// resizes or drops may still have addresses held by running SAs, and a
+// new pool that overlaps it must not hand those out until they are
+// released (config.Build carries the registry over).
+//
+// Like the engine, a registry is not safe for concurrent use.
+type Leases struct {
 	byAddr  map[netip.Addr]*lease
-	next    netip.Addr
-	size    uint64
+	byOwner map[string][]*lease // one per pool prefix the owner holds an address in
 }
 
 type lease struct {
@@ -26,40 +31,96 @@ type lease struct {
 	refs  int
 }
 
+// NewLeases returns an empty registry.
+func NewLeases() *Leases {
+	return &Leases{byAddr: map[netip.Addr]*lease{}, byOwner: map[string][]*lease{}}
+}
+
+// Len is the number of leased addresses over every pool of the registry.
+func (r *Leases) Len() int { return len(r.byAddr) }
+
+// Pool hands out virtual addresses through the Configuration payload
+// (RFC 7296 §2.19, §3.15) from one prefix of its registry. One identity
+// gets one address of the prefix, held while any of its IKE SAs holds it
+// (reference counted), so a peer that reconnects or holds several IKE SAs
+// keeps its inner address.
+type Pool struct {
+	Name   string
+	Prefix netip.Prefix
+	DNS    []netip.Addr
+
+	leases *Leases
+	next   netip.Addr
+	size   uint64 // assignable addresses, at most 2^32
+}
+
 // NewPool makes a pool of the host addresses of prefix (network and, for
 // IPv4, broadcast and the first host are kept back: the first host is
 // usually the gateway's own inner address).
-func NewPool(name string, prefix netip.Prefix, dns ...netip.Addr) (*Pool, error) {
+func (r *Leases) NewPool(name string, prefix netip.Prefix, dns ...netip.Addr) (*Pool, error) {
 	prefix = prefix.Masked()
 	if !prefix.IsValid() {
 		return nil, fmt.Errorf("pool %s: invalid prefix", name)
+	}
+	if prefix.Addr().Is4In6() {
+		// An IPv4-mapped pool would overlap an IPv4 pool without either
+		// prefix saying so.
+		return nil, fmt.Errorf("pool %s: %v is an IPv4-mapped prefix; give the IPv4 prefix", name, prefix)
 	}
 	hostBits := prefix.Addr().BitLen() - prefix.Bits()
 	if hostBits < 2 {
 		return nil, fmt.Errorf("pool %s: prefix %v has no room for clients (need /30 or larger)", name, prefix)
 	}
-	size := uint64(1)<<min(hostBits, 32) - 3
-	return &Pool{Name: name, Prefix: prefix, DNS: dns, byOwner: map[string]*lease{}, byAddr: map[netip.Addr]*lease{},
-		next: prefix.Addr().Next().Next(), size: size}, nil
+	// The assignable addresses (all of them up to 2^32, which bounds a
+	// scan): IPv6 has no broadcast address to keep back.
+	size := uint64(1)<<min(hostBits, 32) - 2
+	if prefix.Addr().Is4() {
+		size--
+	}
+	return &Pool{Name: name, Prefix: prefix, DNS: dns, leases: r, next: prefix.Addr().Next().Next(), size: size}, nil
 }
 
-// Acquire returns owner's address, assigning a free one the first time.
+// NewPool makes a pool with a registry of its own. Pools that serve one
+// engine must share a registry instead (Leases.NewPool): this pool knows
+// nothing of the addresses another registry's pools hand out.
+func NewPool(name string, prefix netip.Prefix, dns ...netip.Addr) (*Pool, error) {
+	return NewLeases().NewPool(name, prefix, dns...)
+}
+
+// Leases is the registry the pool leases from.
+func (p *Pool) Leases() *Leases { return p.leases }
+
+// assignable reports whether the pool may hand out a: a host address of
+// its prefix that is not the network, the first host (the gateway's) or,
+// for IPv4, the broadcast address.
+func (p *Pool) assignable(a netip.Addr) bool {
+	return p.Prefix.Contains(a) && a != p.Prefix.Addr() && a != p.Prefix.Addr().Next() && !(a.Is4() && a == lastOf(p.Prefix))
+}
+
+// Acquire returns owner's address in the pool, assigning a free one the
+// first time. The owner's address is one it already holds in the prefix
+// through any pool of the registry, so a peer keeps its inner address when
+// a reload renames or resizes the pool that gave it (§2.19); otherwise an
+// address no pool of the registry has leased.
 func (p *Pool) Acquire(owner string) (netip.Addr, error) {
-	if l, ok := p.byOwner[owner]; ok {
-		l.refs++
-		return l.addr, nil
+	r := p.leases
+	for _, l := range r.byOwner[owner] {
+		if p.assignable(l.addr) {
+			l.refs++
+			return l.addr, nil
+		}
 	}
-	if uint64(len(p.byAddr)) >= p.size {
-		return netip.Addr{}, fmt.Errorf("pool %s (%v) is exhausted", p.Name, p.Prefix)
-	}
+	// The scan ends at a free address or after every address of the pool:
+	// within min(size, leases in the registry + 2) steps either way.
 	a := p.next
 	for i := uint64(0); i < p.size; i++ {
-		if !p.Prefix.Contains(a) || a == p.Prefix.Addr() || a == p.Prefix.Addr().Next() || a == lastOf(p.Prefix) && a.Is4() {
+		if !p.assignable(a) {
 			a = p.Prefix.Addr().Next().Next()
 		}
-		if _, used := p.byAddr[a]; !used {
+		if _, used := r.byAddr[a]; !used {
 			l := &lease{owner: owner, addr: a, refs: 1}
-			p.byOwner[owner], p.byAddr[a] = l, l
+			r.byAddr[a] = l
+			r.byOwner[owner] = append(r.byOwner[owner], l)
 			p.next = a.Next()
 			return a, nil
 		}
@@ -68,20 +129,38 @@ func (p *Pool) Acquire(owner string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("pool %s (%v) is exhausted", p.Name, p.Prefix)
 }
 
-// Release drops one reference to addr.
+// Release drops one reference to addr, which Acquire on this pool
+// returned; the last one frees the address for every pool of the
+// registry.
 func (p *Pool) Release(addr netip.Addr) {
-	l, ok := p.byAddr[addr]
-	if !ok {
+	r := p.leases
+	l, ok := r.byAddr[addr]
+	if !ok || !p.Prefix.Contains(addr) {
 		return
 	}
-	if l.refs--; l.refs <= 0 {
-		delete(p.byAddr, addr)
-		delete(p.byOwner, l.owner)
+	if l.refs--; l.refs > 0 {
+		return
+	}
+	delete(r.byAddr, addr)
+	ls := slices.DeleteFunc(r.byOwner[l.owner], func(x *lease) bool { return x == l })
+	if len(ls) == 0 {
+		delete(r.byOwner, l.owner)
+	} else {
+		r.byOwner[l.owner] = ls
 	}
 }
 
-// InUse is the number of leased addresses.
-func (p *Pool) InUse() int { return len(p.byAddr) }
+// InUse is the number of the pool's addresses that are leased, whichever
+// pool of the registry leased them.
+func (p *Pool) InUse() int {
+	n := 0
+	for a := range p.leases.byAddr {
+		if p.assignable(a) {
+			n++
+		}
+	}
+	return n
+}
 
 func lastOf(p netip.Prefix) netip.Addr {
 	a := p.Addr().AsSlice()

@@ -52,7 +52,6 @@ type ikeSA struct {
 	dh                *ikecrypto.DH
 	initReq, initResp []byte
 	peerHashes        []wire.HashAlgorithm
-	halfOpen          *halfOpenKey
 
 	localID, peerID ID
 	mobike          bool
@@ -81,6 +80,10 @@ type ikeSA struct {
 	cloneLocal, clonePeer bool
 	family                *family
 	parent                uint64
+	// lineage is the id of the IKE SA this one descends from by IKE SA
+	// rekeys (§2.8) and reauthentications (§2.8.3), 0 for the first: the
+	// id changes with every rekey, the VPN stays (see lineageID).
+	lineage uint64
 	// vipsInherited: this SA's virtual IPs are its clone parent's; a
 	// CP request in a CREATE_CHILD_SA (RFC 7296 §2.19) gets it its own,
 	// a different inner address per interface (RFC 7791 App. A.3).
@@ -173,6 +176,16 @@ func (e *Engine) newSA(c *Connection, initiator bool, local, remote netip.AddrPo
 	return sa
 }
 
+// lineageID is the id of the first IKE SA of this SA's rekey chain: a
+// name for the VPN that outlives the rekeys. A clone starts a lineage of
+// its own (RFC 7791: it is a new IKE SA, not a replacement).
+func (sa *ikeSA) lineageID() uint64 {
+	if sa.lineage != 0 {
+		return sa.lineage
+	}
+	return sa.id
+}
+
 // localSPI and remoteSPI are ours and the peer's, whatever our role.
 func (sa *ikeSA) localSPI() uint64 {
 	if sa.initiator {
@@ -262,10 +275,6 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 		delete(e.sas, s)
 	}
 	delete(e.byID, sa.id)
-	if sa.halfOpen != nil {
-		delete(e.halfOpen, *sa.halfOpen)
-		sa.halfOpen = nil
-	}
 	if wasUp {
 		e.event(sa, EventIKEDown, reason)
 	} else {

@@ -85,6 +85,14 @@ func (e *Engine) receive(d Datagram) {
 		ourSPI, theirSPI = h.SPIr, h.SPIi
 	}
 	sa := e.sas[ourSPI]
+	if sa == nil {
+		// A half-open SA becomes a full one on its first authentic
+		// IKE_AUTH request (halfopen.go).
+		var gone bool
+		if sa, gone = e.completeHalfOpen(ourSPI, d, &in); gone {
+			return
+		}
+	}
 	if sa == nil || sa.state == stateDead {
 		e.drop(DropUnknownSPI, dropped{from: d.Remote, h: h})
 		return
@@ -239,7 +247,9 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 		}
 		// A retransmitted request: resend the cached response, but only
 		// for the same (authentic) request, so forged copies cannot make
-		// us amplify (§2.1).
+		// us amplify (§2.1). It goes where this copy came from (§2.11): a
+		// MOBIKE initiator whose old path died retransmits from its new
+		// address before its UPDATE_SA_ADDRESSES can pass.
 		if requestHash(in.ike) != r.hash {
 			if _, why := sa.open(in); why != DropNone {
 				e.drop(why, dropped{sa: sa, from: d.Remote, h: h})
@@ -247,7 +257,7 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 			}
 		}
 		for _, pkt := range r.packets {
-			sa.transmit(pkt)
+			sa.transmitTo(d.Local, d.Remote, pkt)
 		}
 		e.stats.Retransmissions++
 		return

@@ -73,7 +73,10 @@ type Interface struct {
 
 // SA is one IKE SA of the connection.
 type SA struct {
-	ID              uint64
+	ID uint64
+	// Lineage names the VPN across IKE SA rekeys: the ID of the first SA
+	// of the rekey chain (the ID itself changes with every rekey).
+	Lineage         uint64
 	Established     bool
 	Local, Remote   netip.Addr
 	Iface           string // pinned interface, if any
@@ -147,17 +150,26 @@ func (s Slot) String() string {
 	return s.Iface
 }
 
-// Manager holds one connection's decisions between calls.
+// Manager holds one connection's decisions between calls. What it
+// remembers of an SA is keyed by the SA's VPN (vpn: its Lineage), not by
+// its ID: an IKE SA rekey replaces the SA under a new ID (RFC 7296 §2.8),
+// and the replacement is the same VPN, in the same slot.
 type Manager struct {
 	p    Policy
 	log  *slog.Logger
-	home map[uint64]Slot
+	home map[uint64]Slot // by VPN
 	// Operations in flight, with when they started.
 	initiating map[Slot]time.Time
-	cloning    map[uint64][]pendingClone // by parent, in request order
-	moving     map[uint64]moveOp
-	replacing  map[uint32]time.Time // transport Child SAs being replaced
-	noClone    bool                 // the peer did not offer cloning: said once
+	cloning    map[uint64][]pendingClone // by the parent's ID, in request order
+	// late are clone requests given up after Retry, by parent ID: an
+	// answer may still come, and a clone nobody needs any more is ours
+	// to delete (not a VPN the user made).
+	late map[uint64][]time.Time
+	// surplus are such clones being deleted, by ID.
+	surplus   map[uint64]time.Time
+	moving    map[uint64]moveOp    // by VPN
+	replacing map[uint32]time.Time // transport Child SAs being replaced
+	noClone   bool                 // the peer did not offer cloning: said once
 	// limit is how many SAs the connection had when the peer answered a
 	// clone with NO_ADDITIONAL_SAS: no clone is asked for again until
 	// there are fewer (RFC 7791 §5.3: the refusal is permanent until
@@ -190,6 +202,41 @@ type moveOp struct {
 type pendingClone struct {
 	slot Slot
 	at   time.Time
+	vpn  uint64 // the parent's VPN: the request dies with it
+}
+
+// vpn is the key of the VPN s belongs to: its rekey lineage.
+func vpn(s SA) uint64 {
+	if s.Lineage != 0 {
+		return s.Lineage
+	}
+	return s.ID
+}
+
+// current keeps one SA per VPN. Two SAs of one VPN exist while an IKE SA
+// is reauthenticated (make-before-break, RFC 7296 §2.8.3) or after a
+// rekey collision until the redundant SA is deleted (§2.8.2): the one
+// that carries the VPN is the established one holding its Child SAs, and
+// of equals the newest.
+func current(sas []SA) []SA {
+	out := make([]SA, 0, len(sas))
+	at := map[uint64]int{}
+	for _, s := range sas {
+		k := vpn(s)
+		i, dup := at[k]
+		if !dup {
+			at[k] = len(out)
+			out = append(out, s)
+			continue
+		}
+		o := out[i]
+		if better := s.Established != o.Established && s.Established ||
+			s.Established == o.Established && (len(s.Children) > len(o.Children) ||
+				len(s.Children) == len(o.Children) && s.ID > o.ID); better {
+			out[i] = s
+		}
+	}
+	return out
 }
 
 // New makes a manager for p.
@@ -201,7 +248,7 @@ func New(p Policy, log *slog.Logger) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
-		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, moving: map[uint64]moveOp{},
+		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, late: map[uint64][]time.Time{}, surplus: map[uint64]time.Time{}, moving: map[uint64]moveOp{},
 		replacing: map[uint32]time.Time{}, last: map[uint64]string{}, suspect: map[string]holdDown{}}
 }
 
@@ -215,12 +262,13 @@ func (m *Manager) CloneRefused(parent uint64, n int) {
 	m.log.Warn("the gateway allows no more IKE SAs (NO_ADDITIONAL_SAS); no more clones until one goes", "have", n)
 }
 
-// Bind tells the manager which SA an Initiate made.
+// Bind tells the manager which SA an Initiate made (a new SA: its ID is
+// its VPN's key).
 func (m *Manager) Bind(s Slot, id uint64) { m.home[id] = s }
 
-// Home is the slot an SA belongs to, for displays.
-func (m *Manager) Home(id uint64) (Slot, bool) {
-	s, ok := m.home[id]
+// Home is the slot of the VPN with key lineage, for displays.
+func (m *Manager) Home(lineage uint64) (Slot, bool) {
+	s, ok := m.home[lineage]
 	return s, ok
 }
 
@@ -290,23 +338,24 @@ func ifaceOf(s SA, ifaces []Interface) string {
 // and the first authentication).
 func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interface, sas []SA) []Command {
 	var cmds []Command
-	byID := map[uint64]SA{}
+	sas = current(sas)
+	byVPN := map[uint64]SA{}
 	for _, s := range sas {
-		byID[s.ID] = s
+		byVPN[vpn(s)] = s
 	}
-	for id := range m.home {
-		if _, ok := byID[id]; !ok {
-			delete(m.home, id)
-			delete(m.moving, id)
+	for k := range m.home {
+		if _, ok := byVPN[k]; !ok {
+			delete(m.home, k)
+			delete(m.moving, k)
 		}
 	}
 	// The engine moved an SA off its interface by itself: path probing
 	// found that interface dead though it is up (RFC 4555 §3.5).
 	for _, s := range sas {
 		cur := ifaceOf(s, ifaces)
-		last, seen := m.last[s.ID]
-		m.last[s.ID] = cur
-		op, moving := m.moving[s.ID]
+		last, seen := m.last[vpn(s)]
+		m.last[vpn(s)] = cur
+		op, moving := m.moving[vpn(s)]
 		if seen && last != "" && cur != last && (!moving || op.iface != cur) && s.Established {
 			for _, i := range ifaces {
 				if i.Name == last && i.Up && addrOf(i, gateway).IsValid() {
@@ -318,15 +367,15 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			}
 		}
 	}
-	for id := range m.last {
-		if _, ok := byID[id]; !ok {
-			delete(m.last, id)
+	for k := range m.last {
+		if _, ok := byVPN[k]; !ok {
+			delete(m.last, k)
 		}
 	}
-	for id, op := range m.moving {
+	for k, op := range m.moving {
 		// Done (the SA is there) or stale: a later move may go ahead.
-		if s, ok := byID[id]; (ok && ifaceOf(s, ifaces) == op.iface) || now.Sub(op.at) > m.p.Retry {
-			delete(m.moving, id)
+		if s, ok := byVPN[k]; (ok && ifaceOf(s, ifaces) == op.iface) || now.Sub(op.at) > m.p.Retry {
+			delete(m.moving, k)
 		}
 	}
 	for spi, t := range m.replacing {
@@ -347,31 +396,29 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 
 	// Clones that came up take the slot they were made for, get their
 	// Child SAs and move there (RFC 7791 App. A.3, A.4).
+	var orphans []SA
 	for _, s := range sas {
-		if _, known := m.home[s.ID]; known || s.Parent == 0 || !s.Established {
+		if _, known := m.home[vpn(s)]; known || s.Parent == 0 || !s.Established {
 			continue
 		}
 		q := m.cloning[s.Parent]
 		if len(q) == 0 {
+			orphans = append(orphans, s)
 			continue
 		}
-		slot := q[0].slot
 		m.cloning[s.Parent] = q[1:]
-		m.home[s.ID] = slot
-		m.log.Info("clone ready: adding its Child SAs and moving it", "ike", s.ID, "parent", s.Parent, "slot", slot.String())
-		for _, c := range m.p.Children {
-			cmds = append(cmds, CreateChild{ID: s.ID, Name: c})
-		}
-		if u, ok := isUsable(slot.Iface); ok {
-			cmds = append(cmds, m.move(now, s, u, slot.Remote))
-		}
+		cmds = append(cmds, m.place(now, s, q[0].slot, isUsable)...)
 	}
 	for parent, q := range m.cloning {
 		for len(q) > 0 && now.Sub(q[0].at) > m.p.Retry {
-			q = q[1:] // never answered: forget, the slot is tried again
+			// Not answered in time: the slot is tried again.
+			m.late[parent] = append(m.late[parent], q[0].at)
+			q = q[1:]
 		}
-		if _, ok := byID[parent]; !ok {
-			q = nil
+		if len(q) > 0 {
+			if _, ok := byVPN[q[0].vpn]; !ok {
+				q = nil // the parent's VPN is gone, and its requests with it
+			}
 		}
 		if len(q) == 0 {
 			delete(m.cloning, parent)
@@ -382,20 +429,20 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 	// A VPN made before the gateway's addresses were known belongs to
 	// the address it uses.
 	if m.p.AllGatewayAddrs {
-		for id, slot := range m.home {
-			if s, ok := byID[id]; ok && !slot.Remote.IsValid() && s.Established {
-				m.home[id] = Slot{Iface: slot.Iface, Remote: s.Remote}
+		for k, slot := range m.home {
+			if s, ok := byVPN[k]; ok && !slot.Remote.IsValid() && s.Established {
+				m.home[k] = Slot{Iface: slot.Iface, Remote: s.Remote}
 			}
 		}
 	}
 	// SAs the manager did not start (start_action, the CLI) belong where
 	// they are.
 	for _, s := range sas {
-		if _, known := m.home[s.ID]; !known && s.Parent == 0 {
+		if _, known := m.home[vpn(s)]; !known && s.Parent == 0 {
 			if cur := ifaceOf(s, ifaces); cur != "" {
-				m.home[s.ID] = Slot{Iface: cur}
+				m.home[vpn(s)] = Slot{Iface: cur}
 				if m.p.AllGatewayAddrs {
-					m.home[s.ID] = Slot{Iface: cur, Remote: s.Remote}
+					m.home[vpn(s)] = Slot{Iface: cur, Remote: s.Remote}
 				}
 				for slot := range m.initiating {
 					if slot.Iface == cur {
@@ -413,8 +460,8 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 	// An authentication that came up no longer holds its slot (its SA
 	// does, while it lives): when that SA goes, the slot's next VPN may
 	// start at once, not Retry after the first.
-	for id, slot := range m.home {
-		if s, ok := byID[id]; ok && s.Established {
+	for k, slot := range m.home {
+		if s, ok := byVPN[k]; ok && s.Established {
 			for is := range m.initiating {
 				if is.Iface == slot.Iface && (is.Remote == slot.Remote || !is.Remote.IsValid()) {
 					delete(m.initiating, is)
@@ -426,7 +473,7 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 	// VPNs whose interface went away move or go; those whose interface
 	// came back return (RFC 4555 §3.5: we are the MOBIKE initiator).
 	for _, s := range sas {
-		slot, ok := m.home[s.ID]
+		slot, ok := m.home[vpn(s)]
 		if !ok || !s.Established {
 			continue
 		}
@@ -445,7 +492,7 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			// path: that path is where the Delete can still arrive.
 			m.log.Info("interface gone: deleting its VPN", "ike", s.ID, "iface", slot.Iface)
 			cmds = append(cmds, Terminate{ID: s.ID})
-			delete(m.home, s.ID)
+			delete(m.home, vpn(s))
 			continue
 		case !homeUp && !curUp:
 			if len(use) == 0 {
@@ -455,7 +502,7 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 				m.log.Info("interface gone: moving its VPN", "ike", s.ID, "from", slot.Iface, "to", use[0].Name)
 				cmds = append(cmds, c)
 				if !m.p.MoveBack {
-					m.home[s.ID] = Slot{Iface: use[0].Name, Remote: slot.Remote}
+					m.home[vpn(s)] = Slot{Iface: use[0].Name, Remote: slot.Remote}
 				}
 			}
 		}
@@ -477,6 +524,58 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 	}
 	for slot := range m.initiating {
 		served[slot] = true
+	}
+	// A clone without a pending request (one given up after Retry, one
+	// made with the CLI or by the peer) serves a slot that has no VPN.
+	// Otherwise a late answer to our own request is surplus and goes;
+	// anything else belongs where it is, as SAs the manager did not
+	// start do.
+	for _, s := range orphans {
+		if _, going := m.surplus[s.ID]; going {
+			continue
+		}
+		slot := Slot{Iface: ifaceOf(s, ifaces)}
+		if m.p.AllGatewayAddrs {
+			slot.Remote = s.Remote
+		}
+		free := false
+		for _, w := range want {
+			if !served[w] {
+				slot, free = w, true
+				break
+			}
+		}
+		ours := len(m.late[s.Parent]) > 0
+		if ours {
+			m.late[s.Parent] = m.late[s.Parent][1:]
+		}
+		switch {
+		case free || !ours:
+			if slot.Iface == "" {
+				continue
+			}
+			served[slot] = true
+			cmds = append(cmds, m.place(now, s, slot, isUsable)...)
+		default:
+			m.log.Info("late clone not needed any more: deleting it", "ike", s.ID, "parent", s.Parent)
+			cmds = append(cmds, Terminate{ID: s.ID})
+			m.surplus[s.ID] = now
+		}
+	}
+	for id, at := range m.surplus {
+		if now.Sub(at) > m.p.Retry {
+			delete(m.surplus, id) // gone by now, or the Delete failed with its SA
+		}
+	}
+	for parent, l := range m.late {
+		for len(l) > 0 && now.Sub(l[0]) > 10*m.p.Retry {
+			l = l[1:] // no answer will come now (the engine gave up)
+		}
+		if len(l) == 0 {
+			delete(m.late, parent)
+		} else {
+			m.late[parent] = l
+		}
 	}
 	if m.p.Mode == Failover && (len(m.home) > 0 || len(m.initiating) > 0 || len(m.cloning) > 0) {
 		return cmds // one VPN, wherever it is now
@@ -502,7 +601,7 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 		case base.CloneSupported && base.MOBIKE && base.MOBIKEInitiator:
 			m.log.Info("new interface: cloning the IKE SA for it", "iface", slot.Iface, "parent", base.ID)
 			cmds = append(cmds, Clone{ID: base.ID})
-			m.cloning[base.ID] = append(m.cloning[base.ID], pendingClone{slot: slot, at: now})
+			m.cloning[base.ID] = append(m.cloning[base.ID], pendingClone{slot: slot, at: now, vpn: vpn(*base)})
 		default:
 			if !m.noClone {
 				m.noClone = true
@@ -513,6 +612,23 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 		}
 		if m.p.Mode == Failover {
 			break
+		}
+	}
+	return cmds
+}
+
+// place makes clone s the VPN of slot: it gets its Child SAs and moves
+// there (RFC 7791 App. A.3, A.4).
+func (m *Manager) place(now time.Time, s SA, slot Slot, isUsable func(string) (usable, bool)) []Command {
+	m.home[vpn(s)] = slot
+	m.log.Info("clone ready: adding its Child SAs and moving it", "ike", s.ID, "parent", s.Parent, "slot", slot.String())
+	var cmds []Command
+	for _, c := range m.p.Children {
+		cmds = append(cmds, CreateChild{ID: s.ID, Name: c})
+	}
+	if u, ok := isUsable(slot.Iface); ok {
+		if c := m.move(now, s, u, slot.Remote); c != nil {
+			cmds = append(cmds, c)
 		}
 	}
 	return cmds
@@ -561,7 +677,7 @@ func (m *Manager) base(sas []SA, use []usable) *SA {
 			continue
 		}
 		rank := 1 << 20
-		if slot, ok := m.home[s.ID]; ok {
+		if slot, ok := m.home[vpn(*s)]; ok {
 			for k, u := range use {
 				if u.Name == slot.Iface {
 					rank = k
@@ -588,10 +704,10 @@ func (m *Manager) move(now time.Time, s SA, u usable, remote netip.Addr) Command
 	if s.Local == local && s.Remote == remote && s.Iface == u.Name {
 		return nil
 	}
-	if op, ok := m.moving[s.ID]; ok && op.iface == u.Name && now.Sub(op.at) < m.p.Retry/4 {
+	if op, ok := m.moving[vpn(s)]; ok && op.iface == u.Name && now.Sub(op.at) < m.p.Retry/4 {
 		return nil
 	}
-	m.moving[s.ID] = moveOp{u.Name, now}
+	m.moving[vpn(s)] = moveOp{u.Name, now}
 	return Move{ID: s.ID, Local: local, Remote: remote, Iface: u.Name}
 }
 

@@ -292,3 +292,119 @@ func TestNoAdditionalSAsStopsCloning(t *testing.T) {
 		t.Fatalf("after an SA went: %#v", got)
 	}
 }
+
+// rekeyed is s replaced by an IKE SA rekey (RFC 7296 §2.8): a new ID,
+// the same VPN.
+func rekeyed(s SA, id uint64) SA {
+	if s.Lineage == 0 {
+		s.Lineage = s.ID
+	}
+	s.ID = id
+	return s
+}
+
+// A rekeyed IKE SA is the same VPN under a new ID: the parent and each
+// clone keep their slots, nothing is cloned again and nothing moves
+// (issue: with rekey_time 20 s, 2 VPNs became 3, 4 and 5 within a minute).
+func TestRekeyedSAsKeepTheirSlots(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	ifs := []Interface{eth, wifi, lte}
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	sas := []SA{sa(1, eth, 0)}
+	if got := m.Reconcile(t0, gw, ifs, sas); len(got) != 2 {
+		t.Fatalf("bring-up: %#v", got)
+	}
+	sas = append(sas, sa(2, eth, 1), sa(3, eth, 1))
+	m.Reconcile(t0.Add(time.Second), gw, ifs, sas)
+	sas = []SA{sa(1, eth, 0), sa(2, wifi, 1), sa(3, lte, 1)}
+	if got := m.Reconcile(t0.Add(2*time.Second), gw, ifs, sas); len(got) != 0 {
+		t.Fatalf("settled: %#v", got)
+	}
+	// Every SA rekeyed, some twice; a clone's rekey keeps its parent.
+	next := uint64(10)
+	for round := range 5 {
+		for i := range sas {
+			if round%2 == 0 || i != 1 {
+				sas[i] = rekeyed(sas[i], next)
+				next++
+			}
+		}
+		if got := m.Reconcile(t0.Add(time.Duration(3+round)*time.Second), gw, ifs, sas); len(got) != 0 {
+			t.Fatalf("after rekey round %d: %#v", round, got)
+		}
+	}
+	// Still managed: wlan0 goes down, its (rekeyed) VPN moves.
+	got := m.Reconcile(t0.Add(time.Minute), gw, []Interface{eth, down(wifi), lte}, sas)
+	if !reflect.DeepEqual(got, []Command{Move{ID: sas[1].ID, Local: eth.Addrs[0], Remote: gw, Iface: "eth0"}}) {
+		t.Fatalf("wlan0 down after rekeys: %#v", got)
+	}
+}
+
+// While an IKE SA is reauthenticated (RFC 7296 §2.8.3, make-before-break)
+// the old and the new SA are one VPN: no second VPN is started for the
+// slot, and the one carrying the Child SAs is the one managed.
+func TestReauthenticationIsOneVPN(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	ifs := []Interface{eth}
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	old := sa(1, eth, 0)
+	old.Children = []Child{{Name: "net", InSPI: 0x1000}}
+	if got := m.Reconcile(t0, gw, ifs, []SA{old}); len(got) != 0 {
+		t.Fatalf("%#v", got)
+	}
+	fresh := rekeyed(sa(1, eth, 0), 2)
+	fresh.Established = false
+	if got := m.Reconcile(t0.Add(time.Second), gw, ifs, []SA{old, fresh}); len(got) != 0 {
+		t.Fatalf("while reauthenticating: %#v", got)
+	}
+	fresh.Established = true
+	if got := m.Reconcile(t0.Add(2*time.Second), gw, ifs, []SA{old, fresh}); len(got) != 0 {
+		t.Fatalf("both up: %#v", got)
+	}
+	if got := m.Reconcile(t0.Add(3*time.Second), gw, ifs, []SA{fresh}); len(got) != 0 {
+		t.Fatalf("old one gone: %#v", got)
+	}
+}
+
+// A clone whose request was given up after Retry still serves the slot
+// it was made for when it finally comes; one that comes after a second
+// request already filled the slot is surplus and deleted; a clone made
+// with the CLI, when every slot is served, stays where it is (the user
+// asked for it) and gets the policy's Child SAs.
+func TestLateAndManualClones(t *testing.T) {
+	p := policy(PerInterface)
+	p.Retry = 5 * time.Second
+	m := New(p, nil)
+	ifs := []Interface{eth, wifi}
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	if got := m.Reconcile(t0, gw, ifs, []SA{sa(1, eth, 0)}); !reflect.DeepEqual(got, []Command{Clone{ID: 1}}) {
+		t.Fatalf("%#v", got)
+	}
+	// No answer within Retry: asked again.
+	if got := m.Reconcile(t0.Add(6*time.Second), gw, ifs, []SA{sa(1, eth, 0)}); !reflect.DeepEqual(got, []Command{Clone{ID: 1}}) {
+		t.Fatalf("retry: %#v", got)
+	}
+	// Both answers arrive: the first takes wlan0, the second is surplus.
+	got := m.Reconcile(t0.Add(7*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, eth, 1), sa(3, eth, 1)})
+	want := []Command{CreateChild{ID: 2, Name: "net"}, Move{ID: 2, Local: wifi.Addrs[0], Remote: gw, Iface: "wlan0"}, Terminate{ID: 3}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("two answers:\n got %#v\nwant %#v", got, want)
+	}
+	// The Delete is not out yet (the window is full): not deleted twice,
+	// not adopted.
+	if got := m.Reconcile(t0.Add(8*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1), sa(3, eth, 1)}); len(got) != 0 {
+		t.Fatalf("while the surplus clone goes: %#v", got)
+	}
+	settled := []SA{sa(1, eth, 0), sa(2, wifi, 1)}
+	if got := m.Reconcile(t0.Add(9*time.Second), gw, ifs, settled); len(got) != 0 {
+		t.Fatalf("settled: %#v", got)
+	}
+	// `mifike clone 1`: every slot is served, so the clone stays on eth0.
+	got = m.Reconcile(t0.Add(10*time.Second), gw, ifs, append(settled, sa(4, eth, 1)))
+	if !reflect.DeepEqual(got, []Command{CreateChild{ID: 4, Name: "net"}}) {
+		t.Fatalf("manual clone: %#v", got)
+	}
+	if got := m.Reconcile(t0.Add(11*time.Second), gw, ifs, append(settled, sa(4, eth, 1))); len(got) != 0 {
+		t.Fatalf("manual clone kept: %#v", got)
+	}
+}

@@ -84,7 +84,7 @@ func (g *gen) cpValue(t CPAttrType) []byte {
 
 // payload returns one random payload of any plain type.
 func (g *gen) payload() Payload {
-	switch g.r.IntN(15) {
+	switch g.r.IntN(16) {
 	case 0:
 		return g.sa()
 	case 1:
@@ -136,6 +136,8 @@ func (g *gen) payload() Payload {
 		return &EAP{Code: EAPResponse, Identifier: uint8(g.r.Uint32()), MethodType: uint8(g.r.Uint32()), Data: g.bytes(0, 50)}
 	case 13:
 		return &Unknown{PayloadType: PayloadType(60 + g.r.IntN(100)), Body: g.bytes(0, 20)}
+	case 15:
+		return &PuzzleSolution{Data: g.bytes(PuzzleKeys*(1+g.r.IntN(8)), 0)}
 	}
 	return NewNotify(NotifyCloneIKESASupported, nil)
 }

@@ -177,6 +177,8 @@ func parseBody(t PayloadType, body []byte) (Payload, error) {
 		return parseCP(body)
 	case PayloadEAP:
 		return parseEAP(body)
+	case PayloadPS:
+		return parsePuzzleSolution(body)
 	}
 	return &Unknown{PayloadType: t, Body: body}, nil
 }

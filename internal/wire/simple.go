@@ -163,6 +163,42 @@ type VendorID struct {
 func (v *VendorID) Type() PayloadType                   { return PayloadVendor }
 func (v *VendorID) appendBody(b []byte) ([]byte, error) { return append(b, v.Data...), nil }
 
+// PuzzleSolution is the Puzzle Solution payload (RFC 8019 §8.2): four
+// keys of equal size, each making PRF(key, cookie) end in enough zero bits.
+type PuzzleSolution struct {
+	Data []byte // the four keys, concatenated
+}
+
+// PuzzleKeys is the number of keys a solution holds (RFC 8019 §7.1.3).
+const PuzzleKeys = 4
+
+func (p *PuzzleSolution) Type() PayloadType { return PayloadPS }
+func (p *PuzzleSolution) appendBody(b []byte) ([]byte, error) {
+	if len(p.Data) == 0 || len(p.Data)%PuzzleKeys != 0 {
+		return nil, fmt.Errorf("puzzle solution of %d octets is not %d keys of equal size", len(p.Data), PuzzleKeys)
+	}
+	return append(b, p.Data...), nil
+}
+
+// Keys splits the solution into its four keys.
+func (p *PuzzleSolution) Keys() [PuzzleKeys][]byte {
+	var ks [PuzzleKeys][]byte
+	n := len(p.Data) / PuzzleKeys
+	for i := range ks {
+		ks[i] = p.Data[i*n : (i+1)*n : (i+1)*n]
+	}
+	return ks
+}
+
+func parsePuzzleSolution(body []byte) (*PuzzleSolution, error) {
+	// "This field MUST NOT be empty ... the size of this field is always
+	// a multiple of 4 bytes" (RFC 8019 §8.2).
+	if len(body) == 0 || len(body)%PuzzleKeys != 0 {
+		return nil, bad(0, "puzzle solution of %d octets is not %d keys of equal size (RFC 8019 §8.2)", len(body), PuzzleKeys)
+	}
+	return &PuzzleSolution{Data: body}, nil
+}
+
 // Delete is the Delete payload (RFC 7296 §3.11). For IKE it carries no SPI
 // (the SA is the one in the header); for ESP and AH, 4-octet inbound SPIs.
 type Delete struct {

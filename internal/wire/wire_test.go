@@ -165,7 +165,7 @@ func TestPayloadRoundTripProperty(t *testing.T) {
 		}
 	}
 	for _, pt := range []PayloadType{PayloadSA, PayloadKE, PayloadIDi, PayloadIDr, PayloadCERT, PayloadCERTREQ,
-		PayloadAUTH, PayloadNonce, PayloadNotify, PayloadDelete, PayloadVendor, PayloadTSi, PayloadTSr, PayloadCP, PayloadEAP} {
+		PayloadAUTH, PayloadNonce, PayloadNotify, PayloadDelete, PayloadVendor, PayloadTSi, PayloadTSr, PayloadCP, PayloadEAP, PayloadPS} {
 		if seen[pt] == 0 {
 			t.Errorf("property test never generated %s", pt)
 		}
@@ -214,6 +214,8 @@ func TestStrictDecoding(t *testing.T) {
 		{"EAP length mismatch", PayloadEAP, "00000009 0201000a 01", "disagrees", 6},
 		{"notify SPI size", PayloadNotify, "00000008 03044009", "runs past", 5},
 		{"SK nested", PayloadSK, "00000004", "inside an encrypted payload", 0},
+		{"PS empty", PayloadPS, "00000004", "not 4 keys", 4},
+		{"PS not 4 keys", PayloadPS, "0000000a 010203040506", "not 4 keys", 4},
 	} {
 		_, err := ParsePayloads(c.first, mustHex(t, c.chain))
 		var pe *ParseError
@@ -224,6 +226,29 @@ func TestStrictDecoding(t *testing.T) {
 		if !strings.Contains(pe.Reason, c.reason) || pe.Offset != c.offset {
 			t.Errorf("%s: got %q at %d, want %q at %d", c.name, pe.Reason, pe.Offset, c.reason, c.offset)
 		}
+	}
+}
+
+// RFC 8019 §8.2: the Puzzle Solution payload is four keys of equal size.
+func TestRFC8019Section8_2PuzzleSolution(t *testing.T) {
+	ps := &PuzzleSolution{Data: []byte{0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 4}}
+	first, b, err := EncodePayloads([]Payload{ps})
+	if err != nil || first != PayloadPS {
+		t.Fatalf("encode: %v (first %s)", err, first)
+	}
+	got, err := ParsePayloads(first, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := got[0].(*PuzzleSolution)
+	if !ok || !bytes.Equal(g.Data, ps.Data) {
+		t.Fatalf("decoded %#v", got[0])
+	}
+	if k := g.Keys(); !bytes.Equal(k[0], []byte{0, 0, 1}) || !bytes.Equal(k[3], []byte{0, 0, 4}) {
+		t.Fatalf("keys %x", k)
+	}
+	if _, _, err := EncodePayloads([]Payload{&PuzzleSolution{Data: []byte{1, 2, 3}}}); err == nil {
+		t.Fatal("a solution that is not 4 keys encoded")
 	}
 }
 

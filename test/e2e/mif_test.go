@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -315,5 +317,49 @@ func TestDemoCommand(t *testing.T) {
 	}
 	if err != nil || steps != 9 {
 		t.Fatalf("demo: %v, %d steps ok:\n%s", err, steps, out)
+	}
+}
+
+// RFC 4555 §3.5/§3.6 on a gateway whose IKE address is a service address
+// on its loopback device (as service and anycast addresses are held): the
+// address is the host's like any other, so when an unrelated link goes
+// down and up again the gateway, the MOBIKE responder, keeps every SA on
+// it (it may move only when its address becomes unavailable) and the
+// VPNs keep carrying traffic.
+func TestGatewayLoopbackAddressStays(t *testing.T) {
+	top, ue, gw := lab(t, demo.Options{GatewayLoopback: true, Use: []string{"eth0", "wlan0"}})
+	v := waitVPNs(t, ue, []string{"eth0", "wlan0"}, 30*time.Second)
+	svc := demo.ServiceAddr
+	addr := func(s string) netip.Addr { return netip.MustParseAddrPort(s).Addr() }
+	check := func(when string) {
+		t.Helper()
+		for _, s := range sas(t, gw) {
+			if s.State == "ESTABLISHED" && addr(s.Local) != svc {
+				t.Fatalf("%s: the gateway's IKE SA %d is on %s, not on its service address %s:\n%s", when, s.ID, s.Local, svc, gw.Table(context.Background()))
+			}
+		}
+		for _, s := range sas(t, ue) {
+			if s.State == "ESTABLISHED" && addr(s.Remote) != svc {
+				t.Fatalf("%s: the end user's IKE SA %d goes to %s, not to %s", when, s.ID, s.Remote, svc)
+			}
+		}
+	}
+	check("after bring-up")
+	// up1 carries nothing here (the router reaches the service address
+	// through up0): taking it down and up changes the gateway's addresses
+	// but not the one its SAs use.
+	for _, up := range []bool{false, true} {
+		if err := top.SetGatewayLink("up1", up); err != nil {
+			t.Fatal(err)
+		}
+		// The daemon reads the addresses on link events and every 2 s.
+		time.Sleep(3 * time.Second)
+		check(fmt.Sprintf("after up1 went %s", map[bool]string{false: "down", true: "up"}[up]))
+	}
+	if strings.Contains(gw.Log(), "IKE SA moved") {
+		t.Fatalf("the gateway moved an SA by itself:\n%s", tail(gw.Log(), 30))
+	}
+	for _, dev := range []string{"eth0", "wlan0"} {
+		pingThrough(t, top, ue, v[dev])
 	}
 }
