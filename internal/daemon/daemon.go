@@ -59,6 +59,7 @@ type Daemon struct {
 	keys          *keyLog
 	metrics       *metrics
 	stats         daemonStats
+	rxStats       rxCounters // the socket readers'
 }
 
 type sockKey struct {
@@ -66,12 +67,8 @@ type sockKey struct {
 	port uint16
 }
 
-type datagram struct {
-	d ike.Datagram
-}
-
 type daemonStats struct {
-	espDropped, keepalives, sendErrors uint64
+	sendErrors uint64
 }
 
 // New loads the configuration and prepares the engine; nothing is bound
@@ -88,7 +85,7 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	}
 	applyDaemonOptions(cfg, conns)
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
-		socks: map[sockKey]*udpSocket{}, rx: make(chan datagram, 1024), calls: make(chan func()),
+		socks: map[sockKey]*udpSocket{}, rx: make(chan datagram, rxQueue), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{}}
 	d.newManagers(cfg)
@@ -244,23 +241,6 @@ func (d *Daemon) closeSockets() {
 		s.close()
 		delete(d.socks, k)
 	}
-}
-
-// receive demultiplexes the NAT-T port (RFC 3948 §2.2): IKE behind a
-// non-ESP marker, one-octet keepalives, everything else ESP.
-func (d *Daemon) receive(p datagram) {
-	b := p.d.Data
-	if p.d.Local.Port() == d.cfg.NATTPort {
-		switch {
-		case len(b) == 1 && b[0] == 0xff:
-			d.stats.keepalives++ // keepalives carry no liveness (RFC 3948 §2.3)
-			return
-		case len(b) >= 4 && b[0]|b[1]|b[2]|b[3] != 0:
-			d.stats.espDropped++ // no data plane carries ESP yet
-			return
-		}
-	}
-	d.apply(d.engine.Receive(time.Now(), p.d))
 }
 
 // apply carries out the engine's actions.

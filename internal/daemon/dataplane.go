@@ -1,14 +1,10 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"time"
-
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
@@ -149,85 +145,6 @@ func (d *Daemon) pollInbound() {
 	for spi := range d.lastIn {
 		if _, ok := d.children[spi]; !ok {
 			delete(d.lastIn, spi)
-		}
-	}
-}
-
-// readBatch reads one socket in batches (recvmmsg). On the NAT-T port,
-// ESP goes straight to the data plane from this goroutine, opened in
-// place; IKE messages are copied to the event loop.
-func (d *Daemon) readBatch(s *udpSocket) {
-	const batch = 64
-	bufs := make([][]byte, batch)
-	var (
-		m4 []ipv4.Message
-		m6 []ipv6.Message
-	)
-	if s.p6 != nil {
-		m6 = make([]ipv6.Message, batch)
-	} else {
-		m4 = make([]ipv4.Message, batch)
-	}
-	for i := range bufs {
-		bufs[i] = make([]byte, dataplane.Headroom+65535)
-		if m6 != nil {
-			m6[i] = ipv6.Message{Buffers: [][]byte{bufs[i][dataplane.Headroom:]}, OOB: make([]byte, 128)}
-		} else {
-			m4[i] = ipv4.Message{Buffers: [][]byte{bufs[i][dataplane.Headroom:]}, OOB: make([]byte, 128)}
-		}
-	}
-	// The userspace data plane opens ESP in UDP here; the kernel's takes
-	// it before it reaches the socket (UDP_ENCAP_ESPINUDP).
-	var rx *dataplane.Receiver
-	if p, ok := d.plane.(*dataplane.Linux); ok && s.port == d.cfg.NATTPort {
-		rx = p.NewReceiver()
-	}
-	esp := make([]dataplane.Inbound, 0, batch)
-	for {
-		var (
-			n   int
-			err error
-		)
-		if m6 != nil {
-			n, err = s.p6.ReadBatch(m6, 0)
-		} else {
-			n, err = s.p4.ReadBatch(m4, 0)
-		}
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		esp = esp[:0]
-		for i := range n {
-			var (
-				size    int
-				oob     []byte
-				addr    net.Addr
-				payload = bufs[i][dataplane.Headroom:]
-			)
-			if m6 != nil {
-				size, oob, addr = m6[i].N, m6[i].OOB[:m6[i].NN], m6[i].Addr
-			} else {
-				size, oob, addr = m4[i].N, m4[i].OOB[:m4[i].NN], m4[i].Addr
-			}
-			ua, ok := addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			remote := netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port())
-			local := netip.AddrPortFrom(dataplane.PacketInfoDst(oob), s.port)
-			b := payload[:size]
-			if rx != nil && len(b) >= 4 && b[0]|b[1]|b[2]|b[3] != 0 {
-				// ESP in UDP (RFC 3948 §2.2): no non-ESP marker.
-				esp = append(esp, dataplane.Inbound{Buf: bufs[i], Off: dataplane.Headroom, N: size, Local: local, Remote: remote})
-				continue
-			}
-			d.rx <- datagram{d: ike.Datagram{Local: local, Remote: remote, Data: append([]byte(nil), b...)}}
-		}
-		if len(esp) > 0 {
-			rx.Receive(esp)
 		}
 	}
 }

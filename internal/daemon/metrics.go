@@ -29,11 +29,12 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mifike_events_total",
 			Help: "Engine events (ike-up, child-rekeyed, ...) by kind."}, []string{"kind"}),
 		descs: map[string]*prometheus.Desc{
-			"ike":      prometheus.NewDesc("mifike_ike_sas", "IKE SAs by state.", []string{"state"}, nil),
-			"child":    prometheus.NewDesc("mifike_child_sas", "Child SAs by state.", []string{"state"}, nil),
-			"exch":     prometheus.NewDesc("mifike_exchanges_total", "IKE messages received by exchange type.", []string{"exchange"}, nil),
-			"retrans":  prometheus.NewDesc("mifike_retransmissions_total", "Requests and responses sent again.", nil, nil),
-			"dropped":  prometheus.NewDesc("mifike_dropped_messages_total", "IKE messages dropped (malformed, forged, outside the window).", nil, nil),
+			"ike":     prometheus.NewDesc("mifike_ike_sas", "IKE SAs by state.", []string{"state"}, nil),
+			"child":   prometheus.NewDesc("mifike_child_sas", "Child SAs by state.", []string{"state"}, nil),
+			"exch":    prometheus.NewDesc("mifike_exchanges_total", "IKE messages accepted (authentic, or IKE_SA_INIT) by exchange type.", []string{"exchange"}, nil),
+			"retrans": prometheus.NewDesc("mifike_retransmissions_total", "Requests and responses sent again.", nil, nil),
+			"dropped": prometheus.NewDesc("mifike_dropped_messages_total",
+				"Datagrams to the IKE ports dropped by the socket readers or the engine, by reason (truncated, queue-full, length, version, malformed, unknown-spi, window, integrity, ...).", []string{"reason"}, nil),
 			"nsent":    prometheus.NewDesc("mifike_notifies_sent_total", "Notify payloads sent by type.", []string{"type", "error"}, nil),
 			"nrecv":    prometheus.NewDesc("mifike_notifies_received_total", "Notify payloads received by type.", []string{"type", "error"}, nil),
 			"espdrop":  prometheus.NewDesc("mifike_esp_dropped_total", "ESP packets received with no data plane to carry them.", nil, nil),
@@ -134,13 +135,18 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.descs["exch"], prometheus.CounterValue, float64(n), x.String())
 	}
 	ch <- prometheus.MustNewConstMetric(m.descs["retrans"], prometheus.CounterValue, float64(st.Retransmissions))
-	ch <- prometheus.MustNewConstMetric(m.descs["dropped"], prometheus.CounterValue, float64(st.Dropped))
+	// The engine's drops and the socket readers' (what they drop from the
+	// datagram alone never reaches the engine), under one set of reasons.
+	for r, n := range st.DroppedBy {
+		n += m.d.rxStats.drops[r].Load()
+		ch <- prometheus.MustNewConstMetric(m.descs["dropped"], prometheus.CounterValue, float64(n), r.String())
+	}
 	for t, n := range st.NotifiesSent {
 		ch <- prometheus.MustNewConstMetric(m.descs["nsent"], prometheus.CounterValue, float64(n), t.String(), fmt.Sprint(t.IsError()))
 	}
 	for t, n := range st.NotifiesRecv {
 		ch <- prometheus.MustNewConstMetric(m.descs["nrecv"], prometheus.CounterValue, float64(n), t.String(), fmt.Sprint(t.IsError()))
 	}
-	ch <- prometheus.MustNewConstMetric(m.descs["espdrop"], prometheus.CounterValue, float64(ds.espDropped))
+	ch <- prometheus.MustNewConstMetric(m.descs["espdrop"], prometheus.CounterValue, float64(m.d.rxStats.espDropped.Load()))
 	ch <- prometheus.MustNewConstMetric(m.descs["sendfail"], prometheus.CounterValue, float64(ds.sendErrors))
 }

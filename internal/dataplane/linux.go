@@ -224,11 +224,19 @@ func listenRaw(network string, mark uint32) (*net.IPConn, error) {
 	return c, nil
 }
 
+// maxRawInbound is the largest packet the raw ESP sockets take (with its
+// IPv4 header): ESP carrying an inner packet of at most 9000 octets
+// (tun.mtu's cap, a jumbo-frame path) fits, as in the daemon's NAT-T
+// sockets (strongSwan's charon.max_packet, 10000). A larger one arrives
+// truncated (MSG_TRUNC) and is dropped as such; 64 KiB buffers held 8 MB
+// for the two sockets (issue 13).
+const maxRawInbound = 10000
+
 // readRaw reads plain ESP (IP protocol 50) in batches.
 func (l *Linux) readRaw(c *net.IPConn) {
 	v6 := c.LocalAddr().(*net.IPAddr).IP.To4() == nil
 	const batch = 64
-	size := Headroom + 65535
+	size := Headroom + maxRawInbound
 	bufs := make([][]byte, batch)
 	in := make([]Inbound, batch)
 	rx := l.NewReceiver()
@@ -270,6 +278,16 @@ func (l *Linux) readRaw(c *net.IPConn) {
 		k := 0
 		for i := range n {
 			b := bufs[i]
+			flags := 0
+			if v6 {
+				flags = m6[i].Flags
+			} else {
+				flags = m4[i].Flags
+			}
+			if flags&unix.MSG_TRUNC != 0 {
+				l.drops.add(DropTruncated)
+				continue
+			}
 			if v6 {
 				m := &m6[i]
 				src, _ := m.Addr.(*net.IPAddr)

@@ -474,6 +474,7 @@ const (
 	DropPolicy       = "policy"        // decrypted packet outside the SA's selectors (RFC 4301 §5.2)
 	DropSeqExhausted = "seq-exhausted" // RFC 4303 §3.3.3
 	DropTooLong      = "too-long"      // would not fit an IP datagram
+	DropTruncated    = "truncated"     // inbound packet larger than the receive buffer
 	DropSend         = "send-error"    // the transport failed
 	DropTUN          = "tun-write"     // the TUN device refused
 	DropNextHeader   = "next-header"   // tunnel mode payload neither IPv4 nor IPv6

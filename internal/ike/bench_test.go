@@ -3,6 +3,7 @@ package ike_test
 import (
 	"crypto/rand"
 	"crypto/x509"
+	"log/slog"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -20,6 +21,11 @@ type pair struct {
 }
 
 func newPair(tb testing.TB, mutate func(ue, gw *ike.Connection)) *pair {
+	return newPairLog(tb, mutate, nil)
+}
+
+// newPairLog is newPair with gwLog (nil: none) as the gateway's logger.
+func newPairLog(tb testing.TB, mutate func(ue, gw *ike.Connection), gwLog *slog.Logger) *pair {
 	ueConn, gwConn := configs(tb)
 	gwConn.Pools = nil
 	ueConn.RequestVIP4 = false
@@ -33,7 +39,8 @@ func newPair(tb testing.TB, mutate func(ue, gw *ike.Connection)) *pair {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gw, err := ike.New(ike.Config{Connections: []*ike.Connection{gwConn}, Rand: rand.Reader, MaxHalfOpen: 1 << 20, MaxIKESAs: 1 << 20, CookieThreshold: 1 << 20})
+	gw, err := ike.New(ike.Config{Connections: []*ike.Connection{gwConn}, Rand: rand.Reader, MaxHalfOpen: 1 << 20, MaxIKESAs: 1 << 20, CookieThreshold: 1 << 20,
+		Logger: gwLog})
 	if err != nil {
 		tb.Fatal(err)
 	}

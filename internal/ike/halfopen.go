@@ -2,7 +2,6 @@ package ike
 
 import (
 	"crypto/sha256"
-	"errors"
 	"net/netip"
 	"sort"
 	"time"
@@ -119,14 +118,14 @@ func (e *Engine) halfOpenOrigin(a netip.Addr) (netip.Addr, netip.Prefix) {
 
 // halfOpenLimit says which per-source limit a new counted SA from src
 // would exceed, or "" if none (RFC 8019 §4.2, hard limit).
-func (e *Engine) halfOpenLimit(src netip.Addr, pfx netip.Prefix) string {
+func (e *Engine) halfOpenLimit(src netip.Addr, pfx netip.Prefix) DropReason {
 	if n := e.cfg.HalfOpenPerSource; n >= 0 && e.halfOpen.perSource[src] >= n {
-		return "source address has its limit of half-open IKE SAs"
+		return DropSourceLimit // the source address has its limit of half-open IKE SAs
 	}
 	if n := e.cfg.HalfOpenPerPrefix; n >= 0 && e.halfOpen.perPrefix[pfx] >= n {
-		return "source prefix has its limit of half-open IKE SAs"
+		return DropPrefixLimit // the source prefix has its limit of half-open IKE SAs
 	}
-	return ""
+	return DropNone
 }
 
 // addHalfOpen indexes h, counts it, and arms its timeout. The timer keeps
@@ -195,48 +194,49 @@ func (e *Engine) answerHalfOpen(h *halfOpenSA, d Datagram) {
 const maxBadAuth = 4
 
 // completeHalfOpen turns the half-open SA with our SPI spi into a full IKE
-// SA when msg is its first IKE_AUTH request and authentic (RFC 7296 §1.2).
-// With dropped set it dropped msg; with neither an SA nor dropped, spi is
-// no half-open SA's. A request that fails verification leaves the
+// SA when the datagram in is its first IKE_AUTH request and authentic
+// (RFC 7296 §1.2). With gone set it dropped the datagram; with neither an
+// SA nor gone, spi is no half-open SA's. A request that fails verification leaves the
 // half-open SA as it was, up to maxBadAuth of them: forging IKE_AUTH
 // costs us CPU, never state (RFC 8019 §3, §7.2).
-func (e *Engine) completeHalfOpen(spi uint64, msg *message, m *wire.Message) (sa *ikeSA, dropped bool) {
+func (e *Engine) completeHalfOpen(spi uint64, d Datagram, in *inspected) (sa *ikeSA, gone bool) {
 	h := e.halfOpen.bySPI[spi]
 	if h == nil {
 		return nil, false
 	}
+	m := &in.h
+	w := dropped{id: h.id, from: d.Remote, h: m}
 	switch {
 	case !m.FromInitiator() || m.SPIi != h.key.spiI:
-		e.drop("SPIs or I flag do not match the IKE SA", "ike", h.id)
+		e.drop(DropSPIMismatch, w)
 		return nil, true
 	case m.IsResponse():
-		e.drop("response to no outstanding request", "ike", h.id, "id", m.MessageID)
+		e.drop(DropNoRequest, w)
 		return nil, true
 	case m.Exchange != wire.IKEAuth:
 		// Until IKE_AUTH completes the peer is not authenticated: its
 		// other requests wait (it retransmits), they are not answered.
-		e.drop("request before IKE_AUTH completed", "ike", h.id, "exchange", m.Exchange)
+		e.drop(DropNotAuthed, w)
 		return nil, true
 	case m.MessageID != 1:
-		e.drop("request outside the window", "ike", h.id, "id", m.MessageID, "expected", 1) // IKE_AUTH is Message ID 1 (§2.2)
+		e.drop(DropWindow, w) // IKE_AUTH is Message ID 1 (§2.2)
 		return nil, true
 	}
 	sa, keys, err := h.materialize(e)
 	if err != nil {
-		e.drop("half-open IKE SA: "+err.Error(), "ike", h.id)
+		e.log.Error("cannot make the keys of a half-open IKE SA", "ike", h.id, "err", err)
+		e.drop(DropLocalFailure, w)
 		return nil, true
 	}
-	if _, err := sa.unprotect(msg, m); err != nil {
-		var pe *wire.ParseError
-		var crit *wire.UnsupportedCriticalError
-		if !errors.As(err, &pe) && !errors.As(err, &crit) {
-			e.drop("request failed verification: "+err.Error(), "ike", h.id)
-			if h.badAuth++; h.badAuth >= maxBadAuth {
-				e.dropHalfOpen(h, "IKE_AUTH requests failed verification")
-			}
-			return nil, true
+	// Verified here so that a forgery changes nothing; receiveRequest
+	// verifies again and decodes (and answers what is authentic but
+	// malformed, §2.21.3, §2.5).
+	if _, why := sa.open(in); why != DropNone {
+		e.drop(why, w)
+		if h.badAuth++; h.badAuth >= maxBadAuth {
+			e.dropHalfOpen(h, "IKE_AUTH requests failed verification")
 		}
-		// Authentic but malformed: receiveRequest answers it (§2.21.3, §2.5).
+		return nil, true
 	}
 	e.removeHalfOpen(h)
 	e.sas[sa.spiR] = sa
@@ -244,8 +244,11 @@ func (e *Engine) completeHalfOpen(spi uint64, msg *message, m *wire.Message) (sa
 	e.keyLog(sa, keys)
 	// IKE_AUTH is answered at once, but keep the half-open deadline for
 	// whatever path could leave the SA waiting.
+	// The closure takes a copy: capturing the named result would put it
+	// on the heap on every call, a datagram to an unknown SPI included.
+	full := sa
 	sa.halfOpenT = e.after(max(h.created.Add(e.cfg.HalfOpenTimeout).Sub(e.now), 0), func() {
-		e.destroy(sa, "no IKE_AUTH after IKE_SA_INIT")
+		e.destroy(full, "no IKE_AUTH after IKE_SA_INIT")
 	})
 	return sa, false
 }

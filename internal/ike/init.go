@@ -330,21 +330,14 @@ func (sa *ikeSA) installKeys(suite *ikecrypto.Suite, keys *ikecrypto.IKEKeys) er
 	return nil
 }
 
-// initResponse routes an IKE_SA_INIT response to our half-made SA.
-func (e *Engine) initResponse(m *message) {
-	sa := e.sas[m.SPIi]
-	if sa == nil || !sa.initiator || sa.state != stateConnecting || len(sa.outstanding) != 1 || sa.outstanding[0].exchange != wire.IKESAInit {
-		e.drop("IKE_SA_INIT response to no request of ours", "from", m.d.Remote)
-		return
-	}
-	if m.MessageID != 0 {
-		e.drop("IKE_SA_INIT response with Message ID != 0", "ike", sa.id)
-		return
-	}
+// initResponse hands an IKE_SA_INIT response to sa, our half-made SA
+// that waits for it (receiveInitResponse checked that it does, and
+// inspect its Message ID).
+func (e *Engine) initResponse(sa *ikeSA, m *message) {
 	if m.notify(wire.NotifyPuzzle) != nil && m.notify(wire.NotifyCookie) == nil {
 		// RFC 8019 §7.1.2: a puzzle without the cookie it is computed
 		// over is malformed; keep waiting (and retransmitting).
-		e.drop("PUZZLE without COOKIE", "ike", sa.id)
+		e.drop(DropMalformed, dropped{sa: sa, from: m.d.Remote, h: &m.Header})
 		return
 	}
 	p := sa.outstanding[0]
@@ -367,11 +360,7 @@ func (e *Engine) initResponse(m *message) {
 // (§2.6) and, under heavier load with puzzles on, a solved puzzle
 // (RFC 8019 §7.1.4); then come the proposal and the KE.
 func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
-	d := m.d
-	if m.SPIr != 0 || m.MessageID != 0 {
-		e.drop("IKE_SA_INIT request with responder SPI or Message ID set", "from", d.Remote)
-		return
-	}
+	d := m.d // inspect checked the SPIr and Message ID are zero
 	nonce, hasNonce := wire.First[*wire.Nonce](m.payloads)
 	var key halfOpenKey
 	if hasNonce {
@@ -387,13 +376,13 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	}
 	open := e.halfOpen.len()
 	if open >= e.cfg.MaxHalfOpen || len(e.sas)+open >= e.cfg.MaxIKESAs {
-		e.drop("too many half-open or total IKE SAs", "from", d.Remote)
+		e.drop(DropHalfOpenLimit, dropped{from: d.Remote, h: &m.Header})
 		return
 	}
 	offered, ok2 := wire.First[*wire.SA](m.payloads)
 	ke, ok3 := wire.First[*wire.KE](m.payloads)
 	if !hasNonce || !ok2 || !ok3 {
-		e.drop("IKE_SA_INIT request without SA, KE or Nonce", "from", d.Remote)
+		e.drop(DropMalformed, dropped{from: d.Remote, h: &m.Header}) // without SA, KE or Nonce
 		return
 	}
 	// Under load, a source or prefix at its limit gets nothing, not even
@@ -401,8 +390,8 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	src, pfx := e.halfOpenOrigin(d.Remote.Addr())
 	loaded := open >= e.cfg.CookieThreshold
 	if loaded {
-		if why := e.halfOpenLimit(src, pfx); why != "" {
-			e.drop(why, "from", d.Remote)
+		if why := e.halfOpenLimit(src, pfx); why != DropNone {
+			e.drop(why, dropped{from: d.Remote, h: &m.Header})
 			return
 		}
 	}
@@ -419,8 +408,8 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 		return
 	case verified:
 		// Counted against its source and prefix, under load or not.
-		if why := e.halfOpenLimit(src, pfx); why != "" {
-			e.drop(why, "from", d.Remote)
+		if why := e.halfOpenLimit(src, pfx); why != DropNone {
+			e.drop(why, dropped{from: d.Remote, h: &m.Header})
 			return
 		}
 	}
@@ -462,17 +451,19 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	}
 	suite, err := ikecrypto.NewSuite(neg.Encr.Encr, neg.Encr.KeyBits, neg.PRF, neg.Integ, neg.DH)
 	if err != nil {
-		e.drop(err.Error())
+		e.log.Error("cannot make the IKE suite", "err", err)
+		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
 		return
 	}
 	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
 	if err != nil {
-		e.drop(err.Error())
+		e.log.Error("cannot make a DH key", "err", err)
+		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
 		return
 	}
 	gir, err := dh.Shared(ke.Data)
 	if err != nil {
-		e.drop("invalid KE public value: "+err.Error(), "from", d.Remote) // RFC 6989 §2
+		e.drop(DropInvalidKE, dropped{from: d.Remote, h: &m.Header}) // RFC 6989 §2
 		return
 	}
 	e.nextID++
@@ -499,7 +490,8 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 		Payloads: ps}
 	b, err := resp.Marshal()
 	if err != nil {
-		e.drop(err.Error())
+		e.log.Error("cannot build the IKE_SA_INIT response", "err", err)
+		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
 		return
 	}
 	h.keep(m.raw, b, nonce.Data, nr, skeyseed)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -48,119 +49,158 @@ func (m *message) errorNotify() *wire.Notify {
 const nonESPMarkerLen = 4
 
 // receive demultiplexes one datagram to its IKE SA (by SPI only, never by
-// address: RFC 7296 §2.6) and checks message IDs and integrity.
+// address: RFC 7296 §2.6) and checks message IDs and integrity. Everything
+// that decides a drop comes first and works on the driver's buffer in
+// place: the header and framing (inspect), the SA, the window, then the
+// integrity check into the engine's scratch buffer. Only a message that
+// passes is copied and decoded, so a dropped datagram allocates nothing,
+// and what the engine keeps never aliases the driver's buffer, which the
+// driver reuses.
 func (e *Engine) receive(d Datagram) {
-	// The driver may reuse its buffer; what we keep must not alias it.
-	data := bytes.Clone(d.Data)
-	d.Data = data
-	if d.Local.Port() != e.cfg.IKEPort {
-		// On the NAT-T port IKE follows a non-ESP marker (RFC 3948 §2.2);
-		// anything else is ESP or a keepalive, not ours.
-		if len(data) < nonESPMarkerLen || data[0]|data[1]|data[2]|data[3] != 0 {
-			e.drop("no non-ESP marker on the NAT-T port", "from", d.Remote)
-			return
+	in, r := inspect(d.Data, d.Local.Port() != e.cfg.IKEPort)
+	if r != DropNone {
+		if r == DropVersion && in.answersVersion() {
+			e.answerVersion(d, &in.h)
 		}
-		data = data[nonESPMarkerLen:]
-	}
-	m, err := wire.ParseMessage(data)
-	var crit *wire.UnsupportedCriticalError
-	switch {
-	case errors.As(err, &crit):
-		// Handled per exchange below: IKE_SA_INIT requests get the
-		// notify, encrypted ones are checked after decryption.
-	case err != nil:
-		var ve *wire.VersionError
-		if errors.As(err, &ve) && ve.Major > 2 && len(data) >= wire.HeaderLen && data[19]&byte(wire.FlagResponse) == 0 {
-			e.answerVersion(d, data)
+		w := dropped{from: d.Remote}
+		if r != DropNoMarker && r != DropShort {
+			w.h = &in.h
 		}
-		e.drop(err.Error(), "from", d.Remote)
+		e.drop(r, w)
 		return
 	}
-	msg := &message{Header: m.Header, payloads: m.Payloads, raw: data, d: d}
-	e.stats.Exchanges[m.Exchange]++
-	if m.Exchange == wire.IKESAInit {
-		if m.IsResponse() {
-			e.initResponse(msg)
+	h := &in.h
+	if h.Exchange == wire.IKESAInit {
+		if h.IsResponse() {
+			e.receiveInitResponse(d, &in)
 		} else {
-			e.initRequest(msg, crit)
+			e.receiveInitRequest(d, &in)
 		}
 		return
 	}
 	// The I flag says whose SPI comes first: a message from the original
 	// initiator is addressed to the responder's SPI.
-	ourSPI, theirSPI := m.SPIi, m.SPIr
-	if m.FromInitiator() {
-		ourSPI, theirSPI = m.SPIr, m.SPIi
+	ourSPI, theirSPI := h.SPIi, h.SPIr
+	if h.FromInitiator() {
+		ourSPI, theirSPI = h.SPIr, h.SPIi
 	}
 	sa := e.sas[ourSPI]
 	if sa == nil {
 		// A half-open SA becomes a full one on its first authentic
 		// IKE_AUTH request (halfopen.go).
-		var dropped bool
-		if sa, dropped = e.completeHalfOpen(ourSPI, msg, m); dropped {
+		var gone bool
+		if sa, gone = e.completeHalfOpen(ourSPI, d, &in); gone {
 			return
 		}
 	}
 	if sa == nil || sa.state == stateDead {
-		e.drop("unknown IKE SPI", "spi", fmt.Sprintf("%016x", ourSPI), "from", d.Remote)
+		e.drop(DropUnknownSPI, dropped{from: d.Remote, h: h})
 		return
 	}
-	if sa.initiator == m.FromInitiator() || sa.remoteSPI() != theirSPI {
-		e.drop("SPIs or I flag do not match the IKE SA", "ike", sa.id)
+	if sa.initiator == h.FromInitiator() || sa.remoteSPI() != theirSPI {
+		e.drop(DropSPIMismatch, dropped{sa: sa, from: d.Remote, h: h})
 		return
 	}
-	if m.IsResponse() {
-		sa.receiveResponse(msg, m)
+	if h.IsResponse() {
+		sa.receiveResponse(d, &in)
 	} else {
-		sa.receiveRequest(msg, m)
+		sa.receiveRequest(d, &in)
 	}
 }
 
-// unprotect verifies and decrypts the SK payload, returning the inner
-// payloads. Integrity failures are silent drops (§2.21: nothing is sent
-// for a message we cannot authenticate).
-func (sa *ikeSA) unprotect(msg *message, m *wire.Message) ([]wire.Payload, error) {
-	if len(m.Payloads) == 0 {
-		return nil, errors.New("message without an Encrypted payload")
-	}
-	sk, ok := m.Payloads[len(m.Payloads)-1].(*wire.Encrypted)
-	if !ok {
-		if _, frag := m.Payloads[len(m.Payloads)-1].(*wire.EncryptedFragment); frag {
-			return nil, errors.New("IKE fragment received but fragmentation was not negotiated")
-		}
-		return nil, errors.New("message after IKE_SA_INIT without an Encrypted payload")
-	}
-	if sa.in == nil {
-		return nil, errors.New("no keys yet")
-	}
-	plain, err := sa.in.Unprotect(msg.raw, sk.Offset)
-	if err != nil {
-		return nil, err
-	}
-	return wire.ParsePayloads(sk.First, plain)
-}
-
-func (sa *ikeSA) receiveResponse(msg *message, m *wire.Message) {
-	e := sa.e
-	p := sa.request(m.MessageID)
-	if p == nil || p.exchange != m.Exchange {
-		e.drop("response to no outstanding request", "ike", sa.id, "id", m.MessageID)
+// receiveInitResponse hands an IKE_SA_INIT response to the half-made SA
+// that waits for it.
+func (e *Engine) receiveInitResponse(d Datagram, in *inspected) {
+	sa := e.sas[in.h.SPIi]
+	if sa == nil || !sa.initiator || sa.state != stateConnecting || len(sa.outstanding) != 1 || sa.outstanding[0].exchange != wire.IKESAInit {
+		e.drop(DropNoRequest, dropped{from: d.Remote, h: &in.h})
 		return
 	}
-	ps, err := sa.unprotect(msg, m)
+	if m, _, ok := e.decode(d, in); ok {
+		e.initResponse(sa, m)
+	}
+}
+
+// receiveInitRequest decodes an IKE_SA_INIT request for the responder.
+func (e *Engine) receiveInitRequest(d Datagram, in *inspected) {
+	if m, crit, ok := e.decode(d, in); ok {
+		e.initRequest(m, crit)
+	}
+}
+
+// decode copies an IKE_SA_INIT message out of the driver's buffer and
+// decodes it. An unsupported critical payload is returned with the
+// message: a request gets the notify (§2.5).
+func (e *Engine) decode(d Datagram, in *inspected) (*message, *wire.UnsupportedCriticalError, bool) {
+	raw := bytes.Clone(in.ike)
+	m, err := wire.ParseMessage(raw)
 	var crit *wire.UnsupportedCriticalError
 	if err != nil && !errors.As(err, &crit) {
-		var pe *wire.ParseError
-		if errors.As(err, &pe) {
-			// A verified response we cannot parse: the peers disagree
-			// about the SA; clean up (§2.21).
-			e.log.Warn("malformed response", "ike", sa.id, "err", err)
-			p.timer.cancel()
-			sa.settle(p)
-			e.destroy(sa, "malformed response: "+err.Error())
-			return
-		}
-		e.drop("response failed verification: "+err.Error(), "ike", sa.id)
+		e.drop(DropMalformed, dropped{from: d.Remote, h: &in.h})
+		return nil, nil, false
+	}
+	e.stats.Exchanges[m.Exchange]++
+	d.Data = nil // the driver's
+	return &message{Header: m.Header, payloads: m.Payloads, raw: raw, d: d}, crit, true
+}
+
+// open verifies and decrypts the SK payload into the engine's scratch
+// buffer. Integrity failures are silent drops (§2.21: nothing is sent
+// for a message we cannot authenticate), and cost no allocation.
+func (sa *ikeSA) open(in *inspected) ([]byte, DropReason) {
+	if sa.in == nil {
+		return nil, DropNoKeys
+	}
+	e := sa.e
+	if cap(e.scratch) < len(in.ike) {
+		// Grows to the largest protected message seen, at most
+		// wire.MaxMessageLen; the plaintext is never longer.
+		e.scratch = make([]byte, 0, len(in.ike))
+	}
+	plain, err := sa.in.UnprotectTo(e.scratch, in.ike, in.sk)
+	switch err {
+	case nil:
+		return plain, DropNone
+	case ikecrypto.ErrIntegrity:
+		return nil, DropIntegrity
+	default:
+		return nil, DropMalformed
+	}
+}
+
+// accept makes the engine's own copy of an authentic message and decodes
+// its inner payloads: the datagram is in the driver's buffer and the
+// plaintext in the scratch buffer, both reused for the next datagram.
+func (sa *ikeSA) accept(d Datagram, in *inspected, plain []byte) (*message, []wire.Payload, error) {
+	raw := bytes.Clone(in.ike)
+	ps, err := wire.ParsePayloads(wire.PayloadType(in.ike[in.sk]), bytes.Clone(plain))
+	sa.e.stats.Exchanges[in.h.Exchange]++
+	d.Data = nil // the driver's
+	return &message{Header: in.h, raw: raw, d: d}, ps, err
+}
+
+func (sa *ikeSA) receiveResponse(d Datagram, in *inspected) {
+	e := sa.e
+	h := &in.h
+	p := sa.request(h.MessageID)
+	if p == nil || p.exchange != h.Exchange {
+		e.drop(DropNoRequest, dropped{sa: sa, from: d.Remote, h: h})
+		return
+	}
+	plain, r := sa.open(in)
+	if r != DropNone {
+		e.drop(r, dropped{sa: sa, from: d.Remote, h: h})
+		return
+	}
+	msg, ps, err := sa.accept(d, in, plain)
+	var crit *wire.UnsupportedCriticalError
+	if err != nil && !errors.As(err, &crit) {
+		// A verified response we cannot parse: the peers disagree
+		// about the SA; clean up (§2.21).
+		e.log.Warn("malformed response", "ike", sa.id, "err", err)
+		p.timer.cancel()
+		sa.settle(p)
+		e.destroy(sa, "malformed response: "+err.Error())
 		return
 	}
 	msg.payloads = ps
@@ -190,18 +230,19 @@ func (sa *ikeSA) receiveResponse(msg *message, m *wire.Message) {
 	sa.next()
 }
 
-func (sa *ikeSA) receiveRequest(msg *message, m *wire.Message) {
+func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 	e := sa.e
+	h := &in.h
 	switch {
-	case sa.state == stateConnecting && m.Exchange != wire.IKEAuth:
+	case sa.state == stateConnecting && h.Exchange != wire.IKEAuth:
 		// Until IKE_AUTH completes the peer is not authenticated: its
 		// other requests wait (it retransmits), they are not answered.
-		e.drop("request before IKE_AUTH completed", "ike", sa.id, "exchange", m.Exchange)
+		e.drop(DropNotAuthed, dropped{sa: sa, from: d.Remote, h: h})
 		return
-	case sa.cachedResponse(m.MessageID) != nil:
-		r := sa.cachedResponse(m.MessageID)
-		if m.Exchange != r.exchange {
-			e.drop("request reuses an answered Message ID", "ike", sa.id, "id", m.MessageID)
+	case sa.cachedResponse(h.MessageID) != nil:
+		r := sa.cachedResponse(h.MessageID)
+		if h.Exchange != r.exchange {
+			e.drop(DropReusedID, dropped{sa: sa, from: d.Remote, h: h})
 			return
 		}
 		// A retransmitted request: resend the cached response, but only
@@ -209,34 +250,33 @@ func (sa *ikeSA) receiveRequest(msg *message, m *wire.Message) {
 		// us amplify (§2.1). It goes where this copy came from (§2.11): a
 		// MOBIKE initiator whose old path died retransmits from its new
 		// address before its UPDATE_SA_ADDRESSES can pass.
-		if requestHash(msg.raw) != r.hash {
-			if _, err := sa.unprotect(msg, m); err != nil {
-				e.drop("retransmission failed verification", "ike", sa.id)
+		if requestHash(in.ike) != r.hash {
+			if _, why := sa.open(in); why != DropNone {
+				e.drop(why, dropped{sa: sa, from: d.Remote, h: h})
 				return
 			}
 		}
 		for _, pkt := range r.packets {
-			sa.transmitTo(msg.d.Local, msg.d.Remote, pkt)
+			sa.transmitTo(d.Local, d.Remote, pkt)
 		}
 		e.stats.Retransmissions++
 		return
-	case m.MessageID >= sa.expectReq && uint64(m.MessageID) < uint64(sa.expectReq)+uint64(sa.window()):
+	case h.MessageID >= sa.expectReq && uint64(h.MessageID) < uint64(sa.expectReq)+uint64(sa.window()):
 		// In our window and not answered yet; requests may pass one
 		// another on the way (§2.3), so any order is fine.
 	default:
-		e.drop("request outside the window", "ike", sa.id, "id", m.MessageID, "expected", sa.expectReq)
+		e.drop(DropWindow, dropped{sa: sa, from: d.Remote, h: h})
 		return
 	}
-	ps, err := sa.unprotect(msg, m)
+	plain, why := sa.open(in)
+	if why != DropNone {
+		e.drop(why, dropped{sa: sa, from: d.Remote, h: h})
+		return
+	}
+	msg, ps, err := sa.accept(d, in, plain)
 	var crit *wire.UnsupportedCriticalError
 	if err != nil && !errors.As(err, &crit) {
-		var pe *wire.ParseError
-		if !errors.As(err, &pe) {
-			e.drop("request failed verification: "+err.Error(), "ike", sa.id)
-			return
-		}
 		// Authentic but malformed: INVALID_SYNTAX, fatal to the SA (§2.21.3).
-		msg.payloads = nil
 		sa.respond(msg, []wire.Payload{wire.NewNotify(wire.NotifyInvalidSyntax, nil)})
 		e.destroy(sa, "malformed request: "+err.Error())
 		return
@@ -477,8 +517,7 @@ func (sa *ikeSA) countNotifies(ps []wire.Payload, sent bool) {
 
 // answerVersion sends INVALID_MAJOR_VERSION for a request of a newer IKE
 // (§2.5), unprotected, with our highest version in the header.
-func (e *Engine) answerVersion(d Datagram, data []byte) {
-	h, _ := wire.ParseHeader(data)
+func (e *Engine) answerVersion(d Datagram, h *wire.Header) {
 	resp := &wire.Message{Header: wire.Header{SPIi: h.SPIi, SPIr: h.SPIr, MajorVersion: 2, Exchange: h.Exchange,
 		Flags: wire.FlagResponse, MessageID: h.MessageID},
 		Payloads: []wire.Payload{wire.NewNotify(wire.NotifyInvalidMajorVersion, nil)}}

@@ -122,7 +122,7 @@ func (sa *ikeSA) readWindow(m *message) {
 		return
 	}
 	if len(n.Data) != 4 {
-		sa.e.drop("SET_WINDOW_SIZE without four octets", "ike", sa.id)
+		sa.e.drop(DropMalformed, dropped{sa: sa, h: &m.Header}) // SET_WINDOW_SIZE without four octets
 		return
 	}
 	w := min(binary.BigEndian.Uint32(n.Data), maxWindow)

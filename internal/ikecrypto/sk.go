@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 
 	"github.com/mifike/mifike/internal/wire"
@@ -18,7 +19,7 @@ const (
 	maxPayloadLen = 0xffff // Payload Length is 16 bits
 )
 
-// ErrIntegrity is returned (wrapped) when a message's ICV or AEAD tag does
+// ErrIntegrity is returned when a message's ICV or AEAD tag does
 // not verify, so callers can tell forgeries and corruption apart from
 // malformed framing, e.g. for counters.
 var ErrIntegrity = errors.New("ikecrypto: integrity check failed")
@@ -26,8 +27,9 @@ var ErrIntegrity = errors.New("ikecrypto: integrity check failed")
 // SKCipher protects one direction of an IKE SA: SK_ei with SK_ai, or SK_er
 // with SK_ar. It builds and opens the Encrypted payload (RFC 7296 §3.14,
 // RFC 5282 §3 and §5 for AEAD, RFC 7634 §3) and the Encrypted Fragment
-// payload (RFC 7383 §2.5). It keeps no per-message state, so one SKCipher
-// may be used from several goroutines.
+// payload (RFC 7383 §2.5). It keeps no per-message state; Protect may be
+// used from several goroutines, the receiving side (Unprotect...) from
+// one at a time (see UnprotectTo).
 type SKCipher struct {
 	encr *EncrAlg
 	// AEAD ciphers
@@ -37,6 +39,25 @@ type SKCipher struct {
 	block    cipher.Block
 	integ    *IntegAlg
 	integKey []byte
+	// rx is the receiving side's scratch, made on the first received
+	// message: only the inbound cipher of an SA that got one pays for it
+	// (a half-open SA does not).
+	rx *openScratch
+}
+
+// openScratch is what open reuses from one message to the next so that
+// checking one allocates nothing: the AEAD nonce, and for the CBC suites
+// the HMAC (hmac.New per message is garbage) and its output. The arrays
+// would escape to the heap as locals: they are passed to interface
+// methods.
+type openScratch struct {
+	nonce [aeadSaltLen + aeadIVLen]byte
+	mac   *macScratch // CBC suites only
+}
+
+type macScratch struct {
+	verify hash.Hash
+	sum    [64]byte
 }
 
 // NewSKCipher keys the suite's cipher with encKey (SK_e*, including any
@@ -161,48 +182,80 @@ func (c *SKCipher) nonce(iv []byte) [aeadSaltLen + aeadIVLen]byte {
 // constant time before anything is decrypted, so a bad Pad Length cannot
 // be used as an oracle. It returns the inner payloads without Padding.
 func (c *SKCipher) Unprotect(msg []byte, skOffset int) ([]byte, error) {
-	return c.open(msg, skOffset, genericHeaderLen, wire.PayloadSK)
+	return c.open(nil, msg, skOffset, genericHeaderLen)
 }
 
-func (c *SKCipher) open(msg []byte, off, hlen int, payload wire.PayloadType) ([]byte, error) {
+// UnprotectTo is Unprotect writing the inner payloads into dst's storage
+// (from dst[:0]) when it is large enough: a receiver reuses one scratch
+// buffer, so a forged or corrupted message costs no allocation. Failures
+// are the errors below, never formatted per message; the CBC suites'
+// ICV is computed with an HMAC kept in c, so unlike Protect, UnprotectTo
+// and Unprotect must not be called concurrently on one SKCipher.
+func (c *SKCipher) UnprotectTo(dst, msg []byte, skOffset int) ([]byte, error) {
+	return c.open(dst, msg, skOffset, genericHeaderLen)
+}
+
+// What open reports. They are values, not formatted per message: what
+// fails here is dropped (RFC 7296 §2.21), usually unseen.
+var (
+	// ErrFraming: the SK or SKF payload does not fit the message or the
+	// cipher (lengths, block alignment).
+	ErrFraming = errors.New("ikecrypto: Encrypted payload does not fit the message or the cipher")
+	// ErrPadLength: an authentic message whose Pad Length exceeds its
+	// plaintext.
+	ErrPadLength = errors.New("ikecrypto: Pad Length exceeds the plaintext")
+)
+
+func (c *SKCipher) open(dst, msg []byte, off, hlen int) ([]byte, error) {
 	if off < wire.HeaderLen || off > len(msg)-hlen {
-		return nil, fmt.Errorf("ikecrypto: no room for a %d-octet %v payload header at offset %d of a %d-octet message", hlen, payload, off, len(msg))
+		return nil, ErrFraming
 	}
 	if l := binary.BigEndian.Uint32(msg[24:28]); uint64(l) != uint64(len(msg)) {
-		return nil, fmt.Errorf("ikecrypto: IKE header Length %d differs from the %d-octet message", l, len(msg))
+		return nil, ErrFraming
 	}
 	if pl := int(binary.BigEndian.Uint16(msg[off+2:])); pl != len(msg)-off {
-		return nil, fmt.Errorf("ikecrypto: %v Payload Length %d, but %d octets remain in the message", payload, pl, len(msg)-off)
+		return nil, ErrFraming
 	}
 	ivLen, icvLen, block := c.encr.IVLen, c.icvLen(), c.encr.BlockLen
 	body := msg[off+hlen:]
 	ctLen := len(body) - ivLen - icvLen
 	// At least the Pad Length octet, a whole block for CBC.
 	if ctLen < block || ctLen%block != 0 {
-		return nil, fmt.Errorf("ikecrypto: %v payload body of %d octets cannot hold IV, ciphertext and ICV for %v", payload, len(body), c.encr)
+		return nil, ErrFraming
 	}
 	iv := body[:ivLen]
 
+	if c.rx == nil {
+		c.rx = &openScratch{}
+		if c.aead == nil {
+			c.rx.mac = &macScratch{verify: c.integ.New(c.integKey)}
+		}
+	}
+	rx := c.rx
 	var pt []byte
 	if c.aead != nil {
-		nonce := c.nonce(iv)
+		rx.nonce = c.nonce(iv)
 		var err error
-		if pt, err = c.aead.Open(nil, nonce[:], body[ivLen:], msg[:off+hlen]); err != nil {
-			return nil, fmt.Errorf("%w: %v payload tag does not verify", ErrIntegrity, payload)
+		if pt, err = c.aead.Open(dst[:0], rx.nonce[:], body[ivLen:], msg[:off+hlen]); err != nil {
+			return nil, ErrIntegrity
 		}
 	} else {
-		var sum [64]byte
-		m := c.integ.New(c.integKey)
-		m.Write(msg[:len(msg)-icvLen])
-		if !hmac.Equal(m.Sum(sum[:0])[:icvLen], msg[len(msg)-icvLen:]) {
-			return nil, fmt.Errorf("%w: %v payload ICV does not verify", ErrIntegrity, payload)
+		mac := rx.mac
+		mac.verify.Reset()
+		mac.verify.Write(msg[:len(msg)-icvLen])
+		if !hmac.Equal(mac.verify.Sum(mac.sum[:0])[:icvLen], msg[len(msg)-icvLen:]) {
+			return nil, ErrIntegrity
 		}
-		pt = make([]byte, ctLen)
+		pt = dst[:0]
+		if cap(pt) < ctLen {
+			pt = make([]byte, ctLen)
+		}
+		pt = pt[:ctLen]
 		cipher.NewCBCDecrypter(c.block, iv).CryptBlocks(pt, body[ivLen:ivLen+ctLen])
 	}
 	n := len(pt) - 1 - int(pt[len(pt)-1])
 	if n < 0 {
-		return nil, fmt.Errorf("ikecrypto: %v Pad Length %d exceeds the %d-octet plaintext", payload, pt[len(pt)-1], len(pt)-1)
+		return nil, ErrPadLength
 	}
 	return pt[:n:n], nil
 }
@@ -257,5 +310,5 @@ func (c *SKCipher) UnprotectFragment(msg []byte, skfOffset int) ([]byte, error) 
 			return nil, fmt.Errorf("ikecrypto: invalid fragment %d of %d (RFC 7383 §2.6)", num, total)
 		}
 	}
-	return c.open(msg, skfOffset, skfHeaderLen, wire.PayloadSKF)
+	return c.open(nil, msg, skfOffset, skfHeaderLen)
 }

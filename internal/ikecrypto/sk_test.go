@@ -441,3 +441,42 @@ func TestSKFragmentsEdges(t *testing.T) {
 		t.Error("SKF message opened as SK")
 	}
 }
+
+// A receiver verifies into one scratch buffer: a forged or corrupted
+// message is dropped (RFC 7296 §2.21) without allocating, and an
+// authentic one decrypts to what Unprotect gives (issue 13).
+func TestUnprotectToAllocatesNothingForForgeries(t *testing.T) {
+	inner := bytes.Repeat([]byte{0x5a}, 200)
+	for _, s := range benchSuites {
+		c := s.cipher(t, 1)
+		msg, err := c.Protect(testHeader(), wire.PayloadNotify, inner, seeded(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := bytes.Clone(msg)
+		forged[len(forged)-1] ^= 1
+		badFraming := bytes.Clone(msg)
+		badFraming[wire.HeaderLen+3]++ // SK Payload Length no longer reaches the end
+		scratch := make([]byte, 0, len(msg))
+		for _, f := range []struct {
+			name string
+			msg  []byte
+			want error
+		}{{"forged", forged, ErrIntegrity}, {"framing", badFraming, ErrFraming}} {
+			var err error
+			if n := testing.AllocsPerRun(20, func() { _, err = c.UnprotectTo(scratch, f.msg, wire.HeaderLen) }); n != 0 {
+				t.Errorf("%s %s: %.0f allocations", s.name, f.name, n)
+			}
+			if err != f.want {
+				t.Errorf("%s %s: %v, want %v", s.name, f.name, err, f.want)
+			}
+		}
+		got, err := c.UnprotectTo(scratch, msg, wire.HeaderLen)
+		if err != nil || !bytes.Equal(got, inner) {
+			t.Errorf("%s: UnprotectTo = %x, %v", s.name, got, err)
+		}
+		if &got[:1][0] != &scratch[:1][0] {
+			t.Errorf("%s: UnprotectTo did not use the scratch buffer", s.name)
+		}
+	}
+}

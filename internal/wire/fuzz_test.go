@@ -37,6 +37,35 @@ func seedMessages(f *testing.F) {
 	f.Add(append(h.AppendTo(nil), 0x21, 0, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8))
 }
 
+// checkScan holds the allocation-free checks a receiver makes before
+// decoding (DecodeHeader, ScanPayloads) to ParseMessage: what ParseMessage
+// accepts they accept, and ScanPayloads finds the SK or SKF payload
+// ParseMessage decoded. What they refuse ParseMessage refuses.
+func checkScan(t *testing.T, b []byte, m *Message, err error) {
+	t.Helper()
+	_, hc := DecodeHeader(b)
+	off, sk, ok := ScanPayloads(b)
+	var crit *UnsupportedCriticalError
+	if err != nil && !errors.As(err, &crit) {
+		return // the cheap checks may pass what only decoding refuses
+	}
+	if hc != HeaderOK || !ok {
+		t.Fatalf("ParseMessage accepts what DecodeHeader (%d) or ScanPayloads (%v) refuse", hc, ok)
+	}
+	wantOff, want := 0, PayloadNone
+	if len(m.Payloads) > 0 {
+		switch p := m.Payloads[len(m.Payloads)-1].(type) {
+		case *Encrypted:
+			wantOff, want = p.Offset, PayloadSK
+		case *EncryptedFragment:
+			wantOff, want = p.Offset, PayloadSKF
+		}
+	}
+	if off != wantOff || sk != want {
+		t.Fatalf("ScanPayloads found %v at %d, ParseMessage %v at %d", sk, off, want, wantOff)
+	}
+}
+
 // FuzzParseMessage: any datagram decodes to a message or an error, never a
 // panic, never an allocation out of proportion; what decodes re-encodes to
 // something that decodes to the same encoding.
@@ -50,6 +79,7 @@ func FuzzParseMessage(f *testing.F) {
 		if n := allocated(func() { m, err = ParseMessage(b) }); n > uint64(allocPerOctet*len(b)+allocConstant) {
 			t.Fatalf("decoding %d octets allocated %d", len(b), n)
 		}
+		checkScan(t, b, m, err)
 		var crit *UnsupportedCriticalError
 		if err != nil && !errors.As(err, &crit) {
 			if m != nil {

@@ -39,14 +39,28 @@ func (h *Header) AppendTo(b []byte) []byte {
 	return binary.BigEndian.AppendUint32(b, h.Length)
 }
 
-// ParseHeader decodes the IKE header at the start of b. It checks only what
-// the header itself can tell: size, version and the Length field against
-// len(b). Major versions above 2 are returned as *VersionError so the caller
-// can answer INVALID_MAJOR_VERSION (§2.5).
-func ParseHeader(b []byte) (Header, error) {
+// HeaderCheck is what DecodeHeader found wrong with an IKE header, as a
+// value rather than an error: a receiver that drops what fails (RFC 7296
+// §2.21) needs to know why, but not a formatted message it would throw
+// away, so checking a datagram allocates nothing.
+type HeaderCheck uint8
+
+const (
+	HeaderOK      HeaderCheck = iota
+	HeaderShort               // fewer octets than the IKE header
+	HeaderVersion             // major version other than 2
+	HeaderLength              // the Length field disagrees with the datagram
+	HeaderZeroSPI             // initiator's SPI zero (§3.1)
+)
+
+// DecodeHeader decodes the IKE header at the start of b and checks what
+// the header itself can tell: size, major version, the Length field
+// against len(b), a non-zero initiator SPI. It allocates nothing. On
+// HeaderVersion the rest of the header is decoded but not checked.
+func DecodeHeader(b []byte) (Header, HeaderCheck) {
 	var h Header
 	if len(b) < HeaderLen {
-		return h, errAt(0, PayloadNone, "message of %d octets is shorter than the %d-octet IKE header", len(b), HeaderLen)
+		return h, HeaderShort
 	}
 	h.SPIi = binary.BigEndian.Uint64(b[0:8])
 	h.SPIr = binary.BigEndian.Uint64(b[8:16])
@@ -57,13 +71,30 @@ func ParseHeader(b []byte) (Header, error) {
 	h.Flags = Flags(b[19])
 	h.MessageID = binary.BigEndian.Uint32(b[20:24])
 	h.Length = binary.BigEndian.Uint32(b[24:28])
-	if h.MajorVersion != 2 {
+	switch {
+	case h.MajorVersion != 2:
+		return h, HeaderVersion
+	case uint64(h.Length) != uint64(len(b)):
+		return h, HeaderLength
+	case h.SPIi == 0:
+		return h, HeaderZeroSPI
+	}
+	return h, HeaderOK
+}
+
+// ParseHeader is DecodeHeader with its findings as errors. Major versions
+// above 2 are returned as *VersionError so the caller can answer
+// INVALID_MAJOR_VERSION (§2.5).
+func ParseHeader(b []byte) (Header, error) {
+	h, c := DecodeHeader(b)
+	switch c {
+	case HeaderShort:
+		return h, errAt(0, PayloadNone, "message of %d octets is shorter than the %d-octet IKE header", len(b), HeaderLen)
+	case HeaderVersion:
 		return h, &VersionError{Major: h.MajorVersion}
-	}
-	if h.Length != uint32(len(b)) {
+	case HeaderLength:
 		return h, errAt(24, PayloadNone, "Length field says %d octets but the datagram holds %d", h.Length, len(b))
-	}
-	if h.SPIi == 0 {
+	case HeaderZeroSPI:
 		// §3.1: the initiator's SPI MUST NOT be zero.
 		return h, errAt(0, PayloadNone, "initiator SPI is zero")
 	}

@@ -1,5 +1,7 @@
 package wire
 
+import "encoding/binary"
+
 // Message is a decoded IKE message: the header and its payload chain. For a
 // protected message the chain ends with *Encrypted or *EncryptedFragment,
 // whose plaintext is decoded with ParsePayloads after ikecrypto verified and
@@ -32,6 +34,37 @@ func ParseMessage(b []byte) (*Message, error) {
 		return m, critical
 	}
 	return m, nil
+}
+
+// ScanPayloads walks the generic payload headers of the message b, whose
+// header DecodeHeader accepted, without decoding any payload body. It
+// reports whether the chain is well framed as parseChain requires (every
+// Payload Length within the message, at most MaxPayloads payloads,
+// nothing after the last one, an SK or SKF payload only last: RFC 7296
+// §3.2, §3.14) and returns the offset and type of the SK or SKF payload
+// ending it, or 0 and PayloadNone when there is none. It allocates
+// nothing, so a receiver can refuse a badly framed message, and find the
+// Encrypted payload to verify, before it copies or decodes anything.
+func ScanPayloads(b []byte) (skOffset int, sk PayloadType, ok bool) {
+	if len(b) < HeaderLen || len(b) > MaxMessageLen {
+		return 0, PayloadNone, false
+	}
+	next, off := PayloadType(b[16]), HeaderLen
+	for n := 0; next != PayloadNone; n++ {
+		if n == MaxPayloads || len(b)-off < genericLen {
+			return 0, PayloadNone, false
+		}
+		plen := int(binary.BigEndian.Uint16(b[off+2:]))
+		if plen < genericLen || plen > len(b)-off {
+			return 0, PayloadNone, false
+		}
+		if next == PayloadSK || next == PayloadSKF {
+			return off, next, off+plen == len(b)
+		}
+		next = PayloadType(b[off])
+		off += plen
+	}
+	return 0, PayloadNone, off == len(b)
 }
 
 // Marshal encodes an unprotected message (IKE_SA_INIT, or an unprotected

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"net/netip"
@@ -447,5 +448,54 @@ func TestParsePayloadsReportsCritical(t *testing.T) {
 	var ce *UnsupportedCriticalError
 	if !errors.As(err, &ce) || ce.Type != 222 || len(ps) != 2 {
 		t.Fatalf("err %v, %d payloads", err, len(ps))
+	}
+}
+
+// A receiver drops what fails these checks silently (RFC 7296 §2.21),
+// so they report what is wrong as values and allocate nothing: a flood
+// of garbage must not cost memory (issue 13).
+func TestHeaderAndFramingChecksAllocateNothing(t *testing.T) {
+	h := Header{SPIi: 1, SPIr: 2, MajorVersion: 2, Exchange: Informational, NextPayload: PayloadSK}
+	withLen := func(b []byte) []byte {
+		binary.BigEndian.PutUint32(b[24:], uint32(len(b)))
+		return b
+	}
+	sk := withLen(append(h.AppendTo(nil), 0, 0, 0, 8, 1, 2, 3, 4))
+	h.NextPayload = PayloadVendor
+	vendorThenSK := withLen(append(h.AppendTo(nil), byte(PayloadSK), 0, 0, 5, 9, 0, 0, 0, 8, 1, 2, 3, 4))
+	h.NextPayload = PayloadNone
+	empty := withLen(h.AppendTo(nil))
+	for _, c := range []struct {
+		name string
+		b    []byte
+		hc   HeaderCheck
+		off  int
+		sk   PayloadType
+		ok   bool
+	}{
+		{"SK only", sk, HeaderOK, HeaderLen, PayloadSK, true},
+		{"vendor ID then SK", vendorThenSK, HeaderOK, HeaderLen + 5, PayloadSK, true},
+		{"no payloads", empty, HeaderOK, 0, PayloadNone, true},
+		{"short", sk[:27], HeaderShort, 0, PayloadNone, false},
+		{"IKEv1", func() []byte { b := bytes.Clone(sk); b[17] = 0x10; return b }(), HeaderVersion, HeaderLen, PayloadSK, true},
+		{"length", append(bytes.Clone(sk), 0), HeaderLength, HeaderLen, PayloadSK, false},
+		{"zero SPIi", func() []byte { b := bytes.Clone(sk); copy(b, make([]byte, 8)); return b }(), HeaderZeroSPI, HeaderLen, PayloadSK, true},
+		{"SK not last", withLen(append(bytes.Clone(sk), 0xde)), HeaderOK, HeaderLen, PayloadSK, false},
+		{"payload length past the end", func() []byte { b := bytes.Clone(sk); b[31] = 9; return b }(), HeaderOK, 0, PayloadNone, false},
+		{"payload length below 4", func() []byte { b := bytes.Clone(sk); b[31] = 3; return b }(), HeaderOK, 0, PayloadNone, false},
+		{"trailing octets", withLen(append(bytes.Clone(empty), 0)), HeaderOK, 0, PayloadNone, false},
+	} {
+		var (
+			hc  HeaderCheck
+			off int
+			typ PayloadType
+			ok  bool
+		)
+		if n := testing.AllocsPerRun(10, func() { _, hc = DecodeHeader(c.b); off, typ, ok = ScanPayloads(c.b) }); n != 0 {
+			t.Errorf("%s: %.0f allocations", c.name, n)
+		}
+		if hc != c.hc || off != c.off || typ != c.sk || ok != c.ok {
+			t.Errorf("%s: DecodeHeader %d, ScanPayloads %d %v %v; want %d, %d %v %v", c.name, hc, off, typ, ok, c.hc, c.off, c.sk, c.ok)
+		}
 	}
 }
