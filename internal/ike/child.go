@@ -426,15 +426,17 @@ func (c *childSA) remove(reason string) {
 	if n != nil && n.state != childGone && sa.state != stateDead {
 		n.activateOutbound()
 	}
-	// A gone SA is history: nothing may keep it (and through it its IKE
-	// SA with that SA's keys) alive, or every rekey adds to the heap.
+	// A gone SA is history: nothing newer may keep it (and through it its
+	// IKE SA with that SA's keys) alive, or every rekey adds to the heap.
+	// Its own links point to newer SAs and stay: a rekey of it still in
+	// flight settles its §2.8.1 collision with them.
 	if n != nil && n.replaces == c {
 		n.replaces = nil
 	}
 	if p := c.peerRekey; p != nil && p.replaces == c {
 		p.replaces = nil
 	}
-	c.replaces, c.replacedBy, c.peerRekey = nil, nil, nil
+	c.replaces = nil
 }
 
 // lowestNonceIn reports whether the lowest of the four nonces of two

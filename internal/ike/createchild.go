@@ -132,7 +132,9 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 		return
 	}
 	old := t.rekey
-	c.replaces = old
+	if old.state != childGone {
+		c.replaces = old // until old goes (remove cuts the link)
+	}
 	collision := ""
 	if p := old.peerRekey; p != nil && p.state != childGone {
 		// Both sides rekeyed old at once (§2.8.1): the SA made by the
@@ -376,7 +378,9 @@ func (sa *ikeSA) respondChild(m *message, nonce *wire.Nonce) {
 	out = append(out, ps[1:]...)
 	sa.respond(m, out)
 	if rekey != nil {
-		c.replaces = rekey
+		if rekey.state != childGone {
+			c.replaces = rekey // until rekey goes (remove cuts the link)
+		}
 		if rekey.state == childRekeying {
 			// Our own rekey of this SA is in flight: remember the peer's
 			// result and nonces for the §2.8.1 tie-break.
