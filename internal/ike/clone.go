@@ -3,6 +3,8 @@ package ike
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
@@ -33,19 +35,38 @@ func (f *family) join(sa *ikeSA) {
 	f.members[sa] = true
 }
 
-// leave drops a dead or superseded SA; the last one out releases the
-// leases (RFC 7791 §8: the service lasts until the last IKE SA is gone).
+// leave drops a dead or superseded SA. A lease goes back to its pool when
+// no SA of the family uses its address any more: the last one out
+// releases the authentication's address (RFC 7791 §8: the service lasts
+// until the last IKE SA is gone), and a clone's own address (App. A.3)
+// goes with the clone and its rekeyed successors, which inherit it. It
+// used to wait for the whole family, so every clone deleted while its
+// family lived leaked an address until the pool ran out.
 func (f *family) leave(sa *ikeSA) {
 	if f == nil {
 		return
 	}
 	delete(f.members, sa)
-	if len(f.members) == 0 {
-		for _, l := range f.leases {
+	kept := f.leases[:0]
+	for _, l := range f.leases {
+		if f.uses(l.addr) {
+			kept = append(kept, l)
+		} else {
 			l.pool.Release(l.addr)
 		}
-		f.leases = nil
 	}
+	clear(f.leases[len(kept):])
+	f.leases = kept
+}
+
+// uses reports whether an SA of the family has addr as a peer's virtual IP.
+func (f *family) uses(addr netip.Addr) bool {
+	for m := range f.members {
+		if slices.Contains(m.remoteVIPs, addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // size counts the family's established IKE SAs (a rekeyed SA waiting for

@@ -438,3 +438,65 @@ func TestRFC7791AppendixA3OwnInnerAddress(t *testing.T) {
 		t.Fatal("the clone lost its address with the parent")
 	}
 }
+
+// RFC 7791 §8 with App. A.3: a clone's own inner address is leased while
+// the clone (or the rekeyed SA that replaced it) uses it, and goes back to
+// the pool with the clone; the authentication's address stays while an SA
+// of the family uses it. Deleting clones while their family lives used to
+// leak one address each until the pool ran out (the endurance test: 14
+// leases for 3 addresses in use after 5 minutes).
+func TestRFC7791Section8CloneLeaseGoesWithTheClone(t *testing.T) {
+	var pool *ike.Pool
+	l := newLab(t, 88, func(ue, gw *ike.Connection, a, b *ike.Config) {
+		withClone(ue, gw, a, b)
+		ue.CloneVIPs = true
+		pool = gw.Pools[0]
+	})
+	l.up()
+	parent := l.sa(l.ue)
+	if n := pool.InUse(); n != 1 {
+		t.Fatalf("%d addresses leased after IKE_AUTH, want 1", n)
+	}
+	for round := range 3 {
+		l.clone(l.ue, parent.ID)
+		l.settle(time.Second)
+		c := clonesOf(l.ue, parent.ID)[0]
+		l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CreateChild(now, c.ID, "net") })
+		l.settle(time.Second)
+		if n := pool.InUse(); n != 2 {
+			t.Fatalf("round %d: %d addresses leased with a clone of its own address, want 2", round, n)
+		}
+		// A rekey of the clone keeps its address, and its lease.
+		l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, c.ID, 0) })
+		l.settle(time.Second)
+		if n := pool.InUse(); n != 2 {
+			t.Fatalf("round %d: %d addresses leased after the clone's IKE SA rekey, want 2", round, n)
+		}
+		cur := clonesOf(l.ue, parent.ID)
+		if len(cur) != 1 || cur[0].VirtualIPs[0] != byID(l.ue, cur[0].ID).VirtualIPs[0] {
+			t.Fatalf("round %d: clones after rekey %+v", round, cur)
+		}
+		l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, cur[0].ID, 0) })
+		l.settle(time.Second)
+		if n := pool.InUse(); n != 1 {
+			t.Fatalf("round %d: %d addresses leased after the clone went, want 1 (the parent's)", round, n)
+		}
+	}
+	// The parent goes while a clone lives: its address is free, the
+	// clone's stays.
+	l.clone(l.ue, parent.ID)
+	l.settle(time.Second)
+	c := clonesOf(l.ue, parent.ID)[0]
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CreateChild(now, c.ID, "net") })
+	l.settle(time.Second)
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, parent.ID, 0) })
+	l.settle(time.Second)
+	if n := pool.InUse(); n != 1 {
+		t.Fatalf("%d addresses leased with only the clone left, want 1", n)
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, c.ID, 0) })
+	l.settle(time.Second)
+	if n := pool.InUse(); n != 0 {
+		t.Fatalf("%d addresses leased with no SA left", n)
+	}
+}
