@@ -284,6 +284,18 @@ func (d *Daemon) apply(acts []ike.Action) {
 					m.CloneRefused(a.IKESA, n)
 				}
 			}
+			if a.Kind == ike.EventPathProbe {
+				// The engine gave up this SA's path while the interface
+				// may still be up: the manager decides whether to avoid it.
+				if m := d.managers[a.Conn]; m != nil {
+					for _, s := range d.engine.IKESAs() {
+						if s.ID == a.IKESA {
+							m.PathFailed(time.Now(), s.Lineage)
+						}
+					}
+				}
+				d.reconcileSoon = true
+			}
 		}
 	}
 }

@@ -200,6 +200,7 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes, flaps bo
 		downIdx  = -1
 		downAt   time.Time
 		calm     time.Time // when the last flap's VPN should be home again
+		seen     int       // engine events looked at
 	)
 	setLink := func(i int, up bool) {
 		ifaces[i].Up = up
@@ -227,6 +228,17 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes, flaps bo
 			case downIdx >= 0 && net.Now.Sub(downAt) >= downFor:
 				setLink(downIdx, true)
 				downIdx, calm = -1, net.Now.Add(backWithin)
+			}
+		}
+		// As Daemon.apply does: the engine's path probes tell the manager
+		// which interface it gave up.
+		for ; seen < len(ueNode.Events); seen++ {
+			if ev := ueNode.Events[seen]; ev.Kind == ike.EventPathProbe {
+				for _, s := range ueNode.Engine.IKESAs() {
+					if s.ID == ev.IKESA {
+						ue.mgr.PathFailed(net.Now, s.Lineage)
+					}
+				}
 			}
 		}
 		sas := managerSAs(ueNode.Engine.IKESAs(), ue.conn.Name)

@@ -180,6 +180,12 @@ type Manager struct {
 	// when they may be used again; the hold doubles each time.
 	last    map[uint64]string
 	suspect map[string]holdDown
+	failed  []pathFailure // reported by PathFailed, judged at the next call
+}
+
+type pathFailure struct {
+	iface string
+	vpn   uint64
 }
 
 type holdDown struct {
@@ -250,6 +256,19 @@ func New(p Policy, log *slog.Logger) *Manager {
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
 		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, late: map[uint64][]time.Time{}, surplus: map[uint64]time.Time{}, moving: map[uint64]moveOp{},
 		replacing: map[uint32]time.Time{}, last: map[uint64]string{}, suspect: map[string]holdDown{}}
+}
+
+// PathFailed tells the manager that the engine gave up the path of the
+// VPN with key lineage (its MOBIKE path probing found no answer there
+// after retransmissions, RFC 4555 §3.5) and moved it: the interface it
+// was on is up, but dead, so VPNs stay off it for a while, twice as long
+// each time. Only the engine's own word counts: a move the user asked for
+// (mifike move) or one this manager made says nothing about the path
+// left behind.
+func (m *Manager) PathFailed(now time.Time, lineage uint64) {
+	if iface := m.last[lineage]; iface != "" {
+		m.failed = append(m.failed, pathFailure{iface: iface, vpn: lineage})
+	}
 }
 
 // CloneRefused tells the manager the peer refused a clone of parent with
@@ -349,23 +368,23 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			delete(m.moving, k)
 		}
 	}
-	// The engine moved an SA off its interface by itself: path probing
-	// found that interface dead though it is up (RFC 4555 §3.5).
-	for _, s := range sas {
-		cur := ifaceOf(s, ifaces)
-		last, seen := m.last[vpn(s)]
-		m.last[vpn(s)] = cur
-		op, moving := m.moving[vpn(s)]
-		if seen && last != "" && cur != last && (!moving || op.iface != cur) && s.Established {
-			for _, i := range ifaces {
-				if i.Name == last && i.Up && addrOf(i, gateway).IsValid() {
-					h := m.suspect[last].hold * 2
-					h = min(max(h, minHold), maxHold)
-					m.suspect[last] = holdDown{until: now.Add(h), hold: h}
-					m.log.Warn("path over interface failed while it is up; avoiding it for a while", "iface", last, "ike", s.ID, "for", h)
-				}
+	// Paths the engine gave up on interfaces that are still up: those
+	// are the silent failures (one that went down is simply gone).
+	for _, f := range m.failed {
+		for _, i := range ifaces {
+			if i.Name == f.iface && i.Up && addrOf(i, gateway).IsValid() {
+				h := m.suspect[f.iface].hold * 2
+				h = min(max(h, minHold), maxHold)
+				m.suspect[f.iface] = holdDown{until: now.Add(h), hold: h}
+				m.log.Warn("path over interface failed while it is up; avoiding it for a while", "iface", f.iface, "vpn", f.vpn, "for", h)
 			}
 		}
+	}
+	m.failed = m.failed[:0]
+	// Where each VPN is now: when the engine reports that it gave up a
+	// VPN's path (PathFailed), the interface it gave up is this one.
+	for _, s := range sas {
+		m.last[vpn(s)] = ifaceOf(s, ifaces)
 	}
 	for k := range m.last {
 		if _, ok := byVPN[k]; !ok {

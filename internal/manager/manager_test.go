@@ -250,6 +250,8 @@ func TestSilentFailureHoldDown(t *testing.T) {
 	m.Bind(Slot{Iface: "wlan0"}, 2)
 	ifs := []Interface{eth, wifi}
 	m.Reconcile(t0, gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
+	// The engine's path probing gave up wlan0 and moved SA 2 to eth0.
+	m.PathFailed(t0.Add(time.Second), 2)
 	moved := []SA{sa(1, eth, 0), sa(2, eth, 1)}
 	if got := m.Reconcile(t0.Add(time.Second), gw, ifs, moved); len(got) != 0 {
 		t.Fatalf("moved straight back onto the failed path: %#v", got)
@@ -263,6 +265,7 @@ func TestSilentFailureHoldDown(t *testing.T) {
 	}
 	// It fails again: twice as long this time.
 	m.Reconcile(t0.Add(33*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
+	m.PathFailed(t0.Add(34*time.Second), 2)
 	m.Reconcile(t0.Add(34*time.Second), gw, ifs, moved)
 	if got := m.Reconcile(t0.Add(34*time.Second+45*time.Second), gw, ifs, moved); len(got) != 0 {
 		t.Fatalf("the second hold-down did not double: %#v", got)
@@ -406,5 +409,30 @@ func TestLateAndManualClones(t *testing.T) {
 	}
 	if got := m.Reconcile(t0.Add(11*time.Second), gw, ifs, append(settled, sa(4, eth, 1))); len(got) != 0 {
 		t.Fatalf("manual clone kept: %#v", got)
+	}
+}
+
+// A move the user made (mifike move) is no sign that the interface left
+// behind is dead: only the engine's path probing says so (PathFailed). The
+// policy brings the VPN home again at once (found by the endurance test:
+// the interface was avoided for 30 s, then 60 s).
+func TestManualMoveIsNoPathFailure(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	ifs := []Interface{eth, wifi}
+	m.Reconcile(t0, gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
+	got := m.Reconcile(t0.Add(time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, eth, 1)})
+	if !reflect.DeepEqual(got, []Command{Move{ID: 2, Local: wifi.Addrs[0], Remote: gw, Iface: "wlan0"}}) {
+		t.Fatalf("after a manual move: %#v", got)
+	}
+	// A path given up on an interface that has gone down meanwhile is no
+	// silent failure either: when it returns, its VPN goes back.
+	m.Reconcile(t0.Add(2*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
+	m.PathFailed(t0.Add(3*time.Second), 2)
+	m.Reconcile(t0.Add(3*time.Second), gw, []Interface{eth, down(wifi)}, []SA{sa(1, eth, 0), sa(2, eth, 1)})
+	got = m.Reconcile(t0.Add(4*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, eth, 1)})
+	if !reflect.DeepEqual(got, []Command{Move{ID: 2, Local: wifi.Addrs[0], Remote: gw, Iface: "wlan0"}}) {
+		t.Fatalf("wlan0 back after it went down: %#v", got)
 	}
 }
