@@ -46,6 +46,10 @@ type Daemon struct {
 	nextSub int
 
 	children map[uint32]ike.ChildSA // what the data plane holds
+	// retiring are rekeyed Child SAs the engine deleted, by inbound SPI,
+	// kept in the data plane for inbound packets still on their way
+	// until the time given (ike.DeleteChild.Rekeyed).
+	retiring map[uint32]time.Time
 	plane    dataPlane              // nil for data_plane: none
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
@@ -86,7 +90,7 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	applyDaemonOptions(cfg, conns)
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
 		socks: map[sockKey]*udpSocket{}, rx: make(chan datagram, rxQueue), calls: make(chan func()),
-		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{},
+		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]time.Time{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{}}
 	d.newManagers(cfg)
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
@@ -199,6 +203,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.reconcileSoon = true
 		case <-inTick.C:
 			d.pollInbound()
+			d.retire(time.Now())
 			d.reconcileSoon = true
 		case l := <-d.limits:
 			d.apply(d.engine.ChildLimit(time.Now(), l.inSPI, l.hard))
@@ -252,6 +257,7 @@ func (d *Daemon) apply(acts []ike.Action) {
 		case ike.ArmTimer:
 			d.timer.Reset(max(time.Until(a.At), 0))
 		case ike.InstallChild:
+			delete(d.retiring, a.SA.InSPI) // the SPI's new SA replaces a retiring one
 			d.children[a.SA.InSPI] = a.SA
 			d.keys.esp(a.SA)
 			d.planeAction(a)
@@ -263,7 +269,15 @@ func (d *Daemon) apply(acts []ike.Action) {
 			}
 			d.planeAction(a)
 		case ike.DeleteChild:
+			old, ok := d.children[a.InSPI]
 			delete(d.children, a.InSPI)
+			if a.Rekeyed && ok && d.plane != nil {
+				// Sends no more, receives a little longer.
+				old.Outbound = false
+				d.planeAction(ike.UpdateChild{SA: old})
+				d.retiring[a.InSPI] = time.Now().Add(retireRekeyed)
+				continue
+			}
 			d.planeAction(a)
 		case ike.IKEKeys:
 			d.keys.ike(a)
@@ -487,4 +501,20 @@ func (d *Daemon) call(f func()) {
 	done := make(chan struct{})
 	d.calls <- func() { f(); close(done) }
 	<-done
+}
+
+// retireRekeyed is how long a rekeyed Child SA still takes inbound
+// packets after the engine deleted it: longer than any packet the peer
+// sent before it deleted its end can be on its way (strongSwan's
+// charon.delete_rekeyed_delay is 5 s too).
+const retireRekeyed = 5 * time.Second
+
+// retire removes rekeyed Child SAs whose grace period is over.
+func (d *Daemon) retire(now time.Time) {
+	for spi, until := range d.retiring {
+		if now.After(until) {
+			delete(d.retiring, spi)
+			d.planeAction(ike.DeleteChild{InSPI: spi})
+		}
+	}
 }

@@ -415,17 +415,21 @@ func (c *childSA) remove(reason string) {
 		delete(e.children, c.inSPI)
 	}
 	sa.removeChild(c)
-	e.emit(DeleteChild{IKESA: sa.id, InSPI: c.inSPI, OutSPI: c.outSPI})
-	e.emit(Event{Kind: EventChildDown, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI, Detail: c.cfg.Name + ": " + reason})
 	n := c.replacedBy
 	if n == nil {
 		// Deleted while our rekey was in flight and the peer's had
 		// completed: the peer's new SA is the successor.
 		n = c.peerRekey
 	}
-	if n != nil && n.state != childGone && sa.state != stateDead {
+	rekeyed := n != nil && n.state != childGone && sa.state != stateDead
+	if rekeyed {
+		// The successor sends before the old SA goes, not after: in
+		// between, outbound packets would find no SA (§2.8, make before
+		// break).
 		n.activateOutbound()
 	}
+	e.emit(DeleteChild{IKESA: sa.id, InSPI: c.inSPI, OutSPI: c.outSPI, Rekeyed: rekeyed})
+	e.emit(Event{Kind: EventChildDown, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI, Detail: c.cfg.Name + ": " + reason})
 	// A gone SA is history: nothing newer may keep it (and through it its
 	// IKE SA with that SA's keys) alive, or every rekey adds to the heap.
 	// Its own links point to newer SAs and stay: a rekey of it still in
