@@ -147,3 +147,82 @@ func TestRFC7296Section1_4_1DeleteIKE(t *testing.T) {
 		})
 	}
 }
+
+// RFC 7296 §2.8 (make before break): when a Child SA rekey completes, no
+// moment may be without an SA that sends, and packets the peer sent on
+// the old SA may still be on their way. So the rekey responder lets the
+// successor send before it removes the old SA, and both ends mark the
+// removal of a rekeyed SA (DeleteChild.Rekeyed) so the data plane keeps
+// its inbound half a little longer; a Child SA deleted for good is not
+// marked. (The endurance test lost packets at rekeys before.)
+func TestRFC7296Section2_8ChildRekeyMakeBeforeBreak(t *testing.T) {
+	l := newLab(t, 29, nil)
+	id := l.up()
+	l.settle(time.Second)
+	old := l.sa(l.ue).Children[0]
+	type step struct {
+		node string
+		a    ike.Action
+	}
+	var log []step
+	record := func(name string) func(ike.Action) {
+		return func(a ike.Action) {
+			switch a.(type) {
+			case ike.InstallChild, ike.UpdateChild, ike.DeleteChild:
+				log = append(log, step{name, a})
+			}
+		}
+	}
+	l.ue.OnAction, l.gw.OnAction = record("ue"), record("gw")
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, id, old.InSPI) })
+	l.settle(time.Second)
+	cur := l.sa(l.ue).Children[0]
+	if cur.InSPI == old.InSPI {
+		t.Fatal("not rekeyed")
+	}
+	// The gateway's successor of the old SA is the SA whose outbound SPI
+	// is the end user's new inbound SPI.
+	deleted := map[string]bool{}
+	for i, s := range log {
+		switch a := s.a.(type) {
+		case ike.DeleteChild:
+			if a.InSPI != old.InSPI && a.InSPI != old.OutSPI {
+				t.Fatalf("%s deleted %08x, not the rekeyed SA", s.node, a.InSPI)
+			}
+			if !a.Rekeyed {
+				t.Errorf("%s: the rekeyed SA's removal is not marked Rekeyed", s.node)
+			}
+			deleted[s.node] = true
+			if s.node == "gw" {
+				sends := false
+				for _, p := range log[:i] {
+					if u, ok := p.a.(ike.UpdateChild); ok && p.node == "gw" && u.SA.OutSPI == cur.InSPI && u.SA.Outbound {
+						sends = true
+					}
+				}
+				if !sends {
+					t.Errorf("the gateway removed the old SA before its successor could send: %+v", log)
+				}
+			}
+		}
+	}
+	if !deleted["ue"] || !deleted["gw"] {
+		t.Fatalf("old SA removed on %v only", deleted)
+	}
+	// A Child SA deleted for good is not a rekey.
+	log = nil
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, id, cur.InSPI) })
+	l.settle(time.Second)
+	n := 0
+	for _, s := range log {
+		if a, ok := s.a.(ike.DeleteChild); ok {
+			n++
+			if a.Rekeyed {
+				t.Errorf("%s: a deleted Child SA marked Rekeyed", s.node)
+			}
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d removals for one deleted Child SA, want one on each end", n)
+	}
+}

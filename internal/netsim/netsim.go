@@ -66,6 +66,9 @@ type Node struct {
 	Keys     []ike.IKEKeys
 	Sent     int
 	cfg      ike.Config
+	// OnAction, when set, sees every action of the node's engine in the
+	// order the engine gave them.
+	OnAction func(ike.Action)
 }
 
 type flight struct {
@@ -176,6 +179,9 @@ func (node *Node) Do(f func(now time.Time) []ike.Action) {
 func (node *Node) Apply(actions []ike.Action) {
 	n := node.net
 	for _, a := range actions {
+		if node.OnAction != nil {
+			node.OnAction(a)
+		}
 		switch a := a.(type) {
 		case ike.Send:
 			node.Sent++
