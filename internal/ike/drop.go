@@ -45,6 +45,11 @@ const (
 	DropPrefixLimit   // an IKE_SA_INIT request from a prefix at its half-open limit
 	DropInvalidKE     // a KE payload that is not a valid public value (RFC 6989 §2)
 	DropLocalFailure  // this host could not go on (no randomness for a DH key)
+	// DropBadSource: from UDP port 0, or from an address no answer can go
+	// to (unspecified, multicast, IPv4 broadcast): only forged datagrams
+	// come from there, and answering them failed in sendmsg or took a
+	// half-open place for nothing.
+	DropBadSource
 	numDropReasons
 )
 
@@ -72,6 +77,7 @@ var dropNames = [numDropReasons]string{
 	DropPrefixLimit:   "prefix-limit",
 	DropInvalidKE:     "invalid-ke",
 	DropLocalFailure:  "local-failure",
+	DropBadSource:     "bad-source",
 }
 
 // String is the reason's metric label value ("unknown-spi").
@@ -185,6 +191,13 @@ func inspect(data []byte, natt bool) (in inspected, r DropReason) {
 		return in, DropFragment
 	}
 	return in, DropNone
+}
+
+// badSource reports a source no IKE peer can have: no reply could reach
+// it (RFC 7296 §2.11 answers where a request came from).
+func badSource(a netip.AddrPort) bool {
+	ip := a.Addr().Unmap()
+	return a.Port() == 0 || !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // answersVersion reports whether a datagram inspect dropped for its

@@ -159,7 +159,15 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 	ikev1 := header(randomSPIs, 32)
 	ikev1[17] = 0x10
 
+	// A request of IKE version 3, framed right: answered with
+	// INVALID_MAJOR_VERSION (§2.5) from a real source, dropped from one no
+	// answer can reach (found by test/hostile: from UDP port 0 each answer
+	// failed in sendmsg and was logged).
+	v3 := header(wire.Header{SPIi: 0x1122334455667788, MajorVersion: 3, Exchange: wire.IKESAInit, Flags: wire.FlagInitiator}, 32)
 	cases := []dropCase{
+		{"source/port-0", ike.Datagram{Local: gw500, Remote: netip.AddrPortFrom(from500.Addr(), 0), Data: v3}},
+		{"source/broadcast", ike.Datagram{Local: gw500, Remote: netip.MustParseAddrPort("255.255.255.255:500"), Data: v3}},
+		{"source/multicast", ike.Datagram{Local: gw500, Remote: netip.MustParseAddrPort("[ff02::1]:500"), Data: v3}},
 		{"garbage/500", ike.Datagram{Local: gw500, Remote: from500, Data: garbage(256)}},
 		{"garbage/4500-no-marker", ike.Datagram{Local: gw4500, Remote: from4500, Data: garbage(256)}},
 		{"garbage/4500-marker", ike.Datagram{Local: gw4500, Remote: from4500, Data: marker(garbage(256))}},
@@ -300,6 +308,9 @@ func TestDropReasonsCountedAndLogged(t *testing.T) {
 	var logged bytes.Buffer
 	e, cases := dropFixture(t, dropSuites[0].ike, slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	want := map[string]ike.DropReason{
+		"source/port-0":               ike.DropBadSource,
+		"source/broadcast":            ike.DropBadSource,
+		"source/multicast":            ike.DropBadSource,
 		"garbage/500":                 ike.DropVersion, // its version nibble is above 2
 		"header/bad-length":           ike.DropLength,
 		"garbage/4500-no-marker":      ike.DropNoMarker,

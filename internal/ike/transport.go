@@ -58,6 +58,9 @@ const nonESPMarkerLen = 4
 // driver reuses.
 func (e *Engine) receive(d Datagram) {
 	in, r := inspect(d.Data, d.Local.Port() != e.cfg.IKEPort)
+	if badSource(d.Remote) {
+		r = DropBadSource // before anything is answered (a version error)
+	}
 	if r != DropNone {
 		if r == DropVersion && in.answersVersion() {
 			e.answerVersion(d, &in.h)
