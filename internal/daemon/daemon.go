@@ -50,7 +50,7 @@ type Daemon struct {
 	// kept in the data plane for inbound packets still on their way
 	// until the time given (ike.DeleteChild.Rekeyed).
 	retiring map[uint32]time.Time
-	plane    dataPlane              // nil for data_plane: none
+	plane    dataPlane // nil for data_plane: none
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
 
