@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -160,11 +161,7 @@ func (t *Topology) AddressInterface(a Access) error {
 // SetLink takes an end-user interface up or down (link down: the
 // interface is gone for the host, as when Wi-Fi is switched off).
 func (t *Topology) SetLink(dev string, up bool) error {
-	state := "down"
-	if up {
-		state = "up"
-	}
-	if err := t.IP(t.UE, "link", "set", dev, state); err != nil {
+	if err := t.setLink(t.UE, dev, up); err != nil {
 		return err
 	}
 	if up {
@@ -176,6 +173,14 @@ func (t *Topology) SetLink(dev string, up bool) error {
 		}
 	}
 	return nil
+}
+
+func (t *Topology) setLink(ns, dev string, up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	return t.IP(ns, "link", "set", dev, state)
 }
 
 // AddServiceAddress puts ServiceAddr on the gateway's loopback device and
@@ -190,17 +195,25 @@ func (t *Topology) AddServiceAddress() error {
 // SetGatewayLink takes one of the gateway's interfaces (up0, up1, lan0)
 // up or down.
 func (t *Topology) SetGatewayLink(dev string, up bool) error {
-	state := "down"
-	if up {
-		state = "up"
-	}
-	if err := t.IP(t.GW, "link", "set", dev, state); err != nil {
+	if err := t.setLink(t.GW, dev, up); err != nil {
 		return err
 	}
-	if up && dev == "up1" {
-		t.IP(t.GW, "route", "replace", "10.91.0.0/16", "via", "10.92.2.1", "metric", "200")
+	// A link that comes back loses its route to the end user's networks.
+	routes := map[string][]string{"up0": {"via", "10.92.1.1", "metric", "100"}, "up1": {"via", "10.92.2.1", "metric", "200"}}
+	if r, ok := routes[dev]; ok && up {
+		t.IP(t.GW, append([]string{"route", "replace", "10.91.0.0/16"}, r...)...)
 	}
 	return nil
+}
+
+// BuildBinary builds the mifike command into a new directory under dir
+// (tests that run daemons build it once, in TestMain) and returns its path.
+func BuildBinary(dir string) (string, error) {
+	bin := filepath.Join(dir, "mifike")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/mifike/mifike/cmd/mifike").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building mifike: %v\n%s", err, out)
+	}
+	return bin, nil
 }
 
 // Blackhole silently drops (on) or passes again (off) everything the

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,14 +23,12 @@ func TestMain(m *testing.M) {
 	code := func() int {
 		if os.Geteuid() == 0 {
 			dir, err := os.MkdirTemp("", "mifike-e2e-bin")
+			if err == nil {
+				defer os.RemoveAll(dir)
+				mifikeBin, err = demo.BuildBinary(dir)
+			}
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			mifikeBin = filepath.Join(dir, "mifike")
-			if out, err := exec.Command("go", "build", "-o", mifikeBin, "github.com/mifike/mifike/cmd/mifike").CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "building mifike: %v\n%s", err, out)
 				return 1
 			}
 		}

@@ -19,10 +19,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mifike/mifike/internal/demo"
 )
 
 var (
@@ -40,14 +40,12 @@ func TestMain(m *testing.M) {
 			return m.Run() // the test skips with its reason
 		}
 		dir, err := os.MkdirTemp("", "mifike-endurance-bin")
+		if err == nil {
+			defer os.RemoveAll(dir)
+			mifikeBin, err = demo.BuildBinary(dir)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		mifikeBin = filepath.Join(dir, "mifike")
-		if out, err := exec.Command("go", "build", "-o", mifikeBin, "github.com/mifike/mifike/cmd/mifike").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building mifike: %v\n%s", err, out)
 			return 1
 		}
 		return m.Run()
