@@ -1,15 +1,10 @@
 package endurance
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -114,43 +109,16 @@ func (s *side) snapshot() snapshot {
 	return out
 }
 
-// scrape reads the daemon's Prometheus page. The connection is dialled
-// from a thread inside the namespace (an http.Client would dial from
-// another goroutine, in ours).
+// scrape reads the daemon's Prometheus page and checks it has what the
+// resource invariants need.
 func scrape(ns string) (map[string]float64, error) {
-	var page []byte
-	err := demo.InNS(ns, func() error {
-		c, err := net.DialTimeout("tcp", metricsAddr, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprint(c, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-		page, err = io.ReadAll(c)
-		return err
-	})
+	out, err := demo.Scrape(ns, metricsAddr)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(string(page)))
-	for sc.Scan() {
-		l := sc.Text()
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
-			out[l[:i]] = v
-		}
-	}
 	for _, m := range []string{mGoroutines, mNextGC, mGOGC, mFDs, mRSS} {
 		if _, ok := out[m]; !ok {
-			return nil, fmt.Errorf("no %s in the metrics page (%d octets)", m, len(page))
+			return nil, fmt.Errorf("no %s in the metrics page (%d series)", m, len(out))
 		}
 	}
 	// The collector aims the next collection at the live heap times

@@ -1,17 +1,11 @@
 package hostile
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
@@ -107,38 +101,9 @@ func sum(m map[string]int) int {
 // series are keyed name{labels}.
 func scrape(t *testing.T, ns string) map[string]float64 {
 	t.Helper()
-	client := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := demo.InNS(ns, func() error {
-				var err error
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	}}
-	resp, err := client.Get("http://" + metricsAddr + "/metrics")
+	out, err := demo.Scrape(ns, metricsAddr)
 	if err != nil {
 		t.Fatalf("scraping the gateway's metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		l := sc.Text()
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[l[:i]] = v
 	}
 	return out
 }
