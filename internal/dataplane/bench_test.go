@@ -185,3 +185,48 @@ func BenchmarkUpdateSharedSelector(b *testing.B) {
 		}
 	}
 }
+
+// A flood of ESP that cannot be opened (RFC 4303 §3.4: unknown SPI,
+// too short, failed integrity, replayed) is dropped and counted without
+// allocating: garbage must cost no memory (issue 13).
+func TestDroppedESPAllocatesNothing(t *testing.T) {
+	a, z := benchPair(t)
+	pkt := benchPacket()
+	buf := make([]byte, Headroom+1500+128)
+	copy(buf[Headroom:], pkt)
+	p, ok := a.seal(a.tab, buf, len(pkt))
+	if !ok {
+		t.Fatal("not sealed")
+	}
+	sealed := bytes.Clone(p.Data)
+	// A packet with a sequence number not seen yet and a broken ICV (with
+	// one already seen, the replay check drops it first).
+	copy(buf[Headroom:], pkt)
+	p, _ = a.seal(a.tab, buf, len(pkt))
+	forged := bytes.Clone(p.Data)
+	forged[len(forged)-1] ^= 1
+	unknown := bytes.Clone(sealed)
+	unknown[0] ^= 0x55
+	rx := z.NewReceiver()
+	in := []Inbound{{Buf: make([]byte, Headroom+1500+128), Off: Headroom, Local: hostB, Remote: hostA}}
+	deliver := func(b []byte) { in[0].N = copy(in[0].Buf[Headroom:], b); rx.Receive(in) }
+	deliver(sealed) // once, so a second copy is a replay
+	for _, c := range []struct {
+		name, reason string
+		pkt          []byte
+	}{
+		{"unknown SPI", DropUnknownSPI, unknown},
+		{"short", DropShort, sealed[:3]},
+		{"integrity", DropIntegrity, forged},
+		{"replay", DropReplay, sealed},
+	} {
+		before := z.Drops()[c.reason]
+		deliver(c.pkt) // the first drop of a reason logs; the rest only count
+		if n := testing.AllocsPerRun(200, func() { deliver(c.pkt) }); n != 0 {
+			t.Errorf("%s: %.1f allocations per dropped packet, want 0", c.name, n)
+		}
+		if got := z.Drops()[c.reason] - before; got < 200 {
+			t.Errorf("%s: counted %d drops of %s, want every one", c.name, got, c.reason)
+		}
+	}
+}

@@ -51,7 +51,7 @@ func (p *Plane) Run() error {
 		p.mu.RUnlock()
 		if len(pkts) > 0 {
 			if err := p.cfg.Transport.Send(pkts); err != nil {
-				p.drops.add(DropSend, "err", err)
+				p.drops.addDetail(DropSend, func() []any { return []any{"err", err} })
 			}
 		}
 	}
@@ -70,7 +70,7 @@ func (p *Plane) seal(t *tables, buf []byte, n int) (Packet, bool) {
 		if f.dst.IsMulticast() || f.dst.IsLinkLocalUnicast() {
 			p.drops.addQuiet(DropNoPolicy) // the host's own chatter on the device
 		} else {
-			p.drops.add(DropNoPolicy, "src", f.src, "dst", f.dst)
+			p.drops.addDetail(DropNoPolicy, func() []any { return []any{"src", f.src, "dst", f.dst} })
 		}
 		return Packet{}, false
 	}
@@ -148,7 +148,7 @@ func (r *Receiver) Receive(batch []Inbound) {
 		}
 		c := t.children[spi]
 		if c == nil {
-			p.drops.add(DropUnknownSPI, "spi", spi, "from", in.Remote)
+			p.drops.addDetail(DropUnknownSPI, func() []any { return []any{"spi", spi, "from", in.Remote} })
 			continue
 		}
 		c.in.mu.Lock()
@@ -189,7 +189,7 @@ func (r *Receiver) Receive(batch []Inbound) {
 		// selectors name its private address, so only tunnels and
 		// NAT-free transport SAs are checked.
 		if (c.mode != ike.Transport || !c.path.Encap) && !c.matchesInbound(&f) {
-			p.drops.add(DropPolicy, "src", f.src, "dst", f.dst, "spi", spi)
+			p.drops.addDetail(DropPolicy, func() []any { return []any{"src", f.src, "dst", f.dst, "spi", spi} })
 			continue
 		}
 		p.countIn(c, len(inner), now)
@@ -204,6 +204,6 @@ func (r *Receiver) Receive(batch []Inbound) {
 		return
 	}
 	if _, err := p.cfg.TUN.Write(r.out, tunOffset); err != nil {
-		p.drops.add(DropTUN, "err", err)
+		p.drops.addDetail(DropTUN, func() []any { return []any{"err", err} })
 	}
 }

@@ -407,7 +407,9 @@ func (p *Plane) limit(inSPI uint32, hard bool) {
 }
 
 // dropCounters counts dropped packets by reason and logs each reason at
-// most once every ten seconds, never once per packet.
+// most once every ten seconds, never once per packet. Counting allocates
+// nothing (a flood of garbage ESP must cost no memory, issue 13): a
+// drop's details for the log are built only when the log line is due.
 type dropCounters struct {
 	mu     sync.Mutex
 	counts map[string]*atomic.Uint64
@@ -415,7 +417,13 @@ type dropCounters struct {
 	log    *slog.Logger
 }
 
-func (d *dropCounters) add(reason string, detail ...any) {
+// add counts a drop of reason.
+func (d *dropCounters) add(reason string) { d.addDetail(reason, nil) }
+
+// addDetail counts a drop of reason; detail gives the log line's
+// key-value pairs when one is due (a closure that does not escape costs
+// no allocation).
+func (d *dropCounters) addDetail(reason string, detail func() []any) {
 	d.mu.Lock()
 	if d.counts == nil {
 		d.counts, d.logged = map[string]*atomic.Uint64{}, map[string]time.Time{}
@@ -433,7 +441,11 @@ func (d *dropCounters) add(reason string, detail ...any) {
 	}
 	d.mu.Unlock()
 	if logIt {
-		d.log.Warn("dropping packets", append([]any{"reason", reason, "total", n}, detail...)...)
+		args := []any{"reason", reason, "total", n}
+		if detail != nil {
+			args = append(args, detail()...)
+		}
+		d.log.Warn("dropping packets", args...)
 	}
 }
 
