@@ -9,7 +9,7 @@ import (
 	"github.com/mifike/mifike/internal/ike"
 )
 
-// The receive side: one goroutine per socket reads batches (rxBatch),
+// The receive side: one goroutine per socket reads batches (dataplane.BatchReader),
 // hands ESP in UDP to the userspace data plane in place, drops what the
 // engine would drop from the datagram alone (ike.Precheck) without
 // copying it, and queues the rest to the event loop in pooled buffers.
@@ -102,23 +102,23 @@ func (d *Daemon) readBatch(s *udpSocket) {
 	if rx != nil {
 		batch, off = espBatch, dataplane.Headroom
 	}
-	r, err := newRxBatch(s.conn, s.port, batch, off, maxDatagram)
+	r, err := dataplane.NewBatchReader(s.conn, s.port, batch, off, maxDatagram)
 	if err != nil {
 		d.log.Error("cannot read the IKE socket", "port", s.port, "err", err)
 		return
 	}
 	esp := make([]dataplane.Inbound, 0, batch)
 	for {
-		n, err := r.read()
+		n, err := r.Read()
 		if err != nil {
-			if closed(err) {
+			if dataplane.Closed(err) {
 				return
 			}
 			continue
 		}
 		esp = esp[:0]
 		for i := range n {
-			b, local, remote, truncated := r.datagram(i)
+			b, local, remote, truncated := r.Datagram(i)
 			switch {
 			case truncated:
 				d.rxStats.drop(ike.DropTruncated)
@@ -132,7 +132,7 @@ func (d *Daemon) readBatch(s *udpSocket) {
 					d.rxStats.espDropped.Add(1) // no data plane carries ESP here
 					continue
 				}
-				esp = append(esp, dataplane.Inbound{Buf: r.buf(i), Off: off, N: len(b), Local: local, Remote: remote})
+				esp = append(esp, dataplane.Inbound{Buf: r.Buf(i), Off: off, N: len(b), Local: local, Remote: remote})
 				continue
 			}
 			if why := ike.Precheck(b, natt); why != ike.DropNone {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/config"
+	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -38,13 +39,13 @@ func loopbackPair(t *testing.T, addr netip.Addr) (*udpSocket, *net.UDPConn) {
 	return s, c
 }
 
-// rxBatch delivers what was sent, the addresses from the socket address
+// dataplane.BatchReader delivers what was sent, the addresses from the socket address
 // and packet info, and flags what did not fit (MSG_TRUNC), for both
 // families.
 func TestRxBatchReadsWhatWasSent(t *testing.T) {
 	for _, a := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")} {
 		s, c := loopbackPair(t, a)
-		r, err := newRxBatch(s.conn, s.port, 4, 16, 100)
+		r, err := dataplane.NewBatchReader(s.conn, s.port, 4, 16, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,12 +57,12 @@ func TestRxBatchReadsWhatWasSent(t *testing.T) {
 		}
 		from := c.LocalAddr().(*net.UDPAddr).AddrPort()
 		for got := 0; got < len(sent); {
-			n, err := r.read()
+			n, err := r.Read()
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i := range n {
-				b, local, remote, trunc := r.datagram(i)
+				b, local, remote, trunc := r.Datagram(i)
 				want := sent[got]
 				if trunc != (len(want) > 100) || !bytes.Equal(b, want[:min(len(want), 100)]) {
 					t.Errorf("%v: datagram %d: %d octets, truncated %v", a, got, len(b), trunc)
@@ -69,7 +70,7 @@ func TestRxBatchReadsWhatWasSent(t *testing.T) {
 				if local != netip.AddrPortFrom(a, s.port) || remote.Addr() != a || remote.Port() != from.Port() {
 					t.Errorf("%v: datagram %d from %v to %v, want from %v to %v", a, got, remote, local, from, netip.AddrPortFrom(a, s.port))
 				}
-				if &r.buf(i)[16] != &b[:1][0] {
+				if &r.Buf(i)[16] != &b[:1][0] {
 					t.Errorf("%v: datagram not at the offset", a)
 				}
 				got++

@@ -232,82 +232,48 @@ func listenRaw(network string, mark uint32) (*net.IPConn, error) {
 // for the two sockets (issue 13).
 const maxRawInbound = 10000
 
-// readRaw reads plain ESP (IP protocol 50) in batches.
+// readRaw reads plain ESP (IP protocol 50) in batches, allocating
+// nothing per packet (BatchReader).
 func (l *Linux) readRaw(c *net.IPConn) {
 	v6 := c.LocalAddr().(*net.IPAddr).IP.To4() == nil
 	const batch = 64
-	size := Headroom + maxRawInbound
-	bufs := make([][]byte, batch)
+	r, err := NewBatchReader(c, 0, batch, Headroom, maxRawInbound)
+	if err != nil {
+		l.log.Error("cannot read plain ESP", "err", err)
+		return
+	}
 	in := make([]Inbound, batch)
 	rx := l.NewReceiver()
-	var (
-		m4 []ipv4.Message
-		m6 []ipv6.Message
-		p4 *ipv4.PacketConn
-		p6 *ipv6.PacketConn
-	)
-	if v6 {
-		p6, m6 = ipv6.NewPacketConn(c), make([]ipv6.Message, batch)
-	} else {
-		p4, m4 = ipv4.NewPacketConn(c), make([]ipv4.Message, batch)
-	}
-	for i := range bufs {
-		bufs[i] = make([]byte, size)
-		if v6 {
-			m6[i] = ipv6.Message{Buffers: [][]byte{bufs[i][Headroom:]}, OOB: make([]byte, 128)}
-		} else {
-			m4[i] = ipv4.Message{Buffers: [][]byte{bufs[i][Headroom:]}, OOB: make([]byte, 128)}
-		}
-	}
 	for {
-		var (
-			n   int
-			err error
-		)
-		if v6 {
-			n, err = p6.ReadBatch(m6, 0)
-		} else {
-			n, err = p4.ReadBatch(m4, 0)
-		}
+		n, err := r.Read()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if Closed(err) {
 				return
 			}
 			continue
 		}
 		k := 0
 		for i := range n {
-			b := bufs[i]
-			flags := 0
-			if v6 {
-				flags = m6[i].Flags
-			} else {
-				flags = m4[i].Flags
-			}
-			if flags&unix.MSG_TRUNC != 0 {
+			b, local, remote, truncated := r.Datagram(i)
+			if truncated {
 				l.drops.add(DropTruncated)
 				continue
 			}
 			if v6 {
-				m := &m6[i]
-				src, _ := m.Addr.(*net.IPAddr)
-				if src == nil {
+				if !remote.IsValid() {
 					continue
 				}
-				ra, _ := netip.AddrFromSlice(src.IP)
-				in[k] = Inbound{Buf: b, Off: Headroom, N: m.N, Remote: netip.AddrPortFrom(ra.Unmap(), 0),
-					Local: netip.AddrPortFrom(pktinfoDst(m.OOB[:m.NN]), 0)}
+				in[k] = Inbound{Buf: r.Buf(i), Off: Headroom, N: len(b), Remote: netip.AddrPortFrom(remote.Addr(), 0),
+					Local: netip.AddrPortFrom(local.Addr(), 0)}
 			} else {
 				// IPv4 raw sockets deliver the IP header too.
-				m := &m4[i]
-				h := b[Headroom : Headroom+m.N]
-				if len(h) < 20 || int(h[0]&0x0f)*4 > len(h) {
+				if len(b) < 20 || int(b[0]&0x0f)*4 > len(b) {
 					continue
 				}
-				ihl := int(h[0]&0x0f) * 4
-				in[k] = Inbound{Buf: b, Off: Headroom + ihl, N: m.N - ihl,
-					Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte(h[12:16])), 0),
-					Local:  netip.AddrPortFrom(netip.AddrFrom4([4]byte(h[16:20])), 0)}
+				ihl := int(b[0]&0x0f) * 4
+				in[k] = Inbound{Buf: r.Buf(i), Off: Headroom + ihl, N: len(b) - ihl,
+					Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[12:16])), 0),
+					Local:  netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[16:20])), 0)}
 			}
 			k++
 		}

@@ -1,4 +1,4 @@
-package daemon
+package dataplane
 
 import (
 	"encoding/binary"
@@ -10,16 +10,15 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/mifike/mifike/internal/dataplane"
 )
 
-// rxBatch reads one UDP socket in batches (recvmmsg(2)) into buffers it
-// owns, and allocates nothing per datagram: x/net's ReadBatch allocates
-// every datagram's source address (a net.UDPAddr and its IP), which a
-// flood of garbage turns into as much garbage for the collector
-// (issue 13). Not safe for concurrent use: one reading goroutine.
-type rxBatch struct {
+// BatchReader reads one socket (UDP, or a raw IP socket) in batches
+// (recvmmsg(2)) into buffers it owns, and allocates nothing per datagram:
+// x/net's ReadBatch allocates every datagram's source address (a
+// net.UDPAddr and its IP), which a flood of garbage turns into as much
+// garbage for the collector (issue 13). Not safe for concurrent use: one
+// reading goroutine.
+type BatchReader struct {
 	rc   syscall.RawConn
 	port uint16
 	off  int // where each datagram starts in its buffer
@@ -49,14 +48,16 @@ const (
 	oobLen  = 128 // IP_PKTINFO or IPV6_PKTINFO, and room to spare
 )
 
-// newRxBatch prepares batch buffers of off+size octets for c; a datagram
-// lands at off (headroom the ESP data plane opens packets in).
-func newRxBatch(c *net.UDPConn, port uint16, batch, off, size int) (*rxBatch, error) {
+// NewBatchReader prepares batch buffers of off+size octets for c; a
+// datagram lands at off (headroom the ESP data plane opens packets in).
+// port is the socket's own port, reported as the local port of each
+// datagram (0 for raw sockets).
+func NewBatchReader(c syscall.Conn, port uint16, batch, off, size int) (*BatchReader, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	r := &rxBatch{rc: rc, port: port, off: off, size: size,
+	r := &BatchReader{rc: rc, port: port, off: off, size: size,
 		hdrs: make([]mmsghdr, batch), iovs: make([]unix.Iovec, batch), bufs: make([][]byte, batch),
 		names: make([]byte, batch*nameLen), oob: make([]byte, batch*oobLen), zones: map[uint32]string{}}
 	for i := range batch {
@@ -89,9 +90,9 @@ func newRxBatch(c *net.UDPConn, port uint16, batch, off, size int) (*rxBatch, er
 	return r, nil
 }
 
-// read waits for and reads the next batch; it returns how many datagrams
+// Read waits for and reads the next batch; it returns how many datagrams
 // came. net.ErrClosed means the socket is closed.
-func (r *rxBatch) read() (int, error) {
+func (r *BatchReader) Read() (int, error) {
 	if err := r.rc.Read(r.recv); err != nil {
 		return 0, err
 	}
@@ -101,26 +102,26 @@ func (r *rxBatch) read() (int, error) {
 	return r.n, nil
 }
 
-// datagram returns the i-th datagram of the batch: its octets in its
+// Datagram returns the i-th datagram of the batch: its octets in its
 // buffer (valid until the next read), the addresses, and whether the
 // kernel cut it to the buffer (MSG_TRUNC).
-func (r *rxBatch) datagram(i int) (b []byte, local, remote netip.AddrPort, truncated bool) {
+func (r *BatchReader) Datagram(i int) (b []byte, local, remote netip.AddrPort, truncated bool) {
 	h := &r.hdrs[i]
 	n := min(int(h.n), r.size)
 	b = r.bufs[i][r.off : r.off+n]
 	remote = r.sockaddr(r.names[i*nameLen : i*nameLen+min(int(h.hdr.Namelen), nameLen)])
 	oob := r.oob[i*oobLen : i*oobLen+min(int(h.hdr.Controllen), oobLen)]
-	local = netip.AddrPortFrom(dataplane.PacketInfoDst(oob), r.port)
+	local = netip.AddrPortFrom(pktinfoDst(oob), r.port)
 	return b, local, remote, h.hdr.Flags&unix.MSG_TRUNC != 0
 }
 
-// buf is the i-th whole buffer, headroom included.
-func (r *rxBatch) buf(i int) []byte { return r.bufs[i] }
+// Buf is the i-th whole buffer, headroom included.
+func (r *BatchReader) Buf(i int) []byte { return r.bufs[i] }
 
 // sockaddr decodes a sockaddr_in or sockaddr_in6. A link-local source
 // keeps its scope as a numeric zone, so replies leave by the interface
 // the datagram came in on; zone strings are cached (one per interface).
-func (r *rxBatch) sockaddr(b []byte) netip.AddrPort {
+func (r *BatchReader) sockaddr(b []byte) netip.AddrPort {
 	if len(b) < 2 {
 		return netip.AddrPort{}
 	}
@@ -148,5 +149,5 @@ func (r *rxBatch) sockaddr(b []byte) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// closed reports whether err means the socket was closed.
-func closed(err error) bool { return errors.Is(err, net.ErrClosed) }
+// Closed reports whether err means the socket was closed.
+func Closed(err error) bool { return errors.Is(err, net.ErrClosed) }
