@@ -48,8 +48,8 @@ type Daemon struct {
 	children map[uint32]ike.ChildSA // what the data plane holds
 	// retiring are rekeyed Child SAs the engine deleted, by inbound SPI,
 	// kept in the data plane for inbound packets still on their way
-	// until the time given (ike.DeleteChild.Rekeyed).
-	retiring map[uint32]time.Time
+	// (ike.DeleteChild.Successor).
+	retiring map[uint32]retiring
 	plane    dataPlane // nil for data_plane: none
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
@@ -90,7 +90,7 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	applyDaemonOptions(cfg, conns)
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
 		socks: map[sockKey]*udpSocket{}, rx: make(chan datagram, rxQueue), calls: make(chan func()),
-		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]time.Time{},
+		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{}}
 	d.newManagers(cfg)
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
@@ -271,14 +271,15 @@ func (d *Daemon) apply(acts []ike.Action) {
 		case ike.DeleteChild:
 			old, ok := d.children[a.InSPI]
 			delete(d.children, a.InSPI)
-			if a.Rekeyed && ok && d.plane != nil {
+			if a.Successor != 0 && ok && d.plane != nil {
 				// Sends no more, receives a little longer.
 				old.Outbound = false
 				d.planeAction(ike.UpdateChild{SA: old})
-				d.retiring[a.InSPI] = time.Now().Add(retireRekeyed)
+				d.retiring[a.InSPI] = retiring{until: time.Now().Add(retireRekeyed), successor: a.Successor}
 				continue
 			}
 			d.planeAction(a)
+			d.retireBefore(a.InSPI)
 		case ike.IKEKeys:
 			d.keys.ike(a)
 		case ike.Event:
@@ -509,12 +510,34 @@ func (d *Daemon) call(f func()) {
 // charon.delete_rekeyed_delay is 5 s too).
 const retireRekeyed = 5 * time.Second
 
+type retiring struct {
+	until     time.Time
+	successor uint32 // the Child SA that replaced it
+}
+
 // retire removes rekeyed Child SAs whose grace period is over.
 func (d *Daemon) retire(now time.Time) {
-	for spi, until := range d.retiring {
-		if now.After(until) {
+	for spi, r := range d.retiring {
+		if now.After(r.until) {
 			delete(d.retiring, spi)
 			d.planeAction(ike.DeleteChild{InSPI: spi})
+		}
+	}
+}
+
+// retireBefore removes at once the rekeyed SAs a deleted Child SA had
+// replaced (and theirs): its VPN is gone, and with the last SA its inner
+// address and routes must go too, not seconds later.
+func (d *Daemon) retireBefore(spi uint32) {
+	for again := true; again; {
+		again = false
+		for old, r := range d.retiring {
+			if r.successor == spi {
+				delete(d.retiring, old)
+				d.planeAction(ike.DeleteChild{InSPI: old})
+				d.retireBefore(old)
+				again = true
+			}
 		}
 	}
 }

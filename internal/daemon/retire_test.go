@@ -28,10 +28,10 @@ func (p *fakePlane) Close() error                        { return nil }
 // once; a new SA with the same inbound SPI wins over a retiring one.
 func TestRekeyedChildSAReceivesForAWhile(t *testing.T) {
 	p := &fakePlane{sas: map[uint32]ike.ChildSA{}}
-	d := &Daemon{plane: p, log: slog.New(slog.DiscardHandler), children: map[uint32]ike.ChildSA{}, retiring: map[uint32]time.Time{}}
+	d := &Daemon{plane: p, log: slog.New(slog.DiscardHandler), children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{}}
 	sa := func(spi uint32) ike.ChildSA { return ike.ChildSA{InSPI: spi, OutSPI: spi + 1, Outbound: true} }
 	d.apply([]ike.Action{ike.InstallChild{SA: sa(0x100)}, ike.InstallChild{SA: sa(0x200)}, ike.InstallChild{SA: sa(0x300)}})
-	d.apply([]ike.Action{ike.DeleteChild{InSPI: 0x100, Rekeyed: true}, ike.DeleteChild{InSPI: 0x200}})
+	d.apply([]ike.Action{ike.InstallChild{SA: sa(0x101)}, ike.DeleteChild{InSPI: 0x100, Successor: 0x101}, ike.DeleteChild{InSPI: 0x200}})
 	if s, ok := p.sas[0x100]; !ok || s.Outbound {
 		t.Fatalf("the rekeyed SA: installed %v, sending %v; want receiving only", ok, s.Outbound)
 	}
@@ -51,9 +51,26 @@ func TestRekeyedChildSAReceivesForAWhile(t *testing.T) {
 	}
 	// The engine hands the SPI out again while the old SA still retires:
 	// the new one stays.
-	d.apply([]ike.Action{ike.DeleteChild{InSPI: 0x300, Rekeyed: true}, ike.InstallChild{SA: sa(0x300)}})
+	d.apply([]ike.Action{ike.DeleteChild{InSPI: 0x300, Successor: 0x301}, ike.InstallChild{SA: sa(0x300)}})
 	d.retire(time.Now().Add(retireRekeyed + time.Second))
 	if s, ok := p.sas[0x300]; !ok || !s.Outbound {
 		t.Fatal("the grace period of an old SA removed the new SA with its SPI")
+	}
+	// A VPN deleted for good (a terminated clone) takes the SAs it
+	// replaced, and theirs, with it at once: its inner address and routes
+	// go now, not seconds later (found by the 30-minute endurance run).
+	d.apply([]ike.Action{ike.InstallChild{SA: sa(0x400)}, ike.InstallChild{SA: sa(0x401)}, ike.InstallChild{SA: sa(0x402)},
+		ike.DeleteChild{InSPI: 0x400, Successor: 0x401}, ike.DeleteChild{InSPI: 0x401, Successor: 0x402}})
+	if _, ok := p.sas[0x400]; !ok {
+		t.Fatal("a rekeyed SA went before its grace period ended")
+	}
+	d.apply([]ike.Action{ike.DeleteChild{InSPI: 0x402}})
+	for _, spi := range []uint32{0x400, 0x401, 0x402} {
+		if _, ok := p.sas[spi]; ok {
+			t.Errorf("%08x still in the data plane after its VPN was deleted", spi)
+		}
+	}
+	if len(d.retiring) != 0 {
+		t.Errorf("still retiring: %v", d.retiring)
 	}
 }

@@ -35,16 +35,18 @@ type UpdateChild struct{ SA ChildSA }
 type DeleteChild struct {
 	IKESA         uint64
 	InSPI, OutSPI uint32
-	// Rekeyed: a rekey replaced this SA and its successor carries the
-	// traffic now. The peer may have sent packets on the old SA just
-	// before it deleted it, still on their way (or still queued in the
-	// data plane behind this action): a data plane should stop sending on
-	// it at once but accept its inbound packets for a few seconds more,
-	// as strongSwan does (charon.delete_rekeyed_delay), so a rekey loses
-	// nothing (RFC 7296 §2.8). The SPI stays reserved for the engine
-	// only until this action; a data plane that still holds the old SA
-	// when the same inbound SPI is installed again lets the new one win.
-	Rekeyed bool
+	// Successor, when not 0, is the inbound SPI of the Child SA that
+	// replaced this one by a rekey and carries the traffic now. The peer
+	// may have sent packets on the old SA just before it deleted it, still
+	// on their way (or still queued in the data plane behind this action):
+	// a data plane should stop sending on it at once but accept its
+	// inbound packets for a few seconds more, as strongSwan does
+	// (charon.delete_rekeyed_delay), so a rekey loses nothing (RFC 7296
+	// §2.8), and drop it at once when the successor goes for good. The
+	// SPI stays reserved for the engine only until this action; a data
+	// plane that still holds the old SA when the same inbound SPI is
+	// installed again lets the new one win.
+	Successor uint32
 }
 
 // ArmTimer asks to be called (Tick) at At; it replaces any earlier request.

@@ -428,7 +428,11 @@ func (c *childSA) remove(reason string) {
 		// break).
 		n.activateOutbound()
 	}
-	e.emit(DeleteChild{IKESA: sa.id, InSPI: c.inSPI, OutSPI: c.outSPI, Rekeyed: rekeyed})
+	var successor uint32
+	if rekeyed {
+		successor = n.inSPI
+	}
+	e.emit(DeleteChild{IKESA: sa.id, InSPI: c.inSPI, OutSPI: c.outSPI, Successor: successor})
 	e.emit(Event{Kind: EventChildDown, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI, Detail: c.cfg.Name + ": " + reason})
 	// A gone SA is history: nothing newer may keep it (and through it its
 	// IKE SA with that SA's keys) alive, or every rekey adds to the heap.

@@ -152,7 +152,7 @@ func TestRFC7296Section1_4_1DeleteIKE(t *testing.T) {
 // moment may be without an SA that sends, and packets the peer sent on
 // the old SA may still be on their way. So the rekey responder lets the
 // successor send before it removes the old SA, and both ends mark the
-// removal of a rekeyed SA (DeleteChild.Rekeyed) so the data plane keeps
+// removal of a rekeyed SA (DeleteChild.Successor) so the data plane keeps
 // its inbound half a little longer; a Child SA deleted for good is not
 // marked. (The endurance test lost packets at rekeys before.)
 func TestRFC7296Section2_8ChildRekeyMakeBeforeBreak(t *testing.T) {
@@ -189,8 +189,10 @@ func TestRFC7296Section2_8ChildRekeyMakeBeforeBreak(t *testing.T) {
 			if a.InSPI != old.InSPI && a.InSPI != old.OutSPI {
 				t.Fatalf("%s deleted %08x, not the rekeyed SA", s.node, a.InSPI)
 			}
-			if !a.Rekeyed {
-				t.Errorf("%s: the rekeyed SA's removal is not marked Rekeyed", s.node)
+			if a.Successor == 0 {
+				t.Errorf("%s: the rekeyed SA's removal does not name its successor", s.node)
+			} else if s.node == "ue" && a.Successor != cur.InSPI {
+				t.Errorf("ue: successor %08x, want %08x", a.Successor, cur.InSPI)
 			}
 			deleted[s.node] = true
 			if s.node == "gw" {
@@ -217,8 +219,8 @@ func TestRFC7296Section2_8ChildRekeyMakeBeforeBreak(t *testing.T) {
 	for _, s := range log {
 		if a, ok := s.a.(ike.DeleteChild); ok {
 			n++
-			if a.Rekeyed {
-				t.Errorf("%s: a deleted Child SA marked Rekeyed", s.node)
+			if a.Successor != 0 {
+				t.Errorf("%s: a deleted Child SA names a successor", s.node)
 			}
 		}
 	}
