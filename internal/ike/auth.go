@@ -12,43 +12,37 @@ import (
 	"github.com/mifike/mifike/internal/ikeauth"
 	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/proposal"
-	"github.com/mifike/mifike/internal/ts"
 	"github.com/mifike/mifike/internal/wire"
 )
 
 // ikeAuthTask is the initiator's IKE_AUTH (RFC 7296 §1.2) with the first
-// Child SA piggybacked.
+// Child SA piggybacked. Its first request carries our identity and AUTH,
+// what every feature asks for (authFeature) and the Child SA; a unit
+// that runs rounds of its own (authRounds) makes the task send another
+// IKE_AUTH request after each response until no unit needs more
+// (§2.16); the features read the last response.
 type ikeAuthTask struct {
+	x     authExchange
 	child *childRequest
-	idi   *wire.ID
-	cp    bool
 }
 
 func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
-	c := sa.conn
-	t.idi = c.localIDPayload(false)
-	ps := []wire.Payload{t.idi}
-	if c.LocalAuth == AuthPubkey {
-		for _, cert := range ikeauth.CertPayloads(c.Certs) {
-			ps = append(ps, cert)
-		}
+	t.x.round++
+	if t.x.round > 1 {
+		ps, err := sa.roundRequests(&t.x)
+		return wire.IKEAuth, ps, err
 	}
-	if c.RemoteAuth == AuthPubkey {
-		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: ikeauth.CertReqData(c.CAs)})
-	}
-	if !c.RemoteID.Any() {
-		ps = append(ps, &wire.ID{Responder: true, IDType: c.RemoteID.Type, Data: c.RemoteID.Data})
-	}
-	auth, err := sa.authPayload(t.idi)
+	ps, err := sa.identityPayloads(false)
 	if err != nil {
 		return 0, nil, err
 	}
-	ps = append(ps, auth)
-	if c.RequestVIP4 || c.RequestVIP6 {
-		t.cp = true
-		ps = append(ps, vipRequest(c))
+	rs, err := sa.roundRequests(&t.x)
+	if err != nil {
+		return 0, nil, err
 	}
-	cfg := c.startChild()
+	ps = append(ps, rs...)
+	forEach(sa.e, func(f authFeature) { ps = append(ps, f.authRequest(sa, &t.x)...) })
+	cfg := sa.conn.startChild()
 	if sa.onlyChild != nil {
 		cfg = sa.onlyChild
 	}
@@ -56,23 +50,43 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 		t.child = sa.newChildRequest(cfg, nil, false)
 		ps = append(ps, t.child.payloads()...)
 	}
-	if c.SendInitialContact && !sa.e.hasPeerSA(sa) {
-		ps = append(ps, wire.NewNotify(wire.NotifyInitialContact, nil))
-	}
-	ps = append(ps, sa.windowNotify()...)
-	if c.MOBIKE {
-		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
-		ps = append(ps, sa.addressPayloads(false)...)
-		if !sa.peerNATT {
-			// Without NAT traversal the first IKE_AUTH request protects
-			// the addresses it was sent with (RFC 4555 §3.9).
-			ps = append(ps, sa.noNATs())
+	return wire.IKEAuth, ps, nil
+}
+
+// roundRequests are the payloads of the units that run rounds.
+func (sa *ikeSA) roundRequests(x *authExchange) (ps []wire.Payload, err error) {
+	forEach(sa.e, func(u authRounds) {
+		if err == nil {
+			var more []wire.Payload
+			more, err = u.roundRequest(sa, x)
+			ps = append(ps, more...)
+		}
+	})
+	return ps, err
+}
+
+// identityPayloads are our ID, certificates, CERTREQ (initiator), the ID
+// we expect of the peer (initiator, when configured) and AUTH.
+func (sa *ikeSA) identityPayloads(responder bool) ([]wire.Payload, error) {
+	c := sa.conn
+	id := c.localIDPayload(responder)
+	ps := []wire.Payload{id}
+	if c.LocalAuth == AuthPubkey {
+		for _, cert := range ikeauth.CertPayloads(c.Certs) {
+			ps = append(ps, cert)
 		}
 	}
-	if c.Clone {
-		ps = append(ps, wire.NewNotify(wire.NotifyCloneIKESASupported, nil)) // RFC 7791 §5.1
+	if !responder && c.RemoteAuth == AuthPubkey {
+		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: ikeauth.CertReqData(c.CAs)})
 	}
-	return wire.IKEAuth, ps, nil
+	if !responder && !c.RemoteID.Any() {
+		ps = append(ps, &wire.ID{Responder: true, IDType: c.RemoteID.Type, Data: c.RemoteID.Data})
+	}
+	auth, err := sa.authPayload(id)
+	if err != nil {
+		return nil, err
+	}
+	return append(ps, auth), nil
 }
 
 // localIDPayload is our ID payload. A DN identity that names our
@@ -96,32 +110,21 @@ func (c *Connection) startChild() *ChildConfig {
 	return nil
 }
 
-// hasPeerSA reports whether another IKE SA of this connection to the same
-// peer address exists, even half made; INITIAL_CONTACT is only for the
-// first (§2.4).
-func (e *Engine) hasPeerSA(sa *ikeSA) bool {
-	for _, o := range e.byID {
-		if o != sa && o.conn == sa.conn && o.remote.Addr() == sa.remote.Addr() && o.state != stateDead {
-			return true
-		}
-	}
-	return false
-}
-
 // authPayload computes our AUTH over the octets of §2.15: our IKE_SA_INIT
 // message, the peer's nonce and prf(SK_p, our ID body).
 func (sa *ikeSA) authPayload(id *wire.ID) (*wire.Auth, error) {
 	c := sa.conn
-	msg, nonce, skp := sa.initReq, sa.nr, sa.skp[0]
+	hs := sa.hs
+	msg, nonce, skp := hs.initReq, hs.nr, hs.skp[0]
 	if !sa.initiator {
-		msg, nonce, skp = sa.initResp, sa.ni, sa.skp[1]
+		msg, nonce, skp = hs.initResp, hs.ni, hs.skp[1]
 	}
 	octets := ikecrypto.SignedOctets(sa.suite.PRF, msg, nonce, skp, id.Body())
 	switch c.LocalAuth {
 	case AuthPSK:
 		return &wire.Auth{Method: wire.AuthSharedKeyMIC, Data: ikecrypto.PSKAuth(sa.suite.PRF, c.PSK, octets)}, nil
 	case AuthPubkey:
-		method, data, err := ikeauth.Sign(c.Key, sa.peerHashes, octets, ikeauth.SignOptions{RSAPSS: c.RSAPSS}, sa.e.cfg.Rand)
+		method, data, err := ikeauth.Sign(c.Key, sa.ext.peerHashes, octets, ikeauth.SignOptions{RSAPSS: c.RSAPSS}, sa.e.cfg.Rand)
 		if err != nil {
 			return nil, err
 		}
@@ -133,9 +136,10 @@ func (sa *ikeSA) authPayload(id *wire.ID) (*wire.Auth, error) {
 // verifyAuth checks the peer's AUTH (§2.15), and for certificates the
 // chain and that the ID is bound to the certificate (RFC 4945 §3).
 func (sa *ikeSA) verifyAuth(c *Connection, id *wire.ID, auth *wire.Auth, certs []*wire.Cert) error {
-	msg, nonce, skp := sa.initResp, sa.ni, sa.skp[1]
+	hs := sa.hs
+	msg, nonce, skp := hs.initResp, hs.ni, hs.skp[1]
 	if !sa.initiator {
-		msg, nonce, skp = sa.initReq, sa.nr, sa.skp[0]
+		msg, nonce, skp = hs.initReq, hs.nr, hs.skp[0]
 	}
 	octets := ikecrypto.SignedOctets(sa.suite.PRF, msg, nonce, skp, id.Body())
 	switch c.RemoteAuth {
@@ -181,6 +185,47 @@ func (t *ikeAuthTask) abort(sa *ikeSA, reason string) {
 }
 
 func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
+	e := sa.e
+	if t.x.round == 1 && !t.verifyResponder(sa, m) {
+		return
+	}
+	t.x.more = false
+	var err error
+	forEach(e, func(u authRounds) {
+		if err == nil {
+			err = u.roundResponse(sa, &t.x, m)
+		}
+	})
+	if err != nil {
+		t.authFailed(sa, "IKE_AUTH round "+fmt.Sprint(t.x.round)+": "+err.Error())
+		return
+	}
+	if t.x.more {
+		sa.queueFront(t) // the next round, as the next request (§2.16)
+		return
+	}
+	forEach(e, func(f authFeature) { f.readAuthResponse(sa, &t.x, m) })
+	ni, nr := sa.hs.ni, sa.hs.nr
+	sa.establish()
+	if len(sa.localVIPs) > 0 {
+		e.event(sa, EventVirtualIP, fmt.Sprint(sa.localVIPs))
+	}
+	if t.child != nil {
+		if _, err := t.child.complete(sa, m, ni, nr, nil); err != nil {
+			// The IKE SA stays up when only its first Child SA fails (§1.2).
+			e.event(sa, EventChildFailed, err.Error())
+			if t.child.peerCreated(m) {
+				sa.queue(&childDeleteTask{orphan: t.child.inSPI})
+			}
+		}
+	}
+	sa.startChildren(t.child)
+}
+
+// verifyResponder checks the responder's identity and AUTH in the first
+// IKE_AUTH response (§2.15, §2.16: the responder authenticates in its
+// first response even when more rounds follow).
+func (t *ikeAuthTask) verifyResponder(sa *ikeSA, m *message) bool {
 	e, c := sa.e, sa.conn
 	idr, _ := wire.First[*wire.ID](m.payloads)
 	auth, _ := wire.First[*wire.Auth](m.payloads)
@@ -193,42 +238,27 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 		}
 		t.abort(sa, why)
 		e.destroy(sa, why)
-		return
+		return false
 	}
 	if !c.RemoteID.Any() && !ikeauth.IDEqual(c.RemoteID.Type, c.RemoteID.Data, idr.IDType, idr.Data) {
 		t.authFailed(sa, fmt.Sprintf("peer identity %s is not the configured %s",
 			ikeauth.FormatID(idr.IDType, idr.Data), ikeauth.FormatID(c.RemoteID.Type, c.RemoteID.Data)))
-		return
+		return false
 	}
 	if err := sa.verifyAuth(c, idr, auth, wire.All[*wire.Cert](m.payloads)); err != nil {
 		t.authFailed(sa, "peer authentication failed: "+err.Error())
-		return
+		return false
 	}
 	sa.peerID = ID{Type: idr.IDType, Data: bytes.Clone(idr.Data)}
 	sa.localID = c.LocalID
-	sa.mobike = c.MOBIKE && m.notify(wire.NotifyMOBIKESupported) != nil
-	sa.cloneLocal, sa.clonePeer = c.Clone, m.notify(wire.NotifyCloneIKESASupported) != nil
-	if sa.mobike {
-		sa.readPeerAddrs(m)
-	}
-	if cp, ok := wire.First[*wire.CP](m.payloads); ok && t.cp && cp.CFGType == wire.CFGReply {
-		sa.localVIPs = cpAddrs(cp)
-	}
-	sa.establish()
-	if len(sa.localVIPs) > 0 {
-		e.event(sa, EventVirtualIP, fmt.Sprint(sa.localVIPs))
-	}
-	if t.child != nil {
-		if _, err := t.child.complete(sa, m, sa.ni, sa.nr, nil); err != nil {
-			// The IKE SA stays up when only its first Child SA fails (§1.2).
-			e.event(sa, EventChildFailed, err.Error())
-			if t.child.peerCreated(m) {
-				sa.queue(&childDeleteTask{orphan: t.child.inSPI})
-			}
-		}
-	}
-	// Children with Start that did not ride in IKE_AUTH come next, and
-	// on reauthentication every child the old SA had.
+	return true
+}
+
+// startChildren queues the Child SAs with Start that did not ride in
+// IKE_AUTH (first), and on reauthentication every child the old SA had;
+// then the old SA goes (make-before-break, §2.8.3).
+func (sa *ikeSA) startChildren(first *childRequest) {
+	c := sa.conn
 	want := map[*ChildConfig]int{}
 	for _, cfg := range c.Children {
 		if cfg.Start && sa.onlyChild == nil {
@@ -242,8 +272,8 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 			}
 		}
 	}
-	if t.child != nil {
-		want[t.child.cfg]--
+	if first != nil {
+		want[first.cfg]--
 	}
 	for _, cfg := range c.Children {
 		for i := 0; i < want[cfg]; i++ {
@@ -308,9 +338,8 @@ func (sa *ikeSA) establish() {
 	}
 	sa.mobikeInitiator = sa.initiator
 	sa.halfOpenT.cancel()
-	// AUTH material is not needed again; do not keep it per SA.
-	sa.skp = [2][]byte{}
-	sa.initReq, sa.initResp, sa.dh = nil, nil, nil
+	// Handshake material is not needed again; do not keep it per SA.
+	sa.hs = nil
 	sa.armLifetimes()
 	sa.armDPD()
 	sa.armKeepalive()
@@ -381,27 +410,62 @@ func (sa *ikeSA) armDPDIn(wait time.Duration) {
 	})
 }
 
-// respondAuth is the responder's IKE_AUTH.
+// respondAuth is the responder's IKE_AUTH. The first request
+// authenticates the peer and is kept (authExchange.first): the features
+// read it once no unit needs another round, and only the last response
+// carries their answers and the first Child SA (§2.16).
 func (sa *ikeSA) respondAuth(m *message) {
 	e := sa.e
-	if sa.initiator || sa.state != stateConnecting {
-		// We do not do multiple authentication rounds (RFC 4739) or EAP.
+	if sa.initiator || sa.state != stateConnecting || sa.hs == nil {
 		sa.respond(m, errorNotify(wire.NotifyAuthenticationFailed, nil))
 		e.destroy(sa, "unexpected IKE_AUTH request")
 		return
 	}
+	x := sa.hs.auth
+	var ps []wire.Payload
+	if x == nil {
+		x = &authExchange{round: 1, first: m}
+		var ok bool
+		if ps, ok = sa.authenticateInitiator(m); !ok {
+			return
+		}
+	} else {
+		x.round++
+	}
+	x.more = false
+	var err error
+	forEach(e, func(u authRounds) {
+		if err == nil {
+			var more []wire.Payload
+			more, err = u.roundRespond(sa, x, m)
+			ps = append(ps, more...)
+		}
+	})
+	if err != nil {
+		sa.respond(m, errorNotify(wire.NotifyAuthenticationFailed, nil))
+		e.destroy(sa, fmt.Sprintf("IKE_AUTH round %d: %v", x.round, err))
+		return
+	}
+	if x.more {
+		sa.hs.auth = x // the next round continues this exchange
+		sa.respond(m, ps)
+		return
+	}
+	sa.finishAuth(x, m, ps)
+}
+
+// authenticateInitiator checks the first IKE_AUTH request: the
+// initiator's identity picks the connection and its AUTH must verify
+// (§2.15). It returns our identity payloads, or false when it refused the
+// request (answered, SA gone).
+func (sa *ikeSA) authenticateInitiator(m *message) ([]wire.Payload, bool) {
+	e := sa.e
 	idi, _ := wire.First[*wire.ID](m.payloads)
 	auth, _ := wire.First[*wire.Auth](m.payloads)
 	if idi == nil || idi.Responder || auth == nil {
 		sa.respond(m, errorNotify(wire.NotifyAuthenticationFailed, nil))
 		e.destroy(sa, "IKE_AUTH request without IDi or AUTH (EAP is not supported)")
-		return
-	}
-	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && !noNATsMatch(n, m.d) {
-		// RFC 4555 §3.9: something between us rewrote the addresses.
-		sa.respond(m, errorNotify(wire.NotifyUnexpectedNATDetected, nil))
-		e.destroy(sa, "NO_NATS_ALLOWED does not match the IP header (RFC 4555 §3.9)")
-		return
+		return nil, false
 	}
 	var idr *wire.ID
 	for _, id := range wire.All[*wire.ID](m.payloads) {
@@ -417,67 +481,58 @@ func (sa *ikeSA) respondAuth(m *message) {
 		e.log.Warn("IKE_AUTH refused", "ike", sa.id, "peer", ikeauth.FormatID(idi.IDType, idi.Data), "remote", sa.remote, "err", err)
 		sa.respond(m, errorNotify(wire.NotifyAuthenticationFailed, nil))
 		e.destroy(sa, "authentication failed: "+err.Error())
-		return
+		return nil, false
 	}
 	sa.conn = c
 	sa.peerID = ID{Type: idi.IDType, Data: bytes.Clone(idi.Data)}
 	sa.localID = c.LocalID
-	idrOut := c.localIDPayload(true)
-	ps := []wire.Payload{idrOut}
-	if c.LocalAuth == AuthPubkey {
-		for _, cert := range ikeauth.CertPayloads(c.Certs) {
-			ps = append(ps, cert)
-		}
-	}
-	ourAuth, err := sa.authPayload(idrOut)
+	ps, err := sa.identityPayloads(true)
 	if err != nil {
 		sa.respond(m, errorNotify(wire.NotifyAuthenticationFailed, nil))
 		e.destroy(sa, err.Error())
+		return nil, false
+	}
+	return ps, true
+}
+
+// finishAuth answers the last IKE_AUTH request: the features' answers
+// to the first request, then the first Child SA; the SA is established
+// once the response is out (the AUTH octets were needed for it).
+func (sa *ikeSA) finishAuth(x *authExchange, m *message, ps []wire.Payload) {
+	e := sa.e
+	e.newFamily(sa) // before the features: a virtual IP's lease belongs to the family
+	forEach(e, func(f authFeature) {
+		if x.refusal == 0 {
+			ps = append(ps, f.respondAuth(sa, x)...)
+		}
+	})
+	if x.refusal != 0 {
+		sa.respond(m, errorNotify(x.refusal, nil))
+		e.destroy(sa, x.refusalWhy)
 		return
 	}
-	ps = append(ps, ourAuth)
-	if m.notify(wire.NotifyInitialContact) != nil {
-		e.initialContact(sa)
-	}
-	sa.mobike = c.MOBIKE && m.notify(wire.NotifyMOBIKESupported) != nil
-	sa.cloneLocal, sa.clonePeer = c.Clone, m.notify(wire.NotifyCloneIKESASupported) != nil
-	e.newFamily(sa) // before the pool: the lease belongs to the family
-	var childErr wire.NotifyType
-	if cp, ok := wire.First[*wire.CP](m.payloads); ok && cp.CFGType == wire.CFGRequest {
-		reply, nt := sa.assignVIPs(cp, sa.peerIdentity())
-		if reply != nil {
-			ps = append(ps, reply)
-		}
-		childErr = nt
-	}
-	if _, hasSA := wire.First[*wire.SA](m.payloads); hasSA {
-		if childErr != 0 {
-			ps = append(ps, wire.NewNotify(childErr, nil))
+	var child *childSA
+	if _, hasSA := wire.First[*wire.SA](x.first.payloads); hasSA {
+		if x.childRefused != 0 {
+			ps = append(ps, wire.NewNotify(x.childRefused, nil))
 		} else {
-			cps, child, nt := sa.acceptChild(m, sa.ni, sa.nr, nil, nil)
+			cps, c, nt := sa.acceptChild(x.first, sa.hs.ni, sa.hs.nr, nil, nil)
 			if nt != 0 {
 				ps = append(ps, wire.NewNotify(nt, nil))
 				e.event(sa, EventChildFailed, "first Child SA refused: "+nt.String())
 			} else {
 				ps = append(ps, cps...)
-				defer child.install()
+				child = c
 			}
 		}
 	}
-	ps = append(ps, sa.windowNotify()...)
-	if sa.mobike {
-		ps = append(ps, wire.NewNotify(wire.NotifyMOBIKESupported, nil))
-		ps = append(ps, sa.addressPayloads(false)...)
-		sa.readPeerAddrs(m)
-	}
-	if c.Clone {
-		ps = append(ps, wire.NewNotify(wire.NotifyCloneIKESASupported, nil)) // RFC 7791 §5.1
-	}
-	// Authentication octets are needed for our AUTH above; establish after.
 	sa.respond(m, ps)
 	sa.establish()
 	if len(sa.remoteVIPs) > 0 {
 		e.event(sa, EventVirtualIP, fmt.Sprint(sa.remoteVIPs))
+	}
+	if child != nil {
+		child.install()
 	}
 }
 
@@ -545,117 +600,4 @@ func proposalHas(p proposal.Proposal, n proposal.Negotiated) bool {
 		okD = okD || x == n.DH
 	}
 	return okE && okP && okI && okD
-}
-
-// initialContact deletes the other IKE SAs of this peer identity: it tells
-// us the peer lost them (RFC 7296 §2.4). Only SAs begun before this one
-// can be such leftovers; younger ones are the peer's current state.
-func (e *Engine) initialContact(sa *ikeSA) {
-	for _, o := range e.sortedSAs() {
-		if o != sa && o.conn == sa.conn && o.state != stateConnecting && o.created.Before(sa.created) &&
-			o.peerIdentity() == sa.peerIdentity() {
-			e.destroy(o, "INITIAL_CONTACT from the same peer")
-		}
-	}
-}
-
-// vipRequest asks for the virtual IPs (and DNS servers) c wants (§2.19).
-func vipRequest(c *Connection) *wire.CP {
-	cp := &wire.CP{CFGType: wire.CFGRequest}
-	if c.RequestVIP4 {
-		cp.Attributes = append(cp.Attributes, wire.CPAttribute{Type: wire.CPInternalIP4Address}, wire.CPAttribute{Type: wire.CPInternalIP4DNS})
-	}
-	if c.RequestVIP6 {
-		cp.Attributes = append(cp.Attributes, wire.CPAttribute{Type: wire.CPInternalIP6Address}, wire.CPAttribute{Type: wire.CPInternalIP6DNS})
-	}
-	return cp
-}
-
-// wildcardTS is what a Child SA proposes for our side while it waits for
-// a virtual IP: the whole space, which the responder narrows to it.
-func wildcardTS(c *Connection) []wire.Selector {
-	var l []wire.Selector
-	if c.RequestVIP4 {
-		l = append(l, ts.FromPrefix(netip.MustParsePrefix("0.0.0.0/0")))
-	}
-	if c.RequestVIP6 {
-		l = append(l, ts.FromPrefix(netip.MustParsePrefix("::/0")))
-	}
-	return l
-}
-
-// cpAddrs are the addresses a CFG_REPLY assigns.
-func cpAddrs(cp *wire.CP) []netip.Addr {
-	var out []netip.Addr
-	for _, a := range cp.Attributes {
-		if a.Type == wire.CPInternalIP4Address {
-			if ip, ok := a.Addr(); ok {
-				out = append(out, ip)
-			}
-		} else if a.Type == wire.CPInternalIP6Address {
-			if p, ok := a.Prefix6(); ok {
-				out = append(out, p.Addr())
-			}
-		}
-	}
-	return out
-}
-
-// vipReply repeats addresses already assigned.
-func vipReply(vips []netip.Addr) *wire.CP {
-	reply := &wire.CP{CFGType: wire.CFGReply}
-	for _, a := range vips {
-		if a.Is4() {
-			reply.Attributes = append(reply.Attributes, wire.CPAddr(wire.CPInternalIP4Address, a))
-		} else {
-			reply.Attributes = append(reply.Attributes, wire.CPPrefix6(wire.CPInternalIP6Address, netip.PrefixFrom(a, 128)))
-		}
-	}
-	return reply
-}
-
-// assignVIPs answers a CP request from the connection's pools (§2.19).
-func (sa *ikeSA) assignVIPs(req *wire.CP, owner string) (*wire.CP, wire.NotifyType) {
-	c := sa.conn
-	if len(c.Pools) == 0 {
-		return nil, 0 // no pools: the request is ignored, as strongSwan does
-	}
-	want4, want6 := false, false
-	for _, a := range req.Attributes {
-		want4 = want4 || a.Type == wire.CPInternalIP4Address
-		want6 = want6 || a.Type == wire.CPInternalIP6Address
-	}
-	reply := &wire.CP{CFGType: wire.CFGReply}
-	for _, p := range c.Pools {
-		is4 := p.Prefix.Addr().Is4()
-		if (is4 && !want4) || (!is4 && !want6) {
-			continue
-		}
-		addr, err := p.Acquire(owner)
-		if err != nil {
-			sa.e.log.Warn("cannot assign a virtual IP", "ike", sa.id, "err", err)
-			return nil, wire.NotifyInternalAddressFailure
-		}
-		sa.family.leases = append(sa.family.leases, poolLease{pool: p, addr: addr})
-		sa.remoteVIPs = append(sa.remoteVIPs, addr)
-		if is4 {
-			reply.Attributes = append(reply.Attributes, wire.CPAddr(wire.CPInternalIP4Address, addr))
-			for _, d := range p.DNS {
-				if d.Is4() {
-					reply.Attributes = append(reply.Attributes, wire.CPAddr(wire.CPInternalIP4DNS, d))
-				}
-			}
-		} else {
-			reply.Attributes = append(reply.Attributes, wire.CPPrefix6(wire.CPInternalIP6Address, netip.PrefixFrom(addr, 128)))
-			for _, d := range p.DNS {
-				if d.Is6() {
-					reply.Attributes = append(reply.Attributes, wire.CPAddr(wire.CPInternalIP6DNS, d))
-				}
-			}
-		}
-	}
-	if len(reply.Attributes) == 0 {
-		return nil, wire.NotifyInternalAddressFailure
-	}
-	return reply, 0
 }

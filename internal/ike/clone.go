@@ -1,16 +1,63 @@
 package ike
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
 	"time"
 
-	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/proposal"
 	"github.com/mifike/mifike/internal/wire"
 )
+
+// cloneFeature is RFC 7791: CLONE_IKE_SA_SUPPORTED in IKE_AUTH (§5.1),
+// the clone request (an IKE SA rekey with CLONE_IKE_SA that keeps the old
+// SA, §5.2) in both roles, and draft-00's support statement in an
+// INFORMATIONAL for peers that still send it.
+type cloneFeature struct{}
+
+func (cloneFeature) String() string { return "clone" }
+
+func (cloneFeature) authRequest(sa *ikeSA, x *authExchange) []wire.Payload {
+	if !sa.conn.Clone {
+		return nil
+	}
+	return []wire.Payload{wire.NewNotify(wire.NotifyCloneIKESASupported, nil)}
+}
+
+func (cloneFeature) respondAuth(sa *ikeSA, x *authExchange) []wire.Payload {
+	sa.ext.cloneLocal, sa.ext.clonePeer = sa.conn.Clone, x.first.notify(wire.NotifyCloneIKESASupported) != nil
+	if !sa.conn.Clone {
+		return nil
+	}
+	return []wire.Payload{wire.NewNotify(wire.NotifyCloneIKESASupported, nil)}
+}
+
+func (cloneFeature) readAuthResponse(sa *ikeSA, x *authExchange, m *message) {
+	sa.ext.cloneLocal, sa.ext.clonePeer = sa.conn.Clone, m.notify(wire.NotifyCloneIKESASupported) != nil
+}
+
+func (cloneFeature) respondInfo(sa *ikeSA, m *message) ([]wire.Payload, bool) {
+	if m.notify(wire.NotifyCloneIKESASupported) == nil || !sa.conn.Draft00Clone || !sa.conn.Clone {
+		return nil, false
+	}
+	// draft-mglt-ipsecme-clone-ike-sa-00 §6.1 announced support in an
+	// INFORMATIONAL and expected it echoed; RFC 7791 ignores it there.
+	sa.ext.clonePeer = true
+	return []wire.Payload{wire.NewNotify(wire.NotifyCloneIKESASupported, nil)}, false
+}
+
+func (cloneFeature) afterInfo(*ikeSA, *message) {}
+
+// respondCreateChild claims IKE SA rekey requests with CLONE_IKE_SA: the
+// notify only counts there (§5.2).
+func (cloneFeature) respondCreateChild(sa *ikeSA, m *message, offered *wire.SA, nonce *wire.Nonce) bool {
+	if offered.Proposals[0].Protocol != wire.ProtoIKE || m.notify(wire.NotifyCloneIKESA) == nil {
+		return false
+	}
+	sa.respondClone(m, offered, nonce)
+	return true
+}
 
 // family is an authentication and everything derived from it without a
 // new one: the IKE SA made by IKE_AUTH, its rekeyed successors and its
@@ -99,7 +146,7 @@ func (c *Connection) maxIKESAs() int {
 // canClone: an IKE SA may be cloned only when both peers sent
 // CLONE_IKE_SA_SUPPORTED for it (RFC 7791 §5.1); rekeys and clones inherit
 // that from their parent.
-func (sa *ikeSA) canClone() bool { return sa.cloneLocal && sa.clonePeer }
+func (sa *ikeSA) canClone() bool { return sa.ext.cloneLocal && sa.ext.clonePeer }
 
 // Clone clones the IKE SA id (RFC 7791 §5.2) and returns the clone's id
 // through a later EventIKEUp with the clone's parent in Detail; the
@@ -111,9 +158,9 @@ func (e *Engine) Clone(now time.Time, id uint64) ([]Action, error) {
 	switch {
 	case sa == nil || sa.state != stateEstablished:
 		return e.end(), fmt.Errorf("ike: no established IKE SA %d", id)
-	case !sa.cloneLocal:
+	case !sa.ext.cloneLocal:
 		return e.end(), fmt.Errorf("ike: connection %s does not enable cloning (clone: enable)", sa.conn.Name)
-	case !sa.clonePeer:
+	case !sa.ext.clonePeer:
 		// A clone-less peer would take the request for a plain rekey and
 		// the two sides would disagree (RFC 7791 §5.1): never send it.
 		return e.end(), fmt.Errorf("ike: the peer of IKE SA %d did not send CLONE_IKE_SA_SUPPORTED; it cannot be cloned", id)
@@ -181,7 +228,7 @@ func (t *cloneTask) process(sa *ikeSA, m *message) {
 		return
 	}
 	sa.adoptClone(n, true)
-	if sa.updateGen != t.gen && n.mobike {
+	if sa.updateGen != t.gen && n.ext.mobike {
 		// The parent moved while the request was out, so its copies may
 		// have reached the peer on another path than ours now: settle the
 		// clone's addresses (we are its MOBIKE initiator). The path is
@@ -203,7 +250,7 @@ func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
 	n.lineage = 0 // a new VPN, not this SA's replacement
 	n.vipsInherited = len(n.localVIPs) > 0 || len(n.remoteVIPs) > 0
 	n.mobikeInitiator = weInitiated
-	n.cloneLocal, n.clonePeer = sa.cloneLocal, sa.clonePeer
+	n.ext.cloneLocal, n.ext.clonePeer = sa.ext.cloneLocal, sa.ext.clonePeer
 	if sa.family != nil {
 		sa.family.join(n)
 	}
@@ -243,39 +290,10 @@ func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
 		e.event(sa, EventCloneRefused, fmt.Sprintf("peer has %d IKE SAs, max_ike_sas is %d", sa.family.size(), sa.conn.maxIKESAs()))
 		return
 	}
-	ke, ok := wire.First[*wire.KE](m.payloads)
-	if !ok || len(offered.Proposals[0].SPI) != 8 {
-		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
-		e.destroy(sa, "clone request without KE or 8-octet SPI")
-		return
-	}
-	chosen, neg, ok := proposal.Select(sa.conn.IKE, offered, wire.ProtoIKE, !sa.conn.PreferPeerProposals, ke.Group)
+	n, resp, ok := sa.acceptIKESA(m, offered, nonce, "clone")
 	if !ok {
-		sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
 		return
 	}
-	if neg.DH != ke.Group {
-		sa.respond(m, errorNotify(wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(neg.DH))))
-		return
-	}
-	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
-	var gir []byte
-	if err == nil {
-		gir, err = dh.Shared(ke.Data)
-	}
-	if err != nil {
-		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil)) // RFC 6989 §2.5
-		e.destroy(sa, "invalid KE public value in clone request")
-		return
-	}
-	n := sa.newPeerInitiatedSA(m, nonce, neg)
-	if err := sa.deriveSuccessor(n, neg, gir); err != nil {
-		delete(e.sas, n.spiR)
-		sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
-		return
-	}
-	chosen.SPI = binary.BigEndian.AppendUint64(nil, n.spiR)
-	resp := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: n.nr}, &wire.KE{Group: neg.DH, Data: dh.Public()}}
 	if sa.conn.Draft00Clone {
 		// draft-00 §4 echoed the notify to confirm the clone; RFC 7791
 		// peers ignore it in a response (§5.2).

@@ -254,12 +254,14 @@ func (sa *ikeSA) respondCreateChild(m *message) {
 		sa.e.destroy(sa, "CREATE_CHILD_SA request without SA or Nonce")
 		return
 	}
+	claimed := false
+	forEach(sa.e, func(f childFeature) {
+		claimed = claimed || f.respondCreateChild(sa, m, offered, nonce)
+	})
+	if claimed {
+		return
+	}
 	if offered.Proposals[0].Protocol == wire.ProtoIKE {
-		// CLONE_IKE_SA only counts in an IKE rekey request (RFC 7791 §5.2).
-		if m.notify(wire.NotifyCloneIKESA) != nil {
-			sa.respondClone(m, offered, nonce)
-			return
-		}
 		sa.respondIKERekey(m, offered, nonce)
 		return
 	}

@@ -44,6 +44,9 @@ type Engine struct {
 	// scratch holds the plaintext of the protected message being
 	// verified (transport.go open), so a forgery costs no allocation.
 	scratch []byte
+	// features are the negotiated extensions the exchanges compose
+	// (feature.go).
+	features []feature
 }
 
 // Stats counts what an operator wants to graph.
@@ -77,7 +80,7 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, log: cfg.Logger,
 		sas: map[uint64]*ikeSA{}, byID: map[uint64]*ikeSA{}, halfOpen: newHalfOpenTable(),
-		children: map[uint32]*childSA{},
+		children: map[uint32]*childSA{}, features: registered,
 		stats: Stats{Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{},
 			NotifiesRecv: map[wire.NotifyType]uint64{}},
 	}

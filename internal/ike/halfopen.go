@@ -59,7 +59,7 @@ type halfOpenSA struct {
 	local   netip.AddrPort
 	created time.Time
 	neg     proposal.Negotiated
-	notes   initNotes
+	ext     extensions // what the features read from the request
 	// counted: made with a returned COOKIE, so it counts against its
 	// source address and prefix.
 	counted bool
@@ -257,11 +257,10 @@ func (e *Engine) completeHalfOpen(spi uint64, d Datagram, in *inspected) (sa *ik
 // from SKEYSEED (§2.14). The SA is not indexed yet.
 func (h *halfOpenSA) materialize(e *Engine) (*ikeSA, *ikecrypto.IKEKeys, error) {
 	sa := &ikeSA{e: e, id: h.id, conn: h.conn, local: h.local, remote: h.key.remote, created: h.created,
-		lastInbound: e.now, spiI: h.key.spiI, spiR: h.spiR, neg: h.neg, ni: h.ni, nr: h.nr,
-		initReq: h.initReq, initResp: h.initResp, expectReq: 1,
+		lastInbound: e.now, spiI: h.key.spiI, spiR: h.spiR, neg: h.neg, ext: h.ext, expectReq: 1,
+		hs:       &handshake{ni: h.ni, nr: h.nr, initReq: h.initReq, initResp: h.initResp},
 		verified: map[netip.Addr]bool{h.key.remote.Addr(): true}}
-	sa.applyInitNotes(h.notes)
-	sa.encap = sa.natLocal || sa.natRemote
+	sa.setEncap()
 	suite, err := ikecrypto.NewSuite(h.neg.Encr.Encr, h.neg.Encr.KeyBits, h.neg.PRF, h.neg.Integ, h.neg.DH)
 	if err != nil {
 		return nil, nil, err
@@ -278,8 +277,8 @@ func (h *halfOpenSA) materialize(e *Engine) (*ikeSA, *ikecrypto.IKEKeys, error) 
 
 func (h *halfOpenSA) info() IKESAInfo {
 	return IKESAInfo{ID: h.id, Conn: h.conn.Name, State: stateConnecting.String(), SPIi: h.key.spiI, SPIr: h.spiR,
-		Local: h.local, Remote: h.key.remote, Proposal: h.neg.String(), NATLocal: h.notes.natLocal,
-		NATRemote: h.notes.natRemote, Encap: h.notes.natLocal || h.notes.natRemote, Window: 1, PeerWindow: 1,
+		Local: h.local, Remote: h.key.remote, Proposal: h.neg.String(), NATLocal: h.ext.natLocal,
+		NATRemote: h.ext.natRemote, Encap: h.ext.natLocal || h.ext.natRemote || h.conn.ForceEncap, Window: 1, PeerWindow: 1,
 		Lineage: h.id} // a new SA is its own lineage (lineageID)
 }
 

@@ -25,7 +25,7 @@ type ikeRekeyTask struct {
 	tries   int
 	newSA   *ikeSA
 	offered *wire.SA
-	ni      []byte
+	ni, nr  []byte // the exchange's nonces (nr from the response)
 	dh      *ikecrypto.DH
 }
 
@@ -108,7 +108,7 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 		return
 	}
 	sa.rekeyedEvent(n)
-	ours := [2][]byte{t.ni, n.nr}
+	ours := [2][]byte{t.ni, t.nr}
 	if c := sa.peerRekey; c != nil && c.sa.state == stateEstablished {
 		// The peer already using its new SA means it won (see
 		// takeOverFromCollision), whatever the nonces say to us.
@@ -162,8 +162,8 @@ func (t *ikeRekeyTask) complete(sa *ikeSA, m *message) (*ikeSA, error) {
 	}
 	n := t.newSA
 	n.spiR = binary.BigEndian.Uint64(neg.SPI)
-	n.ni, n.nr = t.ni, bytes.Clone(nonce.Data)
-	if err := sa.deriveSuccessor(n, neg, gir); err != nil {
+	t.nr = bytes.Clone(nonce.Data)
+	if err := sa.deriveSuccessor(n, neg, gir, t.ni, t.nr); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -172,14 +172,14 @@ func (t *ikeRekeyTask) complete(sa *ikeSA, m *message) (*ikeSA, error) {
 // deriveSuccessor keys n from this SA (SKEYSEED = prf_old(SK_d_old,
 // g^ir | Ni | Nr)) and gives it this SA's peer, addresses and
 // capabilities. Used for rekeys and clones alike.
-func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) error {
+func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir, ni, nr []byte) error {
 	e := sa.e
 	suite, err := ikecrypto.NewSuite(neg.Encr.Encr, neg.Encr.KeyBits, neg.PRF, neg.Integ, neg.DH)
 	if err != nil {
 		return err
 	}
 	n.neg = neg
-	if err := n.setKeys(suite, ikecrypto.RekeySKEYSEED(sa.suite.PRF, sa.skd, gir, n.ni, n.nr)); err != nil {
+	if err := n.setKeys(suite, ikecrypto.RekeySKEYSEED(sa.suite.PRF, sa.skd, gir, ni, nr), ni, nr); err != nil {
 		return err
 	}
 	e.nextID++
@@ -191,10 +191,10 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir []byte) 
 	// still checking is checked again by the successor (see handOver).
 	n.peerAddrs, n.verified = sa.peerAddrs, maps.Clone(sa.verified)
 	n.dataLocal, n.dataRemote, n.dataIface = sa.dataLocal, sa.dataRemote, sa.dataIface
-	n.natLocal, n.natRemote, n.peerNATT, n.encap = sa.natLocal, sa.natRemote, sa.peerNATT, sa.encap
-	n.localID, n.peerID, n.mobike, n.peerHashes = sa.localID, sa.peerID, sa.mobike, sa.peerHashes
+	n.ext, n.encap = sa.ext, sa.encap // what the features negotiated carries over
+	n.localID, n.peerID = sa.localID, sa.peerID
 	n.localVIPs, n.remoteVIPs = sa.localVIPs, sa.remoteVIPs
-	n.cloneLocal, n.clonePeer, n.mobikeInitiator = sa.cloneLocal, sa.clonePeer, sa.mobikeInitiator
+	n.mobikeInitiator = sa.mobikeInitiator
 	n.parent, n.vipsInherited = sa.parent, sa.vipsInherited
 	n.lineage = sa.lineageID() // a clone starts its own (cloneSA resets it)
 	if sa.family != nil {
@@ -262,7 +262,7 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 // rekey or a clone) checks that address itself before its Child SAs go
 // there (RFC 4555 §3.7).
 func (n *ikeSA) continueReturnRoutability() {
-	if n.conn.ReturnRoutability && n.mobike && n.dataRemote != n.remote && !n.verified[n.remote.Addr()] {
+	if n.conn.ReturnRoutability && n.ext.mobike && n.dataRemote != n.remote && !n.verified[n.remote.Addr()] {
 		n.tasks = append(n.tasks, &rrTask{addr: n.remote})
 	}
 }
@@ -274,20 +274,43 @@ func (sa *ikeSA) respondIKERekey(m *message, offered *wire.SA, nonce *wire.Nonce
 		sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
 		return
 	}
+	n, resp, ok := sa.acceptIKESA(m, offered, nonce, "IKE rekey")
+	if !ok {
+		return
+	}
+	sa.respond(m, resp)
+	sa.rekeyedEvent(n)
+	if sa.ikeRekeyInFlight() {
+		// Resolved when our own response arrives (§2.8.2).
+		e.log.Debug("IKE rekey collision: keeping Child SAs until our own rekey completes", "ike", sa.id, "peer_new", n.id)
+		sa.peerRekey = &ikeRekeyCollision{sa: n, nonces: [2][]byte{bytes.Clone(nonce.Data), resp[1].(*wire.Nonce).Data}}
+		n.collidedWith = sa
+		return
+	}
+	sa.handOver(n)
+}
+
+// acceptIKESA makes the new IKE SA a peer's IKE rekey or clone request
+// asks for (§1.3.2, §2.18; RFC 7791 §5.2 makes a clone the same way):
+// the proposal, the KE, SKEYSEED from this SA's SK_d. It returns the new
+// SA and the response (SA, Nr, KEr), or false when it answered with an
+// error itself; what is refused is named by what.
+func (sa *ikeSA) acceptIKESA(m *message, offered *wire.SA, nonce *wire.Nonce, what string) (*ikeSA, []wire.Payload, bool) {
+	e := sa.e
 	ke, ok := wire.First[*wire.KE](m.payloads)
 	if !ok || len(offered.Proposals[0].SPI) != 8 {
 		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
-		e.destroy(sa, "IKE rekey request without KE or 8-octet SPI")
-		return
+		e.destroy(sa, what+" request without KE or 8-octet SPI")
+		return nil, nil, false
 	}
 	chosen, neg, ok := proposal.Select(sa.conn.IKE, offered, wire.ProtoIKE, !sa.conn.PreferPeerProposals, ke.Group)
 	if !ok {
 		sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
-		return
+		return nil, nil, false
 	}
 	if neg.DH != ke.Group {
 		sa.respond(m, errorNotify(wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(neg.DH))))
-		return
+		return nil, nil, false
 	}
 	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
 	var gir []byte
@@ -296,26 +319,18 @@ func (sa *ikeSA) respondIKERekey(m *message, offered *wire.SA, nonce *wire.Nonce
 	}
 	if err != nil {
 		sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil)) // RFC 6989 §2.5
-		e.destroy(sa, "invalid KE public value in IKE rekey")
-		return
+		e.destroy(sa, "invalid KE public value in "+what)
+		return nil, nil, false
 	}
-	n := sa.newPeerInitiatedSA(m, nonce, neg)
-	if err := sa.deriveSuccessor(n, neg, gir); err != nil {
+	ni, nr := bytes.Clone(nonce.Data), e.nonce()
+	n := sa.newPeerInitiatedSA(neg)
+	if err := sa.deriveSuccessor(n, neg, gir, ni, nr); err != nil {
 		delete(e.sas, n.spiR)
 		sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
-		return
+		return nil, nil, false
 	}
 	chosen.SPI = binary.BigEndian.AppendUint64(nil, n.spiR)
-	sa.respond(m, []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: n.nr}, &wire.KE{Group: neg.DH, Data: dh.Public()}})
-	sa.rekeyedEvent(n)
-	if sa.ikeRekeyInFlight() {
-		// Resolved when our own response arrives (§2.8.2).
-		e.log.Debug("IKE rekey collision: keeping Child SAs until our own rekey completes", "ike", sa.id, "peer_new", n.id)
-		sa.peerRekey = &ikeRekeyCollision{sa: n, nonces: [2][]byte{n.ni, n.nr}}
-		n.collidedWith = sa
-		return
-	}
-	sa.handOver(n)
+	return n, []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: nr}, &wire.KE{Group: neg.DH, Data: dh.Public()}}, true
 }
 
 // takeOverFromCollision is called for a request on an SA the peer's
@@ -342,12 +357,11 @@ func (n *ikeSA) takeOverFromCollision(m *message) {
 
 // newPeerInitiatedSA makes the SA of a rekey or clone the peer started:
 // the peer is its original initiator (§2.2), our SPI is fresh.
-func (sa *ikeSA) newPeerInitiatedSA(m *message, nonce *wire.Nonce, neg proposal.Negotiated) *ikeSA {
+func (sa *ikeSA) newPeerInitiatedSA(neg proposal.Negotiated) *ikeSA {
 	e := sa.e
 	n := &ikeSA{e: e, conn: sa.conn, initiator: false, spiR: e.newSPI(), created: e.now}
 	n.spiI = binary.BigEndian.Uint64(neg.SPI)
 	e.sas[n.spiR] = n
-	n.ni, n.nr = bytes.Clone(nonce.Data), e.nonce()
 	return n
 }
 

@@ -102,19 +102,21 @@ func (sa *ikeSA) respondInformational(m *message) {
 		return
 	}
 	var out []wire.Payload
-	if sa.mobike {
-		var refused bool
-		out, refused = sa.respondMOBIKE(m)
-		if refused {
-			sa.respond(m, out)
-			return
+	refused := false
+	forEach(e, func(f infoFeature) {
+		if !refused {
+			var ps []wire.Payload
+			ps, refused = f.respondInfo(sa, m)
+			if refused {
+				out = ps
+			} else {
+				out = append(out, ps...)
+			}
 		}
-	}
-	if m.notify(wire.NotifyCloneIKESASupported) != nil && sa.conn.Draft00Clone && sa.conn.Clone {
-		// draft-mglt-ipsecme-clone-ike-sa-00 §6.1 announced support in an
-		// INFORMATIONAL and expected it echoed; RFC 7791 ignores it there.
-		sa.clonePeer = true
-		out = append(out, wire.NewNotify(wire.NotifyCloneIKESASupported, nil))
+	})
+	if refused {
+		sa.respond(m, out)
+		return
 	}
 	deleteIKE := false
 	var inSPIs []uint32
@@ -162,5 +164,5 @@ func (sa *ikeSA) respondInformational(m *message) {
 	for _, c := range removed {
 		c.remove("deleted by peer")
 	}
-	sa.afterMOBIKEResponse(m)
+	forEach(e, func(f infoFeature) { f.afterInfo(sa, m) })
 }

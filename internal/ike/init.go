@@ -3,7 +3,6 @@ package ike
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -37,7 +36,7 @@ func (e *Engine) initiate(c *Connection, local, remote netip.AddrPort, only *Chi
 	}
 	sa := e.newSA(c, true, local, remote)
 	sa.onlyChild, sa.iface = only, iface
-	sa.ni = e.nonce()
+	sa.hs.ni = e.nonce()
 	t := &ikeInitTask{group: proposal.FirstDH(c.IKE)}
 	if err := t.send(sa); err != nil {
 		e.destroy(sa, err.Error())
@@ -55,7 +54,7 @@ func (t *ikeInitTask) send(sa *ikeSA) error {
 	if err != nil {
 		return err
 	}
-	sa.dh = dh
+	sa.hs.dh = dh
 	t.offered = proposal.WireSA(c.IKE, nil, true)
 	var ps []wire.Payload
 	if t.cookie != nil {
@@ -64,19 +63,15 @@ func (t *ikeInitTask) send(sa *ikeSA) error {
 			ps = append(ps, t.solution) // then the Puzzle Solution (RFC 8019 §7.1.2)
 		}
 	}
-	ps = append(ps, t.offered, &wire.KE{Group: t.group, Data: dh.Public()}, &wire.Nonce{Data: sa.ni})
-	if !sa.conn.NoNATT {
-		ps = append(ps, sa.natdNotifies(0)...)
-	}
-	if !c.ClassicSignatures {
-		ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
-	}
+	ps = append(ps, t.offered, &wire.KE{Group: t.group, Data: dh.Public()}, &wire.Nonce{Data: sa.hs.ni})
+	x := sa.initExchange(0)
+	forEach(e, func(f initFeature) { ps = append(ps, f.initRequest(x)...) })
 	m := &wire.Message{Header: wire.Header{SPIi: sa.spiI, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagInitiator}, Payloads: ps}
 	b, err := m.Marshal()
 	if err != nil {
 		return err
 	}
-	sa.initReq = b
+	sa.hs.initReq = b
 	for _, p := range sa.outstanding {
 		p.timer.cancel()
 	}
@@ -87,32 +82,10 @@ func (t *ikeInitTask) send(sa *ikeSA) error {
 	return nil
 }
 
-// natdNotifies are NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for the
-// current addresses, hashed with the SPIs as they stand in the header
-// (§2.23). With ForceEncap the source hash is random, so the peer sees a
-// NAT and both sides encapsulate (what strongSwan's encap=yes does).
-func (sa *ikeSA) natdNotifies(spiR uint64) []wire.Payload {
-	return sa.e.natdPayloads(sa.spiI, spiR, sa.local, sa.remote, sa.conn.ForceEncap)
-}
-
-func (e *Engine) natdPayloads(spiI, spiR uint64, local, remote netip.AddrPort, forceEncap bool) []wire.Payload {
-	src := ikecrypto.NATDetectionHash(spiI, spiR, local)
-	if forceEncap {
-		src = make([]byte, 20)
-		e.random(src)
-	}
-	return []wire.Payload{
-		wire.NewNotify(wire.NotifyNATDetectionSourceIP, src),
-		wire.NewNotify(wire.NotifyNATDetectionDestinationIP, ikecrypto.NATDetectionHash(spiI, spiR, remote)),
-	}
-}
-
-func hashData(hs []wire.HashAlgorithm) []byte {
-	b := make([]byte, 0, 2*len(hs))
-	for _, h := range hs {
-		b = binary.BigEndian.AppendUint16(b, uint16(h))
-	}
-	return b
+// initExchange is this SA's IKE_SA_INIT for the features, with the
+// responder SPI as the header has it (0 in the request).
+func (sa *ikeSA) initExchange(spiR uint64) *initExchange {
+	return &initExchange{e: sa.e, conn: sa.conn, spiI: sa.spiI, spiR: spiR, local: sa.local, remote: sa.remote, ext: &sa.ext}
 }
 
 func (t *ikeInitTask) build(*ikeSA) (wire.ExchangeType, []wire.Payload, error) {
@@ -216,75 +189,25 @@ func (sa *ikeSA) processInitResponse(t *ikeInitTask, m *message) error {
 	if neg.DH != t.group || ke.Group != t.group {
 		return fmt.Errorf("responder chose DH group %s / KE %s, but our KE was %s", neg.DH, ke.Group, t.group)
 	}
-	gir, err := sa.dh.Shared(ke.Data)
+	gir, err := sa.hs.dh.Shared(ke.Data)
 	if err != nil {
 		return err // RFC 6989 check of the peer's public value
 	}
 	sa.spiR = m.SPIr
 	sa.nextReq = 1 // IKE_AUTH is Message ID 1 (§2.2)
-	sa.nr = bytes.Clone(nonce.Data)
-	sa.initResp = m.raw
+	sa.hs.nr = bytes.Clone(nonce.Data)
+	sa.hs.initResp = m.raw
 	sa.neg = neg
-	sa.applyInitNotes(readInitNotes(m, m.SPIr, sa.conn))
+	x := sa.initExchange(m.SPIr)
+	forEach(e, func(f initFeature) { f.readInit(x, m) })
 	if err := sa.deriveKeys(gir); err != nil {
 		return err
 	}
-	sa.dh = nil
-	// Float to port 4500 when a NAT is in the way, or when MOBIKE may
-	// need it later (RFC 4555 §3.3); from now on everything is on 4500.
-	if nat := sa.e.cfg.NATTPort; sa.local.Port() != nat && (sa.natLocal || sa.natRemote || sa.conn.ForceEncap || (sa.conn.MOBIKE && sa.peerNATT)) {
-		sa.local = netip.AddrPortFrom(sa.local.Addr(), nat)
-		sa.remote = netip.AddrPortFrom(sa.remote.Addr(), nat)
-	}
-	sa.encap = sa.natLocal || sa.natRemote
-	e.log.Debug("IKE_SA_INIT done", "ike", sa.id, "proposal", neg.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	sa.hs.dh = nil
+	sa.setEncap()
+	sa.floatAfterInit()
+	e.log.Debug("IKE_SA_INIT done", "ike", sa.id, "proposal", neg.String(), "nat_local", sa.ext.natLocal, "nat_remote", sa.ext.natRemote)
 	return nil
-}
-
-// initNotes is what the peer's IKE_SA_INIT notifies said.
-type initNotes struct {
-	natLocal, natRemote, peerNATT bool
-	peerHashes                    []wire.HashAlgorithm
-}
-
-// readInitNotes evaluates NAT detection (§2.23) and the peer's signature
-// hashes (RFC 7427 §4).
-func readInitNotes(m *message, spiR uint64, c *Connection) initNotes {
-	var srcMatch, sawSrc bool
-	var n initNotes
-	for _, p := range m.payloads {
-		no, ok := p.(*wire.Notify)
-		if !ok {
-			continue
-		}
-		switch no.NotifyType {
-		case wire.NotifyNATDetectionSourceIP:
-			sawSrc = true
-			if subtle.ConstantTimeCompare(no.Data, ikecrypto.NATDetectionHash(m.SPIi, spiR, m.d.Remote)) == 1 {
-				srcMatch = true
-			}
-		case wire.NotifyNATDetectionDestinationIP:
-			n.peerNATT = true
-			if subtle.ConstantTimeCompare(no.Data, ikecrypto.NATDetectionHash(m.SPIi, spiR, m.d.Local)) != 1 {
-				n.natLocal = true
-			}
-		case wire.NotifySignatureHashAlgorithms:
-			if hs, err := no.Hashes(); err == nil {
-				n.peerHashes = hs
-			}
-		}
-	}
-	n.natRemote = sawSrc && !srcMatch
-	if c.NoNATT {
-		// NAT traversal is off: a NAT the notifies reveal is not
-		// worked around (the peer's NO_NATS_ALLOWED check finds it).
-		n.peerNATT, n.natLocal, n.natRemote = false, false, false
-	}
-	return n
-}
-
-func (sa *ikeSA) applyInitNotes(n initNotes) {
-	sa.natLocal, sa.natRemote, sa.peerNATT, sa.peerHashes = n.natLocal, n.natRemote, n.peerNATT, n.peerHashes
 }
 
 // deriveKeys computes SKEYSEED and the IKE SA keys (§2.14).
@@ -293,14 +216,14 @@ func (sa *ikeSA) deriveKeys(gir []byte) error {
 	if err != nil {
 		return err
 	}
-	skeyseed := ikecrypto.SKEYSEED(suite.PRF, sa.ni, sa.nr, gir)
-	return sa.setKeys(suite, skeyseed)
+	skeyseed := ikecrypto.SKEYSEED(suite.PRF, sa.hs.ni, sa.hs.nr, gir)
+	return sa.setKeys(suite, skeyseed, sa.hs.ni, sa.hs.nr)
 }
 
 // setKeys expands SKEYSEED with prf+ and keys both directions: SK_ei/SK_ai
 // protect what the original initiator sends.
-func (sa *ikeSA) setKeys(suite *ikecrypto.Suite, skeyseed []byte) error {
-	keys, err := suite.DeriveIKEKeys(skeyseed, sa.ni, sa.nr, sa.spiI, sa.spiR)
+func (sa *ikeSA) setKeys(suite *ikecrypto.Suite, skeyseed, ni, nr []byte) error {
+	keys, err := suite.DeriveIKEKeys(skeyseed, ni, nr, sa.spiI, sa.spiR)
 	if err != nil {
 		return err
 	}
@@ -321,7 +244,10 @@ func (sa *ikeSA) installKeys(suite *ikecrypto.Suite, keys *ikecrypto.IKEKeys) er
 	if err != nil {
 		return err
 	}
-	sa.suite, sa.skd, sa.skp = suite, keys.SKd, [2][]byte{keys.SKpi, keys.SKpr}
+	sa.suite, sa.skd = suite, keys.SKd
+	if sa.hs != nil {
+		sa.hs.skp = [2][]byte{keys.SKpi, keys.SKpr} // for AUTH (§2.15)
+	}
 	if sa.initiator {
 		sa.out, sa.in = fromI, fromR
 	} else {
@@ -468,18 +394,14 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	}
 	e.nextID++
 	h := &halfOpenSA{id: e.nextID, conn: c, key: key, spiR: e.newSPI(), local: d.Local, created: e.now, neg: neg,
-		counted: verified, notes: readInitNotes(m, 0, c)}
+		counted: verified}
 	nr := e.nonce()
 	skeyseed := ikecrypto.SKEYSEED(suite.PRF, nonce.Data, nr, gir) // §2.14
 	ps := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.KE{Group: neg.DH, Data: dh.Public()}, &wire.Nonce{Data: nr}}
-	if m.notify(wire.NotifyNATDetectionSourceIP) != nil && !c.NoNATT {
-		ps = append(ps, e.natdPayloads(h.key.spiI, h.spiR, d.Local, d.Remote, c.ForceEncap)...)
-	}
-	if h.notes.peerHashes != nil && !c.ClassicSignatures {
-		ps = append(ps, wire.NewNotify(wire.NotifySignatureHashAlgorithms, hashData(ikeauth.SupportedHashes())))
-	} else {
-		h.notes.peerHashes = nil // RFC 7427 only if both announced it (§4)
-	}
+	x := &initExchange{e: e, conn: c, spiI: m.SPIi, local: d.Local, remote: d.Remote, ext: &h.ext}
+	forEach(e, func(f initFeature) { f.readInit(x, m) })
+	x.spiR = h.spiR // the response's header has it
+	forEach(e, func(f initFeature) { ps = append(ps, f.initResponse(x, m)...) })
 	// The connection is only settled by the peer's identity in IKE_AUTH:
 	// ask for certificates from the CAs of every candidate that takes them
 	// (a peer like strongSwan sends its certificate only when asked).

@@ -73,7 +73,7 @@ func (e *Engine) IKESAs() []IKESAInfo {
 func (sa *ikeSA) info() IKESAInfo {
 	i := IKESAInfo{ID: sa.id, Conn: sa.conn.Name, State: sa.state.String(), Initiator: sa.initiator,
 		SPIi: sa.spiI, SPIr: sa.spiR, Local: sa.local, Remote: sa.remote,
-		Established: sa.established, NATLocal: sa.natLocal, NATRemote: sa.natRemote, Encap: sa.encap, MOBIKE: sa.mobike,
+		Established: sa.established, NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, Encap: sa.encap, MOBIKE: sa.ext.mobike,
 		VirtualIPs: append([]netip.Addr(nil), sa.localVIPs...), PeerVirtualIPs: append([]netip.Addr(nil), sa.remoteVIPs...)}
 	if sa.localID.Type != 0 {
 		i.LocalID = ikeauth.FormatID(sa.localID.Type, sa.localID.Data)

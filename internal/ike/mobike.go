@@ -19,6 +19,57 @@ import (
 // clones; this rule lets each move the clones it made, and keeps exactly
 // one decider per SA, as RFC 4555 requires).
 
+// mobikeFeature negotiates MOBIKE in IKE_AUTH (§3.1) and handles its
+// INFORMATIONAL content (§3.5-§3.9) in both roles.
+type mobikeFeature struct{}
+
+func (mobikeFeature) String() string { return "MOBIKE" }
+
+func (mobikeFeature) authRequest(sa *ikeSA, x *authExchange) []wire.Payload {
+	if !sa.conn.MOBIKE {
+		return nil
+	}
+	ps := []wire.Payload{wire.NewNotify(wire.NotifyMOBIKESupported, nil)}
+	ps = append(ps, sa.addressPayloads(false)...)
+	if !sa.ext.peerNATT {
+		// Without NAT traversal the first IKE_AUTH request protects the
+		// addresses it was sent with (§3.9).
+		ps = append(ps, sa.noNATs())
+	}
+	return ps
+}
+
+func (mobikeFeature) respondAuth(sa *ikeSA, x *authExchange) []wire.Payload {
+	m := x.first
+	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && !noNATsMatch(n, m.d) {
+		// §3.9: something between us rewrote the addresses.
+		x.refuse(wire.NotifyUnexpectedNATDetected, "NO_NATS_ALLOWED does not match the IP header (RFC 4555 §3.9)")
+		return nil
+	}
+	sa.ext.mobike = sa.conn.MOBIKE && m.notify(wire.NotifyMOBIKESupported) != nil
+	if !sa.ext.mobike {
+		return nil
+	}
+	sa.readPeerAddrs(m)
+	return append([]wire.Payload{wire.NewNotify(wire.NotifyMOBIKESupported, nil)}, sa.addressPayloads(false)...)
+}
+
+func (mobikeFeature) readAuthResponse(sa *ikeSA, x *authExchange, m *message) {
+	sa.ext.mobike = sa.conn.MOBIKE && m.notify(wire.NotifyMOBIKESupported) != nil
+	if sa.ext.mobike {
+		sa.readPeerAddrs(m)
+	}
+}
+
+func (mobikeFeature) respondInfo(sa *ikeSA, m *message) ([]wire.Payload, bool) {
+	if !sa.ext.mobike {
+		return nil, false
+	}
+	return sa.respondMOBIKE(m)
+}
+
+func (mobikeFeature) afterInfo(sa *ikeSA, m *message) { sa.afterMOBIKEResponse(m) }
+
 // probeAfter is the retransmission count after which the MOBIKE initiator
 // tries another path (§3.5: "re-transmitted several times").
 const probeAfter = 2
@@ -36,7 +87,7 @@ func (e *Engine) SetLocalAddresses(now time.Time, addrs []netip.Addr) []Action {
 	}
 	if !slices.Equal(old, e.localAddrs) {
 		for _, sa := range e.sortedSAs() {
-			if sa.state != stateEstablished || !sa.mobike {
+			if sa.state != stateEstablished || !sa.ext.mobike {
 				continue
 			}
 			if !slices.Contains(e.localAddrs, sa.local.Addr()) && len(e.localAddrs) > 0 {
@@ -60,7 +111,7 @@ func (e *Engine) Move(now time.Time, id uint64, local, remote netip.Addr, iface 
 	switch {
 	case sa == nil || sa.state != stateEstablished:
 		return e.end(), fmt.Errorf("ike: no established IKE SA %d", id)
-	case !sa.mobike:
+	case !sa.ext.mobike:
 		return e.end(), fmt.Errorf("ike: IKE SA %d did not negotiate MOBIKE; it cannot move", id)
 	case !sa.mobikeInitiator:
 		return e.end(), fmt.Errorf("ike: IKE SA %d is moved by its peer, the MOBIKE initiator (RFC 4555 §2.1)", id)
@@ -118,7 +169,7 @@ func (sa *ikeSA) candidatePath() (path, bool) {
 // probePath is called on each retransmission: after a few, the MOBIKE
 // initiator tries the next path; outstanding requests follow (§3.5).
 func (sa *ikeSA) probePath(tries int) {
-	if !sa.mobike || !sa.mobikeInitiator || sa.state != stateEstablished || tries < probeAfter {
+	if !sa.ext.mobike || !sa.mobikeInitiator || sa.state != stateEstablished || tries < probeAfter {
 		return
 	}
 	next, ok := sa.candidatePath()
@@ -229,8 +280,8 @@ func (t *updateTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error)
 	// The address list rides along, built for the new source address: a
 	// list sent from another source is stale (§3.6).
 	ps = append(ps, sa.addressPayloads(true)...)
-	if sa.peerNATT {
-		ps = append(ps, sa.natdNotifies(sa.spiR)...)
+	if sa.ext.peerNATT {
+		ps = append(ps, sa.e.natdPayloads(sa.spiI, sa.spiR, sa.local, sa.remote, sa.conn.ForceEncap)...)
 	} else {
 		ps = append(ps, sa.noNATs())
 	}
@@ -292,46 +343,16 @@ func (sa *ikeSA) checkCookie2(m *message, want []byte) bool {
 	return true
 }
 
-// readNATD re-evaluates NAT detection from NAT-D notifies in an
-// INFORMATIONAL (§3.8) and switches UDP encapsulation accordingly.
-func (sa *ikeSA) readNATD(m *message) {
-	var sawSrc, srcMatch, sawDst, dstMatch bool
-	for _, p := range m.payloads {
-		n, ok := p.(*wire.Notify)
-		if !ok {
-			continue
-		}
-		switch n.NotifyType {
-		case wire.NotifyNATDetectionSourceIP:
-			sawSrc = true
-			srcMatch = srcMatch || subtle.ConstantTimeCompare(n.Data, ikecrypto.NATDetectionHash(sa.spiI, sa.spiR, m.d.Remote)) == 1
-		case wire.NotifyNATDetectionDestinationIP:
-			sawDst = true
-			dstMatch = dstMatch || subtle.ConstantTimeCompare(n.Data, ikecrypto.NATDetectionHash(sa.spiI, sa.spiR, m.d.Local)) == 1
-		}
-	}
-	if !sawSrc || !sawDst {
-		return
-	}
-	was := sa.natLocal || sa.natRemote
-	sa.natRemote, sa.natLocal = !srcMatch, !dstMatch
-	sa.encap = sa.natLocal || sa.natRemote || sa.conn.ForceEncap
-	if now := sa.natLocal || sa.natRemote; now != was {
-		sa.e.log.Info("NAT situation changed on the new path", "ike", sa.id, "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
-	}
-	sa.armKeepalive()
-}
-
 // addressTask announces our current address list (§3.6).
 type addressTask struct{}
 
 func (t *addressTask) String() string { return "MOBIKE address list" }
 func (t *addressTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
-	if sa.state != stateEstablished || !sa.mobike {
+	if sa.state != stateEstablished || !sa.ext.mobike {
 		return 0, nil, errSkip
 	}
 	ps := sa.addressPayloads(true)
-	if !sa.peerNATT {
+	if !sa.ext.peerNATT {
 		ps = append(ps, sa.noNATs())
 	}
 	return wire.Informational, ps, nil
@@ -457,7 +478,7 @@ func (sa *ikeSA) hasAddressList(m *message) bool {
 // the NAT situation is re-evaluated. An address list without the address
 // we send to makes the MOBIKE initiator pick a new path.
 func (sa *ikeSA) afterMOBIKEResponse(m *message) {
-	if !sa.mobike || sa.state != stateEstablished || m.staleUpdate {
+	if !sa.ext.mobike || sa.state != stateEstablished || m.staleUpdate {
 		return
 	}
 	if m.notify(wire.NotifyUpdateSAAddresses) != nil {
@@ -479,17 +500,4 @@ func (sa *ikeSA) afterMOBIKEResponse(m *message) {
 			sa.moveTo(next.local, next.remote, "", true)
 		}
 	}
-}
-
-// followNAT applies RFC 7296 §2.23 dynamic address updates for an SA
-// without MOBIKE whose peer is behind a NAT: an authenticated, in-window
-// message from a new address:port means the NAT mapping changed. (With
-// MOBIKE only UPDATE_SA_ADDRESSES moves an SA: RFC 4555 §3.8.)
-func (sa *ikeSA) followNAT(m *message) {
-	if sa.mobike || !sa.natRemote || m.d.Remote == sa.remote || sa.state != stateEstablished {
-		return
-	}
-	sa.e.log.Info("peer's NAT mapping changed", "ike", sa.id, "from", sa.remote, "to", m.d.Remote)
-	sa.remote = m.d.Remote
-	sa.updateChildren()
 }

@@ -36,25 +36,20 @@ type ikeSA struct {
 	spiI, spiR uint64
 
 	local, remote netip.AddrPort
-	natLocal      bool // we are behind a NAT (§2.23)
-	natRemote     bool // the peer is behind a NAT
-	peerNATT      bool // the peer sent NAT_DETECTION_* in IKE_SA_INIT
 	encap         bool // IKE and ESP on port 4500
+
+	// ext is what the features (feature.go) negotiated for this SA.
+	ext extensions
 
 	neg     proposal.Negotiated
 	suite   *ikecrypto.Suite
 	skd     []byte
-	skp     [2][]byte // SK_pi, SK_pr: only until IKE_AUTH is done
 	in, out *ikecrypto.SKCipher
 
-	// IKE_SA_INIT material kept for AUTH (§2.15).
-	ni, nr            []byte
-	dh                *ikecrypto.DH
-	initReq, initResp []byte
-	peerHashes        []wire.HashAlgorithm
+	// hs is IKE_SA_INIT and IKE_AUTH material, nil once established.
+	hs *handshake
 
 	localID, peerID ID
-	mobike          bool
 
 	// Message IDs (§2.3). Up to peerWindow requests of ours are
 	// outstanding (1 until the peer sends SET_WINDOW_SIZE), by ascending
@@ -74,12 +69,10 @@ type ikeSA struct {
 	localVIPs  []netip.Addr // virtual IPs the peer assigned us (CP reply)
 	remoteVIPs []netip.Addr // virtual IPs we assigned the peer
 
-	// RFC 7791: whether we and the peer sent CLONE_IKE_SA_SUPPORTED, the
-	// family of SAs sharing this SA's authentication, and the SA this one
-	// was cloned from (0 if none).
-	cloneLocal, clonePeer bool
-	family                *family
-	parent                uint64
+	// RFC 7791: the family of SAs sharing this SA's authentication, and
+	// the SA this one was cloned from (0 if none).
+	family *family
+	parent uint64
 	// lineage is the id of the IKE SA this one descends from by IKE SA
 	// rekeys (§2.8) and reauthentications (§2.8.3), 0 for the first: the
 	// id changes with every rekey, the VPN stays (see lineageID).
@@ -162,7 +155,7 @@ type response struct {
 
 func (e *Engine) newSA(c *Connection, initiator bool, local, remote netip.AddrPort) *ikeSA {
 	e.nextID++
-	sa := &ikeSA{e: e, id: e.nextID, conn: c, initiator: initiator, local: local, remote: remote, created: e.now,
+	sa := &ikeSA{e: e, id: e.nextID, conn: c, initiator: initiator, local: local, remote: remote, created: e.now, hs: &handshake{},
 		verified: map[netip.Addr]bool{remote.Addr(): true}}
 	sa.lastInbound = e.now
 	if initiator {

@@ -474,28 +474,6 @@ func (sa *ikeSA) transmitTo(local, remote netip.AddrPort, pkt []byte) {
 	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: sa.e.withMarker(local, pkt), Iface: iface}})
 }
 
-// armKeepalive sends a NAT keepalive, a single 0xFF octet, when we are
-// behind a NAT and sent nothing for the interval (RFC 3948 §2.3,
-// RFC 7296 §2.23), so the NAT mapping does not expire.
-func (sa *ikeSA) armKeepalive() {
-	e := sa.e
-	sa.keepaliveT.cancel()
-	if !sa.natLocal {
-		return
-	}
-	iv := e.cfg.KeepaliveInterval
-	sa.keepaliveT = e.after(iv, func() {
-		if sa.state == stateDead || !sa.natLocal {
-			return
-		}
-		if e.now.Sub(sa.lastSent) >= iv {
-			sa.lastSent = e.now
-			e.emit(Send{Datagram{Local: sa.local, Remote: sa.remote, Data: []byte{0xff}, Iface: sa.iface}})
-		}
-		sa.armKeepalive()
-	})
-}
-
 // withMarker prefixes the non-ESP marker on the NAT-T port.
 func (e *Engine) withMarker(local netip.AddrPort, pkt []byte) []byte {
 	if local.Port() == e.cfg.IKEPort {

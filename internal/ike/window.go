@@ -168,3 +168,14 @@ func (sa *ikeSA) announceWindow(n *ikeSA) {
 		n.tasks = append(n.tasks, &windowTask{})
 	}
 }
+
+// windowSize states our window in IKE_AUTH, in both roles (§2.3); the
+// peer's statement is read from every message (readWindow), and SAs made
+// by a rekey or a clone state theirs in an INFORMATIONAL (windowTask).
+type windowSize struct{}
+
+func (windowSize) String() string { return "SET_WINDOW_SIZE" }
+
+func (windowSize) authRequest(sa *ikeSA, x *authExchange) []wire.Payload { return sa.windowNotify() }
+func (windowSize) respondAuth(sa *ikeSA, x *authExchange) []wire.Payload { return sa.windowNotify() }
+func (windowSize) readAuthResponse(*ikeSA, *authExchange, *message)      {}
