@@ -256,10 +256,10 @@ func (e *Engine) completeHalfOpen(spi uint64, d Datagram, in *inspected) (sa *ik
 // materialize makes the full responder IKE SA of h, with keys expanded
 // from SKEYSEED (§2.14). The SA is not indexed yet.
 func (h *halfOpenSA) materialize(e *Engine) (*ikeSA, *ikecrypto.IKEKeys, error) {
-	sa := &ikeSA{e: e, id: h.id, conn: h.conn, local: h.local, remote: h.key.remote, created: h.created,
-		lastInbound: e.now, spiI: h.key.spiI, spiR: h.spiR, neg: h.neg, ext: h.ext, expectReq: 1,
-		hs:       &handshake{ni: h.ni, nr: h.nr, initReq: h.initReq, initResp: h.initResp},
-		verified: map[netip.Addr]bool{h.key.remote.Addr(): true}}
+	sa := &ikeSA{e: e, id: h.id, conn: h.conn, spiI: h.key.spiI, spiR: h.spiR, ext: h.ext,
+		hs: &handshake{ni: h.ni, nr: h.nr, initReq: h.initReq, initResp: h.initResp}}
+	sa.local, sa.remote, sa.verified = h.local, h.key.remote, map[netip.Addr]bool{h.key.remote.Addr(): true}
+	sa.created, sa.lastInbound, sa.neg, sa.expectReq = h.created, e.now, h.neg, 1
 	sa.setEncap()
 	suite, err := ikecrypto.NewSuite(h.neg.Encr.Encr, h.neg.Encr.KeyBits, h.neg.PRF, h.neg.Integ, h.neg.DH)
 	if err != nil {

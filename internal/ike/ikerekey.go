@@ -58,7 +58,8 @@ func (t *ikeRekeyTask) request(sa *ikeSA) (wire.ExchangeType, []wire.Payload, er
 	}
 	// The new SA exists from now on, so its SPI is reserved; it joins the
 	// IKE SA list only when the exchange succeeds.
-	n := &ikeSA{e: e, conn: sa.conn, initiator: true, spiI: e.newSPI(), created: e.now}
+	n := &ikeSA{e: e, conn: sa.conn, initiator: true, spiI: e.newSPI()}
+	n.created = e.now
 	e.sas[n.spiI] = n
 	t.newSA, t.dh, t.ni = n, dh, e.nonce()
 	t.offered = proposal.WireSA(sa.conn.IKE, binary.BigEndian.AppendUint64(nil, n.spiI), true)
@@ -359,7 +360,8 @@ func (n *ikeSA) takeOverFromCollision(m *message) {
 // the peer is its original initiator (§2.2), our SPI is fresh.
 func (sa *ikeSA) newPeerInitiatedSA(neg proposal.Negotiated) *ikeSA {
 	e := sa.e
-	n := &ikeSA{e: e, conn: sa.conn, initiator: false, spiR: e.newSPI(), created: e.now}
+	n := &ikeSA{e: e, conn: sa.conn, initiator: false, spiR: e.newSPI()}
+	n.created = e.now
 	n.spiI = binary.BigEndian.Uint64(neg.SPI)
 	e.sas[n.spiR] = n
 	return n

@@ -25,7 +25,12 @@ var stateNames = map[saState]string{stateConnecting: "CONNECTING", stateEstablis
 
 func (s saState) String() string { return stateNames[s] }
 
-// ikeSA is one IKE SA and everything exchanged on it.
+// ikeSA is one IKE SA, made of parts that each own one concern (their
+// fields are promoted, so code reads sa.local, sa.nextReq): the keys, the
+// message IDs and window, the path, the clone family, the rekey and
+// collision state, the lifetimes, and the handshake material that goes
+// when IKE_AUTH ends. What a part holds is data (no closures), which is
+// what Export encodes.
 type ikeSA struct {
 	e     *Engine
 	id    uint64
@@ -35,60 +40,62 @@ type ikeSA struct {
 	initiator  bool // original initiator: we set the I flag (RFC 7296 §2.2)
 	spiI, spiR uint64
 
-	local, remote netip.AddrPort
-	encap         bool // IKE and ESP on port 4500
-
+	saKeys
 	// ext is what the features (feature.go) negotiated for this SA.
 	ext extensions
-
-	neg     proposal.Negotiated
-	suite   *ikecrypto.Suite
-	skd     []byte
-	in, out *ikecrypto.SKCipher
-
 	// hs is IKE_SA_INIT and IKE_AUTH material, nil once established.
 	hs *handshake
 
 	localID, peerID ID
 
-	// Message IDs (§2.3). Up to peerWindow requests of ours are
-	// outstanding (1 until the peer sends SET_WINDOW_SIZE), by ascending
-	// ID. We answer the peer's requests from expectReq (the lowest not
-	// yet answered) up to our own window, in any order, and keep our
-	// last responses for its retransmissions.
+	messageIDs
+	pathState
+	familyState
+	rekeyState
+	lifetimes
+
+	tasks    []task
+	children []*childSA
+	// onlyChild, when set, is the one child the user asked this SA for,
+	// instead of the connection's start children.
+	onlyChild *ChildConfig
+}
+
+// saKeys are the IKE SA's algorithms and keys (§2.14).
+type saKeys struct {
+	neg     proposal.Negotiated
+	suite   *ikecrypto.Suite
+	skd     []byte
+	in, out *ikecrypto.SKCipher
+}
+
+// messageIDs are the Message IDs and windows (§2.3). Up to peerWindow
+// requests of ours are outstanding (1 until the peer sends
+// SET_WINDOW_SIZE), by ascending ID. We answer the peer's requests from
+// expectReq (the lowest not yet answered) up to our own window, in any
+// order, and keep our last responses for its retransmissions.
+type messageIDs struct {
 	nextReq     uint32
 	outstanding []*request
 	peerWindow  uint32
 	windowSent  bool // we stated our window on this SA (SET_WINDOW_SIZE)
 	expectReq   uint32
 	responses   []*response
+}
 
-	tasks []task
-
-	children   []*childSA
-	localVIPs  []netip.Addr // virtual IPs the peer assigned us (CP reply)
-	remoteVIPs []netip.Addr // virtual IPs we assigned the peer
-
-	// RFC 7791: the family of SAs sharing this SA's authentication, and
-	// the SA this one was cloned from (0 if none).
-	family *family
-	parent uint64
-	// lineage is the id of the IKE SA this one descends from by IKE SA
-	// rekeys (§2.8) and reauthentications (§2.8.3), 0 for the first: the
-	// id changes with every rekey, the VPN stays (see lineageID).
-	lineage uint64
-	// vipsInherited: this SA's virtual IPs are its clone parent's; a
-	// CP request in a CREATE_CHILD_SA (RFC 7296 §2.19) gets it its own,
-	// a different inner address per interface (RFC 7791 App. A.3).
-	vipsInherited bool
+// pathState is where the SA and its Child SAs run, and MOBIKE's view of
+// it (RFC 4555).
+type pathState struct {
+	local, remote netip.AddrPort
+	encap         bool // IKE and ESP on port 4500
 	// mobikeInitiator: we decide this SA's addresses (RFC 4555 §2.1): the
 	// IKE_AUTH initiator, inherited through rekeys; for a clone, the peer
 	// that cloned.
 	mobikeInitiator bool
-	// MOBIKE (RFC 4555) path state: the interface the path is pinned to,
-	// the peer's announced addresses (§3.4), addresses that passed a
-	// return routability check (§3.7), and the update generation: a
-	// reply to an older UPDATE_SA_ADDRESSES is not acted on (§3.5).
+	// The interface the path is pinned to, the peer's announced
+	// addresses (§3.4), addresses that passed a return routability check
+	// (§3.7), and the update generation: a reply to an older
+	// UPDATE_SA_ADDRESSES is not acted on (§3.5).
 	iface     string
 	peerAddrs []netip.Addr
 	verified  map[netip.Addr]bool
@@ -106,20 +113,35 @@ type ikeSA struct {
 	// address list taken as MOBIKE responder (§3.5, §3.6).
 	newestUpdate, newestList newestID
 	prevPath                 path
+}
 
-	created, established, lastInbound time.Time
-	lastSent                          time.Time
-	rekeyT, reauthT, expireT, dpdT    *timer
-	halfOpenT, deleteT, keepaliveT    *timer
+// familyState is the SA's place in its clone family (RFC 7791) and the
+// virtual IPs it carries.
+type familyState struct {
+	localVIPs  []netip.Addr // virtual IPs the peer assigned us (CP reply)
+	remoteVIPs []netip.Addr // virtual IPs we assigned the peer
+	// The family of SAs sharing this SA's authentication, and the SA
+	// this one was cloned from (0 if none).
+	family *family
+	parent uint64
+	// lineage is the id of the IKE SA this one descends from by IKE SA
+	// rekeys (§2.8) and reauthentications (§2.8.3), 0 for the first: the
+	// id changes with every rekey, the VPN stays (see lineageID).
+	lineage uint64
+	// vipsInherited: this SA's virtual IPs are its clone parent's; a
+	// CP request in a CREATE_CHILD_SA (RFC 7296 §2.19) gets it its own,
+	// a different inner address per interface (RFC 7791 App. A.3).
+	vipsInherited bool
+}
 
-	// rekeying: the new SA a peer's rekey created while ours was running
+// rekeyState is what an IKE SA rekey, a reauthentication and their
+// collisions (§2.8, §2.8.2, §2.8.3) leave between exchanges.
+type rekeyState struct {
+	// The new SA a peer's rekey created while ours was running
 	// (collision, §2.8.2), and what replaced us.
 	peerRekey *ikeRekeyCollision
 	successor *ikeSA
 	reauthOf  *ikeSA // the SA this one reauthenticates (§2.8.3)
-	// onlyChild, when set, is the one child the user asked this SA for,
-	// instead of the connection's start children.
-	onlyChild *ChildConfig
 	// collidedWith is the old SA while this SA, made by the peer's rekey,
 	// awaits the §2.8.2 decision against our own rekey.
 	collidedWith *ikeSA
@@ -130,6 +152,14 @@ type ikeSA struct {
 	// earlyDeletes are SPIs the peer deleted before our request that
 	// creates them was answered to us.
 	earlyDeletes []uint32
+}
+
+// lifetimes are the SA's times and the timers armed from them.
+type lifetimes struct {
+	created, established, lastInbound time.Time
+	lastSent                          time.Time
+	rekeyT, reauthT, expireT, dpdT    *timer
+	halfOpenT, deleteT, keepaliveT    *timer
 }
 
 type poolLease struct {
@@ -155,9 +185,9 @@ type response struct {
 
 func (e *Engine) newSA(c *Connection, initiator bool, local, remote netip.AddrPort) *ikeSA {
 	e.nextID++
-	sa := &ikeSA{e: e, id: e.nextID, conn: c, initiator: initiator, local: local, remote: remote, created: e.now, hs: &handshake{},
-		verified: map[netip.Addr]bool{remote.Addr(): true}}
-	sa.lastInbound = e.now
+	sa := &ikeSA{e: e, id: e.nextID, conn: c, initiator: initiator, hs: &handshake{}}
+	sa.local, sa.remote, sa.verified = local, remote, map[netip.Addr]bool{remote.Addr(): true}
+	sa.created, sa.lastInbound = e.now, e.now
 	if initiator {
 		sa.spiI = e.newSPI()
 		e.sas[sa.spiI] = sa
