@@ -349,12 +349,17 @@ func (sa *ikeSA) establish() {
 		"local", sa.local, "remote", sa.remote, "proposal", sa.neg.String())
 }
 
+// ikeDeadlines are when an IKE SA is due for a rekey or a
+// reauthentication, and its hard limit (zero: none). They are data, so
+// an exported SA keeps them; the timers are armed from them.
+type ikeDeadlines struct {
+	rekey, reauth, expire time.Time
+}
+
 // armLifetimes schedules rekey or reauthentication, and the hard limit.
 func (sa *ikeSA) armLifetimes() {
 	e, c := sa.e, sa.conn
-	sa.rekeyT.cancel()
-	sa.reauthT.cancel()
-	sa.expireT.cancel()
+	var d ikeDeadlines
 	soft := c.RekeyTime
 	if c.ReauthTime > 0 && (soft == 0 || c.ReauthTime < soft) {
 		// Reauthentication is due for the whole family at once, counted
@@ -364,21 +369,45 @@ func (sa *ikeSA) armLifetimes() {
 			due = sa.family.authTime.Add(c.ReauthTime).Sub(e.now)
 		}
 		soft = due
-		sa.reauthT = e.after(e.jitter(due, c.RandTime), func() { sa.reauthenticate() })
+		d.reauth = e.now.Add(e.jitter(due, c.RandTime))
 	} else if c.RekeyTime > 0 {
-		sa.rekeyT = e.after(e.jitter(c.RekeyTime, c.RandTime), func() {
-			if sa.state == stateEstablished {
-				sa.queue(&ikeRekeyTask{})
-			}
-		})
+		d.rekey = e.now.Add(e.jitter(c.RekeyTime, c.RandTime))
 	}
 	if soft > 0 {
 		over := c.OverTime
 		if over == 0 {
 			over = soft / 10
 		}
-		sa.expireT = e.after(soft+over, func() { e.destroy(sa, "IKE SA lifetime expired") })
+		d.expire = e.now.Add(soft + over)
 	}
+	sa.armDeadlines(d)
+}
+
+// armDeadlines arms the lifetime timers at d.
+func (sa *ikeSA) armDeadlines(d ikeDeadlines) {
+	e := sa.e
+	sa.rekeyT.cancel()
+	sa.reauthT.cancel()
+	sa.expireT.cancel()
+	sa.rekeyT, sa.reauthT, sa.expireT = nil, nil, nil
+	if !d.reauth.IsZero() {
+		sa.reauthT = e.at(d.reauth, func() { sa.reauthenticate() })
+	}
+	if !d.rekey.IsZero() {
+		sa.rekeyT = e.at(d.rekey, func() {
+			if sa.state == stateEstablished {
+				sa.queue(&ikeRekeyTask{})
+			}
+		})
+	}
+	if !d.expire.IsZero() {
+		sa.expireT = e.at(d.expire, func() { e.destroy(sa, "IKE SA lifetime expired") })
+	}
+}
+
+// deadlines reads the armed lifetime timers back.
+func (sa *ikeSA) deadlines() ikeDeadlines {
+	return ikeDeadlines{rekey: sa.rekeyT.deadline(), reauth: sa.reauthT.deadline(), expire: sa.expireT.deadline()}
 }
 
 // armDPD schedules a liveness check when nothing arrived for DPDDelay
@@ -398,7 +427,7 @@ func (sa *ikeSA) armDPDIn(wait time.Duration) {
 		if sa.state != stateEstablished {
 			return
 		}
-		idle := sa.e.now.Sub(sa.lastInbound)
+		idle := max(sa.e.now.Sub(sa.lastInbound), 0) // a clock set back must not make the wait overflow
 		if idle < d {
 			sa.armDPDIn(d - idle)
 			return

@@ -360,17 +360,32 @@ func (c *childSA) install() {
 
 func (c *childSA) armLifetimes() {
 	e := c.ike.e
-	c.rekeyT.cancel()
-	c.expireT.cancel()
+	var rekey, expire time.Time
 	if c.cfg.RekeyTime > 0 {
-		c.rekeyT = e.after(e.jitter(c.cfg.RekeyTime, c.cfg.RandTime), c.softExpired)
+		rekey = e.now.Add(e.jitter(c.cfg.RekeyTime, c.cfg.RandTime))
 	}
 	life := c.cfg.LifeTime
 	if life == 0 && c.cfg.RekeyTime > 0 {
 		life = c.cfg.RekeyTime + c.cfg.RekeyTime/10
 	}
 	if life > 0 {
-		c.expireT = e.after(life, func() {
+		expire = e.now.Add(life)
+	}
+	c.armDeadlines(rekey, expire)
+}
+
+// armDeadlines arms the soft (rekey) and hard lifetime timers at the
+// given times (zero: none); an imported Child SA keeps its own.
+func (c *childSA) armDeadlines(rekey, expire time.Time) {
+	e := c.ike.e
+	c.rekeyT.cancel()
+	c.expireT.cancel()
+	c.rekeyT, c.expireT = nil, nil
+	if !rekey.IsZero() {
+		c.rekeyT = e.at(rekey, c.softExpired)
+	}
+	if !expire.IsZero() {
+		c.expireT = e.at(expire, func() {
 			if c.state != childGone {
 				e.log.Info("Child SA hard lifetime expired", "ike", c.ike.id, "child", c.cfg.Name)
 				c.ike.queue(&childDeleteTask{child: c})

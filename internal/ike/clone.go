@@ -2,6 +2,7 @@ package ike
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"time"
@@ -65,7 +66,10 @@ func (cloneFeature) respondCreateChild(sa *ikeSA, m *message, offered *wire.SA, 
 // one IKE SA: the virtual-IP leases, the authentication time (accounting,
 // reauthentication), the caps.
 type family struct {
-	id       uint64
+	id uint64
+	// token names the family across engines: SAs of one family exported
+	// from one engine join one family again where they are imported.
+	token    uint64
 	authTime time.Time
 	members  map[*ikeSA]bool
 	leases   []poolLease
@@ -73,7 +77,9 @@ type family struct {
 
 func (e *Engine) newFamily(sa *ikeSA) {
 	e.nextFamily++
-	f := &family{id: e.nextFamily, authTime: e.now, members: map[*ikeSA]bool{}}
+	// The token comes from the authenticating SA's SPIs, random and
+	// chosen by both peers, so it needs no randomness of its own.
+	f := &family{id: e.nextFamily, token: sa.spiI ^ bits.RotateLeft64(sa.spiR, 32), authTime: e.now, members: map[*ikeSA]bool{}}
 	f.join(sa)
 }
 

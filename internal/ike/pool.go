@@ -129,6 +129,27 @@ func (p *Pool) Acquire(owner string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("pool %s (%v) is exhausted", p.Name, p.Prefix)
 }
 
+// Claim leases addr to owner, as Acquire would have, for an SA imported
+// from another engine that assigned it (Engine.Import). It fails when addr
+// is not the pool's to give or another owner holds it.
+func (p *Pool) Claim(addr netip.Addr, owner string) error {
+	if !p.assignable(addr) {
+		return fmt.Errorf("pool %s (%v) cannot assign %v", p.Name, p.Prefix, addr)
+	}
+	r := p.leases
+	if l, used := r.byAddr[addr]; used {
+		if l.owner != owner {
+			return fmt.Errorf("pool %s: %v is leased to another peer", p.Name, addr)
+		}
+		l.refs++
+		return nil
+	}
+	l := &lease{owner: owner, addr: addr, refs: 1}
+	r.byAddr[addr] = l
+	r.byOwner[owner] = append(r.byOwner[owner], l)
+	return nil
+}
+
 // Release drops one reference to addr, which Acquire on this pool
 // returned; the last one frees the address for every pool of the
 // registry.

@@ -41,11 +41,23 @@ func (h *timerHeap) Pop() any {
 }
 
 // after runs fn once the clock reaches now+d.
-func (e *Engine) after(d time.Duration, fn func()) *timer {
+func (e *Engine) after(d time.Duration, fn func()) *timer { return e.at(e.now.Add(d), fn) }
+
+// at runs fn once the clock reaches t (at once, at the next entry point,
+// if t has passed).
+func (e *Engine) at(t time.Time, fn func()) *timer {
 	e.timerSeq++
-	t := &timer{at: e.now.Add(d), seq: e.timerSeq, fn: fn}
-	heap.Push(&e.timers, t)
-	return t
+	x := &timer{at: t, seq: e.timerSeq, fn: fn}
+	heap.Push(&e.timers, x)
+	return x
+}
+
+// deadline is when t fires, zero if it does not (any more).
+func (t *timer) deadline() time.Time {
+	if t == nil || t.cancelled {
+		return time.Time{}
+	}
+	return t.at
 }
 
 // runTimers fires every timer due at e.now, in deadline order.
@@ -60,6 +72,7 @@ func (e *Engine) runTimers() {
 			return
 		}
 		heap.Pop(&e.timers)
+		t.cancelled = true // fired: it has no deadline any more
 		t.fn()
 	}
 }
