@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/config"
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -252,7 +254,7 @@ type initiator struct {
 	lg     *loadGen
 	engine *ike.Engine
 	addr   netip.Addr
-	socks  map[uint16]*net.UDPConn
+	bind   *conn.UDP
 	rx     chan ike.Datagram
 	quit   chan struct{}
 	wake   chan struct{} // a phase began
@@ -269,44 +271,53 @@ func newInitiator(lg *loadGen, addr netip.Addr, conns []*ike.Connection, rt ike.
 	if err != nil {
 		return nil, err
 	}
-	in := &initiator{lg: lg, engine: e, addr: addr, socks: map[uint16]*net.UDPConn{},
+	in := &initiator{lg: lg, engine: e, addr: addr, bind: new(conn.UDP),
 		rx: make(chan ike.Datagram, 1024), quit: make(chan struct{}), wake: make(chan struct{}, 1), pending: map[uint64]time.Time{}}
 	for _, port := range []uint16{500, 4500} {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
-		if err != nil {
+		if _, err := in.bind.Listen(addr, port, port == 4500); err != nil {
 			in.close()
 			return nil, fmt.Errorf("loadgen: %w (is %v an address of this namespace?)", err, addr)
 		}
+	}
+	for _, s := range in.bind.Sockets() {
 		// Bursts of answers must not overflow the default buffer.
-		c.SetReadBuffer(4 << 20)
-		in.socks[port] = c
-		go in.read(c, port)
+		s.Conn.SetReadBuffer(4 << 20)
+	}
+	fns, err := in.bind.Open(0)
+	if err != nil {
+		in.close()
+		return nil, err
+	}
+	for _, recv := range fns {
+		go in.read(recv)
 	}
 	return in, nil
 }
 
-func (in *initiator) close() {
-	for _, c := range in.socks {
-		c.Close()
-	}
-}
+func (in *initiator) close() { in.bind.Close() }
 
-func (in *initiator) read(c *net.UDPConn, port uint16) {
-	local := netip.AddrPortFrom(in.addr, port)
+// read passes the IKE messages recv returns to the engine's loop; NAT
+// keepalives (RFC 3948 §2.3) and anything cut short are not for it.
+func (in *initiator) read(recv conn.ReceiveFunc) {
+	pkts := make([]conn.Packet, in.bind.BatchSize())
 	for {
-		b := make([]byte, 65536)
-		n, from, err := c.ReadFromUDPAddrPort(b)
+		n, err := recv(pkts)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		d := ike.Datagram{Local: local, Remote: netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), Data: b[:n]}
-		select {
-		case in.rx <- d:
-		case <-in.quit:
-			return
+		for _, p := range pkts[:n] {
+			if p.Kind != conn.IKE {
+				continue
+			}
+			d := ike.Datagram{Local: p.Local, Remote: p.Remote, Data: bytes.Clone(p.Data())}
+			select {
+			case in.rx <- d:
+			case <-in.quit:
+				return
+			}
 		}
 	}
 }
@@ -339,9 +350,6 @@ func (in *initiator) run(ctx context.Context) {
 			}
 			in.apply(acts, timer)
 		case d := <-in.rx:
-			if d.Local.Port() == 4500 && len(d.Data) == 1 && d.Data[0] == 0xff {
-				continue // a NAT keepalive (RFC 3948 §2.3)
-			}
 			in.apply(in.engine.Receive(time.Now(), d), timer)
 		case <-timer.C:
 			in.apply(in.engine.Tick(time.Now()), timer)
@@ -358,11 +366,9 @@ func (in *initiator) apply(acts []ike.Action, timer *time.Timer) {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case ike.Send:
-			c := in.socks[a.Local.Port()]
-			if c == nil {
-				c = in.socks[4500]
+			if in.bind.Send(a.Data, a.Local, a.Remote, "") == conn.ErrNoSocket {
+				in.bind.Send(a.Data, netip.AddrPortFrom(in.addr, 4500), a.Remote, "")
 			}
-			c.WriteToUDPAddrPort(a.Data, a.Remote)
 		case ike.ArmTimer:
 			timer.Reset(max(time.Until(a.At), 0))
 		case ike.Event:

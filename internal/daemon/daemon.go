@@ -21,8 +21,10 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/config"
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/manager"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -36,7 +38,9 @@ type Daemon struct {
 	engine *ike.Engine
 	log    *slog.Logger
 
-	socks map[sockKey]*udpSocket
+	// bind carries IKE (and ESP in UDP) to and from the peers; it owns
+	// telling IKE from ESP and keepalives on the NAT-T port.
+	bind  conn.Bind
 	rx    chan datagram
 	calls chan func()
 	timer *time.Timer
@@ -50,7 +54,10 @@ type Daemon struct {
 	// kept in the data plane for inbound packets still on their way
 	// (ike.DeleteChild.Successor).
 	retiring map[uint32]retiring
-	plane    dataPlane // nil for data_plane: none
+	plane    ipsec.DataPlane // nil for data_plane: none
+	// espInUDP is the data plane when it opens, itself, the ESP in UDP
+	// our NAT-T sockets read (the userspace one); nil otherwise.
+	espInUDP ipsec.ESPInUDP
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
 
@@ -64,11 +71,6 @@ type Daemon struct {
 	metrics       *metrics
 	stats         daemonStats
 	rxStats       rxCounters // the socket readers'
-}
-
-type sockKey struct {
-	addr netip.Addr // as bound: a listen address or the wildcard
-	port uint16
 }
 
 type daemonStats struct {
@@ -89,7 +91,7 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	}
 	applyDaemonOptions(cfg, conns)
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
-		socks: map[sockKey]*udpSocket{}, rx: make(chan datagram, rxQueue), calls: make(chan func()),
+		rx: make(chan datagram, rxQueue), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{}}
 	d.newManagers(cfg)
@@ -127,18 +129,28 @@ func applyDaemonOptions(cfg *config.Config, conns []*ike.Connection) {
 // SIGTERM/SIGINT arrive; then it deletes every IKE SA (telling the peers)
 // and returns. SIGHUP reloads the configuration.
 func (d *Daemon) Run(ctx context.Context) error {
-	if err := d.bind(); err != nil {
+	udp, err := d.listen()
+	if err != nil {
 		return err
 	}
-	defer d.closeSockets()
-	if err := d.openDataPlane(); err != nil {
+	d.bind = udp
+	defer udp.Close()
+	if err := d.openDataPlane(udp); err != nil {
 		return err
 	}
 	if d.plane != nil {
 		defer d.plane.Close()
 	}
-	for _, s := range d.socks {
-		go d.readBatch(s)
+	espHeadroom := 0
+	if d.espInUDP != nil {
+		espHeadroom = d.espInUDP.ESPHeadroom()
+	}
+	recvs, err := d.bind.Open(espHeadroom)
+	if err != nil {
+		return err
+	}
+	for _, recv := range recvs {
+		go d.read(recv)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -227,25 +239,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-func (d *Daemon) bind() error {
+// listen binds the IKE port and the NAT-T port on each listen address.
+func (d *Daemon) listen() (*conn.UDP, error) {
+	u := new(conn.UDP)
 	for _, a := range d.cfg.Listen {
 		for _, port := range []uint16{d.cfg.IKEPort, d.cfg.NATTPort} {
-			s, err := listenUDP(a, port)
-			if err != nil {
-				d.closeSockets()
-				return err
+			if _, err := u.Listen(a, port, port == d.cfg.NATTPort); err != nil {
+				u.Close()
+				return nil, err
 			}
-			d.socks[sockKey{addr: a.Unmap(), port: port}] = s
 		}
 	}
-	return nil
-}
-
-func (d *Daemon) closeSockets() {
-	for k, s := range d.socks {
-		s.close()
-		delete(d.socks, k)
-	}
+	return u, nil
 }
 
 // apply carries out the engine's actions.
@@ -315,28 +320,13 @@ func (d *Daemon) apply(acts []ike.Action) {
 	}
 }
 
-// sock is the socket that sends from local: bound to its address, or to
-// its family's wildcard.
-func (d *Daemon) sock(local netip.AddrPort) *udpSocket {
-	a := local.Addr().Unmap()
-	if s := d.socks[sockKey{addr: a, port: local.Port()}]; s != nil {
-		return s
-	}
-	wild := netip.IPv4Unspecified()
-	if a.Is6() {
-		wild = netip.IPv6Unspecified()
-	}
-	return d.socks[sockKey{addr: wild, port: local.Port()}]
-}
-
 func (d *Daemon) send(dg ike.Datagram) {
-	s := d.sock(dg.Local)
-	if s == nil {
+	err := d.bind.Send(dg.Data, dg.Local, dg.Remote, dg.Iface)
+	switch {
+	case errors.Is(err, conn.ErrNoSocket):
 		d.stats.sendErrors++
 		d.log.Error("no socket to send from", "local", dg.Local, "remote", dg.Remote)
-		return
-	}
-	if err := s.write(dg.Local, dg.Remote, ifindex(dg.Iface), dg.Data); err != nil {
+	case err != nil:
 		d.stats.sendErrors++
 		d.log.Warn("send failed", "local", dg.Local, "remote", dg.Remote, "err", err)
 	}

@@ -2,12 +2,12 @@ package daemon
 
 import (
 	"fmt"
-	"net"
-	"net/netip"
 	"time"
 
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/xfrm"
 )
 
@@ -17,30 +17,14 @@ type limitEvent struct {
 	hard  bool
 }
 
-// dataPlane is what the daemon asks of a data plane: the userspace ESP
-// backend (dataplane.Linux) or the kernel's XFRM (xfrm.Kernel).
-type dataPlane interface {
-	Install(ike.ChildSA) error
-	Update(ike.ChildSA) error
-	Delete(inSPI uint32)
-	// Counters are a Child SA's traffic; LastIn moves with authentic
-	// inbound packets (liveness).
-	Counters(inSPI uint32) *dataplane.Counters
-	// Owns reports the data plane's own devices, whose addresses are
-	// virtual IPs rather than paths.
-	Owns(ifname string) bool
-	// Drops are the packets dropped so far, by reason.
-	Drops() map[string]uint64
-	Close() error
-}
-
 // ownsDevice is d.plane.Owns, false without a data plane.
 func (d *Daemon) ownsDevice(name string) bool { return d.plane != nil && d.plane.Owns(name) }
 
-// openDataPlane starts the configured data plane; "none" carries nothing.
-// "auto" asks the kernel to install a test ESP SA and an XFRM interface
-// and takes the kernel when it can, else userspace ESP.
-func (d *Daemon) openDataPlane() error {
+// openDataPlane starts the configured data plane on the sockets of udp;
+// "none" carries nothing. "auto" asks the kernel to install a test ESP SA
+// and an XFRM interface and takes the kernel when it can, else userspace
+// ESP.
+func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 	kind := d.cfg.DataPlane
 	switch kind {
 	case "none":
@@ -54,12 +38,12 @@ func (d *Daemon) openDataPlane() error {
 			d.log.Info("data plane: kernel XFRM (auto: the kernel installed a test ESP SA and an XFRM interface)")
 		}
 	}
-	for k, s := range d.socks {
-		if err := dataplane.Mark(s.conn, dataplane.DefaultMark); err != nil {
-			return fmt.Errorf("data plane: marking the IKE socket on port %d: %w", k.port, err)
+	for _, s := range udp.Sockets() {
+		if err := dataplane.Mark(s.Conn, ipsec.DefaultMark); err != nil {
+			return fmt.Errorf("data plane: marking the IKE socket on port %d: %w", s.Port, err)
 		}
-		if k.port == d.cfg.NATTPort {
-			dataplane.SetBuffers(s.conn)
+		if s.NATT {
+			dataplane.SetBuffers(s.Conn)
 		}
 	}
 	onLimit := func(inSPI uint32, hard bool) {
@@ -70,9 +54,9 @@ func (d *Daemon) openDataPlane() error {
 	}
 	if kind == "kernel" {
 		cfg := xfrm.Config{Log: d.log.With("component", "xfrm"), OnLimit: onLimit, MTU: d.cfg.TUN.MTU}
-		for k, s := range d.socks {
-			cfg.Sockets = append(cfg.Sockets, s.conn)
-			cfg.NATTPort = append(cfg.NATTPort, k.port == d.cfg.NATTPort)
+		for _, s := range udp.Sockets() {
+			cfg.Sockets = append(cfg.Sockets, s.Conn)
+			cfg.NATTPort = append(cfg.NATTPort, s.NATT)
 		}
 		k, err := xfrm.Open(cfg)
 		if err != nil {
@@ -82,18 +66,14 @@ func (d *Daemon) openDataPlane() error {
 		d.log.Info("data plane up", "backend", k.Name(), "mtu", d.cfg.TUN.MTU)
 		return nil
 	}
-	natt := func(local netip.Addr) *net.UDPConn {
-		if s := d.sock(netip.AddrPortFrom(local, d.cfg.NATTPort)); s != nil {
-			return s.conn
-		}
-		return nil
-	}
 	p, err := dataplane.OpenLinux(dataplane.LinuxConfig{TUNName: d.cfg.TUN.Name, MTU: d.cfg.TUN.MTU,
-		NATT: natt, Log: d.log.With("component", "dataplane"), OnLimit: onLimit})
+		NATT: udp.NATT, Log: d.log.With("component", "dataplane"), OnLimit: onLimit})
 	if err != nil {
 		return err
 	}
-	d.plane = p
+	// The userspace data plane opens the ESP in UDP our NAT-T sockets
+	// read; the kernel's takes it out of the socket first.
+	d.plane, d.espInUDP = p, p
 	p.Start()
 	d.log.Info("data plane up", "device", p.Name(), "mtu", d.cfg.TUN.MTU)
 	return nil

@@ -1,42 +1,30 @@
 package daemon
 
 import (
+	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/mifike/mifike/internal/dataplane"
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 )
 
-// The receive side: one goroutine per socket reads batches (dataplane.BatchReader),
-// hands ESP in UDP to the userspace data plane in place, drops what the
-// engine would drop from the datagram alone (ike.Precheck) without
-// copying it, and queues the rest to the event loop in pooled buffers.
-// Nothing is allocated per datagram once the pools are warm, whether it
-// is dropped or not (issue 13).
+// The receive side: one goroutine per ReceiveFunc of the Bind (one per
+// socket) takes its batches, already sorted into IKE, ESP and keepalives
+// (conn.Bind owns that), hands ESP in UDP to the userspace data plane in
+// place, drops what the engine would drop from the datagram alone
+// (ike.Precheck) without copying it, and queues the rest to the event
+// loop in pooled buffers. Nothing is allocated per datagram once the
+// pools are warm, whether it is dropped or not (issue 13).
 
-const (
-	// maxDatagram is the largest datagram the IKE sockets take, as
-	// strongSwan's charon.max_packet (10000 by default): an IKE message
-	// is at most a few kB (larger ones are fragmented, RFC 7383), and ESP
-	// in UDP carries at most a 9000-octet inner packet (tun.mtu's upper
-	// bound) plus its overhead. A larger datagram arrives truncated
-	// (MSG_TRUNC) and is counted and dropped, never passed on.
-	maxDatagram = 10000
-	// ikeBatch is the batch on sockets that carry only IKE: port 500, and
-	// port 4500 without the userspace data plane. IKE is a few messages
-	// per SA and minute; a small batch keeps the buffers small.
-	ikeBatch = 8
-	// espBatch is the batch on the NAT-T port with the userspace data
-	// plane, where ESP arrives at line rate and batching pays.
-	espBatch = 64
-	// rxQueue is how many IKE datagrams wait for the event loop. Drops
-	// take it well under a microsecond each; a datagram that finds it
-	// full is dropped and counted (DropQueueFull) rather than stall the
-	// reader, which on port 4500 also carries ESP.
-	rxQueue = 256
-)
+// rxQueue is how many IKE datagrams wait for the event loop. Drops take
+// it well under a microsecond each; a datagram that finds it full is
+// dropped and counted (DropQueueFull) rather than stall the reader, which
+// on port 4500 also carries ESP.
+const rxQueue = 256
 
 // rxCounters are what the readers count, from their goroutines.
 type rxCounters struct {
@@ -65,7 +53,7 @@ const smallIKEBuf = 2048
 func ikeBuf(n int) *[]byte {
 	k, size := 0, smallIKEBuf
 	if n > smallIKEBuf {
-		k, size = 1, maxDatagram
+		k, size = 1, conn.MaxDatagram
 	}
 	if p, _ := ikeBufs[k].Get().(*[]byte); p != nil {
 		*p = (*p)[:n]
@@ -86,65 +74,56 @@ func releaseIKEBuf(p *[]byte) {
 	ikeBufs[k].Put(p)
 }
 
-// readBatch reads one socket until it is closed. On the NAT-T port
-// (RFC 3948 §2.2) a datagram is IKE behind a non-ESP marker, a one-octet
-// keepalive, or ESP, which goes straight to the userspace data plane,
-// opened in place in the batch's buffers.
-func (d *Daemon) readBatch(s *udpSocket) {
-	natt := s.port == d.cfg.NATTPort
-	var rx *dataplane.Receiver
-	if p, ok := d.plane.(*dataplane.Linux); ok && natt {
-		// The kernel's data plane takes ESP before it reaches the socket
-		// (UDP_ENCAP_ESPINUDP); the userspace one opens it here.
-		rx = p.NewReceiver()
-	}
-	batch, off := ikeBatch, 0
-	if rx != nil {
-		batch, off = espBatch, dataplane.Headroom
-	}
-	r, err := dataplane.NewBatchReader(s.conn, s.port, batch, off, maxDatagram)
-	if err != nil {
-		d.log.Error("cannot read the IKE socket", "port", s.port, "err", err)
-		return
-	}
-	esp := make([]dataplane.Inbound, 0, batch)
+// read takes one ReceiveFunc's batches until its socket is closed: ESP
+// goes straight to the userspace data plane, opened in place in the
+// batch's buffers; IKE goes to the event loop.
+func (d *Daemon) read(recv conn.ReceiveFunc) {
+	pkts := make([]conn.Packet, d.bind.BatchSize())
+	var rx ipsec.ESPReceiver // made on the first ESP: only NAT-T sockets see any
+	var esp []ipsec.Inbound
 	for {
-		n, err := r.Read()
+		n, err := recv(pkts)
 		if err != nil {
-			if dataplane.Closed(err) {
+			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
 		esp = esp[:0]
-		for i := range n {
-			b, local, remote, truncated := r.Datagram(i)
-			switch {
-			case truncated:
+		for i := range pkts[:n] {
+			p := &pkts[i]
+			switch p.Kind {
+			case conn.Truncated:
 				d.rxStats.drop(ike.DropTruncated)
 				continue
-			case !natt:
-			case len(b) == 1 && b[0] == 0xff:
+			case conn.Keepalive:
 				d.rxStats.keepalives.Add(1) // keepalives carry no liveness (RFC 3948 §2.3)
 				continue
-			case len(b) >= 4 && b[0]|b[1]|b[2]|b[3] != 0:
-				if rx == nil {
+			case conn.ESP:
+				// The kernel's data plane takes ESP before it reaches the
+				// socket (UDP_ENCAP_ESPINUDP); the userspace one opens it
+				// here.
+				if d.espInUDP == nil {
 					d.rxStats.espDropped.Add(1) // no data plane carries ESP here
 					continue
 				}
-				esp = append(esp, dataplane.Inbound{Buf: r.Buf(i), Off: off, N: len(b), Local: local, Remote: remote})
+				if rx == nil {
+					rx, esp = d.espInUDP.NewESPReceiver(), make([]ipsec.Inbound, 0, len(pkts))
+				}
+				esp = append(esp, ipsec.Inbound{Buf: p.Buf, Off: p.Off, N: p.N, Local: p.Local, Remote: p.Remote})
 				continue
 			}
-			if why := ike.Precheck(b, natt); why != ike.DropNone {
+			b := p.Data()
+			if why := ike.Precheck(b, p.NATT); why != ike.DropNone {
 				d.rxStats.drop(why)
 				continue
 			}
-			p := ikeBuf(len(b))
-			copy(*p, b)
+			buf := ikeBuf(len(b))
+			copy(*buf, b)
 			select {
-			case d.rx <- datagram{d: ike.Datagram{Local: local, Remote: remote, Data: *p}, buf: p}:
+			case d.rx <- datagram{d: ike.Datagram{Local: p.Local, Remote: p.Remote, Data: *buf}, buf: buf}:
 			default:
-				releaseIKEBuf(p)
+				releaseIKEBuf(buf)
 				d.rxStats.drop(ike.DropQueueFull)
 			}
 		}

@@ -12,21 +12,40 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/config"
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/wire"
 )
 
-// loopbackPair is a socket as the daemon binds it (packet info on) and a
-// connected sender to it.
-func loopbackPair(t *testing.T, addr netip.Addr) (*udpSocket, *net.UDPConn) {
+// testSocket is one socket as the daemon binds it (conn.UDP: packet info
+// on), in its Bind.
+type testSocket struct {
+	u    *conn.UDP
+	conn *net.UDPConn
+	port uint16
+}
+
+// maxDatagram is the Bind's receive buffer.
+const maxDatagram = conn.MaxDatagram
+
+// loopbackPair is a socket as the daemon binds it and a connected sender
+// to it.
+func loopbackPair(t *testing.T, addr netip.Addr) (*testSocket, *net.UDPConn) {
+	return loopbackBind(t, addr, false)
+}
+
+// loopbackBind is loopbackPair with the socket on an IKE port or, with
+// natt, on a NAT-T port.
+func loopbackBind(t *testing.T, addr netip.Addr, natt bool) (*testSocket, *net.UDPConn) {
 	t.Helper()
-	s, err := listenUDP(addr, 0)
+	s := &testSocket{u: new(conn.UDP)}
+	port, err := s.u.Listen(addr, 0, natt)
 	if err != nil {
 		t.Skipf("no %v socket: %v", addr, err)
 	}
-	t.Cleanup(func() { s.close() })
-	s.port = s.conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	t.Cleanup(func() { s.u.Close() })
+	s.conn, s.port = s.u.Sockets()[0].Conn, port
 	network := "udp4"
 	if addr.Is6() {
 		network = "udp6"
@@ -82,9 +101,9 @@ func TestRxBatchReadsWhatWasSent(t *testing.T) {
 // floodDaemon is a daemon with an engine and one reader on a loopback
 // socket as port 500 or 4500, and an event loop that only receives.
 // handled counts the datagrams the loop gave the engine.
-func floodDaemon(t *testing.T, natt bool) (d *Daemon, conn *net.UDPConn, handled *atomic.Uint64) {
+func floodDaemon(t *testing.T, natt bool) (d *Daemon, c *net.UDPConn, handled *atomic.Uint64) {
 	t.Helper()
-	s, c := loopbackPair(t, netip.MustParseAddr("127.0.0.1"))
+	s, c := loopbackBind(t, netip.MustParseAddr("127.0.0.1"), natt)
 	cfg := &config.Config{IKEPort: 500, NATTPort: 4500}
 	if natt {
 		cfg.NATTPort = s.port
@@ -95,11 +114,15 @@ func floodDaemon(t *testing.T, natt bool) (d *Daemon, conn *net.UDPConn, handled
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = &Daemon{cfg: cfg, engine: e, log: slog.New(slog.DiscardHandler), rx: make(chan datagram, rxQueue)}
+	d = &Daemon{cfg: cfg, engine: e, log: slog.New(slog.DiscardHandler), rx: make(chan datagram, rxQueue), bind: s.u}
+	recvs, err := d.bind.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	handled = new(atomic.Uint64)
 	done := make(chan struct{})
 	go func() {
-		d.readBatch(s)
+		d.read(recvs[0])
 		close(done)
 	}()
 	go func() {
@@ -109,7 +132,7 @@ func floodDaemon(t *testing.T, natt bool) (d *Daemon, conn *net.UDPConn, handled
 		}
 	}()
 	t.Cleanup(func() {
-		s.close()
+		s.u.Close()
 		<-done
 		close(d.rx)
 	})

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 )
 
 // fakePlane records what the daemon asks of the data plane.
@@ -14,13 +14,13 @@ type fakePlane struct {
 	sas map[uint32]ike.ChildSA
 }
 
-func (p *fakePlane) Install(sa ike.ChildSA) error        { p.sas[sa.InSPI] = sa; return nil }
-func (p *fakePlane) Update(sa ike.ChildSA) error         { p.sas[sa.InSPI] = sa; return nil }
-func (p *fakePlane) Delete(spi uint32)                   { delete(p.sas, spi) }
-func (p *fakePlane) Counters(uint32) *dataplane.Counters { return nil }
-func (p *fakePlane) Owns(string) bool                    { return false }
-func (p *fakePlane) Drops() map[string]uint64            { return nil }
-func (p *fakePlane) Close() error                        { return nil }
+func (p *fakePlane) Install(sa ike.ChildSA) error    { p.sas[sa.InSPI] = sa; return nil }
+func (p *fakePlane) Update(sa ike.ChildSA) error     { p.sas[sa.InSPI] = sa; return nil }
+func (p *fakePlane) Delete(spi uint32)               { delete(p.sas, spi) }
+func (p *fakePlane) Counters(uint32) *ipsec.Counters { return nil }
+func (p *fakePlane) Owns(string) bool                { return false }
+func (p *fakePlane) Drops() map[string]uint64        { return nil }
+func (p *fakePlane) Close() error                    { return nil }
 
 // RFC 7296 §2.8: a Child SA a rekey replaced stops sending at once but
 // keeps receiving for retireRekeyed (packets the peer sent on it just

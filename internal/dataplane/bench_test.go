@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -37,7 +37,7 @@ func benchPair(tb testing.TB) (a, b *Plane) {
 // anti-replay window.
 func installBench(tb testing.TB, a, b *Plane) {
 	ka, kb := bytes.Repeat([]byte{0xa}, 20), bytes.Repeat([]byte{0xb}, 20)
-	sa := ike.ChildSA{IKESA: 1, Name: "net", InSPI: 0x1001, OutSPI: 0x2001, Protocol: wire.ProtoESP, Mode: ike.Tunnel,
+	sa := ipsec.ChildSA{IKESA: 1, Name: "net", InSPI: 0x1001, OutSPI: 0x2001, Protocol: wire.ProtoESP, Mode: ipsec.Tunnel,
 		Encr: wire.EncrAESGCM16, KeyBits: 128, EncKeyIn: ka, EncKeyOut: kb, ESN: true,
 		LocalTS: sel("10.1.0.0/24"), RemoteTS: sel("10.2.0.0/24"), Local: hostA, Remote: hostB, Outbound: true}
 	sb := sa
@@ -141,9 +141,9 @@ func BenchmarkReceive(b *testing.B) {
 // 10,000 gateway clients: the cost must not grow with the table.
 func BenchmarkInstall(b *testing.B) {
 	p := New(Config{})
-	sa := func(i int) ike.ChildSA {
+	sa := func(i int) ipsec.ChildSA {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		return ike.ChildSA{InSPI: uint32(0x10000 + i), OutSPI: uint32(0x90000 + i), Protocol: wire.ProtoESP,
+		return ipsec.ChildSA{InSPI: uint32(0x10000 + i), OutSPI: uint32(0x90000 + i), Protocol: wire.ProtoESP,
 			Encr: wire.EncrAESGCM16, KeyBits: 128, EncKeyIn: make([]byte, 20), EncKeyOut: make([]byte, 20),
 			LocalTS:  []wire.Selector{wire.PrefixSelector(netip.MustParsePrefix("10.20.0.0/24"), 0)},
 			RemoteTS: []wire.Selector{wire.PrefixSelector(netip.PrefixFrom(a, 32), 0)}, Outbound: true}
@@ -170,7 +170,7 @@ func BenchmarkUpdateSharedSelector(b *testing.B) {
 	p := New(Config{})
 	remote := []wire.Selector{wire.PrefixSelector(netip.MustParsePrefix("192.0.2.9/32"), 0)}
 	for i := range 10000 {
-		if err := p.Install(ike.ChildSA{InSPI: uint32(0x10000 + i), OutSPI: uint32(0x90000 + i), Protocol: wire.ProtoESP,
+		if err := p.Install(ipsec.ChildSA{InSPI: uint32(0x10000 + i), OutSPI: uint32(0x90000 + i), Protocol: wire.ProtoESP,
 			Encr: wire.EncrAESGCM16, KeyBits: 128, EncKeyIn: make([]byte, 20), EncKeyOut: make([]byte, 20),
 			LocalTS:  []wire.Selector{wire.PrefixSelector(netip.MustParsePrefix("10.20.0.0/24"), 0)},
 			RemoteTS: remote, Outbound: true}); err != nil {
@@ -180,7 +180,7 @@ func BenchmarkUpdateSharedSelector(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if err := p.Update(ike.ChildSA{InSPI: uint32(0x10000 + i%10000), RemoteTS: remote, Outbound: true}); err != nil {
+		if err := p.Update(ipsec.ChildSA{InSPI: uint32(0x10000 + i%10000), RemoteTS: remote, Outbound: true}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,12 +2,11 @@ package dataplane
 
 import (
 	"errors"
-	"net/netip"
 	"os"
 	"time"
 
 	"github.com/mifike/mifike/internal/esp"
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 )
 
 // Run reads the TUN device until it is closed: each batch of packets is
@@ -78,7 +77,7 @@ func (p *Plane) seal(t *tables, buf []byte, n int) (Packet, bool) {
 	if f.src.Is6() {
 		nh = protoIPv6
 	}
-	if c.mode == ike.Transport {
+	if c.mode == ipsec.Transport {
 		// Transport mode protects the upper layer only (RFC 4303 §3.1.1);
 		// the peer rebuilds the IP header from the outer one.
 		payload, nh = pkt[f.hdrLen:], f.proto
@@ -107,13 +106,9 @@ func (p *Plane) seal(t *tables, buf []byte, n int) (Packet, bool) {
 	return Packet{Data: sealed, Path: c.path}, true
 }
 
-// Inbound is one received ESP packet: Buf[Off:Off+N], with Off at least
-// Headroom, and the outer addresses it came from and to.
-type Inbound struct {
-	Buf           []byte
-	Off, N        int
-	Local, Remote netip.AddrPort
-}
+// Inbound is one received ESP packet (ipsec.Inbound), with Off at least
+// Headroom.
+type Inbound = ipsec.Inbound
 
 // Receiver opens ESP packets for one reading goroutine and writes them to
 // the TUN device in batches.
@@ -162,7 +157,7 @@ func (r *Receiver) Receive(batch []Inbound) {
 		}
 		start := cap(in.Buf) - cap(payload)
 		end := start + len(payload)
-		if c.mode == ike.Transport {
+		if c.mode == ipsec.Transport {
 			// Transport mode: rebuild the IP header from the outer one;
 			// a NAT in the path changed addresses the TCP or UDP
 			// checksum covers (RFC 3948 §3.1.2).
@@ -188,7 +183,7 @@ func (r *Receiver) Receive(batch []Inbound) {
 		// negotiated for. In transport mode through a NAT the peer's
 		// selectors name its private address, so only tunnels and
 		// NAT-free transport SAs are checked.
-		if (c.mode != ike.Transport || !c.path.Encap) && !c.matchesInbound(&f) {
+		if (c.mode != ipsec.Transport || !c.path.Encap) && !c.matchesInbound(&f) {
 			p.drops.addDetail(DropPolicy, func() []any { return []any{"src", f.src, "dst", f.dst, "spi", spi} })
 			continue
 		}

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -12,8 +12,8 @@ import (
 // nothing that fails authentication may reach the TUN device.
 func FuzzReceive(f *testing.F) {
 	a, b := newEnd(&testing.T{}), newEnd(&testing.T{})
-	pair(&testing.T{}, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
-	pair(&testing.T{}, a, b, 0x1002, 0x2002, ike.Transport, "192.0.2.1/32", "198.51.100.1/32", wire.EncrAESCBC)
+	pair(&testing.T{}, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(&testing.T{}, a, b, 0x1002, 0x2002, ipsec.Transport, "192.0.2.1/32", "198.51.100.1/32", wire.EncrAESCBC)
 	good, _ := a.out(&testing.T{}, ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0}))
 	f.Add(good.Data)
 	f.Add([]byte{0, 0, 0x20, 0x01, 0, 0, 0, 1})

@@ -19,16 +19,12 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 )
 
-// Defaults for the Linux data plane: the firewall mark our own IKE and
-// ESP sockets carry, and the routing table the protected prefixes go to.
-// Unmarked traffic consults the table first, so even a protected
-// 0.0.0.0/0 does not swallow the tunnel's own packets (as wg-quick does).
+// Defaults for the Linux data plane (the firewall mark and routing table
+// are ipsec.DefaultMark and ipsec.DefaultTable, shared with the kernel's).
 const (
-	DefaultMark  = 0x6d66 // "mf"
-	DefaultTable = 0x6d66
 	DefaultMTU   = 1400
 	DefaultTUN   = "mifike0"
 	rulePriority = 0x6d66
@@ -38,8 +34,8 @@ const (
 type LinuxConfig struct {
 	TUNName string // default DefaultTUN
 	MTU     int    // default DefaultMTU
-	Mark    uint32 // default DefaultMark
-	Table   int    // default DefaultTable
+	Mark    uint32 // default ipsec.DefaultMark
+	Table   int    // default ipsec.DefaultTable
 	// NATT finds the daemon's socket on the NAT-T port for a local
 	// address (bound to it, or to the wildcard): UDP-encapsulated ESP
 	// (RFC 3948) leaves through it, so it shares the IKE SA's port pair
@@ -73,10 +69,10 @@ func OpenLinux(cfg LinuxConfig) (*Linux, error) {
 		cfg.MTU = DefaultMTU
 	}
 	if cfg.Mark == 0 {
-		cfg.Mark = DefaultMark
+		cfg.Mark = ipsec.DefaultMark
 	}
 	if cfg.Table == 0 {
-		cfg.Table = DefaultTable
+		cfg.Table = ipsec.DefaultTable
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -112,6 +108,18 @@ func OpenLinux(cfg LinuxConfig) (*Linux, error) {
 	}
 	return l, nil
 }
+
+var (
+	_ ipsec.DataPlane = (*Linux)(nil)
+	_ ipsec.ESPInUDP  = (*Linux)(nil)
+)
+
+// NewESPReceiver returns a receiver for ESP in UDP that one of the
+// daemon's NAT-T socket readers passes on (RFC 3948).
+func (l *Linux) NewESPReceiver() ipsec.ESPReceiver { return l.NewReceiver() }
+
+// ESPHeadroom is Headroom.
+func (l *Linux) ESPHeadroom() int { return Headroom }
 
 // Name is the TUN device's name.
 func (l *Linux) Name() string { return l.name }
@@ -157,7 +165,7 @@ func (l *Linux) Close() error {
 
 // Install adds a Child SA and routes its remote selectors into the TUN
 // device (with the virtual IP as source when the SA's local side is one).
-func (l *Linux) Install(sa ike.ChildSA) error {
+func (l *Linux) Install(sa ipsec.ChildSA) error {
 	if err := l.Plane.Install(sa); err != nil {
 		return err
 	}

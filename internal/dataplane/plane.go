@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/esp"
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -112,7 +112,7 @@ type child struct {
 	inSPI, outSPI uint32
 	ikeSA         uint64
 	name          string
-	mode          ike.Mode
+	mode          ipsec.Mode
 	localTS       []wire.Selector
 	remoteTS      []wire.Selector
 	path          *Path
@@ -125,7 +125,7 @@ type child struct {
 
 	out *outState
 	in  *inState
-	ctr *Counters
+	ctr *counters
 }
 
 type outState struct {
@@ -137,11 +137,10 @@ type inState struct {
 	esp *esp.Inbound
 }
 
-// Counters are a Child SA's traffic, updated atomically on the hot path.
-type Counters struct {
-	BytesIn, BytesOut, PacketsIn, PacketsOut atomic.Uint64
-	// LastIn is the Unix nanosecond time of the last authentic packet.
-	LastIn atomic.Int64
+// counters are a Child SA's traffic (what Counters returns), updated
+// atomically on the hot path, and its byte limits.
+type counters struct {
+	ipsec.Counters
 
 	softBytes, hardBytes uint64
 	softSent, hardSent   atomic.Bool
@@ -170,7 +169,7 @@ func New(cfg Config) *Plane {
 }
 
 // Install adds both directions of a Child SA.
-func (p *Plane) Install(sa ike.ChildSA) error {
+func (p *Plane) Install(sa ipsec.ChildSA) error {
 	if sa.Protocol != wire.ProtoESP {
 		return fmt.Errorf("dataplane: Child SA %08x uses %v; only ESP is carried", sa.InSPI, sa.Protocol)
 	}
@@ -190,7 +189,7 @@ func (p *Plane) Install(sa ike.ChildSA) error {
 	c := &child{inSPI: sa.InSPI, outSPI: sa.OutSPI, ikeSA: sa.IKESA, name: sa.Name, mode: sa.Mode,
 		localTS: slices.Clone(sa.LocalTS), remoteTS: slices.Clone(sa.RemoteTS), path: p.path(sa),
 		outbound: sa.Outbound, order: p.order, size: rangeSize(sa.RemoteTS),
-		out: &outState{esp: out}, in: &inState{esp: in}, ctr: &Counters{softBytes: sa.SoftBytes, hardBytes: sa.HardBytes}}
+		out: &outState{esp: out}, in: &inState{esp: in}, ctr: &counters{softBytes: sa.SoftBytes, hardBytes: sa.HardBytes}}
 	if old := p.tab.children[c.inSPI]; old != nil {
 		p.tab.remove(old)
 	}
@@ -200,7 +199,7 @@ func (p *Plane) Install(sa ike.ChildSA) error {
 
 // Update changes an installed Child SA's path (a MOBIKE move: the keys,
 // sequence numbers and replay window stay) or lets it send.
-func (p *Plane) Update(sa ike.ChildSA) error {
+func (p *Plane) Update(sa ipsec.ChildSA) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := p.tab.children[sa.InSPI]
@@ -225,11 +224,11 @@ func (p *Plane) Delete(inSPI uint32) {
 }
 
 // Counters returns a Child SA's counters, nil when it is not installed.
-func (p *Plane) Counters(inSPI uint32) *Counters {
+func (p *Plane) Counters(inSPI uint32) *ipsec.Counters {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if c := p.tab.children[inSPI]; c != nil {
-		return c.ctr
+		return &c.ctr.Counters
 	}
 	return nil
 }
@@ -237,7 +236,7 @@ func (p *Plane) Counters(inSPI uint32) *Counters {
 // Drops returns the packets dropped so far, by reason.
 func (p *Plane) Drops() map[string]uint64 { return p.drops.snapshot() }
 
-func (p *Plane) path(sa ike.ChildSA) *Path {
+func (p *Plane) path(sa ipsec.ChildSA) *Path {
 	path := &Path{Local: sa.Local, Remote: sa.Remote, Encap: sa.Encap}
 	if sa.Iface != "" {
 		if i, err := net.InterfaceByName(sa.Iface); err == nil {
@@ -474,22 +473,23 @@ func (d *dropCounters) snapshot() map[string]uint64 {
 	return out
 }
 
-// Drop reasons, as counted and exported.
+// Drop reasons, as counted and exported: ipsec's, which the kernel's data
+// plane reports too, named here for this package's own code.
 const (
-	DropNoPolicy     = "no-policy"     // outbound packet no SA covers
-	DropMalformed    = "malformed"     // not an IP packet, or truncated
-	DropUnknownSPI   = "unknown-spi"   // inbound ESP for no installed SA
-	DropShort        = "short"         // ESP packet too short
-	DropReplay       = "replay"        // RFC 4303 §3.4.3
-	DropIntegrity    = "integrity"     // bad ICV
-	DropPadding      = "padding"       // bad padding (RFC 4303 §2.4)
-	DropPolicy       = "policy"        // decrypted packet outside the SA's selectors (RFC 4301 §5.2)
-	DropSeqExhausted = "seq-exhausted" // RFC 4303 §3.3.3
-	DropTooLong      = "too-long"      // would not fit an IP datagram
-	DropTruncated    = "truncated"     // inbound packet larger than the receive buffer
-	DropSend         = "send-error"    // the transport failed
-	DropTUN          = "tun-write"     // the TUN device refused
-	DropNextHeader   = "next-header"   // tunnel mode payload neither IPv4 nor IPv6
+	DropNoPolicy     = ipsec.DropNoPolicy
+	DropMalformed    = ipsec.DropMalformed
+	DropUnknownSPI   = ipsec.DropUnknownSPI
+	DropShort        = ipsec.DropShort
+	DropReplay       = ipsec.DropReplay
+	DropIntegrity    = ipsec.DropIntegrity
+	DropPadding      = ipsec.DropPadding
+	DropPolicy       = ipsec.DropPolicy
+	DropSeqExhausted = ipsec.DropSeqExhausted
+	DropTooLong      = ipsec.DropTooLong
+	DropTruncated    = ipsec.DropTruncated
+	DropSend         = ipsec.DropSend
+	DropTUN          = ipsec.DropTUN
+	DropNextHeader   = ipsec.DropNextHeader
 )
 
 func (d *dropCounters) espError(err error) {

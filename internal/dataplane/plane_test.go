@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -108,7 +108,7 @@ func sel(s string) []wire.Selector {
 }
 
 // pair installs one Child SA on a and its mirror on b.
-func pair(t *testing.T, a, b *end, inA, inB uint32, mode ike.Mode, localA, localB string, encr wire.EncrID) {
+func pair(t *testing.T, a, b *end, inA, inB uint32, mode ipsec.Mode, localA, localB string, encr wire.EncrID) {
 	t.Helper()
 	k1, k2 := bytes.Repeat([]byte{byte(inA)}, 20), bytes.Repeat([]byte{byte(inB)}, 20)
 	var i1, i2 []byte
@@ -118,7 +118,7 @@ func pair(t *testing.T, a, b *end, inA, inB uint32, mode ike.Mode, localA, local
 		integ = wire.IntegHMACSHA2256128
 		i1, i2 = bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
 	}
-	sa := ike.ChildSA{IKESA: 1, Name: "net", InSPI: inA, OutSPI: inB, Protocol: wire.ProtoESP, Mode: mode,
+	sa := ipsec.ChildSA{IKESA: 1, Name: "net", InSPI: inA, OutSPI: inB, Protocol: wire.ProtoESP, Mode: mode,
 		Encr: encr, KeyBits: 128, Integ: integ, EncKeyIn: k1, IntegKeyIn: i1, EncKeyOut: k2, IntegKeyOut: i2,
 		LocalTS: sel(localA), RemoteTS: sel(localB), Local: hostA, Remote: hostB, Encap: true, Outbound: true}
 	if err := a.p.Install(sa); err != nil {
@@ -192,8 +192,8 @@ func udpPayload(sport, dport uint16, data string) []byte {
 func TestTunnelRoundTrip(t *testing.T) {
 	for _, encr := range []wire.EncrID{wire.EncrAESGCM16, wire.EncrAESCBC} {
 		a, b := newEnd(t), newEnd(t)
-		pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", encr)
-		pair(t, a, b, 0x1002, 0x2002, ike.Tunnel, "fd00:1::/64", "fd00:2::/64", encr)
+		pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", encr)
+		pair(t, a, b, 0x1002, 0x2002, ipsec.Tunnel, "fd00:1::/64", "fd00:2::/64", encr)
 		for _, pkt := range [][]byte{
 			ipv4Packet("10.1.0.5", "10.2.0.9", protoUDP, udpPayload(1000, 53, "hello")),
 			ipv6Packet("fd00:1::5", "fd00:2::9", protoUDP, udpPayload(1000, 53, "hello six")),
@@ -230,7 +230,7 @@ func TestTunnelRoundTrip(t *testing.T) {
 // the UDP checksum is recomputed for them (RFC 3948 §3.1.2).
 func TestTransportMode(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
-	pair(t, a, b, 0x1001, 0x2001, ike.Transport, "192.0.2.1/32", "198.51.100.1/32", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Transport, "192.0.2.1/32", "198.51.100.1/32", wire.EncrAESGCM16)
 	u := udpPayload(5000, 6000, "transport")
 	pkt := ipv4Packet("192.0.2.1", "198.51.100.1", protoUDP, u)
 	// A correct checksum for the original addresses.
@@ -272,7 +272,7 @@ func TestTransportMode(t *testing.T) {
 // an unknown SPI and a truncated packet too; none reaches the TUN.
 func TestBadInboundDropped(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
-	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
 	sent, _ := a.out(t, ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0}))
 	if got := b.in(sent); len(got) != 1 {
 		t.Fatal("first copy not delivered")
@@ -303,7 +303,7 @@ func TestBadInboundDropped(t *testing.T) {
 // an outbound packet no SA covers is too.
 func TestPolicyEnforced(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
-	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
 	// a's SA claims 10.1.0.0/24 → 10.2.0.0/24; install on a a wider
 	// outbound policy with the same keys to smuggle another source.
 	c := a.p.tab.children[0x1001]
@@ -325,10 +325,10 @@ func TestPolicyEnforced(t *testing.T) {
 // lost; a responder's new SA does not send until told it may.
 func TestRekeyMakeBeforeBreak(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
-	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
 	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0})
 	inFlight, _ := a.out(t, pkt)
-	pair(t, a, b, 0x1003, 0x2003, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1003, 0x2003, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
 	next, _ := a.out(t, pkt)
 	if spi := binary.BigEndian.Uint32(next.Data); spi != 0x2003 {
 		t.Fatalf("after the rekey packets use SPI %x, want the new 2003", spi)
@@ -342,7 +342,7 @@ func TestRekeyMakeBeforeBreak(t *testing.T) {
 		t.Fatal("deleted SA still receives")
 	}
 	// Not yet allowed to send: the older SA keeps the traffic.
-	sa := ike.ChildSA{InSPI: 0x1003, Local: hostA, Remote: hostB, Encap: true, Outbound: false}
+	sa := ipsec.ChildSA{InSPI: 0x1003, Local: hostA, Remote: hostB, Encap: true, Outbound: false}
 	if err := a.p.Update(sa); err != nil {
 		t.Fatal(err)
 	}
@@ -355,11 +355,11 @@ func TestRekeyMakeBeforeBreak(t *testing.T) {
 // numbers continue, so the peer's replay window accepts the next packet.
 func TestUpdateMovesPath(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
-	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
 	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0})
 	first, _ := a.out(t, pkt)
 	moved := netip.MustParseAddrPort("203.0.113.2:4500")
-	if err := a.p.Update(ike.ChildSA{InSPI: 0x1001, Local: moved, Remote: hostB, Encap: true, Outbound: true}); err != nil {
+	if err := a.p.Update(ipsec.ChildSA{InSPI: 0x1001, Local: moved, Remote: hostB, Encap: true, Outbound: true}); err != nil {
 		t.Fatal(err)
 	}
 	second, _ := a.out(t, pkt)
@@ -372,7 +372,7 @@ func TestUpdateMovesPath(t *testing.T) {
 	if got := b.in(first, second); len(got) != 2 {
 		t.Fatalf("%d of 2 delivered: %v", len(got), b.p.Drops())
 	}
-	if err := a.p.Update(ike.ChildSA{InSPI: 0x7777}); err == nil {
+	if err := a.p.Update(ipsec.ChildSA{InSPI: 0x7777}); err == nil {
 		t.Error("update of an unknown SA accepted")
 	}
 }
@@ -381,9 +381,9 @@ func TestUpdateMovesPath(t *testing.T) {
 // IPs share the remote subnet, each source goes to its own SA.
 func TestSPDBySource(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
-	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.99.0.2/32", "10.20.0.0/24", wire.EncrAESGCM16)
-	pair(t, a, b, 0x1002, 0x2002, ike.Tunnel, "10.99.0.3/32", "10.20.0.0/24", wire.EncrAESGCM16)
-	pair(t, a, b, 0x1003, 0x2003, ike.Tunnel, "10.99.0.2/32", "10.20.0.7/32", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.99.0.2/32", "10.20.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1002, 0x2002, ipsec.Tunnel, "10.99.0.3/32", "10.20.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1003, 0x2003, ipsec.Tunnel, "10.99.0.2/32", "10.20.0.7/32", wire.EncrAESGCM16)
 	for _, c := range []struct {
 		src, dst string
 		spi      uint32
@@ -398,7 +398,7 @@ func TestSPDBySource(t *testing.T) {
 // Byte limits reach the engine once each.
 func TestLimits(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
-	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
 	c := a.p.tab.children[0x1001]
 	c.ctr.softBytes, c.ctr.hardBytes = 100, 200
 	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, make([]byte, 40)) // 60 octets
@@ -413,7 +413,7 @@ func TestLimits(t *testing.T) {
 // The TUN loop end to end with the fake device.
 func TestRunLoop(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)
-	pair(t, a, b, 0x1001, 0x2001, ike.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
 	done := make(chan error)
 	go func() { done <- a.p.Run() }()
 	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0})
@@ -441,7 +441,7 @@ func TestSPDOrderInPlace(t *testing.T) {
 		spi := uint32(0x1000 + i%60)
 		switch i % 5 {
 		case 0, 1, 2:
-			sa := ike.ChildSA{InSPI: spi, OutSPI: spi + 0x8000, Protocol: wire.ProtoESP, Encr: wire.EncrAESGCM16, KeyBits: 128,
+			sa := ipsec.ChildSA{InSPI: spi, OutSPI: spi + 0x8000, Protocol: wire.ProtoESP, Encr: wire.EncrAESGCM16, KeyBits: 128,
 				EncKeyIn: make([]byte, 20), EncKeyOut: make([]byte, 20), LocalTS: sel("10.1.0.0/24"), RemoteTS: sel(nets[i%len(nets)]),
 				Local: hostA, Remote: hostB, Outbound: i%7 != 0}
 			if err := e.p.Install(sa); err != nil {
@@ -450,7 +450,7 @@ func TestSPDOrderInPlace(t *testing.T) {
 			live[spi] = true
 		case 3:
 			if live[spi] {
-				e.p.Update(ike.ChildSA{InSPI: spi, Local: hostA, Remote: hostB, Outbound: i%2 == 0})
+				e.p.Update(ipsec.ChildSA{InSPI: spi, Local: hostA, Remote: hostB, Outbound: i%2 == 0})
 			}
 		case 4:
 			e.p.Delete(spi)

@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
 )
 
@@ -68,7 +68,7 @@ func newRoutes(dev string, table int, mark uint32) (*routes, error) {
 
 // addChild routes sa's remote selectors into the device and puts the
 // virtual IPs among its local selectors on it.
-func (r *routes) addChild(sa ike.ChildSA, vips []netip.Addr) error {
+func (r *routes) addChild(sa ipsec.ChildSA, vips []netip.Addr) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var cr childRoutes

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -100,34 +101,10 @@ var eventNames = map[EventKind]string{
 
 func (k EventKind) String() string { return eventNames[k] }
 
-// ChildSA is what the data plane needs to carry a Child SA.
-type ChildSA struct {
-	IKESA    uint64
-	Name     string
-	InSPI    uint32
-	OutSPI   uint32
-	Protocol wire.ProtocolID
-	Mode     Mode
-
-	Encr    wire.EncrID
-	KeyBits int
-	Integ   wire.IntegID
-	ESN     bool
-
-	EncKeyIn, IntegKeyIn   []byte
-	EncKeyOut, IntegKeyOut []byte
-
-	LocalTS, RemoteTS []wire.Selector
-	Local, Remote     netip.AddrPort
-	Iface             string // the path's interface, when pinned
-	Encap             bool   // UDP encapsulation (RFC 3948)
-	Outbound          bool   // may carry outbound traffic now
-
-	SoftBytes, HardBytes uint64
-	// VirtualIPs are the addresses the peer assigned to us on this IKE SA
-	// (RFC 7296 §3.15): the data plane puts them on its device.
-	VirtualIPs []netip.Addr
-}
+// ChildSA is what the data plane needs to carry a Child SA. It lives in
+// the leaf package ipsec, which the data planes share without importing
+// the engine; the alias keeps the engine's API as it was.
+type ChildSA = ipsec.ChildSA
 
 // IKEKeys exports an IKE SA's keys for a Wireshark decryption table. It
 // is emitted only when Config.ExportKeys is set (a debugging aid).

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/proposal"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -261,20 +262,14 @@ func (e *Engine) remotePort(c *Connection) uint16 {
 	return c.RemotePort
 }
 
-// Mode is the IPsec mode of a Child SA.
-type Mode int
+// Mode is the IPsec mode of a Child SA. It lives in the leaf package
+// ipsec with ChildSA; the aliases keep the engine's API as it was.
+type Mode = ipsec.Mode
 
 const (
-	Tunnel Mode = iota
-	Transport
+	Tunnel    = ipsec.Tunnel
+	Transport = ipsec.Transport
 )
-
-func (m Mode) String() string {
-	if m == Transport {
-		return "transport"
-	}
-	return "tunnel"
-}
 
 // ChildConfig is one configured Child SA.
 type ChildConfig struct {

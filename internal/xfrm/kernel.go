@@ -16,8 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/mifike/mifike/internal/dataplane"
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -52,7 +51,8 @@ type Config struct {
 	MTU int
 	// Mark is the firewall mark of our own packets (IKE sockets, outer
 	// ESP), which bypass the tunnel's routes; Table is the shared
-	// routing table. Defaults as in the userspace data plane.
+	// routing table. Defaults ipsec.DefaultMark and ipsec.DefaultTable,
+	// as in the userspace data plane.
 	Mark  uint32
 	Table int
 	// Sockets are the daemon's UDP sockets. Each gets a socket policy
@@ -110,13 +110,13 @@ type group struct {
 
 // child is one Child SA in the kernel: both directions.
 type child struct {
-	sa     ike.ChildSA
+	sa     ipsec.ChildSA
 	vpn    *vpn
 	grp    *group
 	in     *State
 	out    *State // nil while it may not send (a responder's rekey, §2.8)
 	routes childRoutes
-	ctr    *dataplane.Counters
+	ctr    *ipsec.Counters
 	// Counts of states this Child SA had before a move re-installed
 	// them, and the outbound sequence number to continue from.
 	baseIn, baseOut       [2]uint64 // bytes, packets
@@ -144,10 +144,10 @@ func Open(cfg Config) (*Kernel, error) {
 		cfg.MTU = 1400
 	}
 	if cfg.Mark == 0 {
-		cfg.Mark = dataplane.DefaultMark
+		cfg.Mark = ipsec.DefaultMark
 	}
 	if cfg.Table == 0 {
-		cfg.Table = dataplane.DefaultTable
+		cfg.Table = ipsec.DefaultTable
 	}
 	c, err := dial(0)
 	if err != nil {
@@ -233,12 +233,14 @@ func (k *Kernel) Close() error {
 // virtual IPs, not paths for MOBIKE.
 func (k *Kernel) Owns(ifname string) bool { return strings.HasPrefix(ifname, DevicePrefix) }
 
+var _ ipsec.DataPlane = (*Kernel)(nil)
+
 // Name describes the backend for logs.
 func (k *Kernel) Name() string { return "kernel XFRM (" + DevicePrefix + "N per VPN)" }
 
 // Counters returns a Child SA's traffic as the kernel counted it (read
 // every second), nil when it is not installed.
-func (k *Kernel) Counters(inSPI uint32) *dataplane.Counters {
+func (k *Kernel) Counters(inSPI uint32) *ipsec.Counters {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if c := k.children[inSPI]; c != nil {
@@ -257,26 +259,26 @@ func (k *Kernel) Drops() map[string]uint64 {
 		replay += uint64(c.replay)
 		integrity += uint64(c.integrity)
 	}
-	return map[string]uint64{dataplane.DropReplay: replay, dataplane.DropIntegrity: integrity}
+	return map[string]uint64{ipsec.DropReplay: replay, ipsec.DropIntegrity: integrity}
 }
 
 // groupKey identifies the Child SAs that share policies: one IKE SA, one
 // mode, the same selectors.
-func groupKey(sa ike.ChildSA) string {
+func groupKey(sa ipsec.ChildSA) string {
 	return fmt.Sprintf("%d|%v|%s|%s", sa.IKESA, sa.Mode, ts.Strings(sa.LocalTS), ts.Strings(sa.RemoteTS))
 }
 
-func kernelMode(m ike.Mode) uint8 {
-	if m == ike.Transport {
+func kernelMode(m ipsec.Mode) uint8 {
+	if m == ipsec.Transport {
 		return modeTransport
 	}
 	return modeTunnel
 }
 
 // states builds both directions of a Child SA for the kernel.
-func (k *Kernel) states(sa ike.ChildSA, reqid, ifID uint32) (in, out *State, err error) {
+func (k *Kernel) states(sa ipsec.ChildSA, reqid, ifID uint32) (in, out *State, err error) {
 	mark := k.cfg.Mark
-	if v := k.vpns[sa.IKESA]; v != nil && sa.Mode == ike.Tunnel {
+	if v := k.vpns[sa.IKESA]; v != nil && sa.Mode == ipsec.Tunnel {
 		mark = v.mark()
 	}
 	local, remote := sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()
@@ -311,7 +313,7 @@ func (k *Kernel) states(sa ike.ChildSA, reqid, ifID uint32) (in, out *State, err
 // Install adds both directions of a Child SA, its policies (shared with
 // the SA it rekeys) and, in tunnel mode, its VPN's XFRM interface and
 // routes. A refusal leaves nothing behind and says what the kernel lacks.
-func (k *Kernel) Install(sa ike.ChildSA) (err error) {
+func (k *Kernel) Install(sa ipsec.ChildSA) (err error) {
 	if sa.Protocol != wire.ProtoESP {
 		return fmt.Errorf("xfrm: Child SA %08x uses %v; only ESP is carried", sa.InSPI, sa.Protocol)
 	}
@@ -331,9 +333,9 @@ func (k *Kernel) Install(sa ike.ChildSA) (err error) {
 			}
 		}
 	}()
-	c := &child{sa: sa, ctr: new(dataplane.Counters)}
+	c := &child{sa: sa, ctr: new(ipsec.Counters)}
 	var ifID uint32
-	if sa.Mode == ike.Tunnel {
+	if sa.Mode == ipsec.Tunnel {
 		v := k.vpns[sa.IKESA]
 		if v == nil {
 			if v, err = k.newVPN(sa.IKESA); err != nil {
@@ -389,7 +391,7 @@ func (k *Kernel) Install(sa ike.ChildSA) (err error) {
 }
 
 // refused explains a state the kernel would not take.
-func (k *Kernel) refused(dir string, sa ike.ChildSA, s *State, err error) error {
+func (k *Kernel) refused(dir string, sa ipsec.ChildSA, s *State, err error) error {
 	return fmt.Errorf("xfrm: the kernel refused the %s SA %08x of Child SA %s: %w", dir, s.SPI, sa.Name, explainState(s, err))
 }
 
@@ -459,7 +461,7 @@ func (k *Kernel) getState(s *State) (stateInfo, error) {
 	return stateInfo{}, fmt.Errorf("xfrm: no answer reading state %08x", s.SPI)
 }
 
-func (k *Kernel) group(sa ike.ChildSA) *group {
+func (k *Kernel) group(sa ipsec.ChildSA) *group {
 	key := groupKey(sa)
 	g := k.groups[key]
 	if g == nil {
@@ -504,7 +506,7 @@ func (k *Kernel) releaseVPN(v *vpn) {
 
 // Update applies what a later exchange changed: the outer addresses and
 // interface (a MOBIKE move, RFC 4555 §3.5), or whether the SA may send.
-func (k *Kernel) Update(sa ike.ChildSA) error {
+func (k *Kernel) Update(sa ipsec.ChildSA) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c := k.children[sa.InSPI]
@@ -604,7 +606,7 @@ func (k *Kernel) remove(c *child) {
 // when the kernel has it (the state keeps its keys, counters and
 // sequence numbers), else a new state with the sequence numbers carried
 // on, the out policies switched to it, then the old one removed.
-func (k *Kernel) move(c *child, sa ike.ChildSA) error {
+func (k *Kernel) move(c *child, sa ipsec.ChildSA) error {
 	newL, newR := sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()
 	in, out, err := k.states(sa, c.grp.reqid, c.in.IfID)
 	if err != nil {
@@ -691,7 +693,7 @@ func (k *Kernel) retire(s *State) {
 // migrateOut moves the outbound state and the out policies' templates by
 // XFRM_MSG_MIGRATE, one message per out policy (the first moves the
 // state; the others find it moved and only update their template).
-func (k *Kernel) migrateOut(c *child, sa ike.ChildSA, newL, newR netip.Addr) error {
+func (k *Kernel) migrateOut(c *child, sa ipsec.ChildSA, newL, newR netip.Addr) error {
 	oldL, oldR := c.sa.Local.Addr().Unmap(), c.sa.Remote.Addr().Unmap()
 	n := 0
 	for i := range c.grp.installed {
@@ -723,7 +725,7 @@ func (k *Kernel) migrateOut(c *child, sa ike.ChildSA, newL, newR netip.Addr) err
 // reinstallOut is the outbound move without XFRM_MIGRATE. The new state
 // continues the sequence numbers a little ahead, so what the old state
 // sends meanwhile is no replay of the new one's.
-func (k *Kernel) reinstallOut(c *child, sa ike.ChildSA, out *State) error {
+func (k *Kernel) reinstallOut(c *child, sa ipsec.ChildSA, out *State) error {
 	if old := c.out; old != nil {
 		if info, err := k.getState(old); err == nil {
 			seq := uint64(info.OSeqHi)<<32 | uint64(info.OSeq)

@@ -24,7 +24,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -169,13 +169,13 @@ func key(n int, seed byte) []byte {
 
 // pair is one Child SA as both ends see it: inner 10.1.0.1 (left) and
 // 10.2.0.1 (right) as virtual IPs, outer addresses as given.
-func pair(t *testing.T, su suite, id uint64, spiL, spiR uint32, la, ra string, encap bool) (l, r ike.ChildSA) {
+func pair(t *testing.T, su suite, id uint64, spiL, spiR uint32, la, ra string, encap bool) (l, r ipsec.ChildSA) {
 	lo, ro := netip.MustParseAddr(la), netip.MustParseAddr(ra)
 	port := uint16(0)
 	if encap {
 		port = 4500
 	}
-	l = ike.ChildSA{IKESA: id, Name: "net", InSPI: spiL, OutSPI: spiR, Protocol: wire.ProtoESP, Mode: ike.Tunnel,
+	l = ipsec.ChildSA{IKESA: id, Name: "net", InSPI: spiL, OutSPI: spiR, Protocol: wire.ProtoESP, Mode: ipsec.Tunnel,
 		Encr: su.encr, KeyBits: su.bits, Integ: su.integ, ESN: su.esn,
 		EncKeyIn: key(su.enc, 1), IntegKeyIn: key(su.integ2, 2), EncKeyOut: key(su.enc, 3), IntegKeyOut: key(su.integ2, 4),
 		LocalTS: sels(t, "10.1.0.1/32"), RemoteTS: sels(t, "10.2.0.1/32"),
@@ -190,7 +190,7 @@ func pair(t *testing.T, su suite, id uint64, spiL, spiR uint32, la, ra string, e
 	return l, r
 }
 
-func (s *side) install(t *testing.T, sa ike.ChildSA) {
+func (s *side) install(t *testing.T, sa ipsec.ChildSA) {
 	t.Helper()
 	var err error
 	s.in(t, func() { err = s.k.Install(sa) })
@@ -199,7 +199,7 @@ func (s *side) install(t *testing.T, sa ike.ChildSA) {
 	}
 }
 
-func (s *side) update(t *testing.T, sa ike.ChildSA) {
+func (s *side) update(t *testing.T, sa ipsec.ChildSA) {
 	t.Helper()
 	var err error
 	s.in(t, func() { err = s.k.Update(sa) })

@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
 )
 
@@ -237,7 +237,7 @@ func ipNet(p netip.Prefix) *net.IPNet {
 // its virtual IPs) and in the shared table when no earlier VPN holds the
 // prefix there; it puts the virtual IPs among its local selectors on the
 // device. On failure it takes back what it added.
-func (k *Kernel) addRoutes(v *vpn, sa ike.ChildSA) (childRoutes, error) {
+func (k *Kernel) addRoutes(v *vpn, sa ipsec.ChildSA) (childRoutes, error) {
 	var cr childRoutes
 	var src netip.Addr
 	for _, a := range sa.VirtualIPs {

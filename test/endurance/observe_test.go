@@ -10,8 +10,8 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/mifike/mifike/internal/control"
-	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ipsec"
 )
 
 // metricsAddr is metrics.listen of both daemons: each is alone in its
@@ -75,7 +75,7 @@ func (s *side) snapshot() snapshot {
 			}
 		}
 	}
-	routes, err := s.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: dataplane.DefaultTable}, netlink.RT_FILTER_TABLE)
+	routes, err := s.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: ipsec.DefaultTable}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		fail("routes", err)
 	}
@@ -92,7 +92,7 @@ func (s *side) snapshot() snapshot {
 		fail("rules", err)
 	}
 	for _, r := range rules {
-		if r.Table == dataplane.DefaultTable {
+		if r.Table == ipsec.DefaultTable {
 			out.rules++
 		}
 	}

@@ -5,85 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
-
-// udpSocket is one IKE socket (port 500 or 4500, one address family).
-// Packet info lets a socket bound to the wildcard address learn each
-// datagram's destination and choose the source of each reply: responses
-// must leave from the address the request arrived on (RFC 7296 §2.11).
-type udpSocket struct {
-	conn *net.UDPConn
-	p4   *ipv4.PacketConn
-	p6   *ipv6.PacketConn
-	port uint16
-}
-
-func listenUDP(addr netip.Addr, port uint16) (*udpSocket, error) {
-	network := "udp4"
-	if addr.Is6() {
-		network = "udp6" // Go sets IPV6_V6ONLY, so both families can bind the port
-	}
-	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
-	if err != nil {
-		return nil, fmt.Errorf("listening on %v: %w", netip.AddrPortFrom(addr, port), err)
-	}
-	s := &udpSocket{conn: c, port: port}
-	if addr.Is6() {
-		s.p6 = ipv6.NewPacketConn(c)
-		err = s.p6.SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
-	} else {
-		s.p4 = ipv4.NewPacketConn(c)
-		err = s.p4.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
-	}
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("packet info on %v: %w", netip.AddrPortFrom(addr, port), err)
-	}
-	return s, nil
-}
-
-// write sends b from local (its address chosen through packet info) to
-// remote; a non-zero ifindex sends it out of that interface whatever the
-// routing table prefers (a path MOBIKE pinned).
-func (s *udpSocket) write(local, remote netip.AddrPort, ifindex int, b []byte) error {
-	to := net.UDPAddrFromAddrPort(remote)
-	src := local.Addr().IsValid() && !local.Addr().IsUnspecified()
-	if s.p6 != nil {
-		var cm *ipv6.ControlMessage
-		if src || ifindex != 0 {
-			cm = &ipv6.ControlMessage{IfIndex: ifindex}
-			if src {
-				cm.Src = local.Addr().AsSlice()
-			}
-		}
-		_, err := s.p6.WriteTo(b, cm, to)
-		return err
-	}
-	var cm *ipv4.ControlMessage
-	if src || ifindex != 0 {
-		cm = &ipv4.ControlMessage{IfIndex: ifindex}
-		if src {
-			cm.Src = local.Addr().Unmap().AsSlice()
-		}
-	}
-	_, err := s.p4.WriteTo(b, cm, to)
-	return err
-}
-
-// ifindex resolves an interface name; 0 means "let routing decide".
-func ifindex(name string) int {
-	if name == "" {
-		return 0
-	}
-	i, err := net.InterfaceByName(name)
-	if err != nil {
-		return 0
-	}
-	return i.Index
-}
 
 // hostAddrs lists the addresses usable for IKE now (usableAddrs) from the
 // host's interfaces.
@@ -161,8 +83,6 @@ func allowedBy(listen []netip.Addr, a netip.Addr) bool {
 	}
 	return false
 }
-
-func (s *udpSocket) close() error { return s.conn.Close() }
 
 // localAddrFor asks the routing table which source address reaches
 // remote, without sending anything (a connected UDP socket).

@@ -1,0 +1,97 @@
+// Package conn is how IKE and ESP in UDP reach the network: the Bind
+// interface the daemon reads and sends through, in the spirit of
+// wireguard-go's conn.Bind, and its UDP implementation. A Bind owns the
+// demultiplexing of IKE and ESP that share a port (RFC 3948 §2.2), so no
+// reader of its packets looks at markers again.
+package conn
+
+import "net/netip"
+
+// Bind carries IKE messages, and the ESP that shares their port, between
+// this host's addresses and its peers.
+//
+// The UDP Bind (UDP) listens on port 500 and on the NAT-T port 4500 of
+// each listen address. A TCP Bind (RFC 9329) can implement the same
+// interface: its streams frame each message with a 16-bit length, and
+// then tell IKE from ESP by the same non-ESP marker (§3.1), so its
+// ReceiveFunc returns the same packets (one ReceiveFunc fed by its
+// connections' readers), and its Send finds the stream to the peer.
+type Bind interface {
+	// Open starts receiving and returns one ReceiveFunc per socket, each
+	// to be called from one goroutine until it returns net.ErrClosed.
+	// espHeadroom is the room an ESP packet needs before it in its
+	// buffer when a data plane opens it in place (ipsec.ESPInUDP); 0
+	// when no ESP is opened here, which lets the Bind keep its batches
+	// and buffers small.
+	Open(espHeadroom int) ([]ReceiveFunc, error)
+	// BatchSize is the most packets one call of a ReceiveFunc returns:
+	// the length its packet slice must have.
+	BatchSize() int
+	// Send sends one IKE message or NAT keepalive as the engine made it
+	// (on the NAT-T port, an IKE message starts with its non-ESP
+	// marker) from local to remote, through interface iface when set
+	// (a path MOBIKE pinned), whatever the routing table prefers.
+	Send(b []byte, local, remote netip.AddrPort, iface string) error
+	// Close closes the Bind; its ReceiveFuncs return net.ErrClosed.
+	Close() error
+}
+
+// ReceiveFunc waits for and reads the next batch into pkts, each sorted
+// by Kind, and returns how many came. The packets' buffers are the
+// Bind's, valid until the next call. An error other than net.ErrClosed
+// is transient.
+type ReceiveFunc func(pkts []Packet) (n int, err error)
+
+// Kind is what a received packet carries.
+type Kind uint8
+
+const (
+	// IKE is an IKE message, or what can only be one: everything on the
+	// IKE port, and on the NAT-T port whatever is neither ESP nor a
+	// keepalive. The engine checks the rest (ike.Precheck).
+	IKE Kind = iota
+	// ESP is an ESP packet in UDP: on the NAT-T port, a datagram whose
+	// first four octets (the SPI) are not all zero (RFC 3948 §2.2).
+	ESP
+	// Keepalive is a NAT keepalive, the single octet 0xFF (RFC 3948
+	// §2.3). It keeps a NAT's mapping and carries nothing else, not even
+	// liveness.
+	Keepalive
+	// Truncated did not fit the receive buffer; its contents are cut.
+	Truncated
+)
+
+// Packet is one received packet: Buf[Off:Off+N] (Data), and the
+// addresses it came from and to.
+type Packet struct {
+	Kind Kind
+	// Buf is the whole buffer: an ESP packet has Open's espHeadroom
+	// before it.
+	Buf    []byte
+	Off, N int
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	// NATT says it came where IKE and ESP share the port: an IKE message
+	// there keeps its non-ESP marker in Data, as the engine takes it
+	// (ike.Datagram).
+	NATT bool
+}
+
+// Data is the packet's octets.
+func (p *Packet) Data() []byte { return p.Buf[p.Off : p.Off+p.N] }
+
+// nonESPMarker is the length of the four zero octets before IKE where it
+// shares a port with ESP (RFC 3948 §2.2; RFC 9329 §3.1 on TCP).
+const nonESPMarker = 4
+
+// classify sorts a datagram that arrived where IKE and ESP share the port
+// (RFC 3948 §2.2, §2.3). It is the one place that tells them apart.
+func classify(b []byte) Kind {
+	switch {
+	case len(b) == 1 && b[0] == 0xff:
+		return Keepalive
+	case len(b) >= nonESPMarker && b[0]|b[1]|b[2]|b[3] != 0:
+		return ESP
+	}
+	return IKE
+}

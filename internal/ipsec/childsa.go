@@ -1,0 +1,53 @@
+package ipsec
+
+import (
+	"net/netip"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// Mode is the IPsec mode of a Child SA (RFC 4301 §4.1).
+type Mode int
+
+const (
+	Tunnel Mode = iota
+	Transport
+)
+
+func (m Mode) String() string {
+	if m == Transport {
+		return "transport"
+	}
+	return "tunnel"
+}
+
+// ChildSA is what a data plane needs to carry a Child SA: the engine
+// hands it over on install and on every change (a MOBIKE move, a
+// responder's rekeyed SA that may now send).
+type ChildSA struct {
+	IKESA    uint64
+	Name     string
+	InSPI    uint32
+	OutSPI   uint32
+	Protocol wire.ProtocolID
+	Mode     Mode
+
+	Encr    wire.EncrID
+	KeyBits int
+	Integ   wire.IntegID
+	ESN     bool
+
+	EncKeyIn, IntegKeyIn   []byte
+	EncKeyOut, IntegKeyOut []byte
+
+	LocalTS, RemoteTS []wire.Selector
+	Local, Remote     netip.AddrPort
+	Iface             string // the path's interface, when pinned
+	Encap             bool   // UDP encapsulation (RFC 3948)
+	Outbound          bool   // may carry outbound traffic now
+
+	SoftBytes, HardBytes uint64
+	// VirtualIPs are the addresses the peer assigned to us on this IKE SA
+	// (RFC 7296 §3.15): the data plane puts them on its device.
+	VirtualIPs []netip.Addr
+}
