@@ -62,6 +62,9 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 	})
 	r := l.net.Rand()
 	mobike := seed%2 == 0 // half the seeds exercise MOBIKE moves and path failures
+	// A quarter of the seeds hand a node's SAs over to a fresh engine
+	// (Export, restart, Import) now and then: the peer must not notice.
+	handover := seed%4 == 1
 	if mobike {
 		l.twoAddrs()
 	}
@@ -77,6 +80,11 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 	// at the same instant.
 	for step := 0; step < 12; step++ {
 		l.net.RunFor(time.Duration(r.IntN(3000)) * time.Millisecond)
+		if handover && r.IntN(3) == 0 {
+			node := []*netsim.Node{l.ue, l.gw}[r.IntN(2)]
+			stats[handOver(t, node)]++
+			continue
+		}
 		both := r.IntN(3) == 0
 		op := r.IntN(8)
 		if mobike && r.IntN(3) == 0 {
@@ -137,6 +145,35 @@ func randomOp(node *netsim.Node, op int, r *rand.Rand) string {
 		return acts
 	})
 	return name
+}
+
+// handOver moves every IKE SA of node to a fresh engine of the same
+// configuration (Export, restart, Import), if every one of them is
+// established and idle; otherwise it leaves the node alone.
+func handOver(t *testing.T, node *netsim.Node) string {
+	est := node.Established()
+	if len(est) == 0 || len(est) != len(node.Engine.IKESAs()) {
+		return "handover skipped (SAs in transition)"
+	}
+	var blobs [][]byte
+	for _, s := range est {
+		b, err := node.Engine.Export(s.ID)
+		if err != nil {
+			return "handover skipped (busy)"
+		}
+		blobs = append(blobs, b)
+	}
+	node.Restart()
+	for _, b := range blobs {
+		node.Do(func(now time.Time) []ike.Action {
+			_, acts, err := node.Engine.Import(now, b)
+			if err != nil {
+				t.Fatalf("import into the restarted %s: %v", node.Name, err)
+			}
+			return acts
+		})
+	}
+	return "handover"
 }
 
 // randomMove moves an SA whose MOBIKE initiator is the end user to a
