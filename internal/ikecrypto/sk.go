@@ -298,17 +298,29 @@ func (c *SKCipher) ProtectFragments(hdr wire.Header, first wire.PayloadType, inn
 	return frags, nil
 }
 
+// ErrFragmentNumber: an SKF payload whose Fragment Number is zero or
+// exceeds its Total Fragments (RFC 7383 §2.6).
+var ErrFragmentNumber = errors.New("ikecrypto: Fragment Number is zero or exceeds Total Fragments (RFC 7383 §2.6)")
+
 // UnprotectFragment verifies and decrypts the SKF payload at skfOffset of
 // one IKE Fragment message and returns its chunk of the original content.
 // Zero or inconsistent fragment numbers are rejected (RFC 7383 §2.6); the
 // caller reads the numbers from the payload to reassemble.
 func (c *SKCipher) UnprotectFragment(msg []byte, skfOffset int) ([]byte, error) {
+	return c.UnprotectFragmentTo(nil, msg, skfOffset)
+}
+
+// UnprotectFragmentTo is UnprotectFragment writing the chunk into dst's
+// storage (from dst[:0]) when it is large enough, as UnprotectTo does for
+// SK: a reassembler that reuses one scratch buffer pays no allocation for
+// a forged fragment. It has UnprotectTo's concurrency rule.
+func (c *SKCipher) UnprotectFragmentTo(dst, msg []byte, skfOffset int) ([]byte, error) {
 	if skfOffset >= wire.HeaderLen && skfOffset <= len(msg)-skfHeaderLen {
 		num := binary.BigEndian.Uint16(msg[skfOffset+4:])
 		total := binary.BigEndian.Uint16(msg[skfOffset+6:])
 		if num == 0 || num > total {
-			return nil, fmt.Errorf("ikecrypto: invalid fragment %d of %d (RFC 7383 §2.6)", num, total)
+			return nil, ErrFragmentNumber
 		}
 	}
-	return c.open(nil, msg, skfOffset, skfHeaderLen)
+	return c.open(dst, msg, skfOffset, skfHeaderLen)
 }
