@@ -58,7 +58,14 @@ type openScratch struct {
 type macScratch struct {
 	verify hash.Hash
 	sum    [64]byte
+	// cbc is the decrypter, made with the first IV and given each next
+	// one with SetIV: cipher.NewCBCDecrypter per message is garbage too.
+	cbc cipher.BlockMode
 }
+
+// ivSetter is what the standard library's CBC modes implement to be
+// reused with another IV.
+type ivSetter interface{ SetIV([]byte) }
 
 // NewSKCipher keys the suite's cipher with encKey (SK_e*, including any
 // salt) and its integrity algorithm with integKey (SK_a*, empty for AEAD).
@@ -251,7 +258,12 @@ func (c *SKCipher) open(dst, msg []byte, off, hlen int) ([]byte, error) {
 			pt = make([]byte, ctLen)
 		}
 		pt = pt[:ctLen]
-		cipher.NewCBCDecrypter(c.block, iv).CryptBlocks(pt, body[ivLen:ivLen+ctLen])
+		if r, ok := mac.cbc.(ivSetter); ok {
+			r.SetIV(iv)
+		} else {
+			mac.cbc = cipher.NewCBCDecrypter(c.block, iv)
+		}
+		mac.cbc.CryptBlocks(pt, body[ivLen:ivLen+ctLen])
 	}
 	n := len(pt) - 1 - int(pt[len(pt)-1])
 	if n < 0 {
