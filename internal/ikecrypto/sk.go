@@ -58,7 +58,14 @@ type openScratch struct {
 type macScratch struct {
 	verify hash.Hash
 	sum    [64]byte
+	// cbc is the decrypter, made with the first IV and given each next
+	// one with SetIV: cipher.NewCBCDecrypter per message is garbage too.
+	cbc cipher.BlockMode
 }
+
+// ivSetter is what the standard library's CBC modes implement to be
+// reused with another IV.
+type ivSetter interface{ SetIV([]byte) }
 
 // NewSKCipher keys the suite's cipher with encKey (SK_e*, including any
 // salt) and its integrity algorithm with integKey (SK_a*, empty for AEAD).
@@ -251,7 +258,12 @@ func (c *SKCipher) open(dst, msg []byte, off, hlen int) ([]byte, error) {
 			pt = make([]byte, ctLen)
 		}
 		pt = pt[:ctLen]
-		cipher.NewCBCDecrypter(c.block, iv).CryptBlocks(pt, body[ivLen:ivLen+ctLen])
+		if r, ok := mac.cbc.(ivSetter); ok {
+			r.SetIV(iv)
+		} else {
+			mac.cbc = cipher.NewCBCDecrypter(c.block, iv)
+		}
+		mac.cbc.CryptBlocks(pt, body[ivLen:ivLen+ctLen])
 	}
 	n := len(pt) - 1 - int(pt[len(pt)-1])
 	if n < 0 {
@@ -298,17 +310,29 @@ func (c *SKCipher) ProtectFragments(hdr wire.Header, first wire.PayloadType, inn
 	return frags, nil
 }
 
+// ErrFragmentNumber: an SKF payload whose Fragment Number is zero or
+// exceeds its Total Fragments (RFC 7383 §2.6).
+var ErrFragmentNumber = errors.New("ikecrypto: Fragment Number is zero or exceeds Total Fragments (RFC 7383 §2.6)")
+
 // UnprotectFragment verifies and decrypts the SKF payload at skfOffset of
 // one IKE Fragment message and returns its chunk of the original content.
 // Zero or inconsistent fragment numbers are rejected (RFC 7383 §2.6); the
 // caller reads the numbers from the payload to reassemble.
 func (c *SKCipher) UnprotectFragment(msg []byte, skfOffset int) ([]byte, error) {
+	return c.UnprotectFragmentTo(nil, msg, skfOffset)
+}
+
+// UnprotectFragmentTo is UnprotectFragment writing the chunk into dst's
+// storage (from dst[:0]) when it is large enough, as UnprotectTo does for
+// SK: a reassembler that reuses one scratch buffer pays no allocation for
+// a forged fragment. It has UnprotectTo's concurrency rule.
+func (c *SKCipher) UnprotectFragmentTo(dst, msg []byte, skfOffset int) ([]byte, error) {
 	if skfOffset >= wire.HeaderLen && skfOffset <= len(msg)-skfHeaderLen {
 		num := binary.BigEndian.Uint16(msg[skfOffset+4:])
 		total := binary.BigEndian.Uint16(msg[skfOffset+6:])
 		if num == 0 || num > total {
-			return nil, fmt.Errorf("ikecrypto: invalid fragment %d of %d (RFC 7383 §2.6)", num, total)
+			return nil, ErrFragmentNumber
 		}
 	}
-	return c.open(nil, msg, skfOffset, skfHeaderLen)
+	return c.open(dst, msg, skfOffset, skfHeaderLen)
 }

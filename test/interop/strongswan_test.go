@@ -25,8 +25,9 @@ type charon struct {
 // strongswanConf is charon's configuration: an explicit plugin list with
 // kernel-libipsec (this kernel has no ESP; libipsec carries it in user
 // space and forces UDP encapsulation), and a log that shows every IKE
-// message.
-func strongswanConf(dir string) string {
+// message. extra lines go at the end of the charon section, where they
+// override what precedes them (fragment_size, retransmissions).
+func strongswanConf(dir string, extra ...string) string {
 	return fmt.Sprintf(`charon {
     load_modular = no
     load = random nonce openssl aes sha1 sha2 hmac gcm chapoly curve25519 gmp kdf pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici attr updown
@@ -57,17 +58,24 @@ func strongswanConf(dir string) string {
             enc = 1
         }
     }
+%[2]s
 }
 swanctl {
     socket = unix://%[1]s/charon.vici
 }
-`, dir)
+`, dir, strings.Join(extra, "\n"))
 }
 
 // startCharon writes the configuration and starts charon inside ns with
 // its own /run (charon hard-codes /var/run/charon.pid), then loads the
 // swanctl configuration.
 func startCharon(t testing.TB, ns, dir, swanctlConf string, files map[string]string) *charon {
+	t.Helper()
+	return startCharonConf(t, ns, dir, strongswanConf(dir), swanctlConf, files)
+}
+
+// startCharonConf is startCharon with a strongswan.conf of the caller's.
+func startCharonConf(t testing.TB, ns, dir, charonConf, swanctlConf string, files map[string]string) *charon {
 	t.Helper()
 	for _, sub := range []string{"run", "swanctl/x509", "swanctl/x509ca", "swanctl/private", "swanctl/ecdsa", "swanctl/rsa", "swanctl/pkcs8",
 		"swanctl/x509ocsp", "swanctl/x509aa", "swanctl/x509ac", "swanctl/x509crl", "swanctl/pubkey", "swanctl/bliss", "swanctl/pkcs12"} {
@@ -84,7 +92,7 @@ func startCharon(t testing.TB, ns, dir, swanctlConf string, files map[string]str
 			t.Fatal(err)
 		}
 	}
-	os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(strongswanConf(dir)), 0o644)
+	os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(charonConf), 0o644)
 	os.WriteFile(filepath.Join(dir, "swanctl", "swanctl.conf"), []byte(swanctlConf), 0o644)
 	out, _ := os.Create(filepath.Join(dir, "charon.stdout"))
 	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", `mount --bind "$1" /run && exec env STRONGSWAN_CONF="$2" "$3"`,
