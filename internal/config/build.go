@@ -162,6 +162,8 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		SendInitialContact:  cc.SendInitialContact,
 		PreferPeerProposals: cc.PreferPeerProposals,
 		ForceEncap:          cc.Encap,
+		Fragmentation:       cc.Fragmentation,
+		FragmentSize:        cc.FragmentSize,
 		ReturnRoutability:   cc.ReturnRoutability,
 		NoNATT:              cc.NoNATT,
 		Clone:               cc.Clone.Enable,

@@ -75,6 +75,7 @@ func TestBuild(t *testing.T) {
 		SendInitialContact:  false,
 		PreferPeerProposals: true,
 		ForceEncap:          true,
+		Fragmentation:       true, // the default (RFC 7383)
 		Clone:               true,
 		MaxIKESAs:           3,
 		MaxChildSAs:         12,

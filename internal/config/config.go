@@ -165,7 +165,12 @@ type ConnConfig struct {
 	// NoNATT: nat_traversal: no (RFC 4555 §3.9 then guards the addresses).
 	NoNATT bool
 	Encap  bool // force UDP encapsulation
-	Clone  CloneConfig
+	// Fragmentation offers IKE fragmentation (RFC 7383), default true;
+	// FragmentSize is the largest IP datagram of a fragment, 0 for 576
+	// octets on IPv4 and 1280 on IPv6 (§2.5.1).
+	Fragmentation bool
+	FragmentSize  int
+	Clone         CloneConfig
 	// Interfaces, when set, hands the connection to the multi-interface
 	// manager (it then starts the connection itself).
 	Interfaces *InterfacesConfig

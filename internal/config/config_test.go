@@ -181,6 +181,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:6: connections.c.prefer: "remote" is not a preference; use local or peer`}},
 		{"ike_window", base + "    ike_window: 0\n",
 			[]string{`f.yaml:6: connections.c.ike_window: 0 is out of range; use 1 to 64`}},
+		{"fragment_size", base + "    fragment_size: 500\n",
+			[]string{`f.yaml:6: connections.c.fragment_size: the largest IP datagram of an IKE fragment: at least 576 (every IPv4 path carries that), or 0 for 576 on IPv4 and 1280 on IPv6`}},
 		{"boolean", base + "    mobike: maybe\n",
 			[]string{`f.yaml:6: connections.c.mobike: "maybe" is not a boolean; use yes or no`}},
 		{"log level", "log: {level: verbose}\n" + none,
@@ -375,6 +377,9 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("listen %v ports %d %d", c.Listen, c.IKEPort, c.NATTPort)
 	}
 	cc := c.Connections[0]
+	if !cc.Fragmentation || cc.FragmentSize != 0 {
+		t.Errorf("RFC 7383 fragmentation %v size %d, want on with the RFC's sizes", cc.Fragmentation, cc.FragmentSize)
+	}
 	defIKE, _ := proposal.ParseIKEList(proposal.DefaultIKE)
 	defESP, _ := proposal.ParseESPList(proposal.DefaultESP)
 	if cc.Name != "c" || cc.Line != 2 || cc.LocalAddrs != nil || cc.RemoteAddrs != nil || cc.RemotePort != 500 {

@@ -53,7 +53,7 @@ var (
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
-			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
+			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "fragmentation", "fragment_size", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
 			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
 			"signature_auth", "rsa_pss", "prefer", "children"},
 		hints: map[string]string{
@@ -495,6 +495,12 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 		f.fail("encap", "forcing UDP encapsulation needs nat_traversal (leave it on)")
 	}
 	c.Encap = f.boolean("encap", false)
+	// RFC 7383: on by default, as strongSwan; 0 takes §2.5.1's sizes.
+	c.Fragmentation = f.boolean("fragmentation", true)
+	c.FragmentSize = f.integer("fragment_size", 0, 0, 65535)
+	if c.FragmentSize != 0 && c.FragmentSize < 576 {
+		f.fail("fragment_size", "the largest IP datagram of an IKE fragment: at least 576 (every IPv4 path carries that), or 0 for 576 on IPv4 and 1280 on IPv6")
+	}
 
 	cl := f.sub("clone", cloneSchema)
 	c.Clone = CloneConfig{Enable: cl.boolean("enable", false), MaxIKESAs: cl.integer("max_ike_sas", 8, 1, 1024),

@@ -253,6 +253,12 @@ type Connection struct {
 	PreferPeerProposals bool
 	// ForceEncap always uses UDP encapsulation on port 4500.
 	ForceEncap bool
+	// Fragmentation offers and uses IKE fragmentation (RFC 7383), so
+	// that large IKE messages (certificate chains) pass paths that drop
+	// IP fragments. FragmentSize is the largest IP datagram a fragment
+	// may make (0: 1280 for IPv6 and 576 for IPv4, §2.5.1).
+	Fragmentation bool
+	FragmentSize  int
 }
 
 func (e *Engine) remotePort(c *Connection) uint16 {

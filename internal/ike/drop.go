@@ -38,7 +38,7 @@ const (
 	DropReusedID      // a request reusing an answered Message ID for another exchange
 	DropIntegrity     // the ICV or AEAD tag does not verify (§2.21)
 	DropNoEncrypted   // a message after IKE_SA_INIT without an Encrypted payload (§3.14)
-	DropFragment      // an IKE fragment; fragmentation is not negotiated (RFC 7383)
+	DropFragment      // an IKE fragment where fragmentation was not negotiated (RFC 7383 §2.4)
 	DropNoKeys        // a protected message to an IKE SA without keys yet
 	DropHalfOpenLimit // an IKE_SA_INIT request over the half-open or total limit
 	DropSourceLimit   // an IKE_SA_INIT request from a source address at its half-open limit
@@ -50,34 +50,44 @@ const (
 	// come from there, and answering them failed in sendmsg or took a
 	// half-open place for nothing.
 	DropBadSource
+	// DropFragmentRejected: an authentic-looking IKE fragment reassembly
+	// refuses: a bad or duplicate number, a stale set, a fragment of a
+	// request already answered other than the first (RFC 7383 §2.6,
+	// §2.6.1).
+	DropFragmentRejected
+	// DropFragmentLimit: an IKE fragment over a reassembly limit (per
+	// message, per IKE SA or in all, RFC 7383 §5).
+	DropFragmentLimit
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
-	DropNone:          "none",
-	DropTruncated:     "truncated",
-	DropQueueFull:     "queue-full",
-	DropNoMarker:      "no-marker",
-	DropShort:         "short",
-	DropLength:        "length",
-	DropVersion:       "version",
-	DropMalformed:     "malformed",
-	DropUnknownSPI:    "unknown-spi",
-	DropSPIMismatch:   "spi-mismatch",
-	DropNoRequest:     "no-request",
-	DropNotAuthed:     "not-authenticated",
-	DropWindow:        "window",
-	DropReusedID:      "reused-id",
-	DropIntegrity:     "integrity",
-	DropNoEncrypted:   "no-encrypted",
-	DropFragment:      "fragment",
-	DropNoKeys:        "no-keys",
-	DropHalfOpenLimit: "half-open-limit",
-	DropSourceLimit:   "source-limit",
-	DropPrefixLimit:   "prefix-limit",
-	DropInvalidKE:     "invalid-ke",
-	DropLocalFailure:  "local-failure",
-	DropBadSource:     "bad-source",
+	DropNone:             "none",
+	DropTruncated:        "truncated",
+	DropQueueFull:        "queue-full",
+	DropNoMarker:         "no-marker",
+	DropShort:            "short",
+	DropLength:           "length",
+	DropVersion:          "version",
+	DropMalformed:        "malformed",
+	DropUnknownSPI:       "unknown-spi",
+	DropSPIMismatch:      "spi-mismatch",
+	DropNoRequest:        "no-request",
+	DropNotAuthed:        "not-authenticated",
+	DropWindow:           "window",
+	DropReusedID:         "reused-id",
+	DropIntegrity:        "integrity",
+	DropNoEncrypted:      "no-encrypted",
+	DropFragment:         "fragment",
+	DropNoKeys:           "no-keys",
+	DropHalfOpenLimit:    "half-open-limit",
+	DropSourceLimit:      "source-limit",
+	DropPrefixLimit:      "prefix-limit",
+	DropInvalidKE:        "invalid-ke",
+	DropLocalFailure:     "local-failure",
+	DropBadSource:        "bad-source",
+	DropFragmentRejected: "fragment-rejected",
+	DropFragmentLimit:    "fragment-limit",
 }
 
 // String is the reason's metric label value ("unknown-spi").
@@ -187,8 +197,6 @@ func inspect(data []byte, natt bool) (in inspected, r DropReason) {
 		}
 	case in.skType == wire.PayloadNone:
 		return in, DropNoEncrypted
-	case in.skType == wire.PayloadSKF:
-		return in, DropFragment
 	}
 	return in, DropNone
 }

@@ -52,6 +52,7 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 	tb.Helper()
 	p := newPairLog(tb, func(ue, gw *ike.Connection) {
 		ue.IKE, gw.IKE = mustIKE(tb, ikeProposal), mustIKE(tb, ikeProposal)
+		ue.Fragmentation, gw.Fragmentation = true, true // RFC 7383: fragments are taken
 	}, gwLog)
 	p.handshake(tb)
 	if len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != "ESTABLISHED" {
@@ -192,6 +193,13 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		{"live/outside-window", mutate(req, func(b []byte) { binary.BigEndian.PutUint32(b[20:], binary.BigEndian.Uint32(b[20:])+100) })},
 		{"live/request-integrity", mutate(req, func(b []byte) { b[len(b)-1] ^= 1 })},
 		{"live/forged-retransmission", mutate(answered[0], func(b []byte) { b[len(b)-1] ^= 1 })},
+		// RFC 7383 §2.6: forged fragments of the request in the window
+		// and of the answered one, and fragments whose numbering reveals
+		// them before any ICV is checked.
+		{"live/forged-fragment", withData(req, fragment(req.Data[off:off+28], 1, 2, 64), off)},
+		{"live/forged-fragment-of-answered", withData(answered[0], fragment(answered[0].Data[off:off+28], 2, 2, 64), off)},
+		{"live/fragment-number-zero", withData(req, fragment(req.Data[off:off+28], 0, 2, 64), off)},
+		{"live/fragment-total-too-large", withData(req, fragment(req.Data[off:off+28], 1, 1000, 64), off)},
 		// A response to the gateway's outstanding request that fails
 		// integrity, and one to a request never sent (§2.3).
 		{"live/response-integrity", mutate(req, func(b []byte) {
@@ -280,6 +288,33 @@ func TestDropPathAllocatesNothing(t *testing.T) {
 	}
 }
 
+// fragment is an IKE message with header hdr (28 octets, copied) and an
+// SKF payload numbered num of total whose body is body random octets.
+func fragment(hdr []byte, num, total uint16, body int) []byte {
+	b := append([]byte(nil), hdr[:28]...)
+	b[16] = byte(wire.PayloadSKF)
+	skf := []byte{0, 0, 0, 0, 0, 0, 0, 0}
+	if num == 1 {
+		skf[0] = byte(wire.PayloadNotify)
+	}
+	binary.BigEndian.PutUint16(skf[2:], uint16(8+body))
+	binary.BigEndian.PutUint16(skf[4:], num)
+	binary.BigEndian.PutUint16(skf[6:], total)
+	b = append(b, skf...)
+	for i := 0; i < body; i++ {
+		b = append(b, byte(i*7+int(num)))
+	}
+	binary.BigEndian.PutUint32(b[24:], uint32(len(b)))
+	return b
+}
+
+// withData is d carrying msg, after the non-ESP marker when off says
+// there is one.
+func withData(d ike.Datagram, msg []byte, off int) ike.Datagram {
+	d.Data = append(make([]byte, off), msg...)
+	return d
+}
+
 func isLive(name string) bool { return len(name) > 5 && name[:5] == "live/" }
 
 // BenchmarkDropPath is the cost of each kind of dropped datagram
@@ -308,24 +343,28 @@ func TestDropReasonsCountedAndLogged(t *testing.T) {
 	var logged bytes.Buffer
 	e, cases := dropFixture(t, dropSuites[0].ike, slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	want := map[string]ike.DropReason{
-		"source/port-0":               ike.DropBadSource,
-		"source/broadcast":            ike.DropBadSource,
-		"source/multicast":            ike.DropBadSource,
-		"garbage/500":                 ike.DropVersion, // its version nibble is above 2
-		"header/bad-length":           ike.DropLength,
-		"garbage/4500-no-marker":      ike.DropNoMarker,
-		"header/truncated":            ike.DropShort,
-		"header/ikev1":                ike.DropVersion,
-		"spi/unknown/4500":            ike.DropUnknownSPI,
-		"init/response-to-no-request": ike.DropNoRequest,
-		"live/wrong-i-flag":           ike.DropUnknownSPI, // then the SPIs swap roles
-		"live/wrong-peer-spi":         ike.DropSPIMismatch,
-		"live/outside-window":         ike.DropWindow,
-		"live/request-integrity":      ike.DropIntegrity,
-		"live/forged-retransmission":  ike.DropIntegrity,
-		"live/unsolicited-response":   ike.DropNoRequest,
-		"half-open/not-ike-auth":      ike.DropNotAuthed,
-		"half-open/outside-window":    ike.DropWindow,
+		"source/port-0":                    ike.DropBadSource,
+		"source/broadcast":                 ike.DropBadSource,
+		"source/multicast":                 ike.DropBadSource,
+		"garbage/500":                      ike.DropVersion, // its version nibble is above 2
+		"header/bad-length":                ike.DropLength,
+		"garbage/4500-no-marker":           ike.DropNoMarker,
+		"header/truncated":                 ike.DropShort,
+		"header/ikev1":                     ike.DropVersion,
+		"spi/unknown/4500":                 ike.DropUnknownSPI,
+		"init/response-to-no-request":      ike.DropNoRequest,
+		"live/wrong-i-flag":                ike.DropUnknownSPI, // then the SPIs swap roles
+		"live/wrong-peer-spi":              ike.DropSPIMismatch,
+		"live/outside-window":              ike.DropWindow,
+		"live/request-integrity":           ike.DropIntegrity,
+		"live/forged-retransmission":       ike.DropIntegrity,
+		"live/forged-fragment":             ike.DropIntegrity,
+		"live/forged-fragment-of-answered": ike.DropIntegrity,
+		"live/fragment-number-zero":        ike.DropFragmentRejected,
+		"live/fragment-total-too-large":    ike.DropFragmentLimit,
+		"live/unsolicited-response":        ike.DropNoRequest,
+		"half-open/not-ike-auth":           ike.DropNotAuthed,
+		"half-open/outside-window":         ike.DropWindow,
 	}
 	for _, c := range cases {
 		r, ok := want[c.name]

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mifike/mifike/internal/ikefrag"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -47,6 +48,9 @@ type Engine struct {
 	// features are the negotiated extensions the exchanges compose
 	// (feature.go).
 	features []feature
+	// fragBudget bounds what reassembly of IKE fragments holds over all
+	// IKE SAs (RFC 7383 §5).
+	fragBudget *ikefrag.Budget
 }
 
 // Stats counts what an operator wants to graph.
@@ -59,6 +63,10 @@ type Stats struct {
 	DroppedBy    map[DropReason]uint64
 	NotifiesSent map[wire.NotifyType]uint64
 	NotifiesRecv map[wire.NotifyType]uint64
+	// ReassemblyMessages and ReassemblyBytes are what IKE fragment
+	// reassembly holds now over all IKE SAs (RFC 7383 §5): messages half
+	// built and their decrypted octets.
+	ReassemblyMessages, ReassemblyBytes int
 }
 
 // New checks cfg and returns an engine.
@@ -80,7 +88,7 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, log: cfg.Logger,
 		sas: map[uint64]*ikeSA{}, byID: map[uint64]*ikeSA{}, halfOpen: newHalfOpenTable(),
-		children: map[uint32]*childSA{}, features: registered,
+		children: map[uint32]*childSA{}, features: registered, fragBudget: ikefrag.NewBudget(ikefrag.Limits{}),
 		stats: Stats{Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{},
 			NotifiesRecv: map[wire.NotifyType]uint64{}},
 	}
@@ -460,6 +468,7 @@ func (e *Engine) Stats() Stats {
 	for r := DropNone + 1; r < numDropReasons; r++ {
 		s.DroppedBy[r] = e.drops[r]
 	}
+	s.ReassemblyMessages, s.ReassemblyBytes = e.fragBudget.InUse()
 	for k, v := range e.stats.Exchanges {
 		s.Exchanges[k] = v
 	}

@@ -102,6 +102,7 @@ type exportedExt struct {
 	MOBIKE     bool                 `json:"mobike,omitempty"`
 	CloneLocal bool                 `json:"clone_local,omitempty"`
 	ClonePeer  bool                 `json:"clone_peer,omitempty"`
+	Fragments  bool                 `json:"fragmentation,omitempty"`
 }
 
 type exportedResponse struct {
@@ -162,7 +163,7 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 	if sa.state != stateEstablished || sa.hs != nil {
 		return nil, fmt.Errorf("ike: IKE SA %d is %s, only an established SA can be exported", id, sa.state)
 	}
-	if len(sa.outstanding) > 0 || len(sa.tasks) > 0 || sa.peerRekey != nil || sa.collidedWith != nil ||
+	if len(sa.outstanding) > 0 || len(sa.tasks) > 0 || (sa.reasm != nil && sa.reasm.Pending() > 0) || sa.peerRekey != nil || sa.collidedWith != nil ||
 		sa.successor != nil || sa.reauthOf != nil || sa.collisionLoser != nil || sa.pendingUpdate || len(sa.earlyDeletes) > 0 {
 		return nil, ErrBusy
 	}
@@ -170,7 +171,8 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 		Initiator: sa.initiator, SPIi: sa.spiI, SPIr: sa.spiR, Proposal: sa.neg, SKd: sa.skd,
 		SKei: sa.raw[0], SKai: sa.raw[1], SKer: sa.raw[2], SKar: sa.raw[3],
 		Ext: exportedExt{NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, PeerNATT: sa.ext.peerNATT,
-			PeerHashes: sa.ext.peerHashes, MOBIKE: sa.ext.mobike, CloneLocal: sa.ext.cloneLocal, ClonePeer: sa.ext.clonePeer},
+			PeerHashes: sa.ext.peerHashes, MOBIKE: sa.ext.mobike, CloneLocal: sa.ext.cloneLocal, ClonePeer: sa.ext.clonePeer,
+			Fragments: sa.ext.fragmentation},
 		LocalID: sa.localID, PeerID: sa.peerID,
 		NextReq: sa.nextReq, PeerWindow: sa.peerWindow, WindowSent: sa.windowSent, ExpectReq: sa.expectReq,
 		VIPsInherited: sa.vipsInherited, LocalVIPs: sa.localVIPs, RemoteVIPs: sa.remoteVIPs,
@@ -428,7 +430,8 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 		sa.out, sa.in = fromR, fromI
 	}
 	sa.ext = extensions{natLocal: x.Ext.NATLocal, natRemote: x.Ext.NATRemote, peerNATT: x.Ext.PeerNATT,
-		peerHashes: x.Ext.PeerHashes, mobike: x.Ext.MOBIKE, cloneLocal: x.Ext.CloneLocal, clonePeer: x.Ext.ClonePeer}
+		peerHashes: x.Ext.PeerHashes, mobike: x.Ext.MOBIKE, cloneLocal: x.Ext.CloneLocal, clonePeer: x.Ext.ClonePeer,
+		fragmentation: x.Ext.Fragments}
 	sa.localID, sa.peerID = x.LocalID, x.PeerID
 	sa.nextReq, sa.peerWindow, sa.windowSent, sa.expectReq = x.NextReq, x.PeerWindow, x.WindowSent, x.ExpectReq
 	for _, r := range x.Responses {

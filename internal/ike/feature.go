@@ -32,6 +32,7 @@ var registered = []feature{
 	windowSize{},
 	mobikeFeature{},
 	cloneFeature{},
+	fragmentation{},
 }
 
 // extensions is what the features negotiated for an IKE SA: set in
@@ -49,6 +50,9 @@ type extensions struct {
 	// cloneLocal, clonePeer: we, the peer sent CLONE_IKE_SA_SUPPORTED
 	// (RFC 7791 §5.1).
 	cloneLocal, clonePeer bool
+	// fragmentation: both sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383
+	// §2.3).
+	fragmentation bool
 }
 
 // initExchange is one IKE_SA_INIT as the features see it: the SPIs as

@@ -231,7 +231,16 @@ func (e *Engine) completeHalfOpen(spi uint64, d Datagram, in *inspected) (sa *ik
 	// Verified here so that a forgery changes nothing; receiveRequest
 	// verifies again and decodes (and answers what is authentic but
 	// malformed, §2.21.3, §2.5).
-	if _, why := sa.open(in); why != DropNone {
+	why := DropNone
+	if in.skType == wire.PayloadSKF {
+		// Its first authentic fragment makes the SA (RFC 7383 §2.6);
+		// the SA's reassembler then takes them all.
+		sa.ext = h.ext
+		why = sa.openFragment(in)
+	} else {
+		_, why = sa.open(in)
+	}
+	if why != DropNone {
 		e.drop(why, w)
 		if h.badAuth++; h.badAuth >= maxBadAuth {
 			e.dropHalfOpen(h, "IKE_AUTH requests failed verification")

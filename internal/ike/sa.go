@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
+	"github.com/mifike/mifike/internal/ikefrag"
 	"github.com/mifike/mifike/internal/proposal"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -84,6 +85,9 @@ type messageIDs struct {
 	windowSent  bool // we stated our window on this SA (SET_WINDOW_SIZE)
 	expectReq   uint32
 	responses   []*response
+	// reasm holds the peer's messages arriving in fragments (RFC 7383),
+	// made at the first one.
+	reasm *ikefrag.Reassembler
 }
 
 // pathState is where the SA and its Child SAs run, and MOBIKE's view of
@@ -177,6 +181,13 @@ type request struct {
 	tries    int
 	timer    *timer
 	task     task
+	// With fragmentation (RFC 7383) the message is kept unprotected too,
+	// so a retransmission after a move to a path of another size can be
+	// cut again (§2.5.2): the header, inner payloads and the size cut for.
+	hdr   wire.Header
+	first wire.PayloadType
+	inner []byte
+	size  int
 }
 
 type response struct {
@@ -297,6 +308,7 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 		c.remove("IKE SA " + reason)
 	}
 	sa.family.leave(sa)
+	sa.closeReassembly()
 	if s := sa.localSPI(); e.sas[s] == sa {
 		delete(e.sas, s)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
+	"github.com/mifike/mifike/internal/ikefrag"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -171,6 +172,22 @@ func (sa *ikeSA) open(in *inspected) ([]byte, DropReason) {
 	}
 }
 
+// openMessage verifies, decrypts and decodes a protected message, or
+// with fragments (RFC 7383) adds one to its message and decodes the
+// message once complete; ok false means dropped, or not complete yet.
+func (sa *ikeSA) openMessage(d Datagram, in *inspected) (msg *message, ps []wire.Payload, err error, ok bool) {
+	if in.skType == wire.PayloadSKF {
+		return sa.reassemble(d, in)
+	}
+	plain, why := sa.open(in)
+	if why != DropNone {
+		sa.e.drop(why, dropped{sa: sa, from: d.Remote, h: &in.h})
+		return nil, nil, nil, false
+	}
+	msg, ps, err = sa.accept(d, in, plain)
+	return msg, ps, err, true
+}
+
 // accept makes the engine's own copy of an authentic message and decodes
 // its inner payloads: the datagram is in the driver's buffer and the
 // plaintext in the scratch buffer, both reused for the next datagram.
@@ -190,12 +207,10 @@ func (sa *ikeSA) receiveResponse(d Datagram, in *inspected) {
 		e.drop(DropNoRequest, dropped{sa: sa, from: d.Remote, h: h})
 		return
 	}
-	plain, r := sa.open(in)
-	if r != DropNone {
-		e.drop(r, dropped{sa: sa, from: d.Remote, h: h})
+	msg, ps, err, ok := sa.openMessage(d, in)
+	if !ok {
 		return
 	}
-	msg, ps, err := sa.accept(d, in, plain)
 	var crit *wire.UnsupportedCriticalError
 	if err != nil && !errors.As(err, &crit) {
 		// A verified response we cannot parse: the peers disagree
@@ -253,7 +268,18 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 		// us amplify (§2.1). It goes where this copy came from (§2.11): a
 		// MOBIKE initiator whose old path died retransmits from its new
 		// address before its UPDATE_SA_ADDRESSES can pass.
-		if requestHash(in.ike) != r.hash {
+		if in.skType == wire.PayloadSKF {
+			// RFC 7383 §2.6.1: only an authentic fragment 1 brings the
+			// response again; the other fragments are ignored.
+			why := sa.openFragment(in)
+			if why == DropNone && fragmentNumber(in) != 1 {
+				why = DropFragmentRejected
+			}
+			if why != DropNone {
+				e.drop(why, dropped{sa: sa, from: d.Remote, h: h})
+				return
+			}
+		} else if requestHash(in.ike) != r.hash {
 			if _, why := sa.open(in); why != DropNone {
 				e.drop(why, dropped{sa: sa, from: d.Remote, h: h})
 				return
@@ -271,12 +297,10 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 		e.drop(DropWindow, dropped{sa: sa, from: d.Remote, h: h})
 		return
 	}
-	plain, why := sa.open(in)
-	if why != DropNone {
-		e.drop(why, dropped{sa: sa, from: d.Remote, h: h})
+	msg, ps, err, ok := sa.openMessage(d, in)
+	if !ok {
 		return
 	}
-	msg, ps, err := sa.accept(d, in, plain)
 	var crit *wire.UnsupportedCriticalError
 	if err != nil && !errors.As(err, &crit) {
 		// Authentic but malformed: INVALID_SYNTAX, fatal to the SA (§2.21.3).
@@ -326,7 +350,7 @@ func (sa *ikeSA) handleRequest(msg *message) {
 func (sa *ikeSA) respond(msg *message, ps []wire.Payload) {
 	e := sa.e
 	h := sa.header(msg.Exchange, msg.MessageID, true)
-	pkts, err := sa.protect(h, ps)
+	pkts, _, err := sa.protect(h, ps, msg.d.Local, msg.d.Remote)
 	if err != nil {
 		e.log.Error("cannot build response", "ike", sa.id, "err", err)
 		return
@@ -341,16 +365,41 @@ func (sa *ikeSA) respond(msg *message, ps []wire.Payload) {
 	}
 }
 
-func (sa *ikeSA) protect(h wire.Header, ps []wire.Payload) ([][]byte, error) {
+// protect encodes and protects a message to remote from local: one
+// datagram, or with fragmentation negotiated and a message too large
+// for the path, its fragments (RFC 7383 §2.5). With fragmentation it
+// also returns the encoded payloads, so a request can be cut again.
+func (sa *ikeSA) protect(h wire.Header, ps []wire.Payload, local, remote netip.AddrPort) ([][]byte, *request, error) {
 	first, inner, err := wire.EncodePayloads(ps)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if sa.ext.fragmentation {
+		size := sa.maxDatagram(remote)
+		pkts, err := ikefrag.Split(h, first, inner, sa.out, size, sa.e.markerLen(local), sa.e.cfg.Rand)
+		return pkts, &request{hdr: h, first: first, inner: inner, size: size}, err
 	}
 	pkt, err := sa.out.Protect(h, first, inner, sa.e.cfg.Rand)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return [][]byte{pkt}, nil
+	return [][]byte{pkt}, nil, nil
+}
+
+// recut cuts an outstanding request again for the SA's current path
+// when that path takes another fragment size (RFC 7383 §2.5.2: a
+// retransmission may use other fragments, with the same Message ID).
+func (sa *ikeSA) recut(p *request) {
+	if p.inner == nil {
+		return
+	}
+	size := sa.maxDatagram(sa.remote)
+	if size == p.size {
+		return
+	}
+	if pkts, err := ikefrag.Split(p.hdr, p.first, p.inner, sa.out, size, sa.e.markerLen(sa.local), sa.e.cfg.Rand); err == nil {
+		p.packets, p.size = pkts, size
+	}
 }
 
 // queue adds a task; it runs when the window lets it (§2.3).
@@ -396,14 +445,17 @@ func (sa *ikeSA) sendRequest(t task, x wire.ExchangeType, ps []wire.Payload) {
 		return
 	}
 	h := sa.header(x, id, false)
-	pkts, err := sa.protect(h, ps)
+	pkts, p, err := sa.protect(h, ps, sa.local, sa.remote)
 	if err != nil {
 		e.log.Error("cannot build request", "ike", sa.id, "err", err)
 		t.abort(sa, err.Error())
 		return
 	}
 	sa.nextReq++
-	p := &request{id: id, exchange: x, packets: pkts, task: t}
+	if p == nil {
+		p = &request{}
+	}
+	p.id, p.exchange, p.packets, p.task = id, x, pkts, t
 	sa.outstanding = append(sa.outstanding, p)
 	sa.countNotifies(ps, true)
 	e.log.Debug("sending "+(&wire.Message{Header: h, Payloads: ps}).String(), "ike", sa.id)
@@ -417,7 +469,7 @@ func (sa *ikeSA) sendOneShot(x wire.ExchangeType, ps []wire.Payload) {
 		return
 	}
 	h := sa.header(x, sa.nextReq, false)
-	pkts, err := sa.protect(h, ps)
+	pkts, _, err := sa.protect(h, ps, sa.local, sa.remote)
 	if err != nil {
 		return
 	}
@@ -458,6 +510,7 @@ func (sa *ikeSA) retransmit(p *request) {
 	p.tries++
 	sa.e.stats.Retransmissions++
 	sa.probePath(p.tries)
+	sa.recut(p)
 	sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, try %d", p.exchange, p.id, p.tries+1))
 	sa.transmitRequest(p)
 }

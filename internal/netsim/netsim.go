@@ -27,6 +27,11 @@ type Link struct {
 	Dup     float64       // probability a datagram is delivered twice
 	Reorder float64       // probability of an extra delay of up to 4×Delay
 	Down    bool
+	// MTU, when set, is the largest IP datagram the path carries whole:
+	// a larger one would be fragmented, and this path drops IP fragments
+	// (as many NATs and firewalls do, RFC 7383 §1). IP and UDP headers
+	// count: 20 and 8 octets for IPv4, 40 and 8 for IPv6.
+	MTU int
 }
 
 // Network holds nodes and the datagrams in flight.
@@ -230,6 +235,15 @@ func (n *Network) send(from *Node, d ike.Datagram) {
 
 func (n *Network) transmit(from *Node, d ike.Datagram) {
 	l := n.link(d.Local.Addr(), d.Remote.Addr())
+	if hdr := 28; l.MTU > 0 {
+		if d.Remote.Addr().Is6() && !d.Remote.Addr().Is4In6() {
+			hdr = 48
+		}
+		if len(d.Data)+hdr > l.MTU {
+			n.tracef("%s: %d octets to %s need IP fragments, dropped", from.Name, len(d.Data), d.Remote)
+			return
+		}
+	}
 	if l.Down || n.rng.Float64() < l.Loss {
 		n.tracef("%s lost %s -> %s (%d octets)", from.Name, d.Local, d.Remote, len(d.Data))
 		return
