@@ -11,6 +11,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // The multi-interface suites (new-interface, failover, three tunnels)
@@ -260,7 +261,7 @@ func swanSecrets(ids []string) string {
 // Child SA on interface dev, if there is one.
 func vpnOn(sas []control.SA, dev string) (control.SA, bool) {
 	for _, s := range sas {
-		if s.State != "ESTABLISHED" || demo.IfaceOf(s) != dev {
+		if s.State != ike.StateEstablished || demo.IfaceOf(s) != dev {
 			continue
 		}
 		for _, c := range s.Children {

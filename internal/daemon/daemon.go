@@ -292,7 +292,7 @@ func (d *Daemon) apply(acts []ike.Action) {
 				if m := d.managers[a.Conn]; m != nil {
 					n := 0
 					for _, s := range d.engine.IKESAs() {
-						if s.Conn == a.Conn && (s.State == "ESTABLISHED" || s.State == "CONNECTING") {
+						if s.Conn == a.Conn && (s.State == ike.StateEstablished || s.State == ike.StateConnecting) {
 							n++
 						}
 					}

@@ -91,10 +91,10 @@ func (d *Daemon) reconcile() {
 func managerSAs(all []ike.IKESAInfo, conn string) []manager.SA {
 	var sas []manager.SA
 	for _, s := range all {
-		if s.Conn != conn || (s.State != "ESTABLISHED" && s.State != "CONNECTING") {
+		if s.Conn != conn || (s.State != ike.StateEstablished && s.State != ike.StateConnecting) {
 			continue
 		}
-		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == "ESTABLISHED", Local: s.Local.Addr(), Remote: s.Remote.Addr(),
+		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == ike.StateEstablished, Local: s.Local.Addr(), Remote: s.Remote.Addr(),
 			Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
 			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs}
 		for _, ch := range s.Children {

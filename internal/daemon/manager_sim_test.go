@@ -99,7 +99,7 @@ func vpnsByIface(sas []ike.IKESAInfo) (map[string]int, []netip.Addr) {
 	per := map[string]int{}
 	var vips []netip.Addr
 	for _, s := range sas {
-		if s.State != "ESTABLISHED" {
+		if s.State != ike.StateEstablished {
 			continue
 		}
 		iface := s.Iface

@@ -54,7 +54,7 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		ue.IKE, gw.IKE = mustIKE(tb, ikeProposal), mustIKE(tb, ikeProposal)
 	}, gwLog)
 	p.handshake(tb)
-	if len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != "ESTABLISHED" {
+	if len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != ike.StateEstablished {
 		tb.Fatalf("no IKE SA: %+v", p.gw.IKESAs())
 	}
 	ueSA, gwSA := p.ue.IKESAs()[0], p.gw.IKESAs()[0]
@@ -253,7 +253,7 @@ func checkDropped(t *testing.T, e *ike.Engine, c dropCase) {
 // the half-open one still there).
 func liveSA(e *ike.Engine) bool {
 	sas := e.IKESAs()
-	return len(sas) == 2 && sas[0].State == "ESTABLISHED" && sas[1].State == "CONNECTING"
+	return len(sas) == 2 && sas[0].State == ike.StateEstablished && sas[1].State == ike.StateConnecting
 }
 
 // dropNow is the pair's clock (newPair): drops arm no timers.
@@ -377,7 +377,7 @@ func TestReceiveKeepsNothingOfTheDriversBuffer(t *testing.T) {
 	}
 	run(acts)
 	ue := p.ue.IKESAs()
-	if len(ue) != 1 || ue[0].State != "ESTABLISHED" || len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != "ESTABLISHED" {
+	if len(ue) != 1 || ue[0].State != ike.StateEstablished || len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != ike.StateEstablished {
 		t.Fatalf("not established with a scribbling driver: ue %+v gw %+v", ue, p.gw.IKESAs())
 	}
 	// The peer's identity came in IKE_AUTH, decrypted into the engine's
@@ -439,7 +439,7 @@ func FuzzReceive(f *testing.F) {
 		}
 		alive := false
 		for _, sa := range e.IKESAs() {
-			alive = alive || (sa.ID == id && sa.State == "ESTABLISHED")
+			alive = alive || (sa.ID == id && sa.State == ike.StateEstablished)
 		}
 		if !alive {
 			t.Fatalf("the live IKE SA is gone after %x", data)

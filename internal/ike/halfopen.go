@@ -277,7 +277,7 @@ func (h *halfOpenSA) materialize(e *Engine) (*ikeSA, *ikecrypto.IKEKeys, error) 
 }
 
 func (h *halfOpenSA) info() IKESAInfo {
-	return IKESAInfo{ID: h.id, Conn: h.conn.Name, State: stateConnecting.String(), SPIi: h.key.spiI, SPIr: h.spiR,
+	return IKESAInfo{ID: h.id, Conn: h.conn.Name, State: stateConnecting, SPIi: h.key.spiI, SPIr: h.spiR,
 		Local: h.local, Remote: h.key.remote, Proposal: h.neg.String(), NATLocal: h.notes.natLocal,
 		NATRemote: h.notes.natRemote, Encap: h.notes.natLocal || h.notes.natRemote, Window: 1, PeerWindow: 1,
 		Lineage: h.id} // a new SA is its own lineage (lineageID)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 var mifikeBin string
@@ -86,7 +87,7 @@ func sas(t *testing.T, d *demo.Daemon) []control.SA {
 func vpns(t *testing.T, d *demo.Daemon) map[string]control.SA {
 	out := map[string]control.SA{}
 	for _, s := range sas(t, d) {
-		if s.State != "ESTABLISHED" || len(s.Children) == 0 {
+		if s.State != ike.StateEstablished || len(s.Children) == 0 {
 			continue
 		}
 		k := ifaceOf(s)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // The disturbances, each once per round in a seeded random order, with
@@ -182,7 +183,7 @@ func (r *run) clone(pick uint64, hold time.Duration) (string, error) {
 	find := func() (control.SA, bool) {
 		sas, _ := r.ue.d.SAs()
 		for _, s := range sas {
-			if !before[s.ID] && s.Parent == parent.ID && s.State == "ESTABLISHED" {
+			if !before[s.ID] && s.Parent == parent.ID && s.State == ike.StateEstablished {
 				return s, true
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // metricsAddr is metrics.listen of both daemons: each is alone in its
@@ -147,7 +148,7 @@ const (
 func established(sas []control.SA) []control.SA {
 	var out []control.SA
 	for _, s := range sas {
-		if s.State == "ESTABLISHED" {
+		if s.State == ike.StateEstablished {
 			out = append(out, s)
 		}
 	}
