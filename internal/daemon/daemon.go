@@ -400,21 +400,9 @@ func (d *Daemon) initiate(c *ike.Connection, child string) (uint64, error) {
 			return 0, err
 		}
 	}
-	port := c.RemotePort
-	if port == 0 {
-		port = d.cfg.IKEPort
-	}
-	l, r := netip.AddrPortFrom(local, d.cfg.IKEPort), netip.AddrPortFrom(remote, port)
-	var (
-		id   uint64
-		acts []ike.Action
-		err  error
-	)
-	if child != "" {
-		id, acts, err = d.engine.InitiateChild(time.Now(), c.Name, child, l, r)
-	} else {
-		id, acts, err = d.engine.Initiate(time.Now(), c.Name, l, r)
-	}
+	// Port 0: the engine fills in our IKE port and the connection's.
+	id, acts, err := d.engine.Initiate(time.Now(), ike.InitiateOptions{Conn: c.Name, Child: child,
+		Local: netip.AddrPortFrom(local, 0), Remote: netip.AddrPortFrom(remote, 0)})
 	d.apply(acts)
 	return id, err
 }

@@ -124,28 +124,25 @@ func (d *Daemon) conn(name string) *ike.Connection {
 }
 
 func (d *Daemon) execute(m *manager.Manager, c *ike.Connection, cmd manager.Command) {
-	port := c.RemotePort
-	if port == 0 {
-		port = d.cfg.IKEPort
-	}
-	acts, err := runCommand(d.engine, time.Now(), m, c, d.cfg.IKEPort, port, cmd)
+	acts, err := runCommand(d.engine, time.Now(), m, c, cmd)
 	d.apply(acts)
 	if err != nil {
 		d.log.Warn("interface manager: command failed", "conn", c.Name, "command", cmd, "err", err)
 	}
 }
 
-// runCommand carries out one of the manager's commands on the engine:
-// ikePort is ours, remotePort the connection's peer port.
-func runCommand(e *ike.Engine, now time.Time, m *manager.Manager, c *ike.Connection, ikePort, remotePort uint16, cmd manager.Command) ([]ike.Action, error) {
+// runCommand carries out one of the manager's commands on the engine.
+func runCommand(e *ike.Engine, now time.Time, m *manager.Manager, c *ike.Connection, cmd manager.Command) ([]ike.Action, error) {
 	switch x := cmd.(type) {
 	case manager.Initiate:
-		remote := x.Remote
-		if !remote.IsValid() {
-			remote = c.RemoteAddrs[0]
+		// Port 0: the engine fills in our IKE port and the connection's;
+		// an invalid x.Remote is the connection's address.
+		var remote netip.AddrPort
+		if x.Remote.IsValid() {
+			remote = netip.AddrPortFrom(x.Remote, 0)
 		}
-		id, acts, err := e.InitiateWith(now, ike.InitiateOptions{Conn: c.Name, Local: netip.AddrPortFrom(x.Local, ikePort),
-			Remote: netip.AddrPortFrom(remote, remotePort), Iface: x.Iface})
+		id, acts, err := e.Initiate(now, ike.InitiateOptions{Conn: c.Name, Local: netip.AddrPortFrom(x.Local, 0),
+			Remote: remote, Iface: x.Iface})
 		if err == nil {
 			m.Bind(x.Slot, id)
 		}

@@ -244,7 +244,7 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes, flaps bo
 		sas := managerSAs(ueNode.Engine.IKESAs(), ue.conn.Name)
 		for _, cmd := range ue.mgr.Reconcile(net.Now, ue.conn.RemoteAddrs[0], ifaces, sas) {
 			ueNode.Do(func(now time.Time) []ike.Action {
-				acts, _ := runCommand(ueNode.Engine, now, ue.mgr, ue.conn, 500, 500, cmd)
+				acts, _ := runCommand(ueNode.Engine, now, ue.mgr, ue.conn, cmd)
 				return acts
 			})
 		}

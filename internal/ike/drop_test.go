@@ -91,7 +91,7 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 	}
 	// A half-open SA on the gateway (halfopen.go): an IKE_SA_INIT it
 	// answered whose IKE_AUTH never comes.
-	_, acts, err = p.ue.Initiate(p.now, "home", netip.AddrPortFrom(ueAddr, 500), netip.AddrPort{})
+	_, acts, err = p.ue.Initiate(p.now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ueAddr, 500)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestReceiveKeepsNothingOfTheDriversBuffer(t *testing.T) {
 			acts, from = deliver(to, acts), to
 		}
 	}
-	_, acts, err := p.ue.Initiate(p.now, "home", netip.AddrPortFrom(ueAddr, 500), netip.AddrPort{})
+	_, acts, err := p.ue.Initiate(p.now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ueAddr, 500)})
 	if err != nil {
 		t.Fatal(err)
 	}

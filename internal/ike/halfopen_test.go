@@ -27,7 +27,7 @@ func initRequests(tb testing.TB, n int, src func(i int) netip.Addr) []ike.Datagr
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	out := make([]ike.Datagram, 0, n)
 	for i := 0; i < n; i++ {
-		_, acts, err := ue.Initiate(now, "home", netip.AddrPortFrom(src(i), 500), netip.AddrPortFrom(gwAddr, 500))
+		_, acts, err := ue.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(src(i), 500), Remote: netip.AddrPortFrom(gwAddr, 500)})
 		if err != nil {
 			tb.Fatal(err)
 		}
