@@ -2,11 +2,8 @@ package daemon
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/mifike/mifike/internal/config"
 	"github.com/mifike/mifike/internal/ike"
@@ -43,29 +40,6 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 	}
 }
 
-// hostInterfaces lists the interfaces with their usable addresses.
-func hostInterfaces(tunnel func(string) bool) []manager.Interface {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil
-	}
-	var out []manager.Interface
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 || tunnel(i.Name) {
-			continue
-		}
-		mi := manager.Interface{Name: i.Name, Up: i.Flags&net.FlagUp != 0 && i.Flags&net.FlagRunning != 0}
-		addrs, _ := i.Addrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsGlobalUnicast() {
-				mi.Addrs = append(mi.Addrs, p.Addr().Unmap())
-			}
-		}
-		out = append(out, mi)
-	}
-	return out
-}
-
 // reconcile lets every manager compare its connection's SAs with the
 // interfaces and carries out what it decides.
 func (d *Daemon) reconcile() {
@@ -73,7 +47,7 @@ func (d *Daemon) reconcile() {
 		return
 	}
 	now := time.Now()
-	ifaces := hostInterfaces(d.ownsDevice)
+	ifaces := d.host.Interfaces(d.ownsDevice)
 	all := d.engine.IKESAs()
 	for name, m := range d.managers {
 		c := d.conn(name)
@@ -157,30 +131,4 @@ func runCommand(e *ike.Engine, now time.Time, m *manager.Manager, c *ike.Connect
 		return e.Terminate(now, x.ID, x.ChildSPI)
 	}
 	return nil, fmt.Errorf("unknown manager command %T", cmd)
-}
-
-// watchLinks turns netlink link and address changes into a nudge on
-// changed: a new interface gets its VPN within a second, not at the next
-// poll.
-func watchLinks(done <-chan struct{}, changed chan<- struct{}) {
-	links := make(chan netlink.LinkUpdate, 64)
-	addrs := make(chan netlink.AddrUpdate, 64)
-	if err := netlink.LinkSubscribe(links, done); err != nil {
-		return
-	}
-	if err := netlink.AddrSubscribe(addrs, done); err != nil {
-		return
-	}
-	for {
-		select {
-		case <-links:
-		case <-addrs:
-		case <-done:
-			return
-		}
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
 }
