@@ -175,7 +175,7 @@ func IfaceOf(s control.SA) string {
 		return s.Iface
 	}
 	local, _ := netip.ParseAddrPort(s.Local)
-	for _, a := range append(UEIfaces, Extra) {
+	for _, a := range Accesses() {
 		if local.Addr().String() == a.Addr {
 			return a.Dev
 		}
