@@ -11,6 +11,9 @@
 // the daemon carries them out and calls again on the next change. It
 // remembers only each SA's home interface and the operations in flight,
 // so every call converges on the policy from whatever state it finds.
+// Host (host.go) holds the interfaces: a full read of the host, kept
+// current by the kernel's link and address announcements applied one by
+// one.
 package manager
 
 import (
