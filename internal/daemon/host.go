@@ -16,18 +16,19 @@ import (
 // engine may use and announce, RFC 4555 §3.5) and the interface managers.
 // They are read in full at start, then kept current by the kernel's
 // netlink announcements, each applied with its content (manager.Host).
-// A full read is repeated as a safety net, every hostReadEvery and at
-// once when a subscription is lost: netlink is not reliable, and a socket
-// that falls behind loses messages (ENOBUFS), after which the library
-// ends the subscription. Without subscriptions (netlink refused), the
-// read is every resubscribeEvery, as each attempt fails.
+// A full read is repeated as a safety net, every hostReadEvery, and at
+// once when a subscription is made (changes before it are in no event)
+// or lost: netlink is not reliable, and a socket that falls behind loses
+// messages (ENOBUFS), after which the library ends the subscription.
+// Without subscriptions (netlink refused), the read is every
+// resubscribeEvery, as each attempt fails.
 const (
 	hostReadEvery    = 30 * time.Second
 	resubscribeEvery = 2 * time.Second
 )
 
 // readHost reads every interface with every address: the one place the
-// daemon enumerates them.
+// daemon lists them.
 func readHost() ([]manager.Link, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
