@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // ctlBackend is a daemon stand-in: fixed lists, the latest request
@@ -106,14 +107,14 @@ var since = time.Now().Add(-(2*time.Minute + 14*time.Second))
 
 func testBackend() *ctlBackend {
 	return &ctlBackend{
-		sas: []control.SA{{ID: 3, Conn: "home", State: "ESTABLISHED", Initiator: true,
+		sas: []control.SA{{ID: 3, Conn: "home", State: ike.StateEstablished, Initiator: true,
 			SPIi: "1122334455667788", SPIr: "99aabbccddeeff00", Local: "192.0.2.10:4500", Remote: "198.51.100.1:4500",
 			LocalID: "ue.example", RemoteID: "gw.example", Proposal: "aes128gcm16-prfsha256-x25519", Established: since,
 			NATLocal: true, Encap: true, MOBIKE: true, VirtualIPs: []string{"10.99.0.2"},
 			Children: []control.Child{{Name: "net", State: "INSTALLED", Mode: "tunnel", InSPI: "c1a2b3c4", OutSPI: "d4e5f6a7",
 				Proposal: "aes128gcm16", LocalTS: []string{"10.99.0.2"}, RemoteTS: []string{"10.20.0.0/24"},
 				Encap: true, Outbound: true, Established: since, BytesIn: 3 << 20, PacketsIn: 2500}}},
-			{ID: 4, Conn: "road", State: "CONNECTING", SPIi: "0102030405060708", SPIr: "0000000000000000",
+			{ID: 4, Conn: "road", State: ike.StateConnecting, SPIi: "0102030405060708", SPIr: "0000000000000000",
 				Local: "[2001:db8::2]:500", Remote: "[2001:db8::1]:500"}},
 		conns: []control.Conn{{Name: "home", LocalAddrs: []string{"192.0.2.10"}, LocalID: "ue.example", RemoteID: "gw.example",
 			LocalAuth: "psk", RemoteAuth: "pubkey", Proposals: []string{"aes128gcm16-prfsha256-x25519", "aes128-sha256-prfsha256-modp2048"},

@@ -251,7 +251,10 @@ func handshakeRun(e *suiteEnv, cfg HandshakeConfig, p pki, auth, init, resp, tag
 		if err != nil {
 			return nil, nil, err
 		}
-		if res, cpu, err = lp.measure(e.ctx, limit, lp.proc.Pid(), respPID); err != nil {
+		// The load generator reports its own CPU time and exits once it
+		// has: reading its /proc entry after the result would race with
+		// that exit (pid 0 is not measured).
+		if res, cpu, err = lp.measure(e.ctx, limit, 0, respPID); err != nil {
 			return nil, nil, err
 		}
 		run.InitiatorCPUms = res.CPUSeconds / float64(max(res.OK, 1)) * 1e3

@@ -342,7 +342,7 @@ func (in *initiator) run(ctx context.Context) {
 				continue
 			}
 			now := time.Now()
-			id, acts, err := in.engine.Initiate(now, loadConn, netip.AddrPortFrom(in.addr, 500), netip.AddrPort{})
+			id, acts, err := in.engine.Initiate(now, ike.InitiateOptions{Conn: loadConn, Local: netip.AddrPortFrom(in.addr, 500)})
 			if err != nil {
 				lg.end(0, false)
 			} else {

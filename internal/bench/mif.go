@@ -11,6 +11,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // The multi-interface suites (new-interface, failover, three tunnels)
@@ -29,7 +30,7 @@ import (
 // pins its packets to the interface itself.
 
 // mifIfaces are the end user's interfaces: the demo's and usb0.
-var mifIfaces = append(append([]demo.Access(nil), demo.UEIfaces...), demo.Extra)
+var mifIfaces = demo.Accesses()
 
 type mifLab struct {
 	*demo.Topology
@@ -102,24 +103,19 @@ func (m *mifLab) setLink(dev string, up bool) error {
 	if !up {
 		return nil
 	}
-	for _, a := range mifIfaces {
-		if a.Dev == dev {
-			if err := m.IP(m.UE, "route", "replace", "default", "via", a.Router, "dev", a.Dev, "metric", fmt.Sprint(a.Metric)); err != nil {
-				return err
-			}
-			return m.sourceRoute(a)
-		}
+	a, ok := demo.AccessOf(dev)
+	if !ok {
+		return nil
 	}
-	return nil
+	if err := m.IP(m.UE, "route", "replace", "default", "via", a.Router, "dev", a.Dev, "metric", fmt.Sprint(a.Metric)); err != nil {
+		return err
+	}
+	return m.sourceRoute(a)
 }
 
 func ifaceAddr(dev string) string {
-	for _, a := range mifIfaces {
-		if a.Dev == dev {
-			return a.Addr
-		}
-	}
-	return ""
+	a, _ := demo.AccessOf(dev)
+	return a.Addr
 }
 
 // mifOpts vary the mifike and strongSwan configurations on the lab.
@@ -260,7 +256,7 @@ func swanSecrets(ids []string) string {
 // Child SA on interface dev, if there is one.
 func vpnOn(sas []control.SA, dev string) (control.SA, bool) {
 	for _, s := range sas {
-		if s.State != "ESTABLISHED" || demo.IfaceOf(s) != dev {
+		if s.State != ike.StateEstablished || demo.IfaceOf(s) != dev {
 			continue
 		}
 		for _, c := range s.Children {

@@ -105,6 +105,9 @@ func startCPU(precise bool, pids ...int) (*cpuMeter, error) {
 func (m *cpuMeter) read() ([]float64, error) {
 	out := make([]float64, len(m.pids))
 	for i, p := range m.pids {
+		if p == 0 {
+			continue // a place kept for a process not measured
+		}
 		var err error
 		if m.precise {
 			out[i], err = cpuPrecise(p)

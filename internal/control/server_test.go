@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // fakeBackend records calls and answers from fixtures. IKE SA 404 and
@@ -201,7 +203,7 @@ func dial(t testing.TB, path string) *Client {
 var established = time.Date(2025, 3, 1, 8, 14, 3, 0, time.UTC)
 
 func fixtureSAs() []SA {
-	return []SA{{ID: 3, Conn: "home", State: "ESTABLISHED", Initiator: true,
+	return []SA{{ID: 3, Conn: "home", State: ike.StateEstablished, Initiator: true,
 		SPIi: "1122334455667788", SPIr: "99aabbccddeeff00", Local: "192.0.2.10:4500", Remote: "198.51.100.1:4500",
 		LocalID: "ue.example", RemoteID: "gw.example", Proposal: "aes128gcm16-prfsha256-x25519", Established: established,
 		NATLocal: true, Encap: true, MOBIKE: true, VirtualIPs: []string{"10.99.0.2"}, PeerVirtualIPs: []string{},

@@ -14,27 +14,28 @@ import (
 
 // The views are JSON snapshots for the CLI and scripts: everything is
 // already formatted (SPIs in hex, addresses as text, algorithms in config
-// notation), so clients need none of mifike's packages. Times are RFC 3339
-// and omitted while zero.
+// notation, an IKE SA's state by its name), so clients need none of
+// mifike's packages. Times are RFC 3339 and omitted while zero. Go clients
+// read the state as the typed ike.SAState it is made from.
 
 // SA is one IKE SA.
 type SA struct {
-	ID          uint64    `json:"id"`
-	Conn        string    `json:"conn"`
-	State       string    `json:"state"`
-	Initiator   bool      `json:"initiator"`
-	SPIi        string    `json:"spi_i"` // 16 hex digits
-	SPIr        string    `json:"spi_r"`
-	Local       string    `json:"local"` // addr:port
-	Remote      string    `json:"remote"`
-	LocalID     string    `json:"local_id"`
-	RemoteID    string    `json:"remote_id"`
-	Proposal    string    `json:"proposal"` // e.g. aes128gcm16-prfsha256-x25519
-	Established time.Time `json:"established,omitzero"`
-	NATLocal    bool      `json:"nat_local"`
-	NATRemote   bool      `json:"nat_remote"`
-	Encap       bool      `json:"encap"`
-	MOBIKE      bool      `json:"mobike"`
+	ID          uint64      `json:"id"`
+	Conn        string      `json:"conn"`
+	State       ike.SAState `json:"state"` // as text: ESTABLISHED, CONNECTING, ...
+	Initiator   bool        `json:"initiator"`
+	SPIi        string      `json:"spi_i"` // 16 hex digits
+	SPIr        string      `json:"spi_r"`
+	Local       string      `json:"local"` // addr:port
+	Remote      string      `json:"remote"`
+	LocalID     string      `json:"local_id"`
+	RemoteID    string      `json:"remote_id"`
+	Proposal    string      `json:"proposal"` // e.g. aes128gcm16-prfsha256-x25519
+	Established time.Time   `json:"established,omitzero"`
+	NATLocal    bool        `json:"nat_local"`
+	NATRemote   bool        `json:"nat_remote"`
+	Encap       bool        `json:"encap"`
+	MOBIKE      bool        `json:"mobike"`
 	// MOBIKEInitiator: this side moves the SA (RFC 4555 §2.1; for a
 	// clone, the side that cloned it, RFC 7791 §1).
 	MOBIKEInitiator bool     `json:"mobike_initiator"`

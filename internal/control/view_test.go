@@ -23,7 +23,7 @@ func mustTS(t *testing.T, s string) wire.Selector {
 }
 
 func TestSAFromEngine(t *testing.T) {
-	info := ike.IKESAInfo{ID: 3, Conn: "home", State: "ESTABLISHED", Initiator: true,
+	info := ike.IKESAInfo{ID: 3, Conn: "home", State: ike.StateEstablished, Initiator: true,
 		SPIi: 0x1122334455667788, SPIr: 0x99aabbccddeeff00,
 		Local: netip.MustParseAddrPort("192.0.2.10:4500"), Remote: netip.MustParseAddrPort("[2001:db8::1]:500"),
 		LocalID: "ue.example", RemoteID: "gw.example", Proposal: "aes128gcm16-prfsha256-x25519", Established: established,
@@ -39,7 +39,7 @@ func TestSAFromEngine(t *testing.T) {
 			{State: "REKEYED", ChildSA: ike.ChildSA{Name: "mgmt", InSPI: 1, OutSPI: 2, Protocol: wire.ProtoESP,
 				Mode: ike.Transport, Encr: wire.EncrAESCBC, KeyBits: 256, Integ: wire.IntegHMACSHA2256128, ESN: true}},
 		}}
-	want := SA{ID: 3, Conn: "home", State: "ESTABLISHED", Initiator: true,
+	want := SA{ID: 3, Conn: "home", State: ike.StateEstablished, Initiator: true,
 		SPIi: "1122334455667788", SPIr: "99aabbccddeeff00", Local: "192.0.2.10:4500", Remote: "[2001:db8::1]:500",
 		LocalID: "ue.example", RemoteID: "gw.example", Proposal: "aes128gcm16-prfsha256-x25519", Established: established,
 		NATLocal: true, Encap: true, MOBIKE: true, VirtualIPs: []string{"10.99.0.2"}, PeerVirtualIPs: []string{},
@@ -57,7 +57,7 @@ func TestSAFromEngine(t *testing.T) {
 	}
 
 	// Nothing is null in JSON, and an SA still connecting has no time.
-	b, _ := json.Marshal(SAFromEngine(ike.IKESAInfo{ID: 9, State: "CONNECTING"}))
+	b, _ := json.Marshal(SAFromEngine(ike.IKESAInfo{ID: 9, State: ike.StateConnecting}))
 	for _, want := range []string{`"children":[]`, `"virtual_ips":[]`, `"local":""`, `"spi_r":"0000000000000000"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON of a connecting SA lacks %s: %s", want, b)

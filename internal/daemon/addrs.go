@@ -5,38 +5,13 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+
+	"github.com/mifike/mifike/internal/manager"
 )
 
-// hostAddrs lists the addresses usable for IKE now (usableAddrs) from the
-// host's interfaces.
-func hostAddrs(listen []netip.Addr, tunnel func(string) bool) ([]netip.Addr, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, err
-	}
-	var host []hostIface
-	for _, i := range ifs {
-		h := hostIface{Name: i.Name, Flags: i.Flags}
-		addrs, err := i.Addrs()
-		if err != nil {
-			return nil, err // a failed read must not look like addresses gone
-		}
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				h.Addrs = append(h.Addrs, p.Addr().Unmap())
-			}
-		}
-		host = append(host, h)
-	}
-	return usableAddrs(host, listen, tunnel), nil
-}
-
-// hostIface is what usableAddrs needs of an interface.
-type hostIface struct {
-	Name  string
-	Flags net.Flags
-	Addrs []netip.Addr
-}
+// hostIface is what usableAddrs needs of an interface: the host table's
+// record of it (host.go).
+type hostIface = manager.Link
 
 // usableAddrs are the global unicast addresses of interfaces that are up
 // and have carrier (an unplugged cable is as gone as a deleted address),
@@ -61,18 +36,6 @@ func usableAddrs(ifs []hostIface, listen []netip.Addr, tunnel func(string) bool)
 	}
 	slices.SortFunc(out, netip.Addr.Compare) // a stable order: only real changes count
 	return out
-}
-
-// hostAddrs tells the engine's MOBIKE which local addresses are usable;
-// on a failed read it keeps what it had.
-func (d *Daemon) hostAddrs() []netip.Addr {
-	addrs, err := hostAddrs(d.cfg.Listen, d.ownsDevice)
-	if err != nil {
-		d.log.Warn("cannot read the host's addresses; keeping the last list", "err", err)
-		return d.lastAddrs
-	}
-	d.lastAddrs = addrs
-	return addrs
 }
 
 func allowedBy(listen []netip.Addr, a netip.Addr) bool {

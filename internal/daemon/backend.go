@@ -104,7 +104,7 @@ func (b backend) Initiate(conn, child string, onSA uint64) (uint64, error) {
 			// A child of an established connection rides on its IKE SA
 			// (the one asked for, or the first).
 			for _, s := range b.d.engine.IKESAs() {
-				if s.Conn == conn && s.State == "ESTABLISHED" && (onSA == 0 || s.ID == onSA) {
+				if s.Conn == conn && s.State == ike.StateEstablished && (onSA == 0 || s.ID == onSA) {
 					id = s.ID
 					var acts []ike.Action
 					acts, err = b.d.engine.CreateChild(time.Now(), s.ID, child)

@@ -61,9 +61,13 @@ type Daemon struct {
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
 
+	// The host's interfaces (host.go), and the kernel's announcements of
+	// their changes or a request to read them all again.
+	host       manager.Host
+	hostEvents chan manager.HostEvent
+	hostReread chan struct{}
 	// The multi-interface managers, by connection, and a nudge to run
 	// them soon (an interface or an SA changed).
-	lastAddrs     []netip.Addr // the usable local addresses last read
 	managers      map[string]*manager.Manager
 	policies      map[string]manager.Policy
 	reconcileSoon bool
@@ -93,7 +97,8 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
 		rx: make(chan datagram, rxQueue), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
-		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{}}
+		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{},
+		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1)}
 	d.newManagers(cfg)
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
@@ -184,15 +189,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.timer = time.NewTimer(time.Hour)
 	d.timer.Stop()
-	// The host's usable addresses feed MOBIKE (announcements, moving SAs
-	// off a vanished address); checked every two seconds.
-	d.apply(d.engine.SetLocalAddresses(time.Now(), d.hostAddrs()))
-	addrTick := time.NewTicker(2 * time.Second)
-	defer addrTick.Stop()
+	// The host's interfaces and addresses: read now, then kept current by
+	// the kernel's announcements, with a full read now and then (host.go).
+	go watchHost(ctx.Done(), d.hostEvents, d.hostReread, d.log.With("component", "host"))
+	d.rereadHost()
+	hostTick := time.NewTicker(hostReadEvery)
+	defer hostTick.Stop()
 	inTick := time.NewTicker(time.Second)
 	defer inTick.Stop()
-	linkChanged := make(chan struct{}, 1)
-	go watchLinks(ctx.Done(), linkChanged)
 	d.reconcileSoon = true
 	d.log.Info("mifike started", "config", d.path, "connections", len(d.conns), "listen", d.cfg.Listen)
 	d.startConnections(nil)
@@ -208,11 +212,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.apply(d.engine.Tick(time.Now()))
 		case f := <-d.calls:
 			f()
-		case <-addrTick.C:
-			d.apply(d.engine.SetLocalAddresses(time.Now(), d.hostAddrs()))
-		case <-linkChanged:
-			d.apply(d.engine.SetLocalAddresses(time.Now(), d.hostAddrs()))
-			d.reconcileSoon = true
+		case ev := <-d.hostEvents:
+			d.hostEvent(ev)
+		case <-d.hostReread:
+			d.rereadHost()
+		case <-hostTick.C:
+			d.rereadHost()
 		case <-inTick.C:
 			d.pollInbound()
 			d.retire(time.Now())
@@ -297,7 +302,7 @@ func (d *Daemon) apply(acts []ike.Action) {
 				if m := d.managers[a.Conn]; m != nil {
 					n := 0
 					for _, s := range d.engine.IKESAs() {
-						if s.Conn == a.Conn && (s.State == "ESTABLISHED" || s.State == "CONNECTING") {
+						if s.Conn == a.Conn && (s.State == ike.StateEstablished || s.State == ike.StateConnecting) {
 							n++
 						}
 					}
@@ -390,21 +395,9 @@ func (d *Daemon) initiate(c *ike.Connection, child string) (uint64, error) {
 			return 0, err
 		}
 	}
-	port := c.RemotePort
-	if port == 0 {
-		port = d.cfg.IKEPort
-	}
-	l, r := netip.AddrPortFrom(local, d.cfg.IKEPort), netip.AddrPortFrom(remote, port)
-	var (
-		id   uint64
-		acts []ike.Action
-		err  error
-	)
-	if child != "" {
-		id, acts, err = d.engine.InitiateChild(time.Now(), c.Name, child, l, r)
-	} else {
-		id, acts, err = d.engine.Initiate(time.Now(), c.Name, l, r)
-	}
+	// Port 0: the engine fills in our IKE port and the connection's.
+	id, acts, err := d.engine.Initiate(time.Now(), ike.InitiateOptions{Conn: c.Name, Child: child,
+		Local: netip.AddrPortFrom(local, 0), Remote: netip.AddrPortFrom(remote, 0)})
 	d.apply(acts)
 	return id, err
 }

@@ -2,11 +2,8 @@ package daemon
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/mifike/mifike/internal/config"
 	"github.com/mifike/mifike/internal/ike"
@@ -43,29 +40,6 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 	}
 }
 
-// hostInterfaces lists the interfaces with their usable addresses.
-func hostInterfaces(tunnel func(string) bool) []manager.Interface {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil
-	}
-	var out []manager.Interface
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 || tunnel(i.Name) {
-			continue
-		}
-		mi := manager.Interface{Name: i.Name, Up: i.Flags&net.FlagUp != 0 && i.Flags&net.FlagRunning != 0}
-		addrs, _ := i.Addrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsGlobalUnicast() {
-				mi.Addrs = append(mi.Addrs, p.Addr().Unmap())
-			}
-		}
-		out = append(out, mi)
-	}
-	return out
-}
-
 // reconcile lets every manager compare its connection's SAs with the
 // interfaces and carries out what it decides.
 func (d *Daemon) reconcile() {
@@ -73,7 +47,7 @@ func (d *Daemon) reconcile() {
 		return
 	}
 	now := time.Now()
-	ifaces := hostInterfaces(d.ownsDevice)
+	ifaces := d.host.Interfaces(d.ownsDevice)
 	all := d.engine.IKESAs()
 	for name, m := range d.managers {
 		c := d.conn(name)
@@ -91,10 +65,10 @@ func (d *Daemon) reconcile() {
 func managerSAs(all []ike.IKESAInfo, conn string) []manager.SA {
 	var sas []manager.SA
 	for _, s := range all {
-		if s.Conn != conn || (s.State != "ESTABLISHED" && s.State != "CONNECTING") {
+		if s.Conn != conn || (s.State != ike.StateEstablished && s.State != ike.StateConnecting) {
 			continue
 		}
-		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == "ESTABLISHED", Local: s.Local.Addr(), Remote: s.Remote.Addr(),
+		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == ike.StateEstablished, Local: s.Local.Addr(), Remote: s.Remote.Addr(),
 			Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
 			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs}
 		for _, ch := range s.Children {
@@ -124,28 +98,25 @@ func (d *Daemon) conn(name string) *ike.Connection {
 }
 
 func (d *Daemon) execute(m *manager.Manager, c *ike.Connection, cmd manager.Command) {
-	port := c.RemotePort
-	if port == 0 {
-		port = d.cfg.IKEPort
-	}
-	acts, err := runCommand(d.engine, time.Now(), m, c, d.cfg.IKEPort, port, cmd)
+	acts, err := runCommand(d.engine, time.Now(), m, c, cmd)
 	d.apply(acts)
 	if err != nil {
 		d.log.Warn("interface manager: command failed", "conn", c.Name, "command", cmd, "err", err)
 	}
 }
 
-// runCommand carries out one of the manager's commands on the engine:
-// ikePort is ours, remotePort the connection's peer port.
-func runCommand(e *ike.Engine, now time.Time, m *manager.Manager, c *ike.Connection, ikePort, remotePort uint16, cmd manager.Command) ([]ike.Action, error) {
+// runCommand carries out one of the manager's commands on the engine.
+func runCommand(e *ike.Engine, now time.Time, m *manager.Manager, c *ike.Connection, cmd manager.Command) ([]ike.Action, error) {
 	switch x := cmd.(type) {
 	case manager.Initiate:
-		remote := x.Remote
-		if !remote.IsValid() {
-			remote = c.RemoteAddrs[0]
+		// Port 0: the engine fills in our IKE port and the connection's;
+		// an invalid x.Remote is the connection's address.
+		var remote netip.AddrPort
+		if x.Remote.IsValid() {
+			remote = netip.AddrPortFrom(x.Remote, 0)
 		}
-		id, acts, err := e.InitiateWith(now, ike.InitiateOptions{Conn: c.Name, Local: netip.AddrPortFrom(x.Local, ikePort),
-			Remote: netip.AddrPortFrom(remote, remotePort), Iface: x.Iface})
+		id, acts, err := e.Initiate(now, ike.InitiateOptions{Conn: c.Name, Local: netip.AddrPortFrom(x.Local, 0),
+			Remote: remote, Iface: x.Iface})
 		if err == nil {
 			m.Bind(x.Slot, id)
 		}
@@ -160,30 +131,4 @@ func runCommand(e *ike.Engine, now time.Time, m *manager.Manager, c *ike.Connect
 		return e.Terminate(now, x.ID, x.ChildSPI)
 	}
 	return nil, fmt.Errorf("unknown manager command %T", cmd)
-}
-
-// watchLinks turns netlink link and address changes into a nudge on
-// changed: a new interface gets its VPN within a second, not at the next
-// poll.
-func watchLinks(done <-chan struct{}, changed chan<- struct{}) {
-	links := make(chan netlink.LinkUpdate, 64)
-	addrs := make(chan netlink.AddrUpdate, 64)
-	if err := netlink.LinkSubscribe(links, done); err != nil {
-		return
-	}
-	if err := netlink.AddrSubscribe(addrs, done); err != nil {
-		return
-	}
-	for {
-		select {
-		case <-links:
-		case <-addrs:
-		case <-done:
-			return
-		}
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
 }

@@ -99,7 +99,7 @@ func vpnsByIface(sas []ike.IKESAInfo) (map[string]int, []netip.Addr) {
 	per := map[string]int{}
 	var vips []netip.Addr
 	for _, s := range sas {
-		if s.State != "ESTABLISHED" {
+		if s.State != ike.StateEstablished {
 			continue
 		}
 		iface := s.Iface
@@ -244,7 +244,7 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes, flaps bo
 		sas := managerSAs(ueNode.Engine.IKESAs(), ue.conn.Name)
 		for _, cmd := range ue.mgr.Reconcile(net.Now, ue.conn.RemoteAddrs[0], ifaces, sas) {
 			ueNode.Do(func(now time.Time) []ike.Action {
-				acts, _ := runCommand(ueNode.Engine, now, ue.mgr, ue.conn, 500, 500, cmd)
+				acts, _ := runCommand(ueNode.Engine, now, ue.mgr, ue.conn, cmd)
 				return acts
 			})
 		}

@@ -118,7 +118,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for name, n := range leases {
 		ch <- prometheus.MustNewConstMetric(m.descs["leases"], prometheus.GaugeValue, float64(n), name)
 	}
-	ikeStates, childStates := map[string]int{}, map[string]int{}
+	ikeStates, childStates := map[ike.SAState]int{}, map[string]int{}
 	for _, s := range sas {
 		ikeStates[s.State]++
 		for _, c := range s.Children {
@@ -126,7 +126,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for s, n := range ikeStates {
-		ch <- prometheus.MustNewConstMetric(m.descs["ike"], prometheus.GaugeValue, float64(n), s)
+		ch <- prometheus.MustNewConstMetric(m.descs["ike"], prometheus.GaugeValue, float64(n), s.String())
 	}
 	for s, n := range childStates {
 		ch <- prometheus.MustNewConstMetric(m.descs["child"], prometheus.GaugeValue, float64(n), s)

@@ -97,7 +97,7 @@ func (r *runningDaemon) established() []ike.IKESAInfo {
 	var out []ike.IKESAInfo
 	r.d.call(func() {
 		for _, s := range r.d.engine.IKESAs() {
-			if s.State == "ESTABLISHED" {
+			if s.State == ike.StateEstablished {
 				out = append(out, s)
 			}
 		}

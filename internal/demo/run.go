@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // Step is one narrated step of the demo; with --json each is one line.
@@ -161,7 +162,7 @@ func (r *Runner) vpns() (map[string]control.SA, error) {
 	}
 	out := map[string]control.SA{}
 	for _, s := range sas {
-		if s.State == "ESTABLISHED" && len(s.Children) > 0 {
+		if s.State == ike.StateEstablished && len(s.Children) > 0 {
 			out[IfaceOf(s)] = s
 		}
 	}
@@ -174,7 +175,7 @@ func IfaceOf(s control.SA) string {
 		return s.Iface
 	}
 	local, _ := netip.ParseAddrPort(s.Local)
-	for _, a := range append(UEIfaces, Extra) {
+	for _, a := range Accesses() {
 		if local.Addr().String() == a.Addr {
 			return a.Dev
 		}

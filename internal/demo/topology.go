@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -50,6 +51,20 @@ var (
 type Access struct {
 	Dev, Addr, Router string
 	Metric            int
+}
+
+// Accesses are every interface the end user may have: UEIfaces, then
+// Extra.
+func Accesses() []Access { return append(slices.Clone(UEIfaces), Extra) }
+
+// AccessOf is the end user's interface dev, if it is one of Accesses.
+func AccessOf(dev string) (Access, bool) {
+	for _, a := range Accesses() {
+		if a.Dev == dev {
+			return a, true
+		}
+	}
+	return Access{}, false
 }
 
 // Topology is the running lab.
@@ -166,10 +181,8 @@ func (t *Topology) SetLink(dev string, up bool) error {
 	}
 	if up {
 		// A link that comes back loses its default route; put it back.
-		for _, a := range append(UEIfaces, Extra) {
-			if a.Dev == dev {
-				t.IP(t.UE, "route", "replace", "default", "via", a.Router, "dev", a.Dev, "metric", fmt.Sprint(a.Metric))
-			}
+		if a, ok := AccessOf(dev); ok {
+			t.IP(t.UE, "route", "replace", "default", "via", a.Router, "dev", a.Dev, "metric", fmt.Sprint(a.Metric))
 		}
 	}
 	return nil

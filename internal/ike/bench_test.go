@@ -71,7 +71,7 @@ func (p *pair) run(acts []ike.Action, fromUE bool) {
 }
 
 func (p *pair) handshake(tb testing.TB) {
-	_, acts, err := p.ue.Initiate(p.now, "home", netip.AddrPortFrom(ueAddr, 500), netip.AddrPort{})
+	_, acts, err := p.ue.Initiate(p.now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ueAddr, 500)})
 	if err != nil {
 		tb.Fatal(err)
 	}

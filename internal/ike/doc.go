@@ -7,11 +7,15 @@
 //
 // # Structure
 //
-// An IKE SA (ikeSA) runs one exchange it initiated at a time (window size
-// one, RFC 7296 §2.3), as a task with build and process steps, after
-// strongSwan's task manager: ikeInitTask, ikeAuthTask, childCreateTask
-// (new Child SA or rekey), ikeRekeyTask, childDeleteTask, ikeDeleteTask,
-// dpdTask. Requests from the peer are answered by the respond* functions
+// An IKE SA (ikeSA) runs each exchange it initiates as a task with build
+// and process steps, after strongSwan's task manager. Up to the peer's
+// window (SET_WINDOW_SIZE, RFC 7296 §2.3; window.go) of its requests are
+// outstanding at once, but only Child SA creations, MOBIKE updates and
+// window statements overlap; rekeys, deletes and liveness checks still go
+// one at a time. The tasks: ikeInitTask, ikeAuthTask, childCreateTask
+// (new Child SA or rekey), ikeRekeyTask, cloneTask, childDeleteTask,
+// ikeDeleteTask, dpdTask, windowTask, and MOBIKE's updateTask,
+// addressTask and rrTask. Requests from the peer are answered by the respond* functions
 // of each exchange. transport.go holds Message IDs, retransmission with
 // exponential backoff, the response cache and SK protection; init.go,
 // auth.go, createchild.go, ikerekey.go and info.go one exchange each.

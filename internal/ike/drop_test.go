@@ -55,7 +55,7 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		ue.Fragmentation, gw.Fragmentation = true, true // RFC 7383: fragments are taken
 	}, gwLog)
 	p.handshake(tb)
-	if len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != "ESTABLISHED" {
+	if len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != ike.StateEstablished {
 		tb.Fatalf("no IKE SA: %+v", p.gw.IKESAs())
 	}
 	ueSA, gwSA := p.ue.IKESAs()[0], p.gw.IKESAs()[0]
@@ -92,7 +92,7 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 	}
 	// A half-open SA on the gateway (halfopen.go): an IKE_SA_INIT it
 	// answered whose IKE_AUTH never comes.
-	_, acts, err = p.ue.Initiate(p.now, "home", netip.AddrPortFrom(ueAddr, 500), netip.AddrPort{})
+	_, acts, err = p.ue.Initiate(p.now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ueAddr, 500)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func checkDropped(t *testing.T, e *ike.Engine, c dropCase) {
 // the half-open one still there).
 func liveSA(e *ike.Engine) bool {
 	sas := e.IKESAs()
-	return len(sas) == 2 && sas[0].State == "ESTABLISHED" && sas[1].State == "CONNECTING"
+	return len(sas) == 2 && sas[0].State == ike.StateEstablished && sas[1].State == ike.StateConnecting
 }
 
 // dropNow is the pair's clock (newPair): drops arm no timers.
@@ -410,13 +410,13 @@ func TestReceiveKeepsNothingOfTheDriversBuffer(t *testing.T) {
 			acts, from = deliver(to, acts), to
 		}
 	}
-	_, acts, err := p.ue.Initiate(p.now, "home", netip.AddrPortFrom(ueAddr, 500), netip.AddrPort{})
+	_, acts, err := p.ue.Initiate(p.now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ueAddr, 500)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	run(acts)
 	ue := p.ue.IKESAs()
-	if len(ue) != 1 || ue[0].State != "ESTABLISHED" || len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != "ESTABLISHED" {
+	if len(ue) != 1 || ue[0].State != ike.StateEstablished || len(p.gw.IKESAs()) != 1 || p.gw.IKESAs()[0].State != ike.StateEstablished {
 		t.Fatalf("not established with a scribbling driver: ue %+v gw %+v", ue, p.gw.IKESAs())
 	}
 	// The peer's identity came in IKE_AUTH, decrypted into the engine's
@@ -478,7 +478,7 @@ func FuzzReceive(f *testing.F) {
 		}
 		alive := false
 		for _, sa := range e.IKESAs() {
-			alive = alive || (sa.ID == id && sa.State == "ESTABLISHED")
+			alive = alive || (sa.ID == id && sa.State == ike.StateEstablished)
 		}
 		if !alive {
 			t.Fatalf("the live IKE SA is gone after %x", data)

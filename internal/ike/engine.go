@@ -132,50 +132,22 @@ func (e *Engine) Receive(now time.Time, d Datagram) []Action {
 	return e.end()
 }
 
-// Initiate starts connection conn from local to the connection's remote
-// address (remote overrides it when valid). It returns the new IKE SA's id.
-func (e *Engine) Initiate(now time.Time, conn string, local, remote netip.AddrPort) (uint64, []Action, error) {
-	e.begin(now)
-	c := e.connection(conn)
-	if c == nil {
-		return 0, e.end(), fmt.Errorf("ike: no connection named %q", conn)
-	}
-	if !remote.IsValid() {
-		if len(c.RemoteAddrs) == 0 {
-			return 0, e.end(), fmt.Errorf("ike: connection %s has no remote address to initiate to", conn)
-		}
-		remote = netip.AddrPortFrom(c.RemoteAddrs[0], e.remotePort(c))
-	}
-	if !local.IsValid() {
-		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", conn)
-	}
-	sa, err := e.initiate(c, local, remote, nil, "")
-	if err != nil {
-		return 0, e.end(), err
-	}
-	return sa.id, e.end(), nil
-}
-
-// InitiateChild starts an IKE SA of conn that brings up only its child
-// named child (in IKE_AUTH), not the connection's start children.
-func (e *Engine) InitiateChild(now time.Time, conn, child string, local, remote netip.AddrPort) (uint64, []Action, error) {
-	return e.InitiateWith(now, InitiateOptions{Conn: conn, Child: child, Local: local, Remote: remote})
-}
-
 // InitiateOptions says how to start an IKE SA.
 type InitiateOptions struct {
 	Conn  string
 	Child string // only this child; "" for the connection's start children
-	// Local and Remote are the first path; an invalid Remote takes the
-	// connection's first remote address.
+	// Local and Remote are the first path. Local's port 0 is our IKE port.
+	// An invalid Remote is the connection's first remote address, and
+	// Remote's port 0 the connection's remote port.
 	Local, Remote netip.AddrPort
 	// Iface pins the SA to an interface from its first message (a VPN per
 	// interface), as a MOBIKE move would.
 	Iface string
 }
 
-// InitiateWith starts an IKE SA as o says.
-func (e *Engine) InitiateWith(now time.Time, o InitiateOptions) (uint64, []Action, error) {
+// Initiate starts an IKE SA of connection o.Conn as o says and returns
+// its id.
+func (e *Engine) Initiate(now time.Time, o InitiateOptions) (uint64, []Action, error) {
 	e.begin(now)
 	c := e.connection(o.Conn)
 	if c == nil {
@@ -183,12 +155,7 @@ func (e *Engine) InitiateWith(now time.Time, o InitiateOptions) (uint64, []Actio
 	}
 	var cfg *ChildConfig
 	if o.Child != "" {
-		for _, ch := range c.Children {
-			if ch.Name == o.Child {
-				cfg = ch
-			}
-		}
-		if cfg == nil {
+		if cfg = c.child(o.Child); cfg == nil {
 			return 0, e.end(), fmt.Errorf("ike: connection %s has no child %q", o.Conn, o.Child)
 		}
 	}
@@ -197,12 +164,19 @@ func (e *Engine) InitiateWith(now time.Time, o InitiateOptions) (uint64, []Actio
 		if len(c.RemoteAddrs) == 0 {
 			return 0, e.end(), fmt.Errorf("ike: connection %s has no remote address to initiate to", o.Conn)
 		}
-		remote = netip.AddrPortFrom(c.RemoteAddrs[0], e.remotePort(c))
+		remote = netip.AddrPortFrom(c.RemoteAddrs[0], 0)
 	}
-	if !o.Local.IsValid() {
+	if remote.Port() == 0 {
+		remote = netip.AddrPortFrom(remote.Addr(), e.remotePort(c))
+	}
+	local := o.Local
+	if !local.IsValid() {
 		return 0, e.end(), fmt.Errorf("ike: connection %s: no local address to initiate from", o.Conn)
 	}
-	sa, err := e.initiate(c, o.Local, remote, cfg, o.Iface)
+	if local.Port() == 0 {
+		local = netip.AddrPortFrom(local.Addr(), e.cfg.IKEPort)
+	}
+	sa, err := e.initiate(c, local, remote, cfg, o.Iface)
 	if err != nil {
 		return 0, e.end(), err
 	}

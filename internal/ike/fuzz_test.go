@@ -51,7 +51,7 @@ func FuzzIKESAInit(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, acts, err := ue.Initiate(now, "home", netip.AddrPortFrom(ueAddr, 500), netip.AddrPortFrom(gwAddr, 500))
+		_, acts, err := ue.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ueAddr, 500), Remote: netip.AddrPortFrom(gwAddr, 500)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -285,7 +285,7 @@ func (h *halfOpenSA) materialize(e *Engine) (*ikeSA, *ikecrypto.IKEKeys, error) 
 }
 
 func (h *halfOpenSA) info() IKESAInfo {
-	return IKESAInfo{ID: h.id, Conn: h.conn.Name, State: stateConnecting.String(), SPIi: h.key.spiI, SPIr: h.spiR,
+	return IKESAInfo{ID: h.id, Conn: h.conn.Name, State: stateConnecting, SPIi: h.key.spiI, SPIr: h.spiR,
 		Local: h.local, Remote: h.key.remote, Proposal: h.neg.String(), NATLocal: h.ext.natLocal,
 		NATRemote: h.ext.natRemote, Encap: h.ext.natLocal || h.ext.natRemote || h.conn.ForceEncap, Window: 1, PeerWindow: 1,
 		Lineage: h.id} // a new SA is its own lineage (lineageID)

@@ -27,7 +27,7 @@ func initRequests(tb testing.TB, n int, src func(i int) netip.Addr) []ike.Datagr
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	out := make([]ike.Datagram, 0, n)
 	for i := 0; i < n; i++ {
-		_, acts, err := ue.Initiate(now, "home", netip.AddrPortFrom(src(i), 500), netip.AddrPortFrom(gwAddr, 500))
+		_, acts, err := ue.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(src(i), 500), Remote: netip.AddrPortFrom(gwAddr, 500)})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func BenchmarkMemoryPerHalfOpenSA(b *testing.B) {
 func halfOpenFrom(node *netsim.Node, p netip.Prefix) int {
 	n := 0
 	for _, s := range node.Engine.IKESAs() {
-		if s.State == "CONNECTING" && !s.Initiator && p.Contains(s.Remote.Addr()) {
+		if s.State == ike.StateConnecting && !s.Initiator && p.Contains(s.Remote.Addr()) {
 			n++
 		}
 	}
@@ -296,7 +296,7 @@ func TestRFC8019Section4_2CountsFreedOnEveryPath(t *testing.T) {
 				what, f.opened-opened, f.cookies-cookies, halfOpenFrom(l.gw, src))
 		}
 		for _, s := range l.gw.Engine.IKESAs() {
-			if s.State == "CONNECTING" && s.Remote.Addr() == ueAddr {
+			if s.State == ike.StateConnecting && s.Remote.Addr() == ueAddr {
 				return s
 			}
 		}
@@ -383,7 +383,7 @@ func TestRFC7296Section2_21ForgedIKEAuthOnHalfOpen(t *testing.T) {
 	if got := l.gw.Engine.Stats().Dropped; got != dropped+1 {
 		t.Fatalf("forged IKE_AUTH: %d drops, want 1", got-dropped)
 	}
-	if s := l.gw.Engine.IKESAs(); len(s) != 1 || s[0].State != "CONNECTING" {
+	if s := l.gw.Engine.IKESAs(); len(s) != 1 || s[0].State != ike.StateConnecting {
 		t.Fatalf("after the forged IKE_AUTH: %+v", s)
 	}
 	auditGW(t, l)

@@ -123,7 +123,7 @@ func (l *lab) initiate() uint64 {
 	l.ue.Do(func(now time.Time) []ike.Action {
 		var acts []ike.Action
 		var err error
-		id, acts, err = l.ue.Engine.Initiate(now, "home", netip.AddrPortFrom(ueAddr, 500), netip.AddrPort{})
+		id, acts, err = l.ue.Engine.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ueAddr, 500)})
 		if err != nil {
 			l.t.Fatal(err)
 		}

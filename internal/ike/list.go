@@ -2,6 +2,7 @@ package ike
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"net/netip"
 	"sort"
 	"time"
@@ -9,11 +10,53 @@ import (
 	"github.com/mifike/mifike/internal/ikeauth"
 )
 
+// SAState is where an IKE SA is in its life. Its text form (String,
+// MarshalText) is the name the CLI, the control API and the metrics show.
+type SAState int
+
+// The states of an IKE SA.
+const (
+	StateConnecting  SAState = iota // IKE_SA_INIT / IKE_AUTH under way
+	StateEstablished                // authenticated
+	StateRekeyed                    // superseded by a rekey; waits for the Delete
+	StateDeleting                   // our Delete is outstanding
+	StateDestroying                 // destroyed: no longer listed
+)
+
+var stateNames = [...]string{StateConnecting: "CONNECTING", StateEstablished: "ESTABLISHED",
+	StateRekeyed: "REKEYED", StateDeleting: "DELETING", StateDestroying: "DESTROYING"}
+
+func (s SAState) String() string {
+	if s < 0 || int(s) >= len(stateNames) {
+		return fmt.Sprintf("SAState(%d)", int(s))
+	}
+	return stateNames[s]
+}
+
+// MarshalText writes the state's name, so JSON carries it as a string.
+func (s SAState) MarshalText() ([]byte, error) {
+	if s < 0 || int(s) >= len(stateNames) {
+		return nil, fmt.Errorf("ike: no IKE SA state %d", int(s))
+	}
+	return []byte(stateNames[s]), nil
+}
+
+// UnmarshalText reads a name MarshalText wrote.
+func (s *SAState) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = SAState(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("ike: no IKE SA state %q", b)
+}
+
 // IKESAInfo is a snapshot of one IKE SA for the CLI, metrics and tests.
 type IKESAInfo struct {
 	ID                uint64
 	Conn              string
-	State             string
+	State             SAState
 	Initiator         bool
 	SPIi, SPIr        uint64
 	Local, Remote     netip.AddrPort
@@ -71,7 +114,7 @@ func (e *Engine) IKESAs() []IKESAInfo {
 }
 
 func (sa *ikeSA) info() IKESAInfo {
-	i := IKESAInfo{ID: sa.id, Conn: sa.conn.Name, State: sa.state.String(), Initiator: sa.initiator,
+	i := IKESAInfo{ID: sa.id, Conn: sa.conn.Name, State: sa.state, Initiator: sa.initiator,
 		SPIi: sa.spiI, SPIr: sa.spiR, Local: sa.local, Remote: sa.remote,
 		Established: sa.established, NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, Encap: sa.encap, MOBIKE: sa.ext.mobike,
 		VirtualIPs: append([]netip.Addr(nil), sa.localVIPs...), PeerVirtualIPs: append([]netip.Addr(nil), sa.remoteVIPs...)}

@@ -57,7 +57,7 @@ func TestRFC7296Section3_15IPv6(t *testing.T) {
 	ue, _ := n.AddNode("ue", ike.Config{Connections: []*ike.Connection{ueConn}}, ue6)
 	gw, _ := n.AddNode("gw", ike.Config{Connections: []*ike.Connection{gwConn}}, gw6)
 	ue.Do(func(now time.Time) []ike.Action {
-		_, acts, err := ue.Engine.Initiate(now, "home", netip.AddrPortFrom(ue6, 500), netip.AddrPort{})
+		_, acts, err := ue.Engine.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ue6, 500)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -305,7 +305,7 @@ func rwNode(t *testing.T, n *netsim.Network, name, id string, addr netip.Addr) *
 func connectVIP(t *testing.T, n *netsim.Network, ue *netsim.Node, addr netip.Addr) netip.Addr {
 	t.Helper()
 	ue.Do(func(now time.Time) []ike.Action {
-		_, acts, err := ue.Engine.Initiate(now, "home", netip.AddrPortFrom(addr, 500), netip.AddrPort{})
+		_, acts, err := ue.Engine.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(addr, 500)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,20 +11,17 @@ import (
 	"github.com/mifike/mifike/internal/wire"
 )
 
-type saState int
+// saState is the engine's spelling of SAState (list.go), the state
+// other packages see.
+type saState = SAState
 
 const (
-	stateConnecting  saState = iota // IKE_SA_INIT / IKE_AUTH under way
-	stateEstablished                // authenticated
-	stateRekeyed                    // superseded by a rekey; waits for the Delete
-	stateDeleting                   // our Delete is outstanding
-	stateDead
+	stateConnecting  = StateConnecting
+	stateEstablished = StateEstablished
+	stateRekeyed     = StateRekeyed
+	stateDeleting    = StateDeleting
+	stateDead        = StateDestroying
 )
-
-var stateNames = map[saState]string{stateConnecting: "CONNECTING", stateEstablished: "ESTABLISHED",
-	stateRekeyed: "REKEYED", stateDeleting: "DELETING", stateDead: "DESTROYING"}
-
-func (s saState) String() string { return stateNames[s] }
 
 // ikeSA is one IKE SA, made of parts that each own one concern (their
 // fields are promoted, so code reads sa.local, sa.nextReq): the keys, the

@@ -11,6 +11,9 @@
 // the daemon carries them out and calls again on the next change. It
 // remembers only each SA's home interface and the operations in flight,
 // so every call converges on the policy from whatever state it finds.
+// Host (host.go) holds the interfaces: a full read of the host, kept
+// current by the kernel's link and address announcements applied one by
+// one.
 package manager
 
 import (
@@ -354,88 +357,168 @@ func ifaceOf(s SA, ifaces []Interface) string {
 
 // Reconcile compares the SAs with the policy and returns what to do.
 // gateway is the connection's configured remote address (for the family
-// and the first authentication).
+// and the first authentication). Each step below applies one rule of the
+// policy, in this order: what the manager remembers is brought up to date
+// first, then VPNs are placed and moved, and last the slots still empty
+// are filled.
 func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interface, sas []SA) []Command {
-	var cmds []Command
-	sas = current(sas)
-	byVPN := map[uint64]SA{}
-	for _, s := range sas {
-		byVPN[vpn(s)] = s
+	r := m.newRound(now, gateway, ifaces, sas)
+	m.forgetGoneVPNs(r)
+	m.holdDownSilentFailures(r)
+	m.noteCurrentInterfaces(r)
+	m.expireMoves(r)
+	r.use = m.usableNow(r)
+
+	m.placeReadyClones(r)
+	m.expireCloneRequests(r)
+	m.homeAtGatewayAddress(r)
+	m.adoptUnmanagedSAs(r)
+	m.expireInitiations(r)
+	m.releaseAuthenticatedSlots(r)
+	m.followInterfaces(r)
+
+	want := m.slots(r.use, r.sas)
+	served := m.served()
+	m.placeOrphanClones(r, want, served)
+	m.expireLateClones(r)
+	if m.p.Mode == Failover && (len(m.home) > 0 || len(m.initiating) > 0 || len(m.cloning) > 0) {
+		return r.cmds // one VPN, wherever it is now
 	}
+	m.fillEmptySlots(r, want, served)
+	return r.cmds
+}
+
+// round is one Reconcile call: what it was given, what it derived, and
+// the commands decided so far.
+type round struct {
+	now     time.Time
+	gateway netip.Addr
+	ifaces  []Interface
+	sas     []SA          // one per VPN (current)
+	byVPN   map[uint64]SA // the same, by VPN
+	use     []usable      // where a VPN may go now, most preferred first
+	orphans []SA          // clones that came up with no request waiting for them
+	cmds    []Command
+}
+
+func (m *Manager) newRound(now time.Time, gateway netip.Addr, ifaces []Interface, sas []SA) *round {
+	r := &round{now: now, gateway: gateway, ifaces: ifaces, sas: current(sas), byVPN: map[uint64]SA{}}
+	for _, s := range r.sas {
+		r.byVPN[vpn(s)] = s
+	}
+	return r
+}
+
+// usable finds interface name among those a VPN may use now.
+func (r *round) usable(name string) (usable, bool) {
+	for _, u := range r.use {
+		if u.Name == name {
+			return u, true
+		}
+	}
+	return usable{}, false
+}
+
+func (r *round) ifaceOf(s SA) string { return ifaceOf(s, r.ifaces) }
+
+func (r *round) add(cmds ...Command) { r.cmds = append(r.cmds, cmds...) }
+
+// forgetGoneVPNs drops the home and the move in flight of every VPN that
+// no longer has an SA.
+func (m *Manager) forgetGoneVPNs(r *round) {
 	for k := range m.home {
-		if _, ok := byVPN[k]; !ok {
+		if _, ok := r.byVPN[k]; !ok {
 			delete(m.home, k)
 			delete(m.moving, k)
 		}
 	}
-	// Paths the engine gave up on interfaces that are still up: those
-	// are the silent failures (one that went down is simply gone).
+}
+
+// holdDownSilentFailures judges the paths the engine gave up (PathFailed,
+// RFC 4555 §3.5 path probing) on interfaces that are still up: those are
+// the silent failures (one that went down is simply gone), and VPNs stay
+// off them for a while, twice as long each time.
+func (m *Manager) holdDownSilentFailures(r *round) {
 	for _, f := range m.failed {
-		for _, i := range ifaces {
-			if i.Name == f.iface && i.Up && addrOf(i, gateway).IsValid() {
+		for _, i := range r.ifaces {
+			if i.Name == f.iface && i.Up && addrOf(i, r.gateway).IsValid() {
 				h := m.suspect[f.iface].hold * 2
 				h = min(max(h, minHold), maxHold)
-				m.suspect[f.iface] = holdDown{until: now.Add(h), hold: h}
+				m.suspect[f.iface] = holdDown{until: r.now.Add(h), hold: h}
 				m.log.Warn("path over interface failed while it is up; avoiding it for a while", "iface", f.iface, "vpn", f.vpn, "for", h)
 			}
 		}
 	}
 	m.failed = m.failed[:0]
-	// Where each VPN is now: when the engine reports that it gave up a
-	// VPN's path (PathFailed), the interface it gave up is this one.
-	for _, s := range sas {
-		m.last[vpn(s)] = ifaceOf(s, ifaces)
+}
+
+// noteCurrentInterfaces records where each VPN is now: when the engine
+// reports that it gave up a VPN's path (PathFailed), the interface it
+// gave up is this one.
+func (m *Manager) noteCurrentInterfaces(r *round) {
+	for _, s := range r.sas {
+		m.last[vpn(s)] = r.ifaceOf(s)
 	}
 	for k := range m.last {
-		if _, ok := byVPN[k]; !ok {
+		if _, ok := r.byVPN[k]; !ok {
 			delete(m.last, k)
 		}
 	}
+}
+
+// expireMoves forgets moves that are done (the SA is there) or stale, so
+// a later move may go ahead, and transport-mode replacements that are
+// long stale.
+func (m *Manager) expireMoves(r *round) {
 	for k, op := range m.moving {
-		// Done (the SA is there) or stale: a later move may go ahead.
-		if s, ok := byVPN[k]; (ok && ifaceOf(s, ifaces) == op.iface) || now.Sub(op.at) > m.p.Retry {
+		if s, ok := r.byVPN[k]; (ok && r.ifaceOf(s) == op.iface) || r.now.Sub(op.at) > m.p.Retry {
 			delete(m.moving, k)
 		}
 	}
 	for spi, t := range m.replacing {
-		if now.Sub(t) > 2*m.p.Retry {
+		if r.now.Sub(t) > 2*m.p.Retry {
 			delete(m.replacing, spi)
 		}
 	}
-	use := m.usable(ifaces, gateway)
-	use = slices.DeleteFunc(use, func(u usable) bool { return now.Before(m.suspect[u.Name].until) })
-	isUsable := func(name string) (usable, bool) {
-		for _, u := range use {
-			if u.Name == name {
-				return u, true
-			}
-		}
-		return usable{}, false
-	}
+}
 
-	// Clones that came up take the slot they were made for, get their
-	// Child SAs and move there (RFC 7791 App. A.3, A.4).
-	var orphans []SA
-	for _, s := range sas {
+// usableNow are the eligible interfaces that are up, with an address of
+// the gateway's family, and not held down after a silent failure.
+func (m *Manager) usableNow(r *round) []usable {
+	use := m.usable(r.ifaces, r.gateway)
+	return slices.DeleteFunc(use, func(u usable) bool { return r.now.Before(m.suspect[u.Name].until) })
+}
+
+// placeReadyClones gives each clone that came up the slot its request was
+// made for, in request order: it gets its Child SAs and moves there (RFC
+// 7791 App. A.3, A.4). A clone no request waits for is an orphan, placed
+// later (placeOrphanClones).
+func (m *Manager) placeReadyClones(r *round) {
+	for _, s := range r.sas {
 		if _, known := m.home[vpn(s)]; known || s.Parent == 0 || !s.Established {
 			continue
 		}
 		q := m.cloning[s.Parent]
 		if len(q) == 0 {
-			orphans = append(orphans, s)
+			r.orphans = append(r.orphans, s)
 			continue
 		}
 		m.cloning[s.Parent] = q[1:]
-		cmds = append(cmds, m.place(now, s, q[0].slot, isUsable)...)
+		r.add(m.place(r.now, s, q[0].slot, r.usable)...)
 	}
+}
+
+// expireCloneRequests gives up clone requests not answered within Retry
+// (their slots are tried again; a late answer is remembered in late) and
+// those whose parent's VPN is gone.
+func (m *Manager) expireCloneRequests(r *round) {
 	for parent, q := range m.cloning {
-		for len(q) > 0 && now.Sub(q[0].at) > m.p.Retry {
-			// Not answered in time: the slot is tried again.
+		for len(q) > 0 && r.now.Sub(q[0].at) > m.p.Retry {
 			m.late[parent] = append(m.late[parent], q[0].at)
 			q = q[1:]
 		}
 		if len(q) > 0 {
-			if _, ok := byVPN[q[0].vpn]; !ok {
+			if _, ok := r.byVPN[q[0].vpn]; !ok {
 				q = nil // the parent's VPN is gone, and its requests with it
 			}
 		}
@@ -445,42 +528,62 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			m.cloning[parent] = q
 		}
 	}
-	// A VPN made before the gateway's addresses were known belongs to
-	// the address it uses.
-	if m.p.AllGatewayAddrs {
-		for k, slot := range m.home {
-			if s, ok := byVPN[k]; ok && !slot.Remote.IsValid() && s.Established {
-				m.home[k] = Slot{Iface: slot.Iface, Remote: s.Remote}
+}
+
+// homeAtGatewayAddress: with AllGatewayAddrs (RFC 7791 figures 2 and 3),
+// a VPN made before the gateway's addresses were known belongs to the
+// address it uses.
+func (m *Manager) homeAtGatewayAddress(r *round) {
+	if !m.p.AllGatewayAddrs {
+		return
+	}
+	for k, slot := range m.home {
+		if s, ok := r.byVPN[k]; ok && !slot.Remote.IsValid() && s.Established {
+			m.home[k] = Slot{Iface: slot.Iface, Remote: s.Remote}
+		}
+	}
+}
+
+// adoptUnmanagedSAs: SAs the manager did not start (start_action, the
+// CLI) belong where they are, and an authentication of ours for that
+// interface is no longer needed.
+func (m *Manager) adoptUnmanagedSAs(r *round) {
+	for _, s := range r.sas {
+		if _, known := m.home[vpn(s)]; known || s.Parent != 0 {
+			continue
+		}
+		cur := r.ifaceOf(s)
+		if cur == "" {
+			continue
+		}
+		m.home[vpn(s)] = Slot{Iface: cur}
+		if m.p.AllGatewayAddrs {
+			m.home[vpn(s)] = Slot{Iface: cur, Remote: s.Remote}
+		}
+		for slot := range m.initiating {
+			if slot.Iface == cur {
+				delete(m.initiating, slot)
 			}
 		}
 	}
-	// SAs the manager did not start (start_action, the CLI) belong where
-	// they are.
-	for _, s := range sas {
-		if _, known := m.home[vpn(s)]; !known && s.Parent == 0 {
-			if cur := ifaceOf(s, ifaces); cur != "" {
-				m.home[vpn(s)] = Slot{Iface: cur}
-				if m.p.AllGatewayAddrs {
-					m.home[vpn(s)] = Slot{Iface: cur, Remote: s.Remote}
-				}
-				for slot := range m.initiating {
-					if slot.Iface == cur {
-						delete(m.initiating, slot)
-					}
-				}
-			}
-		}
-	}
+}
+
+// expireInitiations gives up authentications not answered within Retry:
+// their slots are tried again.
+func (m *Manager) expireInitiations(r *round) {
 	for slot, t := range m.initiating {
-		if now.Sub(t) > m.p.Retry {
+		if r.now.Sub(t) > m.p.Retry {
 			delete(m.initiating, slot)
 		}
 	}
-	// An authentication that came up no longer holds its slot (its SA
-	// does, while it lives): when that SA goes, the slot's next VPN may
-	// start at once, not Retry after the first.
+}
+
+// releaseAuthenticatedSlots: an authentication that came up no longer
+// holds its slot (its SA does, while it lives), so when that SA goes the
+// slot's next VPN may start at once, not Retry after the first.
+func (m *Manager) releaseAuthenticatedSlots(r *round) {
 	for k, slot := range m.home {
-		if s, ok := byVPN[k]; ok && s.Established {
+		if s, ok := r.byVPN[k]; ok && s.Established {
 			for is := range m.initiating {
 				if is.Iface == slot.Iface && (is.Remote == slot.Remote || !is.Remote.IsValid()) {
 					delete(m.initiating, is)
@@ -488,53 +591,67 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			}
 		}
 	}
+}
 
-	// VPNs whose interface went away move or go; those whose interface
-	// came back return (RFC 4555 §3.5: we are the MOBIKE initiator).
-	for _, s := range sas {
+// followInterfaces moves or deletes VPNs whose interface went away and
+// returns those whose interface came back (RFC 4555 §3.5: we are the
+// MOBIKE initiator, so we choose the path); transport-mode Child SAs
+// follow their IKE SA's address.
+func (m *Manager) followInterfaces(r *round) {
+	for _, s := range r.sas {
 		slot, ok := m.home[vpn(s)]
 		if !ok || !s.Established {
 			continue
 		}
-		cur := ifaceOf(s, ifaces)
-		_, homeUp := isUsable(slot.Iface)
-		_, curUp := isUsable(cur)
-		switch {
-		case homeUp && cur != slot.Iface && (m.p.MoveBack || !curUp):
-			u, _ := isUsable(slot.Iface)
-			if c := m.move(now, s, u, slot.Remote); c != nil {
-				m.log.Info("interface back: moving its VPN home", "ike", s.ID, "iface", slot.Iface)
-				cmds = append(cmds, c)
-			}
-		case !homeUp && (!m.p.MoveOnDown || !s.MOBIKE || !s.MOBIKEInitiator):
-			// Deleted even when the engine already moved it off the dead
-			// path: that path is where the Delete can still arrive.
-			m.log.Info("interface gone: deleting its VPN", "ike", s.ID, "iface", slot.Iface)
-			cmds = append(cmds, Terminate{ID: s.ID})
-			delete(m.home, vpn(s))
+		if stop := m.followInterface(r, s, slot); stop {
 			continue
-		case !homeUp && !curUp:
-			if len(use) == 0 {
-				continue // nowhere to go; liveness checks decide
-			}
-			if c := m.move(now, s, use[0], netip.Addr{}); c != nil {
-				m.log.Info("interface gone: moving its VPN", "ike", s.ID, "from", slot.Iface, "to", use[0].Name)
-				cmds = append(cmds, c)
-				if !m.p.MoveBack {
-					m.home[vpn(s)] = Slot{Iface: use[0].Name, Remote: slot.Remote}
-				}
+		}
+		r.add(m.transportFollow(r.now, s)...)
+	}
+}
+
+// followInterface applies the interface rules to VPN s at home in slot.
+// stop: nothing more is done with s this round (deleted, or nowhere to
+// go).
+func (m *Manager) followInterface(r *round, s SA, slot Slot) (stop bool) {
+	cur := r.ifaceOf(s)
+	home, homeUp := r.usable(slot.Iface)
+	_, curUp := r.usable(cur)
+	switch {
+	case homeUp && cur != slot.Iface && (m.p.MoveBack || !curUp):
+		// Home is back (MoveBack), or where the VPN is now is gone too.
+		if c := m.move(r.now, s, home, slot.Remote); c != nil {
+			m.log.Info("interface back: moving its VPN home", "ike", s.ID, "iface", slot.Iface)
+			r.add(c)
+		}
+	case !homeUp && (!m.p.MoveOnDown || !s.MOBIKE || !s.MOBIKEInitiator):
+		// Deleted even when the engine already moved it off the dead
+		// path: that path is where the Delete can still arrive.
+		m.log.Info("interface gone: deleting its VPN", "ike", s.ID, "iface", slot.Iface)
+		r.add(Terminate{ID: s.ID})
+		delete(m.home, vpn(s))
+		return true
+	case !homeUp && !curUp:
+		if len(r.use) == 0 {
+			return true // nowhere to go; liveness checks decide
+		}
+		if c := m.move(r.now, s, r.use[0], netip.Addr{}); c != nil {
+			m.log.Info("interface gone: moving its VPN", "ike", s.ID, "from", slot.Iface, "to", r.use[0].Name)
+			r.add(c)
+			if !m.p.MoveBack {
+				m.home[vpn(s)] = Slot{Iface: r.use[0].Name, Remote: slot.Remote}
 			}
 		}
-		cmds = append(cmds, m.transportFollow(now, s)...)
 	}
+	return false
+}
 
-	// Every slot without a VPN gets one: the first by authenticating,
-	// the others by cloning (or, for a peer that cannot clone, by
-	// authenticating again).
-	want := m.slots(use, sas)
+// served are the slots that have a VPN, established or still being set
+// up (home), or an operation under way for one.
+func (m *Manager) served() map[Slot]bool {
 	served := map[Slot]bool{}
 	for _, slot := range m.home {
-		served[slot] = true // established, or still being set up
+		served[slot] = true
 	}
 	for _, q := range m.cloning {
 		for _, p := range q {
@@ -544,16 +661,20 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 	for slot := range m.initiating {
 		served[slot] = true
 	}
-	// A clone without a pending request (one given up after Retry, one
-	// made with the CLI or by the peer) serves a slot that has no VPN.
-	// Otherwise a late answer to our own request is surplus and goes;
-	// anything else belongs where it is, as SAs the manager did not
-	// start do.
-	for _, s := range orphans {
+	return served
+}
+
+// placeOrphanClones: a clone without a pending request (one given up
+// after Retry, one made with the CLI or by the peer) serves a slot that
+// has no VPN. Otherwise a late answer to our own request is surplus and
+// goes (we asked for it, so it is not a VPN the user made); anything else
+// belongs where it is, as SAs the manager did not start do.
+func (m *Manager) placeOrphanClones(r *round, want []Slot, served map[Slot]bool) {
+	for _, s := range r.orphans {
 		if _, going := m.surplus[s.ID]; going {
 			continue
 		}
-		slot := Slot{Iface: ifaceOf(s, ifaces)}
+		slot := Slot{Iface: r.ifaceOf(s)}
 		if m.p.AllGatewayAddrs {
 			slot.Remote = s.Remote
 		}
@@ -574,21 +695,27 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 				continue
 			}
 			served[slot] = true
-			cmds = append(cmds, m.place(now, s, slot, isUsable)...)
+			r.add(m.place(r.now, s, slot, r.usable)...)
 		default:
 			m.log.Info("late clone not needed any more: deleting it", "ike", s.ID, "parent", s.Parent)
-			cmds = append(cmds, Terminate{ID: s.ID})
-			m.surplus[s.ID] = now
+			r.add(Terminate{ID: s.ID})
+			m.surplus[s.ID] = r.now
 		}
 	}
+}
+
+// expireLateClones forgets surplus clones being deleted after Retry (gone
+// by now, or the Delete failed with its SA) and late clone requests after
+// 10 Retry (no answer will come now: the engine gave up).
+func (m *Manager) expireLateClones(r *round) {
 	for id, at := range m.surplus {
-		if now.Sub(at) > m.p.Retry {
-			delete(m.surplus, id) // gone by now, or the Delete failed with its SA
+		if r.now.Sub(at) > m.p.Retry {
+			delete(m.surplus, id)
 		}
 	}
 	for parent, l := range m.late {
-		for len(l) > 0 && now.Sub(l[0]) > 10*m.p.Retry {
-			l = l[1:] // no answer will come now (the engine gave up)
+		for len(l) > 0 && r.now.Sub(l[0]) > 10*m.p.Retry {
+			l = l[1:]
 		}
 		if len(l) == 0 {
 			delete(m.late, parent)
@@ -596,44 +723,49 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 			m.late[parent] = l
 		}
 	}
-	if m.p.Mode == Failover && (len(m.home) > 0 || len(m.initiating) > 0 || len(m.cloning) > 0) {
-		return cmds // one VPN, wherever it is now
-	}
-	base := m.base(sas, use)
-	if m.limit > 0 && len(sas) < m.limit {
+}
+
+// fillEmptySlots gives every slot without a VPN one: the first by
+// authenticating, the others by cloning the base SA (RFC 7791), or, for a
+// peer that cannot clone, by authenticating again. A peer that refused a
+// clone with NO_ADDITIONAL_SAS gets no more until one of the SAs goes
+// (RFC 7791 §5.3). In Failover mode only the first slot is filled.
+func (m *Manager) fillEmptySlots(r *round, want []Slot, served map[Slot]bool) {
+	base := m.base(r.sas, r.use)
+	if m.limit > 0 && len(r.sas) < m.limit {
 		m.limit = 0 // an SA went: the peer may take a clone again
 	}
 	for _, slot := range want {
 		if served[slot] {
 			continue
 		}
-		u, _ := isUsable(slot.Iface)
+		u, _ := r.usable(slot.Iface)
+		local := addrOf(u.Interface, r.gateway)
 		switch {
 		case base == nil && len(m.home) == 0 && len(m.initiating) == 0:
-			m.log.Info("authenticating", "iface", slot.Iface, "local", addrOf(u.Interface, gateway))
-			cmds = append(cmds, Initiate{Slot: slot, Local: addrOf(u.Interface, gateway), Remote: slot.Remote, Iface: slot.Iface})
-			m.initiating[slot] = now
+			m.log.Info("authenticating", "iface", slot.Iface, "local", local)
+			r.add(Initiate{Slot: slot, Local: local, Remote: slot.Remote, Iface: slot.Iface})
+			m.initiating[slot] = r.now
 		case base == nil:
 			// The first authentication is still under way.
 		case m.limit > 0 && base.CloneSupported:
 			// Refused for good (RFC 7791 §5.3): wait for an SA to go.
 		case base.CloneSupported && base.MOBIKE && base.MOBIKEInitiator:
 			m.log.Info("new interface: cloning the IKE SA for it", "iface", slot.Iface, "parent", base.ID)
-			cmds = append(cmds, Clone{ID: base.ID})
-			m.cloning[base.ID] = append(m.cloning[base.ID], pendingClone{slot: slot, at: now, vpn: vpn(*base)})
+			r.add(Clone{ID: base.ID})
+			m.cloning[base.ID] = append(m.cloning[base.ID], pendingClone{slot: slot, at: r.now, vpn: vpn(*base)})
 		default:
 			if !m.noClone {
 				m.noClone = true
 				m.log.Warn("the peer does not offer cloning (no CLONE_IKE_SA_SUPPORTED, or no MOBIKE): authenticating again on every interface", "ike", base.ID)
 			}
-			cmds = append(cmds, Initiate{Slot: slot, Local: addrOf(u.Interface, gateway), Remote: slot.Remote, Iface: slot.Iface})
-			m.initiating[slot] = now
+			r.add(Initiate{Slot: slot, Local: local, Remote: slot.Remote, Iface: slot.Iface})
+			m.initiating[slot] = r.now
 		}
 		if m.p.Mode == Failover {
 			break
 		}
 	}
-	return cmds
 }
 
 // place makes clone s the VPN of slot: it gets its Child SAs and moves

@@ -378,7 +378,7 @@ func (node *Node) EventsOf(k ike.EventKind) []ike.Event {
 func (node *Node) Established() []ike.IKESAInfo {
 	var out []ike.IKESAInfo
 	for _, s := range node.Engine.IKESAs() {
-		if s.State == "ESTABLISHED" {
+		if s.State == ike.StateEstablished {
 			out = append(out, s)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 var mifikeBin string
@@ -86,32 +87,19 @@ func sas(t *testing.T, d *demo.Daemon) []control.SA {
 func vpns(t *testing.T, d *demo.Daemon) map[string]control.SA {
 	out := map[string]control.SA{}
 	for _, s := range sas(t, d) {
-		if s.State != "ESTABLISHED" || len(s.Children) == 0 {
+		if s.State != ike.StateEstablished || len(s.Children) == 0 {
 			continue
 		}
-		k := ifaceOf(s)
+		k := demo.IfaceOf(s)
 		for n := 2; ; n++ {
 			if _, dup := out[k]; !dup {
 				break
 			}
-			k = fmt.Sprintf("%s#%d", ifaceOf(s), n)
+			k = fmt.Sprintf("%s#%d", demo.IfaceOf(s), n)
 		}
 		out[k] = s
 	}
 	return out
-}
-
-func ifaceOf(s control.SA) string {
-	if s.Iface != "" {
-		return s.Iface
-	}
-	local, _ := netip.ParseAddrPort(s.Local)
-	for _, a := range append(demo.UEIfaces, demo.Extra) {
-		if local.Addr().String() == a.Addr {
-			return a.Dev
-		}
-	}
-	return "?" + s.Local
 }
 
 func waitVPNs(t *testing.T, d *demo.Daemon, want []string, timeout time.Duration) map[string]control.SA {

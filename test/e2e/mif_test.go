@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 var all3 = []string{"eth0", "wlan0", "wwan0"}
@@ -58,7 +59,7 @@ func TestUC1Mobility(t *testing.T) {
 	cut := time.Now()
 	if !demo.WaitFor(10*time.Second, func() bool {
 		for _, s := range sas(t, ue) {
-			if s.ID == wlan.ID && ifaceOf(s) == "eth0" {
+			if s.ID == wlan.ID && demo.IfaceOf(s) == "eth0" {
 				return true
 			}
 		}
@@ -79,7 +80,7 @@ func TestUC1Mobility(t *testing.T) {
 	back := time.Now()
 	if !demo.WaitFor(10*time.Second, func() bool {
 		for _, s := range sas(t, ue) {
-			if s.ID == wlan.ID && ifaceOf(s) == "wlan0" {
+			if s.ID == wlan.ID && demo.IfaceOf(s) == "wlan0" {
 				return true
 			}
 		}
@@ -102,7 +103,7 @@ func onIface(t *testing.T, d *demo.Daemon, id uint64, dev string, timeout time.D
 	var found control.SA
 	if !demo.WaitFor(timeout, func() bool {
 		for _, s := range sas(t, d) {
-			if s.ID == id && ifaceOf(s) == dev && s.State == "ESTABLISHED" {
+			if s.ID == id && demo.IfaceOf(s) == dev && s.State == ike.StateEstablished {
 				found = s
 				return true
 			}
@@ -185,7 +186,7 @@ func TestUC1SilentFailure(t *testing.T) {
 	start := time.Now()
 	if !demo.WaitFor(30*time.Second, func() bool {
 		for _, s := range sas(t, ue) {
-			if s.ID == wwan.ID && ifaceOf(s) != "wwan0" {
+			if s.ID == wwan.ID && demo.IfaceOf(s) != "wwan0" {
 				return true
 			}
 		}
@@ -199,7 +200,7 @@ func TestUC1SilentFailure(t *testing.T) {
 		time.Sleep(time.Second)
 		for _, s := range sas(t, ue) {
 			if s.ID == wwan.ID {
-				if ifaceOf(s) == "wwan0" {
+				if demo.IfaceOf(s) == "wwan0" {
 					t.Fatal("the VPN went back onto the silent interface")
 				}
 				pingThrough(t, top, ue, s)
@@ -218,9 +219,9 @@ func TestGatewayMultipleInterfaces(t *testing.T) {
 		got = nil
 		pairs := map[string]bool{}
 		for _, s := range sas(t, ue) {
-			if s.State == "ESTABLISHED" && len(s.Children) > 0 {
+			if s.State == ike.StateEstablished && len(s.Children) > 0 {
 				got = append(got, s)
-				pairs[ifaceOf(s)+">"+s.Remote] = true
+				pairs[demo.IfaceOf(s)+">"+s.Remote] = true
 			}
 		}
 		return len(pairs) == 4
@@ -334,12 +335,12 @@ func TestGatewayLoopbackAddressStays(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for _, s := range sas(t, gw) {
-			if s.State == "ESTABLISHED" && addr(s.Local) != svc {
+			if s.State == ike.StateEstablished && addr(s.Local) != svc {
 				t.Fatalf("%s: the gateway's IKE SA %d is on %s, not on its service address %s:\n%s", when, s.ID, s.Local, svc, gw.Table(context.Background()))
 			}
 		}
 		for _, s := range sas(t, ue) {
-			if s.State == "ESTABLISHED" && addr(s.Remote) != svc {
+			if s.State == ike.StateEstablished && addr(s.Remote) != svc {
 				t.Fatalf("%s: the end user's IKE SA %d goes to %s, not to %s", when, s.ID, s.Remote, svc)
 			}
 		}

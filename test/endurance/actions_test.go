@@ -14,6 +14,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // The disturbances, each once per round in a seeded random order, with
@@ -182,7 +183,7 @@ func (r *run) clone(pick uint64, hold time.Duration) (string, error) {
 	find := func() (control.SA, bool) {
 		sas, _ := r.ue.d.SAs()
 		for _, s := range sas {
-			if !before[s.ID] && s.Parent == parent.ID && s.State == "ESTABLISHED" {
+			if !before[s.ID] && s.Parent == parent.ID && s.State == ike.StateEstablished {
 				return s, true
 			}
 		}
@@ -267,13 +268,8 @@ func (r *run) move(pick, pick2 uint64) (string, error) {
 			return "", fmt.Errorf("IKE SA %d is on %s, none of %v", s.ID, demo.IfaceOf(s), ifaces)
 		}
 		to := ifaces[(from+1+int(pick2%uint64(len(ifaces)-1)))%len(ifaces)]
-		var addr string
-		for _, a := range demo.UEIfaces {
-			if a.Dev == to {
-				addr = a.Addr
-			}
-		}
-		_, err = r.ctl(r.ue, "move", fmt.Sprint(s.ID), "--local", addr+"%"+to)
+		a, _ := demo.AccessOf(to)
+		_, err = r.ctl(r.ue, "move", fmt.Sprint(s.ID), "--local", a.Addr+"%"+to)
 		return fmt.Sprintf("IKE SA %d from %s to %s", s.ID, ifaces[from], to), err
 	})
 }

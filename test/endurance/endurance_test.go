@@ -17,6 +17,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // The run's phases: the daemons rekey on their own during the warm-up,
@@ -500,7 +501,7 @@ func routeCheck(routes []netip.Prefix, sas []control.SA, need func(control.SA) [
 		for _, sel := range need(s) {
 			p := selectorPrefix(sel)
 			any[p] = true
-			if s.State == "ESTABLISHED" && installed(s) {
+			if s.State == ike.StateEstablished && installed(s) {
 				live[p] = true
 			}
 		}
@@ -576,7 +577,7 @@ func states(sas []control.SA, ue bool) string {
 	n := map[string]int{}
 	var ids []string
 	for _, s := range sas {
-		n[s.State]++
+		n[s.State.String()]++
 		where := s.Remote
 		if ue {
 			where = demo.IfaceOf(s)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/ipsec"
 )
 
@@ -147,7 +148,7 @@ const (
 func established(sas []control.SA) []control.SA {
 	var out []control.SA
 	for _, s := range sas {
-		if s.State == "ESTABLISHED" {
+		if s.State == ike.StateEstablished {
 			out = append(out, s)
 		}
 	}

@@ -37,6 +37,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/lab"
 )
 
@@ -286,7 +287,7 @@ func TestHostileStreamRFC7296Section2_21(t *testing.T) {
 	}
 	for _, s := range after {
 		r, _ := netip.ParseAddrPort(s.Remote)
-		if s.State == "ESTABLISHED" && (spoofNet.Contains(r.Addr()) || slices.Contains(attackerAddrs, r.Addr())) {
+		if s.State == ike.StateEstablished && (spoofNet.Contains(r.Addr()) || slices.Contains(attackerAddrs, r.Addr())) {
 			t.Errorf("an IKE SA with the attacker is ESTABLISHED: %+v", s)
 		}
 	}
@@ -385,7 +386,7 @@ func oldSession(t *testing.T, top *demo.Topology, ns string, gw *demo.Daemon) {
 	}
 	if !demo.WaitFor(15*time.Second, func() bool {
 		l, _ := d.SAs()
-		return len(l) == 1 && l[0].SPIi != s.SPIi && l[0].State == "ESTABLISHED" && len(l[0].Children) == 1
+		return len(l) == 1 && l[0].SPIi != s.SPIi && l[0].State == ike.StateEstablished && len(l[0].Children) == 1
 	}) {
 		t.Fatalf("the second client's IKE SA was not rekeyed:\n%s", d.Table(context.Background()))
 	}
@@ -408,7 +409,7 @@ func waitSession(t *testing.T, d *demo.Daemon, timeout time.Duration) control.SA
 	var s control.SA
 	if !demo.WaitFor(timeout, func() bool {
 		l, err := d.SAs()
-		if err != nil || len(l) != 1 || l[0].State != "ESTABLISHED" || len(l[0].Children) == 0 || len(l[0].VirtualIPs) == 0 {
+		if err != nil || len(l) != 1 || l[0].State != ike.StateEstablished || len(l[0].Children) == 0 || len(l[0].VirtualIPs) == 0 {
 			return false
 		}
 		s = l[0]
@@ -430,7 +431,7 @@ func stableSAs(t *testing.T, gw, ue *demo.Daemon) []control.SA {
 		l := sas(t, gw)
 		ok := len(l) == 3
 		for _, s := range l {
-			ok = ok && s.Conn == "roadwarrior" && s.State == "ESTABLISHED" && len(s.Children) == 1 && s.Children[0].State == "INSTALLED"
+			ok = ok && s.Conn == "roadwarrior" && s.State == ike.StateEstablished && len(s.Children) == 1 && s.Children[0].State == "INSTALLED"
 		}
 		k := saKeys(l)
 		stable := ok && slices.Equal(k, last)
@@ -499,7 +500,7 @@ func compareSAs(before, after []control.SA) string {
 	for _, s := range after {
 		// Half-open SAs the stream began are expected, and so is the
 		// new client's (connection second).
-		if s.State != "CONNECTING" && s.Conn != "second" {
+		if s.State != ike.StateConnecting && s.Conn != "second" {
 			established = append(established, s)
 		}
 	}
@@ -532,7 +533,7 @@ func waitVPNs(t *testing.T, d *demo.Daemon, want []string, timeout time.Duration
 	if !demo.WaitFor(timeout, func() bool {
 		got = map[string]control.SA{}
 		for _, s := range sas(t, d) {
-			if s.State == "ESTABLISHED" && len(s.Children) > 0 && len(s.VirtualIPs) > 0 {
+			if s.State == ike.StateEstablished && len(s.Children) > 0 && len(s.VirtualIPs) > 0 {
 				got[demo.IfaceOf(s)] = s
 			}
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
+	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/xfrm"
 )
 
@@ -246,7 +247,7 @@ func waitVPNs(t *testing.T, d *demo.Daemon, timeout time.Duration) map[string]co
 	ok := demo.WaitFor(timeout, func() bool {
 		got = map[string]control.SA{}
 		for _, s := range sas(t, d) {
-			if s.State != "ESTABLISHED" || len(s.Children) == 0 || len(s.VirtualIPs) == 0 {
+			if s.State != ike.StateEstablished || len(s.Children) == 0 || len(s.VirtualIPs) == 0 {
 				continue
 			}
 			for _, a := range demo.UEIfaces {
