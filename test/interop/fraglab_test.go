@@ -69,7 +69,7 @@ func newFragLab(t testing.TB) *fragLab {
 	// (priority -400), so they see the fragments themselves: any IPv4
 	// packet with a fragment offset or More Fragments set, any IPv6 packet
 	// with a Fragment header.
-	nft := fmt.Sprintf(`table inet frg {
+	nft := `table inet frg {
 	chain pre {
 		type filter hook prerouting priority -500; policy accept;
 		ip frag-off & 0x1fff != 0 counter drop comment "v4-offset"
@@ -77,7 +77,7 @@ func newFragLab(t testing.TB) *fragLab {
 		exthdr frag exists counter drop comment "v6-fragment-header"
 	}
 }
-`)
+`
 	cmd := exec.Command("ip", "netns", "exec", l.r, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(nft)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -247,6 +247,31 @@ func strongswanKeyTable(log string) []byte {
 			d["natd_chunk"][:16], d["natd_chunk"][16:32], d["Sk_ei"], d["Sk_er"], d["Sk_ai"], d["Sk_ar"])
 	}
 	return []byte(b.String())
+}
+
+// checkFragmentSizes checks that every IKE Fragment message in the
+// capture (tshark reads the SKF header without keys) is an IP datagram of
+// at most fragmentSize octets, and returns how many there are.
+func checkFragmentSizes(t *testing.T, pcap string) int {
+	t.Helper()
+	out, err := exec.Command("tshark", "-n", "-r", pcap, "-Y", "isakmp.frag.number", "-T", "fields",
+		"-e", "ip.len", "-e", "isakmp.frag.number", "-e", "isakmp.frag.total").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	if len(strings.TrimSpace(string(out))) == 0 {
+		all, _ := exec.Command("tshark", "-n", "-r", pcap).CombinedOutput()
+		t.Fatalf("tshark shows no Encrypted Fragment payload in the capture:\n%s", tail(all, 20))
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if ipLen, _ := strconv.Atoi(f[0]); len(f) != 3 || ipLen > fragmentSize {
+			t.Errorf("fragment %q: an IP datagram above fragment_size %d", line, fragmentSize)
+		}
+		n++
+	}
+	return n
 }
 
 // tsharkFragments has tshark decrypt the capture with the key table and
@@ -441,24 +466,7 @@ func TestFragmentationLab(t *testing.T) {
 	t.Run("capture", func(t *testing.T) {
 		time.Sleep(time.Second) // what dumpcap still buffers
 		capture.stop()
-		out, err := exec.Command("tshark", "-n", "-r", capture.file, "-Y", "isakmp.frag.number", "-T", "fields",
-			"-e", "ip.len", "-e", "isakmp.frag.number", "-e", "isakmp.frag.total").Output()
-		if err != nil {
-			t.Fatalf("tshark: %v", err)
-		}
-		lines := strings.Fields(strings.TrimSpace(string(out)))
-		if len(lines) == 0 {
-			all, _ := exec.Command("tshark", "-n", "-r", capture.file).CombinedOutput()
-			t.Fatalf("tshark shows no Encrypted Fragment payload in the capture:\n%s", tail(all, 20))
-		}
-		n := 0
-		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			f := strings.Fields(line)
-			if ipLen, _ := strconv.Atoi(f[0]); ipLen > fragmentSize {
-				t.Errorf("fragment %s/%s is a %d-octet IP datagram, above fragment_size %d", f[1], f[2], ipLen, fragmentSize)
-			}
-			n++
-		}
+		n := checkFragmentSizes(t, capture.file)
 		t.Logf("tshark: %d IKE Fragment messages, each at most %d octets", n, fragmentSize)
 	})
 
