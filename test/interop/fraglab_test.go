@@ -69,7 +69,7 @@ func newFragLab(t testing.TB) *fragLab {
 	// (priority -400), so they see the fragments themselves: any IPv4
 	// packet with a fragment offset or More Fragments set, any IPv6 packet
 	// with a Fragment header.
-	nft := fmt.Sprintf(`table inet frg {
+	nft := `table inet frg {
 	chain pre {
 		type filter hook prerouting priority -500; policy accept;
 		ip frag-off & 0x1fff != 0 counter drop comment "v4-offset"
@@ -77,7 +77,7 @@ func newFragLab(t testing.TB) *fragLab {
 		exthdr frag exists counter drop comment "v6-fragment-header"
 	}
 }
-`)
+`
 	cmd := exec.Command("ip", "netns", "exec", l.r, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(nft)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -193,11 +193,128 @@ func writeRSAChain(t testing.TB, dir string) {
 // fragCharonConf: fragments of at most fragmentSize octets, and a short
 // retransmission schedule so that an IKE_AUTH lost to the router fails in
 // seconds (1 + 1.8 + 3.2 s).
-func fragCharonConf(dir string) string {
-	return strongswanConf(dir,
+func fragCharonConf(dir string, extra ...string) string {
+	return strongswanConf(dir, append([]string{
 		fmt.Sprintf("    fragment_size = %d", fragmentSize),
 		"    retransmit_timeout = 1",
-		"    retransmit_tries = 2")
+		"    retransmit_tries = 2"}, extra...)...)
+}
+
+// logKeys makes charon log the IKE SA keys (ike level 4) for
+// strongswanKeyTable.
+const logKeys = "    filelog { log { ike = 4 } }"
+
+var (
+	charonDump = regexp.MustCompile(`<[^|>]*\|(\d+)> (natd_chunk|Sk_ei secret|Sk_er secret|Sk_ai secret|Sk_ar secret) => \d+ bytes`)
+	charonHex  = regexp.MustCompile(`<[^|>]*\|(\d+)>\s+\d+: ((?:[0-9A-F]{2} ?)+)`)
+)
+
+// strongswanKeyTable turns a charon log written with logKeys into
+// Wireshark's ikev2_decryption_table for labProposal: per IKE SA, the
+// SPIs from its last NAT-D input (which has both) and SK_e and SK_a of
+// each direction. mifike writes this table itself (keylog).
+func strongswanKeyTable(log string) []byte {
+	type keys struct{ dumps map[string]string }
+	sas := map[string]*keys{}
+	var order []string
+	var cur *keys
+	var name string
+	for _, line := range strings.Split(log, "\n") {
+		if m := charonDump.FindStringSubmatch(line); m != nil {
+			k := sas[m[1]]
+			if k == nil {
+				k = &keys{dumps: map[string]string{}}
+				sas[m[1]] = k
+				order = append(order, m[1])
+			}
+			cur, name = k, strings.Fields(m[2])[0]
+			k.dumps[name] = ""
+			continue
+		}
+		if m := charonHex.FindStringSubmatch(line); m != nil && cur != nil {
+			cur.dumps[name] += strings.ToLower(strings.ReplaceAll(m[2], " ", ""))
+			continue
+		}
+		cur = nil
+	}
+	var b strings.Builder
+	for _, id := range order {
+		d := sas[id].dumps
+		if len(d["natd_chunk"]) < 32 || d["Sk_ei"] == "" || d["Sk_ai"] == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "%s,%s,%s,%s,\"AES-CBC-128 [RFC3602]\",%s,%s,\"HMAC_SHA2_256_128 [RFC4868]\"\n",
+			d["natd_chunk"][:16], d["natd_chunk"][16:32], d["Sk_ei"], d["Sk_er"], d["Sk_ai"], d["Sk_ar"])
+	}
+	return []byte(b.String())
+}
+
+// checkFragmentSizes checks that every IKE Fragment message in the
+// capture (tshark reads the SKF header without keys) is an IP datagram of
+// at most fragmentSize octets, and returns how many there are.
+func checkFragmentSizes(t *testing.T, pcap string) int {
+	t.Helper()
+	out, err := exec.Command("tshark", "-n", "-r", pcap, "-Y", "isakmp.frag.number", "-T", "fields",
+		"-e", "ip.len", "-e", "isakmp.frag.number", "-e", "isakmp.frag.total").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	if len(strings.TrimSpace(string(out))) == 0 {
+		all, _ := exec.Command("tshark", "-n", "-r", pcap).CombinedOutput()
+		t.Fatalf("tshark shows no Encrypted Fragment payload in the capture:\n%s", tail(all, 20))
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if ipLen, _ := strconv.Atoi(f[0]); len(f) != 3 || ipLen > fragmentSize {
+			t.Errorf("fragment %q: an IP datagram above fragment_size %d", line, fragmentSize)
+		}
+		n++
+	}
+	return n
+}
+
+// tsharkFragments has tshark decrypt the capture with the key table and
+// checks that it verifies the ICV of every IKE Fragment message (RFC 7383
+// §2.5: each is protected on its own) and reassembles every fragmented
+// message whole. It returns the fragments, the reassembled messages and
+// the Certificate payloads tshark found in them.
+func tsharkFragments(t *testing.T, pcap string, table []byte, dir string) (fragments, messages, certs int) {
+	t.Helper()
+	conf := filepath.Join(dir, "wireshark")
+	os.MkdirAll(conf, 0o700)
+	if err := os.WriteFile(filepath.Join(conf, "ikev2_decryption_table"), table, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tshark := func(args ...string) string {
+		cmd := exec.Command("tshark", append([]string{"-n", "-r", pcap}, args...)...)
+		cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+conf, "HOME="+dir)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tshark %v: %v", args, err)
+		}
+		return string(out)
+	}
+	v := tshark("-Y", "isakmp.frag.number", "-V")
+	fragments = len(strings.Fields(tshark("-Y", "isakmp.frag.number", "-T", "fields", "-e", "frame.number")))
+	correct, incorrect := strings.Count(v, "[correct]"), strings.Count(v, "[incorrect")
+	if fragments == 0 || correct != fragments || incorrect != 0 {
+		t.Fatalf("tshark verified the ICV of %d of %d IKE Fragment messages (%d incorrect)", correct, fragments, incorrect)
+	}
+	// One line per reassembled message: Total Fragments, the fragments
+	// tshark merged, and the inner Certificate payloads' encodings.
+	for _, line := range strings.Split(strings.TrimSpace(tshark("-Y", "isakmp.fragment.count", "-T", "fields",
+		"-e", "isakmp.frag.total", "-e", "isakmp.fragment.count", "-e", "isakmp.cert.encoding")), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 2 || f[0] != f[1] {
+			t.Fatalf("tshark reassembled %q", line)
+		}
+		messages++
+		if len(f) > 2 && f[2] != "" {
+			certs += len(strings.Split(f[2], ","))
+		}
+	}
+	return fragments, messages, certs
 }
 
 // fragSwanctl is one connection, "lab", between me and the peer at
@@ -211,13 +328,13 @@ func fragSwanctl(me, peer, remote, localNet, remoteNet, fragmentation string) st
  lab {
   version = 2
   remote_addrs = %s
-  proposals = aes128-sha256-x25519,aes256gcm16-prfsha384-ecp384
+  proposals = %s
   fragmentation = %s
   send_certreq = no
   send_cert = always
   local { auth = pubkey
    id = %s
-   certs = %[3]s.crt }
+   certs = %[4]s.crt }
   remote { auth = pubkey
    id = %s
    cacerts = root.crt }
@@ -226,8 +343,13 @@ func fragSwanctl(me, peer, remote, localNet, remoteNet, fragmentation string) st
    esp_proposals = %s } }
  }
 }
-`, remote, fragmentation, me, peer, localNet, remoteNet, espProposals)
+`, remote, labProposal, fragmentation, me, peer, localNet, remoteNet, espProposals)
 }
+
+// labProposal is the IKE proposal of the lab's strongSwan connections:
+// AES-CBC with HMAC, whose fragments carry Padding, and whose names the
+// key table below spells out.
+const labProposal = "aes128-sha256-x25519"
 
 // swanFiles are the credentials of the peer named me: its certificate
 // and key, the intermediate, and the root.
@@ -270,7 +392,7 @@ func TestFragmentationLab(t *testing.T) {
 	confB := func(frag string) string {
 		return fragSwanctl("b.frg.test", "a.frg.test", l.aAddr, l.bNet, l.aNet, frag)
 	}
-	a := startCharonConf(t, l.a, filepath.Join(dir, "swan-a"), fragCharonConf(filepath.Join(dir, "swan-a")), confA("no"), swanFiles(pki, "a.frg.test"))
+	a := startCharonConf(t, l.a, filepath.Join(dir, "swan-a"), fragCharonConf(filepath.Join(dir, "swan-a"), logKeys), confA("no"), swanFiles(pki, "a.frg.test"))
 	b := startCharonConf(t, l.b, filepath.Join(dir, "swan-b"), fragCharonConf(filepath.Join(dir, "swan-b")), confB("no"), swanFiles(pki, "b.frg.test"))
 
 	t.Run("without fragmentation IKE_AUTH is lost", func(t *testing.T) {
@@ -344,24 +466,22 @@ func TestFragmentationLab(t *testing.T) {
 	t.Run("capture", func(t *testing.T) {
 		time.Sleep(time.Second) // what dumpcap still buffers
 		capture.stop()
-		out, err := exec.Command("tshark", "-n", "-r", capture.file, "-Y", "isakmp.frag.number", "-T", "fields",
-			"-e", "ip.len", "-e", "isakmp.frag.number", "-e", "isakmp.frag.total").Output()
-		if err != nil {
-			t.Fatalf("tshark: %v", err)
-		}
-		lines := strings.Fields(strings.TrimSpace(string(out)))
-		if len(lines) == 0 {
-			all, _ := exec.Command("tshark", "-n", "-r", capture.file).CombinedOutput()
-			t.Fatalf("tshark shows no Encrypted Fragment payload in the capture:\n%s", tail(all, 20))
-		}
-		n := 0
-		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			f := strings.Fields(line)
-			if ipLen, _ := strconv.Atoi(f[0]); ipLen > fragmentSize {
-				t.Errorf("fragment %s/%s is a %d-octet IP datagram, above fragment_size %d", f[1], f[2], ipLen, fragmentSize)
-			}
-			n++
-		}
+		n := checkFragmentSizes(t, capture.file)
 		t.Logf("tshark: %d IKE Fragment messages, each at most %d octets", n, fragmentSize)
+	})
+
+	// With the keys, tshark verifies every fragment and reassembles both
+	// IKE_AUTH messages, each with its two certificates: what the final
+	// test checks with mifike's key log.
+	t.Run("tshark reassembles", func(t *testing.T) {
+		table := strongswanKeyTable(a.log())
+		if len(table) == 0 {
+			t.Fatalf("no keys in charon A's log:\n%s", a.logTail(20))
+		}
+		frags, msgs, certs := tsharkFragments(t, capture.file, table, dir)
+		t.Logf("tshark: %d fragments verified, %d messages reassembled with %d certificates", frags, msgs, certs)
+		if msgs != 2 || certs != 4 {
+			t.Fatalf("tshark reassembled %d messages with %d certificates, want both IKE_AUTH messages with two each", msgs, certs)
+		}
 	})
 }
