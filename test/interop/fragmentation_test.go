@@ -41,14 +41,12 @@ connections:
 // TestFragmentationMifikeInitiates: mifike initiates to strongSwan 5.9.8
 // across the router that drops IP fragments (issue 14, RFC 7383).
 func TestFragmentationMifikeInitiates(t *testing.T) {
-	t.Skip("issue 14: waits for the fragmentation unit in the engine")
 	testFragmentationMifike(t, true)
 }
 
 // TestFragmentationStrongSwanInitiates: strongSwan 5.9.8 initiates to
 // mifike across the router that drops IP fragments (issue 14, RFC 7383).
 func TestFragmentationStrongSwanInitiates(t *testing.T) {
-	t.Skip("issue 14: waits for the fragmentation unit in the engine")
 	testFragmentationMifike(t, false)
 }
 
