@@ -51,6 +51,13 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 		ue.DPDDelay, gw.DPDDelay = 30*time.Second, 30*time.Second
 		// A quarter of the seeds check new addresses (RFC 4555 §3.7).
 		gw.ReturnRoutability = seed%4 == 0
+		// A third of the seeds fragment every message over 300-octet IP
+		// datagrams (RFC 7383), so lost, duplicated and reordered
+		// fragments are reassembled, retransmitted and cut again.
+		if seed%3 == 2 {
+			ue.Fragmentation, gw.Fragmentation = true, true
+			ue.FragmentSize, gw.FragmentSize = 300, 300
+		}
 		// Two thirds of the seeds overlap requests (RFC 7296 §2.3): both
 		// sides, or only the gateway stating a window.
 		switch seed % 3 {
