@@ -104,7 +104,9 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 		return nil, err
 	}
 	ecfg := ike.Config{Connections: conns, Rand: rand.Reader, Logger: log, Retransmit: cfg.Retransmit,
-		IKEPort: cfg.IKEPort, NATTPort: cfg.NATTPort, ExportKeys: d.keys != nil}
+		IKEPort: cfg.IKEPort, NATTPort: cfg.NATTPort, ExportKeys: d.keys != nil,
+		PathPolicy: &pathPolicy{manager: func(c string) *manager.Manager { return d.managers[c] },
+			ifaces: func() []manager.Interface { return d.host.Interfaces(d.ownsDevice) }, now: time.Now}}
 	cfg.DoS.Engine(&ecfg)
 	d.engine, err = ike.New(ecfg)
 	if err != nil {
@@ -310,15 +312,8 @@ func (d *Daemon) apply(acts []ike.Action) {
 				}
 			}
 			if a.Kind == ike.EventPathProbe {
-				// The engine gave up this SA's path while the interface
-				// may still be up: the manager decides whether to avoid it.
-				if m := d.managers[a.Conn]; m != nil {
-					for _, s := range d.engine.IKESAs() {
-						if s.ID == a.IKESA {
-							m.PathFailed(time.Now(), s.Lineage)
-						}
-					}
-				}
+				// The manager chose the path (pathPolicy); let it look
+				// at the rest of its VPNs.
 				d.reconcileSoon = true
 			}
 		}

@@ -179,14 +179,20 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes, flaps bo
 	for _, i := range simIfaces {
 		ueAddrs = append(ueAddrs, i.Addrs...)
 	}
-	ueNode, err := net.AddNode("ue", ike.Config{Connections: ueConns}, ueAddrs...)
+	// The end user's engine asks its manager for paths, as the daemon's
+	// does (pathPolicy).
+	var ue *simDaemon
+	ifaces := slices.Clone(simIfaces)
+	policy := &pathPolicy{manager: func(string) *manager.Manager { return ue.mgr },
+		ifaces: func() []manager.Interface { return ifaces }, now: func() time.Time { return net.Now }}
+	ueNode, err := net.AddNode("ue", ike.Config{Connections: ueConns, PathPolicy: policy}, ueAddrs...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gwNode.Do(func(now time.Time) []ike.Action { return gwNode.Engine.SetLocalAddresses(now, []netip.Addr{simGW}) })
 	ueNode.Do(func(now time.Time) []ike.Action { return ueNode.Engine.SetLocalAddresses(now, ueAddrs) })
 	ic := ueCfg.Connections[0].Interfaces
-	ue := &simDaemon{node: ueNode, conn: ueConns[0], mgr: manager.New(manager.Policy{Conn: "office", Use: ic.Use,
+	ue = &simDaemon{node: ueNode, conn: ueConns[0], mgr: manager.New(manager.Policy{Conn: "office", Use: ic.Use,
 		MoveOnDown: true, MoveBack: true, Children: ic.Children, Retry: 20 * time.Second}, nil)}
 
 	start := net.Now
@@ -196,11 +202,9 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes, flaps bo
 		checks   int
 		moves    int
 		failures []string
-		ifaces   = slices.Clone(simIfaces)
 		downIdx  = -1
 		downAt   time.Time
 		calm     time.Time // when the last flap's VPN should be home again
-		seen     int       // engine events looked at
 	)
 	setLink := func(i int, up bool) {
 		ifaces[i].Up = up
@@ -228,17 +232,6 @@ func managedRekeys(t *testing.T, seed uint64, ueLife, gwLife lifetimes, flaps bo
 			case downIdx >= 0 && net.Now.Sub(downAt) >= downFor:
 				setLink(downIdx, true)
 				downIdx, calm = -1, net.Now.Add(backWithin)
-			}
-		}
-		// As Daemon.apply does: the engine's path probes tell the manager
-		// which interface it gave up.
-		for ; seen < len(ueNode.Events); seen++ {
-			if ev := ueNode.Events[seen]; ev.Kind == ike.EventPathProbe {
-				for _, s := range ueNode.Engine.IKESAs() {
-					if s.ID == ev.IKESA {
-						ue.mgr.PathFailed(net.Now, s.Lineage)
-					}
-				}
 			}
 		}
 		sas := managerSAs(ueNode.Engine.IKESAs(), ue.conn.Name)

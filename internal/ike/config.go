@@ -69,6 +69,9 @@ type Config struct {
 	// RetryTemporaryFailure is the base delay before retrying an exchange
 	// refused with TEMPORARY_FAILURE (RFC 7296 §2.25: not immediately).
 	RetryTemporaryFailure time.Duration
+	// PathPolicy decides where an IKE SA goes when it must leave its path
+	// (path.go); nil: DefaultPathPolicy.
+	PathPolicy PathPolicy
 }
 
 // Retransmit is the request retransmission schedule (RFC 7296 §2.4):

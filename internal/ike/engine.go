@@ -51,6 +51,8 @@ type Engine struct {
 	// fragBudget bounds what reassembly of IKE fragments holds over all
 	// IKE SAs (RFC 7383 §5).
 	fragBudget *ikefrag.Budget
+	// pathPolicy chooses paths (path.go).
+	pathPolicy PathPolicy
 }
 
 // Stats counts what an operator wants to graph.
@@ -91,6 +93,10 @@ func New(cfg Config) (*Engine, error) {
 		children: map[uint32]*childSA{}, features: registered, fragBudget: ikefrag.NewBudget(ikefrag.Limits{}),
 		stats: Stats{Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{},
 			NotifiesRecv: map[wire.NotifyType]uint64{}},
+	}
+	e.pathPolicy = cfg.PathPolicy
+	if e.pathPolicy == nil {
+		e.pathPolicy = &DefaultPathPolicy{}
 	}
 	if _, err := io.ReadFull(cfg.Rand, e.cookies.cur[:]); err != nil {
 		return nil, fmt.Errorf("ike: reading randomness: %w", err)

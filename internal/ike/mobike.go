@@ -91,8 +91,8 @@ func (e *Engine) SetLocalAddresses(now time.Time, addrs []netip.Addr) []Action {
 				continue
 			}
 			if !slices.Contains(e.localAddrs, sa.local.Addr()) && len(e.localAddrs) > 0 {
-				if next, ok := sa.candidatePath(); ok {
-					sa.moveTo(next.local, next.remote, "", sa.mobikeInitiator)
+				if next, iface, ok := sa.nextPath(PathAddressGone, 0); ok {
+					sa.moveTo(next.local, next.remote, iface, sa.mobikeInitiator)
 					continue
 				}
 			}
@@ -130,55 +130,19 @@ func (e *Engine) Move(now time.Time, id uint64, local, remote netip.Addr, iface 
 
 type path struct{ local, remote netip.AddrPort }
 
-// candidatePath picks another address pair to try: our usable addresses
-// against the peer's announced ones, same family, the current pair last.
-func (sa *ikeSA) candidatePath() (path, bool) {
-	port := sa.e.cfg.NATTPort
-	remotes := sa.peerAddrs // the peer's list, when it sent one, replaces older knowledge
-	if len(remotes) == 0 {
-		remotes = []netip.Addr{sa.remote.Addr()}
-	}
-	locals := sa.e.localAddrs
-	if len(locals) == 0 {
-		locals = []netip.Addr{sa.local.Addr()}
-	}
-	var cands []path
-	for _, l := range locals {
-		for _, r := range remotes {
-			if l.Is4() != r.Is4() {
-				continue
-			}
-			p := path{netip.AddrPortFrom(l, port), netip.AddrPortFrom(r, port)}
-			if p.local.Addr() == sa.local.Addr() && p.remote.Addr() == sa.remote.Addr() {
-				continue
-			}
-			if !slices.Contains(cands, p) {
-				cands = append(cands, p)
-			}
-		}
-	}
-	if len(cands) == 0 {
-		return path{}, false
-	}
-	// Rotate through the candidates on successive probes.
-	p := cands[sa.probeTries%len(cands)]
-	sa.probeTries++
-	return p, true
-}
-
 // probePath is called on each retransmission: after a few, the MOBIKE
 // initiator tries the next path; outstanding requests follow (§3.5).
 func (sa *ikeSA) probePath(tries int) {
 	if !sa.ext.mobike || !sa.mobikeInitiator || sa.state != stateEstablished || tries < probeAfter {
 		return
 	}
-	next, ok := sa.candidatePath()
+	next, iface, ok := sa.nextPath(PathUnanswered, tries)
 	if !ok {
 		return
 	}
 	sa.e.emit(Event{Kind: EventPathProbe, IKESA: sa.id, Conn: sa.conn.Name,
 		Detail: fmt.Sprintf("no answer on %v - %v, trying %v - %v", sa.local, sa.remote, next.local, next.remote)})
-	sa.moveTo(next.local, next.remote, "", true)
+	sa.moveTo(next.local, next.remote, iface, true)
 }
 
 // moveTo switches the IKE SA to a new path. As MOBIKE initiator it
@@ -316,8 +280,8 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 	case m.notify(wire.NotifyUnacceptableAddresses) != nil, m.notify(wire.NotifyUnexpectedNATDetected) != nil:
 		// §3.5: we may try other addresses; try the next candidate, if any.
 		e.event(sa, EventAddressUpdate, fmt.Sprintf("peer refused %v - %v", t.from.local, t.from.remote))
-		if next, ok := sa.candidatePath(); ok && next != t.from {
-			sa.moveTo(next.local, next.remote, "", true)
+		if next, iface, ok := sa.nextPath(PathRefused, 0); ok && next != t.from {
+			sa.moveTo(next.local, next.remote, iface, true)
 		} else if p := sa.prevPath; p.local.IsValid() {
 			sa.moveTo(p.local, p.remote, "", true) // keep the path that worked
 		}
@@ -496,8 +460,8 @@ func (sa *ikeSA) afterMOBIKEResponse(m *message) {
 		return
 	}
 	if sa.mobikeInitiator && sa.hasAddressList(m) && !m.staleList && !slices.Contains(append(sa.peerAddrs, m.d.Remote.Addr()), sa.remote.Addr()) {
-		if next, ok := sa.candidatePath(); ok {
-			sa.moveTo(next.local, next.remote, "", true)
+		if next, iface, ok := sa.nextPath(PathPeerAddressGone, 0); ok {
+			sa.moveTo(next.local, next.remote, iface, true)
 		}
 	}
 }

@@ -112,7 +112,6 @@ type pathState struct {
 	updateGen             int
 	pendingUpdate         bool
 	confirmedGen          int // the path generation the peer has acknowledged
-	probeTries            int
 	// newestUpdate, newestList: the latest UPDATE_SA_ADDRESSES and
 	// address list taken as MOBIKE responder (§3.5, §3.6).
 	newestUpdate, newestList newestID
@@ -306,6 +305,9 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 	}
 	sa.family.leave(sa)
 	sa.closeReassembly()
+	if f, ok := e.pathPolicy.(interface{ Forget(uint64) }); ok {
+		f.Forget(sa.id)
+	}
 	if s := sa.localSPI(); e.sas[s] == sa {
 		delete(e.sas, s)
 	}

@@ -178,17 +178,10 @@ type Manager struct {
 	// there are fewer (RFC 7791 §5.3: the refusal is permanent until
 	// some SAs with the peer are deleted). 0: no limit known.
 	limit int
-	// The interface each SA used at the last call, and interfaces whose
-	// path the engine gave up on (silent failure: up, but dead) with
-	// when they may be used again; the hold doubles each time.
-	last    map[uint64]string
+	// Interfaces whose path the engine gave up on (silent failure: up,
+	// but dead, NextPath) with when they may be used again; the hold
+	// doubles each time.
 	suspect map[string]holdDown
-	failed  []pathFailure // reported by PathFailed, judged at the next call
-}
-
-type pathFailure struct {
-	iface string
-	vpn   uint64
 }
 
 type holdDown struct {
@@ -258,20 +251,90 @@ func New(p Policy, log *slog.Logger) *Manager {
 	}
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
 		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, late: map[uint64][]time.Time{}, surplus: map[uint64]time.Time{}, moving: map[uint64]moveOp{},
-		replacing: map[uint32]time.Time{}, last: map[uint64]string{}, suspect: map[string]holdDown{}}
+		replacing: map[uint32]time.Time{}, suspect: map[string]holdDown{}}
 }
 
-// PathFailed tells the manager that the engine gave up the path of the
-// VPN with key lineage (its MOBIKE path probing found no answer there
-// after retransmissions, RFC 4555 §3.5) and moved it: the interface it
-// was on is up, but dead, so VPNs stay off it for a while, twice as long
-// each time. Only the engine's own word counts: a move the user asked for
-// (mifike move) or one this manager made says nothing about the path
-// left behind.
-func (m *Manager) PathFailed(now time.Time, lineage uint64) {
-	if iface := m.last[lineage]; iface != "" {
-		m.failed = append(m.failed, pathFailure{iface: iface, vpn: lineage})
+// PathReason is why the engine asks for another path (see NextPath).
+type PathReason uint8
+
+const (
+	PathAddressGone     PathReason = iota + 1 // our address of the path went away
+	PathUnanswered                            // requests unanswered through retransmissions
+	PathRefused                               // the peer refused our update to the path
+	PathPeerAddressGone                       // the peer no longer lists the address we send to
+)
+
+// Path is an address pair and the interface it is pinned to.
+type Path struct {
+	Local, Remote netip.Addr
+	Iface         string
+}
+
+// PathRequest is the engine's question: the VPN (its lineage), why, where
+// it is, and the paths MOBIKE allows.
+type PathRequest struct {
+	Lineage    uint64
+	Reason     PathReason
+	Current    Path
+	Candidates []Path
+}
+
+// NextPath is the engine's path policy for this connection (RFC 4555
+// §3.5: the MOBIKE initiator decides where an SA goes; this is how). The
+// engine asks when it must leave a path, and this is where the manager
+// learns it, not by inferring it afterwards:
+//   - requests unanswered on an interface that is still up is a silent
+//     failure: VPNs stay off that interface for a while, twice as long
+//     each time (ifaces is the host's table now);
+//   - the VPN goes to its home interface if that is usable and not the
+//     one that failed, else to the first usable interface in the
+//     policy's order that is not held down;
+//   - with nowhere good to go it stays and liveness checks decide, except
+//     when its address is gone: then any allowed path, so that at least
+//     the Delete the policy may send next can leave.
+//
+// The move is remembered as the manager's own, so Reconcile does not undo
+// it.
+func (m *Manager) NextPath(now time.Time, ifaces []Interface, q PathRequest) (Path, bool) {
+	cur := q.Current.Iface
+	if cur == "" {
+		for _, i := range ifaces {
+			if slices.Contains(i.Addrs, q.Current.Local) {
+				cur = i.Name
+			}
+		}
 	}
+	if q.Reason == PathUnanswered && cur != "" {
+		for _, i := range ifaces {
+			if i.Name == cur && i.Up && addrOf(i, q.Current.Remote).IsValid() {
+				h := min(max(m.suspect[cur].hold*2, minHold), maxHold)
+				m.suspect[cur] = holdDown{until: now.Add(h), hold: h}
+				m.log.Warn("path over interface failed while it is up; avoiding it for a while", "iface", cur, "vpn", q.Lineage, "for", h)
+			}
+		}
+	}
+	use := slices.DeleteFunc(m.usable(ifaces, q.Current.Remote), func(u usable) bool {
+		return now.Before(m.suspect[u.Name].until) || (u.Name == cur && q.Reason != PathPeerAddressGone)
+	})
+	if home, ok := m.home[q.Lineage]; ok {
+		if i := slices.IndexFunc(use, func(u usable) bool { return u.Name == home.Iface }); i > 0 {
+			use[0], use[i] = use[i], use[0] // home first
+		}
+	}
+	for _, u := range use {
+		for _, c := range q.Candidates {
+			if slices.Contains(u.Addrs, c.Local) {
+				c.Iface = u.Name
+				m.moving[q.Lineage] = moveOp{u.Name, now}
+				m.log.Info("engine asked for a path", "vpn", q.Lineage, "reason", q.Reason, "from", cur, "to", u.Name)
+				return c, true
+			}
+		}
+	}
+	if q.Reason == PathAddressGone && len(q.Candidates) > 0 {
+		return q.Candidates[0], true
+	}
+	return Path{}, false
 }
 
 // CloneRefused tells the manager the peer refused a clone of parent with
@@ -364,8 +427,6 @@ func ifaceOf(s SA, ifaces []Interface) string {
 func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interface, sas []SA) []Command {
 	r := m.newRound(now, gateway, ifaces, sas)
 	m.forgetGoneVPNs(r)
-	m.holdDownSilentFailures(r)
-	m.noteCurrentInterfaces(r)
 	m.expireMoves(r)
 	r.use = m.usableNow(r)
 
@@ -430,38 +491,6 @@ func (m *Manager) forgetGoneVPNs(r *round) {
 		if _, ok := r.byVPN[k]; !ok {
 			delete(m.home, k)
 			delete(m.moving, k)
-		}
-	}
-}
-
-// holdDownSilentFailures judges the paths the engine gave up (PathFailed,
-// RFC 4555 §3.5 path probing) on interfaces that are still up: those are
-// the silent failures (one that went down is simply gone), and VPNs stay
-// off them for a while, twice as long each time.
-func (m *Manager) holdDownSilentFailures(r *round) {
-	for _, f := range m.failed {
-		for _, i := range r.ifaces {
-			if i.Name == f.iface && i.Up && addrOf(i, r.gateway).IsValid() {
-				h := m.suspect[f.iface].hold * 2
-				h = min(max(h, minHold), maxHold)
-				m.suspect[f.iface] = holdDown{until: r.now.Add(h), hold: h}
-				m.log.Warn("path over interface failed while it is up; avoiding it for a while", "iface", f.iface, "vpn", f.vpn, "for", h)
-			}
-		}
-	}
-	m.failed = m.failed[:0]
-}
-
-// noteCurrentInterfaces records where each VPN is now: when the engine
-// reports that it gave up a VPN's path (PathFailed), the interface it
-// gave up is this one.
-func (m *Manager) noteCurrentInterfaces(r *round) {
-	for _, s := range r.sas {
-		m.last[vpn(s)] = r.ifaceOf(s)
-	}
-	for k := range m.last {
-		if _, ok := r.byVPN[k]; !ok {
-			delete(m.last, k)
 		}
 	}
 }

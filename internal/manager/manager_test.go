@@ -250,8 +250,11 @@ func TestSilentFailureHoldDown(t *testing.T) {
 	m.Bind(Slot{Iface: "wlan0"}, 2)
 	ifs := []Interface{eth, wifi}
 	m.Reconcile(t0, gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
-	// The engine's path probing gave up wlan0 and moved SA 2 to eth0.
-	m.PathFailed(t0.Add(time.Second), 2)
+	// The engine's path probing gives up wlan0 and asks where SA 2 goes:
+	// eth0, the one usable interface left (RFC 4555 §3.5).
+	if p, ok := m.NextPath(t0.Add(time.Second), ifs, unanswered(2, wifi)); !ok || p != (Path{Local: eth.Addrs[0], Remote: gw, Iface: "eth0"}) {
+		t.Fatalf("next path %+v %v, want eth0", p, ok)
+	}
 	moved := []SA{sa(1, eth, 0), sa(2, eth, 1)}
 	if got := m.Reconcile(t0.Add(time.Second), gw, ifs, moved); len(got) != 0 {
 		t.Fatalf("moved straight back onto the failed path: %#v", got)
@@ -265,7 +268,7 @@ func TestSilentFailureHoldDown(t *testing.T) {
 	}
 	// It fails again: twice as long this time.
 	m.Reconcile(t0.Add(33*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
-	m.PathFailed(t0.Add(34*time.Second), 2)
+	m.NextPath(t0.Add(34*time.Second), ifs, unanswered(2, wifi))
 	m.Reconcile(t0.Add(34*time.Second), gw, ifs, moved)
 	if got := m.Reconcile(t0.Add(34*time.Second+45*time.Second), gw, ifs, moved); len(got) != 0 {
 		t.Fatalf("the second hold-down did not double: %#v", got)
@@ -413,7 +416,7 @@ func TestLateAndManualClones(t *testing.T) {
 }
 
 // A move the user made (mifike move) is no sign that the interface left
-// behind is dead: only the engine's path probing says so (PathFailed). The
+// behind is dead: only the engine's path probing says so (NextPath). The
 // policy brings the VPN home again at once (found by the endurance test:
 // the interface was avoided for 30 s, then 60 s).
 func TestManualMoveIsNoPathFailure(t *testing.T) {
@@ -429,10 +432,54 @@ func TestManualMoveIsNoPathFailure(t *testing.T) {
 	// A path given up on an interface that has gone down meanwhile is no
 	// silent failure either: when it returns, its VPN goes back.
 	m.Reconcile(t0.Add(2*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)})
-	m.PathFailed(t0.Add(3*time.Second), 2)
+	m.NextPath(t0.Add(3*time.Second), []Interface{eth, down(wifi)}, unanswered(2, wifi))
 	m.Reconcile(t0.Add(3*time.Second), gw, []Interface{eth, down(wifi)}, []SA{sa(1, eth, 0), sa(2, eth, 1)})
 	got = m.Reconcile(t0.Add(4*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, eth, 1)})
 	if !reflect.DeepEqual(got, []Command{Move{ID: 2, Local: wifi.Addrs[0], Remote: gw, Iface: "wlan0"}}) {
 		t.Fatalf("wlan0 back after it went down: %#v", got)
+	}
+}
+
+// unanswered is the engine's question when requests of VPN lineage on
+// interface i went unanswered, with every other address of the test's
+// interfaces as a candidate.
+func unanswered(lineage uint64, i Interface) PathRequest {
+	q := PathRequest{Lineage: lineage, Reason: PathUnanswered, Current: Path{Local: i.Addrs[0], Remote: gw}}
+	for _, o := range []Interface{eth, wifi, lte} {
+		if o.Name != i.Name {
+			q.Candidates = append(q.Candidates, Path{Local: o.Addrs[0], Remote: gw})
+		}
+	}
+	return q
+}
+
+// RFC 4555 §3.5: the engine asks the manager where a VPN goes. Home
+// first when it is usable, then the policy's order, never an interface
+// held down or the one that just failed; with nowhere to go the VPN
+// stays, unless its address is gone.
+func TestNextPath(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	m.Bind(Slot{Iface: "wwan0"}, 3)
+	ifs := []Interface{eth, wifi, lte}
+	// VPN 3 lives on wwan0 but is on eth0 now; eth0 goes silent: home.
+	q := unanswered(3, eth)
+	if p, ok := m.NextPath(t0, ifs, q); !ok || p.Iface != "wwan0" || p.Local != lte.Addrs[0] {
+		t.Fatalf("got %+v %v, want home wwan0", p, ok)
+	}
+	// A VPN without a home goes by the policy's order, skipping eth0,
+	// which is held down now.
+	if p, ok := m.NextPath(t0.Add(time.Second), ifs, unanswered(9, lte)); !ok || p.Iface != "wlan0" {
+		t.Fatalf("got %+v %v, want wlan0 (eth0 held down)", p, ok)
+	}
+	// Only eth0 (held down) left: stay, liveness checks decide.
+	if p, ok := m.NextPath(t0.Add(2*time.Second), []Interface{eth, down(wifi), down(lte)}, unanswered(9, lte)); ok {
+		t.Fatalf("moved to %+v although only a held-down interface is left", p)
+	}
+	// Address gone and nothing good left: any allowed path, for the
+	// Delete the policy may send.
+	q = PathRequest{Lineage: 9, Reason: PathAddressGone, Current: Path{Local: lte.Addrs[0], Remote: gw},
+		Candidates: []Path{{Local: eth.Addrs[0], Remote: gw}}}
+	if p, ok := m.NextPath(t0.Add(3*time.Second), []Interface{eth, down(wifi), down(lte)}, q); !ok || p.Local != eth.Addrs[0] {
+		t.Fatalf("got %+v %v, want the only candidate", p, ok)
 	}
 }
