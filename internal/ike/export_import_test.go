@@ -32,12 +32,19 @@ func exportAll(t *testing.T, l *lab, node *netsim.Node) {
 		}
 		blobs = append(blobs, b)
 	}
+	restartWith(t, node, blobs)
+}
+
+// restartWith restarts node's engine (a fresh one, the same
+// configuration) and imports the exported SAs into it.
+func restartWith(t *testing.T, node *netsim.Node, blobs [][]byte) {
+	t.Helper()
 	node.Restart()
 	for _, b := range blobs {
 		node.Do(func(now time.Time) []ike.Action {
 			_, acts, err := node.Engine.Import(now, b)
 			if err != nil {
-				t.Fatalf("import: %v", err)
+				t.Fatalf("import into the restarted %s: %v", node.Name, err)
 			}
 			return acts
 		})

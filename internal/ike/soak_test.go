@@ -170,16 +170,7 @@ func handOver(t *testing.T, node *netsim.Node) string {
 		}
 		blobs = append(blobs, b)
 	}
-	node.Restart()
-	for _, b := range blobs {
-		node.Do(func(now time.Time) []ike.Action {
-			_, acts, err := node.Engine.Import(now, b)
-			if err != nil {
-				t.Fatalf("import into the restarted %s: %v", node.Name, err)
-			}
-			return acts
-		})
-	}
+	restartWith(t, node, blobs)
 	return "handover"
 }
 

@@ -378,14 +378,7 @@ var splitting = regexp.MustCompile(`splitting IKE message \((\d+) bytes\) into (
 // fragments cannot complete IKE_AUTH without IKE fragmentation, and does
 // with it (RFC 7383), every IKE datagram then within fragment_size.
 func TestFragmentationLab(t *testing.T) {
-	requireRoot(t)
-	requireTools(t, charonPath, "swanctl", "tshark", "nft")
-	l := newFragLab(t)
-	dir := t.TempDir()
-	pki := filepath.Join(dir, "pki")
-	os.MkdirAll(pki, 0o700)
-	writeRSAChain(t, pki)
-	capture := startCapture(t, l.r, "ra", filepath.Join(dir, "ra.pcap"))
+	l, dir, pki, capture := startFragLab(t)
 	confA := func(frag string) string {
 		return fragSwanctl("a.frg.test", "b.frg.test", l.bAddr, l.aNet, l.bNet, frag)
 	}
@@ -484,4 +477,20 @@ func TestFragmentationLab(t *testing.T) {
 			t.Fatalf("tshark reassembled %d messages with %d certificates, want both IKE_AUTH messages with two each", msgs, certs)
 		}
 	})
+}
+
+// startFragLab builds the lab (root, the tools), writes the RSA chain
+// into a fresh directory's pki and starts capturing on the router's side
+// towards A.
+func startFragLab(t *testing.T) (l *fragLab, dir, pki string, c *capture) {
+	requireRoot(t)
+	requireTools(t, charonPath, "swanctl", "tshark", "nft")
+	l = newFragLab(t)
+	dir = t.TempDir()
+	pki = filepath.Join(dir, "pki")
+	if err := os.MkdirAll(pki, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeRSAChain(t, pki)
+	return l, dir, pki, startCapture(t, l.r, "ra", filepath.Join(dir, "ra.pcap"))
 }

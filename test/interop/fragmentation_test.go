@@ -57,14 +57,7 @@ func TestFragmentationStrongSwanInitiates(t *testing.T) {
 // crossed the router, and tshark verifies every fragment and reassembles
 // both messages with mifike's key log.
 func testFragmentationMifike(t *testing.T, mifikeInitiates bool) {
-	requireRoot(t)
-	requireTools(t, charonPath, "swanctl", "tshark", "nft")
-	l := newFragLab(t)
-	dir := t.TempDir()
-	pki := filepath.Join(dir, "pki")
-	os.MkdirAll(pki, 0o700)
-	writeRSAChain(t, pki)
-	capture := startCapture(t, l.r, "ra", filepath.Join(dir, "ra.pcap"))
+	l, dir, pki, capture := startFragLab(t)
 	confB := func(frag string) string {
 		return fragSwanctl("b.frg.test", "a.frg.test", l.aAddr, l.bNet, l.aNet, frag)
 	}
