@@ -164,6 +164,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		ForceEncap:          cc.Encap,
 		Fragmentation:       cc.Fragmentation,
 		FragmentSize:        cc.FragmentSize,
+		NoChildless:         cc.NoChildless,
 		ReturnRoutability:   cc.ReturnRoutability,
 		NoNATT:              cc.NoNATT,
 		Clone:               cc.Clone.Enable,

@@ -170,7 +170,10 @@ type ConnConfig struct {
 	// octets on IPv4 and 1280 on IPv6 (§2.5.1).
 	Fragmentation bool
 	FragmentSize  int
-	Clone         CloneConfig
+	// NoChildless: childless: no, IKE_AUTH without a Child SA neither
+	// offered nor taken as responder (RFC 6023).
+	NoChildless bool
+	Clone       CloneConfig
 	// Interfaces, when set, hands the connection to the multi-interface
 	// manager (it then starts the connection itself).
 	Interfaces *InterfacesConfig

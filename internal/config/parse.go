@@ -53,7 +53,7 @@ var (
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
-			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "fragmentation", "fragment_size", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
+			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "fragmentation", "fragment_size", "childless", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
 			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
 			"signature_auth", "rsa_pss", "prefer", "children"},
 		hints: map[string]string{
@@ -498,6 +498,8 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 	// RFC 7383: on by default, as strongSwan; 0 takes §2.5.1's sizes.
 	c.Fragmentation = f.boolean("fragmentation", true)
 	c.FragmentSize = f.integer("fragment_size", 0, 0, 65535)
+	// RFC 6023: offered and taken by default, as strongSwan's allow.
+	c.NoChildless = !f.boolean("childless", true)
 	if c.FragmentSize != 0 && c.FragmentSize < 576 {
 		f.fail("fragment_size", "the largest IP datagram of an IKE fragment: at least 576 (every IPv4 path carries that), or 0 for 576 on IPv4 and 1280 on IPv6")
 	}

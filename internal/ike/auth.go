@@ -46,7 +46,7 @@ func (t *ikeAuthTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error
 	if sa.onlyChild != nil {
 		cfg = sa.onlyChild
 	}
-	if cfg != nil {
+	if cfg = sa.firstChild(cfg); cfg != nil {
 		t.child = sa.newChildRequest(cfg, nil, false)
 		ps = append(ps, t.child.payloads()...)
 	}

@@ -262,6 +262,9 @@ type Connection struct {
 	// may make (0: 1280 for IPv6 and 576 for IPv4, §2.5.1).
 	Fragmentation bool
 	FragmentSize  int
+	// NoChildless: as responder, do not offer or take an IKE_AUTH
+	// without a Child SA (RFC 6023; strongSwan's childless = never).
+	NoChildless bool
 }
 
 func (e *Engine) remotePort(c *Connection) uint16 {

@@ -33,6 +33,7 @@ var registered = []feature{
 	mobikeFeature{},
 	cloneFeature{},
 	fragmentation{},
+	childless{},
 }
 
 // extensions is what the features negotiated for an IKE SA: set in
@@ -53,6 +54,9 @@ type extensions struct {
 	// fragmentation: both sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383
 	// §2.3).
 	fragmentation bool
+	// childless: the responder sent CHILDLESS_IKEV2_SUPPORTED (RFC 6023
+	// §3); read by the initiator only.
+	childless bool
 }
 
 // initExchange is one IKE_SA_INIT as the features see it: the SPIs as

@@ -73,3 +73,28 @@ func TestRFC3948ForcedEncapsulationOnBothSides(t *testing.T) {
 		}
 	}
 }
+
+// RFC 6023 §3: the responder announces childless IKE_AUTH; an initiator
+// that starts no Child SA then sends IKE_AUTH without one, and the SA
+// comes up without Child SAs. To a responder that did not announce it,
+// the connection's first Child SA rides in IKE_AUTH instead.
+func TestRFC6023ChildlessIKEAuth(t *testing.T) {
+	l := newLab(t, 61, func(ue, gw *ike.Connection, uec, gwc *ike.Config) { ue.Children[0].Start = false })
+	l.initiate()
+	l.net.RunFor(5 * time.Second)
+	ue, gw := l.sa(l.ue), l.sa(l.gw)
+	if len(ue.Children) != 0 || len(gw.Children) != 0 {
+		t.Fatalf("childless IKE_AUTH made Child SAs: ue %d gw %d", len(ue.Children), len(gw.Children))
+	}
+	if countNotify(l.ue, wire.NotifyChildlessIKEv2Supported, false) != 1 {
+		t.Fatal("the responder did not announce CHILDLESS_IKEV2_SUPPORTED")
+	}
+
+	// A responder that does not offer it.
+	l = newLab(t, 62, func(ue, gw *ike.Connection, uec, gwc *ike.Config) { ue.Children[0].Start, gw.NoChildless = false, true })
+	l.initiate()
+	l.net.RunFor(5 * time.Second)
+	if ue := l.sa(l.ue); len(ue.Children) != 1 {
+		t.Fatalf("without the peer's childless support IKE_AUTH carried %d Child SAs, want the first one", len(ue.Children))
+	}
+}

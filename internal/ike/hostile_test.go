@@ -172,7 +172,9 @@ func TestRFC7296Section2_5IKESAInitPayloads(t *testing.T) {
 	if len(raw) != 3 {
 		t.Fatalf("%d answers, want 3", len(raw))
 	}
-	want := []string{"[ SA KE Nonce ]", "[ N(UNSUPPORTED_CRITICAL_PAYLOAD) ]", "[ N(INVALID_MAJOR_VERSION) ]"}
+	// A supporting responder announces childless IKE_AUTH in every
+	// IKE_SA_INIT response (RFC 6023 §3).
+	want := []string{"[ SA KE Nonce N(CHILDLESS_IKEV2_SUPPORTED) ]", "[ N(UNSUPPORTED_CRITICAL_PAYLOAD) ]", "[ N(INVALID_MAJOR_VERSION) ]"}
 	for i, b := range raw {
 		m, err := wire.ParseMessage(b)
 		if err != nil {
