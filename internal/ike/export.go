@@ -324,7 +324,7 @@ func (e *Engine) checkTimes(x *exportedSA) error {
 	deadlines := []time.Time{x.RekeyAt, x.ReauthAt, x.ExpireAt}
 	for _, c := range x.Children {
 		if past(c.Created) {
-			return fmt.Errorf("Child SA %08x created at %v", c.InSPI, c.Created)
+			return fmt.Errorf("the Child SA %08x was created at %v", c.InSPI, c.Created)
 		}
 		deadlines = append(deadlines, c.RekeyAt, c.ExpireAt)
 	}
@@ -483,10 +483,10 @@ func importChild(c *Connection, ch exportedChild) (*childSA, error) {
 	cfg := c.child(ch.Config)
 	n := ch.Proposal
 	if err := checkESPKeys(n, ch.EncIn, ch.IntIn); err != nil {
-		return nil, fmt.Errorf("Child SA %08x inbound: %w", ch.InSPI, err)
+		return nil, fmt.Errorf("the Child SA %08x inbound: %w", ch.InSPI, err)
 	}
 	if err := checkESPKeys(n, ch.EncOut, ch.IntOut); err != nil {
-		return nil, fmt.Errorf("Child SA %08x outbound: %w", ch.InSPI, err)
+		return nil, fmt.Errorf("the Child SA %08x outbound: %w", ch.InSPI, err)
 	}
 	return &childSA{cfg: cfg, state: childInstalled, inSPI: ch.InSPI, outSPI: ch.OutSPI, mode: ch.Mode, neg: n,
 		encIn: ch.EncIn, intIn: ch.IntIn, encOut: ch.EncOut, intOut: ch.IntOut,
