@@ -427,7 +427,7 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
 		e.log.Debug("sending "+resp.String(), "ike", h.id)
 	}
-	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: e.withMarker(d.Local, b)}})
+	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: b}})
 }
 
 func firstPS(m *message) *wire.PuzzleSolution {
@@ -470,7 +470,7 @@ func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte, more ...
 			e.stats.NotifiesSent[n.NotifyType]++
 		}
 	}
-	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: e.withMarker(m.d.Local, b)}})
+	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: b}})
 }
 
 func certReqCAs(cands []*Connection) []*x509.Certificate {
