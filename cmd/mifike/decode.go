@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -34,9 +35,11 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 			status = 1
 			continue
 		}
-		// Port 4500 datagrams start with the 4-octet non-ESP marker (RFC 3948 §2.2).
-		if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
-			b = b[4:]
+		// A port-4500 datagram starts with the non-ESP marker (RFC 3948
+		// §2.2), which the transport's Demux takes off; a bare message
+		// starts with the initiator's SPI, never zero (Demux calls it ESP).
+		if kind, msg := conn.Demux(b); kind == conn.IKE {
+			b = msg
 		}
 		m, err := wire.ParseMessage(b)
 		var crit *wire.UnsupportedCriticalError

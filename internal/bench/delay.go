@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/demo"
 	"github.com/mifike/mifike/internal/lab"
 	"github.com/mifike/mifike/internal/wire"
@@ -162,10 +163,11 @@ func (d *delayLine) count(b []byte, now time.Time) {
 	switch {
 	case sport == 500 || dport == 500:
 	case sport == 4500 || dport == 4500:
-		if len(ike) < 4 || binary.BigEndian.Uint32(ike) != 0 {
+		kind, msg := conn.Demux(ike)
+		if kind != conn.IKE {
 			return
 		}
-		ike = ike[4:]
+		ike = msg
 	default:
 		return
 	}

@@ -369,6 +369,8 @@ func (in *initiator) apply(acts []ike.Action, timer *time.Timer) {
 			if in.bind.Send(a.Data, a.Local, a.Remote, "") == conn.ErrNoSocket {
 				in.bind.Send(a.Data, netip.AddrPortFrom(in.addr, 4500), a.Remote, "")
 			}
+		case ike.SendKeepalive:
+			in.bind.SendKeepalive(a.Local, a.Remote, "")
 		case ike.ArmTimer:
 			timer.Reset(max(time.Until(a.At), 0))
 		case ike.Event:

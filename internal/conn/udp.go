@@ -10,6 +10,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/mifike/mifike/internal/dataplane"
+	"github.com/mifike/mifike/internal/wire"
 )
 
 const (
@@ -183,7 +184,10 @@ func (s *udpSocket) receiveFunc(r *dataplane.BatchReader, off int) ReceiveFunc {
 			case truncated:
 				p.Kind = Truncated
 			case s.natt:
-				p.Kind = classify(b)
+				var msg []byte
+				if p.Kind, msg = Demux(b); p.Kind == IKE {
+					p.Off, p.N = off+len(b)-len(msg), len(msg) // after the marker
+				}
 			default:
 				p.Kind = IKE
 			}
@@ -192,15 +196,34 @@ func (s *udpSocket) receiveFunc(r *dataplane.BatchReader, off int) ReceiveFunc {
 	}
 }
 
-// Send writes b from local (its address chosen through packet info) to
-// remote; a named interface sends it out of that interface whatever the
-// routing table prefers.
-func (u *UDP) Send(b []byte, local, remote netip.AddrPort, iface string) error {
+// Send writes the IKE message msg from local (its address chosen
+// through packet info) to remote, behind the non-ESP marker from a
+// NAT-T socket; a named interface sends it out of that interface
+// whatever the routing table prefers.
+func (u *UDP) Send(msg []byte, local, remote netip.AddrPort, iface string) error {
 	s := u.sock(local)
 	if s == nil {
 		return ErrNoSocket
 	}
-	return s.write(local, remote, ifindex(iface), b)
+	if s.natt {
+		// A copy per IKE message, a few per SA and minute: not a hot
+		// path, and it keeps Send safe to call from any goroutine.
+		msg = AppendIKE(make([]byte, 0, wire.NonESPMarkerLen+len(msg)), msg, true)
+	}
+	return s.write(local, remote, ifindex(iface), msg)
+}
+
+// keepalive is what a NAT keepalive sends; write only reads it.
+var keepalive = []byte{KeepaliveOctet}
+
+// SendKeepalive writes a NAT keepalive, the single octet 0xFF, from
+// local to remote (RFC 3948 §2.3).
+func (u *UDP) SendKeepalive(local, remote netip.AddrPort, iface string) error {
+	s := u.sock(local)
+	if s == nil {
+		return ErrNoSocket
+	}
+	return s.write(local, remote, ifindex(iface), keepalive)
 }
 
 func (s *udpSocket) write(local, remote netip.AddrPort, ifindex int, b []byte) error {

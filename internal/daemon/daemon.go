@@ -266,6 +266,8 @@ func (d *Daemon) apply(acts []ike.Action) {
 		switch a := a.(type) {
 		case ike.Send:
 			d.send(a.Datagram)
+		case ike.SendKeepalive:
+			d.sendErr(d.bind.SendKeepalive(a.Local, a.Remote, a.Iface), a.Local, a.Remote)
 		case ike.ArmTimer:
 			d.timer.Reset(max(time.Until(a.At), 0))
 		case ike.InstallChild:
@@ -320,15 +322,20 @@ func (d *Daemon) apply(acts []ike.Action) {
 	}
 }
 
+// send hands an IKE message to the Bind, which frames it for its port.
 func (d *Daemon) send(dg ike.Datagram) {
-	err := d.bind.Send(dg.Data, dg.Local, dg.Remote, dg.Iface)
+	d.sendErr(d.bind.Send(dg.Data, dg.Local, dg.Remote, dg.Iface), dg.Local, dg.Remote)
+}
+
+// sendErr counts and logs what the Bind could not send.
+func (d *Daemon) sendErr(err error, local, remote netip.AddrPort) {
 	switch {
 	case errors.Is(err, conn.ErrNoSocket):
 		d.stats.sendErrors++
-		d.log.Error("no socket to send from", "local", dg.Local, "remote", dg.Remote)
+		d.log.Error("no socket to send from", "local", local, "remote", remote)
 	case err != nil:
 		d.stats.sendErrors++
-		d.log.Warn("send failed", "local", dg.Local, "remote", dg.Remote, "err", err)
+		d.log.Warn("send failed", "local", local, "remote", remote, "err", err)
 	}
 }
 

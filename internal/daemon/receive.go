@@ -13,8 +13,8 @@ import (
 )
 
 // The receive side: one goroutine per ReceiveFunc of the Bind (one per
-// socket) takes its batches, already sorted into IKE, ESP and keepalives
-// (conn.Bind owns that), hands ESP in UDP to the userspace data plane in
+// socket) takes its batches, already sorted into IKE (without its
+// non-ESP marker), ESP and keepalives (conn.Bind owns that), hands ESP in UDP to the userspace data plane in
 // place, drops what the engine would drop from the datagram alone
 // (ike.Precheck) without copying it, and queues the rest to the event
 // loop in pooled buffers. Nothing is allocated per datagram once the
@@ -96,6 +96,9 @@ func (d *Daemon) read(recv conn.ReceiveFunc) {
 			case conn.Truncated:
 				d.rxStats.drop(ike.DropTruncated)
 				continue
+			case conn.NoMarker:
+				d.rxStats.drop(ike.DropNoMarker) // RFC 3948 §2.2
+				continue
 			case conn.Keepalive:
 				d.rxStats.keepalives.Add(1) // keepalives carry no liveness (RFC 3948 §2.3)
 				continue
@@ -114,7 +117,7 @@ func (d *Daemon) read(recv conn.ReceiveFunc) {
 				continue
 			}
 			b := p.Data()
-			if why := ike.Precheck(b, p.NATT); why != ike.DropNone {
+			if why := ike.Precheck(b); why != ike.DropNone {
 				d.rxStats.drop(why)
 				continue
 			}

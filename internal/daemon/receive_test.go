@@ -175,6 +175,10 @@ func TestReceivePathAllocatesNothingPerDrop(t *testing.T) {
 		{"unknown-spi/500", false, unknownSPI, ike.DropUnknownSPI},
 		{"garbage/4500", true, marker(garbage), ike.DropVersion},
 		{"unknown-spi/4500", true, marker(unknownSPI), ike.DropUnknownSPI},
+		// RFC 3948 §2.2: too short for an SPI or the non-ESP marker,
+		// and no keepalive. The Bind sorts it out (conn.NoMarker); the
+		// engine, which once dropped it itself, never sees a marker.
+		{"no-marker/4500", true, []byte{1, 2}, ike.DropNoMarker},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d, conn, handled := floodDaemon(t, c.natt)

@@ -8,11 +8,18 @@ import (
 	"github.com/mifike/mifike/internal/wire"
 )
 
-// Datagram is one UDP payload with its addresses, as seen by the engine:
-// on port 4500 it includes the non-ESP marker (RFC 3948 §2.2).
+// Datagram is one IKE message with its addresses, in either direction.
+// Data is the message alone, from its IKE header on: where IKE shares
+// the NAT-T port with ESP, the transport (internal/conn) takes the
+// non-ESP marker off what it receives and puts it before what it sends
+// (RFC 3948 §2.2), so the engine never adds or checks one. Local's port
+// still says where a message arrived or leaves (IKE or NAT-T port).
 type Datagram struct {
 	Local, Remote netip.AddrPort
-	Data          []byte
+	// Data may be the engine's own (a request it retransmits, a
+	// response it caches): a driver reads it and must not change it.
+	// Receive does not keep what it is given.
+	Data []byte
 	// Iface, when set on a Send, pins the datagram to that interface
 	// whatever the routing table says (a path chosen by MOBIKE).
 	Iface string
@@ -21,8 +28,20 @@ type Datagram struct {
 // Action is something the engine asks its driver to do.
 type Action interface{ isAction() }
 
-// Send transmits a datagram from Local to Remote.
+// Send transmits an IKE message from Local to Remote; the transport
+// frames it for Local's port.
 type Send struct{ Datagram }
+
+// SendKeepalive asks for a NAT keepalive from Local to Remote (RFC 3948
+// §2.3, RFC 7296 §2.23). It is not a Send of the octet 0xFF: a keepalive
+// is no IKE message, and only the transport knows how to write one (the
+// single octet 0xFF on UDP, with no marker; nothing on a TCP stream,
+// which keeps its NAT mapping by itself, RFC 9329). So a Send always
+// carries an IKE message that the transport frames without looking at it.
+type SendKeepalive struct {
+	Local, Remote netip.AddrPort
+	Iface         string
+}
 
 // InstallChild installs both directions of a Child SA in the data plane.
 type InstallChild struct{ SA ChildSA }
@@ -63,12 +82,13 @@ type Event struct {
 	Detail string
 }
 
-func (Send) isAction()         {}
-func (InstallChild) isAction() {}
-func (UpdateChild) isAction()  {}
-func (DeleteChild) isAction()  {}
-func (ArmTimer) isAction()     {}
-func (Event) isAction()        {}
+func (Send) isAction()          {}
+func (SendKeepalive) isAction() {}
+func (InstallChild) isAction()  {}
+func (UpdateChild) isAction()   {}
+func (DeleteChild) isAction()   {}
+func (ArmTimer) isAction()      {}
+func (Event) isAction()         {}
 
 // EventKind names an observable state change.
 type EventKind int

@@ -268,133 +268,217 @@ func (sa *ikeSA) respondCreateChild(m *message) {
 	sa.respondChild(m, nonce)
 }
 
+// respondChild answers a CREATE_CHILD_SA request for a new Child SA
+// (§1.3.1) or a Child SA rekey (§1.3.3). The steps, in order, are the
+// methods of childResponder; each refuses the request with the notify
+// its section names, and only a request that passes them all makes a
+// Child SA, installed once the response is sent.
 func (sa *ikeSA) respondChild(m *message, nonce *wire.Nonce) {
-	e := sa.e
-	// While the IKE SA is being rekeyed or deleted no new Child SA
-	// (§2.25 table).
-	if sa.state != stateEstablished || sa.ikeRekeyInFlight() {
-		sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
-		return
+	r := &childResponder{sa: sa, m: m, ni: nonce.Data}
+	if r.ikeSAReady() &&
+		r.findRekeyed() &&
+		r.underFamilyLimit() &&
+		r.assignVirtualIP() &&
+		r.negotiate() &&
+		r.exchangeKE() {
+		r.sendResponse()
+		r.supersedeRekeyed()
+		r.c.install()
 	}
-	var rekey *childSA
-	if n := m.notify(wire.NotifyRekeySA); n != nil {
-		if len(n.SPI) != 4 || (n.Protocol != wire.ProtoESP && n.Protocol != wire.ProtoAH) {
-			sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
-			e.destroy(sa, "malformed REKEY_SA")
-			return
-		}
-		spi := binary.BigEndian.Uint32(n.SPI)
-		rekey = sa.childByOutSPI(spi)
-		if rekey == nil && sa.childRequestInFlight() {
-			// The SA may be the one our outstanding request is about to
-			// create (the peer answered it, we have not seen the answer):
-			// "not found" would be final, so ask for a retry (§2.25).
-			sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
-			return
-		}
-		if rekey == nil {
-			// §2.25: answer with the SPI copied from REKEY_SA.
-			sa.respond(m, []wire.Payload{&wire.Notify{Protocol: n.Protocol, SPI: n.SPI, NotifyType: wire.NotifyChildSANotFound}})
-			return
-		}
-		switch rekey.state {
-		case childDeleting, childRekeyed, childGone:
-			sa.respond(m, errorNotify(wire.NotifyTemporaryFailure, nil))
-			return
-		}
+}
+
+// childResponder is what the responder knows while it answers one
+// CREATE_CHILD_SA request for a Child SA; it is dropped with the
+// request, and what stays is the Child SA it installs.
+type childResponder struct {
+	sa *ikeSA
+	m  *message
+	ni []byte
+
+	rekey   *childSA // the Child SA REKEY_SA names; nil for a new one
+	cpReply *wire.CP // the virtual IPs assigned, if asked for
+	nr      []byte
+	ps      []wire.Payload // SAr and the TS (acceptChild)
+	c       *childSA       // the new Child SA
+	ke      *wire.KE       // KEr, with PFS
+}
+
+// refuse answers the request with the error notify t.
+func (r *childResponder) refuse(t wire.NotifyType, data []byte) {
+	r.sa.respond(r.m, errorNotify(t, data))
+}
+
+// ikeSAReady refuses with TEMPORARY_FAILURE while the IKE SA is being
+// rekeyed or deleted: no new Child SA then (§2.25 table).
+func (r *childResponder) ikeSAReady() bool {
+	if r.sa.state != stateEstablished || r.sa.ikeRekeyInFlight() {
+		r.refuse(wire.NotifyTemporaryFailure, nil)
+		return false
 	}
-	if rekey == nil && sa.conn.MaxChildSAs > 0 && sa.family != nil && sa.family.children() >= sa.conn.MaxChildSAs {
-		// The cap counts the Child SAs of all the user's IKE SAs (RFC 7791 §8).
-		sa.respond(m, errorNotify(wire.NotifyNoAdditionalSAs, nil))
-		return
+	return true
+}
+
+// findRekeyed finds the Child SA that REKEY_SA names, if any (§1.3.3).
+// One we do not have is CHILD_SA_NOT_FOUND, unless our own request in
+// flight may be creating it, and one on its way out is TEMPORARY_FAILURE
+// (§2.25). A malformed REKEY_SA ends the IKE SA (INVALID_SYNTAX).
+func (r *childResponder) findRekeyed() bool {
+	sa := r.sa
+	n := r.m.notify(wire.NotifyRekeySA)
+	if n == nil {
+		return true
 	}
-	var cpReply *wire.CP
-	if cp, ok := wire.First[*wire.CP](m.payloads); ok && rekey == nil && cp.CFGType == wire.CFGRequest && len(sa.conn.Pools) > 0 {
-		// §2.19: an address in any Child SA request. A clone gets its
-		// own (RFC 7791 App. A.3); an SA that has its own keeps them.
-		if sa.vipsInherited || len(sa.remoteVIPs) == 0 {
-			old := sa.remoteVIPs
-			sa.remoteVIPs = nil
-			reply, nt := sa.assignVIPs(cp, fmt.Sprintf("%s#%d", sa.peerIdentity(), sa.id))
-			if nt != 0 {
-				sa.remoteVIPs = old
-				sa.respond(m, errorNotify(nt, nil))
-				return
-			}
-			sa.vipsInherited = false
-			cpReply = reply
-			e.event(sa, EventVirtualIP, fmt.Sprint(sa.remoteVIPs))
-		} else {
-			cpReply = vipReply(sa.remoteVIPs)
-		}
+	if len(n.SPI) != 4 || (n.Protocol != wire.ProtoESP && n.Protocol != wire.ProtoAH) {
+		r.refuse(wire.NotifyInvalidSyntax, nil)
+		sa.e.destroy(sa, "malformed REKEY_SA")
+		return false
 	}
-	var gir []byte
-	var kePayload *wire.KE
-	var dh *ikecrypto.DH
-	ke, hasKE := wire.First[*wire.KE](m.payloads)
-	nr := e.nonce()
-	ps, c, nt := sa.acceptChild(m, nonce.Data, nr, nil, rekey)
-	if nt == 0 && c.neg.DH != 0 {
-		// PFS (§1.3.1): the KE must be in the chosen group.
-		if !hasKE || ke.Group != c.neg.DH {
-			e.releaseChildSPI(c.inSPI)
-			sa.respond(m, errorNotify(wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(c.neg.DH))))
-			return
-		}
-		var err error
-		if dh, err = ikecrypto.NewDH(c.neg.DH, e.cfg.Rand); err == nil {
-			gir, err = dh.Shared(ke.Data)
-		}
-		if err != nil {
-			// RFC 6989 §2.5: a bad KE in a request is INVALID_SYNTAX,
-			// which ends the IKE SA.
-			e.releaseChildSPI(c.inSPI)
-			sa.respond(m, errorNotify(wire.NotifyInvalidSyntax, nil))
-			e.destroy(sa, "invalid KE public value in CREATE_CHILD_SA")
-			return
-		}
-		if err := c.deriveKeys(nonce.Data, nr, gir, false); err != nil {
-			e.releaseChildSPI(c.inSPI)
-			sa.respond(m, errorNotify(wire.NotifyNoProposalChosen, nil))
-			return
-		}
-		kePayload = &wire.KE{Group: c.neg.DH, Data: dh.Public()}
+	r.rekey = sa.childByOutSPI(binary.BigEndian.Uint32(n.SPI))
+	if r.rekey == nil && sa.childRequestInFlight() {
+		// The SA may be the one our outstanding request is about to
+		// create (the peer answered it, we have not seen the answer):
+		// "not found" would be final, so ask for a retry (§2.25).
+		r.refuse(wire.NotifyTemporaryFailure, nil)
+		return false
 	}
+	if r.rekey == nil {
+		// §2.25: answer with the SPI copied from REKEY_SA.
+		sa.respond(r.m, []wire.Payload{&wire.Notify{Protocol: n.Protocol, SPI: n.SPI, NotifyType: wire.NotifyChildSANotFound}})
+		return false
+	}
+	switch r.rekey.state {
+	case childDeleting, childRekeyed, childGone:
+		r.refuse(wire.NotifyTemporaryFailure, nil)
+		return false
+	}
+	return true
+}
+
+// underFamilyLimit refuses a new Child SA with NO_ADDITIONAL_SAS when
+// the cap, which counts the Child SAs of all the user's IKE SAs, is
+// reached (RFC 7791 §8). A rekey replaces one and is not counted.
+func (r *childResponder) underFamilyLimit() bool {
+	sa := r.sa
+	if r.rekey == nil && sa.conn.MaxChildSAs > 0 && sa.family != nil && sa.family.children() >= sa.conn.MaxChildSAs {
+		r.refuse(wire.NotifyNoAdditionalSAs, nil)
+		return false
+	}
+	return true
+}
+
+// assignVirtualIP answers a CP request of a new Child SA (§2.19: an
+// address in any Child SA request). A clone gets its own (RFC 7791 App.
+// A.3); an SA that has its own keeps them.
+func (r *childResponder) assignVirtualIP() bool {
+	sa := r.sa
+	cp, ok := wire.First[*wire.CP](r.m.payloads)
+	if !ok || r.rekey != nil || cp.CFGType != wire.CFGRequest || len(sa.conn.Pools) == 0 {
+		return true
+	}
+	if !sa.vipsInherited && len(sa.remoteVIPs) > 0 {
+		r.cpReply = vipReply(sa.remoteVIPs)
+		return true
+	}
+	old := sa.remoteVIPs
+	sa.remoteVIPs = nil
+	reply, nt := sa.assignVIPs(cp, fmt.Sprintf("%s#%d", sa.peerIdentity(), sa.id))
 	if nt != 0 {
-		if nt == wire.NotifyInvalidSyntax {
-			sa.respond(m, errorNotify(nt, nil))
-			e.destroy(sa, "malformed CREATE_CHILD_SA request")
-			return
-		}
-		sa.respond(m, errorNotify(nt, nil))
+		sa.remoteVIPs = old
+		r.refuse(nt, nil)
+		return false
+	}
+	sa.vipsInherited = false
+	r.cpReply = reply
+	sa.e.event(sa, EventVirtualIP, fmt.Sprint(sa.remoteVIPs))
+	return true
+}
+
+// negotiate picks the child config, narrows the selectors (§2.9) and
+// selects the proposal (acceptChild). A malformed request ends the IKE
+// SA (INVALID_SYNTAX); any other refusal is answered and nothing more.
+func (r *childResponder) negotiate() bool {
+	sa := r.sa
+	r.nr = sa.e.nonce()
+	var nt wire.NotifyType
+	r.ps, r.c, nt = sa.acceptChild(r.m, r.ni, r.nr, nil, r.rekey)
+	if nt == 0 {
+		return true
+	}
+	r.refuse(nt, nil)
+	if nt == wire.NotifyInvalidSyntax {
+		sa.e.destroy(sa, "malformed CREATE_CHILD_SA request")
+	}
+	return false
+}
+
+// exchangeKE does the Diffie-Hellman of PFS (§1.3.1) when the chosen
+// proposal has a group: KEi must be in it (else INVALID_KE_PAYLOAD), its
+// public value valid (RFC 6989 §2.5: else INVALID_SYNTAX, which ends the
+// IKE SA), and the keys are derived again with g^ir (§2.17).
+func (r *childResponder) exchangeKE() bool {
+	sa, e, c := r.sa, r.sa.e, r.c
+	if c.neg.DH == 0 {
+		return true
+	}
+	ke, ok := wire.First[*wire.KE](r.m.payloads)
+	if !ok || ke.Group != c.neg.DH {
+		e.releaseChildSPI(c.inSPI)
+		r.refuse(wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(c.neg.DH)))
+		return false
+	}
+	dh, err := ikecrypto.NewDH(c.neg.DH, e.cfg.Rand)
+	var gir []byte
+	if err == nil {
+		gir, err = dh.Shared(ke.Data)
+	}
+	if err != nil {
+		e.releaseChildSPI(c.inSPI)
+		r.refuse(wire.NotifyInvalidSyntax, nil)
+		e.destroy(sa, "invalid KE public value in CREATE_CHILD_SA")
+		return false
+	}
+	if err := c.deriveKeys(r.ni, r.nr, gir, false); err != nil {
+		e.releaseChildSPI(c.inSPI)
+		r.refuse(wire.NotifyNoProposalChosen, nil)
+		return false
+	}
+	r.ke = &wire.KE{Group: c.neg.DH, Data: dh.Public()}
+	return true
+}
+
+// sendResponse answers with [CP], SAr, Nr, [KEr] and the TS (§1.3.1).
+func (r *childResponder) sendResponse() {
+	var out []wire.Payload
+	if r.cpReply != nil {
+		out = append(out, r.cpReply)
+	}
+	out = append(out, r.ps[0], &wire.Nonce{Data: r.nr})
+	if r.ke != nil {
+		out = append(out, r.ke)
+	}
+	out = append(out, r.ps[1:]...)
+	r.sa.respond(r.m, out)
+}
+
+// supersedeRekeyed links a rekeyed Child SA to its successor (§2.8): it
+// is replaced, or, while our own rekey of it is in flight, keeps the
+// peer's result and nonces for the tie-break (§2.8.1).
+func (r *childResponder) supersedeRekeyed() {
+	rekey, c := r.rekey, r.c
+	if rekey == nil {
 		return
 	}
-	var out []wire.Payload
-	if cpReply != nil {
-		out = append(out, cpReply)
+	if rekey.state != childGone {
+		c.replaces = rekey // until rekey goes (remove cuts the link)
 	}
-	out = append(out, ps[0], &wire.Nonce{Data: nr})
-	if kePayload != nil {
-		out = append(out, kePayload)
+	if rekey.state == childRekeying {
+		rekey.peerRekey = c
+		rekey.peerNonces = [2][]byte{bytes.Clone(r.ni), r.nr}
+	} else {
+		rekey.state = childRekeyed
+		rekey.replacedBy = c
+		rekey.rekeyT.cancel()
 	}
-	out = append(out, ps[1:]...)
-	sa.respond(m, out)
-	if rekey != nil {
-		if rekey.state != childGone {
-			c.replaces = rekey // until rekey goes (remove cuts the link)
-		}
-		if rekey.state == childRekeying {
-			// Our own rekey of this SA is in flight: remember the peer's
-			// result and nonces for the §2.8.1 tie-break.
-			rekey.peerRekey = c
-			rekey.peerNonces = [2][]byte{bytes.Clone(nonce.Data), nr}
-		} else {
-			rekey.state = childRekeyed
-			rekey.replacedBy = c
-			rekey.rekeyT.cancel()
-		}
-	}
-	c.install()
 }
 
 // childRequestInFlight reports a request of ours whose answer may create

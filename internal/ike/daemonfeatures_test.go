@@ -11,12 +11,18 @@ import (
 
 // RFC 3948 §2.3: behind a NAT, a one-octet 0xFF keepalive goes out when
 // nothing else was sent for 20 s; the host not behind a NAT sends none.
+// The engine asks for them (ike.SendKeepalive); netsim's transport puts
+// the one octet on the wire, and the gateway's transport keeps them from
+// its engine.
 func TestRFC3948Section2_3NATKeepalive(t *testing.T) {
 	l := newLab(t, 70, nil)
 	l.net.AddNAT(ueAddr, netip.MustParseAddr("203.0.113.7"))
 	var ka, gwKa int
 	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
-		if len(d.Data) == 1 && d.Data[0] == 0xff {
+		if m.Keepalive {
+			if m.Wire != 1 || d.Local.Port() != 4500 {
+				t.Errorf("keepalive of %d octets from %v, want 1 from port 4500", m.Wire, d.Local)
+			}
 			if from == l.ue {
 				ka++
 			} else {
@@ -26,9 +32,14 @@ func TestRFC3948Section2_3NATKeepalive(t *testing.T) {
 		return netsim.Deliver
 	}
 	l.up()
+	dropped := l.gw.Engine.Stats().Dropped
 	l.net.RunFor(61 * time.Second)
 	if ka != 3 || gwKa != 0 {
 		t.Fatalf("keepalives ue %d gw %d, want 3 and 0", ka, gwKa)
+	}
+	if l.gw.KeepalivesIn != 3 || l.ue.KeepalivesIn != 0 || l.gw.Engine.Stats().Dropped != dropped {
+		t.Fatalf("keepalives in: gw %d ue %d, gateway engine dropped %d; want 3, 0, and none reaching the engine",
+			l.gw.KeepalivesIn, l.ue.KeepalivesIn, l.gw.Engine.Stats().Dropped-dropped)
 	}
 	l.settle(time.Second)
 }

@@ -25,7 +25,11 @@ const (
 	// DropQueueFull: the driver's queue to the engine was full (a
 	// flood); counted by the driver.
 	DropQueueFull
-	DropNoMarker      // on the NAT-T port without the non-ESP marker (RFC 3948 §2.2)
+	// DropNoMarker: on the NAT-T port, neither IKE behind its non-ESP
+	// marker, ESP, nor a keepalive (RFC 3948 §2.2). The engine never
+	// sees such a datagram: the transport sorts it out (conn.NoMarker)
+	// and drivers count it with this reason.
+	DropNoMarker
 	DropShort         // shorter than the IKE header
 	DropLength        // the header's Length disagrees with the datagram
 	DropVersion       // IKE major version other than 2 (§2.5)
@@ -146,9 +150,8 @@ func (e *Engine) drop(r DropReason, w dropped) {
 	e.log.LogAttrs(ctx, slog.LevelDebug, "dropped message", attrs...)
 }
 
-// inspected is a datagram that passed inspect: its IKE message (after
-// any non-ESP marker, still in the driver's buffer), header, and where
-// its Encrypted payload is.
+// inspected is a datagram that passed inspect: its IKE message (still
+// in the driver's buffer), header, and where its Encrypted payload is.
 type inspected struct {
 	ike    []byte
 	h      wire.Header
@@ -156,19 +159,10 @@ type inspected struct {
 	skType wire.PayloadType
 }
 
-// inspect makes the checks that need no state: the non-ESP marker on the
-// NAT-T port, the IKE header, the framing of the payload chain, and the
-// header fields each kind of message must have. It allocates nothing.
-func inspect(data []byte, natt bool) (in inspected, r DropReason) {
-	b := data
-	if natt {
-		// On the NAT-T port IKE follows a non-ESP marker (RFC 3948 §2.2);
-		// anything else is ESP or a keepalive, not ours.
-		if len(b) < nonESPMarkerLen || b[0]|b[1]|b[2]|b[3] != 0 {
-			return in, DropNoMarker
-		}
-		b = b[nonESPMarkerLen:]
-	}
+// inspect makes the checks that need no state: the IKE header, the
+// framing of the payload chain, and the header fields each kind of
+// message must have. It allocates nothing.
+func inspect(b []byte) (in inspected, r DropReason) {
 	in.ike = b
 	var hc wire.HeaderCheck
 	in.h, hc = wire.DecodeHeader(b)
@@ -221,10 +215,10 @@ func (in *inspected) answersVersion() bool {
 // and why: the checks of inspect, which need no engine state. A driver
 // may run it where datagrams are read, before copying or queueing them,
 // and count what fails under the reason (the engine does not see it).
-// Receive makes the same checks again. natt says the datagram came to
-// the NAT-T port, where IKE follows a non-ESP marker.
-func Precheck(data []byte, natt bool) DropReason {
-	in, r := inspect(data, natt)
+// Receive makes the same checks again. data is the IKE message, as
+// Datagram.Data: the transport already took off any non-ESP marker.
+func Precheck(data []byte) DropReason {
+	in, r := inspect(data)
 	if r == DropVersion && in.answersVersion() {
 		return DropNone // the engine answers it
 	}

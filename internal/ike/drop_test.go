@@ -47,7 +47,10 @@ func sends(acts []ike.Action) []ike.Datagram {
 // IKE proposal and returns the gateway's engine with a datagram of every
 // kind that must be dropped: garbage on both ports, bad headers, unknown
 // SPIs, and messages on the live SA outside its window, failing
-// integrity, or answering nothing.
+// integrity, or answering nothing. Every datagram is an IKE message as
+// the transport hands it over, without a non-ESP marker on the NAT-T
+// port: a missing marker never reaches the engine (conn's
+// TestDemuxRFC3948, the daemon's TestReceivePathAllocatesNothingPerDrop).
 func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.Engine, []dropCase) {
 	tb.Helper()
 	p := newPairLog(tb, func(ue, gw *ike.Connection) {
@@ -108,15 +111,9 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		MajorVersion: 2, Exchange: wire.Informational, Flags: wire.FlagInitiator, MessageID: 1}
 
 	req := pending[0]
-	// off is where the IKE header starts: after the non-ESP marker on
-	// the NAT-T port (RFC 3948 §2.2).
-	off := 0
-	if req.Local.Port() != 500 {
-		off = 4
-	}
 	mutate := func(d ike.Datagram, f func(ike []byte)) ike.Datagram {
 		d.Data = append([]byte(nil), d.Data...)
-		f(d.Data[off:])
+		f(d.Data)
 		return d
 	}
 	gw500, gw4500 := netip.AddrPortFrom(gwAddr, 500), netip.AddrPortFrom(gwAddr, 4500)
@@ -128,7 +125,7 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		for i := range b {
 			b[i] = byte(rnd.Uint32())
 		}
-		b[0] |= 1 // never a non-ESP marker, never a zero SPI
+		b[0] |= 1 // never a zero SPI
 		return b
 	}
 	// header builds a well-formed IKE message around an SK payload
@@ -142,7 +139,6 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		b[16] = byte(wire.PayloadSK)
 		return b
 	}
-	marker := func(b []byte) []byte { return append(make([]byte, 4), b...) }
 	randomSPIs := wire.Header{SPIi: 0x1122334455667788, SPIr: 0x99aabbccddeeff00, MajorVersion: 2,
 		Exchange: wire.Informational, Flags: wire.FlagInitiator, MessageID: 7}
 
@@ -170,22 +166,21 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		{"source/broadcast", ike.Datagram{Local: gw500, Remote: netip.MustParseAddrPort("255.255.255.255:500"), Data: v3}},
 		{"source/multicast", ike.Datagram{Local: gw500, Remote: netip.MustParseAddrPort("[ff02::1]:500"), Data: v3}},
 		{"garbage/500", ike.Datagram{Local: gw500, Remote: from500, Data: garbage(256)}},
-		{"garbage/4500-no-marker", ike.Datagram{Local: gw4500, Remote: from4500, Data: garbage(256)}},
-		{"garbage/4500-marker", ike.Datagram{Local: gw4500, Remote: from4500, Data: marker(garbage(256))}},
+		{"garbage/4500", ike.Datagram{Local: gw4500, Remote: from4500, Data: garbage(256)}},
 		{"header/truncated", ike.Datagram{Local: gw500, Remote: from500, Data: truncated}},
 		{"header/bad-length", ike.Datagram{Local: gw500, Remote: from500, Data: badLength}},
 		{"header/ikev1", ike.Datagram{Local: gw500, Remote: from500, Data: ikev1}},
 		{"spi/unknown/500", ike.Datagram{Local: gw500, Remote: from500, Data: header(randomSPIs, 80)}},
-		{"spi/unknown/4500", ike.Datagram{Local: gw4500, Remote: from4500, Data: marker(header(randomSPIs, 80))}},
+		{"spi/unknown/4500", ike.Datagram{Local: gw4500, Remote: from4500, Data: header(randomSPIs, 80)}},
 		{"init/response-to-no-request", ike.Datagram{Local: gw500, Remote: from500, Data: initRespBytes}},
 		// Before IKE_AUTH the half-open SA takes only IKE_AUTH, Message
 		// ID 1 (§1.2, §2.2).
-		{"half-open/not-ike-auth", ike.Datagram{Local: gw4500, Remote: from4500, Data: marker(header(halfOpen, 80))}},
-		{"half-open/outside-window", ike.Datagram{Local: gw4500, Remote: from4500, Data: marker(header(func() wire.Header {
+		{"half-open/not-ike-auth", ike.Datagram{Local: gw4500, Remote: from4500, Data: header(halfOpen, 80)}},
+		{"half-open/outside-window", ike.Datagram{Local: gw4500, Remote: from4500, Data: header(func() wire.Header {
 			h := halfOpen
 			h.Exchange, h.MessageID = wire.IKEAuth, 7
 			return h
-		}(), 80))}},
+		}(), 80)}},
 		// The live SA's SPIs with the I flag of the wrong side (§2.6:
 		// the I flag tells whose SPI is whose).
 		{"live/wrong-i-flag", mutate(req, func(b []byte) { b[19] &^= byte(wire.FlagInitiator) })},
@@ -196,15 +191,15 @@ func dropFixture(tb testing.TB, ikeProposal string, gwLog *slog.Logger) (*ike.En
 		// RFC 7383 §2.6: forged fragments of the request in the window
 		// and of the answered one, and fragments whose numbering reveals
 		// them before any ICV is checked.
-		{"live/forged-fragment", withData(req, fragment(req.Data[off:off+28], 1, 2, 64), off)},
-		{"live/forged-fragment-of-answered", withData(answered[0], fragment(answered[0].Data[off:off+28], 2, 2, 64), off)},
-		{"live/fragment-number-zero", withData(req, fragment(req.Data[off:off+28], 0, 2, 64), off)},
-		{"live/fragment-total-too-large", withData(req, fragment(req.Data[off:off+28], 1, 1000, 64), off)},
+		{"live/forged-fragment", withData(req, fragment(req.Data, 1, 2, 64))},
+		{"live/forged-fragment-of-answered", withData(answered[0], fragment(answered[0].Data, 2, 2, 64))},
+		{"live/fragment-number-zero", withData(req, fragment(req.Data, 0, 2, 64))},
+		{"live/fragment-total-too-large", withData(req, fragment(req.Data, 1, 1000, 64))},
 		// A response to the gateway's outstanding request that fails
 		// integrity, and one to a request never sent (§2.3).
 		{"live/response-integrity", mutate(req, func(b []byte) {
 			b[19] |= byte(wire.FlagResponse)
-			binary.BigEndian.PutUint32(b[20:], binary.BigEndian.Uint32(gwReq[0].Data[off+20:]))
+			binary.BigEndian.PutUint32(b[20:], binary.BigEndian.Uint32(gwReq[0].Data[20:]))
 		})},
 		{"live/unsolicited-response", mutate(req, func(b []byte) {
 			b[19] |= byte(wire.FlagResponse)
@@ -224,7 +219,7 @@ func BenchmarkDropInitMalformed(b *testing.B) {
 	h := wire.Header{SPIi: 0x0102030405060708, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagInitiator,
 		NextPayload: wire.PayloadNonce, Length: wire.HeaderLen + 8}
 	data := append(h.AppendTo(nil), 0, 0, 0, 8, 1, 2, 3, 4)
-	if r := ike.Precheck(data, false); r != ike.DropNone {
+	if r := ike.Precheck(data); r != ike.DropNone {
 		b.Fatalf("refused before decoding: %v", r)
 	}
 	d := ike.Datagram{Local: netip.AddrPortFrom(gwAddr, 500), Remote: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.7"), 500), Data: data}
@@ -308,10 +303,9 @@ func fragment(hdr []byte, num, total uint16, body int) []byte {
 	return b
 }
 
-// withData is d carrying msg, after the non-ESP marker when off says
-// there is one.
-func withData(d ike.Datagram, msg []byte, off int) ike.Datagram {
-	d.Data = append(make([]byte, off), msg...)
+// withData is d carrying msg.
+func withData(d ike.Datagram, msg []byte) ike.Datagram {
+	d.Data = msg
 	return d
 }
 
@@ -348,7 +342,7 @@ func TestDropReasonsCountedAndLogged(t *testing.T) {
 		"source/multicast":                 ike.DropBadSource,
 		"garbage/500":                      ike.DropVersion, // its version nibble is above 2
 		"header/bad-length":                ike.DropLength,
-		"garbage/4500-no-marker":           ike.DropNoMarker,
+		"garbage/4500":                     ike.DropVersion,
 		"header/truncated":                 ike.DropShort,
 		"header/ikev1":                     ike.DropVersion,
 		"spi/unknown/4500":                 ike.DropUnknownSPI,
@@ -464,7 +458,7 @@ func FuzzReceive(f *testing.F) {
 			port = 4500
 		}
 		d := ike.Datagram{Local: netip.AddrPortFrom(gwAddr, port), Remote: netip.MustParseAddrPort("203.0.113.7:4500"), Data: data}
-		r := ike.Precheck(data, natt)
+		r := ike.Precheck(data)
 		before := e.Stats()
 		acts := e.Receive(dropNow, d)
 		after := e.Stats()

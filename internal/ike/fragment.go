@@ -46,13 +46,14 @@ func (sa *ikeSA) maxDatagram(remote netip.AddrPort) int {
 	return ikefrag.MaxDatagram(remote.Addr(), sa.conn.FragmentSize)
 }
 
-// markerLen is the non-ESP marker a datagram from local carries (RFC
-// 3948 §2.2).
+// markerLen is the non-ESP marker the transport puts before a message
+// from local (RFC 3948 §2.2): the engine never writes it, but a
+// fragment's datagram must fit the path with it.
 func (e *Engine) markerLen(local netip.AddrPort) int {
 	if local.Port() == e.cfg.IKEPort {
 		return 0
 	}
-	return nonESPMarkerLen
+	return wire.NonESPMarkerLen
 }
 
 // fragmentNumber is the Fragment Number of an SKF message (inspect

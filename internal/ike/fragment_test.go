@@ -45,11 +45,8 @@ func watchSizes(l *lab) *sizes {
 	s := &sizes{largest: map[string]int{}, fragments: map[string]int{}}
 	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
 		b := d.Data
-		if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
-			b = b[4:]
-		}
 		if len(b) >= 28 {
-			s.largest[from.Name] = max(s.largest[from.Name], len(d.Data))
+			s.largest[from.Name] = max(s.largest[from.Name], m.Wire) // with any marker
 			if wire.PayloadType(b[16]) == wire.PayloadSKF {
 				s.fragments[from.Name]++
 			}
@@ -132,9 +129,6 @@ func TestRFC7383Section2_6_1Retransmissions(t *testing.T) {
 	dropped := map[string]bool{}
 	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
 		b := d.Data
-		if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
-			b = b[4:]
-		}
 		if len(b) < 36 || wire.PayloadType(b[16]) != wire.PayloadSKF {
 			return netsim.Deliver
 		}
@@ -189,10 +183,10 @@ func TestRFC7383Section2_5_2RecutAfterMove(t *testing.T) {
 	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
 		if from == l.ue && m.Exchange == uint8(wire.CreateChildSA) && !m.Response {
 			if d.Remote.Addr().Is4() {
-				v4 = max(v4, len(d.Data))
+				v4 = max(v4, m.Wire)
 				return netsim.Drop // the IPv4 path died
 			}
-			v6 = max(v6, len(d.Data))
+			v6 = max(v6, m.Wire)
 		}
 		return netsim.Deliver
 	}

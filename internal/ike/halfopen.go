@@ -181,7 +181,7 @@ func (e *Engine) dropHalfOpen(h *halfOpenSA, reason string) {
 // answerHalfOpen resends our IKE_SA_INIT response to a retransmitted
 // request (RFC 7296 §2.1), from the address the request reached.
 func (e *Engine) answerHalfOpen(h *halfOpenSA, d Datagram) {
-	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: e.withMarker(d.Local, h.initResp)}})
+	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: h.initResp}})
 	e.stats.Retransmissions++
 }
 

@@ -57,7 +57,7 @@ func (l *lab) forgeX(x wire.ExchangeType, id uint32, ps ...wire.Payload) []byte 
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	return append(make([]byte, 4), b...)
+	return b
 }
 
 type zeroRand struct{}

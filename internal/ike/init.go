@@ -280,133 +280,225 @@ func (e *Engine) initResponse(sa *ikeSA, m *message) {
 
 // initRequest is the responder's IKE_SA_INIT (§1.2). A request we refuse
 // leaves nothing behind; one we answer leaves a halfOpenSA (halfopen.go),
-// never more than MaxHalfOpen of them. In order: a retransmission is
-// answered from the SA it made (§2.1); the global caps, then under load
-// the per-source and per-prefix limits, drop a request before anything is
-// computed (RFC 8019 §4.2); under load a request needs a valid COOKIE
-// (§2.6) and, under heavier load with puzzles on, a solved puzzle
-// (RFC 8019 §7.1.4); then come the proposal and the KE.
+// never more than MaxHalfOpen of them. The steps, in order, are the
+// methods of initResponder: a retransmission is answered from the SA it
+// made (§2.1); the global caps, then under load the per-source and
+// per-prefix limits, drop a request before anything is computed (RFC 8019
+// §4.2); under load a request needs a valid COOKIE (§2.6) and, under
+// heavier load with puzzles on, a solved puzzle (RFC 8019 §7.1.4); then
+// come the proposal and the KE.
 func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
-	d := m.d // inspect checked the SPIr and Message ID are zero
-	nonce, hasNonce := wire.First[*wire.Nonce](m.payloads)
-	var key halfOpenKey
-	if hasNonce {
-		key = halfOpenKey{spiI: m.SPIi, remote: d.Remote, ni: niKey(nonce.Data)}
-		if h := e.halfOpen.byKey[key]; h != nil {
-			e.answerHalfOpen(h, d)
-			return
-		}
+	r := &initResponder{e: e, m: m, d: m.d} // inspect checked the SPIr and Message ID are zero
+	if r.isNew() &&
+		r.supported(crit) &&
+		r.underCaps() &&
+		r.readPayloads() &&
+		r.admitted() &&
+		r.selectProposal() &&
+		r.computeSharedSecret() {
+		r.sendResponse()
 	}
+}
+
+// initResponder is what the responder knows while it handles one
+// IKE_SA_INIT request; it is dropped with the request, and what stays is
+// the halfOpenSA that sendResponse makes.
+type initResponder struct {
+	e *Engine
+	m *message
+	d Datagram
+
+	nonce    *wire.Nonce // Ni; nil if the request has none
+	key      halfOpenKey // what tells a retransmission (with a nonce)
+	open     int         // half-open SAs before this one
+	offered  *wire.SA
+	ke       *wire.KE
+	src      netip.Addr   // what the request counts against
+	pfx      netip.Prefix // (RFC 8019 §4.2)
+	verified bool         // it returned a valid COOKIE (§2.6)
+
+	cands  []*Connection // every connection that admits the addresses
+	c      *Connection
+	chosen wire.Proposal
+	neg    proposal.Negotiated
+	suite  *ikecrypto.Suite
+	dh     *ikecrypto.DH
+	gir    []byte // g^ir (§2.14)
+}
+
+// drop drops the request for why.
+func (r *initResponder) drop(why DropReason) {
+	r.e.drop(why, dropped{from: r.d.Remote, h: &r.m.Header})
+}
+
+// isNew answers a retransmitted request with the response already sent
+// (§2.1: same SPIi, source and Ni) and reports whether it is a new one.
+func (r *initResponder) isNew() bool {
+	nonce, ok := wire.First[*wire.Nonce](r.m.payloads)
+	if !ok {
+		return true
+	}
+	r.nonce = nonce
+	r.key = halfOpenKey{spiI: r.m.SPIi, remote: r.d.Remote, ni: niKey(nonce.Data)}
+	if h := r.e.halfOpen.byKey[r.key]; h != nil {
+		r.e.answerHalfOpen(h, r.d)
+		return false
+	}
+	return true
+}
+
+// supported answers a request with a critical payload we do not know
+// with UNSUPPORTED_CRITICAL_PAYLOAD (§2.5).
+func (r *initResponder) supported(crit *wire.UnsupportedCriticalError) bool {
 	if crit != nil {
-		e.answerInit(m, wire.NotifyUnsupportedCriticalPayload, []byte{byte(crit.Type)})
-		return
+		r.e.answerInit(r.m, wire.NotifyUnsupportedCriticalPayload, []byte{byte(crit.Type)})
+		return false
 	}
-	open := e.halfOpen.len()
-	if open >= e.cfg.MaxHalfOpen || len(e.sas)+open >= e.cfg.MaxIKESAs {
-		e.drop(DropHalfOpenLimit, dropped{from: d.Remote, h: &m.Header})
-		return
+	return true
+}
+
+// underCaps drops the request when the half-open SAs, or all IKE SAs,
+// are at their global cap (RFC 8019 §4.2).
+func (r *initResponder) underCaps() bool {
+	e := r.e
+	r.open = e.halfOpen.len()
+	if r.open >= e.cfg.MaxHalfOpen || len(e.sas)+r.open >= e.cfg.MaxIKESAs {
+		r.drop(DropHalfOpenLimit)
+		return false
 	}
-	offered, ok2 := wire.First[*wire.SA](m.payloads)
-	ke, ok3 := wire.First[*wire.KE](m.payloads)
-	if !hasNonce || !ok2 || !ok3 {
-		e.drop(DropMalformed, dropped{from: d.Remote, h: &m.Header}) // without SA, KE or Nonce
-		return
+	return true
+}
+
+// readPayloads finds what every IKE_SA_INIT request carries: SAi1, KEi
+// and Ni (§1.2).
+func (r *initResponder) readPayloads() bool {
+	var ok2, ok3 bool
+	r.offered, ok2 = wire.First[*wire.SA](r.m.payloads)
+	r.ke, ok3 = wire.First[*wire.KE](r.m.payloads)
+	if r.nonce == nil || !ok2 || !ok3 {
+		r.drop(DropMalformed)
+		return false
 	}
-	// Under load, a source or prefix at its limit gets nothing, not even
-	// a COOKIE: what it would return could only be dropped.
-	src, pfx := e.halfOpenOrigin(d.Remote.Addr())
-	loaded := open >= e.cfg.CookieThreshold
+	return true
+}
+
+// admitted decides whether the request may cost us a half-open SA.
+// Under load, a source or prefix at its limit gets nothing, not even a
+// COOKIE: what it would return could only be dropped (RFC 8019 §4.2).
+// Under load it needs a valid COOKIE (§2.6), and with puzzles a solved
+// one (RFC 8019 §7.1.4, §7.1.5); with a valid COOKIE it is counted
+// against its source and prefix, under load or not.
+func (r *initResponder) admitted() bool {
+	e, m := r.e, r.m
+	r.src, r.pfx = e.halfOpenOrigin(r.d.Remote.Addr())
+	loaded := r.open >= e.cfg.CookieThreshold
 	if loaded {
-		if why := e.halfOpenLimit(src, pfx); why != DropNone {
-			e.drop(why, dropped{from: d.Remote, h: &m.Header})
-			return
+		if why := e.halfOpenLimit(r.src, r.pfx); why != DropNone {
+			r.drop(why)
+			return false
 		}
 	}
-	info, cookie, verified := e.checkCookie(m, nonce.Data, d.Remote.Addr())
-	puzzling := e.cfg.PuzzleDifficulty > 0 && open >= e.cfg.PuzzleThreshold
+	info, cookie, verified := e.checkCookie(m, r.nonce.Data, r.d.Remote.Addr())
+	r.verified = verified
+	puzzling := e.cfg.PuzzleDifficulty > 0 && r.open >= e.cfg.PuzzleThreshold
 	switch {
 	case !verified && loaded:
-		e.askCookie(m, offered, nonce.Data, puzzling)
-		return
+		e.askCookie(m, r.offered, r.nonce.Data, puzzling)
+		return false
 	case verified && puzzling && (info.bits == 0 || !puzzleSolved(info, cookie, firstPS(m))):
 		// RFC 8019 §7.1.4, §7.1.5: no puzzle was given, or it was not
 		// solved: demand the work (again) rather than serve the request.
-		e.askCookie(m, offered, nonce.Data, true)
-		return
+		e.askCookie(m, r.offered, r.nonce.Data, true)
+		return false
 	case verified:
-		// Counted against its source and prefix, under load or not.
-		if why := e.halfOpenLimit(src, pfx); why != DropNone {
-			e.drop(why, dropped{from: d.Remote, h: &m.Header})
-			return
+		if why := e.halfOpenLimit(r.src, r.pfx); why != DropNone {
+			r.drop(why)
+			return false
 		}
 	}
-	// Every connection that admits the addresses is a candidate, the most
-	// specific first; the first whose proposals match wins, preferably
-	// one that takes the initiator's KE group (no INVALID_KE round trip).
-	var (
-		c      *Connection
-		chosen wire.Proposal
-		neg    proposal.Negotiated
-		found  bool
-	)
-	cands := e.responderConns(d.Local.Addr(), d.Remote.Addr())
-	if len(cands) == 0 {
+	return true
+}
+
+// selectProposal chooses the connection and the IKE SA's proposal
+// (§2.7, §3.3). Every connection that admits the addresses is a
+// candidate, the most specific first; the first whose proposals match
+// wins, preferably one that takes the initiator's KE group. A chosen
+// group other than KEi's is answered with INVALID_KE_PAYLOAD (§1.2).
+func (r *initResponder) selectProposal() bool {
+	e, d, ke := r.e, r.d, r.ke
+	r.cands = e.responderConns(d.Local.Addr(), d.Remote.Addr())
+	if len(r.cands) == 0 {
 		e.log.Info("no connection for IKE_SA_INIT", "local", d.Local, "remote", d.Remote)
-		e.answerInit(m, wire.NotifyNoProposalChosen, nil)
-		return
+		e.answerInit(r.m, wire.NotifyNoProposalChosen, nil)
+		return false
 	}
-	for _, cand := range cands {
-		ch, n, ok := proposal.Select(cand.IKE, offered, wire.ProtoIKE, !cand.PreferPeerProposals, ke.Group)
+	found := false
+	for _, cand := range r.cands {
+		ch, n, ok := proposal.Select(cand.IKE, r.offered, wire.ProtoIKE, !cand.PreferPeerProposals, ke.Group)
 		if !ok {
 			continue
 		}
-		if !found || (n.DH == ke.Group && neg.DH != ke.Group) {
-			c, chosen, neg, found = cand, ch, n, true
+		if !found || (n.DH == ke.Group && r.neg.DH != ke.Group) {
+			r.c, r.chosen, r.neg, found = cand, ch, n, true
 		}
 		if n.DH == ke.Group {
 			break
 		}
 	}
 	if !found {
-		e.log.Info("no acceptable IKE proposal", "candidates", len(cands), "remote", d.Remote)
-		e.answerInit(m, wire.NotifyNoProposalChosen, nil)
-		return
+		e.log.Info("no acceptable IKE proposal", "candidates", len(r.cands), "remote", d.Remote)
+		e.answerInit(r.m, wire.NotifyNoProposalChosen, nil)
+		return false
 	}
-	if neg.DH != ke.Group {
-		e.answerInit(m, wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(neg.DH)))
-		return
+	if r.neg.DH != ke.Group {
+		e.answerInit(r.m, wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(r.neg.DH)))
+		return false
 	}
-	suite, err := ikecrypto.NewSuite(neg.Encr.Encr, neg.Encr.KeyBits, neg.PRF, neg.Integ, neg.DH)
+	return true
+}
+
+// computeSharedSecret makes our DH key and g^ir from KEi, whose public
+// value must be valid (RFC 6989 §2).
+func (r *initResponder) computeSharedSecret() bool {
+	e, neg := r.e, r.neg
+	var err error
+	r.suite, err = ikecrypto.NewSuite(neg.Encr.Encr, neg.Encr.KeyBits, neg.PRF, neg.Integ, neg.DH)
 	if err != nil {
 		e.log.Error("cannot make the IKE suite", "err", err)
-		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
-		return
+		r.drop(DropLocalFailure)
+		return false
 	}
-	dh, err := ikecrypto.NewDH(neg.DH, e.cfg.Rand)
-	if err != nil {
+	if r.dh, err = ikecrypto.NewDH(neg.DH, e.cfg.Rand); err != nil {
 		e.log.Error("cannot make a DH key", "err", err)
-		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
-		return
+		r.drop(DropLocalFailure)
+		return false
 	}
-	gir, err := dh.Shared(ke.Data)
-	if err != nil {
-		e.drop(DropInvalidKE, dropped{from: d.Remote, h: &m.Header}) // RFC 6989 §2
-		return
+	if r.gir, err = r.dh.Shared(r.ke.Data); err != nil {
+		r.drop(DropInvalidKE) // RFC 6989 §2
+		return false
 	}
+	return true
+}
+
+// sendResponse sends SAr1, KEr, Nr, what the features add and CERTREQ
+// (§1.2), and keeps the half-open SA with SKEYSEED (§2.14) and both
+// messages for IKE_AUTH's signed octets (§2.15).
+func (r *initResponder) sendResponse() {
+	e, m, d, neg := r.e, r.m, r.d, r.neg
 	e.nextID++
-	h := &halfOpenSA{id: e.nextID, conn: c, key: key, spiR: e.newSPI(), local: d.Local, created: e.now, neg: neg,
-		counted: verified}
+	h := &halfOpenSA{id: e.nextID, conn: r.c, key: r.key, spiR: e.newSPI(), local: d.Local, created: e.now, neg: neg,
+		counted: r.verified}
 	nr := e.nonce()
-	skeyseed := ikecrypto.SKEYSEED(suite.PRF, nonce.Data, nr, gir) // §2.14
-	ps := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.KE{Group: neg.DH, Data: dh.Public()}, &wire.Nonce{Data: nr}}
-	x := &initExchange{e: e, conn: c, spiI: m.SPIi, local: d.Local, remote: d.Remote, ext: &h.ext}
+	skeyseed := ikecrypto.SKEYSEED(r.suite.PRF, r.nonce.Data, nr, r.gir) // §2.14
+	ps := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{r.chosen}}, &wire.KE{Group: neg.DH, Data: r.dh.Public()}, &wire.Nonce{Data: nr}}
+	x := &initExchange{e: e, conn: r.c, spiI: m.SPIi, local: d.Local, remote: d.Remote, ext: &h.ext}
 	forEach(e, func(f initFeature) { f.readInit(x, m) })
 	x.spiR = h.spiR // the response's header has it
 	forEach(e, func(f initFeature) { ps = append(ps, f.initResponse(x, m)...) })
 	// The connection is only settled by the peer's identity in IKE_AUTH:
 	// ask for certificates from the CAs of every candidate that takes them
 	// (a peer like strongSwan sends its certificate only when asked).
-	if cas := certReqCAs(cands); len(cas) > 0 {
+	if cas := certReqCAs(r.cands); len(cas) > 0 {
 		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: ikeauth.CertReqData(cas)})
 	}
 	resp := &wire.Message{Header: wire.Header{SPIi: m.SPIi, SPIr: h.spiR, MajorVersion: 2, Exchange: wire.IKESAInit, Flags: wire.FlagResponse},
@@ -414,10 +506,10 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	b, err := resp.Marshal()
 	if err != nil {
 		e.log.Error("cannot build the IKE_SA_INIT response", "err", err)
-		e.drop(DropLocalFailure, dropped{from: d.Remote, h: &m.Header})
+		r.drop(DropLocalFailure)
 		return
 	}
-	h.keep(m.raw, b, nonce.Data, nr, skeyseed)
+	h.keep(m.raw, b, r.nonce.Data, nr, skeyseed)
 	e.addHalfOpen(h)
 	for _, p := range ps {
 		if n, ok := p.(*wire.Notify); ok {
@@ -427,7 +519,7 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
 		e.log.Debug("sending "+resp.String(), "ike", h.id)
 	}
-	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: e.withMarker(d.Local, b)}})
+	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: b}})
 }
 
 func firstPS(m *message) *wire.PuzzleSolution {
@@ -470,7 +562,7 @@ func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte, more ...
 			e.stats.NotifiesSent[n.NotifyType]++
 		}
 	}
-	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: e.withMarker(m.d.Local, b)}})
+	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: b}})
 }
 
 func certReqCAs(cands []*Connection) []*x509.Certificate {

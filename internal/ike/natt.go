@@ -140,9 +140,9 @@ func (sa *ikeSA) followNAT(m *message) {
 	sa.updateChildren()
 }
 
-// armKeepalive sends a NAT keepalive, a single 0xFF octet, when we are
-// behind a NAT and sent nothing for the interval (RFC 3948 §2.3,
-// RFC 7296 §2.23), so the NAT mapping does not expire.
+// armKeepalive asks the transport for a NAT keepalive (SendKeepalive)
+// when we are behind a NAT and sent nothing for the interval (RFC 3948
+// §2.3, RFC 7296 §2.23), so the NAT mapping does not expire.
 func (sa *ikeSA) armKeepalive() {
 	e := sa.e
 	sa.keepaliveT.cancel()
@@ -156,7 +156,7 @@ func (sa *ikeSA) armKeepalive() {
 		}
 		if e.now.Sub(sa.lastSent) >= iv {
 			sa.lastSent = e.now
-			e.emit(Send{Datagram{Local: sa.local, Remote: sa.remote, Data: []byte{0xff}, Iface: sa.iface}})
+			e.emit(SendKeepalive{Local: sa.local, Remote: sa.remote, Iface: sa.iface})
 		}
 		sa.armKeepalive()
 	})

@@ -17,7 +17,7 @@ import (
 type message struct {
 	wire.Header
 	payloads []wire.Payload
-	raw      []byte // from the IKE header on, without the non-ESP marker
+	raw      []byte // from the IKE header on, as Datagram.Data
 	d        Datagram
 	// staleUpdate, staleList: an older MOBIKE update or address list
 	// than one already taken (RFC 4555 §3.5, §3.6).
@@ -47,8 +47,6 @@ func (m *message) errorNotify() *wire.Notify {
 	return nil
 }
 
-const nonESPMarkerLen = 4
-
 // receive demultiplexes one datagram to its IKE SA (by SPI only, never by
 // address: RFC 7296 §2.6) and checks message IDs and integrity. Everything
 // that decides a drop comes first and works on the driver's buffer in
@@ -58,7 +56,7 @@ const nonESPMarkerLen = 4
 // and what the engine keeps never aliases the driver's buffer, which the
 // driver reuses.
 func (e *Engine) receive(d Datagram) {
-	in, r := inspect(d.Data, d.Local.Port() != e.cfg.IKEPort)
+	in, r := inspect(d.Data)
 	if badSource(d.Remote) {
 		r = DropBadSource // before anything is answered (a version error)
 	}
@@ -67,7 +65,7 @@ func (e *Engine) receive(d Datagram) {
 			e.answerVersion(d, &in.h)
 		}
 		w := dropped{from: d.Remote}
-		if r != DropNoMarker && r != DropShort {
+		if r != DropShort {
 			w.h = &in.h
 		}
 		e.drop(r, w)
@@ -524,17 +522,7 @@ func (sa *ikeSA) transmitTo(local, remote netip.AddrPort, pkt []byte) {
 	if local == sa.local {
 		iface = sa.iface
 	}
-	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: sa.e.withMarker(local, pkt), Iface: iface}})
-}
-
-// withMarker prefixes the non-ESP marker on the NAT-T port.
-func (e *Engine) withMarker(local netip.AddrPort, pkt []byte) []byte {
-	if local.Port() == e.cfg.IKEPort {
-		return pkt
-	}
-	out := make([]byte, nonESPMarkerLen+len(pkt))
-	copy(out[nonESPMarkerLen:], pkt)
-	return out
+	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: pkt, Iface: iface}})
 }
 
 func (sa *ikeSA) countNotifies(ps []wire.Payload, sent bool) {
@@ -556,6 +544,6 @@ func (e *Engine) answerVersion(d Datagram, h *wire.Header) {
 		Flags: wire.FlagResponse, MessageID: h.MessageID},
 		Payloads: []wire.Payload{wire.NewNotify(wire.NotifyInvalidMajorVersion, nil)}}
 	if b, err := resp.Marshal(); err == nil {
-		e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: e.withMarker(d.Local, b)}})
+		e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: b}})
 	}
 }

@@ -3,6 +3,12 @@
 // duplication, reordering, links going down and addresses moving. The
 // same seed gives the same run, so a failure found over thousands of seeds
 // is reproduced by its seed alone.
+//
+// The links carry what UDP would: each node frames what its engine sends
+// as its transport would (internal/conn: the non-ESP marker before IKE
+// from the NAT-T port, a keepalive as the one octet 0xFF, RFC 3948) and
+// sorts what arrives the same way before its engine sees it, so the
+// marker, its absence and keepalives are exercised as on a real network.
 package netsim
 
 import (
@@ -16,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/ike"
 )
 
@@ -43,7 +50,7 @@ type Network struct {
 	Default Link
 	links   map[[2]netip.Addr]Link
 	// NAT rewrites a datagram in flight (addresses as seen by the
-	// receiver); nil means no NAT.
+	// receiver, Data as on the wire); nil means no NAT.
 	NAT func(d ike.Datagram) ike.Datagram
 
 	nodes  []*Node
@@ -70,12 +77,18 @@ type Node struct {
 	Events   []ike.Event
 	Keys     []ike.IKEKeys
 	Sent     int
-	cfg      ike.Config
+	// KeepalivesIn counts the NAT keepalives that reached the node
+	// (RFC 3948 §2.3); NotIKE what arrived on its NAT-T port and was
+	// no IKE (ESP, or no marker: netsim carries no ESP). Its transport
+	// keeps both from the engine, as conn.UDP does.
+	KeepalivesIn, NotIKE int
+	cfg                  ike.Config
 	// OnAction, when set, sees every action of the node's engine in the
 	// order the engine gave them.
 	OnAction func(ike.Action)
 }
 
+// flight is a datagram on the wire: Data as UDP carries it.
 type flight struct {
 	at  time.Time
 	seq uint64
@@ -190,7 +203,11 @@ func (node *Node) Apply(actions []ike.Action) {
 		switch a := a.(type) {
 		case ike.Send:
 			node.Sent++
-			n.send(node, a.Datagram)
+			m, _ := ParseMsg(a.Data)
+			n.send(node, a.Datagram, m)
+		case ike.SendKeepalive:
+			node.Sent++
+			n.send(node, ike.Datagram{Local: a.Local, Remote: a.Remote, Iface: a.Iface}, Msg{Keepalive: true})
 		case ike.ArmTimer:
 			node.wake = a.At
 		case ike.InstallChild:
@@ -217,22 +234,50 @@ func (node *Node) Apply(actions []ike.Action) {
 	}
 }
 
-func (n *Network) send(from *Node, d ike.Datagram) {
+// send passes what a node's engine sent through the filter, then puts
+// it on the link framed as the node's transport would.
+func (n *Network) send(from *Node, d ike.Datagram, m Msg) {
+	framed := from.frame(d, m)
+	m.Wire = len(framed.Data)
 	if n.Filter != nil {
-		m, _ := ParseMsg(d.Data)
 		switch n.Filter(from, d, m) {
 		case Drop:
 			n.tracef("%s filter dropped %s -> %s", from.Name, d.Local, d.Remote)
 			return
 		case Hold:
 			n.tracef("%s filter held %s -> %s", from.Name, d.Local, d.Remote)
-			n.held = append(n.held, held{from, d})
+			n.held = append(n.held, held{from, framed})
 			return
 		}
 	}
-	n.transmit(from, d)
+	n.transmit(from, framed)
 }
 
+// frame is the datagram the node's transport makes of what its engine
+// sent: a keepalive's one octet, or the IKE message behind the non-ESP
+// marker from the NAT-T port (conn.AppendIKE). Data is a copy: the
+// engine's own bytes never travel.
+func (node *Node) frame(d ike.Datagram, m Msg) ike.Datagram {
+	if m.Keepalive {
+		d.Data = []byte{conn.KeepaliveOctet}
+	} else {
+		d.Data = conn.AppendIKE(nil, d.Data, node.natt(d.Local.Port()))
+	}
+	return d
+}
+
+// natt reports whether port is the node's NAT-T port, where IKE shares
+// the port with ESP: every port but its IKE port (ike.Config.IKEPort,
+// 500 by default), as the engine sees it.
+func (node *Node) natt(port uint16) bool {
+	ikePort := node.cfg.IKEPort
+	if ikePort == 0 {
+		ikePort = 500
+	}
+	return port != ikePort
+}
+
+// transmit puts a datagram, framed for the wire, on the link.
 func (n *Network) transmit(from *Node, d ike.Datagram) {
 	l := n.link(d.Local.Addr(), d.Remote.Addr())
 	if hdr := 28; l.MTU > 0 {
@@ -306,13 +351,36 @@ func (n *Network) Step(until time.Time) bool {
 			n.tracef("undeliverable to %s at %s", f.to.Name, f.d.Local)
 			return true
 		}
-		n.tracef("%s <- %s %s", f.to.Name, f.d.Remote, describe(f.d.Data))
-		f.to.Apply(f.to.Engine.Receive(n.Now, f.d))
+		f.to.receive(f.d)
 		return true
 	}
 	timerNode.wake = time.Time{}
 	timerNode.Apply(timerNode.Engine.Tick(n.Now))
 	return true
+}
+
+// receive sorts a datagram off the wire as the node's transport would
+// (conn.Demux on its NAT-T port) and gives IKE, without its marker, to
+// the engine.
+func (node *Node) receive(d ike.Datagram) {
+	n := node.net
+	if node.natt(d.Local.Port()) {
+		kind, msg := conn.Demux(d.Data)
+		switch kind {
+		case conn.Keepalive:
+			node.KeepalivesIn++
+			n.tracef("%s <- %s keepalive", node.Name, d.Remote)
+			return
+		case conn.IKE:
+			d.Data = msg
+		default:
+			node.NotIKE++
+			n.tracef("%s <- %s %d octets of %v, not for the engine", node.Name, d.Remote, len(d.Data), kind)
+			return
+		}
+	}
+	n.tracef("%s <- %s %s", node.Name, d.Remote, describe(d.Data))
+	node.Apply(node.Engine.Receive(n.Now, d))
 }
 
 func (node *Node) owns(a netip.Addr) bool {
@@ -354,9 +422,6 @@ func (n *Network) tracef(format string, args ...any) {
 }
 
 func describe(b []byte) string {
-	if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
-		b = b[4:]
-	}
 	if len(b) < 28 {
 		return fmt.Sprintf("%d octets", len(b))
 	}
@@ -539,23 +604,27 @@ const (
 	Hold // kept until Release
 )
 
-// Filter, when set, sees every datagram a node sends, before the link.
-// Tests use it to delay or drop one particular message.
+// Filter, when set, sees every datagram a node's engine sends, as it
+// sent it (an IKE message, no marker), before its transport frames it
+// and before the link. Tests use it to delay or drop one particular
+// message.
 type Filter func(from *Node, d ike.Datagram, m Msg) Verdict
 
-// Msg is what a filter knows about an IKE datagram.
+// Msg is what a filter knows about a datagram: its IKE header, or that
+// it is a NAT keepalive (ike.SendKeepalive; d.Data is then empty).
 type Msg struct {
 	Exchange  uint8 // wire.ExchangeType
 	Response  bool
 	MessageID uint32
 	SPIi      uint64
+	Keepalive bool
+	// Wire is the UDP payload's length as the transport frames it:
+	// the non-ESP marker from the NAT-T port included.
+	Wire int
 }
 
-// ParseMsg reads the IKE header of a datagram (after a non-ESP marker).
+// ParseMsg reads the IKE header of a message.
 func ParseMsg(b []byte) (Msg, bool) {
-	if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
-		b = b[4:]
-	}
 	if len(b) < 28 {
 		return Msg{}, false
 	}
@@ -565,7 +634,7 @@ func ParseMsg(b []byte) (Msg, bool) {
 
 type held struct {
 	from *Node
-	d    ike.Datagram
+	d    ike.Datagram // framed for the wire
 }
 
 // Held is the number of datagrams held by the filter.
@@ -578,8 +647,19 @@ func (n *Network) Release(i int) {
 	n.transmit(h.from, h.d)
 }
 
-// Inject sends a hand-made datagram from an address no engine owns (or
-// any address), as an attacker or a broken peer would.
-func (n *Network) Inject(from, to netip.AddrPort, data []byte) {
+// Inject sends a hand-made IKE message from an address no engine owns
+// (or any address), as an attacker or a broken peer would, framed for
+// the port it goes to: behind the non-ESP marker where that port is its
+// receiver's NAT-T port (RFC 3948 §2.2).
+func (n *Network) Inject(from, to netip.AddrPort, msg []byte) {
+	natt := to.Port() != 500
+	if node := n.owner[to.Addr()]; node != nil {
+		natt = node.natt(to.Port())
+	}
+	n.InjectWire(from, to, conn.AppendIKE(nil, msg, natt))
+}
+
+// InjectWire sends a hand-made datagram exactly as given, marker or not.
+func (n *Network) InjectWire(from, to netip.AddrPort, data []byte) {
 	n.transmit(&Node{Name: "injector", net: n}, ike.Datagram{Local: from, Remote: to, Data: data})
 }

@@ -12,6 +12,13 @@ const HeaderLen = 28
 // datagram, so nothing larger can be legitimate.
 const MaxMessageLen = 65535
 
+// NonESPMarkerLen is the length of the four zero octets before an IKE
+// message where it shares a UDP port with ESP (RFC 3948 §2.2; the same
+// marker frames IKE on a TCP stream, RFC 9329 §3.1). The transport
+// (internal/conn) writes and strips them; the engine counts them only
+// in a datagram's size (RFC 7383 fragments).
+const NonESPMarkerLen = 4
+
 // Header is the IKE header (RFC 7296 §3.1). SPIs are big-endian on the wire.
 type Header struct {
 	SPIi, SPIr   uint64

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/demo"
 )
 
@@ -141,11 +142,11 @@ func (c *capture) packet(p []byte, out bool) {
 	m := netip.AddrPortFrom(src, sport)
 	to := netip.AddrPortFrom(dst, dport)
 	var ike, esp []byte
-	switch {
+	switch kind, msg := conn.Demux(payload); {
 	case gwPort == ikePort:
 		ike = payload
-	case len(payload) >= 4 && payload[0]|payload[1]|payload[2]|payload[3] == 0:
-		ike = payload[4:]
+	case kind == conn.IKE:
+		ike = msg
 	case len(payload) > 8:
 		esp = payload
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -236,12 +237,10 @@ func (g *generator) randomSrc() netip.AddrPort {
 }
 
 // frame puts an IKE message in the form its port carries: behind the
-// non-ESP marker on the NAT-T port (RFC 3948 §2.2), bare on port 500.
+// non-ESP marker on the NAT-T port (RFC 3948 §2.2), bare on port 500,
+// as the transport frames it (conn.AppendIKE).
 func frame(port uint16, m []byte) []byte {
-	if port == nattPort {
-		return append([]byte{0, 0, 0, 0}, m...)
-	}
-	return m
+	return conn.AppendIKE(nil, m, port == nattPort)
 }
 
 // ike sends an IKE message to a gateway address on a random port from an

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/demo"
 	"github.com/mifike/mifike/internal/pcapfile"
 	"github.com/mifike/mifike/internal/wire"
@@ -109,10 +110,11 @@ func (a *attacker) drain(c *net.UDPConn) {
 // cleartext notify.
 func describe(b []byte, port uint16) string {
 	if port == nattPort {
-		if len(b) < 4 || b[0]|b[1]|b[2]|b[3] != 0 {
+		kind, msg := conn.Demux(b)
+		if kind != conn.IKE {
 			return fmt.Sprintf("%d octets without the non-ESP marker from port 4500", len(b))
 		}
-		b = b[4:]
+		b = msg
 	}
 	if len(b) < hdrLen {
 		return fmt.Sprintf("%d octets from port %d", len(b), port)
