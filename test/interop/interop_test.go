@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -188,6 +189,17 @@ func (b *bed) use(t *testing.T) { b.t, b.ch.t, b.md.t = t, t, t }
 
 // settle waits until both daemons agree and count established IKE SAs
 // as want (with want children each when children >= 0).
+// settleAfter waits (up to 10 s) until mifike's SAs show that an
+// operation started elsewhere (swanctl returns before strongSwan's rekey
+// is done) has happened, then until both sides agree on one IKE SA with
+// one Child SA.
+func (b *bed) settleAfter(happened func([]sa) bool) []sa {
+	b.t.Helper()
+	waitFor(100, func() { time.Sleep(100 * time.Millisecond) }, func() bool { return happened(b.md.sas()) })
+	m, _ := b.settle(1, 1)
+	return m
+}
+
 func (b *bed) settle(want, children int) ([]sa, []*viciNode) {
 	b.t.Helper()
 	var (
@@ -284,8 +296,12 @@ func TestStrongSwan(t *testing.T) {
 				t.Fatal("mifike's IKE rekey did not replace the SA")
 			}
 			second := m[0]
+			// swanctl --rekey only starts the rekey: wait until mifike's
+			// SA is another, then until both agree.
 			b.ch.swanctl("--rekey", "--ike", conn)
-			m, _ = b.settle(1, 1)
+			m = b.settleAfter(func(m []sa) bool {
+				return slices.ContainsFunc(m, func(x sa) bool { return x.State == "ESTABLISHED" && x.SPIi != second.SPIi })
+			})
 			if m[0].SPIi == second.SPIi {
 				t.Fatal("strongSwan's IKE rekey did not replace the SA")
 			}
@@ -298,7 +314,11 @@ func TestStrongSwan(t *testing.T) {
 			}
 			child = m[0].Children[0]
 			b.ch.swanctl("--rekey", "--child", "net")
-			m, _ = b.settle(1, 1)
+			m = b.settleAfter(func(m []sa) bool {
+				return slices.ContainsFunc(m, func(x sa) bool {
+					return len(x.Children) > 0 && !slices.ContainsFunc(x.Children, func(c saChild) bool { return c.InSPI == child.InSPI })
+				})
+			})
 			if m[0].Children[0].InSPI == child.InSPI {
 				t.Fatal("strongSwan's Child SA rekey did not replace it")
 			}

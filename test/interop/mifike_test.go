@@ -121,15 +121,18 @@ type sa struct {
 	Family    uint64 `json:"family"`
 	Parent    uint64 `json:"parent"`
 	// CloneSupported and MOBIKEInitiator: RFC 7791 §5.1, RFC 4555 §2.1.
-	CloneSupported  bool `json:"clone_supported"`
-	MOBIKEInitiator bool `json:"mobike_initiator"`
-	Children        []struct {
-		Name     string `json:"name"`
-		State    string `json:"state"`
-		InSPI    string `json:"in_spi"`
-		OutSPI   string `json:"out_spi"`
-		Proposal string `json:"proposal"`
-	} `json:"children"`
+	CloneSupported  bool      `json:"clone_supported"`
+	MOBIKEInitiator bool      `json:"mobike_initiator"`
+	Children        []saChild `json:"children"`
+}
+
+// saChild is a Child SA in list-sas --json.
+type saChild struct {
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	InSPI    string `json:"in_spi"`
+	OutSPI   string `json:"out_spi"`
+	Proposal string `json:"proposal"`
 }
 
 func (d *daemon) sas() []sa {
