@@ -148,7 +148,13 @@ func newSimd(t *testing.T, net *netsim.Network, name, yaml string, setup func(*n
 	}
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("SIMTRACE") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		simTime := func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.String("sim", net.Now.Format("15:04:05.000"))
+			}
+			return a
+		}
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: simTime}))
 	}
 	// The daemon's own reading of the configuration into policies.
 	dm := &Daemon{policies: map[string]manager.Policy{}, log: log.With("node", name)}
@@ -388,7 +394,7 @@ func (s *mifSim) quiet() {
 func (s *mifSim) dataPathErrors() []string {
 	var errs []string
 	if err := netsim.CheckConsistent(s.ue.node, s.gw.node); err != nil {
-		errs = append(errs, err.Error())
+		errs = append(errs, strings.Split(err.Error(), "\n")...)
 	}
 	gwChild := map[uint32]ike.ChildInfo{}
 	for _, sa := range s.gw.node.Engine.IKESAs() {
@@ -423,20 +429,38 @@ func (s *mifSim) dataPathErrors() []string {
 	return errs
 }
 
-// innerAddrErrors: every VPN has its own inner address (RFC 7791 with
-// own_vips), and the gateway leases exactly the ones in use.
-func (s *mifSim) innerAddrErrors() []string {
+// sharedInnerAddrs: no two VPNs that carry traffic (have Child SAs) share
+// an inner address (RFC 7791 with own_vips). A clone is given its own in
+// its first CREATE_CHILD_SA (RFC 7296 §2.19); until then it shows its
+// parent's.
+func (s *mifSim) sharedInnerAddrs() []string {
 	var errs []string
 	seen := map[netip.Addr]uint64{}
+	for _, v := range s.vpns() {
+		if len(v.Children) == 0 {
+			continue
+		}
+		for _, a := range v.VirtualIPs {
+			if o, dup := seen[a]; dup {
+				errs = append(errs, fmt.Sprintf("inner address %v is held by VPNs %d and %d", a, min(o, v.Lineage), max(o, v.Lineage)))
+			}
+			seen[a] = v.Lineage
+		}
+	}
+	return errs
+}
+
+// innerAddrErrors: every VPN has its own inner address, and the gateway
+// leases exactly the ones in use.
+func (s *mifSim) innerAddrErrors() []string {
+	errs := s.sharedInnerAddrs()
+	seen := map[netip.Addr]bool{}
 	for _, v := range s.vpns() {
 		if len(v.VirtualIPs) != 1 {
 			errs = append(errs, fmt.Sprintf("VPN %d on %s has inner addresses %v, want one", v.Lineage, v.iface, v.VirtualIPs))
 		}
 		for _, a := range v.VirtualIPs {
-			if o, dup := seen[a]; dup {
-				errs = append(errs, fmt.Sprintf("inner address %v is held by VPNs %d and %d", a, o, v.Lineage))
-			}
-			seen[a] = v.Lineage
+			seen[a] = true
 		}
 	}
 	if n := s.pool.InUse(); n != len(seen) {
