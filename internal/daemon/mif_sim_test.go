@@ -212,14 +212,13 @@ func (d *simd) reconcile() {
 
 // mifSim is the lab: the end user, the gateway and the network.
 type mifSim struct {
-	t        *testing.T
-	net      *netsim.Network
-	ue, gw   *simd
-	pool     *ike.Pool
-	opts     mifOpts
-	auths    int       // IKE_AUTH requests the end user sent
-	start    time.Time // when the daemons started
-	maxSteps int
+	t      *testing.T
+	net    *netsim.Network
+	ue, gw *simd
+	pool   *ike.Pool
+	opts   mifOpts
+	auths  int       // IKE_AUTH requests the end user sent
+	start  time.Time // when the daemons started
 }
 
 func newMIFSim(t *testing.T, seed uint64, o mifOpts) *mifSim {
