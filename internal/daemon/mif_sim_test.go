@@ -21,8 +21,8 @@ import (
 // add), a gateway with one (up0), the paths between them with their own
 // delays. Both ends are run by the daemon's own code from the host's
 // announcements to the engine and the interface manager: manager.Host,
-// usableAddrs, newManagers, managerSAs, runCommand, tellManagers. Only the
-// event loop is the simulator's.
+// usableAddrs, newManagers, pathPolicy, managerSAs, runCommand and
+// tellManagers. Only the event loop is the simulator's.
 
 // mifIface is one of the end user's interfaces in the lab and its path to
 // the gateway.
@@ -131,6 +131,23 @@ type simd struct {
 	soon     bool
 	nextTick time.Time
 	errs     []string // commands the engine refused
+	// onPath, when set, sees every question the engine asks its path
+	// policy, before the policy answers.
+	onPath func(ike.PathQuery)
+}
+
+// observedPolicy is the daemon's pathPolicy with the questions shown to
+// the test (simd.onPath).
+type observedPolicy struct {
+	*pathPolicy
+	d *simd
+}
+
+func (o observedPolicy) NextPath(q ike.PathQuery) (ike.Path, bool) {
+	if o.d.onPath != nil {
+		o.d.onPath(q)
+	}
+	return o.pathPolicy.NextPath(q)
 }
 
 // listenAny is the daemon's default listen list: every address.
@@ -142,10 +159,15 @@ func noDevice(string) bool { return false }
 func newSimd(t *testing.T, net *netsim.Network, name, yaml string, setup func(*netsim.Node)) *simd {
 	t.Helper()
 	conns, pools, cfg := simConns(t, name+".yaml", yaml)
-	node, err := net.AddNode(name, ike.Config{Connections: conns})
+	d := &simd{net: net, pools: pools, conns: conns, nextTick: net.Now.Add(time.Second)}
+	// As New: the engine asks the managers for paths (pathPolicy).
+	policy := &pathPolicy{manager: func(c string) *manager.Manager { return d.managers[c] },
+		ifaces: func() []manager.Interface { return d.host.Interfaces(noDevice) }, now: func() time.Time { return net.Now }}
+	node, err := net.AddNode(name, ike.Config{Connections: conns, PathPolicy: observedPolicy{policy, d}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.node = node
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("SIMTRACE") != "" {
 		simTime := func(_ []string, a slog.Attr) slog.Attr {
@@ -159,10 +181,10 @@ func newSimd(t *testing.T, net *netsim.Network, name, yaml string, setup func(*n
 	// The daemon's own reading of the configuration into policies.
 	dm := &Daemon{policies: map[string]manager.Policy{}, log: log.With("node", name)}
 	dm.newManagers(cfg)
-	d := &simd{net: net, node: node, pools: pools, conns: conns, managers: dm.managers, nextTick: net.Now.Add(time.Second)}
+	d.managers = dm.managers
 	setup(node)
 	node.OnAction = func(a ike.Action) {
-		if ev, ok := a.(ike.Event); ok && tellManagers(d.managers, node.Engine, net.Now, ev) {
+		if ev, ok := a.(ike.Event); ok && tellManagers(d.managers, node.Engine, ev) {
 			d.soon = true
 		}
 	}
