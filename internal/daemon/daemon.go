@@ -298,28 +298,38 @@ func (d *Daemon) apply(acts []ike.Action) {
 			d.keys.ike(a)
 		case ike.Event:
 			d.publish(a)
-			switch a.Kind {
-			case ike.EventIKEUp, ike.EventIKEDown, ike.EventIKECloned, ike.EventCloneRefused, ike.EventIKEFailed, ike.EventIKERekeyed:
-				d.reconcileSoon = true
-			}
-			if a.Kind == ike.EventCloneRefused && a.Notify == wire.NotifyNoAdditionalSAs {
-				if m := d.managers[a.Conn]; m != nil {
-					n := 0
-					for _, s := range d.engine.IKESAs() {
-						if s.Conn == a.Conn && (s.State == ike.StateEstablished || s.State == ike.StateConnecting) {
-							n++
-						}
-					}
-					m.CloneRefused(a.IKESA, n)
-				}
-			}
-			if a.Kind == ike.EventPathProbe {
-				// The manager chose the path (pathPolicy); let it look
-				// at the rest of its VPNs.
+			if tellManagers(d.managers, d.engine, a) {
 				d.reconcileSoon = true
 			}
 		}
 	}
+}
+
+// tellManagers passes on to the interface managers what they must know of
+// an engine event, and says whether they should reconcile soon. (The
+// simulator's daemon calls it too: mif_sim_test.go.)
+func tellManagers(managers map[string]*manager.Manager, e *ike.Engine, ev ike.Event) (reconcile bool) {
+	switch ev.Kind {
+	case ike.EventIKEUp, ike.EventIKEDown, ike.EventIKECloned, ike.EventCloneRefused, ike.EventIKEFailed, ike.EventIKERekeyed:
+		reconcile = true
+	}
+	if ev.Kind == ike.EventCloneRefused && ev.Notify == wire.NotifyNoAdditionalSAs {
+		if m := managers[ev.Conn]; m != nil {
+			n := 0
+			for _, s := range e.IKESAs() {
+				if s.Conn == ev.Conn && (s.State == ike.StateEstablished || s.State == ike.StateConnecting) {
+					n++
+				}
+			}
+			m.CloneRefused(ev.IKESA, n)
+		}
+	}
+	if ev.Kind == ike.EventPathProbe {
+		// The manager chose the path (pathPolicy); let it look at the
+		// rest of its VPNs.
+		reconcile = true
+	}
+	return reconcile
 }
 
 // send hands an IKE message to the Bind, which frames it for its port.

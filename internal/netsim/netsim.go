@@ -9,6 +9,13 @@
 // from the NAT-T port, a keepalive as the one octet 0xFF, RFC 3948) and
 // sorts what arrives the same way before its engine sees it, so the
 // marker, its absence and keepalives are exercised as on a real network.
+//
+// A node may also have interfaces (iface.go): named, with addresses,
+// administratively up or down, with or without carrier, or silently
+// dropping everything; each with its own path to a peer's address. Their
+// changes are announced as the kernel announces them, so the daemon's own
+// code can turn them into the engine's addresses and the interface
+// manager's view.
 package netsim
 
 import (
@@ -24,6 +31,7 @@ import (
 
 	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/manager"
 )
 
 // Link is the behaviour of the path between two addresses.
@@ -86,14 +94,21 @@ type Node struct {
 	// OnAction, when set, sees every action of the node's engine in the
 	// order the engine gave them.
 	OnAction func(ike.Action)
+	// OnHost, when set, receives the node's interface and address
+	// changes as the kernel announces them (iface.go).
+	OnHost    func(manager.HostEvent)
+	ifaces    []*Interface
+	nextIndex int
 }
 
 // flight is a datagram on the wire: Data as UDP carries it.
 type flight struct {
-	at  time.Time
-	seq uint64
-	to  *Node
-	d   ike.Datagram
+	at   time.Time
+	seq  uint64
+	from *Node
+	out  *Interface // the sender's interface, if it has interfaces
+	to   *Node
+	d    ike.Datagram
 }
 
 type flightHeap []*flight
@@ -152,8 +167,9 @@ func (n *Network) AddNode(name string, cfg ike.Config, addrs ...netip.Addr) (*No
 	return node, nil
 }
 
-// AddAddr gives the node another address; RemoveAddr takes one away
-// (datagrams to it are then lost).
+// AddAddr gives the node another address, on no interface; RemoveAddr
+// takes one away (datagrams to it are then lost). Addresses on interfaces
+// come and go with AddIfaceAddr and RemoveIfaceAddr.
 func (node *Node) AddAddr(a netip.Addr) {
 	node.addrs = append(node.addrs, a)
 	node.net.owner[a] = node
@@ -279,7 +295,20 @@ func (node *Node) natt(port uint16) bool {
 
 // transmit puts a datagram, framed for the wire, on the link.
 func (n *Network) transmit(from *Node, d ike.Datagram) {
-	l := n.link(d.Local.Addr(), d.Remote.Addr())
+	out, ok := from.egress(d)
+	if !ok {
+		n.tracef("%s cannot send %s -> %s (no such address or interface %q)", from.Name, d.Local, d.Remote, d.Iface)
+		return
+	}
+	if out != nil && !out.carries() {
+		n.tracef("%s: %s passes nothing, lost %s -> %s", from.Name, out.Name, d.Local, d.Remote)
+		return
+	}
+	var dst *Interface
+	if to := n.owner[d.Remote.Addr()]; to != nil {
+		dst = to.ifaceOf(d.Remote.Addr())
+	}
+	l := n.path(out, d.Local.Addr(), d.Remote.Addr(), dst)
 	if hdr := 28; l.MTU > 0 {
 		if d.Remote.Addr().Is6() && !d.Remote.Addr().Is4In6() {
 			hdr = 48
@@ -315,7 +344,7 @@ func (n *Network) transmit(from *Node, d ike.Datagram) {
 			return
 		}
 		n.seq++
-		heap.Push(&n.flight, &flight{at: n.Now.Add(delay), seq: n.seq, to: to, d: in})
+		heap.Push(&n.flight, &flight{at: n.Now.Add(delay), seq: n.seq, from: from, out: out, to: to, d: in})
 	}
 }
 
@@ -346,8 +375,12 @@ func (n *Network) Step(until time.Time) bool {
 	}
 	if f != nil {
 		heap.Pop(&n.flight)
-		l := n.link(f.d.Remote.Addr(), f.d.Local.Addr())
-		if l.Down || !f.to.owns(f.d.Local.Addr()) {
+		// What happened to the path or either end's interface while the
+		// datagram was on its way counts.
+		in := f.to.ifaceOf(f.d.Local.Addr())
+		l := n.path(f.out, f.d.Remote.Addr(), f.d.Local.Addr(), in)
+		gone := f.out != nil && (!f.out.carries() || f.from.iface(f.out.Name) != f.out)
+		if l.Down || gone || (in != nil && !in.carries()) || !f.to.owns(f.d.Local.Addr()) {
 			n.tracef("undeliverable to %s at %s", f.to.Name, f.d.Local)
 			return true
 		}
