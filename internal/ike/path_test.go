@@ -79,3 +79,49 @@ func TestRFC4555Section3_5PathPolicyDecides(t *testing.T) {
 		t.Fatalf("moved to %v although the policy said stay", got)
 	}
 }
+
+// RFC 4555 §3.5: a path is given up for its own silence. After a move
+// the count of retransmissions starts again, so the new path gets as many
+// tries as the first before it is given up in turn (it used to be given
+// up at its first retransmission, blaming an interface never tried).
+func TestRFC4555Section3_5EachPathGetsItsTries(t *testing.T) {
+	pol := &rotatingPolicy{}
+	l := newLab(t, 52, func(ue, gw *ike.Connection, uec, gwc *ike.Config) { uec.PathPolicy = pol })
+	l.twoAddrs()
+	l.up()
+	l.settle(time.Second)
+	l.ue.OnAction = func(a ike.Action) {
+		if ev, ok := a.(ike.Event); ok && ev.Kind == ike.EventRetransmit {
+			pol.retransmits++
+		}
+	}
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Down: true})
+	l.net.SetLink(ue2Addr, gwAddr, netsim.Link{Down: true})
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, l.sa(l.ue).ID) })
+	l.net.RunFor(3 * time.Minute)
+	if len(pol.asked) < 2 {
+		t.Fatalf("asked %d times, want at least 2", len(pol.asked))
+	}
+	prev := 0
+	for i, n := range pol.asked {
+		if n-prev < 2 {
+			t.Fatalf("question %d came %d retransmissions after the move before it, want at least 2 (retransmissions at each question: %v)", i, n-prev, pol.asked)
+		}
+		prev = n
+	}
+}
+
+// rotatingPolicy moves to the first candidate and records how many
+// retransmissions there had been at each question.
+type rotatingPolicy struct {
+	retransmits int
+	asked       []int
+}
+
+func (p *rotatingPolicy) NextPath(q ike.PathQuery) (ike.Path, bool) {
+	if q.Reason != ike.PathUnanswered || len(q.Candidates) == 0 {
+		return ike.Path{}, false
+	}
+	p.asked = append(p.asked, p.retransmits+1) // the retransmission under way is counted after it asks
+	return q.Candidates[0], true
+}

@@ -184,6 +184,11 @@ type request struct {
 	first wire.PayloadType
 	inner []byte
 	size  int
+	// pathGen and pathTries: the SA's path generation when the request
+	// was last (re)sent, and the retransmissions on that path. A path is
+	// given up for its own silence only (RFC 4555 §3.5), not for tries
+	// made on the path before it.
+	pathGen, pathTries int
 }
 
 type response struct {

@@ -453,7 +453,7 @@ func (sa *ikeSA) sendRequest(t task, x wire.ExchangeType, ps []wire.Payload) {
 	if p == nil {
 		p = &request{}
 	}
-	p.id, p.exchange, p.packets, p.task = id, x, pkts, t
+	p.id, p.exchange, p.packets, p.task, p.pathGen = id, x, pkts, t, sa.updateGen
 	sa.outstanding = append(sa.outstanding, p)
 	sa.countNotifies(ps, true)
 	e.log.Debug("sending "+(&wire.Message{Header: h, Payloads: ps}).String(), "ike", sa.id)
@@ -507,7 +507,11 @@ func (sa *ikeSA) retransmit(p *request) {
 	}
 	p.tries++
 	sa.e.stats.Retransmissions++
-	sa.probePath(p.tries)
+	if p.pathGen != sa.updateGen {
+		p.pathGen, p.pathTries = sa.updateGen, 0 // a new path: its own count
+	}
+	p.pathTries++
+	sa.probePath(p.pathTries)
 	sa.recut(p)
 	sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, try %d", p.exchange, p.id, p.tries+1))
 	sa.transmitRequest(p)

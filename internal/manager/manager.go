@@ -304,7 +304,9 @@ func (m *Manager) NextPath(now time.Time, ifaces []Interface, q PathRequest) (Pa
 			}
 		}
 	}
-	if q.Reason == PathUnanswered && cur != "" {
+	if q.Reason == PathUnanswered && cur != "" && !now.Before(m.suspect[cur].until) {
+		// One failure of an interface, however many VPNs on it ask: the
+		// hold doubles per failure, not per VPN.
 		for _, i := range ifaces {
 			if i.Name == cur && i.Up && addrOf(i, q.Current.Remote).IsValid() {
 				h := min(max(m.suspect[cur].hold*2, minHold), maxHold)

@@ -483,3 +483,21 @@ func TestNextPath(t *testing.T) {
 		t.Fatalf("got %+v %v, want the only candidate", p, ok)
 	}
 }
+
+// Several VPNs on an interface that goes silent each ask for a path: one
+// failure, one hold-down of 30 s, not doubled per VPN.
+func TestHoldDownOncePerFailure(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	ifs := []Interface{eth, wifi}
+	for v := uint64(1); v <= 4; v++ {
+		m.NextPath(t0, ifs, unanswered(v, wifi))
+	}
+	if h := m.suspect["wlan0"]; h.hold != minHold || !h.until.Equal(t0.Add(minHold)) {
+		t.Fatalf("hold %v until %v after one failure seen by 4 VPNs, want %v", h.hold, h.until, minHold)
+	}
+	// A new failure after the hold: twice as long.
+	m.NextPath(t0.Add(minHold+time.Second), ifs, unanswered(1, wifi))
+	if h := m.suspect["wlan0"]; h.hold != 2*minHold {
+		t.Fatalf("second failure: hold %v, want %v", h.hold, 2*minHold)
+	}
+}
