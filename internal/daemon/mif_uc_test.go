@@ -67,15 +67,6 @@ func settled(t *testing.T, seed uint64, o mifOpts, names ...string) *mifSim {
 func TestUC1Mobility(t *testing.T) {
 	for _, onReturn := range []string{"move-back", "new"} {
 		t.Run(onReturn, func(t *testing.T) {
-			if onReturn == "new" {
-				// When wlan0 goes, its VPN is moved to eth0 at once (the
-				// engine asks the manager's NextPath, RFC 4555 §3.5), but
-				// the manager keeps wlan0 as the VPN's home and so counts
-				// wlan0 as served: when wlan0 returns it neither moves the
-				// VPN back (on_return new) nor clones a new one, and wlan0
-				// stays without a VPN for good.
-				t.Skip("defect: with on_return new, an interface whose VPN moved away gets no VPN when it returns (manager: home kept, slot counted as served)")
-			}
 			for _, seed := range []uint64{11, 12, 13} {
 				s := settled(t, seed, mifOpts{onReturn: onReturn}, all3...)
 				wlan, _ := s.vpnOn("wlan0")

@@ -328,6 +328,12 @@ func (m *Manager) NextPath(now time.Time, ifaces []Interface, q PathRequest) (Pa
 			if slices.Contains(u.Addrs, c.Local) {
 				c.Iface = u.Name
 				m.moving[q.Lineage] = moveOp{u.Name, now}
+				if home, ok := m.home[q.Lineage]; ok && !m.p.MoveBack && home.Iface != u.Name {
+					// on_return new: the VPN stays where it goes, and the
+					// interface it left gets a fresh clone when it returns
+					// (as followInterface does for a move it makes).
+					m.home[q.Lineage] = Slot{Iface: u.Name, Remote: home.Remote}
+				}
 				m.log.Info("engine asked for a path", "vpn", q.Lineage, "reason", q.Reason, "from", cur, "to", u.Name)
 				return c, true
 			}
