@@ -160,6 +160,7 @@ func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bo
 	sa.updateChildren()
 	e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name, Detail: fmt.Sprintf("%v - %v", local, remote)})
 	e.log.Info("IKE SA moved", "ike", sa.id, "local", local, "remote", remote, "iface", iface)
+	sa.resendOutstanding()
 	if initiator {
 		sa.pendingUpdate = true
 		sa.queue(&updateTask{})
@@ -446,9 +447,17 @@ func (sa *ikeSA) afterMOBIKEResponse(m *message) {
 		return
 	}
 	if m.notify(wire.NotifyUpdateSAAddresses) != nil {
+		moved := sa.local != m.d.Local || sa.remote != m.d.Remote
 		sa.updateGen++
 		sa.confirmedGen = sa.updateGen
 		sa.local, sa.remote, sa.iface = m.d.Local, m.d.Remote, ""
+		if moved {
+			// Our own requests still outstanding went to the old
+			// address, which the initiator left: they follow at once,
+			// as the initiator's do (§3.5), instead of going on unheard
+			// there until they give the SA up.
+			sa.resendOutstanding()
+		}
 		sa.readNATD(m)
 		sa.e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name,
 			Detail: fmt.Sprintf("peer moved to %v - %v", sa.remote, sa.local)})

@@ -394,3 +394,93 @@ func TestRFC7296Section2_11CachedResponseToRequestSource(t *testing.T) {
 		t.Fatalf("the end user lost its IKE SA: %v", l.ue.EventsOf(ike.EventIKEDown))
 	}
 }
+
+// RFC 4555 §3.5: outstanding requests "continue" on the new addresses
+// once the initiator moves. They go out on the new path at once, not when
+// their retransmission timer fires (by the third try that is 7 s away, by
+// the fifth over 40 s): until the outstanding request is answered, the
+// window keeps the UPDATE_SA_ADDRESSES back and the peer goes on sending
+// to the dead address.
+func TestRFC4555Section3_5OutstandingRequestFollowsTheMove(t *testing.T) {
+	l := newLab(t, 101, nil)
+	l.twoAddrs()
+	id := l.up()
+	l.settle(time.Second)
+	var moved time.Time
+	var sentNew []time.Duration // when the Child SA request went from the new address, after the move
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from != l.ue || m.Response {
+			return netsim.Deliver
+		}
+		if d.Local.Addr() == ueAddr {
+			return netsim.Drop // the first path died
+		}
+		if m.Exchange == uint8(wire.CreateChildSA) && !moved.IsZero() {
+			sentNew = append(sentNew, l.net.Now.Sub(moved))
+		}
+		return netsim.Deliver
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CreateChild(now, id, "net") })
+	l.net.RunFor(5 * time.Second) // the first try and one retransmission, both lost; the next is due at 11.2 s
+	before := l.ue.Engine.Stats().Retransmissions
+	moved = l.net.Now
+	l.move(l.ue, id, ue2Addr)
+	l.net.RunFor(time.Second)
+	if len(sentNew) == 0 {
+		t.Fatalf("the outstanding CREATE_CHILD_SA request did not go out on the new path within a second of the move (retransmissions %d → %d)",
+			before, l.ue.Engine.Stats().Retransmissions)
+	}
+	if sentNew[0] != 0 {
+		t.Errorf("the request went on the new path %v after the move, want at once", sentNew[0])
+	}
+	l.settle(5 * time.Second)
+	ue := l.sa(l.ue)
+	if len(ue.Children) != 2 || ue.Local.Addr() != ue2Addr {
+		t.Fatalf("after the move: %d Child SAs on %v, want the new one too, on %v", len(ue.Children), ue.Local, ue2Addr)
+	}
+}
+
+// RFC 4555 §3.5, the responder's side: a request of the gateway's own
+// that went to the address the end user left follows the end user to
+// the address its UPDATE_SA_ADDRESSES came from at once. Left on its
+// timer, a request at its last tries goes on unheard at the old address
+// until the gateway gives the SA up, while the end user sees nothing
+// wrong.
+func TestRFC4555Section3_5ResponderRequestFollowsTheUpdate(t *testing.T) {
+	l := newLab(t, 102, nil)
+	l.twoAddrs()
+	id := l.up()
+	l.settle(time.Second)
+	gwID := l.sa(l.gw).ID
+	var updated time.Time
+	var sentNew []time.Duration // when the gateway's request reached the new address, after the update
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from != l.gw {
+			return netsim.Deliver
+		}
+		if d.Remote.Addr() == ueAddr {
+			return netsim.Drop // the end user's first path died
+		}
+		if m.Exchange == uint8(wire.CreateChildSA) && !m.Response {
+			sentNew = append(sentNew, l.net.Now.Sub(updated))
+		}
+		if m.Exchange == uint8(wire.Informational) && m.Response && updated.IsZero() {
+			updated = l.net.Now // the answer to UPDATE_SA_ADDRESSES
+		}
+		return netsim.Deliver
+	}
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CreateChild(now, gwID, "net") })
+	l.net.RunFor(5 * time.Second) // two tries lost; the next is due at 11.2 s
+	l.move(l.ue, id, ue2Addr)
+	l.net.RunFor(time.Second)
+	if len(sentNew) == 0 {
+		t.Fatal("the gateway's outstanding CREATE_CHILD_SA request did not follow the end user to its new address within a second of the update")
+	}
+	if sentNew[0] != 0 {
+		t.Errorf("the request went to the new address %v after the update was answered, want at once", sentNew[0])
+	}
+	l.settle(5 * time.Second)
+	if n := len(l.sa(l.gw).Children); n != 2 {
+		t.Fatalf("the gateway has %d Child SAs after the update, want 2", n)
+	}
+}

@@ -481,6 +481,12 @@ func (sa *ikeSA) transmitRequest(p *request) {
 	for _, pkt := range p.packets {
 		sa.transmit(pkt)
 	}
+	sa.armRetransmit(p)
+}
+
+// armRetransmit schedules p's next retransmission, backing off with its
+// tries (§2.4).
+func (sa *ikeSA) armRetransmit(p *request) {
 	r := sa.e.cfg.Retransmit
 	timeout := time.Duration(float64(r.Timeout) * math.Pow(r.Base, float64(p.tries)))
 	p.timer = sa.e.after(timeout, func() { sa.retransmit(p) })
@@ -511,10 +517,36 @@ func (sa *ikeSA) retransmit(p *request) {
 		p.pathGen, p.pathTries = sa.updateGen, 0 // a new path: its own count
 	}
 	p.pathTries++
+	gen := sa.updateGen
 	sa.probePath(p.pathTries)
+	if sa.updateGen != gen {
+		// Moved to another path: moveTo sent every outstanding request,
+		// this one too, on it (resendOutstanding).
+		sa.armRetransmit(p)
+		return
+	}
 	sa.recut(p)
 	sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, try %d", p.exchange, p.id, p.tries+1))
 	sa.transmitRequest(p)
+}
+
+// resendOutstanding sends the outstanding requests again at once after
+// the SA changed paths. RFC 4555 §3.5 has them "continue retransmitting
+// using the new addresses"; waiting for their timers would leave the SA
+// silent for up to a minute after a few tries (the backoff of §2.4), and
+// while a request waits for its answer the window keeps the
+// UPDATE_SA_ADDRESSES (and any clone or rekey) from going out, so the
+// peer would go on sending to an address that is gone. The timers and
+// the tries stay as they are: the give-up point of §2.4 does not move.
+func (sa *ikeSA) resendOutstanding() {
+	for _, p := range sa.outstanding {
+		sa.recut(p)
+		sa.e.stats.Retransmissions++
+		sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d on the new path", p.exchange, p.id))
+		for _, pkt := range p.packets {
+			sa.transmit(pkt)
+		}
+	}
 }
 
 // transmit sends from the IKE SA's current addresses.
