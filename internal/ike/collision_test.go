@@ -300,6 +300,41 @@ func TestIKERekeyCollision(t *testing.T) {
 	}
 }
 
+// Both peers rekey the IKE SA at once and the winner's response to the
+// loser's rekey is late: the winner's Delete of the old SA reaches the
+// loser first, so the loser drops its rekey and never learns of the SA
+// the winner made for it (§2.8.2). The winner must not keep that
+// redundant SA, without Child SAs, until a liveness check gives it up
+// minutes later: the soak of interface events found it as an IKE SA the
+// end user had and the gateway lacked.
+func TestIKERekeyCollisionLoserNeverLearns(t *testing.T) {
+	dropped := 0
+	for seed := uint64(1); seed <= collisionSeeds; seed++ {
+		for _, late := range []string{"ue", "gw"} {
+			l := newLab(t, seed, nil)
+			l.up()
+			node := l.ue
+			if late == "gw" {
+				node = l.gw
+			}
+			l.net.Filter = holdFirst(node, wire.CreateChildSA, true)
+			l.rekeyIKE(l.ue)
+			l.rekeyIKE(l.gw)
+			l.net.RunFor(200 * time.Millisecond) // the winner's Delete of the old SA arrives
+			l.net.Release(0)
+			l.settle(30 * time.Second)
+			ue, gw := l.sa(l.ue), l.sa(l.gw) // one IKE SA each
+			if len(ue.Children) != 1 || len(gw.Children) != 1 {
+				t.Fatalf("seed %d, %s's response late: Child SAs ue %d gw %d", seed, late, len(ue.Children), len(gw.Children))
+			}
+			dropped += eventsWith(node, ike.EventIKEDown, "rekey collision the peer did not delete")
+		}
+	}
+	if dropped == 0 {
+		t.Error("no run had a redundant SA the loser never learned of: the case is not tested")
+	}
+}
+
 // One IKE rekey request arrives after the other side finished its rekey:
 // TEMPORARY_FAILURE, the late one gives up (test_collision_delayed_request).
 func TestIKERekeyCollisionDelayedRequest(t *testing.T) {

@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"time"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -128,6 +130,7 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 		}
 		e.log.Info("IKE rekey collision won", "ike", sa.id, "loser", c.sa.id)
 		n.collisionLoser = c.sa
+		c.sa.dropIfNotDeleted()
 		e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: sa.conn.Name,
 			Detail: fmt.Sprintf("IKE SA %d -> %d (collision won)", sa.id, n.id)})
 	}
@@ -136,6 +139,25 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 	// request on it (§1.3.2).
 	sa.tasks = nil
 	sa.queue(&ikeDeleteTask{})
+}
+
+// dropIfNotDeleted: this SA is the peer's redundant one after we won a
+// rekey collision (§2.8.2). The peer, which made it, deletes it once our
+// response to its rekey reaches it; but our Delete of the old SA, sent
+// right after, may reach it first, and then the peer drops its rekey and
+// never knows this SA at all. Nobody would delete it, and it would live
+// on here, without Child SAs, until its liveness check gave up minutes
+// later. So if the peer's Delete has not come by the time the peer
+// would have sent it three times, we let it go ourselves, without a
+// Delete: the peer either never had it or deletes it on its own.
+func (sa *ikeSA) dropIfNotDeleted() {
+	r := sa.e.cfg.Retransmit
+	grace := time.Duration(float64(r.Timeout) * (1 + r.Base + r.Base*r.Base))
+	sa.e.after(grace, func() {
+		if (sa.state == stateEstablished || sa.state == stateRekeyed) && len(sa.children) == 0 {
+			sa.e.destroy(sa, "redundant SA of a rekey collision the peer did not delete (RFC 7296 §2.8.2)")
+		}
+	})
 }
 
 // complete derives the new SA from the response: SKEYSEED from the old

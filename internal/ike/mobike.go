@@ -447,17 +447,16 @@ func (sa *ikeSA) afterMOBIKEResponse(m *message) {
 		return
 	}
 	if m.notify(wire.NotifyUpdateSAAddresses) != nil {
-		moved := sa.local != m.d.Local || sa.remote != m.d.Remote
 		sa.updateGen++
 		sa.confirmedGen = sa.updateGen
 		sa.local, sa.remote, sa.iface = m.d.Local, m.d.Remote, ""
-		if moved {
-			// Our own requests still outstanding went to the old
-			// address, which the initiator left: they follow at once,
-			// as the initiator's do (§3.5), instead of going on unheard
-			// there until they give the SA up.
-			sa.resendOutstanding()
-		}
+		// Our own requests still outstanding went to an address the
+		// initiator left (the SA's remote may have followed its
+		// earlier requests already, RFC 7296 §2.23, while our
+		// retransmissions wait for their timers): they follow at once,
+		// as the initiator's do (§3.5), instead of going on unheard
+		// until they give the SA up.
+		sa.resendOutstanding()
 		sa.readNATD(m)
 		sa.e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name,
 			Detail: fmt.Sprintf("peer moved to %v - %v", sa.remote, sa.local)})
