@@ -100,6 +100,17 @@ func (f *family) leave(sa *ikeSA) {
 		return
 	}
 	delete(f.members, sa)
+	f.releaseUnused()
+}
+
+// releaseUnused gives back the leases of addresses no SA of the family
+// uses: called when an SA leaves, and when a clone that showed its
+// parent's address gets its own (its parent may have gone meanwhile, and
+// then nobody holds the parent's address any more).
+func (f *family) releaseUnused() {
+	if f == nil {
+		return
+	}
 	kept := f.leases[:0]
 	for _, l := range f.leases {
 		if f.uses(l.addr) {

@@ -500,3 +500,36 @@ func TestRFC7791Section8CloneLeaseGoesWithTheClone(t *testing.T) {
 		t.Fatalf("%d addresses leased with no SA left", n)
 	}
 }
+
+// RFC 7791 §8 with App. A.3: the parent goes while its clone still shows
+// the parent's address (before the clone's first Child SA). The address
+// stays leased while the clone uses it, and goes back to the pool once
+// the clone has its own: the interface-event soak found it leaked (the
+// gateway leasing 5 addresses for 4 VPNs after the on_down delete policy
+// deleted a parent just as its clone came up).
+func TestRFC7791Section8ParentAddressFreedWhenCloneGetsItsOwn(t *testing.T) {
+	var pool *ike.Pool
+	l := newLab(t, 89, func(ue, gw *ike.Connection, a, b *ike.Config) {
+		withClone(ue, gw, a, b)
+		ue.CloneVIPs = true
+		pool = gw.Pools[0]
+	})
+	l.up()
+	parent := l.sa(l.ue)
+	l.clone(l.ue, parent.ID)
+	l.settle(time.Second)
+	c := clonesOf(l.ue, parent.ID)[0]
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, parent.ID, 0) })
+	l.settle(time.Second)
+	if n := pool.InUse(); n != 1 {
+		t.Fatalf("%d addresses leased with the clone showing the parent's, want 1", n)
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CreateChild(now, c.ID, "net") })
+	l.settle(time.Second)
+	if c = byID(l.ue, c.ID); len(c.VirtualIPs) != 1 || c.VirtualIPs[0] == parent.VirtualIPs[0] {
+		t.Fatalf("the clone's address %v, the parent's was %v: want one of its own", c.VirtualIPs, parent.VirtualIPs)
+	}
+	if n := pool.InUse(); n != 1 {
+		t.Fatalf("%d addresses leased once the clone has its own, want 1: the parent's leaked", n)
+	}
+}

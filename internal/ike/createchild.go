@@ -388,6 +388,7 @@ func (r *childResponder) assignVirtualIP() bool {
 		return false
 	}
 	sa.vipsInherited = false
+	sa.family.releaseUnused()
 	r.cpReply = reply
 	sa.e.event(sa, EventVirtualIP, fmt.Sprint(sa.remoteVIPs))
 	return true
