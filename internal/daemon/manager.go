@@ -61,14 +61,15 @@ func (d *Daemon) reconcile() {
 }
 
 // managerSAs is what a connection's manager sees of its IKE SAs: those
-// established or being set up, with their Child SAs.
+// established, being set up or being deleted, with their Child SAs.
 func managerSAs(all []ike.IKESAInfo, conn string) []manager.SA {
 	var sas []manager.SA
 	for _, s := range all {
-		if s.Conn != conn || (s.State != ike.StateEstablished && s.State != ike.StateConnecting) {
+		if s.Conn != conn || (s.State != ike.StateEstablished && s.State != ike.StateConnecting && s.State != ike.StateDeleting) {
 			continue
 		}
-		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == ike.StateEstablished, Local: s.Local.Addr(), Remote: s.Remote.Addr(),
+		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == ike.StateEstablished, Deleting: s.State == ike.StateDeleting,
+			Local: s.Local.Addr(), Remote: s.Remote.Addr(),
 			Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
 			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs}
 		for _, ch := range s.Children {

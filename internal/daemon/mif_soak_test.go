@@ -490,9 +490,10 @@ func soakCheck(s *mifSim, ifs []*soakIface, o mifOpts, st *soakStats, full, fina
 	for _, k := range slices.Sorted(maps.Keys(vs)) { // a stable order: errors are compared across checks
 		v := vs[k]
 		home, ok := m.Home(k)
-		if !ok && (!usable[v.iface] || silent[v.iface]) {
+		if !ok && m.Deleting(k) {
 			// The manager let it go (on_down delete) and its Delete
-			// cannot get through: it goes when that gives up.
+			// has not got through yet: it goes with that, or when that
+			// gives up.
 			stranded = true
 			continue
 		}

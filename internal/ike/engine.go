@@ -252,7 +252,7 @@ func (e *Engine) Terminate(now time.Time, id uint64, child uint32) ([]Action, er
 		// whichever does (the task follows the handover).
 		sa = old
 	}
-	sa.queue(&ikeDeleteTask{})
+	sa.close()
 	return e.end(), nil
 }
 
@@ -355,7 +355,7 @@ func (e *Engine) Reconfigure(now time.Time, conns []*Connection) ([]Action, erro
 
 func (e *Engine) terminateSA(sa *ikeSA) {
 	if sa.state == stateEstablished {
-		sa.queue(&ikeDeleteTask{})
+		sa.close()
 	} else {
 		e.destroy(sa, "connection removed")
 	}

@@ -268,6 +268,17 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 		n.updateGen = n.confirmedGen + 1 // unconfirmed on the successor too
 		n.tasks = append(n.tasks, &updateTask{})
 	}
+	if sa.closing {
+		// We were deleting this SA: the successor is what we delete now
+		// (its Delete came over with the tasks above).
+		n.closing = true
+		for _, c := range n.children {
+			if c.outbound {
+				c.outbound = false
+				e.emit(UpdateChild{SA: c.params()})
+			}
+		}
+	}
 	n.continueReturnRoutability()
 	sa.announceWindow(n)
 	sa.state = stateRekeyed

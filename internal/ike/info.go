@@ -69,6 +69,33 @@ func (t *ikeDeleteTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, err
 func (t *ikeDeleteTask) process(sa *ikeSA, m *message)  { sa.e.destroy(sa, "deleted") }
 func (t *ikeDeleteTask) abort(sa *ikeSA, reason string) {}
 
+// close begins deleting an established IKE SA at our request. It shows
+// as Deleting from now on to whoever looks (the interface manager, the
+// CLI) and counts no more as an SA with the peer for INITIAL_CONTACT of a
+// new one (§2.4); its Child SAs stop carrying outbound traffic at once
+// (deleting an IKE SA closes them, RFC 7296 §1.4.1; what the peer still
+// sends on them is accepted until the Delete is through); and its Delete
+// goes first in its queue, out as soon as the window lets it (§2.3).
+// Behind a request unanswered on a dead path that can take minutes, and
+// until now the SA went on routing traffic into that path meanwhile and,
+// shown as Established, was taken back by the interface manager. The
+// state machine is left alone: the SA is Established until the Delete
+// goes out, so rekey collisions resolve as they would, and a successor
+// takes the closing over with the Delete (handOver).
+func (sa *ikeSA) close() {
+	if sa.state != stateEstablished || sa.closing {
+		return
+	}
+	sa.closing = true
+	for _, c := range sa.children {
+		if c.outbound {
+			c.outbound = false
+			sa.e.emit(UpdateChild{SA: c.params()})
+		}
+	}
+	sa.queueFront(&ikeDeleteTask{})
+}
+
 // dpdTask is a liveness check: an empty INFORMATIONAL (§1.4, §2.4).
 type dpdTask struct{}
 

@@ -26,11 +26,13 @@ func (initialContact) respondAuth(sa *ikeSA, x *authExchange) []wire.Payload {
 func (initialContact) readAuthResponse(*ikeSA, *authExchange, *message) {}
 
 // hasPeerSA reports whether another IKE SA of this connection to the same
-// peer address exists, even half made; INITIAL_CONTACT is only for the
-// first (§2.4).
+// peer address exists, even half made, that we are not deleting;
+// INITIAL_CONTACT is only for the first (§2.4: "the only IKE SA currently
+// active").
 func (e *Engine) hasPeerSA(sa *ikeSA) bool {
 	for _, o := range e.byID {
-		if o != sa && o.conn == sa.conn && o.remote.Addr() == sa.remote.Addr() && o.state != stateDead {
+		// One we are deleting is gone as far as the peer need care.
+		if o != sa && o.conn == sa.conn && o.remote.Addr() == sa.remote.Addr() && o.state != stateDead && o.state != stateDeleting && !o.closing {
 			return true
 		}
 	}

@@ -118,6 +118,9 @@ func (sa *ikeSA) info() IKESAInfo {
 		SPIi: sa.spiI, SPIr: sa.spiR, Local: sa.local, Remote: sa.remote,
 		Established: sa.established, NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, Encap: sa.encap, MOBIKE: sa.ext.mobike,
 		VirtualIPs: append([]netip.Addr(nil), sa.localVIPs...), PeerVirtualIPs: append([]netip.Addr(nil), sa.remoteVIPs...)}
+	if sa.closing && sa.state == stateEstablished {
+		i.State = stateDeleting // its Delete waits for the window (close)
+	}
 	if sa.localID.Type != 0 {
 		i.LocalID = ikeauth.FormatID(sa.localID.Type, sa.localID.Data)
 	}

@@ -111,7 +111,10 @@ type pathState struct {
 	dataIface             string
 	updateGen             int
 	pendingUpdate         bool
-	confirmedGen          int // the path generation the peer has acknowledged
+	// closing: we are deleting this SA (close); its Delete waits for
+	// the window.
+	closing      bool
+	confirmedGen int // the path generation the peer has acknowledged
 	// newestUpdate, newestList: the latest UPDATE_SA_ADDRESSES and
 	// address list taken as MOBIKE responder (§3.5, §3.6).
 	newestUpdate, newestList newestID

@@ -89,6 +89,9 @@ type SA struct {
 	MOBIKEInitiator bool
 	PeerAddrs       []netip.Addr
 	Children        []Child
+	// Deleting: its Delete is under way (by us or by the engine, after
+	// a rekey); it serves no slot any more.
+	Deleting bool
 }
 
 // Child is one Child SA of an IKE SA.
@@ -169,7 +172,12 @@ type Manager struct {
 	// to delete (not a VPN the user made).
 	late map[uint64][]time.Time
 	// surplus are such clones being deleted, by ID.
-	surplus   map[uint64]time.Time
+	surplus map[uint64]time.Time
+	// deleting are the VPNs the manager deleted (on_down delete), with
+	// when: until their SAs are gone they serve no slot and are no base
+	// for clones, and they are not taken back as SAs the manager did not
+	// start while their Delete waits behind an unanswered request.
+	deleting  map[uint64]time.Time
 	moving    map[uint64]moveOp    // by VPN
 	replacing map[uint32]time.Time // transport Child SAs being replaced
 	noClone   bool                 // the peer did not offer cloning: said once
@@ -250,7 +258,7 @@ func New(p Policy, log *slog.Logger) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
-		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, late: map[uint64][]time.Time{}, surplus: map[uint64]time.Time{}, moving: map[uint64]moveOp{},
+		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, late: map[uint64][]time.Time{}, surplus: map[uint64]time.Time{}, deleting: map[uint64]time.Time{}, moving: map[uint64]moveOp{},
 		replacing: map[uint32]time.Time{}, suspect: map[string]holdDown{}}
 }
 
@@ -358,6 +366,13 @@ func (m *Manager) CloneRefused(parent uint64, n int) {
 // Bind tells the manager which SA an Initiate made (a new SA: its ID is
 // its VPN's key).
 func (m *Manager) Bind(s Slot, id uint64) { m.home[id] = s }
+
+// Deleting reports whether the manager deleted VPN lineage and its SAs
+// are still there (their Delete not answered yet).
+func (m *Manager) Deleting(lineage uint64) bool {
+	_, ok := m.deleting[lineage]
+	return ok
+}
 
 // Home is the slot of the VPN with key lineage, for displays.
 func (m *Manager) Home(lineage uint64) (Slot, bool) {
@@ -471,6 +486,33 @@ type round struct {
 }
 
 func (m *Manager) newRound(now time.Time, gateway netip.Addr, ifaces []Interface, sas []SA) *round {
+	// A VPN being deleted is gone as far as the rules go: one the manager
+	// deleted, or one whose SAs are all being deleted (the CLI). An SA
+	// being deleted is gone too (the old SA of a rekey is, while its
+	// successor carries the VPN).
+	left, live := map[uint64]bool{}, map[uint64]bool{}
+	for _, s := range sas {
+		left[vpn(s)] = true
+		if !s.Deleting {
+			live[vpn(s)] = true
+		}
+	}
+	for k := range left {
+		if !live[k] {
+			if _, ok := m.deleting[k]; !ok {
+				m.deleting[k] = now
+			}
+		}
+	}
+	for k := range m.deleting {
+		if !left[k] {
+			delete(m.deleting, k) // its SAs are gone
+		}
+	}
+	sas = slices.DeleteFunc(slices.Clone(sas), func(s SA) bool {
+		_, going := m.deleting[vpn(s)]
+		return going || s.Deleting
+	})
 	r := &round{now: now, gateway: gateway, ifaces: ifaces, sas: current(sas), byVPN: map[uint64]SA{}}
 	for _, s := range r.sas {
 		r.byVPN[vpn(s)] = s
@@ -555,8 +597,12 @@ func (m *Manager) expireCloneRequests(r *round) {
 			q = q[1:]
 		}
 		if len(q) > 0 {
-			if _, ok := r.byVPN[q[0].vpn]; !ok {
-				q = nil // the parent's VPN is gone, and its requests with it
+			// The parent's VPN is gone, and its requests with it; one
+			// being deleted still answers them (the Delete waits behind
+			// the clone exchanges, RFC 7296 §2.3), and its clones are
+			// VPNs of their own.
+			if _, ok := r.byVPN[q[0].vpn]; !ok && !m.Deleting(q[0].vpn) {
+				q = nil
 			}
 		}
 		if len(q) == 0 {
@@ -667,6 +713,7 @@ func (m *Manager) followInterface(r *round, s SA, slot Slot) (stop bool) {
 		m.log.Info("interface gone: deleting its VPN", "ike", s.ID, "iface", slot.Iface)
 		r.add(Terminate{ID: s.ID})
 		delete(m.home, vpn(s))
+		m.deleting[vpn(s)] = r.now
 		return true
 	case !homeUp && !curUp:
 		if len(r.use) == 0 {

@@ -501,3 +501,65 @@ func TestHoldDownOncePerFailure(t *testing.T) {
 		t.Fatalf("second failure: hold %v, want %v", h.hold, 2*minHold)
 	}
 }
+
+// A VPN the delete policy let go stays gone while its Delete waits behind
+// an unanswered request, even where the engine moved it meanwhile: it is
+// not taken back as an SA the manager did not start, serves no slot, and
+// is no base for clones. The interface-event soak found the opposite:
+// re-adopted, terminated again, given Child SAs, or handed the clone
+// request of another interface, which then had two VPNs.
+func TestDeletedVPNIsNotTakenBack(t *testing.T) {
+	p := policy(PerInterface)
+	p.MoveOnDown = false
+	m := New(p, nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	if got := m.Reconcile(t0, gw, []Interface{eth, down(wifi)}, []SA{sa(1, eth, 0), sa(2, wifi, 1)}); !reflect.DeepEqual(got, []Command{Terminate{ID: 2}}) {
+		t.Fatalf("wlan0 down: %#v", got)
+	}
+	// The engine moved SA 2 to eth0 (its path was gone); the Delete is
+	// not through yet.
+	for i := 1; i <= 3; i++ {
+		if got := m.Reconcile(t0.Add(time.Duration(i)*time.Second), gw, []Interface{eth, down(wifi)}, []SA{sa(2, eth, 1), sa(1, eth, 0)}); len(got) != 0 {
+			t.Fatalf("round %d with the deleted VPN still there: %#v", i, got)
+		}
+	}
+	if _, ok := m.Home(2); ok || !m.Deleting(2) {
+		t.Fatal("the deleted VPN was taken back")
+	}
+	// wlan0 back while SA 2 lingers: a clone of SA 1 for it.
+	if got := m.Reconcile(t0.Add(5*time.Second), gw, []Interface{eth, wifi}, []SA{sa(2, eth, 1), sa(1, eth, 0)}); !reflect.DeepEqual(got, []Command{Clone{ID: 1}}) {
+		t.Fatalf("wlan0 back: %#v", got)
+	}
+	m.Reconcile(t0.Add(6*time.Second), gw, []Interface{eth, wifi}, []SA{sa(1, eth, 0)})
+	if m.Deleting(2) {
+		t.Fatal("still deleting a VPN whose SAs are gone")
+	}
+}
+
+// Two clones asked for, the first placed and its interface gone at once
+// (delete policy): the second clone gets the second request's slot, and
+// the first, being deleted, takes no request again.
+func TestDeletedCloneTakesNoOtherRequest(t *testing.T) {
+	p := policy(PerInterface)
+	p.MoveOnDown = false
+	m := New(p, nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	ifs := []Interface{eth, wifi, lte}
+	if got := m.Reconcile(t0, gw, ifs, []SA{sa(1, eth, 0)}); !reflect.DeepEqual(got, []Command{Clone{ID: 1}, Clone{ID: 1}}) {
+		t.Fatalf("bring-up: %#v", got)
+	}
+	m.Reconcile(t0.Add(time.Millisecond), gw, ifs, []SA{sa(1, eth, 0), sa(2, eth, 1)}) // clone 2 → wlan0
+	ifs = []Interface{eth, down(wifi), lte}
+	if got := m.Reconcile(t0.Add(2*time.Millisecond), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)}); !reflect.DeepEqual(got, []Command{Terminate{ID: 2}}) {
+		t.Fatalf("wlan0 gone: %#v", got)
+	}
+	got := m.Reconcile(t0.Add(3*time.Millisecond), gw, ifs, []SA{sa(1, eth, 0), sa(2, eth, 1), sa(3, eth, 1)})
+	want := []Command{CreateChild{ID: 3, Name: "net"}, Move{ID: 3, Local: lte.Addrs[0], Remote: gw, Iface: "wwan0"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("clone 3 up with clone 2 being deleted: %#v", got)
+	}
+	if s, ok := m.Home(3); !ok || s.Iface != "wwan0" {
+		t.Fatalf("clone 3's home %v", s)
+	}
+}
