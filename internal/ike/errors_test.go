@@ -190,3 +190,51 @@ func TestRFC7296Section2_4InitialContact(t *testing.T) {
 		t.Fatalf("gw kept %d IKE SAs, want only the new one", n)
 	}
 }
+
+// RFC 7296 §1.4.1 and §2.4: an IKE SA we delete is closing from the
+// moment we decide, though its Delete waits behind a request unanswered
+// on a dead path. It shows as Deleting, its Child SAs stop carrying
+// outbound traffic at once (deleting the IKE SA closes them), and a new
+// IKE SA to the same peer is "the only IKE SA currently active", so it
+// carries INITIAL_CONTACT and the gateway drops what it still has of the
+// old one when the new one comes up.
+func TestRFC7296Section1_4_1ClosingSA(t *testing.T) {
+	l := newLab(t, 19, nil)
+	old := l.up()
+	l.settle(time.Second)
+	dead := true
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if dead && from == l.ue {
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, old) })
+	l.net.RunFor(time.Second) // the liveness check is out, unanswered
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, old, 0) })
+	var info ike.IKESAInfo
+	for _, s := range l.ue.Engine.IKESAs() {
+		if s.ID == old {
+			info = s
+		}
+	}
+	if info.State != ike.StateDeleting {
+		t.Fatalf("the SA being deleted shows as %v, want Deleting", info.State)
+	}
+	for spi, c := range l.ue.Children {
+		if c.Outbound {
+			t.Fatalf("Child SA %08x of the SA being deleted still carries outbound traffic", spi)
+		}
+	}
+	// A new SA while the old one's Delete cannot leave.
+	dead = false
+	before := countNotify(l.gw, wire.NotifyInitialContact, false)
+	l.initiate()
+	l.net.RunFor(2 * time.Second)
+	if countNotify(l.gw, wire.NotifyInitialContact, false) != before+1 {
+		t.Fatal("the new IKE SA did not carry INITIAL_CONTACT though the only other one is being deleted")
+	}
+	if n := len(l.gw.Established()); n != 1 {
+		t.Fatalf("the gateway has %d IKE SAs, want only the new one", n)
+	}
+}
