@@ -458,6 +458,7 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 	m.homeAtGatewayAddress(r)
 	m.adoptUnmanagedSAs(r)
 	m.expireInitiations(r)
+	m.abandonStrandedAuthentications(r)
 	m.releaseAuthenticatedSlots(r)
 	m.followInterfaces(r)
 
@@ -659,6 +660,57 @@ func (m *Manager) expireInitiations(r *round) {
 			delete(m.initiating, slot)
 		}
 	}
+}
+
+// abandonStrandedAuthentications gives up authentications whose local
+// address went away before they were established, or whose interface
+// lost its carrier for longer than Retry: IKE_AUTH cannot move
+// (MOBIKE is only negotiated by it, RFC 4555 §3.2), so such an SA would
+// hold its slot, and as the first authentication every other VPN, until
+// the engine gave it up minutes later. It is deleted, and the slot is
+// filled again from an interface that is there.
+func (m *Manager) abandonStrandedAuthentications(r *round) {
+	for _, s := range r.sas {
+		if s.Established || !s.Local.IsValid() {
+			continue
+		}
+		slot, ours := m.home[vpn(s)]
+		if !ours {
+			continue
+		}
+		up, has := m.addrState(r.ifaces, s)
+		if _, young := m.initiating[slot]; has && (up || young) {
+			continue
+		}
+		m.log.Info("the address an authentication began from went away: starting again", "ike", s.ID, "local", s.Local, "slot", slot.String())
+		r.add(Terminate{ID: s.ID})
+		delete(m.home, vpn(s))
+		delete(m.initiating, slot)
+		m.deleting[vpn(s)] = r.now
+	}
+	r.sas = slices.DeleteFunc(r.sas, func(s SA) bool {
+		_, going := m.deleting[vpn(s)]
+		return going
+	})
+	for k := range r.byVPN {
+		if _, going := m.deleting[k]; going {
+			delete(r.byVPN, k)
+		}
+	}
+}
+
+// addrState reports whether an interface holds s's local address (its
+// pinned interface, if it has one), and whether that interface is up.
+// One that lost its carrier keeps its address: the authentication goes
+// on when the carrier is back, rather than start again (an EAP login may
+// need the user), unless that takes longer than Retry.
+func (m *Manager) addrState(ifaces []Interface, s SA) (up, has bool) {
+	for _, i := range ifaces {
+		if (s.Iface == "" || s.Iface == i.Name) && slices.Contains(i.Addrs, s.Local) {
+			return i.Up, true
+		}
+	}
+	return false, false
 }
 
 // releaseAuthenticatedSlots: an authentication that came up no longer
