@@ -24,6 +24,10 @@ var (
 	ErrClosed = errors.New("eap: peer closed")
 )
 
+// errAfterSuccess answers anything after EAP-Success but a retransmitted
+// Success.
+var errAfterSuccess = fmt.Errorf("%w: packet after EAP-Success", ErrProtocol)
+
 func protocolErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
 }
@@ -177,7 +181,7 @@ func (p *Peer) Handle(req []byte) ([]byte, error) {
 		return nil, p.err
 	}
 	if p.succeeded {
-		return nil, protocolErr("packet after EAP-Success")
+		return nil, errAfterSuccess
 	}
 	resp, err := p.handle(req)
 	if err != nil {
