@@ -67,11 +67,6 @@ func (t Type) String() string {
 	return fmt.Sprintf("Type(%d)", uint8(t))
 }
 
-// isMethod says whether t is an authentication method rather than one of
-// the special types 1-3 (RFC 3748 §5: "Authentication Types are numbered 4
-// and above").
-func (t Type) isMethod() bool { return t >= TypeMD5Challenge }
-
 const (
 	headerLen = 4 // Code, Identifier, Length
 	// MaxPacketLen is the most the 16-bit Length field can say.

@@ -172,7 +172,7 @@ func (s *Server) respond(pkt *Packet) ([]byte, []byte, error) {
 	if pkt.Type == TypeNak {
 		// RFC 3748 §5.3.1: a Nak answers only a method's first Request.
 		if s.rounds != 0 {
-			return nil, nil, errors.New("Nak in the middle of a method")
+			return nil, nil, errors.New("a Nak in the middle of a method")
 		}
 		wanted, err := parseNak(pkt.Data)
 		if err != nil {
