@@ -176,7 +176,11 @@ func (eapAddr) String() string  { return "eap" }
 // crypto/tls computes for a nil context. crypto/tls refuses to export
 // from a TLS 1.2 session without the extended master secret (RFC 7627);
 // FreeRADIUS with OpenSSL 1.1 or later negotiates it, and a server that
-// does not fails the method here rather than yield a weaker key.
+// does not fails the method here rather than yield a weaker key. Among
+// those is strongSwan's own eap-tls server: its libtls (5.9.8, and master
+// as of this writing) names the extension but does not implement it, so
+// this peer does EAP-TLS 1.2 with a strongSwan gateway only when the
+// gateway relays EAP to FreeRADIUS (eap-radius).
 //
 // TLS 1.3 (RFC 9190 §2.3): Key_Material = TLS-Exporter(
 // "EXPORTER_EAP_TLS_Key_Material", Type-Code 0x0D, 128), MSK its first 64
