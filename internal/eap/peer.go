@@ -277,7 +277,7 @@ func (p *Peer) request(pkt *Packet) (Type, []byte, error) {
 			return 0, nil, protocolErr("server offered %s again after a Nak", pkt.Type)
 		}
 		p.refused[pkt.Type] = true
-		return TypeNak, nakData(p.wanted()), nil
+		return TypeNak, nakData(p.allowed), nil
 	}
 	m, err := p.newMethod(pkt.Type)
 	if err != nil {
@@ -287,19 +287,6 @@ func (p *Peer) request(pkt *Packet) (Type, []byte, error) {
 	data, done, err := m.handle(pkt)
 	p.done = done && err == nil
 	return p.method, data, err
-}
-
-// wanted is what a Nak offers: the allowed methods not refused so far.
-// If the server offered them all already, the list is empty and the Nak
-// says "no alternative".
-func (p *Peer) wanted() []Type {
-	var w []Type
-	for _, t := range p.allowed {
-		if !p.refused[t] {
-			w = append(w, t)
-		}
-	}
-	return w
 }
 
 func (p *Peer) newMethod(t Type) (peerMethod, error) {
