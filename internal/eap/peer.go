@@ -226,8 +226,10 @@ func (p *Peer) handle(b []byte) ([]byte, error) {
 }
 
 // success accepts EAP-Success only after a method completed. RFC 3748 §4.2
-// says the Identifier matches the Response's; like wpa_supplicant we also
-// accept the next Identifier, which some authenticators send.
+// says the Identifier matches the Response's; like wpa_supplicant's
+// eap_success_workaround we also accept the next one, which Microsoft IAS
+// sends. Success is unauthenticated in EAP either way; here it arrives
+// inside an IKE message already protected by the IKE SA.
 func (p *Peer) success(pkt *Packet) error {
 	if !p.done {
 		return ErrEarlySuccess
@@ -241,10 +243,10 @@ func (p *Peer) success(pkt *Packet) error {
 	return nil
 }
 
-// request returns the Type and Type-Data of the Response to a Request. A method is
-// chosen by its first Request; after that RFC 3748 §2.1 forbids the
-// authenticator another Type than Notification until the method ends, and
-// this peer runs one method only.
+// request returns the Type and Type-Data of the Response to a Request. A
+// method is chosen by its first Request; after that RFC 3748 §2.1 forbids
+// the authenticator another Type than Notification until the method ends,
+// and this peer runs one method only.
 func (p *Peer) request(pkt *Packet) (Type, []byte, error) {
 	switch pkt.Type {
 	case TypeNotification:
