@@ -82,6 +82,9 @@ func (sa *ikeSA) identityPayloads(responder bool) ([]wire.Payload, error) {
 	if !responder && !c.RemoteID.Any() {
 		ps = append(ps, &wire.ID{Responder: true, IDType: c.RemoteID.Type, Data: c.RemoteID.Data})
 	}
+	if !responder && c.LocalAuth == AuthEAP {
+		return ps, nil // no AUTH asks for EAP (§2.16); it comes at the end
+	}
 	auth, err := sa.authPayload(id)
 	if err != nil {
 		return nil, err
@@ -207,6 +210,9 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 	forEach(e, func(f authFeature) { f.readAuthResponse(sa, &t.x, m) })
 	ni, nr := sa.hs.ni, sa.hs.nr
 	sa.establish()
+	if ex := t.x.eap; ex != nil {
+		sa.family.eapIdentity, sa.family.eapMethod = ex.identity, ex.method
+	}
 	if len(sa.localVIPs) > 0 {
 		e.event(sa, EventVirtualIP, fmt.Sprint(sa.localVIPs))
 	}
@@ -380,6 +386,9 @@ func (sa *ikeSA) armLifetimes() {
 		}
 		d.expire = e.now.Add(soft + over)
 	}
+	if f := sa.family; f != nil && !f.end.IsZero() && (d.expire.IsZero() || f.end.Before(d.expire)) {
+		d.expire = f.end // the authentication runs out (eap.go)
+	}
 	sa.armDeadlines(d)
 }
 
@@ -475,6 +484,13 @@ func (sa *ikeSA) respondAuth(m *message) {
 		e.destroy(sa, fmt.Sprintf("IKE_AUTH round %d: %v", x.round, err))
 		return
 	}
+	if x.wait {
+		// A unit asked outside the engine (EAP): its answer makes
+		// the response (AnswerEAP).
+		x.held, x.heldPS = m, ps
+		sa.hs.auth = x
+		return
+	}
 	if x.more {
 		sa.hs.auth = x // the next round continues this exchange
 		sa.respond(m, ps)
@@ -491,9 +507,9 @@ func (sa *ikeSA) authenticateInitiator(m *message) ([]wire.Payload, bool) {
 	e := sa.e
 	idi, _ := wire.First[*wire.ID](m.payloads)
 	auth, _ := wire.First[*wire.Auth](m.payloads)
-	if idi == nil || idi.Responder || auth == nil {
+	if idi == nil || idi.Responder {
 		sa.respond(m, errorNotify(wire.NotifyAuthenticationFailed, nil))
-		e.destroy(sa, "IKE_AUTH request without IDi or AUTH (EAP is not supported)")
+		e.destroy(sa, "IKE_AUTH request without IDi")
 		return nil, false
 	}
 	var idr *wire.ID
@@ -530,6 +546,14 @@ func (sa *ikeSA) authenticateInitiator(m *message) ([]wire.Payload, bool) {
 func (sa *ikeSA) finishAuth(x *authExchange, m *message, ps []wire.Payload) {
 	e := sa.e
 	e.newFamily(sa) // before the features: a virtual IP's lease belongs to the family
+	if x.eap != nil {
+		sa.family.eapIdentity, sa.family.eapMethod = x.eap.identity, x.eap.method
+		if x.eap.answer.SessionTimeout > 0 {
+			// RADIUS Session-Timeout (RFC 2865 §5.27) ends the whole
+			// family, clones too.
+			sa.family.end = e.now.Add(x.eap.answer.SessionTimeout)
+		}
+	}
 	forEach(e, func(f authFeature) {
 		if x.refusal == 0 {
 			ps = append(ps, f.respondAuth(sa, x)...)
@@ -593,8 +617,22 @@ func (e *Engine) authConn(sa *ikeSA, idi, idr *wire.ID, auth *wire.Auth, certs [
 	if len(candidates) == 0 {
 		return nil, fmt.Errorf("no connection for peer %s", ikeauth.FormatID(idi.IDType, idi.Data))
 	}
+	if auth == nil {
+		// No AUTH: the initiator asks for EAP (§2.16), which the
+		// connection must do; the EAP unit authenticates it.
+		for _, c := range candidates {
+			if c.RemoteAuth == AuthEAP {
+				return c, nil
+			}
+		}
+		return nil, fmt.Errorf("peer %s asks for EAP (no AUTH), which no connection for it does", ikeauth.FormatID(idi.IDType, idi.Data))
+	}
 	var errs []error
 	for _, c := range candidates {
+		if c.RemoteAuth == AuthEAP {
+			errs = append(errs, fmt.Errorf("%s: expects EAP, the peer sent AUTH", c.Name))
+			continue
+		}
 		err := sa.verifyAuth(c, idi, auth, certs)
 		if err == nil {
 			return c, nil

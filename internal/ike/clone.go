@@ -73,6 +73,13 @@ type family struct {
 	authTime time.Time
 	members  map[*ikeSA]bool
 	leases   []poolLease
+	// end, when set, is when the authentication runs out for every SA
+	// of the family (RADIUS Session-Timeout, eap.go).
+	end time.Time
+	// eapIdentity and eapMethod: the family was authenticated by EAP
+	// (eap.go), as this identity, by this method type.
+	eapIdentity []byte
+	eapMethod   uint8
 }
 
 func (e *Engine) newFamily(sa *ikeSA) {

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"github.com/mifike/mifike/internal/eap"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -151,6 +152,10 @@ type AuthKind int
 const (
 	AuthPSK    AuthKind = iota + 1 // shared key MIC (RFC 7296 §2.15)
 	AuthPubkey                     // signature with a certified key
+	// AuthEAP: EAP in IKE_AUTH (RFC 7296 §2.16). Locally we are the EAP
+	// peer (Connection.EAP); remotely the engine asks its EAP backend
+	// (AskEAP). The responder authenticates itself by PSK or certificate.
+	AuthEAP
 )
 
 func (a AuthKind) String() string {
@@ -159,6 +164,8 @@ func (a AuthKind) String() string {
 		return "psk"
 	case AuthPubkey:
 		return "pubkey"
+	case AuthEAP:
+		return "eap"
 	}
 	return fmt.Sprintf("auth(%d)", int(a))
 }
@@ -186,10 +193,13 @@ type Connection struct {
 	LocalAuth         AuthKind
 	RemoteAuth        AuthKind
 	PSK               []byte
-	Key               crypto.Signer
-	Certs             []*x509.Certificate // ours, end-entity first
-	CAs               []*x509.Certificate // trusted for the peer's certificate
-	RSAPSS            bool
+	// EAP is our side of an EAP authentication (LocalAuth AuthEAP):
+	// identity, credentials, methods. Rand and Now are the engine's.
+	EAP    *eap.PeerConfig
+	Key    crypto.Signer
+	Certs  []*x509.Certificate // ours, end-entity first
+	CAs    []*x509.Certificate // trusted for the peer's certificate
+	RSAPSS bool
 	// ClassicSignatures does not announce RFC 7427 hash algorithms, so
 	// signatures use methods 1, 9, 10 and 11 (for peers without RFC 7427).
 	ClassicSignatures bool
@@ -319,10 +329,16 @@ func (c *Connection) Validate() error {
 			if len(c.PSK) == 0 {
 				return fmt.Errorf("connection %s: %s auth psk without a secret", c.Name, side.what)
 			}
-		case AuthPubkey:
+		case AuthPubkey, AuthEAP:
 		default:
-			return fmt.Errorf("connection %s: %s auth must be psk or pubkey", c.Name, side.what)
+			return fmt.Errorf("connection %s: %s auth must be psk, pubkey or eap", c.Name, side.what)
 		}
+	}
+	if c.LocalAuth == AuthEAP && (c.EAP == nil || len(c.EAP.Identity) == 0) {
+		return fmt.Errorf("connection %s: local auth eap needs an EAP identity and credentials", c.Name)
+	}
+	if c.LocalAuth == AuthEAP && c.RemoteAuth == AuthEAP {
+		return fmt.Errorf("connection %s: one side of EAP authenticates by psk or pubkey (RFC 7296 §2.16); EAP-only (RFC 5998) is not supported", c.Name)
 	}
 	if c.LocalAuth == AuthPubkey && (c.Key == nil || len(c.Certs) == 0) {
 		return fmt.Errorf("connection %s: local auth pubkey needs a private key and a certificate", c.Name)

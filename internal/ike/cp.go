@@ -30,6 +30,15 @@ func (configPayload) respondAuth(sa *ikeSA, x *authExchange) []wire.Payload {
 	if !ok || cp.CFGType != wire.CFGRequest {
 		return nil
 	}
+	if x.eap != nil && x.eap.answer.VirtualIP.IsValid() {
+		// The EAP backend chose the address (RADIUS Framed-IP-Address).
+		reply, nt := sa.assignFramedIP(x.eap.answer.VirtualIP, sa.peerIdentity())
+		x.childRefused = nt
+		if reply == nil {
+			return nil
+		}
+		return []wire.Payload{reply}
+	}
 	reply, nt := sa.assignVIPs(cp, sa.peerIdentity())
 	// Without the address its traffic selectors would be narrowed to,
 	// the first Child SA cannot be made either.
@@ -44,6 +53,30 @@ func (configPayload) readAuthResponse(sa *ikeSA, x *authExchange, m *message) {
 	if cp, ok := wire.First[*wire.CP](m.payloads); ok && x.cpAsked && cp.CFGType == wire.CFGReply {
 		sa.localVIPs = cpAddrs(cp)
 	}
+}
+
+// assignFramedIP gives the peer addr, which the EAP backend chose. An
+// address inside one of our pools is leased there, so no other peer gets
+// it; one outside them is the backend's to manage (as strongSwan's
+// eap-radius does).
+func (sa *ikeSA) assignFramedIP(addr netip.Addr, owner string) (*wire.CP, wire.NotifyType) {
+	addr = addr.Unmap()
+	for _, p := range sa.conn.Pools {
+		if !p.Prefix.Contains(addr) {
+			continue
+		}
+		if err := p.Claim(addr, owner); err != nil {
+			sa.e.log.Warn("cannot assign the EAP backend's virtual IP", "ike", sa.id, "addr", addr, "err", err)
+			return nil, wire.NotifyInternalAddressFailure
+		}
+		sa.family.leases = append(sa.family.leases, poolLease{pool: p, addr: addr})
+		break
+	}
+	sa.remoteVIPs = append(sa.remoteVIPs, addr)
+	if addr.Is4() {
+		return &wire.CP{CFGType: wire.CFGReply, Attributes: []wire.CPAttribute{wire.CPAddr(wire.CPInternalIP4Address, addr)}}, 0
+	}
+	return &wire.CP{CFGType: wire.CFGReply, Attributes: []wire.CPAttribute{wire.CPPrefix6(wire.CPInternalIP6Address, netip.PrefixFrom(addr, 128))}}, 0
 }
 
 // vipRequest asks for the virtual IPs (and DNS servers) c wants (§2.19).

@@ -62,6 +62,10 @@ const (
 	// DropFragmentLimit: an IKE fragment over a reassembly limit (per
 	// message, per IKE SA or in all, RFC 7383 §5).
 	DropFragmentLimit
+	// DropAwaitingBackend: a retransmitted IKE_AUTH request whose
+	// answer waits for the EAP backend (a RADIUS server): it is asked
+	// once, and its answer makes the response.
+	DropAwaitingBackend
 	numDropReasons
 )
 
@@ -92,6 +96,7 @@ var dropNames = [numDropReasons]string{
 	DropBadSource:        "bad-source",
 	DropFragmentRejected: "fragment-rejected",
 	DropFragmentLimit:    "fragment-limit",
+	DropAwaitingBackend:  "awaiting-backend",
 }
 
 // String is the reason's metric label value ("unknown-spi").

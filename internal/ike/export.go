@@ -76,8 +76,13 @@ type exportedSA struct {
 
 	Path exportedPath `json:"path"`
 
-	FamilyToken   uint64          `json:"family"`
-	AuthTime      time.Time       `json:"auth_time"`
+	FamilyToken uint64    `json:"family"`
+	AuthTime    time.Time `json:"auth_time"`
+	// FamilyEnd: the authentication runs out (RADIUS Session-Timeout);
+	// EAPIdentity and EAPMethod: it was by EAP (eap.go).
+	FamilyEnd     time.Time       `json:"family_end,omitzero"`
+	EAPIdentity   []byte          `json:"eap_identity,omitempty"`
+	EAPMethod     uint8           `json:"eap_method,omitempty"`
 	VIPsInherited bool            `json:"vips_inherited,omitempty"`
 	LocalVIPs     []netip.Addr    `json:"local_vips,omitempty"`
 	RemoteVIPs    []netip.Addr    `json:"remote_vips,omitempty"`
@@ -203,6 +208,7 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 	}
 	if f := sa.family; f != nil {
 		x.FamilyToken, x.AuthTime = f.token, f.authTime
+		x.FamilyEnd, x.EAPIdentity, x.EAPMethod = f.end, f.eapIdentity, f.eapMethod
 		for _, l := range f.leases {
 			if slices.Contains(sa.remoteVIPs, l.addr) {
 				x.Leases = append(x.Leases, exportedLease{Pool: l.pool.Name, Addr: l.addr})
@@ -275,6 +281,8 @@ func decodeExport(b []byte) (*exportedSA, error) {
 		return nil, errors.New("ike: import: an SPI is zero")
 	case len(x.Children) > maxExportChildren:
 		return nil, fmt.Errorf("ike: import: %d Child SAs, more than %d", len(x.Children), maxExportChildren)
+	case len(x.EAPIdentity) > 253:
+		return nil, fmt.Errorf("ike: import: EAP identity of %d octets, more than a RADIUS attribute holds", len(x.EAPIdentity))
 	case len(x.Responses) > maxWindow:
 		return nil, fmt.Errorf("ike: import: %d cached responses, more than the largest window %d", len(x.Responses), maxWindow)
 	case x.PeerWindow > maxWindow:
@@ -458,7 +466,8 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 
 	if fam == nil {
 		e.nextFamily++
-		fam = &family{id: e.nextFamily, token: x.FamilyToken, authTime: x.AuthTime, members: map[*ikeSA]bool{}}
+		fam = &family{id: e.nextFamily, token: x.FamilyToken, authTime: x.AuthTime, members: map[*ikeSA]bool{},
+			end: x.FamilyEnd, eapIdentity: x.EAPIdentity, eapMethod: x.EAPMethod}
 	}
 	fam.join(sa)
 	fam.leases = append(fam.leases, claimed...)

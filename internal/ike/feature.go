@@ -34,6 +34,7 @@ var registered = []feature{
 	cloneFeature{},
 	fragmentation{},
 	childless{},
+	eapAuth{},
 }
 
 // extensions is what the features negotiated for an IKE SA: set in
@@ -105,6 +106,14 @@ type authExchange struct {
 	// the request with this error notify and ends the SA.
 	refusal    wire.NotifyType
 	refusalWhy string
+	// wait, when a unit at the responder set it, holds the request
+	// (held, with the payloads its response has so far) until the unit
+	// has an answer from outside the engine (EAP, eap.go).
+	wait   bool
+	held   *message
+	heldPS []wire.Payload
+	// eap is the EAP conversation (eap.go), both roles.
+	eap *eapExchange
 }
 
 // needMore asks for another IKE_AUTH round (strongSwan's NEED_MORE).

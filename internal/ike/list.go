@@ -86,7 +86,11 @@ type IKESAInfo struct {
 	PeerAddrs          []netip.Addr // addresses the peer announced (RFC 4555 §3.4)
 	VirtualIPs         []netip.Addr // assigned to us
 	PeerVirtualIPs     []netip.Addr // we assigned to the peer
-	Children           []ChildInfo
+	// EAPIdentity and EAPMethod: the authentication this SA comes from
+	// (it or its clone parent's) was by EAP, as this identity, by this
+	// method ("EAP-MSCHAPv2"); empty otherwise.
+	EAPIdentity, EAPMethod string
+	Children               []ChildInfo
 	// KeyID identifies the keys without revealing them (SHA-256 of SK_d):
 	// both peers of an SA must show the same value.
 	KeyID [32]byte
@@ -118,6 +122,9 @@ func (sa *ikeSA) info() IKESAInfo {
 		SPIi: sa.spiI, SPIr: sa.spiR, Local: sa.local, Remote: sa.remote,
 		Established: sa.established, NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, Encap: sa.encap, MOBIKE: sa.ext.mobike,
 		VirtualIPs: append([]netip.Addr(nil), sa.localVIPs...), PeerVirtualIPs: append([]netip.Addr(nil), sa.remoteVIPs...)}
+	if f := sa.family; f != nil && f.eapIdentity != nil {
+		i.EAPIdentity, i.EAPMethod = string(f.eapIdentity), eapMethodName(f.eapMethod)
+	}
 	if sa.closing && sa.state == stateEstablished {
 		i.State = stateDeleting // its Delete waits for the window (close)
 	}

@@ -255,6 +255,11 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 		// other requests wait (it retransmits), they are not answered.
 		e.drop(DropNotAuthed, dropped{sa: sa, from: d.Remote, h: h})
 		return
+	case sa.hs != nil && sa.hs.auth != nil && sa.hs.auth.held != nil && sa.hs.auth.held.MessageID == h.MessageID:
+		// The request an EAP backend is being asked about, again: its
+		// answer makes the response (eap.go).
+		e.drop(DropAwaitingBackend, dropped{sa: sa, from: d.Remote, h: h})
+		return
 	case sa.cachedResponse(h.MessageID) != nil:
 		r := sa.cachedResponse(h.MessageID)
 		if h.Exchange != r.exchange {

@@ -91,6 +91,11 @@ type Node struct {
 	// keeps both from the engine, as conn.UDP does.
 	KeepalivesIn, NotIKE int
 	cfg                  ike.Config
+	// EAP, when set, is the node's EAP backend (ike.AskEAP): it answers
+	// after EAPDelay (a RADIUS round trip), or never when ok is false
+	// (a silent server).
+	EAP      func(ike.AskEAP) (a ike.EAPAnswer, ok bool)
+	EAPDelay time.Duration
 	// OnAction, when set, sees every action of the node's engine in the
 	// order the engine gave them.
 	OnAction func(ike.Action)
@@ -109,6 +114,9 @@ type flight struct {
 	out  *Interface // the sender's interface, if it has interfaces
 	to   *Node
 	d    ike.Datagram
+	// fn, when set, is no datagram but something a node's surroundings
+	// do at at (an EAP backend answering, later).
+	fn func()
 }
 
 type flightHeap []*flight
@@ -246,6 +254,19 @@ func (node *Node) Apply(actions []ike.Action) {
 			n.tracef("%s event %s ike=%d %s", node.Name, a.Kind, a.IKESA, a.Detail)
 		case ike.IKEKeys:
 			node.Keys = append(node.Keys, a)
+		case ike.AskEAP:
+			if node.EAP != nil {
+				ask := a
+				n.later(node.EAPDelay, func() {
+					if ans, ok := node.EAP(ask); ok {
+						acts, err := node.Engine.AnswerEAP(n.Now, ask.IKESA, ans)
+						if err != nil {
+							n.tracef("%s EAP answer not taken: %v", node.Name, err)
+						}
+						node.Apply(acts)
+					}
+				})
+			}
 		}
 	}
 }
@@ -375,6 +396,10 @@ func (n *Network) Step(until time.Time) bool {
 	}
 	if f != nil {
 		heap.Pop(&n.flight)
+		if f.fn != nil {
+			f.fn()
+			return true
+		}
 		// What happened to the path or either end's interface while the
 		// datagram was on its way counts.
 		in := f.to.ifaceOf(f.d.Local.Addr())
@@ -390,6 +415,12 @@ func (n *Network) Step(until time.Time) bool {
 	timerNode.wake = time.Time{}
 	timerNode.Apply(timerNode.Engine.Tick(n.Now))
 	return true
+}
+
+// later runs fn after d of simulated time, in order with the datagrams.
+func (n *Network) later(d time.Duration, fn func()) {
+	n.seq++
+	heap.Push(&n.flight, &flight{at: n.Now.Add(d), seq: n.seq, fn: fn})
 }
 
 // receive sorts a datagram off the wire as the node's transport would
