@@ -217,6 +217,7 @@ func (c *Client) try(ctx context.Context, i int, p port,
 	a := ServerAttempt{Server: sk.addr}
 	id, replies, err := sk.acquire(ctx, c.done, &c.stats)
 	if err != nil {
+		a.LastErr = err // the TimeoutError then says it waited for an identifier
 		return a, err
 	}
 	defer sk.release(id)

@@ -255,14 +255,14 @@ func TestFreeRADIUSFailoverFromDeadServer(t *testing.T) {
 	c := newTestClient(t, Config{Servers: []Server{
 		{Address: "127.0.0.1", AuthPort: dead, AcctPort: dead, Secret: NewSecret(srv.Secret)},
 		labServer(srv),
-	}, Timeout: 100 * time.Millisecond, Tries: 2, HoldDown: time.Hour})
+	}, Timeout: 100 * time.Millisecond, MaxTimeout: 400 * time.Millisecond, Tries: 6, HoldDown: time.Hour})
 	for i := range 2 {
 		if r, err := md5Auth(t, c, "alice", "wonderland"); err != nil || r.Code != AccessAccept {
 			t.Fatalf("conversation %d: %v, %v", i+1, r, err)
 		}
 	}
-	if deadGot() != 2 || c.Stats().Failovers.Load() != 1 {
-		t.Errorf("dead server got %d packets, failovers %d; want 2 (first round only), 1", deadGot(), c.Stats().Failovers.Load())
+	if deadGot() != 6 || c.Stats().Failovers.Load() != 1 {
+		t.Errorf("dead server got %d packets, failovers %d; want 6 (first round only), 1", deadGot(), c.Stats().Failovers.Load())
 	}
 }
 
