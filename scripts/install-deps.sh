@@ -20,6 +20,14 @@ declare -A need=(
 	[iperf3]=iperf3
 	[ip]=iproute2
 	[nft]=nftables
+	# EAP through RADIUS: a real server for internal/radiuslab, its
+	# clients (radclient), wpa_supplicant's eapol_test as an EAP peer, and
+	# strongSwan's EAP-MSCHAPv2 plugin (its eap-radius, eap-md5 and
+	# eap-tls plugins come with libcharon-extra-plugins above).
+	[/usr/sbin/freeradius]=freeradius
+	[radclient]=freeradius-utils
+	[eapol_test]=eapoltest
+	[/usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so]=libcharon-extauth-plugins
 )
 
 missing=()
