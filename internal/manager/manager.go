@@ -56,7 +56,8 @@ type Policy struct {
 	// MoveBack returns a moved VPN to its interface when that comes back;
 	// false leaves it and gives the returning interface a new VPN.
 	MoveBack bool
-	// Children are brought up on every clone (RFC 7791 App. A.3).
+	// Children are brought up on every clone (RFC 7791 App. A.3), and
+	// again on any VPN that lost one.
 	Children []string
 	// AllGatewayAddrs spreads VPNs over every (interface, gateway
 	// address) pair the gateway announced (RFC 7791 figures 2 and 3)
@@ -180,7 +181,10 @@ type Manager struct {
 	deleting  map[uint64]time.Time
 	moving    map[uint64]moveOp    // by VPN
 	replacing map[uint32]time.Time // transport Child SAs being replaced
-	noClone   bool                 // the peer did not offer cloning: said once
+	// creating are the Child SAs asked for, by VPN and child name, with
+	// when: not asked for again within Retry.
+	creating map[childKey]time.Time
+	noClone  bool // the peer did not offer cloning: said once
 	// limit is how many SAs the connection had when the peer answered a
 	// clone with NO_ADDITIONAL_SAS: no clone is asked for again until
 	// there are fewer (RFC 7791 §5.3: the refusal is permanent until
@@ -259,7 +263,7 @@ func New(p Policy, log *slog.Logger) *Manager {
 	}
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
 		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, late: map[uint64][]time.Time{}, surplus: map[uint64]time.Time{}, deleting: map[uint64]time.Time{}, moving: map[uint64]moveOp{},
-		replacing: map[uint32]time.Time{}, suspect: map[string]holdDown{}}
+		replacing: map[uint32]time.Time{}, suspect: map[string]holdDown{}, creating: map[childKey]time.Time{}}
 }
 
 // PathReason is why the engine asks for another path (see NextPath).
@@ -461,6 +465,8 @@ func (m *Manager) Reconcile(now time.Time, gateway netip.Addr, ifaces []Interfac
 	m.abandonStrandedAuthentications(r)
 	m.releaseAuthenticatedSlots(r)
 	m.followInterfaces(r)
+	m.preferBest(r)
+	m.restoreChildren(r)
 
 	want := m.slots(r.use, r.sas)
 	served := m.served()
@@ -663,8 +669,10 @@ func (m *Manager) expireInitiations(r *round) {
 }
 
 // abandonStrandedAuthentications gives up authentications whose local
-// address went away before they were established, or whose interface
-// lost its carrier for longer than Retry: IKE_AUTH cannot move
+// address went away before they were established, and those not done
+// within Retry when their interface lost its carrier or another one is
+// there to try (a silent link, RFC 4555 §3.1: the initiator tries other
+// addresses for the initial exchange): IKE_AUTH cannot move
 // (MOBIKE is only negotiated by it, RFC 4555 §3.2), so such an SA would
 // hold its slot, and as the first authentication every other VPN, until
 // the engine gave it up minutes later. It is deleted, and the slot is
@@ -679,10 +687,21 @@ func (m *Manager) abandonStrandedAuthentications(r *round) {
 			continue
 		}
 		up, has := m.addrState(r.ifaces, s)
-		if _, young := m.initiating[slot]; has && (up || young) {
+		_, young := m.initiating[slot]
+		other := slices.ContainsFunc(r.use, func(u usable) bool { return u.Name != slot.Iface })
+		if has && (young || up && !other) {
 			continue
 		}
-		m.log.Info("the address an authentication began from went away: starting again", "ike", s.ID, "local", s.Local, "slot", slot.String())
+		if has && up {
+			// Up but unanswered: the link is silent, avoided for a
+			// while as a path the engine gave up on is (NextPath).
+			h := min(max(m.suspect[slot.Iface].hold*2, minHold), maxHold)
+			m.suspect[slot.Iface] = holdDown{until: r.now.Add(h), hold: h}
+			r.use = slices.DeleteFunc(r.use, func(u usable) bool { return u.Name == slot.Iface })
+			m.log.Warn("authentication unanswered over an interface that is up; avoiding it for a while", "ike", s.ID, "iface", slot.Iface, "for", h)
+		} else {
+			m.log.Info("the address an authentication began from went away: starting again", "ike", s.ID, "local", s.Local, "slot", slot.String())
+		}
 		r.add(Terminate{ID: s.ID})
 		delete(m.home, vpn(s))
 		delete(m.initiating, slot)
@@ -780,6 +799,63 @@ func (m *Manager) followInterface(r *round, s SA, slot Slot) (stop bool) {
 		}
 	}
 	return false
+}
+
+// preferBest: in failover mode the VPN's home is the most preferred usable
+// interface, and with on_return move-back it moves there whenever a more
+// preferred one is (again) usable, also one that was absent when the VPN
+// was authenticated (which used to leave it on a worse interface for
+// good).
+func (m *Manager) preferBest(r *round) {
+	if m.p.Mode != Failover || !m.p.MoveBack || len(r.use) == 0 {
+		return
+	}
+	best := r.use[0]
+	for _, s := range r.sas {
+		slot, ok := m.home[vpn(s)]
+		if !ok || !s.Established || slot.Iface == best.Name {
+			continue
+		}
+		m.home[vpn(s)] = Slot{Iface: best.Name, Remote: slot.Remote}
+		if c := m.move(r.now, s, best, slot.Remote); c != nil {
+			m.log.Info("a more preferred interface is usable: moving the VPN there", "ike", s.ID, "from", slot.Iface, "to", best.Name)
+			r.add(c)
+		}
+	}
+}
+
+// childKey names one Child SA of a VPN.
+type childKey struct {
+	vpn  uint64
+	name string
+}
+
+// restoreChildren gives a VPN at home back a Child SA of the policy that
+// it lost (a rekey lost among IKE SA rekeys, a Child SA the peer
+// deleted, a first Child SA refused): a VPN without its tunnel carries
+// nothing, and nothing else would make it again (strongSwan's
+// close_action = start does this for a connection). Asked for once per
+// Retry.
+func (m *Manager) restoreChildren(r *round) {
+	for k, at := range m.creating {
+		if r.now.Sub(at) > m.p.Retry {
+			delete(m.creating, k)
+		}
+	}
+	for _, s := range r.sas {
+		if _, home := m.home[vpn(s)]; !home || !s.Established {
+			continue
+		}
+		for _, name := range m.p.Children {
+			k := childKey{vpn(s), name}
+			if _, asked := m.creating[k]; asked || slices.ContainsFunc(s.Children, func(c Child) bool { return c.Name == name }) {
+				continue
+			}
+			m.log.Info("VPN without its Child SA: making it again", "ike", s.ID, "child", name)
+			m.creating[k] = r.now
+			r.add(CreateChild{ID: s.ID, Name: name})
+		}
+	}
 }
 
 // served are the slots that have a VPN, established or still being set
@@ -912,6 +988,7 @@ func (m *Manager) place(now time.Time, s SA, slot Slot, isUsable func(string) (u
 	var cmds []Command
 	for _, c := range m.p.Children {
 		cmds = append(cmds, CreateChild{ID: s.ID, Name: c})
+		m.creating[childKey{vpn(s), c}] = now
 	}
 	if u, ok := isUsable(slot.Iface); ok {
 		if c := m.move(now, s, u, slot.Remote); c != nil {

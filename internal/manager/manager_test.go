@@ -23,10 +23,10 @@ func policy(mode Mode) Policy {
 func down(i Interface) Interface { i.Up = false; return i }
 
 // sa is an established SA of ours on interface i (clone support and
-// MOBIKE on, we move it).
+// MOBIKE on, we move it), with the policy's Child SA.
 func sa(id uint64, i Interface, parent uint64) SA {
 	return SA{ID: id, Established: true, Local: i.Addrs[0], Remote: gw, Iface: i.Name, Parent: parent,
-		CloneSupported: true, MOBIKE: true, MOBIKEInitiator: true}
+		CloneSupported: true, MOBIKE: true, MOBIKEInitiator: true, Children: []Child{{Name: "net"}}}
 }
 
 // RFC 7791 Appendix A, as policy: authenticate once on the preferred
@@ -206,7 +206,9 @@ func TestAllGatewayAddresses(t *testing.T) {
 // UC3, transport-mode mobility: after the IKE SA moved, a transport Child
 // SA whose selectors name the old address is replaced, once.
 func TestTransportChildFollows(t *testing.T) {
-	m := New(policy(Failover), nil)
+	p := policy(Failover)
+	p.Children = []string{"host"} // the VPN's Child SA is this transport one
+	m := New(p, nil)
 	m.Bind(Slot{Iface: "eth0"}, 1)
 	s := sa(1, eth, 0)
 	old := eth.Addrs[0]
@@ -561,5 +563,92 @@ func TestDeletedCloneTakesNoOtherRequest(t *testing.T) {
 	}
 	if s, ok := m.Home(3); !ok || s.Iface != "wwan0" {
 		t.Fatalf("clone 3's home %v", s)
+	}
+}
+
+// A VPN that lost the policy's Child SA (a rekey lost among IKE SA
+// rekeys, a Child SA the peer deleted) gets it again, once per Retry;
+// one that has it is left alone. The interface-event soak found VPNs
+// left without their tunnel for good.
+func TestLostChildIsMadeAgain(t *testing.T) {
+	m := New(policy(PerInterface), nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	m.Bind(Slot{Iface: "wlan0"}, 2)
+	ifs := []Interface{eth, wifi}
+	bare := sa(2, wifi, 1)
+	bare.Children = nil
+	if got := m.Reconcile(t0, gw, ifs, []SA{sa(1, eth, 0), bare}); !reflect.DeepEqual(got, []Command{CreateChild{ID: 2, Name: "net"}}) {
+		t.Fatalf("VPN without its Child SA: %#v", got)
+	}
+	if got := m.Reconcile(t0.Add(time.Second), gw, ifs, []SA{sa(1, eth, 0), bare}); len(got) != 0 {
+		t.Fatalf("asked again within Retry: %#v", got)
+	}
+	if got := m.Reconcile(t0.Add(30*time.Second), gw, ifs, []SA{sa(1, eth, 0), bare}); !reflect.DeepEqual(got, []Command{CreateChild{ID: 2, Name: "net"}}) {
+		t.Fatalf("not asked again after Retry: %#v", got)
+	}
+	if got := m.Reconcile(t0.Add(31*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)}); len(got) != 0 {
+		t.Fatalf("with its Child SA back: %#v", got)
+	}
+}
+
+// An authentication whose address went away before IKE_AUTH was done is
+// given up and begun again where there is an interface (IKE_AUTH cannot
+// move: MOBIKE is negotiated by it); one not done within Retry on a link
+// that passes nothing is given up when another interface can be tried
+// (RFC 4555 §3.1), and waited for when there is none. It used to hold
+// every VPN back until the engine gave up, about 165 s.
+func TestStrandedAuthenticationIsAbandoned(t *testing.T) {
+	connecting := func(id uint64, i Interface) SA {
+		return SA{ID: id, Local: i.Addrs[0], Remote: gw, Iface: i.Name}
+	}
+	m := New(policy(Failover), nil)
+	if got := m.Reconcile(t0, gw, []Interface{wifi}, nil); !reflect.DeepEqual(got, []Command{Initiate{Slot: Slot{Iface: "wlan0"}, Local: wifi.Addrs[0], Iface: "wlan0"}}) {
+		t.Fatalf("start: %#v", got)
+	}
+	m.Bind(Slot{Iface: "wlan0"}, 1)
+	// wlan0 is gone, eth0 came.
+	got := m.Reconcile(t0.Add(time.Second), gw, []Interface{eth}, []SA{connecting(1, wifi)})
+	want := []Command{Terminate{ID: 1}, Initiate{Slot: Slot{Iface: "eth0"}, Local: eth.Addrs[0], Iface: "eth0"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("address gone:\n got %#v\nwant %#v", got, want)
+	}
+	m.Bind(Slot{Iface: "eth0"}, 2)
+	// eth0 passes nothing: within Retry, or with nowhere else to go, the
+	// authentication is waited for.
+	if got := m.Reconcile(t0.Add(10*time.Second), gw, []Interface{eth, wifi}, []SA{connecting(2, eth)}); len(got) != 0 {
+		t.Fatalf("within Retry: %#v", got)
+	}
+	if got := m.Reconcile(t0.Add(30*time.Second), gw, []Interface{eth}, []SA{connecting(2, eth)}); len(got) != 0 {
+		t.Fatalf("past Retry, no other interface: %#v", got)
+	}
+	got = m.Reconcile(t0.Add(31*time.Second), gw, []Interface{eth, wifi}, []SA{connecting(2, eth)})
+	want = []Command{Terminate{ID: 2}, Initiate{Slot: Slot{Iface: "wlan0"}, Local: wifi.Addrs[0], Iface: "wlan0"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("past Retry with wlan0 there:\n got %#v\nwant %#v", got, want)
+	}
+}
+
+// Failover (UC1, ordered alternates) with on_return move-back: the VPN
+// lives on the most preferred usable interface, also when that one was
+// absent when the VPN was authenticated.
+func TestFailoverPrefersTheBest(t *testing.T) {
+	m := New(policy(Failover), nil)
+	m.Bind(Slot{Iface: "wlan0"}, 1) // authenticated while eth0 was away
+	got := m.Reconcile(t0, gw, []Interface{eth, wifi}, []SA{sa(1, wifi, 0)})
+	if !reflect.DeepEqual(got, []Command{Move{ID: 1, Local: eth.Addrs[0], Remote: gw, Iface: "eth0"}}) {
+		t.Fatalf("eth0 usable: %#v", got)
+	}
+	if s, _ := m.Home(1); s.Iface != "eth0" {
+		t.Fatalf("home %v, want eth0", s)
+	}
+	if got := m.Reconcile(t0.Add(time.Second), gw, []Interface{eth, wifi}, []SA{sa(1, eth, 0)}); len(got) != 0 {
+		t.Fatalf("on eth0: %#v", got)
+	}
+	p := policy(Failover)
+	p.MoveBack = false
+	m = New(p, nil)
+	m.Bind(Slot{Iface: "wlan0"}, 1)
+	if got := m.Reconcile(t0, gw, []Interface{eth, wifi}, []SA{sa(1, wifi, 0)}); len(got) != 0 {
+		t.Fatalf("on_return new: %#v", got)
 	}
 }
