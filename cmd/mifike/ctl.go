@@ -371,6 +371,9 @@ func writeSAs(w io.Writer, sas []control.SA, now time.Time) {
 		fmt.Fprintf(w, "%s, %s\n", head, role)
 		fmt.Fprintf(w, "  local  %s\n", endpoint(sa.LocalID, sa.Local, sa.VirtualIPs))
 		fmt.Fprintf(w, "  remote %s\n", endpoint(sa.RemoteID, sa.Remote, sa.PeerVirtualIPs))
+		if sa.EAPMethod != "" {
+			fmt.Fprintf(w, "  %s as %q\n", sa.EAPMethod, sa.EAPIdentity)
+		}
 
 		// Our SPI carries the star, as in swanctl.
 		spiI, spiR := sa.SPIi+"_i", sa.SPIr+"_r"

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mifike/mifike/internal/eap"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/ikeauth"
 	"github.com/mifike/mifike/internal/ts"
@@ -132,10 +134,69 @@ func (b *builder) certs(paths []string, refs []ref, cc *ConnConfig, field string
 }
 
 func authKind(s string) ike.AuthKind {
-	if s == "psk" {
+	switch {
+	case s == "psk":
 		return ike.AuthPSK
+	case strings.HasPrefix(s, "eap"):
+		return ike.AuthEAP
 	}
 	return ike.AuthPubkey
+}
+
+// eapMethods are the EAP methods local.auth allows, most preferred first
+// (nil: whatever the credentials allow).
+func eapMethods(auth string) []eap.Type {
+	switch auth {
+	case "eap-mschapv2":
+		return []eap.Type{eap.TypeMSCHAPv2}
+	case "eap-md5":
+		return []eap.Type{eap.TypeMD5Challenge}
+	case "eap-tls":
+		return []eap.Type{eap.TypeTLS}
+	}
+	return nil
+}
+
+// idText is an identity as an EAP identity or a TLS server name: the
+// text of the ID, without the @ that marks an FQDN.
+func idText(id string) string { return strings.TrimPrefix(id, "@") }
+
+// eapPeer makes our side of an EAP authentication (local.auth eap...).
+func (b *builder) eapPeer(cc *ConnConfig, ic *ike.Connection) {
+	pc := &eap.PeerConfig{Identity: []byte(idText(cc.Local.ID)), Password: slices.Clone(cc.Local.Password), Methods: eapMethods(cc.Local.Auth)}
+	if cc.Local.EAPID != "" {
+		pc.Identity = []byte(cc.Local.EAPID)
+	}
+	if ic.Key != nil && len(ic.Certs) > 0 {
+		// EAP-TLS: our certificate, and the server's checked against
+		// eap_cacerts (default remote.cacerts) and aaa_id (default the
+		// gateway's identity), as strongSwan's aaa_identity.
+		cert := &tls.Certificate{PrivateKey: ic.Key}
+		for _, c := range ic.Certs {
+			cert.Certificate = append(cert.Certificate, c.Raw)
+		}
+		pc.Certificate = cert
+		cas := b.certs(cc.Local.EAPCACerts, cc.Local.eapCARefs, cc, "local.eap_cacerts")
+		if len(cas) == 0 {
+			cas = b.certs(cc.Remote.CACerts, cc.Remote.caRefs, cc, "remote.cacerts")
+		}
+		pool := x509.NewCertPool()
+		for _, c := range cas {
+			pool.AddCert(c)
+		}
+		pc.RootCAs = pool
+		pc.ServerName = cc.Local.AAAID
+		if pc.ServerName == "" {
+			pc.ServerName = idText(cc.Remote.ID)
+		}
+		if len(cas) == 0 || pc.ServerName == "" || pc.ServerName == "%any" {
+			line, f := where(cc.Local.idRef, cc, "local.aaa_id")
+			b.p.fail(line, f, "EAP-TLS checks the EAP server's certificate: give local.eap_cacerts (or remote.cacerts) and local.aaa_id, the name in that certificate")
+		}
+		// Our own AUTH is the EAP one; the certificate is EAP-TLS's.
+		ic.Key, ic.Certs = nil, nil
+	}
+	ic.EAP = pc
 }
 
 func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connection {
@@ -174,7 +235,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		CloneVIPs:           cc.Clone.OwnVIPs,
 	}
 
-	if ic.LocalAuth == ike.AuthPubkey {
+	if ic.LocalAuth == ike.AuthPubkey || ic.LocalAuth == ike.AuthEAP && len(cc.Local.Certs) > 0 {
 		ic.Certs = b.certs(cc.Local.Certs, cc.Local.certRefs, cc, "local.certs")
 		if cc.Local.Key != "" {
 			if data := b.read(cc.Local.Key, cc.Local.keyRef, cc, "local.key"); data != nil {
@@ -226,6 +287,9 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 
 	if ic.RemoteAuth == ike.AuthPubkey {
 		ic.CAs = b.certs(cc.Remote.CACerts, cc.Remote.caRefs, cc, "remote.cacerts")
+	}
+	if ic.LocalAuth == ike.AuthEAP {
+		b.eapPeer(cc, ic)
 	}
 	if id := cc.Remote.ID; id != "" && id != "%any" {
 		t, data, err := ikeauth.ParseID(id)

@@ -75,6 +75,35 @@ type Config struct {
 	Connections []*ConnConfig // in file order
 	// DoS bounds the half-open IKE SAs (the dos_protection section, dos.go).
 	DoS DoSConfig
+	// RADIUS is the radius section: the servers EAP authentications are
+	// passed to (remote.auth eap), and accounting. Nil without one.
+	RADIUS *RADIUSConfig
+}
+
+// RADIUSConfig is the radius section (strongSwan's eap-radius plugin).
+type RADIUSConfig struct {
+	Servers []RADIUSServer // in file order: the first that answers is used
+	// NASIdentifier names the gateway in every request (default mifike).
+	NASIdentifier string
+	// Timeout is the first retransmission timeout (doubling), Tries how
+	// often a request goes to one server before the next is tried.
+	Timeout time.Duration
+	Tries   int
+	// Accounting sends Start, Interim-Update and Stop (RFC 2866) for
+	// every authentication, clones included (RFC 7791 §8); default yes.
+	Accounting bool
+	// InterimInterval is how often Interim-Updates go when the server
+	// names none (Acct-Interim-Interval); 0: none.
+	InterimInterval time.Duration
+	Line            int
+}
+
+// RADIUSServer is one server of the radius section.
+type RADIUSServer struct {
+	Name               string
+	Address            string
+	AuthPort, AcctPort uint16
+	Secret             []byte
 }
 
 // TUNConfig is the tun section.
@@ -197,7 +226,12 @@ type ConnConfig struct {
 
 // AuthConfig is one side's authentication.
 type AuthConfig struct {
-	Auth string // psk or pubkey (default, as in strongSwan)
+	// Auth is psk or pubkey (default, as in strongSwan); locally also
+	// eap (any method the credentials allow), eap-mschapv2, eap-md5 or
+	// eap-tls: we are the EAP peer; remotely eap (or strongSwan's
+	// eap-radius): the peer authenticates by EAP through the radius
+	// section's servers.
+	Auth string
 	// ID as written. An empty local ID with pubkey is the certificate's
 	// subject (filled in by Build); an empty or "%any" remote ID matches
 	// every peer.
@@ -205,6 +239,14 @@ type AuthConfig struct {
 	Certs   []string // local: absolute paths, end-entity certificate first
 	Key     string   // local: absolute path of the PEM private key
 	CACerts []string // remote: absolute paths of trusted CA certificates
+	// Local EAP: our EAP identity (default: ID), password (MD5,
+	// MSCHAPv2), and for EAP-TLS the CA certificates that issued the
+	// EAP server's certificate (default: remote.cacerts) and its name.
+	EAPID      string
+	Password   []byte
+	EAPCACerts []string
+	AAAID      string
+	eapCARefs  []ref
 
 	// Where each value was written, for Build's errors.
 	idRef, keyRef    ref

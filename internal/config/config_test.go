@@ -147,18 +147,50 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:8: connections.c.children.net.mode: "tunel" is not a mode; use tunnel or transport`}},
 		{"mode pass", base + "    children:\n      net: {mode: pass}\n",
 			[]string{`f.yaml:7: connections.c.children.net.mode: "pass": shunt policies are not supported; use tunnel or transport`}},
-		{"auth eap", `connections:
+		{"auth eap-tls without a certificate", `connections:
   c:
     local: {auth: eap-tls, id: "@a"}
     remote: {auth: psk}
     psk: secret
-`, []string{`f.yaml:3: connections.c.local.auth: "eap-tls": EAP is not supported; use psk or pubkey`}},
+`, []string{`f.yaml:3: connections.c.local.certs: required for eap-tls authentication: our certificate file (PEM) (or set auth: psk to use the psk)`,
+			`f.yaml:3: connections.c.local.key: required for eap-tls authentication: the private key file (PEM) of the certificate (or set auth: psk to use the psk)`}},
+		{"auth eap without a password", `connections:
+  c:
+    local: {auth: eap-mschapv2, id: "@a"}
+    remote: {auth: psk}
+    psk: secret
+`, []string{`f.yaml:3: connections.c.local.password: required for eap-mschapv2: the EAP password (or password_file, a file whose first line is it)`}},
+		{"auth eap both sides", `connections:
+  c:
+    local: {auth: eap-md5, id: "@a", password: pw}
+    remote: {auth: eap}
+radius: {servers: {r: {address: 10.0.0.5, secret: s}}}
+`, []string{`f.yaml:4: connections.c.remote.auth: one side of an EAP authentication proves itself by psk or pubkey (RFC 7296 §2.16); EAP-only authentication (RFC 5998) is not supported`}},
+		{"auth eap without radius", `connections:
+  c:
+    local: {auth: psk, id: "@a"}
+    remote: {auth: eap-radius}
+    psk: secret
+`, []string{`f.yaml:2: connections.c.remote.auth: eap passes the authentication to RADIUS: add a top-level radius section with servers (see docs/eap-radius.md)`}},
+		{"radius server without a secret", `radius: {servers: {r: {address: 10.0.0.5}}}
+connections:
+  c:
+    local: {auth: psk, id: "@a"}
+    remote: {auth: eap}
+    psk: secret
+`, []string{`f.yaml:1: radius.servers.r.secret: required: the shared secret of this NAS and the server (0x... for hex, 0s... for base64)`}},
+		{"eap keys with psk", `connections:
+  c:
+    local: {auth: psk, id: "@a", password: pw}
+    remote: {auth: psk}
+    psk: secret
+`, []string{`f.yaml:3: connections.c.local.password: only for local.auth eap, eap-mschapv2, eap-md5 or eap-tls`}},
 		{"auth other", `connections:
   c:
     local: {auth: psk, id: "@a"}
     remote: {auth: password}
     psk: secret
-`, []string{`f.yaml:4: connections.c.remote.auth: "password" is not an authentication method; use psk or pubkey`}},
+`, []string{`f.yaml:4: connections.c.remote.auth: "password" is not an authentication method; use psk, pubkey, eap or eap-radius`}},
 		{"dpd_action", base + "    dpd_action: hold\n",
 			[]string{`f.yaml:6: connections.c.dpd_action: "hold": mifike installs no trap policies; use clear, restart or none`}},
 		{"start_action", base + "    start_action: always\n",

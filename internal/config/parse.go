@@ -3,11 +3,13 @@ package config
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -30,7 +32,7 @@ const (
 var (
 	topSchema = schema{
 		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t",
-			"data_plane", "tun", "retransmit", "dos_protection", "pools", "connections"},
+			"data_plane", "tun", "retransmit", "dos_protection", "radius", "pools", "connections"},
 		hints: map[string]string{
 			"secrets":            "mifike has no secrets section; put the shared key on the connection as psk",
 			"authorities":        "mifike has no authorities section; list CA certificates in the connection's remote.cacerts",
@@ -74,8 +76,11 @@ var (
 			"life_bytes":    childKey,
 		},
 	}
+	radiusSchema       = schema{keys: []string{"servers", "nas_identifier", "timeout", "tries", "accounting", "interim_interval"}}
+	radiusServerSchema = schema{keys: []string{"address", "secret", "auth_port", "acct_port"},
+		hints: map[string]string{"port": "the ports are auth_port (1812) and acct_port (1813)"}}
 	localSchema = schema{
-		keys: []string{"auth", "id", "certs", "key"},
+		keys: []string{"auth", "id", "certs", "key", "eap_id", "password", "password_file", "eap_cacerts", "aaa_id"},
 		hints: map[string]string{
 			"cacerts": "local.cacerts is not used; append intermediate CA certificates to local.certs after our own",
 			"pubkeys": "raw public keys are not supported; use certs and key",
@@ -180,6 +185,9 @@ func (p *parser) parse(data []byte) *Config {
 		c.Retransmit = p.retransmit(top.sub("retransmit", retransmitSchema))
 	}
 	c.DoS = p.dos(top.sub("dos_protection", dosSchema))
+	if top.has("radius") {
+		c.RADIUS = p.radius(top.sub("radius", radiusSchema), top.at("radius"))
+	}
 
 	poolNames := map[string]bool{}
 	for _, e := range p.entries(top.val["pools"], "pools", "pool") {
@@ -189,6 +197,11 @@ func (p *parser) parse(data []byte) *Config {
 	p.overlappingPools(c.Pools)
 	for _, e := range p.entries(top.val["connections"], "connections", "connection") {
 		c.Connections = append(c.Connections, p.conn(e, poolNames))
+	}
+	for _, cc := range c.Connections {
+		if cc.Remote.Auth == "eap" && c.RADIUS == nil {
+			p.fail(cc.Line, "connections."+cc.Name+".remote.auth", "eap passes the authentication to RADIUS: add a top-level radius section with servers (see docs/eap-radius.md)")
+		}
 	}
 	return c
 }
@@ -616,8 +629,11 @@ func unknownPool(name string, pools map[string]bool) string {
 
 // psk decodes the shared key as strongSwan does: "0x" hex, "0s" base64,
 // else the text itself. Messages never repeat the secret.
-func psk(f *fields) []byte {
-	s, ok := f.str("psk")
+func psk(f *fields) []byte { return secret(f, "psk") }
+
+// secret decodes a secret under key as psk does.
+func secret(f *fields, key string) []byte {
+	s, ok := f.str(key)
 	if !ok {
 		return nil
 	}
@@ -626,31 +642,59 @@ func psk(f *fields) []byte {
 	switch {
 	case strings.HasPrefix(s, "0x"):
 		if b, err = hex.DecodeString(s[2:]); err != nil {
-			f.fail("psk", "the text after 0x is not hexadecimal")
+			f.fail(key, "the text after 0x is not hexadecimal")
 			return nil
 		}
 	case strings.HasPrefix(s, "0s"):
 		if b, err = base64.StdEncoding.DecodeString(s[2:]); err != nil {
-			f.fail("psk", "the text after 0s is not base64")
+			f.fail(key, "the text after 0s is not base64")
 			return nil
 		}
 	default:
 		b = []byte(s)
 	}
 	if len(b) == 0 {
-		f.fail("psk", "empty; give the shared secret (0x... for hex, 0s... for base64)")
+		f.fail(key, "empty; give the shared secret (0x... for hex, 0s... for base64)")
 	}
 	return b
 }
 
 func (p *parser) auth(f *fields, local bool) AuthConfig {
-	a := AuthConfig{Auth: f.enum("auth", "pubkey", "authentication method", []string{"psk", "pubkey"},
-		map[string]string{
-			"eap":   "EAP is not supported",
-			"xauth": "XAuth is IKEv1",
-			"rsa":   "the signature key type follows the certificate",
-			"ecdsa": "the signature key type follows the certificate",
-		})}
+	allowed := []string{"psk", "pubkey", "eap", "eap-radius"}
+	why := map[string]string{
+		"xauth":     "XAuth is IKEv1",
+		"rsa":       "the signature key type follows the certificate",
+		"ecdsa":     "the signature key type follows the certificate",
+		"eap-ttls":  "the gateway passes EAP-TTLS through to RADIUS (remote.auth: eap); as the end user, use eap-tls, eap-mschapv2 or eap-md5",
+		"eap-peap":  "PEAP is not supported; use eap-tls or eap-mschapv2",
+		"eap-gtc":   "EAP-GTC is not supported; use eap-mschapv2",
+		"eap-sim":   "EAP-SIM is not supported",
+		"eap-aka":   "EAP-AKA is not supported",
+		"eap-ident": "EAP-Identity alone authenticates nothing",
+	}
+	if local {
+		allowed = []string{"psk", "pubkey", "eap", "eap-mschapv2", "eap-md5", "eap-tls"}
+		why["eap-radius"] = "eap-radius is the gateway's side: remote.auth: eap-radius; as the end user use eap, eap-mschapv2, eap-md5 or eap-tls"
+	}
+	a := AuthConfig{Auth: f.enum("auth", "pubkey", "authentication method", allowed, why)}
+	if a.Auth == "eap-radius" {
+		a.Auth = "eap"
+	}
+	if local && strings.HasPrefix(a.Auth, "eap") {
+		if s, ok := f.str("eap_id"); ok {
+			a.EAPID = strings.TrimSpace(s)
+		}
+		if s, ok := f.str("aaa_id"); ok {
+			a.AAAID = strings.TrimSpace(s)
+		}
+		a.Password = p.password(f)
+	} else {
+		for _, k := range []string{"eap_id", "password", "password_file", "eap_cacerts", "aaa_id"} {
+			if f.has(k) {
+				f.fail(k, "only for local.auth eap, eap-mschapv2, eap-md5 or eap-tls")
+			}
+		}
+	}
 	if s, ok := f.str("id"); ok {
 		a.ID = strings.TrimSpace(s)
 		if a.ID == "%any" && local {
@@ -672,6 +716,7 @@ func (p *parser) auth(f *fields, local bool) AuthConfig {
 		return paths, refs
 	}
 	if local {
+		a.EAPCACerts, a.eapCARefs = files("eap_cacerts")
 		a.Certs, a.certRefs = files("certs")
 		if s, ok := f.str("key"); ok && strings.TrimSpace(s) != "" {
 			a.Key = p.path(strings.TrimSpace(s))
@@ -684,12 +729,89 @@ func (p *parser) auth(f *fields, local bool) AuthConfig {
 	return a
 }
 
+// password is local.password, or the first line of local.password_file,
+// for EAP-MD5 and EAP-MSCHAPv2 (a file keeps it out of the
+// configuration, which is often world-readable).
+func (p *parser) password(f *fields) []byte {
+	s, inline := f.str("password")
+	if inline && f.has("password_file") {
+		f.fail("password_file", "give password or password_file, not both")
+		return nil
+	}
+	if name, ok := f.str("password_file"); ok {
+		path := p.path(strings.TrimSpace(name))
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.fail("password_file", "%s: %v", path, errors.Unwrap(err))
+			return nil
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			f.fail("password_file", "%s: the first line is empty", path)
+			return nil
+		}
+		return []byte(line)
+	}
+	if inline && s == "" {
+		f.fail("password", "empty")
+		return nil
+	}
+	if inline {
+		return []byte(s)
+	}
+	return nil
+}
+
+// radius reads the radius section: named servers, as strongSwan's
+// eap-radius.servers.
+func (p *parser) radius(f *fields, line int) *RADIUSConfig {
+	r := &RADIUSConfig{NASIdentifier: "mifike", Timeout: 2 * time.Second, Tries: 3, Accounting: true, Line: line}
+	for _, e := range p.entries(f.val["servers"], f.field("servers"), "server") {
+		sf := p.fields(e.val, e.field, e.line, radiusServerSchema)
+		s := RADIUSServer{Name: e.name, AuthPort: sf.port("auth_port", 1812), AcctPort: sf.port("acct_port", 1813)}
+		if a, ok := sf.str("address"); ok && strings.TrimSpace(a) != "" {
+			s.Address = strings.TrimSpace(a)
+		} else {
+			sf.fail("address", "required: the RADIUS server's address or host name")
+		}
+		s.Secret = secret(sf, "secret")
+		if s.Secret == nil && !p.hasError(sf.field("secret")) {
+			sf.fail("secret", "required: the shared secret of this NAS and the server (0x... for hex, 0s... for base64)")
+		}
+		r.Servers = append(r.Servers, s)
+	}
+	if len(r.Servers) == 0 && !p.hasError(f.field("servers")) {
+		f.fail("servers", "required: at least one server, e.g. servers: {primary: {address: 10.0.0.5, secret: ...}}")
+	}
+	if s, ok := f.str("nas_identifier"); ok {
+		if s = strings.TrimSpace(s); s == "" || len(s) > 253 {
+			f.fail("nas_identifier", "1 to 253 characters")
+		} else {
+			r.NASIdentifier = s
+		}
+	}
+	r.Timeout = f.durationIn("timeout", 2*time.Second, 100*time.Millisecond, 60*time.Second, "the first retransmission timeout to a RADIUS server")
+	r.Tries = f.integer("tries", 3, 1, 10)
+	r.Accounting = f.boolean("accounting", true)
+	r.InterimInterval = f.durationIn("interim_interval", 0, 0, 24*time.Hour, "how often accounting Interim-Updates go (0: only when the server asks)")
+	return r
+}
+
 // hasError reports whether field or one of its list entries already has
 // an error, so a missing-value error does not pile on top of it.
 func (p *parser) hasError(field string) bool {
 	return slices.ContainsFunc(p.errs, func(e *Error) bool {
 		return e.Field == field || strings.HasPrefix(e.Field, field+"[")
 	})
+}
+
+// authName names the method a certificate is needed for.
+func authName(auth string) string {
+	if auth == "eap" {
+		return "eap-tls"
+	}
+	return auth
 }
 
 // checkAuth enforces what each auth method needs.
@@ -701,15 +823,22 @@ func (p *parser) checkAuth(f *fields, c *ConnConfig, local, remote *fields) {
 	// A side whose auth is already wrong gets no follow-on errors.
 	switch {
 	case p.hasError(local.field("auth")):
-	case c.Local.Auth == "pubkey":
+	case c.Local.Auth == "pubkey" || c.Local.Auth == "eap-tls" || c.Local.Auth == "eap" && len(c.Local.Password) == 0 && len(c.Local.Certs) > 0:
 		if len(c.Local.Certs) == 0 && !p.hasError(local.field("certs")) {
-			local.fail("certs", "required for pubkey authentication: our certificate file (PEM)%s", hint)
+			local.fail("certs", "required for %s authentication: our certificate file (PEM)%s", authName(c.Local.Auth), hint)
 		}
 		if c.Local.Key == "" && !p.hasError(local.field("key")) {
-			local.fail("key", "required for pubkey authentication: the private key file (PEM) of the certificate%s", hint)
+			local.fail("key", "required for %s authentication: the private key file (PEM) of the certificate%s", authName(c.Local.Auth), hint)
 		}
 	case c.Local.ID == "" && !p.hasError(local.field("id")):
-		local.fail("id", "required with psk authentication; give e.g. @vpn.example.org, an email address or an IP address")
+		local.fail("id", "required with %s authentication; give e.g. @vpn.example.org, an email address or an IP address", c.Local.Auth)
+	}
+	if strings.HasPrefix(c.Local.Auth, "eap") && c.Local.Auth != "eap-tls" && len(c.Local.Password) == 0 && len(c.Local.Certs) == 0 &&
+		!p.hasError(local.field("password")) && !p.hasError(local.field("password_file")) {
+		local.fail("password", "required for %s: the EAP password (or password_file, a file whose first line is it)", c.Local.Auth)
+	}
+	if strings.HasPrefix(c.Local.Auth, "eap") && c.Remote.Auth == "eap" && !p.hasError(remote.field("auth")) {
+		remote.fail("auth", "one side of an EAP authentication proves itself by psk or pubkey (RFC 7296 §2.16); EAP-only authentication (RFC 5998) is not supported")
 	}
 	if !p.hasError(remote.field("auth")) && c.Remote.Auth == "pubkey" && len(c.Remote.CACerts) == 0 && !p.hasError(remote.field("cacerts")) {
 		remote.fail("cacerts", "required for pubkey authentication: the CA certificate file (PEM) that issued the peer's certificate%s", hint)

@@ -53,7 +53,11 @@ type SA struct {
 	CloneSupported bool      `json:"clone_supported"`
 	VirtualIPs     []string  `json:"virtual_ips"`      // assigned to us
 	PeerVirtualIPs []string  `json:"peer_virtual_ips"` // we assigned to the peer
-	Children       []Child   `json:"children"`
+	// EAPIdentity and EAPMethod: the family was authenticated by EAP
+	// (RFC 7296 §2.16), as this identity, by this method.
+	EAPIdentity string  `json:"eap_identity,omitempty"`
+	EAPMethod   string  `json:"eap_method,omitempty"`
+	Children    []Child `json:"children"`
 }
 
 // Child is one Child SA of an IKE SA.
@@ -128,6 +132,7 @@ func SAFromEngine(i ike.IKESAInfo) SA {
 		Window: i.Window, PeerWindow: i.PeerWindow,
 		Family: i.Family, Parent: i.Parent, AuthTime: i.AuthTime, CloneSupported: i.CloneSupported,
 		VirtualIPs: addrs(i.VirtualIPs), PeerVirtualIPs: addrs(i.PeerVirtualIPs),
+		EAPIdentity: i.EAPIdentity, EAPMethod: i.EAPMethod,
 		Children: make([]Child, 0, len(i.Children)),
 	}
 	for _, c := range i.Children {

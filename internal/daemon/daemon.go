@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"syscall"
@@ -73,8 +74,14 @@ type Daemon struct {
 	reconcileSoon bool
 	keys          *keyLog
 	metrics       *metrics
-	stats         daemonStats
-	rxStats       rxCounters // the socket readers'
+	// radius passes EAP to the radius section's servers and accounts
+	// (eap.go); nil without a radius section.
+	radius *radiusBackend
+	// stopped closes when Run returns, for goroutines posting to the
+	// event loop.
+	stopped chan struct{}
+	stats   daemonStats
+	rxStats rxCounters // the socket readers'
 }
 
 type daemonStats struct {
@@ -98,7 +105,7 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 		rx: make(chan datagram, rxQueue), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{},
-		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1)}
+		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1), stopped: make(chan struct{})}
 	d.newManagers(cfg)
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
@@ -111,6 +118,11 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	d.engine, err = ike.New(ecfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.RADIUS != nil {
+		if d.radius, err = newRADIUSBackend(d, cfg.RADIUS, log); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -161,6 +173,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer close(d.stopped)
+	if d.radius != nil {
+		defer d.radius.close()
+	}
 
 	gid := -1
 	if g := d.cfg.Control.Group; g != "" {
@@ -223,6 +239,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-inTick.C:
 			d.pollInbound()
 			d.retire(time.Now())
+			if d.radius != nil {
+				d.radius.tick(time.Now())
+			}
 			d.reconcileSoon = true
 		case l := <-d.limits:
 			d.apply(d.engine.ChildLimit(time.Now(), l.inSPI, l.hard))
@@ -283,6 +302,9 @@ func (d *Daemon) apply(acts []ike.Action) {
 			}
 			d.planeAction(a)
 		case ike.DeleteChild:
+			if d.radius != nil {
+				d.radius.childGone(a.IKESA, a.InSPI)
+			}
 			old, ok := d.children[a.InSPI]
 			delete(d.children, a.InSPI)
 			if a.Successor != 0 && ok && d.plane != nil {
@@ -296,7 +318,17 @@ func (d *Daemon) apply(acts []ike.Action) {
 			d.retireBefore(a.InSPI)
 		case ike.IKEKeys:
 			d.keys.ike(a)
+		case ike.AskEAP:
+			if d.radius != nil {
+				d.radius.ask(a)
+			} else {
+				acts, _ := d.engine.AnswerEAP(time.Now(), a.IKESA, ike.EAPAnswer{Round: a.Round, Verdict: ike.EAPError, Why: "no radius section to pass EAP to"})
+				d.apply(acts)
+			}
 		case ike.Event:
+			if d.radius != nil {
+				d.radius.event(a)
+			}
 			d.publish(a)
 			if tellManagers(d.managers, d.engine, a) {
 				d.reconcileSoon = true
@@ -483,6 +515,9 @@ func reloadable(old, cur *config.Config) error {
 	if old.DoS != cur.DoS {
 		errs = append(errs, errors.New("dos_protection settings change only with a restart"))
 	}
+	if !reflect.DeepEqual(old.RADIUS, cur.RADIUS) {
+		errs = append(errs, errors.New("the radius section changes only with a restart"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -490,6 +525,15 @@ func reloadable(old, cur *config.Config) error {
 func (d *Daemon) shutdown() {
 	d.apply(d.engine.Shutdown(time.Now()))
 	d.log.Info("stopped")
+}
+
+// post runs f on the event loop without waiting, from another goroutine;
+// after Run returned it is dropped.
+func (d *Daemon) post(f func()) {
+	select {
+	case d.calls <- f:
+	case <-d.stopped:
+	}
 }
 
 // call runs f on the event loop and waits: the engine is single-threaded.

@@ -334,3 +334,26 @@ func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
 func (sa *ikeSA) deleteInFlight() bool {
 	return sa.inFlight(func(t task) bool { _, ok := t.(*ikeDeleteTask); return ok })
 }
+
+// FamilyOf is the family (IKESAInfo.Family) of IKE SA id, for those that
+// account per authentication (RFC 7791 §8: the service lasts as long as
+// any IKE SA of the family): false when there is no such SA or it is not
+// authenticated yet.
+func (e *Engine) FamilyOf(id uint64) (uint64, bool) {
+	sa := e.byID[id]
+	if sa == nil || sa.family == nil {
+		return 0, false
+	}
+	return sa.family.id, true
+}
+
+// FamilyLive reports whether any IKE SA of family fam is still there
+// (established, rekeyed or being deleted).
+func (e *Engine) FamilyLive(fam uint64) bool {
+	for _, sa := range e.byID {
+		if sa.family != nil && sa.family.id == fam && sa.state != stateDead {
+			return true
+		}
+	}
+	return false
+}
