@@ -3,6 +3,7 @@ package ike_test
 import (
 	"flag"
 	"fmt"
+	"github.com/mifike/mifike/internal/eap"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -66,7 +67,21 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 		case 2:
 			gw.Window = 2
 		}
+		// A fifth of the seeds authenticate the end user by EAP (RFC
+		// 7296 §2.16) through a backend that answers after a while, so
+		// IKE_AUTH rounds are lost, retransmitted and held.
+		if seed%5 == 3 {
+			ue.LocalAuth = ike.AuthEAP
+			ue.EAP = &eap.PeerConfig{Identity: []byte("alice"), Password: []byte("alice's password"), Methods: []eap.Type{eap.TypeMSCHAPv2}}
+			gw.RemoteAuth = ike.AuthEAP
+		}
 	})
+	if seed%5 == 3 {
+		b := newEAPBackend(eap.TypeMSCHAPv2)
+		l.gw.EAP = b.ask
+		l.gw.EAPDelay = time.Duration(seed%50) * time.Millisecond
+		stats["eap"]++
+	}
 	r := l.net.Rand()
 	mobike := seed%2 == 0 // half the seeds exercise MOBIKE moves and path failures
 	// A quarter of the seeds hand a node's SAs over to a fresh engine
