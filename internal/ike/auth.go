@@ -469,6 +469,7 @@ func (sa *ikeSA) respondAuth(m *message) {
 		}
 	} else {
 		x.round++
+		sa.extendAuthDeadline()
 	}
 	x.more = false
 	var err error
@@ -497,6 +498,19 @@ func (sa *ikeSA) respondAuth(m *message) {
 		return
 	}
 	sa.finishAuth(x, m, ps)
+}
+
+// extendAuthDeadline gives an IKE_AUTH of several rounds (EAP) the
+// half-open timeout again from each authentic round: the deadline is
+// for an initiator that stopped answering, not for one whose EAP method
+// takes many round trips over a lossy path. The rounds are bounded
+// (maxEAPRounds), so the whole exchange is too.
+func (sa *ikeSA) extendAuthDeadline() {
+	e := sa.e
+	sa.halfOpenT.cancel()
+	sa.halfOpenT = e.after(e.cfg.HalfOpenTimeout, func() {
+		e.destroy(sa, "IKE_AUTH did not complete")
+	})
 }
 
 // authenticateInitiator checks the first IKE_AUTH request: the

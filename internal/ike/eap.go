@@ -324,6 +324,7 @@ func (e *Engine) AnswerEAP(now time.Time, id uint64, a EAPAnswer) ([]Action, err
 	}
 	m, ps := x.held, x.heldPS
 	ex.waiting, x.held, x.heldPS, x.wait = false, nil, nil, false
+	sa.extendAuthDeadline() // the initiator waited for the backend too
 	fail := func(code eap.Code, why string) ([]Action, error) {
 		msg := a.Message
 		if p, err := eap.Parse(msg); err != nil || p.Code != code {
