@@ -541,10 +541,16 @@ func (sa *ikeSA) retransmit(p *request) {
 // silent for up to a minute after a few tries (the backoff of §2.4), and
 // while a request waits for its answer the window keeps the
 // UPDATE_SA_ADDRESSES (and any clone or rekey) from going out, so the
-// peer would go on sending to an address that is gone. The timers and
-// the tries stay as they are: the give-up point of §2.4 does not move.
+// peer would go on sending to an address that is gone. The timers stay
+// as they are, and so do the tries, except that a request at its last
+// try gets one more retransmission: this send on the new path may be
+// lost as well (the path just changed), and giving the SA up then,
+// while the peer is reachable, is what the soak found: a gateway whose
+// liveness check at its last try reached the end user just as the end
+// user's next interface went silent gave up an SA the end user kept.
 func (sa *ikeSA) resendOutstanding() {
 	for _, p := range sa.outstanding {
+		p.tries = min(p.tries, sa.e.cfg.Retransmit.Tries-1)
 		sa.recut(p)
 		sa.e.stats.Retransmissions++
 		sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d on the new path", p.exchange, p.id))
