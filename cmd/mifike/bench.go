@@ -163,8 +163,9 @@ func handshakeFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (
 func newIfaceFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
 	c := bench.NewInterfaceConfig{}
 	rtts := fs.String("rtt", "0ms,20ms,100ms", "emulated round-trip times")
-	auth := fs.String("auth", "psk,ecdsa", "authentication methods: psk, ecdsa")
+	auth := fs.String("auth", "psk,ecdsa,eap-mschapv2,eap-tls", "authentication methods: psk, ecdsa, eap-mschapv2, eap-tls (EAP through FreeRADIUS)")
 	fs.IntVar(&c.Runs, "runs", 5, "trials per case (the median is reported)")
+	fs.DurationVar(&c.RADIUSRTT, "radius-rtt", bench.DefaultRADIUSRTT, "emulated round-trip time between the gateway and FreeRADIUS (EAP methods)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Auth = exe, progress, splitList(*auth)
 		for _, s := range splitList(*rtts) {
