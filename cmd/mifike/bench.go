@@ -25,7 +25,7 @@ type benchSuite struct {
 func benchSuites() []benchSuite {
 	return []benchSuite{
 		{"handshake", "IKE_SA_INIT + IKE_AUTH (+ Child SA) per second, CPU per handshake, latency; PSK and ECDSA", handshakeFlags},
-		{"new-interface", "a VPN on one more interface: clone + Child SA + MOBIKE move against a new authentication", newIfaceFlags},
+		{"new-interface", "a VPN on one more interface: clone + Child SA + MOBIKE move against a new authentication (PSK, ECDSA, EAP via FreeRADIUS)", newIfaceFlags},
 		{"failover", "interface down or silent: time until traffic flows through the moved VPN", failoverFlags},
 		{"throughput", "TCP (iperf3) and UDP through one tunnel, and through three tunnels on three interfaces", throughputFlags},
 		{"scale", "memory and CPU of a responder holding 10,000 and 50,000 IKE SAs", scaleFlags},
@@ -41,7 +41,7 @@ func benchUsage(w io.Writer) {
 	for _, s := range benchSuites() {
 		fmt.Fprintf(w, "  %-14s %s\n", s.name, s.summary)
 	}
-	fmt.Fprintf(w, "  %-14s %s\n", "all", "every suite in turn, full sizes (about 14 minutes on 2 cores)")
+	fmt.Fprintf(w, "  %-14s %s\n", "all", "every suite in turn, full sizes (about 16 minutes on 2 cores)")
 	fmt.Fprintf(w, "  %-14s %s\n", "esp", "the throughput suite's single-tunnel part (its old name)")
 	fmt.Fprintln(w, "  --json prints JSON instead of the table; --out FILE also writes it to FILE.")
 	fmt.Fprintln(w, "  \"mifike bench SUITE -h\" lists a suite's flags.")
@@ -163,8 +163,9 @@ func handshakeFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (
 func newIfaceFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
 	c := bench.NewInterfaceConfig{}
 	rtts := fs.String("rtt", "0ms,20ms,100ms", "emulated round-trip times")
-	auth := fs.String("auth", "psk,ecdsa", "authentication methods: psk, ecdsa")
+	auth := fs.String("auth", "psk,ecdsa,eap-mschapv2,eap-tls", "authentication methods: psk, ecdsa, eap-mschapv2, eap-tls (EAP through FreeRADIUS)")
 	fs.IntVar(&c.Runs, "runs", 5, "trials per case (the median is reported)")
+	fs.DurationVar(&c.RADIUSRTT, "radius-rtt", bench.DefaultRADIUSRTT, "emulated round-trip time between the gateway and FreeRADIUS (EAP methods)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Auth = exe, progress, splitList(*auth)
 		for _, s := range splitList(*rtts) {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,5 +216,139 @@ func TestDelayLineCount(t *testing.T) {
 	}
 	if d.take().Messages != 0 {
 		t.Fatal("take did not reset")
+	}
+}
+
+// EAP through FreeRADIUS: a clone sends no Access-Request, a new
+// authentication does, and four VPNs by clone cost FreeRADIUS the one
+// login of the first. Counts only; the times are not checked.
+func TestNewInterfaceEAP(t *testing.T) {
+	ctx := needLab(t)
+	r, err := NewInterface(ctx, NewInterfaceConfig{Exe: exe, RTTs: []time.Duration{0}, Auth: []string{"eap-mschapv2"}, Runs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	r.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	if len(r.Runs) != 2 || len(r.Families) != 2 {
+		t.Fatalf("%d runs and %d families, want 2 and 2", len(r.Runs), len(r.Families))
+	}
+	for _, x := range r.Runs {
+		switch {
+		case x.UpMs <= 0 || x.Bytes == 0:
+			t.Errorf("a figure is missing: %+v", x)
+		case x.Method == "clone" && (x.AccessRequests != 0 || x.Logins != 0):
+			t.Errorf("a clone went to RADIUS: %+v", x)
+		case x.Method == "auth" && (x.AccessRequests == 0 || x.Logins != 1):
+			t.Errorf("a new authentication without one RADIUS login: %+v", x)
+		}
+	}
+	for _, f := range r.Families {
+		first, last := f.AccessRequests[0], f.AccessRequests[len(f.AccessRequests)-1]
+		if first == 0 || len(f.Interfaces) != 4 {
+			t.Errorf("%s: %+v", f.Method, f)
+		}
+		if f.Method == "clone" && (last != first || f.Logins[3] != 1) {
+			t.Errorf("clones went to RADIUS: %+v", f)
+		}
+		if f.Method == "auth" && (last != 4*first || f.Logins[3] != 4) {
+			t.Errorf("four new authentications are not four logins: %+v", f)
+		}
+	}
+	if !strings.Contains(table.String(), "Access-Req") {
+		t.Errorf("no RADIUS columns:\n%s", table.String())
+	}
+}
+
+// The delay line tells the RADIUS link's packets from the rest and
+// counts them by code.
+func TestDelayLineRADIUS(t *testing.T) {
+	pkt := func(src, dst string, sport, dport uint16, code byte) []byte {
+		b := make([]byte, 20+8+20)
+		b[0], b[9] = 0x45, 17
+		s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
+		copy(b[12:], s[:])
+		copy(b[16:], d[:])
+		b[20], b[21], b[22], b[23] = byte(sport>>8), byte(sport), byte(dport>>8), byte(dport)
+		b[28] = code
+		return b
+	}
+	d := &delayLine{}
+	gw, rad := "10.92.1.2", radiusAddr
+	if d.isRADIUS(pkt(gw, rad, 40000, 1812, 1)) {
+		t.Error("a RADIUS packet before setRADIUS")
+	}
+	d.setRADIUS(netip.MustParsePrefix(radiusNet), 10*time.Millisecond)
+	if !d.isRADIUS(pkt(gw, rad, 40000, 1812, 1)) || !d.isRADIUS(pkt(rad, gw, 1812, 40000, 11)) || d.isRADIUS(pkt("10.91.1.2", gw, 500, 500, 0)) {
+		t.Error("isRADIUS")
+	}
+	for _, p := range [][]byte{
+		pkt(gw, rad, 40000, 1812, 1), pkt(rad, gw, 1812, 40000, 11),
+		pkt(gw, rad, 40000, 1812, 1), pkt(rad, gw, 1812, 40000, 2),
+		pkt(gw, rad, 40001, 1813, 4), pkt(rad, gw, 1813, 40001, 5),
+		pkt(gw, rad, 40000, 1812, 1)[:30], // truncated: bytes only
+	} {
+		d.countRADIUS(p)
+	}
+	var c ikeCount
+	c.add(d.take())
+	want := radiusCount{AccessRequests: 2, Challenges: 1, Accepts: 1, AccountingRequests: 1, Bytes: 6*48 + 30}
+	if c.RADIUS != want {
+		t.Fatalf("got %+v, want %+v", c.RADIUS, want)
+	}
+}
+
+func TestShortSequence(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "",
+		"INFORMATIONAL, IKE_SA_INIT, IKE_AUTH, IKE_AUTH, IKE_AUTH": "INFORMATIONAL, IKE_SA_INIT, IKE_AUTH x3",
+		"IKE_AUTH, INFORMATIONAL, INFORMATIONAL, IKE_AUTH":         "IKE_AUTH, INFORMATIONAL x2, IKE_AUTH",
+	} {
+		if got := shortSequence(in); got != want {
+			t.Errorf("shortSequence(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FreeRADIUS's output comes in pieces that need not end at a line.
+func TestLoginCounter(t *testing.T) {
+	var l loginCounter
+	for _, s := range []string{"(0) Login OK: [carol/<via Auth-Type = eap>]\n(1) Login ", "OK: [carol]\n(2) Login incorrect\n(3) Login OK"} {
+		l.Write([]byte(s))
+	}
+	if l.count() != 2 {
+		t.Fatalf("%d logins, want 2 (the third line is not complete)", l.count())
+	}
+}
+
+// EAP clones are compared with mifike's own new EAP authentication at
+// the same RTT, never with strongSwan's PSK rows.
+func TestEAPRatios(t *testing.T) {
+	runs := []NewInterfaceRun{
+		{Impl: "mifike", Method: "clone", Auth: "psk", RTTms: 20, UpMs: 80, GWCPUms: 1, Bytes: 1800},
+		{Impl: "strongswan", Method: "auth", Auth: "psk", RTTms: 20, UpMs: 60, GWCPUms: 2, Bytes: 1500},
+		{Impl: "mifike", Method: "clone", Auth: "eap-tls", RTTms: 20, UpMs: 80, GWCPUms: 2, Bytes: 2000},
+		{Impl: "mifike", Method: "clone", Auth: "eap-tls", RTTms: 100, UpMs: 300, GWCPUms: 2, Bytes: 2000},
+		{Impl: "mifike", Method: "auth", Auth: "eap-tls", RTTms: 20, UpMs: 240, GWCPUms: 6, Bytes: 5000},
+		{Impl: "mifike", Method: "auth", Auth: "eap-tls", RTTms: 100, UpMs: 900, GWCPUms: 6, Bytes: 5000},
+	}
+	got := map[string]float64{}
+	for _, r := range newIfaceRatios(runs) {
+		got[r.Name] = r.Value
+	}
+	want := map[string]float64{
+		"eap-tls, RTT 20 ms: new EAP authentication / clone, time to VPN up":  3,
+		"eap-tls, RTT 100 ms: new EAP authentication / clone, time to VPN up": 3,
+		"eap-tls: new EAP authentication / clone, gateway CPU":                3,
+		"eap-tls: new EAP authentication / clone, IKE bytes":                  2.5,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	if len(got) != len(want)+3 {
+		t.Errorf("%d ratios, want %d (the PSK ones too): %v", len(got), len(want)+3, got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -29,11 +30,21 @@ import (
 // user and the gateway passes it once per direction: IKE on both ports,
 // ESP, pings. It also counts the IKE messages it carries, so it is the
 // benchmark's capture point for messages, exchanges and bytes.
+//
+// Packets to or from the RADIUS server's network (setRADIUS) are the
+// gateway's back-end link: they wait for a delay of their own, in a
+// queue of their own (so a longer access delay never holds them up, nor
+// they the access traffic), and are counted as RADIUS packets, so what
+// the gateway asked FreeRADIUS is seen on the wire, independent of
+// mifike's own statistics.
 type delayLine struct {
-	f     *os.File
-	delay atomic.Int64 // one way, in nanoseconds
-	queue chan delayed
-	wg    sync.WaitGroup
+	f      *os.File
+	delay  atomic.Int64 // one way, in nanoseconds
+	queue  chan delayed
+	rdelay atomic.Int64 // one way on the RADIUS link
+	rqueue chan delayed
+	rnet   atomic.Pointer[netip.Prefix]
+	wg     sync.WaitGroup
 
 	mu  sync.Mutex
 	ike ikeCount
@@ -44,7 +55,8 @@ type delayed struct {
 	due time.Time
 }
 
-// ikeCount is what the delay line saw of IKE since the last reset.
+// ikeCount is what the delay line saw of IKE (and of RADIUS) since the
+// last reset.
 type ikeCount struct {
 	Messages  int           // IKE messages (requests and responses)
 	Requests  int           // requests: the exchanges, one round trip each
@@ -53,7 +65,23 @@ type ikeCount struct {
 	First     time.Time     // the first IKE message
 	Last      time.Time     // the last one
 	Span      time.Duration // Last - First
+	RADIUS    radiusCount
 }
+
+// radiusCount is what crossed the RADIUS link (RFC 2865 §3 codes).
+type radiusCount struct {
+	AccessRequests     int // code 1, to the authentication port
+	Challenges         int // code 11
+	Accepts, Rejects   int // codes 2 and 3
+	AccountingRequests int // code 4, to the accounting port
+	Bytes              int // IP packets both ways, headers included
+}
+
+// RADIUS ports of the lab's FreeRADIUS (radiuslab in a namespace).
+const (
+	radiusAuthPort = 1812
+	radiusAcctPort = 1813
+)
 
 const delayDev = "dly0"
 
@@ -68,7 +96,7 @@ func newDelayLine(l *lab.Lab, ns string) (*delayLine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delay line: %w", err)
 	}
-	d := &delayLine{f: os.NewFile(uintptr(fd), "/dev/net/tun"), queue: make(chan delayed, 8192)}
+	d := &delayLine{f: os.NewFile(uintptr(fd), "/dev/net/tun"), queue: make(chan delayed, 8192), rqueue: make(chan delayed, 8192)}
 	for _, args := range [][]string{
 		{"link", "set", delayDev, "up"},
 		// What comes out of the device goes on by the main table;
@@ -87,9 +115,10 @@ func newDelayLine(l *lab.Lab, ns string) (*delayLine, error) {
 		d.f.Close()
 		return nil, fmt.Errorf("delay line: %w", err)
 	}
-	d.wg.Add(2)
+	d.wg.Add(3)
 	go d.read()
-	go d.write()
+	go d.write(d.queue)
+	go d.write(d.rqueue)
 	return d, nil
 }
 
@@ -117,9 +146,27 @@ func openTUN(name string) (int, error) {
 // setRTT sets the emulated round-trip time: each direction waits half.
 func (d *delayLine) setRTT(rtt time.Duration) { d.delay.Store(int64(rtt / 2)) }
 
+// setRADIUS makes packets to or from net the RADIUS link's, with
+// round-trip time rtt.
+func (d *delayLine) setRADIUS(net netip.Prefix, rtt time.Duration) {
+	d.rnet.Store(&net)
+	d.rdelay.Store(int64(rtt / 2))
+}
+
+// isRADIUS: an IPv4 packet from or to the RADIUS link's network.
+func (d *delayLine) isRADIUS(b []byte) bool {
+	n := d.rnet.Load()
+	if n == nil || len(b) < 20 || b[0]>>4 != 4 {
+		return false
+	}
+	src, dst := netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+	return n.Contains(src) || n.Contains(dst)
+}
+
 func (d *delayLine) read() {
 	defer d.wg.Done()
 	defer close(d.queue)
+	defer close(d.rqueue)
 	for {
 		b := make([]byte, 65536)
 		n, err := d.f.Read(b)
@@ -130,16 +177,21 @@ func (d *delayLine) read() {
 			continue
 		}
 		now := time.Now()
+		if d.isRADIUS(b[:n]) {
+			d.countRADIUS(b[:n])
+			d.rqueue <- delayed{b: b[:n], due: now.Add(time.Duration(d.rdelay.Load()))}
+			continue
+		}
 		d.count(b[:n], now)
 		d.queue <- delayed{b: b[:n], due: now.Add(time.Duration(d.delay.Load()))}
 	}
 }
 
-// write sends each packet back when it is due; the delay is the same
-// for all, so order is kept.
-func (d *delayLine) write() {
+// write sends each packet of a queue back when it is due; the delay is
+// the same for all of a queue, so order is kept.
+func (d *delayLine) write(q <-chan delayed) {
 	defer d.wg.Done()
-	for p := range d.queue {
+	for p := range q {
 		if w := time.Until(p.due); w > 0 {
 			time.Sleep(w)
 		}
@@ -191,8 +243,39 @@ func (d *delayLine) count(b []byte, now time.Time) {
 	}
 }
 
+// countRADIUS records a packet of the RADIUS link: its bytes, and the
+// code of a RADIUS message to or from the lab server's ports.
+func (d *delayLine) countRADIUS(b []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := &d.ike.RADIUS
+	r.Bytes += len(b)
+	if len(b) < 20 || b[9] != 17 {
+		return
+	}
+	ihl := int(b[0]&0x0f) * 4
+	if len(b) < ihl+8+20 { // UDP header, RADIUS header (RFC 2865 §3)
+		return
+	}
+	udp := b[ihl:]
+	sport, dport, code := binary.BigEndian.Uint16(udp[0:]), binary.BigEndian.Uint16(udp[2:]), udp[8]
+	switch {
+	case dport == radiusAuthPort && code == 1:
+		r.AccessRequests++
+	case sport == radiusAuthPort && code == 11:
+		r.Challenges++
+	case sport == radiusAuthPort && code == 2:
+		r.Accepts++
+	case sport == radiusAuthPort && code == 3:
+		r.Rejects++
+	case dport == radiusAcctPort && code == 4:
+		r.AccountingRequests++
+	}
+}
+
 // add merges a later count into c.
 func (c *ikeCount) add(o ikeCount) {
+	c.RADIUS.add(o.RADIUS)
 	if o.Messages == 0 {
 		return
 	}
@@ -205,6 +288,15 @@ func (c *ikeCount) add(o ikeCount) {
 	c.Exchanges = append(c.Exchanges, o.Exchanges...)
 	c.Last = o.Last
 	c.Span = c.Last.Sub(c.First)
+}
+
+func (r *radiusCount) add(o radiusCount) {
+	r.AccessRequests += o.AccessRequests
+	r.Challenges += o.Challenges
+	r.Accepts += o.Accepts
+	r.Rejects += o.Rejects
+	r.AccountingRequests += o.AccountingRequests
+	r.Bytes += o.Bytes
 }
 
 // take returns what was counted since the last take and starts afresh.

@@ -120,9 +120,10 @@ func ifaceAddr(dev string) string {
 
 // mifOpts vary the mifike and strongSwan configurations on the lab.
 type mifOpts struct {
-	auth   string // psk or ecdsa
-	clone  bool   // the end user clones (RFC 7791); else it authenticates per interface
-	mode   string // per-interface or failover
+	auth   string      // psk, ecdsa, eap-mschapv2 or eap-tls
+	rad    *radiusSite // FreeRADIUS, for the EAP methods
+	clone  bool        // the end user clones (RFC 7791); else it authenticates per interface
+	mode   string      // per-interface or failover
 	use    []string
 	onDown string // move or delete
 	dpd    time.Duration
@@ -161,6 +162,9 @@ func mifGWConf(o mifOpts) string {
 	var b strings.Builder
 	b.WriteString("log: {level: info}\ndata_plane: userspace\ntun: {name: mifike0}\n")
 	writeRetransmit(&b, o.rt)
+	if isEAP(o.auth) {
+		writeRADIUS(&b, o.rad)
+	}
 	fmt.Fprintf(&b, "listen: [%s, %s]\n", demo.GatewayAddrs[0], demo.GatewayAddrs[1])
 	b.WriteString("pools:\n  vpn: {addrs: 10.99.0.0/24}\nconnections:\n  roadwarrior:\n")
 	fmt.Fprintf(&b, "    proposals: %s\n    pools: [vpn]\n    clone: {enable: true, max_ike_sas: 8}\n", mifProposal)
@@ -176,6 +180,10 @@ func writeRetransmit(b *strings.Builder, r retransmitOpts) {
 }
 
 func writeMifAuth(b *strings.Builder, o mifOpts, me, peer string) {
+	if isEAP(o.auth) {
+		writeEAPAuth(b, o, me, peer)
+		return
+	}
 	if o.auth == "ecdsa" {
 		fmt.Fprintf(b, "    local: {auth: pubkey, id: %s, certs: [%s], key: %s}\n", me, o.pki.cert(me), o.pki.key(me))
 		fmt.Fprintf(b, "    remote: {auth: pubkey, id: %s, cacerts: [%s]}\n", peer, o.pki.ca())

@@ -32,8 +32,13 @@ type NewInterfaceConfig struct {
 	Exe string
 	// RTTs are the emulated round-trip times.
 	RTTs []time.Duration
-	// Auth lists the methods: "psk", "ecdsa".
+	// Auth lists the methods: "psk", "ecdsa", and the end user by EAP
+	// through FreeRADIUS: "eap-mschapv2", "eap-tls" (mifike only: a
+	// clone against a new EAP authentication, see newiface_eap.go).
 	Auth []string
+	// RADIUSRTT is the round-trip time of the gateway's link to
+	// FreeRADIUS (the command's default is DefaultRADIUSRTT).
+	RADIUSRTT time.Duration
 	// Runs per case; medians are reported.
 	Runs     int
 	Progress io.Writer
@@ -55,6 +60,12 @@ type NewInterfaceRun struct {
 	UECPUms   float64 `json:"ue_cpu_ms"` // the end user's daemon
 	GWCPUms   float64 `json:"gw_cpu_ms"` // the gateway's
 	Sequence  string  `json:"sequence"`  // the requests' exchange types, of one run
+	// What crossed the RADIUS link per added interface (EAP only): the
+	// most of any run, since a clone must send none in every run.
+	AccessRequests     int `json:"access_requests"`
+	AccountingRequests int `json:"accounting_requests"`
+	Logins             int `json:"logins"`       // FreeRADIUS's "Login OK"
+	RADIUSBytes        int `json:"radius_bytes"` // median
 }
 
 // NewInterfaceResult is what NewInterface measured.
@@ -64,6 +75,9 @@ type NewInterfaceResult struct {
 	StrongSwanVersion string            `json:"strongswan_version"`
 	Runs              []NewInterfaceRun `json:"runs"`
 	Ratios            []Ratio           `json:"ratios"`
+	// The EAP methods' RADIUS link and families (newiface_eap.go).
+	RADIUSRTTms float64        `json:"radius_rtt_ms"`
+	Families    []EAPFamilyRun `json:"families,omitempty"`
 }
 
 func (*NewInterfaceResult) Suite() string { return "new-interface" }
@@ -101,8 +115,26 @@ func NewInterface(ctx context.Context, cfg NewInterfaceConfig) (res *NewInterfac
 		return nil, err
 	}
 	r := &NewInterfaceResult{IKEProposal: mifProposal, CPUs: cpus(), StrongSwanVersion: e.ssVersion}
+	var rad *radiusSite
 	cases := []struct{ impl, method string }{{"mifike", "clone"}, {"mifike", "auth"}, {"strongswan", "auth"}}
 	for _, auth := range cfg.Auth {
+		if isEAP(auth) {
+			if rad == nil {
+				if rad, err = newRADIUSSite(m, dl, cfg.RADIUSRTT); err != nil {
+					return nil, e.fail("building the RADIUS link", err)
+				}
+				r.RADIUSRTTms = float64(cfg.RADIUSRTT) / 1e6
+			}
+			o := mifOpts{auth: auth, mode: "per-interface", use: []string{"eth0", "usb0"},
+				onDown: "delete", rt: retransmitOpts{Timeout: time.Second, Base: 1.4, Tries: 2}, pki: p}
+			runs, fams, err := eapCases(e, m, dl, cfg, rad, o)
+			if err != nil {
+				return nil, e.fail("new-interface "+auth, err)
+			}
+			r.Runs = append(r.Runs, runs...)
+			r.Families = append(r.Families, fams...)
+			continue
+		}
 		for i, c := range cases {
 			o := mifOpts{auth: auth, clone: c.method == "clone", mode: "per-interface", use: []string{"eth0", "usb0"},
 				onDown: "delete", rt: retransmitOpts{Timeout: time.Second, Base: 1.4, Tries: 2}, pki: p}
@@ -142,6 +174,10 @@ func newIfaceRatios(runs []NewInterfaceRun) []Ratio {
 		if x.Impl != "mifike" || x.Method != "clone" {
 			continue
 		}
+		if isEAP(x.Auth) {
+			out = append(out, eapRatios(x, find("mifike", "auth", x.Auth, x.RTTms), x.RTTms == runs[0].RTTms)...)
+			continue
+		}
 		s := find("strongswan", "auth", x.Auth, x.RTTms)
 		if s == nil || x.UpMs <= 0 || x.GWCPUms <= 0 {
 			continue
@@ -156,11 +192,27 @@ func newIfaceRatios(runs []NewInterfaceRun) []Ratio {
 	return out
 }
 
+// eapRatios compare a new EAP authentication a with the clone x at one
+// RTT; at the first RTT also gateway CPU and bytes.
+func eapRatios(x NewInterfaceRun, a *NewInterfaceRun, first bool) []Ratio {
+	if a == nil || x.UpMs <= 0 || x.GWCPUms <= 0 || x.Bytes == 0 {
+		return nil
+	}
+	what := fmt.Sprintf("%s, RTT %.0f ms: new EAP authentication / clone", x.Auth, x.RTTms)
+	out := []Ratio{{what + ", time to VPN up", a.UpMs / x.UpMs}}
+	if first {
+		out = append(out, Ratio{fmt.Sprintf("%s: new EAP authentication / clone, gateway CPU", x.Auth), a.GWCPUms / x.GWCPUms},
+			Ratio{fmt.Sprintf("%s: new EAP authentication / clone, IKE bytes", x.Auth), float64(a.Bytes) / float64(x.Bytes)})
+	}
+	return out
+}
+
 // trial is one measured bring-up.
 type trial struct {
 	up     time.Duration
 	count  ikeCount
 	ue, gw float64 // CPU seconds
+	logins int     // FreeRADIUS's accepted authentications
 }
 
 func summarize(impl, method, auth string, rtt time.Duration, ts []trial) NewInterfaceRun {
@@ -180,6 +232,12 @@ func summarize(impl, method, auth string, rtt time.Duration, ts []trial) NewInte
 	r.UECPUms = med(func(t trial) float64 { return t.ue * 1e3 })
 	r.GWCPUms = med(func(t trial) float64 { return t.gw * 1e3 })
 	r.Sequence = strings.Join(ts[len(ts)-1].count.Exchanges, ", ")
+	for _, t := range ts {
+		r.AccessRequests = max(r.AccessRequests, t.count.RADIUS.AccessRequests)
+		r.AccountingRequests = max(r.AccountingRequests, t.count.RADIUS.AccountingRequests)
+		r.Logins = max(r.Logins, t.logins)
+	}
+	r.RADIUSBytes = int(med(func(t trial) float64 { return float64(t.count.RADIUS.Bytes) }))
 	return r
 }
 
@@ -207,7 +265,7 @@ func settle(ctx context.Context, dl *delayLine, rtt time.Duration) (ikeCount, er
 		time.Sleep(gap)
 		c := dl.take()
 		acc.add(c)
-		return c.Messages == 0, nil
+		return c.Messages == 0 && c.RADIUS.Bytes == 0, nil
 	})
 	return acc, err
 }
@@ -286,6 +344,7 @@ func newIfaceMifike(e *suiteEnv, m *mifLab, dl *delayLine, cfg NewInterfaceConfi
 			if err != nil {
 				return nil, err
 			}
+			logins := o.rad.loginCount()
 			t0 := time.Now()
 			if err := m.plugUSB(true); err != nil {
 				return nil, err
@@ -318,7 +377,7 @@ func newIfaceMifike(e *suiteEnv, m *mifLab, dl *delayLine, cfg NewInterfaceConfi
 			if err != nil {
 				return nil, err
 			}
-			ts = append(ts, trial{up: done.Sub(t0), count: count, ue: used[0], gw: used[1]})
+			ts = append(ts, trial{up: done.Sub(t0), count: count, ue: used[0], gw: used[1], logins: o.rad.loginCount() - logins})
 			if err := m.plugUSB(false); err != nil {
 				return nil, err
 			}
@@ -419,9 +478,12 @@ func newIfaceSwan(e *suiteEnv, m *mifLab, dl *delayLine, cfg NewInterfaceConfig,
 // WriteTable prints r for people.
 func (r *NewInterfaceResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "New interface: the end user's VPN is up on eth0; usb0 comes up and gets a VPN of its own (IKE %s, medians)\n", r.IKEProposal)
-	fmt.Fprintf(w, "clone = RFC 7791 clone + Child SA + MOBIKE move; auth = IKE_SA_INIT + IKE_AUTH with Child SA; RTT emulated by a delay line in the router\n\n")
+	fmt.Fprintf(w, "clone = RFC 7791 clone + Child SA + MOBIKE move; auth = IKE_SA_INIT + IKE_AUTH with Child SA; RTT emulated by a delay line in the router\n")
 	t := table{head: []string{"impl", "method", "auth", "RTT ms", "up ms", "wire ms", "round trips", "messages", "bytes", "UE CPU ms", "GW CPU ms", "requests"}}
 	for _, x := range r.Runs {
+		if isEAP(x.Auth) {
+			continue // in writeEAPTables, with the RADIUS columns
+		}
 		name := "mifike"
 		if x.Impl == "strongswan" {
 			name = "strongSwan " + r.StrongSwanVersion
@@ -429,6 +491,10 @@ func (r *NewInterfaceResult) WriteTable(w io.Writer) {
 		t.add(name, x.Method, x.Auth, f0(x.RTTms), f1(x.UpMs), f1(x.WireMs), fmt.Sprint(x.Exchanges), fmt.Sprint(x.Messages),
 			fmt.Sprint(x.Bytes), f2(x.UECPUms), f2(x.GWCPUms), x.Sequence)
 	}
-	t.write(w)
+	if len(t.rows) > 0 {
+		fmt.Fprintln(w)
+		t.write(w)
+	}
+	r.writeEAPTables(w)
 	writeRatios(w, r.Ratios)
 }

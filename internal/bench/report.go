@@ -75,6 +75,7 @@ var deps = []struct{ what, pkg string }{
 	{"/usr/lib/ipsec/plugins/libstrongswan-curve25519.so", "libstrongswan-extra-plugins"},
 	{"ip", "iproute2"},
 	{"nft", "nftables"},
+	{"/usr/sbin/freeradius", "freeradius"}, // new-interface's EAP methods (internal/radiuslab)
 }
 
 func missingPackages() []string {
