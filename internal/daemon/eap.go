@@ -121,7 +121,7 @@ func (b *radiusBackend) done(id uint64, round int, c *eapConv, reply *radius.Rep
 	case reply.Code == radius.AccessChallenge:
 		ans = ike.EAPAnswer{Round: round, Verdict: ike.EAPContinue, Message: reply.EAPMessage}
 	default: // Access-Accept
-		ans = ike.EAPAnswer{Round: round, Verdict: ike.EAPAccept, Message: reply.EAPMessage, MSK: reply.MSK,
+		ans = ike.EAPAnswer{Round: round, Verdict: ike.EAPAccept, Message: reply.EAPMessage, MSK: padMSK(reply.MSK),
 			VirtualIP: reply.FramedIPAddress, SessionTimeout: reply.SessionTimeout}
 		b.accept[id] = reply
 		delete(b.convs, id)
@@ -131,6 +131,20 @@ func (b *radiusBackend) done(id uint64, round int, c *eapConv, reply *radius.Rep
 		b.log.Warn("EAP authentication failed", "ike", id, "user", c.user, "why", ans.Why)
 	}
 	b.answer(id, ans)
+}
+
+// padMSK zero-pads an MSK from RADIUS to the 64 octets an MSK has (RFC
+// 3748 §7.10). FreeRADIUS's EAP-MSCHAPv2 sends 16-octet MS-MPPE keys, 32
+// octets in all; strongSwan 5.9.8 keys the AUTH of §2.16 with them padded
+// to 64 (its eap-radius gateway as its eap-mschapv2 peer, charon's log at
+// ike = 4 shows), and so does internal/eap's peer. The HMAC PRFs pad short
+// keys the same way, so only a PRF that hashes its key (AES-XCBC, RFC
+// 4434; AES-CMAC, RFC 4615) would tell 32 from 64 octets apart.
+func padMSK(msk []byte) []byte {
+	if len(msk) == 0 || len(msk) >= 64 {
+		return msk
+	}
+	return append(msk, make([]byte, 64-len(msk))...)
 }
 
 func (b *radiusBackend) answer(id uint64, ans ike.EAPAnswer) {

@@ -301,18 +301,21 @@ const mschapMSKLen = 64
 //     MasterReceiveKey | MasterSendKey | 32 zero octets: 64 octets.
 //   - FreeRADIUS's rlm_mschap (mppe_chap2_get_keys128) puts the Magic3 key
 //     in MS-MPPE-Send-Key and the Magic2 key in MS-MPPE-Recv-Key, 16
-//     octets each, and strongSwan's eap-radius (decrypt_msk in
-//     radius_client.c) builds the MSK as Recv-Key | Send-Key: the same 32
-//     octets, without the padding.
+//     octets each, and strongSwan's eap-radius builds the MSK as
+//     Recv-Key | Send-Key: the same 32 octets. strongSwan 5.9.8 as a
+//     gateway keys AUTH with them zero-padded to 64 octets, the form of
+//     its eap-mschapv2 (seen in charon's log at ike = 4, test/interop), so
+//     it agrees with its own peer for AES-XCBC and AES-CMAC PRFs too.
 //
-// The two agree for every HMAC-based IKE PRF, because HMAC pads a key
-// shorter than the hash block with zeros (RFC 2104 §2) and 64 octets do
-// not exceed the block of SHA-1, SHA-2 or MD5. They would differ for
-// PRF_AES128_XCBC and PRF_AES128_CMAC (RFC 4434, RFC 4615), which treat
-// the key length as significant; strongSwan has the same split.
+// The 32- and 64-octet forms agree for every HMAC-based IKE PRF, because
+// HMAC pads a key shorter than the hash block with zeros (RFC 2104 §2)
+// and 64 octets do not exceed the block of SHA-1, SHA-2 or MD5. They would
+// differ for PRF_AES128_XCBC and PRF_AES128_CMAC (RFC 4434, RFC 4615),
+// which treat the key length as significant.
 //
 // The peer returns the 64-octet form of strongSwan's eap-mschapv2, which is
-// also what a gateway that pads the RADIUS keys gets (MSKFromMPPE).
+// also what a gateway that pads the RADIUS keys gets (MSKFromMPPE; the
+// daemon's RADIUS backend pads to 64 octets likewise).
 func mschapMSK(passwordHash [16]byte, ntResponse [24]byte) []byte {
 	mk := masterKey(hashNtPasswordHash(passwordHash), ntResponse)
 	recv := asymmetricStartKey(mk, false, true) // server's receive key, Magic2

@@ -121,9 +121,14 @@ type sa struct {
 	Family    uint64 `json:"family"`
 	Parent    uint64 `json:"parent"`
 	// CloneSupported and MOBIKEInitiator: RFC 7791 §5.1, RFC 4555 §2.1.
-	CloneSupported  bool      `json:"clone_supported"`
-	MOBIKEInitiator bool      `json:"mobike_initiator"`
-	Children        []saChild `json:"children"`
+	CloneSupported  bool   `json:"clone_supported"`
+	MOBIKEInitiator bool   `json:"mobike_initiator"`
+	Iface           string `json:"iface"`
+	// EAPIdentity and EAPMethod: the authentication was by EAP (RFC 7296
+	// §2.16), as this identity, by this method.
+	EAPIdentity string    `json:"eap_identity"`
+	EAPMethod   string    `json:"eap_method"`
+	Children    []saChild `json:"children"`
 }
 
 // saChild is a Child SA in list-sas --json.
