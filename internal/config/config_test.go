@@ -179,6 +179,13 @@ connections:
     remote: {auth: eap}
     psk: secret
 `, []string{`f.yaml:1: radius.servers.r.secret: required: the shared secret of this NAS and the server (0x... for hex, 0s... for base64)`}},
+		{"remote eap_id", `radius: {servers: {r: {address: 10.0.0.5, secret: s}}}
+connections:
+  c:
+    local: {auth: psk, id: "@a"}
+    remote: {auth: eap, eap_id: "%any"}
+    psk: secret
+`, []string{`f.yaml:5: connections.c.remote.eap_id: "%any": ask has the gateway ask the identity, ike takes the IKE identity as the EAP identity; use ask or ike`}},
 		{"eap keys with psk", `connections:
   c:
     local: {auth: psk, id: "@a", password: pw}

@@ -87,7 +87,7 @@ var (
 		},
 	}
 	remoteSchema = schema{
-		keys: []string{"auth", "id", "cacerts"},
+		keys: []string{"auth", "id", "cacerts", "eap_id"},
 		hints: map[string]string{
 			"certs":   "pinning the peer's certificate is not supported; trust its CA with remote.cacerts",
 			"key":     "a private key belongs in local.key",
@@ -688,6 +688,13 @@ func (p *parser) auth(f *fields, local bool) AuthConfig {
 			a.AAAID = strings.TrimSpace(s)
 		}
 		a.Password = p.password(f)
+	} else if !local && a.Auth == "eap" {
+		// The gateway asks the EAP identity (ask, the default: works
+		// whatever the client's IKE identity), or takes the IKE identity
+		// as the EAP identity and saves that round trip (ike, as
+		// strongSwan's eap-radius does by default).
+		a.EAPID = f.enum("eap_id", "ask", "EAP identity", []string{"ask", "ike"},
+			map[string]string{"%any": "ask has the gateway ask the identity, ike takes the IKE identity as the EAP identity"})
 	} else {
 		for _, k := range []string{"eap_id", "password", "password_file", "eap_cacerts", "aaa_id"} {
 			if f.has(k) {

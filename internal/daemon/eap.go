@@ -48,6 +48,9 @@ type eapConv struct {
 	conv   *radius.Conversation
 	cancel context.CancelFunc
 	user   string
+	// identity is the IKE identity taken as the EAP identity (eap_id:
+	// ike), told to the engine with the first answer.
+	identity []byte
 }
 
 type acctSession struct {
@@ -74,6 +77,17 @@ func newRADIUSBackend(d *Daemon, cfg *config.RADIUSConfig, log *slog.Logger) (*r
 
 // ask handles one AskEAP on the event loop.
 func (b *radiusBackend) ask(a ike.AskEAP) {
+	if a.Message == nil && b.identityFromIKE(a.Conn) {
+		// remote.eap_id: ike, strongSwan's default: the IKE identity is
+		// the EAP identity, sent to RADIUS as the peer's Identity
+		// Response (RFC 3579 §2.1), which saves the Identity round trip.
+		var id [1]byte
+		_, _ = rand.Read(id[:])
+		ident := a.PeerIDText[:min(len(a.PeerIDText), 253)]
+		n := 5 + len(ident)
+		a.Message = append([]byte{2, id[0], byte(n >> 8), byte(n), 1}, ident...)
+		a.Identity = ident
+	}
 	if a.Message == nil {
 		// The first Request is ours to send (RFC 3579 §2.1: the NAS may
 		// ask the identity itself): an Identity Request.
@@ -86,6 +100,9 @@ func (b *radiusBackend) ask(a ike.AskEAP) {
 	if c == nil {
 		user := string(a.Identity)
 		c = &eapConv{conv: b.client.NewConversation(user, radius.StationID(a.Local), radius.StationID(a.Remote)), user: user}
+		if len(a.Identity) > 0 && a.Round == 1 {
+			c.identity = a.Identity // taken from IKE: the engine learns it with the answer
+		}
 		b.convs[a.IKESA] = c
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), roundBudget)
@@ -96,6 +113,17 @@ func (b *radiusBackend) ask(a ike.AskEAP) {
 		reply, err := conv.Round(ctx, msg)
 		b.d.post(func() { b.done(id, round, c, reply, err) })
 	}()
+}
+
+// identityFromIKE: the connection takes the IKE identity as the EAP
+// identity (remote.eap_id: ike).
+func (b *radiusBackend) identityFromIKE(conn string) bool {
+	for _, cc := range b.d.cfg.Connections {
+		if cc.Name == conn {
+			return cc.Remote.EAPID == "ike"
+		}
+	}
+	return false
 }
 
 // done turns a RADIUS reply into the engine's answer, on the event loop.
@@ -126,6 +154,9 @@ func (b *radiusBackend) done(id uint64, round int, c *eapConv, reply *radius.Rep
 		b.accept[id] = reply
 		delete(b.convs, id)
 		b.log.Info("RADIUS accepted", "ike", id, "user", c.user)
+	}
+	if c.identity != nil {
+		ans.Identity, c.identity = c.identity, nil
 	}
 	if ans.Verdict == ike.EAPReject || ans.Verdict == ike.EAPError {
 		b.log.Warn("EAP authentication failed", "ike", id, "user", c.user, "why", ans.Why)

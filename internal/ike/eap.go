@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/eap"
+	"github.com/mifike/mifike/internal/ikeauth"
 	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -82,8 +83,11 @@ type AskEAP struct {
 	// User-Name, RFC 3579 §2.1), once it has.
 	Identity []byte
 	// PeerID is the peer's IKE identity, for logs and the backend's
-	// policy.
+	// policy; PeerIDText is it as an EAP identity would be (the text of
+	// an FQDN or e-mail identity, else PeerID), for a backend that takes
+	// the IKE identity as the EAP identity instead of asking.
 	PeerID        string
+	PeerIDText    []byte
 	Local, Remote netip.AddrPort
 }
 
@@ -117,6 +121,9 @@ type EAPAnswer struct {
 	SessionTimeout time.Duration
 	// Why is said in the log and the event when the peer is refused.
 	Why string
+	// Identity, when the backend skipped the Identity round and took
+	// the peer's IKE identity as its EAP identity, is that identity.
+	Identity []byte
 }
 
 // eapRaw is the EAP message an EAP payload carries, as RFC 3748 frames it.
@@ -302,8 +309,13 @@ func (sa *ikeSA) askEAP(x *authExchange, msg []byte) {
 	ex.asked++
 	ex.waiting = true
 	x.wait = true
+	id := ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data)
+	text := []byte(id)
+	if t := sa.peerID.Type; t == wire.IDFQDN || t == wire.IDRFC822Addr || t == wire.IDKeyID {
+		text = bytes.Clone(sa.peerID.Data)
+	}
 	sa.e.emit(AskEAP{IKESA: sa.id, Conn: sa.conn.Name, Round: ex.asked, Message: msg, Identity: bytes.Clone(ex.identity),
-		PeerID: sa.peerIdentity(), Local: sa.local, Remote: sa.remote})
+		PeerID: id, PeerIDText: text, Local: sa.local, Remote: sa.remote})
 }
 
 // AnswerEAP gives the backend's answer to an AskEAP of IKE SA id: the
@@ -324,6 +336,9 @@ func (e *Engine) AnswerEAP(now time.Time, id uint64, a EAPAnswer) ([]Action, err
 	}
 	m, ps := x.held, x.heldPS
 	ex.waiting, x.held, x.heldPS, x.wait = false, nil, nil, false
+	if ex.identity == nil && len(a.Identity) > 0 {
+		ex.identity = bytes.Clone(a.Identity[:min(len(a.Identity), 253)])
+	}
 	sa.extendAuthDeadline() // the initiator waited for the backend too
 	fail := func(code eap.Code, why string) ([]Action, error) {
 		msg := a.Message

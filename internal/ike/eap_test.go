@@ -9,7 +9,6 @@ import (
 
 	"github.com/mifike/mifike/internal/eap"
 	"github.com/mifike/mifike/internal/ike"
-	"github.com/mifike/mifike/internal/netsim"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -248,4 +247,36 @@ func TestRFC7791CloneOfEAPAuthentication(t *testing.T) {
 	}
 }
 
-var _ = netsim.Drop
+// A backend that takes the IKE identity as the EAP identity (strongSwan's
+// eap-radius default, mifike's remote.eap_id: ike) answers the start
+// with a method's Request at once and says which identity it used; the
+// SA then shows it, and the Identity round trip is saved.
+func TestEAPIdentityFromIKE(t *testing.T) {
+	rounds := 0
+	l := newLab(t, 127, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.LocalAuth = ike.AuthEAP
+		ue.EAP = &eap.PeerConfig{Identity: []byte("alice"), Password: []byte("pw"), Methods: []eap.Type{eap.TypeMD5Challenge}}
+		gw.RemoteAuth = ike.AuthEAP
+	})
+	l.gw.EAP = func(a ike.AskEAP) (ike.EAPAnswer, bool) {
+		rounds++
+		if a.Message == nil {
+			if string(a.PeerIDText) != "ue.example" {
+				t.Errorf("PeerIDText %q, want the FQDN's text", a.PeerIDText)
+			}
+			challenge := append([]byte{1, 7, 0, 0, 4, 16}, make([]byte, 16)...)
+			challenge[3] = byte(len(challenge))
+			return ike.EAPAnswer{Round: a.Round, Verdict: ike.EAPContinue, Message: challenge, Identity: a.PeerIDText}, true
+		}
+		return ike.EAPAnswer{Round: a.Round, Verdict: ike.EAPAccept, Message: []byte{3, 7, 0, 4}}, true
+	}
+	l.up()
+	l.settle(time.Second)
+	if s := l.sa(l.gw); s.EAPIdentity != "ue.example" || s.EAPMethod != "EAP-MD5" {
+		t.Fatalf("gateway shows EAP identity %q method %q", s.EAPIdentity, s.EAPMethod)
+	}
+	if rounds != 2 {
+		t.Fatalf("the backend was asked %d times, want 2 (no Identity round)", rounds)
+	}
+}
+
