@@ -166,6 +166,7 @@ func newIfaceFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (b
 	auth := fs.String("auth", "psk,ecdsa,eap-mschapv2,eap-tls", "authentication methods: psk, ecdsa, eap-mschapv2, eap-tls (EAP through FreeRADIUS)")
 	fs.IntVar(&c.Runs, "runs", 5, "trials per case (the median is reported)")
 	fs.DurationVar(&c.RADIUSRTT, "radius-rtt", bench.DefaultRADIUSRTT, "emulated round-trip time between the gateway and FreeRADIUS (EAP methods)")
+	fs.StringVar(&c.EAPIdentity, "eap-id", "ask", "the gateway's remote.eap_id for the EAP methods: ask (an EAP Identity round) or ike (the IKE identity, as strongSwan)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Auth = exe, progress, splitList(*auth)
 		for _, s := range splitList(*rtts) {

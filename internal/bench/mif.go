@@ -130,6 +130,7 @@ type mifOpts struct {
 	encap  bool // ESP in UDP without a NAT, as kernel-libipsec always does
 	rt     retransmitOpts
 	pki    pki
+	eapID  string // the gateway's remote.eap_id (EAP methods)
 }
 
 const mifProposal = HandshakeIKEProposal

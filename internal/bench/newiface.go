@@ -39,6 +39,10 @@ type NewInterfaceConfig struct {
 	// RADIUSRTT is the round-trip time of the gateway's link to
 	// FreeRADIUS (the command's default is DefaultRADIUSRTT).
 	RADIUSRTT time.Duration
+	// EAPIdentity is the gateway's remote.eap_id: "ask" (default, an
+	// EAP Identity round) or "ike" (the IKE identity, one round trip
+	// less for a new authentication).
+	EAPIdentity string
 	// Runs per case; medians are reported.
 	Runs     int
 	Progress io.Writer
@@ -126,7 +130,7 @@ func NewInterface(ctx context.Context, cfg NewInterfaceConfig) (res *NewInterfac
 				r.RADIUSRTTms = float64(cfg.RADIUSRTT) / 1e6
 			}
 			o := mifOpts{auth: auth, mode: "per-interface", use: []string{"eth0", "usb0"},
-				onDown: "delete", rt: retransmitOpts{Timeout: time.Second, Base: 1.4, Tries: 2}, pki: p}
+				onDown: "delete", rt: retransmitOpts{Timeout: time.Second, Base: 1.4, Tries: 2}, pki: p, eapID: cfg.EAPIdentity}
 			runs, fams, err := eapCases(e, m, dl, cfg, rad, o)
 			if err != nil {
 				return nil, e.fail("new-interface "+auth, err)

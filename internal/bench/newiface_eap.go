@@ -91,7 +91,9 @@ func (r *radiusSite) start(e *suiteEnv, auth string) error {
 	typ := strings.TrimPrefix(auth, "eap-")
 	r.logins = &loginCounter{}
 	srv, err := radiuslab.New(e.ctx, radiuslab.Options{Lab: r.m.Lab, NS: r.ns, Address: netip.MustParseAddr(radiusAddr),
-		DefaultEAPType: typ, Users: []radiuslab.User{{Name: eapUser, Password: eapPassword}}, Log: r.logins})
+		// The end user's IKE identity is a user too, for a gateway that
+		// takes it as the EAP identity (remote.eap_id: ike).
+		DefaultEAPType: typ, Users: []radiuslab.User{{Name: eapUser, Password: eapPassword}, {Name: ueID, Password: eapPassword}}, Log: r.logins})
 	if err != nil {
 		return err
 	}
@@ -152,7 +154,11 @@ var _ io.Writer = (*loginCounter)(nil)
 func writeEAPAuth(b *strings.Builder, o mifOpts, me, peer string) {
 	if me == gwID {
 		fmt.Fprintf(b, "    local: {auth: pubkey, id: %s, certs: [%s], key: %s}\n", me, o.pki.cert(me), o.pki.key(me))
-		fmt.Fprintf(b, "    remote: {auth: eap, id: %s}\n", peer)
+		if o.eapID == "ike" {
+			fmt.Fprintf(b, "    remote: {auth: eap, id: %s, eap_id: ike}\n", peer)
+		} else {
+			fmt.Fprintf(b, "    remote: {auth: eap, id: %s}\n", peer)
+		}
 		return
 	}
 	switch o.auth {

@@ -279,4 +279,3 @@ func TestEAPIdentityFromIKE(t *testing.T) {
 		t.Fatalf("the backend was asked %d times, want 2 (no Identity round)", rounds)
 	}
 }
-
