@@ -28,6 +28,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/lab"
+	"github.com/mifike/mifike/internal/radiuslab"
 )
 
 // Addresses of the lab.
@@ -71,8 +72,12 @@ func AccessOf(dev string) (Access, bool) {
 type Topology struct {
 	*lab.Lab
 	UE, Net, GW, Srv string // namespace names
-	Dir              string
-	Bin              string // the mifike binary
+	// AAA is the namespace of FreeRADIUS, RADIUS the server (Options.EAP);
+	// empty and nil otherwise.
+	AAA    string
+	RADIUS *radiuslab.Server
+	Dir    string
+	Bin    string // the mifike binary
 
 	ueDaemon, gwDaemon *Daemon
 }
