@@ -9,6 +9,9 @@
 //	[ue]    wlan0 10.91.2.2 ─┼─ [net] router ─┤                ├ [gw] ─ lan0 10.93.0.1 ── [srv] 10.93.0.2
 //	        wwan0 10.91.3.2 ─┘                └─ up1 10.92.2.2 ┘
 //	virtual IPs 10.99.0.x, one per VPN          pool 10.99.0.0/24
+//
+// With Options.EAP the gateway also has aaa0 10.94.0.1, linked to an aaa
+// namespace where FreeRADIUS runs on 10.94.0.2 (eap.go).
 package demo
 
 import (
