@@ -29,7 +29,7 @@ func commands() []command {
 		{"move", "move ID --local ADDR[%IFACE] [--remote ADDR]", "move an IKE SA and its Child SAs to another path (RFC 4555)", runMove},
 		{"reload", "reload", "reread the configuration", runReload},
 		{"events", "events [--json]", "follow the daemon's events until Ctrl-C", runEvents},
-		{"demo", "demo [--json] [--dir DIR]", "build the multiple-interfaces lab and narrate a run on it (root)", runDemo},
+		{"demo", "demo [--json] [--dir DIR] [--auth METHOD]", "build the multiple-interfaces lab and narrate a run on it, the end user authenticating by EAP through FreeRADIUS (root)", runDemo},
 		{"bench", "bench SUITE|all [--json] [--out FILE]", "benchmarks against strongSwan: handshake, new-interface, failover, throughput, scale (root)", runBench},
 		{"version", "version", "print the version", func([]string, io.Writer, io.Writer) int {
 			fmt.Println("mifike", version)

@@ -39,6 +39,11 @@ type radiusBackend struct {
 	convs  map[uint64]*eapConv      // by IKE SA, until it is established or gone
 	accept map[uint64]*radius.Reply // the Access-Accept of an SA not up yet, by IKE SA
 	acct   map[uint64]*acctSession  // by family
+	// members maps each IKE SA of an accounted family to it: when an IKE
+	// SA is deleted the engine forgets it before the daemon applies the
+	// DeleteChild actions of its Child SAs, so their counters find their
+	// family's session here.
+	members map[uint64]uint64
 	// closed are the counters of Child SAs gone, by family, so a Stop
 	// counts what the family carried in all.
 	nextAcct uint64
@@ -72,7 +77,7 @@ func newRADIUSBackend(d *Daemon, cfg *config.RADIUSConfig, log *slog.Logger) (*r
 		return nil, err
 	}
 	return &radiusBackend{d: d, cfg: cfg, client: c, log: log.With("component", "radius"),
-		convs: map[uint64]*eapConv{}, accept: map[uint64]*radius.Reply{}, acct: map[uint64]*acctSession{}}, nil
+		convs: map[uint64]*eapConv{}, accept: map[uint64]*radius.Reply{}, acct: map[uint64]*acctSession{}, members: map[uint64]uint64{}}, nil
 }
 
 // ask handles one AskEAP on the event loop.
@@ -190,6 +195,11 @@ func (b *radiusBackend) answer(id uint64, ans ike.EAPAnswer) {
 // its family's accounting; a family's last SA gone stops it; an SA that
 // failed drops its conversation.
 func (b *radiusBackend) event(ev ike.Event) {
+	// Every event of a live SA (a clone's Child SA coming up, a rekeyed
+	// IKE SA's) records its family while the engine still knows it.
+	if fam, ok := b.d.engine.FamilyOf(ev.IKESA); ok && b.acct[fam] != nil {
+		b.members[ev.IKESA] = fam
+	}
 	switch ev.Kind {
 	case ike.EventIKEUp:
 		reply, ok := b.accept[ev.IKESA]
@@ -210,6 +220,8 @@ func (b *radiusBackend) event(ev ike.Event) {
 			delete(b.convs, ev.IKESA)
 		}
 		delete(b.accept, ev.IKESA)
+		// Its Child SAs' DeleteChild actions came before this event.
+		delete(b.members, ev.IKESA)
 		for fam, s := range b.acct {
 			if !b.d.engine.FamilyLive(fam) {
 				b.send(s, radius.AcctStop)
@@ -245,6 +257,7 @@ func (b *radiusBackend) startAccounting(id, fam uint64, reply *radius.Reply) {
 		}
 	}
 	b.acct[fam] = s
+	b.members[id] = fam
 	b.send(s, radius.AcctStart)
 }
 
@@ -255,6 +268,9 @@ func (b *radiusBackend) childGone(ikeSA uint64, inSPI uint32) {
 		return
 	}
 	fam, ok := b.d.engine.FamilyOf(ikeSA)
+	if !ok {
+		fam, ok = b.members[ikeSA] // deleted with its IKE SA
+	}
 	s := b.acct[fam]
 	if !ok || s == nil {
 		return

@@ -46,6 +46,9 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 			"leases": prometheus.NewDesc("mifike_pool_leases",
 				"Addresses leased from each pool (one per peer identity, held while any of its IKE SAs holds it).", []string{"pool"}, nil),
 		}}
+	if d.radius != nil {
+		m.radiusDescs()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", listen)
@@ -88,8 +91,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		drops                map[string]uint64
 		bin, bout, pin, pout uint64
 		leases               = map[string]int{}
+		convs, sessions      int
 	)
 	m.d.call(func() {
+		if m.d.radius != nil {
+			convs, sessions = len(m.d.radius.convs), len(m.d.radius.acct)
+		}
 		sas, st, ds = m.d.engine.IKESAs(), m.d.engine.Stats(), m.d.stats
 		for name, p := range m.d.pools.ByName {
 			leases[name] = p.InUse()
@@ -149,4 +156,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.descs["espdrop"], prometheus.CounterValue, float64(m.d.rxStats.espDropped.Load()))
 	ch <- prometheus.MustNewConstMetric(m.descs["sendfail"], prometheus.CounterValue, float64(ds.sendErrors))
+	if m.d.radius != nil {
+		m.collectRADIUS(ch, convs, sessions)
+	}
 }

@@ -3,10 +3,29 @@ package demo
 import (
 	"fmt"
 	"strings"
+
+	"github.com/mifike/mifike/internal/radiuslab"
 )
 
 // PSK is the lab's shared key (a lab, not a deployment).
 const PSK = "demo-only-shared-key-0123456789"
+
+// The lab's EAP end user and RADIUS settings (Options.EAP). Lab values,
+// not a deployment's: tests grep the logs for them to show they never
+// appear there.
+const (
+	EAPUser         = "alice"
+	EAPUserPassword = "demo-only-alice-password-5f3a"
+	// RADIUSSecret is what FreeRADIUS and (unless Options.RADIUSSecret
+	// says otherwise) the gateway share.
+	RADIUSSecret = "demo-only-radius-secret-9c1e"
+	// RADIUSClass is the Class FreeRADIUS gives the end user; the gateway
+	// echoes it in accounting (RFC 2865 §5.25).
+	RADIUSClass = "demo-vpn-users"
+)
+
+// EAPMethods are the Options.EAP values, the end user's local.auth.
+var EAPMethods = []string{"eap-mschapv2", "eap-md5", "eap-tls"}
 
 // Options vary the lab's configurations.
 type Options struct {
@@ -35,6 +54,24 @@ type Options struct {
 	// UE and GW add settings to each side's connection and to its Child
 	// SA (the endurance test's short lifetimes).
 	UE, GW Settings
+	// EAP makes the end user authenticate by EAP (one of EAPMethods) as
+	// EAPUser through FreeRADIUS in the lab's aaa namespace; "" keeps
+	// PSK. The gateway then proves itself with a certificate, since EAP
+	// goes with a public-key signature of the responder (RFC 7296
+	// §2.16), and passes the EAP conversation to RADIUS (RFC 3579).
+	EAP string
+	// EAPPassword replaces the end user's password (a wrong one, for
+	// tests); FreeRADIUS keeps EAPUserPassword.
+	EAPPassword string
+	// GatewayRADIUSSecret replaces the gateway's RADIUS shared secret (a
+	// wrong one, for tests); FreeRADIUS keeps RADIUSSecret.
+	GatewayRADIUSSecret string
+	// RADIUS adds "key: value" settings to the gateway's radius section
+	// (timeout, tries, interim_interval).
+	RADIUS []string
+	// KeyLog makes both daemons write key logs to keys/ in their
+	// directories (Wireshark's format; tests check no secret leaks there).
+	KeyLog bool
 }
 
 // Settings are extra settings of one side: "key: value" lines for the connection
@@ -77,6 +114,7 @@ func UEConfig(o Options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log: {level: debug}\ndata_plane: %s\ntun: {name: mifike0}\n", or(o.DataPlane, "userspace"))
 	o.metrics(&b)
+	o.keylog(&b)
 	// Quick path probing: a silent path is given up on within seconds.
 	b.WriteString("retransmit: {timeout: 1s, base: 1.4, tries: 5}\n")
 	b.WriteString("connections:\n  office:\n")
@@ -85,7 +123,19 @@ func UEConfig(o Options) string {
 		remote = ServiceAddr
 	}
 	fmt.Fprintf(&b, "    remote_addrs: [%s]\n", remote)
-	fmt.Fprintf(&b, "    local: {auth: psk, id: alice@demo.example}\n    remote: {auth: psk, id: gw.demo.example}\n    psk: %q\n", PSK)
+	switch o.EAP {
+	case "":
+		fmt.Fprintf(&b, "    local: {auth: psk, id: alice@demo.example}\n    remote: {auth: psk, id: gw.demo.example}\n    psk: %q\n", PSK)
+	case "eap-tls":
+		// The client certificate radiuslab made; the CA that signed
+		// FreeRADIUS's certificate and its name check the EAP server.
+		fmt.Fprintf(&b, "    local: {auth: eap-tls, id: alice@demo.example, eap_id: %s, certs: [%s], key: %s, eap_cacerts: [%s], aaa_id: %s}\n",
+			radiuslab.ClientCertName, ueEAPCert, ueEAPKey, ueEAPCA, radiuslab.ServerCertName)
+		fmt.Fprintf(&b, "    remote: {auth: pubkey, id: %s, cacerts: [%s]}\n", gatewayID, ueGatewayCA)
+	default:
+		fmt.Fprintf(&b, "    local: {auth: %s, id: alice@demo.example, eap_id: %s, password_file: %s}\n", o.EAP, EAPUser, uePasswordFile)
+		fmt.Fprintf(&b, "    remote: {auth: pubkey, id: %s, cacerts: [%s]}\n", gatewayID, ueGatewayCA)
+	}
 	b.WriteString("    proposals: aes128gcm16-prfsha256-x25519\n")
 	o.UE.connLines(&b, "2s")
 	if !o.Transport {
@@ -111,6 +161,7 @@ func GWConfig(o Options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log: {level: debug}\ndata_plane: %s\ntun: {name: mifike0}\n", or(o.DataPlane, "userspace"))
 	o.metrics(&b)
+	o.keylog(&b)
 	// Only the outside addresses: they are what MOBIKE announces.
 	if o.GatewayLoopback {
 		fmt.Fprintf(&b, "listen: [%s, %s, %s]\n", ServiceAddr, GatewayAddrs[0], GatewayAddrs[1])
@@ -118,8 +169,20 @@ func GWConfig(o Options) string {
 		fmt.Fprintf(&b, "listen: [%s, %s]\n", GatewayAddrs[0], GatewayAddrs[1])
 	}
 	b.WriteString("pools:\n  vpn: {addrs: 10.99.0.0/24}\n")
+	if o.EAP != "" {
+		extra := ""
+		if len(o.RADIUS) > 0 {
+			extra = ", " + strings.Join(o.RADIUS, ", ")
+		}
+		fmt.Fprintf(&b, "radius: {servers: {lab: {address: %s, secret: %q}}, nas_identifier: gw.demo.example%s}\n",
+			RADIUSAddr, or(o.GatewayRADIUSSecret, RADIUSSecret), extra)
+	}
 	b.WriteString("connections:\n  roadwarrior:\n")
-	fmt.Fprintf(&b, "    local: {auth: psk, id: gw.demo.example}\n    remote: {auth: psk, id: alice@demo.example}\n    psk: %q\n", PSK)
+	if o.EAP == "" {
+		fmt.Fprintf(&b, "    local: {auth: psk, id: gw.demo.example}\n    remote: {auth: psk, id: alice@demo.example}\n    psk: %q\n", PSK)
+	} else {
+		fmt.Fprintf(&b, "    local: {auth: pubkey, id: %s, certs: [%s], key: %s}\n    remote: {auth: eap, id: alice@demo.example}\n", gatewayID, gwCert, gwKey)
+	}
 	b.WriteString("    proposals: aes128gcm16-prfsha256-x25519\n")
 	o.GW.connLines(&b, "10s")
 	if !o.NoClone {
@@ -133,6 +196,12 @@ func GWConfig(o Options) string {
 	return b.String()
 }
 
+func (o Options) keylog(b *strings.Builder) {
+	if o.KeyLog {
+		b.WriteString("keylog: {dir: keys}\n")
+	}
+}
+
 func (o Options) metrics(b *strings.Builder) {
 	if o.Metrics != "" {
 		fmt.Fprintf(b, "metrics: {listen: %q}\n", o.Metrics)
@@ -143,6 +212,11 @@ func (o Options) metrics(b *strings.Builder) {
 func (t *Topology) StartBoth(o Options) (ue, gw *Daemon, err error) {
 	if o.GatewayLoopback {
 		if err := t.AddServiceAddress(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if o.EAP != "" {
+		if err := t.prepareEAP(o); err != nil {
 			return nil, nil, err
 		}
 	}

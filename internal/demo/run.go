@@ -31,6 +31,9 @@ type Runner struct {
 	JSON bool
 	Bin  string // the mifike binary
 	Dir  string // where configs and logs go (kept on failure)
+	// EAP is how the end user authenticates: one of EAPMethods through
+	// FreeRADIUS, or "" for the PSK.
+	EAP string
 
 	start     time.Time
 	daemonsAt time.Time // when the end user's daemon started
@@ -73,6 +76,12 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		{"silent-failure", r.silentFailure},
 		{"tables", r.tables},
 	}
+	if r.EAP != "" {
+		steps = append(steps, []struct {
+			name string
+			fn   func(ctx context.Context) (string, error)
+		}{{"radius", r.radiusCount}, {"accounting", r.accounting}}...)
+	}
 	for _, s := range steps {
 		t := time.Now()
 		detail, err := s.fn(ctx)
@@ -108,6 +117,8 @@ var titles = map[string]string{
 	"new-interface":  "A new interface appears",
 	"silent-failure": "An interface goes silent (link up, packets dropped)",
 	"tables":         "Final state",
+	"radius":         "RADIUS authentications for all those VPNs",
+	"accounting":     "The end user leaves: its RADIUS accounting session",
 }
 
 func (r *Runner) report(s Step) {
@@ -139,19 +150,32 @@ func (r *Runner) build(ctx context.Context) (string, error) {
 		return "", err
 	}
 	r.top = t
-	return `end user: eth0 10.91.1.2, wlan0 10.91.2.2, wwan0 10.91.3.2 (three access networks)
+	lab := `end user: eth0 10.91.1.2, wlan0 10.91.2.2, wwan0 10.91.3.2 (three access networks)
 router between them and the gateway
-gateway: up0 10.92.1.2, up1 10.92.2.2; protects 10.93.0.0/24 (server 10.93.0.2)`, nil
+gateway: up0 10.92.1.2, up1 10.92.2.2; protects 10.93.0.0/24 (server 10.93.0.2)`
+	if r.EAP != "" {
+		lab += fmt.Sprintf("\nFreeRADIUS 3.2 on %s, behind the gateway's aaa0 %s (started with the daemons)", RADIUSAddr, strings.TrimSuffix(radiusGWEnd, "/24"))
+	}
+	return lab, nil
 }
 
 func (r *Runner) daemons(ctx context.Context) (string, error) {
 	var err error
 	r.daemonsAt = time.Now()
-	r.ue, r.gw, err = r.top.StartBoth(Options{})
+	o := Options{EAP: r.EAP}
+	if r.EAP != "" {
+		o.Metrics = metricsAddr
+	}
+	r.ue, r.gw, err = r.top.StartBoth(o)
 	if err != nil {
 		return "", err
 	}
-	return "policy: per-interface over eth0, wlan0, wwan0, usb*; interface down: move; back: move back", nil
+	policy := "policy: per-interface over eth0, wlan0, wwan0, usb*; interface down: move; back: move back"
+	if r.EAP == "" {
+		return policy + "\nauthentication: pre-shared key on both sides", nil
+	}
+	return fmt.Sprintf("%s\nend user: %s as %q; gateway: certificate %s, EAP passed to FreeRADIUS %s (aaa namespace, RFC 3579)",
+		policy, r.EAP, EAPIdentity(r.EAP), gatewayID, RADIUSAddr), nil
 }
 
 // established returns the end user's established IKE SAs with Child SAs.
@@ -221,8 +245,12 @@ func (r *Runner) authenticate(ctx context.Context) (string, error) {
 		return "", err
 	}
 	s := v["eth0"]
-	return fmt.Sprintf("IKE SA %d on eth0 (IKE_SA_INIT + IKE_AUTH) up %s after the daemon started, inner address %s, %s",
-		s.ID, r.since(s.Established), strings.Join(s.VirtualIPs, ","), s.Proposal), nil
+	how := "IKE_SA_INIT + IKE_AUTH"
+	if s.EAPMethod != "" {
+		how = fmt.Sprintf("IKE_SA_INIT + IKE_AUTH with %s as %q", s.EAPMethod, s.EAPIdentity)
+	}
+	return fmt.Sprintf("IKE SA %d on eth0 (%s) up %s after the daemon started, inner address %s, %s",
+		s.ID, how, r.since(s.Established), strings.Join(s.VirtualIPs, ","), s.Proposal), nil
 }
 
 // since is how long after the daemons started t was.
@@ -248,8 +276,15 @@ func (r *Runner) clones(ctx context.Context) (string, error) {
 		fmt.Fprintf(&b, "%-6s IKE SA %d (%s, up at +%s), inner %s, SPIs %s_i %s_r\n", dev, s.ID, how, r.since(s.Established),
 			strings.Join(s.VirtualIPs, ","), s.SPIi, s.SPIr)
 	}
-	auths := strings.Count(r.gw.Log(), "received IKE_AUTH request")
-	fmt.Fprintf(&b, "the gateway saw %d IKE_AUTH exchange(s) for 3 VPNs", auths)
+	// An authentication begins with IKE_AUTH message 1 (the first after
+	// IKE_SA_INIT); EAP adds rounds with later message IDs.
+	log := r.gw.Log()
+	auths := strings.Count(log, "received IKE_AUTH request 1 [")
+	if rounds := strings.Count(log, "received IKE_AUTH request"); rounds != auths {
+		fmt.Fprintf(&b, "the gateway saw %d authentication(s) (IKE_AUTH, %d rounds with EAP) for 3 VPNs", auths, rounds)
+	} else {
+		fmt.Fprintf(&b, "the gateway saw %d IKE_AUTH exchange(s) for 3 VPNs", auths)
+	}
 	if auths != 1 {
 		return b.String(), fmt.Errorf("%d authentications, want 1", auths)
 	}

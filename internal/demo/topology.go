@@ -9,6 +9,9 @@
 //	[ue]    wlan0 10.91.2.2 ─┼─ [net] router ─┤                ├ [gw] ─ lan0 10.93.0.1 ── [srv] 10.93.0.2
 //	        wwan0 10.91.3.2 ─┘                └─ up1 10.92.2.2 ┘
 //	virtual IPs 10.99.0.x, one per VPN          pool 10.99.0.0/24
+//
+// With Options.EAP the gateway also has aaa0 10.94.0.1, linked to an aaa
+// namespace where FreeRADIUS runs on 10.94.0.2 (eap.go).
 package demo
 
 import (
@@ -28,6 +31,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/lab"
+	"github.com/mifike/mifike/internal/radiuslab"
 )
 
 // Addresses of the lab.
@@ -71,8 +75,12 @@ func AccessOf(dev string) (Access, bool) {
 type Topology struct {
 	*lab.Lab
 	UE, Net, GW, Srv string // namespace names
-	Dir              string
-	Bin              string // the mifike binary
+	// AAA is the namespace of FreeRADIUS, RADIUS the server (Options.EAP);
+	// empty and nil otherwise.
+	AAA    string
+	RADIUS *radiuslab.Server
+	Dir    string
+	Bin    string // the mifike binary
 
 	ueDaemon, gwDaemon *Daemon
 }
