@@ -28,6 +28,7 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 			p.Mode = manager.Failover
 		}
 		if m := old[cc.Name]; m != nil && d.policies[cc.Name].Describe() == p.Describe() {
+			m.ClearAuthHolds() // new credentials may be in the reloaded file
 			d.managers[cc.Name] = m
 		} else {
 			d.managers[cc.Name] = manager.New(p, d.log.With("component", "manager"))

@@ -184,6 +184,15 @@ type Manager struct {
 	// creating are the Child SAs asked for, by VPN and child name, with
 	// when: not asked for again within Retry.
 	creating map[childKey]time.Time
+	// up are the VPNs seen established; one that goes before it ever
+	// was is a failed authentication.
+	up map[uint64]bool
+	// authHold delays the next authentication from an interface whose
+	// last ones failed (wrong credentials, a gateway or RADIUS server
+	// refusing or silent): Retry, doubling per failure up to
+	// maxAuthHold, so a wrong password does not hit the RADIUS server
+	// every 20 s for ever. A success clears it.
+	authHold map[string]holdDown
 	noClone  bool // the peer did not offer cloning: said once
 	// limit is how many SAs the connection had when the peer answered a
 	// clone with NO_ADDITIONAL_SAS: no clone is asked for again until
@@ -206,6 +215,10 @@ type holdDown struct {
 const (
 	minHold = 30 * time.Second
 	maxHold = 10 * time.Minute
+	// maxAuthHold caps the wait between failed authentications: long
+	// enough to spare the AAA servers, short enough that a fixed
+	// problem (a password file corrected, a server back) shows soon.
+	maxAuthHold = 5 * time.Minute
 )
 
 type moveOp struct {
@@ -263,7 +276,8 @@ func New(p Policy, log *slog.Logger) *Manager {
 	}
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
 		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, late: map[uint64][]time.Time{}, surplus: map[uint64]time.Time{}, deleting: map[uint64]time.Time{}, moving: map[uint64]moveOp{},
-		replacing: map[uint32]time.Time{}, suspect: map[string]holdDown{}, creating: map[childKey]time.Time{}}
+		replacing: map[uint32]time.Time{}, suspect: map[string]holdDown{}, creating: map[childKey]time.Time{},
+		up: map[uint64]bool{}, authHold: map[string]holdDown{}}
 }
 
 // PathReason is why the engine asks for another path (see NextPath).
@@ -366,6 +380,11 @@ func (m *Manager) CloneRefused(parent uint64, n int) {
 	}
 	m.log.Warn("the gateway allows no more IKE SAs (NO_ADDITIONAL_SAS); no more clones until one goes", "have", n)
 }
+
+// ClearAuthHolds clears the waits after failed authentications: the
+// configuration was reloaded (a corrected password, another server), so
+// the next authentication goes at once.
+func (m *Manager) ClearAuthHolds() { clear(m.authHold) }
 
 // Bind tells the manager which SA an Initiate made (a new SA: its ID is
 // its VPN's key).
@@ -544,10 +563,32 @@ func (r *round) add(cmds ...Command) { r.cmds = append(r.cmds, cmds...) }
 // forgetGoneVPNs drops the home and the move in flight of every VPN that
 // no longer has an SA.
 func (m *Manager) forgetGoneVPNs(r *round) {
-	for k := range m.home {
+	for _, s := range r.sas {
+		if s.Established && !m.up[vpn(s)] {
+			m.up[vpn(s)] = true
+			if slot, ok := m.home[vpn(s)]; ok {
+				delete(m.authHold, slot.Iface) // it worked
+			}
+		}
+	}
+	for k, slot := range m.home {
 		if _, ok := r.byVPN[k]; !ok {
+			if !m.up[k] {
+				// Gone before it was ever up: the authentication failed.
+				h := min(max(m.authHold[slot.Iface].hold*2, m.p.Retry), maxAuthHold)
+				m.authHold[slot.Iface] = holdDown{until: r.now.Add(h), hold: h}
+				delete(m.initiating, slot)
+				m.log.Warn("authentication failed; trying again later", "iface", slot.Iface, "in", h)
+			}
 			delete(m.home, k)
 			delete(m.moving, k)
+		}
+	}
+	for k := range m.up {
+		if _, ok := r.byVPN[k]; !ok {
+			if _, going := m.deleting[k]; !going {
+				delete(m.up, k)
+			}
 		}
 	}
 }
@@ -953,7 +994,10 @@ func (m *Manager) fillEmptySlots(r *round, want []Slot, served map[Slot]bool) {
 		}
 		u, _ := r.usable(slot.Iface)
 		local := addrOf(u.Interface, r.gateway)
+		held := r.now.Before(m.authHold[slot.Iface].until)
 		switch {
+		case held && (base == nil || !base.CloneSupported || !base.MOBIKE || !base.MOBIKEInitiator):
+			// Its authentications failed lately: wait (authHold).
 		case base == nil && len(m.home) == 0 && len(m.initiating) == 0:
 			m.log.Info("authenticating", "iface", slot.Iface, "local", local)
 			r.add(Initiate{Slot: slot, Local: local, Remote: slot.Remote, Iface: slot.Iface})

@@ -652,3 +652,42 @@ func TestFailoverPrefersTheBest(t *testing.T) {
 		t.Fatalf("on_return new: %#v", got)
 	}
 }
+
+// An authentication that fails (wrong password, a refusing or silent
+// gateway or RADIUS server) is tried again after Retry, then after twice
+// as long each time up to maxAuthHold, not every Retry for ever; a
+// success clears the wait.
+func TestFailedAuthenticationBacksOff(t *testing.T) {
+	m := New(policy(Failover), nil)
+	ifs := []Interface{eth}
+	initiate := []Command{Initiate{Slot: Slot{Iface: "eth0"}, Local: eth.Addrs[0], Iface: "eth0"}}
+	connecting := SA{ID: 0, Local: eth.Addrs[0], Remote: gw, Iface: "eth0"}
+	now := t0
+	for i, wait := range []time.Duration{20 * time.Second, 40 * time.Second, 80 * time.Second} {
+		id := uint64(i + 1)
+		if got := m.Reconcile(now, gw, ifs, nil); !reflect.DeepEqual(got, initiate) {
+			t.Fatalf("attempt %d: %#v", i+1, got)
+		}
+		m.Bind(Slot{Iface: "eth0"}, id)
+		c := connecting
+		c.ID = id
+		m.Reconcile(now.Add(time.Second), gw, ifs, []SA{c})
+		now = now.Add(2 * time.Second) // refused: the SA is gone
+		if got := m.Reconcile(now, gw, ifs, nil); len(got) != 0 {
+			t.Fatalf("right after failure %d: %#v", i+1, got)
+		}
+		if got := m.Reconcile(now.Add(wait-time.Second), gw, ifs, nil); len(got) != 0 {
+			t.Fatalf("before the %v wait after failure %d: %#v", wait, i+1, got)
+		}
+		now = now.Add(wait)
+	}
+	// A success clears the wait.
+	if got := m.Reconcile(now, gw, ifs, nil); !reflect.DeepEqual(got, initiate) {
+		t.Fatalf("attempt 4: %#v", got)
+	}
+	m.Bind(Slot{Iface: "eth0"}, 4)
+	m.Reconcile(now.Add(time.Second), gw, ifs, []SA{sa(4, eth, 0)})
+	if h := m.authHold["eth0"]; !h.until.IsZero() {
+		t.Fatalf("still held after a success: %+v", h)
+	}
+}
