@@ -221,12 +221,12 @@ func (b *radiusBackend) event(ev ike.Event) {
 		}
 		delete(b.accept, ev.IKESA)
 		// Its Child SAs' DeleteChild actions came before this event.
+		// Only its own family can have lost its last SA.
+		fam, ok := b.members[ev.IKESA]
 		delete(b.members, ev.IKESA)
-		for fam, s := range b.acct {
-			if !b.d.engine.FamilyLive(fam) {
-				b.send(s, radius.AcctStop)
-				delete(b.acct, fam)
-			}
+		if s := b.acct[fam]; ok && s != nil && !b.d.engine.FamilyLive(fam) {
+			b.send(s, radius.AcctStop)
+			delete(b.acct, fam)
 		}
 	}
 }

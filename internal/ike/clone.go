@@ -87,6 +87,7 @@ func (e *Engine) newFamily(sa *ikeSA) {
 	// The token comes from the authenticating SA's SPIs, random and
 	// chosen by both peers, so it needs no randomness of its own.
 	f := &family{id: e.nextFamily, token: sa.spiI ^ bits.RotateLeft64(sa.spiR, 32), authTime: e.now, members: map[*ikeSA]bool{}}
+	e.families[f.id] = f
 	f.join(sa)
 }
 
@@ -107,6 +108,9 @@ func (f *family) leave(sa *ikeSA) {
 		return
 	}
 	delete(f.members, sa)
+	if len(f.members) == 0 {
+		delete(sa.e.families, f.id)
+	}
 	f.releaseUnused()
 }
 
@@ -349,11 +353,4 @@ func (e *Engine) FamilyOf(id uint64) (uint64, bool) {
 
 // FamilyLive reports whether any IKE SA of family fam is still there
 // (established, rekeyed or being deleted).
-func (e *Engine) FamilyLive(fam uint64) bool {
-	for _, sa := range e.byID {
-		if sa.family != nil && sa.family.id == fam && sa.state != stateDead {
-			return true
-		}
-	}
-	return false
-}
+func (e *Engine) FamilyLive(fam uint64) bool { return e.families[fam] != nil }

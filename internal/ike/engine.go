@@ -31,6 +31,8 @@ type Engine struct {
 	nextID   uint64
 
 	nextFamily uint64
+	// families are the families with members, by id (FamilyLive).
+	families map[uint64]*family
 	// localAddrs are the addresses the host can use now (SetLocalAddresses):
 	// MOBIKE announces them and picks new paths among them.
 	localAddrs []netip.Addr
@@ -89,7 +91,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, log: cfg.Logger,
-		sas: map[uint64]*ikeSA{}, byID: map[uint64]*ikeSA{}, halfOpen: newHalfOpenTable(),
+		sas: map[uint64]*ikeSA{}, byID: map[uint64]*ikeSA{}, families: map[uint64]*family{}, halfOpen: newHalfOpenTable(),
 		children: map[uint32]*childSA{}, features: registered, fragBudget: ikefrag.NewBudget(ikefrag.Limits{}),
 		stats: Stats{Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{},
 			NotifiesRecv: map[wire.NotifyType]uint64{}},

@@ -468,6 +468,7 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 		e.nextFamily++
 		fam = &family{id: e.nextFamily, token: x.FamilyToken, authTime: x.AuthTime, members: map[*ikeSA]bool{},
 			end: x.FamilyEnd, eapIdentity: x.EAPIdentity, eapMethod: x.EAPMethod}
+		e.families[fam.id] = fam
 	}
 	fam.join(sa)
 	fam.leases = append(fam.leases, claimed...)

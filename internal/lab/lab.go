@@ -184,7 +184,7 @@ func (l *Lab) run(ctx context.Context, argv []string) ([]byte, error) {
 		if msg == "" {
 			msg = strings.TrimSpace(string(out))
 		}
-		return out, fmt.Errorf("lab: %s: %v: %s", strings.Join(argv, " "), err, lastLines(msg, 10))
+		return out, fmt.Errorf("lab: %s: %v: %s", strings.Join(argv, " "), err, LastLines(msg, 10))
 	}
 	return out, nil
 }
@@ -194,7 +194,7 @@ var errClosed = errors.New("lab: closed")
 // Proc is a long-running process in a namespace.
 type Proc struct {
 	cmd  *exec.Cmd
-	out  *tailBuffer
+	out  *TailBuffer
 	done chan struct{}
 	err  error // set before done closes
 }
@@ -211,7 +211,7 @@ func (l *Lab) Start(ns string, log io.Writer, name string, args ...string) (*Pro
 	if l.closed {
 		return nil, errClosed
 	}
-	p := &Proc{out: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	p := &Proc{out: &TailBuffer{Max: 64 << 10}, done: make(chan struct{})}
 	var w io.Writer = p.out
 	if log != nil {
 		w = io.MultiWriter(p.out, log)
@@ -298,31 +298,32 @@ func (l *Lab) Close() error {
 	return l.closeErr
 }
 
-// tailBuffer keeps the last max octets written to it.
-type tailBuffer struct {
+// TailBuffer keeps the last Max octets written to it: a process's
+// output for a failure's message (also radiuslab's).
+type TailBuffer struct {
 	mu  sync.Mutex
-	max int
+	Max int
 	b   []byte
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
-	if over := len(t.b) - t.max; over > 0 {
+	if over := len(t.b) - t.Max; over > 0 {
 		t.b = append(t.b[:0], t.b[over:]...)
 	}
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *TailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
 }
 
-// lastLines keeps the last n lines of s.
-func lastLines(s string, n int) string {
+// LastLines keeps the last n lines of s.
+func LastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -131,7 +131,7 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("FreeRADIUS output (end):\n%s", lastLines(s.Output(), 60))
+			t.Logf("FreeRADIUS output (end):\n%s", lab.LastLines(s.Output(), 60))
 		}
 		s.Close()
 	})
@@ -251,13 +251,13 @@ func start(ctx context.Context, o Options) (*Server, error) {
 		return s, nil
 	case <-s.proc.Done():
 		out := s.proc.Output()
-		err := fmt.Errorf("radiuslab: freeradius exited before it was ready:\n%s", lastLines(out, 30))
+		err := fmt.Errorf("radiuslab: freeradius exited before it was ready:\n%s", lab.LastLines(out, 30))
 		if strings.Contains(out, "Failed binding") || strings.Contains(out, "Address already in use") {
 			err = fmt.Errorf("%w: %w", errBind, err)
 		}
 		return fail(err)
 	case <-timer.C:
-		return fail(fmt.Errorf("radiuslab: freeradius not ready after %v:\n%s", o.StartTimeout, lastLines(s.proc.Output(), 30)))
+		return fail(fmt.Errorf("radiuslab: freeradius not ready after %v:\n%s", o.StartTimeout, lab.LastLines(s.proc.Output(), 30)))
 	case <-ctx.Done():
 		return fail(context.Cause(ctx))
 	}
@@ -340,12 +340,12 @@ func (r *readyWriter) Write(p []byte) (int, error) {
 // hostProc is a server on the host.
 type hostProc struct {
 	cmd  *exec.Cmd
-	out  *tailBuffer
+	out  *lab.TailBuffer
 	done chan struct{}
 }
 
 func startHost(log io.Writer, name string, args ...string) (*hostProc, error) {
-	p := &hostProc{out: &tailBuffer{max: 256 << 10}, done: make(chan struct{})}
+	p := &hostProc{out: &lab.TailBuffer{Max: 256 << 10}, done: make(chan struct{})}
 	w := io.MultiWriter(p.out, log)
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Stdout, p.cmd.Stderr = w, w
@@ -379,37 +379,6 @@ func (p *hostProc) Stop(grace time.Duration) {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
-}
-
-// tailBuffer keeps the last max octets written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if over := len(t.b) - t.max; over > 0 {
-		t.b = append(t.b[:0], t.b[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Record is one accounting request as the detail module wrote it:
