@@ -59,6 +59,7 @@ type eapConv struct {
 }
 
 type acctSession struct {
+	fam      uint64 // the engine's family
 	req      radius.AccountingRequest
 	start    time.Time
 	interval time.Duration
@@ -232,14 +233,9 @@ func (b *radiusBackend) event(ev ike.Event) {
 }
 
 func (b *radiusBackend) startAccounting(id, fam uint64, reply *radius.Reply) {
-	var info ike.IKESAInfo
-	for _, s := range b.d.engine.IKESAs() {
-		if s.ID == id {
-			info = s
-		}
-	}
+	info, _ := b.d.engine.IKESA(id)
 	b.nextAcct++
-	s := &acctSession{start: time.Now(), interval: reply.AcctInterimInterval}
+	s := &acctSession{fam: fam, start: time.Now(), interval: reply.AcctInterimInterval}
 	if s.interval == 0 {
 		s.interval = b.cfg.InterimInterval
 	}
@@ -315,18 +311,13 @@ func (b *radiusBackend) request(s *acctSession, status radius.AcctStatus) radius
 	req.InputOctets, req.OutputOctets, req.InputPackets, req.OutputPackets = s.carried[0], s.carried[1], s.carried[2], s.carried[3]
 	if status != radius.AcctStart {
 		req.SessionTime = time.Since(s.start)
-		if fam, ok := b.familyOfSession(s); ok && b.d.plane != nil {
-			for _, sa := range b.d.engine.IKESAs() {
-				if sa.Family != fam {
-					continue
-				}
-				for _, c := range sa.Children {
-					if k := b.d.plane.Counters(c.InSPI); k != nil {
-						req.InputOctets += k.BytesIn.Load()
-						req.OutputOctets += k.BytesOut.Load()
-						req.InputPackets += k.PacketsIn.Load()
-						req.OutputPackets += k.PacketsOut.Load()
-					}
+		if b.d.plane != nil {
+			for _, spi := range b.d.engine.FamilyChildren(s.fam) {
+				if k := b.d.plane.Counters(spi); k != nil {
+					req.InputOctets += k.BytesIn.Load()
+					req.OutputOctets += k.BytesOut.Load()
+					req.InputPackets += k.PacketsIn.Load()
+					req.OutputPackets += k.PacketsOut.Load()
 				}
 			}
 		}
@@ -334,18 +325,9 @@ func (b *radiusBackend) request(s *acctSession, status radius.AcctStatus) radius
 	return req
 }
 
-func (b *radiusBackend) familyOfSession(s *acctSession) (uint64, bool) {
-	for fam, x := range b.acct {
-		if x == s {
-			return fam, true
-		}
-	}
-	return 0, false
-}
-
 // close stops every accounting session (the daemon stops: Admin-Reboot,
-// RFC 2866 §5.10), waiting
-// a few seconds for the servers to acknowledge, then the client.
+// RFC 2866 §5.10), waiting a few seconds for the servers to acknowledge,
+// then the client.
 func (b *radiusBackend) close() {
 	for _, c := range b.convs {
 		if c.cancel != nil {

@@ -354,3 +354,29 @@ func (e *Engine) FamilyOf(id uint64) (uint64, bool) {
 // FamilyLive reports whether any IKE SA of family fam is still there
 // (established, rekeyed or being deleted).
 func (e *Engine) FamilyLive(fam uint64) bool { return e.families[fam] != nil }
+
+// FamilyChildren are the inbound SPIs of the Child SAs of every IKE SA of
+// family fam (per-family accounting, RFC 7791 §8), without a snapshot of
+// every SA.
+func (e *Engine) FamilyChildren(fam uint64) []uint32 {
+	f := e.families[fam]
+	if f == nil {
+		return nil
+	}
+	var out []uint32
+	for m := range f.members {
+		for _, c := range m.children {
+			out = append(out, c.inSPI)
+		}
+	}
+	return out
+}
+
+// IKESA is the snapshot of IKE SA id alone (IKESAs takes them all).
+func (e *Engine) IKESA(id uint64) (IKESAInfo, bool) {
+	sa := e.byID[id]
+	if sa == nil {
+		return IKESAInfo{}, false
+	}
+	return sa.info(), true
+}
