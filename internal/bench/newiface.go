@@ -274,28 +274,41 @@ func settle(ctx context.Context, dl *delayLine, rtt time.Duration) (ikeCount, er
 	return acc, err
 }
 
-// events follows a mifike daemon's events; last is the time of the
-// latest one.
+// events follows a mifike daemon's events, per IKE SA: the daemon's
+// time of the latest event of each SA and when we received it.
+//
+// The time a VPN came up is the daemon's time of the last event of the
+// SA that carries it. The event stream and the SA listing are separate
+// connections, so the listing can show the VPN before its last event
+// has reached us: upAt waits for that event, and for the SA's events to
+// go quiet, instead of taking whatever event came last.
 type events struct {
 	c    *control.Client
 	mu   sync.Mutex
-	last time.Time
-	n    int
+	sa   map[uint64]eventTimes
 	kick chan struct{}
 }
+
+type eventTimes struct {
+	at       time.Time // the daemon's time of the SA's latest event
+	received time.Time // when it reached us
+}
+
+// eventsQuiet is how long an SA's events must have been quiet before
+// its latest one is taken as the moment its VPN came up.
+const eventsQuiet = 150 * time.Millisecond
 
 func followEvents(d *mifikeDaemon) (*events, error) {
 	c, err := control.Dial(d.sock())
 	if err != nil {
 		return nil, err
 	}
-	ev := &events{c: c, kick: make(chan struct{}, 1)}
+	ev := &events{c: c, sa: map[uint64]eventTimes{}, kick: make(chan struct{}, 1)}
 	go c.Events(func(e control.Event) bool {
 		ev.mu.Lock()
-		if e.Time.After(ev.last) {
-			ev.last = e.Time
+		if t := ev.sa[e.IKESA]; e.Time.After(t.at) {
+			ev.sa[e.IKESA] = eventTimes{at: e.Time, received: time.Now()}
 		}
-		ev.n++
 		ev.mu.Unlock()
 		select {
 		case ev.kick <- struct{}{}:
@@ -306,10 +319,17 @@ func followEvents(d *mifikeDaemon) (*events, error) {
 	return ev, nil
 }
 
-func (ev *events) latest() time.Time {
+// upAt is the daemon's time of the latest event of IKE SA id, once that
+// event is after since and the SA's events have been quiet for
+// eventsQuiet; ok is false until then.
+func (ev *events) upAt(id uint64, since time.Time) (time.Time, bool) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	return ev.last
+	t, ok := ev.sa[id]
+	if !ok || !t.at.After(since) || time.Since(t.received) < eventsQuiet {
+		return time.Time{}, false
+	}
+	return t.at, true
 }
 
 func newIfaceMifike(e *suiteEnv, m *mifLab, dl *delayLine, cfg NewInterfaceConfig, o mifOpts, tag string) ([]NewInterfaceRun, error) {
@@ -359,16 +379,16 @@ func newIfaceMifike(e *suiteEnv, m *mifLab, dl *delayLine, cfg NewInterfaceConfi
 				case <-ev.kick:
 				case <-time.After(20 * time.Millisecond):
 				}
-				at := ev.latest()
 				sas, err := ue.sas()
 				if err != nil {
 					return false, err
 				}
-				if _, ok := vpnOn(sas, "usb0"); ok {
-					done = at
-					return true, nil
+				sa, ok := vpnOn(sas, "usb0")
+				if !ok {
+					return false, nil
 				}
-				return false, nil
+				done, ok = ev.upAt(sa.ID, t0)
+				return ok, nil
 			})
 			if err != nil {
 				return nil, fmt.Errorf("no VPN on usb0: %w\n%s", err, lastLines(ue.log(), 30))
