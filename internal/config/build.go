@@ -288,7 +288,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 	if ic.RemoteAuth == ike.AuthPubkey {
 		ic.CAs = b.certs(cc.Remote.CACerts, cc.Remote.caRefs, cc, "remote.cacerts")
 	}
-	if ic.LocalAuth == ike.AuthEAP {
+	if ic.LocalAuth == ike.AuthEAP && isEAPPeer(cc.Local.Auth) {
 		b.eapPeer(cc, ic)
 	}
 	if id := cc.Remote.ID; id != "" && id != "%any" {

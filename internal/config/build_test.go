@@ -159,6 +159,45 @@ func TestBuildExplicitLocalID(t *testing.T) {
 	}
 }
 
+// EAP-only authentication (RFC 5998): the gateway's local.auth eap-only
+// and the end user's remote.auth eap-only are both sides EAP, the
+// gateway with no EAP credentials of its own, the end user with EAP-TLS.
+func TestBuildEAPOnly(t *testing.T) {
+	dir := t.TempDir()
+	newPKI(t, dir)
+	src := `radius: {servers: {r: {address: 10.0.0.5, secret: s}}}
+connections:
+  gw:
+    local: {auth: eap-only, id: "@vpn.example.org"}
+    remote: {auth: eap-radius}
+  ue:
+    remote_addrs: 192.0.2.1
+    local:
+      auth: eap-tls
+      id: "@gw.example.org"
+      certs: certs/gw.crt
+      key: private/gw.key
+      eap_cacerts: certs/ca.crt
+      aaa_id: radius.example.org
+    remote: {auth: eap-only, id: "@vpn.example.org"}
+`
+	c, err := Parse("f.yaml", []byte(src), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns, _, err := c.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, ue := conns[0], conns[1]
+	if gw.LocalAuth != ike.AuthEAP || gw.RemoteAuth != ike.AuthEAP || gw.EAP != nil {
+		t.Errorf("gateway: local %v remote %v, EAP peer %v", gw.LocalAuth, gw.RemoteAuth, gw.EAP)
+	}
+	if ue.LocalAuth != ike.AuthEAP || ue.RemoteAuth != ike.AuthEAP || ue.EAP == nil || ue.EAP.Certificate == nil || ue.EAP.RootCAs == nil {
+		t.Errorf("end user: local %v remote %v, EAP peer %+v", ue.LocalAuth, ue.RemoteAuth, ue.EAP)
+	}
+}
+
 func TestBuildErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

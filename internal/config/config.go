@@ -230,7 +230,9 @@ type AuthConfig struct {
 	// eap (any method the credentials allow), eap-mschapv2, eap-md5 or
 	// eap-tls: we are the EAP peer; remotely eap (or strongSwan's
 	// eap-radius): the peer authenticates by EAP through the radius
-	// section's servers.
+	// section's servers. eap-only is EAP-only authentication (RFC
+	// 5998), where the gateway proves itself by the EAP method's key
+	// alone: the gateway's local.auth, the end user's remote.auth.
 	Auth string
 	// ID as written. An empty local ID with pubkey is the certificate's
 	// subject (filled in by Build); an empty or "%any" remote ID matches

@@ -165,7 +165,30 @@ func TestParseErrors(t *testing.T) {
     local: {auth: eap-md5, id: "@a", password: pw}
     remote: {auth: eap}
 radius: {servers: {r: {address: 10.0.0.5, secret: s}}}
-`, []string{`f.yaml:4: connections.c.remote.auth: one side of an EAP authentication proves itself by psk or pubkey (RFC 7296 §2.16); EAP-only authentication (RFC 5998) is not supported`}},
+`, []string{`f.yaml:4: connections.c.remote.auth: one side of an EAP authentication proves itself by psk or pubkey (RFC 7296 §2.16); for a gateway that authenticates by EAP alone (RFC 5998) write remote.auth: eap-only`}},
+		{"eap-only gateway without EAP peers", `connections:
+  c:
+    local: {auth: eap-only, id: "@gw"}
+    remote: {auth: psk}
+    psk: secret
+`, []string{`f.yaml:3: connections.c.local.auth: eap-only is the gateway's side of EAP-only authentication (RFC 5998): it needs remote.auth: eap-radius; an end user writes remote.auth: eap-only`}},
+		{"eap-only end user without EAP", `connections:
+  c:
+    local: {auth: psk, id: "@a"}
+    remote: {auth: eap-only}
+    psk: secret
+`, []string{`f.yaml:4: connections.c.remote.auth: eap-only is the end user's side of EAP-only authentication (RFC 5998): it needs local.auth eap-tls (or eap with a certificate); a gateway writes local.auth: eap-only`}},
+		{"eap-only with mschapv2", `connections:
+  c:
+    local: {auth: eap-mschapv2, id: "@a", password: pw}
+    remote: {auth: eap-only}
+`, []string{`f.yaml:3: connections.c.local.auth: EAP-only authentication (RFC 5998) needs a method that authenticates the EAP server and derives a key; eap-mschapv2 does not: use eap-tls with a certificate`}},
+		{"eap-only gateway with a password", `radius: {servers: {r: {address: 10.0.0.5, secret: s}}}
+connections:
+  c:
+    local: {auth: eap-only, id: "@gw", password: pw}
+    remote: {auth: eap-radius}
+`, []string{`f.yaml:4: connections.c.local.password: only for local.auth eap, eap-mschapv2, eap-md5 or eap-tls`}},
 		{"auth eap without radius", `connections:
   c:
     local: {auth: psk, id: "@a"}
@@ -197,7 +220,7 @@ connections:
     local: {auth: psk, id: "@a"}
     remote: {auth: password}
     psk: secret
-`, []string{`f.yaml:4: connections.c.remote.auth: "password" is not an authentication method; use psk, pubkey, eap or eap-radius`}},
+`, []string{`f.yaml:4: connections.c.remote.auth: "password" is not an authentication method; use psk, pubkey, eap, eap-radius or eap-only`}},
 		{"dpd_action", base + "    dpd_action: hold\n",
 			[]string{`f.yaml:6: connections.c.dpd_action: "hold": mifike installs no trap policies; use clear, restart or none`}},
 		{"start_action", base + "    start_action: always\n",

@@ -660,7 +660,7 @@ func secret(f *fields, key string) []byte {
 }
 
 func (p *parser) auth(f *fields, local bool) AuthConfig {
-	allowed := []string{"psk", "pubkey", "eap", "eap-radius"}
+	allowed := []string{"psk", "pubkey", "eap", "eap-radius", "eap-only"}
 	why := map[string]string{
 		"xauth":     "XAuth is IKEv1",
 		"rsa":       "the signature key type follows the certificate",
@@ -673,14 +673,14 @@ func (p *parser) auth(f *fields, local bool) AuthConfig {
 		"eap-ident": "EAP-Identity alone authenticates nothing",
 	}
 	if local {
-		allowed = []string{"psk", "pubkey", "eap", "eap-mschapv2", "eap-md5", "eap-tls"}
+		allowed = []string{"psk", "pubkey", "eap", "eap-mschapv2", "eap-md5", "eap-tls", "eap-only"}
 		why["eap-radius"] = "eap-radius is the gateway's side: remote.auth: eap-radius; as the end user use eap, eap-mschapv2, eap-md5 or eap-tls"
 	}
 	a := AuthConfig{Auth: f.enum("auth", "pubkey", "authentication method", allowed, why)}
 	if a.Auth == "eap-radius" {
 		a.Auth = "eap"
 	}
-	if local && strings.HasPrefix(a.Auth, "eap") {
+	if local && isEAPPeer(a.Auth) {
 		if s, ok := f.str("eap_id"); ok {
 			a.EAPID = strings.TrimSpace(s)
 		}
@@ -813,6 +813,10 @@ func (p *parser) hasError(field string) bool {
 	})
 }
 
+// isEAPPeer reports whether local.auth makes us the EAP peer (the end
+// user): every eap method but the gateway's eap-only.
+func isEAPPeer(auth string) bool { return strings.HasPrefix(auth, "eap") && auth != "eap-only" }
+
 // authName names the method a certificate is needed for.
 func authName(auth string) string {
 	if auth == "eap" {
@@ -840,12 +844,23 @@ func (p *parser) checkAuth(f *fields, c *ConnConfig, local, remote *fields) {
 	case c.Local.ID == "" && !p.hasError(local.field("id")):
 		local.fail("id", "required with %s authentication; give e.g. @vpn.example.org, an email address or an IP address", c.Local.Auth)
 	}
-	if strings.HasPrefix(c.Local.Auth, "eap") && c.Local.Auth != "eap-tls" && len(c.Local.Password) == 0 && len(c.Local.Certs) == 0 &&
+	if isEAPPeer(c.Local.Auth) && c.Local.Auth != "eap-tls" && len(c.Local.Password) == 0 && len(c.Local.Certs) == 0 &&
 		!p.hasError(local.field("password")) && !p.hasError(local.field("password_file")) {
 		local.fail("password", "required for %s: the EAP password (or password_file, a file whose first line is it)", c.Local.Auth)
 	}
-	if strings.HasPrefix(c.Local.Auth, "eap") && c.Remote.Auth == "eap" && !p.hasError(remote.field("auth")) {
-		remote.fail("auth", "one side of an EAP authentication proves itself by psk or pubkey (RFC 7296 §2.16); EAP-only authentication (RFC 5998) is not supported")
+	// EAP-only authentication (RFC 5998): the gateway proves itself by
+	// the EAP method's key alone. It is eap-only on both ends: the
+	// gateway's local side, the end user's remote side.
+	switch {
+	case p.hasError(local.field("auth")) || p.hasError(remote.field("auth")):
+	case isEAPPeer(c.Local.Auth) && c.Remote.Auth == "eap":
+		remote.fail("auth", "one side of an EAP authentication proves itself by psk or pubkey (RFC 7296 §2.16); for a gateway that authenticates by EAP alone (RFC 5998) write remote.auth: eap-only")
+	case c.Local.Auth == "eap-only" && c.Remote.Auth != "eap":
+		local.fail("auth", "eap-only is the gateway's side of EAP-only authentication (RFC 5998): it needs remote.auth: eap-radius; an end user writes remote.auth: eap-only")
+	case c.Remote.Auth == "eap-only" && !isEAPPeer(c.Local.Auth):
+		remote.fail("auth", "eap-only is the end user's side of EAP-only authentication (RFC 5998): it needs local.auth eap-tls (or eap with a certificate); a gateway writes local.auth: eap-only")
+	case c.Remote.Auth == "eap-only" && (c.Local.Auth == "eap-mschapv2" || c.Local.Auth == "eap-md5" || c.Local.Auth == "eap" && len(c.Local.Certs) == 0):
+		local.fail("auth", "EAP-only authentication (RFC 5998) needs a method that authenticates the EAP server and derives a key; %s does not: use eap-tls with a certificate", c.Local.Auth)
 	}
 	if !p.hasError(remote.field("auth")) && c.Remote.Auth == "pubkey" && len(c.Remote.CACerts) == 0 && !p.hasError(remote.field("cacerts")) {
 		remote.fail("cacerts", "required for pubkey authentication: the CA certificate file (PEM) that issued the peer's certificate%s", hint)

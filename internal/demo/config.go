@@ -60,6 +60,10 @@ type Options struct {
 	// goes with a public-key signature of the responder (RFC 7296
 	// §2.16), and passes the EAP conversation to RADIUS (RFC 3579).
 	EAP string
+	// EAPOnly, with EAP eap-tls, has the gateway prove itself by the
+	// EAP-TLS key alone (EAP-only authentication, RFC 5998): no
+	// certificate of its own, the end user's remote.auth eap-only.
+	EAPOnly bool
 	// EAPPassword replaces the end user's password (a wrong one, for
 	// tests); FreeRADIUS keeps EAPUserPassword.
 	EAPPassword string
@@ -131,7 +135,11 @@ func UEConfig(o Options) string {
 		// FreeRADIUS's certificate and its name check the EAP server.
 		fmt.Fprintf(&b, "    local: {auth: eap-tls, id: alice@demo.example, eap_id: %s, certs: [%s], key: %s, eap_cacerts: [%s], aaa_id: %s}\n",
 			radiuslab.ClientCertName, ueEAPCert, ueEAPKey, ueEAPCA, radiuslab.ServerCertName)
-		fmt.Fprintf(&b, "    remote: {auth: pubkey, id: %s, cacerts: [%s]}\n", gatewayID, ueGatewayCA)
+		if o.EAPOnly {
+			fmt.Fprintf(&b, "    remote: {auth: eap-only, id: %s}\n", gatewayID)
+		} else {
+			fmt.Fprintf(&b, "    remote: {auth: pubkey, id: %s, cacerts: [%s]}\n", gatewayID, ueGatewayCA)
+		}
 	default:
 		fmt.Fprintf(&b, "    local: {auth: %s, id: alice@demo.example, eap_id: %s, password_file: %s}\n", o.EAP, EAPUser, uePasswordFile)
 		fmt.Fprintf(&b, "    remote: {auth: pubkey, id: %s, cacerts: [%s]}\n", gatewayID, ueGatewayCA)
@@ -180,6 +188,8 @@ func GWConfig(o Options) string {
 	b.WriteString("connections:\n  roadwarrior:\n")
 	if o.EAP == "" {
 		fmt.Fprintf(&b, "    local: {auth: psk, id: gw.demo.example}\n    remote: {auth: psk, id: alice@demo.example}\n    psk: %q\n", PSK)
+	} else if o.EAPOnly {
+		fmt.Fprintf(&b, "    local: {auth: eap-only, id: %s}\n    remote: {auth: eap, id: alice@demo.example}\n", gatewayID)
 	} else {
 		fmt.Fprintf(&b, "    local: {auth: pubkey, id: %s, certs: [%s], key: %s}\n    remote: {auth: eap, id: alice@demo.example}\n", gatewayID, gwCert, gwKey)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/mifike/mifike/internal/ikeauth"
 	"github.com/mifike/mifike/internal/ikecrypto"
@@ -82,8 +83,11 @@ func (sa *ikeSA) identityPayloads(responder bool) ([]wire.Payload, error) {
 	if !responder && !c.RemoteID.Any() {
 		ps = append(ps, &wire.ID{Responder: true, IDType: c.RemoteID.Type, Data: c.RemoteID.Data})
 	}
-	if !responder && c.LocalAuth == AuthEAP {
-		return ps, nil // no AUTH asks for EAP (§2.16); it comes at the end
+	if c.LocalAuth == AuthEAP {
+		// The initiator's missing AUTH asks for EAP (§2.16); an EAP-only
+		// responder's is left out (RFC 5998 §2). Both come at the end,
+		// keyed with the MSK.
+		return ps, nil
 	}
 	auth, err := sa.authPayload(id)
 	if err != nil {
@@ -235,7 +239,8 @@ func (t *ikeAuthTask) verifyResponder(sa *ikeSA, m *message) bool {
 	e, c := sa.e, sa.conn
 	idr, _ := wire.First[*wire.ID](m.payloads)
 	auth, _ := wire.First[*wire.Auth](m.payloads)
-	if n := m.notify(wire.NotifyAuthenticationFailed); n != nil || idr == nil || auth == nil || !idr.Responder {
+	eapOnly := c.eapOnly()
+	if n := m.notify(wire.NotifyAuthenticationFailed); n != nil || idr == nil || (auth == nil && !eapOnly) || !idr.Responder {
 		why := "IKE_AUTH response without IDr and AUTH"
 		if n != nil {
 			why = "peer refused our authentication (AUTHENTICATION_FAILED)"
@@ -251,9 +256,19 @@ func (t *ikeAuthTask) verifyResponder(sa *ikeSA, m *message) bool {
 			ikeauth.FormatID(idr.IDType, idr.Data), ikeauth.FormatID(c.RemoteID.Type, c.RemoteID.Data)))
 		return false
 	}
-	if err := sa.verifyAuth(c, idr, auth, wire.All[*wire.Cert](m.payloads)); err != nil {
-		t.authFailed(sa, "peer authentication failed: "+err.Error())
+	switch {
+	case eapOnly && auth != nil:
+		// RFC 5998 lets a responder authenticate as usual anyway, but
+		// we have nothing to check its AUTH against.
+		t.authFailed(sa, "the responder authenticated by "+auth.Method.String()+" although we asked for EAP-only (RFC 5998); to accept that, set remote.auth pubkey with remote.cacerts")
 		return false
+	case eapOnly:
+		// Authenticated by the last AUTH, over this IDr (eapAuth).
+	default:
+		if err := sa.verifyAuth(c, idr, auth, wire.All[*wire.Cert](m.payloads)); err != nil {
+			t.authFailed(sa, "peer authentication failed: "+err.Error())
+			return false
+		}
 	}
 	sa.peerID = ID{Type: idr.IDType, Data: bytes.Clone(idr.Data)}
 	sa.localID = c.LocalID
@@ -535,7 +550,7 @@ func (sa *ikeSA) authenticateInitiator(m *message) ([]wire.Payload, bool) {
 	// RFC 4555 §3.3: the IKE SA's addresses are those of the first
 	// IKE_AUTH request (the initiator may have floated to 4500).
 	sa.local, sa.remote = m.d.Local, m.d.Remote
-	c, err := e.authConn(sa, idi, idr, auth, wire.All[*wire.Cert](m.payloads))
+	c, err := e.authConn(sa, idi, idr, auth, wire.All[*wire.Cert](m.payloads), m.notify(wire.NotifyEAPOnlyAuthentication) != nil)
 	if err != nil {
 		e.log.Warn("IKE_AUTH refused", "ike", sa.id, "peer", ikeauth.FormatID(idi.IDType, idi.Data), "remote", sa.remote, "err", err)
 		sa.respond(m, errorNotify(wire.NotifyAuthenticationFailed, nil))
@@ -606,7 +621,11 @@ func (sa *ikeSA) finishAuth(x *authExchange, m *message, ps []wire.Payload) {
 // authConn finds the connection that admits the peer's identity and
 // verifies its AUTH. Connections naming the peer's ID win over those
 // accepting any ID.
-func (e *Engine) authConn(sa *ikeSA, idi, idr *wire.ID, auth *wire.Auth, certs []*wire.Cert) (*Connection, error) {
+//
+// eapOnly is whether the initiator accepts EAP-only authentication (RFC
+// 5998 §2): a connection that authenticates us by EAP alone is for such
+// initiators only.
+func (e *Engine) authConn(sa *ikeSA, idi, idr *wire.ID, auth *wire.Auth, certs []*wire.Cert, eapOnly bool) (*Connection, error) {
 	var candidates []*Connection
 	for pass := 0; pass < 2; pass++ {
 		for _, c := range e.cfg.Connections {
@@ -634,10 +653,19 @@ func (e *Engine) authConn(sa *ikeSA, idi, idr *wire.ID, auth *wire.Auth, certs [
 	if auth == nil {
 		// No AUTH: the initiator asks for EAP (§2.16), which the
 		// connection must do; the EAP unit authenticates it.
+		var refused []string
 		for _, c := range candidates {
-			if c.RemoteAuth == AuthEAP {
+			switch {
+			case c.RemoteAuth != AuthEAP:
+			case c.eapOnly() && !eapOnly:
+				refused = append(refused, c.Name)
+			default:
 				return c, nil
 			}
+		}
+		if len(refused) > 0 {
+			return nil, fmt.Errorf("connection %s authenticates the gateway by EAP only (RFC 5998), which peer %s did not ask for (no EAP_ONLY_AUTHENTICATION)",
+				strings.Join(refused, ", "), ikeauth.FormatID(idi.IDType, idi.Data))
 		}
 		return nil, fmt.Errorf("peer %s asks for EAP (no AUTH), which no connection for it does", ikeauth.FormatID(idi.IDType, idi.Data))
 	}

@@ -154,7 +154,10 @@ const (
 	AuthPubkey                     // signature with a certified key
 	// AuthEAP: EAP in IKE_AUTH (RFC 7296 §2.16). Locally we are the EAP
 	// peer (Connection.EAP); remotely the engine asks its EAP backend
-	// (AskEAP). The responder authenticates itself by PSK or certificate.
+	// (AskEAP). The responder authenticates itself by PSK or certificate,
+	// or, when both sides are AuthEAP, by the EAP method's key alone
+	// (EAP-only authentication, RFC 5998): the initiator asks for it
+	// and only a mutual, key-generating method will do.
 	AuthEAP
 )
 
@@ -334,11 +337,19 @@ func (c *Connection) Validate() error {
 			return fmt.Errorf("connection %s: %s auth must be psk, pubkey or eap", c.Name, side.what)
 		}
 	}
-	if c.LocalAuth == AuthEAP && (c.EAP == nil || len(c.EAP.Identity) == 0) {
+	// Both sides EAP is EAP-only (RFC 5998): as the initiator we are the
+	// EAP peer and need credentials; a connection without them only
+	// responds, authenticating by the MSK of its peer's method.
+	if c.LocalAuth == AuthEAP && c.RemoteAuth != AuthEAP && (c.EAP == nil || len(c.EAP.Identity) == 0) {
 		return fmt.Errorf("connection %s: local auth eap needs an EAP identity and credentials", c.Name)
 	}
-	if c.LocalAuth == AuthEAP && c.RemoteAuth == AuthEAP {
-		return fmt.Errorf("connection %s: one side of EAP authenticates by psk or pubkey (RFC 7296 §2.16); EAP-only (RFC 5998) is not supported", c.Name)
+	if c.LocalAuth == AuthEAP && c.RemoteAuth == AuthEAP && c.EAP != nil {
+		if len(c.EAP.Identity) == 0 {
+			return fmt.Errorf("connection %s: local auth eap needs an EAP identity and credentials", c.Name)
+		}
+		if len(eapOnlyMethods(c.EAP)) == 0 {
+			return fmt.Errorf("connection %s: EAP-only authentication (RFC 5998) needs a mutual, key-generating EAP method, such as EAP-TLS with the EAP server's CA", c.Name)
+		}
 	}
 	if c.LocalAuth == AuthPubkey && (c.Key == nil || len(c.Certs) == 0) {
 		return fmt.Errorf("connection %s: local auth pubkey needs a private key and a certificate", c.Name)

@@ -37,8 +37,20 @@ import (
 //
 // The last two AUTH payloads are computed like pre-shared-key ones with
 // the method's MSK as the key, or SK_pi/SK_pr for a method without one
-// (§2.16). EAP-only authentication (RFC 5998), where the responder sends
-// no AUTH of its own in the first response, is not supported.
+// (§2.16).
+//
+// EAP-only authentication (RFC 5998) is the same conversation with the
+// responder's signature left out: the initiator says it accepts that
+// with EAP_ONLY_AUTHENTICATION in its first request, the responder's
+// first response carries IDr and EAP but no AUTH, and the responder is
+// authenticated by its last AUTH alone, keyed with the MSK that only
+// the EAP server (and whom it gave the MSK to) can know. That is only
+// sound for a method that authenticates the server, derives the MSK and
+// resists dictionary attacks (RFC 5998 §4, eapOnlySafe): an initiator
+// asking for EAP-only answers no other method, so a password never goes
+// to a responder nobody has authenticated; both sides check the method
+// again when EAP succeeds. A connection is EAP-only when both its sides
+// are AuthEAP.
 type eapAuth struct{}
 
 func (eapAuth) String() string { return "EAP" }
@@ -126,6 +138,43 @@ type EAPAnswer struct {
 	Identity []byte
 }
 
+// eapOnlySafe reports whether EAP method t may authenticate the responder
+// on its own (RFC 5998 §4): it authenticates both sides, derives an MSK
+// and resists dictionary attacks. Of the registered types these are
+// EAP-TLS, -SIM, -TTLS, -AKA, -FAST, -PAX, -PSK, -SAKE, -IKEv2, -AKA',
+// -GPSK, -pwd and -EKE; not MD5-Challenge (one-way, no key) nor
+// MSCHAPv2 (its challenge-response falls to an offline dictionary
+// attack by whoever poses as the server).
+func eapOnlySafe(t uint8) bool {
+	switch t {
+	case 13, 18, 21, 23, 43, 46, 47, 48, 49, 50, 51, 52, 53:
+		return true
+	}
+	return false
+}
+
+// eapOnlyMethods are the methods our EAP peer answers in an EAP-only
+// authentication: those of pc that are safe for it (RFC 5998 §4). Of
+// what internal/eap implements, that is EAP-TLS, which needs the EAP
+// server's CA.
+func eapOnlyMethods(pc *eap.PeerConfig) []eap.Type {
+	ms := pc.Methods
+	if len(ms) == 0 && pc.RootCAs != nil {
+		ms = []eap.Type{eap.TypeTLS}
+	}
+	var out []eap.Type
+	for _, m := range ms {
+		if eapOnlySafe(uint8(m)) && (m != eap.TypeTLS || pc.RootCAs != nil) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// eapOnly reports whether c authenticates the responder by EAP alone
+// (RFC 5998): both its sides are EAP.
+func (c *Connection) eapOnly() bool { return c.LocalAuth == AuthEAP && c.RemoteAuth == AuthEAP }
+
 // eapRaw is the EAP message an EAP payload carries, as RFC 3748 frames it.
 func eapRaw(p *wire.EAP) []byte {
 	n := 4
@@ -177,15 +226,25 @@ func (eapAuth) roundRequest(sa *ikeSA, x *authExchange) ([]wire.Payload, error) 
 	}
 	if x.eap == nil {
 		// Round 1: IDi without AUTH asks for EAP (§2.16).
+		if sa.conn.EAP == nil {
+			return nil, errors.New("no EAP credentials of our own")
+		}
 		cfg := *sa.conn.EAP
 		cfg.Rand = sa.e.cfg.Rand
 		cfg.Now = func() time.Time { return sa.e.now }
+		var ps []wire.Payload
+		if sa.conn.eapOnly() {
+			// RFC 5998 §2: we accept a responder without AUTH, and
+			// then answer only methods that authenticate it.
+			cfg.Methods = eapOnlyMethods(sa.conn.EAP)
+			ps = append(ps, wire.NewNotify(wire.NotifyEAPOnlyAuthentication, nil))
+		}
 		p, err := eap.NewPeer(cfg)
 		if err != nil {
 			return nil, err
 		}
 		x.eap = &eapExchange{peer: p}
-		return nil, nil
+		return ps, nil
 	}
 	ex := x.eap
 	if ex.success {
@@ -252,6 +311,12 @@ func (eapAuth) roundResponse(sa *ikeSA, x *authExchange, m *message) error {
 		return fmt.Errorf("EAP: %w", err)
 	}
 	if ex.peer.Succeeded() {
+		if sa.conn.eapOnly() && (!eapOnlySafe(ex.method) || len(ex.peer.MSK()) == 0) {
+			// Only safe methods were answered; this is the check
+			// that nothing else got through (RFC 5998 §4).
+			ex.peer.Close()
+			return fmt.Errorf("EAP-only authentication (RFC 5998): %s does not authenticate the responder", eapMethodName(ex.method))
+		}
 		ex.success, ex.msk = true, ex.peer.MSK()
 	} else {
 		ex.resp = resp
@@ -361,6 +426,12 @@ func (e *Engine) AnswerEAP(now time.Time, id uint64, a EAPAnswer) ([]Action, err
 		sa.hs.auth = x
 		sa.respond(m, append(ps, pl))
 	case EAPAccept:
+		if sa.conn.eapOnly() && (!eapOnlySafe(ex.method) || len(a.MSK) == 0) {
+			// Our last AUTH is all that authenticates us: keyed
+			// with no MSK, or the MSK of a method an impostor could
+			// have run, it would prove nothing (RFC 5998 §4).
+			return fail(eap.CodeFailure, fmt.Sprintf("EAP-only authentication (RFC 5998) with %s, which does not authenticate the gateway; use EAP-TLS or another mutual, key-generating method", eapMethodName(ex.method)))
+		}
 		ex.succeeded, ex.msk, ex.answer = true, bytes.Clone(a.MSK), a
 		ex.answer.Message, ex.answer.MSK = nil, nil
 		msg := a.Message

@@ -1,9 +1,12 @@
 package ike_test
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,11 +31,16 @@ type eapBackend struct {
 	silent  bool
 	// answer, when set, changes an answer before it goes back.
 	answer func(*ike.EAPAnswer)
+	// EAP-TLS: the server's certificate and the client CAs.
+	cert      *tls.Certificate
+	clientCAs *x509.CertPool
+	// responses counts the peer's EAP Responses by method type.
+	responses map[eap.Type]int
 }
 
 func newEAPBackend(methods ...eap.Type) *eapBackend {
 	return &eapBackend{users: map[string][]byte{"alice": []byte("alice's password")}, methods: methods,
-		rng: rand.NewChaCha8([32]byte{1}), servers: map[uint64]*eap.Server{}}
+		rng: rand.NewChaCha8([32]byte{1}), servers: map[uint64]*eap.Server{}, responses: map[eap.Type]int{}}
 }
 
 func (b *eapBackend) ask(a ike.AskEAP) (ike.EAPAnswer, bool) {
@@ -51,7 +59,8 @@ func (b *eapBackend) decide(a ike.AskEAP) ike.EAPAnswer {
 	srv := b.servers[a.IKESA]
 	if a.Message == nil {
 		var err error
-		srv, err = eap.NewServer(eap.ServerConfig{Users: b.users, Methods: b.methods, Rand: b.rng, Now: time.Now})
+		srv, err = eap.NewServer(eap.ServerConfig{Users: b.users, Methods: b.methods, Rand: b.rng, Now: time.Now,
+			Certificate: b.cert, ClientCAs: b.clientCAs})
 		if err != nil {
 			return ike.EAPAnswer{Round: a.Round, Verdict: ike.EAPError, Why: err.Error()}
 		}
@@ -64,6 +73,9 @@ func (b *eapBackend) decide(a ike.AskEAP) ike.EAPAnswer {
 	}
 	if srv == nil {
 		return ike.EAPAnswer{Round: a.Round, Verdict: ike.EAPError, Why: "no session"}
+	}
+	if p, err := eap.Parse(a.Message); err == nil && p.Code == eap.CodeResponse {
+		b.responses[p.Type]++
 	}
 	out, done, msk, err := srv.Handle(a.Message)
 	switch {
@@ -277,5 +289,158 @@ func TestEAPIdentityFromIKE(t *testing.T) {
 	}
 	if rounds != 2 {
 		t.Fatalf("the backend was asked %d times, want 2 (no Identity round)", rounds)
+	}
+}
+
+// eapTLS gives the backend an EAP-TLS server certificate and returns the
+// end user's EAP-TLS credentials (client certificate, the server's CA).
+func eapTLS(t *testing.T, b *eapBackend) *eap.PeerConfig {
+	pk := newPKI(t)
+	srvKey, cliKey := newKey(t, "p256"), newKey(t, "p256")
+	srv, cli := pk.issue(t, srvKey, "radius.example", "radius.example"), pk.issue(t, cliKey, "alice")
+	b.cert = &tls.Certificate{Certificate: [][]byte{srv.Raw}, PrivateKey: srvKey, Leaf: srv}
+	b.clientCAs = x509.NewCertPool()
+	b.clientCAs.AddCert(pk.ca)
+	roots := x509.NewCertPool()
+	roots.AddCert(pk.ca)
+	return &eap.PeerConfig{Identity: []byte("alice"), Password: []byte("alice's password"),
+		Certificate: &tls.Certificate{Certificate: [][]byte{cli.Raw}, PrivateKey: cliKey, Leaf: cli},
+		RootCAs:     roots, ServerName: "radius.example"}
+}
+
+// eapOnlyLab is EAP-only authentication (RFC 5998): both sides of both
+// connections are EAP, the gateway has no key or certificate of its own.
+func eapOnlyLab(t *testing.T, seed uint64, b *eapBackend, mutate func(ue, gw *ike.Connection)) *lab {
+	creds := eapTLS(t, b)
+	l := newLab(t, seed, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.LocalAuth, ue.RemoteAuth, ue.EAP = ike.AuthEAP, ike.AuthEAP, creds
+		gw.LocalAuth, gw.RemoteAuth, gw.Key, gw.Certs, gw.PSK = ike.AuthEAP, ike.AuthEAP, nil, nil, nil
+		if mutate != nil {
+			mutate(ue, gw)
+		}
+	})
+	l.gw.EAP = b.ask
+	return l
+}
+
+// RFC 5998 §2: the end user asks for EAP-only with EAP_ONLY_AUTHENTICATION,
+// the gateway (no key, no certificate, no PSK) sends no AUTH until the
+// last response, keyed with the EAP-TLS MSK; the SA comes up with its
+// Child SA, and a clone of it needs no EAP at all.
+func TestRFC5998EAPOnly(t *testing.T) {
+	b := newEAPBackend(eap.TypeTLS)
+	l := eapOnlyLab(t, 130, b, func(ue, gw *ike.Connection) { ue.Clone, gw.Clone = true, true })
+	parent := l.up()
+	l.settle(time.Second)
+	if n := countNotify(l.gw, wire.NotifyEAPOnlyAuthentication, false); n != 1 {
+		t.Fatalf("the gateway saw EAP_ONLY_AUTHENTICATION %d times, want once (first IKE_AUTH request)", n)
+	}
+	ue, gw := l.sa(l.ue), l.sa(l.gw)
+	for _, s := range []ike.IKESAInfo{ue, gw} {
+		if s.EAPMethod != "EAP-TLS" || len(s.Children) != 1 {
+			t.Fatalf("SA %+v: want EAP-TLS with one Child SA", s)
+		}
+	}
+	asks := b.asks
+	l.clone(l.ue, parent)
+	l.settle(time.Second)
+	if len(clonesOf(l.ue, parent)) != 1 || b.asks != asks {
+		t.Fatalf("clone of an EAP-only SA: %d clones, %d more backend rounds", len(clonesOf(l.ue, parent)), b.asks-asks)
+	}
+}
+
+// RFC 5998 §4: asking for EAP-only, the end user answers no method that
+// would give its password to a gateway nobody has authenticated: it Naks
+// MSCHAPv2 (offering EAP-TLS) even though it has a password.
+func TestRFC5998EAPOnlyNaksUnsafeMethods(t *testing.T) {
+	t.Run("then EAP-TLS", func(t *testing.T) {
+		b := newEAPBackend(eap.TypeMSCHAPv2, eap.TypeTLS)
+		l := eapOnlyLab(t, 131, b, nil)
+		l.up()
+		l.settle(time.Second)
+		if b.responses[eap.TypeMSCHAPv2] != 0 || b.responses[eap.TypeNak] != 1 || l.sa(l.gw).EAPMethod != "EAP-TLS" {
+			t.Fatalf("responses %v, method %q: want one Nak, no MSCHAPv2, EAP-TLS", b.responses, l.sa(l.gw).EAPMethod)
+		}
+	})
+	t.Run("nothing else", func(t *testing.T) {
+		b := newEAPBackend(eap.TypeMSCHAPv2)
+		l := eapOnlyLab(t, 132, b, nil)
+		l.initiate()
+		l.net.RunFor(30 * time.Second)
+		if n := len(l.ue.Engine.IKESAs()) + len(l.gw.Engine.IKESAs()); n != 0 || b.responses[eap.TypeMSCHAPv2] != 0 {
+			t.Fatalf("%d IKE SAs left, %d MSCHAPv2 responses", n, b.responses[eap.TypeMSCHAPv2])
+		}
+	})
+}
+
+// The gateway's own checks (RFC 5998 §2, §4): an EAP-only connection is
+// for peers that ask for it, and its last AUTH needs a method's MSK.
+func TestRFC5998GatewayChecks(t *testing.T) {
+	t.Run("peer did not ask", func(t *testing.T) {
+		b := newEAPBackend(eap.TypeTLS)
+		l := eapOnlyLab(t, 133, b, func(ue, gw *ike.Connection) {
+			ue.RemoteAuth, ue.PSK = ike.AuthPSK, []byte("a psk the gateway does not use")
+		})
+		l.initiate()
+		l.net.RunFor(30 * time.Second)
+		if n := len(l.ue.Engine.IKESAs()) + len(l.gw.Engine.IKESAs()); n != 0 || b.asks != 0 {
+			t.Fatalf("%d IKE SAs left, backend asked %d times", n, b.asks)
+		}
+		if eventsWith(l.gw, ike.EventIKEFailed, "RFC 5998") == 0 {
+			t.Error("the gateway's failure does not say why")
+		}
+	})
+	t.Run("no MSK", func(t *testing.T) {
+		b := newEAPBackend(eap.TypeTLS)
+		b.answer = func(a *ike.EAPAnswer) {
+			if a.Verdict == ike.EAPAccept {
+				a.MSK = nil // a RADIUS server that sends no MS-MPPE keys
+			}
+		}
+		l := eapOnlyLab(t, 134, b, nil)
+		l.initiate()
+		l.net.RunFor(30 * time.Second)
+		if n := len(l.ue.Engine.IKESAs()) + len(l.gw.Engine.IKESAs()); n != 0 {
+			t.Fatalf("%d IKE SAs left", n)
+		}
+		if eventsWith(l.gw, ike.EventIKEFailed, "RFC 5998") == 0 {
+			t.Error("the gateway's failure does not say why")
+		}
+	})
+}
+
+// An end user that asked for EAP-only refuses a gateway that signs
+// anyway: it has nothing to check that AUTH against.
+func TestRFC5998InitiatorRefusesAUTH(t *testing.T) {
+	b := newEAPBackend(eap.TypeTLS)
+	l := eapOnlyLab(t, 135, b, func(ue, gw *ike.Connection) {
+		gw.LocalAuth, gw.PSK = ike.AuthPSK, []byte("the gateway's psk")
+	})
+	l.initiate()
+	l.net.RunFor(30 * time.Second)
+	if n := len(l.ue.Engine.IKESAs()) + len(l.gw.Engine.IKESAs()); n != 0 {
+		t.Fatalf("%d IKE SAs left: ue %+v gw %+v", n, l.ue.Engine.IKESAs(), l.gw.Engine.IKESAs())
+	}
+	if eventsWith(l.ue, ike.EventIKEFailed, "EAP-only") == 0 {
+		t.Error("the end user's failure does not name EAP-only")
+	}
+}
+
+// Configuration: EAP-only needs a safe method the peer can run; a
+// responder-only EAP-only connection cannot initiate.
+func TestRFC5998Config(t *testing.T) {
+	ue, gw := configs(t)
+	ue.LocalAuth, ue.RemoteAuth = ike.AuthEAP, ike.AuthEAP
+	ue.EAP = &eap.PeerConfig{Identity: []byte("alice"), Password: []byte("pw"), Methods: []eap.Type{eap.TypeMSCHAPv2}}
+	if _, err := ike.New(ike.Config{Connections: []*ike.Connection{ue}, Rand: rand.NewChaCha8([32]byte{})}); err == nil || !strings.Contains(err.Error(), "RFC 5998") {
+		t.Fatalf("EAP-only with MSCHAPv2 only: %v", err)
+	}
+	gw.LocalAuth, gw.RemoteAuth, gw.RemoteAddrs = ike.AuthEAP, ike.AuthEAP, []netip.Addr{ueAddr}
+	e, err := ike.New(ike.Config{Connections: []*ike.Connection{gw}, Rand: rand.NewChaCha8([32]byte{})})
+	if err != nil {
+		t.Fatalf("a responder-only EAP-only connection: %v", err)
+	}
+	if _, _, err := e.Initiate(time.Now(), ike.InitiateOptions{Conn: gw.Name, Local: netip.AddrPortFrom(gwAddr, 500)}); err == nil || !strings.Contains(err.Error(), "only responds") {
+		t.Fatalf("initiating on it: %v", err)
 	}
 }

@@ -34,6 +34,9 @@ func (e *Engine) initiate(c *Connection, local, remote netip.AddrPort, only *Chi
 	if len(e.sas) >= e.cfg.MaxIKESAs {
 		return nil, fmt.Errorf("ike: limit of %d IKE SAs reached", e.cfg.MaxIKESAs)
 	}
+	if c.LocalAuth == AuthEAP && c.EAP == nil {
+		return nil, fmt.Errorf("ike: connection %s authenticates its peers by EAP-only (RFC 5998) and has no EAP credentials of its own: it only responds", c.Name)
+	}
 	sa := e.newSA(c, true, local, remote)
 	sa.onlyChild, sa.iface = only, iface
 	sa.hs.ni = e.nonce()

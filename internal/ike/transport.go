@@ -250,9 +250,14 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 	e := sa.e
 	h := &in.h
 	switch {
-	case sa.state == stateConnecting && h.Exchange != wire.IKEAuth:
+	case sa.state == stateConnecting && h.Exchange != wire.IKEAuth &&
+		!(h.Exchange == wire.Informational && sa.hs != nil && sa.hs.auth != nil):
 		// Until IKE_AUTH completes the peer is not authenticated: its
 		// other requests wait (it retransmits), they are not answered.
+		// Between the rounds of a multi-round IKE_AUTH (EAP) the
+		// initiator may refuse us in an INFORMATIONAL (§2.21.2):
+		// only the holder of this SA's keys can send it, and it ends
+		// the half-open SA now instead of at its timeout.
 		e.drop(DropNotAuthed, dropped{sa: sa, from: d.Remote, h: h})
 		return
 	case sa.hs != nil && sa.hs.auth != nil && sa.hs.auth.held != nil && sa.hs.auth.held.MessageID == h.MessageID:

@@ -267,6 +267,31 @@ func TestEAPTLS(t *testing.T) {
 	}
 }
 
+// EAP-only authentication (RFC 5998): the gateway has no certificate and
+// proves itself by the EAP-TLS MSK that FreeRADIUS hands it; the end
+// user checked FreeRADIUS's certificate inside EAP-TLS. The VPNs carry
+// traffic and FreeRADIUS saw one login for both.
+func TestEAPOnlyTLS(t *testing.T) {
+	two := []string{"eth0", "wlan0"}
+	top, ue, gw := eapLab(t, demo.Options{EAP: "eap-tls", EAPOnly: true, Use: two})
+	if strings.Contains(demo.GWConfig(demo.Options{EAP: "eap-tls", EAPOnly: true}), "certs:") {
+		t.Fatal("the EAP-only gateway's configuration has a certificate")
+	}
+	v := waitVPNs(t, ue, two, 60*time.Second)
+	for _, dev := range two {
+		pingThrough(t, top, ue, v[dev])
+	}
+	if ok, _ := top.RADIUSLogins(); ok != 1 {
+		t.Fatalf("FreeRADIUS logged %d successful logins for %d VPNs, want 1", ok, len(v))
+	}
+	want := fmt.Sprintf("EAP-TLS as %q", radiuslab.ClientCertName)
+	for _, d := range []*demo.Daemon{ue, gw} {
+		if table := d.Table(context.Background()); strings.Count(table, want) != 2 {
+			t.Fatalf("%s's list-sas does not show %s on both IKE SAs:\n%s", d.Name, want, table)
+		}
+	}
+}
+
 // A wrong password: FreeRADIUS rejects, the gateway says so in its log
 // and passes the EAP-Failure on (which, as strongSwan does, it sends
 // instead of AUTHENTICATION_FAILED: the EAP payload says it), nothing is left on either side, and

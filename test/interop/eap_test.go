@@ -211,7 +211,16 @@ var eapClientCases = []eapClientCase{
 	{"eap-md5", "bob", "pubkey", "aes128-sha256-x25519", "EAP-MD5"},
 	{"eap-tls", "CN=" + radiuslab.ClientCertName, "pubkey", "aes128-sha256-x25519", "EAP-TLS"},
 	{"eap-ttls", "carol", "pubkey", "aes128-sha256-x25519", "EAP-TTLS"},
+	// EAP-only authentication (RFC 5998): charon always offers
+	// EAP_ONLY_AUTHENTICATION; mifike's eap-only gateway has no
+	// certificate and sends no AUTH until the MSK-keyed last one.
+	{"eap-tls", "CN=" + radiuslab.ClientCertName, "eap-only", "aes128-sha256-x25519", "EAP-TLS"},
 }
+
+// eapOnlyUnsafe is an EAP-only attempt with a method that does not
+// authenticate the server: mifike's gateway refuses it even though
+// FreeRADIUS accepts the password (RFC 5998 §4).
+var eapOnlyUnsafe = eapClientCase{"eap-mschapv2", "alice", "eap-only", "aes128-sha256-x25519", ""}
 
 func (c eapClientCase) name() string { return c.method + "-" + c.gwAuth + "-" + slug(c.proposal) }
 
@@ -221,7 +230,7 @@ func (c eapClientCase) name() string { return c.method + "-" + c.gwAuth + "-" + 
 func clientSwanctl(tp *topology) string {
 	var b strings.Builder
 	b.WriteString("connections {\n")
-	for _, c := range eapClientCases {
+	for _, c := range append(eapClientCases, eapOnlyUnsafe) {
 		fmt.Fprintf(&b, "%s { version = 2\n remote_addrs = %s\n proposals = %s\n", c.name(), tp.mAddr, c.proposal)
 		fmt.Fprintf(&b, " local { auth = %s\n id = s-%s.test\n eap_id = \"%s\"\n", c.method, c.name(), c.user)
 		if c.method == "eap-tls" || c.method == "eap-ttls" {
@@ -230,9 +239,12 @@ func clientSwanctl(tp *topology) string {
 			fmt.Fprintf(&b, " aaa_id = %s\n", radiuslab.ServerCertName)
 		}
 		b.WriteString(" }\n")
-		if c.gwAuth == "psk" {
+		switch c.gwAuth {
+		case "psk":
 			b.WriteString(" remote { auth = psk\n id = m-gw-psk.test }\n")
-		} else {
+		case "eap-only":
+			b.WriteString(" remote { auth = eap\n id = m-gw-eaponly.test }\n")
+		default:
 			b.WriteString(" remote { auth = pubkey\n id = m-gw.test\n cacerts = ca.crt }\n")
 		}
 		fmt.Fprintf(&b, " children { net { local_ts = %s\n remote_ts = %s\n esp_proposals = aes128gcm16 } }\n}\n", tp.sNet, tp.mNet)
@@ -254,11 +266,14 @@ func gatewayConf(tp *topology, dir, pki string, srv *radiuslab.Server) string {
 	fmt.Fprintf(&b, "radius:\n  servers: {lab: {address: %s, secret: %q, auth_port: %d, acct_port: %d}}\n  nas_identifier: mifike-interop\n  timeout: 3s\n",
 		srv.Addr, srv.Secret, srv.AuthPort, srv.AcctPort)
 	b.WriteString("connections:\n")
-	for _, c := range eapClientCases {
+	for _, c := range append(eapClientCases, eapOnlyUnsafe) {
 		fmt.Fprintf(&b, "  %s:\n    proposals: %q\n", c.name(), c.proposal)
-		if c.gwAuth == "psk" {
+		switch c.gwAuth {
+		case "psk":
 			fmt.Fprintf(&b, "    local: {auth: psk, id: m-gw-psk.test}\n    psk: %q\n", psk)
-		} else {
+		case "eap-only":
+			b.WriteString("    local: {auth: eap-only, id: m-gw-eaponly.test}\n")
+		default:
 			fmt.Fprintf(&b, "    local: {auth: pubkey, id: m-gw.test, certs: [%[1]s/m-gw.test.crt], key: %[1]s/m-gw.test.key}\n", pki)
 		}
 		fmt.Fprintf(&b, "    remote: {auth: eap, id: s-%s.test}\n", c.name())
@@ -311,6 +326,17 @@ func TestEAPStrongSwanClient(t *testing.T) {
 			noSAs(t, md, ch)
 		})
 	}
+	t.Run(eapOnlyUnsafe.name(), func(t *testing.T) {
+		ch.t, md.t = t, t
+		c := eapOnlyUnsafe
+		ch.swanctlErr("--initiate", "--ike", c.name(), "--child", "net", "--timeout", "30")
+		noSAs(t, md, ch)
+		if !strings.Contains(md.log(), "does not authenticate the gateway") {
+			t.Fatalf("mifike's log does not say why it refused EAP-only with MSCHAPv2:\n%s", md.logTail(30))
+		}
+		logins["alice"]++ // FreeRADIUS accepted the password; mifike did not
+		radiusAccepted(t, srv, "alice", logins["alice"], false)
+	})
 
 	// Wireshark agrees: every protected IKE message of the capture
 	// decrypts with mifike's key log, and the EAP payloads inside show
