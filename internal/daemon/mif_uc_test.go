@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
 )
 
 // The IPsec multiple-interfaces problem statement's Use Case 1 ("VPN
@@ -183,6 +184,29 @@ func TestUC1Multihoming(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A new interface's VPN in two round trips (RFC 7791 App. A with RFC 7296
+// §2.3 windows): the clone goes out with the address list the interface
+// caused (RFC 4555 §3.6), not after it; then the clone's Child SA and its
+// move go together. With 50 ms each way on both paths, the VPN on usb0
+// is up 200 ms of simulated time after usb0 appeared: the DPD timer is
+// kept off the path (the interface appears between two checks).
+func TestNewInterfaceInTwoRoundTrips(t *testing.T) {
+	const oneWay = 50 * time.Millisecond
+	slow := []mifIface{{"eth0", mifIfaces[0].addr, netsim.Link{Delay: oneWay}}}
+	s := settled(t, 31, mifOpts{ifaces: slow}, "eth0")
+	s.run(1234 * time.Millisecond)
+	s.AddInterface(mifIface{"usb0", mifExtra.addr, netsim.Link{Delay: oneWay}})
+	added := s.since()
+	if !s.runUntil(5*time.Second, s.oneEach("eth0", "usb0")) {
+		t.Fatalf("usb0 got no VPN:\n%s", s.table())
+	}
+	took := s.since() - added
+	t.Logf("usb0's VPN up %v after usb0 appeared (%.1f round trips)", took, float64(took)/float64(2*oneWay))
+	if took > 2*2*oneWay+oneWay/2 {
+		t.Fatalf("usb0's VPN took %v, %.1f round trips; want 2 (clone, then Child SA and move together)", took, float64(took)/float64(2*oneWay))
+	}
 }
 
 // UC1 §"Adding an Interface" (figures 7 and 8): an interface that

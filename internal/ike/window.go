@@ -13,10 +13,12 @@ import (
 // clone starts again at one until the peer says otherwise.
 //
 // We answer requests in any order within our window. We send overlapping
-// requests only where that is safe for the state of the SA: Child SA
-// creation, MOBIKE address updates and our own window announcement. That
-// is what a new clone needs (RFC 7791 App. A): its Child SA and its move
-// go out together, one round trip instead of two. Rekeys, deletes and
+// requests only where that is safe for the state of the SA (overlap):
+// Child SA creation, MOBIKE address updates and lists, clones and our
+// own window announcement. That is what a new interface needs (RFC 7791
+// App. A): the clone goes out with the address list the interface
+// caused, then the clone's Child SA and its move go out together: two
+// round trips in all. Rekeys, deletes and
 // liveness checks still go one at a time, so the collision rules of §2.8
 // and §2.25 stay as they are for window one.
 
@@ -66,12 +68,12 @@ func (sa *ikeSA) mayStart(t task) bool {
 	if len(sa.outstanding) == 0 {
 		return true
 	}
-	if sa.state != stateEstablished || !overlaps(t) {
+	if sa.state != stateEstablished {
 		return false
 	}
 	lowest := sa.outstanding[0].id
 	for _, p := range sa.outstanding {
-		if !overlaps(p.task) {
+		if !overlap(t, p.task) {
 			return false
 		}
 		lowest = min(lowest, p.id)
@@ -79,15 +81,52 @@ func (sa *ikeSA) mayStart(t task) bool {
 	return uint64(sa.nextReq) < uint64(lowest)+uint64(max(sa.peerWindow, 1))
 }
 
-// overlaps: tasks that may be outstanding together.
-func overlaps(t task) bool {
+// overlap reports whether tasks a and b may be outstanding together.
+//
+// Child SA creation, MOBIKE updates and window announcements change
+// nothing the others depend on. A clone (RFC 7791) leaves its parent as
+// it is, so it may go alongside them and alongside the address list of
+// §3.6: that is what puts a new interface's clone on the wire at once,
+// not a round trip after the address announcement its interface caused.
+// Address lists stay in order among themselves and with updates, which
+// carry the list too (§3.6: the peer keeps the latest it processed).
+func overlap(a, b task) bool {
+	ka, kb := overlapKind(a), overlapKind(b)
+	switch {
+	case ka == 0 || kb == 0:
+		return false
+	case ka == overlapAddresses && (kb == overlapAddresses || kb == overlapUpdate),
+		kb == overlapAddresses && ka == overlapUpdate:
+		return false
+	}
+	return true
+}
+
+const (
+	overlapChild = iota + 1
+	overlapUpdate
+	overlapWindow
+	overlapClone
+	overlapAddresses
+)
+
+// overlapKind classes the tasks that may overlap some others; 0: none.
+func overlapKind(t task) int {
 	switch t := t.(type) {
 	case *childCreateTask:
-		return t.rekey == nil
-	case *updateTask, *windowTask:
-		return true
+		if t.rekey == nil {
+			return overlapChild
+		}
+	case *updateTask:
+		return overlapUpdate
+	case *windowTask:
+		return overlapWindow
+	case *cloneTask:
+		return overlapClone
+	case *addressTask:
+		return overlapAddresses
 	}
-	return false
+	return 0
 }
 
 // cachedResponse is our kept response to the peer's request id.
