@@ -109,6 +109,7 @@ const (
 	EventIKECloned
 	EventCloneRefused
 	EventPathProbe
+	EventMessageIDSync // RFC 6311: the Message IDs were resynchronised
 )
 
 var eventNames = map[EventKind]string{
@@ -117,6 +118,7 @@ var eventNames = map[EventKind]string{
 	EventChildFailed: "child-failed", EventChildRekeyed: "child-rekeyed",
 	EventRetransmit: "retransmit", EventDropped: "dropped", EventAddressUpdate: "address-update",
 	EventVirtualIP: "virtual-ip", EventIKECloned: "ike-cloned", EventCloneRefused: "clone-refused", EventPathProbe: "path-probe",
+	EventMessageIDSync: "message-id-sync",
 }
 
 func (k EventKind) String() string { return eventNames[k] }

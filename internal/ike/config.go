@@ -275,6 +275,11 @@ type Connection struct {
 	// may make (0: 1280 for IPv6 and 576 for IPv4, §2.5.1).
 	Fragmentation bool
 	FragmentSize  int
+	// NoMessageIDSync: do not offer RFC 6311 Message ID
+	// synchronisation (IKEV2_MESSAGE_ID_SYNC_SUPPORTED), which is on by
+	// default as in strongSwan: a gateway cluster node that takes an SA
+	// over needs it from the peer.
+	NoMessageIDSync bool
 	// NoChildless: as responder, do not offer or take an IKE_AUTH
 	// without a Child SA (RFC 6023; strongSwan's childless = never).
 	NoChildless bool

@@ -66,6 +66,10 @@ const (
 	// answer waits for the EAP backend (a RADIUS server): it is asked
 	// once, and its answer makes the response.
 	DropAwaitingBackend
+	// DropMIDSync: an RFC 6311 Message ID synchronisation request that
+	// must be dropped silently: a replay (its sender's Message ID not
+	// above what we have seen, §5.1), or with other payloads.
+	DropMIDSync
 	numDropReasons
 )
 
@@ -84,6 +88,7 @@ var dropNames = [numDropReasons]string{
 	DropNotAuthed:        "not-authenticated",
 	DropWindow:           "window",
 	DropReusedID:         "reused-id",
+	DropMIDSync:          "message-id-sync",
 	DropIntegrity:        "integrity",
 	DropNoEncrypted:      "no-encrypted",
 	DropFragment:         "fragment",

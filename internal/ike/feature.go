@@ -35,6 +35,7 @@ var registered = []feature{
 	fragmentation{},
 	childless{},
 	eapAuth{},
+	midSync{},
 }
 
 // extensions is what the features negotiated for an IKE SA: set in
@@ -58,6 +59,8 @@ type extensions struct {
 	// childless: the responder sent CHILDLESS_IKEV2_SUPPORTED (RFC 6023
 	// §3); read by the initiator only.
 	childless bool
+	// midSync: both sent IKEV2_MESSAGE_ID_SYNC_SUPPORTED (RFC 6311 §5).
+	midSync bool
 }
 
 // initExchange is one IKE_SA_INIT as the features see it: the SPIs as

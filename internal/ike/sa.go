@@ -82,6 +82,11 @@ type messageIDs struct {
 	windowSent  bool // we stated our window on this SA (SET_WINDOW_SIZE)
 	expectReq   uint32
 	responses   []*response
+	// RFC 6311 (midsync.go), as the peer: the highest M1 of a
+	// synchronisation we answered (0 before any) and our answer, for its
+	// retransmissions.
+	midSyncSeen int64
+	midSyncResp *response
 	// reasm holds the peer's messages arriving in fragments (RFC 7383),
 	// made at the first one.
 	reasm *ikefrag.Reassembler

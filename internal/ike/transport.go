@@ -265,6 +265,11 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 		// answer makes the response (eap.go).
 		e.drop(DropAwaitingBackend, dropped{sa: sa, from: d.Remote, h: h})
 		return
+	case h.MessageID == 0 && h.Exchange == wire.Informational && sa.ext.midSync && sa.state == stateEstablished &&
+		(sa.cachedResponse(0) == nil || sa.cachedResponse(0).hash != requestHash(in.ike)):
+		// Perhaps an RFC 6311 synchronisation (midsync.go).
+		sa.receiveIDZero(d, in)
+		return
 	case sa.cachedResponse(h.MessageID) != nil:
 		r := sa.cachedResponse(h.MessageID)
 		if h.Exchange != r.exchange {
@@ -309,6 +314,12 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 	if !ok {
 		return
 	}
+	sa.handleOpened(msg, ps, err)
+}
+
+// handleOpened answers an authentic request in our window.
+func (sa *ikeSA) handleOpened(msg *message, ps []wire.Payload, err error) {
+	e := sa.e
 	var crit *wire.UnsupportedCriticalError
 	if err != nil && !errors.As(err, &crit) {
 		// Authentic but malformed: INVALID_SYNTAX, fatal to the SA (§2.21.3).
@@ -435,6 +446,10 @@ func (sa *ikeSA) next() {
 			}
 			continue
 		}
+		if _, sync := t.(*midSyncTask); sync {
+			sa.sendRequestID(t, x, ps, 0) // RFC 6311 §5.1: Message ID zero
+			continue
+		}
 		sa.sendRequest(t, x, ps)
 	}
 }
@@ -445,21 +460,30 @@ var errSkip = errors.New("skip")
 
 // sendRequest sends a protected request and arms its retransmission.
 func (sa *ikeSA) sendRequest(t task, x wire.ExchangeType, ps []wire.Payload) {
-	e := sa.e
 	id := sa.nextReq
 	if id == math.MaxUint32 {
 		// §2.2: Message IDs must not wrap; the SA must be rekeyed or closed.
-		e.destroy(sa, "message IDs exhausted")
+		sa.e.destroy(sa, "message IDs exhausted")
 		return
 	}
+	if sa.sendRequestID(t, x, ps, id) {
+		sa.nextReq++
+	}
+}
+
+// sendRequestID sends a request with Message ID id, outside the order
+// of nextReq (RFC 6311's synchronisation uses ID zero). It reports
+// whether the request went out (false: it could not be built; the task
+// was aborted).
+func (sa *ikeSA) sendRequestID(t task, x wire.ExchangeType, ps []wire.Payload, id uint32) bool {
+	e := sa.e
 	h := sa.header(x, id, false)
 	pkts, p, err := sa.protect(h, ps, sa.local, sa.remote)
 	if err != nil {
 		e.log.Error("cannot build request", "ike", sa.id, "err", err)
 		t.abort(sa, err.Error())
-		return
+		return false
 	}
-	sa.nextReq++
 	if p == nil {
 		p = &request{}
 	}
@@ -468,6 +492,7 @@ func (sa *ikeSA) sendRequest(t task, x wire.ExchangeType, ps []wire.Payload) {
 	sa.countNotifies(ps, true)
 	e.log.Debug("sending "+(&wire.Message{Header: h, Payloads: ps}).String(), "ike", sa.id)
 	sa.transmitRequest(p)
+	return true
 }
 
 // sendOneShot sends a request nobody waits for (a Delete at shutdown, an
