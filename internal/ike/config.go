@@ -22,6 +22,13 @@ type Config struct {
 	Rand        io.Reader
 	Logger      *slog.Logger
 
+	// SPIPrefix, when not zero, is the first octet of every SPI this
+	// engine chooses, IKE and ESP: a gateway cluster gives each node its
+	// ID here, so two nodes never choose the same SPI (RFC 6027 §3.8,
+	// RFC 6311 §3.3) and an SA handed to another node keeps SPIs no
+	// other node uses.
+	SPIPrefix uint8
+
 	Retransmit Retransmit
 
 	// HalfOpenTimeout drops a responder SA that never saw IKE_AUTH.

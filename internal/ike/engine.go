@@ -405,6 +405,9 @@ func (e *Engine) nonce() []byte {
 func (e *Engine) newSPI() uint64 {
 	for {
 		s := e.randomUint64()
+		if p := e.cfg.SPIPrefix; p != 0 {
+			s = s&^(0xff<<56) | uint64(p)<<56
+		}
 		if _, used := e.sas[s]; s != 0 && !used && e.halfOpen.bySPI[s] == nil {
 			return s
 		}
@@ -417,6 +420,9 @@ func (e *Engine) newChildSPI() uint32 {
 	for {
 		var b [4]byte
 		e.random(b[:])
+		if p := e.cfg.SPIPrefix; p != 0 {
+			b[0] = p
+		}
 		s := binary.BigEndian.Uint32(b[:])
 		if _, used := e.children[s]; s > 255 && !used {
 			e.children[s] = nil // reserved until the Child SA exists or the exchange fails

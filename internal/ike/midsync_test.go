@@ -243,3 +243,23 @@ func TestRFC6311IDZeroRetransmission(t *testing.T) {
 			before.DroppedBy[ike.DropWindow], after.DroppedBy[ike.DropWindow])
 	}
 }
+
+// RFC 6027 §3.8: a cluster node's SPIs carry its node ID in their first
+// octet (Config.SPIPrefix), so nodes never choose the same SPI.
+func TestSPIPrefix(t *testing.T) {
+	l := newLab(t, 65, func(_, _ *ike.Connection, _, gwc *ike.Config) { gwc.SPIPrefix = 0x2a })
+	l.up()
+	l.settle(time.Second)
+	gw := l.sa(l.gw)
+	if gw.SPIr>>56 != 0x2a {
+		t.Fatalf("responder SPI %016x", gw.SPIr)
+	}
+	for _, c := range gw.Children {
+		if c.InSPI>>24 != 0x2a {
+			t.Fatalf("inbound ESP SPI %08x", c.InSPI)
+		}
+	}
+	if ue := l.sa(l.ue); ue.SPIi>>56 == 0x2a && ue.Children[0].InSPI>>24 == 0x2a {
+		t.Fatal("the end user's SPIs carry the gateway's prefix too")
+	}
+}
