@@ -1,0 +1,300 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+)
+
+// Engine is what a Coordinator needs of the IKE engine (*ike.Engine).
+type Engine interface {
+	IKESAs() []ike.IKESAInfo
+	Export(id uint64) ([]byte, error)
+	Import(now time.Time, b []byte) (uint64, []ike.Action, error)
+	TakeOver(now time.Time, b []byte, local netip.Addr) (uint64, []ike.Action, error)
+	Forget(now time.Time, id uint64) ([]ike.Action, error)
+	Move(now time.Time, id uint64, local, remote netip.Addr, iface string) ([]ike.Action, error)
+}
+
+// Coordinator keeps one node's IKE SAs in the cluster: it writes their
+// records when they are made and rekeyed (Event, Step), drops them when
+// they go, hands SAs to other nodes (HandOff), imports what other nodes
+// hand to it, and claims and takes over the SAs of nodes that died
+// (Step). It does no I/O of its own but through the Store, and takes
+// the time from its caller: the daemon calls it from a goroutine of its
+// own with etcd, the simulator inline with the in-memory store.
+//
+// Step reads every SA record (List) each time: simple, and right for
+// the hundreds of SAs of the tests; a gateway with tens of thousands
+// wants the watch (Store.Watch) instead.
+type Coordinator struct {
+	n    *Node
+	recs *Records
+	eng  Engine
+	log  *slog.Logger
+	// mine are the records of this node's SAs as last written, by the
+	// engine's SA id.
+	mine map[uint64]SARecord
+	// dirty SAs have changed since their record was written.
+	dirty map[uint64]bool
+	// gone are records to delete (their SAs were deleted here).
+	gone []SARecord
+}
+
+// NewCoordinator is node n's coordinator for engine eng; s seals the
+// records.
+func NewCoordinator(n *Node, s *Sealer, eng Engine, log *slog.Logger) *Coordinator {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Coordinator{n: n, recs: NewRecords(n, s), eng: eng, log: log.With("node", n.cfg.Node),
+		mine: map[uint64]SARecord{}, dirty: map[uint64]bool{}}
+}
+
+// Event tells the coordinator what the engine did: a new, rekeyed,
+// imported or resynchronised SA must be written again; a deleted one's
+// record goes.
+func (c *Coordinator) Event(ev ike.Event) {
+	switch ev.Kind {
+	case ike.EventIKEUp, ike.EventIKERekeyed, ike.EventChildUp, ike.EventChildRekeyed, ike.EventChildDown,
+		ike.EventMessageIDSync, ike.EventAddressUpdate, ike.EventIKECloned:
+		c.dirty[ev.IKESA] = true
+	case ike.EventIKEDown, ike.EventIKEFailed:
+		if r, ok := c.mine[ev.IKESA]; ok {
+			c.gone = append(c.gone, r)
+			delete(c.mine, ev.IKESA)
+		}
+		delete(c.dirty, ev.IKESA)
+	}
+}
+
+// Owned reports how many SAs the node has records of.
+func (c *Coordinator) Owned() int { return len(c.mine) }
+
+// Step renews the node's lease, writes what changed, and takes what was
+// handed to this node or left by a dead one. It returns the engine's
+// actions to carry out, and ErrFenced when the node must stop sending.
+func (c *Coordinator) Step(ctx context.Context, now time.Time) ([]ike.Action, error) {
+	if err := c.n.Tick(ctx, now); err != nil {
+		return nil, err
+	}
+	var acts []ike.Action
+	for _, r := range c.gone {
+		if err := c.recs.Drop(ctx, r); err != nil && !errors.Is(err, ErrLost) {
+			c.log.Warn("cluster: cannot delete an SA's record", "spi_i", fmt.Sprintf("%016x", r.SPIi), "err", err)
+		}
+	}
+	c.gone = nil
+	acts = append(acts, c.publish(ctx, now)...)
+	more, err := c.adopt(ctx, now)
+	return append(acts, more...), err
+}
+
+// publish writes the records of the SAs that changed.
+func (c *Coordinator) publish(ctx context.Context, now time.Time) []ike.Action {
+	var acts []ike.Action
+	byID := map[uint64]ike.IKESAInfo{}
+	for _, s := range c.eng.IKESAs() {
+		byID[s.ID] = s
+	}
+	ids := make([]uint64, 0, len(c.dirty))
+	for id := range c.dirty {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		s, ok := byID[id]
+		if !ok {
+			delete(c.dirty, id)
+			continue
+		}
+		if s.State != ike.StateEstablished {
+			continue // written once it is
+		}
+		state, err := c.eng.Export(id)
+		if errors.Is(err, ike.ErrBusy) {
+			continue // an exchange is under way: next time
+		}
+		if err != nil {
+			c.log.Warn("cluster: cannot export an SA", "ike", id, "err", err)
+			delete(c.dirty, id)
+			continue
+		}
+		r, ok := c.mine[id]
+		if !ok {
+			r = SARecord{SPIi: s.SPIi, SPIr: s.SPIr}
+		}
+		r, err = c.recs.Publish(ctx, r, state)
+		switch {
+		case errors.Is(err, ErrLost):
+			// Another node owns it now (we were cut off and it was
+			// taken over): not ours to answer any more.
+			c.log.Warn("cluster: another node owns this SA now; dropping it", "ike", id)
+			delete(c.mine, id)
+			delete(c.dirty, id)
+			a, _ := c.eng.Forget(now, id)
+			acts = append(acts, a...)
+		case err != nil:
+			c.log.Warn("cluster: cannot write an SA's record", "ike", id, "err", err)
+		default:
+			c.mine[id] = r
+			delete(c.dirty, id)
+		}
+	}
+	return acts
+}
+
+// adopt imports the SAs handed to this node and claims those of dead
+// nodes that placement gives it.
+func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, error) {
+	members, err := Members(ctx, c.n.st, c.n.cfg)
+	if err != nil {
+		return nil, err
+	}
+	live := map[uint8]bool{}
+	var ids []uint8
+	for _, m := range members {
+		live[m.ID] = true
+		ids = append(ids, m.ID)
+	}
+	recs, _, _, err := c.recs.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	have := map[[2]uint64]bool{}
+	for _, s := range c.eng.IKESAs() {
+		have[[2]uint64{s.SPIi, s.SPIr}] = true
+	}
+	self := c.n.cfg.Node
+	var acts []ike.Action
+	for _, r := range recs {
+		if have[[2]uint64{r.SPIi, r.SPIr}] {
+			continue
+		}
+		switch {
+		case r.Owner == self && r.From != 0:
+			acts = append(acts, c.receive(now, r)...)
+		case r.Owner != self && !live[r.Owner] && placement(r, ids) == self:
+			acts = append(acts, c.claim(ctx, now, r)...)
+		}
+	}
+	return acts, nil
+}
+
+// placement is the live node that takes over SA r of a dead node: the
+// SAs of one node spread over the survivors by a hash of their SPIs.
+func placement(r SARecord, live []uint8) uint8 {
+	if len(live) == 0 {
+		return 0
+	}
+	h := fnv.New32a()
+	var b [16]byte
+	for i := range 8 {
+		b[i], b[8+i] = byte(r.SPIi>>(56-8*i)), byte(r.SPIr>>(56-8*i))
+	}
+	h.Write(b[:])
+	return live[h.Sum32()%uint32(len(live))]
+}
+
+// receive imports an SA handed to this node. A clone made by the node
+// that handed it over has that node as its MOBIKE initiator (RFC 7791
+// Appendix A), so the SA moves to our address with UPDATE_SA_ADDRESSES.
+func (c *Coordinator) receive(now time.Time, r SARecord) []ike.Action {
+	state, err := c.recs.Open(r)
+	if err != nil {
+		c.log.Warn("cluster: an SA handed to us does not open", "spi_i", fmt.Sprintf("%016x", r.SPIi), "from", r.From, "err", err)
+		return nil
+	}
+	id, acts, err := c.eng.Import(now, state)
+	if err != nil {
+		c.log.Warn("cluster: cannot import an SA handed to us", "from", r.From, "err", err)
+		return acts
+	}
+	c.mine[id] = r
+	c.log.Info("cluster: SA handed over to us", "ike", id, "from", r.From)
+	if local, ok := c.ownAddr(); ok {
+		for _, s := range c.eng.IKESAs() {
+			if s.ID == id && s.MOBIKEInitiator && s.Local.Addr() != local {
+				a, err := c.eng.Move(now, id, local, netip.Addr{}, "")
+				if err != nil {
+					c.log.Warn("cluster: cannot move an SA handed to us", "ike", id, "err", err)
+				}
+				acts = append(acts, a...)
+			}
+		}
+	}
+	return acts
+}
+
+// claim takes over an SA of a dead node (RFC 6311).
+func (c *Coordinator) claim(ctx context.Context, now time.Time, r SARecord) []ike.Action {
+	dead := r.Owner
+	r, state, err := c.recs.Claim(ctx, r)
+	if errors.Is(err, ErrLost) {
+		return nil // another survivor was first
+	}
+	if err != nil {
+		c.log.Warn("cluster: cannot claim a dead node's SA", "owner", dead, "err", err)
+		return nil
+	}
+	local, _ := c.ownAddr()
+	id, acts, err := c.eng.TakeOver(now, state, local)
+	if err != nil {
+		// The record is ours but the SA cannot go on here (the peer
+		// did not negotiate RFC 6311): it goes; the client reconnects.
+		c.log.Warn("cluster: cannot take over a dead node's SA; dropping it", "owner", dead, "err", err)
+		c.gone = append(c.gone, r)
+		return acts
+	}
+	c.mine[id] = r
+	c.log.Info("cluster: took over a dead node's SA", "ike", id, "from", dead)
+	return acts
+}
+
+// HandOff gives IKE SA id to node to: its record goes to that node and
+// the SA leaves this engine. The SA must be idle (ike.ErrBusy: try
+// again a moment later).
+func (c *Coordinator) HandOff(ctx context.Context, now time.Time, id uint64, to uint8) ([]ike.Action, error) {
+	if to == c.n.cfg.Node {
+		return nil, errors.New("cluster: the SA is on this node already")
+	}
+	state, err := c.eng.Export(id)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := c.mine[id]
+	if !ok {
+		var s ike.IKESAInfo
+		for _, x := range c.eng.IKESAs() {
+			if x.ID == id {
+				s = x
+			}
+		}
+		r = SARecord{SPIi: s.SPIi, SPIr: s.SPIr, Owner: c.n.cfg.Node}
+		if r.SPIi == 0 {
+			return nil, fmt.Errorf("cluster: no IKE SA %d", id)
+		}
+	}
+	if _, err := c.recs.HandOff(ctx, r, state, to); err != nil {
+		return nil, err
+	}
+	delete(c.mine, id) // its ike-down must not delete the record
+	delete(c.dirty, id)
+	c.log.Info("cluster: SA handed over", "ike", id, "to", to)
+	return c.eng.Forget(now, id)
+}
+
+// ownAddr is the node's address for SAs that come to it.
+func (c *Coordinator) ownAddr() (netip.Addr, bool) {
+	if len(c.n.cfg.Addrs) == 0 {
+		return netip.Addr{}, false
+	}
+	return c.n.cfg.Addrs[0], true
+}

@@ -1,0 +1,306 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/clusterstore"
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/proposal"
+	"github.com/mifike/mifike/internal/ts"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// A gateway cluster in the simulator: three gateway engines, each with
+// its own address and a Coordinator on one in-memory store (etcd's
+// semantics, the simulator's clock), and an end user. The coordinators
+// are stepped every 200 ms, as the daemon does.
+
+var (
+	simUE  = netip.MustParseAddr("192.0.2.10")
+	simGWs = []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")}
+	simPSK = []byte("a shared secret of sufficient length")
+)
+
+type simCluster struct {
+	t     *testing.T
+	net   *netsim.Network
+	ue    *netsim.Node
+	gws   []*netsim.Node
+	coord []*Coordinator
+	fed   []int  // events of each gateway fed to its coordinator
+	dead  []bool // a dead node is neither stepped nor reachable
+	ctx   context.Context
+}
+
+func mustParse[T any](t *testing.T, f func(string) (T, error), s string) T {
+	t.Helper()
+	v, err := f(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func newSimCluster(t *testing.T, seed uint64, clone bool) *simCluster {
+	ikeP := mustParse(t, proposal.ParseIKEList, "aes128gcm16-prfsha256-x25519")
+	espP := mustParse(t, proposal.ParseESPList, "aes128gcm16")
+	// The cluster's addresses are the end user's remote_addrs (the first
+	// one it starts with), so it accepts an SA moved to any node.
+	ue := &ike.Connection{Name: "home", RemoteAddrs: simGWs,
+		LocalID: ike.ID{Type: wire.IDFQDN, Data: []byte("ue.example")}, RemoteID: ike.ID{Type: wire.IDFQDN, Data: []byte("gw.example")},
+		LocalAuth: ike.AuthPSK, RemoteAuth: ike.AuthPSK, PSK: simPSK, IKE: ikeP, RequestVIP4: true, MOBIKE: true, Clone: clone,
+		Children: []*ike.ChildConfig{{Name: "net", ESP: espP, DynamicLocal: true, RemoteTS: []wire.Selector{mustParse(t, ts.Parse, "10.20.0.0/24")}, Start: true}}}
+	n := netsim.New(seed)
+	s := &simCluster{t: t, net: n, ctx: context.Background()}
+	var err error
+	if s.ue, err = n.AddNode("ue", ike.Config{Connections: []*ike.Connection{ue}}, simUE); err != nil {
+		t.Fatal(err)
+	}
+	st := clusterstore.NewMemory(func() time.Time { return n.Now })
+	key := make([]byte, KeySize)
+	rand.Read(key)
+	sealer, _ := NewSealer(key, nil)
+	for i, addr := range simGWs {
+		pool, err := ike.NewPool("rw", netip.MustParsePrefix("10.99.0.0/24"), netip.Addr{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gw := &ike.Connection{Name: "rw", LocalID: ike.ID{Type: wire.IDFQDN, Data: []byte("gw.example")},
+			LocalAuth: ike.AuthPSK, RemoteAuth: ike.AuthPSK, PSK: simPSK, IKE: ikeP, Pools: []*ike.Pool{pool}, MOBIKE: true, Clone: clone,
+			Children: []*ike.ChildConfig{{Name: "net", ESP: espP, LocalTS: []wire.Selector{mustParse(t, ts.Parse, "10.20.0.0/24")}, DynamicRemote: true}}}
+		node, err := n.AddNode("gw"+string(rune('1'+i)), ike.Config{Connections: []*ike.Connection{gw}, SPIPrefix: uint8(i + 1)}, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.Do(func(now time.Time) []ike.Action { return node.Engine.SetLocalAddresses(now, []netip.Addr{addr}) })
+		member, err := Join(s.ctx, st, Config{Name: "sim", Node: uint8(i + 1), Addrs: []netip.Addr{addr}, TTL: 2 * time.Second}, n.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.gws = append(s.gws, node)
+		s.coord = append(s.coord, NewCoordinator(member, sealer, node.Engine, slog.New(slog.NewTextHandler(testWriter{t}, nil))))
+		s.fed = append(s.fed, 0)
+		s.dead = append(s.dead, false)
+	}
+	return s
+}
+
+// step feeds each live node's new events to its coordinator and steps it.
+func (s *simCluster) step() {
+	for i, node := range s.gws {
+		if s.dead[i] {
+			continue
+		}
+		for _, ev := range node.Events[s.fed[i]:] {
+			s.coord[i].Event(ev)
+		}
+		s.fed[i] = len(node.Events)
+		c := s.coord[i]
+		node.Do(func(now time.Time) []ike.Action {
+			acts, err := c.Step(s.ctx, now)
+			if err != nil {
+				s.t.Fatalf("node %d: %v", i+1, err)
+			}
+			return acts
+		})
+	}
+}
+
+// run runs the network for d, stepping the coordinators every 200 ms.
+func (s *simCluster) run(d time.Duration) {
+	for end := s.net.Now.Add(d); s.net.Now.Before(end); {
+		s.net.RunFor(200 * time.Millisecond)
+		s.step()
+	}
+}
+
+// kill makes node i crash: unreachable, and its lease no longer renewed.
+func (s *simCluster) kill(i int) {
+	s.dead[i] = true
+	for _, a := range []netip.Addr{simUE} {
+		s.net.SetLink(a, simGWs[i], netsim.Link{Down: true})
+	}
+}
+
+func (s *simCluster) up() ike.IKESAInfo {
+	s.t.Helper()
+	s.ue.Do(func(now time.Time) []ike.Action {
+		_, acts, err := s.ue.Engine.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(simUE, 500)})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		return acts
+	})
+	s.run(2 * time.Second)
+	ues := s.ue.Established()
+	if len(ues) != 1 || len(ues[0].Children) != 1 {
+		s.t.Fatalf("the end user's VPN did not come up: %+v", ues)
+	}
+	return ues[0]
+}
+
+// onNode is the live gateway that has the end user's SA u, or -1.
+func (s *simCluster) onNode(u ike.IKESAInfo) (int, ike.IKESAInfo) {
+	at, found := -1, ike.IKESAInfo{}
+	for i, g := range s.gws {
+		for _, x := range g.Established() {
+			if x.SPIi == u.SPIi && x.SPIr == u.SPIr && !s.dead[i] {
+				if at >= 0 {
+					s.t.Fatalf("the SA is on node %d and on node %d", at+1, i+1)
+				}
+				at, found = i, x
+			}
+		}
+	}
+	return at, found
+}
+
+// A node dies: within a few seconds one survivor claims the end user's
+// SA (the record written at creation), resynchronises Message IDs (RFC
+// 6311), rekeys the Child SA and announces its address; the end user
+// moves to it and goes on with the same IKE SA, authenticated once.
+func TestTakeOverOnNodeFailure(t *testing.T) {
+	s := newSimCluster(t, 71, false)
+	u := s.up()
+	if at, _ := s.onNode(u); at != 0 {
+		t.Fatalf("the VPN is on node %d, want 1", at+1)
+	}
+	if s.coord[0].Owned() != 1 {
+		t.Fatalf("node 1 wrote %d records", s.coord[0].Owned())
+	}
+	oldChild := u.Children[0].InSPI
+	s.run(3 * time.Second)
+	crash := s.net.Now
+	s.kill(0)
+	var at int
+	var g ike.IKESAInfo
+	for s.net.Now.Sub(crash) < 10*time.Second {
+		s.run(200 * time.Millisecond)
+		u = s.ue.Established()[0]
+		if at, g = s.onNode(u); at > 0 && u.Remote.Addr() == simGWs[at] && len(u.Children) == 1 && u.Children[0].InSPI != oldChild {
+			break
+		}
+	}
+	t.Logf("node 1 crashed; the end user's VPN on node %d after %v", at+1, s.net.Now.Sub(crash))
+	if at <= 0 || u.Remote.Addr() != simGWs[at] {
+		t.Fatalf("after node 1 crashed: SA on node %d, the end user sends to %v", at+1, u.Remote)
+	}
+	if len(u.Children) != 1 || u.Children[0].InSPI == oldChild || len(g.Children) != 1 || g.Children[0].OutSPI != u.Children[0].InSPI {
+		t.Fatalf("Child SAs: end user %+v, node %d %+v; want one, rekeyed", u.Children, at+1, g.Children)
+	}
+	if n := len(s.ue.EventsOf(ike.EventIKEDown)) + len(s.ue.EventsOf(ike.EventIKEFailed)); n != 0 {
+		t.Fatalf("the end user lost an SA: %v", append(s.ue.EventsOf(ike.EventIKEDown), s.ue.EventsOf(ike.EventIKEFailed)...))
+	}
+	if d := s.net.Now.Sub(crash); d > 5*time.Second {
+		t.Errorf("took %v (lease 2 s)", d)
+	}
+	// The new owner's record is current: a second crash is survived too.
+	s.run(2 * time.Second)
+	s.kill(at)
+	for start := s.net.Now; s.net.Now.Sub(start) < 10*time.Second; {
+		s.run(200 * time.Millisecond)
+		if a, _ := s.onNode(s.ue.Established()[0]); a >= 0 && a != at && s.ue.Established()[0].Remote.Addr() == simGWs[a] {
+			break
+		}
+	}
+	u = s.ue.Established()[0]
+	if a, _ := s.onNode(u); a < 0 || a == at || u.Remote.Addr() != simGWs[a] {
+		t.Fatalf("after the second crash the VPN is on node %d, the end user sends to %v", a+1, u.Remote)
+	}
+}
+
+// RFC 7791 load sharing: node 1 clones the end user's SA and hands the
+// childless clone to node 2, which imports it, moves it to its own
+// address (node 1 was the clone's MOBIKE initiator) and gives it a Child
+// SA. The end user has two VPNs on two nodes and authenticated once.
+func TestHandOffClone(t *testing.T) {
+	s := newSimCluster(t, 72, true)
+	u := s.up()
+	gw1 := s.gws[0]
+	parent := gw1.Established()[0]
+	gw1.Do(func(now time.Time) []ike.Action {
+		acts, err := gw1.Engine.Clone(now, parent.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acts
+	})
+	s.run(time.Second)
+	var clone ike.IKESAInfo
+	for _, x := range gw1.Established() {
+		if x.Parent == parent.ID {
+			clone = x
+		}
+	}
+	if clone.ID == 0 {
+		t.Fatal("node 1's clone did not come up")
+	}
+	c := s.coord[0]
+	gw1.Do(func(now time.Time) []ike.Action {
+		acts, err := c.HandOff(s.ctx, now, clone.ID, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acts
+	})
+	if testing.Verbose() {
+		s.net.Trace = os.Stderr
+	}
+	s.run(2 * time.Second)
+	s.net.Trace = nil
+	gw2 := s.gws[1]
+	var moved ike.IKESAInfo
+	for _, x := range gw2.Established() {
+		if x.SPIi == clone.SPIi && x.SPIr == clone.SPIr {
+			moved = x
+		}
+	}
+	if moved.ID == 0 || moved.Local.Addr() != simGWs[1] {
+		t.Fatalf("node 2 has %+v", gw2.Established())
+	}
+	gw2.Do(func(now time.Time) []ike.Action {
+		acts, err := gw2.Engine.CreateChild(now, moved.ID, "net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acts
+	})
+	s.run(2 * time.Second)
+	var onGW2 ike.IKESAInfo
+	for _, x := range s.ue.Established() {
+		if x.SPIi == clone.SPIi {
+			onGW2 = x
+		}
+	}
+	if onGW2.Remote.Addr() != simGWs[1] || len(onGW2.Children) != 1 {
+		t.Fatalf("the end user's clone: %+v", onGW2)
+	}
+	if len(s.ue.Established()) != 2 || u.ID == onGW2.ID {
+		t.Fatalf("the end user has %d SAs", len(s.ue.Established()))
+	}
+	if st := s.ue.Engine.Stats(); st.Exchanges[wire.IKEAuth] != 1 {
+		t.Fatalf("%d IKE_AUTH exchanges: the end user authenticated more than once", st.Exchanges[wire.IKEAuth])
+	}
+	for _, x := range gw1.Established() {
+		if x.SPIi == clone.SPIi {
+			t.Fatal("node 1 still has the clone it handed over")
+		}
+	}
+}
+
+// testWriter sends the coordinators' logs to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
