@@ -75,6 +75,9 @@ func (c *Coordinator) Event(ev ike.Event) {
 	}
 }
 
+// Node is the coordinator's membership.
+func (c *Coordinator) Node() *Node { return c.n }
+
 // Owned reports how many SAs the node has records of.
 func (c *Coordinator) Owned() int { return len(c.mine) }
 

@@ -100,6 +100,10 @@ func Join(ctx context.Context, st clusterstore.Store, cfg Config, now time.Time)
 	return n, nil
 }
 
+// Joined reports whether the node still has its lease (false once it
+// expired or the node left: it must Join again).
+func (n *Node) Joined() bool { return n.lease != 0 }
+
 // Lease is the node's lease, for keys that must go with it.
 func (n *Node) Lease() clusterstore.Lease { return n.lease }
 

@@ -78,6 +78,27 @@ type Config struct {
 	// RADIUS is the radius section: the servers EAP authentications are
 	// passed to (remote.auth eap), and accounting. Nil without one.
 	RADIUS *RADIUSConfig
+	// Cluster is the cluster section; nil without one.
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig is the cluster section: this gateway as one node of a
+// cluster whose state is in etcd (docs/cluster.md).
+type ClusterConfig struct {
+	Name string
+	Node uint8
+	// Addrs are the node's own IKE addresses (default: the listen
+	// addresses).
+	Addrs []netip.Addr
+	// Endpoints are the etcd members' client URLs; CACert, Cert and Key
+	// the TLS files (absolute paths).
+	Endpoints         []string
+	CACert, Cert, Key string
+	// KeyFile is the key-encryption key (absolute path).
+	KeyFile string
+	// Lease is the node's lease TTL.
+	Lease time.Duration
+	Line  int
 }
 
 // RADIUSConfig is the radius section (strongSwan's eap-radius plugin).

@@ -195,6 +195,16 @@ connections:
     remote: {auth: eap-radius}
     psk: secret
 `, []string{`f.yaml:2: connections.c.remote.auth: eap passes the authentication to RADIUS: add a top-level radius section with servers (see docs/eap-radius.md)`}},
+		{"cluster without anything", "cluster: {lease: 2s}\n" + none,
+			[]string{`f.yaml:1: cluster.name: required: the cluster's name, the same on every node (letters, digits, - and _; no slashes)`,
+				`f.yaml:1: cluster.node: required: this node's ID, 1 to 255, different on every node (it is the first octet of the SPIs it chooses)`,
+				`f.yaml:1: cluster.key_file: required: the key-encryption key that seals SA state in etcd (64 hex digits, mode 600; openssl rand -hex 32), the same on every node and never in etcd`,
+				`f.yaml:1: cluster.etcd: required: the etcd cluster, e.g. etcd: {endpoints: [https://10.0.0.1:2379], cacert: ca.pem, cert: node.pem, key: node.key}`}},
+		{"cluster etcd", "cluster:\n  name: vpn\n  node: 300\n  key_file: k\n  etcd:\n    endpoints: [10.0.0.1:2379, https://10.0.0.2:2379]\n    cert: c.pem\n" + none,
+			[]string{`f.yaml:3: cluster.node: 300 is out of range; use 1 to 255`,
+				`f.yaml:5: cluster.etcd.key: cert and key go together: the client certificate etcd checks and its private key`,
+				`f.yaml:5: cluster.etcd.cacert: required with https endpoints: the CA that issued the etcd members' certificates`,
+				`f.yaml:6: cluster.etcd.endpoints[0]: "10.0.0.1:2379": an etcd endpoint is a URL, e.g. https://10.0.0.1:2379`}},
 		{"radius server without a secret", `radius: {servers: {r: {address: 10.0.0.5}}}
 connections:
   c:

@@ -32,7 +32,7 @@ const (
 var (
 	topSchema = schema{
 		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t",
-			"data_plane", "tun", "retransmit", "dos_protection", "radius", "pools", "connections"},
+			"data_plane", "tun", "retransmit", "dos_protection", "radius", "cluster", "pools", "connections"},
 		hints: map[string]string{
 			"secrets":            "mifike has no secrets section; put the shared key on the connection as psk",
 			"authorities":        "mifike has no authorities section; list CA certificates in the connection's remote.cacerts",
@@ -77,6 +77,8 @@ var (
 		},
 	}
 	radiusSchema       = schema{keys: []string{"servers", "nas_identifier", "timeout", "tries", "accounting", "interim_interval"}}
+	clusterSchema      = schema{keys: []string{"name", "node", "addrs", "etcd", "key_file", "lease"}}
+	etcdSchema         = schema{keys: []string{"endpoints", "cacert", "cert", "key"}}
 	radiusServerSchema = schema{keys: []string{"address", "secret", "auth_port", "acct_port"},
 		hints: map[string]string{"port": "the ports are auth_port (1812) and acct_port (1813)"}}
 	localSchema = schema{
@@ -187,6 +189,9 @@ func (p *parser) parse(data []byte) *Config {
 	c.DoS = p.dos(top.sub("dos_protection", dosSchema))
 	if top.has("radius") {
 		c.RADIUS = p.radius(top.sub("radius", radiusSchema), top.at("radius"))
+	}
+	if top.has("cluster") {
+		c.Cluster = p.cluster(top.sub("cluster", clusterSchema), top.at("cluster"))
 	}
 
 	poolNames := map[string]bool{}
@@ -768,6 +773,62 @@ func (p *parser) password(f *fields) []byte {
 		return []byte(s)
 	}
 	return nil
+}
+
+// cluster reads the cluster section (docs/cluster.md): this node's ID
+// and addresses, the etcd cluster, the key-encryption key.
+func (p *parser) cluster(f *fields, line int) *ClusterConfig {
+	c := &ClusterConfig{Line: line}
+	if s, ok := f.str("name"); ok && strings.TrimSpace(s) != "" && !strings.ContainsAny(s, "/ \t") {
+		c.Name = strings.TrimSpace(s)
+	} else {
+		f.fail("name", "required: the cluster's name, the same on every node (letters, digits, - and _; no slashes)")
+	}
+	c.Node = uint8(f.integer("node", 0, 1, 255))
+	if !f.has("node") {
+		f.fail("node", "required: this node's ID, 1 to 255, different on every node (it is the first octet of the SPIs it chooses)")
+	}
+	if items, ok := f.list("addrs"); ok {
+		c.Addrs = p.addrs(items, false)
+	}
+	c.Lease = f.durationIn("lease", 2*time.Second, time.Second, time.Minute, "how long a node that stopped renewing is still taken for alive")
+	if s, ok := f.str("key_file"); ok && strings.TrimSpace(s) != "" {
+		c.KeyFile = p.path(strings.TrimSpace(s))
+	} else {
+		f.fail("key_file", "required: the key-encryption key that seals SA state in etcd (64 hex digits, mode 600; openssl rand -hex 32), the same on every node and never in etcd")
+	}
+	if !f.has("etcd") {
+		f.fail("etcd", "required: the etcd cluster, e.g. etcd: {endpoints: [https://10.0.0.1:2379], cacert: ca.pem, cert: node.pem, key: node.key}")
+		return c
+	}
+	e := f.sub("etcd", etcdSchema)
+	items, _ := e.list("endpoints")
+	for _, it := range items {
+		u := strings.TrimSpace(it.s)
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			p.fail(it.line, it.field, "%q: an etcd endpoint is a URL, e.g. https://10.0.0.1:2379", u)
+			continue
+		}
+		c.Endpoints = append(c.Endpoints, u)
+	}
+	if len(items) == 0 && !p.hasError(e.field("endpoints")) {
+		e.fail("endpoints", "required: at least one etcd member, e.g. [https://10.0.0.1:2379]")
+	}
+	for key, dst := range map[string]*string{"cacert": &c.CACert, "cert": &c.Cert, "key": &c.Key} {
+		if s, ok := e.str(key); ok && strings.TrimSpace(s) != "" {
+			*dst = p.path(strings.TrimSpace(s))
+		}
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		e.fail("key", "cert and key go together: the client certificate etcd checks and its private key")
+	}
+	for _, u := range c.Endpoints {
+		if strings.HasPrefix(u, "https://") && c.CACert == "" && !p.hasError(e.field("cacert")) {
+			e.fail("cacert", "required with https endpoints: the CA that issued the etcd members' certificates")
+			break
+		}
+	}
+	return c
 }
 
 // radius reads the radius section: named servers, as strongSwan's

@@ -94,6 +94,34 @@ type request struct {
 	Local    string `json:"local,omitempty"`
 	Remote   string `json:"remote,omitempty"`
 	Iface    string `json:"iface,omitempty"`
+	Node     uint8  `json:"node,omitempty"`
+}
+
+// ClusterBackend is what a daemon that is a gateway cluster node adds
+// (docs/cluster.md); a backend without it answers the cluster commands
+// with an error.
+type ClusterBackend interface {
+	ClusterStatus() (ClusterStatus, error)
+	// ClusterMove hands IKE SA ikeSA to node (RFC 7791 load sharing:
+	// the node takes it over and moves it to its own address).
+	ClusterMove(ikeSA uint64, node uint8) error
+}
+
+// ClusterStatus is a node's view of its cluster.
+type ClusterStatus struct {
+	Name    string          `json:"name"`
+	Node    uint8           `json:"node"`
+	Joined  bool            `json:"joined"`
+	Fenced  bool            `json:"fenced"`
+	Owned   int             `json:"owned_sas"`
+	Members []ClusterMember `json:"members"`
+	Error   string          `json:"error,omitempty"`
+}
+
+// ClusterMember is a live node.
+type ClusterMember struct {
+	Node  uint8    `json:"node"`
+	Addrs []string `json:"addrs"`
 }
 
 type response struct {

@@ -333,6 +333,19 @@ func (s *server) dispatch(req request) (data any, err error) {
 	case "reload":
 		s.log.Info("control: reload")
 		return nil, s.b.Reload()
+	case "cluster-status", "cluster-move":
+		cb, ok := s.b.(ClusterBackend)
+		if !ok {
+			return nil, &Error{Code: CodeFailed, Msg: "this daemon is not a cluster node (no cluster section)"}
+		}
+		if req.Cmd == "cluster-status" {
+			return cb.ClusterStatus()
+		}
+		if err := need(req.IKESA != 0 && req.Node != 0, `"ike_sa" and "node"`); err != nil {
+			return nil, err
+		}
+		s.log.Info("control: cluster move", "ike_sa", req.IKESA, "node", req.Node)
+		return nil, cb.ClusterMove(req.IKESA, req.Node)
 	case "":
 		return nil, &Error{Code: CodeInvalid, Msg: `request without "cmd"`}
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"time"
@@ -244,4 +245,39 @@ func (b backend) Move(id uint64, local, remote, iface string) error {
 		b.d.apply(acts)
 	})
 	return err
+}
+
+// ClusterStatus is this node's view of its cluster (cluster.go).
+func (b backend) ClusterStatus() (control.ClusterStatus, error) {
+	n := b.d.cluster
+	if n == nil {
+		return control.ClusterStatus{}, &control.Error{Code: control.CodeFailed, Msg: "this daemon is not a cluster node (no cluster section)"}
+	}
+	st := n.Status()
+	out := control.ClusterStatus{Name: st.Name, Node: st.Node, Joined: st.Joined, Fenced: st.Fenced, Owned: st.Owned, Error: st.Err, Members: []control.ClusterMember{}}
+	for _, m := range st.Members {
+		cm := control.ClusterMember{Node: m.ID}
+		for _, a := range m.Addrs {
+			cm.Addrs = append(cm.Addrs, a.String())
+		}
+		out.Members = append(out.Members, cm)
+	}
+	return out, nil
+}
+
+// ClusterMove hands IKE SA id to node to and waits for the outcome.
+func (b backend) ClusterMove(id uint64, to uint8) error {
+	n := b.d.cluster
+	if n == nil {
+		return &control.Error{Code: control.CodeFailed, Msg: "this daemon is not a cluster node (no cluster section)"}
+	}
+	var ok bool
+	b.d.call(func() { ok = b.exists(id) })
+	if !ok {
+		return &control.Error{Code: control.CodeNotFound, Msg: fmt.Sprintf("no IKE SA %d", id)}
+	}
+	// Not on the event loop: the hand-over needs it (loopEngine).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return n.HandOff(ctx, id, to)
 }

@@ -78,6 +78,9 @@ type Daemon struct {
 	// radius passes EAP to the radius section's servers and accounts
 	// (eap.go); nil without a radius section.
 	radius *radiusBackend
+	// cluster runs this daemon as a gateway cluster node (cluster.go);
+	// nil without a cluster section.
+	cluster *clusterNode
 	// stopped closes when Run returns, for goroutines posting to the
 	// event loop.
 	stopped chan struct{}
@@ -86,7 +89,8 @@ type Daemon struct {
 }
 
 type daemonStats struct {
-	sendErrors uint64
+	sendErrors  uint64
+	fencedDrops uint64
 }
 
 // New loads the configuration and prepares the engine; nothing is bound
@@ -117,12 +121,20 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 		PathPolicy: &pathPolicy{manager: func(c string) *manager.Manager { return d.managers[c] },
 			ifaces: func() []manager.Interface { return d.host.Interfaces(d.ownsDevice) }, now: time.Now}}
 	cfg.DoS.Engine(&ecfg)
+	if cfg.Cluster != nil {
+		ecfg.SPIPrefix = cfg.Cluster.Node // SPIs unique cluster-wide (RFC 6027 §3.8)
+	}
 	d.engine, err = ike.New(ecfg)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.RADIUS != nil {
 		if d.radius, err = newRADIUSBackend(d, cfg.RADIUS, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Cluster != nil {
+		if d.cluster, err = newClusterNode(d, cfg.Cluster, log); err != nil {
 			return nil, err
 		}
 	}
@@ -229,6 +241,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	inTick := time.NewTicker(time.Second)
 	defer inTick.Stop()
 	d.reconcileSoon = true
+	if d.cluster != nil {
+		go d.cluster.run(ctx)
+	}
 	d.log.Info("mifike started", "config", d.path, "connections", len(d.conns), "listen", d.cfg.Listen)
 	d.startConnections(nil)
 	for {
@@ -299,6 +314,9 @@ func (d *Daemon) apply(acts []ike.Action) {
 		case ike.Send:
 			d.send(a.Datagram)
 		case ike.SendKeepalive:
+			if d.cluster != nil && d.cluster.fenced {
+				continue
+			}
 			d.sendErr(d.bind.SendKeepalive(a.Local, a.Remote, a.Iface), a.Local, a.Remote)
 		case ike.ArmTimer:
 			d.timer.Reset(max(time.Until(a.At), 0))
@@ -342,6 +360,9 @@ func (d *Daemon) apply(acts []ike.Action) {
 			if d.radius != nil {
 				d.radius.event(a)
 			}
+			if d.cluster != nil {
+				d.cluster.event(a)
+			}
 			d.publish(a)
 			if tellManagers(d.managers, d.engine, a) {
 				d.reconcileSoon = true
@@ -379,6 +400,10 @@ func tellManagers(managers map[string]*manager.Manager, e *ike.Engine, ev ike.Ev
 
 // send hands an IKE message to the Bind, which frames it for its port.
 func (d *Daemon) send(dg ike.Datagram) {
+	if d.cluster != nil && d.cluster.fenced {
+		d.stats.fencedDrops++ // a fenced cluster node sends nothing (cluster.go)
+		return
+	}
 	d.sendErr(d.bind.Send(dg.Data, dg.Local, dg.Remote, dg.Iface), dg.Local, dg.Remote)
 }
 
@@ -530,6 +555,9 @@ func reloadable(old, cur *config.Config) error {
 	}
 	if !reflect.DeepEqual(old.RADIUS, cur.RADIUS) {
 		errs = append(errs, errors.New("the radius section changes only with a restart"))
+	}
+	if !reflect.DeepEqual(old.Cluster, cur.Cluster) {
+		errs = append(errs, errors.New("the cluster section changes only with a restart"))
 	}
 	return errors.Join(errs...)
 }

@@ -44,24 +44,31 @@ type Options struct {
 	TickMs, ElectionMs uint
 	// Compaction is the retention of periodic compaction (default 1h).
 	Compaction string
+	// Host is the address the members listen on (default 127.0.0.1).
+	Host string
 }
 
 // Start starts an n-member cluster (n = 3 tolerates one member down)
 // and waits until it serves.
 func Start(dir string, n int, o Options) (*Cluster, error) {
 	c := &Cluster{Dir: dir, token: fmt.Sprintf("mifike-lab-%d", time.Now().UnixNano())}
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	var peers []string
 	for i := range n {
-		pp, err := freePort()
+		pp, err := freePort(host)
 		if err != nil {
 			return nil, err
 		}
-		cp, err := freePort()
+		cp, err := freePort(host)
 		if err != nil {
 			return nil, err
 		}
 		m := &member{name: fmt.Sprintf("m%d", i), dir: filepath.Join(dir, fmt.Sprintf("m%d", i)),
-			peerURL: url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", pp)}, clientURL: url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", cp)}}
+			peerURL:   url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(pp))},
+			clientURL: url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(cp))}}
 		c.members = append(c.members, m)
 		peers = append(peers, m.name+"="+m.peerURL.String())
 	}
@@ -152,9 +159,9 @@ func (c *Cluster) Close() {
 	}
 }
 
-// freePort is a loopback TCP port nobody listens on now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freePort is a TCP port of host nobody listens on now.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}

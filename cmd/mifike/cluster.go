@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/mifike/mifike/internal/control"
+)
+
+// runCluster is "mifike cluster status" and "mifike cluster move ID
+// NODE" on a gateway cluster node (docs/cluster.md).
+func runCluster(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "status" && args[0] != "move") {
+		fmt.Fprintln(stderr, "usage: mifike cluster status [--json] | mifike cluster move ID NODE")
+		return exitUsage
+	}
+	if args[0] == "status" {
+		v := newVerb("cluster status", "", "this node's view of its gateway cluster: membership, fencing, live nodes", stdout, stderr)
+		if _, code := v.parse(args[1:], 0, 0); code >= 0 {
+			return code
+		}
+		return v.call(func(c *control.Client) error {
+			var st control.ClusterStatus
+			if done, err := v.ask(c, "cluster-status", nil, &st); done || err != nil {
+				return err
+			}
+			state := "serving"
+			switch {
+			case !st.Joined:
+				state = "not joined"
+			case st.Fenced:
+				state = "fenced (sends nothing)"
+			}
+			fmt.Fprintf(stdout, "cluster %s, node %d: %s, %d SAs owned\n", st.Name, st.Node, state, st.Owned)
+			if st.Error != "" {
+				fmt.Fprintf(stdout, "last error: %s\n", st.Error)
+			}
+			w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "node\taddresses\t")
+			for _, m := range st.Members {
+				me := ""
+				if m.Node == st.Node {
+					me = " (this node)"
+				}
+				fmt.Fprintf(w, "%d%s\t%s\t\n", m.Node, me, strings.Join(m.Addrs, ", "))
+			}
+			return w.Flush()
+		})
+	}
+	v := newVerb("cluster move", "ID NODE", "hand IKE SA ID to cluster node NODE, which moves it to its own address (RFC 7791 load sharing)", stdout, stderr)
+	pos, code := v.parse(args[1:], 2, 2)
+	if code >= 0 {
+		return code
+	}
+	id, isID, code := v.ikeSA(pos[0])
+	if code >= 0 {
+		return code
+	}
+	if !isID {
+		return v.usageError("cluster move: %q is not an IKE SA id (the number in brackets in mifike list-sas)", pos[0])
+	}
+	node, err := strconv.ParseUint(pos[1], 10, 8)
+	if err != nil || node == 0 {
+		return v.usageError("cluster move: %q is not a node ID (1 to 255; mifike cluster status lists them)", pos[1])
+	}
+	return v.call(func(c *control.Client) error {
+		if done, err := v.ask(c, "cluster-move", map[string]any{"ike_sa": id, "node": node}, nil); done || err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "IKE SA %d handed to node %d\n", id, node)
+		return nil
+	})
+}
