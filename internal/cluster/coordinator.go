@@ -46,7 +46,22 @@ type Coordinator struct {
 	dirty map[uint64]bool
 	// gone are records to delete (their SAs were deleted here).
 	gone []SARecord
+	// announce, when set, is told the other live nodes' addresses
+	// whenever they change (before any claim), for the engine to
+	// announce with its own (ike.Engine.SetClusterAddresses).
+	announce  func([]netip.Addr)
+	announced []netip.Addr
+	renewed   func(time.Time)
 }
+
+// OnRenewed sets what is told, at once, that the lease was renewed and
+// until when the node may serve (before the rest of a Step, which may
+// take a while with a slow store).
+func (c *Coordinator) OnRenewed(f func(until time.Time)) { c.renewed = f }
+
+// OnMembers sets what is told the other live nodes' addresses when they
+// change.
+func (c *Coordinator) OnMembers(f func([]netip.Addr)) { c.announce = f }
 
 // NewCoordinator is node n's coordinator for engine eng; s seals the
 // records.
@@ -87,6 +102,9 @@ func (c *Coordinator) Owned() int { return len(c.mine) }
 func (c *Coordinator) Step(ctx context.Context, now time.Time) ([]ike.Action, error) {
 	if err := c.n.Tick(ctx, now); err != nil {
 		return nil, err
+	}
+	if c.renewed != nil {
+		c.renewed(c.n.ServingUntil())
 	}
 	var acts []ike.Action
 	for _, r := range c.gone {
@@ -163,9 +181,18 @@ func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, e
 	}
 	live := map[uint8]bool{}
 	var ids []uint8
+	var others []netip.Addr
 	for _, m := range members {
 		live[m.ID] = true
 		ids = append(ids, m.ID)
+		if m.ID != c.n.cfg.Node {
+			others = append(others, m.Addrs...)
+		}
+	}
+	slices.SortFunc(others, netip.Addr.Compare)
+	if c.announce != nil && !slices.Equal(others, c.announced) {
+		c.announced = others
+		c.announce(others)
 	}
 	recs, _, _, err := c.recs.List(ctx)
 	if err != nil {

@@ -52,9 +52,9 @@ func mustParse[T any](t *testing.T, f func(string) (T, error), s string) T {
 func newSimCluster(t *testing.T, seed uint64, clone bool) *simCluster {
 	ikeP := mustParse(t, proposal.ParseIKEList, "aes128gcm16-prfsha256-x25519")
 	espP := mustParse(t, proposal.ParseESPList, "aes128gcm16")
-	// The cluster's addresses are the end user's remote_addrs (the first
-	// one it starts with), so it accepts an SA moved to any node.
-	ue := &ike.Connection{Name: "home", RemoteAddrs: simGWs,
+	// The end user knows node 1 only: the nodes announce each other's
+	// addresses (RFC 4555 §3.6), so it accepts an SA moved to any node.
+	ue := &ike.Connection{Name: "home", RemoteAddrs: simGWs[:1],
 		LocalID: ike.ID{Type: wire.IDFQDN, Data: []byte("ue.example")}, RemoteID: ike.ID{Type: wire.IDFQDN, Data: []byte("gw.example")},
 		LocalAuth: ike.AuthPSK, RemoteAuth: ike.AuthPSK, PSK: simPSK, IKE: ikeP, RequestVIP4: true, MOBIKE: true, Clone: clone,
 		Children: []*ike.ChildConfig{{Name: "net", ESP: espP, DynamicLocal: true, RemoteTS: []wire.Selector{mustParse(t, ts.Parse, "10.20.0.0/24")}, Start: true}}}
@@ -86,7 +86,11 @@ func newSimCluster(t *testing.T, seed uint64, clone bool) *simCluster {
 			t.Fatal(err)
 		}
 		s.gws = append(s.gws, node)
-		s.coord = append(s.coord, NewCoordinator(member, sealer, node.Engine, slog.New(slog.NewTextHandler(testWriter{t}, nil))))
+		coord := NewCoordinator(member, sealer, node.Engine, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+		coord.OnMembers(func(addrs []netip.Addr) {
+			node.Do(func(now time.Time) []ike.Action { return node.Engine.SetClusterAddresses(now, addrs) })
+		})
+		s.coord = append(s.coord, coord)
 		s.fed = append(s.fed, 0)
 		s.dead = append(s.dead, false)
 	}

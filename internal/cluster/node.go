@@ -110,6 +110,17 @@ func (n *Node) Lease() clusterstore.Lease { return n.lease }
 // Config is the node's configuration.
 func (n *Node) Config() Config { return n.cfg }
 
+// ServingUntil is when the node must stop sending unless it renews its
+// lease again: half a TTL after the last successful renewal started. A
+// host enforces it at its own pace (a send-time check, a timer), so a
+// renewal stuck on an unreachable store does not delay the fence.
+func (n *Node) ServingUntil() time.Time {
+	if n.lease == 0 {
+		return time.Time{}
+	}
+	return n.renewed.Add(n.cfg.ttl() / 2)
+}
+
 // Serving reports whether the node may still send on its SAs at now.
 func (n *Node) Serving(now time.Time) bool {
 	return n.lease != 0 && now.Sub(n.renewed) < n.cfg.ttl()/2

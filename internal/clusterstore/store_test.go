@@ -40,6 +40,7 @@ func memoryBackend(t *testing.T) backend {
 var (
 	etcdOnce sync.Once
 	etcdLab  *etcdlab.Cluster
+	etcdDir  string
 	etcdErr  error
 )
 
@@ -48,12 +49,11 @@ var (
 func etcdBackend(t *testing.T) (backend, string) {
 	t.Helper()
 	etcdOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mifike-etcdlab-")
-		if err != nil {
-			etcdErr = err
+		etcdDir, etcdErr = os.MkdirTemp("", "mifike-etcdlab-")
+		if etcdErr != nil {
 			return
 		}
-		etcdLab, etcdErr = etcdlab.Start(dir, 3, etcdlab.Options{})
+		etcdLab, etcdErr = etcdlab.Start(etcdDir, 3, etcdlab.Options{})
 	})
 	if etcdErr != nil {
 		t.Fatalf("embedded etcd: %v", etcdErr)
@@ -74,7 +74,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if etcdLab != nil {
 		etcdLab.Close()
-		os.RemoveAll(etcdLab.Dir)
+	}
+	if etcdDir != "" {
+		os.RemoveAll(etcdDir)
 	}
 	os.Exit(code)
 }

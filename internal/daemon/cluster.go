@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -42,6 +43,38 @@ type clusterNode struct {
 
 	// fenced is read on the event loop (send) and written there too.
 	fenced bool
+	// until is when the node must stop sending (unix nanoseconds, 0:
+	// now): half a lease after its last renewal. The run goroutine
+	// moves it on; the watchdog and send hold to it, whatever the run
+	// goroutine is waiting for.
+	until atomic.Int64
+	// quit asks run to leave the cluster and return; done is closed
+	// when it has.
+	quit, done chan struct{}
+}
+
+// leave ends the membership (the lease revoked, so the others take the
+// SAs over at once) and waits, at most a second, for it (on the loop).
+func (n *clusterNode) leave() {
+	select {
+	case <-n.quit:
+	default:
+		close(n.quit)
+	}
+	// The node's goroutine may be waiting for the event loop, which is
+	// here: serve it meanwhile.
+	deadline := time.After(time.Second)
+	for {
+		select {
+		case <-n.done:
+			return
+		case f := <-n.d.calls:
+			f()
+		case <-deadline:
+			n.log.Warn("cluster: could not leave in time; the others take the SAs over when the lease runs out")
+			return
+		}
+	}
 }
 
 type handOff struct {
@@ -109,7 +142,8 @@ func newClusterNode(d *Daemon, cfg *config.ClusterConfig, log *slog.Logger) (*cl
 		return nil, errors.New("cluster.addrs: required when listen has no specific address: the node's own IKE addresses")
 	}
 	n := &clusterNode{d: d, cfg: cfg, log: log.With("component", "cluster"), client: client,
-		st: clusterstore.NewEtcd(client), sealer: sealer, addrs: addrs, handOffs: make(chan handOff), fenced: true}
+		st: clusterstore.NewEtcd(client), sealer: sealer, addrs: addrs, handOffs: make(chan handOff), fenced: true,
+		quit: make(chan struct{}), done: make(chan struct{})}
 	n.status = clusterStatus{Node: cfg.Node, Name: cfg.Name, Fenced: true}
 	return n, nil
 }
@@ -125,6 +159,9 @@ func (n *clusterNode) event(ev ike.Event) {
 // every Child SA stops sending in the data plane too; unfenced, they
 // send again as the engine has them.
 func (n *clusterNode) setFenced(f bool) {
+	if !f && time.Now().UnixNano() >= n.until.Load() {
+		return // the time is up again already
+	}
 	if f == n.fenced {
 		return
 	}
@@ -144,7 +181,9 @@ func (n *clusterNode) setFenced(f bool) {
 
 // run is the node's goroutine: join, then step every lease/6.
 func (n *clusterNode) run(ctx context.Context) {
+	defer close(n.done)
 	defer n.client.Close()
+	go n.watchdog(ctx)
 	cfg := cluster.Config{Name: n.cfg.Name, Node: n.cfg.Node, Addrs: n.addrs, TTL: n.cfg.Lease}
 	every := max(n.cfg.Lease/6, 100*time.Millisecond)
 	tick := time.NewTicker(every)
@@ -160,7 +199,12 @@ func (n *clusterNode) run(ctx context.Context) {
 				n.setStatus(func(s *clusterStatus) { s.Joined, s.Err = false, err.Error() })
 				n.log.Warn("cluster: cannot join", "err", err)
 			} else {
+				n.until.Store(member.ServingUntil().UnixNano())
 				coord = cluster.NewCoordinator(member, n.sealer, eng, n.log)
+				coord.OnRenewed(func(until time.Time) { n.until.Store(until.UnixNano()) })
+				coord.OnMembers(func(addrs []netip.Addr) {
+					eng.do(func() { n.d.apply(n.d.engine.SetClusterAddresses(time.Now(), addrs)) })
+				})
 				n.log.Info("cluster: joined", "name", n.cfg.Name, "node", n.cfg.Node, "addrs", n.addrs)
 				n.d.post(func() { n.setFenced(false) })
 			}
@@ -174,8 +218,12 @@ func (n *clusterNode) run(ctx context.Context) {
 				coord.Event(ev)
 			}
 			sctx, cancel := context.WithTimeout(ctx, n.cfg.Lease/3)
-			_, err := coord.Step(sctx, time.Now())
+			began := time.Now()
+			_, err := coord.Step(sctx, began)
 			cancel()
+			if took := time.Since(began); took > n.cfg.Lease/3 {
+				n.log.Warn("cluster: a step took long", "took", took.Round(time.Millisecond), "err", err)
+			}
 			switch {
 			case errors.Is(err, cluster.ErrFenced) && !coord.Node().Joined():
 				// The lease expired: the others may have taken every SA
@@ -196,6 +244,7 @@ func (n *clusterNode) run(ctx context.Context) {
 			case err != nil:
 				n.log.Warn("cluster: step", "err", err)
 			default:
+				n.until.Store(coord.Node().ServingUntil().UnixNano())
 				n.d.post(func() { n.setFenced(false) })
 			}
 			mctx, cancel := context.WithTimeout(ctx, n.cfg.Lease/3)
@@ -218,8 +267,10 @@ func (n *clusterNode) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-n.quit:
 			if coord != nil {
-				lctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				lctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
 				coordLeave(lctx, coord)
 				cancel()
 			}
@@ -236,6 +287,34 @@ func (n *clusterNode) run(ctx context.Context) {
 			h.done <- err
 		}
 	}
+}
+
+// watchdog fences the node when its time is up (until), checking every
+// 50 ms: the run goroutine may be stuck on etcd meanwhile.
+func (n *clusterNode) watchdog(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.done:
+			return
+		case <-t.C:
+			if time.Now().UnixNano() >= n.until.Load() {
+				n.d.post(func() {
+					if time.Now().UnixNano() >= n.until.Load() {
+						n.setFenced(true)
+					}
+				})
+			}
+		}
+	}
+}
+
+// mayServe is the send-time check (on the loop).
+func (n *clusterNode) mayServe() bool {
+	return !n.fenced && time.Now().UnixNano() < n.until.Load()
 }
 
 // coordLeave ends the membership at shutdown: the others take the

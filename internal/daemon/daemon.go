@@ -314,7 +314,7 @@ func (d *Daemon) apply(acts []ike.Action) {
 		case ike.Send:
 			d.send(a.Datagram)
 		case ike.SendKeepalive:
-			if d.cluster != nil && d.cluster.fenced {
+			if d.cluster != nil && !d.cluster.mayServe() {
 				continue
 			}
 			d.sendErr(d.bind.SendKeepalive(a.Local, a.Remote, a.Iface), a.Local, a.Remote)
@@ -400,7 +400,7 @@ func tellManagers(managers map[string]*manager.Manager, e *ike.Engine, ev ike.Ev
 
 // send hands an IKE message to the Bind, which frames it for its port.
 func (d *Daemon) send(dg ike.Datagram) {
-	if d.cluster != nil && d.cluster.fenced {
+	if d.cluster != nil && !d.cluster.mayServe() {
 		d.stats.fencedDrops++ // a fenced cluster node sends nothing (cluster.go)
 		return
 	}
@@ -564,6 +564,16 @@ func reloadable(old, cur *config.Config) error {
 
 // shutdown deletes every IKE SA, telling each peer (RFC 7296 §1.4.1).
 func (d *Daemon) shutdown() {
+	if d.cluster != nil {
+		// A cluster node hands its SAs over instead of deleting them:
+		// it stops sending and leaves the cluster (cluster.go), and the
+		// other nodes take the SAs over at once (docs/cluster.md).
+		d.cluster.setFenced(true)
+		d.log.Info("leaving the cluster: the other nodes take this node's SAs over")
+		d.cluster.leave()
+		d.log.Info("stopped")
+		return
+	}
 	d.apply(d.engine.Shutdown(time.Now()))
 	d.log.Info("stopped")
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -49,8 +50,24 @@ type Options struct {
 }
 
 // Start starts an n-member cluster (n = 3 tolerates one member down)
-// and waits until it serves.
+// and waits until it serves. Ports are chosen free just before, so
+// another process may take one first: then it starts over with others,
+// a few times.
 func Start(dir string, n int, o Options) (*Cluster, error) {
+	var err error
+	for try := range 5 {
+		var c *Cluster
+		if c, err = start(filepath.Join(dir, fmt.Sprintf("try%d", try)), n, o); err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) && !strings.Contains(err.Error(), "address already in use") {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+func start(dir string, n int, o Options) (*Cluster, error) {
 	c := &Cluster{Dir: dir, token: fmt.Sprintf("mifike-lab-%d", time.Now().UnixNano())}
 	host := o.Host
 	if host == "" {

@@ -36,6 +36,9 @@ type Engine struct {
 	// localAddrs are the addresses the host can use now (SetLocalAddresses):
 	// MOBIKE announces them and picks new paths among them.
 	localAddrs []netip.Addr
+	// clusterAddrs are the other nodes' addresses of a gateway cluster
+	// (SetClusterAddresses), announced with ours.
+	clusterAddrs []netip.Addr
 
 	timers   timerHeap
 	timerSeq uint64

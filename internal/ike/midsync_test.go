@@ -3,6 +3,7 @@ package ike_test
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -261,5 +262,30 @@ func TestSPIPrefix(t *testing.T) {
 	}
 	if ue := l.sa(l.ue); ue.SPIi>>56 == 0x2a && ue.Children[0].InSPI>>24 == 0x2a {
 		t.Fatal("the end user's SPIs carry the gateway's prefix too")
+	}
+}
+
+// A cluster node announces the other live nodes' addresses with its own
+// (RFC 4555 §3.6 address lists): the end user learns them, and forgets
+// a node's address once it is no longer announced (the node died).
+func TestClusterAddressesAnnounced(t *testing.T) {
+	l := newLab(t, 66, nil)
+	l.up()
+	l.settle(time.Second)
+	a, b := netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.SetClusterAddresses(now, []netip.Addr{b, a, a}), nil
+	})
+	l.net.RunFor(2 * time.Second)
+	peers := l.sa(l.ue).PeerAddrs
+	if !slices.Contains(peers, a) || !slices.Contains(peers, b) || !slices.Contains(peers, gwAddr) {
+		t.Fatalf("the end user knows %v", peers)
+	}
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.SetClusterAddresses(now, []netip.Addr{a}), nil
+	})
+	l.net.RunFor(2 * time.Second)
+	if peers := l.sa(l.ue).PeerAddrs; slices.Contains(peers, b) || !slices.Contains(peers, a) {
+		t.Fatalf("after node b left, the end user knows %v", peers)
 	}
 }

@@ -102,6 +102,32 @@ func (e *Engine) SetLocalAddresses(now time.Time, addrs []netip.Addr) []Action {
 	return e.end()
 }
 
+// SetClusterAddresses sets the addresses of the other live nodes of a
+// gateway cluster (docs/cluster.md). Every MOBIKE SA announces them with
+// ours (RFC 4555 §3.6), so a client takes an SA moved to another node,
+// or taken over by one, as a move among its peer's addresses; a node
+// that died is left out at once, so a client that sends to it sees its
+// address gone and moves.
+func (e *Engine) SetClusterAddresses(now time.Time, addrs []netip.Addr) []Action {
+	e.begin(now)
+	var list []netip.Addr
+	for _, a := range addrs {
+		if a.IsValid() && !slices.Contains(list, a.Unmap()) {
+			list = append(list, a.Unmap())
+		}
+	}
+	slices.SortFunc(list, netip.Addr.Compare)
+	if !slices.Equal(list, e.clusterAddrs) {
+		e.clusterAddrs = list
+		for _, sa := range e.sortedSAs() {
+			if sa.state == stateEstablished && sa.ext.mobike {
+				sa.queue(&addressTask{})
+			}
+		}
+	}
+	return e.end()
+}
+
 // Move moves IKE SA id and its Child SAs to a new address pair (and, with
 // iface, pins it to that interface). Only the SA's MOBIKE initiator may.
 // An invalid remote keeps the peer's current address.
@@ -184,8 +210,10 @@ func (sa *ikeSA) updateChildren() {
 // none (used in INFORMATIONAL updates, where silence would mean no change).
 func (sa *ikeSA) addressPayloads(withEmpty bool) []wire.Payload {
 	var ps []wire.Payload
-	for _, a := range sa.e.localAddrs {
-		if a != sa.local.Addr() && !a.IsLoopback() && !a.IsLinkLocalUnicast() {
+	seen := map[netip.Addr]bool{sa.local.Addr(): true}
+	for _, a := range append(slices.Clone(sa.e.localAddrs), sa.e.clusterAddrs...) {
+		if !seen[a] && !a.IsLoopback() && !a.IsLinkLocalUnicast() {
+			seen[a] = true
 			ps = append(ps, wire.AddrNotify(a))
 		}
 	}

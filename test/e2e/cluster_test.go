@@ -3,11 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,19 +16,18 @@ import (
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
 	"github.com/mifike/mifike/internal/ike"
-	mlab "github.com/mifike/mifike/internal/lab"
 )
 
-// A gateway cluster (docs/cluster.md) end to end: three mifike gateway
-// daemons, each in a namespace of its own with its own address, sharing
-// a real three-member etcd cluster (mifike lab-etcd, in the router's
-// namespace), and an end user whose VPN goes to the first node. Each
-// gateway has the protected address 10.93.0.1 itself, so a ping through
-// the tunnel is answered by whichever node holds the VPN.
-
-const clusterPSK = "a cluster lab's pre-shared key"
+// A gateway cluster (docs/cluster.md) end to end, on the lab of `mifike
+// demo cluster` (internal/demo/cluster.go): three mifike gateway daemons,
+// each in a namespace of its own with its own address, sharing a real
+// three-member etcd (mifike lab-etcd, in the router's namespace), and an
+// end user that knows node 1 only. Each gateway has the protected address
+// 10.93.0.1 itself, so a ping through the tunnel is answered by whichever
+// node holds the VPN.
 
 type clusterLab struct {
+	*demo.Cluster
 	top  *demo.Topology
 	ue   *demo.Daemon
 	gws  []*demo.Daemon
@@ -44,157 +42,46 @@ func startClusterLab(t *testing.T) *clusterLab {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	l, err := mlab.New(ctx, "mfkc")
+	cl, err := demo.BuildCluster(ctx, "mfkc", t.TempDir(), mifikeBin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	top := &demo.Topology{Lab: l, Dir: dir, Bin: mifikeBin}
-	t.Cleanup(func() { l.Close() })
-	c := &clusterLab{top: top}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	var ue string
-	c.net, err = l.AddNS("net")
-	must(err)
-	ue, err = l.AddNS("ue")
-	must(err)
-	top.UE = ue
-	must(l.Veth(mlab.End{NS: c.net, Dev: "ue-a", Addrs: []string{"10.91.1.1/24"}}, mlab.End{NS: ue, Dev: "eth0", Addrs: []string{"10.91.1.2/24"}}))
-	must(l.IP(ue, "route", "add", "default", "via", "10.91.1.1"))
-	var gwNS []string
-	for i := 1; i <= 3; i++ {
-		ns, err := l.AddNS(fmt.Sprintf("gw%d", i))
-		must(err)
-		gwNS = append(gwNS, ns)
-		must(l.Veth(mlab.End{NS: c.net, Dev: fmt.Sprintf("gw%d-a", i), Addrs: []string{fmt.Sprintf("10.92.%d.1/24", i)}},
-			mlab.End{NS: ns, Dev: "up0", Addrs: []string{fmt.Sprintf("10.92.%d.2/24", i)}}))
-		must(l.IP(ns, "route", "add", "default", "via", fmt.Sprintf("10.92.%d.1", i)))
-		must(l.IP(ns, "addr", "add", "10.93.0.1/32", "dev", "lo"))
-		must(l.Forwarding(ns))
-		c.addr = append(c.addr, netip.MustParseAddr(fmt.Sprintf("10.92.%d.2", i)))
-	}
-	must(l.Forwarding(c.net))
-
-	// etcd: three members in the router's namespace, on its address
-	// towards node 1 (every node routes to it).
-	out, err := os.Create(filepath.Join(dir, "etcd.out"))
-	must(err)
-	etcd, err := l.Start(c.net, out, mifikeBin, "lab-etcd", "--dir", filepath.Join(dir, "etcd"), "--host", "10.92.1.1")
-	must(err)
-	var endpoints string
-	if !demo.WaitFor(60*time.Second, func() bool {
-		b, _ := os.ReadFile(out.Name())
-		line, _, ok := strings.Cut(string(b), "\n")
-		endpoints = line
-		return ok && strings.HasPrefix(line, "http")
-	}) {
-		t.Fatalf("etcd did not start:\n%s", etcd.Output())
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	keyFile := filepath.Join(dir, "cluster.key")
-	must(os.WriteFile(keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600))
-
-	for i, ns := range gwNS {
-		cfg := fmt.Sprintf(`log: {level: debug}
-data_plane: userspace
-tun: {name: mifike0}
-listen: [%s]
-pools:
-  vpn: {addrs: 10.99.0.0/24}
-cluster:
-  name: lab
-  node: %d
-  lease: 2s
-  key_file: %s
-  etcd: {endpoints: [%s]}
-connections:
-  roadwarrior:
-    local: {auth: psk, id: gw.cluster.example}
-    remote: {auth: psk, id: alice@cluster.example}
-    psk: %q
-    proposals: aes128gcm16-prfsha256-x25519
-    pools: [vpn]
-    clone: {enable: true, max_ike_sas: 8}
-    children:
-      lan: {local_ts: [10.93.0.0/24], esp_proposals: aes128gcm16}
-`, c.addr[i], i+1, keyFile, strings.ReplaceAll(endpoints, ",", ", "), clusterPSK)
-		d, err := top.StartDaemon(fmt.Sprintf("gw%d", i+1), ns, cfg)
-		must(err)
-		c.gws = append(c.gws, d)
-	}
+	t.Cleanup(func() { cl.Close() })
+	c := &clusterLab{Cluster: cl, top: cl.Topology, addr: cl.Addrs, net: cl.Net}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, g := range c.gws {
+			for _, g := range cl.GWs {
 				t.Logf("%s log (tail):\n%s", g.Name, tail(g.Log(), 30))
 			}
-			t.Logf("end user log (tail):\n%s", tail(c.ue.Log(), 40))
+			if cl.UEd != nil {
+				t.Logf("end user log (tail):\n%s", tail(cl.UEd.Log(), 40))
+			}
 		}
 	})
-	// Every node joined before the end user comes.
-	for _, g := range c.gws {
-		if !demo.WaitFor(20*time.Second, func() bool { return strings.Contains(g.Log(), "cluster: joined") }) {
-			t.Fatalf("%s did not join the cluster:\n%s", g.Name, tail(g.Log(), 20))
-		}
+	if err := cl.StartNodes(); err != nil {
+		t.Fatal(err)
 	}
-	// The end user knows every node's address (the cluster's
-	// remote_addrs), starts with the first and is moved by the others.
-	uecfg := fmt.Sprintf(`log: {level: debug}
-data_plane: userspace
-tun: {name: mifike0}
-retransmit: {timeout: 1s, base: 1.4, tries: 5}
-connections:
-  office:
-    remote_addrs: [%s, %s, %s]
-    local: {auth: psk, id: alice@cluster.example}
-    remote: {auth: psk, id: gw.cluster.example}
-    psk: %q
-    proposals: aes128gcm16-prfsha256-x25519
-    vips: [0.0.0.0]
-    start_action: start
-    clone: {enable: true, max_ike_sas: 8}
-    children:
-      lan: {remote_ts: [10.93.0.0/24], esp_proposals: aes128gcm16}
-`, c.addr[0], c.addr[1], c.addr[2], clusterPSK)
-	c.ue, err = top.StartDaemon("ue", ue, uecfg)
-	must(err)
+	if err := cl.StartEndUser(); err != nil {
+		t.Fatal(err)
+	}
+	c.gws, c.ue = cl.GWs, cl.UEd
 	return c
 }
 
 // vpn is the end user's one VPN, once it is up with its Child SA.
 func (c *clusterLab) vpn(t *testing.T, timeout time.Duration, ok func(control.SA) bool) control.SA {
 	t.Helper()
-	var got control.SA
-	if !demo.WaitFor(timeout, func() bool {
-		l, err := c.ue.SAs()
-		if err != nil {
-			return false
-		}
-		for _, s := range l {
-			if s.State == ike.StateEstablished && len(s.Children) > 0 && ok(s) {
-				got = s
-				return true
-			}
-		}
-		return false
-	}) {
-		t.Fatalf("no VPN as wanted after %v:\n%s", timeout, c.ue.Table(context.Background()))
+	s, err := c.VPN(timeout, ok)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return got
+	return s
 }
 
 // ping pings 10.93.0.1 from the VPN's inner address.
 func (c *clusterLab) ping(t *testing.T, s control.SA) error {
 	t.Helper()
-	if len(s.VirtualIPs) == 0 {
-		t.Fatalf("the VPN has no inner address: %+v", s)
-	}
-	return c.top.Ping(context.Background(), c.top.UE, s.VirtualIPs[0], netip.MustParseAddr("10.93.0.1"))
+	return c.PingFrom(context.Background(), s)
 }
 
 // A node killed with SIGKILL under traffic: within a few seconds a
@@ -215,7 +102,7 @@ func TestClusterNodeFailure(t *testing.T) {
 	stream := startPings(t, c.top, c.top.UE, s.VirtualIPs[0])
 	time.Sleep(time.Second) // node 1 has written the SA at creation already; let a little traffic flow
 	killed := time.Now()
-	if err := syscall.Kill(c.gws[0].Pid(), syscall.SIGKILL); err != nil {
+	if err := c.Kill(0); err != nil {
 		t.Fatal(err)
 	}
 	// The same IKE SA (no new authentication), on another node, with
@@ -362,4 +249,132 @@ func TestClusterHandOff(t *testing.T) {
 		t.Fatalf("cluster status on node 2:\n%s", st)
 	}
 	t.Logf("the clone (SPIi %s) is on node 2 with a Child SA; cluster status on node 2:\n%s", clone.SPIi, st)
+}
+
+// A node cut off from etcd but not from its clients fences itself: half
+// a lease after its last renewal it sends nothing more, IKE or ESP, before
+// etcd lets its lease expire and another node takes its SAs over (docs/
+// cluster.md). A capture on the end user's link shows nothing from the
+// node after that point, and no ESP sequence number sent twice on any SA.
+// Once back in touch with etcd, the node finds its lease gone, drops the
+// SAs without a word and joins again.
+func TestClusterFencing(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skip("tshark is not installed (scripts/install-deps.sh installs it)")
+	}
+	c := startClusterLab(t)
+	s := c.vpn(t, 30*time.Second, func(control.SA) bool { return true })
+	if err := c.ping(t, s); err != nil {
+		t.Fatal(err)
+	}
+	pcap := filepath.Join(c.top.Dir, "ue-link.pcap")
+	capture := exec.Command("ip", "netns", "exec", c.net, "dumpcap", "-q", "-i", "ue-a", "-w", pcap, "-f", "udp port 4500 or ip proto 50")
+	capture.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer capture.Process.Kill()
+	demo.WaitFor(5*time.Second, func() bool { _, err := os.Stat(pcap); return err == nil })
+	time.Sleep(300 * time.Millisecond)
+	stream := startPings(t, c.top, c.top.UE, s.VirtualIPs[0])
+
+	cut := time.Now()
+	if err := c.top.IP(c.gws[0].NS, "route", "add", "blackhole", demo.ClusterEtcdAddr+"/32"); err != nil {
+		t.Fatal(err)
+	}
+	if !demo.WaitFor(5*time.Second, func() bool { return strings.Contains(c.gws[0].Log(), "cluster: fenced") }) {
+		t.Fatalf("node 1 did not fence itself:\n%s", tail(c.gws[0].Log(), 20))
+	}
+	fenced := time.Now()
+	moved := c.vpn(t, 20*time.Second, func(x control.SA) bool {
+		return x.SPIi == s.SPIi && !strings.HasPrefix(x.Remote, c.addr[0].String()+":") &&
+			len(x.Children) == 1 && x.Children[0].InSPI != s.Children[0].InSPI
+	})
+	took := time.Since(cut)
+	if !demo.WaitFor(10*time.Second, func() bool { return c.ping(t, moved) == nil }) {
+		t.Fatalf("no traffic after the takeover:\n%s", c.ue.Table(context.Background()))
+	}
+	answered, elapsed := stream.stop()
+	// Back in touch: node 1's lease is gone; it drops the SA and joins again.
+	if err := c.top.IP(c.gws[0].NS, "route", "del", "blackhole", demo.ClusterEtcdAddr+"/32"); err != nil {
+		t.Fatal(err)
+	}
+	if !demo.WaitFor(15*time.Second, func() bool {
+		return strings.Count(c.gws[0].Log(), "cluster: joined") >= 2 && strings.Contains(c.gws[0].Log(), "lost the lease")
+	}) {
+		t.Fatalf("node 1 did not rejoin after losing its lease:\n%s", tail(c.gws[0].Log(), 20))
+	}
+	time.Sleep(500 * time.Millisecond)
+	if l, _ := c.gws[0].SAs(); len(l) != 0 {
+		t.Fatalf("node 1 kept SAs after losing its lease: %+v", l)
+	}
+	capture.Process.Signal(syscall.SIGINT)
+	capture.Wait()
+
+	// What crossed the end user's link: (time, source, SPI, sequence)
+	// of every ESP packet.
+	out, err := exec.Command("tshark", "-n", "-r", pcap, "-Y", "esp", "-T", "fields",
+		"-e", "frame.time_epoch", "-e", "ip.src", "-e", "esp.spi", "-e", "esp.sequence").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	seen := map[string]bool{}
+	var esp, fromNode1, beforeFence, dups int
+	// The fence holds from half a lease after the last renewal; one
+	// renewal period (a third) plus margin before the log line said so.
+	quiet := fenced.Add(500 * time.Millisecond)
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			continue
+		}
+		esp++
+		var sec float64
+		fmt.Sscanf(f[0], "%f", &sec)
+		at := time.Unix(0, int64(sec*1e9))
+		if f[1] == c.addr[0].String() {
+			if at.After(quiet) {
+				fromNode1++
+			} else {
+				beforeFence++
+			}
+		}
+		if k := f[2] + "/" + f[3]; seen[k] {
+			dups++
+		} else {
+			seen[k] = true
+		}
+	}
+	t.Logf("cut off from etcd: node 1 fenced after %v, the VPN on %s after %v; %d pings answered in %v; %d ESP packets captured, %d of them from node 1 before its fence",
+		fenced.Sub(cut).Round(10*time.Millisecond), moved.Remote, took.Round(10*time.Millisecond), answered, elapsed.Round(100*time.Millisecond), esp, beforeFence)
+	if esp == 0 || beforeFence == 0 {
+		t.Fatal("the capture has no ESP from node 1 before its fence: it proves nothing")
+	}
+	if fromNode1 != 0 {
+		t.Errorf("node 1 sent %d ESP packets after it was fenced", fromNode1)
+	}
+	if dups != 0 {
+		t.Errorf("%d ESP (SPI, sequence number) pairs were sent twice", dups)
+	}
+}
+
+// A node stopped on purpose (SIGTERM) hands its SAs over instead of
+// deleting them: it stops sending and leaves the cluster (its lease
+// revoked), and a survivor takes the end user's VPN over without waiting
+// for the lease to run out; the end user keeps its IKE SA.
+func TestClusterGracefulStop(t *testing.T) {
+	c := startClusterLab(t)
+	s := c.vpn(t, 30*time.Second, func(control.SA) bool { return true })
+	c.gws[0].Stop(5 * time.Second)
+	moved := c.vpn(t, 20*time.Second, func(x control.SA) bool {
+		return x.SPIi == s.SPIi && !strings.HasPrefix(x.Remote, c.addr[0].String()+":") &&
+			len(x.Children) == 1 && x.Children[0].InSPI != s.Children[0].InSPI
+	})
+	if !demo.WaitFor(10*time.Second, func() bool { return c.ping(t, moved) == nil }) {
+		t.Fatalf("no traffic after the hand-over:\n%s", c.ue.Table(context.Background()))
+	}
+	if log := c.gws[0].Log(); !strings.Contains(log, "leaving the cluster") || strings.Contains(log, "could not leave in time") {
+		t.Fatalf("node 1 did not leave the cluster cleanly:\n%s", tail(log, 15))
+	}
+	t.Logf("node 1 stopped; the VPN on %s", moved.Remote)
 }
