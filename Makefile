@@ -2,12 +2,16 @@
 # missing, then runs every test.
 GO ?= go
 
-.PHONY: test deps build check fuzz bench demo
+.PHONY: test deps build check fuzz bench demo demo-cluster
 
 # `make demo` is the README's first command: the multiple-interfaces lab,
 # narrated (root; installs what is missing first).
 demo: deps build
 	./bin/mifike demo
+
+# The gateway cluster: three nodes on etcd, a crash and the takeover.
+demo-cluster: deps build
+	./bin/mifike demo cluster
 
 test: deps
 	$(GO) test -count=1 ./...
