@@ -29,6 +29,7 @@ func benchSuites() []benchSuite {
 		{"failover", "interface down or silent: time until traffic flows through the moved VPN", failoverFlags},
 		{"throughput", "TCP (iperf3) and UDP through one tunnel, and through three tunnels on three interfaces", throughputFlags},
 		{"scale", "memory and CPU of a responder holding 10,000 and 50,000 IKE SAs", scaleFlags},
+		{"cluster", "three gateway nodes on etcd: time from a node's crash to traffic through a survivor, etcd writes per VPN", clusterFlags},
 	}
 }
 
@@ -187,6 +188,15 @@ func failoverFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (b
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Cases = exe, progress, splitList(*kinds)
 		return bench.Failover(ctx, c)
+	}
+}
+
+func clusterFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+	c := bench.ClusterConfig{}
+	fs.IntVar(&c.Runs, "runs", 10, "crashes (the median is reported)")
+	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
+		c.Exe, c.Progress = exe, progress
+		return bench.Cluster(ctx, c)
 	}
 }
 

@@ -74,7 +74,7 @@ func check(t *testing.T, r Report, wantJSON ...string) {
 	if !strings.Contains(table.String(), "strongSwan") {
 		t.Errorf("the table does not name strongSwan:\n%s", table.String())
 	}
-	for _, p := range []string{"mfkb", "mfkh", "mfkn", "mfkf", "mfks", "mfkm"} {
+	for _, p := range []string{"mfkb", "mfkh", "mfkn", "mfkf", "mfks", "mfkm", "mfkbc", "mfkbcl"} {
 		if left, _ := filepath.Glob(filepath.Join("/run/netns", p+"-"+strconv.Itoa(os.Getpid())+"-*")); len(left) > 0 {
 			t.Errorf("namespaces left behind: %v", left)
 		}
@@ -350,5 +350,27 @@ func TestEAPRatios(t *testing.T) {
 	}
 	if len(got) != len(want)+3 {
 		t.Errorf("%d ratios, want %d (the PSK ones too): %v", len(got), len(want)+3, got)
+	}
+}
+
+// The cluster suite, two crashes: each is taken over by a survivor with
+// traffic again, and the first VPN costs a few etcd writes.
+func TestClusterSuite(t *testing.T) {
+	ctx := needLab(t)
+	r, err := Cluster(ctx, ClusterConfig{Exe: exe, Runs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, r, "median_seconds", "etcd_writes_first_vpn")
+	if len(r.Runs) != 2 {
+		t.Fatalf("%d crashes, want 2", len(r.Runs))
+	}
+	for _, x := range r.Runs {
+		if x.TakenBy == x.Killed || x.TrafficSeconds <= 0 {
+			t.Errorf("crash %+v", x)
+		}
+	}
+	if r.WritesFirstVPN < 1 || r.WritesFirstVPN > 20 {
+		t.Errorf("the first VPN cost %d etcd writes", r.WritesFirstVPN)
 	}
 }

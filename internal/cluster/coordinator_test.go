@@ -209,6 +209,7 @@ func TestTakeOverOnNodeFailure(t *testing.T) {
 	// The new owner's record is current: a second crash is survived too.
 	s.run(2 * time.Second)
 	s.kill(at)
+	second := s.net.Now
 	for start := s.net.Now; s.net.Now.Sub(start) < 10*time.Second; {
 		s.run(200 * time.Millisecond)
 		if a, _ := s.onNode(s.ue.Established()[0]); a >= 0 && a != at && s.ue.Established()[0].Remote.Addr() == simGWs[a] {
@@ -218,6 +219,12 @@ func TestTakeOverOnNodeFailure(t *testing.T) {
 	u = s.ue.Established()[0]
 	if a, _ := s.onNode(u); a < 0 || a == at || u.Remote.Addr() != simGWs[a] {
 		t.Fatalf("after the second crash the VPN is on node %d, the end user sends to %v", a+1, u.Remote)
+	}
+	// Simulated time: the lease, a step, a few round trips. The end user
+	// goes to the node whose address list told it the old one was gone,
+	// not to another listed node that does not hold the SA.
+	if d := s.net.Now.Sub(second); d > 3*time.Second {
+		t.Errorf("the second takeover took %v of simulated time", d)
 	}
 }
 

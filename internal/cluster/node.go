@@ -164,9 +164,17 @@ func (n *Node) Leave(ctx context.Context) error {
 
 // Members are the live nodes, in ID order.
 func Members(ctx context.Context, st clusterstore.Store, cfg Config) ([]NodeInfo, error) {
-	vs, _, err := st.List(ctx, cfg.prefix()+"nodes/")
+	m, _, err := MembersAt(ctx, st, cfg)
+	return m, err
+}
+
+// MembersAt is Members and the store revision they were read at (each
+// write to the store moves it on by one: how many writes the cluster
+// makes shows in it).
+func MembersAt(ctx context.Context, st clusterstore.Store, cfg Config) ([]NodeInfo, int64, error) {
+	vs, rev, err := st.List(ctx, cfg.prefix()+"nodes/")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var out []NodeInfo
 	for _, v := range vs {
@@ -176,5 +184,5 @@ func Members(ctx context.Context, st clusterstore.Store, cfg Config) ([]NodeInfo
 		}
 	}
 	slices.SortFunc(out, func(a, b NodeInfo) int { return int(a.ID) - int(b.ID) })
-	return out, nil
+	return out, rev, nil
 }

@@ -115,7 +115,9 @@ type ClusterStatus struct {
 	Fenced  bool            `json:"fenced"`
 	Owned   int             `json:"owned_sas"`
 	Members []ClusterMember `json:"members"`
-	Error   string          `json:"error,omitempty"`
+	// Revision is the cluster store's revision when this was read.
+	Revision int64  `json:"store_revision"`
+	Error    string `json:"error,omitempty"`
 }
 
 // ClusterMember is a live node.

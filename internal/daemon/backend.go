@@ -254,7 +254,8 @@ func (b backend) ClusterStatus() (control.ClusterStatus, error) {
 		return control.ClusterStatus{}, &control.Error{Code: control.CodeFailed, Msg: "this daemon is not a cluster node (no cluster section)"}
 	}
 	st := n.Status()
-	out := control.ClusterStatus{Name: st.Name, Node: st.Node, Joined: st.Joined, Fenced: st.Fenced, Owned: st.Owned, Error: st.Err, Members: []control.ClusterMember{}}
+	out := control.ClusterStatus{Name: st.Name, Node: st.Node, Joined: st.Joined, Fenced: st.Fenced, Owned: st.Owned, Error: st.Err,
+		Revision: st.Revision, Members: []control.ClusterMember{}}
 	for _, m := range st.Members {
 		cm := control.ClusterMember{Node: m.ID}
 		for _, a := range m.Addrs {

@@ -91,7 +91,9 @@ type clusterStatus struct {
 	Fenced  bool               `json:"fenced"`
 	Owned   int                `json:"owned_sas"`
 	Members []cluster.NodeInfo `json:"members"`
-	Err     string             `json:"error,omitempty"`
+	// Revision is the store's revision when the members were read.
+	Revision int64  `json:"store_revision"`
+	Err      string `json:"error,omitempty"`
 }
 
 func newClusterNode(d *Daemon, cfg *config.ClusterConfig, log *slog.Logger) (*clusterNode, error) {
@@ -248,7 +250,7 @@ func (n *clusterNode) run(ctx context.Context) {
 				n.d.post(func() { n.setFenced(false) })
 			}
 			mctx, cancel := context.WithTimeout(ctx, n.cfg.Lease/3)
-			ms, merr := cluster.Members(mctx, n.st, cfg)
+			ms, rev, merr := cluster.MembersAt(mctx, n.st, cfg)
 			cancel()
 			owned := coord != nil && err == nil
 			n.setStatus(func(s *clusterStatus) {
@@ -257,7 +259,7 @@ func (n *clusterNode) run(ctx context.Context) {
 					s.Owned = coord.Owned()
 				}
 				if merr == nil {
-					s.Members = ms
+					s.Members, s.Revision = ms, rev
 				}
 				s.Err = ""
 				if err != nil {

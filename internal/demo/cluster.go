@@ -257,3 +257,29 @@ func (c *Cluster) Mifike(ctx context.Context, d *Daemon, args ...string) (string
 	out, err := c.Run(ctx, d.NS, c.Bin, append(args, "-s", d.Sock)...)
 	return string(out), err
 }
+
+// Restart starts node i's daemon again (after Kill) and waits until it
+// has joined the cluster.
+func (c *Cluster) Restart(i int) error {
+	d, err := c.StartDaemon(fmt.Sprintf("gw%d", i+1), c.Nodes[i], c.ClusterNodeConfig(i))
+	if err != nil {
+		return err
+	}
+	c.GWs[i] = d
+	if !WaitFor(20*time.Second, func() bool { return strings.Contains(d.Log(), "cluster: joined") }) {
+		return fmt.Errorf("%s did not join the cluster again:\n%s", d.Name, lab.LastLines(d.Log(), 20))
+	}
+	return nil
+}
+
+// Status is node i's `cluster-status`.
+func (c *Cluster) Status(i int) (control.ClusterStatus, error) {
+	var st control.ClusterStatus
+	cl, err := control.Dial(c.GWs[i].Sock)
+	if err != nil {
+		return st, err
+	}
+	defer cl.Close()
+	err = cl.Call("cluster-status", nil, &st)
+	return st, err
+}

@@ -289,3 +289,26 @@ func TestClusterAddressesAnnounced(t *testing.T) {
 		t.Fatalf("after node b left, the end user knows %v", peers)
 	}
 }
+
+// RFC 4555 §3.5 with a cluster: when the peer's address list drops the
+// address we send to, the default policy goes to the address the list
+// came from (the first candidate), every time, rather than trying the
+// listed addresses in turn: after a takeover only the sender is sure to
+// hold the SA.
+func TestDefaultPathPolicyFollowsTheListsSender(t *testing.T) {
+	var p ike.DefaultPathPolicy
+	from, other := netip.MustParseAddr("198.51.100.3"), netip.MustParseAddr("198.51.100.2")
+	q := ike.PathQuery{IKESA: 7, Reason: ike.PathPeerAddressGone, Initiator: true,
+		Candidates: []ike.Path{{Local: ueAddr, Remote: from}, {Local: ueAddr, Remote: other}}}
+	for range 3 {
+		if got, ok := p.NextPath(q); !ok || got.Remote != from {
+			t.Fatalf("went to %v", got.Remote)
+		}
+	}
+	q.Reason = ike.PathUnanswered // unanswered paths are still tried in turn
+	a, _ := p.NextPath(q)
+	b, _ := p.NextPath(q)
+	if a == b {
+		t.Fatalf("unanswered: %v twice", a)
+	}
+}

@@ -77,7 +77,8 @@ type PathPolicy interface {
 
 // DefaultPathPolicy tries the candidates in turn, a different one on
 // each call for the same SA (what the engine did before a policy could
-// be given).
+// be given); when the peer dropped the address we send to, it goes to
+// the address the peer's list came from.
 type DefaultPathPolicy struct {
 	tries map[uint64]int
 }
@@ -85,6 +86,12 @@ type DefaultPathPolicy struct {
 func (d *DefaultPathPolicy) NextPath(q PathQuery) (Path, bool) {
 	if len(q.Candidates) == 0 {
 		return Path{}, false
+	}
+	if q.Reason == PathPeerAddressGone {
+		// The peer's new list comes first from the address that sent
+		// it (readPeerAddrs), which answers for the SA; after a cluster
+		// node's takeover, the others in the list may not hold it.
+		return q.Candidates[0], true
 	}
 	if d.tries == nil {
 		d.tries = map[uint64]int{}
