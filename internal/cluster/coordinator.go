@@ -118,6 +118,20 @@ func (c *Coordinator) Step(ctx context.Context, now time.Time) ([]ike.Action, er
 	return append(acts, more...), err
 }
 
+// Flush writes what changed and deletes what went, without renewing the
+// lease or taking anything over: the last thing a node does before it
+// leaves the cluster, so that the others can take over an SA made just
+// before (its record is otherwise written at the next Step).
+func (c *Coordinator) Flush(ctx context.Context, now time.Time) []ike.Action {
+	for _, r := range c.gone {
+		if err := c.recs.Drop(ctx, r); err != nil && !errors.Is(err, ErrLost) {
+			c.log.Warn("cluster: cannot delete an SA's record", "spi_i", fmt.Sprintf("%016x", r.SPIi), "err", err)
+		}
+	}
+	c.gone = nil
+	return c.publish(ctx, now)
+}
+
 // publish writes the records of the SAs that changed.
 func (c *Coordinator) publish(ctx context.Context, now time.Time) []ike.Action {
 	var acts []ike.Action

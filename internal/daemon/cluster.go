@@ -63,7 +63,7 @@ func (n *clusterNode) leave() {
 	}
 	// The node's goroutine may be waiting for the event loop, which is
 	// here: serve it meanwhile.
-	deadline := time.After(time.Second)
+	deadline := time.After(2 * time.Second)
 	for {
 		select {
 		case <-n.done:
@@ -212,13 +212,7 @@ func (n *clusterNode) run(ctx context.Context) {
 			}
 		}
 		if coord != nil {
-			n.mu.Lock()
-			evs := n.events
-			n.events = nil
-			n.mu.Unlock()
-			for _, ev := range evs {
-				coord.Event(ev)
-			}
+			n.feed(coord)
 			sctx, cancel := context.WithTimeout(ctx, n.cfg.Lease/3)
 			began := time.Now()
 			_, err := coord.Step(sctx, began)
@@ -272,7 +266,11 @@ func (n *clusterNode) run(ctx context.Context) {
 			return
 		case <-n.quit:
 			if coord != nil {
-				lctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
+				// Write the SAs not written yet (one made a moment ago),
+				// then leave: the others take them all over at once.
+				lctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+				n.feed(coord)
+				coord.Flush(lctx, time.Now())
 				coordLeave(lctx, coord)
 				cancel()
 			}
@@ -317,6 +315,18 @@ func (n *clusterNode) watchdog(ctx context.Context) {
 // mayServe is the send-time check (on the loop).
 func (n *clusterNode) mayServe() bool {
 	return !n.fenced && time.Now().UnixNano() < n.until.Load()
+}
+
+// feed gives the coordinator the engine events queued since the last
+// time.
+func (n *clusterNode) feed(coord *cluster.Coordinator) {
+	n.mu.Lock()
+	evs := n.events
+	n.events = nil
+	n.mu.Unlock()
+	for _, ev := range evs {
+		coord.Event(ev)
+	}
 }
 
 // coordLeave ends the membership at shutdown: the others take the
