@@ -80,6 +80,10 @@ secrets { ike-c { id = gw.cluster.example
 	}
 	before = l[0]
 
+	// Node 1 writes the SA's record at the step after making it.
+	if !demo.WaitFor(10*time.Second, func() bool { st, err := c.Status(0); return err == nil && st.Owned >= 1 }) {
+		t.Fatal("node 1 wrote no SA record")
+	}
 	killed := time.Now()
 	if err := c.Kill(0); err != nil {
 		t.Fatal(err)
