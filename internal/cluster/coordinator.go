@@ -309,22 +309,28 @@ func (c *Coordinator) HandOff(ctx context.Context, now time.Time, id uint64, to 
 	if to == c.n.cfg.Node {
 		return nil, errors.New("cluster: the SA is on this node already")
 	}
+	var s ike.IKESAInfo
+	for _, x := range c.eng.IKESAs() {
+		if x.ID == id {
+			s = x
+		}
+	}
+	switch {
+	case s.ID == 0:
+		return nil, fmt.Errorf("cluster: no IKE SA %d", id)
+	case !s.MOBIKE || !s.MOBIKEInitiator:
+		// The other node could not move it to its address: the peer
+		// decides the SA's paths (RFC 4555 §3.1) and would go on
+		// sending here, to a node that forgot the SA.
+		return nil, fmt.Errorf("cluster: IKE SA %d is moved by its peer (its MOBIKE initiator), so another node could not take it to its address; hand over a clone this node made (mifike clone)", id)
+	}
 	state, err := c.eng.Export(id)
 	if err != nil {
 		return nil, err
 	}
 	r, ok := c.mine[id]
 	if !ok {
-		var s ike.IKESAInfo
-		for _, x := range c.eng.IKESAs() {
-			if x.ID == id {
-				s = x
-			}
-		}
 		r = SARecord{SPIi: s.SPIi, SPIr: s.SPIr, Owner: c.n.cfg.Node}
-		if r.SPIi == 0 {
-			return nil, fmt.Errorf("cluster: no IKE SA %d", id)
-		}
 	}
 	if _, err := c.recs.HandOff(ctx, r, state, to); err != nil {
 		return nil, err

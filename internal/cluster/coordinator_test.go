@@ -237,6 +237,13 @@ func TestHandOffClone(t *testing.T) {
 	u := s.up()
 	gw1 := s.gws[0]
 	parent := gw1.Established()[0]
+	// The end user's own SA cannot go: it decides that SA's paths.
+	gw1.Do(func(now time.Time) []ike.Action {
+		if _, err := s.coord[0].HandOff(s.ctx, now, parent.ID, 2); err == nil || !strings.Contains(err.Error(), "MOBIKE initiator") {
+			t.Fatalf("handing over the end user's own SA: %v", err)
+		}
+		return nil
+	})
 	gw1.Do(func(now time.Time) []ike.Action {
 		acts, err := gw1.Engine.Clone(now, parent.ID)
 		if err != nil {
