@@ -14,18 +14,20 @@ fuzztime=${1:-15s}
 status=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# inputs is how many inputs a target's testdata holds (0 without any).
+inputs() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		corpus="$dir/testdata/fuzz/$target"
 		for try in 1 2; do
 			echo "fuzz: $pkg $target for $fuzztime"
-			before=$(ls "$corpus" 2>/dev/null | wc -l)
+			before=$(inputs "$corpus")
 			if go test -run=NONE -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >"$out" 2>&1; then
 				tail -3 "$out"
 				break
 			fi
-			after=$(ls "$corpus" 2>/dev/null | wc -l)
+			after=$(inputs "$corpus")
 			cat "$out"
 			if [ "$after" -gt "$before" ] || [ "$try" = 2 ]; then
 				echo "fuzz: $pkg $target FAILED"
