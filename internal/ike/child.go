@@ -43,9 +43,14 @@ type childSA struct {
 	localTS        []wire.Selector
 	remoteTS       []wire.Selector
 	outbound       bool
-	created        time.Time
-	rekeyT         *timer
-	expireT        *timer
+	// noSend: another engine may have sent with these keys (a cluster
+	// takeover or hand-over imported them): never send on this SA, only
+	// on its rekeyed successor, whatever arrives (RFC 6311 §3.4: ESP
+	// sequence numbers, and with AES-GCM nonces, must not repeat).
+	noSend  bool
+	created time.Time
+	rekeyT  *timer
+	expireT *timer
 
 	// RFC 7296 §2.8.1 collisions: the Child SA the peer's concurrent rekey
 	// created and that exchange's nonces; the SA that replaces this one.
@@ -406,7 +411,7 @@ func (c *childSA) softExpired() {
 // SA it replaces from that duty (a responder's rekeyed SA, §2.8).
 func (c *childSA) activateOutbound() {
 	e := c.ike.e
-	if c.outbound || c.state == childGone {
+	if c.outbound || c.noSend || c.state == childGone {
 		return
 	}
 	c.outbound = true

@@ -154,6 +154,7 @@ type exportedChild struct {
 	LocalTS  []wire.Selector     `json:"local_ts"`
 	RemoteTS []wire.Selector     `json:"remote_ts"`
 	Outbound bool                `json:"outbound"`
+	NoSend   bool                `json:"no_send,omitempty"`
 	Created  time.Time           `json:"created"`
 	RekeyAt  time.Time           `json:"rekey_at"`
 	ExpireAt time.Time           `json:"expire_at"`
@@ -222,7 +223,7 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 		}
 		x.Children = append(x.Children, exportedChild{Config: c.cfg.Name, InSPI: c.inSPI, OutSPI: c.outSPI, Mode: c.mode,
 			Proposal: c.neg, EncIn: c.encIn, IntIn: c.intIn, EncOut: c.encOut, IntOut: c.intOut,
-			LocalTS: c.localTS, RemoteTS: c.remoteTS, Outbound: c.outbound, Created: c.created,
+			LocalTS: c.localTS, RemoteTS: c.remoteTS, Outbound: c.outbound, NoSend: c.noSend, Created: c.created,
 			RekeyAt: c.rekeyT.deadline(), ExpireAt: c.expireT.deadline()})
 	}
 	return json.Marshal(&x)
@@ -501,7 +502,7 @@ func importChild(c *Connection, ch exportedChild) (*childSA, error) {
 	}
 	return &childSA{cfg: cfg, state: childInstalled, inSPI: ch.InSPI, outSPI: ch.OutSPI, mode: ch.Mode, neg: n,
 		encIn: ch.EncIn, intIn: ch.IntIn, encOut: ch.EncOut, intOut: ch.IntOut,
-		localTS: ch.LocalTS, remoteTS: ch.RemoteTS, outbound: ch.Outbound, created: ch.Created}, nil
+		localTS: ch.LocalTS, remoteTS: ch.RemoteTS, outbound: ch.Outbound && !ch.NoSend, noSend: ch.NoSend, created: ch.Created}, nil
 }
 
 // familyByToken finds a live family by its cross-engine name.

@@ -73,6 +73,10 @@ type IKESAInfo struct {
 	Family   uint64
 	AuthTime time.Time
 	Parent   uint64
+	// FamilyToken names the clone family across engines (a gateway
+	// cluster's nodes): the same for every SA of one authentication,
+	// wherever it went. It comes from public SPIs; it is no secret.
+	FamilyToken uint64
 	// Lineage is the id of the first IKE SA this one replaced through IKE
 	// SA rekeys and reauthentications (its own id if none): the ID changes
 	// with every rekey, Lineage names the VPN for as long as it lives.
@@ -135,7 +139,7 @@ func (sa *ikeSA) info() IKESAInfo {
 		i.RemoteID = ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data)
 	}
 	if f := sa.family; f != nil {
-		i.Family, i.AuthTime = f.id, f.authTime
+		i.Family, i.FamilyToken, i.AuthTime = f.id, f.token, f.authTime
 	}
 	i.Parent, i.CloneSupported, i.MOBIKEInitiator = sa.parent, sa.canClone(), sa.mobikeInitiator
 	i.Lineage = sa.lineageID()

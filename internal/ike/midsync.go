@@ -264,7 +264,7 @@ func (e *Engine) TakeOver(now time.Time, b []byte, local netip.Addr) (uint64, []
 		return 0, e.end(), errors.New("ike: the peer did not negotiate Message ID synchronisation (RFC 6311): the SA cannot be taken over")
 	}
 	for i := range x.Children {
-		x.Children[i].Outbound = false
+		x.Children[i].Outbound, x.Children[i].NoSend = false, true
 	}
 	sa, err := e.rebuild(x)
 	if err != nil {

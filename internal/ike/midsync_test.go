@@ -71,6 +71,14 @@ func TestRFC6311TakeOver(t *testing.T) {
 		_, acts, err := e.TakeOver(now, written, gw2Addr)
 		return acts, err
 	})
+	// The end user's ESP on the old Child SA may reach gw2 before the
+	// rekey: gw2 must not send with keys the dead node used (§3.4).
+	l.do(gw2, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.Inbound(now, l.sa(l.gw).Children[0].InSPI), nil
+	})
+	if c := gw2.Children[l.sa(l.gw).Children[0].InSPI]; c.Outbound {
+		t.Fatalf("gw2 sends on the taken-over Child SA %08x before its rekey", c.InSPI)
+	}
 	l.net.RunFor(10 * time.Second)
 
 	if n := len(l.ue.EventsOf(ike.EventIKEDown)) + len(l.ue.EventsOf(ike.EventIKEFailed)); n != 0 {

@@ -211,6 +211,9 @@ func (sa *ikeSA) updateChildren() {
 func (sa *ikeSA) addressPayloads(withEmpty bool) []wire.Payload {
 	var ps []wire.Payload
 	seen := map[netip.Addr]bool{sa.local.Addr(): true}
+	for _, a := range sa.unannounced {
+		seen[a] = true
+	}
 	for _, a := range append(slices.Clone(sa.e.localAddrs), sa.e.clusterAddrs...) {
 		if !seen[a] && !a.IsLoopback() && !a.IsLinkLocalUnicast() {
 			seen[a] = true

@@ -108,6 +108,10 @@ type pathState struct {
 	iface     string
 	peerAddrs []netip.Addr
 	verified  map[netip.Addr]bool
+	// unannounced are addresses of ours this SA's address list leaves
+	// out: a cluster node's that handed the SA over and no longer has it
+	// (Adopt), so that the peer moves away from it (§3.6).
+	unannounced []netip.Addr
 	// dataLocal, dataRemote and dataIface are the path the Child SAs use.
 	// It follows the IKE SA's except while a MOBIKE responder checks a
 	// new initiator address (return routability, RFC 4555 §3.7): until
