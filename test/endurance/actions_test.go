@@ -141,10 +141,13 @@ func notFound(err error) bool {
 		strings.Contains(err.Error(), "no Child SA") || errors.As(err, &ce) && ce.Code == control.CodeNotFound)
 }
 
-// retry runs f, once more if its SA went meanwhile.
+// retry runs f, again while its SA went meanwhile.
 func retry(f func() (string, error)) (string, error) {
 	what, err := f()
-	if notFound(err) {
+	// An SA listed a moment ago may be rekeyed (a new ID) by the time
+	// the command reaches the daemon; on a loaded machine that can
+	// happen twice in a row.
+	for try := 0; notFound(err) && try < 5; try++ {
 		time.Sleep(200 * time.Millisecond)
 		what, err = f()
 	}
