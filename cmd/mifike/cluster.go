@@ -34,18 +34,18 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 			case st.Fenced:
 				state = "fenced (sends nothing)"
 			}
-			fmt.Fprintf(stdout, "cluster %s, node %d: %s, %d SAs owned\n", st.Name, st.Node, state, st.Owned)
+			fmt.Fprintf(stdout, "cluster %s, node %d: %s, %d SAs owned; new clones placed by %s\n", st.Name, st.Node, state, st.Owned, st.Placement)
 			if st.Error != "" {
 				fmt.Fprintf(stdout, "last error: %s\n", st.Error)
 			}
 			w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "node\taddresses\t")
+			fmt.Fprintln(w, "node\tIKE SAs\taddresses\t")
 			for _, m := range st.Members {
 				me := ""
 				if m.Node == st.Node {
 					me = " (this node)"
 				}
-				fmt.Fprintf(w, "%d%s\t%s\t\n", m.Node, me, strings.Join(m.Addrs, ", "))
+				fmt.Fprintf(w, "%d%s\t%d\t%s\t\n", m.Node, me, m.SAs, strings.Join(m.Addrs, ", "))
 			}
 			return w.Flush()
 		})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -17,10 +18,9 @@ import (
 type Engine interface {
 	IKESAs() []ike.IKESAInfo
 	Export(id uint64) ([]byte, error)
-	Import(now time.Time, b []byte) (uint64, []ike.Action, error)
+	Adopt(now time.Time, b []byte, local netip.Addr, away []netip.Addr) (uint64, []ike.Action, error)
 	TakeOver(now time.Time, b []byte, local netip.Addr) (uint64, []ike.Action, error)
 	Forget(now time.Time, id uint64) ([]ike.Action, error)
-	Move(now time.Time, id uint64, local, remote netip.Addr, iface string) ([]ike.Action, error)
 }
 
 // Coordinator keeps one node's IKE SAs in the cluster: it writes their
@@ -52,7 +52,49 @@ type Coordinator struct {
 	announce  func([]netip.Addr)
 	announced []netip.Addr
 	renewed   func(time.Time)
+	// placement is what new clones are balanced by; fresh are the clones
+	// made here that placement has not decided on yet, with the times it
+	// could not export them (busy).
+	placement Placement
+	fresh     map[uint64]int
+	// loads are the IKE SA records per owner as last listed.
+	loads map[uint8]int
 }
+
+// Placement is how a cluster spreads new clones over its live nodes.
+type Placement uint8
+
+const (
+	// PlaceIKESAs hands each new clone to the live node with the fewest
+	// IKE SAs, preferring nodes that hold none of the clone's family
+	// (a client's per-interface VPNs on different nodes).
+	PlaceIKESAs Placement = iota
+	// PlaceChildSAs balances Child SAs instead.
+	PlaceChildSAs
+	// PlaceNone keeps clones where they were made (mifike cluster move
+	// still hands them over).
+	PlaceNone
+)
+
+// ParsePlacement reads a placement's configuration name.
+func ParsePlacement(s string) (Placement, error) {
+	switch s {
+	case "", "ike_sas":
+		return PlaceIKESAs, nil
+	case "child_sas":
+		return PlaceChildSAs, nil
+	case "none":
+		return PlaceNone, nil
+	}
+	return 0, fmt.Errorf("placement %q: want ike_sas, child_sas or none", s)
+}
+
+func (p Placement) String() string {
+	return [...]string{"ike_sas", "child_sas", "none"}[min(int(p), 2)]
+}
+
+// SetPlacement sets how new clones are placed (default PlaceIKESAs).
+func (c *Coordinator) SetPlacement(p Placement) { c.placement = p }
 
 // OnRenewed sets what is told, at once, that the lease was renewed and
 // until when the node may serve (before the rest of a Step, which may
@@ -70,7 +112,7 @@ func NewCoordinator(n *Node, s *Sealer, eng Engine, log *slog.Logger) *Coordinat
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Coordinator{n: n, recs: NewRecords(n, s), eng: eng, log: log.With("node", n.cfg.Node),
-		mine: map[uint64]SARecord{}, dirty: map[uint64]bool{}}
+		mine: map[uint64]SARecord{}, dirty: map[uint64]bool{}, fresh: map[uint64]int{}}
 }
 
 // Event tells the coordinator what the engine did: a new, rekeyed,
@@ -78,8 +120,11 @@ func NewCoordinator(n *Node, s *Sealer, eng Engine, log *slog.Logger) *Coordinat
 // record goes.
 func (c *Coordinator) Event(ev ike.Event) {
 	switch ev.Kind {
+	case ike.EventIKECloned:
+		c.dirty[ev.IKESA] = true
+		c.fresh[ev.IKESA] = 0
 	case ike.EventIKEUp, ike.EventIKERekeyed, ike.EventChildUp, ike.EventChildRekeyed, ike.EventChildDown,
-		ike.EventMessageIDSync, ike.EventAddressUpdate, ike.EventIKECloned:
+		ike.EventMessageIDSync, ike.EventAddressUpdate:
 		c.dirty[ev.IKESA] = true
 	case ike.EventIKEDown, ike.EventIKEFailed:
 		if r, ok := c.mine[ev.IKESA]; ok {
@@ -87,11 +132,19 @@ func (c *Coordinator) Event(ev ike.Event) {
 			delete(c.mine, ev.IKESA)
 		}
 		delete(c.dirty, ev.IKESA)
+		delete(c.fresh, ev.IKESA)
 	}
 }
 
 // Node is the coordinator's membership.
 func (c *Coordinator) Node() *Node { return c.n }
+
+// Loads are how many IKE SAs each node owned at the last Step (records
+// by owner), for displays.
+func (c *Coordinator) Loads() map[uint8]int { return maps.Clone(c.loads) }
+
+// Placement is how the coordinator places new clones.
+func (c *Coordinator) Placement() Placement { return c.placement }
 
 // Owned reports how many SAs the node has records of.
 func (c *Coordinator) Owned() int { return len(c.mine) }
@@ -166,6 +219,7 @@ func (c *Coordinator) publish(ctx context.Context, now time.Time) []ike.Action {
 		if !ok {
 			r = SARecord{SPIi: s.SPIi, SPIr: s.SPIr}
 		}
+		r.Family, r.Children = s.FamilyToken, len(s.Children)
 		r, err = c.recs.Publish(ctx, r, state)
 		switch {
 		case errors.Is(err, ErrLost):
@@ -196,9 +250,11 @@ func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, e
 	live := map[uint8]bool{}
 	var ids []uint8
 	var others []netip.Addr
+	addrs := map[uint8][]netip.Addr{}
 	for _, m := range members {
 		live[m.ID] = true
 		ids = append(ids, m.ID)
+		addrs[m.ID] = m.Addrs
 		if m.ID != c.n.cfg.Node {
 			others = append(others, m.Addrs...)
 		}
@@ -212,6 +268,11 @@ func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, e
 	if err != nil {
 		return nil, err
 	}
+	loads := map[uint8]int{}
+	for _, r := range recs {
+		loads[r.Owner]++
+	}
+	c.loads = loads
 	have := map[[2]uint64]bool{}
 	for _, s := range c.eng.IKESAs() {
 		have[[2]uint64{s.SPIi, s.SPIr}] = true
@@ -224,12 +285,95 @@ func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, e
 		}
 		switch {
 		case r.Owner == self && r.From != 0:
-			acts = append(acts, c.receive(now, r)...)
+			acts = append(acts, c.receive(now, r, addrs[r.From])...)
 		case r.Owner != self && !live[r.Owner] && placement(r, ids) == self:
 			acts = append(acts, c.claim(ctx, now, r)...)
 		}
 	}
-	return acts, nil
+	return append(acts, c.place(ctx, now, recs, ids)...), nil
+}
+
+// place hands the clones made here to the live node the placement
+// policy picks (RFC 7791 §1's load sharing). A clone is placed once,
+// after its record is written; one that stays here is not looked at
+// again, nor is an SA that came from another node.
+func (c *Coordinator) place(ctx context.Context, now time.Time, recs []SARecord, live []uint8) []ike.Action {
+	if len(c.fresh) == 0 {
+		return nil
+	}
+	if c.placement == PlaceNone || len(live) < 2 {
+		clear(c.fresh)
+		return nil
+	}
+	self := c.n.cfg.Node
+	// The load of every live node and of each family on it, from the
+	// records as listed (this node's own from what it wrote since).
+	load := map[uint8]int{}
+	fam := map[uint8]map[uint64]int{}
+	count := func(owner uint8, r SARecord, d int) {
+		w := 1
+		if c.placement == PlaceChildSAs {
+			w = r.Children
+		}
+		load[owner] += w * d
+		if r.Family != 0 {
+			if fam[owner] == nil {
+				fam[owner] = map[uint64]int{}
+			}
+			fam[owner][r.Family] += d
+		}
+	}
+	for _, r := range recs {
+		if r.Owner != self {
+			count(r.Owner, r, 1)
+		}
+	}
+	for _, r := range c.mine {
+		count(self, r, 1)
+	}
+	var acts []ike.Action
+	ids := make([]uint64, 0, len(c.fresh))
+	for id := range c.fresh {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r, ok := c.mine[id]
+		if !ok || c.dirty[id] {
+			continue // its record is not written yet: next step
+		}
+		// Score every live node as if the clone were elsewhere: fewest
+		// of its family first, then the lightest; ties stay here.
+		count(self, r, -1)
+		best := self
+		score := func(n uint8) [2]int { return [2]int{fam[n][r.Family], load[n]} }
+		for _, n := range live {
+			if s, b := score(n), score(best); s[0] < b[0] || (s[0] == b[0] && s[1] < b[1]) {
+				best = n
+			}
+		}
+		if best == self {
+			count(self, r, 1)
+			delete(c.fresh, id)
+			continue
+		}
+		a, err := c.HandOff(ctx, now, id, best)
+		acts = append(acts, a...)
+		switch {
+		case err == nil:
+			count(best, r, 1)
+			c.log.Info("cluster: placed a clone on another node", "to", best, "placement", c.placement.String(), "spi_i", fmt.Sprintf("%016x", r.SPIi))
+			delete(c.fresh, id)
+		case errors.Is(err, ike.ErrBusy) && c.fresh[id] < 20:
+			count(self, r, 1)
+			c.fresh[id]++ // an exchange under way: next step
+		default:
+			count(self, r, 1)
+			c.log.Warn("cluster: cannot place a clone on another node; it stays here", "to", best, "err", err)
+			delete(c.fresh, id)
+		}
+	}
+	return acts
 }
 
 // placement is the live node that takes over SA r of a dead node: the
@@ -247,33 +391,25 @@ func placement(r SARecord, live []uint8) uint8 {
 	return live[h.Sum32()%uint32(len(live))]
 }
 
-// receive imports an SA handed to this node. A clone made by the node
-// that handed it over has that node as its MOBIKE initiator (RFC 7791
-// Appendix A), so the SA moves to our address with UPDATE_SA_ADDRESSES.
-func (c *Coordinator) receive(now time.Time, r SARecord) []ike.Action {
+// receive imports an SA handed to this node (ike.Engine.Adopt): it
+// moves to our address, by UPDATE_SA_ADDRESSES when the node that handed
+// it over made it (RFC 7791 Appendix A: the cloner is the MOBIKE
+// initiator), else by an address list without that node's addresses,
+// away, which the client follows; its Child SAs are rekeyed.
+func (c *Coordinator) receive(now time.Time, r SARecord, away []netip.Addr) []ike.Action {
 	state, err := c.recs.Open(r)
 	if err != nil {
 		c.log.Warn("cluster: an SA handed to us does not open", "spi_i", fmt.Sprintf("%016x", r.SPIi), "from", r.From, "err", err)
 		return nil
 	}
-	id, acts, err := c.eng.Import(now, state)
+	local, _ := c.ownAddr()
+	id, acts, err := c.eng.Adopt(now, state, local, away)
 	if err != nil {
 		c.log.Warn("cluster: cannot import an SA handed to us", "from", r.From, "err", err)
 		return acts
 	}
 	c.mine[id] = r
 	c.log.Info("cluster: SA handed over to us", "ike", id, "from", r.From)
-	if local, ok := c.ownAddr(); ok {
-		for _, s := range c.eng.IKESAs() {
-			if s.ID == id && s.MOBIKEInitiator && s.Local.Addr() != local {
-				a, err := c.eng.Move(now, id, local, netip.Addr{}, "")
-				if err != nil {
-					c.log.Warn("cluster: cannot move an SA handed to us", "ike", id, "err", err)
-				}
-				acts = append(acts, a...)
-			}
-		}
-	}
 	return acts
 }
 
@@ -318,11 +454,10 @@ func (c *Coordinator) HandOff(ctx context.Context, now time.Time, id uint64, to 
 	switch {
 	case s.ID == 0:
 		return nil, fmt.Errorf("cluster: no IKE SA %d", id)
-	case !s.MOBIKE || !s.MOBIKEInitiator:
-		// The other node could not move it to its address: the peer
-		// decides the SA's paths (RFC 4555 §3.1) and would go on
-		// sending here, to a node that forgot the SA.
-		return nil, fmt.Errorf("cluster: IKE SA %d is moved by its peer (its MOBIKE initiator), so another node could not take it to its address; hand over a clone this node made (mifike clone)", id)
+	case !s.MOBIKE:
+		// The other node could not bring the peer to its address: the
+		// peer would go on sending here, to a node that forgot the SA.
+		return nil, fmt.Errorf("cluster: IKE SA %d did not negotiate MOBIKE (RFC 4555), so it cannot move to another node's address", id)
 	}
 	state, err := c.eng.Export(id)
 	if err != nil {

@@ -237,13 +237,7 @@ func TestHandOffClone(t *testing.T) {
 	u := s.up()
 	gw1 := s.gws[0]
 	parent := gw1.Established()[0]
-	// The end user's own SA cannot go: it decides that SA's paths.
-	gw1.Do(func(now time.Time) []ike.Action {
-		if _, err := s.coord[0].HandOff(s.ctx, now, parent.ID, 2); err == nil || !strings.Contains(err.Error(), "MOBIKE initiator") {
-			t.Fatalf("handing over the end user's own SA: %v", err)
-		}
-		return nil
-	})
+	s.coord[0].SetPlacement(PlaceNone) // by hand here
 	gw1.Do(func(now time.Time) []ike.Action {
 		acts, err := gw1.Engine.Clone(now, parent.ID)
 		if err != nil {
@@ -312,6 +306,120 @@ func TestHandOffClone(t *testing.T) {
 			t.Fatal("node 1 still has the clone it handed over")
 		}
 	}
+}
+
+// RFC 7791 load sharing with a stock end user: it clones its SA for
+// two more interfaces (it is those clones' MOBIKE initiator) and gives
+// each a Child SA, all on node 1, the only node it knows. Placement hands
+// each clone to a node that holds none of the family and the fewest SAs;
+// the new owner announces its addresses without node 1's, the end user
+// moves there, and the Child SAs are rekeyed by the new owner. The end
+// user ends with three VPNs on three nodes, authenticated once.
+func TestPlacementSpreadsAClientsClones(t *testing.T) {
+	s := newSimCluster(t, 73, true)
+	u := s.up()
+	for range 2 {
+		// The clone is busy with its Child SA when node 1 first looks.
+		s.cloneWithChild(u)
+	}
+	s.run(3 * time.Second)
+	s.checkSpread(3)
+}
+
+// cloneWithChild has the end user clone its SA u and give the clone a
+// Child SA right behind (as its interface manager does), then runs a
+// step.
+func (s *simCluster) cloneWithChild(u ike.IKESAInfo) {
+	t := s.t
+	t.Helper()
+	s.ue.Do(func(now time.Time) []ike.Action {
+		acts, err := s.ue.Engine.Clone(now, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acts
+	})
+	s.net.RunFor(100 * time.Millisecond)
+	for _, x := range s.ue.Established() {
+		if x.Parent == u.ID && len(x.Children) == 0 {
+			s.ue.Do(func(now time.Time) []ike.Action {
+				acts, err := s.ue.Engine.CreateChild(now, x.ID, "net")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return acts
+			})
+		}
+	}
+	s.run(200 * time.Millisecond)
+}
+
+// checkSpread checks the end user has n VPNs, each on its own node,
+// with both ends on the node's address and a working Child SA.
+func (s *simCluster) checkSpread(n int) {
+	t := s.t
+	t.Helper()
+	ues := s.ue.Established()
+	if len(ues) != n {
+		t.Fatalf("the end user has %d IKE SAs, want 3", len(ues))
+	}
+	nodes := map[int]bool{}
+	for _, x := range ues {
+		at, g := s.onNode(x)
+		if at < 0 {
+			t.Fatalf("no node has the end user's SA %d", x.ID)
+		}
+		nodes[at] = true
+		if x.Remote.Addr() != simGWs[at] || g.Local.Addr() != simGWs[at] {
+			t.Errorf("SA %d is on node %d, but the end user sends to %v and the node is on %v", x.ID, at+1, x.Remote, g.Local)
+		}
+		if len(x.Children) != 1 || len(g.Children) != 1 || g.Children[0].OutSPI != x.Children[0].InSPI || !g.Children[0].Outbound {
+			t.Errorf("SA %d on node %d: Child SAs end user %d, node %d, matching and sending: %v", x.ID, at+1, len(x.Children), len(g.Children),
+				len(g.Children) == 1 && len(x.Children) == 1 && g.Children[0].OutSPI == x.Children[0].InSPI && g.Children[0].Outbound)
+		}
+	}
+	if len(nodes) != n {
+		t.Fatalf("the end user's %d VPNs are on %d nodes, want %d", n, len(nodes), n)
+	}
+	if st := s.ue.Engine.Stats(); st.Exchanges[wire.IKEAuth] != 1 {
+		t.Fatalf("%d IKE_AUTH exchanges: the end user authenticated more than once", st.Exchanges[wire.IKEAuth])
+	}
+	if n := len(s.ue.EventsOf(ike.EventIKEDown)) + len(s.ue.EventsOf(ike.EventIKEFailed)); n != 0 {
+		t.Fatalf("the end user lost an SA: %v", append(s.ue.EventsOf(ike.EventIKEDown), s.ue.EventsOf(ike.EventIKEFailed)...))
+	}
+	for i, c := range s.coord {
+		if !s.dead[i] && c.Owned() != 1 {
+			t.Errorf("node %d holds %d records, want 1", i+1, c.Owned())
+		}
+	}
+}
+
+// A node added to the cluster gets new clones: node 3 joins after the
+// end user's second VPN went to node 2, and the third goes to node 3.
+func TestPlacementNodeAdded(t *testing.T) {
+	s := newSimCluster(t, 74, true)
+	if err := s.coord[2].Node().Leave(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.dead[2] = true // not a member, not stepped (but reachable)
+	u := s.up()
+	s.cloneWithChild(u)
+	s.run(2 * time.Second)
+	s.checkSpread(2)
+	member, err := Join(s.ctx, s.coord[0].Node().st, Config{Name: "sim", Node: 3, Addrs: simGWs[2:], TTL: 2 * time.Second}, s.net.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw3 := s.gws[2]
+	s.coord[2] = NewCoordinator(member, s.coord[0].recs.s, gw3.Engine, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	s.coord[2].OnMembers(func(addrs []netip.Addr) {
+		gw3.Do(func(now time.Time) []ike.Action { return gw3.Engine.SetClusterAddresses(now, addrs) })
+	})
+	s.fed[2], s.dead[2] = len(gw3.Events), false
+	s.run(time.Second) // node 3 announced to the end user by the others
+	s.cloneWithChild(u)
+	s.run(3 * time.Second)
+	s.checkSpread(3)
 }
 
 // testWriter sends the coordinators' logs to the test's log.

@@ -28,8 +28,13 @@ type SARecord struct {
 	SPIr  uint64 `json:"spi_r"`
 	// From is the node that handed the SA over (0: made by its owner,
 	// or taken over from a dead node).
-	From  uint8  `json:"from,omitempty"`
-	State []byte `json:"state"` // sealed
+	From uint8 `json:"from,omitempty"`
+	// Family names the SA's clone family (ike.IKESAInfo.FamilyToken,
+	// from public SPIs) and Children counts its Child SAs: what
+	// placement balances, readable without opening the state.
+	Family   uint64 `json:"family,omitempty"`
+	Children int    `json:"children,omitempty"`
+	State    []byte `json:"state"` // sealed
 	// Revision is the record's store revision as read (not stored).
 	Revision int64 `json:"-"`
 }

@@ -98,7 +98,10 @@ type ClusterConfig struct {
 	KeyFile string
 	// Lease is the node's lease TTL.
 	Lease time.Duration
-	Line  int
+	// Placement is how new clones spread over the live nodes: ike_sas
+	// (default), child_sas or none (cluster.ParsePlacement).
+	Placement string
+	Line      int
 }
 
 // RADIUSConfig is the radius section (strongSwan's eap-radius plugin).

@@ -200,6 +200,8 @@ connections:
 				`f.yaml:1: cluster.node: required: this node's ID, 1 to 255, different on every node (it is the first octet of the SPIs it chooses)`,
 				`f.yaml:1: cluster.key_file: required: the key-encryption key that seals SA state in etcd (64 hex digits, mode 600; openssl rand -hex 32), the same on every node and never in etcd`,
 				`f.yaml:1: cluster.etcd: required: the etcd cluster, e.g. etcd: {endpoints: [https://10.0.0.1:2379], cacert: ca.pem, cert: node.pem, key: node.key}`}},
+		{"cluster placement", "cluster:\n  name: vpn\n  node: 3\n  key_file: k\n  placement: bytes\n  etcd: {endpoints: [http://10.0.0.1:2379]}\n" + none,
+			[]string{`f.yaml:5: cluster.placement: "bytes": balancing by traffic is not built yet; use ike_sas, child_sas or none`}},
 		{"cluster etcd", "cluster:\n  name: vpn\n  node: 300\n  key_file: k\n  etcd:\n    endpoints: [10.0.0.1:2379, https://10.0.0.2:2379]\n    cert: c.pem\n" + none,
 			[]string{`f.yaml:3: cluster.node: 300 is out of range; use 1 to 255`,
 				`f.yaml:5: cluster.etcd.key: cert and key go together: the client certificate etcd checks and its private key`,

@@ -109,12 +109,14 @@ type ClusterBackend interface {
 
 // ClusterStatus is a node's view of its cluster.
 type ClusterStatus struct {
-	Name    string          `json:"name"`
-	Node    uint8           `json:"node"`
-	Joined  bool            `json:"joined"`
-	Fenced  bool            `json:"fenced"`
-	Owned   int             `json:"owned_sas"`
-	Members []ClusterMember `json:"members"`
+	Name   string `json:"name"`
+	Node   uint8  `json:"node"`
+	Joined bool   `json:"joined"`
+	Fenced bool   `json:"fenced"`
+	Owned  int    `json:"owned_sas"`
+	// Placement is how new clones spread over the nodes.
+	Placement string          `json:"placement"`
+	Members   []ClusterMember `json:"members"`
 	// Revision is the cluster store's revision when this was read.
 	Revision int64  `json:"store_revision"`
 	Error    string `json:"error,omitempty"`
@@ -124,6 +126,8 @@ type ClusterStatus struct {
 type ClusterMember struct {
 	Node  uint8    `json:"node"`
 	Addrs []string `json:"addrs"`
+	// SAs is how many IKE SAs the node owns (its records).
+	SAs int `json:"sas"`
 }
 
 type response struct {

@@ -254,10 +254,10 @@ func (b backend) ClusterStatus() (control.ClusterStatus, error) {
 		return control.ClusterStatus{}, &control.Error{Code: control.CodeFailed, Msg: "this daemon is not a cluster node (no cluster section)"}
 	}
 	st := n.Status()
-	out := control.ClusterStatus{Name: st.Name, Node: st.Node, Joined: st.Joined, Fenced: st.Fenced, Owned: st.Owned, Error: st.Err,
+	out := control.ClusterStatus{Name: st.Name, Node: st.Node, Joined: st.Joined, Fenced: st.Fenced, Owned: st.Owned, Error: st.Err, Placement: st.Placement,
 		Revision: st.Revision, Members: []control.ClusterMember{}}
 	for _, m := range st.Members {
-		cm := control.ClusterMember{Node: m.ID}
+		cm := control.ClusterMember{Node: m.ID, SAs: m.SAs}
 		for _, a := range m.Addrs {
 			cm.Addrs = append(cm.Addrs, a.String())
 		}

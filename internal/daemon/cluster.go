@@ -85,12 +85,14 @@ type handOff struct {
 
 // clusterStatus is what `mifike cluster status` shows of this node.
 type clusterStatus struct {
-	Node    uint8              `json:"node"`
-	Name    string             `json:"name"`
-	Joined  bool               `json:"joined"`
-	Fenced  bool               `json:"fenced"`
-	Owned   int                `json:"owned_sas"`
-	Members []cluster.NodeInfo `json:"members"`
+	Node   uint8  `json:"node"`
+	Name   string `json:"name"`
+	Joined bool   `json:"joined"`
+	Fenced bool   `json:"fenced"`
+	Owned  int    `json:"owned_sas"`
+	// Placement is how new clones spread (cluster.placement).
+	Placement string             `json:"placement"`
+	Members   []cluster.NodeInfo `json:"members"`
 	// Revision is the store's revision when the members were read.
 	Revision int64  `json:"store_revision"`
 	Err      string `json:"error,omitempty"`
@@ -146,7 +148,7 @@ func newClusterNode(d *Daemon, cfg *config.ClusterConfig, log *slog.Logger) (*cl
 	n := &clusterNode{d: d, cfg: cfg, log: log.With("component", "cluster"), client: client,
 		st: clusterstore.NewEtcd(client), sealer: sealer, addrs: addrs, handOffs: make(chan handOff), fenced: true,
 		quit: make(chan struct{}), done: make(chan struct{})}
-	n.status = clusterStatus{Node: cfg.Node, Name: cfg.Name, Fenced: true}
+	n.status = clusterStatus{Node: cfg.Node, Name: cfg.Name, Fenced: true, Placement: cfg.Placement}
 	return n, nil
 }
 
@@ -203,6 +205,8 @@ func (n *clusterNode) run(ctx context.Context) {
 			} else {
 				n.until.Store(member.ServingUntil().UnixNano())
 				coord = cluster.NewCoordinator(member, n.sealer, eng, n.log)
+				placement, _ := cluster.ParsePlacement(n.cfg.Placement) // checked by config
+				coord.SetPlacement(placement)
 				coord.OnRenewed(func(until time.Time) { n.until.Store(until.UnixNano()) })
 				coord.OnMembers(func(addrs []netip.Addr) {
 					eng.do(func() { n.d.apply(n.d.engine.SetClusterAddresses(time.Now(), addrs)) })
@@ -247,6 +251,13 @@ func (n *clusterNode) run(ctx context.Context) {
 			ms, rev, merr := cluster.MembersAt(mctx, n.st, cfg)
 			cancel()
 			owned := coord != nil && err == nil
+			var loads map[uint8]int
+			if coord != nil {
+				loads = coord.Loads()
+			}
+			for i := range ms {
+				ms[i].SAs = loads[ms[i].ID]
+			}
 			n.setStatus(func(s *clusterStatus) {
 				s.Joined, s.Fenced = coord != nil, err != nil
 				if owned {
@@ -390,11 +401,11 @@ func (l loopEngine) Export(id uint64) (b []byte, err error) {
 	return b, err
 }
 
-func (l loopEngine) Import(now time.Time, b []byte) (id uint64, _ []ike.Action, err error) {
+func (l loopEngine) Adopt(now time.Time, b []byte, local netip.Addr, away []netip.Addr) (id uint64, _ []ike.Action, err error) {
 	err = errors.New("daemon stopped")
 	l.do(func() {
 		var acts []ike.Action
-		id, acts, err = l.d.engine.Import(time.Now(), b)
+		id, acts, err = l.d.engine.Adopt(time.Now(), b, local, away)
 		l.d.apply(acts)
 	})
 	return id, nil, err
@@ -415,16 +426,6 @@ func (l loopEngine) Forget(now time.Time, id uint64) (_ []ike.Action, err error)
 	l.do(func() {
 		var acts []ike.Action
 		acts, err = l.d.engine.Forget(time.Now(), id)
-		l.d.apply(acts)
-	})
-	return nil, err
-}
-
-func (l loopEngine) Move(now time.Time, id uint64, local, remote netip.Addr, iface string) (_ []ike.Action, err error) {
-	err = errors.New("daemon stopped")
-	l.do(func() {
-		var acts []ike.Action
-		acts, err = l.d.engine.Move(time.Now(), id, local, remote, iface)
 		l.d.apply(acts)
 	})
 	return nil, err

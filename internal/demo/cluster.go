@@ -43,6 +43,28 @@ type Cluster struct {
 	KeyFile   string
 	GWs       []*Daemon
 	UEd       *Daemon
+	// MultiInterface: the end user has wlan0 and wwan0 besides eth0
+	// (AddUEInterfaces) and one VPN per interface.
+	MultiInterface bool
+}
+
+// AddUEInterfaces gives the end user the main lab's other two access
+// networks, wlan0 and wwan0 (UEIfaces), each with its default route and
+// metric; its configuration then asks for one VPN per interface, which
+// it clones from the first (RFC 7791). Call it before StartEndUser.
+func (c *Cluster) AddUEInterfaces(ctx context.Context) error {
+	for _, a := range UEIfaces[1:] {
+		if err := c.addAccess(a); err != nil {
+			return err
+		}
+	}
+	// A multi-homed host, as in the main lab (Build).
+	if _, err := c.Run(ctx, c.UE, "sysctl", "-q", "-w", "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.all.arp_ignore=1",
+		"net.ipv4.conf.all.ignore_routes_with_linkdown=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"); err != nil {
+		return err
+	}
+	c.MultiInterface = true
+	return nil
 }
 
 // BuildCluster builds the namespaces and links and starts etcd.
@@ -158,6 +180,13 @@ connections:
 // ClusterEndUserConfig is the end user's: it knows node 1 only; the
 // nodes announce each other's addresses (RFC 4555 §3.6).
 func (c *Cluster) ClusterEndUserConfig() string {
+	ifaces, clone := "", "{enable: true, max_ike_sas: 8}"
+	if c.MultiInterface {
+		// Each clone its own inner address (RFC 7791 §8), so that a
+		// ping from it goes through its own VPN.
+		ifaces = "    interfaces: {mode: per-interface, use: [eth0, wlan0, wwan0], on_down: move, on_return: move-back}\n"
+		clone = "{enable: true, max_ike_sas: 8, own_vips: true}"
+	}
 	return fmt.Sprintf(`log: {level: debug}
 data_plane: userspace
 tun: {name: mifike0}
@@ -171,10 +200,10 @@ connections:
     proposals: aes128gcm16-prfsha256-x25519
     vips: [0.0.0.0]
     start_action: start
-    clone: {enable: true, max_ike_sas: 8}
-    children:
+    clone: %s
+%s    children:
       lan: {remote_ts: [10.93.0.0/24], esp_proposals: aes128gcm16}
-`, c.Addrs[0], clusterPSK)
+`, c.Addrs[0], clusterPSK, clone, ifaces)
 }
 
 // StartNodes starts the three gateway daemons and waits until each has

@@ -181,10 +181,137 @@ func (p *pings) stop() (answered int, elapsed time.Duration) {
 	return answered, time.Since(p.start)
 }
 
-// RFC 7791 load sharing between nodes: node 1 clones the end user's IKE
-// SA, "mifike cluster move" hands the clone to node 2, which imports it,
-// moves it to its own address (node 1 made the clone, so node 2 is its
-// MOBIKE initiator) and gives it a Child SA. "mifike cluster status"
+// startMultiInterfaceClusterLab is startClusterLab with the end user's three
+// interfaces (eth0, wlan0, wwan0) and one VPN per interface.
+func startMultiInterfaceClusterLab(t *testing.T) *clusterLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces (CI runs as root)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cl, err := demo.BuildCluster(ctx, "mfkm", t.TempDir(), mifikeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	c := &clusterLab{Cluster: cl, top: cl.Topology, addr: cl.Addrs, net: cl.Net}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, g := range cl.GWs {
+				t.Logf("%s log (tail):\n%s", g.Name, tail(g.Log(), 40))
+			}
+			if cl.UEd != nil {
+				t.Logf("end user log (tail):\n%s", tail(cl.UEd.Log(), 60))
+			}
+		}
+	})
+	if err := cl.AddUEInterfaces(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.StartNodes(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.StartEndUser(); err != nil {
+		t.Fatal(err)
+	}
+	c.gws, c.ue = cl.GWs, cl.UEd
+	return c
+}
+
+// The mission's case on a cluster (RFC 7791 §1 load sharing, with a
+// stock end user): three interfaces, one authentication at node 1 (the
+// only address it knows), a clone per further interface made by the end
+// user on node 1; node 1 hands each clone to the node with fewest SAs and
+// none of this user's (cluster.placement: ike_sas), the new owner
+// announces its addresses without node 1's (RFC 4555 §3.6), the end user
+// moves the clone there and the Child SA is rekeyed by its new owner.
+// The end user ends with three VPNs on three nodes, each on its own
+// interface and carrying traffic, and authenticated once.
+func TestClusterSpreadsInterfaces(t *testing.T) {
+	c := startMultiInterfaceClusterLab(t)
+	ctx := context.Background()
+	type placed struct {
+		sa   control.SA
+		node int
+	}
+	var got map[string]placed
+	if !demo.WaitFor(45*time.Second, func() bool {
+		l, err := c.ue.SAs()
+		if err != nil {
+			return false
+		}
+		got = map[string]placed{}
+		nodes := map[int]bool{}
+		for _, s := range l {
+			if s.State != ike.StateEstablished || len(s.Children) == 0 {
+				continue
+			}
+			h := c.Holders(s.SPIi, s.SPIr)
+			if len(h) != 1 || !strings.HasPrefix(s.Remote, c.addr[h[0]].String()+":") {
+				return false
+			}
+			got[demo.IfaceOf(s)] = placed{s, h[0]}
+			nodes[h[0]] = true
+		}
+		return len(got) == 3 && len(nodes) == 3
+	}) {
+		t.Fatalf("the end user's VPNs did not spread over three nodes (have %v):\n%s", got, c.ue.Table(ctx))
+	}
+	inner := map[string]bool{}
+	for _, dev := range []string{"eth0", "wlan0", "wwan0"} {
+		p, ok := got[dev]
+		if !ok {
+			t.Fatalf("no VPN on %s: %v", dev, got)
+		}
+		if len(p.sa.VirtualIPs) != 1 || inner[p.sa.VirtualIPs[0]] {
+			t.Fatalf("the %s VPN's inner addresses %v: want one of its own (own_vips)", dev, p.sa.VirtualIPs)
+		}
+		inner[p.sa.VirtualIPs[0]] = true
+		before := c.childPackets(t, p.sa.SPIi)
+		if err := c.ping(t, p.sa); err != nil {
+			t.Fatalf("ping through the %s VPN (node %d): %v", dev, p.node+1, err)
+		}
+		if after := c.childPackets(t, p.sa.SPIi); after <= before {
+			t.Fatalf("the ping from %v did not come back through the %s VPN (its Child SA received %d packets before, %d after)", p.sa.VirtualIPs, dev, before, after)
+		}
+		t.Logf("%s: IKE SA %s on node %d (%s), inner address %v, traffic ok", dev, p.sa.SPIi, p.node+1, p.sa.Remote, p.sa.VirtualIPs)
+	}
+	if n := strings.Count(c.ue.Log(), "sending IKE_AUTH request"); n != 1 {
+		t.Errorf("the end user sent %d IKE_AUTH requests; it authenticates once", n)
+	}
+	out, err := c.Mifike(ctx, c.gws[0], "cluster", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster status on node 1:\n%s", out)
+}
+
+// childPackets are the packets the end user's VPN with SPIi spiI has
+// received on its Child SAs.
+func (c *clusterLab) childPackets(t *testing.T, spiI string) uint64 {
+	t.Helper()
+	l, err := c.ue.SAs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, s := range l {
+		if s.SPIi == spiI {
+			for _, ch := range s.Children {
+				n += ch.PacketsIn
+			}
+		}
+	}
+	return n
+}
+
+// A clone a node makes (it is the clone's MOBIKE initiator, RFC 7791
+// Appendix A) is placed on another node automatically, which moves it to
+// its own address with UPDATE_SA_ADDRESSES and gives it a Child SA; then
+// `mifike cluster move` hands it on to the third node, which moves it
+// again and rekeys the Child SA (the node it came from may have sent
+// with those keys after the hand-over's export). "mifike cluster status"
 // shows the three nodes and who owns what. The end user changed nothing
 // and authenticated once.
 func TestClusterHandOff(t *testing.T) {
@@ -213,11 +340,23 @@ func TestClusterHandOff(t *testing.T) {
 		return string(out)
 	}
 	run(c.gws[0], "clone", fmt.Sprint(gw1SA.ID))
-	var clone control.SA
+	// on finds the clone on a node at that node's own address.
+	on := func(clone control.SA, not int) (int, control.SA) {
+		for i, g := range c.gws {
+			l, _ := g.SAs()
+			for _, x := range l {
+				if i != not && x.SPIi == clone.SPIi && x.SPIr == clone.SPIr && x.State == ike.StateEstablished && strings.HasPrefix(x.Local, c.addr[i].String()+":") {
+					return i, x
+				}
+			}
+		}
+		return -1, control.SA{}
+	}
+	var clone control.SA // as the end user sees it: the same SPIs
 	if !demo.WaitFor(10*time.Second, func() bool {
-		l, _ := c.gws[0].SAs()
+		l, _ := c.ue.SAs()
 		for _, x := range l {
-			if x.Parent == gw1SA.ID && x.State == ike.StateEstablished {
+			if x.SPIi != s.SPIi && x.State == ike.StateEstablished {
 				clone = x
 				return true
 			}
@@ -226,44 +365,41 @@ func TestClusterHandOff(t *testing.T) {
 	}) {
 		t.Fatalf("node 1's clone did not come up:\n%s", c.gws[0].Table(ctx))
 	}
-	time.Sleep(500 * time.Millisecond) // the clone's window statements settle (an SA with exchanges under way is not handed over)
-	if !demo.WaitFor(10*time.Second, func() bool {
-		_, err := c.top.Run(ctx, c.gws[0].NS, mifikeBin, "cluster", "move", fmt.Sprint(clone.ID), "2", "-s", c.gws[0].Sock)
-		return err == nil
-	}) {
-		t.Fatalf("cluster move failed:\n%s", tail(c.gws[0].Log(), 20))
+	var k int
+	var placedSA control.SA
+	if !demo.WaitFor(10*time.Second, func() bool { k, placedSA = on(clone, 0); return k > 0 }) {
+		t.Fatalf("node 1's clone was not placed on another node:\n%s\n%s", c.gws[0].Table(ctx), tail(c.gws[0].Log(), 20))
 	}
-	var onGW2 control.SA
-	if !demo.WaitFor(10*time.Second, func() bool {
-		l, _ := c.gws[1].SAs()
-		for _, x := range l {
-			if x.SPIi == clone.SPIi && x.SPIr == clone.SPIr && strings.HasPrefix(x.Local, c.addr[1].String()+":") {
-				onGW2 = x
-				return true
-			}
-		}
-		return false
-	}) {
-		t.Fatalf("node 2 did not take the clone to its address:\n%s\n%s", c.gws[1].Table(ctx), tail(c.gws[1].Log(), 20))
-	}
-	run(c.gws[1], "initiate", "roadwarrior", "--child", "lan", "--ike", fmt.Sprint(onGW2.ID))
+	run(c.gws[k], "initiate", "roadwarrior", "--child", "lan", "--ike", fmt.Sprint(placedSA.ID))
 	ueClone := c.vpn(t, 10*time.Second, func(x control.SA) bool {
-		return x.SPIi == clone.SPIi && strings.HasPrefix(x.Remote, c.addr[1].String()+":")
+		return x.SPIi == clone.SPIi && strings.HasPrefix(x.Remote, c.addr[k].String()+":")
 	})
 	if len(ueClone.Children) != 1 {
-		t.Fatalf("the end user's clone on node 2: %+v", ueClone)
+		t.Fatalf("the end user's clone on node %d: %+v", k+1, ueClone)
 	}
-	l, _ := c.gws[0].SAs()
-	for _, x := range l {
-		if x.SPIi == clone.SPIi {
-			t.Fatal("node 1 kept the clone it handed over")
-		}
+	child := ueClone.Children[0].InSPI
+	if h := c.Holders(clone.SPIi, clone.SPIr); len(h) != 1 {
+		t.Fatalf("the clone is held by nodes %v", h)
 	}
-	st := run(c.gws[1], "cluster", "status")
-	if !strings.Contains(st, "node 2: serving") || strings.Count(st, "10.92.") != 3 {
-		t.Fatalf("cluster status on node 2:\n%s", st)
+	// By hand to the third node.
+	m := 3 - k // the other of nodes 2 and 3 (indices 1 and 2)
+	if !demo.WaitFor(10*time.Second, func() bool {
+		_, err := c.top.Run(ctx, c.gws[k].NS, mifikeBin, "cluster", "move", fmt.Sprint(placedSA.ID), fmt.Sprint(m+1), "-s", c.gws[k].Sock)
+		return err == nil
+	}) {
+		t.Fatalf("cluster move failed:\n%s", tail(c.gws[k].Log(), 20))
 	}
-	t.Logf("the clone (SPIi %s) is on node 2 with a Child SA; cluster status on node 2:\n%s", clone.SPIi, st)
+	ueClone = c.vpn(t, 10*time.Second, func(x control.SA) bool {
+		return x.SPIi == clone.SPIi && strings.HasPrefix(x.Remote, c.addr[m].String()+":") && len(x.Children) == 1 && x.Children[0].InSPI != child
+	})
+	if h := c.Holders(clone.SPIi, clone.SPIr); len(h) != 1 || h[0] != m {
+		t.Fatalf("after cluster move to node %d the clone is held by nodes %v", m+1, h)
+	}
+	st := run(c.gws[m], "cluster", "status")
+	if !strings.Contains(st, fmt.Sprintf("node %d: serving", m+1)) || strings.Count(st, "10.92.") != 3 {
+		t.Fatalf("cluster status on node %d:\n%s", m+1, st)
+	}
+	t.Logf("the clone (SPIi %s) went to node %d by placement and to node %d by cluster move, its Child SA rekeyed; cluster status there:\n%s", clone.SPIi, k+1, m+1, st)
 }
 
 // A node cut off from etcd but not from its clients fences itself: half
