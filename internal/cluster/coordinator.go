@@ -59,6 +59,15 @@ type Coordinator struct {
 	fresh     map[uint64]int
 	// loads are the IKE SA records per owner as last listed.
 	loads map[uint8]int
+	// Virtual IP blocks (vips.go): the pools, what is told the node's
+	// blocks and the addresses other nodes hold, what it was told last,
+	// and the addresses of SAs handed over since the last Step.
+	pools    []netip.Prefix
+	fence    func([]netip.Prefix, []netip.Addr)
+	fenced   bool
+	myBlocks []netip.Prefix
+	reserved []netip.Addr
+	leaving  []netip.Addr
 }
 
 // Placement is how a cluster spreads new clones over its live nodes.
@@ -219,7 +228,7 @@ func (c *Coordinator) publish(ctx context.Context, now time.Time) []ike.Action {
 		if !ok {
 			r = SARecord{SPIi: s.SPIi, SPIr: s.SPIr}
 		}
-		r.Family, r.Children = s.FamilyToken, len(s.Children)
+		r.Family, r.Children, r.VIPs = s.FamilyToken, len(s.Children), s.PeerVirtualIPs
 		r, err = c.recs.Publish(ctx, r, state)
 		switch {
 		case errors.Is(err, ErrLost):
@@ -274,8 +283,10 @@ func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, e
 	}
 	c.loads = loads
 	have := map[[2]uint64]bool{}
+	var used []netip.Addr
 	for _, s := range c.eng.IKESAs() {
 		have[[2]uint64{s.SPIi, s.SPIr}] = true
+		used = append(used, s.PeerVirtualIPs...)
 	}
 	self := c.n.cfg.Node
 	var acts []ike.Action
@@ -290,7 +301,8 @@ func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, e
 			acts = append(acts, c.claim(ctx, now, r)...)
 		}
 	}
-	return append(acts, c.place(ctx, now, recs, ids)...), nil
+	acts = append(acts, c.place(ctx, now, recs, ids)...)
+	return acts, c.vips(ctx, recs, live, used)
 }
 
 // place hands the clones made here to the live node the placement
@@ -472,6 +484,12 @@ func (c *Coordinator) HandOff(ctx context.Context, now time.Time, id uint64, to 
 	}
 	delete(c.mine, id) // its ike-down must not delete the record
 	delete(c.dirty, id)
+	if len(s.PeerVirtualIPs) > 0 && c.fence != nil && c.fenced {
+		// Its addresses are the other node's now: keep them off our
+		// leases before Forget frees them here.
+		c.leaving = append(c.leaving, s.PeerVirtualIPs...)
+		c.fence(slices.Clone(c.myBlocks), append(slices.Clone(c.reserved), c.leaving...))
+	}
 	c.log.Info("cluster: SA handed over", "ike", id, "to", to)
 	return c.eng.Forget(now, id)
 }

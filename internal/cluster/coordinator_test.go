@@ -87,6 +87,8 @@ func newSimCluster(t *testing.T, seed uint64, clone bool) *simCluster {
 		}
 		s.gws = append(s.gws, node)
 		coord := NewCoordinator(member, sealer, node.Engine, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+		pool.Leases().Fence(nil, nil) // no lease before a block, as the daemon does
+		coord.SetPools([]netip.Prefix{pool.Prefix}, pool.Leases().Fence)
 		coord.OnMembers(func(addrs []netip.Addr) {
 			node.Do(func(now time.Time) []ike.Action { return node.Engine.SetClusterAddresses(now, addrs) })
 		})
@@ -136,6 +138,7 @@ func (s *simCluster) kill(i int) {
 
 func (s *simCluster) up() ike.IKESAInfo {
 	s.t.Helper()
+	s.step() // the nodes' first blocks of the pool (vips.go)
 	s.ue.Do(func(now time.Time) []ike.Action {
 		_, acts, err := s.ue.Engine.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(simUE, 500)})
 		if err != nil {
@@ -420,6 +423,80 @@ func TestPlacementNodeAdded(t *testing.T) {
 	s.cloneWithChild(u)
 	s.run(3 * time.Second)
 	s.checkSpread(3)
+}
+
+// addUE adds another end user that knows node i only, with its own
+// address, and brings its VPN up.
+func (s *simCluster) addUE(name string, addr netip.Addr, i int) *netsim.Node {
+	t := s.t
+	t.Helper()
+	cfg := s.ue.Config()
+	c := *cfg.Connections[0]
+	c.RemoteAddrs = simGWs[i : i+1]
+	c.LocalID = ike.ID{Type: wire.IDFQDN, Data: []byte(name + ".example")} // one address per identity
+	cfg.Connections = []*ike.Connection{&c}
+	ue, err := s.net.AddNode(name, cfg, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ue.Do(func(now time.Time) []ike.Action {
+		_, acts, err := ue.Engine.Initiate(now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(addr, 500)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acts
+	})
+	s.run(2 * time.Second)
+	if l := ue.Established(); len(l) != 1 || len(l[0].VirtualIPs) != 1 {
+		t.Fatalf("%s's VPN: %+v", name, l)
+	}
+	return ue
+}
+
+// Every node has the same pool, yet no inner address is leased twice
+// across the cluster (RFC 7296 §2.19): each node leases from blocks of
+// the pool it got in the store, and never an address an SA on another
+// node holds. Three end users, each at another node, get three
+// addresses; after node 1 dies and its user's SA (with its address) is
+// taken over, a fourth user at a survivor gets yet another address.
+func TestVIPLeasesUniqueAcrossNodes(t *testing.T) {
+	s := newSimCluster(t, 75, false)
+	s.run(time.Second) // the nodes claim their first blocks
+	u1 := s.up()
+	ues := []*netsim.Node{s.ue,
+		s.addUE("ue2", netip.MustParseAddr("192.0.2.11"), 1),
+		s.addUE("ue3", netip.MustParseAddr("192.0.2.12"), 2)}
+	seen := map[netip.Addr]string{}
+	check := func(ue *netsim.Node) {
+		t.Helper()
+		for _, x := range ue.Established() {
+			for _, a := range x.VirtualIPs {
+				if other, dup := seen[a]; dup && other != ue.Name {
+					t.Fatalf("%v is leased to %s and to %s", a, other, ue.Name)
+				}
+				seen[a] = ue.Name
+			}
+		}
+	}
+	for _, ue := range ues {
+		check(ue)
+	}
+	s.run(3 * time.Second)
+	s.kill(0)
+	for start := s.net.Now; s.net.Now.Sub(start) < 10*time.Second; {
+		s.run(200 * time.Millisecond)
+		if at, _ := s.onNode(s.ue.Established()[0]); at > 0 {
+			break
+		}
+	}
+	at, g := s.onNode(s.ue.Established()[0])
+	if at <= 0 || len(g.PeerVirtualIPs) != 1 || g.PeerVirtualIPs[0] != u1.VirtualIPs[0] {
+		t.Fatalf("after node 1 died the first user's SA is on node %d with %v, want a survivor with %v", at+1, g.PeerVirtualIPs, u1.VirtualIPs)
+	}
+	s.run(time.Second) // the survivors read the taken-over record's address
+	ue4 := s.addUE("ue4", netip.MustParseAddr("192.0.2.13"), at)
+	check(ue4)
+	t.Logf("inner addresses: %v", seen)
 }
 
 // testWriter sends the coordinators' logs to the test's log.

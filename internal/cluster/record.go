@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -34,7 +35,10 @@ type SARecord struct {
 	// placement balances, readable without opening the state.
 	Family   uint64 `json:"family,omitempty"`
 	Children int    `json:"children,omitempty"`
-	State    []byte `json:"state"` // sealed
+	// VIPs are the inner addresses the SA holds (vips.go): no other node
+	// leases them.
+	VIPs  []netip.Addr `json:"vips,omitempty"`
+	State []byte       `json:"state"` // sealed
 	// Revision is the record's store revision as read (not stored).
 	Revision int64 `json:"-"`
 }

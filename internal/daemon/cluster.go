@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,7 +38,8 @@ type clusterNode struct {
 	addrs  []netip.Addr
 
 	mu       sync.Mutex
-	events   []ike.Event // engine events not yet given to the coordinator
+	events   []ike.Event    // engine events not yet given to the coordinator
+	pools    []netip.Prefix // the address pools' prefixes (setPools)
 	handOffs chan handOff
 	status   clusterStatus
 
@@ -149,7 +151,24 @@ func newClusterNode(d *Daemon, cfg *config.ClusterConfig, log *slog.Logger) (*cl
 		st: clusterstore.NewEtcd(client), sealer: sealer, addrs: addrs, handOffs: make(chan handOff), fenced: true,
 		quit: make(chan struct{}), done: make(chan struct{})}
 	n.status = clusterStatus{Node: cfg.Node, Name: cfg.Name, Fenced: true, Placement: cfg.Placement}
+	// No virtual IP is leased before the cluster gave this node a block
+	// of the shared pools (cluster/vips.go).
+	d.pools.Leases.Fence(nil, nil)
+	n.setPools(d.pools)
 	return n, nil
+}
+
+// setPools records the pools' prefixes for the coordinator (at start and
+// at every reload).
+func (n *clusterNode) setPools(p *config.Pools) {
+	var out []netip.Prefix
+	for _, pool := range p.ByName {
+		out = append(out, pool.Prefix)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	n.mu.Lock()
+	n.pools = out
+	n.mu.Unlock()
 }
 
 // event queues an engine event for the coordinator (on the loop).
@@ -211,11 +230,18 @@ func (n *clusterNode) run(ctx context.Context) {
 				coord.OnMembers(func(addrs []netip.Addr) {
 					eng.do(func() { n.d.apply(n.d.engine.SetClusterAddresses(time.Now(), addrs)) })
 				})
+				// Serving starts after the first step, which gets the
+				// node its blocks of the address pools.
 				n.log.Info("cluster: joined", "name", n.cfg.Name, "node", n.cfg.Node, "addrs", n.addrs)
-				n.d.post(func() { n.setFenced(false) })
 			}
 		}
 		if coord != nil {
+			n.mu.Lock()
+			pools := n.pools
+			n.mu.Unlock()
+			coord.SetPools(pools, func(blocks []netip.Prefix, reserved []netip.Addr) {
+				n.d.post(func() { n.d.pools.Leases.Fence(blocks, reserved) })
+			})
 			n.feed(coord)
 			sctx, cancel := context.WithTimeout(ctx, n.cfg.Lease/3)
 			began := time.Now()

@@ -530,6 +530,9 @@ func (d *Daemon) reloadFile() error {
 		}
 	}
 	d.cfg, d.conns, d.pools = cfg, conns, pools
+	if d.cluster != nil {
+		d.cluster.setPools(pools)
+	}
 	d.newManagers(cfg)
 	d.reconcileSoon = true
 	d.log.Info("configuration reloaded", "config", d.path, "connections", len(conns))

@@ -23,6 +23,34 @@ import (
 type Leases struct {
 	byAddr  map[netip.Addr]*lease
 	byOwner map[string][]*lease // one per pool prefix the owner holds an address in
+	// A gateway cluster's node leases new addresses only from the blocks
+	// the cluster gave it, and never one an SA on another node holds
+	// (Fence; docs/cluster.md).
+	fenced   bool
+	blocks   []netip.Prefix
+	reserved map[netip.Addr]bool
+}
+
+// Fence restricts new leases of every pool of the registry to blocks
+// (an empty list: none at all) and keeps them off reserved: a gateway
+// cluster's node gets blocks of the shared pools from etcd, so that no
+// two nodes lease one address (RFC 7296 §2.19), and reserved are the
+// addresses SAs on other nodes hold (taken over or handed over from a
+// block this node has). Leases already held, and Claim of an imported
+// SA's address, are not affected.
+func (r *Leases) Fence(blocks []netip.Prefix, reserved []netip.Addr) {
+	r.fenced = true
+	r.blocks = slices.Clone(blocks)
+	r.reserved = make(map[netip.Addr]bool, len(reserved))
+	for _, a := range reserved {
+		r.reserved[a] = true
+	}
+}
+
+// free reports whether a new lease may use a.
+func (r *Leases) free(a netip.Addr) bool {
+	_, used := r.byAddr[a]
+	return !used && !r.reserved[a]
 }
 
 type lease struct {
@@ -110,6 +138,9 @@ func (p *Pool) Acquire(owner string) (netip.Addr, error) {
 			return l.addr, nil
 		}
 	}
+	if r.fenced {
+		return p.acquireFenced(owner)
+	}
 	// The scan ends at a free address or after every address of the pool:
 	// within min(size, leases in the registry + 2) steps either way.
 	a := p.next
@@ -117,16 +148,44 @@ func (p *Pool) Acquire(owner string) (netip.Addr, error) {
 		if !p.assignable(a) {
 			a = p.Prefix.Addr().Next().Next()
 		}
-		if _, used := r.byAddr[a]; !used {
-			l := &lease{owner: owner, addr: a, refs: 1}
-			r.byAddr[a] = l
-			r.byOwner[owner] = append(r.byOwner[owner], l)
+		if r.free(a) {
+			p.lease(owner, a)
 			p.next = a.Next()
 			return a, nil
 		}
 		a = a.Next()
 	}
 	return netip.Addr{}, fmt.Errorf("pool %s (%v) is exhausted", p.Name, p.Prefix)
+}
+
+func (p *Pool) lease(owner string, a netip.Addr) {
+	r := p.leases
+	l := &lease{owner: owner, addr: a, refs: 1}
+	r.byAddr[a] = l
+	r.byOwner[owner] = append(r.byOwner[owner], l)
+}
+
+// maxBlockScan bounds the addresses one fenced Acquire looks at (blocks
+// are small: a cluster hands out /28s).
+const maxBlockScan = 1 << 16
+
+// acquireFenced is Acquire within the cluster's blocks.
+func (p *Pool) acquireFenced(owner string) (netip.Addr, error) {
+	r := p.leases
+	n := 0
+	for _, b := range r.blocks {
+		if !p.Prefix.Overlaps(b) {
+			continue
+		}
+		for a := b.Masked().Addr(); b.Contains(a) && n < maxBlockScan; a = a.Next() {
+			n++
+			if p.assignable(a) && r.free(a) {
+				p.lease(owner, a)
+				return a, nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("pool %s (%v): no free address in the blocks the cluster gave this node yet", p.Name, p.Prefix)
 }
 
 // Claim leases addr to owner, as Acquire would have, for an SA imported

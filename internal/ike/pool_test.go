@@ -418,3 +418,41 @@ func TestRFC7296Section3_15IPv6PoolUsesLastAddress(t *testing.T) {
 		t.Fatal("a /126 handed out a third address")
 	}
 }
+
+// A gateway cluster's node leases only from the blocks etcd gave it and
+// never an address an SA on another node holds (Leases.Fence): no
+// address is leased twice across nodes (RFC 7296 §2.19).
+func TestPoolFence(t *testing.T) {
+	r := ike.NewLeases()
+	p, err := r.NewPool("vpn", netip.MustParsePrefix("10.99.0.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Fence(nil, nil)
+	if _, err := p.Acquire("a"); err == nil {
+		t.Fatal("a fenced pool without blocks leased an address")
+	}
+	r.Fence([]netip.Prefix{netip.MustParsePrefix("10.99.0.16/28"), netip.MustParsePrefix("10.99.0.0/28")},
+		[]netip.Addr{netip.MustParseAddr("10.99.0.16")})
+	want := []string{"10.99.0.17", "10.99.0.18"}
+	for i, w := range want {
+		a, err := p.Acquire(fmt.Sprint("peer", i))
+		if err != nil || a.String() != w {
+			t.Fatalf("lease %d: %v, %v; want %s (the first block's first unreserved address)", i, a, err, w)
+		}
+	}
+	// An imported SA's address outside the blocks is still claimed.
+	if err := p.Claim(netip.MustParseAddr("10.99.0.200"), "imported"); err != nil {
+		t.Fatal(err)
+	}
+	// 15 of the first block (one reserved), 14 of the second (network
+	// and gateway addresses kept back): 27 more.
+	for i := range 27 {
+		if _, err := p.Acquire(fmt.Sprint("more", i)); err != nil {
+			t.Fatalf("lease %d of the two blocks' 27 more assignable addresses: %v", i, err)
+		}
+	}
+	if a, err := p.Acquire("one too many"); err == nil {
+		t.Fatalf("leased %v beyond the blocks", a)
+	}
+}

@@ -727,3 +727,7 @@ func (n *Network) Inject(from, to netip.AddrPort, msg []byte) {
 func (n *Network) InjectWire(from, to netip.AddrPort, data []byte) {
 	n.transmit(&Node{Name: "injector", net: n}, ike.Datagram{Local: from, Remote: to, Data: data})
 }
+
+// Config is the engine configuration the node was made with (to make
+// another node like it).
+func (n *Node) Config() ike.Config { return n.cfg }
