@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"runtime"
 	"testing"
 )
@@ -140,6 +141,63 @@ func FuzzParsePayloads(f *testing.F) {
 		}
 		if _, third, _ := EncodePayloads(ps2); !bytes.Equal(third, again) {
 			t.Fatal("encoding is not stable")
+		}
+	})
+}
+
+// FuzzRedirectData: REDIRECT and REDIRECTED_FROM data (RFC 5685 §9.2,
+// §9.3) from any peer decode to a gateway or an error, never a panic;
+// what decodes is one of the identity types with its exact length, a
+// nonce within §9.2's bounds, and re-encodes to the same octets (the
+// encoding is unique, so nothing is silently normalised).
+func FuzzRedirectData(f *testing.F) {
+	nonce := bytes.Repeat([]byte{0xab}, 32)
+	for _, gw := range []string{"192.0.2.7", "2001:db8::7"} {
+		b, err := MarshalRedirect(netip.MustParseAddr(gw), nonce)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		b, _ = MarshalRedirect(netip.MustParseAddr(gw), nil)
+		f.Add(b)
+	}
+	f.Add([]byte{3, 14, 'g', 'w', '2', '.', 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'n', 'l'})
+	f.Add([]byte{1, 4, 192, 0})
+	f.Add([]byte{2, 255})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, d []byte) {
+		var (
+			r   Redirect
+			err error
+		)
+		if n := allocated(func() { r, err = ParseRedirect(d) }); n > uint64(allocPerOctet*len(d)+allocConstant) {
+			t.Fatalf("decoding %d octets allocated %d", len(d), n)
+		}
+		if err == nil {
+			switch {
+			case r.FQDN != "" && r.GW.IsValid(), r.FQDN == "" && !r.GW.IsValid():
+				t.Fatalf("decoded %+v: want exactly one of an address and a name", r)
+			case r.Nonce != nil && (len(r.Nonce) < 16 || len(r.Nonce) > 256):
+				t.Fatalf("nonce data of %d octets accepted", len(r.Nonce))
+			}
+			again, err := r.Marshal()
+			if err != nil {
+				t.Fatalf("decoded %+v does not re-encode: %v", r, err)
+			}
+			if !bytes.Equal(again, d) {
+				t.Fatalf("re-encoded %x, decoded from %x", again, d)
+			}
+		}
+		a, err := ParseRedirectedFrom(d)
+		if err != nil {
+			return
+		}
+		if !a.IsValid() || a.Is4In6() {
+			t.Fatalf("REDIRECTED_FROM decoded to %v", a)
+		}
+		again, err := MarshalRedirectedFrom(a)
+		if err != nil || !bytes.Equal(again, d) {
+			t.Fatalf("REDIRECTED_FROM %v re-encodes to %x (%v), decoded from %x", a, again, err, d)
 		}
 	})
 }
