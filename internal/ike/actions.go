@@ -110,6 +110,9 @@ const (
 	EventCloneRefused
 	EventPathProbe
 	EventMessageIDSync // RFC 6311: the Message IDs were resynchronised
+	// EventRedirected: RFC 5685: as initiator, an IKE SA goes to another
+	// gateway (Detail "to ADDR ..."); as gateway, a peer was sent away.
+	EventRedirected
 )
 
 var eventNames = map[EventKind]string{
@@ -118,7 +121,7 @@ var eventNames = map[EventKind]string{
 	EventChildFailed: "child-failed", EventChildRekeyed: "child-rekeyed",
 	EventRetransmit: "retransmit", EventDropped: "dropped", EventAddressUpdate: "address-update",
 	EventVirtualIP: "virtual-ip", EventIKECloned: "ike-cloned", EventCloneRefused: "clone-refused", EventPathProbe: "path-probe",
-	EventMessageIDSync: "message-id-sync",
+	EventMessageIDSync: "message-id-sync", EventRedirected: "redirected",
 }
 
 func (k EventKind) String() string { return eventNames[k] }

@@ -80,6 +80,11 @@ type Config struct {
 	// PathPolicy decides where an IKE SA goes when it must leave its path
 	// (path.go); nil: DefaultPathPolicy.
 	PathPolicy PathPolicy
+	// MaxRedirects is how many RFC 5685 redirects one IKE SA setup
+	// follows within RedirectLoopPeriod before it gives up (§7's
+	// MAX_REDIRECTS and REDIRECT_LOOP_DETECT_PERIOD; 5 and 300 s).
+	MaxRedirects       int
+	RedirectLoopPeriod time.Duration
 }
 
 // Retransmit is the request retransmission schedule (RFC 7296 §2.4):
@@ -147,6 +152,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryTemporaryFailure == 0 {
 		c.RetryTemporaryFailure = 5 * time.Second
+	}
+	if c.MaxRedirects <= 0 {
+		c.MaxRedirects = defaultMaxRedirects
+	}
+	if c.RedirectLoopPeriod <= 0 {
+		c.RedirectLoopPeriod = defaultRedirectLoopPeriod
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -290,6 +301,14 @@ type Connection struct {
 	// NoChildless: as responder, do not offer or take an IKE_AUTH
 	// without a Child SA (RFC 6023; strongSwan's childless = never).
 	NoChildless bool
+	// NoRedirect: as initiator, do not announce REDIRECT_SUPPORTED nor
+	// follow a gateway's REDIRECT (RFC 5685); on by default, as in
+	// strongSwan (charon.follow_redirects).
+	NoRedirect bool
+	// RedirectTo, when valid, is the gateway every peer of this
+	// connection that takes redirects is sent to in IKE_SA_INIT (RFC
+	// 5685 §3), unless the engine's Redirector decides otherwise.
+	RedirectTo netip.Addr
 }
 
 func (e *Engine) remotePort(c *Connection) uint16 {
@@ -368,6 +387,9 @@ func (c *Connection) Validate() error {
 	}
 	if c.RemoteAuth == AuthPubkey && len(c.CAs) == 0 {
 		return fmt.Errorf("connection %s: remote auth pubkey needs at least one CA certificate", c.Name)
+	}
+	if c.RedirectTo.IsValid() && !unicastGateway(c.RedirectTo.Unmap()) {
+		return fmt.Errorf("connection %s: cannot redirect to %v, which is no unicast address", c.Name, c.RedirectTo)
 	}
 	if c.LocalID.Any() {
 		return fmt.Errorf("connection %s: no local identity", c.Name)

@@ -70,6 +70,11 @@ const (
 	// must be dropped silently: a replay (its sender's Message ID not
 	// above what we have seen, §5.1), or with other payloads.
 	DropMIDSync
+	// DropRedirect: an IKE_SA_INIT response with a REDIRECT we cannot
+	// take: its nonce data is not our Ni (RFC 5685 §3: "silently
+	// discard", and keep waiting), it is malformed, or we did not
+	// announce REDIRECT_SUPPORTED.
+	DropRedirect
 	numDropReasons
 )
 
@@ -89,6 +94,7 @@ var dropNames = [numDropReasons]string{
 	DropWindow:           "window",
 	DropReusedID:         "reused-id",
 	DropMIDSync:          "message-id-sync",
+	DropRedirect:         "redirect",
 	DropIntegrity:        "integrity",
 	DropNoEncrypted:      "no-encrypted",
 	DropFragment:         "fragment",

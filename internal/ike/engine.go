@@ -58,6 +58,8 @@ type Engine struct {
 	fragBudget *ikefrag.Budget
 	// pathPolicy chooses paths (path.go).
 	pathPolicy PathPolicy
+	// redirector decides RFC 5685 redirects at IKE_SA_INIT (redirect.go).
+	redirector Redirector
 }
 
 // Stats counts what an operator wants to graph.
@@ -74,6 +76,9 @@ type Stats struct {
 	// reassembly holds now over all IKE SAs (RFC 7383 §5): messages half
 	// built and their decrypted octets.
 	ReassemblyMessages, ReassemblyBytes int
+	// Redirects counts the peers we redirected (RFC 5685): at
+	// IKE_SA_INIT, and established SAs whose peer acknowledged.
+	Redirects uint64
 }
 
 // New checks cfg and returns an engine.
@@ -454,7 +459,7 @@ func requestHash(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // Stats returns a copy of the counters.
 func (e *Engine) Stats() Stats {
-	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped, DroppedBy: map[DropReason]uint64{},
+	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped, Redirects: e.stats.Redirects, DroppedBy: map[DropReason]uint64{},
 		Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{}, NotifiesRecv: map[wire.NotifyType]uint64{}}
 	for r := DropNone + 1; r < numDropReasons; r++ {
 		s.DroppedBy[r] = e.drops[r]

@@ -110,6 +110,9 @@ type exportedExt struct {
 	Fragments  bool                 `json:"fragmentation,omitempty"`
 	Childless  bool                 `json:"childless,omitempty"`
 	MIDSync    bool                 `json:"message_id_sync,omitempty"`
+	// RFC 5685: we, the peer announced REDIRECT_SUPPORTED.
+	RedirectLocal bool `json:"redirect_local,omitempty"`
+	RedirectPeer  bool `json:"redirect_peer,omitempty"`
 }
 
 type exportedResponse struct {
@@ -180,7 +183,8 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 		SKei: sa.raw[0], SKai: sa.raw[1], SKer: sa.raw[2], SKar: sa.raw[3],
 		Ext: exportedExt{NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, PeerNATT: sa.ext.peerNATT,
 			PeerHashes: sa.ext.peerHashes, MOBIKE: sa.ext.mobike, CloneLocal: sa.ext.cloneLocal, ClonePeer: sa.ext.clonePeer,
-			Fragments: sa.ext.fragmentation, Childless: sa.ext.childless, MIDSync: sa.ext.midSync},
+			Fragments: sa.ext.fragmentation, Childless: sa.ext.childless, MIDSync: sa.ext.midSync,
+			RedirectLocal: sa.ext.redirectLocal, RedirectPeer: sa.ext.redirectPeer},
 		LocalID: sa.localID, PeerID: sa.peerID,
 		NextReq: sa.nextReq, PeerWindow: sa.peerWindow, WindowSent: sa.windowSent, ExpectReq: sa.expectReq,
 		VIPsInherited: sa.vipsInherited, LocalVIPs: sa.localVIPs, RemoteVIPs: sa.remoteVIPs,
@@ -442,7 +446,8 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 	}
 	sa.ext = extensions{natLocal: x.Ext.NATLocal, natRemote: x.Ext.NATRemote, peerNATT: x.Ext.PeerNATT,
 		peerHashes: x.Ext.PeerHashes, mobike: x.Ext.MOBIKE, cloneLocal: x.Ext.CloneLocal, clonePeer: x.Ext.ClonePeer,
-		fragmentation: x.Ext.Fragments, childless: x.Ext.Childless, midSync: x.Ext.MIDSync}
+		fragmentation: x.Ext.Fragments, childless: x.Ext.Childless, midSync: x.Ext.MIDSync,
+		redirectLocal: x.Ext.RedirectLocal, redirectPeer: x.Ext.RedirectPeer}
 	sa.localID, sa.peerID = x.LocalID, x.PeerID
 	sa.nextReq, sa.peerWindow, sa.windowSent, sa.expectReq = x.NextReq, x.PeerWindow, x.WindowSent, x.ExpectReq
 	for _, r := range x.Responses {

@@ -36,6 +36,7 @@ var registered = []feature{
 	childless{},
 	eapAuth{},
 	midSync{},
+	redirectFeature{},
 }
 
 // extensions is what the features negotiated for an IKE SA: set in
@@ -61,6 +62,11 @@ type extensions struct {
 	childless bool
 	// midSync: both sent IKEV2_MESSAGE_ID_SYNC_SUPPORTED (RFC 6311 §5).
 	midSync bool
+	// RFC 5685: we announced REDIRECT_SUPPORTED (as initiator, so we may
+	// be redirected), the peer did (so we may redirect it, §3); and as
+	// initiator the gateway that redirected us, for REDIRECTED_FROM.
+	redirectLocal, redirectPeer bool
+	redirectFrom                netip.Addr
 }
 
 // initExchange is one IKE_SA_INIT as the features see it: the SPIs as

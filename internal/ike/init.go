@@ -31,6 +31,12 @@ type ikeInitTask struct {
 }
 
 func (e *Engine) initiate(c *Connection, local, remote netip.AddrPort, only *ChildConfig, iface string) (*ikeSA, error) {
+	return e.initiateFrom(c, local, remote, only, iface, netip.Addr{})
+}
+
+// initiateFrom is initiate for a redirected SA: from, when valid, is the
+// gateway that redirected us (REDIRECTED_FROM, RFC 5685 §3).
+func (e *Engine) initiateFrom(c *Connection, local, remote netip.AddrPort, only *ChildConfig, iface string, from netip.Addr) (*ikeSA, error) {
 	if len(e.sas) >= e.cfg.MaxIKESAs {
 		return nil, fmt.Errorf("ike: limit of %d IKE SAs reached", e.cfg.MaxIKESAs)
 	}
@@ -39,6 +45,7 @@ func (e *Engine) initiate(c *Connection, local, remote netip.AddrPort, only *Chi
 	}
 	sa := e.newSA(c, true, local, remote)
 	sa.onlyChild, sa.iface = only, iface
+	sa.ext.redirectFrom = from
 	sa.hs.ni = e.nonce()
 	t := &ikeInitTask{group: proposal.FirstDH(c.IKE)}
 	if err := t.send(sa); err != nil {
@@ -270,6 +277,10 @@ func (e *Engine) initResponse(sa *ikeSA, m *message) {
 		e.drop(DropMalformed, dropped{sa: sa, from: m.d.Remote, h: &m.Header})
 		return
 	}
+	if n := m.notify(wire.NotifyRedirect); n != nil {
+		sa.redirectedAtInit(m, n) // RFC 5685 §3
+		return
+	}
 	p := sa.outstanding[0]
 	p.timer.cancel()
 	sa.outstanding = nil
@@ -298,6 +309,7 @@ func (e *Engine) initRequest(m *message, crit *wire.UnsupportedCriticalError) {
 		r.readPayloads() &&
 		r.admitted() &&
 		r.selectProposal() &&
+		r.notRedirected() &&
 		r.computeSharedSecret() {
 		r.sendResponse()
 	}
