@@ -226,6 +226,8 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		Fragmentation:       cc.Fragmentation,
 		FragmentSize:        cc.FragmentSize,
 		NoChildless:         cc.NoChildless,
+		NoRedirect:          cc.Redirect.NoFollow,
+		RedirectTo:          cc.Redirect.To,
 		ReturnRoutability:   cc.ReturnRoutability,
 		NoNATT:              cc.NoNATT,
 		Clone:               cc.Clone.Enable,

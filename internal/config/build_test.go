@@ -463,3 +463,27 @@ func TestReloadKeepsLeasesOfDroppedPools(t *testing.T) {
 		t.Fatalf("after peer-1 left: %v %v, want %v", a, err, held)
 	}
 }
+
+// RFC 5685: redirect.to makes a plain redirecting gateway, redirect.follow
+// no an end user that neither announces nor follows redirects.
+func TestBuildRedirect(t *testing.T) {
+	src := base + "    redirect: {to: \"::ffff:192.0.2.7\", follow: no}\n"
+	c, err := Parse("f.yaml", []byte(src), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns, _, err := c.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conns[0]; got.RedirectTo != netip.MustParseAddr("192.0.2.7") || !got.NoRedirect {
+		t.Fatalf("RedirectTo %v NoRedirect %v", got.RedirectTo, got.NoRedirect)
+	}
+	c, err = Parse("f.yaml", []byte(base), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conns, _, err = c.Build(nil); err != nil || conns[0].RedirectTo.IsValid() || conns[0].NoRedirect {
+		t.Fatalf("defaults: %v %+v", err, conns[0])
+	}
+}

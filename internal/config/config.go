@@ -226,6 +226,7 @@ type ConnConfig struct {
 	// NoChildless: childless: no, IKE_AUTH without a Child SA neither
 	// offered nor taken as responder (RFC 6023).
 	NoChildless bool
+	Redirect    RedirectConfig
 	Clone       CloneConfig
 	// Interfaces, when set, hands the connection to the multi-interface
 	// manager (it then starts the connection itself).
@@ -293,6 +294,17 @@ type InterfacesConfig struct {
 	Children     []string // on every clone; default all of the connection's
 	GatewayAddrs string   // one (default) or all
 	NoClone      bool     // per-interface without clone.enable: one authentication per interface
+}
+
+// RedirectConfig is the connection's RFC 5685 redirect section.
+type RedirectConfig struct {
+	// To, when valid, is the gateway that every peer taking redirects
+	// is sent to in IKE_SA_INIT (§3): this host is a plain redirector.
+	To netip.Addr
+	// NoFollow: follow: no, as initiator neither announce
+	// REDIRECT_SUPPORTED nor follow a gateway's redirects (they are
+	// followed by default, as strongSwan's follow_redirects).
+	NoFollow bool
 }
 
 // CloneConfig is RFC 7791 cloning of the connection's IKE SAs.

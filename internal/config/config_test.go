@@ -306,6 +306,23 @@ connections:
 			[]string{`f.yaml:7: connections.c.children.net.life_bytes: "-1" must not be negative`}},
 		{"negative number", base + "    clone: {max_ike_sas: -2}\n",
 			[]string{`f.yaml:6: connections.c.clone.max_ike_sas: "-2" must not be negative`}},
+		// RFC 5685 redirect.
+		{"redirect to a name", base + "    redirect: {to: gw2.example.org}\n",
+			[]string{`f.yaml:6: connections.c.redirect.to: "gw2.example.org": DNS names are not supported yet; give an IP address`}},
+		{"redirect to a subnet", base + "    redirect: {to: 192.0.2.0/24}\n",
+			[]string{`f.yaml:6: connections.c.redirect.to: "192.0.2.0/24": subnets and ranges are not supported; give single IP addresses`}},
+		{"redirect to any", base + "    redirect: {to: 0.0.0.0}\n",
+			[]string{`f.yaml:6: connections.c.redirect.to: 0.0.0.0 is no gateway's address; give the unicast address peers should use instead of this gateway`}},
+		{"redirect to multicast", base + "    redirect: {to: \"ff02::1\"}\n",
+			[]string{`f.yaml:6: connections.c.redirect.to: ff02::1 is no gateway's address; give the unicast address peers should use instead of this gateway`}},
+		{"redirect to a list", base + "    redirect: {to: [192.0.2.7, 192.0.2.8]}\n",
+			[]string{`f.yaml:6: connections.c.redirect.to: want a single value, not a list`}},
+		{"redirect to ourselves", base + "    local_addrs: [192.0.2.1]\n    redirect:\n      to: 192.0.2.1\n",
+			[]string{`f.yaml:8: connections.c.redirect.to: 192.0.2.1 is this connection's own address (in local_addrs): redirecting peers to ourselves is a loop (RFC 5685 §7)`}},
+		{"redirect follow not a boolean", base + "    redirect: {follow: sometimes}\n",
+			[]string{`f.yaml:6: connections.c.redirect.follow: "sometimes" is not…`}},
+		{"redirect unknown key", base + "    redirect: {too: 192.0.2.7}\n",
+			[]string{`f.yaml:6: connections.c.redirect.too: unknown key; did you mean to?`}},
 		{"zero clones", base + "    clone: {max_ike_sas: 0}\n",
 			[]string{`f.yaml:6: connections.c.clone.max_ike_sas: 0 is out of range; use 1 to 1024`}},
 		{"interfaces without use", base + "    remote_addrs: [192.0.2.1]\n    interfaces: {mode: failover}\n",
@@ -451,6 +468,9 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("listen %v ports %d %d", c.Listen, c.IKEPort, c.NATTPort)
 	}
 	cc := c.Connections[0]
+	if cc.Redirect != (RedirectConfig{}) {
+		t.Errorf("RFC 5685 redirect %+v, want followed, no gateway to send peers to", cc.Redirect)
+	}
 	if !cc.Fragmentation || cc.FragmentSize != 0 {
 		t.Errorf("RFC 7383 fragmentation %v size %d, want on with the RFC's sizes", cc.Fragmentation, cc.FragmentSize)
 	}

@@ -55,7 +55,7 @@ var (
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
-			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "fragmentation", "fragment_size", "childless", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
+			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "fragmentation", "fragment_size", "childless", "redirect", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
 			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
 			"signature_auth", "rsa_pss", "prefer", "children"},
 		hints: map[string]string{
@@ -96,6 +96,8 @@ var (
 			"pubkeys": "raw public keys are not supported; trust the peer's CA with remote.cacerts",
 		},
 	}
+	redirectSchema = schema{keys: []string{"to", "follow"},
+		hints: map[string]string{"from": "REDIRECTED_FROM is sent by the engine; set to, the gateway peers are sent to"}}
 	cloneSchema = schema{keys: []string{"enable", "max_ike_sas", "max_child_sas", "draft00", "own_vips"}}
 	childSchema = schema{
 		keys: []string{"local_ts", "remote_ts", "esp_proposals", "mode", "rekey_time", "life_time",
@@ -522,6 +524,8 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 		f.fail("fragment_size", "the largest IP datagram of an IKE fragment: at least 576 (every IPv4 path carries that), or 0 for 576 on IPv4 and 1280 on IPv6")
 	}
 
+	p.redirect(f.sub("redirect", redirectSchema), c)
+
 	cl := f.sub("clone", cloneSchema)
 	c.Clone = CloneConfig{Enable: cl.boolean("enable", false), MaxIKESAs: cl.integer("max_ike_sas", 8, 1, 1024),
 		MaxChildSAs: cl.integer("max_child_sas", 0, 0, 65536), Draft00: cl.boolean("draft00", false),
@@ -569,6 +573,30 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 		c.Interfaces = p.interfaces(f.sub("interfaces", ifacesSchema), c)
 	}
 	return c
+}
+
+// redirect is the connection's RFC 5685 section: to, a single unicast
+// gateway address other than our own; follow, a boolean.
+func (p *parser) redirect(f *fields, c *ConnConfig) {
+	c.Redirect.NoFollow = !f.boolean("follow", true)
+	s, ok := f.str("to")
+	if !ok {
+		return
+	}
+	s = strings.TrimSpace(s)
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		f.fail("to", "%s", addrError(s, false))
+	case a.Zone() != "":
+		f.fail("to", "%q: a peer cannot use a zoned address; give the gateway's global address", s)
+	case a.Unmap().IsUnspecified() || a.IsMulticast() || a.Unmap() == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		f.fail("to", "%v is no gateway's address; give the unicast address peers should use instead of this gateway", a)
+	case slices.Contains(c.LocalAddrs, a.Unmap()):
+		f.fail("to", "%v is this connection's own address (in local_addrs): redirecting peers to ourselves is a loop (RFC 5685 §7)", a)
+	default:
+		c.Redirect.To = a.Unmap()
+	}
 }
 
 // interfaces is the multi-interface manager's policy for a connection.
