@@ -119,7 +119,8 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	ecfg := ike.Config{Connections: conns, Rand: rand.Reader, Logger: log, Retransmit: cfg.Retransmit,
 		IKEPort: cfg.IKEPort, NATTPort: cfg.NATTPort, ExportKeys: d.keys != nil,
 		PathPolicy: &pathPolicy{manager: func(c string) *manager.Manager { return d.managers[c] },
-			ifaces: func() []manager.Interface { return d.host.Interfaces(d.ownsDevice) }, now: time.Now}}
+			ifaces: func() []manager.Interface { return d.host.Interfaces(d.ownsDevice) }, now: time.Now},
+		SourceAddr: localAddrFor}
 	cfg.DoS.Engine(&ecfg)
 	if cfg.Cluster != nil {
 		ecfg.SPIPrefix = cfg.Cluster.Node // SPIs unique cluster-wide (RFC 6027 §3.8)

@@ -85,6 +85,12 @@ type Config struct {
 	// MAX_REDIRECTS and REDIRECT_LOOP_DETECT_PERIOD; 5 and 300 s).
 	MaxRedirects       int
 	RedirectLoopPeriod time.Duration
+	// SourceAddr, when set, is the driver's routing lookup: the local
+	// address to reach remote from. The engine asks it only where no
+	// address is given or configured, when a redirect (RFC 5685) sends
+	// an SA to a gateway the old path may not reach; without it the SA
+	// keeps its local address.
+	SourceAddr func(remote netip.Addr) (netip.Addr, error)
 }
 
 // Retransmit is the request retransmission schedule (RFC 7296 §2.4):

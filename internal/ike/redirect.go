@@ -226,7 +226,7 @@ func (sa *ikeSA) followRedirect(r wire.Redirect) {
 	var local netip.AddrPort
 	if why == "" {
 		var ok bool
-		if local, ok = e.localFor(sa.local, gw); !ok {
+		if local, ok = e.localFor(sa.conn, sa.local, sa.iface, gw); !ok {
 			why = fmt.Sprintf("redirected to %s, but this host has no address of its family", gw)
 		}
 	}
@@ -267,10 +267,30 @@ func (sa *ikeSA) redirectCheck(r wire.Redirect) (netip.Addr, string) {
 	return gw, ""
 }
 
-// localFor is the address to reach gw from: cur's, or when gw is of the
-// other IP family one of the host's addresses of gw's (SetLocalAddresses).
-func (e *Engine) localFor(cur netip.AddrPort, gw netip.Addr) (netip.AddrPort, bool) {
-	if cur.Addr().Unmap().Is4() == gw.Is4() {
+// localFor is the address to reach gw from, for the SA now at cur on
+// interface iface: the connection's local address of gw's family; cur
+// when the SA is pinned to an interface (the new gateway is reached
+// over it); the driver's route lookup (Config.SourceAddr); cur if of
+// gw's family; or one of the host's addresses of gw's family
+// (SetLocalAddresses).
+func (e *Engine) localFor(c *Connection, cur netip.AddrPort, iface string, gw netip.Addr) (netip.AddrPort, bool) {
+	for _, a := range c.LocalAddrs {
+		if a = a.Unmap(); a.Is4() == gw.Is4() && !a.IsUnspecified() {
+			return netip.AddrPortFrom(a, cur.Port()), true
+		}
+	}
+	same := cur.Addr().Unmap().Is4() == gw.Is4()
+	if iface != "" && same {
+		return cur, true
+	}
+	if e.cfg.SourceAddr != nil {
+		if a, err := e.cfg.SourceAddr(gw); err == nil && a.IsValid() {
+			return netip.AddrPortFrom(a.Unmap(), cur.Port()), true
+		} else if err != nil {
+			e.log.Warn("no route to the gateway we are redirected to", "to", gw, "err", err)
+		}
+	}
+	if same {
 		return cur, true
 	}
 	for _, a := range e.localAddrs {
@@ -366,7 +386,7 @@ func (redirectFeature) afterInfo(sa *ikeSA, m *message) {
 	var local netip.AddrPort
 	if why == "" {
 		var ok bool
-		if local, ok = e.localFor(sa.local, gw); !ok {
+		if local, ok = e.localFor(sa.conn, sa.local, sa.iface, gw); !ok {
 			why = fmt.Sprintf("redirected to %s, but this host has no address of its family", gw)
 		}
 	}

@@ -381,3 +381,28 @@ func TestRFC5685Section5GatewayInitiatedRedirect(t *testing.T) {
 		}
 	}
 }
+
+// §3 when the new gateway is reached from another local address: the
+// engine asks the driver's route lookup (Config.SourceAddr) and starts
+// over from the address it names.
+func TestRFC5685Section3RedirectFromAnotherSource(t *testing.T) {
+	ueOther := netip.MustParseAddr("203.0.113.77")
+	var asked []netip.Addr
+	rl := newRedirectLab(t, 78, func(_, gw *ike.Connection, uec, _ *ike.Config) {
+		gw.RedirectTo = gw2Addr
+		uec.SourceAddr = func(remote netip.Addr) (netip.Addr, error) {
+			asked = append(asked, remote)
+			return ueOther, nil
+		}
+	})
+	rl.ue.AddAddr(ueOther)
+	gw2 := rl.addGateway("gw2", gw2Addr)
+	rl.initiate()
+	sa := rl.upAt(gw2)
+	if sa.Local.Addr() != ueOther || sa.Remote.Addr() != gw2Addr {
+		t.Fatalf("SA %v -> %v, want %v -> %v", sa.Local, sa.Remote, ueOther, gw2Addr)
+	}
+	if len(asked) != 1 || asked[0] != gw2Addr {
+		t.Fatalf("route lookups %v", asked)
+	}
+}
