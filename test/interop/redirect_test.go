@@ -173,3 +173,81 @@ connections:
 		t.Fatalf("no redirected event in the end user's log:\n%s", u.logTail(30))
 	}
 }
+
+// RFC 5685 §5 with strongSwan 5.9.8 as the gateway: `swanctl --redirect`
+// sends mifike's end user, established with charon, an INFORMATIONAL
+// REDIRECT to a mifike gateway. mifike acknowledges, sets up its SA with
+// the new gateway (REDIRECTED_FROM charon's address) and then deletes
+// the SA with charon (make-before-break).
+func TestStrongSwanRedirectsEstablished(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, charonPath, "swanctl")
+	ue, gw1, gw2 := redirectPaths(t)
+	dir := t.TempDir()
+	swanctl := fmt.Sprintf(`connections {
+ rw { version = 2
+  local_addrs = 10.95.1.1
+  proposals = aes128gcm16-prfsha256-x25519
+  local { auth = psk
+   id = gw.redirect.test }
+  remote { auth = psk
+   id = ue.redirect.test }
+  children { lan { local_ts = 10.95.10.0/24
+    remote_ts = 10.95.9.0/24
+    esp_proposals = aes128gcm16 } }
+ }
+}
+secrets { ike-rw { id = ue.redirect.test
+  secret = %q } }
+`, psk)
+	// kernel-libipsec routes the end user's traffic from an address of
+	// the protected subnet.
+	run(t, "ip", "-n", gw1, "addr", "add", "10.95.10.1/32", "dev", "lo")
+	ch := startCharon(t, gw1, filepath.Join(dir, "swan"), swanctl, nil)
+	// The end user's inner address is 10.95.9.2 (no data plane here).
+	g2 := startMifike(t, gw2, filepath.Join(dir, "gw2"), strings.Replace(redirectGateway(filepath.Join(dir, "gw2"), "10.95.2.1", "none", ""),
+		"esp_proposals:", "remote_ts: [10.95.9.0/24], esp_proposals:", 1))
+	u := startMifike(t, ue, filepath.Join(dir, "ue"), fmt.Sprintf(`log: {level: debug}
+control: {socket: %s/mifike.sock}
+data_plane: none
+connections:
+  home:
+    remote_addrs: [10.95.1.1]
+    local: {auth: psk, id: ue.redirect.test}
+    remote: {auth: psk, id: gw.redirect.test}
+    psk: %q
+    proposals: aes128gcm16-prfsha256-x25519
+    children:
+      lan: {local_ts: [10.95.9.2/32], remote_ts: [10.95.10.0/24], esp_proposals: aes128gcm16}
+`, filepath.Join(dir, "ue"), psk))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("charon log (tail):\n%s", ch.logTail(30))
+			t.Logf("end user log (tail):\n%s", u.logTail(30))
+		}
+	})
+	sleep := func() { time.Sleep(100 * time.Millisecond) }
+	u.mustCtl("initiate", "home")
+	if !waitFor(50, sleep, func() bool {
+		l := u.sas()
+		return len(l) == 1 && l[0].State == "ESTABLISHED" && len(l[0].Children) == 1
+	}) {
+		t.Fatal("not up with charon")
+	}
+	ch.swanctl("--redirect", "--ike", "rw", "--gateway", "10.95.2.1")
+	if !waitFor(100, sleep, func() bool {
+		l := u.sas()
+		return len(l) == 1 && l[0].State == "ESTABLISHED" && len(l[0].Children) == 1 && strings.HasPrefix(l[0].Remote, "10.95.2.1:")
+	}) {
+		t.Fatalf("end user's SAs after the redirect: %+v", u.sas())
+	}
+	if l := g2.sas(); len(l) != 1 || len(l[0].Children) != 1 {
+		t.Fatalf("gw2's SAs: %+v", l)
+	}
+	if !waitFor(30, sleep, func() bool { return len(ch.sas()) == 0 }) {
+		t.Fatal("the SA with charon was not deleted")
+	}
+	if log := u.log(); !strings.Contains(log, "redirected by the gateway (RFC 5685 §5)") || !strings.Contains(log, "N(REDIRECTED_FROM) ]") {
+		t.Fatal("no §5 redirect in the end user's log, or no REDIRECTED_FROM sent to gw2")
+	}
+}
