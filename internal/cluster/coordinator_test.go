@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -35,8 +36,9 @@ type simCluster struct {
 	ue    *netsim.Node
 	gws   []*netsim.Node
 	coord []*Coordinator
-	fed   []int  // events of each gateway fed to its coordinator
-	dead  []bool // a dead node is neither stepped nor reachable
+	redir []*Redirects // updated after every step, as the daemon does
+	fed   []int        // events of each gateway fed to its coordinator
+	dead  []bool       // a dead node is neither stepped nor reachable
 	ctx   context.Context
 }
 
@@ -93,6 +95,9 @@ func newSimCluster(t *testing.T, seed uint64, clone bool) *simCluster {
 			node.Do(func(now time.Time) []ike.Action { return node.Engine.SetClusterAddresses(now, addrs) })
 		})
 		s.coord = append(s.coord, coord)
+		rd := &Redirects{}
+		node.Engine.SetRedirector(rd.Choose)
+		s.redir = append(s.redir, rd)
 		s.fed = append(s.fed, 0)
 		s.dead = append(s.dead, false)
 	}
@@ -117,6 +122,9 @@ func (s *simCluster) step() {
 			}
 			return acts
 		})
+		if ms, err := Members(s.ctx, c.n.st, c.n.cfg); err == nil {
+			s.redir[i].Update(c.n.cfg.Node, c.Loads(), ms)
+		}
 	}
 }
 
@@ -497,6 +505,35 @@ func TestVIPLeasesUniqueAcrossNodes(t *testing.T) {
 	ue4 := s.addUE("ue4", netip.MustParseAddr("192.0.2.13"), at)
 	check(ue4)
 	t.Logf("inner addresses: %v", seen)
+}
+
+// RFC 5685 §3 as the cluster's placement for clients that do not clone:
+// three end users that all know node 1 only are redirected at
+// IKE_SA_INIT so that each node has one, and each authenticates once,
+// at the node it ends on.
+func TestRedirectToLeastLoaded(t *testing.T) {
+	s := newSimCluster(t, 76, false)
+	s.run(time.Second)
+	s.up()
+	ues := []*netsim.Node{s.ue}
+	for k := range 2 {
+		ues = append(ues, s.addUE(fmt.Sprintf("ue%d", k+2), netip.AddrFrom4([4]byte{192, 0, 2, byte(11 + k)}), 0))
+	}
+	on := map[int]bool{}
+	for _, ue := range ues {
+		at, _ := s.onNode(ue.Established()[0])
+		if at < 0 {
+			t.Fatalf("%s's SA is on no node", ue.Name)
+		}
+		on[at] = true
+		if n := ue.Engine.Stats().Exchanges[wire.IKEAuth]; n != 1 {
+			t.Fatalf("%s made %d IKE_AUTH exchanges", ue.Name, n)
+		}
+		t.Logf("%s: node %d, redirected %d times", ue.Name, at+1, len(ue.EventsOf(ike.EventRedirected)))
+	}
+	if len(on) != 3 {
+		t.Fatalf("three clients on %d nodes, want 3", len(on))
+	}
 }
 
 // testWriter sends the coordinators' logs to the test's log.

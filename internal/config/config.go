@@ -101,7 +101,10 @@ type ClusterConfig struct {
 	// Placement is how new clones spread over the live nodes: ike_sas
 	// (default), child_sas or none (cluster.ParsePlacement).
 	Placement string
-	Line      int
+	// Redirect sends new clients that support it to the least loaded
+	// node at IKE_SA_INIT (RFC 5685; default yes).
+	Redirect bool
+	Line     int
 }
 
 // RADIUSConfig is the radius section (strongSwan's eap-radius plugin).

@@ -77,7 +77,7 @@ var (
 		},
 	}
 	radiusSchema       = schema{keys: []string{"servers", "nas_identifier", "timeout", "tries", "accounting", "interim_interval"}}
-	clusterSchema      = schema{keys: []string{"name", "node", "addrs", "etcd", "key_file", "lease", "placement"}}
+	clusterSchema      = schema{keys: []string{"name", "node", "addrs", "etcd", "key_file", "lease", "placement", "redirect"}}
 	etcdSchema         = schema{keys: []string{"endpoints", "cacert", "cert", "key"}}
 	radiusServerSchema = schema{keys: []string{"address", "secret", "auth_port", "acct_port"},
 		hints: map[string]string{"port": "the ports are auth_port (1812) and acct_port (1813)"}}
@@ -822,6 +822,7 @@ func (p *parser) cluster(f *fields, line int) *ClusterConfig {
 	c.Lease = f.durationIn("lease", 2*time.Second, time.Second, time.Minute, "how long a node that stopped renewing is still taken for alive")
 	c.Placement = f.enum("placement", "ike_sas", "placement", []string{"ike_sas", "child_sas", "none"},
 		map[string]string{"bytes": "balancing by traffic is not built yet"})
+	c.Redirect = f.boolean("redirect", true)
 	if s, ok := f.str("key_file"); ok && strings.TrimSpace(s) != "" {
 		c.KeyFile = p.path(strings.TrimSpace(s))
 	} else {

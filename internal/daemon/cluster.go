@@ -42,6 +42,9 @@ type clusterNode struct {
 	pools    []netip.Prefix // the address pools' prefixes (setPools)
 	handOffs chan handOff
 	status   clusterStatus
+	// redirects chooses the node for new clients (RFC 5685), from the
+	// loads of the last step.
+	redirects cluster.Redirects
 
 	// fenced is read on the event loop (send) and written there too.
 	fenced bool
@@ -155,6 +158,9 @@ func newClusterNode(d *Daemon, cfg *config.ClusterConfig, log *slog.Logger) (*cl
 	// of the shared pools (cluster/vips.go).
 	d.pools.Leases.Fence(nil, nil)
 	n.setPools(d.pools)
+	if cfg.Redirect {
+		d.engine.SetRedirector(n.redirects.Choose)
+	}
 	return n, nil
 }
 
@@ -283,6 +289,9 @@ func (n *clusterNode) run(ctx context.Context) {
 			}
 			for i := range ms {
 				ms[i].SAs = loads[ms[i].ID]
+			}
+			if merr == nil && coord != nil {
+				n.redirects.Update(n.cfg.Node, loads, ms)
 			}
 			n.setStatus(func(s *clusterStatus) {
 				s.Joined, s.Fenced = coord != nil, err != nil

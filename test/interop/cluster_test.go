@@ -129,3 +129,98 @@ secrets { ike-c { id = gw.cluster.example
 	t.Logf("node 1 killed; node %d claimed the SA after %v; strongSwan on it (%s) with a new Child SA after %v, traffic passes",
 		holder+1, claimed.Round(10*time.Millisecond), c.Addrs[holder], took.Round(10*time.Millisecond))
 }
+
+// strongSwan 5.9.8 as a client of a mifike gateway cluster that places
+// clients which cannot clone by RFC 5685 redirect at IKE_SA_INIT: node 1
+// already holds one SA, so when charon's second connection arrives there
+// (it knows node 1 only) node 1 sends it to a node with none; charon
+// follows (REDIRECTED_FROM), authenticates there, and traffic passes
+// through that node.
+func TestStrongSwanClusterRedirect(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, charonPath, "swanctl")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	c, err := demo.BuildCluster(ctx, "mfkr", dir, mifikeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.StartNodes(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, g := range c.GWs {
+				t.Logf("%s log (tail):\n%s", g.Name, tail([]byte(g.Log()), 25))
+			}
+		}
+	})
+	// A second address for the first connection, so that the two IKE
+	// SAs are two clients to the gateways.
+	run(t, "ip", "-n", c.UE, "addr", "add", "10.91.1.3/24", "dev", "eth0")
+	conn := func(name, local string) string {
+		return fmt.Sprintf(` %s { version = 2
+  local_addrs = %s
+  remote_addrs = %s
+  proposals = aes128gcm16-prfsha256-x25519
+  local { auth = psk
+   id = alice@cluster.example }
+  remote { auth = psk
+   id = gw.cluster.example }
+  children { lan { local_ts = %s/32
+    remote_ts = 10.93.0.0/24
+    esp_proposals = aes128gcm16 } }
+ }
+`, name, local, c.Addrs[0], local)
+	}
+	swanctl := "connections {\n" + conn("first", "10.91.1.3") + conn("second", "10.91.1.2") + `}
+secrets { ike-c { id = gw.cluster.example
+  secret = "a cluster lab's pre-shared key" } }
+`
+	ch := startCharon(t, c.UE, filepath.Join(dir, "swan"), swanctl, nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("charon log (tail):\n%s", ch.logTail(60))
+		}
+	})
+	ch.swanctl("--initiate", "--ike", "first", "--child", "lan", "--timeout", "30")
+	// Node 1's record of it, and every node's view of the loads, at the
+	// next steps.
+	if !demo.WaitFor(10*time.Second, func() bool {
+		for i := range c.GWs {
+			st, err := c.Status(i)
+			if err != nil || len(st.Members) != 3 || st.Members[0].SAs != 1 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatal("the nodes do not see node 1's SA")
+	}
+	ch.swanctl("--initiate", "--ike", "second", "--child", "lan", "--timeout", "30")
+	out, _ := ch.swanctlErr("--list-sas", "--ike", "second")
+	holder := -1
+	for i, a := range c.Addrs {
+		if strings.Contains(out, "@ "+a.String()+"[") {
+			holder = i
+		}
+	}
+	if holder <= 0 {
+		t.Fatalf("charon's second SA is not on node 2 or 3:\n%s", out)
+	}
+	if !strings.Contains(ch.log(), "redirect") {
+		t.Errorf("charon's log says nothing of a redirect")
+	}
+	run(t, "ip", "-n", c.UE, "route", "add", "10.93.0.0/24", "dev", "ipsec0", "src", "10.91.1.2")
+	ping(t, c.UE, "-I", "10.91.1.2", demo.ClusterProtected.String())
+	var lines []string
+	for _, l := range strings.Split(ch.log(), "\n") {
+		if strings.Contains(strings.ToLower(l), "redirect") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	t.Logf("charon's second connection went to node 1, was redirected to node %d (%s) and passes traffic there; charon:\n%s",
+		holder+1, c.Addrs[holder], strings.Join(lines, "\n"))
+}
