@@ -31,12 +31,12 @@ type Engine interface {
 // the time from its caller: the daemon calls it from a goroutine of its
 // own with etcd, the simulator inline with the in-memory store.
 //
-// Step reads every SA record (List) each time: simple, and right for
-// the hundreds of SAs of the tests; a gateway with tens of thousands
-// wants the watch (Store.Watch) instead.
+// Step sees every SA record through a view kept current by a watch
+// (view.go): a step costs what changed since the last one.
 type Coordinator struct {
 	n    *Node
 	recs *Records
+	view *recordView
 	eng  Engine
 	log  *slog.Logger
 	// mine are the records of this node's SAs as last written, by the
@@ -121,6 +121,7 @@ func NewCoordinator(n *Node, s *Sealer, eng Engine, log *slog.Logger) *Coordinat
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Coordinator{n: n, recs: NewRecords(n, s), eng: eng, log: log.With("node", n.cfg.Node),
+		view: &recordView{st: n.st, prefix: n.cfg.saPrefix()},
 		mine: map[uint64]SARecord{}, dirty: map[uint64]bool{}, fresh: map[uint64]int{}}
 }
 
@@ -144,6 +145,14 @@ func (c *Coordinator) Event(ev ike.Event) {
 		delete(c.fresh, ev.IKESA)
 	}
 }
+
+// ListEveryStep reads every record at each step instead of watching
+// them: for the simulator, whose in-memory store delivers watch events
+// at no deterministic point of simulated time.
+func (c *Coordinator) ListEveryStep() { c.view.close(); c.view.list = true }
+
+// Close ends the coordinator's watch.
+func (c *Coordinator) Close() { c.view.close() }
 
 // Node is the coordinator's membership.
 func (c *Coordinator) Node() *Node { return c.n }
@@ -273,7 +282,7 @@ func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, e
 		c.announced = others
 		c.announce(others)
 	}
-	recs, _, _, err := c.recs.List(ctx)
+	recs, err := c.view.records(ctx)
 	if err != nil {
 		return nil, err
 	}

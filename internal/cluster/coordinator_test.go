@@ -89,6 +89,7 @@ func newSimCluster(t *testing.T, seed uint64, clone bool) *simCluster {
 		}
 		s.gws = append(s.gws, node)
 		coord := NewCoordinator(member, sealer, node.Engine, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+		coord.ListEveryStep()
 		pool.Leases().Fence(nil, nil) // no lease before a block, as the daemon does
 		coord.SetPools([]netip.Prefix{pool.Prefix}, pool.Leases().Fence)
 		coord.OnMembers(func(addrs []netip.Addr) {
@@ -423,6 +424,9 @@ func TestPlacementNodeAdded(t *testing.T) {
 	}
 	gw3 := s.gws[2]
 	s.coord[2] = NewCoordinator(member, s.coord[0].recs.s, gw3.Engine, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	s.coord[2].ListEveryStep()
+	pool := gw3.Config().Connections[0].Pools[0]
+	s.coord[2].SetPools([]netip.Prefix{pool.Prefix}, pool.Leases().Fence)
 	s.coord[2].OnMembers(func(addrs []netip.Addr) {
 		gw3.Do(func(now time.Time) []ike.Action { return gw3.Engine.SetClusterAddresses(now, addrs) })
 	})

@@ -218,6 +218,11 @@ func (n *clusterNode) run(ctx context.Context) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var coord *cluster.Coordinator
+	defer func() {
+		if coord != nil {
+			coord.Close()
+		}
+	}()
 	eng := loopEngine{d: n.d}
 	for {
 		if coord == nil {
@@ -270,6 +275,7 @@ func (n *clusterNode) run(ctx context.Context) {
 						n.d.apply(acts)
 					}
 				})
+				coord.Close()
 				coord = nil
 			case errors.Is(err, cluster.ErrFenced):
 				n.d.post(func() { n.setFenced(true) })
