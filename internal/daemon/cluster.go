@@ -42,6 +42,11 @@ type clusterNode struct {
 	pools    []netip.Prefix // the address pools' prefixes (setPools)
 	handOffs chan handOff
 	status   clusterStatus
+	// kick asks for a step soon: an SA was made or changed, and its
+	// record should be written (and a clone placed) now rather than at
+	// the next tick. A node that crashes before the record is written
+	// takes the SA with it.
+	kick chan struct{}
 	// redirects chooses the node for new clients (RFC 5685), from the
 	// loads of the last step.
 	redirects cluster.Redirects
@@ -151,7 +156,7 @@ func newClusterNode(d *Daemon, cfg *config.ClusterConfig, log *slog.Logger) (*cl
 		return nil, errors.New("cluster.addrs: required when listen has no specific address: the node's own IKE addresses")
 	}
 	n := &clusterNode{d: d, cfg: cfg, log: log.With("component", "cluster"), client: client,
-		st: clusterstore.NewEtcd(client), sealer: sealer, addrs: addrs, handOffs: make(chan handOff), fenced: true,
+		st: clusterstore.NewEtcd(client), sealer: sealer, addrs: addrs, handOffs: make(chan handOff), fenced: true, kick: make(chan struct{}, 1),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	n.status = clusterStatus{Node: cfg.Node, Name: cfg.Name, Fenced: true, Placement: cfg.Placement}
 	// No virtual IP is leased before the cluster gave this node a block
@@ -182,7 +187,17 @@ func (n *clusterNode) event(ev ike.Event) {
 	n.mu.Lock()
 	n.events = append(n.events, ev)
 	n.mu.Unlock()
+	switch ev.Kind {
+	case ike.EventIKEUp, ike.EventIKECloned, ike.EventIKERekeyed, ike.EventChildUp, ike.EventChildRekeyed:
+		select {
+		case n.kick <- struct{}{}:
+		default:
+		}
+	}
 }
+
+// minStep is the shortest time between two steps a kick makes.
+const minStep = 50 * time.Millisecond
 
 // setFenced changes whether the daemon may send (on the loop). Fenced,
 // every Child SA stops sending in the data plane too; unfenced, they
@@ -328,6 +343,14 @@ func (n *clusterNode) run(ctx context.Context) {
 			}
 			return
 		case <-tick.C:
+		case <-n.kick:
+			// Events come in bursts (an SA and its Child SA): one step
+			// for the burst, a moment later.
+			select {
+			case <-time.After(minStep):
+			case <-ctx.Done():
+				return
+			}
 		case h := <-n.handOffs:
 			if coord == nil {
 				h.done <- errors.New("this node has not joined the cluster")
