@@ -67,7 +67,7 @@ type Coordinator struct {
 	fenced   bool
 	myBlocks []netip.Prefix
 	reserved []netip.Addr
-	leaving  []netip.Addr
+	leaving  map[netip.Addr]time.Time // until when
 }
 
 // Placement is how a cluster spreads new clones over its live nodes.
@@ -311,7 +311,7 @@ func (c *Coordinator) adopt(ctx context.Context, now time.Time) ([]ike.Action, e
 		}
 	}
 	acts = append(acts, c.place(ctx, now, recs, ids)...)
-	return acts, c.vips(ctx, recs, live, used)
+	return acts, c.vips(ctx, now, recs, live, used)
 }
 
 // place hands the clones made here to the live node the placement
@@ -496,8 +496,13 @@ func (c *Coordinator) HandOff(ctx context.Context, now time.Time, id uint64, to 
 	if len(s.PeerVirtualIPs) > 0 && c.fence != nil && c.fenced {
 		// Its addresses are the other node's now: keep them off our
 		// leases before Forget frees them here.
-		c.leaving = append(c.leaving, s.PeerVirtualIPs...)
-		c.fence(slices.Clone(c.myBlocks), append(slices.Clone(c.reserved), c.leaving...))
+		if c.leaving == nil {
+			c.leaving = map[netip.Addr]time.Time{}
+		}
+		for _, a := range s.PeerVirtualIPs {
+			c.leaving[a] = now.Add(leavingFor)
+		}
+		c.fence(slices.Clone(c.myBlocks), append(slices.Clone(c.reserved), slices.Collect(maps.Keys(c.leaving))...))
 	}
 	c.log.Info("cluster: SA handed over", "ike", id, "to", to)
 	return c.eng.Forget(now, id)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mifike/mifike/internal/clusterstore"
 )
@@ -36,6 +37,9 @@ const (
 	blockBits4    = 4 // 16 addresses
 	blockBits6    = 4
 	blockLowWater = 4
+	// leavingFor is how long the addresses of an SA handed over stay
+	// reserved on the node that handed it over, whatever its view shows.
+	leavingFor = 30 * time.Second
 	// maxBlockScan bounds how many blocks of a pool one claim looks at.
 	maxBlockScan = 1 << 12
 )
@@ -91,7 +95,7 @@ func blockOf(pool netip.Prefix, a netip.Addr) netip.Prefix {
 
 // vips keeps the node's blocks: enough free addresses, and the fence
 // current. used are the addresses the node's own SAs hold.
-func (c *Coordinator) vips(ctx context.Context, recs []SARecord, live map[uint8]bool, used []netip.Addr) error {
+func (c *Coordinator) vips(ctx context.Context, now time.Time, recs []SARecord, live map[uint8]bool, used []netip.Addr) error {
 	if len(c.pools) == 0 || c.fence == nil {
 		return nil
 	}
@@ -120,10 +124,16 @@ func (c *Coordinator) vips(ctx context.Context, recs []SARecord, live map[uint8]
 			}
 		}
 	}
-	// The addresses of SAs handed over in this step: their records said
-	// this node when listed.
-	reserved = append(reserved, c.leaving...)
-	c.leaving = nil
+	// The addresses of SAs handed over lately: the view may not show
+	// their records' new owner yet (a watch lags a little).
+	for a, until := range c.leaving {
+		if now.After(until) {
+			delete(c.leaving, a)
+			continue
+		}
+		reserved = append(reserved, a)
+		held[a] = true
+	}
 	for _, a := range used {
 		held[a] = true
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,6 +114,7 @@ func TestClusterNodeFailure(t *testing.T) {
 		t.Fatalf("ping through node 1: %v", err)
 	}
 	c.written(t, 0)
+	capture := c.capture(t)
 	// Traffic during the failure: a ping every 100 ms.
 	stream := startPings(t, c.top, c.top.UE, s.VirtualIPs[0])
 	time.Sleep(time.Second) // let a little traffic flow
@@ -147,7 +149,23 @@ func TestClusterNodeFailure(t *testing.T) {
 		t.Fatalf("no traffic through %s after the takeover:\n%s", holders[0], c.ue.Table(context.Background()))
 	}
 	answered, elapsed := stream.stop()
-	t.Logf("node 1 killed; the VPN on %s (%s) after %v; %d pings answered in %v at 10/s", holders[0], moved.Remote, took.Round(10*time.Millisecond), answered, elapsed.Round(100*time.Millisecond))
+	// The survivor never sent under the dead node's keys: no (SPI,
+	// sequence number) twice on the end user's link.
+	pkts := capture.stop(t)
+	fromSurvivor := 0
+	for _, p := range pkts {
+		if p.src != c.addr[0].String() && p.src != "10.91.1.2" {
+			fromSurvivor++
+		}
+	}
+	if fromSurvivor == 0 {
+		t.Fatal("the capture has no ESP from the survivor: it proves nothing")
+	}
+	if dups := espDuplicates(pkts); dups != 0 {
+		t.Errorf("%d ESP (SPI, sequence number) pairs were sent twice", dups)
+	}
+	t.Logf("node 1 killed; the VPN on %s (%s) after %v; %d pings answered in %v at 10/s; %d ESP packets captured, %d from the survivor, none repeated",
+		holders[0], moved.Remote, took.Round(10*time.Millisecond), answered, elapsed.Round(100*time.Millisecond), len(pkts), fromSurvivor)
 }
 
 // pings is a ping every 100 ms from src to 10.93.0.1 in namespace ns.
@@ -185,6 +203,13 @@ func (p *pings) stop() (answered int, elapsed time.Duration) {
 // interfaces (eth0, wlan0, wwan0) and one VPN per interface.
 func startMultiInterfaceClusterLab(t *testing.T) *clusterLab {
 	t.Helper()
+	return startMultiInterfaceClusterLabWith(t, nil)
+}
+
+// startMultiInterfaceClusterLabWith runs before, when not nil, between
+// the nodes' start and the end user's.
+func startMultiInterfaceClusterLabWith(t *testing.T, before func(*demo.Cluster)) *clusterLab {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces (CI runs as root)")
 	}
@@ -212,11 +237,103 @@ func startMultiInterfaceClusterLab(t *testing.T) *clusterLab {
 	if err := cl.StartNodes(); err != nil {
 		t.Fatal(err)
 	}
+	if before != nil {
+		before(cl)
+	}
 	if err := cl.StartEndUser(); err != nil {
 		t.Fatal(err)
 	}
 	c.gws, c.ue = cl.GWs, cl.UEd
 	return c
+}
+
+// A node added to a running cluster gets the new clones: node 3 is
+// stopped while the end user's three VPNs come up on nodes 1 and 2, then
+// it joins, and the next clone the end user makes is placed on it (the
+// node with fewest SAs, none of this user's).
+func TestClusterNodeAdded(t *testing.T) {
+	c := startMultiInterfaceClusterLabWith(t, func(cl *demo.Cluster) { cl.GWs[2].Stop(5 * time.Second) })
+	ctx := context.Background()
+	var first control.SA
+	if !demo.WaitFor(45*time.Second, func() bool {
+		l, err := c.ue.SAs()
+		if err != nil {
+			return false
+		}
+		n, nodes := 0, map[int]bool{}
+		for _, s := range l {
+			if s.State != ike.StateEstablished || len(s.Children) == 0 {
+				continue
+			}
+			h := c.Holders(s.SPIi, s.SPIr)
+			if len(h) != 1 || h[0] == 2 || !strings.HasPrefix(s.Remote, c.addr[h[0]].String()+":") {
+				return false
+			}
+			if s.Parent == 0 {
+				first = s
+			}
+			nodes[h[0]] = true
+			n++
+		}
+		return n == 3 && len(nodes) == 2
+	}) {
+		t.Fatalf("the end user's three VPNs did not come up on nodes 1 and 2:\n%s", c.ue.Table(ctx))
+	}
+	if err := c.Restart(2); err != nil {
+		t.Fatal(err)
+	}
+	c.gws[2] = c.GWs[2]
+	// Node 1 sees node 3 when it announces node 3's address to the end
+	// user (RFC 4555 §3.6).
+	if !demo.WaitFor(10*time.Second, func() bool {
+		l, _ := c.ue.SAs()
+		for _, s := range l {
+			if s.ID == first.ID {
+				return slices.Contains(s.PeerAddrs, c.addr[2].String())
+			}
+		}
+		return false
+	}) {
+		t.Fatal("node 1 does not announce node 3")
+	}
+	known := map[string]bool{}
+	l, _ := c.ue.SAs()
+	for _, s := range l {
+		known[s.SPIi] = true
+	}
+	if out, err := c.Mifike(ctx, c.ue, "clone", fmt.Sprint(first.ID)); err != nil {
+		t.Fatalf("mifike clone: %v: %s", err, out)
+	}
+	var clone control.SA
+	if !demo.WaitFor(15*time.Second, func() bool {
+		l, _ := c.ue.SAs()
+		for _, s := range l {
+			if !known[s.SPIi] && s.State == ike.StateEstablished && strings.HasPrefix(s.Remote, c.addr[2].String()+":") {
+				clone = s
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the new clone did not go to node 3:\n%s\n%s", c.ue.Table(ctx), tail(c.gws[0].Log(), 30))
+	}
+	if h := c.Holders(clone.SPIi, clone.SPIr); len(h) != 1 || h[0] != 2 {
+		t.Fatalf("the clone is held by nodes %v, want node 3 only", h)
+	}
+	// Inner addresses stay unique while SAs move between nodes (RFC
+	// 7296 §2.19; the node that handed one over keeps its address off
+	// its leases).
+	l, _ = c.ue.SAs()
+	inner := map[string]string{}
+	for _, s := range l {
+		for _, a := range s.VirtualIPs {
+			if other, dup := inner[a]; dup {
+				t.Errorf("inner address %s is on the end user's SAs %s and %s", a, other, s.SPIi)
+			}
+			inner[a] = s.SPIi
+		}
+	}
+	t.Logf("node 3 joined; the end user's next clone (%s) went to it; inner addresses %v", clone.SPIi, inner)
 }
 
 // The mission's case on a cluster (RFC 7791 §1 load sharing, with a
@@ -419,15 +536,7 @@ func TestClusterFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.written(t, 0)
-	pcap := filepath.Join(c.top.Dir, "ue-link.pcap")
-	capture := exec.Command("ip", "netns", "exec", c.net, "dumpcap", "-q", "-i", "ue-a", "-w", pcap, "-f", "udp port 4500 or ip proto 50")
-	capture.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := capture.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer capture.Process.Kill()
-	demo.WaitFor(5*time.Second, func() bool { _, err := os.Stat(pcap); return err == nil })
-	time.Sleep(300 * time.Millisecond)
+	capture := c.capture(t)
 	stream := startPings(t, c.top, c.top.UE, s.VirtualIPs[0])
 
 	cut := time.Now()
@@ -460,43 +569,22 @@ func TestClusterFencing(t *testing.T) {
 	if l, _ := c.gws[0].SAs(); len(l) != 0 {
 		t.Fatalf("node 1 kept SAs after losing its lease: %+v", l)
 	}
-	capture.Process.Signal(syscall.SIGINT)
-	capture.Wait()
-
-	// What crossed the end user's link: (time, source, SPI, sequence)
-	// of every ESP packet.
-	out, err := exec.Command("tshark", "-n", "-r", pcap, "-Y", "esp", "-T", "fields",
-		"-e", "frame.time_epoch", "-e", "ip.src", "-e", "esp.spi", "-e", "esp.sequence").Output()
-	if err != nil {
-		t.Fatalf("tshark: %v", err)
-	}
-	seen := map[string]bool{}
-	var esp, fromNode1, beforeFence, dups int
+	pkts := capture.stop(t)
+	var esp, fromNode1, beforeFence int
 	// The fence holds from half a lease after the last renewal; one
 	// renewal period (a third) plus margin before the log line said so.
 	quiet := fenced.Add(500 * time.Millisecond)
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 4 {
-			continue
-		}
+	for _, p := range pkts {
 		esp++
-		var sec float64
-		fmt.Sscanf(f[0], "%f", &sec)
-		at := time.Unix(0, int64(sec*1e9))
-		if f[1] == c.addr[0].String() {
-			if at.After(quiet) {
+		if p.src == c.addr[0].String() {
+			if p.at.After(quiet) {
 				fromNode1++
 			} else {
 				beforeFence++
 			}
 		}
-		if k := f[2] + "/" + f[3]; seen[k] {
-			dups++
-		} else {
-			seen[k] = true
-		}
 	}
+	dups := espDuplicates(pkts)
 	t.Logf("cut off from etcd: node 1 fenced after %v, the VPN on %s after %v; %d pings answered in %v; %d ESP packets captured, %d of them from node 1 before its fence",
 		fenced.Sub(cut).Round(10*time.Millisecond), moved.Remote, took.Round(10*time.Millisecond), answered, elapsed.Round(100*time.Millisecond), esp, beforeFence)
 	if esp == 0 || beforeFence == 0 {
@@ -508,6 +596,74 @@ func TestClusterFencing(t *testing.T) {
 	if dups != 0 {
 		t.Errorf("%d ESP (SPI, sequence number) pairs were sent twice", dups)
 	}
+}
+
+// espCapture records the ESP (plain and in UDP) crossing the end user's
+// link, on the router's side.
+type espCapture struct {
+	cmd  *exec.Cmd
+	pcap string
+}
+
+func (c *clusterLab) capture(t *testing.T) *espCapture {
+	t.Helper()
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skip("tshark is not installed (scripts/install-deps.sh installs it)")
+	}
+	pcap := filepath.Join(c.top.Dir, "ue-link.pcap")
+	cmd := exec.Command("ip", "netns", "exec", c.net, "dumpcap", "-q", "-i", "ue-a", "-w", pcap, "-f", "udp port 4500 or ip proto 50")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	demo.WaitFor(5*time.Second, func() bool { _, err := os.Stat(pcap); return err == nil })
+	time.Sleep(300 * time.Millisecond)
+	return &espCapture{cmd: cmd, pcap: pcap}
+}
+
+type espPacket struct {
+	at       time.Time
+	src      string
+	spi, seq string
+}
+
+// stop ends the capture and returns every ESP packet in it.
+func (e *espCapture) stop(t *testing.T) []espPacket {
+	t.Helper()
+	e.cmd.Process.Signal(syscall.SIGINT)
+	e.cmd.Wait()
+	out, err := exec.Command("tshark", "-n", "-r", e.pcap, "-Y", "esp", "-T", "fields",
+		"-e", "frame.time_epoch", "-e", "ip.src", "-e", "esp.spi", "-e", "esp.sequence").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	var pkts []espPacket
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			continue
+		}
+		var sec float64
+		fmt.Sscanf(f[0], "%f", &sec)
+		pkts = append(pkts, espPacket{at: time.Unix(0, int64(sec*1e9)), src: f[1], spi: f[2], seq: f[3]})
+	}
+	return pkts
+}
+
+// espDuplicates counts (SPI, sequence number) pairs sent more than once:
+// under AES-GCM, a repeated nonce under one key (RFC 4106 §3.1).
+func espDuplicates(pkts []espPacket) int {
+	seen := map[string]bool{}
+	dups := 0
+	for _, p := range pkts {
+		if k := p.spi + "/" + p.seq; seen[k] {
+			dups++
+		} else {
+			seen[k] = true
+		}
+	}
+	return dups
 }
 
 // A node stopped on purpose (SIGTERM) hands its SAs over instead of
