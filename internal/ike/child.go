@@ -411,7 +411,10 @@ func (c *childSA) softExpired() {
 // SA it replaces from that duty (a responder's rekeyed SA, §2.8).
 func (c *childSA) activateOutbound() {
 	e := c.ike.e
-	if c.outbound || c.noSend || c.state == childGone {
+	if c.outbound || c.noSend || c.replacedBy != nil || c.state == childGone {
+		// An SA already replaced (a rekey collision's redundant SA, or
+		// an old one) never becomes the sending one again: the peer may
+		// delete it any moment, and what we sent on it would be lost.
 		return
 	}
 	c.outbound = true

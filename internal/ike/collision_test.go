@@ -385,3 +385,51 @@ func TestIKERekeyDeleteCollision(t *testing.T) {
 		}
 	}
 }
+
+// After a §2.8.1 collision, ESP arriving on any of the SAs (the
+// redundant one included: its initiator may have sent a packet on it
+// before it learnt it lost) must leave each peer sending on exactly one
+// Child SA, the winner: an SA already replaced never becomes the sending
+// one again, or its packets are lost once the peer deletes it (a lost
+// echo in an endurance run, "unknown-spi").
+func TestChildRekeyCollisionInboundOnRedundantSA(t *testing.T) {
+	for seed := uint64(1); seed <= collisionSeeds; seed++ {
+		l := newLab(t, seed, nil)
+		l.up()
+		// Hold the Deletes (of the old and the redundant SA).
+		l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+			if m.Exchange == uint8(wire.Informational) && !m.Response {
+				return netsim.Hold
+			}
+			return netsim.Deliver
+		}
+		l.rekeyChild(l.ue)
+		l.rekeyChild(l.gw)
+		l.net.RunFor(2 * time.Second)
+		for _, n := range []*netsim.Node{l.ue, l.gw} {
+			var spis []uint32
+			for spi, c := range n.Children {
+				if !c.Outbound {
+					spis = append(spis, spi)
+				}
+			}
+			for _, spi := range spis {
+				l.do(n, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Inbound(now, spi), nil })
+			}
+			out := 0
+			for _, c := range n.Children {
+				if c.Outbound {
+					out++
+				}
+			}
+			if out != 1 {
+				t.Fatalf("seed %d: %s sends on %d Child SAs after ESP on each, want 1 (the winner)", seed, n.Name, out)
+			}
+		}
+		l.net.Filter = nil
+		for l.net.Held() > 0 {
+			l.net.Release(0)
+		}
+		l.settle(5 * time.Second)
+	}
+}
