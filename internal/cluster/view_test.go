@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -125,4 +126,44 @@ func TestRecordViewFollowsTheStore(t *testing.T) {
 		defer c.Close()
 		run(t, clusterstore.NewEtcd(c))
 	})
+}
+
+// A node takes a dead node's block of addresses once no SA holds any of
+// them, and never one that an SA still holds (vips.go): with every block
+// of a small pool owned by dead node 5, node 1 reclaims the first block
+// whose addresses no record holds.
+func TestVIPBlockReclaim(t *testing.T) {
+	ctx := context.Background()
+	st := clusterstore.NewMemory(time.Now)
+	n1, err := Join(ctx, st, testConfig(1), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := testSealer(t)
+	c := NewCoordinator(n1, s, nil, nil)
+	pool := netip.MustParsePrefix("10.99.0.0/27") // two blocks
+	var gotBlocks []netip.Prefix
+	c.SetPools([]netip.Prefix{pool}, func(b []netip.Prefix, _ []netip.Addr) { gotBlocks = b })
+	blocks := []netip.Prefix{netip.MustParsePrefix("10.99.0.0/28"), netip.MustParsePrefix("10.99.0.16/28")}
+	for _, b := range blocks {
+		if _, err := st.Put(ctx, testConfig(1).blockKey(b), []byte(`{"owner":5}`), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An SA (taken over from node 5) holds an address of the first block.
+	held := []SARecord{{Owner: 2, SPIi: 1, SPIr: 2, VIPs: []netip.Addr{netip.MustParseAddr("10.99.0.5")}}}
+	if err := c.vips(ctx, time.Now(), held, map[uint8]bool{1: true, 2: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(gotBlocks) != 1 || gotBlocks[0] != blocks[1] {
+		t.Fatalf("node 1 has blocks %v, want %v (the first is still in use)", gotBlocks, blocks[1:])
+	}
+	v, err := st.Get(ctx, testConfig(1).blockKey(blocks[1]))
+	if err != nil || string(v.Data) != `{"owner":1}` {
+		t.Fatalf("the reclaimed block's key: %q, %v", v.Data, err)
+	}
+	v, _ = st.Get(ctx, testConfig(1).blockKey(blocks[0]))
+	if string(v.Data) != `{"owner":5}` {
+		t.Fatalf("the block in use changed hands: %q", v.Data)
+	}
 }

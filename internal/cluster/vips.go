@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -158,6 +159,11 @@ func (c *Coordinator) vips(ctx context.Context, now time.Time, recs []SARecord, 
 		}
 	}
 	slices.SortFunc(mine, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	// Only what falls in our blocks matters to our leases: the fence
+	// stays small however many SAs the cluster has.
+	reserved = slices.DeleteFunc(reserved, func(a netip.Addr) bool {
+		return !slices.ContainsFunc(mine, func(b netip.Prefix) bool { return b.Contains(a) })
+	})
 	slices.SortFunc(reserved, netip.Addr.Compare)
 	reserved = slices.Compact(reserved)
 	if !c.fenced || !slices.Equal(mine, c.myBlocks) || !slices.Equal(reserved, c.reserved) {
@@ -211,7 +217,11 @@ func (c *Coordinator) claimBlock(ctx context.Context, blocks map[netip.Prefix]li
 			a = next
 		}
 	}
-	for b, l := range blocks {
+	// A dead node's blocks, in address order (the same choice on every
+	// run: the simulator is deterministic).
+	dead := slices.SortedFunc(maps.Keys(blocks), func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	for _, b := range dead {
+		l := blocks[b]
 		if live[l.owner] || !slices.ContainsFunc(c.pools, func(p netip.Prefix) bool { return p.Overlaps(b) }) {
 			continue
 		}
