@@ -238,3 +238,31 @@ func TestRFC7296Section1_4_1ClosingSA(t *testing.T) {
 		t.Fatalf("the gateway has %d IKE SAs, want only the new one", n)
 	}
 }
+
+// RFC 7296 §2.4: a peer that sends us an authentic message is there. A
+// request of ours whose retransmissions all went out while the path was
+// down (the last one waits the longest, over a minute) is sent again at
+// once when the peer is heard from, and the SA lives, instead of being
+// given up on a peer that is talking to us.
+func TestRetransmitWhenThePeerIsHeardFrom(t *testing.T) {
+	l := newLab(t, 91, nil)
+	l.up()
+	l.settle(time.Second)
+	gw := l.sa(l.gw)
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Down: true})
+	l.net.SetLink(gwAddr, ueAddr, netsim.Link{Down: true})
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, gw.ID) })
+	l.net.RunFor(95 * time.Second) // every retransmission sent, lost; the last wait (76 s) runs
+	if n := len(l.gw.EventsOf(ike.EventRetransmit)); n != 5 {
+		t.Fatalf("%d retransmissions, want all 5 sent by now", n)
+	}
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{})
+	l.net.SetLink(gwAddr, ueAddr, netsim.Link{})
+	ue := l.sa(l.ue)
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, ue.ID) })
+	l.net.RunFor(2 * time.Minute) // past the last wait's end
+	if n := len(l.gw.EventsOf(ike.EventIKEDown)) + len(l.ue.EventsOf(ike.EventIKEDown)); n != 0 {
+		t.Fatalf("an SA went down: gw %v, ue %v", l.gw.EventsOf(ike.EventIKEDown), l.ue.EventsOf(ike.EventIKEDown))
+	}
+	l.settle(time.Second)
+}

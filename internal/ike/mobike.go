@@ -96,6 +96,16 @@ func (e *Engine) SetLocalAddresses(now time.Time, addrs []netip.Addr) []Action {
 					continue
 				}
 			}
+			if !slices.Contains(old, sa.local.Addr()) && slices.Contains(e.localAddrs, sa.local.Addr()) {
+				// The SA's address is back (an interface re-added with
+				// the same address after every one was gone): what it
+				// sent meanwhile went nowhere, so send it again now
+				// instead of waiting out the retransmission timer, whose
+				// last wait is the longest. The timer and the count stay:
+				// an SA whose peer forgot it meanwhile still dies when
+				// they run out.
+				sa.sendOutstandingAgain()
+			}
 			sa.queue(&addressTask{})
 		}
 	}

@@ -225,6 +225,7 @@ func (sa *ikeSA) receiveResponse(d Datagram, in *inspected) {
 	p.timer.cancel()
 	sa.settle(p)
 	sa.readWindow(msg)
+	sa.peerHeard()
 	e.log.Debug("received "+msg.String(), "ike", sa.id)
 	sa.countNotifies(ps, false)
 	if n := msg.notify(wire.NotifyInvalidSyntax); n != nil {
@@ -331,6 +332,7 @@ func (sa *ikeSA) handleOpened(msg *message, ps []wire.Payload, err error) {
 	sa.lastInbound = e.now
 	sa.followNAT(msg)
 	sa.readWindow(msg)
+	sa.peerHeard()
 	e.log.Debug("received "+msg.String(), "ike", sa.id)
 	sa.countNotifies(ps, false)
 	if crit != nil {
@@ -513,6 +515,7 @@ func (sa *ikeSA) sendOneShot(x wire.ExchangeType, ps []wire.Payload) {
 }
 
 func (sa *ikeSA) transmitRequest(p *request) {
+	p.sent = sa.e.now
 	for _, pkt := range p.packets {
 		sa.transmit(pkt)
 	}
@@ -581,9 +584,42 @@ func (sa *ikeSA) retransmit(p *request) {
 func (sa *ikeSA) resendOutstanding() {
 	for _, p := range sa.outstanding {
 		p.tries = min(p.tries, sa.e.cfg.Retransmit.Tries-1)
+		p.sent = sa.e.now
 		sa.recut(p)
 		sa.e.stats.Retransmissions++
 		sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d on the new path", p.exchange, p.id))
+		for _, pkt := range p.packets {
+			sa.transmit(pkt)
+		}
+	}
+}
+
+// peerHeard: an authentic message from the peer proves it is there and
+// reachable (§2.4). A request of ours it has left unanswered through a
+// retransmission or more was probably lost while a path was down (ours
+// or the peer's, which we cannot see): send it again now, count and
+// timer left alone, rather than let its last and longest wait run out
+// and give up on a peer that is talking to us.
+func (sa *ikeSA) peerHeard() {
+	for _, p := range sa.outstanding {
+		if p.tries > 0 && sa.e.now.Sub(p.sent) >= sa.e.cfg.Retransmit.Timeout {
+			p.sent = sa.e.now
+			sa.e.stats.Retransmissions++
+			sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, the peer heard from", p.exchange, p.id))
+			for _, pkt := range p.packets {
+				sa.transmit(pkt)
+			}
+		}
+	}
+}
+
+// sendOutstandingAgain sends the outstanding requests once more, as they
+// are, leaving their retransmission timers and counts alone.
+func (sa *ikeSA) sendOutstandingAgain() {
+	for _, p := range sa.outstanding {
+		p.sent = sa.e.now
+		sa.e.stats.Retransmissions++
+		sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, its address back", p.exchange, p.id))
 		for _, pkt := range p.packets {
 			sa.transmit(pkt)
 		}
