@@ -27,6 +27,7 @@ type Cluster struct {
 	members []*member
 	token   string
 	initial string
+	opts    Options // what the members were started with, for Restart
 }
 
 type member struct {
@@ -68,7 +69,7 @@ func Start(dir string, n int, o Options) (*Cluster, error) {
 }
 
 func start(dir string, n int, o Options) (*Cluster, error) {
-	c := &Cluster{Dir: dir, token: fmt.Sprintf("mifike-lab-%d", time.Now().UnixNano())}
+	c := &Cluster{Dir: dir, token: fmt.Sprintf("mifike-lab-%d", time.Now().UnixNano()), opts: o}
 	host := o.Host
 	if host == "" {
 		host = "127.0.0.1"
@@ -93,7 +94,7 @@ func start(dir string, n int, o Options) (*Cluster, error) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i, m := range c.members {
-		wg.Go(func() { errs[i] = c.startMember(m, embed.ClusterStateFlagNew, o) })
+		wg.Go(func() { errs[i] = c.startMember(m, embed.ClusterStateFlagNew) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -103,7 +104,8 @@ func start(dir string, n int, o Options) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) startMember(m *member, state string, o Options) error {
+func (c *Cluster) startMember(m *member, state string) error {
+	o := c.opts
 	cfg := embed.NewConfig()
 	cfg.Name, cfg.Dir = m.name, m.dir
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{m.peerURL}, []url.URL{m.peerURL}
@@ -153,7 +155,20 @@ func (c *Cluster) Endpoints() []string {
 	return out
 }
 
-// Stop stops member i (its data stays, for Restart).
+// Members is how many members the cluster has (running or stopped).
+func (c *Cluster) Members() int { return len(c.members) }
+
+// Running reports whether member i is running.
+func (c *Cluster) Running(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i].e != nil
+}
+
+// Stop stops member i (its data stays, for Restart). It is etcd's
+// graceful stop: client connections are closed (the clients go to
+// the other members) and a leader hands its leadership to a peer
+// before it goes, as a member restarted for maintenance would.
 func (c *Cluster) Stop(i int) {
 	c.mu.Lock()
 	e := c.members[i].e
@@ -164,9 +179,16 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
-// Restart starts stopped member i again from its data directory.
-func (c *Cluster) Restart(i int, o Options) error {
-	return c.startMember(c.members[i], embed.ClusterStateFlagExisting, o)
+// Restart starts stopped member i again from its data directory, on
+// the same URLs and with the options the cluster was started with; it
+// returns once the member serves, which takes a quorum of members
+// running (with two of three stopped, restarting one is enough).
+// Restarting a running member is an error.
+func (c *Cluster) Restart(i int) error {
+	if c.Running(i) {
+		return fmt.Errorf("etcdlab: member %s is running", c.members[i].name)
+	}
+	return c.startMember(c.members[i], embed.ClusterStateFlagExisting)
 }
 
 // Close stops every member.
