@@ -31,7 +31,7 @@ func commands() []command {
 		{"cluster", "cluster status [--json] | move ID NODE", "a gateway cluster node: membership, and hand an IKE SA to another node", runCluster},
 		{"events", "events [--json]", "follow the daemon's events until Ctrl-C", runEvents},
 		{"demo", "demo [cluster] [--json] [--dir DIR] [--auth METHOD]", "build the multiple-interfaces lab and narrate a run on it, the end user authenticating by EAP through FreeRADIUS; demo cluster: three gateway nodes on etcd, a crash and the takeover (root)", runDemo},
-		{"lab-etcd", "lab-etcd --dir DIR [--host ADDR] [--members N]", "run an etcd cluster in this process for a lab or test (not for production)", runLabEtcd},
+		{"lab-etcd", "lab-etcd --dir DIR [--host ADDR] [--members N] [--control SOCK]", "run an etcd cluster in this process for a lab or test (not for production)", runLabEtcd},
 		{"bench", "bench SUITE|all [--json] [--out FILE]", "benchmarks against strongSwan: handshake, new-interface, failover, throughput, scale (root)", runBench},
 		{"version", "version", "print the version", func([]string, io.Writer, io.Writer) int {
 			fmt.Println("mifike", version)

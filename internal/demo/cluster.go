@@ -46,6 +46,8 @@ type Cluster struct {
 	// MultiInterface: the end user has wlan0 and wwan0 besides eth0
 	// (AddUEInterfaces) and one VPN per interface.
 	MultiInterface bool
+	// EtcdControl is lab-etcd's control socket (EtcdStop, EtcdStart).
+	EtcdControl string
 }
 
 // AddUEInterfaces gives the end user the main lab's other two access
@@ -127,7 +129,8 @@ func BuildCluster(ctx context.Context, prefix, dir, bin string) (*Cluster, error
 	if err != nil {
 		return fail(err)
 	}
-	etcd, err := l.Start(c.Net, f, bin, "lab-etcd", "--dir", filepath.Join(dir, "etcd"), "--host", ClusterEtcdAddr)
+	c.EtcdControl = filepath.Join(dir, "etcd.sock")
+	etcd, err := l.Start(c.Net, f, bin, "lab-etcd", "--dir", filepath.Join(dir, "etcd"), "--host", ClusterEtcdAddr, "--control", c.EtcdControl)
 	if err != nil {
 		return fail(err)
 	}

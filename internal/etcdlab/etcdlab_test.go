@@ -2,6 +2,8 @@ package etcdlab
 
 import (
 	"context"
+	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -66,18 +68,29 @@ func TestStopRestart(t *testing.T) {
 	if err := put(all, "before", "1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Restart(0); err == nil {
-		t.Fatal("Restart of a running member succeeded")
+	// Member 0 through the control socket, as mifike lab-etcd's.
+	sock := filepath.Join(t.TempDir(), "control")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	c.Stop(0)
+	defer l.Close()
+	go c.Serve(l)
+	for _, bad := range []string{"start 0", "stop 3", "stop", "reboot 1"} {
+		if err := Control(sock, bad); err == nil {
+			t.Fatalf("%q succeeded", bad)
+		}
+	}
+	if err := Control(sock, "stop 0"); err != nil {
+		t.Fatal(err)
+	}
 	if c.Running(0) || !c.Running(1) {
 		t.Fatal("Running does not say which member is stopped")
 	}
 	if err := put(all, "while-0-stopped", "2"); err != nil {
 		t.Fatalf("a write with one member of three stopped: %v", err)
 	}
-	if err := c.Restart(0); err != nil {
+	if err := Control(sock, "start 0"); err != nil {
 		t.Fatal(err)
 	}
 	if v := get(t, client(t, eps[0]), "while-0-stopped"); v != "2" {

@@ -1,0 +1,19 @@
+package demo
+
+import (
+	"fmt"
+
+	"github.com/mifike/mifike/internal/etcdlab"
+)
+
+// EtcdStop stops the lab's etcd member i (from 0; its data stays): a
+// graceful stop, as for maintenance.
+func (c *Cluster) EtcdStop(i int) error {
+	return etcdlab.Control(c.EtcdControl, fmt.Sprintf("stop %d", i))
+}
+
+// EtcdStart starts stopped member i again from its data directory and
+// returns once it serves (which takes a quorum of members running).
+func (c *Cluster) EtcdStart(i int) error {
+	return etcdlab.Control(c.EtcdControl, fmt.Sprintf("start %d", i))
+}
