@@ -126,15 +126,23 @@ func (n *Node) Serving(now time.Time) bool {
 	return n.lease != 0 && now.Sub(n.renewed) < n.cfg.ttl()/2
 }
 
-// Tick renews the lease when a third of the TTL has passed since the
-// last renewal, and reports whether the node may still serve. Call it
-// at least every TTL/6.
+// Tick renews the lease at every call (one a TTL/8 after the last
+// renewal, so at every TTL/6 tick), and reports whether the node may
+// still serve. Call it every TTL/6.
+//
+// Renewing at every tick, each try given a tick, leaves two tries
+// before the fence at TTL/2: one renewal that fails or hangs (the etcd
+// member it went to stopping, a change of leader) is followed by
+// another a tick later, well before the fence. Renewing every TTL/3
+// left one try: a retry only at TTL/2, racing the fence, and a node
+// fenced itself whenever an etcd member of three was restarted
+// (test/e2e/cluster_etcd_test.go).
 func (n *Node) Tick(ctx context.Context, now time.Time) error {
 	if n.lease == 0 {
 		return ErrFenced
 	}
-	if now.Sub(n.renewed) >= n.cfg.ttl()/3 {
-		ctx, cancel := context.WithTimeout(ctx, n.cfg.ttl()/3)
+	if now.Sub(n.renewed) >= n.cfg.ttl()/8 {
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.ttl()/6)
 		err := n.st.Renew(ctx, n.lease)
 		cancel()
 		switch {
