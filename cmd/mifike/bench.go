@@ -29,7 +29,7 @@ func benchSuites() []benchSuite {
 		{"failover", "interface down or silent: time until traffic flows through the moved VPN", failoverFlags},
 		{"throughput", "TCP (iperf3) and UDP through one tunnel, and through three tunnels on three interfaces", throughputFlags},
 		{"scale", "memory and CPU of a responder holding 10,000 and 50,000 IKE SAs", scaleFlags},
-		{"cluster", "three gateway nodes on etcd: time from a node's crash to traffic through a survivor, etcd writes per VPN", clusterFlags},
+		{"cluster", "three gateway nodes on etcd: time from a node's crash to traffic through a survivor, etcd writes per VPN, handshake rate with 1, 2 and 3 nodes", clusterFlags},
 	}
 }
 
@@ -193,7 +193,12 @@ func failoverFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (b
 
 func clusterFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
 	c := bench.ClusterConfig{}
-	fs.IntVar(&c.Runs, "runs", 10, "crashes (the median is reported)")
+	fs.IntVar(&c.Runs, "runs", 10, "crashes (the median is reported); 0: none")
+	fs.IntVar(&c.Handshakes, "handshakes", 1000, "timed handshakes per spread (load on 1, 2, 3 nodes); 0: no handshake rate")
+	fs.IntVar(&c.Warmup, "warmup", 100, "untimed handshakes first, per spread")
+	fs.IntVar(&c.Window, "window", 16, "handshakes in flight")
+	fs.IntVar(&c.Initiators, "initiators", 3, "the load generator's source addresses")
+	fs.IntVar(&c.Rounds, "rounds", 3, "rounds of the three spreads (the median is reported)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress = exe, progress
 		return bench.Cluster(ctx, c)
@@ -252,6 +257,7 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	c := bench.LoadConfig{}
 	fs.StringVar(&c.Config, "config", "", "mifike configuration with the connection \"bench\"")
 	addrs := fs.String("addrs", "", "source addresses, comma-separated")
+	remotes := fs.String("remotes", "", "responders' addresses, comma-separated, taken in turn (default: the connection's)")
 	fs.IntVar(&c.N, "n", 1000, "timed handshakes")
 	fs.IntVar(&c.Window, "window", 8, "handshakes in flight")
 	fs.IntVar(&c.Warmup, "warmup", 0, "untimed handshakes first")
@@ -269,6 +275,14 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		c.Addrs = append(c.Addrs, a)
+	}
+	for _, s := range splitList(*remotes) {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			fmt.Fprintf(stderr, "mifike bench loadgen: %v\n", err)
+			return 2
+		}
+		c.Remotes = append(c.Remotes, a)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -354,10 +354,13 @@ func TestEAPRatios(t *testing.T) {
 }
 
 // The cluster suite, two crashes: each is taken over by a survivor with
-// traffic again, and the first VPN costs a few etcd writes.
+// traffic again, and the first VPN costs a few etcd writes. Then the
+// handshake rate, tiny: a row for the load on 1, 2 and 3 nodes, every
+// handshake done, each SA written to etcd about once (the rates are not
+// compared: this machine is shared).
 func TestClusterSuite(t *testing.T) {
 	ctx := needLab(t)
-	r, err := Cluster(ctx, ClusterConfig{Exe: exe, Runs: 2})
+	r, err := Cluster(ctx, ClusterConfig{Exe: exe, Runs: 2, Handshakes: 30, Warmup: 6, Window: 4, Initiators: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,5 +375,17 @@ func TestClusterSuite(t *testing.T) {
 	}
 	if r.WritesFirstVPN < 1 || r.WritesFirstVPN > 20 {
 		t.Errorf("the first VPN cost %d etcd writes", r.WritesFirstVPN)
+	}
+	if len(r.Rates) != 3 {
+		t.Fatalf("%d handshake rates, want 3 (1, 2, 3 nodes)", len(r.Rates))
+	}
+	for i, x := range r.Rates {
+		if x.Nodes != i+1 || x.OK != 30 || x.Rate <= 0 || x.Ratio <= 0 || x.SAs < 36 || x.NodesCPUms <= 0 {
+			t.Errorf("handshake rate on %d node(s): %+v", i+1, x)
+		}
+		// One record per SA; a little more if a node rewrote one.
+		if x.WritesPerSA < 0.9 || x.WritesPerSA > 2 {
+			t.Errorf("%d node(s): %.2f etcd writes per SA", i+1, x.WritesPerSA)
+		}
 	}
 }

@@ -35,8 +35,14 @@ import (
 
 // ClusterConfig configures the cluster suite.
 type ClusterConfig struct {
-	Exe      string
-	Runs     int // crashes (default 10)
+	Exe  string
+	Runs int // crashes (none: only the first VPN's writes and the handshake rate)
+	// Handshakes timed per spread of the handshake rate (cluster_rate.go),
+	// after Warmup untimed ones; Window in flight from Initiators source
+	// addresses. No Handshakes: the rate is not measured.
+	Handshakes, Warmup, Window, Initiators int
+	// Rounds of the three spreads (the median is reported; default 1).
+	Rounds   int
 	Progress io.Writer
 }
 
@@ -56,13 +62,18 @@ type ClusterResult struct {
 	MaxSeconds     float64      `json:"max_seconds"`
 	GoalSeconds    float64      `json:"goal_seconds"`
 	WritesFirstVPN int64        `json:"etcd_writes_first_vpn"`
+	// Rates are the handshake rates with the load on 1, 2 and 3 nodes.
+	Rates      []ClusterRate `json:"handshake_rates,omitempty"`
+	Window     int           `json:"window,omitempty"`
+	Initiators int           `json:"initiators,omitempty"`
+	CPUs       int           `json:"cpus"`
 }
 
 func (*ClusterResult) Suite() string { return "cluster" }
 
 // Cluster runs the cluster suite.
 func Cluster(ctx context.Context, cfg ClusterConfig) (res *ClusterResult, err error) {
-	cfg.Runs = max(cfg.Runs, 1)
+	cfg.Runs = max(cfg.Runs, 0)
 	e, err := newSuiteEnv(ctx, cfg.Exe, "mfkbc", cfg.Progress)
 	if err != nil {
 		return nil, err
@@ -80,7 +91,7 @@ func Cluster(ctx context.Context, cfg ClusterConfig) (res *ClusterResult, err er
 	if err := c.StartNodes(); err != nil {
 		return nil, e.fail("starting the nodes", err)
 	}
-	r := &ClusterResult{LeaseSeconds: 2, GoalSeconds: 3}
+	r := &ClusterResult{LeaseSeconds: 2, GoalSeconds: 3, CPUs: cpus()}
 	before, err := settledRevision(c, 0)
 	if err != nil {
 		return nil, e.fail("reading the store revision", err)
@@ -155,6 +166,14 @@ func Cluster(ctx context.Context, cfg ClusterConfig) (res *ClusterResult, err er
 		v = append(v, x.TrafficSeconds)
 	}
 	r.MedianSeconds, r.MinSeconds, r.MaxSeconds = median(v), minOf(v), maxOf(v)
+	c.Close()
+	if cfg.Handshakes > 0 {
+		cfg.Window, cfg.Initiators = max(cfg.Window, 1), max(cfg.Initiators, 1)
+		r.Window, r.Initiators = cfg.Window, cfg.Initiators
+		if r.Rates, err = clusterRates(e, cfg); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
@@ -235,9 +254,25 @@ func (r *ClusterResult) WriteTable(w io.Writer) {
 	if r.MedianSeconds > r.GoalSeconds {
 		goal = "NOT met"
 	}
-	fmt.Fprintf(w, "\ncrash to traffic: median %.2f s (min %.2f, max %.2f) over %d crashes; goal <= %.0f s: %s\n",
-		r.MedianSeconds, r.MinSeconds, r.MaxSeconds, len(r.Runs), r.GoalSeconds, goal)
+	if len(r.Runs) > 0 {
+		fmt.Fprintf(w, "\ncrash to traffic: median %.2f s (min %.2f, max %.2f) over %d crashes; goal <= %.0f s: %s\n",
+			r.MedianSeconds, r.MinSeconds, r.MaxSeconds, len(r.Runs), r.GoalSeconds, goal)
+	} else {
+		fmt.Fprintln(w, "\ncrash to traffic: not measured (--runs 0)")
+	}
 	fmt.Fprintf(w, "etcd writes for the end user's first VPN (IKE SA + Child SA): %d\n", r.WritesFirstVPN)
-	fmt.Fprintln(w, "not measured: handshake rate with 1, 2 and 3 nodes (the load generator has no cluster mode yet)")
+	if len(r.Rates) > 0 {
+		fmt.Fprintf(w, "\nHandshake rate: new IKE SAs (PSK, one Child SA) per second with the load spread over 1, 2 and 3 of the\nthree nodes (handshake k to node k mod n), %d in flight from %d addresses; every SA a record in etcd;\nall nodes, etcd and the load generator share %d cores; median of %d rounds (range in brackets)\n\n", r.Window, r.Initiators, r.CPUs, r.Rates[0].Rounds)
+		t := &table{head: []string{"nodes", "handshakes/s", "(range)", "× 1 node", "p50 ms", "p99 ms", "failed", "etcd writes/SA",
+			"retransmits", "nodes CPU ms/SA", "etcd CPU ms/SA", "loadgen CPU ms/SA", "cores busy", "fences"}}
+		for _, x := range r.Rates {
+			t.add(fmt.Sprint(x.Nodes), fmt.Sprintf("%.0f", x.Rate), fmt.Sprintf("(%.0f-%.0f)", x.MinRate, x.MaxRate), fmt.Sprintf("%.2f", x.Ratio), fmt.Sprintf("%.1f", x.P50ms),
+				fmt.Sprintf("%.1f", x.P99ms), fmt.Sprint(x.Failed), fmt.Sprintf("%.2f", x.WritesPerSA), fmt.Sprint(x.Retransmits), fmt.Sprintf("%.2f", x.NodesCPUms),
+				fmt.Sprintf("%.2f", x.EtcdCPUms), fmt.Sprintf("%.2f", x.LoadgenCPUms), fmt.Sprintf("%.2f", x.Busy), fmt.Sprint(x.Fences))
+		}
+		t.write(w)
+	} else {
+		fmt.Fprintln(w, "not measured: handshake rate with 1, 2 and 3 nodes (--handshakes 0)")
+	}
 	fmt.Fprintln(w, "strongSwan 5.9.8: no counterpart to run (its HA plugin is two nodes sharing one address through ClusterIP, which Linux removed)")
 }

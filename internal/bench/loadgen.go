@@ -45,6 +45,11 @@ type LoadConfig struct {
 	// Addrs are the source addresses, one initiator (engine) each; they
 	// must be on an interface of the namespace we run in.
 	Addrs []netip.Addr
+	// Remotes, when set, are the responders' addresses: handshake k of
+	// the run goes to Remotes[k mod len], whichever initiator starts it,
+	// so the load is spread evenly over them (the cluster suite's nodes).
+	// Unset, every handshake goes to the connection's remote address.
+	Remotes []netip.Addr
 	// N handshakes in all, at most Window in flight.
 	N, Window int
 	// Warmup handshakes come first, untimed.
@@ -97,7 +102,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig, start <-chan struct{}, out io.
 	if !slices.ContainsFunc(conns, func(x *ike.Connection) bool { return x.Name == loadConn }) {
 		return fmt.Errorf("loadgen: %s has no connection %q", cfg.Config, loadConn)
 	}
-	lg := &loadGen{tokens: make(chan struct{}, cfg.Window)}
+	lg := &loadGen{tokens: make(chan struct{}, cfg.Window), remotes: cfg.Remotes}
 	for _, a := range cfg.Addrs {
 		in, err := newInitiator(lg, a, conns, c.Retransmit)
 		if err != nil {
@@ -190,6 +195,10 @@ type loadGen struct {
 	inits  []*initiator
 	left   atomic.Int64  // handshakes of this phase not started yet
 	tokens chan struct{} // one per handshake in flight
+	// remotes are LoadConfig.Remotes; started counts the handshakes
+	// started, to take them in turn.
+	remotes []netip.Addr
+	started atomic.Uint64
 
 	mu       sync.Mutex
 	n        int       // handshakes in this phase
@@ -342,7 +351,12 @@ func (in *initiator) run(ctx context.Context) {
 				continue
 			}
 			now := time.Now()
-			id, acts, err := in.engine.Initiate(now, ike.InitiateOptions{Conn: loadConn, Local: netip.AddrPortFrom(in.addr, 500)})
+			o := ike.InitiateOptions{Conn: loadConn, Local: netip.AddrPortFrom(in.addr, 500)}
+			if len(lg.remotes) > 0 {
+				k := lg.started.Add(1) - 1
+				o.Remote = netip.AddrPortFrom(lg.remotes[k%uint64(len(lg.remotes))], 0) // port 0: the connection's
+			}
+			id, acts, err := in.engine.Initiate(now, o)
 			if err != nil {
 				lg.end(0, false)
 			} else {

@@ -27,18 +27,30 @@ type loadProc struct {
 // startLoad starts the load generator. It warms up, then waits for go_
 // (SIGUSR1) before the timed handshakes.
 func startLoad(l *lab.Lab, exe, ns, conf string, addrs []netip.Addr, n, window, warmup int, hold bool, timeout, deadline time.Duration) (*loadProc, error) {
-	as := make([]string, len(addrs))
-	for i, a := range addrs {
-		as[i] = a.String()
+	return startLoadTo(l, exe, ns, conf, addrs, nil, n, window, warmup, hold, timeout, deadline)
+}
+
+// startLoadTo is startLoad with the handshakes spread over remotes in
+// turn (LoadConfig.Remotes).
+func startLoadTo(l *lab.Lab, exe, ns, conf string, addrs, remotes []netip.Addr, n, window, warmup int, hold bool, timeout, deadline time.Duration) (*loadProc, error) {
+	join := func(v []netip.Addr) string {
+		s := make([]string, len(v))
+		for i, a := range v {
+			s[i] = a.String()
+		}
+		return strings.Join(s, ",")
 	}
 	lp := &loadProc{lines: make(chan string, 16)}
-	args := []string{"bench", "loadgen", "--config", conf, "--addrs", strings.Join(as, ","), "--n", strconv.Itoa(n),
+	args := []string{"bench", "loadgen", "--config", conf, "--addrs", join(addrs), "--n", strconv.Itoa(n),
 		"--window", strconv.Itoa(window), "--warmup", strconv.Itoa(warmup), "--wait-start", "--timeout", timeout.String()}
 	if hold {
 		args = append(args, "--hold")
 	}
 	if deadline > 0 {
 		args = append(args, "--deadline", deadline.String())
+	}
+	if len(remotes) > 0 {
+		args = append(args, "--remotes", join(remotes))
 	}
 	var err error
 	lp.proc, err = l.Start(ns, &jsonLines{ch: lp.lines}, exe, args...)
@@ -69,12 +81,21 @@ func (lp *loadProc) line(ctx context.Context, limit time.Duration) (string, erro
 // handshakes and returns its result with the CPU seconds the processes
 // pids used meanwhile.
 func (lp *loadProc) measure(ctx context.Context, limit time.Duration, pids ...int) (*LoadResult, []float64, error) {
+	return lp.measureAfterWarmup(ctx, limit, nil, pids...)
+}
+
+// measureAfterWarmup is measure that calls warm, when set, once the
+// load generator has warmed up and before the timed handshakes.
+func (lp *loadProc) measureAfterWarmup(ctx context.Context, limit time.Duration, warm func(), pids ...int) (*LoadResult, []float64, error) {
 	s, err := lp.line(ctx, limit)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !strings.Contains(s, `"warm"`) {
 		return nil, nil, fmt.Errorf("the load generator said %s, not that it is warm", s)
+	}
+	if warm != nil {
+		warm()
 	}
 	cpu, err := startCPU(false, pids...)
 	if err != nil {

@@ -48,6 +48,11 @@ type Cluster struct {
 	MultiInterface bool
 	// EtcdControl is lab-etcd's control socket (EtcdStop, EtcdStart).
 	EtcdControl string
+	// Etcd is the lab-etcd process (its CPU time, for the benchmark).
+	Etcd *lab.Proc
+	// NodeLog is the nodes' log level (default debug; the benchmark's
+	// handshake rate runs them at warn, as in production).
+	NodeLog string
 }
 
 // AddUEInterfaces gives the end user the main lab's other two access
@@ -134,6 +139,7 @@ func BuildCluster(ctx context.Context, prefix, dir, bin string) (*Cluster, error
 	if err != nil {
 		return fail(err)
 	}
+	c.Etcd = etcd
 	if !WaitFor(60*time.Second, func() bool {
 		b, _ := os.ReadFile(out)
 		line, _, ok := strings.Cut(string(b), "\n")
@@ -155,7 +161,11 @@ func BuildCluster(ctx context.Context, prefix, dir, bin string) (*Cluster, error
 
 // ClusterNodeConfig is node i's mifike.yaml (i from 0).
 func (c *Cluster) ClusterNodeConfig(i int) string {
-	return fmt.Sprintf(`log: {level: debug}
+	level := c.NodeLog
+	if level == "" {
+		level = "debug"
+	}
+	return fmt.Sprintf(`log: {level: %s}
 data_plane: userspace
 tun: {name: mifike0}
 listen: [%s]
@@ -177,7 +187,7 @@ connections:
     clone: {enable: true, max_ike_sas: 8}
     children:
       lan: {local_ts: [10.93.0.0/24], esp_proposals: aes128gcm16}
-`, c.Addrs[i], i+1, c.KeyFile, strings.ReplaceAll(c.Endpoints, ",", ", "), clusterPSK)
+`, level, c.Addrs[i], i+1, c.KeyFile, strings.ReplaceAll(c.Endpoints, ",", ", "), clusterPSK)
 }
 
 // ClusterEndUserConfig is the end user's: it knows node 1 only; the

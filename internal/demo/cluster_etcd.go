@@ -17,3 +17,7 @@ func (c *Cluster) EtcdStop(i int) error {
 func (c *Cluster) EtcdStart(i int) error {
 	return etcdlab.Control(c.EtcdControl, fmt.Sprintf("start %d", i))
 }
+
+// PSK is the pre-shared key of the lab's connection (the benchmark's
+// load generator authenticates with it as the end user does).
+func (c *Cluster) PSK() string { return clusterPSK }
