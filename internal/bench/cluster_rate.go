@@ -68,7 +68,7 @@ func clusterRates(e *suiteEnv, cfg ClusterConfig) ([]ClusterRate, error) {
 	for round := range max(cfg.Rounds, 1) {
 		for n := 1; n <= 3; n++ {
 			e.say("cluster: handshake rate, round %d, load on %d node(s): %d handshakes, %d in flight from %d addresses", round+1, n, cfg.Handshakes, cfg.Window, cfg.Initiators)
-			r, err := clusterRate(e, cfg, n)
+			r, err := clusterRate(e, cfg, n, filepath.Join(e.dir, fmt.Sprintf("rate-%d-%d", round+1, n)))
 			if err != nil {
 				return nil, e.fail(fmt.Sprintf("handshake rate on %d node(s)", n), err)
 			}
@@ -94,8 +94,9 @@ func clusterRates(e *suiteEnv, cfg ClusterConfig) ([]ClusterRate, error) {
 }
 
 // clusterRate is one spread, on a lab of its own.
-func clusterRate(e *suiteEnv, cfg ClusterConfig, spread int) (*ClusterRate, error) {
-	dir := filepath.Join(e.dir, fmt.Sprintf("rate-%d", spread))
+// dir must be new: an etcd data directory left there would hold another
+// cluster's members.
+func clusterRate(e *suiteEnv, cfg ClusterConfig, spread int, dir string) (*ClusterRate, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
