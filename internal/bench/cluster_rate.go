@@ -52,7 +52,12 @@ type ClusterRate struct {
 	EtcdCPUms    float64 `json:"etcd_cpu_ms"`
 	LoadgenCPUms float64 `json:"loadgen_cpu_ms"`
 	// Busy is the CPU time of all of them over the wall time (cores).
-	Busy        float64 `json:"cores_busy"`
+	Busy float64 `json:"cores_busy"`
+	// IdleBusy is the nodes' and etcd's CPU time over wall time after
+	// the run, with no handshakes but the SAs' records in etcd: what
+	// every node listing every record at each step costs (docs/
+	// cluster.md: watches are not built yet).
+	IdleBusy    float64 `json:"idle_cores_busy"`
 	Retransmits uint64  `json:"retransmits"`
 	// Fences is how many times a node fenced itself during the timed
 	// handshakes (it should not: etcd kept its quorum).
@@ -168,6 +173,17 @@ func clusterRate(e *suiteEnv, cfg ClusterConfig, spread int, dir string) (*Clust
 	if err != nil {
 		return nil, err
 	}
+	idle, err := startCPU(false, pids...)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	time.Sleep(3 * time.Second)
+	used, err := idle.since()
+	if err != nil {
+		return nil, err
+	}
+	idleBusy := (used[0] + used[1] + used[2] + used[3]) / time.Since(t0).Seconds()
 	r := &ClusterRate{Nodes: spread, OK: res.OK, Failed: res.Failed, Seconds: res.Seconds, Rate: res.Rate,
 		P50ms: res.P50ms, P99ms: res.P99ms, Retransmits: res.Retransmits}
 	for i, g := range c.GWs {
@@ -177,7 +193,7 @@ func clusterRate(e *suiteEnv, cfg ClusterConfig, spread int, dir string) (*Clust
 		}
 		r.SAs += len(l)
 	}
-	r.Fences = fencedTimed
+	r.Fences, r.IdleBusy = fencedTimed, idleBusy
 	if r.SAs > 0 {
 		r.WritesPerSA = float64(after-before) / float64(r.SAs)
 	}
