@@ -196,7 +196,7 @@ func clusterFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (be
 	fs.IntVar(&c.Runs, "runs", 10, "crashes (the median is reported); 0: none")
 	fs.IntVar(&c.Handshakes, "handshakes", 1000, "timed handshakes per spread (load on 1, 2, 3 nodes); 0: no handshake rate")
 	fs.IntVar(&c.Warmup, "warmup", 100, "untimed handshakes first, per spread")
-	fs.IntVar(&c.Window, "window", 16, "handshakes in flight")
+	fs.IntVar(&c.Window, "window", 8, "handshakes in flight (over 10 would make a node ask for cookies when the load is on it alone)")
 	fs.IntVar(&c.Initiators, "initiators", 3, "the load generator's source addresses")
 	fs.IntVar(&c.Rounds, "rounds", 3, "rounds of the three spreads (the median is reported)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {

@@ -264,10 +264,10 @@ func (r *ClusterResult) WriteTable(w io.Writer) {
 	if len(r.Rates) > 0 {
 		fmt.Fprintf(w, "\nHandshake rate: new IKE SAs (PSK, one Child SA) per second with the load spread over 1, 2 and 3 of the\nthree nodes (handshake k to node k mod n), %d in flight from %d addresses; every SA a record in etcd;\nall nodes, etcd and the load generator share %d cores; the median of %d rounds, leaving out rounds where a\nmessage was retransmitted (the run then lasts the 2-s retransmission timeout; \"stalled\"), range in brackets\n\n", r.Window, r.Initiators, r.CPUs, r.Rates[0].Rounds)
 		t := &table{head: []string{"nodes", "handshakes/s", "(range)", "stalled", "× 1 node", "p50 ms", "p99 ms", "failed", "etcd writes/SA",
-			"retransmits", "nodes CPU ms/SA", "etcd CPU ms/SA", "loadgen CPU ms/SA", "cores busy", "idle after", "fences"}}
+			"retransmits", "cookies", "nodes CPU ms/SA", "etcd CPU ms/SA", "loadgen CPU ms/SA", "cores busy", "idle after", "fences"}}
 		for _, x := range r.Rates {
 			t.add(fmt.Sprint(x.Nodes), fmt.Sprintf("%.0f", x.Rate), fmt.Sprintf("(%.0f-%.0f)", x.MinRate, x.MaxRate), fmt.Sprint(x.Stalled), fmt.Sprintf("%.2f", x.Ratio), fmt.Sprintf("%.1f", x.P50ms),
-				fmt.Sprintf("%.1f", x.P99ms), fmt.Sprint(x.Failed), fmt.Sprintf("%.2f", x.WritesPerSA), fmt.Sprint(x.Retransmits), fmt.Sprintf("%.2f", x.NodesCPUms),
+				fmt.Sprintf("%.1f", x.P99ms), fmt.Sprint(x.Failed), fmt.Sprintf("%.2f", x.WritesPerSA), fmt.Sprint(x.Retransmits), fmt.Sprint(x.Cookies), fmt.Sprintf("%.2f", x.NodesCPUms),
 				fmt.Sprintf("%.2f", x.EtcdCPUms), fmt.Sprintf("%.2f", x.LoadgenCPUms), fmt.Sprintf("%.2f", x.Busy), fmt.Sprintf("%.2f", x.IdleBusy), fmt.Sprint(x.Fences))
 		}
 		t.write(w)

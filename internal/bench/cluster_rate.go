@@ -61,6 +61,13 @@ type ClusterRate struct {
 	// cluster.md: watches are not built yet).
 	IdleBusy    float64 `json:"idle_cores_busy"`
 	Retransmits uint64  `json:"retransmits"`
+	// Cookies is how many COOKIE round trips the nodes asked for (RFC
+	// 7296 §2.6): with more than 10 half-open SAs on a node (its default
+	// threshold) every request needs one, and over 5 half-open from one
+	// source (RFC 8019 §4.2) the node drops it. The window keeps below
+	// both (default 8, as the handshake suite's), or the spreads would
+	// not be doing the same work.
+	Cookies uint64 `json:"cookies"`
 	// Fences is how many times a node fenced itself during the timed
 	// handshakes (it should not: etcd kept its quorum).
 	Fences int `json:"fences"`
@@ -203,7 +210,7 @@ func clusterRate(e *suiteEnv, cfg ClusterConfig, spread int, dir string) (*Clust
 	}
 	idleBusy := (used[0] + used[1] + used[2] + used[3]) / time.Since(t0).Seconds()
 	r := &ClusterRate{Nodes: spread, OK: res.OK, Failed: res.Failed, Seconds: res.Seconds, Rate: res.Rate,
-		P50ms: res.P50ms, P99ms: res.P99ms, Retransmits: res.Retransmits}
+		P50ms: res.P50ms, P99ms: res.P99ms, Retransmits: res.Retransmits, Cookies: res.Cookies}
 	for i, g := range c.GWs {
 		l, err := g.SAs()
 		if err != nil {
