@@ -234,8 +234,11 @@ func clusterRate(e *suiteEnv, cfg ClusterConfig, spread int, dir string) (*Clust
 
 // clusterLoadConf is the load generator's side of the lab's connection:
 // the end user's identity and key, no virtual IP, no MOBIKE (a plain
-// handshake), and no INITIAL_CONTACT (unique: no), which would make a
-// node drop the other SAs of the same identity.
+// handshake), no INITIAL_CONTACT (unique: no), which would make a node
+// drop the other SAs of the same identity, and no REDIRECT_SUPPORTED
+// (RFC 5685 §3): the nodes would otherwise send new clients on to the
+// least loaded node, and the load would not stay on the nodes the run
+// puts it on.
 func clusterLoadConf(c *demo.Cluster) string {
 	return fmt.Sprintf(`log: {level: warn}
 retransmit: {timeout: 2s, base: 1.8, tries: 3}
@@ -244,6 +247,7 @@ connections:
     remote_addrs: [%s]
     unique: no
     mobike: no
+    redirect: {follow: no}
     local: {auth: psk, id: alice@cluster.example}
     remote: {auth: psk, id: gw.cluster.example}
     psk: %q
