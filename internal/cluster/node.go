@@ -126,8 +126,9 @@ func (n *Node) Serving(now time.Time) bool {
 	return n.lease != 0 && now.Sub(n.renewed) < n.cfg.ttl()/2
 }
 
-// Tick renews the lease at every call (one a TTL/8 after the last
-// renewal, so at every TTL/6 tick), and reports whether the node may
+// Tick renews the lease when at least TTL/8 has passed since the last
+// renewal (so at every TTL/6 tick, and no more often than that when a
+// host also steps between ticks), and reports whether the node may
 // still serve. Call it every TTL/6.
 //
 // Renewing at every tick, each try given a tick, leaves two tries
