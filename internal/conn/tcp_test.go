@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -400,10 +401,11 @@ func TestTCPInitiatorReopensRFC9329Section6_1(t *testing.T) {
 	}
 	defer l.Close()
 	addr := l.Addr().(*net.TCPAddr).AddrPort()
-	lost := make(chan error, 4)
+	lost := make(chan error, 1)
 	init := &TCP{StreamClosed: func(_, remote netip.AddrPort, err error) {
-		if remote == addr {
-			lost <- err
+		select {
+		case lost <- err:
+		default:
 		}
 	}}
 	defer init.Close()
@@ -459,5 +461,47 @@ func TestTCPClose(t *testing.T) {
 	closedByPeer(t, c)
 	if err := resp.Send([]byte{1}, p.Local, p.Remote, ""); err != net.ErrClosed {
 		t.Errorf("Send after Close: %v", err)
+	}
+}
+
+// A stream opened for a path MOBIKE pinned leaves through its interface
+// (SO_BINDTODEVICE, as the UDP Bind pins one with packet info); an
+// interface that does not exist fails the opening, which StreamClosed
+// reports.
+func TestTCPOpensThroughInterface(t *testing.T) {
+	resp, addr := responder(t, nil)
+	rr := receive(t, resp, 0)
+	lost := make(chan error, 1)
+	init := &TCP{StreamClosed: func(_, _ netip.AddrPort, err error) {
+		select {
+		case lost <- err:
+		default:
+		}
+	}}
+	defer init.Close()
+	receive(t, init, 0)
+	if err := init.Send([]byte{1, 2, 3, 4}, netip.AddrPortFrom(lo, 0), addr, "lo"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-lost:
+		if errors.Is(err, syscall.EPERM) {
+			t.Skipf("SO_BINDTODEVICE not allowed here: %v", err)
+		}
+		t.Fatalf("opening through lo: %v", err)
+	case <-rr.more:
+	case <-time.After(patience):
+		t.Fatal("nothing through lo")
+	}
+	if err := init.Send([]byte{1, 2, 3, 4}, netip.AddrPortFrom(lo, 0), netip.AddrPortFrom(lo, 9), "no-such-if0"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-lost:
+		if err == nil {
+			t.Error("closed without a reason")
+		}
+	case <-time.After(patience):
+		t.Fatal("opening through a missing interface never failed")
 	}
 }
