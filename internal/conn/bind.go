@@ -17,7 +17,7 @@ import (
 // this host's addresses and its peers.
 //
 // The UDP Bind (UDP) listens on port 500 and on the NAT-T port 4500 of
-// each listen address. A TCP Bind (RFC 9329) can implement the same
+// each listen address. The TCP Bind (TCP, RFC 9329) implements the same
 // interface: its streams frame each message with a 16-bit length, and
 // then tell IKE from ESP by the same non-ESP marker (§3.1), so its
 // ReceiveFunc returns the same packets (one ReceiveFunc fed by its

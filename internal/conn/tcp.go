@@ -350,7 +350,8 @@ func (t *TCP) newStream(local, remote netip.AddrPort, iface string, accepted boo
 // address (any port: §2) through iface when set, unless remote opened
 // its last stream to us (ErrNoStream: only the TCP Originator opens
 // streams, §6.1). It does not wait for the stream: an error of opening
-// or writing comes through StreamClosed.
+// or writing comes through StreamClosed. A stream that closes as Send
+// finds it fails it with net.ErrClosed; the next Send opens anew.
 func (t *TCP) Send(msg []byte, local, remote netip.AddrPort, iface string) error {
 	b, err := AppendTCPIKE(make([]byte, 0, tcpLenLen+wire.NonESPMarkerLen+len(msg)), msg)
 	if err != nil {
