@@ -163,7 +163,16 @@ func newSimd(t *testing.T, net *netsim.Network, name, yaml string, setup func(*n
 	// As New: the engine asks the managers for paths (pathPolicy).
 	policy := &pathPolicy{manager: func(c string) *manager.Manager { return d.managers[c] },
 		ifaces: func() []manager.Interface { return d.host.Interfaces(noDevice) }, now: func() time.Time { return net.Now }}
-	node, err := net.AddNode(name, ike.Config{Connections: conns, PathPolicy: observedPolicy{policy, d}})
+	var elog *slog.Logger
+	if os.Getenv("SIMTRACE") != "" {
+		elog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.String("sim", net.Now.Format("15:04:05.000"))
+			}
+			return a
+		}})).With("node", name, "engine", true)
+	}
+	node, err := net.AddNode(name, ike.Config{Connections: conns, PathPolicy: observedPolicy{policy, d}, Logger: elog})
 	if err != nil {
 		t.Fatal(err)
 	}
