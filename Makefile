@@ -19,8 +19,12 @@ test: deps
 deps:
 	./scripts/install-deps.sh
 
+# The binary says which commit it is (mifike version), also where the
+# toolchain's own stamping is off (GOFLAGS=-buildvcs=false).
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o bin/mifike ./cmd/mifike
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/mifike ./cmd/mifike
 
 # Static checks CI runs besides the tests.
 check:

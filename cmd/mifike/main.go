@@ -33,19 +33,24 @@ func commands() []command {
 		{"demo", "demo [cluster] [--json] [--dir DIR] [--auth METHOD]", "build the multiple-interfaces lab and narrate a run on it, the end user authenticating by EAP through FreeRADIUS; demo cluster: three gateway nodes on etcd, a crash and the takeover (root)", runDemo},
 		{"lab-etcd", "lab-etcd --dir DIR [--host ADDR] [--members N] [--control SOCK]", "run an etcd cluster in this process for a lab or test (not for production)", runLabEtcd},
 		{"bench", "bench SUITE|all [--json] [--out FILE]", "benchmarks against strongSwan: handshake, new-interface, failover, throughput, scale (root)", runBench},
-		{"version", "version", "print the version", func([]string, io.Writer, io.Writer) int {
-			fmt.Println("mifike", version)
-			return 0
-		}},
+		{"version", "version [--json]", "print the version (also --version)", runVersion},
 	}
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	switch {
+	case len(args) == 0:
+		// No command is a usage error: a script that forgot its verb
+		// must not read success.
+		usage(stderr)
+		return 2
+	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
 		usage(stdout)
 		return 0
+	case args[0] == "--version" || args[0] == "-V":
+		return runVersion(args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

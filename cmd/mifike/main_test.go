@@ -37,3 +37,25 @@ func TestDecodeCommand(t *testing.T) {
 		t.Fatalf("unknown command exit %d", code)
 	}
 }
+
+// Issue 19: a bare "mifike" is a usage error (exit 2, usage on stderr);
+// "mifike version" and "--version" say which build this is.
+func TestBareCommandAndVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(nil, &out, &errb); code != 2 || out.Len() != 0 || !strings.Contains(errb.String(), "usage:") {
+		t.Fatalf("bare mifike: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-V"}} {
+		out.Reset()
+		if code := run(args, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "mifike ") || !strings.Contains(out.String(), "go1.") {
+			t.Fatalf("%v: exit %d, %q", args, code, out.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"version", "--json"}, &out, &errb); code != 0 || !strings.Contains(out.String(), `"version":`) {
+		t.Fatalf("version --json: exit %d, %q", code, out.String())
+	}
+	if code := run([]string{"version", "--bogus"}, &out, &errb); code != 2 {
+		t.Fatalf("version --bogus: exit %d", code)
+	}
+}
