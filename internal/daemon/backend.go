@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/manager"
 	"github.com/mifike/mifike/internal/proposal"
 )
 
@@ -240,11 +243,41 @@ func (b backend) Move(id uint64, local, remote, iface string) error {
 			err = notFound("no IKE SA %d (see mifike list-sas)", id)
 			return
 		}
+		if err = checkMoveLocal(b.d.host.Links(), l, iface); err != nil {
+			return
+		}
 		var acts []ike.Action
 		acts, err = b.d.engine.Move(time.Now(), id, l, r, iface)
 		b.d.apply(acts)
 	})
 	return err
+}
+
+// checkMoveLocal refuses a move to an address this host does not have,
+// or through an interface that does not exist or does not hold it: the
+// engine would otherwise move the SA to a path nothing can be sent
+// from, and the peer would take it for a failure (issue 19).
+func checkMoveLocal(links []manager.Link, local netip.Addr, iface string) error {
+	local = local.Unmap()
+	var on []string
+	found := iface == ""
+	for _, l := range links {
+		if l.Name == iface {
+			found = true
+		}
+		if slices.Contains(l.Addrs, local) {
+			on = append(on, l.Name)
+		}
+	}
+	switch {
+	case !found:
+		return &control.Error{Code: "invalid", Msg: fmt.Sprintf("there is no interface %q on this host (see ip link)", iface)}
+	case len(on) == 0:
+		return &control.Error{Code: "invalid", Msg: fmt.Sprintf("%v is not an address of this host (see ip addr); give one of its own addresses", local)}
+	case iface != "" && !slices.Contains(on, iface):
+		return &control.Error{Code: "invalid", Msg: fmt.Sprintf("%v is not on interface %s but on %s", local, iface, strings.Join(on, ", "))}
+	}
+	return nil
 }
 
 // ClusterStatus is this node's view of its cluster (cluster.go).
