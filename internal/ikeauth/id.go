@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -349,12 +350,17 @@ func lookupAttribute(name string) (asn1.ObjectIdentifier, string, error) {
 	}
 	var oid asn1.ObjectIdentifier
 	for _, part := range strings.Split(name, ".") {
+		// encoding/asn1 reads an arc of at most 31 bits back (a DN
+		// with a larger one would not print as the DN it is).
 		n, err := strconv.Atoi(part)
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || n > math.MaxInt32 {
 			oid = nil
 			break
 		}
 		oid = append(oid, n)
+	}
+	if len(oid) >= 2 && oid[0]*40+oid[1] > math.MaxInt32 {
+		oid = nil // the first two arcs are encoded as one (X.690 §8.19.4)
 	}
 	if len(oid) < 2 {
 		var known []string
