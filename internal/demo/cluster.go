@@ -283,6 +283,37 @@ func (c *Cluster) Holders(spiI, spiR string) []int {
 	return out
 }
 
+// Placed is one of the end user's VPNs and the node (index) holding it.
+type Placed struct {
+	SA   control.SA
+	Node int
+}
+
+// Placement is where the end user's VPNs (established, with a Child SA)
+// are, by interface, and on how many nodes; settled is false while one
+// of them is not held by exactly one node at that node's own address
+// (a hand-over or takeover under way).
+func (c *Cluster) Placement() (vpns map[string]Placed, nodes int, settled bool) {
+	l, err := c.UEd.SAs()
+	if err != nil {
+		return nil, 0, false
+	}
+	vpns = map[string]Placed{}
+	on := map[int]bool{}
+	for _, s := range l {
+		if s.State != ike.StateEstablished || len(s.Children) == 0 {
+			continue
+		}
+		h := c.Holders(s.SPIi, s.SPIr)
+		if len(h) != 1 || !strings.HasPrefix(s.Remote, c.Addrs[h[0]].String()+":") {
+			return vpns, len(on), false
+		}
+		vpns[IfaceOf(s)] = Placed{s, h[0]}
+		on[h[0]] = true
+	}
+	return vpns, len(on), true
+}
+
 // PingFrom pings the protected address from the VPN's inner address.
 func (c *Cluster) PingFrom(ctx context.Context, s control.SA) error {
 	if len(s.VirtualIPs) == 0 {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/control"
-	"github.com/mifike/mifike/internal/ike"
 )
 
 // ClusterRunner narrates `mifike demo cluster`: three gateway nodes
@@ -152,30 +151,11 @@ func (r *ClusterRunner) authenticate(ctx context.Context) (string, error) {
 // clone's Child SA. No command is typed: a stock end user and a cluster.
 func (r *ClusterRunner) spread(ctx context.Context) (string, error) {
 	c := r.c
-	type placed struct {
-		sa   control.SA
-		node int
-	}
-	var got map[string]placed
+	var got map[string]Placed
 	if !WaitFor(45*time.Second, func() bool {
-		l, err := c.UEd.SAs()
-		if err != nil {
-			return false
-		}
-		got = map[string]placed{}
-		nodes := map[int]bool{}
-		for _, s := range l {
-			if s.State != ike.StateEstablished || len(s.Children) == 0 {
-				continue
-			}
-			h := c.Holders(s.SPIi, s.SPIr)
-			if len(h) != 1 || !strings.HasPrefix(s.Remote, c.Addrs[h[0]].String()+":") {
-				return false
-			}
-			got[IfaceOf(s)] = placed{s, h[0]}
-			nodes[h[0]] = true
-		}
-		return len(got) == 3 && len(nodes) == 3
+		vpns, nodes, settled := c.Placement()
+		got = vpns
+		return settled && len(vpns) == 3 && nodes == 3
 	}) {
 		return "", fmt.Errorf("the end user's VPNs did not spread over three nodes:\n%s", c.UEd.Table(ctx))
 	}
@@ -183,18 +163,18 @@ func (r *ClusterRunner) spread(ctx context.Context) (string, error) {
 	var lines []string
 	for _, dev := range []string{"eth0", "wlan0", "wwan0"} {
 		p, ok := got[dev]
-		if !ok || len(p.sa.VirtualIPs) == 0 {
+		if !ok || len(p.SA.VirtualIPs) == 0 {
 			return "", fmt.Errorf("no VPN with an inner address on %s", dev)
 		}
-		if err := c.PingFrom(ctx, p.sa); err != nil {
+		if err := c.PingFrom(ctx, p.SA); err != nil {
 			return "", fmt.Errorf("ping through the %s VPN: %w", dev, err)
 		}
 		how := "authenticated here"
-		if p.sa.SPIi != r.first.SPIi {
+		if p.SA.SPIi != r.first.SPIi {
 			how = "cloned at node 1, placed here, the end user moved to it"
 		}
 		lines = append(lines, fmt.Sprintf("%-5s IKE SA %s on node %d (%s), inner address %s, ping ok; %s",
-			dev, p.sa.SPIi, p.node+1, c.Addrs[p.node], p.sa.VirtualIPs[0], how))
+			dev, p.SA.SPIi, p.Node+1, c.Addrs[p.Node], p.SA.VirtualIPs[0], how))
 	}
 	lines = append(lines, fmt.Sprintf("three VPNs on three nodes at most %v after the first was seen up, with the one authentication",
 		took.Round(time.Millisecond)))

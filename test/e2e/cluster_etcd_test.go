@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -22,41 +21,6 @@ import (
 // waits for it; what etcd does decide is whether a node may send at all
 // (its lease, renewed every third of the TTL, fenced after half of it
 // without a renewal).
-
-// startClusterLabAs is startClusterLab's lab under namespaces of its own
-// (prefix), so that it can run next to the other cluster tests' labs.
-func startClusterLabAs(t *testing.T, prefix string) *clusterLab {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces (CI runs as root)")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cl, err := demo.BuildCluster(ctx, prefix, t.TempDir(), mifikeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	c := &clusterLab{Cluster: cl, top: cl.Topology, addr: cl.Addrs, net: cl.Net}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, g := range cl.GWs {
-				t.Logf("%s log (tail):\n%s", g.Name, tail(g.Log(), 30))
-			}
-			if cl.UEd != nil {
-				t.Logf("end user log (tail):\n%s", tail(cl.UEd.Log(), 40))
-			}
-		}
-	})
-	if err := cl.StartNodes(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.StartEndUser(); err != nil {
-		t.Fatal(err)
-	}
-	c.gws, c.ue = cl.GWs, cl.UEd
-	return c
-}
 
 // pingLog is a ping every 100 ms that keeps, for every reply, its
 // sequence number and when it arrived (ping -D).
@@ -217,7 +181,7 @@ func (c *clusterLab) logCounts() (fenced, lost []int) {
 //     down would be gone), and shorter than anything that would make
 //     the end user give up the SA (its configuration has no DPD).
 func TestClusterEtcdMembersRestarted(t *testing.T) {
-	c := startClusterLabAs(t, "mfkr")
+	c := startCluster(t, clusterOpts{prefix: "mfkr"})
 	s := c.vpn(t, 30*time.Second, func(control.SA) bool { return true })
 	if !strings.HasPrefix(s.Remote, c.addr[0].String()+":") {
 		t.Fatalf("the VPN went to %s, want node 1", s.Remote)

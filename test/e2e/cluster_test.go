@@ -38,12 +38,27 @@ type clusterLab struct {
 
 func startClusterLab(t *testing.T) *clusterLab {
 	t.Helper()
+	return startCluster(t, clusterOpts{prefix: "mfkc"})
+}
+
+// clusterOpts vary the lab: its namespaces' prefix (labs that may run
+// side by side need their own), the end user's three interfaces
+// (demo.Cluster.AddUEInterfaces), and what to do between the nodes'
+// start and the end user's.
+type clusterOpts struct {
+	prefix string
+	multi  bool
+	before func(*demo.Cluster)
+}
+
+func startCluster(t *testing.T, o clusterOpts) *clusterLab {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces (CI runs as root)")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cl, err := demo.BuildCluster(ctx, "mfkc", t.TempDir(), mifikeBin)
+	cl, err := demo.BuildCluster(ctx, o.prefix, t.TempDir(), mifikeBin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,15 +67,23 @@ func startClusterLab(t *testing.T) *clusterLab {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, g := range cl.GWs {
-				t.Logf("%s log (tail):\n%s", g.Name, tail(g.Log(), 30))
+				t.Logf("%s log (tail):\n%s", g.Name, tail(g.Log(), 40))
 			}
 			if cl.UEd != nil {
-				t.Logf("end user log (tail):\n%s", tail(cl.UEd.Log(), 40))
+				t.Logf("end user log (tail):\n%s", tail(cl.UEd.Log(), 60))
 			}
 		}
 	})
+	if o.multi {
+		if err := cl.AddUEInterfaces(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := cl.StartNodes(); err != nil {
 		t.Fatal(err)
+	}
+	if o.before != nil {
+		o.before(cl)
 	}
 	if err := cl.StartEndUser(); err != nil {
 		t.Fatal(err)
@@ -199,83 +222,25 @@ func (p *pings) stop() (answered int, elapsed time.Duration) {
 	return answered, time.Since(p.start)
 }
 
-// startMultiInterfaceClusterLab is startClusterLab with the end user's three
-// interfaces (eth0, wlan0, wwan0) and one VPN per interface.
-func startMultiInterfaceClusterLab(t *testing.T) *clusterLab {
-	t.Helper()
-	return startMultiInterfaceClusterLabWith(t, nil)
-}
-
-// startMultiInterfaceClusterLabWith runs before, when not nil, between
-// the nodes' start and the end user's.
-func startMultiInterfaceClusterLabWith(t *testing.T, before func(*demo.Cluster)) *clusterLab {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces (CI runs as root)")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cl, err := demo.BuildCluster(ctx, "mfkm", t.TempDir(), mifikeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	c := &clusterLab{Cluster: cl, top: cl.Topology, addr: cl.Addrs, net: cl.Net}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, g := range cl.GWs {
-				t.Logf("%s log (tail):\n%s", g.Name, tail(g.Log(), 40))
-			}
-			if cl.UEd != nil {
-				t.Logf("end user log (tail):\n%s", tail(cl.UEd.Log(), 60))
-			}
-		}
-	})
-	if err := cl.AddUEInterfaces(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.StartNodes(); err != nil {
-		t.Fatal(err)
-	}
-	if before != nil {
-		before(cl)
-	}
-	if err := cl.StartEndUser(); err != nil {
-		t.Fatal(err)
-	}
-	c.gws, c.ue = cl.GWs, cl.UEd
-	return c
-}
-
 // A node added to a running cluster gets the new clones: node 3 is
 // stopped while the end user's three VPNs come up on nodes 1 and 2, then
 // it joins, and the next clone the end user makes is placed on it (the
 // node with fewest SAs, none of this user's).
 func TestClusterNodeAdded(t *testing.T) {
-	c := startMultiInterfaceClusterLabWith(t, func(cl *demo.Cluster) { cl.GWs[2].Stop(5 * time.Second) })
+	c := startCluster(t, clusterOpts{prefix: "mfkm", multi: true, before: func(cl *demo.Cluster) { cl.GWs[2].Stop(5 * time.Second) }})
 	ctx := context.Background()
 	var first control.SA
 	if !demo.WaitFor(45*time.Second, func() bool {
-		l, err := c.ue.SAs()
-		if err != nil {
-			return false
-		}
-		n, nodes := 0, map[int]bool{}
-		for _, s := range l {
-			if s.State != ike.StateEstablished || len(s.Children) == 0 {
-				continue
-			}
-			h := c.Holders(s.SPIi, s.SPIr)
-			if len(h) != 1 || h[0] == 2 || !strings.HasPrefix(s.Remote, c.addr[h[0]].String()+":") {
+		vpns, nodes, settled := c.Placement()
+		for _, p := range vpns {
+			if p.Node == 2 {
 				return false
 			}
-			if s.Parent == 0 {
-				first = s
+			if p.SA.Parent == 0 {
+				first = p.SA
 			}
-			nodes[h[0]] = true
-			n++
 		}
-		return n == 3 && len(nodes) == 2
+		return settled && len(vpns) == 3 && nodes == 2
 	}) {
 		t.Fatalf("the end user's three VPNs did not come up on nodes 1 and 2:\n%s", c.ue.Table(ctx))
 	}
@@ -346,32 +311,13 @@ func TestClusterNodeAdded(t *testing.T) {
 // The end user ends with three VPNs on three nodes, each on its own
 // interface and carrying traffic, and authenticated once.
 func TestClusterSpreadsInterfaces(t *testing.T) {
-	c := startMultiInterfaceClusterLab(t)
+	c := startCluster(t, clusterOpts{prefix: "mfkm", multi: true})
 	ctx := context.Background()
-	type placed struct {
-		sa   control.SA
-		node int
-	}
-	var got map[string]placed
+	var got map[string]demo.Placed
 	if !demo.WaitFor(45*time.Second, func() bool {
-		l, err := c.ue.SAs()
-		if err != nil {
-			return false
-		}
-		got = map[string]placed{}
-		nodes := map[int]bool{}
-		for _, s := range l {
-			if s.State != ike.StateEstablished || len(s.Children) == 0 {
-				continue
-			}
-			h := c.Holders(s.SPIi, s.SPIr)
-			if len(h) != 1 || !strings.HasPrefix(s.Remote, c.addr[h[0]].String()+":") {
-				return false
-			}
-			got[demo.IfaceOf(s)] = placed{s, h[0]}
-			nodes[h[0]] = true
-		}
-		return len(got) == 3 && len(nodes) == 3
+		vpns, nodes, settled := c.Placement()
+		got = vpns
+		return settled && len(vpns) == 3 && nodes == 3
 	}) {
 		t.Fatalf("the end user's VPNs did not spread over three nodes (have %v):\n%s", got, c.ue.Table(ctx))
 	}
@@ -381,18 +327,18 @@ func TestClusterSpreadsInterfaces(t *testing.T) {
 		if !ok {
 			t.Fatalf("no VPN on %s: %v", dev, got)
 		}
-		if len(p.sa.VirtualIPs) != 1 || inner[p.sa.VirtualIPs[0]] {
-			t.Fatalf("the %s VPN's inner addresses %v: want one of its own (own_vips)", dev, p.sa.VirtualIPs)
+		if len(p.SA.VirtualIPs) != 1 || inner[p.SA.VirtualIPs[0]] {
+			t.Fatalf("the %s VPN's inner addresses %v: want one of its own (own_vips)", dev, p.SA.VirtualIPs)
 		}
-		inner[p.sa.VirtualIPs[0]] = true
-		before := c.childPackets(t, p.sa.SPIi)
-		if err := c.ping(t, p.sa); err != nil {
-			t.Fatalf("ping through the %s VPN (node %d): %v", dev, p.node+1, err)
+		inner[p.SA.VirtualIPs[0]] = true
+		before := c.childPackets(t, p.SA.SPIi)
+		if err := c.ping(t, p.SA); err != nil {
+			t.Fatalf("ping through the %s VPN (node %d): %v", dev, p.Node+1, err)
 		}
-		if after := c.childPackets(t, p.sa.SPIi); after <= before {
-			t.Fatalf("the ping from %v did not come back through the %s VPN (its Child SA received %d packets before, %d after)", p.sa.VirtualIPs, dev, before, after)
+		if after := c.childPackets(t, p.SA.SPIi); after <= before {
+			t.Fatalf("the ping from %v did not come back through the %s VPN (its Child SA received %d packets before, %d after)", p.SA.VirtualIPs, dev, before, after)
 		}
-		t.Logf("%s: IKE SA %s on node %d (%s), inner address %v, traffic ok", dev, p.sa.SPIi, p.node+1, p.sa.Remote, p.sa.VirtualIPs)
+		t.Logf("%s: IKE SA %s on node %d (%s), inner address %v, traffic ok", dev, p.SA.SPIi, p.Node+1, p.SA.Remote, p.SA.VirtualIPs)
 	}
 	if n := strings.Count(c.ue.Log(), "sending IKE_AUTH request"); n != 1 {
 		t.Errorf("the end user sent %d IKE_AUTH requests; it authenticates once", n)
