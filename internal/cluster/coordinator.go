@@ -178,12 +178,7 @@ func (c *Coordinator) Step(ctx context.Context, now time.Time) ([]ike.Action, er
 		c.renewed(c.n.ServingUntil())
 	}
 	var acts []ike.Action
-	for _, r := range c.gone {
-		if err := c.recs.Drop(ctx, r); err != nil && !errors.Is(err, ErrLost) {
-			c.log.Warn("cluster: cannot delete an SA's record", "spi_i", fmt.Sprintf("%016x", r.SPIi), "err", err)
-		}
-	}
-	c.gone = nil
+	c.dropGone(ctx)
 	acts = append(acts, c.publish(ctx, now)...)
 	more, err := c.adopt(ctx, now)
 	return append(acts, more...), err
@@ -194,14 +189,26 @@ func (c *Coordinator) Step(ctx context.Context, now time.Time) ([]ike.Action, er
 // leaves the cluster, so that the others can take over an SA made just
 // before (its record is otherwise written at the next Step).
 func (c *Coordinator) Flush(ctx context.Context, now time.Time) []ike.Action {
+	c.dropGone(ctx)
+	return c.publish(ctx, now)
+}
+
+// dropGone deletes the records of the SAs that went.
+func (c *Coordinator) dropGone(ctx context.Context) {
 	for _, r := range c.gone {
-		if err := c.recs.Drop(ctx, r); err != nil && !errors.Is(err, ErrLost) {
+		err := c.recs.Drop(ctx, r)
+		switch {
+		case err == nil:
+			c.view.dropped(c.n.cfg.SAKey(r.SPIi, r.SPIr), r.Revision)
+		case !errors.Is(err, ErrLost):
 			c.log.Warn("cluster: cannot delete an SA's record", "spi_i", fmt.Sprintf("%016x", r.SPIi), "err", err)
 		}
 	}
 	c.gone = nil
-	return c.publish(ctx, now)
 }
+
+// wrote tells the view of a record this node has just written.
+func (c *Coordinator) wrote(r SARecord) { c.view.wrote(c.n.cfg.SAKey(r.SPIi, r.SPIr), r) }
 
 // publish writes the records of the SAs that changed.
 func (c *Coordinator) publish(ctx context.Context, now time.Time) []ike.Action {
@@ -252,6 +259,7 @@ func (c *Coordinator) publish(ctx context.Context, now time.Time) []ike.Action {
 			c.log.Warn("cluster: cannot write an SA's record", "ike", id, "err", err)
 		default:
 			c.mine[id] = r
+			c.wrote(r)
 			delete(c.dirty, id)
 		}
 	}
@@ -429,8 +437,14 @@ func (c *Coordinator) receive(now time.Time, r SARecord, away []netip.Addr) []ik
 		c.log.Warn("cluster: cannot import an SA handed to us", "from", r.From, "err", err)
 		return acts
 	}
+	// Its next record says it is ours, no longer handed to us: were the
+	// SA to leave the engine otherwise than by a hand-over, its record
+	// must not bring it back.
+	from := r.From
+	r.From = 0
 	c.mine[id] = r
-	c.log.Info("cluster: SA handed over to us", "ike", id, "from", r.From)
+	c.dirty[id] = true
+	c.log.Info("cluster: SA handed over to us", "ike", id, "from", from)
 	return acts
 }
 
@@ -455,6 +469,7 @@ func (c *Coordinator) claim(ctx context.Context, now time.Time, r SARecord) []ik
 		return acts
 	}
 	c.mine[id] = r
+	c.wrote(r)
 	c.log.Info("cluster: took over a dead node's SA", "ike", id, "from", dead)
 	return acts
 }
@@ -488,9 +503,11 @@ func (c *Coordinator) HandOff(ctx context.Context, now time.Time, id uint64, to 
 	if !ok {
 		r = SARecord{SPIi: s.SPIi, SPIr: s.SPIr, Owner: c.n.cfg.Node}
 	}
-	if _, err := c.recs.HandOff(ctx, r, state, to); err != nil {
+	r, err = c.recs.HandOff(ctx, r, state, to)
+	if err != nil {
 		return nil, err
 	}
+	c.wrote(r)
 	delete(c.mine, id) // its ike-down must not delete the record
 	delete(c.dirty, id)
 	if len(s.PeerVirtualIPs) > 0 && c.fence != nil && c.fenced {

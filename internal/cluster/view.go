@@ -15,10 +15,16 @@ import (
 // that ends (etcd compacted the revision, a connection lost) is started
 // again from a fresh List.
 //
-// The view may lag the store by the watch's latency, a few milliseconds:
-// what the coordinator does with it is either idempotent (imports of
-// SAs handed over, loads) or a compare-and-swap that fails on a stale
-// revision (claims), to be tried again at the next step.
+// The view may lag the store by the watch's latency, a few milliseconds,
+// but never behind the node's own writes: those go into the view at once
+// (wrote, dropped), and the watch's older events for those keys are
+// skipped. Otherwise a node that handed an SA over would, until the
+// watch brought its own hand-over back, still see its record from before
+// (its owner, handed to it by another) and import the SA it had just
+// given away: two nodes answering one peer. What the view lags in other
+// nodes' writes is either harmless (loads) or a compare-and-swap that
+// fails on a stale revision (claims), to be tried again at the next
+// step.
 type recordView struct {
 	st     clusterstore.Store
 	prefix string
@@ -27,7 +33,10 @@ type recordView struct {
 	// deterministic point of the simulated time.
 	list bool
 
-	recs   map[string]SARecord
+	recs map[string]SARecord
+	// pins are the keys this node wrote or deleted, with the revision
+	// below which the watch's events for them are older than the view.
+	pins   map[string]int64
 	events <-chan clusterstore.Event
 	cancel context.CancelFunc
 	// relists counts Lists after the first (watches that ended).
@@ -77,6 +86,7 @@ func (v *recordView) relist(ctx context.Context) error {
 		return err
 	}
 	v.recs = make(map[string]SARecord, len(vs))
+	v.pins = nil // the list is newer than any write of ours
 	for _, x := range vs {
 		v.apply(clusterstore.Event{Kind: clusterstore.EventPut, Value: x})
 	}
@@ -93,6 +103,12 @@ func (v *recordView) apply(ev clusterstore.Event) {
 	if !strings.HasPrefix(key, v.prefix) {
 		return
 	}
+	if pin, ok := v.pins[key]; ok {
+		if ev.Value.Revision < pin {
+			return // from before our own write, which the view has
+		}
+		delete(v.pins, key)
+	}
 	if ev.Kind == clusterstore.EventDelete {
 		delete(v.recs, key)
 		return
@@ -104,6 +120,33 @@ func (v *recordView) apply(ev clusterstore.Event) {
 	}
 	rec.Revision = ev.Value.Revision
 	v.recs[key] = rec
+}
+
+// wrote puts a record this node has just written (rec.Revision its new
+// revision) into the view.
+func (v *recordView) wrote(key string, rec SARecord) {
+	if v.recs == nil {
+		return // not listed yet: the list will have it
+	}
+	v.recs[key] = rec
+	v.pin(key, rec.Revision)
+}
+
+// dropped takes out a record this node has just deleted (rev: its
+// revision before the delete).
+func (v *recordView) dropped(key string, rev int64) {
+	if v.recs == nil {
+		return
+	}
+	delete(v.recs, key)
+	v.pin(key, rev+1)
+}
+
+func (v *recordView) pin(key string, rev int64) {
+	if v.pins == nil {
+		v.pins = map[string]int64{}
+	}
+	v.pins[key] = max(v.pins[key], rev)
 }
 
 // close ends the watch.

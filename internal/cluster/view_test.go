@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mifike/mifike/internal/clusterstore"
 	"github.com/mifike/mifike/internal/etcdlab"
+	"github.com/mifike/mifike/internal/ike"
 )
 
 // The coordinator's view of the SA records, kept by a watch, ends where
@@ -165,5 +167,145 @@ func TestVIPBlockReclaim(t *testing.T) {
 	v, _ = st.Get(ctx, testConfig(1).blockKey(blocks[0]))
 	if string(v.Data) != `{"owner":5}` {
 		t.Fatalf("the block in use changed hands: %q", v.Data)
+	}
+}
+
+// heldStore is a store whose watches deliver only when the test says
+// (next): a watch that lags the writes, as etcd's does by a few
+// milliseconds.
+type heldStore struct {
+	clusterstore.Store
+	in  <-chan clusterstore.Event
+	out chan clusterstore.Event
+}
+
+func (h *heldStore) Watch(ctx context.Context, prefix string, from int64) <-chan clusterstore.Event {
+	h.in, h.out = h.Store.Watch(ctx, prefix, from), make(chan clusterstore.Event, 64)
+	return h.out
+}
+
+// next lets the watch's next event through.
+func (h *heldStore) next(t *testing.T) {
+	t.Helper()
+	select {
+	case ev := <-h.in:
+		h.out <- ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch delivered nothing")
+	}
+}
+
+// handEngine is an engine that holds SAs and nothing else: what a
+// coordinator imports, exports and forgets.
+type handEngine struct {
+	sas     map[uint64]ike.IKESAInfo
+	adopted int
+	next    uint64
+}
+
+func (e *handEngine) IKESAs() []ike.IKESAInfo { return slices.Collect(maps.Values(e.sas)) }
+func (e *handEngine) Export(id uint64) ([]byte, error) {
+	s := e.sas[id]
+	return fmt.Appendf(nil, "%d-%d", s.SPIi, s.SPIr), nil
+}
+func (e *handEngine) Adopt(_ time.Time, b []byte, _ netip.Addr, _ []netip.Addr) (uint64, []ike.Action, error) {
+	var s ike.IKESAInfo
+	if _, err := fmt.Sscanf(string(b), "%d-%d", &s.SPIi, &s.SPIr); err != nil {
+		return 0, nil, err
+	}
+	e.next++
+	s.ID, s.State, s.MOBIKE = e.next, ike.StateEstablished, true
+	e.sas[s.ID] = s
+	e.adopted++
+	return s.ID, nil, nil
+}
+func (e *handEngine) TakeOver(now time.Time, b []byte, local netip.Addr) (uint64, []ike.Action, error) {
+	return e.Adopt(now, b, local, nil)
+}
+func (e *handEngine) Forget(_ time.Time, id uint64) ([]ike.Action, error) {
+	delete(e.sas, id)
+	return nil, nil
+}
+
+// A node that passes on an SA handed to it must not take it back from
+// its own view of the records, which the watch has not yet brought up to
+// its own hand-over: node 2 imported an SA from node 1, wrote its record
+// (a Child SA), and handed it to node 3; its next steps, with the watch
+// lagging and then delivering one old event at a time, import nothing.
+// Before the view took the node's own writes, node 2 imported the SA
+// again (e2e TestClusterHandOff: the client dropped node 3's messages as
+// replays of node 2's). Same for a record node 2 deleted.
+func TestViewKeepsOwnWritesAheadOfTheWatch(t *testing.T) {
+	ctx := context.Background()
+	st := &heldStore{Store: clusterstore.NewMemory(time.Now)}
+	s, _ := testSealer(t)
+	var nodes []*Node
+	for id := uint8(1); id <= 3; id++ {
+		n, err := Join(ctx, st, testConfig(id), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	eng := &handEngine{sas: map[uint64]ike.IKESAInfo{}, next: 100}
+	c := NewCoordinator(nodes[1], s, eng, nil)
+	c.SetPlacement(PlaceNone)
+	defer c.Close()
+	if _, err := c.Step(ctx, time.Now()); err != nil { // lists, then watches
+		t.Fatal(err)
+	}
+	// Node 1 hands two SAs to node 2.
+	r1 := NewRecords(nodes[0], s)
+	for spi := uint64(1); spi <= 2; spi++ {
+		rec, err := r1.Publish(ctx, SARecord{SPIi: spi, SPIr: 7}, fmt.Appendf(nil, "%d-7", spi))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r1.HandOff(ctx, rec, fmt.Appendf(nil, "%d-7", spi), 2); err != nil {
+			t.Fatal(err)
+		}
+		st.next(t)
+		st.next(t)
+	}
+	if _, err := c.Step(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if eng.adopted != 2 {
+		t.Fatalf("node 2 imported %d SAs, want 2", eng.adopted)
+	}
+	var ids []uint64
+	for id := range eng.sas {
+		c.Event(ike.Event{Kind: ike.EventChildUp, IKESA: id})
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	if _, err := c.Step(ctx, time.Now()); err != nil { // writes both records
+		t.Fatal(err)
+	}
+	if _, err := c.HandOff(ctx, time.Now(), ids[0], 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Forget(time.Now(), ids[1]); err != nil { // the peer deleted it
+		t.Fatal(err)
+	}
+	c.Event(ike.Event{Kind: ike.EventIKEDown, IKESA: ids[1]})
+	for i := 0; ; i++ {
+		if _, err := c.Step(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if eng.adopted != 2 || len(eng.sas) != 0 {
+			t.Fatalf("after %d of the watch's events, node 2 imported %d SAs (want 2) and has %d", i, eng.adopted, len(eng.sas))
+		}
+		if i == 4 { // two records written, a hand-over, a delete
+			break
+		}
+		st.next(t)
+	}
+	recs, err := c.view.records(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Owner != 3 || recs[0].From != 2 {
+		t.Fatalf("the view has %+v, want the SA handed to node 3", recs)
 	}
 }
