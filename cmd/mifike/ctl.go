@@ -441,6 +441,8 @@ func endpoint(id, addr string, vips []string) string {
 
 func natInfo(sa control.SA) string {
 	switch {
+	case sa.TCP:
+		return "TCP-encapsulated"
 	case sa.NATLocal && sa.NATRemote:
 		return "NAT-T(local, remote)"
 	case sa.NATLocal:

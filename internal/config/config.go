@@ -61,6 +61,9 @@ type Config struct {
 	// and ::.
 	Listen            []netip.Addr
 	IKEPort, NATTPort uint16
+	// TCPPorts are where the gateway accepts TCP-encapsulated IKE and
+	// ESP (RFC 9329), on each listen address; none by default.
+	TCPPorts []uint16
 	// DataPlane is where ESP traffic is carried: "userspace" (ESP in
 	// mifike over a TUN device), "kernel" (XFRM), "auto" (the default:
 	// kernel when it has ESP, else userspace) or "none" (negotiate SAs,
@@ -221,6 +224,11 @@ type ConnConfig struct {
 	// NoNATT: nat_traversal: no (RFC 4555 §3.9 then guards the addresses).
 	NoNATT bool
 	Encap  bool // force UDP encapsulation
+	// TCP is when the initiator encapsulates in TCP (RFC 9329), to the
+	// peer's TCPPort, UDP first for TCPFallbackAfter under fallback.
+	TCP              ike.TCPPolicy
+	TCPPort          uint16
+	TCPFallbackAfter time.Duration
 	// Fragmentation offers IKE fragmentation (RFC 7383), default true;
 	// FragmentSize is the largest IP datagram of a fragment, 0 for 576
 	// octets on IPv4 and 1280 on IPv6 (§2.5.1).

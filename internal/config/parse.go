@@ -31,7 +31,7 @@ const (
 
 var (
 	topSchema = schema{
-		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t",
+		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t", "tcp_ports",
 			"data_plane", "tun", "retransmit", "dos_protection", "radius", "cluster", "pools", "connections"},
 		hints: map[string]string{
 			"secrets":            "mifike has no secrets section; put the shared key on the connection as psk",
@@ -55,7 +55,7 @@ var (
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
-			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "fragmentation", "fragment_size", "childless", "redirect", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
+			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "tcp", "tcp_port", "tcp_fallback_after", "fragmentation", "fragment_size", "childless", "redirect", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
 			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
 			"signature_auth", "rsa_pss", "prefer", "children"},
 		hints: map[string]string{
@@ -171,6 +171,7 @@ func (p *parser) parse(data []byte) *Config {
 	if c.IKEPort == c.NATTPort {
 		top.fail("port_nat_t", "%d is also port; NAT-T needs a port of its own", c.NATTPort)
 	}
+	c.TCPPorts = p.tcpPorts(top, c)
 	c.DataPlane = top.enum("data_plane", "auto", "data plane", []string{"none", "userspace", "kernel", "auto"}, nil)
 	c.TUN = TUNConfig{Name: "mifike0", MTU: 1400}
 	if top.has("tun") {
@@ -515,6 +516,7 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 		f.fail("encap", "forcing UDP encapsulation needs nat_traversal (leave it on)")
 	}
 	c.Encap = f.boolean("encap", false)
+	p.connTCP(f, c)
 	// RFC 7383: on by default, as strongSwan; 0 takes §2.5.1's sizes.
 	c.Fragmentation = f.boolean("fragmentation", true)
 	c.FragmentSize = f.integer("fragment_size", 0, 0, 65535)
@@ -1071,4 +1073,51 @@ func (p *parser) selectors(f *fields, key string) []string {
 		out = append(out, it.s)
 	}
 	return out
+}
+
+// tcpPorts are the TCP ports a gateway accepts TCP-encapsulated IKE and
+// ESP on (RFC 9329 §2: 4500, and any other such as 443). None by
+// default: a listening TCP port is something an operator opens.
+func (p *parser) tcpPorts(top *fields, c *Config) []uint16 {
+	items, set := top.list("tcp_ports")
+	if !set {
+		return nil
+	}
+	var out []uint16
+	for _, it := range items {
+		n, err := strconv.ParseUint(it.s, 10, 16)
+		switch {
+		case err != nil || n == 0:
+			p.fail(it.line, it.field, "%q is not a TCP port (1 to 65535); RFC 9329 wants 4500 among them", it.s)
+		case slices.Contains(out, uint16(n)):
+			p.fail(it.line, it.field, "%d is listed twice", n)
+		default:
+			out = append(out, uint16(n))
+		}
+	}
+	if len(out) == 0 && !p.hasError("tcp_ports") {
+		top.fail("tcp_ports", "is empty; leave it out for no TCP, or list 4500 (RFC 9329 §2)")
+	}
+	return out
+}
+
+// connTCP reads a connection's TCP encapsulation (RFC 9329): when its
+// initiator uses it, the peer's TCP port, and how long UDP gets first.
+func (p *parser) connTCP(f *fields, c *ConnConfig) {
+	switch f.enum("tcp", "never", "TCP encapsulation", []string{"never", "fallback", "always"}, nil) {
+	case "fallback":
+		c.TCP = ike.TCPFallback
+	case "always":
+		c.TCP = ike.TCPAlways
+	}
+	// Unset, 0: the engine's defaults (4500, ike.DefaultTCPFallbackAfter).
+	c.TCPPort = f.port("tcp_port", 0)
+	c.TCPFallbackAfter = f.durationIn("tcp_fallback_after", 0, time.Second, 10*time.Minute,
+		"UDP needs a retransmission before TCP, RFC 9329 §5.1")
+	if c.TCP != ike.TCPFallback && f.has("tcp_fallback_after") {
+		f.fail("tcp_fallback_after", "applies to tcp: fallback only (this connection has tcp: %s)", c.TCP)
+	}
+	if c.TCP == ike.TCPNever && f.has("tcp_port") {
+		f.fail("tcp_port", "applies when the connection uses TCP: set tcp: fallback or always")
+	}
 }

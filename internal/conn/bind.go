@@ -105,6 +105,9 @@ type Packet struct {
 	Remote netip.AddrPort
 	// NATT says it came where IKE and ESP share the port.
 	NATT bool
+	// TCP says it came in a TCP stream (RFC 9329): Remote is the
+	// stream's, and an answer goes back in it (TCP.Send).
+	TCP bool
 }
 
 // Data is the packet's octets: for IKE, the message from its header on.

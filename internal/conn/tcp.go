@@ -261,7 +261,7 @@ func (t *TCP) receiveFunc() ReceiveFunc {
 		n := 0
 	batch:
 		for {
-			pkts[n] = Packet{Kind: f.kind, Buf: *f.buf, Off: f.off, N: f.n, Local: f.local, Remote: f.remote, NATT: true}
+			pkts[n] = Packet{Kind: f.kind, Buf: *f.buf, Off: f.off, N: f.n, Local: f.local, Remote: f.remote, NATT: true, TCP: true}
 			held = append(held, f.buf)
 			n++
 			if n == len(pkts) {
@@ -357,27 +357,28 @@ func (t *TCP) Send(msg []byte, local, remote netip.AddrPort, iface string) error
 	if err != nil {
 		return err
 	}
-	return t.send(b, local, remote, iface)
+	return t.send(b, local, remote, iface, true)
 }
 
 // SendESP frames the ESP packet pkt, from its SPI on (RFC 9329 §3.2),
-// and queues it as Send does: the userspace data plane's way out where
-// it now writes ESP in UDP to the NAT-T socket (dataplane.linuxTransport
-// through UDP.NATT). It copies pkt; a full queue fails with
-// ErrQueueFull, which the data plane counts as a send drop.
-func (t *TCP) SendESP(pkt []byte, local, remote netip.AddrPort, iface string) error {
+// and queues it on the stream between local and remote: the userspace
+// data plane's way out for SAs on a TCP path (dataplane.LinuxConfig.TCP).
+// It copies pkt; a full queue fails with ErrQueueFull, which the data
+// plane counts as a send drop. It never opens a stream (ErrNoStream):
+// IKE does, on the path MOBIKE chose (ike.Engine.StreamClosed).
+func (t *TCP) SendESP(pkt []byte, local, remote netip.AddrPort) error {
 	b, err := AppendTCPESP(make([]byte, 0, tcpLenLen+len(pkt)), pkt)
 	if err != nil {
 		return err
 	}
-	return t.send(b, local, remote, iface)
+	return t.send(b, local, remote, "", false)
 }
 
 // SendKeepalive sends nothing: NAT keepalives SHOULD NOT be sent over
 // TCP, whose mappings NATs keep longer (RFC 9329 §6.6).
 func (t *TCP) SendKeepalive(local, remote netip.AddrPort, iface string) error { return nil }
 
-func (t *TCP) send(frame []byte, local, remote netip.AddrPort, iface string) error {
+func (t *TCP) send(frame []byte, local, remote netip.AddrPort, iface string, dial bool) error {
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	t.mu.Lock()
@@ -391,6 +392,10 @@ func (t *TCP) send(frame []byte, local, remote netip.AddrPort, iface string) err
 	}
 	s := t.find(local, remote)
 	if s == nil {
+		if !dial {
+			t.mu.Unlock()
+			return ErrNoStream
+		}
 		if at, ok := t.accepted[remote]; ok && time.Since(at) < acceptedMemory {
 			t.mu.Unlock()
 			return ErrNoStream

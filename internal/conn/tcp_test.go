@@ -159,12 +159,17 @@ func TestTCPExchangeRFC9329(t *testing.T) {
 	if err := init.Send(ike, netip.AddrPortFrom(lo, 4500), addr, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := init.SendESP(esp, netip.AddrPortFrom(lo, 4500), addr, ""); err != nil {
+	// ESP never opens a stream (IKE does, on its path): to another
+	// port there is none.
+	if err := init.SendESP(esp, netip.AddrPortFrom(lo, 4500), netip.AddrPortFrom(addr.Addr(), addr.Port()+1)); !errors.Is(err, ErrNoStream) {
+		t.Fatalf("ESP with no stream: %v, want ErrNoStream", err)
+	}
+	if err := init.SendESP(esp, netip.AddrPortFrom(lo, 4500), addr); err != nil {
 		t.Fatal(err)
 	}
 	got := rr.wait(t, 2)
 	if got[0].Kind != IKE || !bytes.Equal(got[0].Data(), ike) || got[1].Kind != ESP || !bytes.Equal(got[1].Data(), esp) ||
-		got[1].Off != headroom || !got[0].NATT {
+		got[1].Off != headroom || !got[0].NATT || !got[0].TCP || !got[1].TCP {
 		t.Fatalf("responder got %v %d octets, %v %d octets at %d", got[0].Kind, got[0].N, got[1].Kind, got[1].N, got[1].Off)
 	}
 	if got[0].Local != addr || got[0].Remote.Addr() != lo || got[0].Remote.Port() == 0 || got[1].Remote != got[0].Remote {
@@ -176,7 +181,7 @@ func TestTCPExchangeRFC9329(t *testing.T) {
 	if err := resp.Send(ike[:50], got[0].Local, peer, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := resp.SendESP(esp[:100], got[0].Local, peer, ""); err != nil {
+	if err := resp.SendESP(esp[:100], got[0].Local, peer); err != nil {
 		t.Fatal(err)
 	}
 	back := ir.wait(t, 2)
@@ -200,7 +205,7 @@ func TestTCPExchangeRFC9329(t *testing.T) {
 	if s := resp.Stats(); s.Accepted != 1 {
 		t.Errorf("responder accepted %d streams", s.Accepted)
 	}
-	if err := init.SendESP([]byte{0, 0, 0, 0, 1}, back[0].Local, addr, ""); err != ErrZeroSPI {
+	if err := init.SendESP([]byte{0, 0, 0, 0, 1}, back[0].Local, addr); err != ErrZeroSPI {
 		t.Errorf("ESP with SPI 0: %v (RFC 9329 §3.2)", err)
 	}
 }

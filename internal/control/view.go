@@ -35,6 +35,7 @@ type SA struct {
 	NATLocal    bool        `json:"nat_local"`
 	NATRemote   bool        `json:"nat_remote"`
 	Encap       bool        `json:"encap"`
+	TCP         bool        `json:"tcp,omitempty"` // in a TCP stream (RFC 9329)
 	MOBIKE      bool        `json:"mobike"`
 	// MOBIKEInitiator: this side moves the SA (RFC 4555 §2.1; for a
 	// clone, the side that cloned it, RFC 7791 §1).
@@ -127,7 +128,7 @@ func SAFromEngine(i ike.IKESAInfo) SA {
 		SPIi: fmt.Sprintf("%016x", i.SPIi), SPIr: fmt.Sprintf("%016x", i.SPIr),
 		Local: addrPort(i.Local), Remote: addrPort(i.Remote),
 		LocalID: i.LocalID, RemoteID: i.RemoteID, Proposal: i.Proposal, Established: i.Established,
-		NATLocal: i.NATLocal, NATRemote: i.NATRemote, Encap: i.Encap, MOBIKE: i.MOBIKE,
+		NATLocal: i.NATLocal, NATRemote: i.NATRemote, Encap: i.Encap, TCP: i.TCP, MOBIKE: i.MOBIKE,
 		MOBIKEInitiator: i.MOBIKEInitiator, Iface: i.Iface, PeerAddrs: addrs(i.PeerAddrs),
 		Window: i.Window, PeerWindow: i.PeerWindow,
 		Family: i.Family, Parent: i.Parent, AuthTime: i.AuthTime, CloneSupported: i.CloneSupported,

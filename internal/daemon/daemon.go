@@ -42,7 +42,11 @@ type Daemon struct {
 
 	// bind carries IKE (and ESP in UDP) to and from the peers; it owns
 	// telling IKE from ESP and keepalives on the NAT-T port.
-	bind  conn.Bind
+	bind conn.Bind
+	// tcp carries IKE and ESP in TCP streams (RFC 9329): the streams
+	// this side opens as initiator, and, with tcp_ports, those peers
+	// open to it.
+	tcp   *conn.TCP
 	rx    chan datagram
 	calls chan func()
 	timer *time.Timer
@@ -180,6 +184,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.bind = udp
 	defer udp.Close()
+	if d.tcp, err = d.listenTCP(); err != nil {
+		return err
+	}
+	defer d.tcp.Close()
 	if err := d.openDataPlane(udp); err != nil {
 		return err
 	}
@@ -195,7 +203,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	for _, recv := range recvs {
-		go d.read(recv)
+		go d.read(recv, d.bind.BatchSize())
+	}
+	tcpRecvs, err := d.tcp.Open(espHeadroom)
+	if err != nil {
+		return err
+	}
+	for _, recv := range tcpRecvs {
+		go d.read(recv, d.tcp.BatchSize())
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -403,6 +418,10 @@ func tellManagers(managers map[string]*manager.Manager, e *ike.Engine, ev ike.Ev
 func (d *Daemon) send(dg ike.Datagram) {
 	if d.cluster != nil && !d.cluster.mayServe() {
 		d.stats.fencedDrops++ // a fenced cluster node sends nothing (cluster.go)
+		return
+	}
+	if dg.TCP {
+		d.sendErr(d.tcp.Send(dg.Data, dg.Local, dg.Remote, dg.Iface), dg.Local, dg.Remote)
 		return
 	}
 	d.sendErr(d.bind.Send(dg.Data, dg.Local, dg.Remote, dg.Iface), dg.Local, dg.Remote)

@@ -67,7 +67,7 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 		return nil
 	}
 	p, err := dataplane.OpenLinux(dataplane.LinuxConfig{TUNName: d.cfg.TUN.Name, MTU: d.cfg.TUN.MTU,
-		NATT: udp.NATT, Log: d.log.With("component", "dataplane"), OnLimit: onLimit})
+		NATT: udp.NATT, TCP: d.tcp.SendESP, Log: d.log.With("component", "dataplane"), OnLimit: onLimit})
 	if err != nil {
 		return err
 	}

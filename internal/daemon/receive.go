@@ -77,8 +77,8 @@ func releaseIKEBuf(p *[]byte) {
 // read takes one ReceiveFunc's batches until its socket is closed: ESP
 // goes straight to the userspace data plane, opened in place in the
 // batch's buffers; IKE goes to the event loop.
-func (d *Daemon) read(recv conn.ReceiveFunc) {
-	pkts := make([]conn.Packet, d.bind.BatchSize())
+func (d *Daemon) read(recv conn.ReceiveFunc, batch int) {
+	pkts := make([]conn.Packet, batch)
 	var rx ipsec.ESPReceiver // made on the first ESP: only NAT-T sockets see any
 	var esp []ipsec.Inbound
 	for {
@@ -124,7 +124,7 @@ func (d *Daemon) read(recv conn.ReceiveFunc) {
 			buf := ikeBuf(len(b))
 			copy(*buf, b)
 			select {
-			case d.rx <- datagram{d: ike.Datagram{Local: p.Local, Remote: p.Remote, Data: *buf}, buf: buf}:
+			case d.rx <- datagram{d: ike.Datagram{Local: p.Local, Remote: p.Remote, Data: *buf, TCP: p.TCP}, buf: buf}:
 			default:
 				releaseIKEBuf(buf)
 				d.rxStats.drop(ike.DropQueueFull)

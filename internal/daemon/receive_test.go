@@ -125,7 +125,7 @@ func floodDaemon(t *testing.T, natt bool) (d *Daemon, c *net.UDPConn, handled *a
 	handled = new(atomic.Uint64)
 	done := make(chan struct{})
 	go func() {
-		d.read(recvs[0])
+		d.read(recvs[0], d.bind.BatchSize())
 		close(done)
 	}()
 	go func() {

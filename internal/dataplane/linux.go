@@ -40,7 +40,11 @@ type LinuxConfig struct {
 	// address (bound to it, or to the wildcard): UDP-encapsulated ESP
 	// (RFC 3948) leaves through it, so it shares the IKE SA's port pair
 	// and NAT mapping.
-	NATT         func(local netip.Addr) *net.UDPConn
+	NATT func(local netip.Addr) *net.UDPConn
+	// TCP sends an ESP packet in the TCP stream from local to remote
+	// (RFC 9329 §3.2: conn.TCP.SendESP), for SAs on a TCP path; nil
+	// drops them.
+	TCP          func(pkt []byte, local, remote netip.AddrPort) error
 	Log          *slog.Logger
 	OnLimit      func(inSPI uint32, hard bool)
 	ReplayWindow int
@@ -102,6 +106,7 @@ func OpenLinux(cfg LinuxConfig) (*Linux, error) {
 		l.raw6 = nil
 	}
 	l.tr = newLinuxTransport(cfg.NATT, l.raw4, l.raw6)
+	l.tr.tcp = cfg.TCP
 	l.Plane = New(Config{TUN: dev, Transport: l.tr, Log: cfg.Log, OnLimit: cfg.OnLimit, ReplayWindow: cfg.ReplayWindow})
 	if l.routes, err = newRoutes(name, cfg.Table, cfg.Mark); err != nil {
 		return fail(err)
@@ -324,7 +329,15 @@ type linuxTransport struct {
 	udp        map[*net.UDPConn]*sender // made by Prepare
 	active     []*sender                // used by the current Send
 	none       sender                   // no socket: its packets fail
+	// tcp sends into a TCP stream (LinuxConfig.TCP); the stream
+	// frames and queues each packet, so there is no batch to build.
+	tcp func(pkt []byte, local, remote netip.AddrPort) error
 }
+
+var errNoTCP = errors.New("dataplane: no TCP transport for an SA on a TCP path")
+
+// tcpPath marks a path whose packets go to linuxTransport.tcp.
+type tcpPath struct{}
 
 // batchWriter is ipv4.PacketConn or ipv6.PacketConn: their Message types
 // are one (socket.Message).
@@ -401,6 +414,10 @@ func (t *linuxTransport) Prepare(p *Path) {
 		}
 		p.oob = cm.Marshal()
 	}
+	if p.TCP {
+		p.out = tcpPath{}
+		return
+	}
 	if p.Encap {
 		p.addr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, p.Remote.Port()))
 	} else {
@@ -440,7 +457,18 @@ func (t *linuxTransport) Send(pkts []Packet) error {
 		s.active = false
 	}
 	t.active = t.active[:0]
+	var errs error // the first error of the TCP packets, then the senders'
 	for _, p := range pkts {
+		if _, ok := p.Path.out.(tcpPath); ok {
+			err := errNoTCP
+			if t.tcp != nil {
+				err = t.tcp(p.Data, p.Path.Local, p.Path.Remote)
+			}
+			if errs == nil {
+				errs = err
+			}
+			continue
+		}
 		s, _ := p.Path.out.(*sender)
 		if s == nil {
 			s = &t.none
@@ -451,7 +479,6 @@ func (t *linuxTransport) Send(pkts []Packet) error {
 		}
 		s.add(p)
 	}
-	var errs error
 	for _, s := range t.active {
 		errs = errors.Join(errs, s.flush())
 	}

@@ -55,11 +55,13 @@ type Device interface {
 }
 
 // Path is where an SA's ESP packets go: from Local to Remote, through
-// interface Ifindex when non-zero, in UDP (RFC 3948) when Encap.
+// interface Ifindex when non-zero, in UDP (RFC 3948) when Encap, in the
+// IKE SA's TCP stream (RFC 9329 §3.2) when TCP.
 type Path struct {
 	Local, Remote netip.AddrPort
 	Ifindex       int
 	Encap         bool
+	TCP           bool
 
 	// Prepared once per path for the Linux transport.
 	oob  []byte
@@ -237,7 +239,7 @@ func (p *Plane) Counters(inSPI uint32) *ipsec.Counters {
 func (p *Plane) Drops() map[string]uint64 { return p.drops.snapshot() }
 
 func (p *Plane) path(sa ipsec.ChildSA) *Path {
-	path := &Path{Local: sa.Local, Remote: sa.Remote, Encap: sa.Encap}
+	path := &Path{Local: sa.Local, Remote: sa.Remote, Encap: sa.Encap, TCP: sa.TCP}
 	if sa.Iface != "" {
 		if i, err := net.InterfaceByName(sa.Iface); err == nil {
 			path.Ifindex = i.Index

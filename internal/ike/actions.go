@@ -23,6 +23,12 @@ type Datagram struct {
 	// Iface, when set on a Send, pins the datagram to that interface
 	// whatever the routing table says (a path chosen by MOBIKE).
 	Iface string
+	// TCP says the message came, or is to go, in a TCP stream (RFC 9329)
+	// rather than in UDP: the driver's TCP transport frames it, finds
+	// the stream between the addresses, and opens one when this side is
+	// the TCP Originator (the IKE initiator) and none is open. Remote's
+	// port is then the peer's TCP port.
+	TCP bool
 }
 
 // Action is something the engine asks its driver to do.
@@ -113,6 +119,9 @@ const (
 	// EventRedirected: RFC 5685: as initiator, an IKE SA goes to another
 	// gateway (Detail "to ADDR ..."); as gateway, a peer was sent away.
 	EventRedirected
+	// EventTCPFallback: UDP went unanswered and the SA goes on over TCP
+	// (RFC 9329 §5.1, §7.1).
+	EventTCPFallback
 )
 
 var eventNames = map[EventKind]string{
@@ -121,7 +130,7 @@ var eventNames = map[EventKind]string{
 	EventChildFailed: "child-failed", EventChildRekeyed: "child-rekeyed",
 	EventRetransmit: "retransmit", EventDropped: "dropped", EventAddressUpdate: "address-update",
 	EventVirtualIP: "virtual-ip", EventIKECloned: "ike-cloned", EventCloneRefused: "clone-refused", EventPathProbe: "path-probe",
-	EventMessageIDSync: "message-id-sync", EventRedirected: "redirected",
+	EventMessageIDSync: "message-id-sync", EventRedirected: "redirected", EventTCPFallback: "tcp-fallback",
 }
 
 func (k EventKind) String() string { return eventNames[k] }

@@ -65,7 +65,7 @@ func (c *childSA) params() ChildSA {
 	p := ChildSA{IKESA: sa.id, Name: c.cfg.Name, InSPI: c.inSPI, OutSPI: c.outSPI, Protocol: wire.ProtoESP, Mode: c.mode,
 		Encr: c.neg.Encr.Encr, KeyBits: c.neg.Encr.KeyBits, Integ: c.neg.Integ, ESN: c.neg.ESN == wire.ESNYes,
 		EncKeyIn: c.encIn, IntegKeyIn: c.intIn, EncKeyOut: c.encOut, IntegKeyOut: c.intOut,
-		LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: sa.dataLocal, Remote: sa.dataRemote, Iface: sa.dataIface, Encap: sa.encap,
+		LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: sa.dataLocal, Remote: sa.dataRemote, Iface: sa.dataIface, Encap: sa.encap && !sa.tcp, TCP: sa.tcp,
 		Outbound: c.outbound, SoftBytes: c.cfg.RekeyBytes, HardBytes: c.cfg.LifeBytes, VirtualIPs: sa.localVIPs}
 	return p
 }

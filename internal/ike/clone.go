@@ -328,7 +328,7 @@ func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
 		resp = append([]wire.Payload{wire.NewNotify(wire.NotifyCloneIKESA, nil)}, resp...)
 	}
 	sa.respond(m, resp)
-	n.local, n.remote, n.iface = m.d.Local, m.d.Remote, "" // the path of this exchange
+	n.local, n.remote, n.iface, n.tcp = m.d.Local, m.d.Remote, "", m.d.TCP // the path of this exchange
 	if !n.conn.ReturnRoutability || n.verified[n.remote.Addr()] {
 		n.dataLocal, n.dataRemote, n.dataIface = n.local, n.remote, n.iface
 	} // else the parent's proven path, until the check (adoptClone)

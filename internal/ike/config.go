@@ -293,6 +293,14 @@ type Connection struct {
 	PreferPeerProposals bool
 	// ForceEncap always uses UDP encapsulation on port 4500.
 	ForceEncap bool
+	// TCP is when this connection's initiator uses TCP encapsulation
+	// (RFC 9329): never (the default), after UDP went unanswered for
+	// TCPFallbackAfter (§5.1), or always. A responder answers in
+	// whichever transport a request came. TCPPort is the peer's TCP port
+	// (0: 4500, §2).
+	TCP              TCPPolicy
+	TCPPort          uint16
+	TCPFallbackAfter time.Duration
 	// Fragmentation offers and uses IKE fragmentation (RFC 7383), so
 	// that large IKE messages (certificate chains) pass paths that drop
 	// IP fragments. FragmentSize is the largest IP datagram a fragment
@@ -322,6 +330,56 @@ func (e *Engine) remotePort(c *Connection) uint16 {
 		return e.cfg.IKEPort
 	}
 	return c.RemotePort
+}
+
+// TCPPolicy is when an initiator encapsulates IKE and ESP in TCP (RFC
+// 9329).
+type TCPPolicy uint8
+
+const (
+	// TCPNever: UDP only.
+	TCPNever TCPPolicy = iota
+	// TCPFallback: UDP first; when an IKE_SA_INIT or an
+	// UPDATE_SA_ADDRESSES got no answer over UDP for TCPFallbackAfter,
+	// the same attempt goes on over TCP (RFC 9329 §5.1, §7.1).
+	TCPFallback
+	// TCPAlways: TCP from the first message (a network known to block
+	// UDP, §5.1).
+	TCPAlways
+)
+
+// DefaultTCPFallbackAfter is how long UDP gets before TCPFallback turns
+// to TCP: with the default retransmission timeout (4 s) the first
+// request and one retransmission, as RFC 9329 §5.1 recommends.
+const DefaultTCPFallbackAfter = 6 * time.Second
+
+// DefaultTCPPort is where a TCP Responder listens (RFC 9329 §2).
+const DefaultTCPPort = 4500
+
+func (p TCPPolicy) String() string {
+	switch p {
+	case TCPFallback:
+		return "fallback"
+	case TCPAlways:
+		return "always"
+	}
+	return "never"
+}
+
+// tcpPort is connection c's peer's TCP port.
+func (c *Connection) tcpPort() uint16 {
+	if c.TCPPort == 0 {
+		return DefaultTCPPort
+	}
+	return c.TCPPort
+}
+
+// tcpFallbackAfter is how long UDP gets under TCPFallback.
+func (c *Connection) tcpFallbackAfter() time.Duration {
+	if c.TCPFallbackAfter <= 0 {
+		return DefaultTCPFallbackAfter
+	}
+	return c.TCPFallbackAfter
 }
 
 // Mode is the IPsec mode of a Child SA. It lives in the leaf package

@@ -126,6 +126,7 @@ type exportedPath struct {
 	Local           netip.AddrPort `json:"local"`
 	Remote          netip.AddrPort `json:"remote"`
 	Encap           bool           `json:"encap,omitempty"`
+	TCP             bool           `json:"tcp,omitempty"`
 	MOBIKEInitiator bool           `json:"mobike_initiator,omitempty"`
 	Iface           string         `json:"iface,omitempty"`
 	PeerAddrs       []netip.Addr   `json:"peer_addrs,omitempty"`
@@ -197,6 +198,7 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 	}
 	p := &x.Path
 	p.Local, p.Remote, p.Encap, p.MOBIKEInitiator, p.Iface = sa.local, sa.remote, sa.encap, sa.mobikeInitiator, sa.iface
+	p.TCP = sa.tcp
 	p.PeerAddrs = sa.peerAddrs
 	for a, ok := range sa.verified {
 		if ok {
@@ -455,6 +457,7 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 	}
 	p := &x.Path
 	sa.local, sa.remote, sa.encap, sa.mobikeInitiator, sa.iface = p.Local, p.Remote, p.Encap, p.MOBIKEInitiator, p.Iface
+	sa.tcp = p.TCP
 	sa.peerAddrs = p.PeerAddrs
 	sa.verified = map[netip.Addr]bool{}
 	for _, a := range p.Verified {

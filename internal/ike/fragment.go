@@ -43,6 +43,11 @@ func (fragmentation) initResponse(x *initExchange, m *message) []wire.Payload {
 // §2.5.1's default for remote's address family. It belongs to the path,
 // so it is asked again for every message and after every move.
 func (sa *ikeSA) maxDatagram(remote netip.AddrPort) int {
+	if sa.tcp {
+		// A stream is not cut (RFC 9329 §7.5: fragments SHOULD NOT be
+		// sent over TCP); a frame holds up to 65,535 octets (§3).
+		return 65535 - 2 - wire.NonESPMarkerLen
+	}
 	return ikefrag.MaxDatagram(remote.Addr(), sa.conn.FragmentSize)
 }
 

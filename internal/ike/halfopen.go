@@ -181,7 +181,7 @@ func (e *Engine) dropHalfOpen(h *halfOpenSA, reason string) {
 // answerHalfOpen resends our IKE_SA_INIT response to a retransmitted
 // request (RFC 7296 §2.1), from the address the request reached.
 func (e *Engine) answerHalfOpen(h *halfOpenSA, d Datagram) {
-	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: h.initResp}})
+	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: h.initResp, TCP: d.TCP}})
 	e.stats.Retransmissions++
 }
 
@@ -246,6 +246,12 @@ func (e *Engine) completeHalfOpen(spi uint64, d Datagram, in *inspected) (sa *ik
 			e.dropHalfOpen(h, "IKE_AUTH requests failed verification")
 		}
 		return nil, true
+	}
+	if d.TCP {
+		// A TCP SA lives on the stream its IKE_AUTH came in (RFC 9329
+		// §6.1), which is the IKE_SA_INIT's unless the Originator had to
+		// open another.
+		sa.tcp, sa.local, sa.remote = true, d.Local, d.Remote
 	}
 	e.removeHalfOpen(h)
 	e.sas[sa.spiR] = sa

@@ -214,7 +214,7 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir, ni, nr 
 	// still checking is checked again by the successor (see handOver).
 	n.peerAddrs, n.verified = sa.peerAddrs, maps.Clone(sa.verified)
 	n.dataLocal, n.dataRemote, n.dataIface = sa.dataLocal, sa.dataRemote, sa.dataIface
-	n.ext, n.encap = sa.ext, sa.encap // what the features negotiated carries over
+	n.ext, n.encap, n.tcp = sa.ext, sa.encap, sa.tcp // what the features negotiated carries over
 	n.localID, n.peerID = sa.localID, sa.peerID
 	n.localVIPs, n.remoteVIPs = sa.localVIPs, sa.remoteVIPs
 	n.mobikeInitiator = sa.mobikeInitiator

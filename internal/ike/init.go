@@ -45,6 +45,7 @@ func (e *Engine) initiateFrom(c *Connection, local, remote netip.AddrPort, only 
 	}
 	sa := e.newSA(c, true, local, remote)
 	sa.onlyChild, sa.iface = only, iface
+	sa.startTCP()
 	sa.ext.redirectFrom = from
 	sa.hs.ni = e.nonce()
 	t := &ikeInitTask{group: proposal.FirstDH(c.IKE)}
@@ -52,7 +53,7 @@ func (e *Engine) initiateFrom(c *Connection, local, remote netip.AddrPort, only 
 		e.destroy(sa, err.Error())
 		return nil, err
 	}
-	e.log.Info("initiating IKE SA", "ike", sa.id, "conn", c.Name, "local", local, "remote", remote)
+	e.log.Info("initiating IKE SA", "ike", sa.id, "conn", c.Name, "local", local, "remote", sa.remote, "tcp", sa.tcp)
 	return sa, nil
 }
 
@@ -417,7 +418,9 @@ func (r *initResponder) admitted() bool {
 	r.verified = verified
 	puzzling := e.cfg.PuzzleDifficulty > 0 && r.open >= e.cfg.PuzzleThreshold
 	switch {
-	case !verified && loaded:
+	case !verified && loaded && (puzzling || !r.d.TCP):
+		// Over TCP a COOKIE alone proves nothing the handshake did not
+		// (RFC 9329 §6.3): asked only with a puzzle.
 		e.askCookie(m, r.offered, r.nonce.Data, puzzling)
 		return false
 	case verified && puzzling && (info.bits == 0 || !puzzleSolved(info, cookie, firstPS(m))):
@@ -534,7 +537,7 @@ func (r *initResponder) sendResponse() {
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
 		e.log.Debug("sending "+resp.String(), "ike", h.id)
 	}
-	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: b}})
+	e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: b, TCP: d.TCP}})
 }
 
 func firstPS(m *message) *wire.PuzzleSolution {
@@ -577,7 +580,7 @@ func (e *Engine) answerInit(m *message, t wire.NotifyType, data []byte, more ...
 			e.stats.NotifiesSent[n.NotifyType]++
 		}
 	}
-	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: b}})
+	e.emit(Send{Datagram{Local: m.d.Local, Remote: m.d.Remote, Data: b, TCP: m.d.TCP}})
 }
 
 func certReqCAs(cands []*Connection) []*x509.Certificate {

@@ -66,7 +66,9 @@ type IKESAInfo struct {
 	NATLocal          bool
 	NATRemote         bool
 	Encap             bool
-	MOBIKE            bool
+	// TCP: IKE and ESP go in a TCP stream (RFC 9329).
+	TCP    bool
+	MOBIKE bool
 	// Clone family (RFC 7791 §8): the id shared by an authentication's
 	// IKE SAs, when it authenticated, the SA this one was cloned from,
 	// and whether both peers allow cloning.
@@ -124,7 +126,7 @@ func (e *Engine) IKESAs() []IKESAInfo {
 func (sa *ikeSA) info() IKESAInfo {
 	i := IKESAInfo{ID: sa.id, Conn: sa.conn.Name, State: sa.state, Initiator: sa.initiator,
 		SPIi: sa.spiI, SPIr: sa.spiR, Local: sa.local, Remote: sa.remote,
-		Established: sa.established, NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, Encap: sa.encap, MOBIKE: sa.ext.mobike,
+		Established: sa.established, NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, Encap: sa.encap && !sa.tcp, TCP: sa.tcp, MOBIKE: sa.ext.mobike,
 		VirtualIPs: append([]netip.Addr(nil), sa.localVIPs...), PeerVirtualIPs: append([]netip.Addr(nil), sa.remoteVIPs...)}
 	if f := sa.family; f != nil && f.eapIdentity != nil {
 		i.EAPIdentity, i.EAPMethod = string(f.eapIdentity), eapMethodName(f.eapMethod)

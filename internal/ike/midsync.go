@@ -144,7 +144,7 @@ func (sa *ikeSA) receiveIDZero(d Datagram, in *inspected) {
 	e := sa.e
 	if r := sa.midSyncResp; r != nil && requestHash(in.ike) == r.hash {
 		for _, pkt := range r.packets { // a retransmission of the one we answered
-			sa.transmitTo(d.Local, d.Remote, pkt)
+			sa.transmitTo(d.Local, d.Remote, d.TCP, pkt)
 		}
 		e.stats.Retransmissions++
 		return
@@ -160,7 +160,7 @@ func (sa *ikeSA) receiveIDZero(d Datagram, in *inspected) {
 		switch r := sa.cachedResponse(0); {
 		case r != nil && r.exchange == wire.Informational:
 			for _, pkt := range r.packets {
-				sa.transmitTo(d.Local, d.Remote, pkt)
+				sa.transmitTo(d.Local, d.Remote, d.TCP, pkt)
 			}
 			e.stats.Retransmissions++
 		case r == nil && sa.expectReq == 0:
@@ -211,7 +211,7 @@ func (sa *ikeSA) answerMIDSync(msg *message) {
 		return
 	}
 	for _, pkt := range pkts {
-		sa.transmitTo(msg.d.Local, msg.d.Remote, pkt)
+		sa.transmitTo(msg.d.Local, msg.d.Remote, msg.d.TCP, pkt)
 	}
 	sa.midSyncResp = &response{id: 0, exchange: wire.Informational, hash: requestHash(msg.raw), packets: pkts}
 	sa.midSyncSeen = int64(m1)

@@ -190,8 +190,12 @@ func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bo
 	if local == sa.local && remote == sa.remote && iface == sa.iface {
 		return
 	}
+	if initiator {
+		remote = sa.moveTransport(remote) // RFC 9329 §7.1
+	}
 	sa.prevPath = path{sa.local, sa.remote}
 	sa.local, sa.remote, sa.iface = local, remote, iface
+	sa.pathSince = e.now
 	sa.updateGen++
 	sa.updateChildren()
 	e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name, Detail: fmt.Sprintf("%v - %v", local, remote)})
@@ -410,7 +414,9 @@ func (sa *ikeSA) respondMOBIKE(m *message) (out []wire.Payload, refused bool) {
 		e.log.Debug("older UPDATE_SA_ADDRESSES than one already taken: answered, not applied", "ike", sa.id, "id", m.MessageID)
 		return sa.mobikeEchoes(m), false
 	}
-	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && (update || sa.hasAddressList(m)) && !noNATsMatch(n, m.d) {
+	// Over TCP, NO_NATS_ALLOWED is ignored: TCP has no trouble with NATs
+	// (RFC 9329 §7.1).
+	if n := m.notify(wire.NotifyNoNATsAllowed); n != nil && !m.d.TCP && (update || sa.hasAddressList(m)) && !noNATsMatch(n, m.d) {
 		// §3.9: the sender's view of the addresses must match ours;
 		// COOKIE2 is echoed in error responses too (§3.7).
 		out = errorNotify(wire.NotifyUnexpectedNATDetected, nil)
@@ -490,7 +496,7 @@ func (sa *ikeSA) afterMOBIKEResponse(m *message) {
 	if m.notify(wire.NotifyUpdateSAAddresses) != nil {
 		sa.updateGen++
 		sa.confirmedGen = sa.updateGen
-		sa.local, sa.remote, sa.iface = m.d.Local, m.d.Remote, ""
+		sa.local, sa.remote, sa.iface, sa.tcp = m.d.Local, m.d.Remote, "", m.d.TCP
 		// Our own requests still outstanding went to an address the
 		// initiator left (the SA's remote may have followed its
 		// earlier requests already, RFC 7296 §2.23, while our
@@ -501,7 +507,9 @@ func (sa *ikeSA) afterMOBIKEResponse(m *message) {
 		sa.readNATD(m)
 		sa.e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name,
 			Detail: fmt.Sprintf("peer moved to %v - %v", sa.remote, sa.local)})
-		if sa.verified[sa.remote.Addr()] || !sa.conn.ReturnRoutability {
+		// Over TCP the handshake proved the address: no return
+		// routability check (RFC 9329 §7.1).
+		if sa.verified[sa.remote.Addr()] || !sa.conn.ReturnRoutability || sa.tcp {
 			sa.updateChildren()
 		} else {
 			sa.queue(&rrTask{addr: sa.remote})

@@ -104,6 +104,9 @@ func (sa *ikeSA) setEncap() {
 // 4500.
 func (sa *ikeSA) floatAfterInit() {
 	nat := sa.e.cfg.NATTPort
+	if sa.tcp {
+		return // the stream stays where it is (RFC 9329 §6.5)
+	}
 	if sa.local.Port() != nat && (sa.encap || (sa.conn.MOBIKE && sa.ext.peerNATT)) {
 		sa.local = netip.AddrPortFrom(sa.local.Addr(), nat)
 		sa.remote = netip.AddrPortFrom(sa.remote.Addr(), nat)
@@ -146,12 +149,13 @@ func (sa *ikeSA) followNAT(m *message) {
 func (sa *ikeSA) armKeepalive() {
 	e := sa.e
 	sa.keepaliveT.cancel()
-	if !sa.ext.natLocal {
+	if !sa.ext.natLocal || sa.tcp {
+		// Over TCP none: NATs keep TCP mappings longer (RFC 9329 §6.6).
 		return
 	}
 	iv := e.cfg.KeepaliveInterval
 	sa.keepaliveT = e.after(iv, func() {
-		if sa.state == stateDead || !sa.ext.natLocal {
+		if sa.state == stateDead || !sa.ext.natLocal || sa.tcp {
 			return
 		}
 		if e.now.Sub(sa.lastSent) >= iv {

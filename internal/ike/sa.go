@@ -100,6 +100,10 @@ type messageIDs struct {
 type pathState struct {
 	local, remote netip.AddrPort
 	encap         bool // IKE and ESP on port 4500
+	// tcp: IKE and ESP go in a TCP stream (RFC 9329; tcp.go), remote's
+	// port the peer's TCP port. It overrides encap, which NAT detection
+	// still computes (§6.5: no change for TCP).
+	tcp bool
 	// mobikeInitiator: we decide this SA's addresses (RFC 4555 §2.1): the
 	// IKE_AUTH initiator, inherited through rekeys; for a clone, the peer
 	// that cloned.
@@ -131,6 +135,9 @@ type pathState struct {
 	// address list taken as MOBIKE responder (§3.5, §3.6).
 	newestUpdate, newestList newestID
 	prevPath                 path
+	// pathSince is when the SA last changed paths (moveTo); tcpRetryAt
+	// when the TCP Originator may open a lost stream again (tcp.go).
+	pathSince, tcpRetryAt time.Time
 }
 
 // familyState is the SA's place in its clone family (RFC 7791) and the

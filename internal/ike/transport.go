@@ -222,6 +222,7 @@ func (sa *ikeSA) receiveResponse(d Datagram, in *inspected) {
 	msg.payloads = ps
 	sa.lastInbound = e.now
 	sa.followNAT(msg)
+	sa.followStream(msg)
 	p.timer.cancel()
 	sa.settle(p)
 	sa.readWindow(msg)
@@ -300,7 +301,7 @@ func (sa *ikeSA) receiveRequest(d Datagram, in *inspected) {
 			}
 		}
 		for _, pkt := range r.packets {
-			sa.transmitTo(d.Local, d.Remote, pkt)
+			sa.transmitTo(d.Local, d.Remote, d.TCP, pkt)
 		}
 		e.stats.Retransmissions++
 		return
@@ -331,6 +332,7 @@ func (sa *ikeSA) handleOpened(msg *message, ps []wire.Payload, err error) {
 	msg.payloads = ps
 	sa.lastInbound = e.now
 	sa.followNAT(msg)
+	sa.followStream(msg)
 	sa.readWindow(msg)
 	sa.peerHeard()
 	e.log.Debug("received "+msg.String(), "ike", sa.id)
@@ -382,7 +384,7 @@ func (sa *ikeSA) respond(msg *message, ps []wire.Payload) {
 	// Responses go back where the request came from (§2.11), from the
 	// address it arrived on.
 	for _, pkt := range pkts {
-		sa.transmitTo(msg.d.Local, msg.d.Remote, pkt)
+		sa.transmitTo(msg.d.Local, msg.d.Remote, msg.d.TCP, pkt)
 	}
 }
 
@@ -536,6 +538,9 @@ func (sa *ikeSA) retransmit(p *request) {
 	if sa.request(p.id) != p || sa.state == stateDead {
 		return
 	}
+	if sa.fallBackToTCP(p) {
+		return
+	}
 	if p.tries >= sa.e.cfg.Retransmit.Tries {
 		sa.e.log.Info("peer does not answer, giving up", "ike", sa.id, "request", p.id, "tries", p.tries+1)
 		if p.task != nil {
@@ -627,15 +632,17 @@ func (sa *ikeSA) sendOutstandingAgain() {
 }
 
 // transmit sends from the IKE SA's current addresses.
-func (sa *ikeSA) transmit(pkt []byte) { sa.transmitTo(sa.local, sa.remote, pkt) }
+func (sa *ikeSA) transmit(pkt []byte) { sa.transmitTo(sa.local, sa.remote, sa.tcp, pkt) }
 
-func (sa *ikeSA) transmitTo(local, remote netip.AddrPort, pkt []byte) {
+// transmitTo sends from local to remote, in the SA's TCP stream or in
+// UDP (a response goes back in the transport its request came in).
+func (sa *ikeSA) transmitTo(local, remote netip.AddrPort, tcp bool, pkt []byte) {
 	sa.lastSent = sa.e.now
 	iface := ""
 	if local == sa.local {
 		iface = sa.iface
 	}
-	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: pkt, Iface: iface}})
+	sa.e.emit(Send{Datagram{Local: local, Remote: remote, Data: pkt, Iface: iface, TCP: tcp}})
 }
 
 func (sa *ikeSA) countNotifies(ps []wire.Payload, sent bool) {
@@ -657,6 +664,6 @@ func (e *Engine) answerVersion(d Datagram, h *wire.Header) {
 		Flags: wire.FlagResponse, MessageID: h.MessageID},
 		Payloads: []wire.Payload{wire.NewNotify(wire.NotifyInvalidMajorVersion, nil)}}
 	if b, err := resp.Marshal(); err == nil {
-		e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: b}})
+		e.emit(Send{Datagram{Local: d.Local, Remote: d.Remote, Data: b, TCP: d.TCP}})
 	}
 }

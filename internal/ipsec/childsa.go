@@ -44,7 +44,10 @@ type ChildSA struct {
 	Local, Remote     netip.AddrPort
 	Iface             string // the path's interface, when pinned
 	Encap             bool   // UDP encapsulation (RFC 3948)
-	Outbound          bool   // may carry outbound traffic now
+	// TCP: ESP goes in the IKE SA's TCP stream (RFC 9329 §3.2), between
+	// Local and Remote (the peer's TCP port); Encap is then false.
+	TCP      bool
+	Outbound bool // may carry outbound traffic now
 
 	SoftBytes, HardBytes uint64
 	// VirtualIPs are the addresses the peer assigned to us on this IKE SA

@@ -298,7 +298,7 @@ func (node *Node) frame(d ike.Datagram, m Msg) ike.Datagram {
 	if m.Keepalive {
 		d.Data = []byte{conn.KeepaliveOctet}
 	} else {
-		d.Data = conn.AppendIKE(nil, d.Data, node.natt(d.Local.Port()))
+		d.Data = conn.AppendIKE(nil, d.Data, d.TCP || node.natt(d.Local.Port())) // a TCP frame's IKE has the marker (RFC 9329 §3.1)
 	}
 	return d
 }
@@ -330,7 +330,10 @@ func (n *Network) transmit(from *Node, d ike.Datagram) {
 		dst = to.ifaceOf(d.Remote.Addr())
 	}
 	l := n.path(out, d.Local.Addr(), d.Remote.Addr(), dst)
-	if hdr := 28; l.MTU > 0 {
+	// A TCP stream (RFC 9329) is reliable and in order, and segments
+	// what it carries: a link that is up loses, repeats, reorders and
+	// cuts nothing of it.
+	if hdr := 28; l.MTU > 0 && !d.TCP {
 		if d.Remote.Addr().Is6() && !d.Remote.Addr().Is4In6() {
 			hdr = 48
 		}
@@ -339,23 +342,23 @@ func (n *Network) transmit(from *Node, d ike.Datagram) {
 			return
 		}
 	}
-	if l.Down || n.rng.Float64() < l.Loss {
+	if l.Down || (!d.TCP && n.rng.Float64() < l.Loss) {
 		n.tracef("%s lost %s -> %s (%d octets)", from.Name, d.Local, d.Remote, len(d.Data))
 		return
 	}
 	copies := 1
-	if n.rng.Float64() < l.Dup {
+	if !d.TCP && n.rng.Float64() < l.Dup {
 		copies = 2
 	}
 	for i := 0; i < copies; i++ {
 		delay := l.Delay
-		if l.Jitter > 0 {
+		if l.Jitter > 0 && !d.TCP {
 			delay += time.Duration(n.rng.Int64N(int64(l.Jitter)))
 		}
-		if l.Reorder > 0 && n.rng.Float64() < l.Reorder {
+		if !d.TCP && l.Reorder > 0 && n.rng.Float64() < l.Reorder {
 			delay += time.Duration(n.rng.Int64N(int64(4*l.Delay) + 1))
 		}
-		in := ike.Datagram{Local: d.Remote, Remote: d.Local, Data: append([]byte(nil), d.Data...)}
+		in := ike.Datagram{Local: d.Remote, Remote: d.Local, Data: append([]byte(nil), d.Data...), TCP: d.TCP}
 		if n.NAT != nil {
 			in = n.NAT(in)
 		}
@@ -428,7 +431,7 @@ func (n *Network) later(d time.Duration, fn func()) {
 // the engine.
 func (node *Node) receive(d ike.Datagram) {
 	n := node.net
-	if node.natt(d.Local.Port()) {
+	if d.TCP || node.natt(d.Local.Port()) {
 		kind, msg := conn.Demux(d.Data)
 		switch kind {
 		case conn.Keepalive:

@@ -317,6 +317,9 @@ func (k *Kernel) Install(sa ipsec.ChildSA) (err error) {
 	if sa.Protocol != wire.ProtoESP {
 		return fmt.Errorf("xfrm: Child SA %08x uses %v; only ESP is carried", sa.InSPI, sa.Protocol)
 	}
+	if sa.TCP {
+		return errTCP(sa)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed {
@@ -507,6 +510,9 @@ func (k *Kernel) releaseVPN(v *vpn) {
 // Update applies what a later exchange changed: the outer addresses and
 // interface (a MOBIKE move, RFC 4555 §3.5), or whether the SA may send.
 func (k *Kernel) Update(sa ipsec.ChildSA) error {
+	if sa.TCP {
+		return errTCP(sa)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c := k.children[sa.InSPI]
@@ -939,4 +945,12 @@ func InstalledStates() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// errTCP: the kernel carries ESP in TCP only through an espintcp socket
+// (Linux 5.6, CONFIG_INET_ESPINTCP) that the IKE daemon hands its
+// stream to; this backend does not do that yet, and says so rather than
+// send the SA's ESP where the peer does not expect it.
+func errTCP(sa ipsec.ChildSA) error {
+	return fmt.Errorf("xfrm: Child SA %08x is on a TCP path (RFC 9329), and the kernel data plane does not carry ESP in TCP (espintcp) yet: use data_plane: userspace for connections with tcp: fallback or always", sa.InSPI)
 }

@@ -1,0 +1,177 @@
+package ike
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// TCP encapsulation (RFC 9329) as the engine sees it: a transport flag on
+// each IKE SA (pathState.tcp) and on each Datagram. The driver's TCP
+// transport (internal/conn.TCP) frames messages, finds the stream
+// between two addresses and, on the IKE initiator's side (the TCP
+// Originator, §6.1), opens one when there is none. What the engine
+// decides:
+//
+//   - which transport an SA starts on: the connection's TCP policy for an
+//     initiator (never, fallback, always); the transport its IKE_SA_INIT
+//     came in for a responder, which answers every request in the
+//     transport it came in;
+//   - fallback (§5.1): an IKE_SA_INIT that UDP left unanswered for the
+//     connection's TCPFallbackAfter starts again over TCP, with a new
+//     initiator SPI and NAT detection computed again; an
+//     UPDATE_SA_ADDRESSES left unanswered as long goes on over TCP in
+//     the same exchange (§7.1: "a new INFORMATIONAL exchange MUST NOT be
+//     started");
+//   - a move (MOBIKE) tries UDP first under fallback, stays on TCP under
+//     always (§7.1);
+//   - the responder follows the stream its peer last used (§6.1: a new
+//     stream may come from a new address or port), and skips what TCP
+//     makes pointless: NAT keepalives (§6.6), return routability checks
+//     and NO_NATS_ALLOWED (§7.1), cookies without a puzzle (§6.3);
+//   - a stream the Originator loses is opened again at once by sending
+//     what is outstanding, or an empty INFORMATIONAL, on a new one
+//     (StreamClosed; §6.1, §6.2), and the SAs stay.
+//
+// Retransmissions go on over TCP as over UDP, which §6.2 allows "for
+// simplicity": a stream may break and be replaced under a request, and
+// the peer answers a retransmission from its cache (RFC 7296 §2.1). IKE
+// fragmentation (RFC 7383) is still negotiated, for a later move to UDP,
+// but messages are not cut for a TCP path (§7.5; maxDatagram).
+
+// startTCP puts a new initiator SA on the transport its connection's
+// policy starts with: TCP under TCPAlways, to the peer's TCP port.
+func (sa *ikeSA) startTCP() {
+	if sa.conn.TCP != TCPAlways {
+		return
+	}
+	sa.tcp = true
+	sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.tcpPort())
+}
+
+// fallBackToTCP is the initiator's §5.1 and §7.1 fallback, on a
+// retransmission of p: true when p now goes on over TCP (and was sent).
+func (sa *ikeSA) fallBackToTCP(p *request) bool {
+	e := sa.e
+	if sa.tcp || !sa.initiatorOfPath() || sa.conn.TCP != TCPFallback || p.tries < 1 {
+		return false // RFC 9329 §5.1: UDP retransmitted at least once first
+	}
+	switch {
+	case p.exchange == wire.IKESAInit && sa.state == stateConnecting:
+		if e.now.Sub(sa.created) < sa.conn.tcpFallbackAfter() {
+			return false
+		}
+		t, ok := p.task.(*ikeInitTask)
+		if !ok {
+			return false
+		}
+		// A new IKE_SA_INIT with a new SPI, and NAT detection for the
+		// new transport (§5.1); a COOKIE or puzzle was for the UDP
+		// attempt. The SA keeps its id: to the user it is one attempt.
+		old := sa.spiI
+		delete(e.sas, old)
+		sa.spiI = e.newSPI()
+		e.sas[sa.spiI] = sa
+		sa.tcp = true
+		sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.tcpPort())
+		t.cookie, t.solution = nil, nil
+		sa.hs.ni = e.nonce()
+		e.stats.TCPFallbacks++
+		e.event(sa, EventTCPFallback, fmt.Sprintf("no answer over UDP for %v: IKE_SA_INIT again over TCP to %v", e.now.Sub(sa.created).Round(time.Second), sa.remote))
+		e.log.Info("no answer over UDP; trying TCP (RFC 9329 §5.1)", "ike", sa.id, "remote", sa.remote, "old_spi_i", fmt.Sprintf("%016x", old))
+		if err := t.send(sa); err != nil {
+			e.destroy(sa, err.Error())
+		}
+		return true
+	case p.task != nil && isUpdate(p.task) && sa.state == stateEstablished:
+		if e.now.Sub(sa.pathSince) < sa.conn.tcpFallbackAfter() {
+			return false
+		}
+		// The same exchange goes on over TCP (§7.1).
+		sa.tcp = true
+		sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.tcpPort())
+		e.stats.TCPFallbacks++
+		e.event(sa, EventTCPFallback, fmt.Sprintf("no answer over UDP on the new path: UPDATE_SA_ADDRESSES over TCP to %v", sa.remote))
+		e.log.Info("no answer over UDP on the new path; going on over TCP (RFC 9329 §7.1)", "ike", sa.id, "remote", sa.remote)
+		p.tries = 0 // a new transport: its own count
+		sa.recut(p)
+		sa.transmitRequest(p)
+		return true
+	}
+	return false
+}
+
+func isUpdate(t task) bool { _, ok := t.(*updateTask); return ok }
+
+// initiatorOfPath: this side chooses the SA's transport, as the IKE
+// initiator before IKE_AUTH and the MOBIKE initiator after. Only it
+// opens streams (RFC 9329 §6.1).
+func (sa *ikeSA) initiatorOfPath() bool {
+	if sa.state == stateConnecting {
+		return sa.initiator
+	}
+	return sa.mobikeInitiator || (sa.initiator && !sa.ext.mobike)
+}
+
+// moveTransport is the transport of a path the MOBIKE initiator moves
+// to (§7.1): TCP under TCPAlways; UDP first under TCPFallback, TCP if
+// the update then goes unanswered (fallBackToTCP); as it was under
+// TCPNever (a responder-chosen TCP SA stays so).
+func (sa *ikeSA) moveTransport(remote netip.AddrPort) netip.AddrPort {
+	switch sa.conn.TCP {
+	case TCPAlways:
+		sa.tcp = true
+		return netip.AddrPortFrom(remote.Addr(), sa.conn.tcpPort())
+	case TCPFallback:
+		sa.tcp = false
+		if remote.Port() == sa.conn.tcpPort() {
+			remote = netip.AddrPortFrom(remote.Addr(), sa.e.cfg.NATTPort)
+		}
+	}
+	return remote
+}
+
+// followStream: a TCP Responder sends on the stream it last received an
+// authentic message on (RFC 9329 §6.1), which the Originator may have
+// opened anew from another port or, through a NAT, another address. A
+// MOBIKE SA whose peer's address changed waits for its
+// UPDATE_SA_ADDRESSES (RFC 4555 §3.8), which the new stream carries.
+func (sa *ikeSA) followStream(m *message) {
+	if !sa.tcp || !m.d.TCP || sa.initiatorOfPath() || m.d.Remote == sa.remote || sa.state != stateEstablished {
+		return
+	}
+	if sa.ext.mobike && m.d.Remote.Addr() != sa.remote.Addr() {
+		return
+	}
+	sa.e.log.Info("peer's TCP stream changed", "ike", sa.id, "from", sa.remote, "to", m.d.Remote)
+	sa.local, sa.remote = m.d.Local, m.d.Remote
+	sa.updateChildren()
+}
+
+// StreamClosed tells the engine that the TCP stream from local to remote
+// is gone (the driver's transport saw it close or fail). SAs stay (RFC
+// 9329 §6.1: no DELETE was sent). As the TCP Originator the engine opens
+// a new stream at once: outstanding requests go again (§6.2), or an
+// empty INFORMATIONAL, which tells the responder the new stream (§6.1
+// suggests UPDATE_SA_ADDRESSES or an empty INFORMATIONAL). At most once
+// per retransmission timeout per SA, so a stream that cannot be opened
+// is tried at the pace of retransmissions, not in a loop.
+func (e *Engine) StreamClosed(now time.Time, local, remote netip.AddrPort) []Action {
+	e.begin(now)
+	for _, sa := range e.byID {
+		if !sa.tcp || sa.state != stateEstablished || !sa.initiatorOfPath() || sa.closing ||
+			sa.remote != remote || sa.local.Addr() != local.Addr() || now.Before(sa.tcpRetryAt) {
+			continue
+		}
+		sa.tcpRetryAt = now.Add(e.cfg.Retransmit.Timeout)
+		e.log.Info("TCP stream lost; opening a new one", "ike", sa.id, "local", local, "remote", remote)
+		if len(sa.outstanding) > 0 {
+			sa.sendOutstandingAgain()
+		} else {
+			sa.queue(&dpdTask{})
+		}
+	}
+	return e.end()
+}

@@ -1,0 +1,255 @@
+package ike_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// sent records what a node's engine sends, by transport.
+type sent struct {
+	udp, tcp []netsim.Msg
+	tcpTo    []netip.AddrPort
+}
+
+func (s *sent) filter(node *netsim.Node, drop func(d ike.Datagram) bool) netsim.Filter {
+	return func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == node && !m.Keepalive {
+			if d.TCP {
+				s.tcp, s.tcpTo = append(s.tcp, m), append(s.tcpTo, d.Remote)
+			} else {
+				s.udp = append(s.udp, m)
+			}
+		}
+		if drop != nil && drop(d) {
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+}
+
+// RFC 9329 §5.1, always: a network known to block UDP gets TCP from the
+// first message. Every message both ways goes in the stream to the
+// gateway's TCP port, the gateway answers in the transport the request
+// came in, and the Child SA's ESP goes in the stream too (§3.2).
+func TestRFC9329AlwaysTCP(t *testing.T) {
+	l := newLab(t, 901, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.TCP = ike.TCPAlways })
+	var ue, gw sent
+	blockUDP := func(d ike.Datagram) bool { return !d.TCP }
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.ue {
+			return ue.filter(l.ue, blockUDP)(from, d, m)
+		}
+		return gw.filter(l.gw, blockUDP)(from, d, m)
+	}
+	l.up()
+	l.settle(2 * time.Minute) // liveness, keepalives if any
+	if len(ue.udp) != 0 || len(gw.udp) != 0 {
+		t.Fatalf("UDP sent: end user %d, gateway %d messages", len(ue.udp), len(gw.udp))
+	}
+	for _, to := range ue.tcpTo {
+		if to.Port() != ike.DefaultTCPPort {
+			t.Fatalf("end user sent to %v, want the TCP port %d", to, ike.DefaultTCPPort)
+		}
+	}
+	s := l.sa(l.ue)
+	if !s.TCP || s.Encap || s.Remote.Port() != ike.DefaultTCPPort {
+		t.Fatalf("end user's SA: tcp %v encap %v remote %v", s.TCP, s.Encap, s.Remote)
+	}
+	if g := l.sa(l.gw); !g.TCP {
+		t.Fatal("the gateway's SA is not on TCP")
+	}
+	for _, node := range []*netsim.Node{l.ue, l.gw} {
+		for _, c := range node.Children {
+			if !c.TCP || c.Encap {
+				t.Fatalf("%s: Child SA %08x tcp %v encap %v, want ESP in the stream", node.Name, c.InSPI, c.TCP, c.Encap)
+			}
+		}
+	}
+}
+
+// RFC 9329 §5.1, fallback: UDP is blocked; the IKE_SA_INIT goes over
+// UDP, is retransmitted at least once, and after TCPFallbackAfter a new
+// IKE_SA_INIT, with a new initiator SPI, goes over TCP. The SA keeps its
+// id (the user sees one attempt) and comes up.
+func TestRFC9329FallbackAfterUDPUnanswered(t *testing.T) {
+	l := newLab(t, 902, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.TCP, ue.TCPFallbackAfter = ike.TCPFallback, 5*time.Second
+	})
+	var ue sent
+	l.net.Filter = ue.filter(l.ue, func(d ike.Datagram) bool { return !d.TCP })
+	id := l.up()
+	s := l.sa(l.ue)
+	if s.ID != id || !s.TCP {
+		t.Fatalf("SA %d (tcp %v) up, want SA %d over TCP", s.ID, s.TCP, id)
+	}
+	var udpInit []netsim.Msg
+	for _, m := range ue.udp {
+		if m.Exchange == uint8(wire.IKESAInit) {
+			udpInit = append(udpInit, m)
+		}
+	}
+	if len(udpInit) < 2 {
+		t.Fatalf("%d IKE_SA_INIT over UDP before TCP, want a retransmission at least (§5.1)", len(udpInit))
+	}
+	if ue.tcp[0].Exchange != uint8(wire.IKESAInit) || ue.tcp[0].SPIi == udpInit[0].SPIi || s.SPIi != ue.tcp[0].SPIi {
+		t.Fatalf("first TCP message %+v, UDP SPI %016x, SA SPI %016x: want IKE_SA_INIT with a new SPI", ue.tcp[0], udpInit[0].SPIi, s.SPIi)
+	}
+	if n := l.ue.Engine.Stats().TCPFallbacks; n != 1 {
+		t.Fatalf("%d fallbacks counted", n)
+	}
+	l.settle(time.Minute)
+}
+
+// TCPNever (the default) never opens a stream, whatever UDP does.
+func TestRFC9329NeverMeansUDPOnly(t *testing.T) {
+	l := newLab(t, 903, nil)
+	var ue sent
+	l.net.Filter = ue.filter(l.ue, func(d ike.Datagram) bool { return true })
+	l.initiate()
+	l.net.RunFor(3 * time.Minute)
+	if len(ue.tcp) != 0 || len(ue.udp) == 0 {
+		t.Fatalf("%d TCP and %d UDP messages sent", len(ue.tcp), len(ue.udp))
+	}
+}
+
+// RFC 9329 §7.1: a MOBIKE initiator that moves tries UPDATE_SA_ADDRESSES
+// over UDP first; unanswered, the same exchange (same Message ID) goes
+// on over TCP, and the Child SAs follow into the stream. The gateway
+// moves the SA to the stream, without a return routability check.
+func TestRFC9329MoveFallsBackToTCP(t *testing.T) {
+	l := newLab(t, 904, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.TCP, ue.TCPFallbackAfter = ike.TCPFallback, 5*time.Second
+		gw.ReturnRoutability = true
+	})
+	l.twoAddrs()
+	id := l.up()
+	if l.sa(l.ue).TCP {
+		t.Fatal("on TCP before UDP was blocked")
+	}
+	l.settle(time.Second)
+	var ue sent
+	l.net.Filter = ue.filter(l.ue, func(d ike.Datagram) bool { return !d.TCP && d.Local.Addr() == ue2Addr })
+	l.move(l.ue, id, ue2Addr)
+	l.net.RunUntil(time.Minute, func() bool { return l.sa(l.gw).TCP && l.sa(l.gw).Remote.Addr() == ue2Addr })
+	l.settle(10 * time.Second)
+	var udpUpd, tcpUpd []netsim.Msg
+	for _, m := range ue.udp {
+		if m.Exchange == uint8(wire.Informational) && !m.Response {
+			udpUpd = append(udpUpd, m)
+		}
+	}
+	for _, m := range ue.tcp {
+		if m.Exchange == uint8(wire.Informational) && !m.Response {
+			tcpUpd = append(tcpUpd, m)
+		}
+	}
+	if len(udpUpd) < 2 || len(tcpUpd) == 0 || tcpUpd[0].MessageID != udpUpd[0].MessageID {
+		t.Fatalf("UPDATE over UDP %+v, then over TCP %+v: want UDP tried first, then the same Message ID over TCP", udpUpd, tcpUpd)
+	}
+	g := l.sa(l.gw)
+	if !g.TCP || g.Remote.Addr() != ue2Addr {
+		t.Fatalf("gateway's SA: tcp %v remote %v", g.TCP, g.Remote)
+	}
+	for _, node := range []*netsim.Node{l.ue, l.gw} {
+		for _, c := range node.Children {
+			if !c.TCP {
+				t.Fatalf("%s: Child SA %08x not in the stream", node.Name, c.InSPI)
+			}
+		}
+	}
+	if n := countNotify(l.gw, wire.NotifyCookie2, true); n > 1 {
+		t.Fatalf("gateway sent COOKIE2 %d times: a return routability check over TCP (§7.1 says not)", n)
+	}
+}
+
+// RFC 9329 §6.1: the TCP Responder sends on the stream it last received
+// an authentic message on. Through a NAT that gives the end user's new
+// stream another port, the gateway's own requests (liveness, rekeys)
+// follow to that port.
+func TestRFC9329ResponderFollowsTheNewStream(t *testing.T) {
+	l := newLab(t, 905, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.TCP = ike.TCPAlways })
+	// A NAT maps the end user's stream to port 40000, and after a
+	// rebinding (a new stream) to 40001; the old mapping is gone.
+	port := uint16(40000)
+	l.net.NAT = func(d ike.Datagram) ike.Datagram {
+		switch {
+		case d.Remote.Addr() == ueAddr:
+			d.Remote = netip.AddrPortFrom(ueAddr, port)
+		case d.Local.Addr() == ueAddr:
+			d.Local = netip.AddrPortFrom(ueAddr, 500)
+		}
+		return d
+	}
+	var toOld int
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.gw && d.Remote.Port() != port {
+			toOld++
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.up()
+	if r := l.sa(l.gw).Remote; r.Port() != 40000 {
+		t.Fatalf("gateway sends to %v", r)
+	}
+	port = 40001
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, l.sa(l.ue).ID) })
+	l.net.RunFor(time.Second)
+	if r := l.sa(l.gw).Remote; r.Port() != 40001 {
+		t.Fatalf("after the end user's message on the new stream the gateway still sends to %v", r)
+	}
+	for _, c := range l.gw.Children {
+		if c.Remote.Port() != 40001 {
+			t.Fatalf("the gateway's Child SA %08x still sends to %v", c.InSPI, c.Remote)
+		}
+	}
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, l.sa(l.gw).ID) })
+	l.settle(10 * time.Second)
+	if toOld != 0 {
+		t.Fatalf("the gateway sent %d messages to the old stream", toOld)
+	}
+}
+
+// RFC 9329 §6.1, §6.2: when the Originator's stream breaks, it opens a
+// new one at once and sends on it (here an empty INFORMATIONAL), and
+// the SAs stay.
+func TestRFC9329StreamLostIsReopened(t *testing.T) {
+	l := newLab(t, 906, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.TCP = ike.TCPAlways })
+	l.up()
+	s := l.sa(l.ue)
+	var ue sent
+	l.net.Filter = ue.filter(l.ue, nil)
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.StreamClosed(now, s.Local, s.Remote), nil
+	})
+	if len(ue.tcp) != 1 || ue.tcp[0].Exchange != uint8(wire.Informational) {
+		t.Fatalf("after the stream closed the end user sent %+v, want one INFORMATIONAL", ue.tcp)
+	}
+	// Again at once: not in a loop (the stream may fail to open).
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.StreamClosed(now, s.Local, s.Remote), nil
+	})
+	if len(ue.tcp) != 1 {
+		t.Fatalf("a second close within the retransmission timeout sent again: %+v", ue.tcp)
+	}
+	l.settle(10 * time.Second)
+	if got := l.sa(l.ue); got.ID != s.ID || len(got.Children) != len(s.Children) {
+		t.Fatalf("SA after the stream loss: %+v", got)
+	}
+	// The gateway does not open streams: a close on its side sends
+	// nothing.
+	g := l.sa(l.gw)
+	var gw sent
+	l.net.Filter = gw.filter(l.gw, nil)
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.StreamClosed(now, g.Local, g.Remote), nil
+	})
+	if len(gw.tcp)+len(gw.udp) != 0 {
+		t.Fatalf("the TCP Responder sent after its stream closed: %+v %+v", gw.tcp, gw.udp)
+	}
+}
