@@ -73,6 +73,10 @@ type Options struct {
 	// RADIUS adds "key: value" settings to the gateway's radius section
 	// (timeout, tries, interim_interval).
 	RADIUS []string
+	// GatewayTCP makes the gateway accept TCP-encapsulated IKE and ESP
+	// on port 4500 (RFC 9329, tcp_ports); the end user's use of it is
+	// set in UE.Conn (tcp: fallback or always).
+	GatewayTCP bool
 	// KeyLog makes both daemons write key logs to keys/ in their
 	// directories (Wireshark's format; tests check no secret leaks there).
 	KeyLog bool
@@ -175,6 +179,9 @@ func GWConfig(o Options) string {
 		fmt.Fprintf(&b, "listen: [%s, %s, %s]\n", ServiceAddr, GatewayAddrs[0], GatewayAddrs[1])
 	} else {
 		fmt.Fprintf(&b, "listen: [%s, %s]\n", GatewayAddrs[0], GatewayAddrs[1])
+	}
+	if o.GatewayTCP {
+		b.WriteString("tcp_ports: [4500]\n")
 	}
 	b.WriteString("pools:\n  vpn: {addrs: 10.99.0.0/24}\n")
 	if o.EAP != "" {

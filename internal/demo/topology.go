@@ -252,6 +252,23 @@ func (t *Topology) Blackhole(ctx context.Context, dev string, on bool) error {
 	return err
 }
 
+// BlockUDP drops (on) or passes again (off) IKE's UDP, ports 500 and
+// 4500 either way, that the router forwards to or from one end-user
+// interface, as a hotel or carrier network that allows only TCP does;
+// TCP and everything else pass (nftables in the router).
+func (t *Topology) BlockUDP(ctx context.Context, dev string, on bool) error {
+	table := "noudp_" + dev
+	if !on {
+		_, err := t.Run(ctx, t.Net, "nft", "delete", "table", "inet", table)
+		return err
+	}
+	_, err := t.Run(ctx, t.Net, "nft", fmt.Sprintf(
+		"add table inet %[1]s; add chain inet %[1]s drops { type filter hook forward priority 0; }; "+
+			"add rule inet %[1]s drops iifname \"ue-%[2]s\" udp dport { 500, 4500 } drop; "+
+			"add rule inet %[1]s drops oifname \"ue-%[2]s\" udp sport { 500, 4500 } drop", table, dev))
+	return err
+}
+
 // Daemon is one mifike daemon of the lab.
 type Daemon struct {
 	Name string

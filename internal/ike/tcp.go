@@ -85,25 +85,30 @@ func (sa *ikeSA) fallBackToTCP(p *request) bool {
 			e.destroy(sa, err.Error())
 		}
 		return true
-	case p.task != nil && isUpdate(p.task) && sa.state == stateEstablished:
+	case sa.state == stateEstablished && sa.ext.mobike && sa.confirmedGen != sa.updateGen:
+		// The peer has not answered on the path we moved to: not the
+		// UPDATE_SA_ADDRESSES, nor whatever else went there (a Child SA
+		// request queued before it may be the first to time out).
 		if e.now.Sub(sa.pathSince) < sa.conn.tcpFallbackAfter() {
 			return false
 		}
-		// The same exchange goes on over TCP (§7.1).
+		// The same exchanges go on over TCP (§7.1: no new INFORMATIONAL
+		// exchange), every outstanding request at once (§6.2).
 		sa.tcp = true
 		sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.tcpPort())
 		e.stats.TCPFallbacks++
-		e.event(sa, EventTCPFallback, fmt.Sprintf("no answer over UDP on the new path: UPDATE_SA_ADDRESSES over TCP to %v", sa.remote))
+		e.event(sa, EventTCPFallback, fmt.Sprintf("no answer over UDP on the new path: on over TCP to %v", sa.remote))
 		e.log.Info("no answer over UDP on the new path; going on over TCP (RFC 9329 §7.1)", "ike", sa.id, "remote", sa.remote)
-		p.tries = 0 // a new transport: its own count
-		sa.recut(p)
-		sa.transmitRequest(p)
+		sa.updateChildren()
+		for _, q := range sa.outstanding {
+			q.pathTries = 0 // TCP gets its own tries before another path (probePath)
+		}
+		sa.resendOutstanding()
+		sa.armRetransmit(p)
 		return true
 	}
 	return false
 }
-
-func isUpdate(t task) bool { _, ok := t.(*updateTask); return ok }
 
 // initiatorOfPath: this side chooses the SA's transport, as the IKE
 // initiator before IKE_AUTH and the MOBIKE initiator after. Only it
