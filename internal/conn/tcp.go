@@ -420,13 +420,13 @@ func (t *TCP) send(frame []byte, local, remote netip.AddrPort, iface string, dia
 func (t *TCP) find(local, remote netip.AddrPort) *tcpStream {
 	ss := t.byRemote[remote]
 	for i := len(ss) - 1; i >= 0; i-- {
-		if ss[i].local == local {
+		if ss[i].local == local && !ss[i].isDraining() {
 			return ss[i]
 		}
 	}
 	for i := len(ss) - 1; i >= 0; i-- {
 		a := local.Addr()
-		if !a.IsValid() || a.IsUnspecified() || ss[i].local.Addr() == a {
+		if (!a.IsValid() || a.IsUnspecified() || ss[i].local.Addr() == a) && !ss[i].isDraining() {
 			return ss[i]
 		}
 	}
@@ -435,7 +435,10 @@ func (t *TCP) find(local, remote netip.AddrPort) *tcpStream {
 
 // CloseStream closes the streams from local's address to remote: the
 // TCP Originator's old stream after a MOBIKE move, or one no SA uses any
-// more (RFC 9329 §6.1, §7.1).
+// more (RFC 9329 §6.1, §7.1). What is queued on them is written first
+// (the response to the peer's Delete that ended the last SA), within
+// WriteTimeout; nothing more is queued on them, and a Send opens a new
+// stream.
 func (t *TCP) CloseStream(local, remote netip.AddrPort) {
 	t.mu.Lock()
 	var ss []*tcpStream
@@ -446,7 +449,7 @@ func (t *TCP) CloseStream(local, remote netip.AddrPort) {
 	}
 	t.mu.Unlock()
 	for _, s := range ss {
-		s.close(net.ErrClosed)
+		s.drain()
 	}
 }
 
@@ -494,15 +497,24 @@ type tcpStream struct {
 	queue  [][]byte
 	queued int
 	closed bool
+	// draining: closes once its queue is written (CloseStream); Send
+	// no longer finds it.
+	draining bool
 	wake   chan struct{}
 	done   chan struct{}
+}
+
+func (s *tcpStream) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
 }
 
 func (s *tcpStream) enqueue(frame []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case s.closed:
+	case s.closed || s.draining:
 		return net.ErrClosed
 	case s.queued+len(frame) > orDefault(s.t.MaxQueued, DefaultTCPMaxQueued):
 		return ErrQueueFull
@@ -514,6 +526,17 @@ func (s *tcpStream) enqueue(frame []byte) error {
 	default:
 	}
 	return nil
+}
+
+// drain closes the stream once what is queued is written.
+func (s *tcpStream) drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // close ends the stream once: unregisters it, closes the connection
@@ -670,18 +693,27 @@ func (s *tcpStream) writeLoop() {
 		s.mu.Lock()
 		bufs := net.Buffers(s.queue)
 		s.queue, s.queued = nil, 0
+		draining := s.draining
 		s.mu.Unlock()
 		if prefix != nil {
 			bufs = append(net.Buffers{prefix}, bufs...)
 			prefix = nil
 		}
 		if len(bufs) == 0 {
+			if draining {
+				s.close(net.ErrClosed) // everything queued is written
+				return
+			}
 			continue
 		}
 		s.conn.SetWriteDeadline(time.Now().Add(timeout))
 		if _, err := bufs.WriteTo(s.conn); err != nil {
 			t.stats.writeErrors.Add(1)
 			s.close(err)
+			return
+		}
+		if draining {
+			s.close(net.ErrClosed) // nothing is queued after a drain
 			return
 		}
 	}

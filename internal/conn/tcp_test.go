@@ -510,3 +510,50 @@ func TestTCPOpensThroughInterface(t *testing.T) {
 		t.Fatal("opening through a missing interface never failed")
 	}
 }
+
+// RFC 9329 §6.1, §7.1: CloseStream writes what is queued on the stream
+// (the last response before the Originator lets it go) and then closes
+// it; a Send after it opens a new stream with its own prefix.
+func TestTCPCloseStreamWritesQueuedFirst(t *testing.T) {
+	resp, addr := responder(t, nil)
+	rr := receive(t, resp, 0)
+	init := new(TCP)
+	closed := make(chan error, 4)
+	init.StreamClosed = func(_, _ netip.AddrPort, err error) { closed <- err }
+	defer init.Close()
+	receive(t, init, 0)
+	local := netip.AddrPortFrom(lo, 4500)
+	last := bytes.Repeat([]byte{0x2a}, 3000)
+	for i := range 20 {
+		if err := init.Send(append([]byte{byte(i)}, last...), local, addr, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	init.CloseStream(local, addr)
+	if err := init.SendESP([]byte{1, 2, 3, 4, 5}, local, addr); !errors.Is(err, ErrNoStream) {
+		t.Fatalf("ESP after CloseStream: %v, want ErrNoStream (a closing stream is not found)", err)
+	}
+	got := rr.wait(t, 20)
+	for i, p := range got {
+		if p.Data()[0] != byte(i) || p.N != len(last)+1 {
+			t.Fatalf("message %d: %d octets starting %d", i, p.N, p.Data()[0])
+		}
+	}
+	select {
+	case err := <-closed:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("stream closed with %v", err)
+		}
+	case <-time.After(patience):
+		t.Fatal("the stream did not close after its queue was written")
+	}
+	if err := init.Send([]byte("again"), local, addr, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := rr.wait(t, 21)[20]; string(got.Data()) != "again" || got.Remote == got.Local {
+		t.Fatalf("after CloseStream: %q", got.Data())
+	}
+	if st := init.Stats(); st.Opened != 2 {
+		t.Fatalf("%d streams opened, want a new one after CloseStream", st.Opened)
+	}
+}

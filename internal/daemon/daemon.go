@@ -334,6 +334,8 @@ func (d *Daemon) apply(acts []ike.Action) {
 				continue
 			}
 			d.sendErr(d.bind.SendKeepalive(a.Local, a.Remote, a.Iface), a.Local, a.Remote)
+		case ike.CloseStream:
+			d.tcp.CloseStream(a.Local, a.Remote)
 		case ike.ArmTimer:
 			d.timer.Reset(max(time.Until(a.At), 0))
 		case ike.InstallChild:

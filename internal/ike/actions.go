@@ -49,6 +49,11 @@ type SendKeepalive struct {
 	Iface         string
 }
 
+// CloseStream asks the transport to close the TCP stream from Local's
+// address to Remote (RFC 9329): this side opened it, and no IKE SA uses
+// it any more (the SA moved off it, §7.1, or was deleted, §6.1).
+type CloseStream struct{ Local, Remote netip.AddrPort }
+
 // InstallChild installs both directions of a Child SA in the data plane.
 type InstallChild struct{ SA ChildSA }
 
@@ -90,6 +95,7 @@ type Event struct {
 
 func (Send) isAction()          {}
 func (SendKeepalive) isAction() {}
+func (CloseStream) isAction()   {}
 func (InstallChild) isAction()  {}
 func (UpdateChild) isAction()   {}
 func (DeleteChild) isAction()   {}

@@ -190,10 +190,10 @@ func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bo
 	if local == sa.local && remote == sa.remote && iface == sa.iface {
 		return
 	}
+	sa.prevPath, sa.prevTCP = path{sa.local, sa.remote}, sa.tcp
 	if initiator {
 		remote = sa.moveTransport(remote) // RFC 9329 §7.1
 	}
-	sa.prevPath = path{sa.local, sa.remote}
 	sa.local, sa.remote, sa.iface = local, remote, iface
 	sa.pathSince = e.now
 	sa.updateGen++
@@ -337,6 +337,12 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 	sa.verified[sa.remote.Addr()] = true
 	sa.confirmedGen = t.gen
 	sa.updateChildren()
+	if sa.prevTCP && (!sa.tcp || sa.prevPath.local.Addr() != sa.local.Addr() || sa.prevPath.remote != sa.remote) {
+		// The old stream carried this SA; once moved, ours to close
+		// (RFC 9329 §7.1).
+		e.closeStreamIfUnused(sa.prevPath.local, sa.prevPath.remote)
+		sa.prevTCP = false
+	}
 }
 
 // checkCookie2 verifies the echoed COOKIE2; a mismatch closes the IKE SA

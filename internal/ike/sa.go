@@ -138,6 +138,9 @@ type pathState struct {
 	// pathSince is when the SA last changed paths (moveTo); tcpRetryAt
 	// when the TCP Originator may open a lost stream again (tcp.go).
 	pathSince, tcpRetryAt time.Time
+	// prevTCP: the path before the last move was a TCP stream, which
+	// this side closes once the move is confirmed (tcp.go).
+	prevTCP bool
 }
 
 // familyState is the SA's place in its clone family (RFC 7791) and the
@@ -314,6 +317,10 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 	}
 	wasUp := sa.state == stateEstablished || sa.state == stateRekeyed || sa.state == stateDeleting
 	sa.state = stateDead
+	if sa.tcp && sa.initiatorOfPath() {
+		// §6.1: the TCP Originator closes a stream no IKE SA uses.
+		e.closeStreamIfUnused(sa.local, sa.remote)
+	}
 	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT, sa.halfOpenT, sa.deleteT, sa.keepaliveT} {
 		t.cancel()
 	}

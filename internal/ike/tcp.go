@@ -180,3 +180,15 @@ func (e *Engine) StreamClosed(now time.Time, local, remote netip.AddrPort) []Act
 	}
 	return e.end()
 }
+
+// closeStreamIfUnused asks the transport to close the stream from
+// local's address to remote unless a live IKE SA of ours still sends on
+// it (a rekeyed SA's successor, a clone not yet moved, §6.1).
+func (e *Engine) closeStreamIfUnused(local, remote netip.AddrPort) {
+	for _, o := range e.byID {
+		if o.state != stateDead && o.tcp && o.remote == remote && o.local.Addr() == local.Addr() {
+			return
+		}
+	}
+	e.emit(CloseStream{Local: local, Remote: remote})
+}

@@ -253,3 +253,38 @@ func TestRFC9329StreamLostIsReopened(t *testing.T) {
 		t.Fatalf("the TCP Responder sent after its stream closed: %+v %+v", gw.tcp, gw.udp)
 	}
 }
+
+// RFC 9329 §7.1, §6.1: the Originator closes the stream it moved off
+// once the move is confirmed, and the stream of an SA it deleted; not a
+// stream another SA still uses (a clone not yet moved, a rekeyed SA's
+// successor).
+func TestRFC9329OriginatorClosesUnusedStreams(t *testing.T) {
+	l := newLab(t, 907, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.TCP, gw.TCP = ike.TCPAlways, ike.TCPAlways
+	})
+	l.twoAddrs()
+	var closes []ike.CloseStream
+	l.ue.OnAction = func(a ike.Action) {
+		if c, ok := a.(ike.CloseStream); ok {
+			closes = append(closes, c)
+		}
+	}
+	id := l.up()
+	old := l.sa(l.ue)
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, id, 0) })
+	l.settle(5 * time.Second)
+	if len(closes) != 0 {
+		t.Fatalf("the IKE SA rekey closed %+v: its successor uses the stream", closes)
+	}
+	cur := l.sa(l.ue)
+	l.move(l.ue, cur.ID, ue2Addr)
+	l.settle(5 * time.Second)
+	if len(closes) != 1 || closes[0].Local.Addr() != ueAddr || closes[0].Remote != old.Remote {
+		t.Fatalf("after the move: closed %+v, want the stream from %v to %v", closes, ueAddr, old.Remote)
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Terminate(now, cur.ID, 0) })
+	l.settle(5 * time.Second)
+	if len(closes) != 2 || closes[1].Local.Addr() != ue2Addr {
+		t.Fatalf("after the delete: closed %+v, want the stream from %v too", closes, ue2Addr)
+	}
+}
