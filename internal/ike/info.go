@@ -96,17 +96,26 @@ func (sa *ikeSA) close() {
 	sa.queueFront(&ikeDeleteTask{})
 }
 
-// dpdTask is a liveness check: an empty INFORMATIONAL (§1.4, §2.4).
-type dpdTask struct{}
+// dpdTask is a liveness check: an empty INFORMATIONAL (§1.4, §2.4),
+// with NAT-D when the MOBIKE initiator watches its NAT mapping (RFC 4555
+// §3.8, natt.go watchNAT).
+type dpdTask struct{ natd bool }
 
 func (t *dpdTask) String() string { return "liveness check" }
 func (t *dpdTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
 	if sa.state != stateEstablished {
 		return 0, nil, errSkip
 	}
+	if t.natd = sa.watchesNAT(); t.natd {
+		return wire.Informational, sa.e.natdPayloads(sa.spiI, sa.spiR, sa.local, sa.remote, sa.conn.ForceEncap), nil
+	}
 	return wire.Informational, nil, nil
 }
-func (t *dpdTask) process(*ikeSA, *message) {}
+func (t *dpdTask) process(sa *ikeSA, m *message) {
+	if t.natd {
+		sa.watchNAT(m)
+	}
+}
 func (t *dpdTask) abort(*ikeSA, string)     {}
 
 // respondInformational answers every INFORMATIONAL request (§1.4): Delete

@@ -191,6 +191,7 @@ func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bo
 		return
 	}
 	sa.prevPath, sa.prevTCP = path{sa.local, sa.remote}, sa.tcp
+	sa.natdSeen = nil // a new path: its own mapping
 	if initiator {
 		remote = sa.moveTransport(remote) // RFC 9329 §7.1
 	}
@@ -334,6 +335,9 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 		return
 	}
 	sa.readNATD(m)
+	if n := m.notify(wire.NotifyNATDetectionDestinationIP); n != nil {
+		sa.natdSeen = bytes.Clone(n.Data) // what watchNAT compares with
+	}
 	sa.verified[sa.remote.Addr()] = true
 	sa.confirmedGen = t.gen
 	sa.updateChildren()

@@ -1,7 +1,9 @@
 package ike
 
 import (
+	"bytes"
 	"crypto/subtle"
+	"fmt"
 	"net/netip"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
@@ -128,6 +130,41 @@ func (sa *ikeSA) readNATD(m *message) {
 		sa.e.log.Info("NAT situation changed on the new path", "ike", sa.id, "nat_local", sa.ext.natLocal, "nat_remote", sa.ext.natRemote)
 	}
 	sa.armKeepalive()
+}
+
+// watchesNAT: as MOBIKE initiator with NAT traversal on both ends, the
+// SA's liveness checks carry NAT-D, so that a NAT that changes its
+// mapping under the SA is noticed (RFC 4555 §3.8: SHOULD behind a NAT;
+// done with or without one, since a NAT may also appear on the path). Not
+// over TCP, which reconnects instead (RFC 9329 §6.1).
+func (sa *ikeSA) watchesNAT() bool {
+	return sa.ext.mobike && sa.mobikeInitiator && sa.ext.peerNATT && !sa.conn.NoNATT && !sa.tcp
+}
+
+// watchNAT compares the NAT_DETECTION_DESTINATION_IP of a liveness
+// check's response, the peer's hash of where our packets came from, with
+// the last one on this path (RFC 4555 §3.8). A change means a NAT on the
+// way mapped us anew: the peer answers our requests there but sends its
+// own and its ESP to the old mapping. The initiator then sends
+// UPDATE_SA_ADDRESSES, which moves the peer to the new one (§3.5: the
+// responder takes the addresses from the IP header).
+func (sa *ikeSA) watchNAT(m *message) {
+	n := m.notify(wire.NotifyNATDetectionDestinationIP)
+	if n == nil || sa.state != stateEstablished {
+		return
+	}
+	last := sa.natdSeen
+	sa.natdSeen = bytes.Clone(n.Data)
+	if last == nil || bytes.Equal(last, n.Data) {
+		return // the first on this path, or no change
+	}
+	sa.readNATD(m)
+	sa.e.log.Info("NAT mapping changed under the SA; updating the peer", "ike", sa.id, "nat_local", sa.ext.natLocal)
+	sa.e.event(sa, EventAddressUpdate, fmt.Sprintf("NAT mapping of %v changed: sending UPDATE_SA_ADDRESSES", sa.local))
+	sa.e.stats.NATRebinds++
+	sa.updateGen++
+	sa.pendingUpdate = true
+	sa.queue(&updateTask{})
 }
 
 // followNAT applies RFC 7296 §2.23 dynamic address updates for an SA

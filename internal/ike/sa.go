@@ -138,6 +138,10 @@ type pathState struct {
 	// pathSince is when the SA last changed paths (moveTo); tcpRetryAt
 	// when the TCP Originator may open a lost stream again (tcp.go).
 	pathSince, tcpRetryAt time.Time
+	// natdSeen is the peer's NAT_DETECTION_DESTINATION_IP in the last
+	// liveness check or update answered on this path (watchNAT); nil
+	// after a move.
+	natdSeen []byte
 	// prevTCP: the path before the last move was a TCP stream, which
 	// this side closes once the move is confirmed (tcp.go).
 	prevTCP bool

@@ -1,0 +1,66 @@
+package ike_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
+)
+
+// RFC 4555 §3.8: the end user behind a NAT puts NAT-D in its liveness
+// checks; when the NAT maps it anew (a rebinding: new public port), the
+// gateway's answer hashes another address, and the end user sends
+// UPDATE_SA_ADDRESSES, which moves the gateway, IKE and Child SAs, to
+// the new mapping. Before, the gateway went on sending to the old one.
+func TestRFC4555Section3_8NATRebindingDetected(t *testing.T) {
+	l := newLab(t, 908, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.DPDDelay = 10 * time.Second })
+	base := uint16(40000) // the NAT maps 500 to base, 4500 to base+1
+	l.net.NAT = func(d ike.Datagram) ike.Datagram {
+		switch {
+		case d.Remote.Addr() == ueAddr: // from the end user
+			d.Remote = netip.AddrPortFrom(ueAddr, base+d.Remote.Port()/4500)
+		case d.Local.Addr() == ueAddr && d.Local.Port() >= base && d.Local.Port() <= base+1:
+			d.Local = netip.AddrPortFrom(ueAddr, []uint16{500, 4500}[d.Local.Port()-base])
+		}
+		return d
+	}
+	stale := 0
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.gw && d.Remote.Addr() == ueAddr && d.Remote.Port() != base && d.Remote.Port() != base+1 {
+			stale++ // no mapping at the NAT any more
+			return netsim.Drop
+		}
+		return netsim.Deliver
+	}
+	l.up()
+	l.settle(30 * time.Second) // liveness checks on the first mapping: no update
+	if n := l.ue.Engine.Stats().NATRebinds; n != 0 {
+		t.Fatalf("%d rebindings seen before the NAT changed", n)
+	}
+	if s := l.sa(l.gw); s.Remote.Port() != base+1 || !l.sa(l.ue).NATLocal {
+		t.Fatalf("gateway sends to %v (end user behind a NAT: %v)", s.Remote, l.sa(l.ue).NATLocal)
+	}
+	base = 41000
+	l.net.RunUntil(time.Minute, func() bool { return l.sa(l.gw).Remote.Port() == base+1 })
+	l.settle(30 * time.Second)
+	if s := l.sa(l.gw); s.Remote.Port() != base+1 {
+		t.Fatalf("after the NAT's rebinding the gateway sends to %v, want port %d", s.Remote, base+1)
+	}
+	for _, c := range l.gw.Children {
+		if c.Remote.Port() != base+1 {
+			t.Fatalf("the gateway's Child SA %08x sends to %v", c.InSPI, c.Remote)
+		}
+	}
+	if n := l.ue.Engine.Stats().NATRebinds; n != 1 {
+		t.Fatalf("%d rebindings seen, want 1", n)
+	}
+	if n := l.ue.Engine.Stats().TCPFallbacks; n != 0 {
+		t.Fatal("TCP fallback without TCP configured")
+	}
+	if len(l.ue.Established()) != 1 || len(l.gw.Established()) != 1 {
+		t.Fatal("the SA did not survive the rebinding")
+	}
+	t.Logf("%d gateway messages went to the stale mapping", stale)
+}
