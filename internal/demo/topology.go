@@ -27,7 +27,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/lab"
@@ -267,6 +269,40 @@ func (t *Topology) BlockUDP(ctx context.Context, dev string, on bool) error {
 			"add rule inet %[1]s drops iifname \"ue-%[2]s\" udp dport { 500, 4500 } drop; "+
 			"add rule inet %[1]s drops oifname \"ue-%[2]s\" udp sport { 500, 4500 } drop", table, dev))
 	return err
+}
+
+// NATPorts puts a NAT in the router in front of one end-user interface
+// that keeps the address and maps its IKE ports (UDP 500 and 4500, and
+// TCP to 4500) to base and base+1, as a carrier's port-translating NAT
+// does. Called again with another base it rebinds: the rules change and
+// the router forgets every mapping, so the next packet of a running flow
+// leaves from the new port and replies to the old one go nowhere.
+func (t *Topology) NATPorts(ctx context.Context, dev string, base uint16) error {
+	a, ok := AccessOf(dev)
+	if !ok {
+		return fmt.Errorf("demo: no interface %s", dev)
+	}
+	table := "nat_" + dev
+	t.Run(ctx, t.Net, "nft", "delete", "table", "ip", table) // absent the first time
+	if _, err := t.Run(ctx, t.Net, "nft", fmt.Sprintf(
+		"add table ip %[1]s; add chain ip %[1]s post { type nat hook postrouting priority srcnat; }; "+
+			"add rule ip %[1]s post ip saddr %[2]s udp sport 500 snat to %[2]s:%[3]d; "+
+			"add rule ip %[1]s post ip saddr %[2]s udp sport 4500 snat to %[2]s:%[4]d; "+
+			"add rule ip %[1]s post ip saddr %[2]s tcp dport 4500 snat to %[2]s:%[4]d",
+		table, a.Addr, base, base+1)); err != nil {
+		return err
+	}
+	return InNS(t.Net, func() error {
+		_, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, &ipFilter{addr: net.ParseIP(a.Addr)})
+		return err
+	})
+}
+
+// ipFilter matches the conntrack entries of one original source address.
+type ipFilter struct{ addr net.IP }
+
+func (f *ipFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	return flow.Forward.SrcIP.Equal(f.addr)
 }
 
 // Daemon is one mifike daemon of the lab.

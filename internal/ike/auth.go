@@ -364,6 +364,13 @@ func (sa *ikeSA) establish() {
 	sa.armLifetimes()
 	sa.armDPD()
 	sa.armKeepalive()
+	if sa.watchesNAT() {
+		// The mapping the responder took from IKE_AUTH, learned at once
+		// (a liveness check's NAT-D): what later checks compare with
+		// (watchNAT). Learned at the first periodic check instead, a
+		// rebinding before it would go unnoticed.
+		sa.queue(&dpdTask{})
+	}
 	e.event(sa, EventIKEUp, fmt.Sprintf("%s %s %s <-> %s %s", sa.neg.String(),
 		ikeauth.FormatID(sa.localID.Type, sa.localID.Data), sa.local, sa.remote, ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data)))
 	e.log.Info("IKE SA established", "ike", sa.id, "conn", sa.conn.Name, "peer", ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data),

@@ -132,13 +132,12 @@ func (sa *ikeSA) readNATD(m *message) {
 	sa.armKeepalive()
 }
 
-// watchesNAT: as MOBIKE initiator with NAT traversal on both ends, the
-// SA's liveness checks carry NAT-D, so that a NAT that changes its
-// mapping under the SA is noticed (RFC 4555 §3.8: SHOULD behind a NAT;
-// done with or without one, since a NAT may also appear on the path). Not
-// over TCP, which reconnects instead (RFC 9329 §6.1).
+// watchesNAT: as MOBIKE initiator behind a NAT, the SA's liveness
+// checks carry NAT-D, so that a NAT that changes its mapping under the
+// SA is noticed (RFC 4555 §3.8). Not over TCP, whose stream breaks
+// instead and is opened again (RFC 9329 §6.1).
 func (sa *ikeSA) watchesNAT() bool {
-	return sa.ext.mobike && sa.mobikeInitiator && sa.ext.peerNATT && !sa.conn.NoNATT && !sa.tcp
+	return sa.ext.mobike && sa.mobikeInitiator && sa.ext.natLocal && !sa.conn.NoNATT && !sa.tcp
 }
 
 // watchNAT compares the NAT_DETECTION_DESTINATION_IP of a liveness
@@ -156,7 +155,7 @@ func (sa *ikeSA) watchNAT(m *message) {
 	last := sa.natdSeen
 	sa.natdSeen = bytes.Clone(n.Data)
 	if last == nil || bytes.Equal(last, n.Data) {
-		return // the first on this path, or no change
+		return // the first on this path (establish asks at once), or no change
 	}
 	sa.readNATD(m)
 	sa.e.log.Info("NAT mapping changed under the SA; updating the peer", "ike", sa.id, "nat_local", sa.ext.natLocal)

@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/demo"
+)
+
+// RFC 4555 §3.8 end to end: the end user's eth0 is behind a port-
+// translating NAT (nftables in the router). With a TCP connection
+// running through the VPN, the NAT rebinds: new ports, old mappings
+// forgotten. The end user's next liveness check (NAT-D in it) shows the
+// gateway a new address, the end user sends UPDATE_SA_ADDRESSES, and the
+// gateway's IKE and Child SAs follow to the new mapping; the connection
+// survives.
+func TestNATRebindingUnderATCPConnection(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces (CI runs as root)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	top, err := demo.Build(ctx, "mfkn", t.TempDir(), mifikeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { top.Close() })
+	if err := top.NATPorts(ctx, "eth0", 40000); err != nil {
+		t.Fatal(err)
+	}
+	ue, gw, err := top.StartBoth(demo.Options{Use: []string{"eth0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("end user log (tail):\n%s", tail(ue.Log(), 40))
+			t.Logf("gateway log (tail):\n%s", tail(gw.Log(), 30))
+		}
+	})
+	v := waitVPNs(t, ue, []string{"eth0"}, 20*time.Second)["eth0"]
+	if g := gatewaySA(t, gw, v); g.Remote != "10.91.1.2:40001" || !v.NATLocal {
+		t.Fatalf("before the rebinding the gateway sends to %s (end user behind a NAT: %v)", g.Remote, v.NATLocal)
+	}
+	stream, err := top.StartStream(netipMust(v.VirtualIPs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := top.NATPorts(ctx, "eth0", 41000); err != nil {
+		t.Fatal(err)
+	}
+	rebound := time.Now()
+	var g control.SA
+	if !demo.WaitFor(30*time.Second, func() bool {
+		g = gatewaySA(t, gw, v)
+		return g.Remote == "10.91.1.2:41001"
+	}) {
+		t.Fatalf("the gateway did not follow the NAT's new mapping: it sends to %s", g.Remote)
+	}
+	t.Logf("the gateway followed the new mapping %v after the rebinding", time.Since(rebound).Round(time.Millisecond))
+	pingThrough(t, top, ue, v) // the replies come by the gateway's Child SA, to the new mapping
+	time.Sleep(500 * time.Millisecond)
+	sent, received, err := stream.Stop()
+	if err != nil || sent == 0 || received != sent {
+		t.Fatalf("TCP connection through the VPN: sent %d, received %d, err %v", sent, received, err)
+	}
+	t.Logf("a TCP connection survived the rebinding: %d records", sent)
+}
