@@ -141,9 +141,11 @@ const (
 	placeWithin = 50 * time.Second
 	// gwForgets: an SA the end user gave up while its Delete could not
 	// get through stays on the gateway until its own liveness check
-	// (dpd_delay 7 s) has been retransmitted for ~165 s; until then the
-	// gateway holds an SA, and an inner address, the end user lacks.
-	gwForgets = 3 * time.Minute
+	// (dpd_delay 7 s) has been retransmitted for 5 minutes, as a MOBIKE
+	// responder does (RFC 4555 §3.11), and one more interval (75 s);
+	// until then the gateway holds an SA, and an inner address, the end
+	// user lacks.
+	gwForgets = 6*time.Minute + 30*time.Second
 	// healAfter is how long into a calm a silent link stays silent.
 	healAfter = 40 * time.Second
 	// agreeAfter: requests follow a path change at once (RFC 4555

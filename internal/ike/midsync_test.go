@@ -197,7 +197,7 @@ func TestRFC6311SecondClaimantIsAReplay(t *testing.T) {
 			return acts, err
 		})
 	}
-	l.net.RunFor(5 * time.Minute) // past the second claimant's retransmissions
+	l.net.RunFor(7 * time.Minute) // past the second claimant's retransmissions (5 min and more as MOBIKE responder, RFC 4555 §3.11)
 	if got := len(l.ue.EventsOf(ike.EventMessageIDSync)); got != 1 {
 		t.Fatalf("the end user synchronised %d times", got)
 	}

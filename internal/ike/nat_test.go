@@ -64,3 +64,32 @@ func TestRFC4555Section3_8NATRebindingDetected(t *testing.T) {
 	}
 	t.Logf("%d gateway messages went to the stale mapping", stale)
 }
+
+// RFC 4555 §3.11: the MOBIKE responder retransmits for at least five
+// minutes before it gives an SA up, since only the initiator can bring
+// it to a working path; the initiator keeps the usual ~165 s.
+func TestRFC4555Section3_11ResponderWaitsLonger(t *testing.T) {
+	l := newLab(t, 909, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.DPDDelay, gw.DPDDelay = 30*time.Second, 10*time.Second
+	})
+	l.up()
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Down: true})
+	cut := l.net.Now
+	var ueGone, gwGone time.Duration
+	l.net.RunUntil(15*time.Minute, func() bool {
+		if ueGone == 0 && len(l.ue.Established()) == 0 {
+			ueGone = l.net.Now.Sub(cut)
+		}
+		if gwGone == 0 && len(l.gw.Established()) == 0 {
+			gwGone = l.net.Now.Sub(cut)
+		}
+		return ueGone != 0 && gwGone != 0
+	})
+	t.Logf("the end user gave up after %v, the gateway after %v", ueGone.Round(time.Second), gwGone.Round(time.Second))
+	if ueGone == 0 || ueGone > 4*time.Minute {
+		t.Fatalf("the end user (MOBIKE initiator) gave up after %v, want the usual ~3 min", ueGone)
+	}
+	if gwGone < 5*time.Minute || gwGone > 10*time.Minute {
+		t.Fatalf("the gateway (MOBIKE responder) gave up after %v, want 5 minutes of retransmissions or a little more", gwGone)
+	}
+}

@@ -218,8 +218,8 @@ type request struct {
 	// given up for its own silence only (RFC 4555 §3.5), not for tries
 	// made on the path before it.
 	pathGen, pathTries int
-	// sent is when the request last went out.
-	sent time.Time
+	// sent is when the request last went out, since when it first did.
+	sent, since time.Time
 }
 
 type response struct {

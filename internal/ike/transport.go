@@ -518,6 +518,9 @@ func (sa *ikeSA) sendOneShot(x wire.ExchangeType, ps []wire.Payload) {
 
 func (sa *ikeSA) transmitRequest(p *request) {
 	p.sent = sa.e.now
+	if p.since.IsZero() {
+		p.since = sa.e.now
+	}
 	for _, pkt := range p.packets {
 		sa.transmit(pkt)
 	}
@@ -528,7 +531,9 @@ func (sa *ikeSA) transmitRequest(p *request) {
 // tries (§2.4).
 func (sa *ikeSA) armRetransmit(p *request) {
 	r := sa.e.cfg.Retransmit
-	timeout := time.Duration(float64(r.Timeout) * math.Pow(r.Base, float64(p.tries)))
+	// Past the configured tries (waitsForMove) the interval stays at
+	// the last one.
+	timeout := time.Duration(float64(r.Timeout) * math.Pow(r.Base, float64(min(p.tries, r.Tries))))
 	p.timer = sa.e.after(timeout, func() { sa.retransmit(p) })
 }
 
@@ -541,7 +546,7 @@ func (sa *ikeSA) retransmit(p *request) {
 	if sa.fallBackToTCP(p) {
 		return
 	}
-	if p.tries >= sa.e.cfg.Retransmit.Tries {
+	if p.tries >= sa.e.cfg.Retransmit.Tries && !sa.waitsForMove(p) {
 		sa.e.log.Info("peer does not answer, giving up", "ike", sa.id, "request", p.id, "tries", p.tries+1)
 		if p.task != nil {
 			p.task.abort(sa, "peer did not answer")
@@ -571,6 +576,20 @@ func (sa *ikeSA) retransmit(p *request) {
 	sa.recut(p)
 	sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, try %d", p.exchange, p.id, p.tries+1))
 	sa.transmitRequest(p)
+}
+
+// mobikeResponderPatience is how long a MOBIKE responder retransmits
+// before it gives up: RFC 4555 §3.11 suggests at least 5 minutes, since
+// only the initiator can move the SA to a working path, which may take a
+// while (a laptop resumed, a new network joined).
+const mobikeResponderPatience = 5 * time.Minute
+
+// waitsForMove: the MOBIKE responder goes on retransmitting p past the
+// configured tries, at the last interval, until mobikeResponderPatience
+// has passed since p first went out (RFC 4555 §3.11).
+func (sa *ikeSA) waitsForMove(p *request) bool {
+	return sa.ext.mobike && !sa.mobikeInitiator && sa.state == stateEstablished &&
+		sa.e.now.Sub(p.since) < mobikeResponderPatience
 }
 
 // resendOutstanding sends the outstanding requests again at once after
