@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/mifike/mifike/internal/conn"
@@ -67,7 +68,15 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 		return nil
 	}
 	p, err := dataplane.OpenLinux(dataplane.LinuxConfig{TUNName: d.cfg.TUN.Name, MTU: d.cfg.TUN.MTU,
-		NATT: udp.NATT, TCP: d.tcp.SendESP, Log: d.log.With("component", "dataplane"), OnLimit: onLimit})
+		NATT: udp.NATT, TCP: d.tcp.SendESP, Log: d.log.With("component", "dataplane"), OnLimit: onLimit,
+		// The peer may hear of it (RFC 7296 §1.5); the plane spaces the
+		// calls, and the loop drops them when busy.
+		OnUnknownSPI: func(from netip.Addr, spi uint32) {
+			select {
+			case d.calls <- func() { d.apply(d.engine.UnknownSPI(time.Now(), from, spi)) }:
+			default:
+			}
+		}})
 	if err != nil {
 		return err
 	}

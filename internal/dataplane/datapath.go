@@ -144,6 +144,7 @@ func (r *Receiver) Receive(batch []Inbound) {
 		c := t.children[spi]
 		if c == nil {
 			p.drops.addDetail(DropUnknownSPI, func() []any { return []any{"spi", spi, "from", in.Remote} })
+			p.unknownSPI(in.Remote.Addr(), spi)
 			continue
 		}
 		c.in.mu.Lock()

@@ -47,6 +47,7 @@ type LinuxConfig struct {
 	TCP          func(pkt []byte, local, remote netip.AddrPort) error
 	Log          *slog.Logger
 	OnLimit      func(inSPI uint32, hard bool)
+	OnUnknownSPI func(from netip.Addr, spi uint32) // Config.OnUnknownSPI
 	ReplayWindow int
 }
 
@@ -107,7 +108,7 @@ func OpenLinux(cfg LinuxConfig) (*Linux, error) {
 	}
 	l.tr = newLinuxTransport(cfg.NATT, l.raw4, l.raw6)
 	l.tr.tcp = cfg.TCP
-	l.Plane = New(Config{TUN: dev, Transport: l.tr, Log: cfg.Log, OnLimit: cfg.OnLimit, ReplayWindow: cfg.ReplayWindow})
+	l.Plane = New(Config{TUN: dev, Transport: l.tr, Log: cfg.Log, OnLimit: cfg.OnLimit, OnUnknownSPI: cfg.OnUnknownSPI, ReplayWindow: cfg.ReplayWindow})
 	if l.routes, err = newRoutes(name, cfg.Table, cfg.Mark); err != nil {
 		return fail(err)
 	}

@@ -91,6 +91,10 @@ type Config struct {
 	// (rekey) or hard (delete) byte limit, or whose sequence number is
 	// about to wrap (RFC 4303 §3.3.3). It must not block.
 	OnLimit func(inSPI uint32, hard bool)
+	// OnUnknownSPI hears of ESP for an SPI no Child SA has, at most
+	// once per unknownSPIEvery in all (the engine may tell the peer,
+	// RFC 7296 §1.5). It must not block.
+	OnUnknownSPI func(from netip.Addr, spi uint32)
 	// ReplayWindow in packets (esp.DefaultReplayWindow when 0).
 	ReplayWindow int
 }
@@ -107,6 +111,25 @@ type Plane struct {
 	tab   *tables
 	drops dropCounters
 	order uint64
+	// unknownAt is when OnUnknownSPI was last called (UnixNano).
+	unknownAt atomic.Int64
+}
+
+// unknownSPIEvery spaces the OnUnknownSPI calls: a flood of ESP with
+// made-up SPIs costs a counter, and the engine hears of one now and then.
+const unknownSPIEvery = 100 * time.Millisecond
+
+func (p *Plane) unknownSPI(from netip.Addr, spi uint32) {
+	f := p.cfg.OnUnknownSPI
+	if f == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := p.unknownAt.Load()
+	if now-last < int64(unknownSPIEvery) || !p.unknownAt.CompareAndSwap(last, now) {
+		return
+	}
+	f(from, spi)
 }
 
 // child is one installed Child SA: both directions.

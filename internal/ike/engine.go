@@ -72,6 +72,9 @@ type Stats struct {
 	// NATRebinds counts NAT mappings seen changing under an SA (RFC
 	// 4555 §3.8), each answered with UPDATE_SA_ADDRESSES.
 	NATRebinds uint64
+	// InvalidSPIHints counts the peer's INVALID_SPI reports taken as a
+	// reason for a liveness check (RFC 4555 §5.3).
+	InvalidSPIHints uint64
 	// Dropped counts the datagrams dropped, DroppedBy each reason's
 	// share (every reason is present, most at zero).
 	Dropped      uint64
@@ -465,7 +468,7 @@ func requestHash(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // Stats returns a copy of the counters.
 func (e *Engine) Stats() Stats {
-	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped, Redirects: e.stats.Redirects, TCPFallbacks: e.stats.TCPFallbacks, NATRebinds: e.stats.NATRebinds, DroppedBy: map[DropReason]uint64{},
+	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped, Redirects: e.stats.Redirects, TCPFallbacks: e.stats.TCPFallbacks, NATRebinds: e.stats.NATRebinds, InvalidSPIHints: e.stats.InvalidSPIHints, DroppedBy: map[DropReason]uint64{},
 		Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{}, NotifiesRecv: map[wire.NotifyType]uint64{}}
 	for r := DropNone + 1; r < numDropReasons; r++ {
 		s.DroppedBy[r] = e.drops[r]

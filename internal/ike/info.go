@@ -201,4 +201,5 @@ func (sa *ikeSA) respondInformational(m *message) {
 		c.remove("deleted by peer")
 	}
 	forEach(e, func(f infoFeature) { f.afterInfo(sa, m) })
+	sa.peerReportsInvalidSPI(m)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/wire"
 )
 
 // RFC 4555 §3.8: the end user behind a NAT puts NAT-D in its liveness
@@ -91,5 +92,52 @@ func TestRFC4555Section3_11ResponderWaitsLonger(t *testing.T) {
 	}
 	if gwGone < 5*time.Minute || gwGone > 10*time.Minute {
 		t.Fatalf("the gateway (MOBIKE responder) gave up after %v, want 5 minutes of retransmissions or a little more", gwGone)
+	}
+}
+
+// RFC 7296 §1.5 (MAY) and RFC 4555 §5.3 (SHOULD): ESP for an unknown SPI
+// from a peer we share an IKE SA with is reported to it in a protected
+// INVALID_SPI, at most once every 10 s; the peer takes it as a hint and
+// checks liveness, nothing more: the SA stays.
+func TestRFC4555Section5_3InvalidSPIStartsALivenessCheck(t *testing.T) {
+	l := newLab(t, 910, nil)
+	l.up()
+	l.settle(time.Second)
+	var ueInfo []netsim.Msg
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.ue && m.Exchange == uint8(wire.Informational) && !m.Response {
+			ueInfo = append(ueInfo, m)
+		}
+		return netsim.Deliver
+	}
+	report := func() {
+		l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.UnknownSPI(now, ueAddr, 0xdeadbeef), nil })
+		l.net.RunFor(time.Second)
+	}
+	report()
+	if n := countNotify(l.ue, wire.NotifyInvalidSPI, false); n != 1 {
+		t.Fatalf("the end user got %d INVALID_SPI", n)
+	}
+	if len(ueInfo) != 1 || l.ue.Engine.Stats().InvalidSPIHints != 1 {
+		t.Fatalf("the end user sent %d INFORMATIONAL requests after the report, want one liveness check", len(ueInfo))
+	}
+	report() // within 10 s: not reported again
+	if n := countNotify(l.gw, wire.NotifyInvalidSPI, true); n != 1 {
+		t.Fatalf("the gateway reported %d times within 10 s", n)
+	}
+	l.net.RunFor(10 * time.Second)
+	report()
+	if n := countNotify(l.gw, wire.NotifyInvalidSPI, true); n != 2 {
+		t.Fatalf("the gateway reported %d times, want a second report after 10 s", n)
+	}
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.UnknownSPI(now, netip.MustParseAddr("203.0.113.9"), 1), nil // no IKE SA with it
+	})
+	l.settle(time.Minute)
+	if n := countNotify(l.gw, wire.NotifyInvalidSPI, true); n != 2 {
+		t.Fatalf("the gateway reported an SPI from an address it has no IKE SA with")
+	}
+	if len(l.ue.Established()) != 1 {
+		t.Fatal("the hint cost the SA")
 	}
 }

@@ -138,6 +138,9 @@ type pathState struct {
 	// pathSince is when the SA last changed paths (moveTo); tcpRetryAt
 	// when the TCP Originator may open a lost stream again (tcp.go).
 	pathSince, tcpRetryAt time.Time
+	// invalidSPIAt is when we last reported an unknown SPI to the peer
+	// (invalidspi.go).
+	invalidSPIAt time.Time
 	// natdSeen is the peer's NAT_DETECTION_DESTINATION_IP in the last
 	// liveness check or update answered on this path (watchNAT); nil
 	// after a move.

@@ -1,0 +1,80 @@
+package ike
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mifike/mifike/internal/wire"
+)
+
+// INVALID_SPI (RFC 7296 §2.21, §3.10.1) both ways. ESP for an SPI we do
+// not have, from an address one of our IKE SAs has for its peer, MAY be
+// reported to that peer in a protected INFORMATIONAL; a peer's report is
+// a hint, never proof, that a path or an SA broke, and starts a liveness
+// check (RFC 4555 §5.3, RFC 7296 §2.21).
+
+// invalidSPIEvery is the least time between two reports on one IKE SA:
+// an unknown SPI arrives once per packet, and a stream of them must
+// cost the peer and us one exchange now and then, not one per packet.
+const invalidSPIEvery = 10 * time.Second
+
+// UnknownSPI tells the engine that ESP with SPI spi came from remote and
+// matched no Child SA. If an established IKE SA's peer is at remote, the
+// peer hears of it (INVALID_SPI, at most once per invalidSPIEvery per
+// SA); otherwise nothing happens (§2.21: no IKE SA, no report).
+func (e *Engine) UnknownSPI(now time.Time, remote netip.Addr, spi uint32) []Action {
+	e.begin(now)
+	remote = remote.Unmap()
+	for _, sa := range e.byID {
+		if sa.state != stateEstablished || sa.closing || sa.remote.Addr() != remote {
+			continue
+		}
+		if !sa.invalidSPIAt.IsZero() && now.Sub(sa.invalidSPIAt) < invalidSPIEvery {
+			break
+		}
+		sa.invalidSPIAt = now
+		e.log.Debug("ESP for an unknown SPI; telling the peer", "ike", sa.id, "spi", fmt.Sprintf("%08x", spi), "from", remote)
+		sa.queue(&invalidSPITask{spi: spi})
+		break // one report, on one SA of that peer
+	}
+	return e.end()
+}
+
+// invalidSPITask reports an unknown SPI to the peer.
+type invalidSPITask struct{ spi uint32 }
+
+func (t *invalidSPITask) String() string { return "INVALID_SPI report" }
+func (t *invalidSPITask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
+	if sa.state != stateEstablished {
+		return 0, nil, errSkip
+	}
+	// The data is the packet's SPI; the notify names no protocol (the
+	// recipient cannot tell AH from ESP, §1.5).
+	n := wire.NewNotify(wire.NotifyInvalidSPI, binary.BigEndian.AppendUint32(nil, t.spi))
+	return wire.Informational, []wire.Payload{n}, nil
+}
+func (t *invalidSPITask) process(*ikeSA, *message) {}
+func (t *invalidSPITask) abort(*ikeSA, string)     {}
+
+// peerReportsInvalidSPI takes a protected INVALID_SPI as the hint it is:
+// a liveness check, unless one is already under way or queued.
+func (sa *ikeSA) peerReportsInvalidSPI(m *message) {
+	if m.notify(wire.NotifyInvalidSPI) == nil || sa.state != stateEstablished {
+		return
+	}
+	for _, t := range sa.tasks {
+		if _, ok := t.(*dpdTask); ok {
+			return
+		}
+	}
+	for _, p := range sa.outstanding {
+		if _, ok := p.task.(*dpdTask); ok {
+			return
+		}
+	}
+	sa.e.log.Info("peer reports ESP with an SPI it does not have; checking liveness (RFC 4555 §5.3)", "ike", sa.id)
+	sa.e.stats.InvalidSPIHints++
+	sa.queue(&dpdTask{})
+}
