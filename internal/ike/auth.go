@@ -249,6 +249,16 @@ func (t *ikeAuthTask) verifyResponder(sa *ikeSA, m *message) bool {
 		}
 		t.abort(sa, why)
 		e.destroy(sa, why)
+		if en := m.errorNotify(); en != nil && en.NotifyType == wire.NotifyUnexpectedNATDetected && sa.natRetries < maxNATRetries {
+			// RFC 4555 §3.9: a NAT the configuration forbids may be
+			// passing; a few new IKE_SA_INITs before giving up.
+			local := netip.AddrPortFrom(sa.local.Addr(), e.cfg.IKEPort)
+			remote := netip.AddrPortFrom(sa.remote.Addr(), e.remotePort(sa.conn))
+			if n, err := e.initiate(sa.conn, local, remote, sa.onlyChild, sa.iface); err == nil {
+				n.natRetries = sa.natRetries + 1
+				e.log.Info("peer saw a NAT (UNEXPECTED_NAT_DETECTED); trying again from IKE_SA_INIT", "old", sa.id, "new", n.id, "try", n.natRetries, "of", maxNATRetries)
+			}
+		}
 		return false
 	}
 	if !c.RemoteID.Any() && !ikeauth.IDEqual(c.RemoteID.Type, c.RemoteID.Data, idr.IDType, idr.Data) {

@@ -70,6 +70,11 @@ func (mobikeFeature) respondInfo(sa *ikeSA, m *message) ([]wire.Payload, bool) {
 
 func (mobikeFeature) afterInfo(sa *ikeSA, m *message) { sa.afterMOBIKEResponse(m) }
 
+// maxNATRetries is how many times UNEXPECTED_NAT_DETECTED is answered by
+// trying again (RFC 4555 §3.9: "several times") before the path, or the
+// IKE SA, is given up.
+const maxNATRetries = 3
+
 // probeAfter is the retransmission count after which the MOBIKE initiator
 // tries another path (§3.5: "re-transmitted several times").
 const probeAfter = 2
@@ -324,7 +329,19 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 		return // addresses changed again; a newer update follows (§3.5)
 	}
 	switch {
+	case m.notify(wire.NotifyUnexpectedNATDetected) != nil && sa.natRetries < maxNATRetries:
+		// §3.9: a NAT between us and the peer, which NAT traversal being
+		// off forbids; it may be passing (a captive portal's), so the
+		// same pair is tried again with new requests a few times before
+		// another.
+		sa.natRetries++
+		e.log.Info("peer saw a NAT on the new path (UNEXPECTED_NAT_DETECTED); trying again", "ike", sa.id, "try", sa.natRetries, "of", maxNATRetries)
+		sa.updateGen++
+		sa.pendingUpdate = true
+		sa.queue(&updateTask{})
+		return
 	case m.notify(wire.NotifyUnacceptableAddresses) != nil, m.notify(wire.NotifyUnexpectedNATDetected) != nil:
+		sa.natRetries = 0
 		// §3.5: we may try other addresses; try the next candidate, if any.
 		e.event(sa, EventAddressUpdate, fmt.Sprintf("peer refused %v - %v", t.from.local, t.from.remote))
 		if next, iface, ok := sa.nextPath(PathRefused, 0); ok && next != t.from {
@@ -340,6 +357,7 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 	}
 	sa.verified[sa.remote.Addr()] = true
 	sa.confirmedGen = t.gen
+	sa.natRetries = 0
 	sa.updateChildren()
 	if sa.prevTCP && (!sa.tcp || sa.prevPath.local.Addr() != sa.local.Addr() || sa.prevPath.remote != sa.remote) {
 		// The old stream carried this SA; once moved, ours to close

@@ -138,6 +138,10 @@ type pathState struct {
 	// pathSince is when the SA last changed paths (moveTo); tcpRetryAt
 	// when the TCP Originator may open a lost stream again (tcp.go).
 	pathSince, tcpRetryAt time.Time
+	// natRetries counts the UNEXPECTED_NAT_DETECTED answers in a row
+	// (RFC 4555 §3.9): to UPDATE_SA_ADDRESSES on one path, or, carried
+	// to the new SA, to IKE_AUTH.
+	natRetries int
 	// invalidSPIAt is when we last reported an unknown SPI to the peer
 	// (invalidspi.go).
 	invalidSPIAt time.Time
