@@ -500,8 +500,8 @@ type tcpStream struct {
 	// draining: closes once its queue is written (CloseStream); Send
 	// no longer finds it.
 	draining bool
-	wake   chan struct{}
-	done   chan struct{}
+	wake     chan struct{}
+	done     chan struct{}
 }
 
 func (s *tcpStream) isDraining() bool {

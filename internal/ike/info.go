@@ -116,7 +116,7 @@ func (t *dpdTask) process(sa *ikeSA, m *message) {
 		sa.watchNAT(m)
 	}
 }
-func (t *dpdTask) abort(*ikeSA, string)     {}
+func (t *dpdTask) abort(*ikeSA, string) {}
 
 // respondInformational answers every INFORMATIONAL request (§1.4): Delete
 // payloads, the AUTHENTICATION_FAILED report of §2.21.2, liveness checks.

@@ -111,7 +111,9 @@ func TestRFC4555Section5_3InvalidSPIStartsALivenessCheck(t *testing.T) {
 		return netsim.Deliver
 	}
 	report := func() {
-		l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.UnknownSPI(now, ueAddr, 0xdeadbeef), nil })
+		l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+			return e.UnknownSPI(now, ueAddr, 0xdeadbeef), nil
+		})
 		l.net.RunFor(time.Second)
 	}
 	report()
@@ -139,5 +141,47 @@ func TestRFC4555Section5_3InvalidSPIStartsALivenessCheck(t *testing.T) {
 	}
 	if len(l.ue.Established()) != 1 {
 		t.Fatal("the hint cost the SA")
+	}
+}
+
+// RFC 4555 §3.1: an IKE_SA_INIT that goes unanswered is tried on the
+// other address pairs the configuration allows: with the gateway's
+// first configured address dead, the second answers, well before the
+// retransmissions would have given up, and the tries stay one budget.
+func TestRFC4555Section3_1InitTriesOtherPairs(t *testing.T) {
+	dead := netip.MustParseAddr("198.51.100.99")
+	l := newLab(t, 911, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.RemoteAddrs = []netip.Addr{dead, gwAddr} })
+	start := l.net.Now
+	l.up()
+	s := l.sa(l.ue)
+	if s.Remote.Addr() != gwAddr {
+		t.Fatalf("up with %v", s.Remote)
+	}
+	if took := l.net.Now.Sub(start); took > 20*time.Second {
+		t.Fatalf("up after %v", took)
+	}
+	if n := len(l.ue.EventsOf(ike.EventPathProbe)); n != 1 {
+		t.Fatalf("%d path probes", n)
+	}
+	// Both dead: the pairs share the budget, and the SA fails as it
+	// would on one pair (~165 s), not once per pair.
+	l2 := newLab(t, 912, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.RemoteAddrs = []netip.Addr{dead, netip.MustParseAddr("198.51.100.98")}
+	})
+	start = l2.net.Now
+	l2.initiate()
+	var failed time.Duration
+	l2.net.RunUntil(10*time.Minute, func() bool {
+		if len(l2.ue.EventsOf(ike.EventIKEFailed)) > 0 {
+			failed = l2.net.Now.Sub(start)
+			return true
+		}
+		return false
+	})
+	if failed == 0 || failed > 4*time.Minute {
+		t.Fatalf("with no pair answering the SA failed after %v", failed)
+	}
+	if n := len(l2.ue.EventsOf(ike.EventPathProbe)); n < 2 {
+		t.Fatalf("%d path probes: the pairs were not taken in turn", n)
 	}
 }

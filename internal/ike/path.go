@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/mifike/mifike/internal/wire"
 )
 
 // Where an IKE SA goes when it must leave its path is the MOBIKE
@@ -140,4 +142,64 @@ func (sa *ikeSA) nextPath(reason PathReason, tries int) (path, string, bool) {
 		return path{}, "", false
 	}
 	return path{netip.AddrPortFrom(p.Local, port), netip.AddrPortFrom(p.Remote, port)}, p.Iface, true
+}
+
+// rotateInitPath is RFC 4555 §3.1 for an IKE_SA_INIT that goes
+// unanswered: after probeAfter sends on one address pair, the initiator
+// tries the next of the pairs its configuration and host allow (every
+// remote address of the connection, and, unless the SA is pinned to an
+// interface or the connection to local addresses, every local address of
+// the family), in turn. The request is built anew for the pair (NAT-D
+// hashes its addresses) and keeps its count of tries, so the pairs share
+// the usual retransmission budget. It reports whether it moved (and sent).
+func (sa *ikeSA) rotateInitPath(p *request) bool {
+	e := sa.e
+	t, ok := p.task.(*ikeInitTask)
+	if !ok || !sa.initiator || sa.state != stateConnecting || p.exchange != wire.IKESAInit {
+		return false
+	}
+	if sa.initPairSends++; sa.initPairSends < probeAfter {
+		return false
+	}
+	remotes := sa.conn.RemoteAddrs
+	if len(remotes) == 0 {
+		remotes = []netip.Addr{sa.remote.Addr()}
+	}
+	locals := []netip.Addr{sa.local.Addr()}
+	if sa.iface == "" && len(e.localAddrs) > 0 {
+		locals = nil
+		for _, a := range e.localAddrs {
+			if len(sa.conn.LocalAddrs) == 0 || addrAllowed(sa.conn.LocalAddrs, a) {
+				locals = append(locals, a)
+			}
+		}
+	}
+	var pairs []path
+	cur := -1
+	for _, r := range remotes {
+		for _, l := range locals {
+			if l.Is4() != r.Unmap().Is4() {
+				continue
+			}
+			if l == sa.local.Addr() && r.Unmap() == sa.remote.Addr() {
+				cur = len(pairs)
+			}
+			pairs = append(pairs, path{netip.AddrPortFrom(l, sa.local.Port()), netip.AddrPortFrom(r.Unmap(), sa.remote.Port())})
+		}
+	}
+	if len(pairs) < 2 {
+		return false
+	}
+	next := pairs[(cur+1)%len(pairs)]
+	e.event(sa, EventPathProbe, fmt.Sprintf("no answer to IKE_SA_INIT on %v - %v, trying %v - %v", sa.local, sa.remote, next.local, next.remote))
+	e.log.Info("no answer to IKE_SA_INIT; trying another address pair (RFC 4555 §3.1)", "ike", sa.id, "local", next.local, "remote", next.remote)
+	sa.local, sa.remote, sa.initPairSends = next.local, next.remote, 0
+	tries := p.tries + 1
+	e.stats.Retransmissions++
+	if err := t.send(sa); err != nil {
+		e.destroy(sa, err.Error())
+		return true
+	}
+	sa.outstanding[0].tries = tries
+	return true
 }

@@ -138,6 +138,9 @@ type pathState struct {
 	// pathSince is when the SA last changed paths (moveTo); tcpRetryAt
 	// when the TCP Originator may open a lost stream again (tcp.go).
 	pathSince, tcpRetryAt time.Time
+	// initPairSends counts the IKE_SA_INIT sends on the current address
+	// pair (rotateInitPath).
+	initPairSends int
 	// natRetries counts the UNEXPECTED_NAT_DETECTED answers in a row
 	// (RFC 4555 §3.9): to UPDATE_SA_ADDRESSES on one path, or, carried
 	// to the new SA, to IKE_AUTH.

@@ -559,6 +559,9 @@ func (sa *ikeSA) retransmit(p *request) {
 		}
 		return
 	}
+	if sa.rotateInitPath(p) {
+		return
+	}
 	p.tries++
 	sa.e.stats.Retransmissions++
 	if p.pathGen != sa.updateGen {
