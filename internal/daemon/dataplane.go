@@ -113,9 +113,11 @@ func (d *Daemon) planeAction(a ike.Action) {
 	}
 }
 
-// pollInbound tells the engine which Child SAs received traffic since
-// the last poll: authentic ESP is proof of liveness (RFC 7296 §2.4), and
-// lets a responder's rekeyed SA start sending (§2.8).
+// pollInbound tells the engine which Child SAs received traffic on their
+// path since the last poll: authentic ESP from where the SA expects it is
+// proof of liveness (RFC 7296 §2.4; from elsewhere it is not, RFC 4555
+// §3.12: the path may not work), and lets a responder's rekeyed SA start
+// sending (§2.8).
 func (d *Daemon) pollInbound() {
 	if d.plane == nil {
 		return
@@ -126,7 +128,7 @@ func (d *Daemon) pollInbound() {
 		if c == nil {
 			continue
 		}
-		if last := c.LastIn.Load(); last != d.lastIn[spi] {
+		if last := c.LastOnPath.Load(); last != d.lastIn[spi] {
 			d.lastIn[spi] = last
 			d.apply(d.engine.Inbound(now, spi))
 		}

@@ -188,7 +188,7 @@ func (r *Receiver) Receive(batch []Inbound) {
 			p.drops.addDetail(DropPolicy, func() []any { return []any{"src", f.src, "dst", f.dst, "spi", spi} })
 			continue
 		}
-		p.countIn(c, len(inner), now)
+		p.countIn(c, len(inner), now, in.Remote)
 		if start < tunOffset {
 			p.drops.add(DropMalformed)
 			continue

@@ -407,11 +407,26 @@ func (p *Plane) countOut(c *child, n int) {
 	p.checkLimits(c, b)
 }
 
-func (p *Plane) countIn(c *child, n int, now int64) {
+func (p *Plane) countIn(c *child, n int, now int64, from netip.AddrPort) {
 	b := c.ctr.BytesIn.Add(uint64(n))
 	c.ctr.PacketsIn.Add(1)
 	c.ctr.LastIn.Store(now)
+	if c.onPath(from) {
+		c.ctr.LastOnPath.Store(now)
+	}
 	p.checkLimits(c, b)
+}
+
+// onPath: an inbound packet from from came on the SA's path: from the
+// peer's address, and port when the ESP is encapsulated (in UDP or a
+// TCP stream, whose port a NAT may have changed). RFC 4555 §3.12: only
+// these count as liveness.
+func (c *child) onPath(from netip.AddrPort) bool {
+	r := c.path.Remote
+	if from.Addr().Unmap() != r.Addr().Unmap() {
+		return false
+	}
+	return !(c.path.Encap || c.path.TCP) || from.Port() == r.Port()
 }
 
 func (p *Plane) checkLimits(c *child, bytes uint64) {

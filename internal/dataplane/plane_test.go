@@ -487,3 +487,27 @@ func TestSPDOrderInPlace(t *testing.T) {
 		}
 	}
 }
+
+// RFC 4555 §3.12: authentic ESP from an address other than the SA's
+// peer is delivered but does not count as evidence that the path works
+// (LastOnPath); from the peer's address it does.
+func TestLivenessOnlyFromThePath(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoICMP, []byte{8, 0, 0, 0})
+	onPath, _ := a.out(t, pkt)
+	if err := a.p.Update(ipsec.ChildSA{InSPI: 0x1001, Local: netip.MustParseAddrPort("203.0.113.2:4500"), Remote: hostB, Encap: true, Outbound: true}); err != nil {
+		t.Fatal(err)
+	}
+	offPath, _ := a.out(t, pkt)
+	c := b.p.Counters(0x2001)
+	if got := b.in(offPath); len(got) != 1 {
+		t.Fatalf("the packet from another address was not delivered: %v", b.p.Drops())
+	}
+	if c.LastIn.Load() == 0 || c.LastOnPath.Load() != 0 {
+		t.Fatalf("from another address: LastIn %d, LastOnPath %d; want only LastIn", c.LastIn.Load(), c.LastOnPath.Load())
+	}
+	if got := b.in(onPath); len(got) != 1 || c.LastOnPath.Load() == 0 {
+		t.Fatalf("from the peer's address: delivered %d, LastOnPath %d", len(got), c.LastOnPath.Load())
+	}
+}

@@ -62,8 +62,12 @@ type Inbound struct {
 // by the userspace data plane, from the kernel's statistics by XFRM.
 type Counters struct {
 	BytesIn, BytesOut, PacketsIn, PacketsOut atomic.Uint64
-	// LastIn is the Unix nanosecond time of the last authentic packet.
-	LastIn atomic.Int64
+	// LastIn is the Unix nanosecond time of the last authentic packet;
+	// LastOnPath that of the last one from the SA's path (the peer's
+	// outer address, and port when encapsulated): only those prove the
+	// path works (RFC 4555 §3.12). A data plane that cannot see the outer
+	// source (the kernel's counters) sets both.
+	LastIn, LastOnPath atomic.Int64
 }
 
 // Drop reasons, the keys of DataPlane.Drops (and of the daemon's metric

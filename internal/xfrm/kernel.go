@@ -823,6 +823,7 @@ func (k *Kernel) refresh() {
 			if p := c.baseIn[1] + s.Packets; p != c.lastInPkts {
 				c.lastInPkts = p
 				c.ctr.LastIn.Store(now)
+				c.ctr.LastOnPath.Store(now) // the kernel's counters do not say from where
 			}
 		} else {
 			bytes = c.baseOut[0] + s.Bytes
