@@ -12,25 +12,12 @@ package conn
 // idle timeout, and queued outbound octets a cap; any framing error
 // closes the stream (§3.1).
 //
-// What the integration still needs, outside this unit:
-//   - daemon configuration per connection and interface: never,
-//     fallback (after UDP got no answer for a configurable time, §5.1;
-//     a new IKE_SA_INIT with a new SPI, §5.1) or always; the port;
-//   - the engine: no IKE retransmission over TCP (§6.2), but a request
-//     outstanding when a new stream opens is sent again on it (§6.2;
-//     StreamOpened/StreamClosed say when); stream loss keeps the SAs
-//     (§6.1); no cookie without a puzzle (§6.3); NAT-D with the TCP
-//     ports (§6.5); NO_NATS_ALLOWED ignored and no return routability
-//     check over TCP (§7.1);
-//   - MOBIKE: a move over TCP opens a new stream from the new address
-//     (Send with the new local address does), UPDATE_SA_ADDRESSES
-//     tried over UDP first (§7.1), the old stream closed once moved
-//     (CloseStream);
-//   - the userspace data plane sending ESP through SendESP instead of
-//     the NAT-T socket, and its ESP packets arriving here as Kind ESP
-//     with Open's headroom; the kernel backend using espintcp (the
-//     TCP_ULP "espintcp" socket option) where the kernel has it, and
-//     saying clearly that it cannot where not.
+// The engine decides which SAs use TCP and when (internal/ike/tcp.go),
+// the daemon carries its Sends here (Datagram.TCP) and its CloseStream
+// actions, and the userspace data plane sends ESP through SendESP. The
+// kernel data plane would need espintcp (the TCP_ULP "espintcp" socket
+// option on a stream handed to the kernel); it refuses TCP SAs instead
+// (xfrm.errTCP).
 
 import (
 	"context"
