@@ -91,6 +91,18 @@ type Event struct {
 	Child  uint32 // inbound SPI of the Child SA concerned, if any
 	Notify wire.NotifyType
 	Detail string
+	// ChildName is the configured name of the Child SA a child-* event
+	// is about, where the engine knows it, so that an observer that
+	// asked for that child (mifike initiate --child) can tell its
+	// outcome from a rekey's or another child's.
+	ChildName string
+	// From names what a new SA came from, so an observer can follow the
+	// SA it asked about: for ike-rekeyed and ike-cloned the IKE SA that
+	// was rekeyed or cloned (IKESA is the new one); for child-rekeyed,
+	// in FromChild, the inbound SPI of the Child SA that was rekeyed
+	// (Child is the new one).
+	From      uint64
+	FromChild uint32
 }
 
 func (Send) isAction()          {}
@@ -119,6 +131,9 @@ const (
 	EventAddressUpdate
 	EventVirtualIP
 	EventIKECloned
+	// EventCloneRefused: a clone was refused or failed. With Notify
+	// TEMPORARY_FAILURE the engine asks again later (RFC 7791 §5.3);
+	// any other is final for that request.
 	EventCloneRefused
 	EventPathProbe
 	EventMessageIDSync // RFC 6311: the Message IDs were resynchronised
@@ -128,6 +143,11 @@ const (
 	// EventTCPFallback: UDP went unanswered and the SA goes on over TCP
 	// (RFC 9329 §5.1, §7.1).
 	EventTCPFallback
+	// EventAddressConfirmed: the peer answered the UPDATE_SA_ADDRESSES of
+	// our move from the new path (RFC 4555 §3.5): the move is done. (An
+	// EventAddressUpdate says the SA switched paths; one with a Notify
+	// says the peer refused the path.)
+	EventAddressConfirmed
 )
 
 var eventNames = map[EventKind]string{
@@ -137,6 +157,7 @@ var eventNames = map[EventKind]string{
 	EventRetransmit: "retransmit", EventDropped: "dropped", EventAddressUpdate: "address-update",
 	EventVirtualIP: "virtual-ip", EventIKECloned: "ike-cloned", EventCloneRefused: "clone-refused", EventPathProbe: "path-probe",
 	EventMessageIDSync: "message-id-sync", EventRedirected: "redirected", EventTCPFallback: "tcp-fallback",
+	EventAddressConfirmed: "address-confirmed",
 }
 
 func (k EventKind) String() string { return eventNames[k] }

@@ -223,7 +223,7 @@ func (t *ikeAuthTask) process(sa *ikeSA, m *message) {
 	if t.child != nil {
 		if _, err := t.child.complete(sa, m, ni, nr, nil); err != nil {
 			// The IKE SA stays up when only its first Child SA fails (§1.2).
-			e.event(sa, EventChildFailed, err.Error())
+			e.emit(Event{Kind: EventChildFailed, IKESA: sa.id, Conn: sa.conn.Name, ChildName: t.child.cfg.Name, Detail: err.Error()})
 			if t.child.peerCreated(m) {
 				sa.queue(&childDeleteTask{orphan: t.child.inSPI})
 			}

@@ -357,7 +357,7 @@ func (c *childSA) install() {
 	sa.children = append(sa.children, c)
 	e.emit(InstallChild{SA: c.params()})
 	c.armLifetimes()
-	e.emit(Event{Kind: EventChildUp, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI,
+	e.emit(Event{Kind: EventChildUp, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI, ChildName: c.cfg.Name,
 		Detail: fmt.Sprintf("%s %s %08x_i %08x_o %s === %s", c.cfg.Name, c.mode, c.inSPI, c.outSPI, ts.Strings(c.localTS), ts.Strings(c.remoteTS))})
 	e.log.Info("Child SA installed", "ike", sa.id, "child", c.cfg.Name, "spi_in", fmt.Sprintf("%08x", c.inSPI),
 		"spi_out", fmt.Sprintf("%08x", c.outSPI), "local_ts", ts.Strings(c.localTS), "remote_ts", ts.Strings(c.remoteTS))
@@ -456,7 +456,7 @@ func (c *childSA) remove(reason string) {
 		successor = n.inSPI
 	}
 	e.emit(DeleteChild{IKESA: sa.id, InSPI: c.inSPI, OutSPI: c.outSPI, Successor: successor})
-	e.emit(Event{Kind: EventChildDown, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI, Detail: c.cfg.Name + ": " + reason})
+	e.emit(Event{Kind: EventChildDown, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI, ChildName: c.cfg.Name, Detail: c.cfg.Name + ": " + reason})
 	// A gone SA is history: nothing newer may keep it (and through it its
 	// IKE SA with that SA's keys) alive, or every rekey adds to the heap.
 	// Its own links point to newer SAs and stay: a rekey of it still in

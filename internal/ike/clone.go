@@ -235,9 +235,13 @@ func (t *cloneTask) process(sa *ikeSA, m *message) {
 			// RFC 7791 §5.3, RFC 7296 §2.25: retry after a while.
 			if t.tries < 5 && sa.state == stateEstablished {
 				sa.retryLater(&cloneTask{ikeRekeyTask: ikeRekeyTask{group: t.group, tries: t.tries + 1}}, t.tries)
-				e.event(sa, EventCloneRefused, "TEMPORARY_FAILURE, retrying")
+				// The Notify says it is not final (EventCloneRefused).
+				e.emit(Event{Kind: EventCloneRefused, IKESA: sa.id, Conn: sa.conn.Name, Notify: wire.NotifyTemporaryFailure,
+					Detail: "TEMPORARY_FAILURE, retrying"})
 				return
 			}
+			e.event(sa, EventCloneRefused, fmt.Sprintf("TEMPORARY_FAILURE (try %d), not asked again", t.tries+1))
+			return
 		case wire.NotifyNoAdditionalSAs:
 			// Permanent until some SAs with the peer are deleted (§5.3).
 			e.emit(Event{Kind: EventCloneRefused, IKESA: sa.id, Conn: sa.conn.Name, Notify: wire.NotifyNoAdditionalSAs,
@@ -286,7 +290,7 @@ func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
 	n.continueReturnRoutability()
 	sa.announceWindow(n)
 	n.next()
-	e.emit(Event{Kind: EventIKECloned, IKESA: n.id, Conn: n.conn.Name,
+	e.emit(Event{Kind: EventIKECloned, IKESA: n.id, Conn: n.conn.Name, From: sa.id,
 		Detail: fmt.Sprintf("IKE SA %d cloned to %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, n.neg.String())})
 	e.event(n, EventIKEUp, fmt.Sprintf("clone of IKE SA %d", sa.id))
 	e.log.Info("IKE SA cloned", "parent", sa.id, "clone", n.id, "initiator", weInitiated)

@@ -83,6 +83,9 @@ func TestRFC7791Section5_2Clone(t *testing.T) {
 			if len(l.ue.EventsOf(ike.EventIKECloned)) != 1 {
 				t.Fatal("no ike-cloned event")
 			}
+			if ev := node.EventsOf(ike.EventIKECloned); len(ev) != 1 || ev[0].IKESA != c.ID || ev[0].From != parent.ID {
+				t.Fatalf("ike-cloned events %+v: want one of %d from %d", ev, c.ID, parent.ID)
+			}
 		})
 	}
 }
@@ -379,6 +382,18 @@ func TestRFC7791Section5_3TemporaryFailureWhenFull(t *testing.T) {
 	}
 	if len(clonesOf(l.ue, parent.ID)) != 0 || len(l.gw.Established()) != 1 || len(l.ue.Established()) != 1 {
 		t.Fatal("a clone appeared, or the parent was harmed")
+	}
+	// Each refusal it retries says so by its notify; the last, after
+	// which it gives up, has none (ike.EventCloneRefused).
+	l.settle(10 * time.Minute)
+	ev := l.ue.EventsOf(ike.EventCloneRefused)
+	if len(ev) < 2 {
+		t.Fatalf("clone-refused events %+v, want the retries and the last", ev)
+	}
+	for i, e := range ev {
+		if last := i == len(ev)-1; last == (e.Notify == wire.NotifyTemporaryFailure) {
+			t.Fatalf("clone-refused event %d of %d: %+v", i+1, len(ev), e)
+		}
 	}
 }
 

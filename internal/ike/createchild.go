@@ -92,7 +92,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 	nonce, ok := wire.First[*wire.Nonce](m.payloads)
 	if !ok {
 		t.abort(sa, "no nonce")
-		e.event(sa, EventChildFailed, t.String()+": response without Nonce")
+		t.failed(sa, t.String()+": response without Nonce")
 		return
 	}
 	var gir []byte
@@ -100,7 +100,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 		ke, ok := wire.First[*wire.KE](m.payloads)
 		if !ok || ke.Group != t.dh.Group() {
 			t.abort(sa, "KE")
-			e.event(sa, EventChildFailed, t.String()+": "+errNoKE.Error())
+			t.failed(sa, t.String()+": "+errNoKE.Error())
 			return
 		}
 		var err error
@@ -122,7 +122,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 	c, err := t.req.complete(sa, m, t.ni, nonce.Data, gir)
 	if err != nil {
 		t.abort(sa, err.Error())
-		e.event(sa, EventChildFailed, err.Error())
+		t.failed(sa, err.Error())
 		if t.req.peerCreated(m) {
 			sa.queue(&childDeleteTask{orphan: t.req.inSPI})
 		}
@@ -153,7 +153,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 				p.activateOutbound() // the winner already deleted old
 			}
 			sa.queueFront(&childDeleteTask{child: c, redundant: true})
-			e.emit(Event{Kind: EventChildRekeyed, IKESA: sa.id, Conn: sa.conn.Name, Child: p.inSPI,
+			e.emit(Event{Kind: EventChildRekeyed, IKESA: sa.id, Conn: sa.conn.Name, Child: p.inSPI, ChildName: c.cfg.Name, FromChild: old.inSPI,
 				Detail: fmt.Sprintf("%s %08x -> %08x (collision lost, %08x redundant)", c.cfg.Name, old.inSPI, p.inSPI, c.inSPI)})
 			return
 		}
@@ -173,7 +173,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 		old.outbound = false
 		e.emit(UpdateChild{SA: old.params()})
 	}
-	e.emit(Event{Kind: EventChildRekeyed, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI,
+	e.emit(Event{Kind: EventChildRekeyed, IKESA: sa.id, Conn: sa.conn.Name, Child: c.inSPI, ChildName: c.cfg.Name, FromChild: old.inSPI,
 		Detail: fmt.Sprintf("%s %08x -> %08x%s", c.cfg.Name, old.inSPI, c.inSPI, collision)})
 	// §2.8: the rekey initiator deletes the old SA.
 	sa.queueFront(&childDeleteTask{child: old})
@@ -181,7 +181,6 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 
 // refused handles an error answer to CREATE_CHILD_SA (§1.3, §2.25).
 func (t *childCreateTask) refused(sa *ikeSA, n *wire.Notify) {
-	e := sa.e
 	t.abort(sa, n.NotifyType.String())
 	switch n.NotifyType {
 	case wire.NotifyInvalidKEPayload:
@@ -209,7 +208,18 @@ func (t *childCreateTask) refused(sa *ikeSA, n *wire.Notify) {
 			return
 		}
 	}
-	e.event(sa, EventChildFailed, fmt.Sprintf("%s refused: %s", t, n.NotifyType))
+	t.failed(sa, fmt.Sprintf("%s refused: %s", t, n.NotifyType))
+}
+
+// failed reports that the Child SA could not be created or rekeyed,
+// naming it (a rekey also by the SPI of the SA it was to replace) so an
+// observer waiting for it can tell (EventChildFailed).
+func (t *childCreateTask) failed(sa *ikeSA, why string) {
+	ev := Event{Kind: EventChildFailed, IKESA: sa.id, Conn: sa.conn.Name, ChildName: t.cfg.Name, Detail: why}
+	if t.rekey != nil {
+		ev.Child = t.rekey.inSPI
+	}
+	sa.e.emit(ev)
 }
 
 // retryLater requeues t after a growing, jittered delay.

@@ -61,8 +61,10 @@ func TestRFC7296Section2_8ChildRekey(t *testing.T) {
 			if !n.Outbound {
 				t.Error("rekeyed child not carrying outbound traffic after the old one was deleted")
 			}
-			if len(node.EventsOf(ike.EventChildRekeyed)) != 1 {
+			if ev := node.EventsOf(ike.EventChildRekeyed); len(ev) != 1 {
 				t.Error("no child-rekeyed event")
+			} else if ev[0].Child != n.InSPI || ev[0].FromChild != old.InSPI || ev[0].ChildName != old.Name {
+				t.Errorf("child-rekeyed %+v: want %08x from %08x, child %q", ev[0], n.InSPI, old.InSPI, old.Name)
 			}
 		})
 	}
@@ -95,6 +97,9 @@ func TestRFC7296Section2_18IKERekey(t *testing.T) {
 			}
 			if after.KeyID == before.KeyID {
 				t.Error("keys did not change")
+			}
+			if ev := node.EventsOf(ike.EventIKERekeyed); len(ev) != 1 || ev[0].IKESA != after.ID || ev[0].From != before.ID {
+				t.Errorf("ike-rekeyed events %+v: want one of %d from %d", ev, after.ID, before.ID)
 			}
 			// The new SA works: a liveness check is answered.
 			l.do(node, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, after.ID) })

@@ -116,6 +116,10 @@ func TestRFC7296Section1_2ChildFailureKeepsIKESA(t *testing.T) {
 			if countNotify(l.gw, c.notify, true) != 1 || len(l.ue.EventsOf(ike.EventChildFailed)) != 1 {
 				t.Fatalf("%s not sent or child failure not reported", c.notify)
 			}
+			// It names the child, for mifike initiate to report.
+			if ev := l.ue.EventsOf(ike.EventChildFailed)[0]; ev.ChildName == "" || ev.IKESA != ue.ID {
+				t.Fatalf("child-failed %+v: want the child's name and IKE SA %d", ev, ue.ID)
+			}
 		})
 	}
 }

@@ -120,7 +120,7 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 			// it; the peer's new SA takes the Child SAs, and the peer
 			// deletes the old one.
 			e.log.Info("IKE rekey collision lost", "ike", sa.id, "winner", c.sa.id)
-			e.emit(Event{Kind: EventIKERekeyed, IKESA: c.sa.id, Conn: sa.conn.Name,
+			e.emit(Event{Kind: EventIKERekeyed, IKESA: c.sa.id, Conn: sa.conn.Name, From: sa.id,
 				Detail: fmt.Sprintf("IKE SA %d -> %d (collision lost, %d redundant)", sa.id, c.sa.id, n.id)})
 			if sa.successor != c.sa {
 				sa.handOver(c.sa)
@@ -131,7 +131,7 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 		e.log.Info("IKE rekey collision won", "ike", sa.id, "loser", c.sa.id)
 		n.collisionLoser = c.sa
 		c.sa.dropIfNotDeleted()
-		e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: sa.conn.Name,
+		e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: sa.conn.Name, From: sa.id,
 			Detail: fmt.Sprintf("IKE SA %d -> %d (collision won)", sa.id, n.id)})
 	}
 	sa.handOver(n)
@@ -233,7 +233,7 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir, ni, nr 
 }
 
 func (sa *ikeSA) rekeyedEvent(n *ikeSA) {
-	sa.e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: n.conn.Name,
+	sa.e.emit(Event{Kind: EventIKERekeyed, IKESA: n.id, Conn: n.conn.Name, From: sa.id,
 		Detail: fmt.Sprintf("IKE SA %d -> %d, %016x_i %016x_r %s", sa.id, n.id, n.spiI, n.spiR, n.neg.String())})
 	sa.e.log.Info("IKE SA rekeyed", "old", sa.id, "new", n.id, "proposal", n.neg.String())
 }

@@ -342,8 +342,13 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 		return
 	case m.notify(wire.NotifyUnacceptableAddresses) != nil, m.notify(wire.NotifyUnexpectedNATDetected) != nil:
 		sa.natRetries = 0
+		refusal := m.notify(wire.NotifyUnacceptableAddresses)
+		if refusal == nil {
+			refusal = m.notify(wire.NotifyUnexpectedNATDetected)
+		}
 		// §3.5: we may try other addresses; try the next candidate, if any.
-		e.event(sa, EventAddressUpdate, fmt.Sprintf("peer refused %v - %v", t.from.local, t.from.remote))
+		e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name, Notify: refusal.NotifyType,
+			Detail: fmt.Sprintf("peer refused %v - %v", t.from.local, t.from.remote)})
 		if next, iface, ok := sa.nextPath(PathRefused, 0); ok && next != t.from {
 			sa.moveTo(next.local, next.remote, iface, true)
 		} else if p := sa.prevPath; p.local.IsValid() {
@@ -365,6 +370,8 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 		e.closeStreamIfUnused(sa.prevPath.local, sa.prevPath.remote)
 		sa.prevTCP = false
 	}
+	e.emit(Event{Kind: EventAddressConfirmed, IKESA: sa.id, Conn: sa.conn.Name,
+		Detail: fmt.Sprintf("peer answered on %v - %v", sa.local, sa.remote)})
 }
 
 // checkCookie2 verifies the echoed COOKIE2; a mismatch closes the IKE SA

@@ -56,6 +56,10 @@ func TestRFC4555Section3_5Update(t *testing.T) {
 	if len(l.sa(l.gw).PeerAddrs) == 0 {
 		t.Fatal("no announced addresses")
 	}
+	// The answer is announced: mifike move waits for it.
+	if ev := l.ue.EventsOf(ike.EventAddressConfirmed); len(ev) != 1 || ev[0].IKESA != id {
+		t.Fatalf("address-confirmed events %+v, want one of IKE SA %d", ev, id)
+	}
 }
 
 // RFC 4555 §2.1: only the initiator moves SAs.
@@ -193,6 +197,17 @@ func TestRFC4555Section3_5UnacceptableAddresses(t *testing.T) {
 	l.settle(time.Second)
 	if countNotify(l.gw, wire.NotifyUnacceptableAddresses, true) != 1 {
 		t.Fatal("no UNACCEPTABLE_ADDRESSES")
+	}
+	// The refusal is an event of its own, with the notify, so that the
+	// move is not taken for done when the SA is back on its old path.
+	refused := 0
+	for _, ev := range l.ue.EventsOf(ike.EventAddressUpdate) {
+		if ev.Notify == wire.NotifyUnacceptableAddresses {
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Fatalf("%d address-update events with UNACCEPTABLE_ADDRESSES, want 1", refused)
 	}
 	if ue := l.sa(l.ue); ue.Local.Addr() != ueAddr || ue.Children[0].Local.Addr() != ueAddr {
 		t.Fatalf("initiator did not return to a usable path: %v", ue.Local)
