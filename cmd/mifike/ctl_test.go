@@ -47,12 +47,12 @@ var errNotFound = &control.Error{Code: control.CodeNotFound, Msg: "no such thing
 func (b *ctlBackend) ListSAs() ([]control.SA, error)     { return b.sas, nil }
 func (b *ctlBackend) ListConns() ([]control.Conn, error) { return b.conns, nil }
 
-func (b *ctlBackend) Initiate(conn, child string, _ uint64) (uint64, error) {
+func (b *ctlBackend) Initiate(conn, child string, _ uint64) (control.Initiated, error) {
 	b.saw("initiate %s %s", conn, child)
 	if conn == "missing" {
-		return 0, &control.Error{Code: control.CodeNotFound, Msg: `no connection "missing"`}
+		return control.Initiated{}, &control.Error{Code: control.CodeNotFound, Msg: `no connection "missing"`}
 	}
-	return 7, nil
+	return control.Initiated{IKESA: 7}, nil
 }
 
 func (b *ctlBackend) Terminate(id uint64, spi uint32) error {
@@ -63,12 +63,12 @@ func (b *ctlBackend) Terminate(id uint64, spi uint32) error {
 	return nil
 }
 
-func (b *ctlBackend) TerminateConn(conn string) (int, error) {
+func (b *ctlBackend) TerminateConn(conn string) ([]uint64, error) {
 	b.saw("terminate-conn %s", conn)
 	if conn == "idle" {
-		return 0, nil
+		return nil, nil
 	}
-	return 2, nil
+	return []uint64{3, 4}, nil
 }
 
 func (b *ctlBackend) Rekey(id uint64, spi uint32) error {
@@ -84,9 +84,9 @@ func (b *ctlBackend) Clone(id uint64) error {
 	return nil
 }
 
-func (b *ctlBackend) Move(id uint64, local, remote, iface string) error {
+func (b *ctlBackend) Move(id uint64, local, remote, iface string) (bool, error) {
 	b.saw("move %d %s %s %s", id, local, remote, iface)
-	return nil
+	return false, nil
 }
 
 func (b *ctlBackend) Reload() error {
@@ -251,13 +251,13 @@ func TestActions(t *testing.T) {
 	}{
 		{[]string{"initiate", "home"}, "initiating home: IKE SA 7\n", "initiate home "},
 		{[]string{"initiate", "home", "--child", "net"}, "initiating home child net: IKE SA 7\n", "initiate home net"},
-		{[]string{"initiate", "--json", "home"}, "{\n  \"ike_sa\": 7\n}\n", "initiate home "},
+		{[]string{"initiate", "--json", "home"}, "{\n  \"ike_sa\": 7,\n  \"children\": []\n}\n", "initiate home "},
 		{[]string{"terminate", "3"}, "terminating IKE SA 3\n", "terminate 3 00000000"},
 		{[]string{"terminate", "3", "--child", "0xC1A2B3C4"}, "terminating Child SA c1a2b3c4 of IKE SA 3\n", "terminate 3 c1a2b3c4"},
 		{[]string{"terminate", "--child", "c1a2b3c4", "3"}, "terminating Child SA c1a2b3c4 of IKE SA 3\n", "terminate 3 c1a2b3c4"},
 		{[]string{"terminate", "home"}, "terminating home: 2 IKE SAs\n", "terminate-conn home"},
 		{[]string{"terminate", "idle"}, "idle has no IKE SAs\n", "terminate-conn idle"},
-		{[]string{"terminate", "--json", "home"}, "{\n  \"terminated\": 2\n}\n", "terminate-conn home"},
+		{[]string{"terminate", "--json", "home"}, "{\n  \"terminated\": 2,\n  \"ike_sas\": [\n    3,\n    4\n  ]\n}\n", "terminate-conn home"},
 		{[]string{"terminate", "--", "-odd-name"}, "terminating -odd-name: 2 IKE SAs\n", "terminate-conn -odd-name"},
 		{[]string{"rekey", "3"}, "rekeying IKE SA 3\n", "rekey 3 00000000"},
 		{[]string{"rekey", "3", "--child", "f"}, "rekeying Child SA 0000000f of IKE SA 3\n", "rekey 3 0000000f"},

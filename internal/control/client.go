@@ -94,25 +94,50 @@ func (c *Client) lost(err error) error {
 // returns false (Events then returns nil) or the stream ends. A marker of
 // lost events arrives as an Event with only Dropped set.
 func (c *Client) Events(fn func(Event) bool) error {
-	if err := c.Call("events", nil, nil); err != nil {
+	if err := c.Subscribe(); err != nil {
 		return err
 	}
 	for {
-		line, err := c.r.ReadBytes('\n')
+		ev, err := c.Next(time.Time{})
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("mifike at %s ended the event stream (daemon stopped?)", c.path)
-			}
-			return c.lost(err)
-		}
-		var ev Event
-		if err := json.Unmarshal(line, &ev); err != nil {
-			return fmt.Errorf("mifike at %s sent a malformed event: %w", c.path, err)
+			return err
 		}
 		if !fn(ev) {
 			return nil
 		}
 	}
+}
+
+// Subscribe turns the connection into an event stream (read it with
+// Next). It returns once the daemon has subscribed: every event from
+// then on reaches this client, or the marker of its loss does, so a
+// request sent afterwards on another connection cannot outrun its own
+// events.
+func (c *Client) Subscribe() error {
+	return c.Call("events", nil, nil)
+}
+
+// Next returns the next event of a subscription, waiting until deadline
+// (zero: for as long as it takes); a missed deadline is an error that
+// wraps os.ErrDeadlineExceeded, after which the stream is not to be read
+// again. A marker of lost events is an Event with only Dropped set.
+func (c *Client) Next(deadline time.Time) (Event, error) {
+	c.conn.SetReadDeadline(deadline)
+	line, err := c.r.ReadBytes('\n')
+	if err != nil {
+		switch {
+		case errors.Is(err, io.EOF):
+			return Event{}, fmt.Errorf("mifike at %s ended the event stream (daemon stopped?)", c.path)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return Event{}, err
+		}
+		return Event{}, c.lost(err)
+	}
+	var ev Event
+	if err := json.Unmarshal(line, &ev); err != nil {
+		return Event{}, fmt.Errorf("mifike at %s sent a malformed event: %w", c.path, err)
+	}
+	return ev, nil
 }
 
 // Close ends the connection; it also ends an Events call in progress.

@@ -20,9 +20,21 @@
 // {"dropped":N}.
 //
 // Commands and their arguments: list-sas, list-conns, initiate (conn,
-// child), terminate (ike_sa, child_spi), terminate-conn (conn), rekey
-// (ike_sa, child_spi), clone (ike_sa), move (ike_sa, local, remote,
-// iface), reload, events.
+// child, ike_sa), terminate (ike_sa, child_spi), terminate-conn (conn),
+// rekey (ike_sa, child_spi), clone (ike_sa), move (ike_sa, local,
+// remote, iface), reload, events.
+//
+// # Waiting for an outcome
+//
+// The actions (initiate, terminate, rekey, clone, move) answer once the
+// daemon has started them, before the peer has said anything: their
+// outcome arrives as events. A client that wants it subscribes on a
+// second connection first and waits for that {"ok":true}, which comes
+// once the daemon has subscribed it, so no event of the request can be
+// missed; then it sends the request and follows the events of the IKE SA
+// the answer names (Initiated, Terminated, Moved; the others act on the
+// IKE SA they were given). `mifike initiate` and the other verbs do
+// this (cmd/mifike/wait.go).
 package control
 
 import "encoding/json"
@@ -58,20 +70,22 @@ type Backend interface {
 	// Initiate starts an IKE SA of conn; child "" means the connection's
 	// start children. A non-zero ikeSA creates the child on that IKE SA
 	// (of conn) instead, e.g. on a clone (RFC 7791 Appendix A).
-	Initiate(conn, child string, ikeSA uint64) (uint64, error)
+	Initiate(conn, child string, ikeSA uint64) (Initiated, error)
 	// Terminate deletes a Child SA (by inbound SPI), or the whole IKE SA
 	// when childSPI is 0.
 	Terminate(ikeSA uint64, childSPI uint32) error
-	// TerminateConn deletes every IKE SA of conn and says how many.
-	TerminateConn(conn string) (n int, err error)
+	// TerminateConn deletes every IKE SA of conn and says which.
+	TerminateConn(conn string) (ikeSAs []uint64, err error)
 	// Rekey rekeys a Child SA, or the IKE SA when childSPI is 0.
 	Rekey(ikeSA uint64, childSPI uint32) error
 	// Clone clones the IKE SA (RFC 7791); the clone is announced by an
 	// ike-cloned event.
 	Clone(ikeSA uint64) error
 	// Move moves the IKE SA and its Child SAs to local (and remote, when
-	// not empty), pinned to iface when not empty (RFC 4555).
-	Move(ikeSA uint64, local, remote, iface string) error
+	// not empty), pinned to iface when not empty (RFC 4555). unchanged
+	// says the SA was on that path already: nothing is sent, and no
+	// event follows.
+	Move(ikeSA uint64, local, remote, iface string) (unchanged bool, err error)
 	// Reload rereads the configuration. The error text is shown to the
 	// user unchanged, so it should name file, line and field.
 	Reload() error
@@ -137,13 +151,28 @@ type response struct {
 	Code  string          `json:"code,omitempty"`
 }
 
-// initiated and terminated are the data of initiate and terminate-conn.
-type initiated struct {
+// Initiated is the answer to initiate: what a client waiting for the
+// outcome watches.
+type Initiated struct {
 	IKESA uint64 `json:"ike_sa"`
+	// Children are the configured names of the Child SAs the request
+	// creates: the one asked for, or the connection's start children.
+	Children []string `json:"children"`
+	// Existing: the Child SA is created on an IKE SA that is established
+	// already, so no ike-up follows.
+	Existing bool `json:"existing,omitempty"`
 }
 
-type terminated struct {
-	Terminated int `json:"terminated"`
+// Terminated is the answer to terminate-conn.
+type Terminated struct {
+	Terminated int      `json:"terminated"`
+	IKESAs     []uint64 `json:"ike_sas"`
+}
+
+// Moved is the answer to move.
+type Moved struct {
+	// Unchanged: the IKE SA was on that path already (Backend.Move).
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // droppedMarker is sent in the event stream where events were lost.

@@ -297,8 +297,11 @@ func (s *server) dispatch(req request) (data any, err error) {
 			return nil, err
 		}
 		s.log.Info("control: initiate", "conn", req.Conn, "child", req.Child, "ike_sa", req.IKESA)
-		id, err := s.b.Initiate(req.Conn, req.Child, req.IKESA)
-		return initiated{id}, err
+		in, err := s.b.Initiate(req.Conn, req.Child, req.IKESA)
+		if in.Children == nil {
+			in.Children = []string{}
+		}
+		return in, err
 	case "terminate":
 		if err := need(req.IKESA != 0, `"ike_sa"`); err != nil {
 			return nil, err
@@ -310,8 +313,11 @@ func (s *server) dispatch(req request) (data any, err error) {
 			return nil, err
 		}
 		s.log.Info("control: terminate", "conn", req.Conn)
-		n, err := s.b.TerminateConn(req.Conn)
-		return terminated{n}, err
+		ids, err := s.b.TerminateConn(req.Conn)
+		if ids == nil {
+			ids = []uint64{}
+		}
+		return Terminated{len(ids), ids}, err
 	case "rekey":
 		if err := need(req.IKESA != 0, `"ike_sa"`); err != nil {
 			return nil, err
@@ -329,7 +335,8 @@ func (s *server) dispatch(req request) (data any, err error) {
 			return nil, err
 		}
 		s.log.Info("control: move", "ike_sa", req.IKESA, "local", req.Local, "remote", req.Remote, "iface", req.Iface)
-		return nil, s.b.Move(req.IKESA, req.Local, req.Remote, req.Iface)
+		unchanged, err := s.b.Move(req.IKESA, req.Local, req.Remote, req.Iface)
+		return Moved{unchanged}, err
 	case "reload":
 		s.log.Info("control: reload")
 		return nil, s.b.Reload()

@@ -70,19 +70,22 @@ func (f *fakeBackend) lastCall() string {
 
 func (f *fakeBackend) ListSAs() ([]SA, error) { return f.sas, f.record("list-sas") }
 func (f *fakeBackend) Clone(id uint64) error  { return f.record("clone %d", id) }
-func (f *fakeBackend) Move(id uint64, local, remote, iface string) error {
-	return f.record("move %d %s %s %s", id, local, remote, iface)
+func (f *fakeBackend) Move(id uint64, local, remote, iface string) (bool, error) {
+	return id == 5, f.record("move %d %s %s %s", id, local, remote, iface)
 }
 func (f *fakeBackend) ListConns() ([]Conn, error) { return f.conns, f.record("list-conns") }
 
-func (f *fakeBackend) Initiate(conn, child string, _ uint64) (uint64, error) {
+func (f *fakeBackend) Initiate(conn, child string, _ uint64) (Initiated, error) {
 	if err := f.record("initiate %s %s", conn, child); err != nil {
-		return 0, err
+		return Initiated{}, err
 	}
 	if conn == "missing" {
-		return 0, &Error{Code: CodeNotFound, Msg: "no connection " + conn}
+		return Initiated{}, &Error{Code: CodeNotFound, Msg: "no connection " + conn}
 	}
-	return 7, nil
+	if child == "" {
+		return Initiated{IKESA: 7}, nil
+	}
+	return Initiated{IKESA: 7, Children: []string{child}}, nil
 }
 
 func (f *fakeBackend) Terminate(ikeSA uint64, childSPI uint32) error {
@@ -95,8 +98,8 @@ func (f *fakeBackend) Terminate(ikeSA uint64, childSPI uint32) error {
 	return nil
 }
 
-func (f *fakeBackend) TerminateConn(conn string) (int, error) {
-	return 2, f.record("terminate-conn %s", conn)
+func (f *fakeBackend) TerminateConn(conn string) ([]uint64, error) {
+	return []uint64{3, 4}, f.record("terminate-conn %s", conn)
 }
 
 func (f *fakeBackend) Rekey(ikeSA uint64, childSPI uint32) error {
@@ -240,11 +243,13 @@ func TestCommands(t *testing.T) {
 		call string // what the backend must have seen
 		data string // the answer's data as JSON
 	}{
-		{"initiate", map[string]any{"conn": "home"}, "initiate home ", `{"ike_sa":7}`},
-		{"initiate", map[string]any{"conn": "home", "child": "net"}, "initiate home net", `{"ike_sa":7}`},
+		{"initiate", map[string]any{"conn": "home"}, "initiate home ", `{"ike_sa":7,"children":[]}`},
+		{"initiate", map[string]any{"conn": "home", "child": "net"}, "initiate home net", `{"ike_sa":7,"children":["net"]}`},
 		{"terminate", map[string]any{"ike_sa": 3}, "terminate 3 00000000", `null`},
 		{"terminate", map[string]any{"ike_sa": 3, "child_spi": 0xc1a2b3c4}, "terminate 3 c1a2b3c4", `null`},
-		{"terminate-conn", map[string]any{"conn": "home"}, "terminate-conn home", `{"terminated":2}`},
+		{"terminate-conn", map[string]any{"conn": "home"}, "terminate-conn home", `{"terminated":2,"ike_sas":[3,4]}`},
+		{"move", map[string]any{"ike_sa": 3, "local": "192.0.2.7"}, "move 3 192.0.2.7  ", `{}`},
+		{"move", map[string]any{"ike_sa": 5, "local": "192.0.2.7", "iface": "wlan0"}, "move 5 192.0.2.7  wlan0", `{"unchanged":true}`},
 		{"rekey", map[string]any{"ike_sa": 3}, "rekey 3 00000000", `null`},
 		{"rekey", map[string]any{"ike_sa": 3, "child_spi": 0xc1a2b3c4}, "rekey 3 c1a2b3c4", `null`},
 		{"reload", nil, "reload", `null`},

@@ -111,14 +111,21 @@ type ConnChild struct {
 // only Dropped set: that many events were dropped here because the client
 // read too slowly.
 type Event struct {
-	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // ike-up, child-rekeyed, ... (ike.EventKind)
-	IKESA   uint64    `json:"ike_sa"`
-	Conn    string    `json:"conn"`
-	Child   string    `json:"child"`  // inbound SPI, 8 hex digits, or ""
-	Notify  string    `json:"notify"` // notify type name, or ""
-	Detail  string    `json:"detail"`
-	Dropped uint64    `json:"dropped,omitempty"`
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"` // ike-up, child-rekeyed, ... (ike.EventKind)
+	IKESA  uint64    `json:"ike_sa"`
+	Conn   string    `json:"conn"`
+	Child  string    `json:"child"`  // inbound SPI, 8 hex digits, or ""
+	Notify string    `json:"notify"` // notify type name, or ""
+	Detail string    `json:"detail"`
+	// ChildName, From and FromChild are ike.Event's: the configured name
+	// of the Child SA concerned, and for ike-rekeyed and ike-cloned the
+	// IKE SA the new one came from, for child-rekeyed the SPI of the
+	// Child SA it replaced.
+	ChildName string `json:"child_name,omitempty"`
+	From      uint64 `json:"from_ike_sa,omitempty"`
+	FromChild string `json:"from_child,omitempty"`
+	Dropped   uint64 `json:"dropped,omitempty"`
 }
 
 // SAFromEngine converts an engine snapshot.
@@ -169,12 +176,15 @@ func ConnFromEngine(c *ike.Connection, sas int) Conn {
 
 // EventFromEngine converts an engine event observed at t.
 func EventFromEngine(t time.Time, e ike.Event) Event {
-	ev := Event{Time: t, Kind: e.Kind.String(), IKESA: e.IKESA, Conn: e.Conn, Detail: e.Detail}
+	ev := Event{Time: t, Kind: e.Kind.String(), IKESA: e.IKESA, Conn: e.Conn, Detail: e.Detail, ChildName: e.ChildName, From: e.From}
 	if ev.Kind == "" {
 		ev.Kind = fmt.Sprintf("event(%d)", int(e.Kind))
 	}
 	if e.Child != 0 {
 		ev.Child = spi(e.Child)
+	}
+	if e.FromChild != 0 {
+		ev.FromChild = spi(e.FromChild)
 	}
 	if e.Notify != 0 {
 		ev.Notify = e.Notify.String()

@@ -75,8 +75,10 @@ func TestEventFromEngine(t *testing.T) {
 	}{
 		{ike.Event{Kind: ike.EventIKEUp, IKESA: 3, Conn: "home", Detail: "aes128gcm16-prfsha256-x25519"},
 			Event{Kind: "ike-up", IKESA: 3, Conn: "home", Detail: "aes128gcm16-prfsha256-x25519"}},
-		{ike.Event{Kind: ike.EventChildRekeyed, IKESA: 3, Conn: "home", Child: 0xc1a2b3c4},
-			Event{Kind: "child-rekeyed", IKESA: 3, Conn: "home", Child: "c1a2b3c4"}},
+		{ike.Event{Kind: ike.EventChildRekeyed, IKESA: 3, Conn: "home", Child: 0xc1a2b3c4, ChildName: "net", FromChild: 0xc1a2b3c0},
+			Event{Kind: "child-rekeyed", IKESA: 3, Conn: "home", Child: "c1a2b3c4", ChildName: "net", FromChild: "c1a2b3c0"}},
+		{ike.Event{Kind: ike.EventIKECloned, IKESA: 5, Conn: "home", From: 3},
+			Event{Kind: "ike-cloned", IKESA: 5, Conn: "home", From: 3}},
 		{ike.Event{Kind: ike.EventIKEFailed, IKESA: 4, Notify: wire.NotifyAuthenticationFailed},
 			Event{Kind: "ike-failed", IKESA: 4, Notify: "AUTHENTICATION_FAILED"}},
 		{ike.Event{Kind: 99}, Event{Kind: "event(99)"}},

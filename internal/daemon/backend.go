@@ -80,9 +80,11 @@ func proposalStrings(ps []proposal.Proposal) []string {
 	return out
 }
 
-func (b backend) Initiate(conn, child string, onSA uint64) (uint64, error) {
+// Initiate answers with the IKE SA and the children it brings up, which
+// the CLI waits for (control.Initiated).
+func (b backend) Initiate(conn, child string, onSA uint64) (control.Initiated, error) {
 	var (
-		id  uint64
+		in  control.Initiated
 		err error
 	)
 	b.d.call(func() {
@@ -105,15 +107,22 @@ func (b backend) Initiate(conn, child string, onSA uint64) (uint64, error) {
 				err = notFound("connection %s has no child %q", conn, child)
 				return
 			}
+			in.Children = []string{child}
 			// A child of an established connection rides on its IKE SA
 			// (the one asked for, or the first).
 			for _, s := range b.d.engine.IKESAs() {
 				if s.Conn == conn && s.State == ike.StateEstablished && (onSA == 0 || s.ID == onSA) {
-					id = s.ID
+					in.IKESA, in.Existing = s.ID, true
 					var acts []ike.Action
 					acts, err = b.d.engine.CreateChild(time.Now(), s.ID, child)
 					b.d.apply(acts)
 					return
+				}
+			}
+		} else {
+			for _, ch := range c.Children {
+				if ch.Start {
+					in.Children = append(in.Children, ch.Name)
 				}
 			}
 		}
@@ -121,9 +130,9 @@ func (b backend) Initiate(conn, child string, onSA uint64) (uint64, error) {
 			err = notFound("no established IKE SA %d of connection %s (see mifike list-sas)", onSA, conn)
 			return
 		}
-		id, err = b.d.initiate(c, child)
+		in.IKESA, err = b.d.initiate(c, child)
 	})
-	return id, err
+	return in, err
 }
 
 func (b backend) exists(id uint64) bool {
@@ -149,8 +158,8 @@ func (b backend) Terminate(id uint64, child uint32) error {
 	return err
 }
 
-func (b backend) TerminateConn(conn string) (int, error) {
-	var n int
+func (b backend) TerminateConn(conn string) ([]uint64, error) {
+	var ids []uint64
 	var err error
 	b.d.call(func() {
 		for _, s := range b.d.engine.IKESAs() {
@@ -160,14 +169,14 @@ func (b backend) TerminateConn(conn string) (int, error) {
 			acts, e := b.d.engine.Terminate(time.Now(), s.ID, 0)
 			b.d.apply(acts)
 			if e == nil {
-				n++
+				ids = append(ids, s.ID)
 			}
 		}
-		if n == 0 {
+		if len(ids) == 0 {
 			err = notFound("no IKE SA of connection %q", conn)
 		}
 	})
-	return n, err
+	return ids, err
 }
 
 func (b backend) Rekey(id uint64, child uint32) error {
@@ -227,15 +236,17 @@ func (b backend) Clone(id uint64) error {
 	return err
 }
 
-func (b backend) Move(id uint64, local, remote, iface string) error {
+// Move moves the IKE SA, and says when it was on that path already: the
+// engine then sends nothing and emits no event (control.Backend.Move).
+func (b backend) Move(id uint64, local, remote, iface string) (unchanged bool, err error) {
 	l, err := netip.ParseAddr(local)
 	if err != nil {
-		return &control.Error{Code: "invalid", Msg: fmt.Sprintf("local address %q: %v", local, err)}
+		return false, &control.Error{Code: "invalid", Msg: fmt.Sprintf("local address %q: %v", local, err)}
 	}
 	var r netip.Addr
 	if remote != "" {
 		if r, err = netip.ParseAddr(remote); err != nil {
-			return &control.Error{Code: "invalid", Msg: fmt.Sprintf("remote address %q: %v", remote, err)}
+			return false, &control.Error{Code: "invalid", Msg: fmt.Sprintf("remote address %q: %v", remote, err)}
 		}
 	}
 	b.d.call(func() {
@@ -248,9 +259,13 @@ func (b backend) Move(id uint64, local, remote, iface string) error {
 		}
 		var acts []ike.Action
 		acts, err = b.d.engine.Move(time.Now(), id, l, r, iface)
+		unchanged = err == nil && !slices.ContainsFunc(acts, func(a ike.Action) bool {
+			ev, ok := a.(ike.Event)
+			return ok && ev.Kind == ike.EventAddressUpdate && ev.IKESA == id
+		})
 		b.d.apply(acts)
 	})
-	return err
+	return unchanged, err
 }
 
 // checkMoveLocal refuses a move to an address this host does not have,

@@ -99,7 +99,7 @@ func (d *Daemon) planeAction(a ike.Action) {
 	case ike.InstallChild:
 		if err := d.plane.Install(a.SA); err != nil {
 			d.log.Error("data plane: cannot install Child SA", "ike", a.SA.IKESA, "child", fmt.Sprintf("%08x", a.SA.InSPI), "err", err)
-			d.publish(ike.Event{Kind: ike.EventChildFailed, IKESA: a.SA.IKESA, Child: a.SA.InSPI,
+			d.publish(ike.Event{Kind: ike.EventChildFailed, IKESA: a.SA.IKESA, Child: a.SA.InSPI, ChildName: a.SA.Name,
 				Detail: fmt.Sprintf("%s: the data plane refused it: %v", a.SA.Name, err)})
 			acts, _ := d.engine.Terminate(time.Now(), a.SA.IKESA, a.SA.InSPI)
 			d.apply(acts)
