@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,10 @@ type verb struct {
 	socket              string
 	json                bool
 	stdout, stderr      io.Writer
+	// The action verbs wait for the outcome (wait.go).
+	waits   bool
+	timeout time.Duration
+	noWait  bool
 }
 
 func newVerb(name, args, summary string, stdout, stderr io.Writer) *verb {
@@ -53,8 +58,17 @@ func newVerb(name, args, summary string, stdout, stderr io.Writer) *verb {
 	v.fs.StringVar(&v.socket, "socket", socket, "long form of -s `PATH`")
 	v.fs.BoolVar(&v.json, "json", false, "print JSON instead of text")
 	v.fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mifike %s [-s PATH] [--json]\n  %s\n", v.synopsis(), summary)
+		wait := ""
+		if v.waits {
+			wait = " [--timeout D] [--no-wait]"
+		}
+		fmt.Fprintf(stderr, "usage: mifike %s [-s PATH] [--json]%s\n  %s\n", v.synopsis(), wait, summary)
 		v.fs.PrintDefaults()
+		if v.waits {
+			fmt.Fprintln(stderr, "It waits for the outcome (the peer's answer), unless --no-wait; with --json it prints\n  the resulting IDs and state, or {\"error\": ...}.")
+			fmt.Fprintln(stderr, "exit status: 0 done, 1 the daemon refused the request or it failed (the reason on stderr),\n  2 usage error, 3 the daemon is unreachable, 4 no outcome within --timeout")
+			return
+		}
 		fmt.Fprintln(stderr, "exit status: 0 done, 1 the daemon refused or failed the request (its message on stderr),\n  2 usage error, 3 the daemon is unreachable")
 	}
 	return v
@@ -90,12 +104,13 @@ func (v *verb) parse(args []string, minArgs, maxArgs int) (pos []string, code in
 }
 
 func (v *verb) usageError(format string, args ...any) int {
-	fmt.Fprintf(v.stderr, "mifike: "+format+"\n", args...)
+	v.fail(&failure{Msg: fmt.Sprintf(format, args...), Code: codeUsage})
 	return exitUsage
 }
 
 // call connects, runs fn and maps its error to an exit code: a refusal by
-// the daemon is 1, any failure to talk to it is 3.
+// the daemon or a failed outcome is 1, any failure to talk to it 3, no
+// outcome in time 4.
 func (v *verb) call(fn func(c *control.Client) error) int {
 	c, err := control.Dial(v.socket)
 	if err != nil {
@@ -106,7 +121,13 @@ func (v *verb) call(fn func(c *control.Client) error) int {
 	if err := fn(c); err != nil {
 		v.fail(err)
 		var refused *control.Error
-		if errors.As(err, &refused) {
+		var f *failure
+		switch {
+		case errors.As(err, &refused):
+			return exitRefused
+		case errors.As(err, &f) && f.Code == codeTimeout:
+			return exitTimeout
+		case errors.As(err, &f):
 			return exitRefused
 		}
 		return exitUnreachable
@@ -114,9 +135,25 @@ func (v *verb) call(fn func(c *control.Client) error) int {
 	return exitOK
 }
 
-// fail prints an error; each line gets the prefix, as reload errors list
-// one problem per line.
+// fail prints an error: with --json as one object on stdout, where a
+// script reads the rest (issue 19), else on stderr, each line with the
+// prefix, as reload errors list one problem per line.
 func (v *verb) fail(err error) {
+	if v.json {
+		var f *failure
+		var refused *control.Error
+		switch {
+		case errors.As(err, &f):
+		case errors.As(err, &refused):
+			f = &failure{Msg: err.Error(), Code: refused.Code}
+		default:
+			f = &failure{Msg: err.Error(), Code: codeUnreachable}
+		}
+		// One line: events --json prints one object per line.
+		b, _ := json.Marshal(f)
+		fmt.Fprintf(v.stdout, "%s\n", b)
+		return
+	}
 	for line := range strings.SplitSeq(strings.TrimRight(err.Error(), "\n"), "\n") {
 		fmt.Fprintf(v.stderr, "mifike: %s\n", line)
 	}
@@ -185,9 +222,10 @@ func runListConns(args []string, stdout, stderr io.Writer) int {
 }
 
 func runInitiate(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("initiate", "CONN [--child NAME [--ike ID]]", "start an IKE SA of connection CONN with its start children, or with child NAME", stdout, stderr)
+	v := newVerb("initiate", "CONN [--child NAME [--ike ID]]", "start an IKE SA of connection CONN with its start children, or with child NAME,\n  and wait until they are up", stdout, stderr)
 	child := v.fs.String("child", "", "bring up this child instead of the start children")
 	onSA := v.fs.Uint64("ike", 0, "create the child on this established IKE SA `ID` (e.g. a clone)")
+	v.waitFlags()
 	pos, code := v.parse(args, 1, 1)
 	if code >= 0 {
 		return code
@@ -195,26 +233,23 @@ func runInitiate(args []string, stdout, stderr io.Writer) int {
 	if *onSA != 0 && *child == "" {
 		return v.usageError("initiate: --ike needs --child")
 	}
-	return v.call(func(c *control.Client) error {
-		var out struct {
-			IKESA uint64 `json:"ike_sa"`
-		}
-		if done, err := v.ask(c, "initiate", map[string]any{"conn": pos[0], "child": *child, "ike_sa": *onSA}, &out); done || err != nil {
-			return err
-		}
-		what := pos[0]
-		if *child != "" {
-			what += " child " + *child
-		}
-		fmt.Fprintf(stdout, "initiating %s: IKE SA %d\n", what, out.IKESA)
-		return nil
-	})
+	var in control.Initiated
+	return v.act("initiate", map[string]any{"conn": pos[0], "child": *child, "ike_sa": *onSA}, &in,
+		func() tracker { return newInitiateTracker(pos[0], in) },
+		func() string {
+			what := pos[0]
+			if *child != "" {
+				what += " child " + *child
+			}
+			return fmt.Sprintf("initiating %s: IKE SA %d", what, in.IKESA)
+		})
 }
 
 func runTerminate(args []string, stdout, stderr io.Writer) int {
 	v := newVerb("terminate", "ID|CONN [--child SPI]",
-		"delete IKE SA ID (a number, see list-sas) or its Child SA with inbound SPI, or every IKE SA of connection CONN", stdout, stderr)
+		"delete IKE SA ID (a number, see list-sas) or its Child SA with inbound SPI, or every IKE SA of connection CONN,\n  and wait until they are gone", stdout, stderr)
 	childArg := v.fs.String("child", "", "delete only the Child SA with this inbound `SPI` (8 hex digits)")
+	v.waitFlags()
 	pos, code := v.parse(args, 1, 1)
 	if code >= 0 {
 		return code
@@ -227,27 +262,25 @@ func runTerminate(args []string, stdout, stderr io.Writer) int {
 		if *childArg != "" {
 			return v.usageError("terminate: --child needs an IKE SA id, not connection %q", pos[0])
 		}
-		return v.call(func(c *control.Client) error {
-			var out struct {
-				Terminated int `json:"terminated"`
-			}
-			if done, err := v.ask(c, "terminate-conn", map[string]any{"conn": pos[0]}, &out); done || err != nil {
-				return err
-			}
-			if out.Terminated == 0 {
-				fmt.Fprintf(stdout, "%s has no IKE SAs\n", pos[0])
-			} else {
-				fmt.Fprintf(stdout, "terminating %s: %s\n", pos[0], plural(out.Terminated, "IKE SA"))
-			}
-			return nil
-		})
+		var out control.Terminated
+		return v.act("terminate-conn", map[string]any{"conn": pos[0]}, &out,
+			func() tracker {
+				return &terminateTracker{conn: pos[0], ids: out.IKESAs, left: slices.Clone(out.IKESAs)}
+			},
+			func() string {
+				if out.Terminated == 0 {
+					return fmt.Sprintf("%s has no IKE SAs", pos[0])
+				}
+				return fmt.Sprintf("terminating %s: %s", pos[0], plural(out.Terminated, "IKE SA"))
+			})
 	}
 	return v.saAction("terminate", "terminating", id, *childArg)
 }
 
 func runRekey(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("rekey", "ID [--child SPI]", "rekey IKE SA ID (see list-sas), or its Child SA with inbound SPI", stdout, stderr)
+	v := newVerb("rekey", "ID [--child SPI]", "rekey IKE SA ID (see list-sas), or its Child SA with inbound SPI, and wait for the new one", stdout, stderr)
 	childArg := v.fs.String("child", "", "rekey the Child SA with this inbound `SPI` (8 hex digits)")
+	v.waitFlags()
 	pos, code := v.parse(args, 1, 1)
 	if code >= 0 {
 		return code
@@ -278,21 +311,24 @@ func (v *verb) ikeSA(arg string) (id uint64, isID bool, code int) {
 func (v *verb) saAction(cmd, doing string, id uint64, childArg string) int {
 	args := map[string]any{"ike_sa": id}
 	what := fmt.Sprintf("IKE SA %d", id)
+	spi := ""
 	if childArg != "" {
-		spi, err := parseSPI(childArg)
+		n, err := parseSPI(childArg)
 		if err != nil {
 			return v.usageError("%s: --child: %v", v.name, err)
 		}
-		args["child_spi"] = spi
-		what = fmt.Sprintf("Child SA %08x of IKE SA %d", spi, id)
+		args["child_spi"] = n
+		spi = fmt.Sprintf("%08x", n)
+		what = fmt.Sprintf("Child SA %s of IKE SA %d", spi, id)
 	}
-	return v.call(func(c *control.Client) error {
-		if done, err := v.ask(c, cmd, args, nil); done || err != nil {
-			return err
-		}
-		fmt.Fprintf(v.stdout, "%s %s\n", doing, what)
-		return nil
-	})
+	return v.act(cmd, args, nil,
+		func() tracker {
+			if cmd == "terminate" {
+				return &terminateTracker{ids: []uint64{id}, left: []uint64{id}, child: spi}
+			}
+			return &rekeyTracker{from: id, sa: follow{id}, child: spi}
+		},
+		func() string { return doing + " " + what })
 }
 
 // parseSPI reads an inbound Child SA SPI as list-sas prints it.
@@ -305,16 +341,23 @@ func parseSPI(s string) (uint32, error) {
 	return uint32(v), nil
 }
 
+// runReload is synchronous: the daemon answers once the new
+// configuration is in force or refused (and logs either), so there is
+// nothing to wait for.
 func runReload(args []string, stdout, stderr io.Writer) int {
 	v := newVerb("reload", "", "reread the configuration; errors are listed as file:line: field: message", stdout, stderr)
 	if _, code := v.parse(args, 0, 0); code >= 0 {
 		return code
 	}
 	return v.call(func(c *control.Client) error {
-		if done, err := v.ask(c, "reload", nil, nil); done || err != nil {
+		if err := c.Call("reload", nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, "configuration reloaded")
+		if v.json {
+			v.printJSON(json.RawMessage(`{"reloaded":true}`))
+		} else {
+			fmt.Fprintln(stdout, "configuration reloaded")
+		}
 		return nil
 	})
 }
@@ -558,10 +601,11 @@ func writeEventJSON(w io.Writer, ev control.Event) {
 	json.NewEncoder(w).Encode(ev)
 }
 
-// runClone is "mifike clone ID": RFC 7791 cloning of an IKE SA. The clone
-// appears as an ike-cloned event and in list-sas under the same family.
+// runClone is "mifike clone ID": RFC 7791 cloning of an IKE SA. It waits
+// for the clone (or its refusal) and prints its id.
 func runClone(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("clone", "ID", "clone IKE SA ID without authenticating again (RFC 7791)", stdout, stderr)
+	v := newVerb("clone", "ID", "clone IKE SA ID without authenticating again (RFC 7791), and wait for the clone", stdout, stderr)
+	v.waitFlags()
 	pos, code := v.parse(args, 1, 1)
 	if code >= 0 {
 		return code
@@ -573,21 +617,21 @@ func runClone(args []string, stdout, stderr io.Writer) int {
 	if !isID {
 		return v.usageError("clone: %q is not an IKE SA id (the number in brackets in mifike list-sas)", pos[0])
 	}
-	return v.call(func(c *control.Client) error {
-		if done, err := v.ask(c, "clone", map[string]any{"ike_sa": id}, nil); done || err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "cloning IKE SA %d (the clone shows in mifike events and list-sas)\n", id)
-		return nil
-	})
+	return v.act("clone", map[string]any{"ike_sa": id}, nil,
+		func() tracker { return &cloneTracker{sa: follow{id}} },
+		func() string {
+			return fmt.Sprintf("cloning IKE SA %d (the clone shows in mifike events and list-sas)", id)
+		})
 }
 
 // runMove is "mifike move ID --local ADDR[%IFACE] [--remote ADDR]": a
-// MOBIKE move (RFC 4555) of an IKE SA and its Child SAs.
+// MOBIKE move (RFC 4555) of an IKE SA and its Child SAs. It waits for the
+// peer to confirm the new path.
 func runMove(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("move", "ID --local ADDR[%IFACE] [--remote ADDR]", "move IKE SA ID and its Child SAs to another path (MOBIKE)", stdout, stderr)
+	v := newVerb("move", "ID --local ADDR[%IFACE] [--remote ADDR]", "move IKE SA ID and its Child SAs to another path (MOBIKE), and wait for the peer to confirm it", stdout, stderr)
 	local := v.fs.String("local", "", "our new `ADDR`, optionally pinned to an interface: 192.0.2.7%wlan0")
 	remote := v.fs.String("remote", "", "the peer `ADDR` to use (default: its current one)")
+	v.waitFlags()
 	pos, code := v.parse(args, 1, 1)
 	if code >= 0 {
 		return code
@@ -603,7 +647,8 @@ func runMove(args []string, stdout, stderr io.Writer) int {
 		return v.usageError("move: --local is required")
 	}
 	addr, iface, _ := strings.Cut(*local, "%")
-	if _, err := netip.ParseAddr(addr); err != nil {
+	laddr, err := netip.ParseAddr(addr)
+	if err != nil {
 		return v.usageError("move: --local %q: %v", *local, err)
 	}
 	if *remote != "" {
@@ -611,11 +656,18 @@ func runMove(args []string, stdout, stderr io.Writer) int {
 			return v.usageError("move: --remote %q: %v", *remote, err)
 		}
 	}
-	return v.call(func(c *control.Client) error {
-		if done, err := v.ask(c, "move", map[string]any{"ike_sa": id, "local": addr, "remote": *remote, "iface": iface}, nil); done || err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "moving IKE SA %d to %s\n", id, *local)
-		return nil
-	})
+	var out control.Moved
+	return v.act("move", map[string]any{"ike_sa": id, "local": addr, "remote": *remote, "iface": iface}, &out,
+		func() tracker {
+			if out.Unchanged {
+				return nil
+			}
+			return &moveTracker{sa: follow{id}, local: laddr, iface: iface}
+		},
+		func() string {
+			if out.Unchanged {
+				return fmt.Sprintf("IKE SA %d is on that path already", id)
+			}
+			return fmt.Sprintf("moving IKE SA %d to %s", id, *local)
+		})
 }

@@ -19,21 +19,47 @@ import (
 )
 
 // ctlBackend is a daemon stand-in: fixed lists, the latest request
-// recorded, connection "missing" and IKE SA 404 unknown.
+// recorded, connection "missing" and IKE SA 404 unknown. With live set
+// it is a daemon's event stream instead of events: each request
+// publishes the events script has for it (wait_test.go).
 type ctlBackend struct {
 	sas       []control.SA
 	conns     []control.Conn
 	events    []control.Event // sent to each subscriber, then the stream ends
 	reloadErr error
+	start     []string // the start children initiate brings up
+
+	live   bool
+	script map[string][]control.Event // published while the request runs, by request
+	later  map[string][]control.Event // published a little after its answer
 
 	mu   sync.Mutex
 	last string
+	subs map[chan control.Event]bool
 }
 
 func (b *ctlBackend) saw(format string, args ...any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.last = fmt.Sprintf(format, args...)
+	b.publish(b.script[b.last])
+	if later := b.later[b.last]; len(later) > 0 {
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.publish(later)
+		}()
+	}
+}
+
+// publish sends to every live subscriber; b.mu is held.
+func (b *ctlBackend) publish(evs []control.Event) {
+	for ch := range b.subs {
+		for _, ev := range evs {
+			ch <- ev // buffered for the tests' few events
+		}
+	}
 }
 
 func (b *ctlBackend) request() string {
@@ -52,7 +78,10 @@ func (b *ctlBackend) Initiate(conn, child string, _ uint64) (control.Initiated, 
 	if conn == "missing" {
 		return control.Initiated{}, &control.Error{Code: control.CodeNotFound, Msg: `no connection "missing"`}
 	}
-	return control.Initiated{IKESA: 7}, nil
+	if child != "" {
+		return control.Initiated{IKESA: 7, Children: []string{child}}, nil
+	}
+	return control.Initiated{IKESA: 7, Children: b.start}, nil
 }
 
 func (b *ctlBackend) Terminate(id uint64, spi uint32) error {
@@ -86,7 +115,7 @@ func (b *ctlBackend) Clone(id uint64) error {
 
 func (b *ctlBackend) Move(id uint64, local, remote, iface string) (bool, error) {
 	b.saw("move %d %s %s %s", id, local, remote, iface)
-	return false, nil
+	return id == 8, nil
 }
 
 func (b *ctlBackend) Reload() error {
@@ -95,6 +124,20 @@ func (b *ctlBackend) Reload() error {
 }
 
 func (b *ctlBackend) Subscribe() (<-chan control.Event, func()) {
+	if b.live {
+		ch := make(chan control.Event, 64)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.subs == nil {
+			b.subs = map[chan control.Event]bool{}
+		}
+		b.subs[ch] = true
+		return ch, func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			delete(b.subs, ch)
+		}
+	}
 	ch := make(chan control.Event, len(b.events))
 	for _, ev := range b.events {
 		ch <- ev
@@ -241,6 +284,8 @@ func TestListConns(t *testing.T) {
 	runCtl("list-conns", "-s", startDaemon(t, &ctlBackend{})).check(t, 0, []string{"no connections\n"}, nil)
 }
 
+// TestActions: with --no-wait the action verbs print what they printed
+// before they waited for the outcome (wait_test.go has that).
 func TestActions(t *testing.T) {
 	b := testBackend()
 	sock := startDaemon(t, b)
@@ -251,18 +296,32 @@ func TestActions(t *testing.T) {
 	}{
 		{[]string{"initiate", "home"}, "initiating home: IKE SA 7\n", "initiate home "},
 		{[]string{"initiate", "home", "--child", "net"}, "initiating home child net: IKE SA 7\n", "initiate home net"},
-		{[]string{"initiate", "--json", "home"}, "{\n  \"ike_sa\": 7,\n  \"children\": []\n}\n", "initiate home "},
+		{[]string{"initiate", "--json", "home"}, "{\n  \"children\": [],\n  \"ike_sa\": 7,\n  \"state\": \"REQUESTED\"\n}\n", "initiate home "},
 		{[]string{"terminate", "3"}, "terminating IKE SA 3\n", "terminate 3 00000000"},
 		{[]string{"terminate", "3", "--child", "0xC1A2B3C4"}, "terminating Child SA c1a2b3c4 of IKE SA 3\n", "terminate 3 c1a2b3c4"},
 		{[]string{"terminate", "--child", "c1a2b3c4", "3"}, "terminating Child SA c1a2b3c4 of IKE SA 3\n", "terminate 3 c1a2b3c4"},
 		{[]string{"terminate", "home"}, "terminating home: 2 IKE SAs\n", "terminate-conn home"},
 		{[]string{"terminate", "idle"}, "idle has no IKE SAs\n", "terminate-conn idle"},
-		{[]string{"terminate", "--json", "home"}, "{\n  \"terminated\": 2,\n  \"ike_sas\": [\n    3,\n    4\n  ]\n}\n", "terminate-conn home"},
+		{[]string{"terminate", "--json", "home"}, "{\n  \"ike_sas\": [\n    3,\n    4\n  ],\n  \"state\": \"REQUESTED\",\n  \"terminated\": 2\n}\n", "terminate-conn home"},
 		{[]string{"terminate", "--", "-odd-name"}, "terminating -odd-name: 2 IKE SAs\n", "terminate-conn -odd-name"},
 		{[]string{"rekey", "3"}, "rekeying IKE SA 3\n", "rekey 3 00000000"},
 		{[]string{"rekey", "3", "--child", "f"}, "rekeying Child SA 0000000f of IKE SA 3\n", "rekey 3 0000000f"},
-		{[]string{"rekey", "3", "--json"}, "{}\n", "rekey 3 00000000"},
+		{[]string{"rekey", "3", "--json"}, "{\n  \"ike_sa\": 3,\n  \"state\": \"REQUESTED\"\n}\n", "rekey 3 00000000"},
+	} {
+		r := runCtl(append([]string{tc.args[0], "-s", sock, "--no-wait"}, tc.args[1:]...)...)
+		if r.code != 0 || r.stdout != tc.stdout || r.stderr != "" || b.request() != tc.request {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q, daemon saw %q; want stdout %q, request %q",
+				tc.args, r.code, r.stdout, r.stderr, b.request(), tc.stdout, tc.request)
+		}
+	}
+	// reload waits by itself: the daemon answers once it is done.
+	for _, tc := range []struct {
+		args    []string
+		stdout  string
+		request string
+	}{
 		{[]string{"reload"}, "configuration reloaded\n", "reload"},
+		{[]string{"reload", "--json"}, "{\n  \"reloaded\": true\n}\n", "reload"},
 	} {
 		r := runCtl(append([]string{tc.args[0], "-s", sock}, tc.args[1:]...)...)
 		if r.code != 0 || r.stdout != tc.stdout || r.stderr != "" || b.request() != tc.request {
@@ -334,18 +393,27 @@ func TestEvents(t *testing.T) {
 		t.Errorf("events:\n%s\nwant:\n%s", r.stdout, want)
 	}
 
+	// With --json the end of the stream is a line too, the error.
 	r = runCtl("events", "--json", "-s", sock)
 	sc := bufio.NewScanner(strings.NewReader(r.stdout))
 	var n int
 	for sc.Scan() {
+		if n == len(b.events) {
+			var f failure
+			if err := json.Unmarshal(sc.Bytes(), &f); err != nil || f.Code != codeUnreachable || !strings.Contains(f.Msg, "ended the event stream") {
+				t.Errorf("events --json last line: %v: %s", err, sc.Text())
+			}
+			n++
+			continue
+		}
 		var ev control.Event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || ev != b.events[n] {
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || n > len(b.events) || ev != b.events[n] {
 			t.Errorf("events --json line %d: %v: %s", n, err, sc.Text())
 		}
 		n++
 	}
-	if n != len(b.events) {
-		t.Errorf("events --json printed %d lines, want %d:\n%s", n, len(b.events), r.stdout)
+	if n != len(b.events)+1 || r.code != exitUnreachable || r.stderr != "" {
+		t.Errorf("events --json printed %d lines, want %d and the error, exit %d, stderr %q:\n%s", n, len(b.events), r.code, r.stderr, r.stdout)
 	}
 
 	// A gap in the stream is shown, not hidden.
@@ -381,11 +449,11 @@ func TestCloneAndMoveVerbs(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"clone", "3"}, 0, "clone 3"},
+		{[]string{"clone", "3", "--no-wait"}, 0, "clone 3"},
 		{[]string{"clone", "404"}, 1, "clone 404"},
 		{[]string{"clone", "home"}, 2, ""},
-		{[]string{"move", "3", "--local", "192.0.2.7%wlan0"}, 0, "move 3 192.0.2.7  wlan0"},
-		{[]string{"move", "3", "--local", "2001:db8::7", "--remote", "2001:db8::1"}, 0, "move 3 2001:db8::7 2001:db8::1 "},
+		{[]string{"move", "3", "--local", "192.0.2.7%wlan0", "--no-wait"}, 0, "move 3 192.0.2.7  wlan0"},
+		{[]string{"move", "3", "--no-wait", "--local", "2001:db8::7", "--remote", "2001:db8::1"}, 0, "move 3 2001:db8::7 2001:db8::1 "},
 		{[]string{"move", "3"}, 2, ""},
 		{[]string{"move", "3", "--local", "nonsense"}, 2, ""},
 	} {

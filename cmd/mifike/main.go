@@ -68,5 +68,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  mifike %-34s %s\n", c.usage, c.summary)
 	}
 	fmt.Fprintln(w, "\nControl verbs talk to the daemon over its socket (-s PATH, or MIFIKE_SOCKET).")
-	fmt.Fprintln(w, "Exit codes: 0 success, 1 the daemon refused or failed, 2 usage error, 3 daemon unreachable.")
+	fmt.Fprintln(w, "initiate, terminate, rekey, clone and move wait for the outcome (--timeout, default 30s; --no-wait).")
+	fmt.Fprintln(w, "Exit codes: 0 success, 1 the daemon refused or it failed, 2 usage error, 3 daemon unreachable,")
+	fmt.Fprintln(w, "4 no outcome within --timeout.")
 }
