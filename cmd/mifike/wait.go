@@ -105,9 +105,9 @@ func failed(id uint64, format string, args ...any) *failure {
 }
 
 // act sends cmd and, unless --no-wait, waits for its outcome. answer
-// receives the daemon's answer; track makes the tracker from it, or is
-// nil when there is nothing to wait for (a move to where the SA is);
-// requested is the text --no-wait prints.
+// receives the daemon's answer; track makes the tracker from it, and
+// returns nil when there is nothing to wait for (a move to where the SA
+// is already); requested is the text printed then, or with --no-wait.
 func (v *verb) act(cmd string, args map[string]any, answer any, track func() tracker, requested func() string) int {
 	return v.call(func(c *control.Client) error {
 		var sub *control.Client
