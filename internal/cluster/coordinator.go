@@ -137,6 +137,9 @@ func (c *Coordinator) Event(ev ike.Event) {
 		ike.EventMessageIDSync, ike.EventAddressUpdate:
 		c.dirty[ev.IKESA] = true
 	case ike.EventIKEDown, ike.EventIKEFailed:
+		if ev.StillUp {
+			return // a failed rekey: the SA, and so its record, stays
+		}
 		if r, ok := c.mine[ev.IKESA]; ok {
 			c.gone = append(c.gone, r)
 			delete(c.mine, ev.IKESA)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -307,5 +308,41 @@ func TestViewKeepsOwnWritesAheadOfTheWatch(t *testing.T) {
 	}
 	if len(recs) != 1 || recs[0].Owner != 3 || recs[0].From != 2 {
 		t.Fatalf("the view has %+v, want the SA handed to node 3", recs)
+	}
+}
+
+// An IKE SA rekey the peer refused is reported as ike-failed on the SA,
+// which stays up (ike.Event.StillUp): its record stays, or another node
+// could not take it over; an SA that failed for good loses its record.
+func TestFailedRekeyKeepsTheRecord(t *testing.T) {
+	ctx := context.Background()
+	st := clusterstore.NewMemory(time.Now)
+	n, err := Join(ctx, st, testConfig(1), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := testSealer(t)
+	eng := &handEngine{sas: map[uint64]ike.IKESAInfo{7: {ID: 7, SPIi: 1, SPIr: 2, State: ike.StateEstablished, MOBIKE: true}}}
+	c := NewCoordinator(n, s, eng, nil)
+	c.SetPlacement(PlaceNone)
+	defer c.Close()
+	c.Event(ike.Event{Kind: ike.EventIKEUp, IKESA: 7})
+	if _, err := c.Step(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.Event(ike.Event{Kind: ike.EventIKEFailed, IKESA: 7, StillUp: true, Detail: "IKE SA rekey refused"})
+	if _, err := c.Step(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, testConfig(1).SAKey(1, 2)); err != nil || c.Owned() != 1 {
+		t.Fatalf("after a refused rekey: record %v, owned %d", err, c.Owned())
+	}
+	delete(eng.sas, 7)
+	c.Event(ike.Event{Kind: ike.EventIKEFailed, IKESA: 7})
+	if _, err := c.Step(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, testConfig(1).SAKey(1, 2)); !errors.Is(err, clusterstore.ErrNotFound) || c.Owned() != 0 {
+		t.Fatalf("after the SA failed: record %v, owned %d", err, c.Owned())
 	}
 }

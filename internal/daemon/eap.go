@@ -214,6 +214,9 @@ func (b *radiusBackend) event(ev ike.Event) {
 		}
 		b.startAccounting(ev.IKESA, fam, reply)
 	case ike.EventIKEDown, ike.EventIKEFailed:
+		if ev.StillUp {
+			return // a failed rekey: the SA and its accounting go on
+		}
 		if c := b.convs[ev.IKESA]; c != nil {
 			if c.cancel != nil {
 				c.cancel()

@@ -103,6 +103,11 @@ type Event struct {
 	// (Child is the new one).
 	From      uint64
 	FromChild uint32
+	// StillUp, on an ike-failed, says the IKE SA itself is still up:
+	// what failed is an exchange on it (a refused IKE SA rekey, which is
+	// tried again later). Observers that free an SA's resources on
+	// ike-failed must not do so then.
+	StillUp bool
 }
 
 func (Send) isAction()          {}

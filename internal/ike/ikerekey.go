@@ -100,14 +100,16 @@ func (t *ikeRekeyTask) process(sa *ikeSA, m *message) {
 				return
 			}
 		}
-		e.event(sa, EventIKEFailed, "IKE SA rekey refused: "+n.NotifyType.String())
+		e.emit(Event{Kind: EventIKEFailed, IKESA: sa.id, Conn: sa.conn.Name, StillUp: true, Notify: n.NotifyType,
+			Detail: "IKE SA rekey refused: " + n.NotifyType.String()})
 		return
 	}
 	n, err := t.complete(sa, m)
 	if err != nil {
 		t.abort(sa, err.Error())
 		e.log.Warn("IKE SA rekey failed", "ike", sa.id, "err", err)
-		e.event(sa, EventIKEFailed, "IKE SA rekey: "+err.Error())
+		e.emit(Event{Kind: EventIKEFailed, IKESA: sa.id, Conn: sa.conn.Name, StillUp: sa.state == stateEstablished,
+			Detail: "IKE SA rekey: " + err.Error()})
 		return
 	}
 	sa.rekeyedEvent(n)
