@@ -134,7 +134,7 @@ func (c *Coordinator) Event(ev ike.Event) {
 		c.dirty[ev.IKESA] = true
 		c.fresh[ev.IKESA] = 0
 	case ike.EventIKEUp, ike.EventIKERekeyed, ike.EventChildUp, ike.EventChildRekeyed, ike.EventChildDown,
-		ike.EventMessageIDSync, ike.EventAddressUpdate:
+		ike.EventMessageIDSync, ike.EventAddressUpdate, ike.EventAddressConfirmed, ike.EventTCPFallback:
 		c.dirty[ev.IKESA] = true
 	case ike.EventIKEDown, ike.EventIKEFailed:
 		if ev.StillUp {
