@@ -74,6 +74,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		{"move", r.move},
 		{"new-interface", r.newInterface},
 		{"silent-failure", r.silentFailure},
+		{"udp-blocked", r.udpBlocked},
 		{"tables", r.tables},
 	}
 	if r.EAP != "" {
@@ -116,6 +117,7 @@ var titles = map[string]string{
 	"move":           "Interface cut under a TCP stream",
 	"new-interface":  "A new interface appears",
 	"silent-failure": "An interface goes silent (link up, packets dropped)",
+	"udp-blocked":    "An interface whose network drops UDP: the VPN goes to TCP",
 	"tables":         "Final state",
 	"radius":         "RADIUS authentications for all those VPNs",
 	"accounting":     "The end user leaves: its RADIUS accounting session",
@@ -162,7 +164,9 @@ gateway: up0 10.92.1.2, up1 10.92.2.2; protects 10.93.0.0/24 (server 10.93.0.2)`
 func (r *Runner) daemons(ctx context.Context) (string, error) {
 	var err error
 	r.daemonsAt = time.Now()
-	o := Options{EAP: r.EAP}
+	// TCP encapsulation (RFC 9329) where UDP goes unanswered: the
+	// gateway listens on TCP 4500, the end user falls back after 2 s.
+	o := Options{EAP: r.EAP, GatewayTCP: true, UE: Settings{Conn: []string{"tcp: fallback", "tcp_fallback_after: 2s"}}}
 	if r.EAP != "" {
 		o.Metrics = metricsAddr
 	}
@@ -170,7 +174,7 @@ func (r *Runner) daemons(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	policy := "policy: per-interface over eth0, wlan0, wwan0, usb*; interface down: move; back: move back"
+	policy := "policy: per-interface over eth0, wlan0, wwan0, usb*; interface down: move; back: move back; UDP unanswered for 2 s: TCP (RFC 9329)"
 	if r.EAP == "" {
 		return policy + "\nauthentication: pre-shared key on both sides", nil
 	}
@@ -407,6 +411,71 @@ func (r *Runner) silentFailure(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("liveness checks and path probing moved the wwan0 VPN after %.1fs; ping from %s ok", took.Seconds(), wwan.VirtualIPs[0]), nil
+}
+
+// udpBlocked takes wlan0 to a network that drops IKE's UDP (a hotel's):
+// its VPN comes back to wlan0 in TCP (RFC 9329 §7.1) while the others
+// stay on UDP.
+func (r *Runner) udpBlocked(ctx context.Context) (string, error) {
+	v, err := r.vpns()
+	if err != nil {
+		return "", err
+	}
+	wlan := v["wlan0"]
+	if err := r.top.SetLink("wlan0", false); err != nil {
+		return "", err
+	}
+	if !WaitFor(10*time.Second, func() bool {
+		sas, _ := r.ue.SAs()
+		for _, s := range sas {
+			if s.ID == wlan.ID && IfaceOf(s) != "wlan0" {
+				return true
+			}
+		}
+		return false
+	}) {
+		return "", errors.New("wlan0's VPN did not leave wlan0")
+	}
+	if err := r.top.BlockUDP(ctx, "wlan0", true); err != nil {
+		return "", err
+	}
+	defer r.top.BlockUDP(context.Background(), "wlan0", false)
+	t := time.Now()
+	if err := r.top.SetLink("wlan0", true); err != nil {
+		return "", err
+	}
+	var back control.SA
+	if !WaitFor(30*time.Second, func() bool {
+		sas, _ := r.ue.SAs()
+		for _, s := range sas {
+			if s.ID == wlan.ID && IfaceOf(s) == "wlan0" && s.TCP {
+				back = s
+				return true
+			}
+		}
+		return false
+	}) {
+		return "", errors.New("wlan0's VPN did not come back to wlan0 in TCP")
+	}
+	took := time.Since(t)
+	if err := r.top.Ping(ctx, r.top.UE, wlan.VirtualIPs[0], Server); err != nil {
+		return "", err
+	}
+	sas, err := r.ue.SAs()
+	if err != nil {
+		return "", err
+	}
+	others, udp := 0, 0
+	for _, s := range sas {
+		if s.ID != wlan.ID && len(s.Children) > 0 {
+			others++
+			if !s.TCP {
+				udp++
+			}
+		}
+	}
+	return fmt.Sprintf("wlan0 rejoined a network that drops UDP 500/4500: its VPN (IKE SA %d) came back to wlan0 in TCP (RFC 9329) %.1fs later, ping from %s through it ok; %d of the other %d VPNs on UDP",
+		back.ID, took.Seconds(), wlan.VirtualIPs[0], udp, others), nil
 }
 
 func (r *Runner) tables(ctx context.Context) (string, error) {

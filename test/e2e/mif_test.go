@@ -308,10 +308,10 @@ func TestDemoCommand(t *testing.T) {
 	// By default the end user authenticates by EAP-MSCHAPv2 through
 	// FreeRADIUS, which adds two steps (RADIUS count, accounting); where
 	// FreeRADIUS cannot run, the PSK demo still must.
-	args, want := []string{"demo", "--json"}, 11
+	args, want := []string{"demo", "--json"}, 12
 	if err := radiuslab.Available(); err != nil {
 		t.Logf("%v: running the demo with --auth psk", err)
-		args, want = append(args, "--auth", "psk"), 9
+		args, want = append(args, "--auth", "psk"), 10
 	}
 	out, err := exec.Command(mifikeBin, args...).Output()
 	steps := 0
