@@ -21,9 +21,13 @@ import (
 // mifikeConf is the gateway's or the end user's configuration: the
 // gateway protects gwNet and hands out virtual IPs from pool; the
 // userspace data plane carries the traffic.
-func mifikeConf(dir string, endUser, encap bool) string {
+func mifikeConf(dir string, endUser bool, tr transport) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "log: {level: info}\ncontrol: {socket: %s}\ndata_plane: userspace\ntun: {name: mfk0}\nconnections:\n", filepath.Join(dir, "mifike.sock"))
+	fmt.Fprintf(&b, "log: {level: info}\ncontrol: {socket: %s}\ndata_plane: userspace\ntun: {name: mfk0}\n", filepath.Join(dir, "mifike.sock"))
+	if tr == overTCP && !endUser {
+		b.WriteString("tcp_ports: [4500]\n")
+	}
+	b.WriteString("connections:\n")
 	if endUser {
 		fmt.Fprintf(&b, "  home:\n    remote_addrs: [%s]\n    vips: [0.0.0.0]\n", gwAddr)
 		fmt.Fprintf(&b, "    local: {auth: psk, id: ue.bench}\n    remote: {auth: psk, id: gw.bench}\n")
@@ -33,12 +37,24 @@ func mifikeConf(dir string, endUser, encap bool) string {
 		fmt.Fprintf(&b, "    local: {auth: psk, id: gw.bench}\n    remote: {auth: psk, id: ue.bench}\n")
 		fmt.Fprintf(&b, "    children:\n      net: {local_ts: [%s], esp_proposals: %s}\n", gwNet, ESPProposal)
 	}
-	fmt.Fprintf(&b, "    psk: %q\n    proposals: %s\n    encap: %t\n", psk, IKEProposal, encap)
+	fmt.Fprintf(&b, "    psk: %q\n    proposals: %s\n    encap: %t\n", psk, IKEProposal, tr == inUDP)
+	if tr == overTCP && endUser {
+		b.WriteString("    tcp: always\n") // RFC 9329, from the first message
+	}
 	if !endUser {
 		fmt.Fprintf(&b, "pools:\n  p4: {addrs: %s}\n", pool)
 	}
 	return b.String()
 }
+
+// transport is how a bench tunnel's ESP travels.
+type transport uint8
+
+const (
+	inUDP   transport = iota // ESP in UDP (encap: yes), as kernel-libipsec sends it
+	plain                    // plain ESP (IP protocol 50)
+	overTCP                  // ESP and IKE in a TCP stream (RFC 9329, tcp: always)
+)
 
 // mifikeDaemon is one daemon: its directory (configuration, log, control
 // socket) and process.
@@ -55,14 +71,14 @@ type mifikeTunnel struct {
 
 // startMifike starts a gateway in gw and an end user in ue (their
 // directories under dir) and brings the tunnel up.
-func startMifike(ctx context.Context, l *lab.Lab, exe, dir, gw, ue string, encap bool) (*mifikeTunnel, error) {
+func startMifike(ctx context.Context, l *lab.Lab, exe, dir, gw, ue string, tr transport) (*mifikeTunnel, error) {
 	t := &mifikeTunnel{}
 	var err error
 	gwDir, ueDir := filepath.Join(dir, "gw"), filepath.Join(dir, "ue")
-	if t.gw, err = startMifikeDaemon(ctx, l, exe, gwDir, gw, mifikeConf(gwDir, false, encap)); err != nil {
+	if t.gw, err = startMifikeDaemon(ctx, l, exe, gwDir, gw, mifikeConf(gwDir, false, tr)); err != nil {
 		return nil, err
 	}
-	if t.ue, err = startMifikeDaemon(ctx, l, exe, ueDir, ue, mifikeConf(ueDir, true, encap)); err != nil {
+	if t.ue, err = startMifikeDaemon(ctx, l, exe, ueDir, ue, mifikeConf(ueDir, true, tr)); err != nil {
 		return nil, err
 	}
 	if _, err := t.ue.ctl(ctx, "initiate", "home"); err != nil {

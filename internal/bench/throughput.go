@@ -23,7 +23,8 @@ import (
 
 // The throughput suite: TCP (iperf3) and UDP through one tunnel between
 // two namespaces (the plain link, mifike with ESP in UDP as
-// kernel-libipsec sends, mifike's plain ESP, strongSwan), then through
+// kernel-libipsec sends, mifike's plain ESP, mifike's ESP in TCP (RFC
+// 9329), strongSwan), then through
 // three tunnels at once on the multi-interface lab, one per end-user
 // interface (mifike: the manager's per-interface VPNs; strongSwan: three
 // connections).
@@ -64,7 +65,7 @@ type ThroughputConfig struct {
 // got, in Mbit/s (10^6 bit/s).
 type ThroughputRow struct {
 	Tunnels int     `json:"tunnels"`
-	Path    string  `json:"path"`  // plain, mifike-udp, mifike-esp, strongswan
+	Path    string  `json:"path"`  // plain, mifike-udp, mifike-esp, mifike-tcp, strongswan
 	Proto   string  `json:"proto"` // tcp or udp
 	Mbps    float64 `json:"mbps"`
 	// LossPct is the share of UDP datagrams lost (iperf3 sends as fast
@@ -132,16 +133,19 @@ func Throughput(ctx context.Context, cfg ThroughputConfig) (res *ThroughputResul
 	if err := both("the plain link", "plain", measure(gw, ue, gwAddr, ueAddr)); err != nil {
 		return nil, e.fail("plain link", err)
 	}
-	for _, encap := range []bool{true, false} {
+	for _, tr := range []transport{inUDP, plain, overTCP} {
 		name, tag := "mifike (ESP in UDP)", "mifike-udp"
-		if !encap {
+		switch tr {
+		case plain:
 			name, tag = "mifike (plain ESP)", "mifike-esp"
+		case overTCP:
+			name, tag = "mifike (ESP in TCP, RFC 9329)", "mifike-tcp"
 		}
 		if gw, ue, err = pair(e.lab, tag); err != nil {
 			return nil, e.fail("building the namespaces", err)
 		}
 		e.say("%s: starting two daemons", name)
-		m, err := startMifike(ctx, e.lab, e.exe, filepath.Join(e.dir, tag), gw, ue, encap)
+		m, err := startMifike(ctx, e.lab, e.exe, filepath.Join(e.dir, tag), gw, ue, tr)
 		if err != nil {
 			return nil, e.fail(name, err)
 		}
@@ -184,10 +188,15 @@ func (r *ThroughputResult) ratios() []Ratio {
 	for _, t := range []int{1, 3} {
 		for _, proto := range []string{"tcp", "udp"} {
 			m, mp, s := r.find(t, "mifike-udp", proto), r.find(t, "mifike-esp", proto), r.find(t, "strongswan", proto)
+			what := fmt.Sprintf("%d tunnel(s), %s", t, strings.ToUpper(proto))
+			if mt := r.find(t, "mifike-tcp", proto); mt > 0 && m > 0 {
+				// What TCP encapsulation costs against ESP in UDP, same
+				// daemon, same run.
+				out = append(out, Ratio{what + ": mifike ESP in TCP/ESP in UDP", mt / m})
+			}
 			if s <= 0 {
 				continue
 			}
-			what := fmt.Sprintf("%d tunnel(s), %s", t, strings.ToUpper(proto))
 			if m > 0 {
 				out = append(out, Ratio{what + ": mifike/strongSwan, both ESP in UDP", m / s})
 			}
@@ -316,7 +325,7 @@ func (r *ThroughputResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "on three interfaces (via a router); IKE %s, ESP %s, tunnel mode, PSK, inner addresses from the gateway's pool;\n", r.IKEProposal, r.ESPProposal)
 	fmt.Fprintf(w, "TCP: iperf3, one stream per tunnel; UDP: %d-octet datagrams sent as fast as one socket per tunnel can, rate received;\n%d CPUs shared by all\n\n", udpPayload, r.CPUs)
 	names := map[string]string{"plain": "plain link (no IPsec)", "mifike-udp": "mifike, userspace ESP in UDP",
-		"mifike-esp": "mifike, userspace plain ESP", "strongswan": "strongSwan " + r.StrongSwanVersion + ", kernel-libipsec (ESP in UDP)"}
+		"mifike-esp": "mifike, userspace plain ESP", "mifike-tcp": "mifike, userspace ESP in TCP (RFC 9329)", "strongswan": "strongSwan " + r.StrongSwanVersion + ", kernel-libipsec (ESP in UDP)"}
 	t := table{head: []string{"tunnels", "path", "TCP Mbit/s", "UDP Mbit/s", "UDP loss"}}
 	seen := map[string]bool{}
 	for _, x := range r.Rows {
