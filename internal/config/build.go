@@ -239,6 +239,9 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		Draft00Clone:        cc.Clone.Draft00,
 		CloneVIPs:           cc.Clone.OwnVIPs,
 	}
+	if cc.Interfaces != nil {
+		ic.TCPIfaces = slices.Clone(cc.Interfaces.TCP)
+	}
 
 	if ic.LocalAuth == ike.AuthPubkey || ic.LocalAuth == ike.AuthEAP && len(cc.Local.Certs) > 0 {
 		ic.Certs = b.certs(cc.Local.Certs, cc.Local.certRefs, cc, "local.certs")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -485,5 +486,39 @@ func TestBuildRedirect(t *testing.T) {
 	}
 	if conns, _, err = c.Build(nil); err != nil || conns[0].RedirectTo.IsValid() || conns[0].NoRedirect {
 		t.Fatalf("defaults: %v %+v", err, conns[0])
+	}
+}
+
+// RFC 9329 settings reach the engine: the gateway's TCP ports, the end
+// user's policy, port and fallback time, and the per-interface policy
+// in file order.
+func TestBuildTCP(t *testing.T) {
+	src := `tcp_ports: [4500, 443]
+connections:
+  office:
+    remote_addrs: [192.0.2.1]
+    local: {auth: psk, id: "@a"}
+    remote: {auth: psk}
+    psk: secret
+    tcp: fallback
+    tcp_port: 443
+    tcp_fallback_after: 3s
+    interfaces: {use: [eth0, "wwan*"], tcp: {"wwan*": always, eth0: never}}
+`
+	c, err := Parse("f.yaml", []byte(src), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.TCPPorts) != "[4500 443]" {
+		t.Errorf("tcp_ports %v", c.TCPPorts)
+	}
+	conns, _, err := c.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := conns[0]
+	want := []ike.IfaceTCP{{Pattern: "wwan*", Policy: ike.TCPAlways}, {Pattern: "eth0", Policy: ike.TCPNever}}
+	if ic.TCP != ike.TCPFallback || ic.TCPPort != 443 || ic.TCPFallbackAfter != 3*time.Second || !slices.Equal(ic.TCPIfaces, want) {
+		t.Errorf("tcp %v port %d after %v ifaces %v", ic.TCP, ic.TCPPort, ic.TCPFallbackAfter, ic.TCPIfaces)
 	}
 }

@@ -304,7 +304,10 @@ type InterfacesConfig struct {
 	OnReturn     string   // move-back (default) or new
 	Children     []string // on every clone; default all of the connection's
 	GatewayAddrs string   // one (default) or all
-	NoClone      bool     // per-interface without clone.enable: one authentication per interface
+	// TCP overrides the connection's tcp policy on interfaces whose name
+	// matches, the first match winning (RFC 9329).
+	TCP     []ike.IfaceTCP
+	NoClone bool // per-interface without clone.enable: one authentication per interface
 }
 
 // RedirectConfig is the connection's RFC 5685 redirect section.

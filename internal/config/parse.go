@@ -51,7 +51,7 @@ var (
 	keylogSchema     = schema{keys: []string{"dir"}}
 	retransmitSchema = schema{keys: []string{"timeout", "base", "tries"}}
 	tunSchema        = schema{keys: []string{"name", "mtu"}}
-	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs"}}
+	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs", "tcp"}}
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
@@ -644,7 +644,48 @@ func (p *parser) interfaces(f *fields, c *ConnConfig) *InterfacesConfig {
 		// Still works (one authentication per interface), but say why.
 		ic.NoClone = true
 	}
+	if f.has("tcp") {
+		ic.TCP = p.ifaceTCP(f)
+	}
 	return ic
+}
+
+// ifaceTCP reads interfaces.tcp: interface names or patterns to the TCP
+// encapsulation policy of the VPNs on them (RFC 9329), in file order,
+// the first match winning: tcp: {wwan*: always, wlan0: fallback}.
+func (p *parser) ifaceTCP(f *fields) []ike.IfaceTCP {
+	field := f.field("tcp")
+	n := resolve(f.val["tcp"])
+	if n == nil || n.Kind != yaml.MappingNode {
+		f.fail("tcp", "want a mapping of interface names or patterns to never, fallback or always, such as {wwan*: always}")
+		return nil
+	}
+	var out []ike.IfaceTCP
+	for _, pr := range p.pairs(n, field) {
+		k, v := pr.key, resolve(pr.val)
+		kf := join(field, k.Value)
+		if _, err := path.Match(k.Value, ""); err != nil || k.Kind != yaml.ScalarNode || k.Value == "" {
+			p.fail(k.Line, field, "%q is not an interface name or pattern", k.Value)
+			continue
+		}
+		var pol ike.TCPPolicy
+		switch {
+		case v == nil || v.Kind != yaml.ScalarNode:
+			p.fail(k.Line, kf, "want never, fallback or always")
+			continue
+		case v.Value == "never":
+			pol = ike.TCPNever
+		case v.Value == "fallback":
+			pol = ike.TCPFallback
+		case v.Value == "always":
+			pol = ike.TCPAlways
+		default:
+			p.fail(v.Line, kf, "%q: want never, fallback or always", v.Value)
+			continue
+		}
+		out = append(out, ike.IfaceTCP{Pattern: k.Value, Policy: pol})
+	}
+	return out
 }
 
 func unknownPool(name string, pools map[string]bool) string {

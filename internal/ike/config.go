@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	pathpkg "path" // the engine has a type path (an address pair)
 	"time"
 
 	"github.com/mifike/mifike/internal/ipsec"
@@ -301,6 +302,9 @@ type Connection struct {
 	TCP              TCPPolicy
 	TCPPort          uint16
 	TCPFallbackAfter time.Duration
+	// TCPIfaces override TCP for SAs pinned to an interface: the first
+	// whose pattern (path.Match) matches the interface's name wins.
+	TCPIfaces []IfaceTCP
 	// Fragmentation offers and uses IKE fragmentation (RFC 7383), so
 	// that large IKE messages (certificate chains) pass paths that drop
 	// IP fragments. FragmentSize is the largest IP datagram a fragment
@@ -364,6 +368,25 @@ func (p TCPPolicy) String() string {
 		return "always"
 	}
 	return "never"
+}
+
+// IfaceTCP is the TCP policy of the interfaces a pattern names.
+type IfaceTCP struct {
+	Pattern string // an interface name or a path.Match pattern (usb*)
+	Policy  TCPPolicy
+}
+
+// tcpPolicy is c's TCP policy on interface iface ("" for a path not
+// pinned to one).
+func (c *Connection) tcpPolicy(iface string) TCPPolicy {
+	if iface != "" {
+		for _, r := range c.TCPIfaces {
+			if ok, _ := pathpkg.Match(r.Pattern, iface); ok {
+				return r.Policy
+			}
+		}
+	}
+	return c.TCP
 }
 
 // tcpPort is connection c's peer's TCP port.

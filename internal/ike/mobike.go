@@ -198,7 +198,7 @@ func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bo
 	sa.prevPath, sa.prevTCP = path{sa.local, sa.remote}, sa.tcp
 	sa.natdSeen = nil // a new path: its own mapping
 	if initiator {
-		remote = sa.moveTransport(remote) // RFC 9329 §7.1
+		remote = sa.moveTransport(remote, iface) // RFC 9329 §7.1
 	}
 	sa.local, sa.remote, sa.iface = local, remote, iface
 	sa.pathSince = e.now

@@ -44,7 +44,7 @@ import (
 // startTCP puts a new initiator SA on the transport its connection's
 // policy starts with: TCP under TCPAlways, to the peer's TCP port.
 func (sa *ikeSA) startTCP() {
-	if sa.conn.TCP != TCPAlways {
+	if sa.conn.tcpPolicy(sa.iface) != TCPAlways {
 		return
 	}
 	sa.tcp = true
@@ -55,7 +55,7 @@ func (sa *ikeSA) startTCP() {
 // retransmission of p: true when p now goes on over TCP (and was sent).
 func (sa *ikeSA) fallBackToTCP(p *request) bool {
 	e := sa.e
-	if sa.tcp || !sa.initiatorOfPath() || sa.conn.TCP != TCPFallback || p.tries < 1 {
+	if sa.tcp || !sa.initiatorOfPath() || sa.conn.tcpPolicy(sa.iface) != TCPFallback || p.tries < 1 {
 		return false // RFC 9329 §5.1: UDP retransmitted at least once first
 	}
 	switch {
@@ -121,15 +121,20 @@ func (sa *ikeSA) initiatorOfPath() bool {
 }
 
 // moveTransport is the transport of a path the MOBIKE initiator moves
-// to (§7.1): TCP under TCPAlways; UDP first under TCPFallback, TCP if
-// the update then goes unanswered (fallBackToTCP); as it was under
-// TCPNever (a responder-chosen TCP SA stays so).
-func (sa *ikeSA) moveTransport(remote netip.AddrPort) netip.AddrPort {
-	switch sa.conn.TCP {
+// to, through iface (§7.1): TCP under TCPAlways; UDP first under
+// TCPFallback, TCP if the update then goes unanswered (fallBackToTCP);
+// UDP under TCPNever. The policy is the interface's, when the
+// connection has one for it, so a VPN moved to an interface that blocks
+// UDP goes there in TCP and back to UDP when it moves on.
+func (sa *ikeSA) moveTransport(remote netip.AddrPort, iface string) netip.AddrPort {
+	switch sa.conn.tcpPolicy(iface) {
 	case TCPAlways:
 		sa.tcp = true
 		return netip.AddrPortFrom(remote.Addr(), sa.conn.tcpPort())
-	case TCPFallback:
+	default:
+		if sa.tcp && sa.conn.TCP == TCPNever && len(sa.conn.TCPIfaces) == 0 {
+			return remote // no policy of ours: the SA stays as it is
+		}
 		sa.tcp = false
 		if remote.Port() == sa.conn.tcpPort() {
 			remote = netip.AddrPortFrom(remote.Addr(), sa.e.cfg.NATTPort)

@@ -288,3 +288,44 @@ func TestRFC9329OriginatorClosesUnusedStreams(t *testing.T) {
 		t.Fatalf("after the delete: closed %+v, want the stream from %v too", closes, ue2Addr)
 	}
 }
+
+// Issue 17's per-interface policy: the connection uses UDP, but SAs
+// pinned to a cellular interface (lte*) use TCP. A VPN moved there goes
+// in TCP, and back to UDP when it moves away.
+func TestRFC9329PolicyPerInterface(t *testing.T) {
+	l := newLab(t, 913, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.TCPIfaces = []ike.IfaceTCP{{Pattern: "lte*", Policy: ike.TCPAlways}}
+	})
+	l.ue.AddInterface("lte0", ue2Addr)
+	l.ue.Do(func(now time.Time) []ike.Action {
+		return l.ue.Engine.SetLocalAddresses(now, []netip.Addr{ueAddr, ue2Addr})
+	})
+	id := l.up()
+	if l.sa(l.ue).TCP {
+		t.Fatal("on TCP before any move")
+	}
+	check := func(where string, tcp bool, local netip.Addr) {
+		t.Helper()
+		ue, gw := l.sa(l.ue), l.sa(l.gw)
+		if ue.TCP != tcp || gw.TCP != tcp || ue.Local.Addr() != local {
+			t.Fatalf("%s: end user tcp %v on %v, gateway tcp %v; want tcp %v on %v", where, ue.TCP, ue.Local, gw.TCP, tcp, local)
+		}
+		for _, node := range []*netsim.Node{l.ue, l.gw} {
+			for _, c := range node.Children {
+				if c.TCP != tcp {
+					t.Fatalf("%s: %s's Child SA %08x tcp %v", where, node.Name, c.InSPI, c.TCP)
+				}
+			}
+		}
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.Move(now, id, ue2Addr, netip.Addr{}, "lte0")
+	})
+	l.settle(5 * time.Second)
+	check("on lte0", true, ue2Addr)
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.Move(now, id, ueAddr, netip.Addr{}, "")
+	})
+	l.settle(5 * time.Second)
+	check("back off lte0", false, ueAddr)
+}
