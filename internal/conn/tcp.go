@@ -141,6 +141,7 @@ type TCPStats struct {
 	Accepted, Opened     uint64 // streams accepted, and opened by Send
 	RefusedPerAddr       uint64 // accepts over MaxStreamsPerAddr
 	RefusedTotal         uint64 // accepts over MaxStreams
+	Open                 uint64 // streams open now
 	Closed               uint64 // streams closed, for whatever reason
 	FramingErrors        uint64 // closed on a bad prefix or Length (§3.1, §4)
 	FirstMessageTimeouts uint64 // closed without a whole message in time
@@ -156,7 +157,10 @@ type tcpCounters struct {
 // Stats returns the counters.
 func (t *TCP) Stats() TCPStats {
 	c := &t.stats
-	return TCPStats{
+	t.mu.Lock()
+	open := t.n
+	t.mu.Unlock()
+	return TCPStats{Open: uint64(max(open, 0)),
 		Accepted: c.accepted.Load(), Opened: c.opened.Load(),
 		RefusedPerAddr: c.refusedPerAddr.Load(), RefusedTotal: c.refusedTotal.Load(),
 		Closed: c.closed.Load(), FramingErrors: c.framing.Load(),

@@ -43,6 +43,12 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 				"Packets the data plane dropped, by reason (replay, integrity, unknown-spi, policy, no-policy, ...).", []string{"reason"}, nil),
 			"dpbytes":   prometheus.NewDesc("mifike_child_sa_bytes", "Bytes carried by the installed Child SAs, by direction.", []string{"direction"}, nil),
 			"dppackets": prometheus.NewDesc("mifike_child_sa_packets", "Packets carried by the installed Child SAs, by direction.", []string{"direction"}, nil),
+			"tcpopen":   prometheus.NewDesc("mifike_tcp_streams", "TCP streams carrying IKE and ESP (RFC 9329) open now.", nil, nil),
+			"tcpstreams": prometheus.NewDesc("mifike_tcp_streams_total",
+				"TCP streams by how they began (accepted, opened) or why they were refused (per-address-limit, total-limit).", []string{"event"}, nil),
+			"tcpclosed": prometheus.NewDesc("mifike_tcp_streams_closed_total",
+				"TCP streams closed, by reason (framing: bad prefix or length; first-message: nothing whole before the deadline, a slow peer; idle; write: a peer that does not read; other).", []string{"reason"}, nil),
+			"tcpfallback": prometheus.NewDesc("mifike_tcp_fallbacks_total", "IKE SAs that went on over TCP after UDP went unanswered (RFC 9329 §5.1, §7.1).", nil, nil),
 			"leases": prometheus.NewDesc("mifike_pool_leases",
 				"Addresses leased from each pool (one per peer identity, held while any of its IKE SAs holds it).", []string{"pool"}, nil),
 		}}
@@ -155,6 +161,18 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.descs["nrecv"], prometheus.CounterValue, float64(n), t.String(), fmt.Sprint(t.IsError()))
 	}
 	ch <- prometheus.MustNewConstMetric(m.descs["espdrop"], prometheus.CounterValue, float64(m.d.rxStats.espDropped.Load()))
+	if t := m.d.tcp; t != nil {
+		ts := t.Stats()
+		ch <- prometheus.MustNewConstMetric(m.descs["tcpopen"], prometheus.GaugeValue, float64(ts.Open))
+		for ev, n := range map[string]uint64{"accepted": ts.Accepted, "opened": ts.Opened, "per-address-limit": ts.RefusedPerAddr, "total-limit": ts.RefusedTotal} {
+			ch <- prometheus.MustNewConstMetric(m.descs["tcpstreams"], prometheus.CounterValue, float64(n), ev)
+		}
+		other := ts.Closed - min(ts.Closed, ts.FramingErrors+ts.FirstMessageTimeouts+ts.IdleTimeouts+ts.WriteErrors)
+		for r, n := range map[string]uint64{"framing": ts.FramingErrors, "first-message": ts.FirstMessageTimeouts, "idle": ts.IdleTimeouts, "write": ts.WriteErrors, "other": other} {
+			ch <- prometheus.MustNewConstMetric(m.descs["tcpclosed"], prometheus.CounterValue, float64(n), r)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.descs["tcpfallback"], prometheus.CounterValue, float64(st.TCPFallbacks))
 	ch <- prometheus.MustNewConstMetric(m.descs["sendfail"], prometheus.CounterValue, float64(ds.sendErrors))
 	if m.d.radius != nil {
 		m.collectRADIUS(ch, convs, sessions)

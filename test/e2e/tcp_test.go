@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,4 +217,116 @@ func (c *tcpCapture) check(t *testing.T, ue *demo.Daemon, vpn control.SA) {
 			t.Fatalf("no ESP of the VPN's Child SA %s/%s in the streams (ESP by SPI: %v)", ch.InSPI, ch.OutSPI, spis)
 		}
 	}
+}
+
+// Issue 17, item 4: slow and flooding TCP peers do not tie up a gateway
+// that listens on TCP 4500. From one address, 200 streams that trickle a
+// byte a second: the gateway holds 32 of them (its per-address cap) and
+// refuses the rest, closes those it held at the first-message deadline
+// (10 s), and meanwhile an end user's new VPN comes up in TCP on an
+// interface that appears, with traffic through both VPNs. The metrics
+// say what happened.
+func TestTCPGatewayUnderSlowAndFloodingPeers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces (CI runs as root)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	top, err := demo.Build(ctx, "mfks", t.TempDir(), mifikeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { top.Close() })
+	const metrics = "127.0.0.1:9464"
+	ue, gw, err := top.StartBoth(demo.Options{GatewayTCP: true, Metrics: metrics, Use: []string{"eth0", "usb*"},
+		UE: demo.Settings{Conn: []string{"tcp: always"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("end user log (tail):\n%s", tail(ue.Log(), 40))
+			t.Logf("gateway log (tail):\n%s", tail(gw.Log(), 30))
+		}
+	})
+	first := waitVPNs(t, ue, []string{"eth0"}, 20*time.Second)["eth0"]
+	if !first.TCP {
+		t.Fatal("the VPN is not in TCP")
+	}
+	// The attacker: wwan0's address, which the end user's daemon does
+	// not use.
+	var conns []net.Conn
+	err = demo.InNS(top.UE, func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("10.91.3.2")}}
+		for range 200 {
+			c, err := d.Dial("tcp", netip.AddrPortFrom(demo.GatewayAddrs[0], 4500).String())
+			if err != nil {
+				continue // refused while the gateway is at its cap: fine
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, c := range conns {
+		go func() { // a slowloris: "IKETCP" a byte a second
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Second):
+				}
+				if _, err := c.Write([]byte{"IKETCP"[i%6]}); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	scrape := func() map[string]float64 {
+		m, err := demo.Scrape(top.GW, metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if !demo.WaitFor(10*time.Second, func() bool {
+		return scrape()[`mifike_tcp_streams_total{event="per-address-limit"}`] > 0
+	}) {
+		t.Fatalf("the gateway refused no stream of the 200 from one address: %v", scrape())
+	}
+	m := scrape()
+	if open := m["mifike_tcp_streams"]; open > 32+2 {
+		t.Fatalf("the gateway holds %v streams, more than its per-address cap (32) and the end user's", open)
+	}
+	// Under that load, a new interface's VPN comes up in TCP.
+	if err := top.AddInterface(demo.Extra); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVPNs(t, ue, []string{"eth0", "usb0"}, 20*time.Second)
+	if !v["usb0"].TCP {
+		t.Fatal("usb0's VPN is not in TCP")
+	}
+	pingThrough(t, top, ue, v["eth0"])
+	pingThrough(t, top, ue, v["usb0"])
+	// The slow streams never delivered a whole message: closed at the
+	// first-message deadline, 10 s after each was accepted.
+	if !demo.WaitFor(25*time.Second, func() bool {
+		return scrape()[`mifike_tcp_streams_closed_total{reason="first-message"}`] >= 30
+	}) {
+		t.Fatalf("the slow streams were not closed at the first-message deadline: %v", scrape())
+	}
+	m = scrape()
+	t.Logf("gateway: %v accepted, %v refused over the per-address cap, %v closed at the first-message deadline, %v open now",
+		m[`mifike_tcp_streams_total{event="accepted"}`], m[`mifike_tcp_streams_total{event="per-address-limit"}`],
+		m[`mifike_tcp_streams_closed_total{reason="first-message"}`], m["mifike_tcp_streams"])
+	pingThrough(t, top, ue, v["usb0"])
 }
