@@ -65,13 +65,15 @@ func wiresharkESP(encr wire.EncrID, integ wire.IntegID) (string, string, bool) {
 	case wire.EncrAESCBC:
 		e = "AES-CBC [RFC3602]"
 	case wire.EncrAESGCM8, wire.EncrAESGCM12, wire.EncrAESGCM16:
-		e = "AES-GCM [RFC4106]"
-		i = map[wire.EncrID]string{wire.EncrAESGCM8: "ANY 64 bit authentication [no checking]",
-			wire.EncrAESGCM12: "ANY 96 bit authentication [no checking]",
-			wire.EncrAESGCM16: "ANY 128 bit authentication [no checking]"}[encr]
-		return e, i, true
+		// Wireshark (packet-ipsec.c) names each ICV length and takes
+		// combined-mode ciphers only with "NULL" authentication: with
+		// "AES-GCM [RFC4106]" and an "ANY ... [no checking]" one it
+		// decrypted nothing ("AES-GCM encryption can only be used with
+		// NULL authentication", issue 19).
+		icv := map[wire.EncrID]int{wire.EncrAESGCM8: 8, wire.EncrAESGCM12: 12, wire.EncrAESGCM16: 16}[encr]
+		return fmt.Sprintf("AES-GCM with %d octet ICV [RFC4106]", icv), "NULL", true
 	default:
-		return "", "", false
+		return "", "", false // Wireshark 4.0 has no ChaCha20-Poly1305 for ESP either
 	}
 	switch integ {
 	case wire.IntegHMACSHA196:

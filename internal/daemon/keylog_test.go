@@ -38,8 +38,8 @@ func TestKeyLogFormats(t *testing.T) {
 		t.Errorf("ikev2_decryption_table:\n%s\nwant:\n%s", ikeTable, want)
 	}
 	espTable, _ := os.ReadFile(filepath.Join(dir, "esp_sa"))
-	wantESP := `"IPv4","192.0.2.1","198.51.100.2","0xc0000002","AES-GCM [RFC4106]","0x0304","ANY 128 bit authentication [no checking]","0x"
-"IPv4","198.51.100.2","192.0.2.1","0xc0000001","AES-GCM [RFC4106]","0x0102","ANY 128 bit authentication [no checking]","0x"
+	wantESP := `"IPv4","192.0.2.1","198.51.100.2","0xc0000002","AES-GCM with 16 octet ICV [RFC4106]","0x0304","NULL","0x"
+"IPv4","198.51.100.2","192.0.2.1","0xc0000001","AES-GCM with 16 octet ICV [RFC4106]","0x0102","NULL","0x"
 "IPv6","2001:db8::1","2001:db8::2","0xc0000004","AES-CBC [RFC3602]","0x06","HMAC-SHA-256-128 [RFC4868]","0x08"
 "IPv6","2001:db8::2","2001:db8::1","0xc0000003","AES-CBC [RFC3602]","0x05","HMAC-SHA-256-128 [RFC4868]","0x07"
 `

@@ -182,12 +182,17 @@ func (c *tcpCapture) check(t *testing.T, ue *demo.Daemon, vpn control.SA) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(conf, "ikev2_decryption_table"), keys, 0o600)
+	esp, err := os.ReadFile(filepath.Join(ue.Dir, "keys", "esp_sa"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(conf, "esp_sa"), esp, 0o600)
 	lua, err := filepath.Abs("testdata/rfc9329.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tshark := func(args ...string) string {
-		cmd := exec.Command("tshark", append([]string{"-n", "-r", c.pcap, "-X", "lua_script:" + lua}, args...)...)
+		cmd := exec.Command("tshark", append([]string{"-n", "-r", c.pcap, "-X", "lua_script:" + lua, "-o", "esp.enable_encryption_decode:TRUE"}, args...)...)
 		cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+conf, "HOME="+filepath.Dir(c.pcap))
 		out, err := cmd.Output()
 		if err != nil {
@@ -216,6 +221,15 @@ func (c *tcpCapture) check(t *testing.T, ue *demo.Daemon, vpn control.SA) {
 		if spis[ch.InSPI] == 0 || spis[ch.OutSPI] == 0 {
 			t.Fatalf("no ESP of the VPN's Child SA %s/%s in the streams (ESP by SPI: %v)", ch.InSPI, ch.OutSPI, spis)
 		}
+	}
+	// And the ESP decrypts with the key log's esp_sa (issue 19: the
+	// AES-GCM lines once named the algorithms in a form tshark refused):
+	// every frame with ESP shows the VPN's inner address.
+	frames := len(strings.Fields(tshark("-Y", "esp", "-T", "fields", "-e", "frame.number")))
+	inner := len(strings.Fields(tshark("-Y", "esp && ip.addr == "+vpn.VirtualIPs[0], "-T", "fields", "-e", "frame.number")))
+	t.Logf("ESP in TCP: %d frames, %d decrypted by tshark to the VPN's inner address %s", frames, inner, vpn.VirtualIPs[0])
+	if frames == 0 || inner != frames {
+		t.Fatalf("tshark decrypted %d of %d frames with ESP", inner, frames)
 	}
 }
 
