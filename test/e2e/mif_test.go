@@ -24,7 +24,8 @@ var all3 = []string{"eth0", "wlan0", "wwan0"}
 // on every interface (RFC 7791 App. A), each with its own inner address,
 // each carrying its own traffic.
 func TestUC1InitialConfiguration(t *testing.T) {
-	top, ue, gw := lab(t, demo.Options{})
+	top, ue, gw := lab(t, demo.Options{KeyLog: true})
+	capture := startLinkCapture(t, top, "eth0", "ip proto 50 or udp port 4500")
 	v := waitVPNs(t, ue, all3, 20*time.Second)
 	if n := strings.Count(gw.Log(), "received IKE_AUTH request"); n != 1 {
 		t.Fatalf("the gateway saw %d IKE_AUTH requests; the end user must authenticate once", n)
@@ -38,6 +39,10 @@ func TestUC1InitialConfiguration(t *testing.T) {
 		seen[s.VirtualIPs[0]] = true
 		pingThrough(t, top, ue, s)
 	}
+	// Issue 19: Wireshark decrypts the plain ESP (tunnel mode) eth0
+	// carried with mifike's key log. (The capture starts after the
+	// handshakes; the NAT and TCP tests check IKE.)
+	checkESPDecrypts(t, capture.reader(t, ue), "plain ESP on eth0, tunnel mode")
 	t.Logf("end user:\n%s", ue.Table(context.Background()))
 }
 
@@ -238,8 +243,9 @@ func TestGatewayMultipleInterfaces(t *testing.T) {
 // addresses, so after MOBIKE moves the IKE SA the transport Child SA is
 // replaced by one for the new address, and host-to-host traffic goes on.
 func TestUC3TransportMobility(t *testing.T) {
-	top, ue, _ := lab(t, demo.Options{Transport: true, Mode: "failover", Use: []string{"eth0", "wlan0"}})
+	top, ue, _ := lab(t, demo.Options{Transport: true, Mode: "failover", Use: []string{"eth0", "wlan0"}, KeyLog: true})
 	v := waitVPNs(t, ue, []string{"eth0"}, 20*time.Second)
+	capture := startLinkCapture(t, top, "eth0", "ip proto 50 or udp port 4500")
 	id := v["eth0"].ID
 	hostPing := func(src string) {
 		t.Helper()
@@ -252,6 +258,9 @@ func TestUC3TransportMobility(t *testing.T) {
 		}
 	}
 	hostPing("10.91.1.2")
+	// Issue 19: Wireshark decrypts the transport-mode ESP (plain, no
+	// NAT) with mifike's key log.
+	checkESPDecrypts(t, capture.reader(t, ue), "plain ESP, transport mode")
 	top.SetLink("eth0", false)
 	onIface(t, ue, id, "wlan0", 10*time.Second)
 	if !demo.WaitFor(10*time.Second, func() bool {

@@ -31,7 +31,7 @@ func TestNATRebindingUnderATCPConnection(t *testing.T) {
 	if err := top.NATPorts(ctx, "eth0", 40000); err != nil {
 		t.Fatal(err)
 	}
-	ue, gw, err := top.StartBoth(demo.Options{Use: []string{"eth0"}})
+	ue, gw, err := top.StartBoth(demo.Options{Use: []string{"eth0"}, KeyLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +45,7 @@ func TestNATRebindingUnderATCPConnection(t *testing.T) {
 	if g := gatewaySA(t, gw, v); g.Remote != "10.91.1.2:40001" || !v.NATLocal {
 		t.Fatalf("before the rebinding the gateway sends to %s (end user behind a NAT: %v)", g.Remote, v.NATLocal)
 	}
+	capture := startLinkCapture(t, top, "eth0", "udp port 4500")
 	stream, err := top.StartStream(netipMust(v.VirtualIPs[0]))
 	if err != nil {
 		t.Fatal(err)
@@ -69,4 +70,9 @@ func TestNATRebindingUnderATCPConnection(t *testing.T) {
 		t.Fatalf("TCP connection through the VPN: sent %d, received %d, err %v", sent, received, err)
 	}
 	t.Logf("a TCP connection survived the rebinding: %d records", sent)
+	// Issue 19: Wireshark decrypts the UDP-encapsulated ESP (RFC 3948)
+	// and IKE with mifike's key log.
+	tshark := capture.reader(t, ue)
+	checkIKEVerifies(t, tshark, "IKE on 4500")
+	checkESPDecrypts(t, tshark, "ESP in UDP, tunnel mode")
 }

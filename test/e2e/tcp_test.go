@@ -5,10 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +66,7 @@ func gatewaySA(t *testing.T, gw *demo.Daemon, s control.SA) control.SA {
 // wwan0 (TCP again).
 func TestTCPEncapsulationOnOneInterface(t *testing.T) {
 	top, ue, gw := tcpLab(t)
-	capture := startTCPCapture(t, top, "ue-wwan0")
+	capture := startLinkCapture(t, top, "wwan0", "tcp port 4500")
 	v := waitVPNs(t, ue, all3, 40*time.Second)
 	for _, dev := range all3 {
 		s := v[dev]
@@ -131,105 +128,21 @@ func TestTCPEncapsulationOnOneInterface(t *testing.T) {
 		t.Fatalf("TCP connection through the VPN: sent %d, received %d, err %v", sent, received, err)
 	}
 	t.Logf("a TCP connection survived the moves UDP -> TCP -> UDP: %d records", sent)
-	capture.check(t, ue, v["wwan0"])
+	// tshark agrees, with the key log: the IKE messages in the streams
+	// verify, and every frame of ESP in them decrypts, the VPN's inner
+	// address inside.
+	tshark := capture.reader(t, ue)
+	checkIKEVerifies(t, tshark, "IKE in TCP")
+	frames := checkESPDecrypts(t, tshark, "ESP in TCP")
+	if inner := count(tshark, "esp && ip.addr == "+wwan.VirtualIPs[0], "frame.number"); inner != frames {
+		t.Fatalf("%d of %d ESP frames carry the VPN's inner address %s", inner, frames, wwan.VirtualIPs[0])
+	}
 	for _, d := range []*demo.Daemon{ue, gw} {
 		for _, l := range strings.Split(d.Log(), "\n") {
 			if strings.Contains(l, "over TCP") || strings.Contains(l, "TCP stream") || strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
 				t.Logf("%s: %s", d.Name, l)
 			}
 		}
-	}
-}
-
-// tcpCapture records the TCP to and from port 4500 on one of the end
-// user's links, on the router's side.
-type tcpCapture struct {
-	cmd  *exec.Cmd
-	pcap string
-}
-
-func startTCPCapture(t *testing.T, top *demo.Topology, dev string) *tcpCapture {
-	t.Helper()
-	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark is not installed (scripts/install-deps.sh installs it)")
-	}
-	pcap := filepath.Join(top.Dir, "tcp.pcap")
-	cmd := exec.Command("ip", "netns", "exec", top.Net, "dumpcap", "-q", "-i", dev, "-w", pcap, "-f", "tcp port 4500")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	demo.WaitFor(5*time.Second, func() bool { _, err := os.Stat(pcap); return err == nil })
-	time.Sleep(300 * time.Millisecond)
-	return &tcpCapture{cmd: cmd, pcap: pcap}
-}
-
-// check stops the capture and has tshark dissect it with the end user's
-// key log: every protected IKE message in the streams is decrypted and
-// its checksum verified, and the ESP in them is the VPN's. tshark 4.0
-// has no RFC 9329 dissector (its "tcpencap" is Cisco's IPsec over TCP);
-// testdata/rfc9329.lua frames the streams and hands each message to
-// Wireshark's own isakmp and esp dissectors.
-func (c *tcpCapture) check(t *testing.T, ue *demo.Daemon, vpn control.SA) {
-	t.Helper()
-	c.cmd.Process.Signal(syscall.SIGINT)
-	c.cmd.Wait()
-	conf := filepath.Join(filepath.Dir(c.pcap), "wireshark")
-	os.MkdirAll(conf, 0o700)
-	keys, err := os.ReadFile(filepath.Join(ue.Dir, "keys", "ikev2_decryption_table"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(conf, "ikev2_decryption_table"), keys, 0o600)
-	esp, err := os.ReadFile(filepath.Join(ue.Dir, "keys", "esp_sa"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(conf, "esp_sa"), esp, 0o600)
-	lua, err := filepath.Abs("testdata/rfc9329.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tshark := func(args ...string) string {
-		cmd := exec.Command("tshark", append([]string{"-n", "-r", c.pcap, "-X", "lua_script:" + lua, "-o", "esp.enable_encryption_decode:TRUE"}, args...)...)
-		cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+conf, "HOME="+filepath.Dir(c.pcap))
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("tshark %v: %v", args, err)
-		}
-		return string(out)
-	}
-	// One frame may carry several messages: count the messages.
-	protected := 0
-	for _, f := range strings.Fields(tshark("-Y", "isakmp.exchangetype >= 35", "-T", "fields", "-e", "isakmp.exchangetype")) {
-		protected += len(strings.Split(f, ","))
-	}
-	text := tshark("-Y", "isakmp.enc.icd", "-V")
-	correct, incorrect := strings.Count(text, "[correct]"), strings.Count(text, "[incorrect")
-	spis := map[string]int{}
-	for _, f := range strings.Fields(tshark("-Y", "esp", "-T", "fields", "-e", "esp.spi")) {
-		for _, spi := range strings.Split(f, ",") {
-			spis[strings.TrimPrefix(spi, "0x")]++
-		}
-	}
-	t.Logf("in TCP: %d protected IKE messages, %d checksums verified by tshark, %d incorrect; ESP by SPI %v", protected, correct, incorrect, spis)
-	if protected == 0 || correct != protected || incorrect != 0 {
-		t.Fatalf("tshark verified %d of %d protected IKE messages in TCP (%d incorrect)", correct, protected, incorrect)
-	}
-	for _, ch := range vpn.Children {
-		if spis[ch.InSPI] == 0 || spis[ch.OutSPI] == 0 {
-			t.Fatalf("no ESP of the VPN's Child SA %s/%s in the streams (ESP by SPI: %v)", ch.InSPI, ch.OutSPI, spis)
-		}
-	}
-	// And the ESP decrypts with the key log's esp_sa (issue 19: the
-	// AES-GCM lines once named the algorithms in a form tshark refused):
-	// every frame with ESP shows the VPN's inner address.
-	frames := len(strings.Fields(tshark("-Y", "esp", "-T", "fields", "-e", "frame.number")))
-	inner := len(strings.Fields(tshark("-Y", "esp && ip.addr == "+vpn.VirtualIPs[0], "-T", "fields", "-e", "frame.number")))
-	t.Logf("ESP in TCP: %d frames, %d decrypted by tshark to the VPN's inner address %s", frames, inner, vpn.VirtualIPs[0])
-	if frames == 0 || inner != frames {
-		t.Fatalf("tshark decrypted %d of %d frames with ESP", inner, frames)
 	}
 }
 
