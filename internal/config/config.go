@@ -12,8 +12,11 @@
 //
 //	mifike.yaml:12: connections.home.children.net.mode: "tunel" is not a mode; use tunnel or transport
 //
-// Parse touches no files; Build reads keys and certificates, so a
-// configuration can be checked on a machine that lacks them.
+// Parse touches no files but a password_file; Build reads keys and
+// certificates, so a configuration can be checked on a machine that
+// lacks them. Load also warns (Config.Warnings) about what works but is
+// unwise, without failing: a secret every local user can read, a short
+// pre-shared key, a control group this machine lacks.
 //
 // Beyond swanctl.conf:
 //   - lists may be YAML lists or comma-separated strings, as in swanctl;
@@ -83,6 +86,11 @@ type Config struct {
 	RADIUS *RADIUSConfig
 	// Cluster is the cluster section; nil without one.
 	Cluster *ClusterConfig
+
+	// Warnings are what the file does that works but is unwise, sorted
+	// by line; Load adds those about files and groups on this machine.
+	Warnings []Warning
+	host     hostChecks
 }
 
 // ClusterConfig is the cluster section: this gateway as one node of a
@@ -360,7 +368,12 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data, filepath.Dir(path))
+	c, err := Parse(path, data, filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	c.Warnings = sortWarnings(append(c.Warnings, c.hostWarnings()...))
+	return c, nil
 }
 
 // Parse parses data, naming it file in errors; relative file names are
@@ -373,5 +386,7 @@ func Parse(file string, data []byte, baseDir string) (*Config, error) {
 		return nil, err
 	}
 	c.File = file
+	c.Warnings = sortWarnings(p.warns)
+	c.host = p.host
 	return c, nil
 }

@@ -14,12 +14,29 @@ type Error struct {
 	Msg   string
 }
 
-func (e *Error) Error() string {
-	if e.Field == "" {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+func (e *Error) Error() string { return located(e.File, e.Line, e.Field, e.Msg) }
+
+func located(file string, line int, field, msg string) string {
+	if field == "" {
+		return fmt.Sprintf("%s:%d: %s", file, line, msg)
 	}
-	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, e.Msg)
+	return fmt.Sprintf("%s:%d: %s: %s", file, line, field, msg)
 }
+
+// Warning is something in a configuration file that works but is unwise
+// (a secret every local user can read, a guessable pre-shared key) or
+// that will fail later on this machine (an unknown control group). It
+// does not fail the load: "mifike daemon --check" prints it and the
+// daemon logs it at start and on every reload.
+type Warning struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+// String is "file:line: field: message", as an Error prints.
+func (w Warning) String() string { return located(w.File, w.Line, w.Field, w.Msg) }
 
 // Errors is every problem found, sorted by line, one per line of text.
 type Errors []*Error

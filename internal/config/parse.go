@@ -262,6 +262,7 @@ func (p *parser) control(f *fields, c *ControlConfig) {
 	if s, ok := f.str("group"); ok && s != "" {
 		c.Group = s
 		c.Mode = 0o660
+		p.host.group = ref{field: f.field("group"), line: f.at("group")}
 	}
 	s, ok := f.str("mode")
 	if !ok {
@@ -501,6 +502,10 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 	c.RemotePort = f.port("remote_port", DefaultIKEPort)
 
 	c.PSK = psk(f)
+	if len(c.PSK) > 0 {
+		p.host.inline = append(p.host.inline, ref{field: f.field("psk"), line: f.at("psk")})
+		p.shortPSK(f, len(c.PSK))
+	}
 	local := f.sub("local", localSchema)
 	remote := f.sub("remote", remoteSchema)
 	c.Local = p.auth(local, true)
@@ -703,6 +708,21 @@ func unknownPool(name string, pools map[string]bool) string {
 	return fmt.Sprintf("no pool %q; defined pools are %s", name, strings.Join(names, ", "))
 }
 
+// minPSK is the shortest pre-shared key not warned about. RFC 7296
+// §2.15: a key "derived from some password" is open to a dictionary
+// attack on one recorded IKE_AUTH, so the key needs the entropy of a
+// key, not of a word; 20 random octets is 160 bits, HMAC-SHA-1's key
+// size and as strongSwan's documentation advises.
+const minPSK = 20
+
+func (p *parser) shortPSK(f *fields, n int) {
+	if n >= minPSK {
+		return
+	}
+	f.p.warn(f.at("psk"), f.field("psk"), "%d octets is short: a pre-shared key needs the entropy of a key, or one recorded "+
+		"IKE_AUTH lets anyone guess it offline (RFC 7296 §2.15); use at least %d random octets (openssl rand -base64 32 makes one; write it as 0s...)", n, minPSK)
+}
+
 // psk decodes the shared key as strongSwan does: "0x" hex, "0s" base64,
 // else the text itself. Messages never repeat the secret.
 func psk(f *fields) []byte { return secret(f, "psk") }
@@ -804,6 +824,7 @@ func (p *parser) auth(f *fields, local bool) AuthConfig {
 		if s, ok := f.str("key"); ok && strings.TrimSpace(s) != "" {
 			a.Key = p.path(strings.TrimSpace(s))
 			a.keyRef = ref{field: f.field("key"), line: f.at("key")}
+			p.host.file(a.Key, a.keyRef)
 		}
 	} else {
 		a.CACerts, a.caRefs = files("cacerts")
@@ -823,6 +844,7 @@ func (p *parser) password(f *fields) []byte {
 	}
 	if name, ok := f.str("password_file"); ok {
 		path := p.path(strings.TrimSpace(name))
+		p.host.file(path, ref{field: f.field("password_file"), line: f.at("password_file")})
 		b, err := os.ReadFile(path)
 		if err != nil {
 			f.fail("password_file", "%s: %v", path, errors.Unwrap(err))
@@ -841,6 +863,7 @@ func (p *parser) password(f *fields) []byte {
 		return nil
 	}
 	if inline {
+		p.host.inline = append(p.host.inline, ref{field: f.field("password"), line: f.at("password")})
 		return []byte(s)
 	}
 	return nil
@@ -868,6 +891,7 @@ func (p *parser) cluster(f *fields, line int) *ClusterConfig {
 	c.Redirect = f.boolean("redirect", true)
 	if s, ok := f.str("key_file"); ok && strings.TrimSpace(s) != "" {
 		c.KeyFile = p.path(strings.TrimSpace(s))
+		p.host.file(c.KeyFile, ref{field: f.field("key_file"), line: f.at("key_file")})
 	} else {
 		f.fail("key_file", "required: the key-encryption key that seals SA state in etcd (64 hex digits, mode 600; openssl rand -hex 32), the same on every node and never in etcd")
 	}
@@ -891,6 +915,9 @@ func (p *parser) cluster(f *fields, line int) *ClusterConfig {
 	for key, dst := range map[string]*string{"cacert": &c.CACert, "cert": &c.Cert, "key": &c.Key} {
 		if s, ok := e.str(key); ok && strings.TrimSpace(s) != "" {
 			*dst = p.path(strings.TrimSpace(s))
+			if key == "key" {
+				p.host.file(*dst, ref{field: e.field(key), line: e.at(key)})
+			}
 		}
 	}
 	if (c.Cert == "") != (c.Key == "") {
@@ -918,6 +945,9 @@ func (p *parser) radius(f *fields, line int) *RADIUSConfig {
 			sf.fail("address", "required: the RADIUS server's address or host name")
 		}
 		s.Secret = secret(sf, "secret")
+		if len(s.Secret) > 0 {
+			p.host.inline = append(p.host.inline, ref{field: sf.field("secret"), line: sf.at("secret")})
+		}
 		if s.Secret == nil && !p.hasError(sf.field("secret")) {
 			sf.fail("secret", "required: the shared secret of this NAS and the server (0x... for hex, 0s... for base64)")
 		}

@@ -25,11 +25,17 @@ type parser struct {
 	file   string
 	base   string
 	errs   Errors
+	warns  []Warning
+	host   hostChecks            // what Load checks on this machine
 	merged map[*yaml.Node][]pair // see expand
 }
 
 func (p *parser) fail(line int, field, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) warn(line int, field, format string, args ...any) {
+	p.warns = append(p.warns, Warning{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *parser) err() error {
