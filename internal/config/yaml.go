@@ -57,7 +57,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if !errors.Is(err, io.EOF) {
-			p.yamlError(err)
+			p.yamlError(data, err)
 		}
 		return nil
 	}
@@ -66,7 +66,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 	case err == nil:
 		p.fail(extra.Line, "", "a second YAML document (after ---); keep the whole configuration in one document")
 	case !errors.Is(err, io.EOF):
-		p.yamlError(err)
+		p.yamlError(data, err)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil
@@ -74,15 +74,44 @@ func (p *parser) document(data []byte) *yaml.Node {
 	return doc.Content[0]
 }
 
-func (p *parser) yamlError(err error) {
+func (p *parser) yamlError(data []byte, err error) {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
+		if line, col := tabIndent(data, n, m[2]); line > 0 {
+			p.fail(line, "", "a tab character (column %d); YAML indents with spaces only", col)
+			return
+		}
 		p.fail(max(n, 1), "", "YAML syntax: %s", m[2])
 		return
 	}
 	msg = strings.ReplaceAll(strings.TrimPrefix(msg, "yaml: "), "\n", "; ")
 	p.fail(1, "", "YAML syntax: %s", msg)
+}
+
+// tabIndent finds the tab in the indentation that the YAML reader
+// rejected at line n, for its message ("found character that cannot
+// start any token") says nothing of tabs, and editors show a tab as
+// spaces. The reader names the tab's line or, for a tab that "violates
+// indentation", the line before it.
+func tabIndent(data []byte, n int, msg string) (line, col int) {
+	if !strings.Contains(msg, "cannot start any token") && !strings.Contains(msg, "tab character") {
+		return 0, 0
+	}
+	i := 1
+	for l := range strings.Lines(string(data)) {
+		if i == n || i == n+1 {
+			indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
+			if t := strings.IndexByte(indent, '\t'); t >= 0 {
+				return i, t + 1
+			}
+		}
+		if i > n {
+			break
+		}
+		i++
+	}
+	return 0, 0
 }
 
 // badText finds what the YAML reader rejects without naming a line.
