@@ -44,3 +44,55 @@ func TestDaemonCheck(t *testing.T) {
 		}
 	}
 }
+
+// Warnings do not fail mifike daemon --check: each is printed to stderr
+// with its file, line and field, the summary on stdout counts them, and
+// the exit status is 0. A configuration that fails to build prints its
+// warnings too, then the error, and exits 1.
+func TestDaemonCheckWarnings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "w.yaml")
+	text := "control: {group: mifike-no-such-group}\n" +
+		"connections:\n  c:\n    local: {auth: psk, id: \"@a\"}\n    remote: {auth: psk}\n    psk: secret\n"
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"daemon", "--check", "-c", path}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d, want 0: %s%s", code, out.String(), errb.String())
+	}
+	if want := path + ": configuration OK (1 connections), 3 warnings\n"; out.String() != want {
+		t.Errorf("stdout %q, want %q", out.String(), want)
+	}
+	lines := strings.Split(strings.TrimSuffix(errb.String(), "\n"), "\n")
+	want := []string{
+		"mifike: warning: " + path + `:1: control.group: no group "mifike-no-such-group" on this machine`,
+		"mifike: warning: " + path + ":6: connections.c.psk: 6 octets is short",
+		"mifike: warning: " + path + ":6: connections.c.psk: this file holds a secret and is readable by every local user (mode 0644); chmod 600 " + path,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("stderr:\n%s", errb.String())
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("stderr line %d:\n  %s\nwant prefix\n  %s", i+1, lines[i], w)
+		}
+	}
+
+	// Build fails (no such key file): the warnings, then the error.
+	text = "connections:\n  c:\n    local: {auth: pubkey, certs: gw.pem, key: gw.key}\n    remote: {auth: psk}\n    psk: secret\n"
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"daemon", "--check", "-c", path}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1: %s%s", code, out.String(), errb.String())
+	}
+	if e := errb.String(); !strings.HasPrefix(e, "mifike: warning: "+path+":5: connections.c.psk: 6 octets") || !strings.Contains(e, "\nmifike: "+path+":3: ") || out.Len() != 0 {
+		t.Errorf("stdout %q stderr:\n%s", out.String(), e)
+	}
+}
