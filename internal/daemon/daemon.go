@@ -105,6 +105,7 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 		return nil, err
 	}
 	log := newLogger(cfg, logOut)
+	logWarnings(cfg, log)
 	conns, pools, err := cfg.Build(nil)
 	if err != nil {
 		return nil, err
@@ -154,6 +155,20 @@ func warnEAPWithPSK(cfg *config.Config, log *slog.Logger) {
 		if strings.HasPrefix(cc.Local.Auth, "eap") && cc.Remote.Auth == "psk" || cc.Remote.Auth == "eap" && cc.Local.Auth == "psk" {
 			log.Warn("EAP with a gateway authenticated by a pre-shared key: RFC 7296 §2.16 wants the gateway's signature (auth: pubkey)", "conn", cc.Name)
 		}
+	}
+}
+
+// logWarnings logs what "mifike daemon --check" warns about, at start
+// and on every reload: a daemon started by systemd has no one reading
+// --check, and its log is where a secret every local user can read or a
+// short pre-shared key gets noticed.
+func logWarnings(cfg *config.Config, log *slog.Logger) {
+	for _, w := range cfg.Warnings {
+		attrs := []any{"config", w.File, "line", w.Line}
+		if w.Field != "" {
+			attrs = append(attrs, "field", w.Field)
+		}
+		log.Warn(w.Msg, attrs...)
 	}
 }
 
@@ -557,6 +572,7 @@ func (d *Daemon) reloadFile() error {
 	}
 	d.newManagers(cfg)
 	d.reconcileSoon = true
+	logWarnings(cfg, d.log)
 	d.log.Info("configuration reloaded", "config", d.path, "connections", len(conns))
 	d.startConnections(added)
 	return nil
