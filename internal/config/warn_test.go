@@ -175,3 +175,28 @@ func TestExampleWarnings(t *testing.T) {
 		}
 	}
 }
+
+// EAP with a gateway that proves itself by a pre-shared key works but is
+// not what RFC 7296 §2.16 has in mind: warned at the gateway's auth, on
+// either end.
+func TestWarnEAPWithPSK(t *testing.T) {
+	const msg = "EAP with a gateway authenticated by a pre-shared key: RFC 7296 §2.16 wants the gateway's signature (auth: pubkey)"
+	psk := "    psk: 0x" + strings.Repeat("ab", 20) + "\n"
+	for _, tc := range []struct {
+		name, src string
+		want      []string
+	}{
+		{"end user", "connections:\n  c:\n    local: {auth: eap-mschapv2, id: \"@u\", password: pw}\n    remote: {auth: psk}\n" + psk,
+			[]string{"f.yaml:4: connections.c.remote.auth: " + msg}},
+		{"gateway", "radius: {servers: {a: {address: 10.0.0.5, secret: " + strings.Repeat("s", 20) + "}}}\n" +
+			"connections:\n  c:\n    local: {auth: psk, id: \"@gw\"}\n    remote: {auth: eap-radius}\n" + psk,
+			[]string{"f.yaml:4: connections.c.local.auth: " + msg}},
+		{"plain psk", "connections:\n  c:\n    local: {auth: psk, id: \"@a\"}\n    remote: {auth: psk}\n" + psk, nil},
+	} {
+		c, err := Parse("f.yaml", []byte(tc.src), t.TempDir())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		sameLines(t, tc.name, warnings(c), tc.want)
+	}
+}

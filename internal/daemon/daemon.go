@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -117,7 +116,6 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{},
 		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1), stopped: make(chan struct{})}
 	d.newManagers(cfg)
-	warnEAPWithPSK(cfg, log)
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
 	}
@@ -145,17 +143,6 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 		}
 	}
 	return d, nil
-}
-
-// warnEAPWithPSK: RFC 7296 §2.16 has EAP used "in conjunction with" a
-// signature-authenticated responder; a pre-shared key works (labs,
-// benchmarks) but is said.
-func warnEAPWithPSK(cfg *config.Config, log *slog.Logger) {
-	for _, cc := range cfg.Connections {
-		if strings.HasPrefix(cc.Local.Auth, "eap") && cc.Remote.Auth == "psk" || cc.Remote.Auth == "eap" && cc.Local.Auth == "psk" {
-			log.Warn("EAP with a gateway authenticated by a pre-shared key: RFC 7296 §2.16 wants the gateway's signature (auth: pubkey)", "conn", cc.Name)
-		}
-	}
 }
 
 // logWarnings logs what "mifike daemon --check" warns about, at start
