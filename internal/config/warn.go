@@ -42,8 +42,11 @@ func (c *Config) hostWarnings() []Warning {
 	}
 	if len(c.host.inline) > 0 {
 		if mode, who := exposed(c.File); who != "" {
-			// Once, at the first secret: one chmod fixes them all.
-			warn(c.host.inline[0], "this file holds a secret and is %s (mode %04o); chmod 600 %s", who, mode, c.File)
+			// Once, at the first secret in the file (the radius section
+			// is read before the connections, wherever it is written):
+			// one chmod fixes them all.
+			first := slices.MinFunc(c.host.inline, func(a, b ref) int { return a.line - b.line })
+			warn(first, "this file holds a secret and is %s (mode %04o); chmod 600 %s", who, mode, c.File)
 		}
 	}
 	for _, f := range c.host.files {

@@ -95,6 +95,12 @@ func TestWarnExposedSecrets(t *testing.T) {
 	sameLines(t, "radius 0604", load("radius.yaml", radius, 0o604), []string{
 		cfg + ":3: radius.servers.a.secret: this file holds a secret and is readable by every local user (mode 0604); chmod 600 " + cfg})
 
+	// At the first secret in the file: here the connections come before
+	// the radius section, which is read first.
+	cfg = filepath.Join(dir, "order.yaml")
+	sameLines(t, "connections before radius", load("order.yaml", pskConn+strings.TrimSuffix(radius, none), 0o644), []string{
+		cfg + ":5: connections.c.psk: this file holds a secret and is readable by every local user (mode 0644); chmod 600 " + cfg})
+
 	pw := file("pw", 0o644)
 	key := file("gw.key", 0o666)
 	kek := file("kek", 0o602)
