@@ -362,6 +362,31 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 	})
 }
 
+// runLogLevel changes the running daemon's log level (issue 19: a
+// strongSwan administrator's `swanctl --log --level` or charon's
+// runtime loglevel); log.level in the file is what a reload or restart
+// brings back.
+func runLogLevel(args []string, stdout, stderr io.Writer) int {
+	v := newVerb("loglevel", "debug|info|warn|error", "change the daemon's log level until the next reload or restart", stdout, stderr)
+	pos, code := v.parse(args, 1, 1)
+	if code >= 0 {
+		return code
+	}
+	return v.call(func(c *control.Client) error {
+		var r control.LogLevel
+		if err := c.Call("log-level", map[string]any{"level": pos[0]}, &r); err != nil {
+			return err
+		}
+		if v.json {
+			b, _ := json.Marshal(r)
+			v.printJSON(b)
+		} else {
+			fmt.Fprintf(stdout, "log level %s (was %s) until the next reload or restart\n", r.Level, r.Previous)
+		}
+		return nil
+	})
+}
+
 func runEvents(args []string, stdout, stderr io.Writer) int {
 	v := newVerb("events", "", "print the daemon's events as they happen, until Ctrl-C", stdout, stderr)
 	if _, code := v.parse(args, 0, 0); code >= 0 {

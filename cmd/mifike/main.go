@@ -28,6 +28,7 @@ func commands() []command {
 		{"clone", "clone ID", "clone an IKE SA without authenticating again (RFC 7791)", runClone},
 		{"move", "move ID --local ADDR[%IFACE] [--remote ADDR]", "move an IKE SA and its Child SAs to another path (RFC 4555)", runMove},
 		{"reload", "reload", "reread the configuration", runReload},
+		{"loglevel", "loglevel debug|info|warn|error", "change the daemon's log level until the next reload or restart", runLogLevel},
 		{"cluster", "cluster status [--json] | move ID NODE", "a gateway cluster node: membership, and hand an IKE SA to another node", runCluster},
 		{"events", "events [--json]", "follow the daemon's events until Ctrl-C", runEvents},
 		{"demo", "demo [cluster] [--json] [--dir DIR] [--auth METHOD]", "build the multiple-interfaces lab and narrate a run on it, the end user authenticating by EAP through FreeRADIUS; demo cluster: three gateway nodes on etcd, a crash and the takeover (root)", runDemo},

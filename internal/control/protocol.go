@@ -109,6 +109,21 @@ type request struct {
 	Remote   string `json:"remote,omitempty"`
 	Iface    string `json:"iface,omitempty"`
 	Node     uint8  `json:"node,omitempty"`
+	Level    string `json:"level,omitempty"`
+}
+
+// LogLevelBackend is what a daemon whose log level can change while it
+// runs adds (`mifike loglevel`).
+type LogLevelBackend interface {
+	// SetLogLevel sets the level (debug, info, warn, error) until the
+	// next reload or restart and returns the one before.
+	SetLogLevel(level string) (previous string, err error)
+}
+
+// LogLevel answers log-level: the level now and before.
+type LogLevel struct {
+	Level    string `json:"level"`
+	Previous string `json:"previous"`
 }
 
 // ClusterBackend is what a daemon that is a gateway cluster node adds

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -340,6 +341,19 @@ func (s *server) dispatch(req request) (data any, err error) {
 	case "reload":
 		s.log.Info("control: reload")
 		return nil, s.b.Reload()
+	case "log-level":
+		lb, ok := s.b.(LogLevelBackend)
+		if !ok {
+			return nil, &Error{Code: CodeFailed, Msg: "this daemon cannot change its log level"}
+		}
+		if err := need(req.Level != "", `"level"`); err != nil {
+			return nil, err
+		}
+		prev, err := lb.SetLogLevel(req.Level)
+		if err != nil {
+			return nil, &Error{Code: CodeInvalid, Msg: err.Error()}
+		}
+		return LogLevel{Level: strings.ToLower(req.Level), Previous: prev}, nil
 	case "cluster-status", "cluster-move":
 		cb, ok := s.b.(ClusterBackend)
 		if !ok {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -329,4 +330,20 @@ func (b backend) ClusterMove(id uint64, to uint8) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return n.HandOff(ctx, id, to)
+}
+
+// SetLogLevel changes the log's level until the next reload or restart
+// (`mifike loglevel`), and returns the one before.
+func (b backend) SetLogLevel(level string) (string, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(level)) {
+		return "", fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	var prev slog.Level
+	b.d.call(func() {
+		prev = b.d.level.Level()
+		b.d.level.Set(l)
+	})
+	b.d.log.Info("log level changed", "level", strings.ToLower(l.String()), "was", strings.ToLower(prev.String()))
+	return strings.ToLower(prev.String()), nil
 }

@@ -38,6 +38,9 @@ type Daemon struct {
 	pools  *config.Pools // with the lease registry, kept across reloads
 	engine *ike.Engine
 	log    *slog.Logger
+	// level is the log's level: log.level at start and at each reload,
+	// or what `mifike loglevel` set since.
+	level *slog.LevelVar
 
 	// bind carries IKE (and ESP in UDP) to and from the peers; it owns
 	// telling IKE from ESP and keepalives on the NAT-T port.
@@ -103,14 +106,16 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := newLogger(cfg, logOut)
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.SlogLevel())
+	log := newLogger(cfg, logOut, level)
 	logWarnings(cfg, log)
 	conns, pools, err := cfg.Build(nil)
 	if err != nil {
 		return nil, err
 	}
 	applyDaemonOptions(cfg, conns)
-	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log,
+	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log, level: level,
 		rx: make(chan datagram, rxQueue), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{},
@@ -159,8 +164,10 @@ func logWarnings(cfg *config.Config, log *slog.Logger) {
 	}
 }
 
-func newLogger(cfg *config.Config, out io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+// newLogger writes the structured log at level, which a reload or
+// `mifike loglevel` changes while the daemon runs.
+func newLogger(cfg *config.Config, out io.Writer, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(out, opts))
 	}
@@ -553,6 +560,10 @@ func (d *Daemon) reloadFile() error {
 			delete(added, c.Name) // its manager starts it
 		}
 	}
+	if cfg.Log.Level != d.cfg.Log.Level {
+		d.level.Set(cfg.Log.SlogLevel())
+		d.log.Info("log level changed by the reload", "level", cfg.Log.Level, "was", d.cfg.Log.Level)
+	}
 	d.cfg, d.conns, d.pools = cfg, conns, pools
 	if d.cluster != nil {
 		d.cluster.setPools(pools)
@@ -571,6 +582,9 @@ func reloadable(old, cur *config.Config) error {
 	var errs []error
 	if fmt.Sprint(old.Listen) != fmt.Sprint(cur.Listen) || old.IKEPort != cur.IKEPort || old.NATTPort != cur.NATTPort {
 		errs = append(errs, errors.New("listen addresses and ports change only with a restart"))
+	}
+	if old.Log.Format != cur.Log.Format {
+		errs = append(errs, errors.New("log.format changes only with a restart (log.level changes with a reload)"))
 	}
 	if old.Control != cur.Control {
 		errs = append(errs, errors.New("the control socket changes only with a restart"))
