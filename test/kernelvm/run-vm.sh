@@ -19,6 +19,7 @@
 #   VM_TIMEOUT    seconds before qemu is killed (=> FAIL); default 420
 #   VM_MEM        MiB of guest RAM; default 1024
 #   VM_SMP        guest CPUs; default 2
+#   VM_LIBRESWAN  1: also pack libreswan and espintcp (libreswan-pack.sh)
 #
 # Pitfalls (learnt the hard way, kept here):
 #   - busybox's own `ip` applet lacks xfrm/netns; we ship the host's iproute2.
@@ -36,6 +37,8 @@ VM_TIMEOUT=${VM_TIMEOUT:-420}
 VM_MEM=${VM_MEM:-1024}
 VM_SMP=${VM_SMP:-2}
 VM_RUN=${VM_RUN:-}
+VM_LIBRESWAN=${VM_LIBRESWAN:-}
+HERE=$(dirname "$(readlink -f "$0")")
 T0=$(date +%s.%N)
 log() { echo "[run-vm +$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s] $*" >&2; }
 
@@ -111,6 +114,14 @@ RM=$R/lib/modules/$KVER
 mkdir -p "$RM"
 for p in "${ORDER[@]}"; do mkdir -p "$RM/$(dirname "$p")"; cp "$MODDIR/$p" "$RM/$p"; done
 cp "$MODDIR"/modules.builtin "$MODDIR"/modules.order "$RM/" 2>/dev/null || true
+if [ "$VM_LIBRESWAN" = 1 ]; then
+  # libreswan as a peer: pluto, its libraries, and an ESP with espintcp
+  # (libreswan-pack.sh says why). Exit 3 = not possible here; the guest
+  # test then skips, the rest still runs.
+  KPKGVER=$(ls debs/"$KPKG"_*.deb | sed "s#.*/${KPKG}_##; s#_amd64\.deb##")
+  rc=0; WORK=$WORK "$HERE/libreswan-pack.sh" "$KVER" "$KPKGVER" "$R" || rc=$?
+  case $rc in 0) ;; 3) log "libreswan not packed; its guest test will skip";; *) log "libreswan-pack.sh failed ($rc)"; exit 1;; esac
+fi
 "$BB" depmod -b "$R" "$KVER"
 printf '%s\n' "${ORDER[@]}" | sed 's#.*/##; s#\.ko$##' > "$R/etc/modules.list"
 for b in "${EXTRA[@]}"; do cp -L "$b" "$R/bin/"; done
