@@ -140,6 +140,18 @@ func TestGuestLibreswan(t *testing.T) {
 		}
 		return out
 	}
+	// pluto's control socket comes before its connections and its TCP
+	// listener (addconn loads them afterwards): a connect in between is
+	// refused and mifike tries again only at its first retransmission.
+	if !demo.WaitFor(20*time.Second, func() bool {
+		st, _ := run(lswNS, whackPath, "--ctlsocket", dir+"/pluto.ctl", "--status")
+		// A listening socket (state 0A) on port 4500 (1194) in
+		// pluto's namespace; /proc/net is the reader's namespace.
+		tcp, _ := run(lswNS, "cat", "/proc/net/tcp")
+		return strings.Contains(st, `"b":`) && strings.Contains(tcp, ":1194 00000000:0000 0A")
+	}) {
+		t.Fatal("pluto did not load its connections or listen on TCP port 4500")
+	}
 	if v, err := os.ReadFile("/etc/libreswan-version"); err == nil {
 		if f := strings.Fields(string(v)); len(f) >= 2 {
 			figure("peer: %s %s (Debian 12), espintcp.ko built out of tree for Debian's kernel", f[0], f[1])
