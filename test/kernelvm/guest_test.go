@@ -302,10 +302,17 @@ func txOf(t *testing.T, top *demo.Topology, dev string) [2]uint64 {
 // transfer sends size octets from src (an end-user virtual IP) to the
 // server over TCP and checks every octet arrived in order.
 func transfer(top *demo.Topology, src netip.Addr, size int) (time.Duration, error) {
+	return transferNS(top.UE, src, top.Srv, demo.Server, size)
+}
+
+// transferNS sends size octets over TCP from src in namespace fromNS to
+// dst (port 7001) in namespace toNS, and checks every octet arrived in
+// order.
+func transferNS(fromNS string, src netip.Addr, toNS string, dst netip.Addr, size int) (time.Duration, error) {
 	var ln net.Listener
-	if err := demo.InNS(top.Srv, func() error {
+	if err := demo.InNS(toNS, func() error {
 		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(demo.Server.String(), "7001"))
+		ln, err = net.Listen("tcp", net.JoinHostPort(dst.String(), "7001"))
 		return err
 	}); err != nil {
 		return 0, err
@@ -342,10 +349,10 @@ func transfer(top *demo.Topology, src netip.Addr, size int) (time.Duration, erro
 	}()
 	var c net.Conn
 	t0 := time.Now()
-	if err := demo.InNS(top.UE, func() error {
+	if err := demo.InNS(fromNS, func() error {
 		d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
 		var err error
-		c, err = d.Dial("tcp", net.JoinHostPort(demo.Server.String(), "7001"))
+		c, err = d.Dial("tcp", net.JoinHostPort(dst.String(), "7001"))
 		return err
 	}); err != nil {
 		return 0, err

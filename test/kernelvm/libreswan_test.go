@@ -2,6 +2,7 @@ package kernelvm
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +56,9 @@ conn b
 
 // mifikeLswConf: to-lsw initiates with tcp: always; from-lsw is what the
 // gateway's TCP listener (tcp_ports) answers. ESP is mifike's own
-// (data_plane: userspace), carried in the same TCP stream as IKE.
+// (data_plane: userspace), carried in the same TCP stream as IKE. to-lsw's
+// Child SA has a DH group: libreswan's default pfs=yes refuses a rekey
+// without KE payload (NO_PROPOSAL_CHOSEN) and uses the IKE SA's group.
 const mifikeLswConf = `log:
   level: debug
 control:
@@ -74,7 +77,7 @@ connections:
     tcp: always
     tcp_port: 4500
     children:
-      net: {local_ts: [10.2.0.0/24], remote_ts: [10.1.0.0/24], esp_proposals: "aes256-sha256"}
+      net: {local_ts: [10.2.0.0/24], remote_ts: [10.1.0.0/24], esp_proposals: "aes256-sha256-ecp256"}
   from-lsw:
     local: {auth: psk, id: "mifike-b.test"}
     remote: {auth: psk, id: "lsw-b.test"}
@@ -170,6 +173,38 @@ func TestGuestLibreswan(t *testing.T) {
 		}
 		pingBoth(t, run, "10.2.0.1", "10.1.0.1")
 		figure("mifike -> libreswan over TCP: IKE SA and Child SA up in %.2fs; 3/3 pings each way through ESP in the stream", up.Seconds())
+	})
+
+	t.Run("TCP transfer through the stream", func(t *testing.T) {
+		// Full-size ESP packets, many to a TCP segment of the outer
+		// stream and split across them: the framing of RFC 9329 §3 on
+		// both sides, not only a ping's worth.
+		const size = 4 << 20
+		d, err := transferNS(mfkNS, netip.MustParseAddr("10.2.0.1"), lswNS, netip.MustParseAddr("10.1.0.1"), size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		figure("TCP transfer mifike -> libreswan through ESP in TCP: %d MiB in %.2fs (%.1f Mbit/s under TCG emulation)",
+			size>>20, d.Seconds(), float64(size)*8/d.Seconds()/1e6)
+	})
+
+	t.Run("mifike rekeys the Child SA over TCP", func(t *testing.T) {
+		sa, _ := run(mfkNS, bin, "list-sas", "--json")
+		old := regexp.MustCompile(`"in_spi":\s*"([0-9a-f]{8})"`).FindStringSubmatch(sa)
+		if old == nil {
+			t.Fatalf("no Child SA in:\n%s", sa)
+		}
+		if out, err := run(mfkNS, bin, "rekey", "1", "--child", old[1], "--timeout", "20s"); err != nil {
+			t.Fatalf("mifike rekey: %v\n%s", err, out)
+		}
+		if !demo.WaitFor(10*time.Second, func() bool {
+			sa, _ = run(mfkNS, bin, "list-sas")
+			return !strings.Contains(sa, old[1]+"_i")
+		}) {
+			t.Fatalf("Child SA %s is still there after the rekey:\n%s", old[1], sa)
+		}
+		pingBoth(t, run, "10.2.0.1", "10.1.0.1")
+		figure("Child SA %s rekeyed by mifike with CREATE_CHILD_SA over TCP (PFS, ecp256); 3/3 pings each way through the new one", old[1])
 	})
 
 	t.Run("libreswan initiates over TCP to mifike's TCP listener", func(t *testing.T) {
