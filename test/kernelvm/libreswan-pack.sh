@@ -17,8 +17,9 @@
 #     CONFIG_INET_ESPINTCP, so we build espintcp.ko and an esp4.ko with
 #     CONFIG_INET_ESPINTCP out of tree from linux-source-6.1 of the same
 #     version, against linux-headers-KVER. The stock esp4.ko is replaced.
-# Everything lands in $WORK/libreswan (cached); ~170 MB of downloads the
-# first time (mostly linux-source), then nothing.
+# Everything lands in $WORK/libreswan (cached, ~15 MB); ~170 MB of
+# downloads the first time (mostly linux-source, deleted once the modules
+# are built), then nothing.
 set -euo pipefail
 KVER=$1 KPKGVER=$2 R=$3
 WORK=${WORK:-/tmp/mifike-kernelvm}
@@ -78,6 +79,7 @@ EOF
   make -s -C "/usr/src/linux-headers-$KVER" M="$B" modules >"$B/build.log" 2>&1 ||
     skip "building espintcp.ko failed: $(tail -5 "$B/build.log")"
   mkdir -p "$M"; cp "$B/espintcp.ko" "$B/esp4.ko" "$M/"
+  rm -rf "$B" "$SRCDEB"     # 140 MB; the modules are what is reused
 fi
 RM=$R/usr/lib/modules/$KVER
 STOCK=$(find "$RM" -name 'esp4.ko*' | head -1)
