@@ -108,6 +108,15 @@ type Event struct {
 	// tried again later). Observers that free an SA's resources on
 	// ike-failed must not do so then.
 	StillUp bool
+	// Handshake, on an ike-up that ends an IKE_SA_INIT and IKE_AUTH, is
+	// how long they took: from Initiate, or from the first IKE_SA_INIT
+	// we answered, to authentication (retries after INVALID_KE_PAYLOAD,
+	// a cookie or a fallback to TCP included: the wait a user sees).
+	// Zero for IKE SAs that came another way (a clone, an import, a
+	// takeover), which have no handshake to time. Initiator says
+	// whether we initiated it.
+	Handshake time.Duration
+	Initiator bool
 }
 
 func (Send) isAction()          {}

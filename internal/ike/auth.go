@@ -381,8 +381,9 @@ func (sa *ikeSA) establish() {
 		// rebinding before it would go unnoticed.
 		sa.queue(&dpdTask{})
 	}
-	e.event(sa, EventIKEUp, fmt.Sprintf("%s %s %s <-> %s %s", sa.neg.String(),
-		ikeauth.FormatID(sa.localID.Type, sa.localID.Data), sa.local, sa.remote, ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data)))
+	e.emit(Event{Kind: EventIKEUp, IKESA: sa.id, Conn: sa.conn.Name, Handshake: e.now.Sub(sa.created), Initiator: sa.initiator,
+		Detail: fmt.Sprintf("%s %s %s <-> %s %s", sa.neg.String(),
+			ikeauth.FormatID(sa.localID.Type, sa.localID.Data), sa.local, sa.remote, ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data))})
 	e.log.Info("IKE SA established", "ike", sa.id, "conn", sa.conn.Name, "peer", ikeauth.FormatID(sa.peerID.Type, sa.peerID.Data),
 		"local", sa.local, "remote", sa.remote, "proposal", sa.neg.String())
 }

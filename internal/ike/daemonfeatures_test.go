@@ -90,4 +90,30 @@ func TestRestartOnDeadPeer(t *testing.T) {
 	if len(l.ue.EventsOf(ike.EventIKEUp)) != 2 {
 		t.Fatal("no second IKE SA")
 	}
+	// What the daemon's mifike_liveness_checks_total and
+	// mifike_dead_peers_total show.
+	if s := l.ue.Engine.Stats(); s.DeadPeers != 1 || s.LivenessChecks == 0 {
+		t.Errorf("dead peers %d, liveness checks %d; want 1 and some", s.DeadPeers, s.LivenessChecks)
+	}
+}
+
+// The ike-up that ends a handshake says how long it took, for the
+// daemon's mifike_ike_handshake_duration_seconds: the initiator's from
+// Initiate (two round trips), the responder's from the IKE_SA_INIT it
+// answered (one).
+func TestIKEUpSaysHowLongTheHandshakeTook(t *testing.T) {
+	l := newLab(t, 73, nil)
+	const delay = 10 * time.Millisecond
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Delay: delay})
+	l.up()
+	ue, gw := l.ue.EventsOf(ike.EventIKEUp), l.gw.EventsOf(ike.EventIKEUp)
+	if len(ue) != 1 || len(gw) != 1 {
+		t.Fatalf("ike-up events: ue %d, gw %d", len(ue), len(gw))
+	}
+	if !ue[0].Initiator || ue[0].Handshake < 4*delay || ue[0].Handshake > time.Second {
+		t.Errorf("initiator: handshake %v, initiator %v; want two round trips of %v", ue[0].Handshake, ue[0].Initiator, 2*delay)
+	}
+	if gw[0].Initiator || gw[0].Handshake < 2*delay || gw[0].Handshake > time.Second {
+		t.Errorf("responder: handshake %v, initiator %v; want a round trip of %v", gw[0].Handshake, gw[0].Initiator, 2*delay)
+	}
 }

@@ -88,6 +88,12 @@ type Stats struct {
 	// Redirects counts the peers we redirected (RFC 5685): at
 	// IKE_SA_INIT, and established SAs whose peer acknowledged.
 	Redirects uint64
+	// LivenessChecks counts the empty (or NAT-D only) INFORMATIONAL
+	// requests sent to ask whether the peer is there (RFC 7296 §2.4,
+	// "dead peer detection"); DeadPeers the established IKE SAs given up
+	// because a request of theirs went unanswered through every
+	// retransmission.
+	LivenessChecks, DeadPeers uint64
 }
 
 // New checks cfg and returns an engine.
@@ -469,6 +475,7 @@ func requestHash(b []byte) [32]byte { return sha256.Sum256(b) }
 // Stats returns a copy of the counters.
 func (e *Engine) Stats() Stats {
 	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped, Redirects: e.stats.Redirects, TCPFallbacks: e.stats.TCPFallbacks, NATRebinds: e.stats.NATRebinds, InvalidSPIHints: e.stats.InvalidSPIHints, DroppedBy: map[DropReason]uint64{},
+		LivenessChecks: e.stats.LivenessChecks, DeadPeers: e.stats.DeadPeers,
 		Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{}, NotifiesRecv: map[wire.NotifyType]uint64{}}
 	for r := DropNone + 1; r < numDropReasons; r++ {
 		s.DroppedBy[r] = e.drops[r]

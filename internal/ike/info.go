@@ -106,6 +106,7 @@ func (t *dpdTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
 	if sa.state != stateEstablished {
 		return 0, nil, errSkip
 	}
+	sa.e.stats.LivenessChecks++
 	if t.natd = sa.watchesNAT(); t.natd {
 		return wire.Informational, sa.e.natdPayloads(sa.spiI, sa.spiR, sa.local, sa.remote, sa.conn.ForceEncap), nil
 	}

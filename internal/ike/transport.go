@@ -511,6 +511,9 @@ func (sa *ikeSA) sendOneShot(x wire.ExchangeType, ps []wire.Payload) {
 		return
 	}
 	sa.nextReq++
+	// Counted like any request's: an operator graphing
+	// AUTHENTICATION_FAILED sent must see the initiator's (§2.21.2) too.
+	sa.countNotifies(ps, true)
 	for _, pkt := range pkts {
 		sa.transmit(pkt)
 	}
@@ -553,6 +556,9 @@ func (sa *ikeSA) retransmit(p *request) {
 		}
 		sa.settle(p)
 		wasUp := sa.state == stateEstablished
+		if wasUp {
+			sa.e.stats.DeadPeers++
+		}
 		sa.e.destroy(sa, "peer did not answer "+p.exchange.String())
 		if wasUp && sa.conn.RestartOnDead && sa.initiator {
 			sa.e.restart(sa)
