@@ -52,6 +52,19 @@ func (s *SAState) UnmarshalText(b []byte) error {
 	return fmt.Errorf("ike: no IKE SA state %q", b)
 }
 
+// ListedStates are the states IKESAs shows IKE SAs in (a destroyed one is
+// no longer listed), so that metrics can show each, at 0 when no SA is
+// in it.
+func ListedStates() []SAState {
+	return []SAState{StateConnecting, StateEstablished, StateRekeyed, StateDeleting}
+}
+
+// ListedChildStates are the states ChildInfo.State shows, as
+// ListedStates.
+func ListedChildStates() []string {
+	return []string{childInstalled.String(), childRekeying.String(), childRekeyed.String(), childDeleting.String()}
+}
+
 // IKESAInfo is a snapshot of one IKE SA for the CLI, metrics and tests.
 type IKESAInfo struct {
 	ID                uint64
