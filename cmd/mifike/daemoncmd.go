@@ -33,6 +33,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	if *check {
 		return checkConfig(*path, stdout, stderr)
 	}
+	daemon.Version = version // for mifike_build_info
 	d, err := daemon.New(*path, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "mifike: %v\n", err)

@@ -97,6 +97,11 @@ type Daemon struct {
 type daemonStats struct {
 	sendErrors  uint64
 	fencedDrops uint64
+	// espGone is what the Child SAs the data plane no longer holds
+	// carried (deleted, or retired after a rekey): with the installed
+	// ones' counters, ESP traffic over the daemon's life, which no
+	// rekey makes go down (mifike_esp_bytes_total).
+	espGone espTotals
 }
 
 // New loads the configuration and prepares the engine; nothing is bound

@@ -97,6 +97,9 @@ func (d *Daemon) planeAction(a ike.Action) {
 	}
 	switch a := a.(type) {
 	case ike.InstallChild:
+		// A new SA with the SPI of one still retiring replaces it in
+		// the data plane: what the old one carried is history now.
+		d.stats.espGone.add(d.plane.Counters(a.SA.InSPI))
 		if err := d.plane.Install(a.SA); err != nil {
 			d.log.Error("data plane: cannot install Child SA", "ike", a.SA.IKESA, "child", fmt.Sprintf("%08x", a.SA.InSPI), "err", err)
 			d.publish(ike.Event{Kind: ike.EventChildFailed, IKESA: a.SA.IKESA, Child: a.SA.InSPI, ChildName: a.SA.Name,
@@ -109,7 +112,24 @@ func (d *Daemon) planeAction(a ike.Action) {
 			d.log.Error("data plane: cannot update Child SA", "ike", a.SA.IKESA, "child", fmt.Sprintf("%08x", a.SA.InSPI), "err", err)
 		}
 	case ike.DeleteChild:
+		// Read after the delete: a packet the plane was still carrying
+		// on the SA counts too.
+		c := d.plane.Counters(a.InSPI)
 		d.plane.Delete(a.InSPI)
+		d.stats.espGone.add(c)
+	}
+}
+
+// espTotals is ESP traffic summed over Child SAs.
+type espTotals struct{ bytesIn, bytesOut, packetsIn, packetsOut uint64 }
+
+// add adds a Child SA's counters (none when c is nil).
+func (t *espTotals) add(c *ipsec.Counters) {
+	if c != nil {
+		t.bytesIn += c.BytesIn.Load()
+		t.bytesOut += c.BytesOut.Load()
+		t.packetsIn += c.PacketsIn.Load()
+		t.packetsOut += c.PacketsOut.Load()
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/wire"
 )
 
 // metrics exports the engine's state to Prometheus. Gauges and the
@@ -21,13 +24,32 @@ import (
 type metrics struct {
 	d      *Daemon
 	events *prometheus.CounterVec
-	descs  map[string]*prometheus.Desc
+	// handshakes times the IKE_SA_INIT and IKE_AUTH of IKE SAs that came
+	// up (ike.Event.Handshake), by our role.
+	handshakes *prometheus.HistogramVec
+	// moves counts the IKE SAs that switched paths (MOBIKE, RFC 4555).
+	moves prometheus.Counter
+	descs map[string]*prometheus.Desc
 }
 
-func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, error) {
+// Version is the release the binary says it is (mifike version), for
+// mifike_build_info; cmd/mifike sets it.
+var Version = "dev"
+
+// handshakeBuckets span a handshake on a LAN (milliseconds) to one that
+// waited for retransmissions, a fallback to TCP or a RADIUS server
+// (tens of seconds).
+var handshakeBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+func newMetrics(d *Daemon) *metrics {
 	m := &metrics{d: d,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mifike_events_total",
 			Help: "Engine events (ike-up, child-rekeyed, ...) by kind."}, []string{"kind"}),
+		handshakes: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mifike_ike_handshake_duration_seconds",
+			Help:    "Time from the start of an IKE SA (we initiated it, or answered its first IKE_SA_INIT) to its authentication, by our role (initiator, responder).",
+			Buckets: handshakeBuckets}, []string{"role"}),
+		moves: prometheus.NewCounter(prometheus.CounterOpts{Name: "mifike_mobike_moves_total",
+			Help: "IKE SAs that switched paths: this side moved, the peer moved, or a NAT mapping under the SA changed (MOBIKE, RFC 4555)."}),
 		descs: map[string]*prometheus.Desc{
 			"ike":     prometheus.NewDesc("mifike_ike_sas", "IKE SAs by state.", []string{"state"}, nil),
 			"child":   prometheus.NewDesc("mifike_child_sas", "Child SAs by state.", []string{"state"}, nil),
@@ -41,9 +63,21 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 			"sendfail": prometheus.NewDesc("mifike_send_errors_total", "Datagrams the kernel refused to send.", nil, nil),
 			"dpdrop": prometheus.NewDesc("mifike_dataplane_dropped_packets_total",
 				"Packets the data plane dropped, by reason (replay, integrity, unknown-spi, policy, no-policy, ...).", []string{"reason"}, nil),
-			"dpbytes":   prometheus.NewDesc("mifike_child_sa_bytes", "Bytes carried by the installed Child SAs, by direction.", []string{"direction"}, nil),
-			"dppackets": prometheus.NewDesc("mifike_child_sa_packets", "Packets carried by the installed Child SAs, by direction.", []string{"direction"}, nil),
-			"tcpopen":   prometheus.NewDesc("mifike_tcp_streams", "TCP streams carrying IKE and ESP (RFC 9329) open now.", nil, nil),
+			"dpbytes": prometheus.NewDesc("mifike_child_sa_bytes",
+				"Bytes carried by the Child SAs installed now, by direction: a gauge that drops when an SA goes (a rekey); for rates use mifike_esp_bytes_total.", []string{"direction"}, nil),
+			"dppackets": prometheus.NewDesc("mifike_child_sa_packets",
+				"Packets carried by the Child SAs installed now, by direction: a gauge that drops when an SA goes (a rekey); for rates use mifike_esp_packets_total.", []string{"direction"}, nil),
+			"espbytes": prometheus.NewDesc("mifike_esp_bytes_total",
+				"Bytes carried (as Child SA byte lifetimes count them) by every Child SA since the daemon started, deleted and rekeyed ones included, by direction.", []string{"direction"}, nil),
+			"esppackets": prometheus.NewDesc("mifike_esp_packets_total",
+				"ESP packets carried by every Child SA since the daemon started, deleted and rekeyed ones included, by direction.", []string{"direction"}, nil),
+			"build": prometheus.NewDesc("mifike_build_info", "Always 1; the labels say which build runs.", []string{"version", "revision", "goversion"}, nil),
+			"authfail": prometheus.NewDesc("mifike_auth_failures_total",
+				"IKE authentications refused (AUTHENTICATION_FAILED), by who refused: local (we refused the peer's) or peer (the peer refused ours).", []string{"rejected_by"}, nil),
+			"liveness": prometheus.NewDesc("mifike_liveness_checks_total", "Liveness checks (dead peer detection, RFC 7296 §2.4) sent.", nil, nil),
+			"dead": prometheus.NewDesc("mifike_dead_peers_total",
+				"Established IKE SAs given up because the peer left a request unanswered through every retransmission (RFC 7296 §2.4).", nil, nil),
+			"tcpopen": prometheus.NewDesc("mifike_tcp_streams", "TCP streams carrying IKE and ESP (RFC 9329) open now.", nil, nil),
 			"tcpstreams": prometheus.NewDesc("mifike_tcp_streams_total",
 				"TCP streams by how they began (accepted, opened) or why they were refused (per-address-limit, total-limit).", []string{"event"}, nil),
 			"tcpclosed": prometheus.NewDesc("mifike_tcp_streams_closed_total",
@@ -52,11 +86,20 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 			"leases": prometheus.NewDesc("mifike_pool_leases",
 				"Addresses leased from each pool (one per peer identity, held while any of its IKE SAs holds it).", []string{"pool"}, nil),
 		}}
+	// Both roles from the start: a histogram that appears only with the
+	// first handshake reads as no data, not as none yet.
+	m.handshakes.WithLabelValues("initiator")
+	m.handshakes.WithLabelValues("responder")
 	if d.radius != nil {
 		m.radiusDescs()
 	}
+	return m
+}
+
+func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, error) {
+	m := newMetrics(d)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m, m.events, m.handshakes, m.moves, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listen %s: %w", listen, err)
@@ -76,9 +119,41 @@ func startMetrics(ctx context.Context, d *Daemon, listen string) (*metrics, erro
 }
 
 func (m *metrics) event(e ike.Event) {
-	if m != nil {
-		m.events.WithLabelValues(e.Kind.String()).Inc()
+	if m == nil {
+		return
 	}
+	m.events.WithLabelValues(e.Kind.String()).Inc()
+	switch {
+	case e.Kind == ike.EventIKEUp && e.Handshake > 0: // not a clone, import or takeover
+		role := "responder"
+		if e.Initiator {
+			role = "initiator"
+		}
+		m.handshakes.WithLabelValues(role).Observe(e.Handshake.Seconds())
+	case e.Kind == ike.EventAddressUpdate && e.Notify == 0: // with a Notify: the peer refused the path
+		m.moves.Inc()
+	}
+}
+
+// buildInfo are mifike_build_info's labels: the release, the commit the
+// toolchain recorded ("-dirty" with uncommitted changes), the Go release.
+func buildInfo() (version, revision, goversion string) {
+	version, goversion = Version, runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		dirty := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				revision = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if dirty && revision != "" {
+			revision += "-dirty"
+		}
+	}
+	return version, revision, goversion
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
@@ -94,10 +169,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ds  daemonStats
 	)
 	var (
-		drops                map[string]uint64
-		bin, bout, pin, pout uint64
-		leases               = map[string]int{}
-		convs, sessions      int
+		drops           map[string]uint64
+		now, total      espTotals // of the Child SAs installed now; over the daemon's life
+		leases          = map[string]int{}
+		convs, sessions int
 	)
 	m.d.call(func() {
 		if m.d.radius != nil {
@@ -110,11 +185,18 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if m.d.plane != nil {
 			drops = m.d.plane.Drops()
 			for spi := range m.d.children {
-				if c := m.d.plane.Counters(spi); c != nil {
-					bin, bout = bin+c.BytesIn.Load(), bout+c.BytesOut.Load()
-					pin, pout = pin+c.PacketsIn.Load(), pout+c.PacketsOut.Load()
-				}
+				now.add(m.d.plane.Counters(spi))
 			}
+			// A rekeyed SA still in the data plane (retiring) counts
+			// until it goes, then its counters are in espGone: the
+			// total never goes down.
+			total = now
+			for spi := range m.d.retiring {
+				total.add(m.d.plane.Counters(spi))
+			}
+			g := m.d.stats.espGone
+			total.bytesIn, total.bytesOut = total.bytesIn+g.bytesIn, total.bytesOut+g.bytesOut
+			total.packetsIn, total.packetsOut = total.packetsIn+g.packetsIn, total.packetsOut+g.packetsOut
 		}
 	})
 	for reason, n := range drops {
@@ -123,15 +205,29 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if m.d.plane != nil {
 		// Of the Child SAs installed now (a deleted SA's traffic leaves
 		// the sum, as in strongSwan's counters).
-		ch <- prometheus.MustNewConstMetric(m.descs["dpbytes"], prometheus.GaugeValue, float64(bin), "in")
-		ch <- prometheus.MustNewConstMetric(m.descs["dpbytes"], prometheus.GaugeValue, float64(bout), "out")
-		ch <- prometheus.MustNewConstMetric(m.descs["dppackets"], prometheus.GaugeValue, float64(pin), "in")
-		ch <- prometheus.MustNewConstMetric(m.descs["dppackets"], prometheus.GaugeValue, float64(pout), "out")
+		ch <- prometheus.MustNewConstMetric(m.descs["dpbytes"], prometheus.GaugeValue, float64(now.bytesIn), "in")
+		ch <- prometheus.MustNewConstMetric(m.descs["dpbytes"], prometheus.GaugeValue, float64(now.bytesOut), "out")
+		ch <- prometheus.MustNewConstMetric(m.descs["dppackets"], prometheus.GaugeValue, float64(now.packetsIn), "in")
+		ch <- prometheus.MustNewConstMetric(m.descs["dppackets"], prometheus.GaugeValue, float64(now.packetsOut), "out")
+		ch <- prometheus.MustNewConstMetric(m.descs["espbytes"], prometheus.CounterValue, float64(total.bytesIn), "in")
+		ch <- prometheus.MustNewConstMetric(m.descs["espbytes"], prometheus.CounterValue, float64(total.bytesOut), "out")
+		ch <- prometheus.MustNewConstMetric(m.descs["esppackets"], prometheus.CounterValue, float64(total.packetsIn), "in")
+		ch <- prometheus.MustNewConstMetric(m.descs["esppackets"], prometheus.CounterValue, float64(total.packetsOut), "out")
 	}
+	version, revision, goversion := buildInfo()
+	ch <- prometheus.MustNewConstMetric(m.descs["build"], prometheus.GaugeValue, 1, version, revision, goversion)
 	for name, n := range leases {
 		ch <- prometheus.MustNewConstMetric(m.descs["leases"], prometheus.GaugeValue, float64(n), name)
 	}
+	// Every state, at 0 when no SA is in it: a series that vanishes
+	// reads as no data, and sum() or alerts on it go wrong.
 	ikeStates, childStates := map[ike.SAState]int{}, map[string]int{}
+	for _, s := range ike.ListedStates() {
+		ikeStates[s] = 0
+	}
+	for _, s := range ike.ListedChildStates() {
+		childStates[s] = 0
+	}
 	for _, s := range sas {
 		ikeStates[s.State]++
 		for _, c := range s.Children {
@@ -148,6 +244,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.descs["exch"], prometheus.CounterValue, float64(n), x.String())
 	}
 	ch <- prometheus.MustNewConstMetric(m.descs["retrans"], prometheus.CounterValue, float64(st.Retransmissions))
+	// Each refusal is one AUTHENTICATION_FAILED: in the IKE_AUTH
+	// response, or the initiator's INFORMATIONAL after it (RFC 7296
+	// §2.21.2).
+	ch <- prometheus.MustNewConstMetric(m.descs["authfail"], prometheus.CounterValue, float64(st.NotifiesSent[wire.NotifyAuthenticationFailed]), "local")
+	ch <- prometheus.MustNewConstMetric(m.descs["authfail"], prometheus.CounterValue, float64(st.NotifiesRecv[wire.NotifyAuthenticationFailed]), "peer")
+	ch <- prometheus.MustNewConstMetric(m.descs["liveness"], prometheus.CounterValue, float64(st.LivenessChecks))
+	ch <- prometheus.MustNewConstMetric(m.descs["dead"], prometheus.CounterValue, float64(st.DeadPeers))
 	// The engine's drops and the socket readers' (what they drop from the
 	// datagram alone never reaches the engine), under one set of reasons.
 	for r, n := range st.DroppedBy {

@@ -9,18 +9,32 @@ import (
 	"github.com/mifike/mifike/internal/ipsec"
 )
 
-// fakePlane records what the daemon asks of the data plane.
+// fakePlane records what the daemon asks of the data plane; with ctr
+// set, it counts each installed SA's traffic there (fresh counters per
+// Install, as a real plane's).
 type fakePlane struct {
 	sas map[uint32]ike.ChildSA
+	ctr map[uint32]*ipsec.Counters
 }
 
-func (p *fakePlane) Install(sa ike.ChildSA) error    { p.sas[sa.InSPI] = sa; return nil }
-func (p *fakePlane) Update(sa ike.ChildSA) error     { p.sas[sa.InSPI] = sa; return nil }
-func (p *fakePlane) Delete(spi uint32)               { delete(p.sas, spi) }
-func (p *fakePlane) Counters(uint32) *ipsec.Counters { return nil }
-func (p *fakePlane) Owns(string) bool                { return false }
-func (p *fakePlane) Drops() map[string]uint64        { return nil }
-func (p *fakePlane) Close() error                    { return nil }
+func (p *fakePlane) Install(sa ike.ChildSA) error {
+	p.sas[sa.InSPI] = sa
+	if p.ctr != nil {
+		p.ctr[sa.InSPI] = new(ipsec.Counters)
+	}
+	return nil
+}
+func (p *fakePlane) Update(sa ike.ChildSA) error { p.sas[sa.InSPI] = sa; return nil }
+func (p *fakePlane) Delete(spi uint32)           { delete(p.sas, spi); delete(p.ctr, spi) }
+func (p *fakePlane) Counters(spi uint32) *ipsec.Counters {
+	if p.ctr == nil {
+		return nil
+	}
+	return p.ctr[spi]
+}
+func (p *fakePlane) Owns(string) bool         { return false }
+func (p *fakePlane) Drops() map[string]uint64 { return nil }
+func (p *fakePlane) Close() error             { return nil }
 
 // RFC 7296 §2.8: a Child SA a rekey replaced stops sending at once but
 // keeps receiving for retireRekeyed (packets the peer sent on it just
