@@ -22,6 +22,7 @@ import (
 func verbsUEConfig() string {
 	var b strings.Builder
 	b.WriteString("log: {level: debug}\ndata_plane: userspace\ntun: {name: mifike0}\n")
+	fmt.Fprintf(&b, "metrics: {listen: %q}\n", verbsMetrics)
 	b.WriteString("retransmit: {timeout: 1s, base: 1.4, tries: 5}\nconnections:\n")
 	for _, c := range []struct{ name, remote, psk string }{
 		{"office", demo.GatewayAddrs[0].String(), demo.PSK},
@@ -37,6 +38,9 @@ func verbsUEConfig() string {
 	return b.String()
 }
 
+// verbsMetrics is both daemons' metrics address (each in its namespace).
+const verbsMetrics = "127.0.0.1:9466"
+
 // Issue 19, truthful verbs: initiate, clone, rekey, move and terminate
 // wait for the outcome, say it in --json, and fail with the reason; a
 // wrong PSK is AUTHENTICATION_FAILED and exit 1, not exit 0.
@@ -51,7 +55,7 @@ func TestVerbsWaitForTheOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { top.Close() })
-	gw, err := top.StartDaemon("gw", top.GW, demo.GWConfig(demo.Options{}))
+	gw, err := top.StartDaemon("gw", top.GW, demo.GWConfig(demo.Options{Metrics: verbsMetrics}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +134,16 @@ func TestVerbsWaitForTheOutcome(t *testing.T) {
 	if c := children[0].(map[string]any); len(s.Children) != 1 || c["name"] != "lan" || c["in_spi"] != s.Children[0].InSPI {
 		t.Fatalf("initiate printed child %v; the daemon has %+v", c, s.Children)
 	}
+	pingThrough(t, top, ue, s)
+	scrape := func(ns string) map[string]float64 {
+		t.Helper()
+		m, err := demo.Scrape(ns, verbsMetrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	beforeRekey := scrape(top.UE)
 
 	// clone prints the clone's id (RFC 7791).
 	r = mifike("clone", fmt.Sprint(first), "--json")
@@ -166,6 +180,8 @@ func TestVerbsWaitForTheOutcome(t *testing.T) {
 	if now := sa(first).Children; r.code != 0 || r.json["from_child"] != old || len(now) != 1 || r.json["child"] != now[0].InSPI {
 		t.Fatalf("rekey --child --json: exit %d, %v; the daemon has %+v", r.code, r.json, now)
 	}
+	pingThrough(t, top, ue, sa(first))
+	checkVerbsMetrics(t, beforeRekey, scrape(top.UE), scrape(top.GW))
 
 	// --no-wait returns at once, before any answer; a wait for a peer
 	// that never answers ends at --timeout with what was seen.
@@ -194,6 +210,52 @@ func TestVerbsWaitForTheOutcome(t *testing.T) {
 	for _, s := range sas(t, ue) {
 		if s.Conn == "office" {
 			t.Fatalf("IKE SA %d of office still there after terminate:\n%s", s.ID, ue.Table(ctx))
+		}
+	}
+}
+
+// checkVerbsMetrics: issue 19 item 8, what a Prometheus user of either
+// daemon sees after TestVerbsWaitForTheOutcome's wrong keys, handshakes,
+// move and Child SA rekey, with traffic before and after the rekey.
+func checkVerbsMetrics(t *testing.T, before, ue, gw map[string]float64) {
+	t.Helper()
+	for _, dir := range []string{"in", "out"} {
+		// The Child SA that carried the first pings is gone from the
+		// gauge (rekeyed); its traffic stays in the total.
+		total, gauge := fmt.Sprintf("mifike_esp_packets_total{direction=%q}", dir), fmt.Sprintf("mifike_child_sa_packets{direction=%q}", dir)
+		if before[total] < 3 || ue[total] < before[total]+3 {
+			t.Errorf("%s: %v before the rekey, %v after; want 3 or more each time (3 pings each)", total, before[total], ue[total])
+		}
+		if ue[gauge] >= ue[total] {
+			t.Errorf("%s = %v after a rekey, not below %s = %v", gauge, ue[gauge], total, ue[total])
+		}
+	}
+	for _, c := range []struct {
+		m      map[string]float64
+		series string
+		min    float64
+	}{
+		{ue, `mifike_auth_failures_total{rejected_by="peer"}`, 2}, // the two wrong-key initiates
+		{gw, `mifike_auth_failures_total{rejected_by="local"}`, 2},
+		{ue, `mifike_ike_handshake_duration_seconds_count{role="initiator"}`, 1},
+		{gw, `mifike_ike_handshake_duration_seconds_count{role="responder"}`, 1},
+		{ue, "mifike_mobike_moves_total", 1},
+		{ue, `mifike_ike_sas{state="DELETING"}`, 0}, // present at 0
+		{gw, `mifike_child_sas{state="REKEYING"}`, 0},
+		{ue, "mifike_liveness_checks_total", 0},
+		{gw, "mifike_dead_peers_total", 0},
+	} {
+		if v, ok := c.m[c.series]; !ok || v < c.min {
+			t.Errorf("%s = %v (present %v), want at least %v", c.series, v, ok, c.min)
+		}
+	}
+	for name, m := range map[string]map[string]float64{"end user": ue, "gateway": gw} {
+		found := false
+		for series, v := range m {
+			found = found || strings.HasPrefix(series, "mifike_build_info{") && strings.Contains(series, "goversion=") && v == 1
+		}
+		if !found {
+			t.Errorf("the %s has no mifike_build_info", name)
 		}
 	}
 }
