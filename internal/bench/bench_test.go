@@ -382,13 +382,21 @@ func TestClusterSuite(t *testing.T) {
 	if len(r.Rates) != 3 {
 		t.Fatalf("%d handshake rates, want 3 (1, 2, 3 nodes)", len(r.Rates))
 	}
+	var cpu float64
 	for i, x := range r.Rates {
-		if x.Nodes != i+1 || x.OK != 30 || x.Rate <= 0 || x.Ratio <= 0 || x.SAs < 36 || x.NodesCPUms <= 0 {
+		// CPU time comes from /proc in clock ticks (10 ms): a row of 30
+		// handshakes may read 0 (CI saw it), so only the sum over the
+		// rows must show some.
+		if x.Nodes != i+1 || x.OK != 30 || x.Rate <= 0 || x.Ratio <= 0 || x.SAs < 36 || x.NodesCPUms < 0 {
 			t.Errorf("handshake rate on %d node(s): %+v", i+1, x)
 		}
+		cpu += x.NodesCPUms
 		// One record per SA; a little more if a node rewrote one.
 		if x.WritesPerSA < 0.9 || x.WritesPerSA > 2 {
 			t.Errorf("%d node(s): %.2f etcd writes per SA", i+1, x.WritesPerSA)
 		}
+	}
+	if cpu <= 0 {
+		t.Errorf("the nodes used no CPU time over %d rows of handshakes", len(r.Rates))
 	}
 }
