@@ -16,6 +16,9 @@ import (
 // Originator (ike.Engine.StreamClosed).
 func (d *Daemon) listenTCP() (*conn.TCP, error) {
 	t := new(conn.TCP)
+	t.StreamOpened = func(local, remote netip.AddrPort) {
+		go d.post(func() { d.apply(d.engine.StreamOpened(time.Now(), local, remote)) })
+	}
 	t.StreamClosed = func(local, remote netip.AddrPort, err error) {
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			d.log.Debug("TCP stream closed", "local", local, "remote", remote, "err", err)

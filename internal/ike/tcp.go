@@ -197,3 +197,25 @@ func (e *Engine) closeStreamIfUnused(local, remote netip.AddrPort) {
 	}
 	e.emit(CloseStream{Local: local, Remote: remote})
 }
+
+// StreamOpened tells the engine that a TCP stream from local to remote
+// is ready. For the SAs this side carries on it as TCP Originator, local
+// has the port the kernel chose: the SAs' own address becomes that, so
+// that what they show (list-sas) and what their later NAT-D hash (RFC
+// 9329 §6.5: with the TCP ports) is the stream's. The IKE_SA_INIT that
+// opened the stream was built before the port was known.
+func (e *Engine) StreamOpened(now time.Time, local, remote netip.AddrPort) []Action {
+	e.begin(now)
+	for _, sa := range e.byID {
+		if !sa.tcp || sa.state == stateDead || !sa.initiatorOfPath() || sa.remote != remote ||
+			sa.local.Addr() != local.Addr() || sa.local.Port() == local.Port() {
+			continue
+		}
+		old := sa.local
+		sa.local = local
+		if sa.dataLocal == old && sa.state == stateEstablished {
+			sa.updateChildren()
+		}
+	}
+	return e.end()
+}

@@ -329,3 +329,41 @@ func TestRFC9329PolicyPerInterface(t *testing.T) {
 	l.settle(5 * time.Second)
 	check("back off lte0", false, ueAddr)
 }
+
+// RFC 9329 §6.5: the stream's port is the kernel's choice, known once it
+// is open (StreamOpened). The TCP Originator's SAs on that stream take it
+// as their local port, Child SAs included; a stream to another peer, or
+// one the peer opened, changes nothing.
+func TestRFC9329StreamPortLearned(t *testing.T) {
+	l := newLab(t, 914, func(ue, gw *ike.Connection, _, _ *ike.Config) { ue.TCP = ike.TCPAlways })
+	l.up()
+	s := l.sa(l.ue)
+	if s.Local.Port() != 500 {
+		t.Fatalf("before the stream's port is known: %v", s.Local)
+	}
+	port := netip.AddrPortFrom(s.Local.Addr(), 41234)
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.StreamOpened(now, port, netip.MustParseAddrPort("203.0.113.1:4500")), nil // another peer
+	})
+	if got := l.sa(l.ue).Local; got != s.Local {
+		t.Fatalf("a stream to another peer changed the SA's address to %v", got)
+	}
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.StreamOpened(now, port, s.Remote), nil
+	})
+	if got := l.sa(l.ue).Local; got != port {
+		t.Fatalf("the SA's address is %v, want the stream's %v", got, port)
+	}
+	for _, c := range l.ue.Children {
+		if c.Local != port {
+			t.Fatalf("Child SA %08x on %v", c.InSPI, c.Local)
+		}
+	}
+	g := l.sa(l.gw)
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		return e.StreamOpened(now, netip.AddrPortFrom(g.Local.Addr(), 4600), g.Remote), nil
+	})
+	if got := l.sa(l.gw).Local; got != g.Local {
+		t.Fatalf("the TCP Responder's SA moved to %v", got)
+	}
+}
