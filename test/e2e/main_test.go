@@ -41,24 +41,45 @@ func TestMain(m *testing.M) {
 // lab builds the demo topology and starts both daemons with o.
 func lab(t *testing.T, o demo.Options) (*demo.Topology, *demo.Daemon, *demo.Daemon) {
 	t.Helper()
+	return startLab(t, "mfke", o, nil)
+}
+
+// buildLab builds the demo topology under prefix, without daemons; it
+// is removed when the test ends.
+func buildLab(t *testing.T, prefix string) (context.Context, *demo.Topology) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces (CI runs as root)")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	top, err := demo.Build(ctx, "mfke", t.TempDir(), mifikeBin)
+	top, err := demo.Build(ctx, prefix, t.TempDir(), mifikeBin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { top.Close() })
+	return ctx, top
+}
+
+// startLab builds the topology under prefix, runs before on it (a NAT,
+// a filter the daemons must meet from their start), starts both daemons
+// with o, and logs the ends of their logs if the test fails.
+func startLab(t *testing.T, prefix string, o demo.Options, before func(context.Context, *demo.Topology) error) (*demo.Topology, *demo.Daemon, *demo.Daemon) {
+	t.Helper()
+	ctx, top := buildLab(t, prefix)
+	if before != nil {
+		if err := before(ctx, top); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ue, gw, err := top.StartBoth(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("end user log (tail):\n%s", tail(ue.Log(), 40))
-			t.Logf("gateway log (tail):\n%s", tail(gw.Log(), 25))
+			t.Logf("end user log (tail):\n%s", tail(ue.Log(), 60))
+			t.Logf("gateway log (tail):\n%s", tail(gw.Log(), 30))
 		}
 	})
 	return top, ue, gw

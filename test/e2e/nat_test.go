@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -18,29 +17,8 @@ import (
 // gateway's IKE and Child SAs follow to the new mapping; the connection
 // survives.
 func TestNATRebindingUnderATCPConnection(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces (CI runs as root)")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	top, err := demo.Build(ctx, "mfkn", t.TempDir(), mifikeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { top.Close() })
-	if err := top.NATPorts(ctx, "eth0", 40000); err != nil {
-		t.Fatal(err)
-	}
-	ue, gw, err := top.StartBoth(demo.Options{Use: []string{"eth0"}, KeyLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("end user log (tail):\n%s", tail(ue.Log(), 40))
-			t.Logf("gateway log (tail):\n%s", tail(gw.Log(), 30))
-		}
-	})
+	top, ue, gw := startLab(t, "mfkn", demo.Options{Use: []string{"eth0"}, KeyLog: true},
+		func(ctx context.Context, top *demo.Topology) error { return top.NATPorts(ctx, "eth0", 40000) })
 	v := waitVPNs(t, ue, []string{"eth0"}, 20*time.Second)["eth0"]
 	if g := gatewaySA(t, gw, v); g.Remote != "10.91.1.2:40001" || !v.NATLocal {
 		t.Fatalf("before the rebinding the gateway sends to %s (end user behind a NAT: %v)", g.Remote, v.NATLocal)
@@ -51,7 +29,7 @@ func TestNATRebindingUnderATCPConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	if err := top.NATPorts(ctx, "eth0", 41000); err != nil {
+	if err := top.NATPorts(context.Background(), "eth0", 41000); err != nil {
 		t.Fatal(err)
 	}
 	rebound := time.Now()

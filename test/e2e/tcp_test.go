@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,31 +18,9 @@ import (
 // after 2 s without an answer over UDP (RFC 9329 §5.1, §7.1).
 func tcpLab(t *testing.T) (*demo.Topology, *demo.Daemon, *demo.Daemon) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces (CI runs as root)")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	top, err := demo.Build(ctx, "mfkt", t.TempDir(), mifikeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { top.Close() })
-	if err := top.BlockUDP(ctx, "wwan0", true); err != nil {
-		t.Fatal(err)
-	}
-	ue, gw, err := top.StartBoth(demo.Options{GatewayTCP: true, KeyLog: true,
-		UE: demo.Settings{Conn: []string{"tcp: fallback", "tcp_fallback_after: 2s"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("end user log (tail):\n%s", tail(ue.Log(), 60))
-			t.Logf("gateway log (tail):\n%s", tail(gw.Log(), 30))
-		}
-	})
-	return top, ue, gw
+	return startLab(t, "mfkt", demo.Options{GatewayTCP: true, KeyLog: true,
+		UE: demo.Settings{Conn: []string{"tcp: fallback", "tcp_fallback_after: 2s"}}},
+		func(ctx context.Context, top *demo.Topology) error { return top.BlockUDP(ctx, "wwan0", true) })
 }
 
 // gatewaySA is the gateway's side of the end user's IKE SA s.
@@ -154,28 +131,9 @@ func TestTCPEncapsulationOnOneInterface(t *testing.T) {
 // interface that appears, with traffic through both VPNs. The metrics
 // say what happened.
 func TestTCPGatewayUnderSlowAndFloodingPeers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces (CI runs as root)")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	top, err := demo.Build(ctx, "mfks", t.TempDir(), mifikeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { top.Close() })
 	const metrics = "127.0.0.1:9464"
-	ue, gw, err := top.StartBoth(demo.Options{GatewayTCP: true, Metrics: metrics, Use: []string{"eth0", "usb*"},
-		UE: demo.Settings{Conn: []string{"tcp: always"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("end user log (tail):\n%s", tail(ue.Log(), 40))
-			t.Logf("gateway log (tail):\n%s", tail(gw.Log(), 30))
-		}
-	})
+	top, ue, _ := startLab(t, "mfks", demo.Options{GatewayTCP: true, Metrics: metrics, Use: []string{"eth0", "usb*"},
+		UE: demo.Settings{Conn: []string{"tcp: always"}}}, nil)
 	first := waitVPNs(t, ue, []string{"eth0"}, 20*time.Second)["eth0"]
 	if !first.TCP {
 		t.Fatal("the VPN is not in TCP")
@@ -183,7 +141,7 @@ func TestTCPGatewayUnderSlowAndFloodingPeers(t *testing.T) {
 	// The attacker: wwan0's address, which the end user's daemon does
 	// not use.
 	var conns []net.Conn
-	err = demo.InNS(top.UE, func() error {
+	err := demo.InNS(top.UE, func() error {
 		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("10.91.3.2")}}
 		for range 200 {
 			c, err := d.Dial("tcp", netip.AddrPortFrom(demo.GatewayAddrs[0], 4500).String())

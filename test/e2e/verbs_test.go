@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -45,16 +43,7 @@ const verbsMetrics = "127.0.0.1:9466"
 // wait for the outcome, say it in --json, and fail with the reason; a
 // wrong PSK is AUTHENTICATION_FAILED and exit 1, not exit 0.
 func TestVerbsWaitForTheOutcome(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces (CI runs as root)")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	top, err := demo.Build(ctx, "mfkv", t.TempDir(), mifikeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { top.Close() })
+	ctx, top := buildLab(t, "mfkv")
 	gw, err := top.StartDaemon("gw", top.GW, demo.GWConfig(demo.Options{Metrics: verbsMetrics}))
 	if err != nil {
 		t.Fatal(err)
