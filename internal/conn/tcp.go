@@ -14,10 +14,10 @@ package conn
 //
 // The engine decides which SAs use TCP and when (internal/ike/tcp.go),
 // the daemon carries its Sends here (Datagram.TCP) and its CloseStream
-// actions, and the userspace data plane sends ESP through SendESP. The
-// kernel data plane would need espintcp (the TCP_ULP "espintcp" socket
-// option on a stream handed to the kernel); it refuses TCP SAs instead
-// (xfrm.errTCP).
+// actions, and the userspace data plane sends ESP through SendESP. With
+// the kernel data plane (KernelESP), every stream is handed to the
+// kernel's espintcp ULP once its prefix has passed (tcpkernel.go): the
+// kernel then frames and carries the ESP, and this Bind only the IKE.
 
 import (
 	"context"
@@ -93,6 +93,7 @@ var (
 	// ErrNotOpen: Send before Open.
 	ErrNotOpen      = errors.New("TCP Bind not open")
 	errFirstMessage = errors.New("no whole message before the first-message deadline")
+	errKernelESP    = errors.New("the kernel carries the ESP of these streams (KernelESP)")
 	errIdle         = errors.New("idle")
 )
 
@@ -114,6 +115,18 @@ type TCP struct {
 	// next message (§6.1). They must not block.
 	StreamOpened func(local, remote netip.AddrPort)
 	StreamClosed func(local, remote netip.AddrPort, err error)
+	// KernelESP hands every stream to the kernel's espintcp ULP (Linux
+	// 5.6+, CONFIG_INET_ESPINTCP) right after its prefix: the kernel
+	// XFRM states of the SAs on the stream find it by its addresses and
+	// ports, send their ESP on it and take the peer's ESP out of it; IKE
+	// messages still come and go through this Bind, whole (tcpkernel.go).
+	// SendESP then fails. Check ProbeKernelESP first.
+	KernelESP bool
+	// Control, when set, runs on every socket before it listens or
+	// connects: the kernel data plane's IPsec bypass policy and mark, so
+	// that the stream's own packets never enter a tunnel (accepted
+	// sockets inherit both from their listener).
+	Control func(fd uintptr) error
 
 	mu        sync.Mutex
 	listeners []*net.TCPListener
@@ -192,14 +205,29 @@ func (t *TCP) Listen(addr netip.Addr, port uint16) (uint16, error) {
 	if addr.Is6() {
 		network = "tcp6"
 	}
-	l, err := net.ListenTCP(network, net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
+	lc := net.ListenConfig{Control: t.control}
+	ln, err := lc.Listen(context.Background(), network, netip.AddrPortFrom(addr, port).String())
 	if err != nil {
 		return 0, fmt.Errorf("listening on TCP %v: %w", netip.AddrPortFrom(addr, port), err)
 	}
+	l := ln.(*net.TCPListener)
 	t.mu.Lock()
 	t.listeners = append(t.listeners, l)
 	t.mu.Unlock()
 	return l.Addr().(*net.TCPAddr).AddrPort().Port(), nil
+}
+
+// control runs Control, when set, as a net.Dialer or net.ListenConfig
+// Control function.
+func (t *TCP) control(_, _ string, rc syscall.RawConn) error {
+	if t.Control == nil {
+		return nil
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = t.Control(fd) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // Open starts accepting and returns the one ReceiveFunc, fed by every
@@ -320,7 +348,11 @@ func (t *TCP) adopt(c *net.TCPConn) {
 	t.wg.Add(2)
 	t.mu.Unlock()
 	t.stats.accepted.Add(1)
-	go s.readLoop()
+	if t.KernelESP {
+		go s.readLoopKernel()
+	} else {
+		go s.readLoop()
+	}
 	go s.writeLoop()
 	if t.StreamOpened != nil {
 		t.StreamOpened(local, remote)
@@ -330,7 +362,7 @@ func (t *TCP) adopt(c *net.TCPConn) {
 // newStream registers a stream; t.mu is held.
 func (t *TCP) newStream(local, remote netip.AddrPort, iface string, accepted bool) *tcpStream {
 	s := &tcpStream{t: t, local: local, remote: remote, iface: iface, accepted: accepted,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), done: make(chan struct{}), kernelReady: make(chan struct{})}
 	t.byRemote[remote] = append(t.byRemote[remote], s)
 	t.n++
 	return s
@@ -358,6 +390,9 @@ func (t *TCP) Send(msg []byte, local, remote netip.AddrPort, iface string) error
 // plane counts as a send drop. It never opens a stream (ErrNoStream):
 // IKE does, on the path MOBIKE chose (ike.Engine.StreamClosed).
 func (t *TCP) SendESP(pkt []byte, local, remote netip.AddrPort) error {
+	if t.KernelESP {
+		return errKernelESP
+	}
 	b, err := AppendTCPESP(make([]byte, 0, tcpLenLen+len(pkt)), pkt)
 	if err != nil {
 		return err
@@ -493,6 +528,9 @@ type tcpStream struct {
 	draining bool
 	wake     chan struct{}
 	done     chan struct{}
+	// kernelReady is closed once the kernel frames the stream
+	// (KernelESP): nothing is written before.
+	kernelReady chan struct{}
 }
 
 func (s *tcpStream) isDraining() bool {
@@ -664,13 +702,32 @@ func (s *tcpStream) writeLoop() {
 			return
 		}
 		t.stats.opened.Add(1)
-		go s.readLoop()
+		if t.KernelESP {
+			// The prefix, then the ULP: from then on the kernel
+			// frames what we write (tcpkernel.go).
+			if err := s.startKernel(); err != nil {
+				t.stats.writeErrors.Add(1)
+				t.wg.Done() // the reader that will not run
+				s.close(err)
+				return
+			}
+			go s.readLoopKernel()
+		} else {
+			go s.readLoop()
+			// The prefix goes first, once, on every stream we open
+			// (§4, §6.1).
+			prefix = []byte(TCPPrefix)
+		}
 		if t.StreamOpened != nil {
 			t.StreamOpened(s.local, s.remote)
 		}
-		// The prefix goes first, once, on every stream we open (§4,
-		// §6.1).
-		prefix = []byte(TCPPrefix)
+	}
+	if t.KernelESP && s.accepted {
+		select {
+		case <-s.kernelReady:
+		case <-s.done:
+			return
+		}
 	}
 	timeout := orDefault(t.WriteTimeout, DefaultTCPWriteTimeout)
 	for {
@@ -698,7 +755,7 @@ func (s *tcpStream) writeLoop() {
 			continue
 		}
 		s.conn.SetWriteDeadline(time.Now().Add(timeout))
-		if _, err := bufs.WriteTo(s.conn); err != nil {
+		if err := s.write(bufs); err != nil {
 			t.stats.writeErrors.Add(1)
 			s.close(err)
 			return
@@ -717,17 +774,21 @@ func (s *tcpStream) dial() (*net.TCPConn, error) {
 	if a := s.local.Addr(); a.IsValid() && !a.IsUnspecified() {
 		d.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
 	}
-	if s.iface != "" {
-		iface := s.iface
-		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = unix.BindToDevice(int(fd), iface)
-			}); err != nil {
-				return err
-			}
-			return serr
+	iface := s.iface
+	d.Control = func(network, address string, rc syscall.RawConn) error {
+		if err := s.t.control(network, address, rc); err != nil {
+			return err
 		}
+		if iface == "" {
+			return nil
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.BindToDevice(int(fd), iface)
+		}); err != nil {
+			return err
+		}
+		return serr
 	}
 	c, err := d.DialContext(s.t.ctx, "tcp", s.remote.String())
 	if err != nil {

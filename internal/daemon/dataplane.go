@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -34,9 +35,18 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 		if err := xfrm.Probe(); err != nil {
 			kind = "userspace"
 			d.log.Info("data plane: userspace ESP over TUN (auto: the kernel cannot carry ESP)", "reason", err)
+		} else if err := d.probeESPInTCP(); err != nil {
+			// TCP encapsulation configured, and a kernel that would
+			// refuse its SAs: userspace carries both kinds.
+			kind = "userspace"
+			d.log.Info("data plane: userspace ESP over TUN (auto: the configuration uses TCP encapsulation, which the kernel cannot carry)", "reason", err)
 		} else {
 			kind = "kernel"
 			d.log.Info("data plane: kernel XFRM (auto: the kernel installed a test ESP SA and an XFRM interface)")
+		}
+	case "kernel":
+		if err := d.probeESPInTCP(); err != nil {
+			return fmt.Errorf("data_plane: kernel: the configuration uses TCP encapsulation (RFC 9329) and %w; use data_plane: userspace or auto, or drop tcp_ports and tcp", err)
 		}
 	}
 	for _, s := range udp.Sockets() {
@@ -55,6 +65,13 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 	}
 	if kind == "kernel" {
 		cfg := xfrm.Config{Log: d.log.With("component", "xfrm"), OnLimit: onLimit, MTU: d.cfg.TUN.MTU}
+		if d.usesTCP() {
+			// The kernel frames and carries the streams' ESP
+			// (espintcp); their own segments bypass the tunnels.
+			cfg.ESPInTCP = true
+			d.tcp.KernelESP = true
+			d.tcp.Control = func(fd uintptr) error { return xfrm.Bypass(fd, ipsec.DefaultMark) }
+		}
 		for _, s := range udp.Sockets() {
 			cfg.Sockets = append(cfg.Sockets, s.Conn)
 			cfg.NATTPort = append(cfg.NATTPort, s.NATT)
@@ -86,6 +103,37 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 	p.Start()
 	d.log.Info("data plane up", "device", p.Name(), "mtu", d.cfg.TUN.MTU)
 	return nil
+}
+
+// usesTCP: does the configuration put any SA in TCP (RFC 9329): a
+// gateway's tcp_ports, or a connection or interface with tcp other than
+// never.
+func (d *Daemon) usesTCP() bool {
+	if len(d.cfg.TCPPorts) > 0 {
+		return true
+	}
+	for _, c := range d.cfg.Connections {
+		if c.TCP != ike.TCPNever {
+			return true
+		}
+		if c.Interfaces != nil {
+			for _, t := range c.Interfaces.TCP {
+				if t.Policy != ike.TCPNever {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// probeESPInTCP: when the configuration uses TCP, can the kernel carry
+// its ESP (the espintcp ULP, and ESP states with TCP encapsulation)?
+func (d *Daemon) probeESPInTCP() error {
+	if !d.usesTCP() {
+		return nil
+	}
+	return errors.Join(conn.ProbeKernelESP(), xfrm.ProbeTCP())
 }
 
 // planeAction carries a Child SA action to the data plane. A Child SA the

@@ -62,6 +62,11 @@ type Config struct {
 	// and passes IKE (behind its non-ESP marker) up to us.
 	Sockets  []syscall.Conn
 	NATTPort []bool // per socket: is it a NAT-T port socket
+	// ESPInTCP: the daemon hands its TCP streams to the kernel's
+	// espintcp ULP (conn.TCP.KernelESP), so Child SAs on a TCP path
+	// (RFC 9329) are installed with TCP encapsulation; without it they
+	// are refused. Check ProbeTCP first.
+	ESPInTCP bool
 	// NoMigrate forces make-before-break re-installation for moves
 	// (tests use it to cover the path kernels without
 	// CONFIG_XFRM_MIGRATE take).
@@ -291,7 +296,7 @@ func (k *Kernel) states(sa ipsec.ChildSA, reqid, ifID uint32) (in, out *State, e
 			return nil, err
 		}
 		s := &State{Src: src, Dst: dst, SPI: spi, Reqid: reqid, Mode: kernelMode(sa.Mode), AEAD: aead, Crypt: crypt, Auth: auth,
-			ESN: sa.ESN, ReplayWindow: k.cfg.ReplayWindow, Encap: sa.Encap, EncapSrc: sport, EncapDst: dport,
+			ESN: sa.ESN, ReplayWindow: k.cfg.ReplayWindow, Encap: sa.Encap || sa.TCP, TCP: sa.TCP, EncapSrc: sport, EncapDst: dport,
 			SoftBytes: sa.SoftBytes, HardBytes: sa.HardBytes, IfID: ifID}
 		if !sa.ESN {
 			// Rekey before the 32-bit sequence number wraps (RFC 4303
@@ -317,7 +322,7 @@ func (k *Kernel) Install(sa ipsec.ChildSA) (err error) {
 	if sa.Protocol != wire.ProtoESP {
 		return fmt.Errorf("xfrm: Child SA %08x uses %v; only ESP is carried", sa.InSPI, sa.Protocol)
 	}
-	if sa.TCP {
+	if sa.TCP && !k.cfg.ESPInTCP {
 		return errTCP(sa)
 	}
 	k.mu.Lock()
@@ -510,7 +515,7 @@ func (k *Kernel) releaseVPN(v *vpn) {
 // Update applies what a later exchange changed: the outer addresses and
 // interface (a MOBIKE move, RFC 4555 §3.5), or whether the SA may send.
 func (k *Kernel) Update(sa ipsec.ChildSA) error {
-	if sa.TCP {
+	if sa.TCP && !k.cfg.ESPInTCP {
 		return errTCP(sa)
 	}
 	k.mu.Lock()
@@ -523,10 +528,10 @@ func (k *Kernel) Update(sa ipsec.ChildSA) error {
 	if c.vpn != nil {
 		errs = errors.Join(errs, k.pin(c.vpn, sa.Iface, sa.Local.Addr().Unmap(), sa.Remote.Addr().Unmap()))
 	}
-	if sa.Local != c.sa.Local || sa.Remote != c.sa.Remote || sa.Encap != c.sa.Encap {
+	if sa.Local != c.sa.Local || sa.Remote != c.sa.Remote || sa.Encap != c.sa.Encap || sa.TCP != c.sa.TCP {
 		errs = errors.Join(errs, k.move(c, sa))
 	}
-	c.sa.Local, c.sa.Remote, c.sa.Encap, c.sa.Iface = sa.Local, sa.Remote, sa.Encap, sa.Iface
+	c.sa.Local, c.sa.Remote, c.sa.Encap, c.sa.TCP, c.sa.Iface = sa.Local, sa.Remote, sa.Encap, sa.TCP, sa.Iface
 	switch {
 	case sa.Outbound && c.out == nil:
 		errs = errors.Join(errs, k.startSending(c))
@@ -621,8 +626,11 @@ func (k *Kernel) move(c *child, sa ipsec.ChildSA) error {
 	errs := k.moveInbound(c, in)
 	// XFRM_MIGRATE finds states by addresses and reqid, not SPI, and
 	// cannot take UDP encapsulation away: only a lone SA of its group
-	// moves that way.
-	if k.migrate && c.grp.refs == 1 && !(c.sa.Encap && !sa.Encap) && newL.Is4() == c.in.Dst.Is4() {
+	// moves that way. An SA on a TCP stream, or going to or from one, is
+	// re-installed: the migrated state would keep the stream it found
+	// before (the kernel caches it in the state), and re-installation
+	// is the path every kernel has.
+	if k.migrate && c.grp.refs == 1 && !(c.sa.Encap && !sa.Encap) && !c.sa.TCP && !sa.TCP && newL.Is4() == c.in.Dst.Is4() {
 		err := k.migrateOut(c, sa, newL, newR)
 		if err == nil {
 			return errs
@@ -643,7 +651,7 @@ const graceInbound = 3 * time.Second
 
 func (k *Kernel) moveInbound(c *child, in *State) error {
 	old := c.in
-	if in.Dst == old.Dst && in.Encap == old.Encap {
+	if in.Dst == old.Dst && in.Encap == old.Encap && in.TCP == old.TCP {
 		// Same (address, SPI) and the same framing: the state takes the
 		// peer's new address as it is (the kernel finds inbound SAs by
 		// destination and SPI, and the in templates name no source).
@@ -950,8 +958,8 @@ func InstalledStates() (int, error) {
 
 // errTCP: the kernel carries ESP in TCP only through an espintcp socket
 // (Linux 5.6, CONFIG_INET_ESPINTCP) that the IKE daemon hands its
-// stream to; this backend does not do that yet, and says so rather than
-// send the SA's ESP where the peer does not expect it.
+// stream to (Config.ESPInTCP); without one, the backend says so rather
+// than send the SA's ESP where the peer does not expect it.
 func errTCP(sa ipsec.ChildSA) error {
-	return fmt.Errorf("xfrm: Child SA %08x is on a TCP path (RFC 9329), and the kernel data plane does not carry ESP in TCP (espintcp) yet: use data_plane: userspace for connections with tcp: fallback or always", sa.InSPI)
+	return fmt.Errorf("xfrm: Child SA %08x is on a TCP path (RFC 9329), and this data plane was opened without espintcp (the kernel has none): use data_plane: userspace for connections with tcp: fallback or always", sa.InSPI)
 }

@@ -51,6 +51,7 @@ const (
 
 	protoESP       = 50
 	encapESPinUDP  = 2 // UDP_ENCAP_ESPINUDP (RFC 3948)
+	encapESPinTCP  = 7 // TCP_ENCAP_ESPINTCP (RFC 9329, the espintcp ULP)
 	udpEncapOption = 100
 	inf            = ^uint64(0) // XFRM_INF
 
@@ -154,8 +155,11 @@ type State struct {
 	// sequence numbers (RFC 4303 §3.3.3) and keeps its window.
 	OSeq, Seq, OSeqHi, SeqHi uint32
 	Bitmap                   []uint32
-	// Encap is ESP in UDP (RFC 3948) between these ports.
-	Encap              bool
+	// Encap is ESP in UDP (RFC 3948) between these ports, or with TCP
+	// in the TCP stream between them (RFC 9329): the kernel finds the
+	// stream, handed to its espintcp ULP, by the state's addresses and
+	// these ports.
+	Encap, TCP         bool
 	EncapSrc, EncapDst uint16
 	SoftBytes          uint64 // 0: none
 	HardBytes          uint64
@@ -225,7 +229,7 @@ func (s *State) newSA() ([]byte, error) {
 		b = appendAttr(b, attrAlgAuthTrnc, algoAuth(s.Auth))
 	}
 	if s.Encap {
-		b = appendAttr(b, attrEncap, encapTmpl(s.EncapSrc, s.EncapDst))
+		b = appendAttr(b, attrEncap, encapTmpl(s.TCP, s.EncapSrc, s.EncapDst))
 	}
 	b = appendAttr(b, attrReplayESN, s.replayESN())
 	if s.OutputMark != 0 {
@@ -283,9 +287,12 @@ func algoAuth(a *Algo) []byte {
 func algoAEAD(a *Algo) []byte { return algoAuth(a) }
 
 // encapTmpl is struct xfrm_encap_tmpl for ESP in UDP.
-func encapTmpl(sport, dport uint16) []byte {
+func encapTmpl(tcp bool, sport, dport uint16) []byte {
 	b := make([]byte, sizeEncapTmpl)
 	ne.PutUint16(b[0:], encapESPinUDP)
+	if tcp {
+		ne.PutUint16(b[0:], encapESPinTCP)
+	}
 	binary.BigEndian.PutUint16(b[2:], sport)
 	binary.BigEndian.PutUint16(b[4:], dport)
 	return b
@@ -382,7 +389,7 @@ type Migration struct {
 	Policy             *Policy
 	OldSrc, OldDst     netip.Addr
 	NewSrc, NewDst     netip.Addr
-	Encap              bool
+	Encap, TCP         bool
 	EncapSrc, EncapDst uint16
 }
 
@@ -401,7 +408,7 @@ func (m *Migration) msg() []byte {
 	ne.PutUint16(e[74:], family(m.NewDst))
 	b = appendAttr(b, attrMigrate, e)
 	if m.Encap {
-		b = appendAttr(b, attrEncap, encapTmpl(m.EncapSrc, m.EncapDst))
+		b = appendAttr(b, attrEncap, encapTmpl(m.TCP, m.EncapSrc, m.EncapDst))
 	}
 	if m.Policy.IfID != 0 {
 		b = appendAttr(b, attrIfID, u32(m.Policy.IfID))

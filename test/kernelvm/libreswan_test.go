@@ -56,7 +56,8 @@ conn b
 
 // mifikeLswConf: to-lsw initiates with tcp: always; from-lsw is what the
 // gateway's TCP listener (tcp_ports) answers. ESP is mifike's own
-// (data_plane: userspace), carried in the same TCP stream as IKE. to-lsw's
+// (data_plane: userspace) or the kernel's (data_plane: kernel: the stream
+// handed to espintcp), carried in the same TCP stream as IKE. to-lsw's
 // Child SA has a DH group: libreswan's default pfs=yes refuses a rekey
 // without KE payload (NO_PROPOSAL_CHOSEN) and uses the IKE SA's group.
 const mifikeLswConf = `log:
@@ -64,7 +65,7 @@ const mifikeLswConf = `log:
 control:
   socket: %[1]s/mifike.sock
 listen: [192.0.2.2]
-data_plane: userspace
+data_plane: %[3]s
 tun: {name: mfklsw0, mtu: 1400}
 tcp_ports: [4500]
 connections:
@@ -92,9 +93,15 @@ connections:
 // TCP (RFC 9329), in both roles, with pings through each tunnel both
 // ways. libreswan's ESP is the kernel's: the stream is handed to the
 // espintcp ULP, which Debian's kernel lacks, so run-vm.sh loads an
-// espintcp.ko built out of tree; mifike's ESP is its userspace data plane,
-// as the kernel data plane refuses TCP Child SAs.
+// espintcp.ko built out of tree. mifike's ESP is first its userspace
+// data plane, then the kernel's, through the same espintcp.
 func TestGuestLibreswan(t *testing.T) {
+	for _, plane := range []string{"userspace", "kernel"} {
+		t.Run(plane, func(t *testing.T) { libreswanOverTCP(t, plane) })
+	}
+}
+
+func libreswanOverTCP(t *testing.T, plane string) {
 	if os.Getenv("MIFIKE_IN_VM") == "" {
 		t.Skip("runs inside the kernel VM; TestKernelVM boots it")
 	}
@@ -118,7 +125,7 @@ func TestGuestLibreswan(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ipsec.conf"), []byte(fmt.Sprintf(lswConf, dir)), 0o644)
 	os.WriteFile(filepath.Join(dir, "ipsec.secrets"), []byte(fmt.Sprintf(
 		"@lsw.test @mifike.test : PSK %[1]q\n@lsw-b.test @mifike-b.test : PSK %[1]q\n", lswPSK)), 0o600)
-	os.WriteFile(filepath.Join(dir, "mifike.yaml"), []byte(fmt.Sprintf(mifikeLswConf, dir, lswPSK)), 0o644)
+	os.WriteFile(filepath.Join(dir, "mifike.yaml"), []byte(fmt.Sprintf(mifikeLswConf, dir, lswPSK, plane)), 0o644)
 	pluto := startIn(t, lswNS, filepath.Join(dir, "pluto.log"), plutoPath, "--nofork", "--stderrlog",
 		"--config", dir+"/ipsec.conf", "--secretsfile", dir+"/ipsec.secrets", "--nssdir", "/etc/ipsec.d/nss",
 		"--rundir", dir, "--dumpdir", dir)
@@ -172,7 +179,7 @@ func TestGuestLibreswan(t *testing.T) {
 			t.Fatalf("the IKE SA is not TCP-encapsulated:\n%s", sa)
 		}
 		pingBoth(t, run, "10.2.0.1", "10.1.0.1")
-		figure("mifike -> libreswan over TCP: IKE SA and Child SA up in %.2fs; 3/3 pings each way through ESP in the stream", up.Seconds())
+		figure("mifike (%s ESP) -> libreswan over TCP: IKE SA and Child SA up in %.2fs; 3/3 pings each way through ESP in the stream", plane, up.Seconds())
 	})
 
 	t.Run("TCP transfer through the stream", func(t *testing.T) {
@@ -184,8 +191,8 @@ func TestGuestLibreswan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		figure("TCP transfer mifike -> libreswan through ESP in TCP: %d MiB in %.2fs (%.1f Mbit/s under TCG emulation)",
-			size>>20, d.Seconds(), float64(size)*8/d.Seconds()/1e6)
+		figure("TCP transfer mifike (%s ESP) -> libreswan through ESP in TCP: %d MiB in %.2fs (%.1f Mbit/s under TCG emulation)",
+			plane, size>>20, d.Seconds(), float64(size)*8/d.Seconds()/1e6)
 	})
 
 	t.Run("mifike rekeys the Child SA over TCP", func(t *testing.T) {
@@ -222,8 +229,23 @@ func TestGuestLibreswan(t *testing.T) {
 			t.Fatalf("mifike has no SA of from-lsw:\n%s", sa)
 		}
 		pingBoth(t, run, "10.2.1.1", "10.1.1.1")
-		figure("libreswan -> mifike (tcp_ports: [4500]): IKE SA and Child SA up in %.2fs; 3/3 pings each way", up.Seconds())
+		figure("libreswan -> mifike (%s ESP, tcp_ports: [4500]): IKE SA and Child SA up in %.2fs; 3/3 pings each way", plane, up.Seconds())
 	})
+
+	if plane == "kernel" {
+		t.Run("mifike's kernel carried its ESP over espintcp", func(t *testing.T) {
+			// Both Child SAs, both directions: the kernel found the
+			// streams mifike handed to espintcp by their ports.
+			st, _ := run(mfkNS, "ip", "-s", "xfrm", "state")
+			if n := strings.Count(st, "encap type espintcp"); n != 4 {
+				t.Fatalf("want 4 XFRM states with espintcp encapsulation in mifike's namespace, have %d:\n%s", n, st)
+			}
+			if out, err := run(mfkNS, "ip", "link", "show", "mfklsw0"); err == nil {
+				t.Fatalf("the kernel data plane made a TUN device:\n%s", out)
+			}
+			figure("mifike's XFRM states: 4 with encap type espintcp, no TUN device")
+		})
+	}
 
 	t.Run("libreswan's kernel carried the ESP over espintcp", func(t *testing.T) {
 		st, _ := run(lswNS, "ip", "xfrm", "state")
