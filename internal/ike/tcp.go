@@ -51,18 +51,40 @@ func (sa *ikeSA) startTCP() {
 	sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.tcpPort())
 }
 
+// fallbackGrace is how long the first UDP retransmission has to be
+// answered before the fallback to TCP, however soon TCPFallbackAfter
+// ends: with the usual 4 s first timeout and the 6 s default, TCP comes
+// at 6 s, not at the second retransmission's 11 s.
+const fallbackGrace = time.Second
+
+// fallbackDue is when p, unanswered over UDP, goes on over TCP (§5.1,
+// §7.1); zero when it never does.
+func (sa *ikeSA) fallbackDue(p *request) time.Time {
+	if sa.tcp || !sa.initiatorOfPath() || sa.conn.tcpPolicy(sa.iface) != TCPFallback {
+		return time.Time{}
+	}
+	switch {
+	case p.exchange == wire.IKESAInit && sa.state == stateConnecting:
+		return sa.created.Add(sa.conn.tcpFallbackAfter())
+	case sa.state == stateEstablished && sa.ext.mobike && sa.confirmedGen != sa.updateGen:
+		return sa.pathSince.Add(sa.conn.tcpFallbackAfter())
+	}
+	return time.Time{}
+}
+
 // fallBackToTCP is the initiator's §5.1 and §7.1 fallback, on a
 // retransmission of p: true when p now goes on over TCP (and was sent).
 func (sa *ikeSA) fallBackToTCP(p *request) bool {
 	e := sa.e
-	if sa.tcp || !sa.initiatorOfPath() || sa.conn.tcpPolicy(sa.iface) != TCPFallback || p.tries < 1 {
+	if p.tries < 1 {
 		return false // RFC 9329 §5.1: UDP retransmitted at least once first
+	}
+	due := sa.fallbackDue(p)
+	if due.IsZero() || e.now.Before(due) {
+		return false
 	}
 	switch {
 	case p.exchange == wire.IKESAInit && sa.state == stateConnecting:
-		if e.now.Sub(sa.created) < sa.conn.tcpFallbackAfter() {
-			return false
-		}
 		t, ok := p.task.(*ikeInitTask)
 		if !ok {
 			return false
@@ -89,9 +111,6 @@ func (sa *ikeSA) fallBackToTCP(p *request) bool {
 		// The peer has not answered on the path we moved to: not the
 		// UPDATE_SA_ADDRESSES, nor whatever else went there (a Child SA
 		// request queued before it may be the first to time out).
-		if e.now.Sub(sa.pathSince) < sa.conn.tcpFallbackAfter() {
-			return false
-		}
 		// The same exchanges go on over TCP (§7.1: no new INFORMATIONAL
 		// exchange), every outstanding request at once (§6.2).
 		sa.tcp = true

@@ -81,7 +81,20 @@ func TestRFC9329FallbackAfterUDPUnanswered(t *testing.T) {
 		ue.TCP, ue.TCPFallbackAfter = ike.TCPFallback, 5*time.Second
 	})
 	var ue sent
-	l.net.Filter = ue.filter(l.ue, func(d ike.Datagram) bool { return !d.TCP })
+	filter := ue.filter(l.ue, func(d ike.Datagram) bool { return !d.TCP })
+	start := l.net.Now
+	var udpAt []time.Time
+	var tcpAt time.Time
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.ue && m.Exchange == uint8(wire.IKESAInit) && !m.Response {
+			if d.TCP && tcpAt.IsZero() {
+				tcpAt = l.net.Now
+			} else if !d.TCP {
+				udpAt = append(udpAt, l.net.Now)
+			}
+		}
+		return filter(from, d, m)
+	}
 	id := l.up()
 	s := l.sa(l.ue)
 	if s.ID != id || !s.TCP {
@@ -101,6 +114,18 @@ func TestRFC9329FallbackAfterUDPUnanswered(t *testing.T) {
 	}
 	if n := l.ue.Engine.Stats().TCPFallbacks; n != 1 {
 		t.Fatalf("%d fallbacks counted", n)
+	}
+	// TCP as soon as the fallback time has passed and the one UDP
+	// retransmission had a moment: not at the next retransmission.
+	if len(udpAt) != 2 {
+		t.Fatalf("IKE_SA_INIT sent %d times over UDP at %v, want once and one retransmission", len(udpAt), udpAt)
+	}
+	want := start.Add(5 * time.Second)
+	if g := udpAt[1].Add(time.Second); g.After(want) {
+		want = g
+	}
+	if d := tcpAt.Sub(want); d < 0 || d > 100*time.Millisecond {
+		t.Fatalf("TCP after %v (UDP retransmitted after %v), want %v", tcpAt.Sub(start), udpAt[1].Sub(start), want.Sub(start))
 	}
 	l.settle(time.Minute)
 }

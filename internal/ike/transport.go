@@ -537,6 +537,13 @@ func (sa *ikeSA) armRetransmit(p *request) {
 	// Past the configured tries (waitsForMove) the interval stays at
 	// the last one.
 	timeout := time.Duration(float64(r.Timeout) * math.Pow(r.Base, float64(min(p.tries, r.Tries))))
+	if p.tries >= 1 {
+		// Retransmitted over UDP once: the fallback to TCP comes when
+		// it is due, not at the next retransmission (RFC 9329 §5.1).
+		if due := sa.fallbackDue(p); !due.IsZero() {
+			timeout = min(timeout, max(due.Sub(sa.e.now), fallbackGrace))
+		}
+	}
 	p.timer = sa.e.after(timeout, func() { sa.retransmit(p) })
 }
 
