@@ -127,6 +127,12 @@ type TCP struct {
 	// that the stream's own packets never enter a tunnel (accepted
 	// sockets inherit both from their listener).
 	Control func(fd uintptr) error
+	// PinIface, when set, keeps a stream Send opens through an interface
+	// on it by a firewall mark (the returned one, on the socket) instead
+	// of SO_BINDTODEVICE: the kernel's espintcp never finds a socket
+	// bound to a device (xfrm.Kernel.PinStream). release runs when the
+	// stream is gone.
+	PinIface func(iface string, local, remote netip.Addr) (mark uint32, release func(), err error)
 
 	mu        sync.Mutex
 	listeners []*net.TCPListener
@@ -531,6 +537,7 @@ type tcpStream struct {
 	// kernelReady is closed once the kernel frames the stream
 	// (KernelESP): nothing is written before.
 	kernelReady chan struct{}
+	unpin       func() // PinIface's release, set before the stream connects
 }
 
 func (s *tcpStream) isDraining() bool {
@@ -602,10 +609,13 @@ func (s *tcpStream) close(why error) {
 		}
 		t.remember(s.remote)
 	}
-	local, c := s.local, s.conn
+	local, c, unpin := s.local, s.conn, s.unpin
 	t.mu.Unlock()
 	if c != nil {
 		c.Close()
+	}
+	if unpin != nil {
+		unpin()
 	}
 	t.stats.closed.Add(1)
 	if t.StreamClosed != nil {
@@ -775,6 +785,27 @@ func (s *tcpStream) dial() (*net.TCPConn, error) {
 		d.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
 	}
 	iface := s.iface
+	var mark uint32
+	if iface != "" && s.t.PinIface != nil {
+		m, release, err := s.t.PinIface(iface, s.local.Addr(), s.remote.Addr())
+		if err != nil {
+			return nil, err
+		}
+		// close releases it, or we do when close came first.
+		s.t.mu.Lock()
+		s.mu.Lock()
+		gone := s.closed
+		s.mu.Unlock()
+		if !gone {
+			s.unpin = release
+		}
+		s.t.mu.Unlock()
+		if gone {
+			release()
+			return nil, net.ErrClosed
+		}
+		mark = m
+	}
 	d.Control = func(network, address string, rc syscall.RawConn) error {
 		if err := s.t.control(network, address, rc); err != nil {
 			return err
@@ -784,7 +815,11 @@ func (s *tcpStream) dial() (*net.TCPConn, error) {
 		}
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
-			serr = unix.BindToDevice(int(fd), iface)
+			if mark != 0 {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+			} else {
+				serr = unix.BindToDevice(int(fd), iface)
+			}
 		}); err != nil {
 			return err
 		}

@@ -81,6 +81,9 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 			return fmt.Errorf("data_plane: kernel: %w", err)
 		}
 		d.plane = k
+		if d.tcp.KernelESP {
+			d.tcp.PinIface = k.PinStream
+		}
 		d.log.Info("data plane up", "backend", k.Name(), "mtu", d.cfg.TUN.MTU)
 		return nil
 	}

@@ -88,6 +88,7 @@ type Kernel struct {
 	reqids   map[uint32]bool
 	vpns     map[uint64]*vpn
 	vpnN     map[uint32]bool
+	streams  map[uint32]*vpn // PinStream's, by number
 	shared   map[netip.Prefix][]sharedRoute
 	rules    []*netlink.Rule
 	nextVPN  uint32
@@ -159,7 +160,7 @@ func Open(cfg Config) (*Kernel, error) {
 		return nil, err
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Log, nl: c, children: map[uint32]*child{}, bySA: map[saKey]*child{},
-		groups: map[string]*group{}, reqids: map[uint32]bool{}, vpns: map[uint64]*vpn{}, vpnN: map[uint32]bool{},
+		groups: map[string]*group{}, reqids: map[uint32]bool{}, vpns: map[uint64]*vpn{}, vpnN: map[uint32]bool{}, streams: map[uint32]*vpn{},
 		shared: map[netip.Prefix][]sharedRoute{}, migrate: !cfg.NoMigrate, stop: make(chan struct{})}
 	if n := k.removeLeftovers(); n > 0 {
 		k.log.Warn("removed what an earlier run left in the kernel", "objects", n)
@@ -223,6 +224,10 @@ func (k *Kernel) Close() error {
 	}
 	for _, v := range k.vpns {
 		k.deleteVPN(v)
+	}
+	for n, v := range k.streams {
+		k.unpin(v)
+		delete(k.streams, n)
 	}
 	for _, r := range k.rules {
 		netlink.RuleDel(r)

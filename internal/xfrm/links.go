@@ -184,8 +184,57 @@ func nextHop(idx int, remote netip.Addr, mark uint32) (gw net.IP, onLink, ok boo
 	return got[0].Gw, false, true
 }
 
-// retryPins pins the VPNs whose interface had no route yet.
+// PinStream keeps a TCP stream (RFC 9329) from local to remote on
+// interface iface, as pin does a VPN's outer packets: the stream's
+// socket carries the returned mark (SO_MARK, before it connects), which
+// a rule sends to a table routing remote through iface. It replaces
+// SO_BINDTODEVICE for streams whose ESP the kernel carries: espintcp
+// finds a stream by its addresses and ports with no interface, which
+// never matches a socket bound to a device (esp_find_tcp_sk). The mark
+// and table come from the VPNs' numbers, so they never collide and
+// start-up removes what a crashed run left. release undoes it.
+func (k *Kernel) PinStream(iface string, local, remote netip.Addr) (mark uint32, release func(), err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return 0, nil, errors.New("xfrm: the data plane is closed")
+	}
+	n := k.nextVPN
+	for {
+		n = n%0xfffe + 1
+		if !k.vpnN[n] {
+			break
+		}
+	}
+	k.nextVPN = n
+	s := &vpn{n: n, name: fmt.Sprintf("TCP stream %v-%v", local, remote)}
+	if err := k.pin(s, iface, local.Unmap(), remote.Unmap()); err != nil {
+		return 0, nil, err
+	}
+	k.vpnN[n] = true
+	k.streams[n] = s
+	return s.mark(), func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.streams[n] == s {
+			k.unpin(s)
+			delete(k.streams, n)
+			delete(k.vpnN, n)
+		}
+	}, nil
+}
+
+// retryPins pins the VPNs and streams whose interface had no route yet.
 func (k *Kernel) retryPins() {
+	for _, v := range k.streams {
+		if v.pinPending {
+			iface, local, remote := v.iface, v.pinSrc, v.pinDst
+			v.iface = ""
+			if err := k.pin(v, iface, local, remote); err != nil {
+				k.log.Warn("cannot pin a TCP stream to its interface", "stream", v.name, "iface", iface, "err", err)
+			}
+		}
+	}
 	for _, v := range k.vpns {
 		if v.pinPending {
 			iface, local, remote := v.iface, v.pinSrc, v.pinDst
