@@ -27,7 +27,8 @@ const (
 // lswConf: connection a answers mifike's initiator, b initiates towards
 // mifike's gateway; both only over TCP (enable-tcp=yes, RFC 8229 as
 // libreswan names it). updown is a no-op: the routes are set up here, and
-// the kernel's policies do the rest.
+// the kernel's policies do the rest. a takes mifike from any address
+// (right=%%any): libreswan answers MOBIKE only to such a peer.
 const lswConf = `config setup
 	listen-tcp=yes
 conn a
@@ -37,20 +38,29 @@ conn a
 	leftid=@lsw.test
 	leftsubnet=10.1.0.0/24
 	leftupdown=%[1]s/updown
-	right=192.0.2.2
+	right=%%any
 	rightid=@mifike.test
 	rightsubnet=10.2.0.0/24
 	enable-tcp=yes
 	tcp-remoteport=4500
 	ike=aes256-sha2_256;dh19
 	esp=aes256-sha2_256
+	mobike=yes
 	auto=add
 conn b
-	also=a
+	ikev2=yes
+	authby=secret
+	left=192.0.2.1
 	leftid=@lsw-b.test
-	rightid=@mifike-b.test
 	leftsubnet=10.1.1.0/24
+	leftupdown=%[1]s/updown
+	right=192.0.2.2
+	rightid=@mifike-b.test
 	rightsubnet=10.2.1.0/24
+	enable-tcp=yes
+	tcp-remoteport=4500
+	ike=aes256-sha2_256;dh19
+	esp=aes256-sha2_256
 	auto=add
 `
 
@@ -77,6 +87,16 @@ connections:
     proposals: "aes256-sha256-ecp256"
     tcp: always
     tcp_port: 4500
+    children:
+      net: {local_ts: [10.2.0.0/24], remote_ts: [10.1.0.0/24], esp_proposals: "aes256-sha256-ecp256"}
+  to-lsw-fallback:
+    remote_addrs: [192.0.2.1]
+    local: {auth: psk, id: "mifike.test"}
+    remote: {auth: psk, id: "lsw.test"}
+    psk: %[2]q
+    proposals: "aes256-sha256-ecp256"
+    tcp: fallback
+    tcp_fallback_after: 2s
     children:
       net: {local_ts: [10.2.0.0/24], remote_ts: [10.1.0.0/24], esp_proposals: "aes256-sha256-ecp256"}
   from-lsw:
@@ -212,6 +232,60 @@ func libreswanOverTCP(t *testing.T, plane string) {
 		}
 		pingBoth(t, run, "10.2.0.1", "10.1.0.1")
 		figure("Child SA %s rekeyed by mifike with CREATE_CHILD_SA over TCP (PFS, ecp256); 3/3 pings each way through the new one", old[1])
+	})
+
+	t.Run("MOBIKE move over TCP", func(t *testing.T) {
+		// A second address on mifike's side; the move opens a stream
+		// from it and sends UPDATE_SA_ADDRESSES there (RFC 9329 §8,
+		// RFC 4555 §3.5).
+		if out, err := run(mfkNS, "ip", "addr", "add", "192.0.2.3/24", "dev", "lswv1"); err != nil {
+			t.Fatalf("ip addr add: %v\n%s", err, out)
+		}
+		start := time.Now()
+		if out, err := run(mfkNS, bin, "move", "1", "--local", "192.0.2.3", "--timeout", "20s"); err != nil {
+			sa, _ := run(mfkNS, bin, "list-sas")
+			t.Fatalf("mifike move: %v\n%s\n%s\n%s", err, out, sa, whack("--status"))
+		}
+		moved := time.Since(start)
+		st := whack("--trafficstatus")
+		if !strings.Contains(st, "192.0.2.3") {
+			t.Fatalf("libreswan did not take the new address:\n%s", st)
+		}
+		pingBoth(t, run, "10.2.0.1", "10.1.0.1")
+		figure("MOBIKE move of mifike's IKE SA to 192.0.2.3 over a new TCP stream, accepted by libreswan in %.2fs; 3/3 pings each way", moved.Seconds())
+	})
+
+	t.Run("tcp: fallback when libreswan does not answer on UDP", func(t *testing.T) {
+		// UDP to ports 500 and 4500 dropped as it reaches libreswan's
+		// host (a blackhole routing rule, which input routing applies
+		// too; the VM has no firewall tools): mifike's
+		// IKE_SA_INIT over UDP goes unanswered, and after
+		// tcp_fallback_after (2s, at least one retransmission) it
+		// starts again over TCP (RFC 9329 §5.1).
+		if out, err := run(mfkNS, bin, "terminate", "to-lsw", "--timeout", "20s"); err != nil {
+			t.Fatalf("mifike terminate to-lsw: %v\n%s", err, out)
+		}
+		for _, port := range []string{"500", "4500"} {
+			if out, err := run(lswNS, "ip", "rule", "add", "ipproto", "17", "dport", port, "blackhole"); err != nil {
+				t.Fatalf("ip rule: %v\n%s", err, out)
+			}
+			defer run(lswNS, "ip", "rule", "del", "ipproto", "17", "dport", port, "blackhole")
+		}
+		start := time.Now()
+		if out, err := run(mfkNS, bin, "initiate", "to-lsw-fallback", "--timeout", "40s"); err != nil {
+			sa, _ := run(mfkNS, bin, "list-sas")
+			t.Fatalf("mifike initiate to-lsw-fallback: %v\n%s\n%s", err, out, sa)
+		}
+		up := time.Since(start)
+		sa, _ := run(mfkNS, bin, "list-sas")
+		if !strings.Contains(sa, "to-lsw-fallback") || !strings.Contains(sa, "TCP-encapsulated") {
+			t.Fatalf("the fallback connection's IKE SA is not TCP-encapsulated:\n%s", sa)
+		}
+		if up < 2*time.Second {
+			t.Fatalf("up in %v, before the fallback time: was UDP answered?", up)
+		}
+		pingBoth(t, run, "10.2.0.1", "10.1.0.1")
+		figure("tcp: fallback to libreswan with UDP 500/4500 blackholed: up over TCP in %.2fs (fallback after 2s); 3/3 pings each way", up.Seconds())
 	})
 
 	t.Run("libreswan initiates over TCP to mifike's TCP listener", func(t *testing.T) {
