@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -329,36 +328,6 @@ func TestPoolReuse(t *testing.T) {
 	}
 	if conns[0].Pools[0] != first.ByName["a"] || conns[0].Pools[1] != second.ByName["b"] {
 		t.Error("connection does not use the returned pools")
-	}
-}
-
-// The examples build once their certificate files exist.
-func TestBuildGatewayExample(t *testing.T) {
-	dir := t.TempDir()
-	newPKI(t, dir)
-	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "gateway.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Parse("gateway.yaml", data, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conns, pools, err := c.Build(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(conns) != 2 || len(pools.ByName) != 1 || conns[0].Pools[0] != conns[1].Pools[0] {
-		t.Errorf("%d connections, %d pools", len(conns), len(pools.ByName))
-	}
-	for _, name := range []string{"end-user.yaml"} {
-		c, err := Load(filepath.Join("..", "..", "examples", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := c.Build(nil); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
 	}
 }
 

@@ -838,54 +838,6 @@ func TestSizes(t *testing.T) {
 	}
 }
 
-// The shipped examples must keep parsing; their certificate files are
-// not shipped, so only Parse runs on them.
-func TestExamples(t *testing.T) {
-	files, err := filepath.Glob("../../examples/*.yaml")
-	if err != nil || len(files) < 2 {
-		t.Fatalf("examples: %v %v", files, err)
-	}
-	for _, f := range files {
-		c, err := Load(f)
-		if err != nil {
-			t.Errorf("%s:\n%v", f, err)
-			continue
-		}
-		if len(c.Connections) == 0 {
-			t.Errorf("%s: no connections", f)
-		}
-	}
-
-	eu, err := Load("../../examples/end-user.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := eu.Connections[0]
-	if !o.MOBIKE || o.StartAction != "start" || !o.Clone.Enable || len(o.VIPs) != 1 || o.DPDDelay == 0 || o.Local.Auth != "psk" || len(o.PSK) < 16 {
-		t.Errorf("end-user: %+v", o)
-	}
-	if len(o.Children) != 1 || o.Children[0].RemoteTS[0] != "10.20.0.0/24" {
-		t.Errorf("end-user children: %+v", o.Children)
-	}
-
-	gw, err := Load("../../examples/gateway.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(gw.Connections) != 2 || len(gw.Pools) != 1 || gw.Metrics.Listen == "" || gw.KeyLog.Dir != "" {
-		t.Errorf("gateway: %d connections, %d pools, metrics %q, keylog %q", len(gw.Connections), len(gw.Pools), gw.Metrics.Listen, gw.KeyLog.Dir)
-	}
-	for _, cc := range gw.Connections {
-		ch := cc.Children[0]
-		if ch.LocalTS[0] != "10.20.0.0/24" || ch.RemoteTS[0] != "dynamic" || len(cc.Pools) != 1 {
-			t.Errorf("gateway %s: %+v %+v", cc.Name, cc, ch)
-		}
-	}
-	if rw := gw.Connections[1]; rw.Local.Auth != "pubkey" || !filepath.IsAbs(rw.Local.Certs[0]) || filepath.Base(filepath.Dir(rw.Local.Certs[0])) != "certs" {
-		t.Errorf("gateway certs: %+v", rw.Local)
-	}
-}
-
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mifike.yaml")

@@ -28,9 +28,9 @@ func TestDoSDefaults(t *testing.T) {
 		t.Errorf("engine config %+v", e)
 	}
 	// The commented section in the gateway example shows the defaults.
-	gw, err := Load("../../examples/gateway.yaml")
+	gw, err := Load("../../examples/psk/gateway.yaml")
 	if err != nil || gw.DoS != want {
-		t.Errorf("examples/gateway.yaml dos_protection = %+v (%v), want the defaults", gw.DoS, err)
+		t.Errorf("examples/psk/gateway.yaml dos_protection = %+v (%v), want the defaults", gw.DoS, err)
 	}
 	var zero ike.Config
 	DoSConfig{}.Engine(&zero)

@@ -10,7 +10,7 @@ import (
 // FuzzParse: no input may panic Parse, and every error it reports must
 // be a located line of the documented form.
 func FuzzParse(f *testing.F) {
-	seeds, _ := filepath.Glob("../../examples/*.yaml")
+	seeds, _ := filepath.Glob("../../examples/*/*.yaml")
 	seeds = append(seeds, "testdata/full.yaml")
 	for _, path := range seeds {
 		data, err := os.ReadFile(path)
