@@ -88,7 +88,7 @@ var reference = []refSection{
 			"socket": {Type: "absolute file name", Default: DefaultSocket, Example: "/run/mifike/office.sock", Doc: "The socket's path."},
 			"group": {Type: tString, Example: "vpnadmin",
 				Doc: "A group whose members may use the socket too; the mode becomes 0660. Warned about when this machine lacks the group: the daemon does not start until it exists."},
-			"mode": {Type: "octal file mode", Default: `"0600"`, DefaultNote: "0660 with group", Values: "0600 or 0660 (owner read and write; no access for others)", Example: `"0660"`,
+			"mode": {Type: "octal file mode", Default: `"0600"`, DefaultNote: "0660 with group", Values: "octal; the owner (root) reads and writes, others get nothing: 0600, 0640, 0660", Example: `"0660"`,
 				Doc: "The socket file's mode. Others may never use it: every user able to write to it controls the daemon."},
 		}},
 	{Path: "metrics", Schema: &metricsSchema, Doc: "The Prometheus endpoint (docs/metrics.md lists the metrics).",
@@ -217,7 +217,7 @@ var reference = []refSection{
 		Keys: map[string]keyDoc{
 			"auth": {Type: tString, Default: "pubkey", Values: "`psk`, `pubkey`, `eap`, `eap-mschapv2`, `eap-md5`, `eap-tls`, `eap-only`", Example: "psk",
 				Doc: "`psk`: the connection's psk. `pubkey`: a certificate and its key. The `eap` methods make us the EAP peer (the end user): `eap` any method our credentials allow, or one method. `eap-only` is the gateway's side of EAP-only authentication (RFC 5998): it proves itself by the EAP method's key alone."},
-			"id": {Type: "identity", DefaultNote: "with pubkey: our certificate's subject; else required", Values: "`@fqdn`, `user@domain`, an IP address, a distinguished name", Example: `"@vpn.example.org"`,
+			"id": {Type: "identity", DefaultNote: "with pubkey: our certificate's subject; else required", Values: "`@fqdn`, `user@domain`, an IP address, a distinguished name (`CN=gw, O=example`), `@#hex` (key ID)", Example: `"@vpn.example.org"`,
 				Doc: "Our IKE identity. With a certificate it must be its subject or one of its subjectAltNames (`@vpn.example.org` matches DNS:vpn.example.org)."},
 			"certs": {Type: tFiles, DefaultNote: "required with pubkey and eap-tls", Example: "[certs/gateway.crt]", Doc: "Our certificate (PEM), then any intermediate CA certificates to send."},
 			"key":   {Type: tFile, DefaultNote: "required with certs", Example: "private/gateway.key", Doc: "The certificate's private key: PEM, unencrypted. Mode 600, or mifike warns."},
