@@ -147,9 +147,10 @@ var reference = []refSection{
 		}},
 	{Path: "cluster", Schema: &clusterSchema, Doc: "This gateway as one node of a cluster whose state is in etcd (docs/cluster.md).",
 		Keys: map[string]keyDoc{
-			"name":      {Type: tString, DefaultNote: "required", Values: "letters, digits, `-` and `_`; no slashes", Example: "vpn", Doc: "The cluster's name, the same on every node."},
-			"node":      {Type: tInt, DefaultNote: "required", Values: "1 to 255, different on every node", Example: "1", Doc: "This node's ID: the first octet of the SPIs it chooses."},
-			"addrs":     {Type: tAddrs, DefaultNote: "the listen addresses", Example: "[192.0.2.11]", Doc: "The node's own IKE addresses, where other nodes redirect clients to it."},
+			"name": {Type: tString, DefaultNote: "required", Values: "letters, digits, `-` and `_`; no slashes", Example: "vpn", Doc: "The cluster's name, the same on every node."},
+			"node": {Type: tInt, DefaultNote: "required", Values: "1 to 255, different on every node", Example: "1", Doc: "This node's ID: the first octet of the SPIs it chooses."},
+			"addrs": {Type: tAddrs, DefaultNote: "the specific listen addresses; required when listen has only 0.0.0.0 and ::", Example: "[192.0.2.11]",
+				Doc: "The node's own IKE addresses, which it publishes to the other nodes: clients are redirected to them."},
 			"etcd":      {Type: tSection, DefaultNote: "required", Example: "{endpoints: [\"https://10.0.0.1:2379\"], cacert: ca.pem}", Doc: "The etcd cluster; see [cluster.etcd](#clusteretcd)."},
 			"key_file":  {Type: tFile, DefaultNote: "required", Example: "/etc/mifike/cluster.kek", Doc: "The key-encryption key that seals SA state in etcd: 64 hex digits (`openssl rand -hex 32`), the same on every node, never in etcd. Mode 600, or mifike warns."},
 			"lease":     {Type: tDuration, Default: "2s", Values: "1s to 1m", Example: "5s", Doc: "How long a node that stopped renewing is still taken for alive."},
