@@ -350,15 +350,11 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	return v.call(func(c *control.Client) error {
-		if err := c.Call("reload", nil, nil); err != nil {
+		var r control.Reloaded
+		if done, err := v.ask(c, "reload", nil, &r); done || err != nil {
 			return err
 		}
-		if v.json {
-			v.printJSON(json.RawMessage(`{"reloaded":true}`))
-		} else {
-			fmt.Fprintln(stdout, "configuration reloaded")
-		}
-		return nil
+		return printReloaded(stdout, r)
 	})
 }
 

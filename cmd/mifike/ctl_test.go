@@ -118,9 +118,11 @@ func (b *ctlBackend) Move(id uint64, local, remote, iface string) (bool, error) 
 	return id == 8, nil
 }
 
-func (b *ctlBackend) Reload() error {
+func (b *ctlBackend) Reload() (control.Reloaded, error) {
 	b.saw("reload")
-	return b.reloadErr
+	return control.Reloaded{Added: []string{"lab"}, Removed: []string{}, Changed: []control.ChangedConn{{Name: "home", What: []string{"child net selectors"}}},
+		SAs: []control.ReloadedSA{{IKESA: 3, Conn: "home", Child: "net", InSPI: "c1a2b3c4", OutSPI: "0a0b0c0d", Action: "replaced",
+			Reason: "remote_ts 10.20.0.0/25 no longer covers 10.20.0.0/24; a Child SA with the new selectors replaces it"}}}, b.reloadErr
 }
 
 func (b *ctlBackend) Subscribe() (<-chan control.Event, func()) {
@@ -320,8 +322,35 @@ func TestActions(t *testing.T) {
 		stdout  string
 		request string
 	}{
-		{[]string{"reload"}, "configuration reloaded\n", "reload"},
-		{[]string{"reload", "--json"}, "{\n  \"reloaded\": true\n}\n", "reload"},
+		{[]string{"reload"}, "configuration reloaded\nadded: lab\nchanged: home (child net selectors)\n" +
+			"IKE SA  conn  child  in SPI    out SPI   action    reason\n" +
+			"3       home  net    c1a2b3c4  0a0b0c0d  replaced  remote_ts 10.20.0.0/25 no longer covers 10.20.0.0/24; a Child SA with the new selectors replaces it\n", "reload"},
+		{[]string{"reload", "--json"}, `{
+  "added": [
+    "lab"
+  ],
+  "removed": [],
+  "changed": [
+    {
+      "name": "home",
+      "what": [
+        "child net selectors"
+      ]
+    }
+  ],
+  "sas": [
+    {
+      "ike_sa": 3,
+      "conn": "home",
+      "child": "net",
+      "in_spi": "c1a2b3c4",
+      "out_spi": "0a0b0c0d",
+      "action": "replaced",
+      "reason": "remote_ts 10.20.0.0/25 no longer covers 10.20.0.0/24; a Child SA with the new selectors replaces it"
+    }
+  ]
+}
+`, "reload"},
 	} {
 		r := runCtl(append([]string{tc.args[0], "-s", sock}, tc.args[1:]...)...)
 		if r.code != 0 || r.stdout != tc.stdout || r.stderr != "" || b.request() != tc.request {

@@ -86,9 +86,10 @@ type Backend interface {
 	// says the SA was on that path already: nothing is sent, and no
 	// event follows.
 	Move(ikeSA uint64, local, remote, iface string) (unchanged bool, err error)
-	// Reload rereads the configuration. The error text is shown to the
-	// user unchanged, so it should name file, line and field.
-	Reload() error
+	// Reload rereads the configuration and says what it changed. The
+	// error text is shown to the user unchanged, so it should name file,
+	// line and field.
+	Reload() (Reloaded, error)
 	// Subscribe returns a stream of events until cancel is called. The
 	// server drains the channel at once into a per-client queue, so a
 	// slow client never holds up the sender, and keeps draining until

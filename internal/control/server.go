@@ -340,7 +340,8 @@ func (s *server) dispatch(req request) (data any, err error) {
 		return Moved{unchanged}, err
 	case "reload":
 		s.log.Info("control: reload")
-		return nil, s.b.Reload()
+		r, err := s.b.Reload()
+		return r, err
 	case "log-level":
 		lb, ok := s.b.(LogLevelBackend)
 		if !ok {

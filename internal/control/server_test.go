@@ -109,14 +109,15 @@ func (f *fakeBackend) Rekey(ikeSA uint64, childSPI uint32) error {
 	return f.record("rekey %d %08x", ikeSA, childSPI)
 }
 
-func (f *fakeBackend) Reload() error {
+func (f *fakeBackend) Reload() (Reloaded, error) {
 	if err := f.record("reload"); err != nil {
-		return err
+		return Reloaded{}, err
 	}
 	if f.conns == nil {
-		return errors.New("mifike.conf:3: proposals: unknown algorithm \"aes1\"\nmifike.conf:9: remote_ts: bad prefix")
+		return Reloaded{}, errors.New("mifike.conf:3: proposals: unknown algorithm \"aes1\"\nmifike.conf:9: remote_ts: bad prefix")
 	}
-	return nil
+	return Reloaded{Added: []string{"new"}, Removed: []string{}, Changed: []ChangedConn{{Name: "home", What: []string{"pre-shared key"}}},
+		SAs: []ReloadedSA{{IKESA: 3, Conn: "home", Action: "closed", Reason: "pre-shared key changed", NewIKESA: 4}}}, nil
 }
 
 func (f *fakeBackend) Subscribe() (<-chan Event, func()) {
@@ -252,7 +253,8 @@ func TestCommands(t *testing.T) {
 		{"move", map[string]any{"ike_sa": 5, "local": "192.0.2.7", "iface": "wlan0"}, "move 5 192.0.2.7  wlan0", `{"unchanged":true}`},
 		{"rekey", map[string]any{"ike_sa": 3}, "rekey 3 00000000", `null`},
 		{"rekey", map[string]any{"ike_sa": 3, "child_spi": 0xc1a2b3c4}, "rekey 3 c1a2b3c4", `null`},
-		{"reload", nil, "reload", `null`},
+		{"reload", nil, "reload", `{"added":["new"],"removed":[],"changed":[{"name":"home","what":["pre-shared key"]}],` +
+			`"sas":[{"ike_sa":3,"conn":"home","action":"closed","reason":"pre-shared key changed","new_ike_sa":4}]}`},
 	} {
 		var data json.RawMessage
 		if err := c.Call(tc.cmd, tc.args, &data); err != nil {

@@ -192,6 +192,45 @@ func EventFromEngine(t time.Time, e ike.Event) Event {
 	return ev
 }
 
+// Reloaded answers reload: what the new configuration changed. SAs of
+// connections that did not change are untouched and not listed.
+type Reloaded struct {
+	Added   []string      `json:"added"`
+	Removed []string      `json:"removed"`
+	Changed []ChangedConn `json:"changed"`
+	SAs     []ReloadedSA  `json:"sas"`
+}
+
+// ChangedConn is a connection kept under its name whose settings differ,
+// with what differs ("pre-shared key", "child net selectors", ...).
+type ChangedConn struct {
+	Name string   `json:"name"`
+	What []string `json:"what"`
+}
+
+// ReloadedSA is what a reload did with one IKE SA (Child "") or Child SA:
+// kept, closed, replaced (a Child SA with the new selectors follows) or
+// created; closed IKE SAs the daemon set up again name the new one.
+type ReloadedSA struct {
+	IKESA    uint64 `json:"ike_sa"`
+	Conn     string `json:"conn"`
+	Child    string `json:"child,omitempty"`
+	InSPI    string `json:"in_spi,omitempty"` // 8 hex digits
+	OutSPI   string `json:"out_spi,omitempty"`
+	Action   string `json:"action"`
+	Reason   string `json:"reason"`
+	NewIKESA uint64 `json:"new_ike_sa,omitempty"`
+}
+
+// ReloadedSAFromEngine is the view of one of ike.Reconfigure's changes.
+func ReloadedSAFromEngine(c ike.SAChange) ReloadedSA {
+	r := ReloadedSA{IKESA: c.IKESA, Conn: c.Conn, Child: c.Child, Action: string(c.Action), Reason: c.Reason}
+	if c.InSPI != 0 {
+		r.InSPI, r.OutSPI = spi(c.InSPI), spi(c.OutSPI)
+	}
+	return r
+}
+
 func spi(v uint32) string { return fmt.Sprintf("%08x", v) }
 
 func addrPort(a netip.AddrPort) string {

@@ -194,13 +194,16 @@ func (b backend) Rekey(id uint64, child uint32) error {
 	return err
 }
 
-func (b backend) Reload() error {
-	var err error
-	b.d.call(func() { err = b.d.reload() })
+func (b backend) Reload() (control.Reloaded, error) {
+	var (
+		r   control.Reloaded
+		err error
+	)
+	b.d.call(func() { r, err = b.d.reload("control socket") })
 	if err != nil {
-		return &control.Error{Code: "invalid", Msg: err.Error()}
+		return r, &control.Error{Code: "invalid", Msg: err.Error()}
 	}
-	return nil
+	return r, nil
 }
 
 func (b backend) Subscribe() (<-chan control.Event, func()) {

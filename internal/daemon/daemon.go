@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"sync"
 	"syscall"
@@ -305,7 +304,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.apply(d.engine.ChildLimit(time.Now(), l.inSPI, l.hard))
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				_ = d.reload() // it logs its outcome
+				_, _ = d.reload("SIGHUP") // it logs its outcome
 				continue
 			}
 			d.log.Info("shutting down", "signal", s.String())
@@ -518,95 +517,6 @@ func (d *Daemon) initiate(c *ike.Connection, child string) (uint64, error) {
 		Local: netip.AddrPortFrom(local, 0), Remote: netip.AddrPortFrom(remote, 0)})
 	d.apply(acts)
 	return id, err
-}
-
-// reload applies a changed configuration file (SIGHUP or mifike reload)
-// and logs the outcome. An invalid file changes nothing and every SA
-// stays up; that includes an empty file or one without connections (an
-// editor's truncated write), which config.Load refuses rather than read
-// as "delete every connection". A valid file keeps the SAs it still
-// allows.
-func (d *Daemon) reload() error {
-	err := d.reloadFile()
-	if err != nil {
-		d.log.Error("reload failed; the running configuration and every SA are unchanged",
-			"config", d.path, "ike_sas", len(d.engine.IKESAs()), "err", err)
-	}
-	return err
-}
-
-func (d *Daemon) reloadFile() error {
-	cfg, err := config.Load(d.path)
-	if err != nil {
-		return err
-	}
-	if err := reloadable(d.cfg, cfg); err != nil {
-		return err
-	}
-	conns, pools, err := cfg.Build(d.pools)
-	if err != nil {
-		return err
-	}
-	applyDaemonOptions(cfg, conns)
-	acts, err := d.engine.Reconfigure(time.Now(), conns)
-	d.apply(acts)
-	if err != nil {
-		return err
-	}
-	added := map[string]bool{}
-	for _, c := range cfg.Connections {
-		added[c.Name] = true
-	}
-	for _, c := range d.cfg.Connections {
-		delete(added, c.Name)
-	}
-	for _, c := range cfg.Connections {
-		if c.Interfaces != nil {
-			delete(added, c.Name) // its manager starts it
-		}
-	}
-	if cfg.Log.Level != d.cfg.Log.Level {
-		d.level.Set(cfg.Log.SlogLevel())
-		d.log.Info("log level changed by the reload", "level", cfg.Log.Level, "was", d.cfg.Log.Level)
-	}
-	d.cfg, d.conns, d.pools = cfg, conns, pools
-	if d.cluster != nil {
-		d.cluster.setPools(pools)
-	}
-	d.newManagers(cfg)
-	d.reconcileSoon = true
-	logWarnings(cfg, d.log)
-	d.log.Info("configuration reloaded", "config", d.path, "connections", len(conns))
-	d.startConnections(added)
-	return nil
-}
-
-// reloadable refuses changes a running daemon cannot take without a
-// restart, so the user is told instead of silently ignored.
-func reloadable(old, cur *config.Config) error {
-	var errs []error
-	if fmt.Sprint(old.Listen) != fmt.Sprint(cur.Listen) || old.IKEPort != cur.IKEPort || old.NATTPort != cur.NATTPort {
-		errs = append(errs, errors.New("listen addresses and ports change only with a restart"))
-	}
-	if old.Log.Format != cur.Log.Format {
-		errs = append(errs, errors.New("log.format changes only with a restart (log.level changes with a reload)"))
-	}
-	if old.Control != cur.Control {
-		errs = append(errs, errors.New("the control socket changes only with a restart"))
-	}
-	if old.Metrics != cur.Metrics || old.KeyLog != cur.KeyLog {
-		errs = append(errs, errors.New("metrics and key log settings change only with a restart"))
-	}
-	if old.DoS != cur.DoS {
-		errs = append(errs, errors.New("dos_protection settings change only with a restart"))
-	}
-	if !reflect.DeepEqual(old.RADIUS, cur.RADIUS) {
-		errs = append(errs, errors.New("the radius section changes only with a restart"))
-	}
-	if !reflect.DeepEqual(old.Cluster, cur.Cluster) {
-		errs = append(errs, errors.New("the cluster section changes only with a restart"))
-	}
-	return errors.Join(errs...)
 }
 
 // shutdown deletes every IKE SA, telling each peer (RFC 7296 §1.4.1).

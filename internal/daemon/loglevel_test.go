@@ -49,7 +49,7 @@ connections: {}
 	// A reload brings the file's level back, here a new one.
 	writeFile(t, path, conf("warn", "text"))
 	var rerr error
-	r.d.call(func() { rerr = r.d.reload() })
+	r.d.call(func() { _, rerr = r.d.reload("test") })
 	if rerr != nil {
 		t.Fatal(rerr)
 	}
@@ -57,7 +57,7 @@ connections: {}
 		t.Fatalf("after a reload to warn the level is %v", r.d.level.Level())
 	}
 	writeFile(t, path, conf("warn", "json"))
-	r.d.call(func() { rerr = r.d.reload() })
+	r.d.call(func() { _, rerr = r.d.reload("test") })
 	if rerr == nil || !strings.Contains(rerr.Error(), "log.format changes only with a restart") {
 		t.Fatalf("a reload changing log.format: %v", rerr)
 	}

@@ -189,7 +189,7 @@ connections:
 		{"comments", "# gateway\n# connections:\n", gwPath + ":1: the file is empty"},
 	} {
 		writeFile(t, gwPath, c.text)
-		err := backend{gw.d}.Reload()
+		_, err := backend{gw.d}.Reload()
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "connections: {}") {
 			t.Fatalf("%s: reload returned %v, want an error with %q and what to write", c.name, err, c.want)
 		}
@@ -216,7 +216,7 @@ connections:
 
 	// Explicitly no connections: the reload applies and deletes the SA.
 	writeFile(t, gwPath, gwHead+"connections: {}\n")
-	if err := (backend{gw.d}).Reload(); err != nil {
+	if _, err := (backend{gw.d}).Reload(); err != nil {
 		t.Fatalf("connections: {} refused: %v", err)
 	}
 	waitFor(t, "the deletion", func() bool { return len(gw.established()) == 0 && len(cl.established()) == 0 })

@@ -33,7 +33,7 @@ func TestConfigWarningsLogged(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := (backend{r.d}).Reload(); err != nil {
+	if _, err := (backend{r.d}).Reload(); err != nil {
 		t.Fatal(err)
 	}
 	exposed := fmt.Sprintf(`level=WARN msg="this file holds a secret and is readable by every local user (mode 0644); chmod 600 %s" config=%s line=10 field=connections.c.psk`, path, path)

@@ -1,12 +1,16 @@
 package ike_test
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/ts"
+	"github.com/mifike/mifike/internal/wire"
 )
 
 // RFC 3948 §2.3: behind a NAT, a one-octet 0xFF keepalive goes out when
@@ -45,32 +49,60 @@ func TestRFC3948Section2_3NATKeepalive(t *testing.T) {
 }
 
 // A reload keeps SAs the new configuration still allows and deletes the
-// others (with a Delete to the peer).
+// others (with a Delete to the peer, RFC 7296 §1.4.1). Proposals that no
+// longer admit the SA's algorithms keep it until its next rekey, which
+// negotiates from the new ones.
 func TestReconfigure(t *testing.T) {
 	l := newLab(t, 71, nil)
 	l.up()
 	ueConn, gwConn := configs(t)
-	// Same connection, new child policy elsewhere: the IKE SA stays.
-	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
-		return e.Reconfigure(now, []*ike.Connection{gwConn})
+	// Same connection as a fresh copy: nothing changed, nothing listed.
+	var r ike.Reconfiguration
+	l.do(l.gw, func(e *ike.Engine, now time.Time) (acts []ike.Action, err error) {
+		acts, r, err = e.Reconfigure(now, []*ike.Connection{gwConn})
+		return acts, err
 	})
 	l.settle(time.Second)
-	l.sa(l.gw)
-	// Proposals that no longer admit the SA's algorithms: deleted.
+	before := l.sa(l.gw)
+	if len(r.Changed) != 0 || len(r.SAs) != 0 {
+		t.Fatalf("an unchanged connection reported %+v", r)
+	}
 	gwConn2 := *gwConn
-	gwConn2.IKE = mustIKE(t, "aes256-sha512-ecp384")
-	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
-		return e.Reconfigure(now, []*ike.Connection{&gwConn2})
+	gwConn2.IKE = mustIKE(t, "aes128-sha256-modp2048")
+	l.do(l.gw, func(e *ike.Engine, now time.Time) (acts []ike.Action, err error) {
+		acts, r, err = e.Reconfigure(now, []*ike.Connection{&gwConn2})
+		return acts, err
+	})
+	l.settle(time.Second)
+	if s := l.sa(l.gw); s.SPIi != before.SPIi || s.Proposal != before.Proposal {
+		t.Fatalf("proposals changed: the IKE SA is %+v, want %+v kept", s, before)
+	}
+	if len(r.SAs) != 2 || r.SAs[0].Action != ike.SAKept || !strings.Contains(r.SAs[0].Reason, "next rekey") ||
+		fmt.Sprint(r.Changed["rw"]) != "[IKE proposals]" {
+		t.Fatalf("the reload reported %+v", r)
+	}
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, before.ID, 0) })
+	l.settle(time.Second)
+	if s := l.sa(l.gw); s.SPIi == before.SPIi || s.Proposal != "aes128-sha256-modp2048" {
+		t.Fatalf("after the rekey the IKE SA is %+v, want the new proposal", s)
+	}
+	// An invalid configuration is refused and changes nothing.
+	bad := *ueConn
+	bad.IKE = nil
+	if _, _, err := l.ue.Engine.Reconfigure(l.net.Now, []*ike.Connection{&bad}); err == nil {
+		t.Fatal("invalid configuration accepted")
+	}
+	// The connection removed: deleted on both sides.
+	l.do(l.gw, func(e *ike.Engine, now time.Time) (acts []ike.Action, err error) {
+		acts, r, err = e.Reconfigure(now, nil)
+		return acts, err
 	})
 	l.settle(time.Second)
 	if len(l.gw.Engine.IKESAs())+len(l.ue.Engine.IKESAs()) != 0 {
 		t.Fatal("SA not deleted on both sides")
 	}
-	// An invalid configuration is refused and changes nothing.
-	bad := *ueConn
-	bad.IKE = nil
-	if _, err := l.ue.Engine.Reconfigure(l.net.Now, []*ike.Connection{&bad}); err == nil {
-		t.Fatal("invalid configuration accepted")
+	if len(r.SAs) != 2 || r.SAs[0].Action != ike.SAClosed || r.SAs[1].Child != "net" || r.SAs[1].Action != ike.SAClosed {
+		t.Fatalf("the removal reported %+v", r)
 	}
 }
 
@@ -115,5 +147,57 @@ func TestIKEUpSaysHowLongTheHandshakeTook(t *testing.T) {
 	}
 	if gw[0].Initiator || gw[0].Handshake < 2*delay || gw[0].Handshake > time.Second {
 		t.Errorf("responder: handshake %v, initiator %v; want a round trip of %v", gw[0].Handshake, gw[0].Initiator, 2*delay)
+	}
+}
+
+// A reload that narrows a child's remote_ts on the side that set the IKE
+// SA up deletes the Child SA outside it and creates the replacement with
+// CREATE_CHILD_SA, proposing the new selectors, which the gateway narrows
+// against its own policy (RFC 7296 §2.9); the IKE SA stays. The same
+// narrowing on the gateway, which did not set the SA up, only deletes.
+func TestReconfigureNarrowedSelectors(t *testing.T) {
+	l := newLab(t, 73, nil)
+	l.up()
+	ike0 := l.sa(l.ue)
+	old := ike0.Children[0]
+	ueConn, gwConn := configs(t)
+	ueConn.Children[0].RemoteTS = []wire.Selector{sel(t, "10.20.0.0/25")}
+	var r ike.Reconfiguration
+	l.do(l.ue, func(e *ike.Engine, now time.Time) (acts []ike.Action, err error) {
+		acts, r, err = e.Reconfigure(now, []*ike.Connection{ueConn})
+		return acts, err
+	})
+	l.settle(time.Second)
+	if len(r.SAs) != 2 || r.SAs[1].Action != ike.SAReplaced || r.SAs[1].InSPI != old.InSPI ||
+		!strings.Contains(r.SAs[1].Reason, "remote_ts 10.20.0.0/25 no longer covers 10.20.0.0/24") {
+		t.Fatalf("the reload reported %+v", r)
+	}
+	ue, gw := l.sa(l.ue), l.sa(l.gw)
+	if ue.ID != ike0.ID || len(ue.Children) != 1 || len(gw.Children) != 1 {
+		t.Fatalf("after the reload: ue %+v gw %+v, want the IKE SA kept with one Child SA each", ue, gw)
+	}
+	c, g := ue.Children[0], gw.Children[0]
+	if c.InSPI == old.InSPI || c.OutSPI != g.InSPI || l.ue.Children[old.InSPI].InSPI != 0 || l.gw.Children[old.OutSPI].InSPI != 0 {
+		t.Fatalf("the Child SA %08x was not replaced on both sides: ue %+v gw %+v", old.InSPI, c, g)
+	}
+	if got := ts.Strings(c.RemoteTS); got != "10.20.0.0/25" {
+		t.Fatalf("the initiator's replacement has remote_ts %s, want 10.20.0.0/25", got)
+	}
+	if got := ts.Strings(g.LocalTS); got != "10.20.0.0/25" {
+		t.Fatalf("the gateway's replacement has local_ts %s, want 10.20.0.0/25", got)
+	}
+
+	// The gateway narrows further: it set nothing up, so it deletes.
+	gwConn.Children[0].LocalTS = []wire.Selector{sel(t, "10.20.0.0/26")}
+	l.do(l.gw, func(e *ike.Engine, now time.Time) (acts []ike.Action, err error) {
+		acts, r, err = e.Reconfigure(now, []*ike.Connection{gwConn})
+		return acts, err
+	})
+	l.settle(time.Second)
+	if len(r.SAs) != 2 || r.SAs[1].Action != ike.SAClosed || r.SAs[1].InSPI != g.InSPI {
+		t.Fatalf("the gateway's reload reported %+v", r)
+	}
+	if ue, gw := l.sa(l.ue), l.sa(l.gw); len(ue.Children)+len(gw.Children) != 0 || len(l.ue.Children)+len(l.gw.Children) != 0 {
+		t.Fatalf("after the gateway's reload: ue %+v gw %+v, want the Child SA deleted on both", ue, gw)
 	}
 }

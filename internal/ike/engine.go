@@ -336,56 +336,6 @@ func (e *Engine) Shutdown(now time.Time) []Action {
 	return e.end()
 }
 
-// Reconfigure replaces the connections. IKE SAs of a connection that is
-// gone, or whose IKE proposals no longer admit what the SA negotiated, are
-// deleted (with a Delete to the peer); the others carry on under the new
-// configuration, so a reload drops nothing the new file still allows.
-func (e *Engine) Reconfigure(now time.Time, conns []*Connection) ([]Action, error) {
-	e.begin(now)
-	names := map[string]*Connection{}
-	for _, c := range conns {
-		if err := c.Validate(); err != nil {
-			return e.end(), err
-		}
-		if names[c.Name] != nil {
-			return e.end(), fmt.Errorf("ike: two connections named %s", c.Name)
-		}
-		names[c.Name] = c
-	}
-	e.cfg.Connections = conns
-	e.reconfigureHalfOpen(names)
-	for _, sa := range e.sortedSAs() {
-		c := names[sa.conn.Name]
-		switch {
-		case c == nil:
-			e.log.Info("connection removed by reload, deleting its IKE SA", "ike", sa.id, "conn", sa.conn.Name)
-			e.terminateSA(sa)
-			continue
-		case sa.suite != nil && !ikeAllows(c, sa.neg):
-			e.log.Info("reloaded connection no longer allows the IKE SA's algorithms, deleting it", "ike", sa.id, "conn", c.Name)
-			e.terminateSA(sa)
-			continue
-		}
-		sa.conn = c
-		for _, ch := range sa.children {
-			if n := c.child(ch.cfg.Name); n != nil {
-				ch.cfg = n
-			} else {
-				sa.queue(&childDeleteTask{child: ch})
-			}
-		}
-	}
-	return e.end(), nil
-}
-
-func (e *Engine) terminateSA(sa *ikeSA) {
-	if sa.state == stateEstablished {
-		sa.close()
-	} else {
-		e.destroy(sa, "connection removed")
-	}
-}
-
 func (e *Engine) connection(name string) *Connection {
 	for _, c := range e.cfg.Connections {
 		if c.Name == name {

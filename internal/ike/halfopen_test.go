@@ -316,7 +316,10 @@ func TestRFC8019Section4_2CountsFreedOnEveryPath(t *testing.T) {
 	auditGW(t, l)
 	open("after Terminate")
 	conns := []*ike.Connection{}
-	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Reconfigure(now, conns) })
+	l.do(l.gw, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+		acts, _, err := e.Reconfigure(now, conns)
+		return acts, err
+	})
 	if halfOpenFrom(l.gw, src) != 0 {
 		t.Fatal("a reload without the connection kept its half-open SA")
 	}

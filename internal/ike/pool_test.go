@@ -375,7 +375,7 @@ func TestRFC7296Section2_19ReloadKeepsLeasesOfRenamedPool(t *testing.T) {
 	reloaded.RemoteID = ike.ID{}
 	reloaded.Pools = []*ike.Pool{mustPool(t, r, "new", "10.99.0.0/29")}
 	gw.Do(func(now time.Time) []ike.Action {
-		acts, err := gw.Engine.Reconfigure(now, []*ike.Connection{reloaded})
+		acts, _, err := gw.Engine.Reconfigure(now, []*ike.Connection{reloaded})
 		if err != nil {
 			t.Fatal(err)
 		}
