@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -161,22 +162,26 @@ func (d *Daemon) connection(name string) (*ike.Connection, *config.ConnConfig) {
 }
 
 // sameConnConfig reports whether two connections read the same, wherever
-// in the file they are written.
+// in the file they are written: their exported settings, as JSON, without
+// line numbers (the parser's references to lines are unexported).
 func sameConnConfig(a, b *config.ConnConfig) bool {
-	x, y := *a, *b
-	x.Line, y.Line = 0, 0
-	x.Children, y.Children = nil, nil
-	if !reflect.DeepEqual(x, y) || len(a.Children) != len(b.Children) {
-		return false
+	return connSettings(a) == connSettings(b)
+}
+
+func connSettings(c *config.ConnConfig) string {
+	x := *c
+	x.Line = 0
+	x.Children = nil
+	for _, ch := range c.Children {
+		y := *ch
+		y.Line = 0
+		x.Children = append(x.Children, &y)
 	}
-	for i := range a.Children {
-		p, q := *a.Children[i], *b.Children[i]
-		p.Line, q.Line = 0, 0
-		if !reflect.DeepEqual(p, q) {
-			return false
-		}
+	b, err := json.Marshal(x)
+	if err != nil {
+		return fmt.Sprintf("not comparable %p", c) // never equal: reported as changed
 	}
-	return true
+	return string(b)
 }
 
 // reloadable refuses changes a running daemon cannot take without a

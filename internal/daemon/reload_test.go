@@ -193,8 +193,8 @@ connections:
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "connections: {}") {
 			t.Fatalf("%s: reload returned %v, want an error with %q and what to write", c.name, err, c.want)
 		}
-		if !strings.Contains(gw.log.String(), "reload failed; the running configuration and every SA are unchanged") {
-			t.Fatalf("%s: the log does not say why nothing changed:\n%s", c.name, gw.log.String())
+		if !logged(gw.log.String(), "reload failed; the running configuration and every SA are unchanged", `from="control socket"`, c.want) {
+			t.Fatalf("%s: the log does not say, at ERROR, why nothing changed:\n%s", c.name, gw.log.String())
 		}
 		kept("reload of a file that is " + c.name)
 	}
@@ -209,8 +209,8 @@ connections:
 	waitFor(t, "the SIGHUP reload", func() bool {
 		return strings.Count(gw.log.String(), "reload failed") > failures && strings.Contains(cl.log.String(), "configuration reloaded")
 	})
-	if l := gw.log.String(); !strings.Contains(l, "the file is empty") {
-		t.Fatalf("the SIGHUP reload's log does not say why:\n%s", l)
+	if l := gw.log.String(); !logged(l, "reload failed", "from=SIGHUP", gwPath+":1: the file is empty") {
+		t.Fatalf("the SIGHUP reload's log does not say, at ERROR, why:\n%s", l)
 	}
 	kept("SIGHUP with an empty file")
 
@@ -220,4 +220,21 @@ connections:
 		t.Fatalf("connections: {} refused: %v", err)
 	}
 	waitFor(t, "the deletion", func() bool { return len(gw.established()) == 0 && len(cl.established()) == 0 })
+}
+
+// logged reports whether one ERROR line of the log has msg and every
+// one of attrs (the file:line message is quoted, so its own quotes are
+// escaped: checked without them).
+func logged(log, msg string, attrs ...string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		line = strings.ReplaceAll(line, `\"`, `"`)
+		ok := strings.Contains(line, "level=ERROR") && strings.Contains(line, msg)
+		for _, a := range attrs {
+			ok = ok && strings.Contains(line, a)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
