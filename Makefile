@@ -5,12 +5,15 @@ GO ?= go
 .PHONY: test deps build check fuzz bench demo demo-cluster
 
 # `make demo` is the README's first command: the multiple-interfaces lab,
-# narrated (root; installs what is missing first).
-demo: deps build
+# narrated (root; installs first what the demo runs and is missing, not
+# what only the tests need).
+demo: build
+	./scripts/install-deps.sh demo
 	./bin/mifike demo
 
 # The gateway cluster: three nodes on etcd, a crash and the takeover.
-demo-cluster: deps build
+demo-cluster: build
+	./scripts/install-deps.sh demo-cluster
 	./bin/mifike demo cluster
 
 test: deps

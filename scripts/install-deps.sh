@@ -1,34 +1,60 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian machine (run as root):
+# Installs what mifike needs on a fresh Debian machine (run as root):
 # Debian packages through apt-get when what they provide is missing, then
 # the Go modules. Safe to run again: it installs only what is missing.
+#
+#   install-deps.sh               everything the tests need (make test)
+#   install-deps.sh demo          only what `mifike demo` runs (make demo):
+#                                 ip, nft, ping, sysctl, and FreeRADIUS, through
+#                                 which the demo's end user authenticates (EAP)
+#   install-deps.sh demo-cluster  what `mifike demo cluster` runs (its etcd is
+#                                 built into mifike): the demo's without FreeRADIUS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mode=${1:-test}
 # "file or command that proves it is there" → Debian package
-declare -A need=(
-	[tshark]=tshark
-	[/usr/lib/ipsec/charon]=strongswan-charon
-	[swanctl]=strongswan-swanctl
-	[pki]=strongswan-pki
-	# kernel-libipsec (userspace ESP: this kernel has none), and the crypto
-	# plugins charon loads: openssl, curve25519, gcm, chapoly, ...
-	[/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so]=libcharon-extra-plugins
-	[/usr/lib/ipsec/plugins/libstrongswan-openssl.so]=libstrongswan-standard-plugins
-	[/usr/lib/ipsec/plugins/libstrongswan-curve25519.so]=libstrongswan-extra-plugins
-	[ping]=iputils-ping
-	[iperf3]=iperf3
-	[ip]=iproute2
-	[nft]=nftables
-	# EAP through RADIUS: a real server for internal/radiuslab, its
-	# clients (radclient), wpa_supplicant's eapol_test as an EAP peer, and
-	# strongSwan's EAP-MSCHAPv2 plugin (its eap-radius, eap-md5 and
-	# eap-tls plugins come with libcharon-extra-plugins above).
-	[/usr/sbin/freeradius]=freeradius
-	[radclient]=freeradius-utils
-	[eapol_test]=eapoltest
-	[/usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so]=libcharon-extauth-plugins
-)
+declare -A need
+# The network lab (internal/lab, internal/demo): namespaces and veth links,
+# the routers' NAT and the demo's path failures, pings, forwarding.
+declare -A lab=([ip]=iproute2 [nft]=nftables [ping]=iputils-ping [/usr/sbin/sysctl]=procps)
+case $mode in
+test)
+	need=(
+		[tshark]=tshark
+		[/usr/lib/ipsec/charon]=strongswan-charon
+		[swanctl]=strongswan-swanctl
+		[pki]=strongswan-pki
+		# kernel-libipsec (userspace ESP: this kernel has none), and the crypto
+		# plugins charon loads: openssl, curve25519, gcm, chapoly, ...
+		[/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so]=libcharon-extra-plugins
+		[/usr/lib/ipsec/plugins/libstrongswan-openssl.so]=libstrongswan-standard-plugins
+		[/usr/lib/ipsec/plugins/libstrongswan-curve25519.so]=libstrongswan-extra-plugins
+		[iperf3]=iperf3
+		# EAP through RADIUS: a real server for internal/radiuslab, its
+		# clients (radclient), wpa_supplicant's eapol_test as an EAP peer, and
+		# strongSwan's EAP-MSCHAPv2 plugin (its eap-radius, eap-md5 and
+		# eap-tls plugins come with libcharon-extra-plugins above).
+		[/usr/sbin/freeradius]=freeradius
+		[radclient]=freeradius-utils
+		[eapol_test]=eapoltest
+		[/usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so]=libcharon-extauth-plugins
+	)
+	;;
+demo)
+	need=([/usr/sbin/freeradius]=freeradius)
+	;;
+demo-cluster)
+	need=()
+	;;
+*)
+	echo "usage: install-deps.sh [demo|demo-cluster]  (no argument: what the tests need)" >&2
+	exit 2
+	;;
+esac
+for what in "${!lab[@]}"; do
+	need[$what]=${lab[$what]}
+done
 
 missing=()
 for what in "${!need[@]}"; do
@@ -64,9 +90,14 @@ apt_get() {
 
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
-		echo "install-deps: missing ${missing[*]}; run as root to install them with apt-get (tests needing them will skip)" >&2
+		if [ "$mode" = test ]; then
+			echo "install-deps: missing ${missing[*]}; run as root to install them with apt-get (tests needing them will skip)" >&2
+		else
+			echo "install-deps: missing ${missing[*]}; the demo runs as root, and as root this installs them with apt-get" >&2
+		fi
 	else
 		echo "install-deps: apt-get install ${missing[*]}"
+		echo "install-deps: if another apt or dpkg (unattended-upgrades, a second install) holds its lock, this waits for it, up to 10 minutes"
 		export DEBIAN_FRONTEND=noninteractive
 		# tshark asks whether non-root users may capture; answer without a prompt.
 		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
@@ -79,4 +110,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	fi
 fi
 
-go mod download
+# The demos' modules come with `make build`; the tests need every one.
+if [ "$mode" = test ]; then
+	go mod download
+fi
