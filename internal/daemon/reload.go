@@ -81,8 +81,9 @@ func (d *Daemon) reloadFile(from string) (control.Reloaded, error) {
 	d.newManagers(cfg)
 	d.reconcileSoon = true
 	logWarnings(cfg, d.log)
+	restarted := map[string]uint64{}
 	for _, c := range rc.SAs {
-		r.SAs = append(r.SAs, d.restartIfClosed(c))
+		r.SAs = append(r.SAs, d.restartIfClosed(c, restarted))
 	}
 	r.SAs = append(r.SAs, d.startChanged(r.Changed)...)
 	for _, c := range cfg.Connections {
@@ -100,20 +101,26 @@ func (d *Daemon) reloadFile(from string) (control.Reloaded, error) {
 // SA closed because the new configuration no longer authenticates it
 // that this side had set up, sets the connection up again under the new
 // credentials (as strongSwan restarts a changed connection), unless its
-// interface manager does that.
-func (d *Daemon) restartIfClosed(c ike.SAChange) control.ReloadedSA {
+// interface manager does that. A connection is set up again once
+// (restarted), however many IKE SAs it had (RFC 7791 clones).
+func (d *Daemon) restartIfClosed(c ike.SAChange, restarted map[string]uint64) control.ReloadedSA {
 	v := control.ReloadedSAFromEngine(c)
 	if c.Restart {
 		conn, cc := d.connection(c.Conn)
+		id, again := restarted[c.Conn]
 		switch {
 		case conn == nil:
 		case cc.Interfaces != nil:
 			v.Reason += "; its interface manager sets it up again"
+		case again:
+			v.NewIKESA = id
+			v.Reason += fmt.Sprintf("; its connection is set up again as IKE SA %d", id)
 		default:
 			id, err := d.initiate(conn, "")
 			if err != nil {
 				v.Reason += "; initiating it again failed: " + err.Error()
 			} else {
+				restarted[c.Conn] = id
 				v.NewIKESA = id
 				v.Reason += fmt.Sprintf("; initiated again as IKE SA %d", id)
 			}

@@ -112,14 +112,14 @@ func (e *Engine) Reconfigure(now time.Time, conns []*Connection) ([]Action, Reco
 			sa.reconnect(c)
 			continue
 		}
+		if r.Changed[c.Name] == nil {
+			sa.reconnect(c) // same settings: nothing to say or do
+			continue
+		}
 		if why := authChange(sa, old, c); why != "" {
 			e.log.Debug("reloaded connection no longer authenticates the IKE SA, deleting it", "ike", sa.id, "conn", c.Name, "reason", why)
 			r.closeSA(sa, why, sa.setUpByUs())
 			e.terminateSA(sa)
-			continue
-		}
-		if r.Changed[c.Name] == nil {
-			sa.reconnect(c) // same settings: nothing to say or do
 			continue
 		}
 		r.SAs = append(r.SAs, SAChange{IKESA: sa.id, Conn: c.Name, Action: SAKept, Reason: ikeKeptReason(sa, old, c)})
