@@ -58,6 +58,9 @@ type childSA struct {
 	peerNonces [2][]byte
 	replacedBy *childSA
 	replaces   *childSA
+	// reloadClosed: a reload queued this SA's deletion; a rekey queued
+	// before it must not renew it (Reconfigure).
+	reloadClosed bool
 }
 
 func (c *childSA) params() ChildSA {

@@ -37,8 +37,8 @@ func (t *childCreateTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, e
 		return 0, nil, errSkip
 	}
 	if t.rekey != nil {
-		if t.rekey.state != childInstalled || t.rekey.ike != sa {
-			return 0, nil, errSkip // deleted, or rekeyed by the peer meanwhile
+		if t.rekey.state != childInstalled || t.rekey.ike != sa || t.rekey.reloadClosed {
+			return 0, nil, errSkip // deleted, or rekeyed by the peer meanwhile, or a reload deletes it
 		}
 		t.rekey.state = childRekeying
 	}
@@ -131,6 +131,14 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 	if t.rekey == nil {
 		return
 	}
+	// A reload that removed or narrowed the child while this rekey was
+	// in flight: the new SA carries the old selectors (§2.9.2), so it
+	// goes too.
+	cur := sa.conn.child(c.cfg.Name)
+	stale := cur == nil || sa.outsideStaticTS(c, cur)
+	if cur != nil {
+		c.cfg = cur
+	}
 	old := t.rekey
 	if old.state != childGone {
 		c.replaces = old // until old goes (remove cuts the link)
@@ -160,6 +168,9 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 		e.log.Info("child rekey collision won", "ike", sa.id, "child", c.cfg.Name)
 		p.replacedBy = c
 		collision = " (collision won)"
+	}
+	if stale {
+		defer sa.replaceStale(c, cur)
 	}
 	if old.state == childGone {
 		// The peer deleted the old SA while our rekey was in flight

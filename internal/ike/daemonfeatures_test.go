@@ -201,3 +201,41 @@ func TestReconfigureNarrowedSelectors(t *testing.T) {
 		t.Fatalf("after the gateway's reload: ue %+v gw %+v, want the Child SA deleted on both", ue, gw)
 	}
 }
+
+// A reload that narrows a child while its rekey is in flight: the rekey
+// completes with the old selectors (RFC 7296 §2.9.2), and that new SA is
+// then replaced as an installed one would have been; a rekey still
+// queued does not renew the SA the reload deletes. Either
+// way both sides end with one Child SA, with the new selectors.
+func TestReconfigureDuringChildRekey(t *testing.T) {
+	for _, inFlight := range []bool{true, false} {
+		t.Run(map[bool]string{true: "in flight", false: "queued"}[inFlight], func(t *testing.T) {
+			l := newLab(t, 74, nil)
+			l.up()
+			s := l.sa(l.ue)
+			old := s.Children[0]
+			ueConn, _ := configs(t)
+			ueConn.Children[0].RemoteTS = []wire.Selector{sel(t, "10.20.0.0/25")}
+			rekey := func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, s.ID, old.InSPI) }
+			reload := func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+				acts, _, err := e.Reconfigure(now, []*ike.Connection{ueConn})
+				return acts, err
+			}
+			if !inFlight {
+				// A liveness check holds the one request slot, so the
+				// rekey waits in the queue when the reload comes.
+				l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CheckLiveness(now, s.ID) })
+			}
+			l.do(l.ue, rekey)
+			l.do(l.ue, reload)
+			l.settle(5 * time.Second)
+			ue, gw := l.sa(l.ue), l.sa(l.gw)
+			if len(ue.Children) != 1 || len(gw.Children) != 1 || len(l.ue.Children) != 1 || len(l.gw.Children) != 1 {
+				t.Fatalf("ue %+v gw %+v, want one Child SA each", ue.Children, gw.Children)
+			}
+			if got := ts.Strings(ue.Children[0].RemoteTS) + " " + ts.Strings(gw.Children[0].LocalTS); got != "10.20.0.0/25 10.20.0.0/25" {
+				t.Fatalf("the Child SA's selectors are %s on the two sides, want 10.20.0.0/25", got)
+			}
+		})
+	}
+}

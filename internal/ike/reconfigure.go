@@ -155,10 +155,21 @@ func (e *Engine) reconfigureChildren(sa *ikeSA, old, c *Connection, r *Reconfigu
 			e.log.Debug("child removed by reload, deleting its Child SA", "ike", sa.id, "child", ch.cfg.Name, "spi", fmt.Sprintf("%08x", ch.inSPI))
 			change.Action, change.Reason = SAClosed, "child removed"
 			r.SAs = append(r.SAs, change)
+			ch.reloadClosed = true
 			sa.queue(&childDeleteTask{child: ch})
 			continue
 		}
-		if why := sa.childDisallowed(ch, n); why != "" {
+		if why := sa.childDisallowed(ch, n); why != "" && ch.state == childRekeying {
+			// Its rekey is in flight: the new SA comes with the old
+			// selectors and is replaced when it arrives (replaceStale).
+			change.Action, change.Reason = SAReplaced, why+"; its rekey in flight is replaced once done"
+			if !sa.setUpByUs() {
+				change.Action, change.Reason = SAClosed, why+"; its rekey in flight is deleted once done"
+			}
+			r.SAs = append(r.SAs, change)
+			continue
+		} else if why != "" {
+			ch.reloadClosed = true
 			sa.queue(&childDeleteTask{child: ch})
 			change.Action, change.Reason = SAClosed, why
 			if sa.setUpByUs() {
@@ -216,6 +227,31 @@ func (sa *ikeSA) childDisallowed(ch *childSA, n *ChildConfig) string {
 		return fmt.Sprintf("remote_ts %s no longer covers %s", ts.Strings(remote), ts.Strings(ch.remoteTS))
 	}
 	return ""
+}
+
+// outsideStaticTS reports whether Child SA c has selectors the
+// configured (not dynamic) local_ts or remote_ts of child n does not
+// cover: a rekey that was in flight when a reload narrowed them keeps
+// the old SA's (§2.9.2). Dynamic sides are not checked: they follow
+// addresses that move (MOBIKE), and a reload that changes them is
+// checked by Reconfigure itself.
+func (sa *ikeSA) outsideStaticTS(c *childSA, n *ChildConfig) bool {
+	return !n.DynamicLocal && !ts.Subset(c.localTS, n.LocalTS) ||
+		!n.DynamicRemote && !ts.Subset(c.remoteTS, n.RemoteTS)
+}
+
+// replaceStale deletes the rekeyed Child SA c that a reload removed
+// (n nil) or narrowed while its rekey was in flight and, for a narrowed
+// one where this side set the IKE SA up, creates its replacement, as
+// Reconfigure does for the installed ones.
+func (sa *ikeSA) replaceStale(c *childSA, n *ChildConfig) {
+	sa.e.log.Info("rekeyed Child SA is one the reloaded configuration no longer allows, deleting it", "ike", sa.id,
+		"child", c.cfg.Name, "spi", fmt.Sprintf("%08x", c.inSPI), "local_ts", ts.Strings(c.localTS), "remote_ts", ts.Strings(c.remoteTS))
+	c.reloadClosed = true
+	sa.queue(&childDeleteTask{child: c})
+	if n != nil && sa.setUpByUs() {
+		sa.queue(&childCreateTask{cfg: n})
+	}
 }
 
 // authChange says why the new connection c no longer authenticates the
