@@ -236,8 +236,8 @@ func (sa *ikeSA) childDisallowed(ch *childSA, n *ChildConfig) string {
 // addresses that move (MOBIKE), and a reload that changes them is
 // checked by Reconfigure itself.
 func (sa *ikeSA) outsideStaticTS(c *childSA, n *ChildConfig) bool {
-	return !n.DynamicLocal && !ts.Subset(c.localTS, n.LocalTS) ||
-		!n.DynamicRemote && !ts.Subset(c.remoteTS, n.RemoteTS)
+	return !n.DynamicLocal && len(n.LocalTS) > 0 && !ts.Subset(c.localTS, n.LocalTS) ||
+		!n.DynamicRemote && len(n.RemoteTS) > 0 && !ts.Subset(c.remoteTS, n.RemoteTS)
 }
 
 // replaceStale deletes the rekeyed Child SA c that a reload removed
