@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -14,13 +13,17 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/bench"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// A suite parses its flags and returns a function that runs it.
+// A suite defines its flags and returns a function that runs it.
 type benchSuite struct {
 	name, summary string
-	flags         func(fs *flag.FlagSet) func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error)
+	flags         func(fs *pflag.FlagSet) benchRun
 }
+
+type benchRun func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error)
 
 func benchSuites() []benchSuite {
 	return []benchSuite{
@@ -33,63 +36,56 @@ func benchSuites() []benchSuite {
 	}
 }
 
-func benchUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: mifike bench SUITE [flags] [--json] [--out FILE]")
-	fmt.Fprintln(w, "  Each suite runs mifike and strongSwan 5.9.8 (kernel-libipsec) in turn in the same network")
-	fmt.Fprintln(w, "  namespaces with the same algorithms and prints a table with mifike/strongSwan ratios.")
-	fmt.Fprintln(w, "  Needs root; installs strongSwan, iperf3 and nftables with apt-get when missing.")
-	fmt.Fprintln(w, "suites:")
+// benchCmd is "mifike bench SUITE": each suite a subcommand with its own
+// flags, and --json and --out on all.
+func benchCmd(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench SUITE|all [--json] [--out FILE]",
+		Short: "benchmarks against strongSwan: handshake, new-interface, failover, throughput, scale, cluster (root)",
+		Long: `Each suite runs mifike and strongSwan 5.9.8 (kernel-libipsec) in turn in the same network
+namespaces with the same algorithms and prints a table with mifike/strongSwan ratios.
+Needs root; installs strongSwan, iperf3 and nftables with apt-get when missing.
+--json prints JSON instead of the table; --out FILE also writes it to FILE.
+"mifike bench SUITE --help" lists a suite's flags.`,
+		Example:     "  mifike bench handshake --n 3000 --auth psk\n  mifike bench all --out bench.json",
+		RunE:        parentRun(stderr, "suite"),
+		Annotations: map[string]string{"group": "true"},
+	}
+	suite := func(name, summary string, flags func(fs *pflag.FlagSet) []benchRun) *cobra.Command {
+		var asJSON bool
+		var out string
+		c := &cobra.Command{Use: name, Short: summary}
+		runs := flags(c.Flags())
+		c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of the table")
+		c.Flags().StringVar(&out, "out", "", "also write the JSON to this `FILE`")
+		c.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return &usageError{cmd: c, msg: fmt.Sprintf("bench %s: unexpected argument %q", name, args[0])}
+			}
+			return exit(runBench(name, runs, asJSON, out, stdout, stderr))
+		}
+		return c
+	}
 	for _, s := range benchSuites() {
-		fmt.Fprintf(w, "  %-14s %s\n", s.name, s.summary)
+		cmd.AddCommand(suite(s.name, s.summary, func(fs *pflag.FlagSet) []benchRun { return []benchRun{s.flags(fs)} }))
 	}
-	fmt.Fprintf(w, "  %-14s %s\n", "all", "every suite in turn, full sizes (about 16 minutes on 2 cores)")
-	fmt.Fprintf(w, "  %-14s %s\n", "esp", "the throughput suite's single-tunnel part (its old name)")
-	fmt.Fprintln(w, "  --json prints JSON instead of the table; --out FILE also writes it to FILE.")
-	fmt.Fprintln(w, "  \"mifike bench SUITE -h\" lists a suite's flags.")
-}
-
-// runBench dispatches "mifike bench SUITE".
-func runBench(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		benchUsage(stderr)
-		return 2
-	}
-	name, args := args[0], args[1:]
-	if name == "loadgen" {
-		return runLoadgen(args, stdout, stderr)
-	}
-	var runs []func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error)
-	fs := flag.NewFlagSet("bench "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON instead of the table")
-	out := fs.String("out", "", "also write the JSON to this file")
-	switch name {
-	case "all":
+	cmd.AddCommand(suite("all", "every suite in turn, full sizes (about 16 minutes on 2 cores)", func(*pflag.FlagSet) []benchRun {
+		var runs []benchRun
 		for _, s := range benchSuites() {
 			// Each suite's flags get their defaults: "all" is the full run.
-			runs = append(runs, s.flags(flag.NewFlagSet(s.name, flag.ContinueOnError)))
+			runs = append(runs, s.flags(pflag.NewFlagSet(s.name, pflag.ContinueOnError)))
 		}
-	case "esp":
-		runs = append(runs, espFlags(fs))
-	default:
-		for _, s := range benchSuites() {
-			if s.name == name {
-				runs = append(runs, s.flags(fs))
-			}
-		}
-	}
-	if runs == nil {
-		fmt.Fprintf(stderr, "mifike bench: unknown suite %q\n", name)
-		benchUsage(stderr)
-		return 2
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "mifike bench %s: unexpected argument %q\n", name, fs.Arg(0))
-		return 2
-	}
+		return runs
+	}))
+	cmd.AddCommand(suite("esp", "the throughput suite's single-tunnel part (its old name)", func(fs *pflag.FlagSet) []benchRun {
+		return []benchRun{espFlags(fs)}
+	}))
+	cmd.AddCommand(loadgenCmd(stdout, stderr))
+	return cmd
+}
+
+// runBench runs a suite, or all of them in turn.
+func runBench(name string, runs []benchRun, asJSON bool, out string, stdout, stderr io.Writer) int {
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "mifike bench: cannot find the mifike binary to run as the daemons: %v\n", err)
@@ -117,7 +113,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			continue // "all" goes on with the other suites
 		}
 		reports = append(reports, r)
-		if !*asJSON {
+		if !asJSON {
 			if len(reports) > 1 {
 				fmt.Fprintln(stdout)
 			}
@@ -131,11 +127,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		doc = bench.AllReport(reports)
 	}
 	b, _ := json.MarshalIndent(doc, "", "  ")
-	if *asJSON {
+	if asJSON {
 		fmt.Fprintf(stdout, "%s\n", b)
 	}
-	if *out != "" {
-		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+	if out != "" {
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintf(stderr, "mifike bench: %v\n", err)
 			return 1
 		}
@@ -146,9 +142,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func handshakeFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+func handshakeFlags(fs *pflag.FlagSet) benchRun {
 	c := bench.HandshakeConfig{}
-	fs.IntVar(&c.N, "n", 3000, "timed handshakes per run")
+	fs.IntVarP(&c.N, "n", "n", 3000, "timed handshakes per run")
 	fs.IntVar(&c.Warmup, "warmup", 200, "untimed handshakes before each run")
 	fs.IntVar(&c.Window, "window", 8, "handshakes in flight")
 	fs.IntVar(&c.Initiators, "initiators", 2, "the load generator's source addresses (one engine each)")
@@ -161,7 +157,7 @@ func handshakeFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (
 	}
 }
 
-func newIfaceFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+func newIfaceFlags(fs *pflag.FlagSet) benchRun {
 	c := bench.NewInterfaceConfig{}
 	rtts := fs.String("rtt", "0ms,20ms,100ms", "emulated round-trip times")
 	auth := fs.String("auth", "psk,ecdsa,eap-mschapv2,eap-tls", "authentication methods: psk, ecdsa, eap-mschapv2, eap-tls (EAP through FreeRADIUS)")
@@ -181,7 +177,7 @@ func newIfaceFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (b
 	}
 }
 
-func failoverFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+func failoverFlags(fs *pflag.FlagSet) benchRun {
 	c := bench.FailoverConfig{}
 	fs.IntVar(&c.Runs, "runs", 20, "runs per case (the median is reported)")
 	kinds := fs.String("cases", "link-down,silent", "failures: link-down, silent (nftables drop)")
@@ -191,7 +187,7 @@ func failoverFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (b
 	}
 }
 
-func clusterFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+func clusterFlags(fs *pflag.FlagSet) benchRun {
 	c := bench.ClusterConfig{}
 	fs.IntVar(&c.Runs, "runs", 10, "crashes (the median is reported); 0: none")
 	fs.IntVar(&c.Handshakes, "handshakes", 1000, "timed handshakes per spread (load on 1, 2, 3 nodes); 0: no handshake rate")
@@ -205,7 +201,7 @@ func clusterFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (be
 	}
 }
 
-func throughputFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+func throughputFlags(fs *pflag.FlagSet) benchRun {
 	c := bench.ThroughputConfig{}
 	fs.DurationVar(&c.Duration, "time", 10*time.Second, "how long each iperf3 run lasts (whole seconds)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
@@ -214,14 +210,14 @@ func throughputFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) 
 	}
 }
 
-func espFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+func espFlags(fs *pflag.FlagSet) benchRun {
 	d := fs.Duration("time", 10*time.Second, "how long each iperf3 run lasts (whole seconds)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		return bench.Throughput(ctx, bench.ThroughputConfig{Exe: exe, Duration: *d, SingleOnly: true, Progress: progress})
 	}
 }
 
-func scaleFlags(fs *flag.FlagSet) func(context.Context, string, io.Writer) (bench.Report, error) {
+func scaleFlags(fs *pflag.FlagSet) benchRun {
 	c := bench.ScaleConfig{}
 	sizes := fs.String("sas", "10000,50000", "IKE SAs to hold (each with one Child SA)")
 	fs.StringVar(&c.Profile, "profile", "", "write heap profiles of the mifike responder into this directory")
@@ -249,26 +245,37 @@ func splitList(s string) []string {
 	return out
 }
 
-// runLoadgen is the load generator the handshake and scale suites start
-// inside the initiator's namespace (not for people: no usage line).
-func runLoadgen(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench loadgen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// loadgenCmd is the load generator the handshake and scale suites start
+// inside the initiator's namespace (not for people: hidden).
+func loadgenCmd(stdout, stderr io.Writer) *cobra.Command {
 	c := bench.LoadConfig{}
-	fs.StringVar(&c.Config, "config", "", "mifike configuration with the connection \"bench\"")
+	cmd := &cobra.Command{
+		Use:    "loadgen --config FILE --addrs ADDRS [flags]",
+		Short:  "the benchmarks' load generator, started inside the initiator's namespace",
+		Hidden: true,
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&c.Config, "config", "", "mifike configuration `FILE` with the connection \"bench\"")
 	addrs := fs.String("addrs", "", "source addresses, comma-separated")
 	remotes := fs.String("remotes", "", "responders' addresses, comma-separated, taken in turn (default: the connection's)")
-	fs.IntVar(&c.N, "n", 1000, "timed handshakes")
+	fs.IntVarP(&c.N, "n", "n", 1000, "timed handshakes")
 	fs.IntVar(&c.Window, "window", 8, "handshakes in flight")
 	fs.IntVar(&c.Warmup, "warmup", 0, "untimed handshakes first")
 	fs.BoolVar(&c.Hold, "hold", false, "keep the SAs until SIGTERM")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.DurationVar(&c.Deadline, "deadline", 0, "start no timed handshake after this long; report what ended")
 	waitStart := fs.Bool("wait-start", false, "after warming up, wait for SIGUSR1")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) != 0 {
+			return argsError(cmd)
+		}
+		return exit(runLoadgen(c, *addrs, *remotes, *waitStart, stdout, stderr))
 	}
-	for _, s := range splitList(*addrs) {
+	return cmd
+}
+
+func runLoadgen(c bench.LoadConfig, addrs, remotes string, waitStart bool, stdout, stderr io.Writer) int {
+	for _, s := range splitList(addrs) {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			fmt.Fprintf(stderr, "mifike bench loadgen: %v\n", err)
@@ -276,7 +283,7 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 		}
 		c.Addrs = append(c.Addrs, a)
 	}
-	for _, s := range splitList(*remotes) {
+	for _, s := range splitList(remotes) {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			fmt.Fprintf(stderr, "mifike bench loadgen: %v\n", err)
@@ -287,7 +294,7 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var start chan struct{}
-	if *waitStart {
+	if waitStart {
 		start = make(chan struct{})
 		usr := make(chan os.Signal, 1)
 		signal.Notify(usr, syscall.SIGUSR1)

@@ -8,20 +8,27 @@ import (
 	"text/tabwriter"
 
 	"github.com/mifike/mifike/internal/control"
+	"github.com/spf13/cobra"
 )
 
-// runCluster is "mifike cluster status" and "mifike cluster move ID
+// clusterCmd is "mifike cluster status" and "mifike cluster move ID
 // NODE" on a gateway cluster node (docs/cluster.md).
-func runCluster(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "status" && args[0] != "move") {
-		fmt.Fprintln(stderr, "usage: mifike cluster status [--json] | mifike cluster move ID NODE")
-		return exitUsage
+func clusterCmd(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:         "cluster status [--json] | move ID NODE",
+		Short:       "a gateway cluster node: membership, and hand an IKE SA to another node",
+		Long:        "Ask a gateway cluster node (docs/cluster.md) for its view of the cluster, or have it hand an IKE SA\nto another node.",
+		RunE:        parentRun(stderr, "cluster command"),
+		Annotations: map[string]string{"group": "true"},
 	}
-	if args[0] == "status" {
-		v := newVerb("cluster status", "", "this node's view of its gateway cluster: membership, fencing, live nodes", stdout, stderr)
-		if _, code := v.parse(args[1:], 0, 0); code >= 0 {
-			return code
-		}
+	cmd.AddCommand(clusterStatusCmd(stdout, stderr), clusterMoveCmd(stdout, stderr))
+	return cmd
+}
+
+func clusterStatusCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("status [--json]", "this node's view of its gateway cluster",
+		"This node's view of its gateway cluster: membership, fencing, live nodes and the IKE SAs each owns.", stdout, stderr)
+	return v.run(0, 0, func([]string) int {
 		return v.call(func(c *control.Client) error {
 			var st control.ClusterStatus
 			if done, err := v.ask(c, "cluster-status", nil, &st); done || err != nil {
@@ -49,12 +56,17 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 			}
 			return w.Flush()
 		})
-	}
-	v := newVerb("cluster move", "ID NODE", "hand IKE SA ID to cluster node NODE, which moves it to its own address (RFC 7791 load sharing)", stdout, stderr)
-	pos, code := v.parse(args[1:], 2, 2)
-	if code >= 0 {
-		return code
-	}
+	})
+}
+
+func clusterMoveCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("move ID NODE", "hand an IKE SA to another cluster node",
+		"Hand IKE SA ID to cluster node NODE, which moves it to its own address (RFC 7791 load sharing).", stdout, stderr)
+	return v.run(2, 2, v.clusterMove)
+}
+
+func (v *verb) clusterMove(pos []string) int {
+	stdout := v.stdout
 	id, isID, code := v.ikeSA(pos[0])
 	if code >= 0 {
 		return code

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/control"
+	"github.com/spf13/cobra"
 )
 
 // The control verbs talk to a running daemon over its control socket.
@@ -33,75 +33,61 @@ const (
 	exitUnreachable = 3
 )
 
-// verb holds what every control verb shares: its flags and output.
+// verb holds what every control verb shares: its command, flags and
+// output.
 type verb struct {
-	name, args, summary string
-	fs                  *flag.FlagSet
-	socket              string
-	json                bool
-	stdout, stderr      io.Writer
+	cmd            *cobra.Command
+	socket         string
+	json           bool
+	stdout, stderr io.Writer
 	// The action verbs wait for the outcome (wait.go).
 	waits   bool
 	timeout time.Duration
 	noWait  bool
 }
 
-func newVerb(name, args, summary string, stdout, stderr io.Writer) *verb {
-	v := &verb{name: name, args: args, summary: summary, stdout: stdout, stderr: stderr}
-	v.fs = flag.NewFlagSet(name, flag.ContinueOnError)
-	v.fs.SetOutput(stderr)
-	socket := defaultSocket
-	if env := os.Getenv("MIFIKE_SOCKET"); env != "" {
-		socket = env
-	}
-	v.fs.StringVar(&v.socket, "s", socket, "the daemon's control socket `PATH`; $MIFIKE_SOCKET sets the default")
-	v.fs.StringVar(&v.socket, "socket", socket, "long form of -s `PATH`")
-	v.fs.BoolVar(&v.json, "json", false, "print JSON instead of text")
-	v.fs.Usage = func() {
-		wait := ""
-		if v.waits {
-			wait = " [--timeout D] [--no-wait]"
-		}
-		fmt.Fprintf(stderr, "usage: mifike %s [-s PATH] [--json]%s\n  %s\n", v.synopsis(), wait, summary)
-		v.fs.PrintDefaults()
-		if v.waits {
-			fmt.Fprintln(stderr, "It waits for the outcome (the peer's answer), unless --no-wait; with --json it prints\n  the resulting IDs and state, or {\"error\": ...}.")
-			fmt.Fprintln(stderr, "exit status: 0 done, 1 the daemon refused the request or it failed (the reason on stderr),\n  2 usage error, 3 the daemon is unreachable, 4 no outcome within --timeout")
-			return
-		}
-		fmt.Fprintln(stderr, "exit status: 0 done, 1 the daemon refused or failed the request (its message on stderr),\n  2 usage error, 3 the daemon is unreachable")
-	}
+// newVerb makes a control verb's command with the flags they all take;
+// verb.run gives it its action.
+func newVerb(use, short, long string, stdout, stderr io.Writer) *verb {
+	v := &verb{stdout: stdout, stderr: stderr}
+	v.cmd = &cobra.Command{Use: use, Short: short, Long: long}
+	f := v.cmd.Flags()
+	// The default shown in help and man pages is the built-in one; the
+	// environment's is taken at run time (verb.run), as kubectl does
+	// with KUBECONFIG.
+	f.StringVarP(&v.socket, "socket", "s", defaultSocket, "the daemon's control socket `PATH` ($MIFIKE_SOCKET sets the default)")
+	f.BoolVar(&v.json, "json", false, "print JSON instead of text; errors too, as {\"error\": ..., \"code\": ...} on stdout")
 	return v
 }
 
-func (v *verb) synopsis() string { return strings.TrimSpace(v.name + " " + v.args) }
-
-// parse reads flags anywhere among the arguments ("terminate home
-// --child 0xc1a2b3c4"), which the flag package alone does not, and checks
-// the number of the others. code is -1 when the verb should go on.
-func (v *verb) parse(args []string, minArgs, maxArgs int) (pos []string, code int) {
-	for {
-		if err := v.fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, exitOK
-			}
-			return nil, exitUsage
-		}
-		rest := v.fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			pos = append(pos, rest...)
-			break
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
+// run gives the verb its action, fn, called with between minArgs and
+// maxArgs positional arguments (flags may come anywhere among them:
+// "terminate home --child c1a2b3c4"). It returns the command.
+func (v *verb) run(minArgs, maxArgs int, fn func(args []string) int) *cobra.Command {
+	if v.waits {
+		v.cmd.Long += "\n\nIt waits for the outcome (the peer's answer), unless --no-wait; with --json it prints\n" +
+			"the resulting IDs and state, or {\"error\": ...}.\n\n" +
+			"Exit status: 0 done, 1 the daemon refused the request or it failed (the reason on stderr),\n" +
+			"2 usage error, 3 the daemon is unreachable, 4 no outcome within --timeout."
+	} else {
+		v.cmd.Long += "\n\nExit status: 0 done, 1 the daemon refused or failed the request (its message on stderr),\n" +
+			"2 usage error, 3 the daemon is unreachable."
 	}
-	if len(pos) < minArgs || len(pos) > maxArgs {
-		return nil, v.usageError("usage: mifike %s (mifike %s -h for more)", v.synopsis(), v.name)
+	v.cmd.Long = strings.TrimSpace(v.cmd.Long)
+	v.cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if env := os.Getenv("MIFIKE_SOCKET"); env != "" && !cmd.Flags().Changed("socket") {
+			v.socket = env
+		}
+		if len(args) < minArgs || len(args) > maxArgs {
+			return argsError(cmd)
+		}
+		return exit(fn(args))
 	}
-	return pos, -1
+	return v.cmd
 }
+
+// name is the verb as the user typed it: "list-sas", "cluster move".
+func (v *verb) name() string { return strings.TrimPrefix(v.cmd.CommandPath(), "mifike ") }
 
 func (v *verb) usageError(format string, args ...any) int {
 	v.fail(&failure{Msg: fmt.Sprintf(format, args...), Code: codeUsage})
@@ -191,11 +177,15 @@ func (v *verb) printJSON(data json.RawMessage) {
 	v.stdout.Write(b.Bytes())
 }
 
-func runListSAs(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("list-sas", "", "list the IKE SAs with their Child SAs; the number in brackets is the id other verbs take", stdout, stderr)
-	if _, code := v.parse(args, 0, 0); code >= 0 {
-		return code
-	}
+func listSAsCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("list-sas [--json]", "list IKE SAs and Child SAs of the running daemon",
+		"List the IKE SAs with their Child SAs, in the spirit of swanctl --list-sas; the number in\n"+
+			"brackets is the id the other verbs take.", stdout, stderr)
+	return v.run(0, 0, func([]string) int { return v.listSAs() })
+}
+
+func (v *verb) listSAs() int {
+	stdout := v.stdout
 	return v.call(func(c *control.Client) error {
 		var sas []control.SA
 		if done, err := v.ask(c, "list-sas", nil, &sas); done || err != nil {
@@ -206,60 +196,65 @@ func runListSAs(args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-func runListConns(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("list-conns", "", "list the configured connections and how many IKE SAs each has", stdout, stderr)
-	if _, code := v.parse(args, 0, 0); code >= 0 {
-		return code
-	}
-	return v.call(func(c *control.Client) error {
-		var conns []control.Conn
-		if done, err := v.ask(c, "list-conns", nil, &conns); done || err != nil {
-			return err
-		}
-		writeConns(stdout, conns)
-		return nil
+func listConnsCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("list-conns [--json]", "list the configured connections",
+		"List the configured connections and how many IKE SAs each has.", stdout, stderr)
+	return v.run(0, 0, func([]string) int {
+		return v.call(func(c *control.Client) error {
+			var conns []control.Conn
+			if done, err := v.ask(c, "list-conns", nil, &conns); done || err != nil {
+				return err
+			}
+			writeConns(stdout, conns)
+			return nil
+		})
 	})
 }
 
-func runInitiate(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("initiate", "CONN [--child NAME [--ike ID]]", "start an IKE SA of connection CONN with its start children, or with child NAME,\n  and wait until they are up", stdout, stderr)
-	child := v.fs.String("child", "", "bring up this child instead of the start children")
-	onSA := v.fs.Uint64("ike", 0, "create the child on this established IKE SA `ID` (e.g. a clone)")
+func initiateCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("initiate CONN [--child NAME [--ike ID]]", "start an IKE SA of connection CONN",
+		"Start an IKE SA of connection CONN with its start children, or with child NAME, and wait\n"+
+			"until they are up. With --ike, create child NAME on an established IKE SA instead (e.g. a clone).", stdout, stderr)
+	v.cmd.Example = "  mifike initiate home\n  mifike initiate home --child lan --ike 4 --json"
+	child := v.cmd.Flags().String("child", "", "bring up child `NAME` instead of the start children")
+	onSA := v.cmd.Flags().Uint64("ike", 0, "create the child on this established IKE SA `ID` (e.g. a clone)")
 	v.waitFlags()
-	pos, code := v.parse(args, 1, 1)
-	if code >= 0 {
-		return code
-	}
-	if *onSA != 0 && *child == "" {
+	return v.run(1, 1, func(pos []string) int { return v.initiate(pos, *child, *onSA) })
+}
+
+func (v *verb) initiate(pos []string, child string, onSA uint64) int {
+	if onSA != 0 && child == "" {
 		return v.usageError("initiate: --ike needs --child")
 	}
 	var in control.Initiated
-	return v.act("initiate", map[string]any{"conn": pos[0], "child": *child, "ike_sa": *onSA}, &in,
+	return v.act("initiate", map[string]any{"conn": pos[0], "child": child, "ike_sa": onSA}, &in,
 		func() tracker { return newInitiateTracker(pos[0], in) },
 		func() string {
 			what := pos[0]
-			if *child != "" {
-				what += " child " + *child
+			if child != "" {
+				what += " child " + child
 			}
 			return fmt.Sprintf("initiating %s: IKE SA %d", what, in.IKESA)
 		})
 }
 
-func runTerminate(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("terminate", "ID|CONN [--child SPI]",
-		"delete IKE SA ID (a number, see list-sas) or its Child SA with inbound SPI, or every IKE SA of connection CONN,\n  and wait until they are gone", stdout, stderr)
-	childArg := v.fs.String("child", "", "delete only the Child SA with this inbound `SPI` (8 hex digits)")
+func terminateCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("terminate ID|CONN [--child SPI]", "delete an IKE SA, one Child SA, or a connection's SAs",
+		"Delete IKE SA ID (a number, see list-sas) or its Child SA with inbound SPI, or every IKE SA\n"+
+			"of connection CONN, and wait until they are gone. A CONN that starts with a dash follows --.", stdout, stderr)
+	v.cmd.Example = "  mifike terminate 3\n  mifike terminate 3 --child c1a2b3c4\n  mifike terminate home --json\n  mifike terminate -- -odd-name"
+	childArg := v.cmd.Flags().String("child", "", "delete only the Child SA with this inbound `SPI` (8 hex digits)")
 	v.waitFlags()
-	pos, code := v.parse(args, 1, 1)
-	if code >= 0 {
-		return code
-	}
+	return v.run(1, 1, func(pos []string) int { return v.terminate(pos, *childArg) })
+}
+
+func (v *verb) terminate(pos []string, childArg string) int {
 	id, isID, code := v.ikeSA(pos[0])
 	if code >= 0 {
 		return code
 	}
 	if !isID {
-		if *childArg != "" {
+		if childArg != "" {
 			return v.usageError("terminate: --child needs an IKE SA id, not connection %q", pos[0])
 		}
 		var out control.Terminated
@@ -274,17 +269,18 @@ func runTerminate(args []string, stdout, stderr io.Writer) int {
 				return fmt.Sprintf("terminating %s: %s", pos[0], plural(out.Terminated, "IKE SA"))
 			})
 	}
-	return v.saAction("terminate", "terminating", id, *childArg)
+	return v.saAction("terminate", "terminating", id, childArg)
 }
 
-func runRekey(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("rekey", "ID [--child SPI]", "rekey IKE SA ID (see list-sas), or its Child SA with inbound SPI, and wait for the new one", stdout, stderr)
-	childArg := v.fs.String("child", "", "rekey the Child SA with this inbound `SPI` (8 hex digits)")
+func rekeyCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("rekey ID [--child SPI]", "rekey an IKE SA or one of its Child SAs",
+		"Rekey IKE SA ID (see list-sas), or its Child SA with inbound SPI, and wait for the new one.", stdout, stderr)
+	childArg := v.cmd.Flags().String("child", "", "rekey the Child SA with this inbound `SPI` (8 hex digits)")
 	v.waitFlags()
-	pos, code := v.parse(args, 1, 1)
-	if code >= 0 {
-		return code
-	}
+	return v.run(1, 1, func(pos []string) int { return v.rekey(pos, *childArg) })
+}
+
+func (v *verb) rekey(pos []string, childArg string) int {
 	id, isID, code := v.ikeSA(pos[0])
 	if code >= 0 {
 		return code
@@ -292,7 +288,7 @@ func runRekey(args []string, stdout, stderr io.Writer) int {
 	if !isID {
 		return v.usageError("rekey: %q is not an IKE SA id (the number in brackets in mifike list-sas)", pos[0])
 	}
-	return v.saAction("rekey", "rekeying", id, *childArg)
+	return v.saAction("rekey", "rekeying", id, childArg)
 }
 
 // ikeSA reads an IKE SA id; a non-number is no id (a connection name).
@@ -302,7 +298,7 @@ func (v *verb) ikeSA(arg string) (id uint64, isID bool, code int) {
 		return 0, false, -1
 	}
 	if id == 0 {
-		return 0, false, v.usageError("%s: IKE SA ids start at 1", v.name)
+		return 0, false, v.usageError("%s: IKE SA ids start at 1", v.name())
 	}
 	return id, true, -1
 }
@@ -315,7 +311,7 @@ func (v *verb) saAction(cmd, doing string, id uint64, childArg string) int {
 	if childArg != "" {
 		n, err := parseSPI(childArg)
 		if err != nil {
-			return v.usageError("%s: --child: %v", v.name, err)
+			return v.usageError("%s: --child: %v", v.name(), err)
 		}
 		args["child_spi"] = n
 		spi = fmt.Sprintf("%08x", n)
@@ -341,20 +337,23 @@ func parseSPI(s string) (uint32, error) {
 	return uint32(v), nil
 }
 
-// runReload is synchronous: the daemon answers once the new
+// reloadCmd is synchronous: the daemon answers once the new
 // configuration is in force or refused (and logs either), so there is
 // nothing to wait for.
-func runReload(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("reload", "", "reread the configuration; errors are listed as file:line: field: message", stdout, stderr)
-	if _, code := v.parse(args, 0, 0); code >= 0 {
-		return code
-	}
-	return v.call(func(c *control.Client) error {
-		var r control.Reloaded
-		if done, err := v.ask(c, "reload", nil, &r); done || err != nil {
-			return err
-		}
-		return printReloaded(stdout, r)
+func reloadCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("reload", "reread the configuration",
+		"Reread the configuration. The daemon answers once the new one is in force, or refused with\n"+
+			"its errors, listed as file:line: field: message; the old one then stays. The answer lists\n"+
+			"the connections added, removed and changed, and what became of each SA the new file no\n"+
+			"longer allows (closed, replaced, kept until its next rekey).", stdout, stderr)
+	return v.run(0, 0, func([]string) int {
+		return v.call(func(c *control.Client) error {
+			var r control.Reloaded
+			if done, err := v.ask(c, "reload", nil, &r); done || err != nil {
+				return err
+			}
+			return printReloaded(stdout, r)
+		})
 	})
 }
 
@@ -362,32 +361,37 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 // strongSwan administrator's `swanctl --log --level` or charon's
 // runtime loglevel); log.level in the file is what a reload or restart
 // brings back.
-func runLogLevel(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("loglevel", "debug|info|warn|error", "change the daemon's log level until the next reload or restart", stdout, stderr)
-	pos, code := v.parse(args, 1, 1)
-	if code >= 0 {
-		return code
-	}
-	return v.call(func(c *control.Client) error {
-		var r control.LogLevel
-		if err := c.Call("log-level", map[string]any{"level": pos[0]}, &r); err != nil {
-			return err
-		}
-		if v.json {
-			b, _ := json.Marshal(r)
-			v.printJSON(b)
-		} else {
-			fmt.Fprintf(stdout, "log level %s (was %s) until the next reload or restart\n", r.Level, r.Previous)
-		}
-		return nil
+func logLevelCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("loglevel debug|info|warn|error", "change the daemon's log level until the next reload or restart",
+		"Change the running daemon's log level; log.level in the configuration file is what a reload\n"+
+			"or restart brings back.", stdout, stderr)
+	v.cmd.ValidArgs = []string{"debug", "info", "warn", "error"}
+	return v.run(1, 1, func(pos []string) int {
+		return v.call(func(c *control.Client) error {
+			var r control.LogLevel
+			if err := c.Call("log-level", map[string]any{"level": pos[0]}, &r); err != nil {
+				return err
+			}
+			if v.json {
+				b, _ := json.Marshal(r)
+				v.printJSON(b)
+			} else {
+				fmt.Fprintf(stdout, "log level %s (was %s) until the next reload or restart\n", r.Level, r.Previous)
+			}
+			return nil
+		})
 	})
 }
 
-func runEvents(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("events", "", "print the daemon's events as they happen, until Ctrl-C", stdout, stderr)
-	if _, code := v.parse(args, 0, 0); code >= 0 {
-		return code
-	}
+func eventsCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("events [--json]", "follow the daemon's events until Ctrl-C",
+		"Print the daemon's events as they happen, until Ctrl-C: one line each, or with --json one\n"+
+			"object per line. A gap (this client read too slowly) is shown, not hidden.", stdout, stderr)
+	return v.run(0, 0, func([]string) int { return v.events() })
+}
+
+func (v *verb) events() int {
+	stdout := v.stdout
 	return v.call(func(c *control.Client) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -624,13 +628,15 @@ func writeEventJSON(w io.Writer, ev control.Event) {
 
 // runClone is "mifike clone ID": RFC 7791 cloning of an IKE SA. It waits
 // for the clone (or its refusal) and prints its id.
-func runClone(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("clone", "ID", "clone IKE SA ID without authenticating again (RFC 7791), and wait for the clone", stdout, stderr)
+func cloneCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("clone ID", "clone an IKE SA without authenticating again (RFC 7791)",
+		"Clone IKE SA ID without authenticating again (RFC 7791), and wait for the clone; it prints\n"+
+			"the clone's id.", stdout, stderr)
 	v.waitFlags()
-	pos, code := v.parse(args, 1, 1)
-	if code >= 0 {
-		return code
-	}
+	return v.run(1, 1, v.clone)
+}
+
+func (v *verb) clone(pos []string) int {
 	id, isID, code := v.ikeSA(pos[0])
 	if code >= 0 {
 		return code
@@ -648,15 +654,18 @@ func runClone(args []string, stdout, stderr io.Writer) int {
 // runMove is "mifike move ID --local ADDR[%IFACE] [--remote ADDR]": a
 // MOBIKE move (RFC 4555) of an IKE SA and its Child SAs. It waits for the
 // peer to confirm the new path.
-func runMove(args []string, stdout, stderr io.Writer) int {
-	v := newVerb("move", "ID --local ADDR[%IFACE] [--remote ADDR]", "move IKE SA ID and its Child SAs to another path (MOBIKE), and wait for the peer to confirm it", stdout, stderr)
-	local := v.fs.String("local", "", "our new `ADDR`, optionally pinned to an interface: 192.0.2.7%wlan0")
-	remote := v.fs.String("remote", "", "the peer `ADDR` to use (default: its current one)")
+func moveCmd(stdout, stderr io.Writer) *cobra.Command {
+	v := newVerb("move ID --local ADDR[%IFACE] [--remote ADDR]", "move an IKE SA and its Child SAs to another path (RFC 4555)",
+		"Move IKE SA ID and its Child SAs to another path (MOBIKE, RFC 4555), and wait for the peer\n"+
+			"to confirm it. This host must be the SA's MOBIKE initiator.", stdout, stderr)
+	v.cmd.Example = "  mifike move 2 --local 10.91.2.2%wlan0\n  mifike move 2 --local 2001:db8::7 --remote 2001:db8::1 --json"
+	local := v.cmd.Flags().String("local", "", "our new `ADDR`, optionally pinned to an interface: 192.0.2.7%wlan0")
+	remote := v.cmd.Flags().String("remote", "", "the peer `ADDR` to use (default: its current one)")
 	v.waitFlags()
-	pos, code := v.parse(args, 1, 1)
-	if code >= 0 {
-		return code
-	}
+	return v.run(1, 1, func(pos []string) int { return v.move(pos, *local, *remote) })
+}
+
+func (v *verb) move(pos []string, local, remote string) int {
 	id, isID, code := v.ikeSA(pos[0])
 	if code >= 0 {
 		return code
@@ -664,21 +673,21 @@ func runMove(args []string, stdout, stderr io.Writer) int {
 	if !isID {
 		return v.usageError("move: %q is not an IKE SA id (the number in brackets in mifike list-sas)", pos[0])
 	}
-	if *local == "" {
+	if local == "" {
 		return v.usageError("move: --local is required")
 	}
-	addr, iface, _ := strings.Cut(*local, "%")
+	addr, iface, _ := strings.Cut(local, "%")
 	laddr, err := netip.ParseAddr(addr)
 	if err != nil {
-		return v.usageError("move: --local %q: %v", *local, err)
+		return v.usageError("move: --local %q: %v", local, err)
 	}
-	if *remote != "" {
-		if _, err := netip.ParseAddr(*remote); err != nil {
-			return v.usageError("move: --remote %q: %v", *remote, err)
+	if remote != "" {
+		if _, err := netip.ParseAddr(remote); err != nil {
+			return v.usageError("move: --remote %q: %v", remote, err)
 		}
 	}
 	var out control.Moved
-	return v.act("move", map[string]any{"ike_sa": id, "local": addr, "remote": *remote, "iface": iface}, &out,
+	return v.act("move", map[string]any{"ike_sa": id, "local": addr, "remote": remote, "iface": iface}, &out,
 		func() tracker {
 			if out.Unchanged {
 				return nil
@@ -689,6 +698,6 @@ func runMove(args []string, stdout, stderr io.Writer) int {
 			if out.Unchanged {
 				return fmt.Sprintf("IKE SA %d is on that path already", id)
 			}
-			return fmt.Sprintf("moving IKE SA %d to %s", id, *local)
+			return fmt.Sprintf("moving IKE SA %d to %s", id, local)
 		})
 }

@@ -391,9 +391,10 @@ func TestRefusedAndUsage(t *testing.T) {
 		t.Errorf("usage errors reached the daemon: %q", got)
 	}
 
-	// -h explains the verb and the exit codes.
+	// -h explains the verb and the exit codes, on stdout as cobra (and
+	// GNU) put asked-for help.
 	r = runCtl("terminate", "-h")
-	r.check(t, 0, nil, []string{"usage: mifike terminate ID|CONN [--child SPI] [-s PATH] [--json]", "-socket", "3 the daemon is unreachable"})
+	r.check(t, 0, []string{"mifike terminate ID|CONN [--child SPI]", "-s, --socket PATH", "--json", "3 the daemon is unreachable"}, nil)
 }
 
 func TestUnreachable(t *testing.T) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,27 +13,46 @@ import (
 
 	"github.com/mifike/mifike/internal/config"
 	"github.com/mifike/mifike/internal/daemon"
+	"github.com/spf13/cobra"
 )
 
-// runDaemon is "mifike daemon -c FILE": the IKE daemon in the foreground,
-// logging to stderr (systemd and containers collect it from there).
-func runDaemon(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "/etc/mifike/mifike.yaml", "configuration file")
-	check := fs.Bool("check", false, "check the configuration (including key and certificate files) and exit")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// daemonCmd is "mifike daemon -c FILE": the IKE daemon in the
+// foreground, logging to stderr (systemd and containers collect it from
+// there).
+func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
+	var path string
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "daemon [-c FILE] [--check]",
+		Short: "run the IKE daemon in the foreground (default config /etc/mifike/mifike.yaml)",
+		Long: `Run the IKE daemon in the foreground, logging to stderr (systemd and containers collect it
+from there). It serves the control verbs on the socket the configuration names.
+
+With --check it only checks the configuration, key and certificate files included: errors
+fail (exit 1); warnings are printed, each as file:line: field: message, and do not.
+
+MIFIKE_CPUPROFILE=FILE profiles the CPU until the daemon stops; MIFIKE_MEMPROFILE=FILE
+writes the heap in use on SIGUSR1 (for go tool pprof).`,
+		Example: "  mifike daemon -c /etc/mifike/mifike.yaml\n  mifike daemon --check -c /etc/mifike/mifike.yaml",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return argsError(cmd)
+			}
+			if check {
+				return exit(checkConfig(path, stdout, stderr))
+			}
+			return exit(runDaemon(path, stderr))
+		},
 	}
-	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: mifike daemon [-c FILE] [--check]")
-		return 2
-	}
-	if *check {
-		return checkConfig(*path, stdout, stderr)
-	}
+	cmd.Flags().StringVarP(&path, "config", "c", "/etc/mifike/mifike.yaml", "configuration `FILE`")
+	cmd.Flags().BoolVar(&check, "check", false, "check the configuration (including key and certificate files) and exit")
+	cmd.MarkFlagFilename("config", "yaml", "yml")
+	return cmd
+}
+
+func runDaemon(path string, stderr io.Writer) int {
 	daemon.Version = version // for mifike_build_info
-	d, err := daemon.New(*path, stderr)
+	d, err := daemon.New(path, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "mifike: %v\n", err)
 		return 1

@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,23 +11,34 @@ import (
 
 	"github.com/mifike/mifike/internal/conn"
 	"github.com/mifike/mifike/internal/wire"
+	"github.com/spf13/cobra"
 )
 
-// runDecode prints what the wire package makes of IKE messages: a quick way
-// to check a capture or a peer's bytes against our decoder.
-func runDecode(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object per message")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// decodeCmd prints what the wire package makes of IKE messages: a quick
+// way to check a capture or a peer's bytes against our decoder.
+func decodeCmd(stdout, stderr io.Writer) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "decode [--json] HEX|FILE...",
+		Short: "decode IKEv2 messages (hex, or raw files) and print their payloads",
+		Long: `Decode IKEv2 messages and print their payloads: each argument is the message in hex
+(spaces, colons and newlines allowed), or a FILE that holds raw octets or hex. A port-4500
+datagram's non-ESP marker is taken off first (RFC 3948 §2.2).`,
+		Example: "  mifike decode 1122334455667788000000000000000000202208000000000000001c\n  mifike decode --json capture.bin",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return argsError(cmd)
+			}
+			return exit(decode(args, asJSON, stdout, stderr))
+		},
 	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "usage: mifike decode [--json] HEX|FILE...  (a FILE holds raw octets or hex)")
-		return 2
-	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per message")
+	return cmd
+}
+
+func decode(args []string, asJSON bool, stdout, stderr io.Writer) int {
 	status := 0
-	for _, arg := range fs.Args() {
+	for _, arg := range args {
 		b, err := loadMessage(arg)
 		if err != nil {
 			fmt.Fprintf(stderr, "mifike decode: %s: %v\n", arg, err)
@@ -48,7 +58,7 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 			status = 1
 			continue
 		}
-		if *asJSON {
+		if asJSON {
 			out := map[string]any{
 				"spi_i": fmt.Sprintf("%016x", m.SPIi), "spi_r": fmt.Sprintf("%016x", m.SPIr),
 				"exchange": m.Exchange.String(), "flags": m.Flags.String(), "message_id": m.MessageID,

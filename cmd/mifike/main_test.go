@@ -42,7 +42,7 @@ func TestDecodeCommand(t *testing.T) {
 // "mifike version" and "--version" say which build this is.
 func TestBareCommandAndVersion(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(nil, &out, &errb); code != 2 || out.Len() != 0 || !strings.Contains(errb.String(), "usage:") {
+	if code := run(nil, &out, &errb); code != 2 || out.Len() != 0 || !strings.Contains(errb.String(), "Usage:") {
 		t.Fatalf("bare mifike: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
 	}
 	for _, args := range [][]string{{"version"}, {"--version"}, {"-V"}} {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/spf13/cobra"
 )
 
 // versionInfo is what `mifike version` reports: the release set at link
@@ -49,16 +51,30 @@ func (v versionInfo) String() string {
 	return s + ", " + v.Go
 }
 
-func runVersion(args []string, stdout, stderr io.Writer) int {
-	switch {
-	case len(args) == 0:
-		fmt.Fprintln(stdout, readVersion())
-		return 0
-	case len(args) == 1 && args[0] == "--json":
+func versionCmd(stdout io.Writer) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version [--json]",
+		Short: "print the version (also --version)",
+		Long: `Print the version: the release set at link time, else what the Go toolchain recorded of the
+source (its commit, whether the tree had uncommitted changes), and the Go version.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return argsError(cmd)
+			}
+			return exit(printVersion(asJSON, stdout))
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	return cmd
+}
+
+func printVersion(asJSON bool, stdout io.Writer) int {
+	if asJSON {
 		b, _ := json.Marshal(readVersion())
 		fmt.Fprintln(stdout, string(b))
-		return 0
+	} else {
+		fmt.Fprintln(stdout, readVersion())
 	}
-	fmt.Fprintln(stderr, "mifike: usage: mifike version [--json]")
-	return 2
+	return exitOK
 }

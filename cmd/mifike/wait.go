@@ -32,8 +32,8 @@ const exitTimeout = 4
 // waitFlags gives a verb --timeout and --no-wait.
 func (v *verb) waitFlags() {
 	v.waits = true
-	v.fs.DurationVar(&v.timeout, "timeout", defaultTimeout, "wait at most this long for the outcome (e.g. 90s; 0: no limit)")
-	v.fs.BoolVar(&v.noWait, "no-wait", false, "return once the daemon has started the request, without waiting for its outcome")
+	v.cmd.Flags().DurationVar(&v.timeout, "timeout", defaultTimeout, "wait at most this long for the outcome (e.g. 90s; 0: no limit)")
+	v.cmd.Flags().BoolVar(&v.noWait, "no-wait", false, "return once the daemon has started the request, without waiting for its outcome")
 }
 
 // tracker follows the events of one request to its outcome.
