@@ -62,6 +62,7 @@ func clusterStatusCmd(stdout, stderr io.Writer) *cobra.Command {
 func clusterMoveCmd(stdout, stderr io.Writer) *cobra.Command {
 	v := newVerb("move ID NODE", "hand an IKE SA to another cluster node",
 		"Hand IKE SA ID to cluster node NODE, which moves it to its own address (RFC 7791 load sharing).", stdout, stderr)
+	v.completeFirst(true, false)
 	return v.run(2, 2, v.clusterMove)
 }
 

@@ -75,15 +75,53 @@ func (v *verb) run(minArgs, maxArgs int, fn func(args []string) int) *cobra.Comm
 	}
 	v.cmd.Long = strings.TrimSpace(v.cmd.Long)
 	v.cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if env := os.Getenv("MIFIKE_SOCKET"); env != "" && !cmd.Flags().Changed("socket") {
-			v.socket = env
-		}
+		v.resolveSocket(cmd)
 		if len(args) < minArgs || len(args) > maxArgs {
 			return argsError(cmd)
 		}
 		return exit(fn(args))
 	}
 	return v.cmd
+}
+
+// resolveSocket takes $MIFIKE_SOCKET unless -s was given.
+func (v *verb) resolveSocket(cmd *cobra.Command) {
+	if env := os.Getenv("MIFIKE_SOCKET"); env != "" && !cmd.Flags().Changed("socket") {
+		v.socket = env
+	}
+}
+
+// completeFirst makes shell completion offer the running daemon's IKE
+// SA ids and connection names, as asked, for the verb's first argument.
+// A daemon that does not answer offers nothing (rather than file names,
+// which no verb takes).
+func (v *verb) completeFirst(sas, conns bool) {
+	v.cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		const none = cobra.ShellCompDirectiveNoFileComp
+		if len(args) > 0 {
+			return nil, none
+		}
+		v.resolveSocket(cmd)
+		c, err := control.Dial(v.socket)
+		if err != nil {
+			return nil, none
+		}
+		defer c.Close()
+		var out []cobra.Completion
+		var sa []control.SA
+		if sas && c.Call("list-sas", nil, &sa) == nil {
+			for _, s := range sa {
+				out = append(out, cobra.CompletionWithDesc(strconv.FormatUint(s.ID, 10), s.Conn+" "+s.State.String()))
+			}
+		}
+		var cs []control.Conn
+		if conns && c.Call("list-conns", nil, &cs) == nil {
+			for _, conn := range cs {
+				out = append(out, cobra.CompletionWithDesc(conn.Name, "connection, "+plural(conn.SAs, "IKE SA")))
+			}
+		}
+		return out, none
+	}
 }
 
 // name is the verb as the user typed it: "list-sas", "cluster move".
@@ -218,6 +256,7 @@ func initiateCmd(stdout, stderr io.Writer) *cobra.Command {
 	v.cmd.Example = "  mifike initiate home\n  mifike initiate home --child lan --ike 4 --json"
 	child := v.cmd.Flags().String("child", "", "bring up child `NAME` instead of the start children")
 	onSA := v.cmd.Flags().Uint64("ike", 0, "create the child on this established IKE SA `ID` (e.g. a clone)")
+	v.completeFirst(false, true)
 	v.waitFlags()
 	return v.run(1, 1, func(pos []string) int { return v.initiate(pos, *child, *onSA) })
 }
@@ -244,6 +283,7 @@ func terminateCmd(stdout, stderr io.Writer) *cobra.Command {
 			"of connection CONN, and wait until they are gone. A CONN that starts with a dash follows --.", stdout, stderr)
 	v.cmd.Example = "  mifike terminate 3\n  mifike terminate 3 --child c1a2b3c4\n  mifike terminate home --json\n  mifike terminate -- -odd-name"
 	childArg := v.cmd.Flags().String("child", "", "delete only the Child SA with this inbound `SPI` (8 hex digits)")
+	v.completeFirst(true, true)
 	v.waitFlags()
 	return v.run(1, 1, func(pos []string) int { return v.terminate(pos, *childArg) })
 }
@@ -276,6 +316,7 @@ func rekeyCmd(stdout, stderr io.Writer) *cobra.Command {
 	v := newVerb("rekey ID [--child SPI]", "rekey an IKE SA or one of its Child SAs",
 		"Rekey IKE SA ID (see list-sas), or its Child SA with inbound SPI, and wait for the new one.", stdout, stderr)
 	childArg := v.cmd.Flags().String("child", "", "rekey the Child SA with this inbound `SPI` (8 hex digits)")
+	v.completeFirst(true, false)
 	v.waitFlags()
 	return v.run(1, 1, func(pos []string) int { return v.rekey(pos, *childArg) })
 }
@@ -632,6 +673,7 @@ func cloneCmd(stdout, stderr io.Writer) *cobra.Command {
 	v := newVerb("clone ID", "clone an IKE SA without authenticating again (RFC 7791)",
 		"Clone IKE SA ID without authenticating again (RFC 7791), and wait for the clone; it prints\n"+
 			"the clone's id.", stdout, stderr)
+	v.completeFirst(true, false)
 	v.waitFlags()
 	return v.run(1, 1, v.clone)
 }
@@ -661,6 +703,7 @@ func moveCmd(stdout, stderr io.Writer) *cobra.Command {
 	v.cmd.Example = "  mifike move 2 --local 10.91.2.2%wlan0\n  mifike move 2 --local 2001:db8::7 --remote 2001:db8::1 --json"
 	local := v.cmd.Flags().String("local", "", "our new `ADDR`, optionally pinned to an interface: 192.0.2.7%wlan0")
 	remote := v.cmd.Flags().String("remote", "", "the peer `ADDR` to use (default: its current one)")
+	v.completeFirst(true, false)
 	v.waitFlags()
 	return v.run(1, 1, func(pos []string) int { return v.move(pos, *local, *remote) })
 }

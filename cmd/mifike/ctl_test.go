@@ -148,9 +148,9 @@ func (b *ctlBackend) Subscribe() (<-chan control.Event, func()) {
 	return ch, func() {}
 }
 
-var since = time.Now().Add(-(2*time.Minute + 14*time.Second))
-
 func testBackend() *ctlBackend {
+	// Taken now, not when the tests started: list-sas prints the age.
+	since := time.Now().Add(-(2*time.Minute + 14*time.Second))
 	return &ctlBackend{
 		sas: []control.SA{{ID: 3, Conn: "home", State: ike.StateEstablished, Initiator: true,
 			SPIi: "1122334455667788", SPIr: "99aabbccddeeff00", Local: "192.0.2.10:4500", Remote: "198.51.100.1:4500",
