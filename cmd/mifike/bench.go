@@ -36,16 +36,19 @@ func benchSuites() []benchSuite {
 	}
 }
 
+// benchAbout is what every suite does, in its help and its parent's.
+const benchAbout = `Each suite runs mifike and strongSwan 5.9.8 (kernel-libipsec) in turn in the same network
+namespaces with the same algorithms and prints a table with mifike/strongSwan ratios.
+Needs root; installs strongSwan, iperf3 and nftables with apt-get when missing.
+--json prints JSON instead of the table; --out FILE also writes it to FILE.`
+
 // benchCmd is "mifike bench SUITE": each suite a subcommand with its own
 // flags, and --json and --out on all.
 func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench SUITE|all [--json] [--out FILE]",
 		Short: "benchmarks against strongSwan: handshake, new-interface, failover, throughput, scale, cluster (root)",
-		Long: `Each suite runs mifike and strongSwan 5.9.8 (kernel-libipsec) in turn in the same network
-namespaces with the same algorithms and prints a table with mifike/strongSwan ratios.
-Needs root; installs strongSwan, iperf3 and nftables with apt-get when missing.
---json prints JSON instead of the table; --out FILE also writes it to FILE.
+		Long: benchAbout + `
 "mifike bench SUITE --help" lists a suite's flags.`,
 		Example:     "  mifike bench handshake --n 3000 --auth psk\n  mifike bench all --out bench.json",
 		RunE:        parentRun(stderr, "suite"),
@@ -54,7 +57,7 @@ Needs root; installs strongSwan, iperf3 and nftables with apt-get when missing.
 	suite := func(name, summary string, flags func(fs *pflag.FlagSet) []benchRun) *cobra.Command {
 		var asJSON bool
 		var out string
-		c := &cobra.Command{Use: name, Short: summary}
+		c := &cobra.Command{Use: name, Short: summary, Long: strings.ToUpper(summary[:1]) + summary[1:] + ".\n\n" + benchAbout}
 		runs := flags(c.Flags())
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of the table")
 		c.Flags().StringVar(&out, "out", "", "also write the JSON to this `FILE`")

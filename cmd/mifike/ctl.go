@@ -55,7 +55,7 @@ func newVerb(use, short, long string, stdout, stderr io.Writer) *verb {
 	// The default shown in help and man pages is the built-in one; the
 	// environment's is taken at run time (verb.run), as kubectl does
 	// with KUBECONFIG.
-	f.StringVarP(&v.socket, "socket", "s", defaultSocket, "the daemon's control socket `PATH` ($MIFIKE_SOCKET sets the default)")
+	f.StringVarP(&v.socket, "socket", "s", defaultSocket, "the daemon's control socket `PATH` (without it: $MIFIKE_SOCKET, else the default)")
 	f.BoolVar(&v.json, "json", false, "print JSON instead of text; errors too, as {\"error\": ..., \"code\": ...} on stdout")
 	return v
 }
