@@ -106,6 +106,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"nope"}, `unknown command "nope" for "mifike"`},
 		{[]string{"list-sa"}, "did you mean list-sas?"},
+		{[]string{"help", "nope"}, `unknown command "nope" for "mifike"`},
 		{[]string{"list-sas", "--bogus"}, `unknown flag: --bogus (see "mifike list-sas --help")`},
 		{[]string{"initiate", "--timeout", "soon", "home"}, `invalid argument "soon" for "--timeout"`},
 		{[]string{"daemon", "--json"}, `daemon does not take --json (see "mifike daemon --help")`},

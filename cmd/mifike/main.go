@@ -173,6 +173,7 @@ Exit codes: 0 success, 1 the daemon refused or it failed, 2 usage error, 3 daemo
 		reloadCmd(stdout, stderr), logLevelCmd(stdout, stderr), clusterCmd(stdout, stderr), eventsCmd(stdout, stderr))
 	add(groupLab, demoCmd(stdout, stderr), labEtcdCmd(stdout, stderr), benchCmd(stdout, stderr))
 	root.AddCommand(genManCmd(stdout, stderr), genMarkdownCmd(stdout, stderr))
+	root.SetHelpCommand(helpCmd())
 	root.SetHelpCommandGroupID(groupDaemon)
 	root.SetCompletionCommandGroupID(groupDaemon)
 	// Added now rather than at Execute, so that the tree is whole for
@@ -180,6 +181,43 @@ Exit codes: 0 success, 1 the daemon refused or it failed, 2 usage error, 3 daemo
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	return root
+}
+
+// helpCmd is cobra's "help [command]", except that a command it does
+// not know is a usage error (exit 2), as it is without "help".
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		Long:  "Help about any command: mifike help VERB says what mifike VERB --help says.",
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			c, _, err := cmd.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, s := range c.Commands() {
+				if s.IsAvailableCommand() {
+					out = append(out, cobra.CompletionWithDesc(s.Name(), s.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, rest, err := cmd.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				word := args[len(args)-1]
+				if len(rest) > 0 {
+					word = rest[0]
+				}
+				if c == nil {
+					c = cmd.Root()
+				}
+				return unknownCommand(c, word, "command")
+			}
+			return c.Help()
+		},
+	}
 }
 
 // checkGlobals refuses a verb's shared flag on a command that does not
