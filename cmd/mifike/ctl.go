@@ -62,7 +62,8 @@ func newVerb(use, short, long string, stdout, stderr io.Writer) *verb {
 
 // run gives the verb its action, fn, called with between minArgs and
 // maxArgs positional arguments (flags may come anywhere among them:
-// "terminate home --child c1a2b3c4"). It returns the command.
+// "terminate home --child c1a2b3c4"). It returns the command. It comes
+// last: after waitFlags, whose exit status 4 it adds to the help.
 func (v *verb) run(minArgs, maxArgs int, fn func(args []string) int) *cobra.Command {
 	if v.waits {
 		v.cmd.Long += "\n\nIt waits for the outcome (the peer's answer), unless --no-wait; with --json it prints\n" +
