@@ -23,21 +23,47 @@ import (
 const eventQueueLen = 256
 
 // Serve listens on the unix socket path, with permissions mode and group
-// gid (when gid >= 0), and serves until ctx is done. A stale socket file
-// is replaced; if another daemon answers at path, or path is not a
-// socket, Serve refuses. It returns once every connection has ended (the
-// Backend must keep answering until then) and removes the socket file.
+// gid (when gid >= 0), and serves until ctx is done: Listen, then
+// Listener.Serve.
 func Serve(ctx context.Context, path string, mode os.FileMode, gid int, b Backend, log *slog.Logger) error {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if err := checkStale(path); err != nil {
-		return err
-	}
-	l, info, err := listen(path, mode, gid)
+	l, err := Listen(path, mode, gid)
 	if err != nil {
 		return err
 	}
+	return l.Serve(ctx, b, log)
+}
+
+// Listener is a bound control socket that does not answer yet. A daemon
+// binds it before it tells its service manager it is ready (sd_notify
+// READY=1), so that a client run right after "systemctl start" finds it.
+type Listener struct {
+	path string
+	l    *net.UnixListener
+	info os.FileInfo
+}
+
+// Listen binds the unix socket path, with permissions mode and group gid
+// (when gid >= 0). A stale socket file is replaced; if another daemon
+// answers at path, or path is not a socket, Listen refuses.
+func Listen(path string, mode os.FileMode, gid int) (*Listener, error) {
+	if err := checkStale(path); err != nil {
+		return nil, err
+	}
+	l, info, err := listen(path, mode, gid)
+	if err != nil {
+		return nil, err
+	}
+	return &Listener{path: path, l: l, info: info}, nil
+}
+
+// Serve answers on the socket until ctx is done. It returns once every
+// connection has ended (the Backend must keep answering until then) and
+// removes the socket file.
+func (cl *Listener) Serve(ctx context.Context, b Backend, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l, info, path := cl.l, cl.info, cl.path
 	s := &server{b: b, log: log, conns: map[net.Conn]struct{}{}}
 	go func() {
 		<-ctx.Done()

@@ -91,6 +91,14 @@ type Daemon struct {
 	stopped chan struct{}
 	stats   daemonStats
 	rxStats rxCounters // the socket readers'
+	// notifying says a service manager listens (NOTIFY_SOCKET); then
+	// lastStatus is the STATUS= last sent to it, statusStale says an SA
+	// event came since, and reloadErr is why the last reload failed (nil
+	// if it did not): all for notify.go.
+	notifying   bool
+	lastStatus  string
+	statusStale bool
+	reloadErr   error
 }
 
 type daemonStats struct {
@@ -123,7 +131,8 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 		rx: make(chan datagram, rxQueue), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{},
-		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1), stopped: make(chan struct{})}
+		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1), stopped: make(chan struct{}),
+		notifying: os.Getenv("NOTIFY_SOCKET") != ""}
 	d.newManagers(cfg)
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
@@ -243,9 +252,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(d.cfg.Control.Socket), 0o755); err != nil {
 		return fmt.Errorf("control socket directory: %w", err)
 	}
+	// Bound here, served below: the socket must answer before READY=1.
+	ctl, err := control.Listen(d.cfg.Control.Socket, d.cfg.Control.Mode, gid)
+	if err != nil {
+		return err
+	}
 	ctlErr := make(chan error, 1)
 	go func() {
-		ctlErr <- control.Serve(ctx, d.cfg.Control.Socket, d.cfg.Control.Mode, gid, backend{d}, d.log)
+		ctlErr <- ctl.Serve(ctx, backend{d}, d.log)
 	}()
 	if d.cfg.Metrics.Listen != "" {
 		m, err := startMetrics(ctx, d, d.cfg.Metrics.Listen)
@@ -275,6 +289,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("mifike started", "config", d.path, "connections", len(d.conns), "listen", d.cfg.Listen)
 	d.startConnections(nil)
+	d.notifyReady()
 	for {
 		if d.reconcileSoon {
 			d.reconcileSoon = false
@@ -300,6 +315,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				d.radius.tick(time.Now())
 			}
 			d.reconcileSoon = true
+			d.notifyStatus()
 		case l := <-d.limits:
 			d.apply(d.engine.ChildLimit(time.Now(), l.inSPI, l.hard))
 		case s := <-sigs:
@@ -308,14 +324,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 				continue
 			}
 			d.log.Info("shutting down", "signal", s.String())
+			d.notifyStopping()
 			d.shutdown()
 			return nil
 		case err := <-ctlErr:
 			if err != nil && ctx.Err() == nil {
+				d.notifyStopping()
 				d.shutdown()
 				return fmt.Errorf("control socket: %w", err)
 			}
 		case <-ctx.Done():
+			d.notifyStopping()
 			d.shutdown()
 			return nil
 		}
@@ -388,6 +407,7 @@ func (d *Daemon) apply(acts []ike.Action) {
 				d.apply(acts)
 			}
 		case ike.Event:
+			d.statusStale = true
 			if d.radius != nil {
 				d.radius.event(a)
 			}

@@ -20,11 +20,16 @@ import (
 // "delete every connection". A valid file keeps the SAs it still allows
 // (ike.Engine.Reconfigure).
 func (d *Daemon) reload(from string) (control.Reloaded, error) {
+	d.notifyReloading()
 	r, err := d.reloadFile(from)
 	if err != nil {
 		d.log.Error("reload failed; the running configuration and every SA are unchanged",
 			"from", from, "config", d.path, "ike_sas", len(d.engine.IKESAs()), "err", err)
 	}
+	// READY=1 after a failed reload too: the daemon serves on, with the
+	// configuration it had, and STATUS says the reload failed.
+	d.reloadErr = err
+	d.notifyReady()
 	return r, err
 }
 
