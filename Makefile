@@ -2,7 +2,7 @@
 # missing, then runs every test.
 GO ?= go
 
-.PHONY: test deps build check fuzz bench demo demo-cluster
+.PHONY: test deps build check fuzz bench demo demo-cluster deb
 
 # `make demo` is the README's first command: the multiple-interfaces lab,
 # narrated (root; installs first what the demo runs and is missing, not
@@ -28,6 +28,11 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/mifike ./cmd/mifike
+
+# The Debian package, dist/mifike_VERSION_ARCH.deb (dpkg-deb alone:
+# packaging/deb/build.sh).
+deb:
+	VERSION=$(VERSION) GO=$(GO) ./packaging/deb/build.sh
 
 # Static checks CI runs besides the tests.
 check:
