@@ -34,7 +34,7 @@ root=$stage/root
 doc=$root/usr/share/doc/mifike
 mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" \
 	"$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
-	"$root/usr/share/fish/vendor_completions.d" "$doc/examples"
+	"$root/usr/share/fish/vendor_completions.d" "$root/usr/share/lintian/overrides" "$doc/examples"
 
 # The binary, native (its gen-man and completion write the pages below);
 # -s -w leave out the symbol table and DWARF (Debian ships stripped
@@ -74,13 +74,16 @@ fi
 install -m 644 packaging/systemd/mifike.service "$root/lib/systemd/system/mifike.service"
 cp -R examples/. "$doc/examples/"
 install -m 644 "$here/copyright" "$doc/copyright"
+install -m 644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/mifike"
+# A native package (its version has no Debian revision) names its
+# changelog changelog.gz, not changelog.Debian.gz (Policy 12.7).
 {
 	echo "mifike ($debversion) unstable; urgency=medium"
 	echo
 	echo "  * Built from git $VERSION ($(git rev-parse HEAD 2>/dev/null || echo unknown))."
 	echo
 	echo " -- $maintainer  $(date -R -u -d "@$SOURCE_DATE_EPOCH")"
-} | gzip -9n >"$doc/changelog.Debian.gz"
+} | gzip -9n >"$doc/changelog.gz"
 
 # No conffiles: the package ships nothing in /etc. The configuration
 # holds keys and is the administrator's (README: Install).

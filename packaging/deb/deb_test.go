@@ -61,7 +61,8 @@ var packaged = []string{
 	"usr/share/zsh/vendor-completions/_mifike",
 	"usr/share/fish/vendor_completions.d/mifike.fish",
 	"usr/share/doc/mifike/copyright",
-	"usr/share/doc/mifike/changelog.Debian.gz",
+	"usr/share/doc/mifike/changelog.gz",
+	"usr/share/lintian/overrides/mifike",
 }
 
 // "make deb" builds a package that dpkg installs, whose mifike says the
@@ -192,8 +193,8 @@ func TestPackageInstalls(t *testing.T) {
 	if c := gunzip(t, filepath.Join(root, "usr/share/doc/mifike/copyright")); !strings.HasPrefix(c, "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/") {
 		t.Errorf("copyright is not machine-readable (DEP-5):\n%.200s", c)
 	}
-	if cl := gunzip(t, filepath.Join(root, "usr/share/doc/mifike/changelog.Debian.gz")); !strings.HasPrefix(cl, "mifike ("+wantVersion+") ") {
-		t.Errorf("changelog.Debian starts %.80q, want mifike (%s)", cl, wantVersion)
+	if cl := gunzip(t, filepath.Join(root, "usr/share/doc/mifike/changelog.gz")); !strings.HasPrefix(cl, "mifike ("+wantVersion+") ") {
+		t.Errorf("changelog starts %.80q, want mifike (%s)", cl, wantVersion)
 	}
 
 	// Purge takes it all away again.
