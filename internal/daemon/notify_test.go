@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mifike/mifike/internal/control"
 )
 
 // notifySocket listens where the daemon's sd_notify messages go, as
@@ -119,7 +121,7 @@ connections:
 	// A reload through the control socket, as the unit's ExecReload
 	// (mifike reload) asks for it. MONOTONIC_USEC is what the service
 	// manager needs to match this reload's READY=1.
-	if err := (backend{d}).Reload(); err != nil {
+	if err := reloadBySocket(sock); err != nil {
 		t.Fatal(err)
 	}
 	if v := n.expect(t, "RELOADING"); v["MONOTONIC_USEC"] == "" || v["STATUS"] != "reloading "+path {
@@ -149,7 +151,7 @@ connections:
 	// A reload that fails: READY=1 all the same (the daemon serves on with
 	// what it had), and STATUS tells.
 	writeFile(t, path, "")
-	if err := (backend{d}).Reload(); err == nil {
+	if err := reloadBySocket(sock); err == nil {
 		t.Fatal("the reload of an empty file succeeded")
 	}
 	n.expect(t, "RELOADING")
@@ -163,4 +165,14 @@ connections:
 		t.Fatal(err)
 	}
 	done <- nil // for the cleanup
+}
+
+// reloadBySocket asks the daemon to reload as "mifike reload" does.
+func reloadBySocket(sock string) error {
+	c, err := control.Dial(sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Call("reload", nil, nil)
 }
