@@ -75,6 +75,11 @@ const (
 	NoMarker
 	// Truncated did not fit the receive buffer; its contents are cut.
 	Truncated
+	// PathError is no packet but an ICMP error that a datagram we sent
+	// to Remote caused (port, host or network unreachable; icmp.go): a
+	// hint that the path may be broken, never proof (RFC 7296 §2.21).
+	// It has no octets.
+	PathError
 )
 
 func (k Kind) String() string {
@@ -89,6 +94,8 @@ func (k Kind) String() string {
 		return "no-marker"
 	case Truncated:
 		return "truncated"
+	case PathError:
+		return "path-error"
 	}
 	return "kind-" + strconv.Itoa(int(k))
 }

@@ -64,6 +64,10 @@ type udpSocket struct {
 	addr netip.Addr
 	port uint16
 	natt bool
+	// The error queue's scratch (icmp.go): the datagram's first octets
+	// and the control messages.
+	errBuf [64]byte
+	errOOB [256]byte
 }
 
 // Socket is one of the UDP Bind's sockets, for what a data plane sets on
@@ -99,6 +103,10 @@ func (u *UDP) Listen(addr netip.Addr, port uint16, natt bool) (uint16, error) {
 	if err != nil {
 		c.Close()
 		return 0, fmt.Errorf("packet info on %v: %w", netip.AddrPortFrom(addr, port), err)
+	}
+	if err := s.recvErr(); err != nil {
+		c.Close()
+		return 0, fmt.Errorf("ICMP error queue on %v: %w", netip.AddrPortFrom(addr, port), err)
 	}
 	if u.byAddr == nil {
 		u.byAddr = map[sockKey]*udpSocket{}
@@ -173,6 +181,10 @@ func (s *udpSocket) receiveFunc(r *dataplane.BatchReader, off int) ReceiveFunc {
 	return func(pkts []Packet) (int, error) {
 		n, err := r.Read()
 		if err != nil {
+			if pathErrno(err) {
+				// An ICMP error one of our datagrams caused (icmp.go).
+				return s.errQueue(pkts), nil
+			}
 			return 0, err
 		}
 		pkts = pkts[:n]

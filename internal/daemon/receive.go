@@ -102,6 +102,16 @@ func (d *Daemon) read(recv conn.ReceiveFunc, batch int) {
 			case conn.Keepalive:
 				d.rxStats.keepalives.Add(1) // keepalives carry no liveness (RFC 3948 §2.3)
 				continue
+			case conn.PathError:
+				// An ICMP error: a hint for the SAs with that peer (RFC
+				// 7296 §2.21); the loop drops it when busy, as the
+				// engine rate-limits it anyway.
+				remote := p.Remote
+				select {
+				case d.calls <- func() { d.apply(d.engine.PathError(time.Now(), remote)) }:
+				default:
+				}
+				continue
 			case conn.ESP:
 				// The kernel's data plane takes ESP before it reaches the
 				// socket (UDP_ENCAP_ESPINUDP); the userspace one opens it

@@ -75,6 +75,8 @@ type Stats struct {
 	// InvalidSPIHints counts the peer's INVALID_SPI reports taken as a
 	// reason for a liveness check (RFC 4555 §5.3).
 	InvalidSPIHints uint64
+	// PathErrorHints counts the ICMP errors taken as a hint (PathError).
+	PathErrorHints uint64
 	// Dropped counts the datagrams dropped, DroppedBy each reason's
 	// share (every reason is present, most at zero).
 	Dropped      uint64
@@ -424,7 +426,7 @@ func requestHash(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // Stats returns a copy of the counters.
 func (e *Engine) Stats() Stats {
-	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped, Redirects: e.stats.Redirects, TCPFallbacks: e.stats.TCPFallbacks, NATRebinds: e.stats.NATRebinds, InvalidSPIHints: e.stats.InvalidSPIHints, DroppedBy: map[DropReason]uint64{},
+	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped, Redirects: e.stats.Redirects, TCPFallbacks: e.stats.TCPFallbacks, NATRebinds: e.stats.NATRebinds, InvalidSPIHints: e.stats.InvalidSPIHints, PathErrorHints: e.stats.PathErrorHints, DroppedBy: map[DropReason]uint64{},
 		LivenessChecks: e.stats.LivenessChecks, DeadPeers: e.stats.DeadPeers,
 		Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{}, NotifiesRecv: map[wire.NotifyType]uint64{}}
 	for r := DropNone + 1; r < numDropReasons; r++ {

@@ -58,21 +58,60 @@ func (t *invalidSPITask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, er
 func (t *invalidSPITask) process(*ikeSA, *message) {}
 func (t *invalidSPITask) abort(*ikeSA, string)     {}
 
-// peerReportsInvalidSPI takes a protected INVALID_SPI as the hint it is:
-// a liveness check, unless one is already under way or queued.
-func (sa *ikeSA) peerReportsInvalidSPI(m *message) {
-	if m.notify(wire.NotifyInvalidSPI) == nil || sa.state != stateEstablished {
-		return
+// pathErrorEvery is the least time between two liveness checks one IKE
+// SA starts on ICMP errors: anyone on the path can forge them (RFC 7296
+// §2.21), and a flood must cost us an exchange now and then, not one
+// per error.
+const pathErrorEvery = 10 * time.Second
+
+// PathError tells the engine that an ICMP error came back for a
+// datagram we sent to remote (port, host or network unreachable). It is
+// a hint, never proof (RFC 7296 §2.21, RFC 4555 §5.3): an established
+// IKE SA on UDP whose peer is at remote starts a liveness check, at
+// most once per pathErrorEvery, unless one is under way; its outcome
+// (an answer, or MOBIKE's path probing and the dead-peer rules) decides.
+// SAs in TCP streams are left alone: TCP reports its own failures.
+func (e *Engine) PathError(now time.Time, remote netip.AddrPort) []Action {
+	e.begin(now)
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	for _, sa := range e.byID {
+		if sa.state != stateEstablished || sa.closing || sa.tcp || sa.remote != remote {
+			continue
+		}
+		if !sa.pathErrorAt.IsZero() && now.Sub(sa.pathErrorAt) < pathErrorEvery {
+			continue
+		}
+		if sa.checkingLiveness() {
+			continue
+		}
+		sa.pathErrorAt = now
+		e.log.Info("ICMP error from the path to the peer; checking liveness (RFC 4555 §5.3)", "ike", sa.id, "remote", remote)
+		e.stats.PathErrorHints++
+		sa.queue(&dpdTask{})
 	}
+	return e.end()
+}
+
+// checkingLiveness: a liveness check is queued or outstanding.
+func (sa *ikeSA) checkingLiveness() bool {
 	for _, t := range sa.tasks {
 		if _, ok := t.(*dpdTask); ok {
-			return
+			return true
 		}
 	}
 	for _, p := range sa.outstanding {
 		if _, ok := p.task.(*dpdTask); ok {
-			return
+			return true
 		}
+	}
+	return false
+}
+
+// peerReportsInvalidSPI takes a protected INVALID_SPI as the hint it is:
+// a liveness check, unless one is already under way or queued.
+func (sa *ikeSA) peerReportsInvalidSPI(m *message) {
+	if m.notify(wire.NotifyInvalidSPI) == nil || sa.state != stateEstablished || sa.checkingLiveness() {
+		return
 	}
 	sa.e.log.Info("peer reports ESP with an SPI it does not have; checking liveness (RFC 4555 §5.3)", "ike", sa.id)
 	sa.e.stats.InvalidSPIHints++

@@ -185,3 +185,48 @@ func TestRFC4555Section3_1InitTriesOtherPairs(t *testing.T) {
 		t.Fatalf("%d path probes: the pairs were not taken in turn", n)
 	}
 }
+
+// RFC 4555 §5.3, RFC 7296 §2.21: an ICMP error for a datagram to the
+// peer is a hint: it starts one liveness check (none while one is under
+// way, none again within 10 s), never moves or deletes anything itself,
+// and concerns only the SAs with the peer at that address and port.
+func TestRFC4555Section5_3ICMPErrorStartsALivenessCheck(t *testing.T) {
+	l := newLab(t, 912, nil)
+	l.up()
+	l.settle(time.Second)
+	s := l.sa(l.ue)
+	var ueInfo []netsim.Msg
+	l.net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
+		if from == l.ue && m.Exchange == uint8(wire.Informational) && !m.Response {
+			ueInfo = append(ueInfo, m)
+		}
+		return netsim.Deliver
+	}
+	icmp := func(to netip.AddrPort) {
+		l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) {
+			return e.PathError(now, to), nil
+		})
+		l.net.RunFor(time.Second)
+	}
+	icmp(netip.AddrPortFrom(s.Remote.Addr(), s.Remote.Port()+1)) // another port: not this SA's path
+	if len(ueInfo) != 0 {
+		t.Fatalf("an ICMP error for another port started %d checks", len(ueInfo))
+	}
+	icmp(s.Remote)
+	if len(ueInfo) != 1 || l.ue.Engine.Stats().PathErrorHints != 1 {
+		t.Fatalf("%d INFORMATIONAL requests after the ICMP error, want one liveness check", len(ueInfo))
+	}
+	icmp(s.Remote) // within 10 s
+	if len(ueInfo) != 1 {
+		t.Fatalf("%d checks within 10 s", len(ueInfo))
+	}
+	l.net.RunFor(10 * time.Second)
+	icmp(s.Remote)
+	if len(ueInfo) != 2 {
+		t.Fatalf("%d checks, want a second after 10 s", len(ueInfo))
+	}
+	l.settle(time.Minute)
+	if now := l.sa(l.ue); now.ID != s.ID || now.Local != s.Local || now.Remote != s.Remote {
+		t.Fatalf("the hint changed the SA: %+v -> %+v", s, now)
+	}
+}

@@ -148,6 +148,9 @@ type pathState struct {
 	// invalidSPIAt is when we last reported an unknown SPI to the peer
 	// (invalidspi.go).
 	invalidSPIAt time.Time
+	// pathErrorAt is when an ICMP error last started a liveness check
+	// (PathError).
+	pathErrorAt time.Time
 	// natdSeen is the peer's NAT_DETECTION_DESTINATION_IP in the last
 	// liveness check or update answered on this path (watchNAT); nil
 	// after a move.
