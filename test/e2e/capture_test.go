@@ -94,7 +94,11 @@ func checkESPDecrypts(t *testing.T, tshark func(...string) string, what string) 
 	decrypted := count(tshark, "esp.protocol", "frame.number")
 	t.Logf("%s: %d frames with ESP, %d decrypted by tshark with mifike's key log", what, frames, decrypted)
 	if frames == 0 || decrypted != frames {
-		t.Fatalf("%s: tshark decrypted %d of %d frames with ESP", what, decrypted, frames)
+		// Which ones, for the diagnosis: SPI, sequence number, size.
+		rest := tshark("-Y", "esp && !esp.protocol", "-T", "fields", "-e", "frame.number", "-e", "frame.time_relative",
+			"-e", "frame.len", "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport", "-e", "esp.spi", "-e", "esp.sequence")
+		t.Fatalf("%s: tshark decrypted %d of %d frames with ESP; not decrypted (frame, time, length, source, port, destination, port, SPI, sequence):\n%s",
+			what, decrypted, frames, rest)
 	}
 	return frames
 }
