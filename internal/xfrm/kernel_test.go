@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -252,7 +253,7 @@ type echo struct {
 // closed, then after more times, and reports every echo. Running until
 // told to stop, rather than a fixed count, keeps echoes on both sides of
 // whatever the test does however slow the machine is.
-func pinger(t *testing.T, l *side, interval time.Duration, stop <-chan struct{}, after int) []echo {
+func pinger(t *testing.T, l *side, interval time.Duration, stop <-chan struct{}, after int, sentN *atomic.Int64) []echo {
 	var c *icmp.PacketConn
 	var err error
 	l.in(t, func() { c, err = icmp.ListenPacket("ip4:icmp", "10.1.0.1") })
@@ -312,6 +313,7 @@ func pinger(t *testing.T, l *side, interval time.Duration, stop <-chan struct{},
 			mu.Lock()
 			echoes[i].sent = at
 			mu.Unlock()
+			sentN.Add(1)
 		}
 		time.Sleep(interval)
 	}
@@ -319,6 +321,18 @@ func pinger(t *testing.T, l *side, interval time.Duration, stop <-chan struct{},
 	mu.Lock()
 	defer mu.Unlock()
 	return slices.Clone(echoes)
+}
+
+// waitSent waits until the pinger has sent n echoes.
+func waitSent(t *testing.T, sent *atomic.Int64, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for sent.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pinger sent %d echoes in 30 s", sent.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // echoStats counts a pinger run's echoes sent in [from, to] (all of
@@ -419,8 +433,11 @@ func TestVMMove(t *testing.T) {
 					var wg sync.WaitGroup
 					stop := make(chan struct{})
 					wg.Add(1)
-					go func() { defer wg.Done(); echoes = pinger(t, l, 25*time.Millisecond, stop, 16) }()
-					time.Sleep(400 * time.Millisecond)
+					var sentN atomic.Int64
+					go func() { defer wg.Done(); echoes = pinger(t, l, 25*time.Millisecond, stop, 16, &sentN) }()
+					// Enough echoes before the move to tell, however
+					// slow the (emulated, loaded) machine is.
+					waitSent(t, &sentN, 8)
 					a2, b2 := a, b
 					port := a.Local.Port()
 					a2.Local, a2.Remote = netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), port), netip.AddrPortFrom(netip.MustParseAddr("198.51.100.2"), port)
@@ -495,8 +512,9 @@ func TestVMRekey(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	wg.Add(1)
-	go func() { defer wg.Done(); echoes = pinger(t, l, 25*time.Millisecond, stop, 16) }()
-	time.Sleep(400 * time.Millisecond)
+	var sentN atomic.Int64
+	go func() { defer wg.Done(); echoes = pinger(t, l, 25*time.Millisecond, stop, 16, &sentN) }()
+	waitSent(t, &sentN, 8)
 	a2, b2 := pair(t, gcm, 1, 0x5011, 0x5012, "192.0.2.1", "192.0.2.2", false)
 	a2.EncKeyIn, b2.EncKeyOut = key(20, 9), key(20, 9)
 	b2.Outbound = false
