@@ -15,6 +15,7 @@ import (
 	"github.com/mifike/mifike/internal/eap"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/ikeauth"
+	"github.com/mifike/mifike/internal/revocation"
 	"github.com/mifike/mifike/internal/ts"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -295,6 +296,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 
 	if ic.RemoteAuth == ike.AuthPubkey {
 		ic.CAs = b.certs(cc.Remote.CACerts, cc.Remote.caRefs, cc, "remote.cacerts")
+		b.revocation(cc, ic)
 	}
 	if ic.LocalAuth == ike.AuthEAP && isEAPPeer(cc.Local.Auth) {
 		b.eapPeer(cc, ic)
@@ -336,6 +338,34 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		return nil
 	}
 	return ic
+}
+
+// revocation makes the connection's revocation checker with the CRLs of
+// remote.crls; the daemon gives it the cache it fetches into.
+func (b *builder) revocation(cc *ConnConfig, ic *ike.Connection) {
+	pol, ok := revocation.ParsePolicy(cc.Remote.Revocation)
+	if !ok {
+		return // none
+	}
+	chk := &revocation.Checker{Policy: pol, OCSPURI: cc.Remote.OCSPURI}
+	for i, path := range cc.Remote.CRLs {
+		r := ref{}
+		if i < len(cc.Remote.crlRefs) {
+			r = cc.Remote.crlRefs[i]
+		}
+		data := b.read(path, r, cc, "remote.crls")
+		if data == nil {
+			continue
+		}
+		crls, err := revocation.ParseCRLs(data)
+		if err != nil {
+			line, f := where(r, cc, "remote.crls")
+			b.p.fail(line, f, "%s: %v", path, err)
+			continue
+		}
+		chk.CRLs = append(chk.CRLs, crls...)
+	}
+	ic.Revocation = chk
 }
 
 func samePublic(key crypto.Signer, c *x509.Certificate) bool {

@@ -285,6 +285,13 @@ type AuthConfig struct {
 	Certs   []string // local: absolute paths, end-entity certificate first
 	Key     string   // local: absolute path of the PEM private key
 	CACerts []string // remote: absolute paths of trusted CA certificates
+	// Remote pubkey: the revocation policy (none, the default, relaxed,
+	// ifuri or strict, as strongSwan's), CRL files (absolute paths, PEM
+	// or DER) and an OCSP responder asked instead of the certificates'.
+	Revocation string
+	CRLs       []string
+	OCSPURI    string
+	crlRefs    []ref
 	// Local EAP: our EAP identity (default: ID), password (MD5,
 	// MSCHAPv2), and for EAP-TLS the CA certificates that issued the
 	// EAP server's certificate (default: remote.cacerts) and its name.

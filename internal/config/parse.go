@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -89,7 +90,7 @@ var (
 		},
 	}
 	remoteSchema = schema{
-		keys: []string{"auth", "id", "cacerts", "eap_id"},
+		keys: []string{"auth", "id", "cacerts", "eap_id", "revocation", "crls", "ocsp_uri"},
 		hints: map[string]string{
 			"certs":   "pinning the peer's certificate is not supported; trust its CA with remote.cacerts",
 			"key":     "a private key belongs in local.key",
@@ -830,9 +831,34 @@ func (p *parser) auth(f *fields, local bool) AuthConfig {
 		}
 	} else {
 		a.CACerts, a.caRefs = files("cacerts")
+		p.revocation(f, &a, files)
 	}
 	a.idRef = ref{field: f.field("id"), line: f.at("id")}
 	return a
+}
+
+// revocation reads remote.revocation, crls and ocsp_uri: how the peer's
+// certificates are checked for revocation (internal/revocation).
+func (p *parser) revocation(f *fields, a *AuthConfig, files func(string) ([]string, []ref)) {
+	a.Revocation = f.enum("revocation", "none", "revocation policy", []string{"none", "relaxed", "ifuri", "strict"},
+		map[string]string{"yes": "strict needs a known good status, ifuri fails only when a CRL/OCSP URI exists and the check fails, relaxed only on revoked"})
+	a.CRLs, a.crlRefs = files("crls")
+	if s, ok := f.str("ocsp_uri"); ok {
+		a.OCSPURI = strings.TrimSpace(s)
+		if u, err := url.Parse(a.OCSPURI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			f.fail("ocsp_uri", "%q is not an http:// or https:// URL of an OCSP responder", a.OCSPURI)
+		}
+	}
+	if a.Auth != "pubkey" {
+		for _, k := range []string{"revocation", "crls", "ocsp_uri"} {
+			if f.has(k) {
+				f.fail(k, "only for remote.auth pubkey: revocation is checked on the peer's certificate")
+			}
+		}
+	}
+	if a.Revocation == "none" && (len(a.CRLs) > 0 || a.OCSPURI != "") {
+		f.fail("revocation", "crls or ocsp_uri are set but revocation is not: set revocation to strict, ifuri or relaxed")
+	}
 }
 
 // password is local.password, or the first line of local.password_file,

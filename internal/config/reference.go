@@ -237,6 +237,10 @@ var reference = []refSection{
 				Doc: "The identity the peer must have; `%any` accepts any that authenticates. With pubkey it must be in the peer's certificate."},
 			"cacerts": {Type: tFiles, DefaultNote: "required with pubkey", Example: "[certs/ca.crt]", Doc: "The CA certificates (PEM) the peer's certificate must chain to; their hashes go in our CERTREQ."},
 			"eap_id":  {Type: tString, Default: "ask", Values: "`ask`, `ike` (only with auth eap)", Example: "ike", Doc: "`ask` asks the EAP identity; `ike` takes the IKE identity as it and saves a round trip."},
+			"revocation": {Type: tString, Default: "none", Values: "`none`, `relaxed`, `ifuri`, `strict`", Example: "strict",
+				Doc: "Checking the peer's certificates (and intermediates) for revocation by CRL and OCSP, as strongSwan's: `strict` wants each status known good; `ifuri` fails when a certificate names a CRL or OCSP URI (or ocsp_uri is set) and its status could not be had; `relaxed` fails only on a revoked certificate; `none` checks nothing. Statuses are fetched by the daemon and cached (CRLs until nextUpdate); a status not cached yet is unknown for that attempt (see [docs/revocation.md](revocation.md))."},
+			"crls":     {Type: tFiles, Example: "[crls/ca.crl]", Doc: "CRL files (PEM or DER), each used for the certificates of the CA that signed it; they are checked before anything is fetched. Only with revocation."},
+			"ocsp_uri": {Type: "URL", Example: `"http://ocsp.example.org"`, Doc: "The OCSP responder to ask instead of the one in each certificate's Authority Information Access. Only with revocation."},
 		}},
 	{Path: "connections.<name>.redirect", Schema: &redirectSchema, Doc: "Gateway redirection (RFC 5685).",
 		Keys: map[string]keyDoc{

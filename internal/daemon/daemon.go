@@ -26,6 +26,7 @@ import (
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/manager"
+	"github.com/mifike/mifike/internal/revocation"
 	"github.com/mifike/mifike/internal/wire"
 )
 
@@ -83,6 +84,11 @@ type Daemon struct {
 	// radius passes EAP to the radius section's servers and accounts
 	// (eap.go); nil without a radius section.
 	radius *radiusBackend
+	// revocation holds the CRLs and OCSP responses fetched for the
+	// connections' revocation checks, shared across reloads; its
+	// fetchers run beside the event loop, never in it (the engine's
+	// checks only read it: internal/revocation).
+	revocation *revocation.Cache
 	// cluster runs this daemon as a gateway cluster node (cluster.go);
 	// nil without a cluster section.
 	cluster *clusterNode
@@ -132,7 +138,8 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{},
 		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1), stopped: make(chan struct{}),
-		notifying: os.Getenv("NOTIFY_SOCKET") != ""}
+		notifying: os.Getenv("NOTIFY_SOCKET") != "", revocation: revocation.NewCache(log)}
+	d.attachRevocation(conns)
 	d.newManagers(cfg)
 	if d.keys, err = newKeyLog(cfg.KeyLog.Dir, log); err != nil {
 		return nil, err
@@ -195,6 +202,16 @@ func applyDaemonOptions(cfg *config.Config, conns []*ike.Connection) {
 	}
 }
 
+// attachRevocation gives the connections' revocation checkers the
+// daemon's cache, so they see what was fetched and ask for what is not.
+func (d *Daemon) attachRevocation(conns []*ike.Connection) {
+	for _, c := range conns {
+		if chk, ok := c.Revocation.(*revocation.Checker); ok {
+			chk.Cache = d.revocation
+		}
+	}
+}
+
 // Run binds the sockets, starts the control API and metrics, initiates
 // connections with start_action=start, and serves until ctx ends or
 // SIGTERM/SIGINT arrive; then it deletes every IKE SA (telling the peers)
@@ -240,6 +257,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.radius != nil {
 		defer d.radius.close()
 	}
+	go d.revocation.Run(ctx)
 
 	gid := -1
 	if g := d.cfg.Control.Group; g != "" {

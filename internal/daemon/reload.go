@@ -47,6 +47,7 @@ func (d *Daemon) reloadFile(from string) (control.Reloaded, error) {
 		return r, err
 	}
 	applyDaemonOptions(cfg, conns)
+	d.attachRevocation(conns)
 	acts, rc, err := d.engine.Reconfigure(time.Now(), conns)
 	d.apply(acts)
 	if err != nil {

@@ -173,9 +173,16 @@ func (sa *ikeSA) verifyAuth(c *Connection, id *wire.ID, auth *wire.Auth, certs [
 		for _, ca := range c.CAs {
 			roots.AddCert(ca)
 		}
-		leaf, err := ikeauth.VerifyChain(chain, roots, sa.e.now)
+		verified, err := ikeauth.VerifiedChain(chain, roots, sa.e.now)
 		if err != nil {
 			return err
+		}
+		leaf := verified[0]
+		if c.Revocation != nil {
+			// Reads only what the daemon fetched (RevocationChecker).
+			if err := c.Revocation.CheckRevocation(verified, sa.e.now); err != nil {
+				return err
+			}
 		}
 		if err := ikeauth.MatchID(leaf, id); err != nil {
 			return err

@@ -207,6 +207,15 @@ type ID struct {
 // Any reports whether the ID is unset: it then matches every peer.
 func (i ID) Any() bool { return i.Type == 0 }
 
+// RevocationChecker says whether a verified certificate chain (end
+// entity first, trust anchor last) holds a revoked certificate, or one
+// whose status its policy needs and does not know. It runs in the
+// engine's loop, so it must not block: no network I/O, only what was
+// fetched before (internal/revocation).
+type RevocationChecker interface {
+	CheckRevocation(chain []*x509.Certificate, now time.Time) error
+}
+
 // Connection is one configured peer relationship.
 type Connection struct {
 	Name string
@@ -223,11 +232,14 @@ type Connection struct {
 	PSK               []byte
 	// EAP is our side of an EAP authentication (LocalAuth AuthEAP):
 	// identity, credentials, methods. Rand and Now are the engine's.
-	EAP    *eap.PeerConfig
-	Key    crypto.Signer
-	Certs  []*x509.Certificate // ours, end-entity first
-	CAs    []*x509.Certificate // trusted for the peer's certificate
-	RSAPSS bool
+	EAP   *eap.PeerConfig
+	Key   crypto.Signer
+	Certs []*x509.Certificate // ours, end-entity first
+	CAs   []*x509.Certificate // trusted for the peer's certificate
+	// Revocation, when set, checks the peer's verified chain for revoked
+	// certificates (CRL, OCSP) after it chains to CAs.
+	Revocation RevocationChecker
+	RSAPSS     bool
 	// ClassicSignatures does not announce RFC 7427 hash algorithms, so
 	// signatures use methods 1, 9, 10 and 11 (for peers without RFC 7427).
 	ClassicSignatures bool

@@ -119,6 +119,17 @@ func WantedCA(certreq []byte, cas []*x509.Certificate) bool {
 // EKU support, and gateways commonly hold TLS server certificates. A
 // KeyUsage extension, if present, must allow signatures (§5.1.3.2).
 func VerifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time) (*x509.Certificate, error) {
+	chain, err := VerifiedChain(certs, roots, now)
+	if err != nil {
+		return nil, err
+	}
+	return chain[0], nil
+}
+
+// VerifiedChain is VerifyChain returning the chain it built: the end
+// entity first, then each issuer, the trust anchor last. A revocation
+// check needs each certificate's issuer (RFC 5280 §6.3).
+func VerifiedChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time) ([]*x509.Certificate, error) {
 	if len(certs) == 0 || certs[0] == nil {
 		return nil, errors.New("ikeauth: peer sent no certificate to verify its AUTH key")
 	}
@@ -133,7 +144,7 @@ func VerifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time)
 			inter.AddCert(c)
 		}
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{
+	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inter,
 		CurrentTime:   now,
@@ -145,7 +156,7 @@ func VerifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time)
 	if leaf.KeyUsage != 0 && leaf.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
 		return nil, fmt.Errorf("ikeauth: certificate %q has a KeyUsage without digitalSignature or nonRepudiation, so it may not sign AUTH (RFC 4945 §5.1.3.2)", formatDN(leaf.RawSubject))
 	}
-	return leaf, nil
+	return chains[0], nil
 }
 
 // MatchID checks that the peer's IDi/IDr is bound to its end-entity
