@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -290,6 +291,9 @@ func (c *Cache) fetchOCSP(ctx context.Context, j job) error {
 		return fmt.Errorf("OCSP response: %w", err)
 	}
 	now := time.Now()
+	if err := delegatedResponder(resp.Certificate, j.issuer, now); err != nil {
+		return err
+	}
 	if resp.ThisUpdate.After(now.Add(Skew)) {
 		return fmt.Errorf("OCSP response from the future (thisUpdate %s)", resp.ThisUpdate.UTC().Format(time.RFC3339))
 	}
@@ -312,5 +316,23 @@ func (c *Cache) fetchOCSP(ctx context.Context, j job) error {
 		clear(c.ocsps)
 	}
 	c.ocsps[j.key] = &ocspEntry{st: st, nextUpdate: next}
+	return nil
+}
+
+// delegatedResponder checks what x/crypto/ocsp leaves out of RFC 6960
+// §4.2.2.2: a responder certificate other than the CA itself (which
+// ParseResponseForCert found signed by the CA) must carry
+// id-kp-OCSPSigning, and be valid now; otherwise any certificate the CA
+// issued could answer for its siblings.
+func delegatedResponder(rc, issuer *x509.Certificate, now time.Time) error {
+	if rc == nil || rc.Equal(issuer) {
+		return nil
+	}
+	if !slices.Contains(rc.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
+		return fmt.Errorf("OCSP responder certificate %q lacks id-kp-OCSPSigning (RFC 6960 §4.2.2.2)", rc.Subject)
+	}
+	if now.Before(rc.NotBefore) || now.After(rc.NotAfter) {
+		return fmt.Errorf("OCSP responder certificate %q is not valid now", rc.Subject)
+	}
 	return nil
 }
