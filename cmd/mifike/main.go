@@ -167,7 +167,7 @@ Exit codes: 0 success, 1 the daemon refused or it failed, 2 usage error, 3 daemo
 			root.AddCommand(c)
 		}
 	}
-	add(groupDaemon, daemonCmd(stdout, stderr), decodeCmd(stdout, stderr), versionCmd(stdout))
+	add(groupDaemon, daemonCmd(stdout, stderr), decodeCmd(stdout, stderr), importSwanctlCmd(stdout, stderr), versionCmd(stdout))
 	add(groupControl, listSAsCmd(stdout, stderr), listConnsCmd(stdout, stderr), initiateCmd(stdout, stderr),
 		terminateCmd(stdout, stderr), rekeyCmd(stdout, stderr), cloneCmd(stdout, stderr), moveCmd(stdout, stderr),
 		reloadCmd(stdout, stderr), logLevelCmd(stdout, stderr), clusterCmd(stdout, stderr), eventsCmd(stdout, stderr))
