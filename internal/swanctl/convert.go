@@ -132,11 +132,7 @@ func has(m *yaml.Node, key string) bool {
 
 // list splits a swanctl list: comma (or blank) separated.
 func list(v string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
 }
 
 func (c *converter) pools(s *Section) *yaml.Node {
