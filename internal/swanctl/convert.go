@@ -458,6 +458,17 @@ func (c *converter) side(s *Section, path string, local bool) (*yaml.Node, strin
 			c.warnKey(k, path, "no equivalent in mifike")
 		}
 	}
+	if !local && auth == "pubkey" {
+		// swanctl's default is relaxed (its revocation plugin), mifike's
+		// none: written out, the conversion checks as strongSwan did.
+		// strongSwan loads every CRL in x509crl/.
+		if !has(m, "revocation") {
+			add(m, "revocation", scalar("relaxed"))
+		}
+		if crls := c.allIn("x509crl"); len(crls) > 0 {
+			add(m, "crls", seq(crls))
+		}
+	}
 	if !local && auth == "pubkey" && !has(m, "cacerts") {
 		// strongSwan trusts every CA in x509ca/; mifike wants them named.
 		if cas := c.allIn("x509ca"); len(cas) > 0 {

@@ -32,7 +32,7 @@ func swanctlDir(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	for _, sub := range []string{"x509", "x509ca", "private"} {
+	for _, sub := range []string{"x509", "x509ca", "x509crl", "private"} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func swanctlDir(t *testing.T, name string) string {
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "swanctl test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
 	caDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +53,15 @@ func swanctlDir(t *testing.T, name string) string {
 		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A CRL in x509crl/, which charon loads and so must the conversion.
+	crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
+		ThisUpdate: ca.NotBefore, NextUpdate: ca.NotAfter}, ca, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "x509crl", "ca.crl"), crl, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	serial := int64(1)
 	for _, conn := range root.Sub("connections").Sections {
@@ -129,6 +138,9 @@ func TestInteropConfigsPassCheck(t *testing.T) {
 				}
 				if (c.Local.Auth == "psk" || c.Remote.Auth == "psk") && len(c.PSK) == 0 {
 					t.Errorf("%s: no psk", c.Name)
+				}
+				if c.Remote.Auth == "pubkey" && (c.Remote.Revocation != "relaxed" || len(c.Remote.CRLs) != 1) {
+					t.Errorf("%s: revocation %q with CRLs %v, want strongSwan's default relaxed with x509crl/ca.crl", c.Name, c.Remote.Revocation, c.Remote.CRLs)
 				}
 				if strings.HasPrefix(c.Local.Auth, "eap-") && len(c.Local.Password) == 0 {
 					t.Errorf("%s: no EAP password", c.Name)
