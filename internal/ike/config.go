@@ -252,6 +252,10 @@ type Connection struct {
 	OverTime   time.Duration // hard limit after RekeyTime/ReauthTime
 	RandTime   time.Duration // jitter subtracted from the soft times
 	DPDDelay   time.Duration // liveness check when nothing arrived this long
+	// LivenessWindow turns on the traffic-driven liveness check
+	// (liveness.go): a check starts when ESP went out this long (or
+	// four round trips, if longer) with nothing heard back; 0 none.
+	LivenessWindow time.Duration
 
 	MOBIKE bool
 	// Window is the number of the peer's requests we keep state for,

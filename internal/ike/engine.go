@@ -96,6 +96,9 @@ type Stats struct {
 	// because a request of theirs went unanswered through every
 	// retransmission.
 	LivenessChecks, DeadPeers uint64
+	// PathsDead counts paths judged dead by the traffic-driven
+	// liveness check (liveness.go).
+	PathsDead uint64
 }
 
 // New checks cfg and returns an engine.
@@ -314,7 +317,7 @@ func (e *Engine) ChildLimit(now time.Time, inSPI uint32, hard bool) []Action {
 func (e *Engine) Inbound(now time.Time, inSPI uint32) []Action {
 	e.begin(now)
 	if c := e.children[inSPI]; c != nil {
-		c.ike.lastInbound = e.now
+		c.ike.heard()
 		if !c.outbound && c.state == childInstalled {
 			c.activateOutbound()
 		}
@@ -427,7 +430,7 @@ func requestHash(b []byte) [32]byte { return sha256.Sum256(b) }
 // Stats returns a copy of the counters.
 func (e *Engine) Stats() Stats {
 	s := Stats{Retransmissions: e.stats.Retransmissions, Dropped: e.stats.Dropped, Redirects: e.stats.Redirects, TCPFallbacks: e.stats.TCPFallbacks, NATRebinds: e.stats.NATRebinds, InvalidSPIHints: e.stats.InvalidSPIHints, PathErrorHints: e.stats.PathErrorHints, DroppedBy: map[DropReason]uint64{},
-		LivenessChecks: e.stats.LivenessChecks, DeadPeers: e.stats.DeadPeers,
+		LivenessChecks: e.stats.LivenessChecks, DeadPeers: e.stats.DeadPeers, PathsDead: e.stats.PathsDead,
 		Exchanges: map[wire.ExchangeType]uint64{}, NotifiesSent: map[wire.NotifyType]uint64{}, NotifiesRecv: map[wire.NotifyType]uint64{}}
 	for r := DropNone + 1; r < numDropReasons; r++ {
 		s.DroppedBy[r] = e.drops[r]

@@ -204,6 +204,7 @@ func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bo
 	sa.pathSince = e.now
 	sa.updateGen++
 	sa.updateChildren()
+	sa.pathChanged()
 	e.emit(Event{Kind: EventAddressUpdate, IKESA: sa.id, Conn: sa.conn.Name, Detail: fmt.Sprintf("%v - %v", local, remote)})
 	e.log.Info("IKE SA moved", "ike", sa.id, "local", local, "remote", remote, "iface", iface)
 	sa.resendOutstanding()

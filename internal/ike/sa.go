@@ -205,6 +205,12 @@ type lifetimes struct {
 	lastSent                          time.Time
 	rekeyT, reauthT, expireT, dpdT    *timer
 	halfOpenT, deleteT, keepaliveT    *timer
+	// The traffic-driven liveness check (liveness.go): since when ESP
+	// went out with nothing heard back, the timer of the window, and the
+	// round-trip time measured on liveness checks.
+	unansweredSince time.Time
+	livenessT       *timer
+	srtt            time.Duration
 }
 
 type poolLease struct {
@@ -233,6 +239,10 @@ type request struct {
 	pathGen, pathTries int
 	// sent is when the request last went out, since when it first did.
 	sent, since time.Time
+	// quick counts the sends of a request retransmitted on the quick
+	// schedule of a traffic-driven liveness check (liveness.go); 0: the
+	// configured schedule.
+	quick int
 }
 
 type response struct {
@@ -338,7 +348,7 @@ func (e *Engine) destroy(sa *ikeSA, reason string) {
 		// §6.1: the TCP Originator closes a stream no IKE SA uses.
 		e.closeStreamIfUnused(sa.local, sa.remote)
 	}
-	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT, sa.halfOpenT, sa.deleteT, sa.keepaliveT} {
+	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT, sa.halfOpenT, sa.deleteT, sa.keepaliveT, sa.livenessT} {
 		t.cancel()
 	}
 	outstanding := sa.outstanding

@@ -220,7 +220,8 @@ func (sa *ikeSA) receiveResponse(d Datagram, in *inspected) {
 		return
 	}
 	msg.payloads = ps
-	sa.lastInbound = e.now
+	sa.measureRTT(p)
+	sa.heard()
 	sa.followNAT(msg)
 	sa.followStream(msg)
 	p.timer.cancel()
@@ -330,7 +331,7 @@ func (sa *ikeSA) handleOpened(msg *message, ps []wire.Payload, err error) {
 		return
 	}
 	msg.payloads = ps
-	sa.lastInbound = e.now
+	sa.heard()
 	sa.followNAT(msg)
 	sa.followStream(msg)
 	sa.readWindow(msg)
@@ -533,6 +534,10 @@ func (sa *ikeSA) transmitRequest(p *request) {
 // armRetransmit schedules p's next retransmission, backing off with its
 // tries (§2.4).
 func (sa *ikeSA) armRetransmit(p *request) {
+	if p.quick > 0 {
+		p.timer = sa.e.after(sa.probeInterval(), func() { sa.retransmit(p) })
+		return
+	}
 	r := sa.e.cfg.Retransmit
 	// Past the configured tries (waitsForMove) the interval stays at
 	// the last one.
@@ -551,6 +556,10 @@ func (sa *ikeSA) armRetransmit(p *request) {
 // on (§2.1), or gives the peer up after the last try (§2.4).
 func (sa *ikeSA) retransmit(p *request) {
 	if sa.request(p.id) != p || sa.state == stateDead {
+		return
+	}
+	if p.quick > 0 {
+		sa.quickRetransmit(p) // liveness.go
 		return
 	}
 	if sa.fallBackToTCP(p) {
