@@ -219,6 +219,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		OverTime:            cc.OverTime,
 		RandTime:            cc.RandTime,
 		DPDDelay:            cc.DPDDelay,
+		LivenessWindow:      cc.LivenessWindow,
 		MOBIKE:              cc.MOBIKE,
 		Window:              uint32(cc.IKEWindow),
 		SendInitialContact:  cc.SendInitialContact,

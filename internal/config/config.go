@@ -256,6 +256,9 @@ type ConnConfig struct {
 	// Defaults: rekey 4h, no reauthentication, over and rand 10% of the
 	// longer of the two, no DPD.
 	RekeyTime, ReauthTime, OverTime, RandTime, DPDDelay time.Duration
+	// LivenessWindow: a liveness check starts when ESP went out this
+	// long with nothing back (ike.Connection.LivenessWindow); 0 none.
+	LivenessWindow time.Duration
 
 	DPDAction   string // clear (default), restart or none
 	StartAction string // none (default) or start: initiate at daemon start

@@ -57,7 +57,7 @@ var (
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
 			"proposals", "mobike", "ike_window", "return_routability", "nat_traversal", "encap", "tcp", "tcp_port", "tcp_fallback_after", "fragmentation", "fragment_size", "childless", "redirect", "clone", "interfaces", "vips", "pools", "rekey_time", "reauth_time",
-			"over_time", "rand_time", "dpd_delay", "dpd_action", "start_action", "unique",
+			"over_time", "rand_time", "dpd_delay", "liveness_window", "dpd_action", "start_action", "unique",
 			"signature_auth", "rsa_pss", "prefer", "children"},
 		hints: map[string]string{
 			"version":       "mifike speaks IKEv2 only; remove the key",
@@ -1095,6 +1095,7 @@ func (p *parser) ikeTimes(f *fields, c *ConnConfig) {
 		f.fail("rand_time", "%v must be shorter than rekey_time and reauth_time (%v): it is subtracted from them", c.RandTime, shortest)
 	}
 	c.DPDDelay, _ = f.duration("dpd_delay")
+	c.LivenessWindow, _ = f.duration("liveness_window")
 }
 
 func minPositive(a, b time.Duration) time.Duration {
