@@ -68,6 +68,7 @@ type Daemon struct {
 	espInUDP ipsec.ESPInUDP
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
+	lastOut  map[uint32]uint64 // PacketsOut at the last poll
 
 	// The host's interfaces (host.go), and the kernel's announcements of
 	// their changes or a request to read them all again.
@@ -136,7 +137,7 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log, level: level,
 		rx: make(chan datagram, rxQueue), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
-		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, policies: map[string]manager.Policy{},
+		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, lastOut: map[uint32]uint64{}, policies: map[string]manager.Policy{},
 		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1), stopped: make(chan struct{}),
 		notifying: os.Getenv("NOTIFY_SOCKET") != "", revocation: revocation.NewCache(log)}
 	d.attachRevocation(conns)
@@ -301,6 +302,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer hostTick.Stop()
 	inTick := time.NewTicker(time.Second)
 	defer inTick.Stop()
+	// With a traffic-driven liveness check (liveness_window) the
+	// counters are read every livenessPoll: the check's window is a few
+	// hundred milliseconds, and the engine learns of traffic only here.
+	liveTick := time.NewTicker(livenessPoll)
+	defer liveTick.Stop()
+	var liveC <-chan time.Time
+	if d.livenessChecked() {
+		liveC = liveTick.C
+	}
 	d.reconcileSoon = true
 	if d.cluster != nil {
 		go d.cluster.run(ctx)
@@ -326,8 +336,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.rereadHost()
 		case <-hostTick.C:
 			d.rereadHost()
+		case <-liveC:
+			d.pollInbound()
 		case <-inTick.C:
 			d.pollInbound()
+			if liveC = nil; d.livenessChecked() {
+				liveC = liveTick.C
+			}
 			d.retire(time.Now())
 			if d.radius != nil {
 				d.radius.tick(time.Now())

@@ -184,11 +184,30 @@ func (t *espTotals) add(c *ipsec.Counters) {
 	}
 }
 
+// livenessPoll is how often the Child SAs' counters are read when a
+// connection has a traffic-driven liveness check (liveness_window): a
+// small part of its window, which is at least a few hundred
+// milliseconds in practice.
+const livenessPoll = 20 * time.Millisecond
+
+// livenessChecked: some connection checks liveness on traffic, so the
+// counters are read every livenessPoll, not only every second.
+func (d *Daemon) livenessChecked() bool {
+	for _, c := range d.conns {
+		if c.LivenessWindow > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // pollInbound tells the engine which Child SAs received traffic on their
 // path since the last poll: authentic ESP from where the SA expects it is
 // proof of liveness (RFC 7296 §2.4; from elsewhere it is not, RFC 4555
 // §3.12: the path may not work), and lets a responder's rekeyed SA start
-// sending (§2.8).
+// sending (§2.8). It also tells which sent traffic: outgoing traffic with
+// nothing back is what starts the traffic-driven liveness check
+// (ike.Engine.Outbound).
 func (d *Daemon) pollInbound() {
 	if d.plane == nil {
 		return
@@ -203,10 +222,19 @@ func (d *Daemon) pollInbound() {
 			d.lastIn[spi] = last
 			d.apply(d.engine.Inbound(now, spi))
 		}
+		if out := c.PacketsOut.Load(); out != d.lastOut[spi] {
+			d.lastOut[spi] = out
+			d.apply(d.engine.Outbound(now, spi))
+		}
 	}
 	for spi := range d.lastIn {
 		if _, ok := d.children[spi]; !ok {
 			delete(d.lastIn, spi)
+		}
+	}
+	for spi := range d.lastOut {
+		if _, ok := d.children[spi]; !ok {
+			delete(d.lastOut, spi)
 		}
 	}
 }
