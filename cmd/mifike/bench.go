@@ -183,7 +183,9 @@ func newIfaceFlags(fs *pflag.FlagSet) benchRun {
 func failoverFlags(fs *pflag.FlagSet) benchRun {
 	c := bench.FailoverConfig{}
 	fs.IntVar(&c.Runs, "runs", 20, "runs per case (the median is reported)")
-	kinds := fs.String("cases", "link-down,silent", "failures: link-down, silent (nftables drop)")
+	kinds := fs.String("cases", "link-down,silent,lossy", "failures: link-down, silent (nftables drop), lossy (20% random loss each way; the VPN must stay)")
+	fs.DurationVar(&c.LossyFor, "lossy-for", time.Minute, "how long each lossy run lasts")
+	fs.IntVar(&c.LossyRuns, "lossy-runs", 1, "lossy runs")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Cases = exe, progress, splitList(*kinds)
 		return bench.Failover(ctx, c)

@@ -138,11 +138,14 @@ func TestNewInterfaceSuite(t *testing.T) {
 
 func TestFailoverSuite(t *testing.T) {
 	ctx := needLab(t)
-	r, err := Failover(ctx, FailoverConfig{Exe: exe, Runs: 1, Limit: 6 * time.Second})
+	r, err := Failover(ctx, FailoverConfig{Exe: exe, Runs: 1, Limit: 6 * time.Second, LossyFor: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, r, "median_ms", "recovered")
+	check(t, r, "median_ms", "recovered", "left_eth0", "delivery")
+	if len(r.Lossy) != 1 || r.Lossy[0].Sent == 0 {
+		t.Fatalf("the lossy case did not run: %+v", r.Lossy)
+	}
 	if len(r.Runs) != 4 {
 		t.Fatalf("%d cases, want 4", len(r.Runs))
 	}

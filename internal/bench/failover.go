@@ -31,6 +31,12 @@ import (
 // every run. wwan0 is down and usb0 has no address, so wlan0 is the one
 // place to go. A run that sees no traffic within the limit counts as
 // not recovered.
+//
+// The third case is the price of detecting a silent failure quickly: a
+// path that is lossy, not dead (20 % of the packets dropped at random
+// each way, nftables numgen), carries the probe stream for a minute, and
+// the VPN must not leave it; we count the times it did, and the share of
+// the probe's datagrams that arrived.
 
 // FailoverConfig configures Failover.
 type FailoverConfig struct {
@@ -40,8 +46,32 @@ type FailoverConfig struct {
 	// Runs per implementation and case; the median is reported.
 	Runs int
 	// Limit is how long a run waits for the traffic to return.
-	Limit    time.Duration
-	Progress io.Writer
+	Limit time.Duration
+	// LossyFor is how long the lossy case runs (60 s), LossyRuns how
+	// many times (1).
+	LossyFor  time.Duration
+	LossyRuns int
+	Progress  io.Writer
+}
+
+// LossyRun is the lossy case of one implementation.
+type LossyRun struct {
+	Impl        string  `json:"impl"`
+	Runs        int     `json:"runs"`
+	Seconds     float64 `json:"seconds"`
+	LossPercent int     `json:"loss_percent"`
+	// LeftEth0 is how many times the VPN moved off the lossy eth0 in
+	// all runs (want 0), PerRun per run.
+	LeftEth0 int   `json:"left_eth0"`
+	PerRun   []int `json:"per_run"`
+	// Sent and Received are the probe's datagrams while the loss was in
+	// place; Delivery is Received/Sent.
+	Sent     int     `json:"sent"`
+	Received int     `json:"received"`
+	Delivery float64 `json:"delivery"`
+	// PathsDead: how often the end user judged eth0's path dead (its
+	// log), each a move off eth0 unless there was nowhere to go.
+	PathsDead int `json:"paths_dead"`
 }
 
 // FailoverRun is one implementation and one kind of failure.
@@ -60,10 +90,12 @@ type FailoverRun struct {
 // FailoverResult is what Failover measured.
 type FailoverResult struct {
 	DPDDelay          string        `json:"dpd_delay"`
+	LivenessWindow    string        `json:"liveness_window"`
 	Retransmit        string        `json:"retransmit"`
 	LimitSeconds      float64       `json:"limit_seconds"`
 	StrongSwanVersion string        `json:"strongswan_version"`
 	Runs              []FailoverRun `json:"runs"`
+	Lossy             []LossyRun    `json:"lossy,omitempty"`
 	Ratios            []Ratio       `json:"ratios"`
 }
 
@@ -73,20 +105,29 @@ func (*FailoverResult) Suite() string { return "failover" }
 var (
 	failoverDPD = time.Second
 	failoverRT  = retransmitOpts{Timeout: 500 * time.Millisecond, Base: 1.4, Tries: 3}
+	// failoverLiveness is mifike's liveness_window: its traffic-driven
+	// liveness check, which strongSwan has no counterpart of.
+	failoverLiveness = 300 * time.Millisecond
+	// lossyPercent is the lossy case's loss, each way.
+	lossyPercent = 20
 )
 
 // Failover runs the failover suite.
 func Failover(ctx context.Context, cfg FailoverConfig) (res *FailoverResult, err error) {
 	if len(cfg.Cases) == 0 {
-		cfg.Cases = []string{"link-down", "silent"}
+		cfg.Cases = []string{"link-down", "silent", "lossy"}
 	}
+	if cfg.LossyFor <= 0 {
+		cfg.LossyFor = time.Minute
+	}
+	cfg.LossyRuns = max(cfg.LossyRuns, 1)
 	cfg.Runs = max(cfg.Runs, 1)
 	if cfg.Limit <= 0 {
 		cfg.Limit = 20 * time.Second
 	}
 	for _, c := range cfg.Cases {
-		if c != "link-down" && c != "silent" {
-			return nil, fmt.Errorf("bench: unknown failure %q (link-down or silent)", c)
+		if c != "link-down" && c != "silent" && c != "lossy" {
+			return nil, fmt.Errorf("bench: unknown failure %q (link-down, silent or lossy)", c)
 		}
 	}
 	e, err := newSuiteEnv(ctx, cfg.Exe, "mfkf", cfg.Progress)
@@ -112,10 +153,33 @@ func Failover(ctx context.Context, cfg FailoverConfig) (res *FailoverResult, err
 	if _, err := m.Run(ctx, m.Net, "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"); err != nil {
 		return nil, e.fail("building the lab", err)
 	}
-	r := &FailoverResult{DPDDelay: failoverDPD.String(), Retransmit: fmt.Sprintf("%v x %g^n, %d tries", failoverRT.Timeout, failoverRT.Base, failoverRT.Tries),
+	r := &FailoverResult{DPDDelay: failoverDPD.String(), LivenessWindow: failoverLiveness.String(), Retransmit: fmt.Sprintf("%v x %g^n, %d tries", failoverRT.Timeout, failoverRT.Base, failoverRT.Tries),
 		LimitSeconds: cfg.Limit.Seconds(), StrongSwanVersion: e.ssVersion}
-	o := mifOpts{auth: "psk", mode: "failover", use: []string{"eth0", "wlan0"}, onDown: "move", dpd: failoverDPD, rt: failoverRT}
+	o := mifOpts{auth: "psk", mode: "failover", use: []string{"eth0", "wlan0"}, onDown: "move", dpd: failoverDPD, rt: failoverRT, liveness: failoverLiveness}
 	for _, c := range cfg.Cases {
+		if c == "lossy" {
+			// mifike only: the case measures the price of its quick
+			// liveness check, which strongSwan does not have.
+			e.say("failover lossy: mifike, %d runs of %v", cfg.LossyRuns, cfg.LossyFor)
+			lr := LossyRun{Impl: "mifike", Runs: cfg.LossyRuns, Seconds: cfg.LossyFor.Seconds(), LossPercent: lossyPercent}
+			for i := range cfg.LossyRuns {
+				x, err := lossyRun(e, m, o, cfg.LossyFor, fmt.Sprintf("lossy-mifike-%d", i))
+				if err != nil {
+					return nil, e.fail(fmt.Sprintf("failover lossy run %d", i+1), err)
+				}
+				lr.LeftEth0 += x.LeftEth0
+				lr.PerRun = append(lr.PerRun, x.LeftEth0)
+				lr.Sent += x.Sent
+				lr.Received += x.Received
+				lr.PathsDead += x.PathsDead
+			}
+			if lr.Sent > 0 {
+				lr.Delivery = float64(lr.Received) / float64(lr.Sent)
+			}
+			e.say("  left eth0 %d times, %.1f%% of the probe delivered", lr.LeftEth0, 100*lr.Delivery)
+			r.Lossy = append(r.Lossy, lr)
+			continue
+		}
 		for _, impl := range []string{"mifike", "strongswan"} {
 			e.say("failover %s: %s, %d runs", c, impl, cfg.Runs)
 			run := FailoverRun{Impl: impl, Case: c, Runs: cfg.Runs}
@@ -271,6 +335,67 @@ func failoverRun(e *suiteEnv, m *mifLab, o mifOpts, impl, kind string, limit tim
 	return took, err
 }
 
+// lossyRun brings the VPN up on eth0 with fresh mifike daemons, starts
+// the probe, makes eth0 lossy for d and counts how often the VPN left
+// it and how much of the probe arrived meanwhile.
+func lossyRun(e *suiteEnv, m *mifLab, o mifOpts, d time.Duration, tag string) (LossyRun, error) {
+	var x LossyRun
+	gw, err := startMif(e.ctx, e, m, "gw-"+tag, m.GW, mifGWConf(o))
+	if err != nil {
+		return x, err
+	}
+	defer gw.proc.Stop(5 * time.Second)
+	ue, err := startMif(e.ctx, e, m, "ue-"+tag, m.UE, mifUEConf(o))
+	if err != nil {
+		return x, err
+	}
+	defer ue.proc.Stop(5 * time.Second)
+	sa, err := waitVPN(e.ctx, ue, "eth0", 15*time.Second)
+	if err != nil {
+		return x, err
+	}
+	if len(sa.VirtualIPs) == 0 {
+		return x, errors.New("the VPN has no inner address")
+	}
+	vip, err := netip.ParseAddr(strings.Split(sa.VirtualIPs[0], "/")[0])
+	if err != nil {
+		return x, err
+	}
+	p, err := startProbe(m.UE, m.Srv, vip)
+	if err != nil {
+		return x, err
+	}
+	defer p.stop()
+	if err := waitFor(e.ctx, 10*time.Second, func() (bool, error) { return p.received() >= 20, nil }); err != nil {
+		return x, fmt.Errorf("no probe traffic through the VPN from %v: %w\n%s", vip, err, lastLines(ue.log(), 15))
+	}
+	before := ue.log()
+	if err := m.Lossy(e.ctx, "eth0", lossyPercent, true); err != nil {
+		return x, err
+	}
+	sent0, recv0 := p.counts()
+	select {
+	case <-time.After(d):
+	case <-e.ctx.Done():
+	}
+	sent1, recv1 := p.counts()
+	if err := m.Lossy(context.Background(), "eth0", 0, false); err != nil {
+		return x, err
+	}
+	// The datagrams still on their way when the loss ended were sent
+	// under it; a moment for them, then count.
+	time.Sleep(100 * time.Millisecond)
+	_, recv1 = p.countsSentBefore(sent1)
+	during := strings.TrimPrefix(ue.log(), before)
+	x.LeftEth0 = strings.Count(during, "IKE SA moved")
+	x.PathsDead = strings.Count(during, "judged dead")
+	x.Sent, x.Received = sent1-sent0, recv1-recv0
+	if x.LeftEth0 > 0 {
+		e.say("  the VPN left the lossy eth0 %d times; the end of the end user's log:\n%s", x.LeftEth0, lastLines(during, 15))
+	}
+	return x, e.ctx.Err()
+}
+
 // swanFailoverUE is the strongSwan end user: one connection, no fixed
 // local address, so MOBIKE may take it to any (routing picks eth0
 // first).
@@ -347,10 +472,14 @@ type probe struct {
 
 	mu       sync.Mutex
 	n        int
+	sent     int // datagrams written; the n-th is numbered n-1
 	arrivals []arrival
 }
 
-type arrival struct{ sent, at time.Time }
+type arrival struct {
+	sent, at time.Time
+	seq      int
+}
 
 const (
 	probePort  = 7100
@@ -386,14 +515,15 @@ func startProbe(ueNS, srvNS string, src netip.Addr) (*probe, error) {
 			if err != nil {
 				return
 			}
-			if n < 8 {
+			if n < 16 {
 				continue
 			}
 			now := time.Now()
 			sent := time.Unix(0, int64(binary.BigEndian.Uint64(b)))
+			seq := int(binary.BigEndian.Uint64(b[8:]))
 			p.mu.Lock()
 			p.n++
-			p.arrivals = append(p.arrivals, arrival{sent: sent, at: now})
+			p.arrivals = append(p.arrivals, arrival{sent: sent, at: now, seq: seq})
 			p.mu.Unlock()
 		}
 	}()
@@ -407,7 +537,12 @@ func startProbe(ueNS, srvNS string, src netip.Addr) (*probe, error) {
 			case <-p.quit:
 				return
 			case <-tick.C:
+				p.mu.Lock()
+				seq := p.sent
+				p.sent++
+				p.mu.Unlock()
 				binary.BigEndian.PutUint64(b, uint64(time.Now().UnixNano()))
+				binary.BigEndian.PutUint64(b[8:], uint64(seq))
 				p.tx.Write(b) // errors (no route for a moment) are what we measure
 			}
 		}
@@ -419,6 +554,26 @@ func (p *probe) received() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.n
+}
+
+// counts is how many datagrams were sent and how many arrived so far.
+func (p *probe) counts() (sent, received int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent, p.n
+}
+
+// countsSentBefore is counts for the datagrams numbered below seq only,
+// wherever they arrived since.
+func (p *probe) countsSentBefore(seq int) (sent, received int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range p.arrivals {
+		if a.seq < seq {
+			received++
+		}
+	}
+	return seq, received
 }
 
 // firstAfter is the arrival time of the first datagram sent after t.
@@ -443,7 +598,8 @@ func (p *probe) stop() {
 // WriteTable prints r for people.
 func (r *FailoverResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "Failover: eth0 fails under a probe stream (a datagram every %v, inner address -> server); time until the first datagram\n", probeEvery)
-	fmt.Fprintf(w, "sent after the failure arrives through the moved VPN. Both: dpd_delay %s, retransmit %s; fresh daemons per run\n\n", r.DPDDelay, r.Retransmit)
+	fmt.Fprintf(w, "sent after the failure arrives through the moved VPN. Both: dpd_delay %s, retransmit %s; fresh daemons per run;\n", r.DPDDelay, r.Retransmit)
+	fmt.Fprintf(w, "mifike also: liveness_window %s (a liveness check when ESP goes out with nothing back)\n\n", r.LivenessWindow)
 	t := table{head: []string{"failure", "impl", "runs", "recovered", "median ms", "min ms", "max ms"}}
 	for _, x := range r.Runs {
 		name := "mifike"
@@ -461,5 +617,14 @@ func (r *FailoverResult) WriteTable(w io.Writer) {
 		t.add(what, name, fmt.Sprint(x.Runs), fmt.Sprint(x.Recovered), med, lo, hi)
 	}
 	t.write(w)
+	if len(r.Lossy) > 0 {
+		fmt.Fprintln(w)
+		l := table{head: []string{"lossy eth0 (random loss each way)", "impl", "runs", "seconds each", "left eth0", "probe delivered", "paths judged dead"}}
+		for _, x := range r.Lossy {
+			l.add(fmt.Sprintf("%d%%", x.LossPercent), x.Impl, fmt.Sprint(x.Runs), f0(x.Seconds), fmt.Sprint(x.LeftEth0),
+				fmt.Sprintf("%.1f%%", 100*x.Delivery), fmt.Sprint(x.PathsDead))
+		}
+		l.write(w)
+	}
 	writeRatios(w, r.Ratios)
 }

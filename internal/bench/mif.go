@@ -127,10 +127,13 @@ type mifOpts struct {
 	use    []string
 	onDown string // move or delete
 	dpd    time.Duration
-	encap  bool // ESP in UDP without a NAT, as kernel-libipsec always does
-	rt     retransmitOpts
-	pki    pki
-	eapID  string // the gateway's remote.eap_id (EAP methods)
+	// liveness is the end user's liveness_window (the traffic-driven
+	// liveness check); 0 none.
+	liveness time.Duration
+	encap    bool // ESP in UDP without a NAT, as kernel-libipsec always does
+	rt       retransmitOpts
+	pki      pki
+	eapID    string // the gateway's remote.eap_id (EAP methods)
 }
 
 const mifProposal = HandshakeIKEProposal
@@ -146,6 +149,9 @@ func mifUEConf(o mifOpts) string {
 	writeMifAuth(&b, o, ueID, gwID)
 	if o.dpd > 0 {
 		fmt.Fprintf(&b, "    dpd_delay: %v\n", o.dpd)
+	}
+	if o.liveness > 0 {
+		fmt.Fprintf(&b, "    liveness_window: %v\n", o.liveness)
 	}
 	fmt.Fprintf(&b, "    clone: {enable: %t, max_ike_sas: 8, own_vips: true}\n", o.clone)
 	if o.encap {

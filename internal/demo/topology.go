@@ -254,6 +254,22 @@ func (t *Topology) Blackhole(ctx context.Context, dev string, on bool) error {
 	return err
 }
 
+// Lossy drops percent of everything the router forwards to or from one
+// end-user interface, each packet at random (nftables numgen), or with
+// on false passes it all again: a bad radio link, lossy but not dead.
+func (t *Topology) Lossy(ctx context.Context, dev string, percent int, on bool) error {
+	table := "lossy_" + dev
+	if !on {
+		_, err := t.Run(ctx, t.Net, "nft", "delete", "table", "inet", table)
+		return err
+	}
+	_, err := t.Run(ctx, t.Net, "nft", fmt.Sprintf(
+		"add table inet %[1]s; add chain inet %[1]s drops { type filter hook forward priority 0; }; "+
+			"add rule inet %[1]s drops iifname \"ue-%[2]s\" numgen random mod 100 < %[3]d drop; "+
+			"add rule inet %[1]s drops oifname \"ue-%[2]s\" numgen random mod 100 < %[3]d drop", table, dev, percent))
+	return err
+}
+
 // BlockUDP drops (on) or passes again (off) IKE's UDP, ports 500 and
 // 4500 either way, that the router forwards to or from one end-user
 // interface, as a hotel or carrier network that allows only TCP does;
