@@ -186,6 +186,7 @@ func failoverFlags(fs *pflag.FlagSet) benchRun {
 	kinds := fs.String("cases", "link-down,silent,lossy", "failures: link-down, silent (nftables drop), lossy (20% random loss each way; the VPN must stay)")
 	fs.DurationVar(&c.LossyFor, "lossy-for", time.Minute, "how long each lossy run lasts")
 	fs.IntVar(&c.LossyRuns, "lossy-runs", 1, "lossy runs")
+	fs.DurationVar(&c.LivenessWindow, "liveness-window", 300*time.Millisecond, "mifike's liveness_window (0: none, as before it had one)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Cases = exe, progress, splitList(*kinds)
 		return bench.Failover(ctx, c)

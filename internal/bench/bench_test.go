@@ -138,7 +138,7 @@ func TestNewInterfaceSuite(t *testing.T) {
 
 func TestFailoverSuite(t *testing.T) {
 	ctx := needLab(t)
-	r, err := Failover(ctx, FailoverConfig{Exe: exe, Runs: 1, Limit: 6 * time.Second, LossyFor: 3 * time.Second})
+	r, err := Failover(ctx, FailoverConfig{Exe: exe, Runs: 1, Limit: 6 * time.Second, LossyFor: 3 * time.Second, LivenessWindow: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
