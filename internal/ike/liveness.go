@@ -88,7 +88,10 @@ func (sa *ikeSA) probeInterval() time.Duration { return max(probeRTTs*sa.srtt, p
 // peer was last heard.
 func (sa *ikeSA) sentTraffic() {
 	w := sa.livenessWindow()
-	if w <= 0 || sa.state != stateEstablished || !sa.unansweredSince.IsZero() {
+	if w <= 0 || sa.state != stateEstablished || !sa.unansweredSince.IsZero() || sa.tcp {
+		// In a TCP stream (RFC 9329) quick probes would only queue
+		// behind each other in a stalled stream: TCP's own
+		// retransmissions decide, and the configured schedule.
 		return
 	}
 	sa.unansweredSince = sa.e.now

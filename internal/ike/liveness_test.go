@@ -125,3 +125,28 @@ func TestRFC7296Section2_4InboundESPIsLiveness(t *testing.T) {
 		t.Fatalf("%d path probes, %d paths dead while ESP arrived from the path", n, l.ue.Engine.Stats().PathsDead)
 	}
 }
+
+// With nowhere else to go, a path judged dead is not a dead peer: the
+// check's request goes on with the configured retransmissions (RFC 7296
+// §2.4 gives up the SA only after those), so an outage shorter than them
+// costs nothing.
+func TestRFC7296Section2_4QuickCheckDoesNotKillTheSA(t *testing.T) {
+	l := newLab(t, 740, func(ue, _ *ike.Connection, _, _ *ike.Config) {
+		ue.DPDDelay = 30 * time.Second
+		ue.LivenessWindow = 300 * time.Millisecond
+	})
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Delay: time.Millisecond})
+	id := l.up()
+	l.sendFor(2*time.Second, false, nil)
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Down: true})
+	l.sendFor(2*time.Second, false, nil)
+	if l.ue.Engine.Stats().PathsDead != 1 {
+		t.Fatalf("%d paths judged dead in a 2 s outage under traffic, want 1", l.ue.Engine.Stats().PathsDead)
+	}
+	l.net.SetLink(ueAddr, gwAddr, netsim.Link{Delay: time.Millisecond})
+	l.sendFor(5*time.Second, false, nil)
+	l.settle(5 * time.Second)
+	if ue := l.sa(l.ue); ue.ID != id || l.ue.Engine.Stats().DeadPeers != 0 {
+		t.Fatalf("the SA did not survive the outage: now %d (was %d), %d dead peers", ue.ID, id, l.ue.Engine.Stats().DeadPeers)
+	}
+}
