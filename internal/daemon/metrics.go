@@ -77,6 +77,8 @@ func newMetrics(d *Daemon) *metrics {
 			"liveness": prometheus.NewDesc("mifike_liveness_checks_total", "Liveness checks (dead peer detection, RFC 7296 §2.4) sent.", nil, nil),
 			"dead": prometheus.NewDesc("mifike_dead_peers_total",
 				"Established IKE SAs given up because the peer left a request unanswered through every retransmission (RFC 7296 §2.4).", nil, nil),
+			"pathsdead": prometheus.NewDesc("mifike_paths_dead_total",
+				"Paths judged dead by the traffic-driven liveness check (liveness_window): ESP went out, and quick probes went unanswered (RFC 7296 §2.4, RFC 4555 §3.5).", nil, nil),
 			"tcpopen": prometheus.NewDesc("mifike_tcp_streams", "TCP streams carrying IKE and ESP (RFC 9329) open now.", nil, nil),
 			"tcpstreams": prometheus.NewDesc("mifike_tcp_streams_total",
 				"TCP streams by how they began (accepted, opened) or why they were refused (per-address-limit, total-limit).", []string{"event"}, nil),
@@ -251,6 +253,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.descs["authfail"], prometheus.CounterValue, float64(st.NotifiesRecv[wire.NotifyAuthenticationFailed]), "peer")
 	ch <- prometheus.MustNewConstMetric(m.descs["liveness"], prometheus.CounterValue, float64(st.LivenessChecks))
 	ch <- prometheus.MustNewConstMetric(m.descs["dead"], prometheus.CounterValue, float64(st.DeadPeers))
+	ch <- prometheus.MustNewConstMetric(m.descs["pathsdead"], prometheus.CounterValue, float64(st.PathsDead))
 	// The engine's drops and the socket readers' (what they drop from the
 	// datagram alone never reaches the engine), under one set of reasons.
 	for r, n := range st.DroppedBy {

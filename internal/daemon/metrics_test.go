@@ -151,7 +151,7 @@ func TestMetricsSeriesAreThereFromTheStart(t *testing.T) {
 		want = append(want, fmt.Sprintf("mifike_child_sas{state=%q}", st))
 	}
 	want = append(want, `mifike_auth_failures_total{rejected_by="local"}`, `mifike_auth_failures_total{rejected_by="peer"}`,
-		"mifike_liveness_checks_total", "mifike_dead_peers_total", "mifike_mobike_moves_total",
+		"mifike_liveness_checks_total", "mifike_dead_peers_total", "mifike_paths_dead_total", "mifike_mobike_moves_total",
 		`mifike_ike_handshake_duration_seconds_count{role="initiator"}`, `mifike_ike_handshake_duration_seconds_count{role="responder"}`,
 		`mifike_esp_bytes_total{direction="in"}`, `mifike_esp_packets_total{direction="out"}`)
 	for _, series := range want {
