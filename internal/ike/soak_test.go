@@ -6,6 +6,7 @@ import (
 	"github.com/mifike/mifike/internal/eap"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -73,6 +74,12 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 		if seed%7 == 5 {
 			ue.TCP = ike.TCPAlways
 		}
+		// A sixth of the seeds check liveness on traffic (liveness.go):
+		// the end user's Child SAs send all along, so quick probes run
+		// beside every exchange, collision and move.
+		if seed%6 == 4 {
+			ue.LivenessWindow = 300 * time.Millisecond
+		}
 		// A fifth of the seeds authenticate the end user by EAP (RFC
 		// 7296 §2.16) through a backend that answers after a while, so
 		// IKE_AUTH rounds are lost, retransmitted and held.
@@ -84,6 +91,10 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 	})
 	if seed%7 == 5 {
 		stats["tcp"]++
+	}
+	if seed%6 == 4 {
+		stats["liveness on traffic"]++
+		defer func() { stats["paths judged dead"] += int(l.ue.Engine.Stats().PathsDead) }()
 	}
 	if seed%5 == 3 {
 		b := newEAPBackend(eap.TypeMSCHAPv2)
@@ -110,7 +121,12 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 	// Chaos: random operations at random times, sometimes on both peers
 	// at the same instant.
 	for step := 0; step < 12; step++ {
-		l.net.RunFor(time.Duration(r.IntN(3000)) * time.Millisecond)
+		wait := time.Duration(r.IntN(3000)) * time.Millisecond
+		if seed%6 == 4 {
+			l.sendUpstream(wait)
+		} else {
+			l.net.RunFor(wait)
+		}
 		if handover && r.IntN(3) == 0 {
 			node := []*netsim.Node{l.ue, l.gw}[r.IntN(2)]
 			stats[handOver(t, node)]++
@@ -134,6 +150,24 @@ func soakOne(t *testing.T, seed uint64, stats map[string]int) (err error) {
 		}
 	}
 	return l.quiesce()
+}
+
+// sendUpstream runs the network for d while the end user's Child SAs
+// report outgoing ESP every 50 ms and nothing inbound, in SPI order so
+// that a seed stays a seed.
+func (l *lab) sendUpstream(d time.Duration) {
+	end := l.net.Now.Add(d)
+	for l.net.Now.Before(end) {
+		spis := make([]uint32, 0, len(l.ue.Children))
+		for spi := range l.ue.Children {
+			spis = append(spis, spi)
+		}
+		slices.Sort(spis)
+		for _, spi := range spis {
+			l.ue.Do(func(now time.Time) []ike.Action { return l.ue.Engine.Outbound(now, spi) })
+		}
+		l.net.RunFor(min(50*time.Millisecond, end.Sub(l.net.Now)))
+	}
 }
 
 // randomOp applies operation op to one of the node's established SAs.
