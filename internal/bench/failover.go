@@ -374,19 +374,19 @@ func lossyRun(e *suiteEnv, m *mifLab, o mifOpts, d time.Duration, tag string) (L
 	if err := m.Lossy(e.ctx, "eth0", lossyPercent, true); err != nil {
 		return x, err
 	}
-	sent0, recv0 := p.counts()
+	sent0, _ := p.counts()
 	select {
 	case <-time.After(d):
 	case <-e.ctx.Done():
 	}
-	sent1, recv1 := p.counts()
+	sent1, _ := p.counts()
 	if err := m.Lossy(context.Background(), "eth0", 0, false); err != nil {
 		return x, err
 	}
 	// The datagrams still on their way when the loss ended were sent
 	// under it; a moment for them, then count.
 	time.Sleep(100 * time.Millisecond)
-	_, recv1 = p.countsSentBefore(sent1)
+	received := p.receivedOf(sent0, sent1)
 	during := strings.TrimPrefix(ue.log(), before)
 	for _, line := range strings.Split(during, "\n") {
 		// A move back to eth0 (after the manager's hold on it) is
@@ -396,7 +396,7 @@ func lossyRun(e *suiteEnv, m *mifLab, o mifOpts, d time.Duration, tag string) (L
 		}
 	}
 	x.PathsDead = strings.Count(during, "judged dead")
-	x.Sent, x.Received = sent1-sent0, recv1-recv0
+	x.Sent, x.Received = sent1-sent0, received
 	if x.LeftEth0 > 0 {
 		e.say("  the VPN left the lossy eth0 %d times; the end of the end user's log:\n%s", x.LeftEth0, lastLines(during, 15))
 	}
@@ -570,17 +570,17 @@ func (p *probe) counts() (sent, received int) {
 	return p.sent, p.n
 }
 
-// countsSentBefore is counts for the datagrams numbered below seq only,
-// wherever they arrived since.
-func (p *probe) countsSentBefore(seq int) (sent, received int) {
+// receivedOf is how many of the datagrams numbered from first to
+// before end arrived, whenever they did.
+func (p *probe) receivedOf(first, end int) (received int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, a := range p.arrivals {
-		if a.seq < seq {
+		if a.seq >= first && a.seq < end {
 			received++
 		}
 	}
-	return seq, received
+	return received
 }
 
 // firstAfter is the arrival time of the first datagram sent after t.
