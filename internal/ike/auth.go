@@ -187,7 +187,11 @@ func (sa *ikeSA) verifyAuth(c *Connection, id *wire.ID, auth *wire.Auth, certs [
 		if err := ikeauth.MatchID(leaf, id); err != nil {
 			return err
 		}
-		return ikeauth.Verify(leaf.PublicKey, auth.Method, auth.Data, octets, ikeauth.SupportedHashes())
+		if err := ikeauth.Verify(leaf.PublicKey, auth.Method, auth.Data, octets, ikeauth.SupportedHashes()); err != nil {
+			return err
+		}
+		sa.peerCert = leaf
+		return nil
 	}
 	return fmt.Errorf("remote auth %v", c.RemoteAuth)
 }

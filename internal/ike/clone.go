@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"crypto/x509"
 	"fmt"
 	"math/bits"
 	"net/netip"
@@ -80,13 +81,15 @@ type family struct {
 	// (eap.go), as this identity, by this method type.
 	eapIdentity []byte
 	eapMethod   uint8
+	// peerCert: the certificate the authentication verified, if any.
+	peerCert *x509.Certificate
 }
 
 func (e *Engine) newFamily(sa *ikeSA) {
 	e.nextFamily++
 	// The token comes from the authenticating SA's SPIs, random and
 	// chosen by both peers, so it needs no randomness of its own.
-	f := &family{id: e.nextFamily, token: sa.spiI ^ bits.RotateLeft64(sa.spiR, 32), authTime: e.now, members: map[*ikeSA]bool{}}
+	f := &family{id: e.nextFamily, token: sa.spiI ^ bits.RotateLeft64(sa.spiR, 32), authTime: e.now, members: map[*ikeSA]bool{}, peerCert: sa.peerCert}
 	e.families[f.id] = f
 	f.join(sa)
 }

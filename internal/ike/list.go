@@ -2,6 +2,7 @@ package ike
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -113,6 +114,14 @@ type IKESAInfo struct {
 	// KeyID identifies the keys without revealing them (SHA-256 of SK_d):
 	// both peers of an SA must show the same value.
 	KeyID [32]byte
+	// RekeyAt, ReauthAt and ExpireAt are when the lifetime timers fire
+	// (§2.8, §2.8.3): a rekey or a reauthentication is started, and the
+	// SA is destroyed if neither has replaced it. Zero: not armed (not
+	// configured, not yet established, or already fired).
+	RekeyAt, ReauthAt, ExpireAt time.Time
+	// PeerCert is the end-entity certificate the peer authenticated the
+	// family with, nil for a pre-shared key or EAP.
+	PeerCert *x509.Certificate
 }
 
 // ChildInfo is a Child SA in a snapshot.
@@ -120,6 +129,9 @@ type ChildInfo struct {
 	ChildSA
 	State       string
 	Established time.Time
+	// RekeyAt and ExpireAt are its soft and hard lifetime (§2.8): when a
+	// rekey starts and when it is deleted; zero when not armed.
+	RekeyAt, ExpireAt time.Time
 }
 
 // IKESAs lists every IKE SA past IKE_SA_INIT, half-open ones too,
@@ -164,8 +176,14 @@ func (sa *ikeSA) info() IKESAInfo {
 		i.Proposal = sa.neg.String()
 		i.KeyID = sha256.Sum256(sa.skd)
 	}
+	d := sa.deadlines()
+	i.RekeyAt, i.ReauthAt, i.ExpireAt = d.rekey, d.reauth, d.expire
+	if f := sa.family; f != nil {
+		i.PeerCert = f.peerCert
+	}
 	for _, c := range sa.children {
-		i.Children = append(i.Children, ChildInfo{ChildSA: c.params(), State: c.state.String(), Established: c.created})
+		i.Children = append(i.Children, ChildInfo{ChildSA: c.params(), State: c.state.String(), Established: c.created,
+			RekeyAt: c.rekeyT.deadline(), ExpireAt: c.expireT.deadline()})
 	}
 	return i
 }

@@ -254,3 +254,29 @@ func lastOf(p netip.Prefix) netip.Addr {
 	end, _ := netip.AddrFromSlice(a)
 	return end
 }
+
+// Size is the number of addresses the pool can hand out (at most 2^32:
+// a larger IPv6 pool is scanned as if it held that many).
+func (p *Pool) Size() uint64 { return p.size }
+
+// PoolLease is one address a pool's prefix has leased, and to whom: the
+// peer's identity as the engine formats it (or its EAP identity).
+type PoolLease struct {
+	Addr  netip.Addr
+	Owner string
+}
+
+// Leased lists the leased addresses the pool could hand out, whichever
+// pool of the registry leased them (as InUse counts), by address. An
+// address is leased while an IKE SA holds it and free again once the
+// last one is gone: there are no offline leases to list.
+func (p *Pool) Leased() []PoolLease {
+	var out []PoolLease
+	for a, l := range p.leases.byAddr {
+		if p.assignable(a) {
+			out = append(out, PoolLease{Addr: a, Owner: l.owner})
+		}
+	}
+	slices.SortFunc(out, func(x, y PoolLease) int { return x.Addr.Compare(y.Addr) })
+	return out
+}

@@ -456,3 +456,37 @@ func TestPoolFence(t *testing.T) {
 		t.Fatalf("leased %v beyond the blocks", a)
 	}
 }
+
+// Leased lists what list-pools shows: every address of the pool's prefix
+// that is leased, with its owner, whichever pool of the registry leased
+// it, until the last reference is released.
+func TestPoolLeasedListsOwners(t *testing.T) {
+	r := ike.NewLeases()
+	wide := mustPool(t, r, "wide", "10.98.0.0/24")
+	narrow := mustPool(t, r, "narrow", "10.98.0.0/29")
+	if wide.Size() != 253 || narrow.Size() != 5 {
+		t.Fatalf("sizes %d and %d, want 253 and 5", wide.Size(), narrow.Size())
+	}
+	b := acquire(t, narrow, "bob")
+	a := acquire(t, wide, "alice")
+	acquire(t, wide, "alice") // a second IKE SA: one lease
+	got := fmt.Sprint(wide.Leased())
+	want := fmt.Sprint([]ike.PoolLease{{Addr: a, Owner: "alice"}, {Addr: b, Owner: "bob"}})
+	if a.Compare(b) > 0 {
+		want = fmt.Sprint([]ike.PoolLease{{Addr: b, Owner: "bob"}, {Addr: a, Owner: "alice"}})
+	}
+	if got != want {
+		t.Fatalf("wide.Leased() = %s, want %s", got, want)
+	}
+	if got := fmt.Sprint(narrow.Leased()); got != want {
+		t.Fatalf("narrow.Leased() = %s, want %s: the prefixes overlap", got, want)
+	}
+	wide.Release(a)
+	if len(wide.Leased()) != 2 {
+		t.Fatalf("after one of alice's two references: %v, want both leases", wide.Leased())
+	}
+	wide.Release(a)
+	if l := wide.Leased(); len(l) != 1 || l[0].Owner != "bob" {
+		t.Fatalf("after alice's last reference: %v, want bob's only", l)
+	}
+}

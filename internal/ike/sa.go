@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"crypto/x509"
 	"net/netip"
 	"sort"
 	"time"
@@ -177,6 +178,10 @@ type familyState struct {
 	// CP request in a CREATE_CHILD_SA (RFC 7296 §2.19) gets it its own,
 	// a different inner address per interface (RFC 7791 App. A.3).
 	vipsInherited bool
+	// peerCert is the end-entity certificate the peer authenticated with
+	// (RFC 7296 §3.6), kept for `mifike list-certs`; newFamily hands it
+	// to the family, so clones and rekeyed SAs show it too.
+	peerCert *x509.Certificate
 }
 
 // rekeyState is what an IKE SA rekey, a reauthentication and their
