@@ -78,7 +78,7 @@ func BenchmarkSeal(b *testing.B) {
 	for b.Loop() {
 		buf := bufs[i]
 		copy(buf[Headroom:], pkt)
-		p, ok := a.seal(t, buf, len(pkt))
+		p, ok := a.seal(t, buf, len(pkt), 1)
 		if !ok {
 			b.Fatalf("not sealed: %v", a.Drops())
 		}
@@ -103,7 +103,7 @@ func BenchmarkReceive(b *testing.B) {
 	buf := make([]byte, Headroom+1500+128)
 	for i := range sealed {
 		copy(buf[Headroom:], pkt)
-		p, ok := a.seal(a.tab, buf, len(pkt))
+		p, ok := a.seal(a.tab, buf, len(pkt), 1)
 		if !ok {
 			b.Fatal("not sealed")
 		}
@@ -194,7 +194,7 @@ func TestDroppedESPAllocatesNothing(t *testing.T) {
 	pkt := benchPacket()
 	buf := make([]byte, Headroom+1500+128)
 	copy(buf[Headroom:], pkt)
-	p, ok := a.seal(a.tab, buf, len(pkt))
+	p, ok := a.seal(a.tab, buf, len(pkt), 1)
 	if !ok {
 		t.Fatal("not sealed")
 	}
@@ -202,7 +202,7 @@ func TestDroppedESPAllocatesNothing(t *testing.T) {
 	// A packet with a sequence number not seen yet and a broken ICV (with
 	// one already seen, the replay check drops it first).
 	copy(buf[Headroom:], pkt)
-	p, _ = a.seal(a.tab, buf, len(pkt))
+	p, _ = a.seal(a.tab, buf, len(pkt), 1)
 	forged := bytes.Clone(p.Data)
 	forged[len(forged)-1] ^= 1
 	unknown := bytes.Clone(sealed)

@@ -41,9 +41,10 @@ func (p *Plane) Run() error {
 			}
 		}
 		pkts = pkts[:0]
+		now := time.Now().UnixNano() // one clock read a batch, as Receive
 		p.mu.RLock()
 		for i := range count {
-			if pkt, ok := p.seal(p.tab, bufs[i], sizes[i]); ok {
+			if pkt, ok := p.seal(p.tab, bufs[i], sizes[i], now); ok {
 				pkts = append(pkts, pkt)
 			}
 		}
@@ -56,8 +57,9 @@ func (p *Plane) Run() error {
 	}
 }
 
-// seal protects the packet at buf[Headroom:Headroom+n] in place.
-func (p *Plane) seal(t *tables, buf []byte, n int) (Packet, bool) {
+// seal protects the packet at buf[Headroom:Headroom+n] in place; now
+// (Unix nanoseconds) is when it was read.
+func (p *Plane) seal(t *tables, buf []byte, n int, now int64) (Packet, bool) {
 	pkt := buf[Headroom : Headroom+n]
 	f, ok := parseFlow(pkt)
 	if !ok {
@@ -102,7 +104,7 @@ func (p *Plane) seal(t *tables, buf []byte, n int) (Packet, bool) {
 	if o.SoftLimit() && c.ctr.softSent.CompareAndSwap(false, true) {
 		p.limit(c.inSPI, false) // the sequence number nears its end: rekey
 	}
-	p.countOut(c, n)
+	p.countOut(c, n, now)
 	return Packet{Data: sealed, Path: c.path}, true
 }
 

@@ -401,9 +401,10 @@ func matchAny(l []wire.Selector, a netip.Addr, proto uint8, port uint16) bool {
 }
 
 // countOut adds an outbound packet and reports limits crossed.
-func (p *Plane) countOut(c *child, n int) {
+func (p *Plane) countOut(c *child, n int, now int64) {
 	b := c.ctr.BytesOut.Add(uint64(n))
 	c.ctr.PacketsOut.Add(1)
+	c.ctr.LastOut.Store(now)
 	p.checkLimits(c, b)
 }
 

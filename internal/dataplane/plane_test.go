@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
@@ -139,7 +140,7 @@ func (e *end) out(t *testing.T, pkt []byte) (Packet, bool) {
 	t.Helper()
 	buf := make([]byte, Headroom+len(pkt)+128)
 	copy(buf[Headroom:], pkt)
-	p, ok := e.p.seal(e.p.tab, buf, len(pkt))
+	p, ok := e.p.seal(e.p.tab, buf, len(pkt), time.Now().UnixNano())
 	if ok {
 		p.Data = bytes.Clone(p.Data)
 	}
@@ -221,6 +222,10 @@ func TestTunnelRoundTrip(t *testing.T) {
 		}
 		if c := a.p.Counters(0x1001); c.PacketsOut.Load() != 1 || c.PacketsIn.Load() != 1 {
 			t.Errorf("counters out %d in %d", c.PacketsOut.Load(), c.PacketsIn.Load())
+		}
+		// The last packet's times, for list-sas: sent before received.
+		if c := a.p.Counters(0x1001); c.LastOut.Load() == 0 || c.LastOut.Load() > c.LastIn.Load() {
+			t.Errorf("last out %d, last in %d: want both set, out first", c.LastOut.Load(), c.LastIn.Load())
 		}
 	}
 }

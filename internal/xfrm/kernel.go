@@ -125,12 +125,12 @@ type child struct {
 	ctr    *ipsec.Counters
 	// Counts of states this Child SA had before a move re-installed
 	// them, and the outbound sequence number to continue from.
-	baseIn, baseOut       [2]uint64 // bytes, packets
-	lastInPkts            uint64
-	savedOSeq, savedOSeqH uint32
-	soft, hard            bool
-	replay, integrity     uint32   // the kernel's drops on its inbound state
-	retired               []*State // inbound states of before a move, in their grace period
+	baseIn, baseOut         [2]uint64 // bytes, packets
+	lastInPkts, lastOutPkts uint64
+	savedOSeq, savedOSeqH   uint32
+	soft, hard              bool
+	replay, integrity       uint32   // the kernel's drops on its inbound state
+	retired                 []*State // inbound states of before a move, in their grace period
 }
 
 // Open takes over the kernel's XFRM for mifike: it removes what a
@@ -842,6 +842,13 @@ func (k *Kernel) refresh() {
 			bytes = c.baseOut[0] + s.Bytes
 			c.ctr.BytesOut.Store(bytes)
 			c.ctr.PacketsOut.Store(c.baseOut[1] + s.Packets)
+			// The state's curlft.use_time is when it was first used, not
+			// last (the kernel sets it once), so a change in the count
+			// between polls dates the last packet, to the poll's second.
+			if p := c.baseOut[1] + s.Packets; p != c.lastOutPkts {
+				c.lastOutPkts = p
+				c.ctr.LastOut.Store(now)
+			}
 		}
 		limits = c.checkLimits(bytes, limits)
 	}

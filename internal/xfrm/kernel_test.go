@@ -391,6 +391,10 @@ func TestVMAlgorithms(t *testing.T) {
 				if in, out := r.counters(t, b.InSPI); in < 3 || out < 3 {
 					t.Fatalf("right counted %d in, %d out for 3 pings", in, out)
 				}
+				// list-sas dates the last packet each way from the counts.
+				if c := r.k.Counters(b.InSPI); c.LastIn.Load() == 0 || c.LastOut.Load() == 0 {
+					t.Fatalf("right's last in %d, last out %d: want both set after pings", c.LastIn.Load(), c.LastOut.Load())
+				}
 				l.del(t, a.InSPI)
 				r.del(t, b.InSPI)
 				if n := l.leftovers(t) + r.leftovers(t); n != 0 {
