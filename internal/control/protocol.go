@@ -22,7 +22,8 @@
 // Commands and their arguments: list-sas, list-conns, initiate (conn,
 // child, ike_sa), terminate (ike_sa, child_spi), terminate-conn (conn),
 // rekey (ike_sa, child_spi), clone (ike_sa), move (ike_sa, local,
-// remote, iface), reload, events.
+// remote, iface), reload, events, and with a StatusBackend list-pools,
+// list-certs and stats.
 //
 // # Waiting for an outcome
 //

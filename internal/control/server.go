@@ -381,6 +381,26 @@ func (s *server) dispatch(req request) (data any, err error) {
 			return nil, &Error{Code: CodeInvalid, Msg: err.Error()}
 		}
 		return LogLevel{Level: strings.ToLower(req.Level), Previous: prev}, nil
+	case "list-pools", "list-certs", "stats":
+		sb, ok := s.b.(StatusBackend)
+		if !ok {
+			return nil, &Error{Code: CodeFailed, Msg: fmt.Sprintf("this daemon cannot answer %s", req.Cmd)}
+		}
+		switch req.Cmd {
+		case "list-pools":
+			l, err := sb.ListPools()
+			if l == nil {
+				l = []Pool{}
+			}
+			return l, err
+		case "list-certs":
+			l, err := sb.ListCerts()
+			if l == nil {
+				l = []Cert{}
+			}
+			return l, err
+		}
+		return sb.Stats()
 	case "cluster-status", "cluster-move":
 		cb, ok := s.b.(ClusterBackend)
 		if !ok {

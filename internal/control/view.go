@@ -56,9 +56,15 @@ type SA struct {
 	PeerVirtualIPs []string  `json:"peer_virtual_ips"` // we assigned to the peer
 	// EAPIdentity and EAPMethod: the family was authenticated by EAP
 	// (RFC 7296 §2.16), as this identity, by this method.
-	EAPIdentity string  `json:"eap_identity,omitempty"`
-	EAPMethod   string  `json:"eap_method,omitempty"`
-	Children    []Child `json:"children"`
+	EAPIdentity string `json:"eap_identity,omitempty"`
+	EAPMethod   string `json:"eap_method,omitempty"`
+	// RekeyAt, ReauthAt and ExpireAt are when the SA is due for a rekey
+	// or a reauthentication (RFC 7296 §2.8, §2.8.3), and when it is
+	// destroyed if neither replaced it; omitted when not scheduled.
+	RekeyAt  time.Time `json:"rekey_time,omitzero"`
+	ReauthAt time.Time `json:"reauth_time,omitzero"`
+	ExpireAt time.Time `json:"expire_time,omitzero"`
+	Children []Child   `json:"children"`
 }
 
 // Child is one Child SA of an IKE SA.
@@ -79,6 +85,15 @@ type Child struct {
 	BytesOut   uint64 `json:"bytes_out"`
 	PacketsIn  uint64 `json:"packets_in"`
 	PacketsOut uint64 `json:"packets_out"`
+	// LastIn and LastOut are when the last packet came and went
+	// (omitted before the first); with the kernel's data plane, to the
+	// second it polls its counters.
+	LastIn  time.Time `json:"last_in,omitzero"`
+	LastOut time.Time `json:"last_out,omitzero"`
+	// RekeyAt is when its rekey starts (the soft lifetime), ExpireAt
+	// when it is deleted (the hard one); omitted when not scheduled.
+	RekeyAt  time.Time `json:"rekey_time,omitzero"`
+	ExpireAt time.Time `json:"expire_time,omitzero"`
 }
 
 // Conn is one configured connection.
@@ -141,6 +156,7 @@ func SAFromEngine(i ike.IKESAInfo) SA {
 		Family: i.Family, Parent: i.Parent, AuthTime: i.AuthTime, CloneSupported: i.CloneSupported,
 		VirtualIPs: addrs(i.VirtualIPs), PeerVirtualIPs: addrs(i.PeerVirtualIPs),
 		EAPIdentity: i.EAPIdentity, EAPMethod: i.EAPMethod,
+		RekeyAt: i.RekeyAt, ReauthAt: i.ReauthAt, ExpireAt: i.ExpireAt,
 		Children: make([]Child, 0, len(i.Children)),
 	}
 	for _, c := range i.Children {
@@ -149,6 +165,7 @@ func SAFromEngine(i ike.IKESAInfo) SA {
 			InSPI: spi(c.InSPI), OutSPI: spi(c.OutSPI), Proposal: childProposal(c.ChildSA),
 			LocalTS: selectors(c.LocalTS), RemoteTS: selectors(c.RemoteTS),
 			Encap: c.Encap, Outbound: c.Outbound, Established: c.Established,
+			RekeyAt: c.RekeyAt, ExpireAt: c.ExpireAt,
 		})
 	}
 	return sa

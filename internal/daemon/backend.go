@@ -33,6 +33,7 @@ func (b backend) ListSAs() ([]control.SA, error) {
 					if k := b.d.plane.Counters(c.InSPI); k != nil {
 						v.Children[i].BytesIn, v.Children[i].BytesOut = k.BytesIn.Load(), k.BytesOut.Load()
 						v.Children[i].PacketsIn, v.Children[i].PacketsOut = k.PacketsIn.Load(), k.PacketsOut.Load()
+						v.Children[i].LastIn, v.Children[i].LastOut = unixNano(k.LastIn.Load()), unixNano(k.LastOut.Load())
 					}
 				}
 			}

@@ -98,6 +98,7 @@ type Daemon struct {
 	stopped chan struct{}
 	stats   daemonStats
 	rxStats rxCounters // the socket readers'
+	started time.Time  // when Run began (mifike stats)
 	// notifying says a service manager listens (NOTIFY_SOCKET); then
 	// lastStatus is the STATUS= last sent to it, statusStale says an SA
 	// event came since, and reloadErr is why the last reload failed (nil
@@ -218,6 +219,7 @@ func (d *Daemon) attachRevocation(conns []*ike.Connection) {
 // SIGTERM/SIGINT arrive; then it deletes every IKE SA (telling the peers)
 // and returns. SIGHUP reloads the configuration.
 func (d *Daemon) Run(ctx context.Context) error {
+	d.started = time.Now()
 	udp, err := d.listen()
 	if err != nil {
 		return err

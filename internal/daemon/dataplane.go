@@ -201,6 +201,24 @@ func (d *Daemon) livenessChecked() bool {
 	return false
 }
 
+// espTraffic sums the ESP traffic of the Child SAs installed now, and
+// over the daemon's life: a rekeyed SA still in the data plane
+// (retiring) counts until it goes, then its counters are in espGone, so
+// the total never goes down. Call it on the event loop, with a plane.
+func (d *Daemon) espTraffic() (now, total espTotals) {
+	for spi := range d.children {
+		now.add(d.plane.Counters(spi))
+	}
+	total = now
+	for spi := range d.retiring {
+		total.add(d.plane.Counters(spi))
+	}
+	g := d.stats.espGone
+	total.bytesIn, total.bytesOut = total.bytesIn+g.bytesIn, total.bytesOut+g.bytesOut
+	total.packetsIn, total.packetsOut = total.packetsIn+g.packetsIn, total.packetsOut+g.packetsOut
+	return now, total
+}
+
 // pollInbound tells the engine which Child SAs received traffic on their
 // path since the last poll: authentic ESP from where the SA expects it is
 // proof of liveness (RFC 7296 §2.4; from elsewhere it is not, RFC 4555

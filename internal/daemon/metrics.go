@@ -186,19 +186,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if m.d.plane != nil {
 			drops = m.d.plane.Drops()
-			for spi := range m.d.children {
-				now.add(m.d.plane.Counters(spi))
-			}
-			// A rekeyed SA still in the data plane (retiring) counts
-			// until it goes, then its counters are in espGone: the
-			// total never goes down.
-			total = now
-			for spi := range m.d.retiring {
-				total.add(m.d.plane.Counters(spi))
-			}
-			g := m.d.stats.espGone
-			total.bytesIn, total.bytesOut = total.bytesIn+g.bytesIn, total.bytesOut+g.bytesOut
-			total.packetsIn, total.packetsOut = total.packetsIn+g.packetsIn, total.packetsOut+g.packetsOut
+			now, total = m.d.espTraffic()
 		}
 	})
 	for reason, n := range drops {
