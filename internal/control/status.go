@@ -38,11 +38,12 @@ type Pool struct {
 	Leases []Lease `json:"leases"`
 }
 
-// Lease is one leased address: to whom (the peer's identity, or its EAP
-// identity) and the IKE SAs that hold it now.
+// Lease is one leased address: to whom (the peer's identity on
+// connection Conn) and the IKE SAs that hold it now.
 type Lease struct {
 	Addr     string   `json:"addr"`
 	Identity string   `json:"identity"`
+	Conn     string   `json:"conn"`
 	IKESAs   []uint64 `json:"ike_sas"`
 }
 

@@ -112,6 +112,15 @@ func TestExamplePairsComeUp(t *testing.T) {
 }
 
 func examplePairComesUp(t *testing.T, pair string) {
+	gw, ue, _ := startExamplePair(t, pair, nil)
+	checkExamplePair(t, gw, ue)
+}
+
+// startExamplePair starts examples/PAIR's gateway (with gwConn's keys set
+// on its connection) and end user on loopback addresses, and waits until
+// the end user's IKE SA and Child SA are up; dir holds the files and the
+// control sockets gw.sock and ue.sock.
+func startExamplePair(t *testing.T, pair string, gwConn map[string]any) (gw, ue *runningDaemon, dir string) {
 	const gwAddr, ueAddr = "127.0.0.1", "127.0.0.2"
 	if !bothFree(0, ueAddr) {
 		t.Skipf("cannot bind %s, the end user's address in this test (lo without 127.0.0.0/8?)", ueAddr)
@@ -124,7 +133,7 @@ func examplePairComesUp(t *testing.T, pair string) {
 			}
 		}
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	if pair == "pubkey" {
 		if _, err := exec.LookPath("openssl"); err != nil {
 			t.Skipf("examples/make-pki.sh needs openssl: %v", err)
@@ -140,18 +149,22 @@ func examplePairComesUp(t *testing.T, pair string) {
 			"metrics": nil, "tun": nil, "log": map[string]string{"level": "debug"},
 		}
 	}
-	gwPath := exampleOnLoopback(t, pair, "gateway.yaml", dir, host(gwAddr, "gw.sock"), nil)
+	gwPath := exampleOnLoopback(t, pair, "gateway.yaml", dir, host(gwAddr, "gw.sock"), gwConn)
 	uePath := exampleOnLoopback(t, pair, "end-user.yaml", dir, host(ueAddr, "ue.sock"), map[string]any{
 		"remote_addrs": []string{gwAddr}, "remote_port": p[0], "local_addrs": []string{ueAddr},
 		"interfaces": nil, "start_action": "start",
 	})
-	gw := startDaemon(t, gwPath)
-	ue := startDaemon(t, uePath)
+	gw = startDaemon(t, gwPath)
+	ue = startDaemon(t, uePath)
 	up := func() bool {
 		g, u := gw.established(), ue.established()
 		return len(g) == 1 && len(u) == 1 && len(g[0].Children) == 1 && len(u[0].Children) == 1
 	}
 	waitFor(t, "the IKE SA and its Child SA of the example pair", up)
+	return gw, ue, dir
+}
+
+func checkExamplePair(t *testing.T, gw, ue *runningDaemon) {
 	sa := ue.established()[0]
 	pool := netip.MustParsePrefix("10.99.0.0/24")
 	if len(sa.VirtualIPs) != 1 || !pool.Contains(sa.VirtualIPs[0]) {

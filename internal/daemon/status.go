@@ -50,7 +50,7 @@ func (b backend) ListPools() ([]control.Pool, error) {
 				if ids == nil {
 					ids = []uint64{}
 				}
-				v.Leases = append(v.Leases, control.Lease{Addr: l.Addr.String(), Identity: l.Owner, IKESAs: ids})
+				v.Leases = append(v.Leases, control.Lease{Addr: l.Addr.String(), Identity: l.Identity, Conn: l.Conn, IKESAs: ids})
 			}
 			v.Online = len(v.Leases)
 			out = append(out, v)

@@ -4,6 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mifike/mifike/internal/ikeauth"
+	"github.com/mifike/mifike/internal/wire"
 )
 
 // Leases is a lease registry: the table of every virtual address handed
@@ -260,10 +265,25 @@ func lastOf(p netip.Prefix) netip.Addr {
 func (p *Pool) Size() uint64 { return p.size }
 
 // PoolLease is one address a pool's prefix has leased, and to whom: the
-// peer's identity as the engine formats it (or its EAP identity).
+// peer's identity (as IKESAInfo.RemoteID shows it) on connection Conn.
 type PoolLease struct {
-	Addr  netip.Addr
-	Owner string
+	Addr     netip.Addr
+	Conn     string
+	Identity string
+}
+
+// ownerIdentity reads an owner key back (ikeSA.peerIdentity: the
+// connection, "|", the ID type as one character, the ID's data).
+func ownerIdentity(owner string) (conn, id string) {
+	conn, rest, ok := strings.Cut(owner, "|")
+	if !ok || rest == "" {
+		return "", owner
+	}
+	r, n := utf8.DecodeRuneInString(rest)
+	if r > 255 {
+		return conn, rest
+	}
+	return conn, ikeauth.FormatID(wire.IDType(r), []byte(rest[n:]))
 }
 
 // Leased lists the leased addresses the pool could hand out, whichever
@@ -274,7 +294,8 @@ func (p *Pool) Leased() []PoolLease {
 	var out []PoolLease
 	for a, l := range p.leases.byAddr {
 		if p.assignable(a) {
-			out = append(out, PoolLease{Addr: a, Owner: l.owner})
+			conn, id := ownerIdentity(l.owner)
+			out = append(out, PoolLease{Addr: a, Conn: conn, Identity: id})
 		}
 	}
 	slices.SortFunc(out, func(x, y PoolLease) int { return x.Addr.Compare(y.Addr) })

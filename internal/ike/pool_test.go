@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ikeauth"
 	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/wire"
 )
 
 func mustPool(t testing.TB, r *ike.Leases, name, prefix string) *ike.Pool {
@@ -471,9 +473,9 @@ func TestPoolLeasedListsOwners(t *testing.T) {
 	a := acquire(t, wide, "alice")
 	acquire(t, wide, "alice") // a second IKE SA: one lease
 	got := fmt.Sprint(wide.Leased())
-	want := fmt.Sprint([]ike.PoolLease{{Addr: a, Owner: "alice"}, {Addr: b, Owner: "bob"}})
+	want := fmt.Sprint([]ike.PoolLease{{Addr: a, Identity: "alice"}, {Addr: b, Identity: "bob"}})
 	if a.Compare(b) > 0 {
-		want = fmt.Sprint([]ike.PoolLease{{Addr: b, Owner: "bob"}, {Addr: a, Owner: "alice"}})
+		want = fmt.Sprint([]ike.PoolLease{{Addr: b, Identity: "bob"}, {Addr: a, Identity: "alice"}})
 	}
 	if got != want {
 		t.Fatalf("wide.Leased() = %s, want %s", got, want)
@@ -486,7 +488,18 @@ func TestPoolLeasedListsOwners(t *testing.T) {
 		t.Fatalf("after one of alice's two references: %v, want both leases", wide.Leased())
 	}
 	wide.Release(a)
-	if l := wide.Leased(); len(l) != 1 || l[0].Owner != "bob" {
+	if l := wide.Leased(); len(l) != 1 || l[0].Identity != "bob" {
 		t.Fatalf("after alice's last reference: %v, want bob's only", l)
+	}
+}
+
+// A lease's owner is the engine's key for a peer (its connection and ID);
+// Leased shows it as list-sas shows the peer's identity.
+func TestPoolLeasedFormatsEngineOwners(t *testing.T) {
+	p := mustPool(t, ike.NewLeases(), "rw", "10.97.0.0/24")
+	a := acquire(t, p, "rw-cert|"+string(rune(wire.IDFQDN))+"laptop.example.org")
+	want := ike.PoolLease{Addr: a, Conn: "rw-cert", Identity: ikeauth.FormatID(wire.IDFQDN, []byte("laptop.example.org"))}
+	if l := p.Leased(); len(l) != 1 || l[0] != want {
+		t.Fatalf("Leased() = %+v, want %+v", l, want)
 	}
 }
