@@ -67,7 +67,7 @@ func TestGlobalFlagsBeforeAndAfterTheVerb(t *testing.T) {
 	sock := filepath.Join(dir, "x.sock")
 	t.Setenv("MIFIKE_SOCKET", filepath.Join(dir, "env.sock"))
 	for _, verb := range [][]string{
-		{"list-sas"}, {"list-conns"}, {"initiate", "home"}, {"terminate", "3"}, {"rekey", "3"}, {"clone", "3"},
+		{"list-sas"}, {"list-conns"}, {"list-pools"}, {"list-certs"}, {"stats"}, {"initiate", "home"}, {"terminate", "3"}, {"rekey", "3"}, {"clone", "3"},
 		{"move", "3", "--local", "192.0.2.7"}, {"reload"}, {"loglevel", "debug"}, {"events"},
 		{"cluster", "status"}, {"cluster", "move", "3", "2"},
 	} {
@@ -190,7 +190,7 @@ complete_line -s "$SOCK" terminate ""
 		t.Fatalf("bash: %v: %s", err, errb.String())
 	}
 	got := strings.Fields(out.String())
-	if want := []string{"list-conns", "list-sas", "--", "3", "4", "home"}; !slices.Equal(got, want) {
+	if want := []string{"list-certs", "list-conns", "list-pools", "list-sas", "--", "3", "4", "home"}; !slices.Equal(got, want) {
 		t.Errorf("bash completion: %q, want %q\n%s", got, want, errb.String())
 	}
 }

@@ -514,6 +514,9 @@ func writeSAs(w io.Writer, sas []control.SA, now time.Time) {
 			line = append(line, nat)
 		}
 		fmt.Fprintf(w, "  %s\n", strings.Join(line, ", "))
+		if t := timers(now, []string{"rekeying in", "reauth in", "expires in"}, sa.RekeyAt, sa.ReauthAt, sa.ExpireAt); t != "" {
+			fmt.Fprintf(w, "  %s\n", t)
+		}
 
 		for _, c := range sa.Children {
 			fmt.Fprintf(w, "  %s: %s %s %s, SPIs %s_i %s_o", c.Name, c.State, c.Mode, c.Proposal, c.InSPI, c.OutSPI)
@@ -523,11 +526,36 @@ func writeSAs(w io.Writer, sas []control.SA, now time.Time) {
 			fmt.Fprintln(w)
 			fmt.Fprintf(w, "    %s === %s\n", strings.Join(c.LocalTS, ", "), strings.Join(c.RemoteTS, ", "))
 			if c.BytesIn|c.BytesOut|c.PacketsIn|c.PacketsOut != 0 {
-				fmt.Fprintf(w, "    in %s (%d packets), out %s (%d packets)\n",
-					bytesText(c.BytesIn), c.PacketsIn, bytesText(c.BytesOut), c.PacketsOut)
+				fmt.Fprintf(w, "    in %s (%s), out %s (%s)\n", bytesText(c.BytesIn), packets(c.PacketsIn, c.LastIn, now),
+					bytesText(c.BytesOut), packets(c.PacketsOut, c.LastOut, now))
+			}
+			if t := timers(now, []string{"rekeying in", "expires in"}, c.RekeyAt, c.ExpireAt); t != "" {
+				fmt.Fprintf(w, "    %s\n", t)
 			}
 		}
 	}
+}
+
+// timers renders the deadlines that are set, each after its label, as
+// swanctl does: "rekeying in 3h52m, expires in 4h16m".
+func timers(now time.Time, labels []string, at ...time.Time) string {
+	var out []string
+	for i, t := range at {
+		if !t.IsZero() {
+			out = append(out, labels[i]+" "+age(t.Sub(now)))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// packets is "6 packets", with how long ago the last one was when known:
+// "6 packets, 3s ago".
+func packets(n uint64, last, now time.Time) string {
+	s := plural(int(n), "packet")
+	if !last.IsZero() {
+		s += ", " + age(now.Sub(last)) + " ago"
+	}
+	return s
 }
 
 // endpoint renders "id @ addr[port]" with any virtual IPs.

@@ -269,9 +269,21 @@ func TestCommands(t *testing.T) {
 	}
 }
 
+// statusBackend adds the status views to fakeBackend, with nothing to
+// show.
+type statusBackend struct{ *fakeBackend }
+
+func (statusBackend) ListPools() ([]Pool, error) { return nil, nil }
+func (statusBackend) ListCerts() ([]Cert, error) { return nil, nil }
+func (statusBackend) Stats() (Stats, error)      { return Stats{Version: "v"}, nil }
+
 func TestEmptyListsAreArrays(t *testing.T) {
-	c := dial(t, startServer(t, newFakeBackend()))
-	for _, cmd := range []string{"list-sas", "list-conns"} {
+	c := dial(t, startServer(t, statusBackend{newFakeBackend()}))
+	var st Stats
+	if err := c.Call("stats", nil, &st); err != nil || st.Version != "v" {
+		t.Errorf("stats: %+v, %v", st, err)
+	}
+	for _, cmd := range []string{"list-sas", "list-conns", "list-pools", "list-certs"} {
 		var raw json.RawMessage
 		if err := c.Call(cmd, nil, &raw); err != nil || string(raw) != "[]" {
 			t.Errorf("%s with nothing: %s, %v; want []", cmd, raw, err)
@@ -296,6 +308,8 @@ func TestErrorCodes(t *testing.T) {
 		{"terminate-conn", nil, CodeInvalid, `terminate-conn needs "conn"`},
 		{"rekey", nil, CodeInvalid, `rekey needs "ike_sa"`},
 		{"frobnicate", nil, CodeInvalid, `unknown command "frobnicate"`},
+		{"list-pools", nil, CodeFailed, "this daemon cannot answer list-pools"},
+		{"stats", nil, CodeFailed, "this daemon cannot answer stats"},
 		{"", nil, CodeInvalid, `request without "cmd"`},
 		{"terminate", map[string]any{"ike_sa": "three"}, CodeInvalid, "malformed request"},
 		{"terminate", map[string]any{"ike_sa": 3, "child_spi": 1 << 32}, CodeInvalid, "malformed request"},
