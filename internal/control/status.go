@@ -77,12 +77,8 @@ func CertFromX509(c *x509.Certificate) Cert {
 	out := Cert{Subject: c.Subject.String(), Issuer: c.Issuer.String(), SANs: []string{},
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), KeyType: keyType(c), CA: c.IsCA,
 		SHA256: hex.EncodeToString(sum[:]), Uses: []CertUse{}}
-	for _, n := range c.DNSNames {
-		out.SANs = append(out.SANs, n)
-	}
-	for _, e := range c.EmailAddresses {
-		out.SANs = append(out.SANs, e)
-	}
+	out.SANs = append(out.SANs, c.DNSNames...)
+	out.SANs = append(out.SANs, c.EmailAddresses...)
 	for _, ip := range c.IPAddresses {
 		out.SANs = append(out.SANs, ip.String())
 	}
