@@ -112,15 +112,16 @@ func TestExamplePairsComeUp(t *testing.T) {
 }
 
 func examplePairComesUp(t *testing.T, pair string) {
-	gw, ue, _ := startExamplePair(t, pair, nil)
+	gw, ue, _ := startExamplePair(t, pair, nil, nil)
 	checkExamplePair(t, gw, ue)
 }
 
 // startExamplePair starts examples/PAIR's gateway (with gwConn's keys set
 // on its connection) and end user on loopback addresses, and waits until
 // the end user's IKE SA and Child SA are up; dir holds the files and the
-// control sockets gw.sock and ue.sock.
-func startExamplePair(t *testing.T, pair string, gwConn map[string]any) (gw, ue *runningDaemon, dir string) {
+// control sockets gw.sock and ue.sock. gwSetup, if not nil, runs on the
+// gateway's daemon before it starts.
+func startExamplePair(t *testing.T, pair string, gwConn map[string]any, gwSetup func(*Daemon)) (gw, ue *runningDaemon, dir string) {
 	const gwAddr, ueAddr = "127.0.0.1", "127.0.0.2"
 	if !bothFree(0, ueAddr) {
 		t.Skipf("cannot bind %s, the end user's address in this test (lo without 127.0.0.0/8?)", ueAddr)
@@ -154,7 +155,7 @@ func startExamplePair(t *testing.T, pair string, gwConn map[string]any) (gw, ue 
 		"remote_addrs": []string{gwAddr}, "remote_port": p[0], "local_addrs": []string{ueAddr},
 		"interfaces": nil, "start_action": "start",
 	})
-	gw = startDaemon(t, gwPath)
+	gw = startDaemonWith(t, gwPath, gwSetup)
 	ue = startDaemon(t, uePath)
 	up := func() bool {
 		g, u := gw.established(), ue.established()

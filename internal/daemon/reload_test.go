@@ -75,10 +75,20 @@ type runningDaemon struct {
 
 func startDaemon(t *testing.T, path string) *runningDaemon {
 	t.Helper()
+	return startDaemonWith(t, path, nil)
+}
+
+// startDaemonWith is startDaemon with setup run on the daemon before it
+// starts (e.g. to give it a fake data plane).
+func startDaemonWith(t *testing.T, path string, setup func(*Daemon)) *runningDaemon {
+	t.Helper()
 	r := &runningDaemon{log: &syncBuffer{}, path: path, done: make(chan error, 1)}
 	d, err := New(path, r.log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(d)
 	}
 	r.d = d
 	ctx, cancel := context.WithCancel(context.Background())

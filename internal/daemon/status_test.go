@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/control"
+	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/ipsec"
 )
 
 // call asks the daemon behind the control socket at path, as the CLI does.
@@ -43,9 +45,27 @@ func within(t *testing.T, what string, got, from, to time.Time) {
 // lifetime), and the counters.
 func TestStatusViewsOfExamplePair(t *testing.T) {
 	const rekey, rnd, over = time.Hour, 6 * time.Minute, 10 * time.Minute
-	gw, ue, dir := startExamplePair(t, "pubkey", map[string]any{"rekey_time": "1h", "rand_time": "6m", "over_time": "10m"})
+	// The gateway's Child SA goes into a data plane that counts, whose
+	// counters the test sets as traffic would.
+	plane := &fakePlane{sas: map[uint32]ike.ChildSA{}, ctr: map[uint32]*ipsec.Counters{}}
+	gw, ue, dir := startExamplePair(t, "pubkey", map[string]any{"rekey_time": "1h", "rand_time": "6m", "over_time": "10m"},
+		func(d *Daemon) { d.plane = plane })
 	gwSock, ueSock := filepath.Join(dir, "gw.sock"), filepath.Join(dir, "ue.sock")
 	ueSA, gwSA := ue.established()[0], gw.established()[0]
+	lastIn, lastOut := time.Now().Add(-3*time.Second), time.Now().Add(-time.Second)
+	gw.d.call(func() {
+		c := plane.ctr[gwSA.Children[0].InSPI]
+		if c == nil {
+			t.Errorf("no Child SA %08x in the data plane", gwSA.Children[0].InSPI)
+			return
+		}
+		c.BytesIn.Store(504)
+		c.PacketsIn.Store(6)
+		c.LastIn.Store(lastIn.UnixNano())
+		c.BytesOut.Store(84)
+		c.PacketsOut.Store(1)
+		c.LastOut.Store(lastOut.UnixNano())
+	})
 
 	var sas []control.SA
 	call(t, gwSock, "list-sas", &sas)
@@ -63,6 +83,10 @@ func TestStatusViewsOfExamplePair(t *testing.T) {
 	ch := sa.Children[0]
 	within(t, "Child SA rekey", ch.RekeyAt, ch.Established.Add(54*time.Minute), ch.Established.Add(time.Hour))
 	within(t, "Child SA expiry", ch.ExpireAt, ch.Established.Add(66*time.Minute), ch.Established.Add(66*time.Minute))
+	if ch.BytesIn != 504 || ch.PacketsIn != 6 || ch.BytesOut != 84 || ch.PacketsOut != 1 || !ch.LastIn.Equal(lastIn) || !ch.LastOut.Equal(lastOut) {
+		t.Errorf("Child SA traffic: in %d B, %d packets, last %v; out %d B, %d packets, last %v; want the data plane's 504, 6, %v; 84, 1, %v",
+			ch.BytesIn, ch.PacketsIn, ch.LastIn, ch.BytesOut, ch.PacketsOut, ch.LastOut, lastIn, lastOut)
+	}
 
 	var pools []control.Pool
 	call(t, gwSock, "list-pools", &pools)
@@ -112,6 +136,9 @@ func TestStatusViewsOfExamplePair(t *testing.T) {
 	if st.IKESAs != 1 || st.IKEByState["ESTABLISHED"] != 1 || st.IKEByState["CONNECTING"] != 0 || st.ChildSAs != 1 || st.Connections != 1 {
 		t.Errorf("stats: %d IKE SAs %v, %d Child SAs, %d connections; want one established, one child, one connection",
 			st.IKESAs, st.IKEByState, st.ChildSAs, st.Connections)
+	}
+	if st.ESPBytesIn != 504 || st.ESPPacketsIn != 6 || st.ESPBytesOut != 84 || st.ESPPacketsOut != 1 {
+		t.Errorf("stats: ESP in %d B (%d packets), out %d B (%d packets); want the Child SA's", st.ESPBytesIn, st.ESPPacketsIn, st.ESPBytesOut, st.ESPPacketsOut)
 	}
 	if st.Exchanges["IKE_SA_INIT"] == 0 || st.Exchanges["IKE_AUTH"] == 0 {
 		t.Errorf("stats: exchanges %v, want IKE_SA_INIT and IKE_AUTH counted", st.Exchanges)
