@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -22,35 +21,17 @@ func listPoolsCmd(stdout, stderr io.Writer) *cobra.Command {
 			"addresses it hands out and how many are leased; with --leases each leased address, the\n"+
 			"identity holding it and its IKE SAs. An address is leased while an IKE SA holds it and\n"+
 			"free again when the last one ends: mifike keeps no offline leases.", stdout, stderr)
-	leases := v.cmd.Flags().Bool("leases", false, "list each leased address too (with --json: include the leases)")
+	leases := v.cmd.Flags().Bool("leases", false, "list each leased address too (--json always has them)")
 	return v.run(0, 0, func([]string) int {
 		return v.call(func(c *control.Client) error {
 			var pools []control.Pool
-			if err := c.Call("list-pools", nil, &pools); err != nil {
+			if done, err := v.ask(c, "list-pools", nil, &pools); done || err != nil {
 				return err
-			}
-			if v.json {
-				if !*leases {
-					for i := range pools {
-						pools[i].Leases = nil
-					}
-				}
-				return v.printValue(pools)
 			}
 			writePools(stdout, pools, *leases)
 			return nil
 		})
 	})
-}
-
-// printValue prints v as --json does an answer.
-func (v *verb) printValue(x any) error {
-	b, err := json.Marshal(x)
-	if err != nil {
-		return err
-	}
-	v.printJSON(b)
-	return nil
 }
 
 func writePools(w io.Writer, pools []control.Pool, leases bool) {
