@@ -228,6 +228,7 @@ func scaleFlags(fs *pflag.FlagSet) benchRun {
 	sizes := fs.String("sas", "10000,50000", "IKE SAs to hold (each with one Child SA)")
 	fs.StringVar(&c.Profile, "profile", "", "write heap profiles of the mifike responder into this directory")
 	fs.StringVar(&c.DataPlane, "data-plane", "userspace", "the mifike responder's data plane: userspace or none")
+	fs.StringSliceVar(&c.Responders, "responders", nil, "responders to measure: mifike, strongswan (default both)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress = exe, progress
 		for _, s := range splitList(*sizes) {

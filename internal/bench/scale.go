@@ -40,7 +40,11 @@ type ScaleConfig struct {
 	// DataPlane is mifike's data_plane: userspace (the default, like
 	// strongSwan's kernel-libipsec) or none.
 	DataPlane string
-	Progress  io.Writer
+	// Responders are the responders to measure: mifike and strongswan
+	// (both when empty). mifike alone is what one runs while cutting its
+	// memory.
+	Responders []string
+	Progress   io.Writer
 }
 
 // ScaleRun is one responder holding one number of SAs.
@@ -98,6 +102,14 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res *ScaleResult, err error) {
 	if cfg.FillLimit <= 0 {
 		cfg.FillLimit = 4 * time.Minute
 	}
+	if len(cfg.Responders) == 0 {
+		cfg.Responders = []string{"mifike", "strongswan"}
+	}
+	for _, x := range cfg.Responders {
+		if x != "mifike" && x != "strongswan" {
+			return nil, fmt.Errorf("scale: responder %q: use mifike or strongswan", x)
+		}
+	}
 	if cfg.Profile != "" {
 		// The daemons write their profiles there; make it, as a user expects.
 		if err := os.MkdirAll(cfg.Profile, 0o755); err != nil {
@@ -116,7 +128,7 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res *ScaleResult, err error) {
 	r := &ScaleResult{IKEProposal: HandshakeIKEProposal, ESPProposal: HandshakeESPProposal, IdleSeconds: cfg.Idle.Seconds(),
 		CPUs: cpus(), StrongSwanVersion: e.ssVersion, MifikeDataPlane: cfg.DataPlane}
 	for _, n := range cfg.Sizes {
-		for _, resp := range []string{"mifike", "strongswan"} {
+		for _, resp := range cfg.Responders {
 			e.say("scale: %s responder, %d IKE SAs with one Child SA each", resp, n)
 			run, prof, err := scaleRun(e, cfg, n, resp)
 			if err != nil {
