@@ -3,12 +3,16 @@ package ike_test
 import (
 	"crypto/rand"
 	"crypto/x509"
+	"flag"
 	"log/slog"
 	"net/netip"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
+	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -18,6 +22,8 @@ import (
 type pair struct {
 	ue, gw *ike.Engine
 	now    time.Time
+	// ueConfig made ue: a benchmark may make a fresh initiator.
+	ueConfig ike.Config
 }
 
 func newPair(tb testing.TB, mutate func(ue, gw *ike.Connection)) *pair {
@@ -35,7 +41,8 @@ func newPairLog(tb testing.TB, mutate func(ue, gw *ike.Connection), gwLog *slog.
 	if mutate != nil {
 		mutate(ueConn, gwConn)
 	}
-	ue, err := ike.New(ike.Config{Connections: []*ike.Connection{ueConn}, Rand: rand.Reader, MaxHalfOpen: 1 << 20, MaxIKESAs: 1 << 20})
+	ueConfig := ike.Config{Connections: []*ike.Connection{ueConn}, Rand: rand.Reader, MaxHalfOpen: 1 << 20, MaxIKESAs: 1 << 20}
+	ue, err := ike.New(ueConfig)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -44,14 +51,20 @@ func newPairLog(tb testing.TB, mutate func(ue, gw *ike.Connection), gwLog *slog.
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &pair{ue: ue, gw: gw, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	return &pair{ue: ue, gw: gw, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), ueConfig: ueConfig}
 }
 
 // run delivers datagrams back and forth until neither side sends.
-func (p *pair) run(acts []ike.Action, fromUE bool) {
+func (p *pair) run(acts []ike.Action, fromUE bool) { p.runWith(acts, fromUE, nil) }
+
+// runWith is run, handing the gateway's actions to gwAct (nil: none).
+func (p *pair) runWith(acts []ike.Action, fromUE bool, gwAct func(ike.Action)) {
 	for {
 		var next []ike.Action
 		for _, a := range acts {
+			if !fromUE && gwAct != nil {
+				gwAct(a)
+			}
 			s, ok := a.(ike.Send)
 			if !ok {
 				continue
@@ -138,5 +151,68 @@ func BenchmarkMemoryPerSA(b *testing.B) {
 		// Both engines hold n SAs: this is the average per SA and side.
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(2*n), "bytes/SA/side")
 		runtime.KeepAlive(p)
+	}
+}
+
+var heapProfile = flag.String("mem.heap", "", "BenchmarkResponderMemory writes the heap in use, with every SA held, to this file (for go tool pprof)")
+
+// BenchmarkResponderMemory is the in-process twin of "mifike bench
+// scale": a responder engine holding n IKE SAs, each with one Child SA
+// installed in the userspace data plane (as the daemon installs it),
+// and its live heap per SA after a full GC. The initiator is replaced
+// every 500 handshakes so that the heap is nearly all the responder's.
+// -mem.heap FILE writes the heap profile taken while the SAs are held.
+func BenchmarkResponderMemory(b *testing.B) {
+	const n = 10000
+	if *heapProfile != "" {
+		// Every allocation sampled: the profile then adds up to the heap.
+		defer func(r int) { runtime.MemProfileRate = r }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 1
+	}
+	for b.Loop() {
+		p := newPair(b, nil)
+		plane := dataplane.New(dataplane.Config{})
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := 0; i < n; i++ {
+			if i%500 == 0 {
+				ue, err := ike.New(p.ueConfig)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.ue = ue
+			}
+			_, acts, err := p.ue.Initiate(p.now, ike.InitiateOptions{Conn: "home", Local: netip.AddrPortFrom(ueAddr, 500)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.runWith(acts, true, func(a ike.Action) {
+				if x, ok := a.(ike.InstallChild); ok {
+					if err := plane.Install(x.SA); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+		p.ue = nil
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got := len(p.gw.IKESAs()); got != n {
+			b.Fatalf("%d SAs", got)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-bytes/SA")
+		if *heapProfile != "" {
+			f, err := os.Create(*heapProfile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+		runtime.KeepAlive(p)
+		runtime.KeepAlive(plane)
 	}
 }
