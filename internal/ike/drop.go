@@ -173,6 +173,9 @@ type inspected struct {
 	h      wire.Header
 	sk     int
 	skType wire.PayloadType
+	// authentic: the message (its last fragment) passed the SA's
+	// integrity check.
+	authentic bool
 }
 
 // inspect makes the checks that need no state: the IKE header, the

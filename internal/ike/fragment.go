@@ -145,6 +145,7 @@ func (sa *ikeSA) reassemble(d Datagram, in *inspected) (msg *message, ps []wire.
 		return nil, nil, nil, false
 	}
 	ps, err = wire.ParsePayloads(m.First, m.Plain)
+	in.authentic = true
 	e.stats.Exchanges[in.h.Exchange]++
 	d.Data = nil // the driver's
 	return &message{Header: in.h, raw: bytes.Clone(in.ike), d: d}, ps, err, true

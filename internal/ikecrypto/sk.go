@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync/atomic"
 
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -31,18 +32,30 @@ var ErrIntegrity = errors.New("ikecrypto: integrity check failed")
 // used from several goroutines, the receiving side (Unprotect...) from
 // one at a time (see UnprotectTo).
 type SKCipher struct {
-	encr *EncrAlg
-	// AEAD ciphers
-	aead cipher.AEAD
-	salt []byte
+	encr   *EncrAlg
+	encKey []byte // SK_e*, with the salt for AEAD
 	// CBC with a separate integrity transform
-	block    cipher.Block
 	integ    *IntegAlg
 	integKey []byte
+	// keyed is the cipher made from encKey, nil while idle (Idle): an
+	// AES-GCM key schedule with its GHASH table is about 800 octets, a
+	// gateway holds tens of thousands of IKE SAs that exchange a message
+	// a minute at most, so an idle SA keeps only the keys and the next
+	// message keys the cipher again (a microsecond). Atomic because
+	// Protect may run on several goroutines.
+	keyed atomic.Pointer[keyedCipher]
 	// rx is the receiving side's scratch, made on the first received
 	// message: only the inbound cipher of an SA that got one pays for it
 	// (a half-open SA does not).
 	rx *openScratch
+}
+
+// keyedCipher is an SKCipher's keyed primitive: an AEAD and its salt, or
+// a CBC block cipher.
+type keyedCipher struct {
+	aead  cipher.AEAD
+	salt  []byte
+	block cipher.Block
 }
 
 // openScratch is what open reuses from one message to the next so that
@@ -70,32 +83,58 @@ type ivSetter interface{ SetIV([]byte) }
 // NewSKCipher keys the suite's cipher with encKey (SK_e*, including any
 // salt) and its integrity algorithm with integKey (SK_a*, empty for AEAD).
 func (s *Suite) NewSKCipher(encKey, integKey []byte) (*SKCipher, error) {
-	c := &SKCipher{encr: s.Encr}
-	var err error
+	c := &SKCipher{encr: s.Encr, encKey: append([]byte(nil), encKey...)}
 	if s.Encr.AEAD {
 		if len(integKey) != 0 {
 			return nil, fmt.Errorf("ikecrypto: %v takes no integrity key", s.Encr)
 		}
-		if c.aead, c.salt, err = s.Encr.NewAEAD(encKey); err != nil {
-			return nil, err
+	} else {
+		if s.Integ == nil {
+			return nil, fmt.Errorf("ikecrypto: %v needs an integrity algorithm", s.Encr)
 		}
-		return c, nil
+		if len(integKey) != s.Integ.KeyLen {
+			return nil, fmt.Errorf("ikecrypto: %v needs a %d-octet key, got %d", s.Integ.ID, s.Integ.KeyLen, len(integKey))
+		}
+		c.integ, c.integKey = s.Integ, append([]byte(nil), integKey...)
 	}
-	if s.Integ == nil {
-		return nil, fmt.Errorf("ikecrypto: %v needs an integrity algorithm", s.Encr)
-	}
-	if len(integKey) != s.Integ.KeyLen {
-		return nil, fmt.Errorf("ikecrypto: %v needs a %d-octet key, got %d", s.Integ.ID, s.Integ.KeyLen, len(integKey))
-	}
-	if c.block, err = s.Encr.NewBlock(encKey); err != nil {
+	// Keyed now, which checks the key, and kept until Idle: the
+	// handshake uses it at once.
+	if _, err := c.cipher(); err != nil {
 		return nil, err
 	}
-	c.integ, c.integKey = s.Integ, append([]byte(nil), integKey...)
 	return c, nil
 }
 
+// cipher returns the keyed primitive, keying it if idle.
+func (c *SKCipher) cipher() (*keyedCipher, error) {
+	if k := c.keyed.Load(); k != nil {
+		return k, nil
+	}
+	k := &keyedCipher{}
+	var err error
+	if c.encr.AEAD {
+		k.aead, k.salt, err = c.encr.NewAEAD(c.encKey)
+	} else {
+		k.block, err = c.encr.NewBlock(c.encKey)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.keyed.Store(k)
+	return k, nil
+}
+
+// Idle drops the keyed primitive and the receiving scratch, keeping the
+// keys: an IKE SA with no exchange in flight calls it, and the next
+// message keys the cipher again. Like UnprotectTo, it must not run
+// concurrently with the receiving side.
+func (c *SKCipher) Idle() {
+	c.keyed.Store(nil)
+	c.rx = nil
+}
+
 func (c *SKCipher) icvLen() int {
-	if c.aead != nil {
+	if c.encr.AEAD {
 		return c.encr.ICVLen
 	}
 	return c.integ.ICVLen
@@ -138,6 +177,10 @@ func (c *SKCipher) seal(hdr wire.Header, payload, next wire.PayloadType, extra, 
 		return nil, fmt.Errorf("ikecrypto: %v payload of %d octets exceeds the 16-bit Payload Length", payload, payLen)
 	}
 	total := wire.HeaderLen + payLen
+	k, err := c.cipher()
+	if err != nil {
+		return nil, err
+	}
 	hdr.NextPayload = payload
 	hdr.Length = uint32(total)
 
@@ -159,13 +202,13 @@ func (c *SKCipher) seal(hdr wire.Header, payload, next wire.PayloadType, extra, 
 	}
 	out = append(out, byte(pad))
 
-	if c.aead != nil {
+	if k.aead != nil {
 		// AAD: IKE header through the encrypted payload's header (RFC 5282 §5.1).
-		nonce := c.nonce(iv)
-		return c.aead.Seal(out[:ptStart], nonce[:], out[ptStart:], out[:aadEnd]), nil
+		nonce := k.nonce(iv)
+		return k.aead.Seal(out[:ptStart], nonce[:], out[ptStart:], out[:aadEnd]), nil
 	}
 	pt := out[ptStart:]
-	cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(pt, pt)
+	cipher.NewCBCEncrypter(k.block, iv).CryptBlocks(pt, pt)
 	// ICV over the whole message from the IKE header through the
 	// ciphertext, truncated (RFC 7296 §3.14).
 	var sum [64]byte
@@ -175,9 +218,9 @@ func (c *SKCipher) seal(hdr wire.Header, payload, next wire.PayloadType, extra, 
 }
 
 // nonce is salt | IV (RFC 4106 §4, RFC 5282 §4, RFC 7634 §2).
-func (c *SKCipher) nonce(iv []byte) [aeadSaltLen + aeadIVLen]byte {
+func (k *keyedCipher) nonce(iv []byte) [aeadSaltLen + aeadIVLen]byte {
 	var n [aeadSaltLen + aeadIVLen]byte
-	copy(n[:], c.salt)
+	copy(n[:], k.salt)
 	copy(n[aeadSaltLen:], iv)
 	return n
 }
@@ -232,18 +275,21 @@ func (c *SKCipher) open(dst, msg []byte, off, hlen int) ([]byte, error) {
 	}
 	iv := body[:ivLen]
 
+	k, err := c.cipher()
+	if err != nil {
+		return nil, err
+	}
 	if c.rx == nil {
 		c.rx = &openScratch{}
-		if c.aead == nil {
+		if k.aead == nil {
 			c.rx.mac = &macScratch{verify: c.integ.New(c.integKey)}
 		}
 	}
 	rx := c.rx
 	var pt []byte
-	if c.aead != nil {
-		rx.nonce = c.nonce(iv)
-		var err error
-		if pt, err = c.aead.Open(dst[:0], rx.nonce[:], body[ivLen:], msg[:off+hlen]); err != nil {
+	if k.aead != nil {
+		rx.nonce = k.nonce(iv)
+		if pt, err = k.aead.Open(dst[:0], rx.nonce[:], body[ivLen:], msg[:off+hlen]); err != nil {
 			return nil, ErrIntegrity
 		}
 	} else {
@@ -261,7 +307,7 @@ func (c *SKCipher) open(dst, msg []byte, off, hlen int) ([]byte, error) {
 		if r, ok := mac.cbc.(ivSetter); ok {
 			r.SetIV(iv)
 		} else {
-			mac.cbc = cipher.NewCBCDecrypter(c.block, iv)
+			mac.cbc = cipher.NewCBCDecrypter(k.block, iv)
 		}
 		mac.cbc.CryptBlocks(pt, body[ivLen:ivLen+ctLen])
 	}

@@ -212,10 +212,10 @@ func TestSKRoundTrip(t *testing.T) {
 					t.Errorf("SK generic header %x", msg[28:32])
 				}
 				ct := len(msg) - 32 - c.encr.IVLen - c.icvLen()
-				if c.aead != nil && ct != n+1 {
+				if c.encr.AEAD && ct != n+1 {
 					t.Errorf("AEAD: %d-octet plaintext for %d octets of payloads; want no padding", ct, n)
 				}
-				if c.aead == nil && (ct%16 != 0 || ct-(n+1) >= 16) {
+				if !c.encr.AEAD && (ct%16 != 0 || ct-(n+1) >= 16) {
 					t.Errorf("CBC: %d-octet ciphertext for %d octets is not minimally padded", ct, n)
 				}
 				got, err := c.Unprotect(msg, wire.HeaderLen)
@@ -280,12 +280,16 @@ func sealRaw(t *testing.T, c *SKCipher, pt []byte) []byte {
 	msg = append(msg, byte(wire.PayloadNotify), 0, byte((total-28)>>8), byte(total-28))
 	iv := bytes.Repeat([]byte{7}, ivLen)
 	msg = append(msg, iv...)
-	if c.aead != nil {
-		n := c.nonce(iv)
-		return c.aead.Seal(msg, n[:], pt, msg[:32])
+	k, err := c.cipher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.aead != nil {
+		n := k.nonce(iv)
+		return k.aead.Seal(msg, n[:], pt, msg[:32])
 	}
 	ct := make([]byte, len(pt))
-	cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(ct, pt)
+	cipher.NewCBCEncrypter(k.block, iv).CryptBlocks(ct, pt)
 	msg = append(msg, ct...)
 	m := c.integ.New(c.integKey)
 	m.Write(msg)
@@ -516,5 +520,42 @@ func TestUnprotectToAllocatesNothingWhenAuthentic(t *testing.T) {
 				t.Fatalf("%s: fragments of message %d decrypt wrong", s.name, i)
 			}
 		}
+	}
+}
+
+// TestSKIdle: an idle cipher (keys kept, primitive dropped) protects and
+// opens as before, for messages made on either side of Idle, and a forged
+// message still fails after it.
+func TestSKIdle(t *testing.T) {
+	for _, s := range allSuites {
+		t.Run(s.name, func(t *testing.T) {
+			c := s.cipher(t, 1)
+			rnd := seeded(2)
+			inner := bytes.Repeat([]byte{0x5a}, 40)
+			before, err := c.Protect(testHeader(), wire.PayloadNotify, inner, rnd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := c.Unprotect(before, wire.HeaderLen); err != nil || !bytes.Equal(got, inner) {
+				t.Fatalf("before Idle: %x, %v", got, err)
+			}
+			c.Idle()
+			if got, err := c.Unprotect(before, wire.HeaderLen); err != nil || !bytes.Equal(got, inner) {
+				t.Fatalf("made before Idle, opened after: %x, %v", got, err)
+			}
+			c.Idle()
+			after, err := c.Protect(testHeader(), wire.PayloadNotify, inner, rnd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.cipher(t, 1).Unprotect(after, wire.HeaderLen); err != nil || !bytes.Equal(got, inner) {
+				t.Fatalf("made after Idle, opened by a fresh cipher: %x, %v", got, err)
+			}
+			after[len(after)-1] ^= 1
+			c.Idle()
+			if _, err := c.Unprotect(after, wire.HeaderLen); err != ErrIntegrity {
+				t.Fatalf("forged after Idle: %v, want ErrIntegrity", err)
+			}
+		})
 	}
 }
