@@ -154,6 +154,8 @@ func BenchmarkMemoryPerSA(b *testing.B) {
 	}
 }
 
+var memSAs = flag.Int("mem.sas", 10000, "IKE SAs BenchmarkResponderMemory holds")
+
 var heapProfile = flag.String("mem.heap", "", "BenchmarkResponderMemory writes the heap in use, with every SA held, to this file (for go tool pprof)")
 
 // BenchmarkResponderMemory is the in-process twin of "mifike bench
@@ -163,7 +165,7 @@ var heapProfile = flag.String("mem.heap", "", "BenchmarkResponderMemory writes t
 // every 500 handshakes so that the heap is nearly all the responder's.
 // -mem.heap FILE writes the heap profile taken while the SAs are held.
 func BenchmarkResponderMemory(b *testing.B) {
-	const n = 10000
+	n := *memSAs
 	if *heapProfile != "" {
 		// Every allocation sampled: the profile then adds up to the heap.
 		defer func(r int) { runtime.MemProfileRate = r }(runtime.MemProfileRate)
@@ -201,7 +203,7 @@ func BenchmarkResponderMemory(b *testing.B) {
 		if got := len(p.gw.IKESAs()); got != n {
 			b.Fatalf("%d SAs", got)
 		}
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-bytes/SA")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-bytes/SA")
 		if *heapProfile != "" {
 			f, err := os.Create(*heapProfile)
 			if err != nil {

@@ -336,7 +336,7 @@ func (sa *ikeSA) respondClone(m *message, offered *wire.SA, nonce *wire.Nonce) {
 	}
 	sa.respond(m, resp)
 	n.local, n.remote, n.iface, n.tcp = m.d.Local, m.d.Remote, "", m.d.TCP // the path of this exchange
-	if !n.conn.ReturnRoutability || n.verified[n.remote.Addr()] {
+	if !n.conn.ReturnRoutability || n.verified.has(n.remote.Addr()) {
 		n.dataLocal, n.dataRemote, n.dataIface = n.local, n.remote, n.iface
 	} // else the parent's proven path, until the check (adoptClone)
 	sa.adoptClone(n, false)

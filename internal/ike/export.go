@@ -200,11 +200,7 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 	p.Local, p.Remote, p.Encap, p.MOBIKEInitiator, p.Iface = sa.local, sa.remote, sa.encap, sa.mobikeInitiator, sa.iface
 	p.TCP = sa.tcp
 	p.PeerAddrs = sa.peerAddrs
-	for a, ok := range sa.verified {
-		if ok {
-			p.Verified = append(p.Verified, a)
-		}
-	}
+	p.Verified = slices.Clone(sa.verified)
 	slices.SortFunc(p.Verified, netip.Addr.Compare)
 	p.DataLocal, p.DataRemote, p.DataIface = sa.dataLocal, sa.dataRemote, sa.dataIface
 	p.UpdateGen, p.ConfirmedGen = sa.updateGen, sa.confirmedGen
@@ -459,9 +455,9 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 	sa.local, sa.remote, sa.encap, sa.mobikeInitiator, sa.iface = p.Local, p.Remote, p.Encap, p.MOBIKEInitiator, p.Iface
 	sa.tcp = p.TCP
 	sa.peerAddrs = p.PeerAddrs
-	sa.verified = map[netip.Addr]bool{}
+	sa.verified = nil
 	for _, a := range p.Verified {
-		sa.verified[a] = true
+		sa.verified.add(a)
 	}
 	sa.dataLocal, sa.dataRemote, sa.dataIface = p.DataLocal, p.DataRemote, p.DataIface
 	sa.updateGen, sa.confirmedGen = p.UpdateGen, p.ConfirmedGen

@@ -273,7 +273,7 @@ func (e *Engine) completeHalfOpen(spi uint64, d Datagram, in *inspected) (sa *ik
 func (h *halfOpenSA) materialize(e *Engine) (*ikeSA, *ikecrypto.IKEKeys, error) {
 	sa := &ikeSA{e: e, id: h.id, conn: h.conn, spiI: h.key.spiI, spiR: h.spiR, ext: h.ext,
 		hs: &handshake{ni: h.ni, nr: h.nr, initReq: h.initReq, initResp: h.initResp}}
-	sa.local, sa.remote, sa.verified = h.local, h.key.remote, map[netip.Addr]bool{h.key.remote.Addr(): true}
+	sa.local, sa.remote, sa.verified = h.local, h.key.remote, addrSet{h.key.remote.Addr()}
 	sa.created, sa.lastInbound, sa.neg, sa.expectReq = h.created, e.now, h.neg, 1
 	sa.setEncap()
 	suite, err := ikecrypto.NewSuite(h.neg.Encr.Encr, h.neg.Encr.KeyBits, h.neg.PRF, h.neg.Integ, h.neg.DH)

@@ -6,7 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"maps"
+	"slices"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/proposal"
@@ -214,7 +214,7 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir, ni, nr 
 	n.local, n.remote, n.iface = sa.local, sa.remote, sa.iface
 	// What the old SA proved routable stays proven; an address it was
 	// still checking is checked again by the successor (see handOver).
-	n.peerAddrs, n.verified = sa.peerAddrs, maps.Clone(sa.verified)
+	n.peerAddrs, n.verified = sa.peerAddrs, slices.Clone(sa.verified)
 	n.dataLocal, n.dataRemote, n.dataIface = sa.dataLocal, sa.dataRemote, sa.dataIface
 	n.ext, n.encap, n.tcp = sa.ext, sa.encap, sa.tcp // what the features negotiated carries over
 	n.localID, n.peerID = sa.localID, sa.peerID
@@ -298,7 +298,7 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 // rekey or a clone) checks that address itself before its Child SAs go
 // there (RFC 4555 §3.7).
 func (n *ikeSA) continueReturnRoutability() {
-	if n.conn.ReturnRoutability && n.ext.mobike && n.dataRemote != n.remote && !n.verified[n.remote.Addr()] {
+	if n.conn.ReturnRoutability && n.ext.mobike && n.dataRemote != n.remote && !n.verified.has(n.remote.Addr()) {
 		n.tasks = append(n.tasks, &rrTask{addr: n.remote})
 	}
 }

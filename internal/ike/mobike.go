@@ -361,7 +361,7 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 	if n := m.notify(wire.NotifyNATDetectionDestinationIP); n != nil {
 		sa.natdSeen = bytes.Clone(n.Data) // what watchNAT compares with
 	}
-	sa.verified[sa.remote.Addr()] = true
+	sa.verified.add(sa.remote.Addr())
 	sa.confirmedGen = t.gen
 	sa.natRetries = 0
 	sa.updateChildren()
@@ -429,7 +429,7 @@ func (t *rrTask) process(sa *ikeSA, m *message) {
 	if !sa.checkCookie2(m, t.cookie2) || sa.remote != t.addr {
 		return
 	}
-	sa.verified[t.addr.Addr()] = true
+	sa.verified.add(t.addr.Addr())
 	sa.updateChildren()
 }
 func (t *rrTask) abort(*ikeSA, string) {}
@@ -545,7 +545,7 @@ func (sa *ikeSA) afterMOBIKEResponse(m *message) {
 			Detail: fmt.Sprintf("peer moved to %v - %v", sa.remote, sa.local)})
 		// Over TCP the handshake proved the address: no return
 		// routability check (RFC 9329 §7.1).
-		if sa.verified[sa.remote.Addr()] || !sa.conn.ReturnRoutability || sa.tcp {
+		if sa.verified.has(sa.remote.Addr()) || !sa.conn.ReturnRoutability || sa.tcp {
 			sa.updateChildren()
 		} else {
 			sa.queue(&rrTask{addr: sa.remote})

@@ -203,3 +203,17 @@ func (sa *ikeSA) rotateInitPath(p *request) bool {
 	sa.outstanding[0].tries = tries
 	return true
 }
+
+// addrSet is a small set of addresses: an SA's peer addresses that
+// passed a return routability check (RFC 4555 §3.7), one for nearly
+// every SA. A slice, not a map: a one-entry map is ten times the size,
+// and a gateway holds one per IKE SA.
+type addrSet []netip.Addr
+
+func (s addrSet) has(a netip.Addr) bool { return slices.Contains(s, a) }
+
+func (s *addrSet) add(a netip.Addr) {
+	if !s.has(a) {
+		*s = append(*s, a)
+	}
+}

@@ -240,7 +240,7 @@ func (sa *ikeSA) followRedirect(r wire.Redirect) {
 		sa.iface = ""
 	}
 	sa.local, sa.remote = local, netip.AddrPortFrom(gw, e.remotePort(sa.conn))
-	sa.verified = map[netip.Addr]bool{gw: true}
+	sa.verified = addrSet{gw}
 	sa.ext = extensions{redirectFrom: from}
 	sa.hs = &handshake{ni: e.nonce()}
 	e.event(sa, EventRedirected, fmt.Sprintf("to %s (by %s in IKE_SA_INIT)", gw, from))

@@ -115,7 +115,7 @@ type pathState struct {
 	// UPDATE_SA_ADDRESSES is not acted on (§3.5).
 	iface     string
 	peerAddrs []netip.Addr
-	verified  map[netip.Addr]bool
+	verified  addrSet
 	// unannounced are addresses of ours this SA's address list leaves
 	// out: a cluster node's that handed the SA over and no longer has it
 	// (Adopt), so that the peer moves away from it (§3.6).
@@ -260,7 +260,7 @@ type response struct {
 func (e *Engine) newSA(c *Connection, initiator bool, local, remote netip.AddrPort) *ikeSA {
 	e.nextID++
 	sa := &ikeSA{e: e, id: e.nextID, conn: c, initiator: initiator, hs: &handshake{}}
-	sa.local, sa.remote, sa.verified = local, remote, map[netip.Addr]bool{remote.Addr(): true}
+	sa.local, sa.remote, sa.verified = local, remote, addrSet{remote.Addr()}
 	sa.created, sa.lastInbound = e.now, e.now
 	if initiator {
 		sa.spiI = e.newSPI()
