@@ -72,8 +72,10 @@ type family struct {
 	// from one engine join one family again where they are imported.
 	token    uint64
 	authTime time.Time
-	members  map[*ikeSA]bool
-	leases   []poolLease
+	// members are few (an SA and its clones, RFC 7791): a slice, where a
+	// map cost a few hundred octets for every family of one.
+	members []*ikeSA
+	leases  []poolLease
 	// end, when set, is when the authentication runs out for every SA
 	// of the family (RADIUS Session-Timeout, eap.go).
 	end time.Time
@@ -89,14 +91,16 @@ func (e *Engine) newFamily(sa *ikeSA) {
 	e.nextFamily++
 	// The token comes from the authenticating SA's SPIs, random and
 	// chosen by both peers, so it needs no randomness of its own.
-	f := &family{id: e.nextFamily, token: sa.spiI ^ bits.RotateLeft64(sa.spiR, 32), authTime: e.now, members: map[*ikeSA]bool{}, peerCert: sa.peerCert}
+	f := &family{id: e.nextFamily, token: sa.spiI ^ bits.RotateLeft64(sa.spiR, 32), authTime: e.now, peerCert: sa.peerCert}
 	e.families[f.id] = f
 	f.join(sa)
 }
 
 func (f *family) join(sa *ikeSA) {
 	sa.family = f
-	f.members[sa] = true
+	if !slices.Contains(f.members, sa) {
+		f.members = append(f.members, sa)
+	}
 }
 
 // leave drops a dead or superseded SA. A lease goes back to its pool when
@@ -110,7 +114,9 @@ func (f *family) leave(sa *ikeSA) {
 	if f == nil {
 		return
 	}
-	delete(f.members, sa)
+	if i := slices.Index(f.members, sa); i >= 0 {
+		f.members = slices.Delete(f.members, i, i+1)
+	}
 	if len(f.members) == 0 {
 		delete(sa.e.families, f.id)
 	}
@@ -139,7 +145,7 @@ func (f *family) releaseUnused() {
 
 // uses reports whether an SA of the family has addr as a peer's virtual IP.
 func (f *family) uses(addr netip.Addr) bool {
-	for m := range f.members {
+	for _, m := range f.members {
 		if slices.Contains(m.remoteVIPs, addr) {
 			return true
 		}
@@ -151,7 +157,7 @@ func (f *family) uses(addr netip.Addr) bool {
 // its Delete is not one more).
 func (f *family) size() int {
 	n := 0
-	for m := range f.members {
+	for _, m := range f.members {
 		if m.state == stateEstablished || m.state == stateConnecting {
 			n++
 		}
@@ -161,7 +167,7 @@ func (f *family) size() int {
 
 func (f *family) children() int {
 	n := 0
-	for m := range f.members {
+	for _, m := range f.members {
 		n += len(m.children)
 	}
 	return n
@@ -371,7 +377,7 @@ func (e *Engine) FamilyChildren(fam uint64) []uint32 {
 		return nil
 	}
 	var out []uint32
-	for m := range f.members {
+	for _, m := range f.members {
 		for _, c := range m.children {
 			out = append(out, c.inSPI)
 		}

@@ -472,7 +472,7 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 
 	if fam == nil {
 		e.nextFamily++
-		fam = &family{id: e.nextFamily, token: x.FamilyToken, authTime: x.AuthTime, members: map[*ikeSA]bool{},
+		fam = &family{id: e.nextFamily, token: x.FamilyToken, authTime: x.AuthTime,
 			end: x.FamilyEnd, eapIdentity: x.EAPIdentity, eapMethod: x.EAPMethod}
 		e.families[fam.id] = fam
 	}
