@@ -179,9 +179,15 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 		sa.successor != nil || sa.reauthOf != nil || sa.collisionLoser != nil || sa.pendingUpdate || len(sa.earlyDeletes) > 0 {
 		return nil, ErrBusy
 	}
+	fromI, fromR := sa.out, sa.in
+	if !sa.initiator {
+		fromI, fromR = sa.in, sa.out
+	}
+	skei, skai := fromI.Keys()
+	sker, skar := fromR.Keys()
 	x := exportedSA{Version: exportVersion, ID: sa.id, Lineage: sa.lineage, Parent: sa.parent, Conn: sa.conn.Name,
 		Initiator: sa.initiator, SPIi: sa.spiI, SPIr: sa.spiR, Proposal: sa.neg, SKd: sa.skd,
-		SKei: sa.raw[0], SKai: sa.raw[1], SKer: sa.raw[2], SKar: sa.raw[3],
+		SKei: skei, SKai: skai, SKer: sker, SKar: skar,
 		Ext: exportedExt{NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, PeerNATT: sa.ext.peerNATT,
 			PeerHashes: sa.ext.peerHashes, MOBIKE: sa.ext.mobike, CloneLocal: sa.ext.cloneLocal, ClonePeer: sa.ext.clonePeer,
 			Fragments: sa.ext.fragmentation, Childless: sa.ext.childless, MIDSync: sa.ext.midSync,
@@ -436,7 +442,6 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 	e.nextID = max(e.nextID, sa.id)
 	sa.lineage, sa.parent = x.Lineage, x.Parent
 	sa.neg, sa.suite, sa.skd = n, suite, bytes.Clone(x.SKd)
-	sa.raw = [4][]byte{x.SKei, x.SKai, x.SKer, x.SKar}
 	if initiator {
 		sa.out, sa.in = fromI, fromR
 	} else {

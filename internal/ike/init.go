@@ -256,7 +256,6 @@ func (sa *ikeSA) installKeys(suite *ikecrypto.Suite, keys *ikecrypto.IKEKeys) er
 		return err
 	}
 	sa.suite, sa.skd = suite, keys.SKd
-	sa.raw = [4][]byte{keys.SKei, keys.SKai, keys.SKer, keys.SKar}
 	if sa.hs != nil {
 		sa.hs.skp = [2][]byte{keys.SKpi, keys.SKpr} // for AUTH (§2.15)
 	}

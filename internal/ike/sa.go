@@ -68,10 +68,9 @@ type saKeys struct {
 	neg     proposal.Negotiated
 	suite   *ikecrypto.Suite
 	skd     []byte
+	// in and out hold SK_ei, SK_ai, SK_er and SK_ar too (Keys), which
+	// only Export needs.
 	in, out *ikecrypto.SKCipher
-	// raw are SK_ei, SK_ai, SK_er, SK_ar, which the ciphers were made
-	// from: only Export needs them again.
-	raw [4][]byte
 }
 
 // messageIDs are the Message IDs and windows (§2.3). Up to peerWindow

@@ -82,8 +82,11 @@ type ivSetter interface{ SetIV([]byte) }
 
 // NewSKCipher keys the suite's cipher with encKey (SK_e*, including any
 // salt) and its integrity algorithm with integKey (SK_a*, empty for AEAD).
+//
+// The cipher keeps encKey and integKey (Keys): the caller must not change
+// them afterwards.
 func (s *Suite) NewSKCipher(encKey, integKey []byte) (*SKCipher, error) {
-	c := &SKCipher{encr: s.Encr, encKey: append([]byte(nil), encKey...)}
+	c := &SKCipher{encr: s.Encr, encKey: encKey}
 	if s.Encr.AEAD {
 		if len(integKey) != 0 {
 			return nil, fmt.Errorf("ikecrypto: %v takes no integrity key", s.Encr)
@@ -95,7 +98,7 @@ func (s *Suite) NewSKCipher(encKey, integKey []byte) (*SKCipher, error) {
 		if len(integKey) != s.Integ.KeyLen {
 			return nil, fmt.Errorf("ikecrypto: %v needs a %d-octet key, got %d", s.Integ.ID, s.Integ.KeyLen, len(integKey))
 		}
-		c.integ, c.integKey = s.Integ, append([]byte(nil), integKey...)
+		c.integ, c.integKey = s.Integ, integKey
 	}
 	// Keyed now, which checks the key, and kept until Idle: the
 	// handshake uses it at once.
@@ -104,6 +107,10 @@ func (s *Suite) NewSKCipher(encKey, integKey []byte) (*SKCipher, error) {
 	}
 	return c, nil
 }
+
+// Keys returns the keys c was made from (SK_e* and SK_a*, RFC 7296
+// §2.14), for exporting the SA; they are c's own, not copies.
+func (c *SKCipher) Keys() (encKey, integKey []byte) { return c.encKey, c.integKey }
 
 // cipher returns the keyed primitive, keying it if idle.
 func (c *SKCipher) cipher() (*keyedCipher, error) {
