@@ -212,7 +212,7 @@ func (p *Plane) Install(sa ipsec.ChildSA) error {
 	defer p.mu.Unlock()
 	p.order++
 	c := &child{inSPI: sa.InSPI, outSPI: sa.OutSPI, ikeSA: sa.IKESA, name: sa.Name, mode: sa.Mode,
-		localTS: slices.Clone(sa.LocalTS), remoteTS: slices.Clone(sa.RemoteTS), path: p.path(sa),
+		localTS: sa.LocalTS, remoteTS: sa.RemoteTS, path: p.path(sa), // never changed (ipsec.ChildSA)
 		outbound: sa.Outbound, order: p.order, size: rangeSize(sa.RemoteTS),
 		out: &outState{esp: out}, in: &inState{esp: in}, ctr: &counters{softBytes: sa.SoftBytes, hardBytes: sa.HardBytes}}
 	if old := p.tab.children[c.inSPI]; old != nil {
