@@ -123,13 +123,20 @@ type suite struct {
 
 	// CBC transforms with a separate HMAC.
 	block cipher.Block
-	mac   hash.Hash
+	hmac  *hmacState // nil for AEAD
 
 	// esnAAD is SPI | Seq high | Seq low for AEAD with ESN (RFC 4106 §5,
 	// RFC 7634 §2.1); for HMAC with ESN its bytes 4..8 are the high half
 	// appended to the ICV input (RFC 4303 §2.2.1, §3.3.2.1).
 	esnAAD [12]byte
-	sum    [64]byte // HMAC output scratch
+}
+
+// hmacState is a CBC suite's integrity transform and its output scratch,
+// behind a pointer: an AEAD SA, nearly every one, does without its 80
+// octets (a gateway holds two per client).
+type hmacState struct {
+	mac hash.Hash
+	sum [64]byte
 }
 
 // init keys s for c, using ikecrypto's algorithm table for every length.
@@ -181,8 +188,8 @@ func (s *suite) init(c Config) error {
 	if block.BlockSize() != encr.IVLen || encr.IVLen != encr.BlockLen {
 		return fmt.Errorf("esp: %v has an unexpected block layout", encr)
 	}
-	s.block, s.mac, s.icvLen = block, integ.New(c.IntegKey), integ.ICVLen
-	if s.icvLen > len(s.sum) || s.mac.Size() > len(s.sum) {
+	s.block, s.hmac, s.icvLen = block, &hmacState{mac: integ.New(c.IntegKey)}, integ.ICVLen
+	if s.icvLen > len(s.hmac.sum) || s.hmac.mac.Size() > len(s.hmac.sum) {
 		return fmt.Errorf("esp: %v ICV too long", c.Integ)
 	}
 	return nil
@@ -202,15 +209,16 @@ func (s *suite) aad(hdr []byte, seq uint64) []byte {
 
 // icv computes the HMAC over the ESP packet minus the ICV, with the ESN
 // high half appended but not sent (RFC 4303 §2.2.1, §3.3.2.1 step 4), and
-// returns the truncated ICV (RFC 2404 §2, RFC 4868 §2.3) in s.sum.
+// returns the truncated ICV (RFC 2404 §2, RFC 4868 §2.3) in s.hmac.sum.
 func (s *suite) icv(authenticated []byte, seq uint64) []byte {
-	s.mac.Reset()
-	s.mac.Write(authenticated)
+	h := s.hmac
+	h.mac.Reset()
+	h.mac.Write(authenticated)
 	if s.esn {
 		binary.BigEndian.PutUint32(s.esnAAD[4:8], uint32(seq>>32))
-		s.mac.Write(s.esnAAD[4:8])
+		h.mac.Write(s.esnAAD[4:8])
 	}
-	return s.mac.Sum(s.sum[:0])[:s.icvLen]
+	return h.mac.Sum(h.sum[:0])[:s.icvLen]
 }
 
 // ivSetter is the CBC BlockMode of crypto/cipher for AES, which can be

@@ -22,12 +22,18 @@ type Outbound struct {
 	// creation, of a per-SA 64-bit counter: the "encrypt a nonce" method
 	// of NIST SP 800-38A Appendix C, costing one block operation per
 	// packet and no system calls.
-	cbc   ivSetter
+	// They are behind a pointer, which an AEAD SA does without.
+	cbc *cbcIVs
+
+	testIV []byte // tests only: use this IV instead of the generated one
+}
+
+// cbcIVs are an Outbound's CBC mode and IV generator.
+type cbcIVs struct {
+	mode  ivSetter
 	ivGen cipher.Block
 	ivCtr uint64
 	ivIn  [aes.BlockSize]byte
-
-	testIV []byte // tests only: use this IV instead of the generated one
 }
 
 // NewOutbound keys the sending side of an SA.
@@ -53,7 +59,7 @@ func NewOutbound(c Config) (*Outbound, error) {
 		if !ok {
 			return nil, fmt.Errorf("esp: CBC mode cannot be re-IVed")
 		}
-		o.cbc, o.ivGen = cbc, gen
+		o.cbc = &cbcIVs{mode: cbc, ivGen: gen}
 	}
 	return o, nil
 }
@@ -160,13 +166,14 @@ func (o *Outbound) protect(out []byte, seq uint64) {
 	if o.testIV != nil {
 		copy(iv, o.testIV)
 	} else {
-		o.ivCtr++
-		binary.LittleEndian.PutUint64(o.ivIn[:], o.ivCtr)
-		o.ivGen.Encrypt(iv, o.ivIn[:])
+		g := o.cbc
+		g.ivCtr++
+		binary.LittleEndian.PutUint64(g.ivIn[:], g.ivCtr)
+		g.ivGen.Encrypt(iv, g.ivIn[:])
 	}
 	// Encrypt, then MAC over SPI | Seq | IV | ciphertext (§3.3.2.1).
-	o.cbc.SetIV(iv)
-	o.cbc.CryptBlocks(pt, pt)
+	o.cbc.mode.SetIV(iv)
+	o.cbc.mode.CryptBlocks(pt, pt)
 	copy(out[ptEnd:], o.icv(out[:ptEnd], seq))
 }
 
