@@ -56,8 +56,10 @@ func (e *Engine) Adopt(now time.Time, b []byte, local netip.Addr, away []netip.A
 		sa.local, sa.iface = netip.AddrPortFrom(local, sa.local.Port()), ""
 		sa.updateChildren()
 		for _, a := range away {
-			if a = a.Unmap(); a.IsValid() && a != local && !slices.Contains(sa.unannounced, a) && len(sa.unannounced) < maxExportAddrs {
-				sa.unannounced = append(sa.unannounced, a)
+			a = a.Unmap()
+			if r := sa.rareView(); a.IsValid() && a != local && !slices.Contains(r.unannounced, a) && len(r.unannounced) < maxExportAddrs {
+				st := sa.rareState()
+				st.unannounced = append(st.unannounced, a)
 			}
 		}
 		sa.queue(&addressTask{})

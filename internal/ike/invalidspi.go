@@ -31,10 +31,10 @@ func (e *Engine) UnknownSPI(now time.Time, remote netip.Addr, spi uint32) []Acti
 		if sa.state != stateEstablished || sa.closing || sa.remote.Addr() != remote {
 			continue
 		}
-		if !sa.invalidSPIAt.IsZero() && now.Sub(sa.invalidSPIAt) < invalidSPIEvery {
+		if at := sa.rareView().invalidSPIAt; !at.IsZero() && now.Sub(at) < invalidSPIEvery {
 			break
 		}
-		sa.invalidSPIAt = now
+		sa.rareState().invalidSPIAt = now
 		e.log.Debug("ESP for an unknown SPI; telling the peer", "ike", sa.id, "spi", fmt.Sprintf("%08x", spi), "from", remote)
 		sa.queue(&invalidSPITask{spi: spi})
 		break // one report, on one SA of that peer
@@ -78,13 +78,13 @@ func (e *Engine) PathError(now time.Time, remote netip.AddrPort) []Action {
 		if sa.state != stateEstablished || sa.closing || sa.tcp || sa.remote != remote {
 			continue
 		}
-		if !sa.pathErrorAt.IsZero() && now.Sub(sa.pathErrorAt) < pathErrorEvery {
+		if at := sa.rareView().pathErrorAt; !at.IsZero() && now.Sub(at) < pathErrorEvery {
 			continue
 		}
 		if sa.checkingLiveness() {
 			continue
 		}
-		sa.pathErrorAt = now
+		sa.rareState().pathErrorAt = now
 		e.log.Info("ICMP error from the path to the peer; checking liveness (RFC 4555 §5.3)", "ike", sa.id, "remote", remote)
 		e.stats.PathErrorHints++
 		sa.queue(&dpdTask{})

@@ -195,7 +195,7 @@ func (sa *ikeSA) moveTo(local, remote netip.AddrPort, iface string, initiator bo
 	if local == sa.local && remote == sa.remote && iface == sa.iface {
 		return
 	}
-	sa.prevPath, sa.prevTCP = path{sa.local, sa.remote}, sa.tcp
+	sa.rareState().prevPath, sa.prevTCP = path{sa.local, sa.remote}, sa.tcp
 	sa.natdSeen = nil // a new path: its own mapping
 	if initiator {
 		remote = sa.moveTransport(remote, iface) // RFC 9329 §7.1
@@ -232,7 +232,7 @@ func (sa *ikeSA) updateChildren() {
 func (sa *ikeSA) addressPayloads(withEmpty bool) []wire.Payload {
 	var ps []wire.Payload
 	seen := map[netip.Addr]bool{sa.local.Addr(): true}
-	for _, a := range sa.unannounced {
+	for _, a := range sa.rareView().unannounced {
 		seen[a] = true
 	}
 	for _, a := range append(slices.Clone(sa.e.localAddrs), sa.e.clusterAddrs...) {
@@ -352,7 +352,7 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 			Detail: fmt.Sprintf("peer refused %v - %v", t.from.local, t.from.remote)})
 		if next, iface, ok := sa.nextPath(PathRefused, 0); ok && next != t.from {
 			sa.moveTo(next.local, next.remote, iface, true)
-		} else if p := sa.prevPath; p.local.IsValid() {
+		} else if p := sa.rareView().prevPath; p.local.IsValid() {
 			sa.moveTo(p.local, p.remote, "", true) // keep the path that worked
 		}
 		return
@@ -365,10 +365,10 @@ func (t *updateTask) process(sa *ikeSA, m *message) {
 	sa.confirmedGen = t.gen
 	sa.natRetries = 0
 	sa.updateChildren()
-	if sa.prevTCP && (!sa.tcp || sa.prevPath.local.Addr() != sa.local.Addr() || sa.prevPath.remote != sa.remote) {
+	if prev := sa.rareView().prevPath; sa.prevTCP && (!sa.tcp || prev.local.Addr() != sa.local.Addr() || prev.remote != sa.remote) {
 		// The old stream carried this SA; once moved, ours to close
 		// (RFC 9329 §7.1).
-		e.closeStreamIfUnused(sa.prevPath.local, sa.prevPath.remote)
+		e.closeStreamIfUnused(prev.local, prev.remote)
 		sa.prevTCP = false
 	}
 	e.emit(Event{Kind: EventAddressConfirmed, IKESA: sa.id, Conn: sa.conn.Name,

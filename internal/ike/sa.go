@@ -65,9 +65,9 @@ type ikeSA struct {
 
 // saKeys are the IKE SA's algorithms and keys (§2.14).
 type saKeys struct {
-	neg     proposal.Negotiated
-	suite   *ikecrypto.Suite
-	skd     []byte
+	neg   proposal.Negotiated
+	suite *ikecrypto.Suite
+	skd   []byte
 	// in and out hold SK_ei, SK_ai, SK_er and SK_ar too (Keys), which
 	// only Export needs.
 	in, out *ikecrypto.SKCipher
@@ -115,10 +115,6 @@ type pathState struct {
 	iface     string
 	peerAddrs []netip.Addr
 	verified  addrSet
-	// unannounced are addresses of ours this SA's address list leaves
-	// out: a cluster node's that handed the SA over and no longer has it
-	// (Adopt), so that the peer moves away from it (§3.6).
-	unannounced []netip.Addr
 	// dataLocal, dataRemote and dataIface are the path the Child SAs use.
 	// It follows the IKE SA's except while a MOBIKE responder checks a
 	// new initiator address (return routability, RFC 4555 §3.7): until
@@ -134,10 +130,8 @@ type pathState struct {
 	// newestUpdate, newestList: the latest UPDATE_SA_ADDRESSES and
 	// address list taken as MOBIKE responder (§3.5, §3.6).
 	newestUpdate, newestList newestID
-	prevPath                 path
-	// pathSince is when the SA last changed paths (moveTo); tcpRetryAt
-	// when the TCP Originator may open a lost stream again (tcp.go).
-	pathSince, tcpRetryAt time.Time
+	// pathSince is when the SA last changed paths (moveTo).
+	pathSince time.Time
 	// initPairSends counts the IKE_SA_INIT sends on the current address
 	// pair (rotateInitPath).
 	initPairSends int
@@ -145,12 +139,11 @@ type pathState struct {
 	// (RFC 4555 §3.9): to UPDATE_SA_ADDRESSES on one path, or, carried
 	// to the new SA, to IKE_AUTH.
 	natRetries int
-	// invalidSPIAt is when we last reported an unknown SPI to the peer
-	// (invalidspi.go).
-	invalidSPIAt time.Time
-	// pathErrorAt is when an ICMP error last started a liveness check
-	// (PathError).
-	pathErrorAt time.Time
+	// rare is what only an SA that moved, handed over, reported an
+	// unknown SPI or lost its TCP stream needs: made at the first use
+	// (rareState), so that a gateway's many SAs that never do leave it
+	// out (the IKE SA is one size class smaller).
+	rare *pathRare
 	// natdSeen is the peer's NAT_DETECTION_DESTINATION_IP in the last
 	// liveness check or update answered on this path (watchNAT); nil
 	// after a move.
@@ -158,6 +151,40 @@ type pathState struct {
 	// prevTCP: the path before the last move was a TCP stream, which
 	// this side closes once the move is confirmed (tcp.go).
 	prevTCP bool
+}
+
+// pathRare is the part of pathState few SAs ever use.
+type pathRare struct {
+	// unannounced are addresses of ours this SA's address list leaves
+	// out: a cluster node's that handed the SA over and no longer has it
+	// (Adopt), so that the peer moves away from it (§3.6).
+	unannounced []netip.Addr
+	prevPath    path
+	// tcpRetryAt is when the TCP Originator may open a lost stream again
+	// (tcp.go).
+	tcpRetryAt time.Time
+	// invalidSPIAt is when we last reported an unknown SPI to the peer
+	// (invalidspi.go).
+	invalidSPIAt time.Time
+	// pathErrorAt is when an ICMP error last started a liveness check
+	// (PathError).
+	pathErrorAt time.Time
+}
+
+// rareState is p.rare, made if it is not yet, to change it.
+func (p *pathState) rareState() *pathRare {
+	if p.rare == nil {
+		p.rare = &pathRare{}
+	}
+	return p.rare
+}
+
+// rareView is p.rare for reading: the zero pathRare when there is none.
+func (p *pathState) rareView() pathRare {
+	if p.rare == nil {
+		return pathRare{}
+	}
+	return *p.rare
 }
 
 // familyState is the SA's place in its clone family (RFC 7791) and the

@@ -191,10 +191,10 @@ func (e *Engine) StreamClosed(now time.Time, local, remote netip.AddrPort) []Act
 	e.begin(now)
 	for _, sa := range e.byID {
 		if !sa.tcp || sa.state != stateEstablished || !sa.initiatorOfPath() || sa.closing ||
-			sa.remote != remote || sa.local.Addr() != local.Addr() || now.Before(sa.tcpRetryAt) {
+			sa.remote != remote || sa.local.Addr() != local.Addr() || now.Before(sa.rareView().tcpRetryAt) {
 			continue
 		}
-		sa.tcpRetryAt = now.Add(e.cfg.Retransmit.Timeout)
+		sa.rareState().tcpRetryAt = now.Add(e.cfg.Retransmit.Timeout)
 		e.log.Info("TCP stream lost; opening a new one", "ike", sa.id, "local", local, "remote", remote)
 		if len(sa.outstanding) > 0 {
 			sa.sendOutstandingAgain()
