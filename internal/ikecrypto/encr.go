@@ -37,8 +37,36 @@ const (
 
 // LookupEncr returns the algorithm for id with a keyBits-bit key (the Key
 // Length attribute, RFC 7296 §3.3.5). ChaCha20-Poly1305 has a fixed key, so
-// keyBits is 0 (attribute absent) or 256.
+// keyBits is 0 (attribute absent) or 256. The algorithm is shared, made
+// once per (id, keyBits): callers must not change it. (Every IKE SA's
+// suite keeps one; a copy each was 64 octets per SA on a gateway.)
 func LookupEncr(id wire.EncrID, keyBits int) (*EncrAlg, error) {
+	if a := encrTable[encrKey{id, keyBits}]; a != nil {
+		return a, nil
+	}
+	return newEncr(id, keyBits) // an error, since every valid pair is in the table
+}
+
+type encrKey struct {
+	id      wire.EncrID
+	keyBits int
+}
+
+// encrTable holds every valid (id, keyBits) pair; it is never written
+// after init, so lookups need no lock.
+var encrTable = func() map[encrKey]*EncrAlg {
+	t := map[encrKey]*EncrAlg{}
+	for _, id := range []wire.EncrID{wire.EncrAESCBC, wire.EncrAESGCM12, wire.EncrAESGCM16, wire.EncrChaCha20Poly1305} {
+		for _, bits := range []int{0, 128, 192, 256} {
+			if a, err := newEncr(id, bits); err == nil {
+				t[encrKey{id, bits}] = a
+			}
+		}
+	}
+	return t
+}()
+
+func newEncr(id wire.EncrID, keyBits int) (*EncrAlg, error) {
 	switch id {
 	case wire.EncrAESCBC:
 		if !aesKeyBits(keyBits) {

@@ -64,7 +64,8 @@ func (p *PRF) Plus(key, seed []byte, n int) ([]byte, error) {
 	if n < 0 || n > maxPRFPlusBlocks*p.size {
 		return nil, fmt.Errorf("ikecrypto: prf+ cannot produce %d octets with %v (at most %d)", n, p.ID, maxPRFPlusBlocks*p.size)
 	}
-	out := make([]byte, 0, n+p.size)
+	// Whole blocks and no more: key material lives as long as its SA.
+	out := make([]byte, 0, (n+p.size-1)/p.size*p.size)
 	m := hmac.New(p.newHash, key)
 	var t []byte
 	var counter [1]byte
