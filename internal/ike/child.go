@@ -226,7 +226,7 @@ func (r *childRequest) complete(sa *ikeSA, m *message, ni, nr, gir []byte) (*chi
 		mode = Transport
 	}
 	c := &childSA{ike: sa, cfg: r.cfg, inSPI: r.inSPI, outSPI: binary.BigEndian.Uint32(neg.SPI), mode: mode, neg: neg,
-		localTS: cloneTS(tsi), remoteTS: cloneTS(tsr), outbound: true, created: sa.e.now}
+		localTS: shareTS(tsi, r.cfg.LocalTS), remoteTS: shareTS(tsr, r.cfg.RemoteTS), outbound: true, created: sa.e.now}
 	if err := c.deriveKeys(ni, nr, gir, true); err != nil {
 		return nil, err
 	}
@@ -238,6 +238,22 @@ func (r *childRequest) complete(sa *ikeSA, m *message, ni, nr, gir []byte) (*chi
 		sa.earlyDeletes = slices.Delete(sa.earlyDeletes, i, i+1)
 	}
 	return c, nil
+}
+
+// shareTS is cloneTS, except that selectors equal to the configured ones
+// (conf) are the configuration's own slice: a gateway's side of nearly
+// every Child SA is its configured subnet, and a copy per SA was 80
+// octets. Neither is ever changed in place (ipsec.ChildSA).
+func shareTS(l, conf []wire.Selector) []wire.Selector {
+	if len(conf) > 0 && slices.EqualFunc(l, conf, sameSelector) {
+		return conf
+	}
+	return cloneTS(l)
+}
+
+func sameSelector(a, b wire.Selector) bool {
+	return a.TSType == b.TSType && a.IPProtocol == b.IPProtocol && a.StartPort == b.StartPort && a.EndPort == b.EndPort &&
+		a.Start == b.Start && a.End == b.End && bytes.Equal(a.Raw, b.Raw)
 }
 
 func cloneTS(l []wire.Selector) []wire.Selector {
@@ -341,7 +357,7 @@ func (sa *ikeSA) acceptChild(m *message, ni, nr, gir []byte, rekey *childSA) ([]
 	inSPI := e.newChildSPI()
 	chosen.SPI = binary.BigEndian.AppendUint32(nil, inSPI)
 	c := &childSA{ike: sa, cfg: cfg, inSPI: inSPI, outSPI: binary.BigEndian.Uint32(neg.SPI), mode: mode, neg: neg,
-		localTS: cloneTS(nTSr), remoteTS: cloneTS(nTSi), outbound: rekey == nil, created: e.now}
+		localTS: shareTS(nTSr, cfg.LocalTS), remoteTS: shareTS(nTSi, cfg.RemoteTS), outbound: rekey == nil, created: e.now}
 	if err := c.deriveKeys(ni, nr, gir, false); err != nil {
 		e.releaseChildSPI(inSPI)
 		return nil, nil, wire.NotifyNoProposalChosen
