@@ -53,9 +53,11 @@ type childSA struct {
 	expireT *timer
 
 	// RFC 7296 §2.8.1 collisions: the Child SA the peer's concurrent rekey
-	// created and that exchange's nonces; the SA that replaces this one.
+	// created and that exchange's nonces (set with peerRekey; behind a
+	// pointer, which keeps the Child SA a size class smaller); the SA that
+	// replaces this one.
 	peerRekey  *childSA
-	peerNonces [2][]byte
+	peerNonces *[2][]byte
 	replacedBy *childSA
 	replaces   *childSA
 	// reloadClosed: a reload queued this SA's deletion; a rekey queued

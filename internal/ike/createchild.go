@@ -148,7 +148,7 @@ func (t *childCreateTask) process(sa *ikeSA, m *message) {
 		// Both sides rekeyed old at once (§2.8.1): the SA made by the
 		// exchange holding the lowest nonce is redundant and deleted by
 		// its initiator; the winner's initiator deletes the old SA.
-		if lowestNonceIn([2][]byte{t.ni, nonce.Data}, old.peerNonces) {
+		if lowestNonceIn([2][]byte{t.ni, nonce.Data}, *old.peerNonces) {
 			e.log.Info("child rekey collision lost, deleting our redundant SA", "ike", sa.id, "child", c.cfg.Name)
 			if old.state != childGone {
 				old.state = childRekeyed
@@ -495,7 +495,7 @@ func (r *childResponder) supersedeRekeyed() {
 	}
 	if rekey.state == childRekeying {
 		rekey.peerRekey = c
-		rekey.peerNonces = [2][]byte{bytes.Clone(r.ni), r.nr}
+		rekey.peerNonces = &[2][]byte{bytes.Clone(r.ni), r.nr}
 	} else {
 		rekey.state = childRekeyed
 		rekey.replacedBy = c
