@@ -204,6 +204,15 @@ func BenchmarkResponderMemory(b *testing.B) {
 			b.Fatalf("%d SAs", got)
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-bytes/SA")
+		// Once the half-open deadlines (30 s) have passed, their cancelled
+		// timers leave the timer heap: what a gateway holds in the long run.
+		p.gw.Tick(p.now.Add(31 * time.Second))
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got := len(p.gw.IKESAs()); got != n {
+			b.Fatalf("%d SAs after 31 s", got)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-bytes/SA-after-30s")
 		if *heapProfile != "" {
 			f, err := os.Create(*heapProfile)
 			if err != nil {
