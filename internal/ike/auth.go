@@ -380,6 +380,7 @@ func (sa *ikeSA) establish() {
 	}
 	sa.mobikeInitiator = sa.initiator
 	sa.halfOpenT.cancel()
+	sa.halfOpenT = nil // the timer heap drops it when due; the SA need not keep it
 	// Handshake material is not needed again; do not keep it per SA.
 	sa.hs = nil
 	sa.armLifetimes()
