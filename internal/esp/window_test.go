@@ -2,6 +2,7 @@ package esp
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -204,6 +205,44 @@ func TestWindowAfterIntegrity(t *testing.T) {
 			o.seq = 1
 			second := seal(t, o, []byte("second"), 4, 0)
 			mustOpen(t, in, second, []byte("second"), 4)
+		}
+	}
+}
+
+// TestWindowModel checks the ring against the definition (RFC 4303
+// §3.4.3): a set of the sequence numbers seen and T, over random runs of
+// in-order packets, reordering, duplicates and jumps, for window sizes
+// whose rings wrap at different word counts.
+func TestWindowModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int{64, 128, 192, 960, 1024, 4096} {
+		w := NewWindow(size)
+		seen := map[uint64]bool{}
+		var top uint64
+		for i := 0; i < 200000; i++ {
+			var seq uint64
+			switch k := r.IntN(100); {
+			case k < 60:
+				seq = top + 1 + uint64(r.IntN(3))
+			case k < 90:
+				seq = top - min(top, uint64(r.IntN(size+130)))
+			case k < 97:
+				seq = top + uint64(r.IntN(3*size))
+			default:
+				seq = top + uint64(r.IntN(100*size)) // far beyond the ring
+			}
+			want := seq != 0 && (seq > top || (top-seq < uint64(size) && !seen[seq]))
+			if got := w.Check(seq); got != want {
+				t.Fatalf("size %d, step %d: Check(%d) = %v with T %d, want %v", size, i, seq, got, top, want)
+			}
+			if want {
+				w.Update(seq)
+				seen[seq] = true
+				top = max(top, seq)
+			}
+			if w.Top() != top {
+				t.Fatalf("size %d: T %d, want %d", size, w.Top(), top)
+			}
 		}
 	}
 }
