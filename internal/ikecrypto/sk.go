@@ -41,7 +41,7 @@ type SKCipher struct {
 	// AES-GCM key schedule with its GHASH table is about 800 octets, a
 	// gateway holds tens of thousands of IKE SAs that exchange a message
 	// a minute at most, so an idle SA keeps only the keys and the next
-	// message keys the cipher again (a microsecond). Atomic because
+	// message keys the cipher again. Atomic because
 	// Protect may run on several goroutines.
 	keyed atomic.Pointer[keyedCipher]
 	// rx is the receiving side's scratch, made on the first received
