@@ -9,7 +9,7 @@ package esp
 // than W needs, so that sliding the window clears whole words and never
 // shifts bits. The ring has exactly that many words (17 for the default
 // 1,024 packets), indexed modulo its length: rounding it to a power of
-// two for a mask took 32 words, 120 octets more for every inbound SA a
+// two for a mask took 32 words, 15 more for every inbound SA a
 // gateway holds, to save a division per packet that costs a few
 // nanoseconds beside the packet's AEAD.
 type Window struct {
