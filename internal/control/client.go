@@ -2,6 +2,7 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,3 +143,41 @@ func (c *Client) Next(deadline time.Time) (Event, error) {
 
 // Close ends the connection; it also ends an Events call in progress.
 func (c *Client) Close() error { return c.conn.Close() }
+
+// FollowLog turns the connection into a stream of the daemon's log
+// records at level and above and calls fn for each, in order, until fn
+// returns false (FollowLog then returns nil) or the stream ends. A record
+// is the JSON object slog writes, with dropped 0; a gap, where this
+// client read too slowly, is a nil record and the number of lines lost.
+func (c *Client) FollowLog(level string, fn func(record json.RawMessage, dropped uint64) bool) error {
+	if err := c.Call("log", map[string]any{"level": level}, nil); err != nil {
+		return err
+	}
+	c.conn.SetReadDeadline(time.Time{})
+	for {
+		line, err := c.r.ReadBytes('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("mifike at %s ended the log stream (daemon stopped?)", c.path)
+			}
+			return c.lost(err)
+		}
+		var marker struct {
+			Dropped uint64  `json:"dropped"`
+			Msg     *string `json:"msg"`
+		}
+		if err := json.Unmarshal(line, &marker); err != nil {
+			return fmt.Errorf("mifike at %s sent a malformed log line: %w", c.path, err)
+		}
+		// Every record has a msg; the marker has none.
+		rec := json.RawMessage(bytes.TrimSuffix(line, []byte("\n")))
+		if marker.Msg == nil && marker.Dropped > 0 {
+			rec = nil
+		} else {
+			marker.Dropped = 0
+		}
+		if !fn(rec, marker.Dropped) {
+			return nil
+		}
+	}
+}

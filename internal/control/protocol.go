@@ -19,11 +19,16 @@
 // closes; a client that reads too slowly loses events and then receives
 // {"dropped":N}.
 //
+// "log" (level) is the same for the daemon's log lines: {"ok":true},
+// then each record at level and above as the JSON object slog writes
+// (time, level, msg, attributes), and {"dropped":N} where a slow client
+// lost lines.
+//
 // Commands and their arguments: list-sas, list-conns, initiate (conn,
 // child, ike_sa), terminate (ike_sa, child_spi), terminate-conn (conn),
 // rekey (ike_sa, child_spi), clone (ike_sa), move (ike_sa, local,
-// remote, iface), reload, events, and with a StatusBackend list-pools,
-// list-certs and stats.
+// remote, iface), reload, events, log (level), and with a StatusBackend
+// list-pools, list-certs and stats.
 //
 // # Waiting for an outcome
 //
@@ -38,7 +43,11 @@
 // this (cmd/mifike/wait.go).
 package control
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/mifike/mifike/internal/logstream"
+)
 
 // Error codes of a failed request.
 const (
@@ -120,6 +129,15 @@ type LogLevelBackend interface {
 	// SetLogLevel sets the level (debug, info, warn, error) until the
 	// next reload or restart and returns the one before.
 	SetLogLevel(level string) (previous string, err error)
+}
+
+// LogBackend is what a daemon whose log can be followed adds (`mifike
+// log`, like `swanctl --log`).
+type LogBackend interface {
+	// FollowLog subscribes to the log's records at level and above,
+	// whatever level the daemon logs at itself. The server closes the
+	// subscription when the client goes.
+	FollowLog(level string) (*logstream.Subscription, error)
 }
 
 // LogLevel answers log-level: the level now and before.

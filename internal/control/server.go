@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mifike/mifike/internal/logstream"
 )
 
 // eventQueueLen is how many events wait for a slow client before newer
@@ -240,8 +242,8 @@ func (s *server) serveConn(ctx context.Context, c net.Conn) {
 			continue
 		}
 		resp, stream := s.handle(line)
-		if stream {
-			s.streamEvents(ctx, c, r)
+		if stream != nil {
+			stream(ctx, c, r)
 			return
 		}
 		if !s.write(c, resp) {
@@ -260,32 +262,49 @@ func (s *server) write(c net.Conn, v any) bool {
 	return err == nil
 }
 
-// handle decodes and runs one request. stream means the client asked for
-// events: the caller subscribes and answers.
-func (s *server) handle(line []byte) (resp response, stream bool) {
+// handle decodes and runs one request. A stream means the client asked
+// for events or the log: the caller runs it, which answers and streams.
+func (s *server) handle(line []byte) (resp response, stream func(context.Context, net.Conn, *bufio.Reader)) {
 	var req request
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return errorResponse(&Error{Code: CodeInvalid, Msg: "malformed request: " + err.Error()}), false
+		return errorResponse(&Error{Code: CodeInvalid, Msg: "malformed request: " + err.Error()}), nil
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errorResponse(&Error{Code: CodeInvalid, Msg: "malformed request: more than one JSON value on the line"}), false
+		return errorResponse(&Error{Code: CodeInvalid, Msg: "malformed request: more than one JSON value on the line"}), nil
 	}
-	if req.Cmd == "events" {
-		return response{OK: true}, true
+	switch req.Cmd {
+	case "events":
+		return response{OK: true}, s.streamEvents
+	case "log":
+		lb, ok := s.b.(LogBackend)
+		if !ok {
+			return errorResponse(&Error{Code: CodeFailed, Msg: "this daemon cannot stream its log"}), nil
+		}
+		if req.Level == "" {
+			req.Level = "info"
+		}
+		sub, err := lb.FollowLog(req.Level)
+		if err != nil {
+			return errorResponse(&Error{Code: CodeInvalid, Msg: err.Error()}), nil
+		}
+		return response{OK: true}, func(ctx context.Context, c net.Conn, r *bufio.Reader) {
+			defer sub.Close()
+			s.streamLog(ctx, c, r, sub)
+		}
 	}
 	data, err := s.dispatch(req)
 	if err != nil {
-		return errorResponse(err), false
+		return errorResponse(err), nil
 	}
 	resp = response{OK: true}
 	if data != nil {
 		if resp.Data, err = json.Marshal(data); err != nil {
-			return errorResponse(err), false
+			return errorResponse(err), nil
 		}
 	}
-	return resp, false
+	return resp, nil
 }
 
 // dispatch runs a command; a panic in the Backend fails the request
@@ -494,6 +513,42 @@ func (s *server) streamEvents(ctx context.Context, c net.Conn, r *bufio.Reader) 
 			return
 		}
 		if w.Flush() != nil || ended {
+			return
+		}
+	}
+}
+
+// streamLog serves a log subscription until the client goes or the
+// server stops. The subscription is the bounded queue (package
+// logstream), filled by the daemon's logging without ever waiting; this
+// goroutine writes it out, with {"dropped":N} where lines were lost.
+func (s *server) streamLog(ctx context.Context, c net.Conn, r *bufio.Reader, sub *logstream.Subscription) {
+	if !s.write(c, response{OK: true}) {
+		return
+	}
+	gone := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, r)
+		close(gone)
+	}()
+	w := bufio.NewWriter(c)
+	for {
+		select {
+		case <-sub.Ready():
+		case <-gone:
+			return
+		case <-ctx.Done():
+			return
+		}
+		lines, dropped := sub.Take()
+		for _, l := range lines {
+			w.Write(l)
+			w.WriteByte('\n')
+		}
+		if dropped > 0 && !encodeLine(w, droppedMarker{dropped}) {
+			return
+		}
+		if w.Flush() != nil {
 			return
 		}
 	}

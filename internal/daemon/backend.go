@@ -11,6 +11,7 @@ import (
 
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/logstream"
 	"github.com/mifike/mifike/internal/manager"
 	"github.com/mifike/mifike/internal/proposal"
 )
@@ -336,12 +337,30 @@ func (b backend) ClusterMove(id uint64, to uint8) error {
 	return n.HandOff(ctx, id, to)
 }
 
+// FollowLog subscribes a `mifike log` follower at level, whatever the
+// log's own level (logstream).
+func (b backend) FollowLog(level string) (*logstream.Subscription, error) {
+	l, err := parseLogLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	return b.d.logHub.Subscribe(l), nil
+}
+
+func parseLogLevel(level string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(level)) {
+		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return l, nil
+}
+
 // SetLogLevel changes the log's level until the next reload or restart
 // (`mifike loglevel`), and returns the one before.
 func (b backend) SetLogLevel(level string) (string, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(level)) {
-		return "", fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	l, err := parseLogLevel(level)
+	if err != nil {
+		return "", err
 	}
 	var prev slog.Level
 	b.d.call(func() {

@@ -25,6 +25,7 @@ import (
 	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/ipsec"
+	"github.com/mifike/mifike/internal/logstream"
 	"github.com/mifike/mifike/internal/manager"
 	"github.com/mifike/mifike/internal/revocation"
 	"github.com/mifike/mifike/internal/wire"
@@ -41,6 +42,9 @@ type Daemon struct {
 	// level is the log's level: log.level at start and at each reload,
 	// or what `mifike loglevel` set since.
 	level *slog.LevelVar
+	// logHub hands the log's records to `mifike log` followers, each at
+	// its own level, beside the log itself (FollowLog).
+	logHub *logstream.Hub
 
 	// bind carries IKE (and ESP in UDP) to and from the peers; it owns
 	// telling IKE from ESP and keepalives on the NAT-T port.
@@ -128,14 +132,15 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	}
 	level := new(slog.LevelVar)
 	level.Set(cfg.Log.SlogLevel())
-	log := newLogger(cfg, logOut, level)
+	logHub := logstream.NewHub()
+	log := newLogger(cfg, logOut, level, logHub)
 	logWarnings(cfg, log)
 	conns, pools, err := cfg.Build(nil)
 	if err != nil {
 		return nil, err
 	}
 	applyDaemonOptions(cfg, conns)
-	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log, level: level,
+	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log, level: level, logHub: logHub,
 		rx: make(chan datagram, rxQueue), calls: make(chan func()),
 		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, lastOut: map[uint32]uint64{}, policies: map[string]manager.Policy{},
@@ -187,13 +192,16 @@ func logWarnings(cfg *config.Config, log *slog.Logger) {
 }
 
 // newLogger writes the structured log at level, which a reload or
-// `mifike loglevel` changes while the daemon runs.
-func newLogger(cfg *config.Config, out io.Writer, level *slog.LevelVar) *slog.Logger {
+// `mifike loglevel` changes while the daemon runs, and hands every
+// record to hub too, whose followers choose their own level: a debug
+// follower sees debug lines while the log stays at info.
+func newLogger(cfg *config.Config, out io.Writer, level *slog.LevelVar, hub *logstream.Hub) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	var own slog.Handler = slog.NewTextHandler(out, opts)
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(out, opts))
+		own = slog.NewJSONHandler(out, opts)
 	}
-	return slog.New(slog.NewTextHandler(out, opts))
+	return slog.New(slog.NewMultiHandler(own, hub.Handler()))
 }
 
 // applyDaemonOptions carries the options the engine takes from the
