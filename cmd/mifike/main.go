@@ -171,7 +171,8 @@ Exit codes: 0 success, 1 the daemon refused or it failed, 2 usage error, 3 daemo
 	add(groupControl, listSAsCmd(stdout, stderr), listConnsCmd(stdout, stderr),
 		listPoolsCmd(stdout, stderr), listCertsCmd(stdout, stderr), statsCmd(stdout, stderr), initiateCmd(stdout, stderr),
 		terminateCmd(stdout, stderr), rekeyCmd(stdout, stderr), cloneCmd(stdout, stderr), moveCmd(stdout, stderr),
-		reloadCmd(stdout, stderr), logLevelCmd(stdout, stderr), clusterCmd(stdout, stderr), eventsCmd(stdout, stderr))
+		reloadCmd(stdout, stderr), logLevelCmd(stdout, stderr), clusterCmd(stdout, stderr), eventsCmd(stdout, stderr),
+		logCmd(stdout, stderr))
 	add(groupLab, demoCmd(stdout, stderr), labEtcdCmd(stdout, stderr), benchCmd(stdout, stderr))
 	root.AddCommand(genManCmd(stdout, stderr), genMarkdownCmd(stdout, stderr))
 	root.SetHelpCommand(helpCmd())
