@@ -68,6 +68,9 @@ func (p *Plane) seal(t *tables, buf []byte, n int, now int64) (Packet, bool) {
 	}
 	c := t.lookup(&f)
 	if c == nil {
+		if p.acquire(&f) {
+			return Packet{}, false
+		}
 		if f.dst.IsMulticast() || f.dst.IsLinkLocalUnicast() {
 			p.drops.addQuiet(DropNoPolicy) // the host's own chatter on the device
 		} else {

@@ -20,6 +20,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mifike/mifike/internal/ipsec"
+	"github.com/mifike/mifike/internal/ts"
 )
 
 // Defaults for the Linux data plane (the firewall mark and routing table
@@ -47,7 +48,8 @@ type LinuxConfig struct {
 	TCP          func(pkt []byte, local, remote netip.AddrPort) error
 	Log          *slog.Logger
 	OnLimit      func(inSPI uint32, hard bool)
-	OnUnknownSPI func(from netip.Addr, spi uint32) // Config.OnUnknownSPI
+	OnUnknownSPI func(from netip.Addr, spi uint32)   // Config.OnUnknownSPI
+	OnAcquire    func(trap int, src, dst netip.Addr) // Config.OnAcquire
 	ReplayWindow int
 }
 
@@ -108,7 +110,7 @@ func OpenLinux(cfg LinuxConfig) (*Linux, error) {
 	}
 	l.tr = newLinuxTransport(cfg.NATT, l.raw4, l.raw6)
 	l.tr.tcp = cfg.TCP
-	l.Plane = New(Config{TUN: dev, Transport: l.tr, Log: cfg.Log, OnLimit: cfg.OnLimit, OnUnknownSPI: cfg.OnUnknownSPI, ReplayWindow: cfg.ReplayWindow})
+	l.Plane = New(Config{TUN: dev, Transport: l.tr, Log: cfg.Log, OnLimit: cfg.OnLimit, OnUnknownSPI: cfg.OnUnknownSPI, OnAcquire: cfg.OnAcquire, ReplayWindow: cfg.ReplayWindow})
 	if l.routes, err = newRoutes(name, cfg.Table, cfg.Mark); err != nil {
 		return fail(err)
 	}
@@ -176,6 +178,20 @@ func (l *Linux) Install(sa ipsec.ChildSA) error {
 		return err
 	}
 	return l.routes.addChild(sa, sa.VirtualIPs)
+}
+
+// SetTraps installs the traps (Plane.SetTraps) and routes their remote
+// selectors into the TUN device, where their first packet finds no SA
+// and asks for one.
+func (l *Linux) SetTraps(traps []Trap) error {
+	l.Plane.SetTraps(traps)
+	var prefixes []netip.Prefix
+	for _, t := range traps {
+		for _, s := range t.Remote {
+			prefixes = append(prefixes, ts.Prefixes(s)...)
+		}
+	}
+	return l.routes.setTraps(prefixes)
 }
 
 // Delete removes a Child SA and the routes only it needed.

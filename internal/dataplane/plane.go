@@ -95,6 +95,10 @@ type Config struct {
 	// once per unknownSPIEvery in all (the engine may tell the peer,
 	// RFC 7296 §1.5). It must not block.
 	OnUnknownSPI func(from netip.Addr, spi uint32)
+	// OnAcquire asks for the Child SA of a trap (SetTraps) a packet from
+	// src to dst needed, at most once per acquireEvery per trap. It must
+	// not block.
+	OnAcquire func(trap int, src, dst netip.Addr)
 	// ReplayWindow in packets (esp.DefaultReplayWindow when 0).
 	ReplayWindow int
 }
@@ -111,6 +115,8 @@ type Plane struct {
 	tab   *tables
 	drops dropCounters
 	order uint64
+	// traps are the on-demand Child SAs (trap.go), under mu.
+	traps []*trap
 	// unknownAt is when OnUnknownSPI was last called (UnixNano).
 	unknownAt atomic.Int64
 }

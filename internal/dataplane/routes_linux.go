@@ -27,7 +27,10 @@ type routes struct {
 	refs     map[netip.Prefix]int // routes
 	addrs    map[netip.Addr]int   // addresses on the device
 	children map[uint32]childRoutes
-	rules    []*netlink.Rule
+	// traps are the prefixes routed for trap policies (SetTraps), so
+	// that their first packet reaches the device with no SA up.
+	traps []netip.Prefix
+	rules []*netlink.Rule
 }
 
 type childRoutes struct {
@@ -97,7 +100,9 @@ func (r *routes) addChild(sa ipsec.ChildSA, vips []netip.Addr) error {
 	for _, s := range sa.RemoteTS {
 		for _, p := range ts.Prefixes(s) {
 			cr.prefixes = append(cr.prefixes, p)
-			if r.refs[p]++; r.refs[p] > 1 {
+			// A route a trap or another SA put there already is
+			// replaced only to give it this SA's source address.
+			if r.refs[p]++; r.refs[p] > 1 && !src.IsValid() {
 				continue
 			}
 			route := &netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK}
@@ -143,6 +148,32 @@ func (r *routes) delChild(inSPI uint32) {
 			netlink.AddrDel(r.link, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, a.BitLen()))})
 		}
 	}
+}
+
+// setTraps routes prefixes into the device, in place of the traps'
+// prefixes before; the references they share with SAs' routes keep
+// those.
+func (r *routes) setTraps(prefixes []netip.Prefix) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs error
+	for _, p := range prefixes {
+		if r.refs[p]++; r.refs[p] == 1 {
+			route := &netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK}
+			errs = errors.Join(errs, netlink.RouteReplace(route))
+		}
+	}
+	for _, p := range r.traps {
+		if r.refs[p]--; r.refs[p] == 0 {
+			delete(r.refs, p)
+			netlink.RouteDel(&netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK})
+		}
+	}
+	r.traps = prefixes
+	if errs != nil {
+		return fmt.Errorf("dataplane: routes for traps: %w", errs)
+	}
+	return nil
 }
 
 func (r *routes) close() {

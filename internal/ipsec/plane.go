@@ -91,6 +91,7 @@ const (
 	DropSend         = "send-error"    // the transport failed
 	DropTUN          = "tun-write"     // the TUN device refused
 	DropNextHeader   = "next-header"   // tunnel mode payload neither IPv4 nor IPv6
+	DropAcquire      = "acquire"       // outbound packet of a trap whose SA is not up yet
 )
 
 // The host conventions of both data planes: the firewall mark our own IKE
