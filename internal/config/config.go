@@ -367,8 +367,11 @@ type ChildConfig struct {
 	RekeyBytes, LifeBytes uint64
 	// StartAction start (default) brings the child up with its IKE SA, as
 	// strongSwan does for an initiated connection; none leaves it to a
-	// later request.
-	StartAction string
+	// later request; trap brings it up (and its IKE SA if need be) when
+	// a packet to its remote selectors finds no SA, strongSwan's trap
+	// policy.
+	StartAction     string
+	startActionLine int
 }
 
 // Load reads and parses path; relative file names in it are relative to

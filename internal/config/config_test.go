@@ -251,11 +251,19 @@ connections:
     psk: secret
 `, []string{`f.yaml:4: connections.c.remote.auth: "password" is not an authentication method; use psk, pubkey, eap, eap-radius or eap-only`}},
 		{"dpd_action", base + "    dpd_action: hold\n",
-			[]string{`f.yaml:6: connections.c.dpd_action: "hold": mifike installs no trap policies; use clear, restart or none`}},
+			[]string{`f.yaml:6: connections.c.dpd_action: "hold": a child with start_action trap keeps its trap after DPD clears its SAs; use clear, restart or none`}},
+		{"connection trap", base + "    start_action: trap\n",
+			[]string{`f.yaml:6: connections.c.start_action: "trap": trap is set per child: children.NAME.start_action trap; use none or start`}},
 		{"start_action", base + "    start_action: always\n",
 			[]string{`f.yaml:6: connections.c.start_action: "always" is not a start action; use none or start`}},
-		{"child start_action", base + "    children:\n      net: {start_action: trap}\n",
-			[]string{`f.yaml:7: connections.c.children.net.start_action: "trap": mifike installs no trap policies; use start or none`}},
+		{"child start_action", base + "    children:\n      net: {start_action: always}\n",
+			[]string{`f.yaml:7: connections.c.children.net.start_action: "always" is not a start action; use start, none or trap`}},
+		{"trap without a peer", base + "    children:\n      net: {start_action: trap}\n",
+			[]string{`f.yaml:7: connections.c.children.net.start_action: trap needs a peer to initiate to when traffic comes: give its IP address first in remote_addrs (%any cannot be initiated to)`}},
+		{"trap to %any", base + "    remote_addrs: \"%any\"\n    children:\n      net:\n        remote_ts: 10.2.0.0/24\n        start_action: trap\n",
+			[]string{`f.yaml:10: connections.c.children.net.start_action: trap needs a peer to initiate to when traffic comes: give its IP address first in remote_addrs (%any cannot be initiated to)`}},
+		{"trap without a data plane", "data_plane: none\n" + base + "    remote_addrs: 192.0.2.1\n    children:\n      net: {start_action: trap}\n",
+			[]string{`f.yaml:9: connections.c.children.net.start_action: trap needs a data plane to see the traffic that triggers it: data_plane is none`}},
 		{"start without a peer", base + "    start_action: start\n",
 			[]string{`f.yaml:6: connections.c.start_action: start needs a peer to contact: give its IP address first in remote_addrs`}},
 		{"start to %any4", base + "    remote_addrs: \"%any4, 192.0.2.1\"\n    start_action: start\n",
@@ -859,5 +867,25 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(path); err == nil || !strings.HasPrefix(err.Error(), path+":1: log.level: ") {
 		t.Errorf("error does not name the file: %v", err)
+	}
+}
+
+// A child with start_action trap is accepted with a peer to initiate to,
+// and is not brought up with its IKE SA: its traffic brings it up.
+func TestTrapAccepted(t *testing.T) {
+	c, err := Parse("f.yaml", []byte(base+"    remote_addrs: 192.0.2.1\n    children:\n"+
+		"      onDemand: {remote_ts: 10.2.0.0/24, start_action: trap}\n      always: {remote_ts: 10.3.0.0/24}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Connections[0].Children[0].StartAction; got != "trap" {
+		t.Fatalf("start_action %q, want trap", got)
+	}
+	conns, _, err := c.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := conns[0].Children; ch[0].Start || !ch[1].Start {
+		t.Errorf("Start: trap child %v, start child %v; want false, true", ch[0].Start, ch[1].Start)
 	}
 }

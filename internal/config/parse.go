@@ -26,7 +26,10 @@ import (
 )
 
 const (
-	noTrap   = "mifike installs no trap policies"
+	// A trap is a child's start action; it outlives the SAs it starts,
+	// so dpd_action needs no trap of its own.
+	trapDPD  = "a child with start_action trap keeps its trap after DPD clears its SAs"
+	trapConn = "trap is set per child: children.NAME.start_action trap"
 	childKey = "this key belongs to a child: children: {NAME: {...}}"
 )
 
@@ -208,6 +211,12 @@ func (p *parser) parse(data []byte) *Config {
 		c.Connections = append(c.Connections, p.conn(e, poolNames))
 	}
 	for _, cc := range c.Connections {
+		for _, ch := range cc.Children {
+			if ch.StartAction == "trap" && c.DataPlane == "none" {
+				p.fail(ch.startActionLine, "connections."+cc.Name+".children."+ch.Name+".start_action",
+					"trap needs a data plane to see the traffic that triggers it: data_plane is none")
+			}
+		}
 		if cc.Remote.Auth == "eap" && c.RADIUS == nil {
 			p.fail(cc.Line, "connections."+cc.Name+".remote.auth", "eap passes the authentication to RADIUS: add a top-level radius section with servers (see docs/eap-radius.md)")
 		}
@@ -561,9 +570,9 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 	p.ikeTimes(f, c)
 
 	c.DPDAction = f.enum("dpd_action", "clear", "DPD action", []string{"clear", "restart", "none"},
-		map[string]string{"trap": noTrap, "hold": noTrap})
+		map[string]string{"trap": trapDPD, "hold": trapDPD})
 	c.StartAction = f.enum("start_action", "none", "start action", []string{"none", "start"},
-		map[string]string{"trap": noTrap})
+		map[string]string{"trap": trapConn})
 	// The engine initiates to the first remote address.
 	if c.StartAction == "start" && (len(c.RemoteAddrs) == 0 || c.RemoteAddrs[0].IsUnspecified()) && !p.hasError(f.field("remote_addrs")) {
 		f.fail("start_action", "start needs a peer to contact: give its IP address first in remote_addrs")
@@ -580,7 +589,26 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 	if f.has("interfaces") {
 		c.Interfaces = p.interfaces(f.sub("interfaces", ifacesSchema), c)
 	}
+	p.traps(f, c)
 	return c
+}
+
+// traps checks the children with start_action trap: their first packet
+// makes us initiate (docs/walkthrough.md, "On-demand Child SAs"), which
+// needs a peer address to initiate to.
+func (p *parser) traps(f *fields, c *ConnConfig) {
+	for _, ch := range c.Children {
+		if ch.StartAction != "trap" {
+			continue
+		}
+		field := f.field("children." + ch.Name + ".start_action")
+		switch {
+		case (len(c.RemoteAddrs) == 0 || c.RemoteAddrs[0].IsUnspecified()) && !p.hasError(f.field("remote_addrs")):
+			p.fail(ch.startActionLine, field, "trap needs a peer to initiate to when traffic comes: give its IP address first in remote_addrs (%%any cannot be initiated to)")
+		case f.has("interfaces"):
+			p.fail(ch.startActionLine, field, "trap is not supported with an interfaces section: the interface manager brings the connection up itself")
+		}
+	}
 }
 
 // redirect is the connection's RFC 5685 section: to, a single unicast
@@ -1152,8 +1180,8 @@ func (p *parser) child(e entry) *ChildConfig {
 	} else if ch.RekeyBytes > 0 {
 		ch.LifeBytes = ch.RekeyBytes + min(ch.RekeyBytes/10, math.MaxUint64-ch.RekeyBytes)
 	}
-	ch.StartAction = f.enum("start_action", "start", "start action", []string{"start", "none"},
-		map[string]string{"trap": noTrap})
+	ch.StartAction = f.enum("start_action", "start", "start action", []string{"start", "none", "trap"}, nil)
+	ch.startActionLine = f.at("start_action")
 	return ch
 }
 
