@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -142,10 +143,23 @@ func (r *routes) delChild(inSPI uint32) {
 			netlink.RouteDel(&netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK})
 		}
 	}
+	removed := false
 	for _, a := range cr.addrs {
 		if r.addrs[a]--; r.addrs[a] == 0 {
 			delete(r.addrs, a)
 			netlink.AddrDel(r.link, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, a.BitLen()))})
+			removed = true
+		}
+	}
+	if !removed {
+		return
+	}
+	// The kernel drops the routes whose source was a removed address: a
+	// trap's route, which this SA gave its virtual IP as source, must
+	// come back without it, or the trap's next packet leaves outside.
+	for _, p := range r.traps {
+		if slices.Contains(cr.prefixes, p) && r.refs[p] > 0 {
+			netlink.RouteReplace(&netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK})
 		}
 	}
 }

@@ -6,26 +6,13 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/ipsec"
-	"github.com/mifike/mifike/internal/wire"
 )
 
-// Trap is an on-demand Child SA (strongSwan's trap policy, start_action
-// trap): a packet towards its remote selectors that no installed SA
-// covers asks the daemon to bring the Child SA up (Config.OnAcquire),
-// as an XFRM policy without state makes the kernel send an ACQUIRE
-// (RFC 4301 §5.1: the SPD entry's "PROTECT" with no SA yet). The packet
-// itself is dropped, as the kernel drops it while it acquires
-// (net.core.xfrm_larval_drop): the sender's retransmission, or its next
-// packet, goes through once the SA is up.
-type Trap struct {
-	// ID is the daemon's name for the trap, passed back to OnAcquire.
-	ID int
-	// Remote are the selectors that trigger. Local narrows them to
-	// packets from inside these selectors; empty means any source (a
-	// child with local_ts dynamic: its address is known only once the
-	// IKE SA is up).
-	Local, Remote []wire.Selector
-}
+// Trap is an on-demand Child SA (ipsec.Trap). The packet that finds a
+// trap and no SA is dropped, as the kernel drops it while it acquires
+// (net.core.xfrm_larval_drop, 1 by default): the sender's
+// retransmission, or its next packet, goes through once the SA is up.
+type Trap = ipsec.Trap
 
 // acquireEvery spaces a trap's OnAcquire calls: a stream of packets while
 // the IKE SA is negotiated costs a counter each, and the daemon hears of
@@ -50,7 +37,7 @@ func (p *Plane) SetTraps(traps []Trap) {
 	old := p.traps
 	p.traps = make([]*trap, 0, len(traps))
 	for _, t := range traps {
-		nt := &trap{Trap: Trap{ID: t.ID, Local: slices.Clone(t.Local), Remote: slices.Clone(t.Remote)}}
+		nt := &trap{Trap: Trap{ID: t.ID, Conn: t.Conn, Child: t.Child, Local: slices.Clone(t.Local), Remote: slices.Clone(t.Remote)}}
 		for _, o := range old {
 			if o.ID == t.ID {
 				nt.firedAt.Store(o.firedAt.Load())
@@ -68,7 +55,8 @@ func (p *Plane) acquire(f *flow) bool {
 		if !t.matches(f) {
 			continue
 		}
-		p.drops.add(DropAcquire)
+		// Quiet: the daemon logs the trap it fires.
+		p.drops.addQuiet(DropAcquire)
 		now := time.Now().UnixNano()
 		last := t.firedAt.Load()
 		if now-last >= int64(acquireEvery) && t.firedAt.CompareAndSwap(last, now) && p.cfg.OnAcquire != nil {

@@ -57,3 +57,21 @@ type ChildSA struct {
 	// (RFC 7296 §3.15): the data plane puts them on its device.
 	VirtualIPs []netip.Addr
 }
+
+// Trap is an on-demand Child SA (strongSwan's trap policy, start_action
+// trap): a packet towards its remote selectors that no installed SA
+// covers makes the data plane ask the daemon to bring the Child SA up,
+// as an XFRM policy without state makes the kernel send an ACQUIRE
+// (RFC 4301 §5.1: an SPD entry that PROTECTs, with no SA yet; RFC 2367
+// SADB_ACQUIRE). The data plane drops that packet.
+type Trap struct {
+	// ID is the daemon's name for the trap, passed back when it fires.
+	ID int
+	// Conn and Child are the configuration's names, for the log.
+	Conn, Child string
+	// Remote are the selectors that trigger. Local narrows them to
+	// packets from inside these selectors; empty means any source (a
+	// child with local_ts dynamic: its address is known only once the
+	// IKE SA is up).
+	Local, Remote []wire.Selector
+}
