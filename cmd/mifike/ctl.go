@@ -646,7 +646,11 @@ func writeConns(w io.Writer, conns []control.Conn) {
 		fmt.Fprintf(w, "  remote %s (%s) @ %s\n", c.RemoteID, c.RemoteAuth, anyIfEmpty(c.RemoteAddrs))
 		fmt.Fprintf(w, "  ike    %s\n", strings.Join(c.Proposals, ", "))
 		for _, ch := range c.Children {
-			fmt.Fprintf(w, "  %s: %s, esp %s\n", ch.Name, ch.Mode, strings.Join(ch.Proposals, ", "))
+			trapped := ""
+			if ch.StartAction == "trap" {
+				trapped = ", trapped (its traffic brings it up)"
+			}
+			fmt.Fprintf(w, "  %s: %s, esp %s%s\n", ch.Name, ch.Mode, strings.Join(ch.Proposals, ", "), trapped)
 			fmt.Fprintf(w, "    %s === %s\n", strings.Join(ch.LocalTS, ", "), strings.Join(ch.RemoteTS, ", "))
 		}
 	}

@@ -165,7 +165,9 @@ func testBackend() *ctlBackend {
 			LocalAuth: "psk", RemoteAuth: "pubkey", Proposals: []string{"aes128gcm16-prfsha256-x25519", "aes128-sha256-prfsha256-modp2048"},
 			MOBIKE: true, Clone: true, StartAction: "start", SAs: 1,
 			Children: []control.ConnChild{{Name: "net", LocalTS: []string{"dynamic"}, RemoteTS: []string{"10.20.0.0/24", "10.30.0.0/16"},
-				Proposals: []string{"aes128gcm16", "aes128-sha256"}, Mode: "tunnel"}}}},
+				Proposals: []string{"aes128gcm16", "aes128-sha256"}, Mode: "tunnel", StartAction: "start"},
+				{Name: "dc", LocalTS: []string{"dynamic"}, RemoteTS: []string{"10.40.0.0/16"},
+					Proposals: []string{"aes128gcm16"}, Mode: "tunnel", StartAction: "trap"}}}},
 		events: []control.Event{
 			{Time: time.Date(2025, 3, 1, 8, 14, 3, 123e6, time.UTC), Kind: "ike-up", IKESA: 3, Conn: "home", Detail: "aes128gcm16-prfsha256-x25519"},
 			{Time: time.Date(2025, 3, 1, 8, 14, 4, 0, time.UTC), Kind: "child-rekeyed", IKESA: 3, Conn: "home", Child: "c1a2b3c4"},
@@ -276,6 +278,7 @@ func TestListConns(t *testing.T) {
 		"  ike    aes128gcm16-prfsha256-x25519, aes128-sha256-prfsha256-modp2048\n",
 		"  net: tunnel, esp aes128gcm16, aes128-sha256\n",
 		"    dynamic === 10.20.0.0/24, 10.30.0.0/16\n",
+		"  dc: tunnel, esp aes128gcm16, trapped (its traffic brings it up)\n",
 	}, nil)
 	t.Logf("list-conns:\n%s", r.stdout)
 	r = runCtl("list-conns", "-s", sock, "--json")

@@ -120,6 +120,9 @@ type ConnChild struct {
 	RemoteTS  []string `json:"remote_ts"`
 	Proposals []string `json:"proposals"`
 	Mode      string   `json:"mode"`
+	// StartAction is start, none or trap (a trapped child: its traffic
+	// brings it up).
+	StartAction string `json:"start_action"`
 }
 
 // Event is one entry of the event stream. A marker for lost events has

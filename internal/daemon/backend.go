@@ -67,7 +67,7 @@ func (b backend) ListConns() ([]control.Conn, error) {
 			v.Proposals = proposalStrings(c.IKE)
 			for _, ch := range cc.Children {
 				v.Children = append(v.Children, control.ConnChild{Name: ch.Name, LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
-					Proposals: proposalStrings(ch.ESP), Mode: ch.Mode.String()})
+					Proposals: proposalStrings(ch.ESP), Mode: ch.Mode.String(), StartAction: ch.StartAction})
 			}
 			out = append(out, v)
 		}

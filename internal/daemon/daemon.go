@@ -67,6 +67,9 @@ type Daemon struct {
 	// (ike.DeleteChild.Successor).
 	retiring map[uint32]retiring
 	plane    ipsec.DataPlane // nil for data_plane: none
+	// traps are the children with start_action trap, by the ID the data
+	// plane reports them with (trap.go).
+	traps []ipsec.Trap
 	// espInUDP is the data plane when it opens, itself, the ESP in UDP
 	// our NAT-T sockets read (the userspace one); nil otherwise.
 	espInUDP ipsec.ESPInUDP
@@ -244,6 +247,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.plane != nil {
 		defer d.plane.Close()
 	}
+	d.installTraps()
 	espHeadroom := 0
 	if d.espInUDP != nil {
 		espHeadroom = d.espInUDP.ESPHeadroom()

@@ -96,7 +96,8 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 			case d.calls <- func() { d.apply(d.engine.UnknownSPI(time.Now(), from, spi)) }:
 			default:
 			}
-		}})
+		},
+		OnAcquire: d.onAcquire})
 	if err != nil {
 		return err
 	}

@@ -85,6 +85,7 @@ func (d *Daemon) reloadFile(from string) (control.Reloaded, error) {
 		d.cluster.setPools(pools)
 	}
 	d.newManagers(cfg)
+	d.installTraps()
 	d.reconcileSoon = true
 	logWarnings(cfg, d.log)
 	restarted := map[string]uint64{}
