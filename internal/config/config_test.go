@@ -262,6 +262,8 @@ connections:
 			[]string{`f.yaml:7: connections.c.children.net.start_action: trap needs a peer to initiate to when traffic comes: give its IP address first in remote_addrs (%any cannot be initiated to)`}},
 		{"trap to %any", base + "    remote_addrs: \"%any\"\n    children:\n      net:\n        remote_ts: 10.2.0.0/24\n        start_action: trap\n",
 			[]string{`f.yaml:10: connections.c.children.net.start_action: trap needs a peer to initiate to when traffic comes: give its IP address first in remote_addrs (%any cannot be initiated to)`}},
+		{"trap with the kernel data plane", "data_plane: kernel\n" + base + "    remote_addrs: 192.0.2.1\n    children:\n      net: {start_action: trap}\n",
+			[]string{`f.yaml:9: connections.c.children.net.start_action: trap needs data_plane userspace or auto: the kernel data plane does not listen for XFRM acquires yet`}},
 		{"trap without a data plane", "data_plane: none\n" + base + "    remote_addrs: 192.0.2.1\n    children:\n      net: {start_action: trap}\n",
 			[]string{`f.yaml:9: connections.c.children.net.start_action: trap needs a data plane to see the traffic that triggers it: data_plane is none`}},
 		{"start without a peer", base + "    start_action: start\n",

@@ -212,9 +212,14 @@ func (p *parser) parse(data []byte) *Config {
 	}
 	for _, cc := range c.Connections {
 		for _, ch := range cc.Children {
-			if ch.StartAction == "trap" && c.DataPlane == "none" {
-				p.fail(ch.startActionLine, "connections."+cc.Name+".children."+ch.Name+".start_action",
-					"trap needs a data plane to see the traffic that triggers it: data_plane is none")
+			field := "connections." + cc.Name + ".children." + ch.Name + ".start_action"
+			switch {
+			case ch.StartAction != "trap":
+			case c.DataPlane == "none":
+				p.fail(ch.startActionLine, field, "trap needs a data plane to see the traffic that triggers it: data_plane is none")
+			case c.DataPlane == "kernel":
+				// data_plane auto takes userspace ESP when a child traps.
+				p.fail(ch.startActionLine, field, "trap needs data_plane userspace or auto: the kernel data plane does not listen for XFRM acquires yet")
 			}
 		}
 		if cc.Remote.Auth == "eap" && c.RADIUS == nil {

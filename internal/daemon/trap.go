@@ -4,16 +4,11 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
 )
-
-// trapper is a data plane that carries traps (start_action trap): the
-// userspace one (dataplane.Linux) and the kernel's (xfrm.Kernel).
-type trapper interface {
-	SetTraps([]ipsec.Trap) error
-}
 
 // installTraps gives the data plane a trap for each child with
 // start_action trap, at start and after each reload. A trap stays while
@@ -31,7 +26,11 @@ func (d *Daemon) installTraps() {
 		}
 	}
 	d.traps = traps
-	tp, ok := d.plane.(trapper)
+	// Only the userspace data plane traps: the kernel's would need trap
+	// policies and to listen for XFRM_MSG_ACQUIRE (config refuses
+	// data_plane kernel with traps, and auto takes userspace; a reload
+	// that adds a trap to a daemon on the kernel's gets this warning).
+	tp, ok := d.plane.(*dataplane.Linux)
 	if !ok {
 		if len(traps) > 0 {
 			d.log.Warn("this data plane cannot trap: children with start_action trap come up only by mifike initiate", "traps", len(traps))
