@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,8 @@ func trapUEConfig(dataPlane string) string {
 // start_action trap (strongSwan's trap policy): a ping to the trapped
 // subnet with no SA up brings the IKE SA and the Child SA up, and the
 // next ping passes; after a terminate the trap is still there and the
-// next ping brings them up again.
+// next ping brings them up again; after only the Child SA is deleted the
+// next ping creates it on the IKE SA still up.
 func TestTrapUserspace(t *testing.T) { testTrap(t, "mfkt", "userspace") }
 
 func testTrap(t *testing.T, prefix, dataPlane string) {
@@ -92,6 +94,33 @@ func testTrap(t *testing.T, prefix, dataPlane string) {
 		if !demo.WaitFor(10*time.Second, func() bool { return len(sas(t, ue)) == 0 }) {
 			t.Fatalf("IKE SA %d still there after terminate: %+v", sa.ID, sas(t, ue))
 		}
+	}
+	// Only the Child SA goes: the next packet creates it again on the
+	// IKE SA that is still up (CREATE_CHILD_SA, not a new IKE SA).
+	sa, _ := up()
+	spi, err := strconv.ParseUint(sa.Children[0].InSPI, 16, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call("terminate", map[string]any{"ike_sa": sa.ID, "child_spi": spi}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !demo.WaitFor(10*time.Second, func() bool { _, ok := up(); return !ok }) {
+		t.Fatalf("Child SA %s still up after terminate", sa.Children[0].InSPI)
+	}
+	first := top.Ping(ctx, top.UE, "", demo.Server)
+	var again control.SA
+	if !demo.WaitFor(10*time.Second, func() (ok bool) { again, ok = up(); return ok }) {
+		t.Fatalf("no Child SA after the ping (ping: %v):\n%s", first, ue.Table(ctx))
+	}
+	if again.ID != sa.ID || again.Children[0].InSPI == sa.Children[0].InSPI {
+		t.Fatalf("IKE SA %d child %s, want a new Child SA on IKE SA %d", again.ID, again.Children[0].InSPI, sa.ID)
+	}
+	if err := top.Ping(ctx, top.UE, "", demo.Server); err != nil {
+		t.Fatalf("ping through the re-created Child SA: %v\n%s", err, ue.Table(ctx))
+	}
+	if !strings.Contains(ue.Log(), "trap: creating the Child SA on the IKE SA") {
+		t.Errorf("the end user's log does not say the trap created the Child SA")
 	}
 	if !strings.Contains(ue.Log(), "trap: initiating") {
 		t.Errorf("the end user's log does not say the trap initiated")
