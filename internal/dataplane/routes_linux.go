@@ -101,9 +101,11 @@ func (r *routes) addChild(sa ipsec.ChildSA, vips []netip.Addr) error {
 	for _, s := range sa.RemoteTS {
 		for _, p := range ts.Prefixes(s) {
 			cr.prefixes = append(cr.prefixes, p)
-			// A route a trap or another SA put there already is
-			// replaced only to give it this SA's source address.
-			if r.refs[p]++; r.refs[p] > 1 && !src.IsValid() {
+			// A route another SA put there already stays as it is; one
+			// only a trap put there (without a source) gets this SA's
+			// source address.
+			trapOnly := r.refs[p] == count(r.traps, p)
+			if r.refs[p]++; r.refs[p] > 1 && !(trapOnly && src.IsValid()) {
 				continue
 			}
 			route := &netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK}
@@ -118,6 +120,16 @@ func (r *routes) addChild(sa ipsec.ChildSA, vips []netip.Addr) error {
 		return fmt.Errorf("dataplane: routes for Child SA %08x: %w", sa.InSPI, errs)
 	}
 	return nil
+}
+
+func count(l []netip.Prefix, p netip.Prefix) int {
+	n := 0
+	for _, x := range l {
+		if x == p {
+			n++
+		}
+	}
+	return n
 }
 
 func matchAnyAddr(l []ts.Selector, a netip.Addr) bool {
@@ -158,7 +170,7 @@ func (r *routes) delChild(inSPI uint32) {
 	// trap's route, which this SA gave its virtual IP as source, must
 	// come back without it, or the trap's next packet leaves outside.
 	for _, p := range r.traps {
-		if slices.Contains(cr.prefixes, p) && r.refs[p] > 0 {
+		if slices.Contains(cr.prefixes, p) && r.refs[p] == count(r.traps, p) {
 			netlink.RouteReplace(&netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK})
 		}
 	}
