@@ -654,18 +654,7 @@ func (s *tcpStream) readLoop() {
 		}
 		kind, b, err := fr.Next()
 		if err != nil {
-			var ne net.Error
-			switch {
-			case errors.Is(err, ErrTCPPrefix) || errors.Is(err, ErrTCPLength):
-				t.stats.framing.Add(1)
-			case errors.As(err, &ne) && ne.Timeout() && first:
-				t.stats.firstTimeouts.Add(1)
-				err = errFirstMessage
-			case errors.As(err, &ne) && ne.Timeout():
-				t.stats.idleTimeouts.Add(1)
-				err = errIdle
-			}
-			s.close(err)
+			s.close(t.readFailed(err, first))
 			return
 		}
 		if kind == IKE || kind == ESP {
@@ -683,6 +672,24 @@ func (s *tcpStream) readLoop() {
 			return
 		}
 	}
+}
+
+// readFailed counts why a stream's read failed and names it: a framing
+// error (§3.1, §4), no whole message before the first-message deadline,
+// or an idle stream.
+func (t *TCP) readFailed(err error, first bool) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrTCPPrefix) || errors.Is(err, ErrTCPLength):
+		t.stats.framing.Add(1)
+	case errors.As(err, &ne) && ne.Timeout() && first:
+		t.stats.firstTimeouts.Add(1)
+		return errFirstMessage
+	case errors.As(err, &ne) && ne.Timeout():
+		t.stats.idleTimeouts.Add(1)
+		return errIdle
+	}
+	return err
 }
 
 // writeLoop opens the stream when Send made it, then writes what is

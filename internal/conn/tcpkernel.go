@@ -114,12 +114,7 @@ func (s *tcpStream) readLoopKernel() {
 	if s.accepted {
 		var p [len(TCPPrefix)]byte
 		if _, err := io.ReadFull(s.conn, p[:]); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.stats.firstTimeouts.Add(1)
-				err = errFirstMessage
-			}
-			s.close(err)
+			s.close(t.readFailed(err, true))
 			return
 		}
 		if !bytes.Equal(p[:], []byte(TCPPrefix)) {
@@ -146,16 +141,7 @@ func (s *tcpStream) readLoopKernel() {
 		}
 		if err != nil {
 			t.bufs.Put(buf)
-			var ne net.Error
-			switch {
-			case errors.As(err, &ne) && ne.Timeout() && first:
-				t.stats.firstTimeouts.Add(1)
-				err = errFirstMessage
-			case errors.As(err, &ne) && ne.Timeout():
-				t.stats.idleTimeouts.Add(1)
-				err = errIdle
-			}
-			s.close(err)
+			s.close(t.readFailed(err, first))
 			return
 		}
 		m := (*buf)[t.headroom : t.headroom+n]
