@@ -32,31 +32,7 @@ func TestGuestKernelDataPlane(t *testing.T) {
 	if os.Getenv("MIFIKE_IN_VM") == "" {
 		t.Skip("runs inside the kernel VM; TestKernelVM boots it")
 	}
-	bin, err := exec.LookPath("mifike")
-	if err != nil {
-		t.Fatal("no mifike binary in the VM's PATH")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	top, err := demo.Build(ctx, "mfkv", t.TempDir(), bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer top.Close()
-	ue, gw, err := top.StartBoth(demo.Options{DataPlane: "kernel", Use: []string{"eth0", "wlan0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			fmt.Printf("--- end user log (tail):\n%s\n--- gateway log (tail):\n%s\n", tail(quiet(ue.Log()), 80), tail(quiet(gw.Log()), 40))
-		}
-	}()
-	for _, d := range []*demo.Daemon{ue, gw} {
-		if !strings.Contains(d.Log(), "kernel XFRM") {
-			t.Fatalf("%s did not start the kernel data plane:\n%s", d.Name, tail(d.Log(), 20))
-		}
-	}
+	ctx, top, ue, gw := kernelLab(t, "mfkv", demo.Options{DataPlane: "kernel", Use: []string{"eth0", "wlan0"}})
 
 	start := time.Now()
 	vpn := waitVPNs(t, ue, 60*time.Second)
@@ -201,6 +177,40 @@ func TestGuestKernelDataPlane(t *testing.T) {
 }
 
 // quiet leaves out the liveness checks (empty INFORMATIONAL exchanges).
+// kernelLab builds the demo lab in the VM under prefix and starts both
+// daemons with o, checking that each took the kernel data plane; the
+// test's end stops them (with their logs' tails on failure) and removes
+// the lab.
+func kernelLab(t *testing.T, prefix string, o demo.Options) (context.Context, *demo.Topology, *demo.Daemon, *demo.Daemon) {
+	t.Helper()
+	bin, err := exec.LookPath("mifike")
+	if err != nil {
+		t.Fatal("no mifike binary in the VM's PATH")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	top, err := demo.Build(ctx, prefix, t.TempDir(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { top.Close() })
+	ue, gw, err := top.StartBoth(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			fmt.Printf("--- end user log (tail):\n%s\n--- gateway log (tail):\n%s\n", tail(quiet(ue.Log()), 80), tail(quiet(gw.Log()), 40))
+		}
+	})
+	for _, d := range []*demo.Daemon{ue, gw} {
+		if !strings.Contains(d.Log(), "kernel XFRM") {
+			t.Fatalf("%s did not start the kernel data plane:\n%s", d.Name, tail(d.Log(), 20))
+		}
+	}
+	return ctx, top, ue, gw
+}
+
 func quiet(log string) string {
 	var out []string
 	for _, l := range strings.Split(log, "\n") {

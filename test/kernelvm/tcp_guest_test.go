@@ -1,11 +1,9 @@
 package kernelvm
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -29,32 +27,8 @@ func TestGuestKernelTCP(t *testing.T) {
 	if err := conn.ProbeKernelESP(); err != nil {
 		t.Skipf("no espintcp in the VM (run-vm.sh loads the one libreswan-pack.sh builds; its log says why not): %v", err)
 	}
-	bin, err := exec.LookPath("mifike")
-	if err != nil {
-		t.Fatal("no mifike binary in the VM's PATH")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	top, err := demo.Build(ctx, "mfkq", t.TempDir(), bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer top.Close()
-	ue, gw, err := top.StartBoth(demo.Options{DataPlane: "kernel", GatewayTCP: true, Use: []string{"eth0", "wlan0"},
+	ctx, top, ue, gw := kernelLab(t, "mfkq", demo.Options{DataPlane: "kernel", GatewayTCP: true, Use: []string{"eth0", "wlan0"},
 		UE: demo.Settings{Conn: []string{"tcp: always"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			fmt.Printf("--- end user log (tail):\n%s\n--- gateway log (tail):\n%s\n", tail(quiet(ue.Log()), 80), tail(quiet(gw.Log()), 40))
-		}
-	}()
-	for _, d := range []*demo.Daemon{ue, gw} {
-		if !strings.Contains(d.Log(), "kernel XFRM") {
-			t.Fatalf("%s did not start the kernel data plane:\n%s", d.Name, tail(d.Log(), 20))
-		}
-	}
 	start := time.Now()
 	vpn := waitVPNs(t, ue, 60*time.Second)
 	eth, wlan := vpn["eth0"], vpn["wlan0"]
