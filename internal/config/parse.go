@@ -591,6 +591,13 @@ func (p *parser) conn(e entry, pools map[string]bool) *ConnConfig {
 	for _, ce := range p.entries(f.val["children"], f.field("children"), "child") {
 		c.Children = append(c.Children, p.child(ce))
 	}
+	if !f.has("ike_window") {
+		// A new interface's clone asks for every Child SA and the move
+		// at once (RFC 7791 App. A.3/A.4); a window that holds them all
+		// keeps that at one round trip with one Child SA per service (the
+		// MIF problem statement's use case 2).
+		c.IKEWindow = min(max(c.IKEWindow, len(c.Children)+1), 64)
+	}
 	if f.has("interfaces") {
 		c.Interfaces = p.interfaces(f.sub("interfaces", ifacesSchema), c)
 	}

@@ -183,7 +183,7 @@ var reference = []refSection{
 			"proposals": {Type: "list of IKE proposals", Default: "default", Example: "aes256gcm16-prfsha384-ecp384",
 				Doc: "IKE SA algorithms in strongSwan's syntax, most preferred first; `default` is aes128gcm16-prfsha256-x25519-ecp256-modp2048, aes256gcm16-prfsha384-ecp384, aes128-sha256-x25519-ecp256-modp2048."},
 			"mobike":             {Type: tBool, Default: "yes", Example: "no", Doc: "MOBIKE (RFC 4555): the initiator moves the SAs when its addresses change. The interface manager needs it."},
-			"ike_window":         {Type: tInt, Default: "4", Values: "1 to 64", Example: "1", Doc: "How many of the peer's requests we keep state for (SET_WINDOW_SIZE, RFC 7296 §2.3); 1 does not overlap requests."},
+			"ike_window":         {Type: tInt, DefaultNote: "4, or the number of children + 1 when that is more", Values: "1 to 64", Example: "1", Doc: "How many of the peer's requests we keep state for (SET_WINDOW_SIZE, RFC 7296 §2.3); 1 does not overlap requests. A clone asks for all its Child SAs and its move at once, so the default holds them all."},
 			"return_routability": {Type: tBool, Default: "no", Example: "yes", Doc: "As responder, check a peer's new address (COOKIE2) before moving the Child SAs there (RFC 4555 §3.7); off by default, as strongSwan, since it costs each move a round trip."},
 			"nat_traversal":      {Type: tBool, Default: "yes", Example: "no", Doc: "NAT detection and UDP encapsulation (RFC 7296 §2.23). With `no`, MOBIKE sends NO_NATS_ALLOWED (RFC 4555 §3.9)."},
 			"encap":              {Type: tBool, Default: "no", Example: "yes", Doc: "Always encapsulate ESP in UDP on port_nat_t, NAT or not; needs nat_traversal."},

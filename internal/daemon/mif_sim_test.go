@@ -57,6 +57,31 @@ type mifOpts struct {
 	// rekey, when set, is both ends' IKE SA rekey time (Child SAs: a
 	// quarter of it); otherwise nothing is rekeyed in the run.
 	rekey time.Duration
+	// services adds Child SAs, one per service (the MIF problem
+	// statement's use case 2), before the lan one on both ends.
+	services bool
+}
+
+// simServices are use case 2's services: one Child SA each, narrower
+// than lan's, so both ends choose them first.
+var simServices = []struct{ name, ts string }{
+	{"web", "10.93.0.2[tcp/443]"},
+	{"dns", "10.93.0.3[udp/53]"},
+	{"mail", "10.93.0.4[tcp/993]"},
+	{"sip", "10.93.0.5[udp/5060]"},
+}
+
+// serviceChildren is the children lines of one end ("local_ts" on the
+// gateway, "remote_ts" on the end user).
+func (o mifOpts) serviceChildren(key string, childLife time.Duration) string {
+	if !o.services {
+		return ""
+	}
+	var b strings.Builder
+	for _, s := range simServices {
+		fmt.Fprintf(&b, "      %s: {%s: [%q], esp_proposals: aes128gcm16, rekey_time: %s}\n", s.name, key, s.ts, childLife)
+	}
+	return b.String()
 }
 
 func (o mifOpts) ueConf() string {
@@ -87,8 +112,8 @@ func (o mifOpts) ueConf() string {
     clone: {enable: true, max_ike_sas: 16, own_vips: true}
     interfaces: {mode: %s, use: [%s], on_down: %s, on_return: %s}
     children:
-      lan: {remote_ts: [10.93.0.0/24], esp_proposals: aes128gcm16, rekey_time: %s}
-`, mifGW, simPSK, ikeLife, mode, strings.Join(use, ", "), onDown, onReturn, childLife)
+%s      lan: {remote_ts: [10.93.0.0/24], esp_proposals: aes128gcm16, rekey_time: %s}
+`, mifGW, simPSK, ikeLife, mode, strings.Join(use, ", "), onDown, onReturn, o.serviceChildren("remote_ts", childLife), childLife)
 }
 
 func (o mifOpts) gwConf() string {
@@ -106,8 +131,8 @@ connections:
     clone: {enable: true, max_ike_sas: 16}
     pools: [vpn]
     children:
-      lan: {local_ts: [10.93.0.0/24], esp_proposals: aes128gcm16, rekey_time: %s}
-`, simPSK, ikeLife, childLife)
+%s      lan: {local_ts: [10.93.0.0/24], esp_proposals: aes128gcm16, rekey_time: %s}
+`, simPSK, ikeLife, o.serviceChildren("local_ts", childLife), childLife)
 }
 
 func (o mifOpts) lifetimes() (ikeLife, childLife time.Duration) {
@@ -401,6 +426,26 @@ func (s *mifSim) oneEach(names ...string) func() bool {
 			v, ok := s.vpnOn(n)
 			if !ok || len(v.Children) == 0 {
 				return false
+			}
+		}
+		return true
+	}
+}
+
+// allChildren says whether each named interface's VPN has a Child SA
+// of every name in want (and each has one VPN, as oneEach).
+func (s *mifSim) allChildren(want []string, names ...string) func() bool {
+	each := s.oneEach(names...)
+	return func() bool {
+		if !each() {
+			return false
+		}
+		for _, n := range names {
+			v, _ := s.vpnOn(n)
+			for _, w := range want {
+				if !slices.ContainsFunc(v.Children, func(c ike.ChildInfo) bool { return c.Name == w }) {
+					return false
+				}
 			}
 		}
 		return true

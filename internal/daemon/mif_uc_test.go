@@ -209,6 +209,38 @@ func TestNewInterfaceInTwoRoundTrips(t *testing.T) {
 	}
 }
 
+// Use case 2 of the MIF problem statement (one Child SA per service,
+// figure 11): "adding an interface results in at least negotiating s new
+// Security Associations". With a clone they are s CREATE_CHILD_SA
+// requests outstanding together with the move (RFC 7296 §2.3 window,
+// RFC 7791 App. A.3/A.4), so a new interface still has all its services
+// in two round trips: the clone, then every Child SA and the move.
+func TestUC2NewInterfaceGetsEveryServiceInTwoRoundTrips(t *testing.T) {
+	const oneWay = 50 * time.Millisecond
+	want := []string{"web", "dns", "mail", "sip", "lan"}
+	slow := []mifIface{{"eth0", mifIfaces[0].addr, netsim.Link{Delay: oneWay}}}
+	s := settled(t, 32, mifOpts{ifaces: slow, services: true}, "eth0")
+	if !s.runUntil(5*time.Second, s.allChildren(want, "eth0")) {
+		t.Fatalf("eth0's VPN did not get every service's Child SA:\n%s", s.table())
+	}
+	s.run(1234 * time.Millisecond)
+	s.AddInterface(mifIface{"usb0", mifExtra.addr, netsim.Link{Delay: oneWay}})
+	added := s.since()
+	if !s.runUntil(5*time.Second, s.allChildren(want, "eth0", "usb0")) {
+		t.Fatalf("usb0's VPN did not get every service's Child SA:\n%s", s.table())
+	}
+	took := s.since() - added
+	t.Logf("usb0's VPN had its %d Child SAs %v after usb0 appeared (%.1f round trips)", len(want), took, float64(took)/float64(2*oneWay))
+	if took > 2*2*oneWay+oneWay/2 {
+		t.Fatalf("usb0's services took %v, %.1f round trips; want 2 (clone, then the %d Child SAs and the move together)", took, float64(took)/float64(2*oneWay), len(want))
+	}
+	usb, _ := s.vpnOn("usb0")
+	if s.auths != 1 || usb.Local.Addr() != mifExtra.addr {
+		t.Fatalf("%d IKE_AUTH requests (want 1); usb0's VPN is at %v", s.auths, usb.Local)
+	}
+	s.check("usb0 added with services")
+}
+
 // UC1 §"Adding an Interface" (figures 7 and 8): an interface that
 // appears gets its own VPN, derived from the existing one by a clone (RFC
 // 7791 Appendix A) without authenticating again, with its own inner
