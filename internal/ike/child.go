@@ -324,12 +324,24 @@ func (sa *ikeSA) acceptChild(m *message, ni, nr, gir []byte, rekey *childSA) ([]
 	if rekey != nil {
 		cands = []*ChildConfig{rekey.cfg}
 	}
+	// The config that fits the proposal best, not the first one that
+	// narrows to something: with one Child SA per service (a narrow
+	// config for a port before a wide one for the rest of the network) a
+	// request for the whole network would otherwise be narrowed to the
+	// port's config, and the initiator would never get its wide Child SA.
+	// Per side: 2 when the config's selectors are the proposed ones, 1
+	// when they allow all of them, 0 when they narrow; the highest sum
+	// wins, ties in file order (strongSwan's select_child_cfg ranks
+	// candidates the same way).
+	best := -1
 	for _, c := range cands {
 		local, remote := sa.policyTS(c)
 		ri, rr := ts.Narrow(tsi, remote), ts.Narrow(tsr, local)
-		if len(ri) > 0 && len(rr) > 0 {
-			cfg, nTSi, nTSr = c, ri, rr
-			break
+		if len(ri) == 0 || len(rr) == 0 {
+			continue
+		}
+		if score := tsFit(tsi, remote) + tsFit(tsr, local); score > best {
+			best, cfg, nTSi, nTSr = score, c, ri, rr
 		}
 	}
 	if cfg == nil {
@@ -369,6 +381,19 @@ func (sa *ikeSA) acceptChild(m *message, ni, nr, gir []byte, rekey *childSA) ([]
 		ps = append(ps, wire.NewNotify(wire.NotifyUseTransportMode, nil))
 	}
 	return ps, c, 0
+}
+
+// tsFit ranks how well a child config's selectors (policy) fit what the
+// initiator proposed, for acceptChild.
+func tsFit(proposed, policy []wire.Selector) int {
+	switch {
+	case !ts.Subset(proposed, policy):
+		return 0 // narrowed
+	case ts.Subset(policy, proposed):
+		return 2 // the same
+	default:
+		return 1 // allows all of it
+	}
 }
 
 // install hands the Child SA to the data plane and arms its lifetimes.

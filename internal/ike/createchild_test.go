@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/ike"
+	"github.com/mifike/mifike/internal/netsim"
 	"github.com/mifike/mifike/internal/ts"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -231,5 +232,40 @@ func TestRFC7296Section2_8ChildRekeyMakeBeforeBreak(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("%d removals for one deleted Child SA, want one on each end", n)
+	}
+}
+
+// RFC 7296 §2.9: the responder picks the child config that fits the
+// proposed selectors best, not the first one that narrows to something.
+// A narrow config for one service listed before a wide one for the
+// network (the MIF problem statement's use case 2) must not swallow the
+// request for the network, and the service's request still gets the
+// service's config although the wide one would allow it too.
+func TestRFC7296Section2_9ResponderPicksTheBestFittingChildConfig(t *testing.T) {
+	l := newLab(t, 2, func(ue, gw *ike.Connection, _, _ *ike.Config) {
+		ue.Children = append(ue.Children, &ike.ChildConfig{Name: "web", ESP: mustESP(t, "aes128gcm16"), DynamicLocal: true,
+			RemoteTS: []wire.Selector{sel(t, "10.20.0.2[tcp/443]")}})
+		web := &ike.ChildConfig{Name: "web", ESP: mustESP(t, "aes128gcm16"),
+			LocalTS: []wire.Selector{sel(t, "10.20.0.2[tcp/443]")}, DynamicRemote: true}
+		gw.Children = append([]*ike.ChildConfig{web}, gw.Children...)
+	})
+	id := l.up()
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.CreateChild(now, id, "web") })
+	l.settle(time.Second)
+	want := map[string]string{"net": "10.20.0.0/24", "web": "10.20.0.2[tcp/443]"}
+	for _, node := range []*netsim.Node{l.ue, l.gw} {
+		sa := l.sa(node)
+		if len(sa.Children) != 2 {
+			t.Fatalf("%d Child SAs, want 2: %+v", len(sa.Children), sa.Children)
+		}
+		for _, c := range sa.Children {
+			protected := ts.Strings(c.RemoteTS)
+			if node == l.gw {
+				protected = ts.Strings(c.LocalTS)
+			}
+			if want[c.Name] != protected {
+				t.Errorf("Child SA %q protects %s, want %s", c.Name, protected, want[c.Name])
+			}
+		}
 	}
 }
