@@ -219,7 +219,7 @@ func (p *Plane) Install(sa ipsec.ChildSA) error {
 	p.order++
 	c := &child{inSPI: sa.InSPI, outSPI: sa.OutSPI, ikeSA: sa.IKESA, name: sa.Name, mode: sa.Mode,
 		localTS: sa.LocalTS, remoteTS: sa.RemoteTS, path: p.path(sa), // never changed (ipsec.ChildSA)
-		outbound: sa.Outbound, order: p.order, size: rangeSize(sa.RemoteTS),
+		outbound: sa.Outbound, order: p.order, size: rangeSize(sa.RemoteTS, sa.LocalTS),
 		out: &outState{esp: out}, in: &inState{esp: in}, ctr: &counters{softBytes: sa.SoftBytes, hardBytes: sa.HardBytes}}
 	if old := p.tab.children[c.inSPI]; old != nil {
 		p.tab.remove(old)
@@ -354,20 +354,54 @@ func singleAddr(l []wire.Selector) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// rangeSize orders selectors lists by how much they cover: the bit length
-// of the widest range (a /32 before a /24 before 0.0.0.0/0).
-type sizeKey struct{ bits int }
+// rangeSize orders Child SAs by how much their selectors cover, most
+// specific first (RFC 4301 §4.4.1's ordered SPD, as the kernel backend's
+// policy priorities): the bit lengths of the widest ranges, remote and
+// local together (a /32 before a /24 before 0.0.0.0/0), then one
+// protocol before any, then the narrower port ranges. So a service's
+// Child SA (10.93.0.0/24[icmp]) wins over the network's (10.93.0.0/24)
+// for its packets, on the end user (remote selectors) and on the
+// gateway (local ones: there every Child SA of a client has the same
+// remote one, its virtual IP).
+type sizeKey struct {
+	bits     int
+	anyProto bool
+	ports    int
+}
 
-func (a sizeKey) Compare(b sizeKey) int { return a.bits - b.bits }
-
-func rangeSize(l []wire.Selector) sizeKey {
-	widest := 0
-	for _, s := range l {
-		for _, pfx := range ts.Prefixes(s) {
-			widest = max(widest, pfx.Addr().BitLen()-pfx.Bits())
-		}
+func (a sizeKey) Compare(b sizeKey) int {
+	if a.bits != b.bits {
+		return a.bits - b.bits
 	}
-	return sizeKey{widest}
+	if a.anyProto != b.anyProto {
+		if a.anyProto {
+			return 1
+		}
+		return -1
+	}
+	return a.ports - b.ports
+}
+
+func rangeSize(remote, local []wire.Selector) sizeKey {
+	// A protocol on either side limits the Child SA to it (the other
+	// side's "any" does not widen it).
+	k := sizeKey{anyProto: true}
+	for _, l := range [][]wire.Selector{remote, local} {
+		widest, ports, anyProto := 0, 0, len(l) == 0
+		for _, s := range l {
+			for _, pfx := range ts.Prefixes(s) {
+				widest = max(widest, pfx.Addr().BitLen()-pfx.Bits())
+			}
+			anyProto = anyProto || s.IPProtocol == 0
+			if s.EndPort >= s.StartPort {
+				ports = max(ports, int(s.EndPort-s.StartPort))
+			}
+		}
+		k.bits += widest
+		k.ports += ports
+		k.anyProto = k.anyProto && anyProto
+	}
+	return k
 }
 
 // lookup is the outbound SPD decision for a packet (RFC 4301 §5.1).

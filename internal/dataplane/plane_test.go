@@ -400,6 +400,52 @@ func TestSPDBySource(t *testing.T) {
 	}
 }
 
+// RFC 4301 §4.4.1: with one Child SA per service (the MIF problem
+// statement's use case 2) the SPD picks the one whose protocol and port
+// fit over the network's Child SA with the same prefix, whatever the
+// order they were installed in; what no service takes goes to the
+// network's.
+func TestSPDByProtocolAndPort(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.99.0.2/32", "10.20.0.0/24[icmp]", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1002, 0x2002, ipsec.Tunnel, "10.99.0.2/32", "10.20.0.0/24[udp/53]", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1003, 0x2003, ipsec.Tunnel, "10.99.0.2/32", "10.20.0.0/24[udp]", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1004, 0x2004, ipsec.Tunnel, "10.99.0.2/32", "10.20.0.0/24", wire.EncrAESGCM16) // newest
+	for _, c := range []struct {
+		what string
+		pkt  []byte
+		spi  uint32
+	}{
+		{"ICMP", ipv4Packet("10.99.0.2", "10.20.0.1", protoICMP, []byte{8, 0, 0, 0}), 0x2001},
+		{"UDP 53", ipv4Packet("10.99.0.2", "10.20.0.1", protoUDP, udpPayload(1000, 53, "q")), 0x2002},
+		{"UDP 123", ipv4Packet("10.99.0.2", "10.20.0.1", protoUDP, udpPayload(1000, 123, "q")), 0x2003},
+		{"TCP", ipv4Packet("10.99.0.2", "10.20.0.1", protoTCP, []byte{0xc0, 0x01, 0x14, 0x51, 0, 0, 0, 0, 0, 0, 0, 0, 5 << 4, 0, 0, 0, 0, 0, 0, 0}), 0x2004},
+	} {
+		s, ok := a.out(t, c.pkt)
+		if !ok || binary.BigEndian.Uint32(s.Data) != c.spi {
+			t.Errorf("%s: SPI %x, want %x", c.what, binary.BigEndian.Uint32(s.Data), c.spi)
+		}
+		// The gateway's side: the services are in its local selectors,
+		// its remote one the same virtual IP for all.
+		reply := swapAddrs(c.pkt)
+		if s, ok := b.out(t, reply); !ok || binary.BigEndian.Uint32(s.Data) != c.spi-0x1000 {
+			t.Errorf("%s reply: SPI %x, want %x", c.what, binary.BigEndian.Uint32(s.Data), c.spi-0x1000)
+		}
+	}
+}
+
+// swapAddrs turns an IPv4 packet around (addresses and ports).
+func swapAddrs(p []byte) []byte {
+	q := bytes.Clone(p)
+	copy(q[12:16], p[16:20])
+	copy(q[16:20], p[12:16])
+	if p[9] == protoTCP || p[9] == protoUDP {
+		copy(q[20:22], p[22:24])
+		copy(q[22:24], p[20:22])
+	}
+	return q
+}
+
 // Byte limits reach the engine once each.
 func TestLimits(t *testing.T) {
 	a, b := newEnd(t), newEnd(t)

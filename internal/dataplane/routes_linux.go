@@ -85,9 +85,12 @@ func (r *routes) addChild(sa ipsec.ChildSA, vips []netip.Addr) error {
 			}
 		}
 	}
-	if a, ok := singleAddr(sa.LocalTS); ok && !src.IsValid() {
-		// A host-to-host SA (transport mode): its packets must leave
-		// from the one address its selectors allow.
+	if a, ok := singleAddr(sa.LocalTS); ok && !src.IsValid() && sa.Mode == ipsec.Transport {
+		// A host-to-host SA: its packets must leave from the one address
+		// its selectors allow. Not in tunnel mode: there one address (a
+		// gateway's Child SA for one service, 10.93.0.2[tcp/7000]) is
+		// a protected host behind us, which the kernel would refuse as
+		// a route's source.
 		src = a
 	}
 	var errs error
