@@ -9,6 +9,7 @@ import (
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/manager"
 	"github.com/mifike/mifike/internal/ts"
+	"github.com/mifike/mifike/internal/wire"
 )
 
 // newManagers makes a manager for each connection with an interfaces
@@ -72,22 +73,26 @@ func managerSAs(all []ike.IKESAInfo, conn string) []manager.SA {
 		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == ike.StateEstablished, Deleting: s.State == ike.StateDeleting,
 			Local: s.Local.Addr(), Remote: s.Remote.Addr(),
 			Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
-			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs}
+			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs, Creating: s.Creating}
 		for _, ch := range s.Children {
-			sel := ch.LocalTS
 			ms.Children = append(ms.Children, manager.Child{Name: ch.Name, InSPI: ch.InSPI, Transport: ch.Mode == ike.Transport,
-				Covers: func(a netip.Addr) bool {
-					for _, x := range sel {
-						if ts.Match(x, a, 0, 0) || (x.Start.IsValid() && !a.Less(x.Start) && !x.End.Less(a)) {
-							return true
-						}
-					}
-					return false
-				}})
+				Covers: covers(ch.LocalTS), CoversRemote: covers(ch.RemoteTS)})
 		}
 		sas = append(sas, ms)
 	}
 	return sas
+}
+
+// covers says whether an address lies in one of the selectors.
+func covers(sel []wire.Selector) func(netip.Addr) bool {
+	return func(a netip.Addr) bool {
+		for _, x := range sel {
+			if ts.Match(x, a, 0, 0) || (x.Start.IsValid() && !a.Less(x.Start) && !x.End.Less(a)) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func (d *Daemon) conn(name string) *ike.Connection {

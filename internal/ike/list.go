@@ -111,6 +111,9 @@ type IKESAInfo struct {
 	// method ("EAP-MSCHAPv2"); empty otherwise.
 	EAPIdentity, EAPMethod string
 	Children               []ChildInfo
+	// Creating names the child configs of new Child SAs queued or under
+	// way (not rekeys).
+	Creating []string
 	// KeyID identifies the keys without revealing them (SHA-256 of SK_d):
 	// both peers of an SA must show the same value.
 	KeyID [32]byte
@@ -185,5 +188,25 @@ func (sa *ikeSA) info() IKESAInfo {
 		i.Children = append(i.Children, ChildInfo{ChildSA: c.params(), State: c.state.String(), Established: c.created,
 			RekeyAt: c.rekeyT.deadline(), ExpireAt: c.expireT.deadline()})
 	}
+	i.Creating = sa.creating()
 	return i
+}
+
+// creating names the child configs of the new Child SAs (not rekeys)
+// queued or under way on sa, so that whoever restores missing Child SAs
+// does not ask for them twice.
+func (sa *ikeSA) creating() []string {
+	var out []string
+	add := func(t task) {
+		if c, ok := t.(*childCreateTask); ok && c.rekey == nil {
+			out = append(out, c.cfg.Name)
+		}
+	}
+	for _, t := range sa.tasks {
+		add(t)
+	}
+	for _, p := range sa.outstanding {
+		add(p.task)
+	}
+	return out
 }

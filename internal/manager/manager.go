@@ -90,6 +90,9 @@ type SA struct {
 	MOBIKEInitiator bool
 	PeerAddrs       []netip.Addr
 	Children        []Child
+	// Creating names the Child SAs the engine is making already (after
+	// IKE_AUTH it makes the connection's other start children itself).
+	Creating []string
 	// Deleting: its Delete is under way (by us or by the engine, after
 	// a rekey); it serves no slot any more.
 	Deleting bool
@@ -100,8 +103,9 @@ type Child struct {
 	Name      string
 	InSPI     uint32
 	Transport bool
-	// LocalAddrs are the addresses its local selectors cover.
-	Covers func(netip.Addr) bool
+	// Covers and CoversRemote say whether its local (remote) selectors
+	// cover an address.
+	Covers, CoversRemote func(netip.Addr) bool
 }
 
 // Command is something the daemon must do.
@@ -889,7 +893,8 @@ func (m *Manager) restoreChildren(r *round) {
 		}
 		for _, name := range m.p.Children {
 			k := childKey{vpn(s), name}
-			if _, asked := m.creating[k]; asked || slices.ContainsFunc(s.Children, func(c Child) bool { return c.Name == name }) {
+			if _, asked := m.creating[k]; asked || slices.Contains(s.Creating, name) ||
+				slices.ContainsFunc(s.Children, func(c Child) bool { return c.Name == name }) {
 				continue
 			}
 			m.log.Info("VPN without its Child SA: making it again", "ike", s.ID, "child", name)
@@ -1120,21 +1125,26 @@ func (m *Manager) move(now time.Time, s SA, u usable, remote netip.Addr) Command
 }
 
 // transportFollow replaces transport-mode Child SAs whose selectors
-// still name an address the SA no longer uses: MOBIKE moves the outer
-// addresses, but in transport mode they are the selectors too (the MIF
-// problem statement's UC3), so a new Child SA is made for the new address
-// and the old one deleted.
+// still name an address the SA no longer uses, ours or the peer's:
+// MOBIKE moves the outer addresses, but in transport mode they are the
+// selectors too (the MIF problem statement's UC3, mobility and
+// multihoming: the peer's address changes when we move to another of the
+// addresses it announced), so a new Child SA is made for the new
+// addresses and the old one deleted.
 func (m *Manager) transportFollow(now time.Time, s SA) []Command {
 	var cmds []Command
 	for _, c := range s.Children {
-		if !c.Transport || c.Covers == nil || c.Covers(s.Local) {
+		if !c.Transport || c.Covers == nil {
+			continue
+		}
+		if c.Covers(s.Local) && (c.CoversRemote == nil || !s.Remote.IsValid() || c.CoversRemote(s.Remote)) {
 			continue
 		}
 		if t, ok := m.replacing[c.InSPI]; ok && now.Sub(t) < m.p.Retry {
 			continue
 		}
 		m.replacing[c.InSPI] = now
-		m.log.Info("transport-mode Child SA follows its IKE SA to the new address", "ike", s.ID, "child", c.Name, "local", s.Local)
+		m.log.Info("transport-mode Child SA follows its IKE SA to the new addresses", "ike", s.ID, "child", c.Name, "local", s.Local, "remote", s.Remote)
 		cmds = append(cmds, CreateChild{ID: s.ID, Name: c.Name}, Terminate{ID: s.ID, ChildSPI: c.InSPI})
 	}
 	return cmds

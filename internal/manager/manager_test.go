@@ -225,6 +225,31 @@ func TestTransportChildFollows(t *testing.T) {
 	}
 }
 
+// UC3 multihoming: the IKE SA moved to another of the peer's addresses
+// (RFC 4555 §3.6); a transport Child SA whose remote selectors name the
+// old peer address is replaced, though our address is the same.
+func TestTransportChildFollowsThePeer(t *testing.T) {
+	p := policy(Failover)
+	p.Children = []string{"host"}
+	m := New(p, nil)
+	m.Bind(Slot{Iface: "eth0"}, 1)
+	s := sa(1, eth, 0)
+	oldPeer := s.Remote
+	s.Remote = gw2
+	s.Children = []Child{{Name: "host", InSPI: 0xc1, Transport: true,
+		Covers: func(a netip.Addr) bool { return a == s.Local }, CoversRemote: func(a netip.Addr) bool { return a == oldPeer }}}
+	got := m.Reconcile(t0, gw, []Interface{eth}, []SA{s})
+	want := []Command{CreateChild{ID: 1, Name: "host"}, Terminate{ID: 1, ChildSPI: 0xc1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%#v", got)
+	}
+	s.Children[0].CoversRemote = func(a netip.Addr) bool { return a == gw2 }
+	s.Children[0].InSPI = 0xc2
+	if got := m.Reconcile(t0.Add(time.Second), gw, []Interface{eth}, []SA{s}); len(got) != 0 {
+		t.Fatalf("a Child SA for the new addresses replaced: %#v", got)
+	}
+}
+
 // Only eligible interfaces count, in the order of the patterns.
 func TestEligibility(t *testing.T) {
 	p := policy(PerInterface)
@@ -588,6 +613,12 @@ func TestLostChildIsMadeAgain(t *testing.T) {
 	}
 	if got := m.Reconcile(t0.Add(31*time.Second), gw, ifs, []SA{sa(1, eth, 0), sa(2, wifi, 1)}); len(got) != 0 {
 		t.Fatalf("with its Child SA back: %#v", got)
+	}
+	// One the engine is making already (the start children it queues
+	// after IKE_AUTH) is not asked for a second time.
+	bare.Creating = []string{"net"}
+	if got := m.Reconcile(t0.Add(90*time.Second), gw, ifs, []SA{sa(1, eth, 0), bare}); len(got) != 0 {
+		t.Fatalf("asked for a Child SA under way: %#v", got)
 	}
 }
 
