@@ -7,6 +7,7 @@ import (
 
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/netsim"
+	"github.com/mifike/mifike/internal/ts"
 )
 
 // The IPsec multiple-interfaces problem statement's Use Case 1 ("VPN
@@ -237,6 +238,23 @@ func TestUC2NewInterfaceGetsEveryServiceInTwoRoundTrips(t *testing.T) {
 	usb, _ := s.vpnOn("usb0")
 	if s.auths != 1 || usb.Local.Addr() != mifExtra.addr {
 		t.Fatalf("%d IKE_AUTH requests (want 1); usb0's VPN is at %v", s.auths, usb.Local)
+	}
+	// Each service's Child SA protects its service, and lan the whole
+	// network (the gateway picks the best-fitting config, RFC 7296 §2.9).
+	protects := map[string]string{"lan": "10.93.0.0/24"}
+	for _, sv := range simServices {
+		protects[sv.name] = sv.ts
+	}
+	for _, dev := range []string{"eth0", "usb0"} {
+		v, _ := s.vpnOn(dev)
+		if len(v.Children) != len(want) {
+			t.Errorf("%s's VPN has %d Child SAs, want one of each of %v (none twice)", dev, len(v.Children), want)
+		}
+		for _, c := range v.Children {
+			if got := ts.Strings(c.RemoteTS); got != protects[c.Name] {
+				t.Errorf("%s's Child SA %q protects %s, want %s", dev, c.Name, got, protects[c.Name])
+			}
+		}
 	}
 	s.check("usb0 added with services")
 }

@@ -40,6 +40,10 @@ type Options struct {
 	// Transport protects host-to-host traffic between the end user's
 	// interface address and the gateway's (UC3) instead of a tunnel.
 	Transport bool
+	// Services gives each VPN one Child SA per service (the MIF problem
+	// statement's use case 2) before the lan one: "stream" for the
+	// server's TCP port 7000 (Topology.StartStream), "ping" for ICMP.
+	Services bool
 	// Use overrides the eligible interfaces.
 	Use []string
 	// DataPlane is both daemons' data_plane (default userspace).
@@ -163,7 +167,9 @@ func UEConfig(o Options) string {
 	if o.Transport {
 		fmt.Fprintf(&b, "    children:\n      host: {mode: transport, esp_proposals: aes128gcm16%s}\n", o.UE.childExtra())
 	} else {
-		fmt.Fprintf(&b, "    children:\n      lan: {remote_ts: [10.93.0.0/24], esp_proposals: aes128gcm16%s}\n", o.UE.childExtra())
+		b.WriteString("    children:\n")
+		o.services(&b, "remote_ts", o.UE)
+		fmt.Fprintf(&b, "      lan: {remote_ts: [10.93.0.0/24], esp_proposals: aes128gcm16%s}\n", o.UE.childExtra())
 	}
 	return b.String()
 }
@@ -208,9 +214,30 @@ func GWConfig(o Options) string {
 	if o.Transport {
 		fmt.Fprintf(&b, "    children:\n      host: {mode: transport, esp_proposals: aes128gcm16%s}\n", o.GW.childExtra())
 	} else {
-		fmt.Fprintf(&b, "    pools: [vpn]\n    children:\n      lan: {local_ts: [10.93.0.0/24], esp_proposals: aes128gcm16%s}\n", o.GW.childExtra())
+		b.WriteString("    pools: [vpn]\n    children:\n")
+		o.services(&b, "local_ts", o.GW)
+		fmt.Fprintf(&b, "      lan: {local_ts: [10.93.0.0/24], esp_proposals: aes128gcm16%s}\n", o.GW.childExtra())
 	}
 	return b.String()
+}
+
+// ServiceChildren are the Child SAs Options.Services adds, with the
+// selector of the protected side: narrower than lan's, so both ends
+// pick them first.
+var ServiceChildren = []struct{ Name, TS string }{
+	{"stream", Server.String() + "[tcp/7000]"},
+	{"ping", "10.93.0.0/24[icmp]"},
+}
+
+// services writes the service children of one end (key: local_ts on the
+// gateway, remote_ts on the end user).
+func (o Options) services(b *strings.Builder, key string, x Settings) {
+	if !o.Services {
+		return
+	}
+	for _, s := range ServiceChildren {
+		fmt.Fprintf(b, "      %s: {%s: [%q], esp_proposals: aes128gcm16%s}\n", s.Name, key, s.TS, x.childExtra())
+	}
 }
 
 func (o Options) keylog(b *strings.Builder) {
