@@ -175,3 +175,31 @@ func FuzzDemux(f *testing.F) {
 		}
 	})
 }
+
+// A named interface resolves to its index by one ioctl on the socket
+// (what Send passes as IP_PKTINFO's interface); an unknown name is 0,
+// routing's choice.
+func TestIfindexByIoctl(t *testing.T) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := &udpSocket{conn: c}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no lo: %v", err)
+	}
+	if got := s.ifindex("lo"); got != lo.Index {
+		t.Errorf("lo: %d, want %d", got, lo.Index)
+	}
+	if got := s.ifindex("nosuchif0"); got != 0 {
+		t.Errorf("unknown interface: %d, want 0", got)
+	}
+	if got := s.ifindex(""); got != 0 {
+		t.Errorf("no interface: %d", got)
+	}
+	if got := s.ifindex("a-name-far-too-long-for-ifreq"); got != 0 {
+		t.Errorf("too long a name: %d", got)
+	}
+}
