@@ -275,6 +275,10 @@ type mifSim struct {
 	opts   mifOpts
 	auths  int       // IKE_AUTH requests the end user sent
 	start  time.Time // when the daemons started
+	// firstPacket is when the end user sent its first message (since
+	// start); sent says it has.
+	firstPacket time.Duration
+	sent        bool
 }
 
 func newMIFSim(t *testing.T, seed uint64, o mifOpts) *mifSim {
@@ -298,6 +302,9 @@ func newMIFSim(t *testing.T, seed uint64, o mifOpts) *mifSim {
 	net.Filter = func(from *netsim.Node, d ike.Datagram, m netsim.Msg) netsim.Verdict {
 		if from == s.ue.node && m.Exchange == uint8(wire.IKEAuth) && !m.Response {
 			s.auths++
+		}
+		if from == s.ue.node && !s.sent {
+			s.sent, s.firstPacket = true, s.since()
 		}
 		return netsim.Deliver
 	}

@@ -259,6 +259,33 @@ func TestUC2NewInterfaceGetsEveryServiceInTwoRoundTrips(t *testing.T) {
 	s.check("usb0 added with services")
 }
 
+// Performance issue, item 1: an end user that starts with three
+// interfaces has all three VPNs within four round trips of its first
+// packet: IKE_SA_INIT, IKE_AUTH (the first VPN), then both clones at
+// once (RFC 7296 §2.3 window, stated in IKE_AUTH), then each clone's
+// Child SA and move together.
+func TestStartUpWithThreeInterfacesInFourRoundTrips(t *testing.T) {
+	const oneWay = 50 * time.Millisecond
+	var slow []mifIface
+	for _, i := range mifIfaces[:3] {
+		slow = append(slow, mifIface{i.name, i.addr, netsim.Link{Delay: oneWay}})
+	}
+	for _, seed := range []uint64{51, 52, 53} {
+		s := newMIFSim(t, seed, mifOpts{ifaces: slow})
+		if !s.runUntil(10*time.Second, s.oneEach(all3...)) {
+			t.Fatalf("seed %d: no VPN on each interface after %v:\n%s", seed, s.since(), s.table())
+		}
+		took := s.since() - s.firstPacket
+		t.Logf("seed %d: three VPNs up %v after the first packet (%.1f round trips)", seed, took, float64(took)/float64(2*oneWay))
+		if took > 4*2*oneWay+oneWay/2 {
+			t.Fatalf("seed %d: three VPNs took %v, %.1f round trips; want 4", seed, took, float64(took)/float64(2*oneWay))
+		}
+		if s.auths != 1 {
+			t.Fatalf("seed %d: %d IKE_AUTH requests, want 1", seed, s.auths)
+		}
+	}
+}
+
 // UC1 §"Adding an Interface" (figures 7 and 8): an interface that
 // appears gets its own VPN, derived from the existing one by a clone (RFC
 // 7791 Appendix A) without authenticating again, with its own inner
