@@ -167,6 +167,7 @@ func newIfaceFlags(fs *pflag.FlagSet) benchRun {
 	fs.IntVar(&c.Runs, "runs", 5, "trials per case (the median is reported)")
 	fs.DurationVar(&c.RADIUSRTT, "radius-rtt", bench.DefaultRADIUSRTT, "emulated round-trip time between the gateway and FreeRADIUS (EAP methods)")
 	fs.StringVar(&c.EAPIdentity, "eap-id", "ask", "the gateway's remote.eap_id for the EAP methods: ask (an EAP Identity round) or ike (the IKE identity, as strongSwan)")
+	fs.StringVar(&c.Profile, "profile", "", "write CPU profiles of both mifike daemons into this directory")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Auth = exe, progress, splitList(*auth)
 		for _, s := range splitList(*rtts) {
