@@ -110,6 +110,29 @@ func revocationPair(t *testing.T, revoked bool) {
 	ue := startDaemon(t, uePath)
 	if !revoked {
 		waitFor(t, "the pair with a CRL that revokes nothing", func() bool { return len(gw.established()) == 1 && len(ue.established()) == 1 })
+		// The administrator revokes the end user's certificate: a new CRL
+		// in the same file, then a reload. The established IKE SA goes
+		// (its Child SA with it), and the reply says why; nothing comes
+		// up again with the revoked certificate.
+		if again := revokeWithOpenSSL(t, dir, "laptop"); again != crl {
+			t.Fatalf("the CRL moved: %s, %s", again, crl)
+		}
+		res, err := backend{gw.d}.Reload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := false
+		for _, c := range res.SAs {
+			if c.Child == "" && c.Action == "closed" && strings.Contains(c.Reason, "peer certificate revoked") {
+				closed = true
+			}
+		}
+		if !closed {
+			t.Fatalf("the reload did not close the IKE SA of the revoked certificate: %+v", res.SAs)
+		}
+		waitFor(t, "both ends without the SA of the revoked certificate", func() bool {
+			return len(gw.established()) == 0 && len(ue.established()) == 0
+		})
 		return
 	}
 	waitFor(t, "the gateway refusing the revoked certificate", func() bool {

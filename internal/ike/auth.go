@@ -190,7 +190,7 @@ func (sa *ikeSA) verifyAuth(c *Connection, id *wire.ID, auth *wire.Auth, certs [
 		if err := ikeauth.Verify(leaf.PublicKey, auth.Method, auth.Data, octets, ikeauth.SupportedHashes()); err != nil {
 			return err
 		}
-		sa.peerCert = leaf
+		sa.peerChain = verified
 		return nil
 	}
 	return fmt.Errorf("remote auth %v", c.RemoteAuth)

@@ -83,15 +83,17 @@ type family struct {
 	// (eap.go), as this identity, by this method type.
 	eapIdentity []byte
 	eapMethod   uint8
-	// peerCert: the certificate the authentication verified, if any.
-	peerCert *x509.Certificate
+	// peerChain: the chain the authentication verified, end entity
+	// first, if any.
+	peerChain []*x509.Certificate
 }
 
 func (e *Engine) newFamily(sa *ikeSA) {
 	e.nextFamily++
 	// The token comes from the authenticating SA's SPIs, random and
 	// chosen by both peers, so it needs no randomness of its own.
-	f := &family{id: e.nextFamily, token: sa.spiI ^ bits.RotateLeft64(sa.spiR, 32), authTime: e.now, peerCert: sa.peerCert}
+	f := &family{id: e.nextFamily, token: sa.spiI ^ bits.RotateLeft64(sa.spiR, 32), authTime: e.now, peerChain: sa.peerChain}
+	sa.peerChain = nil
 	e.families[f.id] = f
 	f.join(sa)
 }

@@ -182,7 +182,9 @@ func (sa *ikeSA) info() IKESAInfo {
 	d := sa.deadlines()
 	i.RekeyAt, i.ReauthAt, i.ExpireAt = d.rekey, d.reauth, d.expire
 	if f := sa.family; f != nil {
-		i.PeerCert = f.peerCert
+		if len(f.peerChain) > 0 {
+			i.PeerCert = f.peerChain[0]
+		}
 	}
 	for _, c := range sa.children {
 		i.Children = append(i.Children, ChildInfo{ChildSA: c.params(), State: c.state.String(), Established: c.created,

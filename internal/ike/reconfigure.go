@@ -3,6 +3,7 @@ package ike
 import (
 	"bytes"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -110,6 +111,12 @@ func (e *Engine) Reconfigure(now time.Time, conns []*Connection) ([]Action, Reco
 			// Setting up (it authenticates under the new connection),
 			// or already on its way out.
 			sa.reconnect(c)
+			continue
+		}
+		if why := sa.revokedBy(c); why != "" {
+			e.log.Info("reloaded revocation data revokes the peer's certificate, deleting the IKE SA", "ike", sa.id, "conn", c.Name, "reason", why)
+			r.closeSA(sa, why, false)
+			e.terminateSA(sa)
 			continue
 		}
 		if r.Changed[c.Name] == nil {
@@ -276,6 +283,23 @@ func authChange(sa *ikeSA, old, c *Connection) string {
 		return "a CA certificate the peer was verified with was removed"
 	case c.LocalAuth == AuthEAP && !sameEAPCredentials(old, c):
 		return "EAP identity or password changed"
+	}
+	return ""
+}
+
+// revokedBy checks the chain sa's family authenticated with against c's
+// revocation data: a reload may bring a new CRL (RFC 5280 §3.3), and an
+// administrator who revokes a certificate wants its SAs gone. Only a certificate known to be revoked counts: unknown status under a
+// strict policy refuses new authentications, not established ones.
+func (sa *ikeSA) revokedBy(c *Connection) string {
+	f := sa.family
+	if c.RemoteAuth != AuthPubkey || c.Revocation == nil || f == nil || len(f.peerChain) == 0 {
+		return ""
+	}
+	err := c.Revocation.CheckRevocation(f.peerChain, sa.e.now)
+	var r interface{ Revoked() bool }
+	if err != nil && errors.As(err, &r) && r.Revoked() {
+		return "peer certificate revoked: " + err.Error()
 	}
 	return ""
 }

@@ -204,10 +204,11 @@ type familyState struct {
 	// CP request in a CREATE_CHILD_SA (RFC 7296 §2.19) gets it its own,
 	// a different inner address per interface (RFC 7791 App. A.3).
 	vipsInherited bool
-	// peerCert is the end-entity certificate the peer authenticated with
-	// (RFC 7296 §3.6), kept for `mifike list-certs`; newFamily hands it
-	// to the family, so clones and rekeyed SAs show it too.
-	peerCert *x509.Certificate
+	// peerChain is the verified chain the peer authenticated with (RFC
+	// 7296 §3.6), end entity first; newFamily hands it to the family
+	// (for `mifike list-certs` and the revocation check at reload) and
+	// drops it here.
+	peerChain []*x509.Certificate
 }
 
 // rekeyState is what an IKE SA rekey, a reauthentication and their

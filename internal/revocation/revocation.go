@@ -103,6 +103,21 @@ type Checker struct {
 	Cache *Cache
 }
 
+// RevokedError is CheckRevocation's answer for a revoked certificate, as
+// opposed to one whose status is unknown: the engine closes established
+// SAs (after a reload brought new revocation data) only for this one.
+type RevokedError struct {
+	Subject, Serial, Source string
+}
+
+func (e *RevokedError) Error() string {
+	return fmt.Sprintf("certificate %q (serial %s) is revoked (%s)", e.Subject, e.Serial, e.Source)
+}
+
+// Revoked tells the engine (which does not import this package) that the
+// certificate is revoked.
+func (e *RevokedError) Revoked() bool { return true }
+
 // CheckRevocation checks every certificate of chain (a verified chain:
 // end entity first, trust anchor last) but the anchor, against its
 // issuer, the next one. It only reads memory (see the package comment).
@@ -121,7 +136,7 @@ func (c *Checker) check(cert, issuer *x509.Certificate, now time.Time) error {
 	for _, crl := range c.CRLs {
 		if st, ok := crlStatus(crl, cert, issuer, now); ok {
 			if st == revoked {
-				return fmt.Errorf("certificate %q (serial %s) is revoked (CRL from file)", name, cert.SerialNumber)
+				return &RevokedError{Subject: name, Serial: cert.SerialNumber.String(), Source: "CRL from file"}
 			}
 			return nil
 		}
@@ -141,7 +156,7 @@ func (c *Checker) check(cert, issuer *x509.Certificate, now time.Time) error {
 		st, w := c.Cache.lookup(cert, issuer, ocspURI, cdps, now)
 		switch st {
 		case revoked:
-			return fmt.Errorf("certificate %q (serial %s) is revoked (%s)", name, cert.SerialNumber, w)
+			return &RevokedError{Subject: name, Serial: cert.SerialNumber.String(), Source: w}
 		case good:
 			return nil
 		}
