@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/mifike/mifike/internal/esp"
@@ -26,7 +27,7 @@ func (p *Plane) Run() error {
 		bufs[i] = make([]byte, size)
 	}
 	sizes := make([]int, n)
-	pkts := make([]Packet, 0, n)
+	b := p.newSealBatch(n)
 	for {
 		count, err := dev.Read(bufs, sizes, Headroom)
 		if err != nil {
@@ -40,16 +41,7 @@ func (p *Plane) Run() error {
 				continue
 			}
 		}
-		pkts = pkts[:0]
-		now := time.Now().UnixNano() // one clock read a batch, as Receive
-		p.mu.RLock()
-		for i := range count {
-			if pkt, ok := p.seal(p.tab, bufs[i], sizes[i], now); ok {
-				pkts = append(pkts, pkt)
-			}
-		}
-		p.mu.RUnlock()
-		if len(pkts) > 0 {
+		if pkts := b.seal(bufs[:count], sizes); len(pkts) > 0 {
 			if err := p.cfg.Transport.Send(pkts); err != nil {
 				p.drops.addDetail(DropSend, func() []any { return []any{"err", err} })
 			}
@@ -57,26 +49,84 @@ func (p *Plane) Run() error {
 	}
 }
 
-// seal protects the packet at buf[Headroom:Headroom+n] in place; now
-// (Unix nanoseconds) is when it was read.
+// sealBatch is the TUN loop's state for sealing one batch (parallel.go).
+type sealBatch struct {
+	p     *Plane
+	pkts  []Packet
+	items []sealItem
+	crew  crew
+}
+
+func (p *Plane) newSealBatch(n int) *sealBatch {
+	return &sealBatch{p: p, pkts: make([]Packet, 0, n), items: make([]sealItem, 0, n), crew: crew{pool: p.pool}}
+}
+
+// seal seals the packets at bufs[i][Headroom:Headroom+sizes[i]] in place
+// and returns them in the order read: SPD lookups and sequence numbers
+// here, in order, then the AEAD sealing on every core.
+func (b *sealBatch) seal(bufs [][]byte, sizes []int) []Packet {
+	p := b.p
+	b.pkts, b.items = b.pkts[:0], b.items[:0]
+	now := time.Now().UnixNano() // one clock read a batch, as Receive
+	p.mu.RLock()
+	for i := range bufs {
+		p.prepare(p.tab, bufs[i], sizes[i], now, b)
+	}
+	p.mu.RUnlock()
+	// The SAs' Outbound states stay valid if they were deleted meanwhile:
+	// their packets still leave, as they would have a moment earlier.
+	b.crew.sealAll(b.items)
+	failed := false
+	for k := range b.items {
+		it := &b.items[k]
+		b.pkts[it.pkt].Data = it.out
+		failed = failed || it.out == nil
+		it.dst, it.payload = nil, nil
+	}
+	if failed {
+		b.pkts = slices.DeleteFunc(b.pkts, func(x Packet) bool { return x.Data == nil })
+	}
+	return b.pkts
+}
+
+// seal protects the packet at buf[Headroom:Headroom+n] in place on the
+// calling goroutine; now (Unix nanoseconds) is when it was read. (The
+// benchmarks' one-packet path; Run seals batches.)
 func (p *Plane) seal(t *tables, buf []byte, n int, now int64) (Packet, bool) {
+	b := sealBatch{p: p}
+	p.prepare(t, buf, n, now, &b)
+	b.crew.sealAll(b.items)
+	if len(b.pkts) == 0 {
+		return Packet{}, false
+	}
+	if len(b.items) > 0 {
+		b.pkts[0].Data = b.items[0].out
+	}
+	return b.pkts[0], b.pkts[0].Data != nil
+}
+
+// prepare does the part of sealing the packet at buf[Headroom:Headroom+n]
+// that must be done in order: the SPD lookup (RFC 4301 §5.1), the
+// sequence number (RFC 4303 §3.3.3) and the counters. An AEAD packet
+// goes into b.items for sealAll; a CBC one is sealed here.
+func (p *Plane) prepare(t *tables, buf []byte, n int, now int64, b *sealBatch) {
 	pkt := buf[Headroom : Headroom+n]
 	f, ok := parseFlow(pkt)
 	if !ok {
 		p.drops.add(DropMalformed)
-		return Packet{}, false
+		return
 	}
 	c := t.lookup(&f)
 	if c == nil {
 		if p.acquire(&f) {
-			return Packet{}, false
+			return
 		}
 		if f.dst.IsMulticast() || f.dst.IsLinkLocalUnicast() {
 			p.drops.addQuiet(DropNoPolicy) // the host's own chatter on the device
 		} else {
 			p.drops.addDetail(DropNoPolicy, func() []any { return []any{"src", f.src, "dst", f.dst} })
 		}
-		return Packet{}, false
+		return
 	}
 	payload, nh := pkt, byte(protoIPIP)
 	if f.src.Is6() {
@@ -89,7 +139,16 @@ func (p *Plane) seal(t *tables, buf []byte, n int, now int64) (Packet, bool) {
 	}
 	o := c.out.esp
 	start := Headroom + (n - len(payload)) - o.HeaderLen()
-	sealed, err := o.Seal(buf[start:start], payload, nh, 0)
+	var (
+		sealed []byte
+		seq    uint64
+		err    error
+	)
+	if len(payload) > esp.MaxPayload {
+		err = esp.ErrTooLong
+	} else if seq, err = o.Next(); err == nil && !o.Concurrent() {
+		sealed, err = o.SealSeq(&b.crew.sc, buf[start:start], payload, nh, 0, seq)
+	}
 	if err != nil {
 		switch err {
 		case esp.ErrSeqExhausted:
@@ -102,13 +161,16 @@ func (p *Plane) seal(t *tables, buf []byte, n int, now int64) (Packet, bool) {
 		default:
 			p.drops.add(DropMalformed)
 		}
-		return Packet{}, false
+		return
 	}
 	if o.SoftLimit() && c.ctr.softSent.CompareAndSwap(false, true) {
 		p.limit(c.inSPI, false) // the sequence number nears its end: rekey
 	}
 	p.countOut(c, n, now)
-	return Packet{Data: sealed, Path: c.path}, true
+	if sealed == nil {
+		b.items = append(b.items, sealItem{o: o, dst: buf[start:start], payload: payload, nh: nh, seq: seq, pkt: len(b.pkts)})
+	}
+	b.pkts = append(b.pkts, Packet{Data: sealed, Path: c.path})
 }
 
 // Inbound is one received ESP packet (ipsec.Inbound), with Off at least
@@ -120,20 +182,43 @@ type Inbound = ipsec.Inbound
 type Receiver struct {
 	p   *Plane
 	out [][]byte
+	// A batch's packets past their SA's anti-replay check (rx), those
+	// of AEAD SAs to open on every core (opens), parallel.go.
+	rx    []rxItem
+	opens []openItem
+	crew  crew
+}
+
+// rxItem is one packet of a batch in Receive: opened already (a CBC SA's,
+// by Inbound.Open) or to be opened (opens[open]).
+type rxItem struct {
+	in      *Inbound
+	c       *child
+	spi     uint32
+	open    int // index in opens, or -1 when opened already
+	payload []byte
+	nh      byte
+	err     error
 }
 
 // NewReceiver returns a receiver for one goroutine.
-func (p *Plane) NewReceiver() *Receiver { return &Receiver{p: p} }
+func (p *Plane) NewReceiver() *Receiver { return &Receiver{p: p, crew: crew{pool: p.pool}} }
 
 // Receive opens each packet in place and writes the authentic ones, in
 // one call, to the TUN device. The buffers are the caller's again when it
 // returns.
+//
+// In order: the SPI lookup and the anti-replay check (RFC 4303 §3.4.3);
+// then the ICV and decryption of the AEAD SAs' packets on every core;
+// then, in order again, each authentic packet's window update (which
+// drops a copy of a packet accepted a moment before), the inbound policy
+// check (RFC 4301 §5.2) and the counters.
 func (r *Receiver) Receive(batch []Inbound) {
 	p := r.p
 	p.mu.RLock()
 	t := p.tab
 	now := time.Now().UnixNano()
-	r.out = r.out[:0]
+	r.out, r.rx, r.opens = r.out[:0], r.rx[:0], r.opens[:0]
 	for i := range batch {
 		in := &batch[i]
 		if in.Off < Headroom || in.N < 0 || in.Off+in.N > len(in.Buf) {
@@ -152,59 +237,107 @@ func (r *Receiver) Receive(batch []Inbound) {
 			p.unknownSPI(in.Remote.Addr(), spi)
 			continue
 		}
+		x := rxItem{in: in, c: c, spi: spi, open: -1}
+		e := c.in.esp
 		c.in.mu.Lock()
-		payload, nh, err := c.in.esp.Open(pkt)
-		c.in.mu.Unlock()
-		if err != nil {
-			if err != esp.ErrDummy { // dummy packets are dropped silently (RFC 4303 §2.6)
-				p.drops.espError(err)
-			}
-			continue
-		}
-		start := cap(in.Buf) - cap(payload)
-		end := start + len(payload)
-		if c.mode == ipsec.Transport {
-			// Transport mode: rebuild the IP header from the outer one;
-			// a NAT in the path changed addresses the TCP or UDP
-			// checksum covers (RFC 3948 §3.1.2).
-			start, ok = buildIPHeader(in.Buf, start, end, in.Remote.Addr(), in.Local.Addr(), nh, c.path.Encap)
-			if !ok {
-				p.drops.add(DropMalformed)
-				continue
+		if e.Concurrent() {
+			var seq uint64
+			if seq, x.err = e.Check(pkt); x.err == nil {
+				x.open = len(r.opens)
+				r.opens = append(r.opens, openItem{in: e, pkt: pkt, seq: seq})
 			}
 		} else {
-			if nh != protoIPIP && nh != protoIPv6 {
-				p.drops.add(DropNextHeader)
-				continue
+			x.payload, x.nh, x.err = e.Open(pkt)
+		}
+		c.in.mu.Unlock()
+		if x.err != nil {
+			if x.err != esp.ErrDummy { // dummy packets are dropped silently (RFC 4303 §2.6)
+				p.drops.espError(x.err)
 			}
-			end = start + len(esp.TrimTFC(payload, nh))
-		}
-		inner := in.Buf[start:end]
-		f, ok := parseFlow(inner)
-		if !ok {
-			p.drops.add(DropMalformed)
 			continue
 		}
-		// RFC 4301 §5.2: what the SA carries must be what it was
-		// negotiated for. In transport mode through a NAT the peer's
-		// selectors name its private address, so only tunnels and
-		// NAT-free transport SAs are checked.
-		if (c.mode != ipsec.Transport || !c.path.Encap) && !c.matchesInbound(&f) {
-			p.drops.addDetail(DropPolicy, func() []any { return []any{"src", f.src, "dst", f.dst, "spi", spi} })
-			continue
-		}
-		p.countIn(c, len(inner), now, in.Remote)
-		if start < tunOffset {
-			p.drops.add(DropMalformed)
-			continue
-		}
-		r.out = append(r.out, in.Buf[start-tunOffset:end])
+		r.rx = append(r.rx, x)
+	}
+	r.crew.openAll(r.opens)
+	for k := range r.rx {
+		r.deliver(&r.rx[k], now)
 	}
 	p.mu.RUnlock()
+	for k := range r.opens {
+		r.opens[k] = openItem{} // no references to the caller's buffers kept
+	}
 	if len(r.out) == 0 {
 		return
 	}
 	if _, err := p.cfg.TUN.Write(r.out, tunOffset); err != nil {
 		p.drops.addDetail(DropTUN, func() []any { return []any{"err", err} })
 	}
+}
+
+// deliver finishes one packet in batch order: the window update of an
+// authentic AEAD packet, then what an opened packet must still pass, and
+// it joins r.out.
+func (r *Receiver) deliver(x *rxItem, now int64) {
+	p, c, in := r.p, x.c, x.in
+	if x.open >= 0 {
+		o := &r.opens[x.open]
+		x.payload, x.nh, x.err = o.payload, o.nh, o.err
+		if esp.Authentic(x.err) {
+			// RFC 4303 §3.4.3: the window moves only for a packet whose
+			// ICV verified, and a copy of one accepted meanwhile (in
+			// this batch, or by another reader) is a replay.
+			c.in.mu.Lock()
+			fresh := c.in.esp.Accept(o.seq)
+			c.in.mu.Unlock()
+			if !fresh {
+				x.err = esp.ErrReplay
+			}
+		}
+	}
+	if x.err != nil {
+		if x.err != esp.ErrDummy { // dummy packets are dropped silently (RFC 4303 §2.6)
+			p.drops.espError(x.err)
+		}
+		return
+	}
+	payload, nh, spi := x.payload, x.nh, x.spi
+	start := cap(in.Buf) - cap(payload)
+	end := start + len(payload)
+	ok := true
+	if c.mode == ipsec.Transport {
+		// Transport mode: rebuild the IP header from the outer one;
+		// a NAT in the path changed addresses the TCP or UDP
+		// checksum covers (RFC 3948 §3.1.2).
+		start, ok = buildIPHeader(in.Buf, start, end, in.Remote.Addr(), in.Local.Addr(), nh, c.path.Encap)
+		if !ok {
+			p.drops.add(DropMalformed)
+			return
+		}
+	} else {
+		if nh != protoIPIP && nh != protoIPv6 {
+			p.drops.add(DropNextHeader)
+			return
+		}
+		end = start + len(esp.TrimTFC(payload, nh))
+	}
+	inner := in.Buf[start:end]
+	f, ok := parseFlow(inner)
+	if !ok {
+		p.drops.add(DropMalformed)
+		return
+	}
+	// RFC 4301 §5.2: what the SA carries must be what it was
+	// negotiated for. In transport mode through a NAT the peer's
+	// selectors name its private address, so only tunnels and
+	// NAT-free transport SAs are checked.
+	if (c.mode != ipsec.Transport || !c.path.Encap) && !c.matchesInbound(&f) {
+		p.drops.addDetail(DropPolicy, func() []any { return []any{"src", f.src, "dst", f.dst, "spi", spi} })
+		return
+	}
+	p.countIn(c, len(inner), now, in.Remote)
+	if start < tunOffset {
+		p.drops.add(DropMalformed)
+		return
+	}
+	r.out = append(r.out, in.Buf[start-tunOffset:end])
 }

@@ -119,6 +119,8 @@ type Plane struct {
 	traps []*trap
 	// unknownAt is when OnUnknownSPI was last called (UnixNano).
 	unknownAt atomic.Int64
+	// pool seals and opens on every core (parallel.go).
+	pool *pool
 }
 
 // unknownSPIEvery spaces the OnUnknownSPI calls: a flood of ESP with
@@ -190,7 +192,7 @@ type tables struct {
 
 // New makes a plane; Run starts its TUN loop.
 func New(cfg Config) *Plane {
-	p := &Plane{cfg: cfg, log: cfg.Log}
+	p := &Plane{cfg: cfg, log: cfg.Log, pool: sharedPool()}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}

@@ -118,18 +118,49 @@ type suite struct {
 	align  int // plaintext alignment, a power of two (RFC 4303 §2.4)
 
 	// AEAD transforms: nonce = salt | IV (RFC 4106 §4, RFC 7634 §2).
-	aead  cipher.AEAD
-	nonce [12]byte
+	aead cipher.AEAD
 
 	// CBC transforms with a separate HMAC.
 	block cipher.Block
 	hmac  *hmacState // nil for AEAD
 
-	// esnAAD is SPI | Seq high | Seq low for AEAD with ESN (RFC 4106 §5,
+	// own is the scratch of Seal and Open, which one goroutine at a time
+	// calls; its nonce starts with the salt and its aad with the SPI,
+	// written once at init (the concurrent SealSeq and OpenSeq copy them
+	// into their caller's Scratch). The salt and SPI live only here, so
+	// an SA costs no more than before the concurrent calls existed.
+	own Scratch
+}
+
+// Scratch is one goroutine's per-packet working space for SealSeq and
+// OpenSeq: the AEAD nonce and additional data. A data plane keeps one per
+// worker goroutine, never one per SA: a gateway holds thousands of SAs,
+// and only as many packets are being sealed at once as there are cores.
+type Scratch struct {
+	// nonce is salt | IV (RFC 4106 §4, RFC 7634 §2).
+	nonce [12]byte
+	// aad is SPI | Seq high | Seq low for AEAD with ESN (RFC 4106 §5,
 	// RFC 7634 §2.1); for HMAC with ESN its bytes 4..8 are the high half
 	// appended to the ICV input (RFC 4303 §2.2.1, §3.3.2.1).
-	esnAAD [12]byte
+	aad [12]byte
 }
+
+// scratch returns sc ready for s: the salt and SPI copied in, unless sc
+// is s's own (where they already are).
+func (s *suite) scratch(sc *Scratch) *Scratch {
+	if sc != &s.own {
+		copy(sc.nonce[:4], s.own.nonce[:4])
+		copy(sc.aad[:4], s.own.aad[:4])
+	}
+	return sc
+}
+
+// Concurrent reports whether SealSeq (outbound) or OpenSeq (inbound) may
+// run on several goroutines at once for this SA, each with its own
+// Scratch: true for the AEAD transforms, whose cipher.AEAD is stateless.
+// The CBC transforms keep their mode and HMAC state in the SA; their
+// packets must be sealed and opened one at a time.
+func (s *suite) Concurrent() bool { return s.aead != nil }
 
 // hmacState is a CBC suite's integrity transform and its output scratch,
 // behind a pointer: an AEAD SA, nearly every one, does without its 80
@@ -153,7 +184,7 @@ func (s *suite) init(c Config) error {
 	// Pad Length and Next Header end on a 4-octet boundary (§2.4), and
 	// CBC needs whole blocks; every BlockLen here is a power of two.
 	s.align = max(encr.BlockLen, 4)
-	binary.BigEndian.PutUint32(s.esnAAD[:4], c.SPI)
+	binary.BigEndian.PutUint32(s.own.aad[:4], c.SPI)
 	if encr.AEAD {
 		// Combined mode: no separate integrity transform (RFC 4106 §1,
 		// RFC 7634 §2, RFC 7296 §3.3).
@@ -164,11 +195,11 @@ func (s *suite) init(c Config) error {
 		if err != nil {
 			return fmt.Errorf("esp: %w", err)
 		}
-		if aead.NonceSize() != len(s.nonce) || len(salt)+encr.IVLen != len(s.nonce) {
+		if aead.NonceSize() != len(s.own.nonce) || len(salt)+encr.IVLen != len(s.own.nonce) {
 			return fmt.Errorf("esp: %v has an unexpected nonce layout", encr)
 		}
 		s.aead, s.icvLen = aead, aead.Overhead()
-		copy(s.nonce[:], salt)
+		copy(s.own.nonce[:], salt)
 		return nil
 	}
 	if c.Integ == wire.IntegNone {
@@ -199,12 +230,12 @@ func (s *suite) init(c Config) error {
 // full sequence number seq: SPI | Seq (8 octets) from the packet itself,
 // or SPI | Seq high | Seq low (12 octets) with ESN (RFC 4106 §5,
 // RFC 7634 §2.1).
-func (s *suite) aad(hdr []byte, seq uint64) []byte {
+func (s *suite) aad(sc *Scratch, hdr []byte, seq uint64) []byte {
 	if !s.esn {
 		return hdr[:espHeaderLen]
 	}
-	binary.BigEndian.PutUint64(s.esnAAD[4:], seq)
-	return s.esnAAD[:]
+	binary.BigEndian.PutUint64(sc.aad[4:], seq)
+	return sc.aad[:]
 }
 
 // icv computes the HMAC over the ESP packet minus the ICV, with the ESN
@@ -215,8 +246,8 @@ func (s *suite) icv(authenticated []byte, seq uint64) []byte {
 	h.mac.Reset()
 	h.mac.Write(authenticated)
 	if s.esn {
-		binary.BigEndian.PutUint32(s.esnAAD[4:8], uint32(seq>>32))
-		h.mac.Write(s.esnAAD[4:8])
+		binary.BigEndian.PutUint32(s.own.aad[4:8], uint32(seq>>32))
+		h.mac.Write(s.own.aad[4:8])
 	}
 	return h.mac.Sum(h.sum[:0])[:s.icvLen]
 }

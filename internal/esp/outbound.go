@@ -115,13 +115,50 @@ func padLen(body, align int) int { return -(body + trailerLen) & (align - 1) }
 // Seal fails with ErrSeqExhausted, leaving everything unchanged, once the
 // sequence number would cycle (§3.3.3).
 func (o *Outbound) Seal(dst, payload []byte, nh byte, tfcPad int) ([]byte, error) {
+	if err := checkLen(payload, tfcPad); err != nil {
+		return dst, err
+	}
+	seq, err := o.Next()
+	if err != nil {
+		return dst, err
+	}
+	return o.seal(&o.own, dst, payload, nh, tfcPad, seq), nil
+}
+
+// Next assigns the next sequence number (RFC 4303 §3.3.3: the counter
+// is incremented for every packet, in the order the packets are sent),
+// for a SealSeq that may run later on another goroutine. It fails with
+// ErrSeqExhausted, assigning nothing, once the number would cycle. Like
+// Seal it is for one goroutine at a time.
+func (o *Outbound) Next() (uint64, error) {
 	if o.seq >= o.maxSeq {
-		return dst, ErrSeqExhausted
+		return 0, ErrSeqExhausted
 	}
-	tfcPad = max(tfcPad, 0)
+	o.seq++
+	return o.seq, nil
+}
+
+// SealSeq is Seal with the sequence number seq from Next and the
+// per-packet scratch sc. When Concurrent reports true, SealSeq may run
+// on several goroutines at once (each with its own Scratch, each with
+// its own seq), and concurrently with Next: so a data plane numbers its
+// packets in order on one goroutine and seals them on every core.
+func (o *Outbound) SealSeq(sc *Scratch, dst, payload []byte, nh byte, tfcPad int, seq uint64) ([]byte, error) {
+	if err := checkLen(payload, tfcPad); err != nil {
+		return dst, err
+	}
+	return o.seal(sc, dst, payload, nh, tfcPad, seq), nil
+}
+
+func checkLen(payload []byte, tfcPad int) error {
 	if len(payload) > MaxPayload || tfcPad > MaxPayload-len(payload) {
-		return dst, ErrTooLong
+		return ErrTooLong
 	}
+	return nil
+}
+
+func (o *Outbound) seal(sc *Scratch, dst, payload []byte, nh byte, tfcPad int, seq uint64) []byte {
+	tfcPad = max(tfcPad, 0)
 	body := len(payload) + tfcPad
 	pad := padLen(body, o.align)
 	ptLen := body + pad + trailerLen
@@ -138,14 +175,13 @@ func (o *Outbound) Seal(dst, payload []byte, nh byte, tfcPad int) ([]byte, error
 	}
 	trailer[pad] = byte(pad)
 	trailer[pad+1] = nh
-	o.seq++
-	o.protect(out, o.seq)
-	return ret, nil
+	o.protect(o.scratch(sc), out, seq)
+	return ret
 }
 
 // protect fills in header and IV of out (header | IV | plaintext | room
 // for the ICV), encrypts the plaintext in place and writes the ICV.
-func (o *Outbound) protect(out []byte, seq uint64) {
+func (o *Outbound) protect(sc *Scratch, out []byte, seq uint64) {
 	binary.BigEndian.PutUint32(out[0:4], o.spi)
 	binary.BigEndian.PutUint32(out[4:8], uint32(seq)) // low half only (§2.2.1)
 	iv := out[espHeaderLen:o.hdrLen]
@@ -159,8 +195,8 @@ func (o *Outbound) protect(out []byte, seq uint64) {
 		} else {
 			binary.BigEndian.PutUint64(iv, seq)
 		}
-		copy(o.nonce[4:], iv)
-		o.aead.Seal(pt[:0], o.nonce[:], pt, o.aad(out, seq))
+		copy(sc.nonce[4:], iv)
+		o.aead.Seal(pt[:0], sc.nonce[:], pt, o.aad(sc, out, seq))
 		return
 	}
 	if o.testIV != nil {

@@ -91,7 +91,7 @@ func sealRaw(o *Outbound, pt []byte) []byte {
 	out := make([]byte, o.hdrLen+len(pt)+o.icvLen)
 	copy(out[o.hdrLen:], pt)
 	o.seq++
-	o.protect(out, o.seq)
+	o.protect(&o.own, out, o.seq)
 	return out
 }
 
