@@ -265,8 +265,8 @@ func (c *crew) wait(count int) {
 		for i := 0; i < spinWait && !j.done.Load(); i++ {
 			runtime.Gosched()
 		}
-		j.mu.Lock()
-		j.mu.Unlock()
+		j.mu.Lock()               // held by whoever does the job until it is done
 		j.seal, j.open = nil, nil // no references to the batch's buffers kept
+		j.mu.Unlock()
 	}
 }
