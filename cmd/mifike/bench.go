@@ -84,6 +84,7 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 		return []benchRun{espFlags(fs)}
 	}))
 	cmd.AddCommand(loadgenCmd(stdout, stderr))
+	cmd.AddCommand(wireGuardPeerCmd(stdout, stderr))
 	return cmd
 }
 
@@ -251,6 +252,37 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// wireGuardPeerCmd is one end of the throughput suite's wireguard-go
+// tunnel, started inside its namespace (not for people: hidden).
+func wireGuardPeerCmd(stdout, stderr io.Writer) *cobra.Command {
+	c := bench.WireGuardPeerConfig{Ready: stdout}
+	cmd := &cobra.Command{
+		Use:    "wireguard-peer --key HEX --peer HEX [flags]",
+		Short:  "a wireguard-go peer for the throughput suite, started inside its namespace",
+		Hidden: true,
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&c.TUN, "tun", "wg0", "TUN device `NAME`")
+	fs.IntVar(&c.MTU, "mtu", 1400, "the TUN device's MTU")
+	fs.StringVar(&c.PrivateKey, "key", "", "private key, hex")
+	fs.IntVar(&c.Port, "port", 51820, "UDP port to listen on")
+	fs.StringVar(&c.PeerKey, "peer", "", "the peer's public key, hex")
+	fs.StringVar(&c.Endpoint, "endpoint", "", "the peer's `ADDR:PORT` (none: wait for it)")
+	allowed := fs.String("allowed-ips", "", "the peer's allowed IPs, comma-separated prefixes")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) != 0 || c.PrivateKey == "" || c.PeerKey == "" {
+			return argsError(cmd)
+		}
+		c.AllowedIPs = splitList(*allowed)
+		if err := bench.WireGuardPeer(c); err != nil {
+			fmt.Fprintf(stderr, "mifike bench wireguard-peer: %v\n", err)
+			return exit(1)
+		}
+		return nil
+	}
+	return cmd
 }
 
 // loadgenCmd is the load generator the handshake and scale suites start

@@ -24,7 +24,7 @@ import (
 // The throughput suite: TCP (iperf3) and UDP through one tunnel between
 // two namespaces (the plain link, mifike with ESP in UDP as
 // kernel-libipsec sends, mifike's plain ESP, mifike's ESP in TCP (RFC
-// 9329), strongSwan), then through
+// 9329), wireguard-go, strongSwan), then through
 // three tunnels at once on the multi-interface lab, one per end-user
 // interface (mifike: the manager's per-interface VPNs; strongSwan: three
 // connections).
@@ -65,7 +65,7 @@ type ThroughputConfig struct {
 // got, in Mbit/s (10^6 bit/s).
 type ThroughputRow struct {
 	Tunnels int     `json:"tunnels"`
-	Path    string  `json:"path"`  // plain, mifike-udp, mifike-esp, mifike-tcp, strongswan
+	Path    string  `json:"path"`  // plain, mifike-udp, mifike-esp, mifike-tcp, wireguard-go, strongswan
 	Proto   string  `json:"proto"` // tcp or udp
 	Mbps    float64 `json:"mbps"`
 	// LossPct is the share of UDP datagrams lost (iperf3 sends as fast
@@ -80,6 +80,7 @@ type ThroughputResult struct {
 	Seconds           float64         `json:"seconds"`
 	CPUs              int             `json:"cpus"`
 	StrongSwanVersion string          `json:"strongswan_version"`
+	WireGuardVersion  string          `json:"wireguard_go_version"`
 	Rows              []ThroughputRow `json:"rows"`
 	Ratios            []Ratio         `json:"ratios"`
 }
@@ -100,7 +101,7 @@ func Throughput(ctx context.Context, cfg ThroughputConfig) (res *ThroughputResul
 		}
 	}()
 	r := &ThroughputResult{IKEProposal: IKEProposal, ESPProposal: ESPProposal, Seconds: float64(secs),
-		CPUs: cpus(), StrongSwanVersion: e.ssVersion}
+		CPUs: cpus(), StrongSwanVersion: e.ssVersion, WireGuardVersion: wireGuardVersion()}
 	add := func(tunnels int, path, proto string, x iperfResult) {
 		r.Rows = append(r.Rows, ThroughputRow{Tunnels: tunnels, Path: path, Proto: proto, Mbps: x.mbps, LossPct: x.lossPct})
 	}
@@ -154,6 +155,19 @@ func Throughput(ctx context.Context, cfg ThroughputConfig) (res *ThroughputResul
 		}
 		m.stop() // idle, but out of strongSwan's way all the same
 	}
+	e.say("wireguard-go %s: starting two peers", r.WireGuardVersion)
+	if gw, ue, err = pair(e.lab, "wg"); err != nil {
+		return nil, e.fail("building the namespaces", err)
+	}
+	inner, stopWG, err := startWireGuard(ctx, e.lab, e.exe, gw, ue)
+	if err != nil {
+		return nil, e.fail("wireguard-go", err)
+	}
+	if err := both("wireguard-go", "wireguard-go", measure(gw, ue, gwHost, inner)); err != nil {
+		stopWG()
+		return nil, e.fail("wireguard-go", err)
+	}
+	stopWG()
 	e.say("strongSwan: starting two charons (kernel-libipsec)")
 	if gw, ue, err = pair(e.lab, "swan"); err != nil {
 		return nil, e.fail("building the namespaces", err)
@@ -189,6 +203,10 @@ func (r *ThroughputResult) ratios() []Ratio {
 		for _, proto := range []string{"tcp", "udp"} {
 			m, mp, s := r.find(t, "mifike-udp", proto), r.find(t, "mifike-esp", proto), r.find(t, "strongswan", proto)
 			what := fmt.Sprintf("%d tunnel(s), %s", t, strings.ToUpper(proto))
+			if w := r.find(t, "wireguard-go", proto); w > 0 && m > 0 {
+				// The same userspace design, same namespaces, same run.
+				out = append(out, Ratio{what + ": mifike/wireguard-go", m / w})
+			}
 			if mt := r.find(t, "mifike-tcp", proto); mt > 0 && m > 0 {
 				// What TCP encapsulation costs against ESP in UDP, same
 				// daemon, same run.
@@ -325,7 +343,8 @@ func (r *ThroughputResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "on three interfaces (via a router); IKE %s, ESP %s, tunnel mode, PSK, inner addresses from the gateway's pool;\n", r.IKEProposal, r.ESPProposal)
 	fmt.Fprintf(w, "TCP: iperf3, one stream per tunnel; UDP: %d-octet datagrams sent as fast as one socket per tunnel can, rate received;\n%d CPUs shared by all\n\n", udpPayload, r.CPUs)
 	names := map[string]string{"plain": "plain link (no IPsec)", "mifike-udp": "mifike, userspace ESP in UDP",
-		"mifike-esp": "mifike, userspace plain ESP", "mifike-tcp": "mifike, userspace ESP in TCP (RFC 9329)", "strongswan": "strongSwan " + r.StrongSwanVersion + ", kernel-libipsec (ESP in UDP)"}
+		"mifike-esp": "mifike, userspace plain ESP", "mifike-tcp": "mifike, userspace ESP in TCP (RFC 9329)", "wireguard-go": "wireguard-go " + r.WireGuardVersion,
+		"strongswan": "strongSwan " + r.StrongSwanVersion + ", kernel-libipsec (ESP in UDP)"}
 	t := table{head: []string{"tunnels", "path", "TCP Mbit/s", "UDP Mbit/s", "UDP loss"}}
 	seen := map[string]bool{}
 	for _, x := range r.Rows {
