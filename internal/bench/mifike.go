@@ -54,6 +54,9 @@ const (
 	inUDP   transport = iota // ESP in UDP (encap: yes), as kernel-libipsec sends it
 	plain                    // plain ESP (IP protocol 50)
 	overTCP                  // ESP and IKE in a TCP stream (RFC 9329, tcp: always)
+	// inUDPOneWorker is inUDP with MIFIKE_ESP_WORKERS=1 (throughput
+	// suite only).
+	inUDPOneWorker
 )
 
 // mifikeDaemon is one daemon: its directory (configuration, log, control
@@ -70,15 +73,16 @@ type mifikeTunnel struct {
 }
 
 // startMifike starts a gateway in gw and an end user in ue (their
-// directories under dir) and brings the tunnel up.
-func startMifike(ctx context.Context, l *lab.Lab, exe, dir, gw, ue string, tr transport) (*mifikeTunnel, error) {
+// directories under dir), both with environment variables env (K=V)
+// added, and brings the tunnel up.
+func startMifike(ctx context.Context, l *lab.Lab, exe, dir, gw, ue string, tr transport, env ...string) (*mifikeTunnel, error) {
 	t := &mifikeTunnel{}
 	var err error
 	gwDir, ueDir := filepath.Join(dir, "gw"), filepath.Join(dir, "ue")
-	if t.gw, err = startMifikeDaemon(ctx, l, exe, gwDir, gw, mifikeConf(gwDir, false, tr)); err != nil {
+	if t.gw, err = startMifikeDaemonEnv(ctx, l, exe, gwDir, gw, mifikeConf(gwDir, false, tr), env); err != nil {
 		return nil, err
 	}
-	if t.ue, err = startMifikeDaemon(ctx, l, exe, ueDir, ue, mifikeConf(ueDir, true, tr)); err != nil {
+	if t.ue, err = startMifikeDaemonEnv(ctx, l, exe, ueDir, ue, mifikeConf(ueDir, true, tr), env); err != nil {
 		return nil, err
 	}
 	if _, err := t.ue.ctl(ctx, "initiate", "home"); err != nil {

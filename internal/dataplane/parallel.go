@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -57,11 +59,20 @@ var (
 	shared     *pool
 )
 
-// sharedPool starts the process's workers on first use: one per
-// GOMAXPROCS, as wireguard-go runs one encryption and one decryption
-// worker per CPU.
+// sharedPool starts the process's workers on first use: as many as
+// GOMAXPROCS (the batch owner counts as one), as wireguard-go runs one
+// encryption and one decryption worker per CPU. The environment variable
+// MIFIKE_ESP_WORKERS overrides the number, for the throughput suite's
+// same-run comparison with one (no workers, everything on the batch
+// owner); it is not configuration.
 func sharedPool() *pool {
-	sharedOnce.Do(func() { shared = newPool(runtime.GOMAXPROCS(0)) })
+	sharedOnce.Do(func() {
+		n := runtime.GOMAXPROCS(0)
+		if v, err := strconv.Atoi(os.Getenv("MIFIKE_ESP_WORKERS")); err == nil && v > 0 {
+			n = v
+		}
+		shared = newPool(n)
+	})
 	return shared
 }
 
