@@ -212,7 +212,10 @@ func (p *Plane) NewReceiver() *Receiver { return &Receiver{p: p, crew: crew{pool
 // then the ICV and decryption of the AEAD SAs' packets on every core;
 // then, in order again, each authentic packet's window update (which
 // drops a copy of a packet accepted a moment before), the inbound policy
-// check (RFC 4301 §5.2) and the counters.
+// check (RFC 4301 §5.2) and the counters. With ESN, a packet's high
+// half is inferred (RFC 4303 Appendix A2.2) from the window as the batch
+// found it, not as the batch's earlier packets left it; the two differ
+// only for a packet near the window's left edge, about a window old.
 func (r *Receiver) Receive(batch []Inbound) {
 	p := r.p
 	p.mu.RLock()
