@@ -165,8 +165,8 @@ func TestThroughputSuite(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, r, "rows", "mbps", "ratios")
-	// TCP and UDP each: the plain link, mifike's ESP in UDP (with its
-	// ESP workers and with one), plain ESP and ESP in TCP, wireguard-go,
+	// TCP and UDP each: the plain link, mifike's ESP in UDP (by default
+	// and with an ESP worker per CPU), plain ESP and ESP in TCP, wireguard-go,
 	// strongSwan; then mifike and strongSwan through three tunnels.
 	if len(r.Rows) != 18 {
 		t.Fatalf("%d rows, want 18: %+v", len(r.Rows), r.Rows)

@@ -54,9 +54,9 @@ const (
 	inUDP   transport = iota // ESP in UDP (encap: yes), as kernel-libipsec sends it
 	plain                    // plain ESP (IP protocol 50)
 	overTCP                  // ESP and IKE in a TCP stream (RFC 9329, tcp: always)
-	// inUDPOneWorker is inUDP with MIFIKE_ESP_WORKERS=1 (throughput
-	// suite only).
-	inUDPOneWorker
+	// inUDPWorkers is inUDP with an ESP worker per CPU
+	// (MIFIKE_ESP_WORKERS; throughput suite only).
+	inUDPWorkers
 )
 
 // mifikeDaemon is one daemon: its directory (configuration, log, control

@@ -65,7 +65,7 @@ type ThroughputConfig struct {
 // got, in Mbit/s (10^6 bit/s).
 type ThroughputRow struct {
 	Tunnels int     `json:"tunnels"`
-	Path    string  `json:"path"`  // plain, mifike-udp, mifike-udp-1w, mifike-esp, mifike-tcp, wireguard-go, strongswan
+	Path    string  `json:"path"`  // plain, mifike-udp, mifike-udp-nw, mifike-esp, mifike-tcp, wireguard-go, strongswan
 	Proto   string  `json:"proto"` // tcp or udp
 	Mbps    float64 `json:"mbps"`
 	// LossPct is the share of UDP datagrams lost (iperf3 sends as fast
@@ -134,16 +134,16 @@ func Throughput(ctx context.Context, cfg ThroughputConfig) (res *ThroughputResul
 	if err := both("the plain link", "plain", measure(gw, ue, gwAddr, ueAddr)); err != nil {
 		return nil, e.fail("plain link", err)
 	}
-	for _, tr := range []transport{inUDP, inUDPOneWorker, plain, overTCP} {
+	for _, tr := range []transport{inUDP, inUDPWorkers, plain, overTCP} {
 		name, tag := "mifike (ESP in UDP)", "mifike-udp"
 		var env []string
 		switch tr {
-		case inUDPOneWorker:
-			// The same daemons sealing and opening on one goroutine per
-			// batch, as before the workers (dataplane/parallel.go): what
-			// the workers gain, in the same run.
-			name, tag, tr = "mifike (ESP in UDP, one ESP worker)", "mifike-udp-1w", inUDP
-			env = []string{"MIFIKE_ESP_WORKERS=1"}
+		case inUDPWorkers:
+			// The same daemons sealing and opening on a worker per CPU
+			// (dataplane/parallel.go), which they do by default only
+			// from 3 CPUs up: what the workers gain, in the same run.
+			name, tag, tr = "mifike (ESP in UDP, ESP workers on every CPU)", "mifike-udp-nw", inUDP
+			env = []string{fmt.Sprintf("MIFIKE_ESP_WORKERS=%d", cpus())}
 		case plain:
 			name, tag = "mifike (plain ESP)", "mifike-esp"
 		case overTCP:
@@ -210,8 +210,8 @@ func (r *ThroughputResult) ratios() []Ratio {
 		for _, proto := range []string{"tcp", "udp"} {
 			m, mp, s := r.find(t, "mifike-udp", proto), r.find(t, "mifike-esp", proto), r.find(t, "strongswan", proto)
 			what := fmt.Sprintf("%d tunnel(s), %s", t, strings.ToUpper(proto))
-			if one := r.find(t, "mifike-udp-1w", proto); one > 0 && m > 0 {
-				out = append(out, Ratio{what + ": mifike ESP workers/one ESP worker", m / one})
+			if nw := r.find(t, "mifike-udp-nw", proto); nw > 0 && m > 0 {
+				out = append(out, Ratio{what + ": mifike ESP workers on every CPU/default", nw / m})
 			}
 			if w := r.find(t, "wireguard-go", proto); w > 0 && m > 0 {
 				// The same userspace design, same namespaces, same run.
@@ -354,7 +354,7 @@ func (r *ThroughputResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "TCP: iperf3, one stream per tunnel; UDP: %d-octet datagrams sent as fast as one socket per tunnel can, rate received;\n%d CPUs shared by all\n\n", udpPayload, r.CPUs)
 	names := map[string]string{"plain": "plain link (no IPsec)", "mifike-udp": "mifike, userspace ESP in UDP",
 		"mifike-esp":    "mifike, userspace plain ESP",
-		"mifike-udp-1w": "mifike, ESP in UDP, one ESP worker", "mifike-tcp": "mifike, userspace ESP in TCP (RFC 9329)", "wireguard-go": "wireguard-go " + r.WireGuardVersion,
+		"mifike-udp-nw": "mifike, ESP in UDP, ESP workers on every CPU", "mifike-tcp": "mifike, userspace ESP in TCP (RFC 9329)", "wireguard-go": "wireguard-go " + r.WireGuardVersion,
 		"strongswan": "strongSwan " + r.StrongSwanVersion + ", kernel-libipsec (ESP in UDP)"}
 	t := table{head: []string{"tunnels", "path", "TCP Mbit/s", "UDP Mbit/s", "UDP loss"}}
 	seen := map[string]bool{}

@@ -61,13 +61,21 @@ var (
 
 // sharedPool starts the process's workers on first use: as many as
 // GOMAXPROCS (the batch owner counts as one), as wireguard-go runs one
-// encryption and one decryption worker per CPU. The environment variable
-// MIFIKE_ESP_WORKERS overrides the number, for the throughput suite's
-// same-run comparison with one (no workers, everything on the batch
-// owner); it is not configuration.
+// encryption and one decryption worker per CPU, from 3 CPUs up. On 2
+// the batch owner does everything, as with 1: there the workers cost
+// more than they gave in the throughput suite (ESP workers against one,
+// same run: 0.57-1.34x for TCP, 0.68-1.13x for UDP in five runs; see
+// BENCHMARKS.md, "Parallel sealing"), because AES-GCM is a fifth of a
+// core at those rates and the TUN loop, the socket reader and the
+// kernel already keep both cores busy. The environment variable
+// MIFIKE_ESP_WORKERS sets the number, for the throughput suite's
+// same-run comparison; it is not configuration.
 func sharedPool() *pool {
 	sharedOnce.Do(func() {
 		n := runtime.GOMAXPROCS(0)
+		if n < minWorkers {
+			n = 1
+		}
 		if v, err := strconv.Atoi(os.Getenv("MIFIKE_ESP_WORKERS")); err == nil && v > 0 {
 			n = v
 		}
@@ -75,6 +83,9 @@ func sharedPool() *pool {
 	})
 	return shared
 }
+
+// minWorkers is the fewest CPUs the data plane uses workers on.
+const minWorkers = 3
 
 func newPool(n int) *pool {
 	p := &pool{n: max(n, 1)}
