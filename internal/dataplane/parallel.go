@@ -33,14 +33,14 @@ import (
 // use, are sealed and opened by the batch owner as before.
 //
 // Unlike wireguard-go, reading the next batch does not overlap sealing
-// this one: the batch owner waits for its jobs. With two cores that is
-// the better trade (a pipeline needs more batches of buffers in flight,
-// and the cores are busy with the kernel's side of the traffic anyway).
+// this one: the batch owner waits for its jobs. A pipeline needs more
+// batches of buffers in flight per plane; it was not tried.
 
 // minChunk is the fewest packets worth a job of their own: handing a job
-// to a worker and waiting for it costs a few microseconds of wake-ups,
-// about what sealing eight 1400-octet packets with AES-GCM costs
-// (BenchmarkParallelSpeedup).
+// to a worker costs a channel send and, when it sleeps, a wake-up of
+// microseconds, while one 1400-octet packet seals in about half a
+// microsecond here (BenchmarkSeal). A batch under 2*minChunk stays on
+// the batch owner.
 const minChunk = 8
 
 // spinWait bounds how often a worker with nothing to do, or a batch
@@ -64,7 +64,7 @@ var (
 // encryption and one decryption worker per CPU, from 3 CPUs up. On 2
 // the batch owner does everything, as with 1: there the workers cost
 // more than they gave in the throughput suite (ESP workers against one,
-// same run: 0.57-1.34x for TCP, 0.68-1.13x for UDP in five runs; see
+// same run: 0.57-1.34x for TCP, 0.68-1.13x for UDP in six runs; see
 // BENCHMARKS.md, "Parallel sealing"), because AES-GCM is a fifth of a
 // core at those rates and the TUN loop, the socket reader and the
 // kernel already keep both cores busy. The environment variable
