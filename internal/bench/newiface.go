@@ -87,6 +87,8 @@ type NewInterfaceResult struct {
 	// The EAP methods' RADIUS link and families (newiface_eap.go).
 	RADIUSRTTms float64        `json:"radius_rtt_ms"`
 	Families    []EAPFamilyRun `json:"families,omitempty"`
+	// StartUp is the start-up case (startup.go), with psk.
+	StartUp []StartUpRun `json:"start_up,omitempty"`
 }
 
 func (*NewInterfaceResult) Suite() string { return "new-interface" }
@@ -164,6 +166,18 @@ func NewInterface(ctx context.Context, cfg NewInterfaceConfig) (res *NewInterfac
 			}
 			r.Runs = append(r.Runs, runs...)
 		}
+	}
+	if slices.Contains(cfg.Auth, "psk") {
+		rtt := slices.Max(cfg.RTTs)
+		e.say("new-interface: start-up with three interfaces, RTT %v", rtt)
+		o := mifOpts{auth: "psk", clone: true, mode: "per-interface", onDown: "delete",
+			rt: retransmitOpts{Timeout: time.Second, Base: 1.4, Tries: 2}, pki: p}
+		run, err := startUpMifike(e, m, dl, cfg, o, rtt)
+		if err != nil {
+			return nil, e.fail("new-interface start-up", err)
+		}
+		e.say("  all three VPNs in %.1f ms, %.2f round trips", run.UpMs, run.RoundTrips)
+		r.StartUp = append(r.StartUp, run)
 	}
 	r.Ratios = newIfaceRatios(r.Runs)
 	return r, nil
@@ -563,5 +577,6 @@ func (r *NewInterfaceResult) WriteTable(w io.Writer) {
 		t.write(w)
 	}
 	r.writeEAPTables(w)
+	r.writeStartUp(w)
 	writeRatios(w, r.Ratios)
 }
