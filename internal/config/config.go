@@ -86,6 +86,9 @@ type Config struct {
 	RADIUS *RADIUSConfig
 	// Cluster is the cluster section; nil without one.
 	Cluster *ClusterConfig
+	// MPTCP is the mptcp section: MPTCP endpoints for the interface
+	// manager's VPNs (docs/multipath.md). Off by default.
+	MPTCP MPTCPConfig
 
 	// Warnings are what the file does that works but is unwise, sorted
 	// by line; Load adds those about files and groups on this machine.
@@ -116,6 +119,18 @@ type ClusterConfig struct {
 	// node at IKE_SA_INIT (RFC 5685; default yes).
 	Redirect bool
 	Line     int
+}
+
+// MPTCPConfig is the mptcp section: with Enable, the interface manager
+// keeps a Linux MPTCP endpoint (the in-kernel path manager's subflow
+// endpoint) for each VPN's inner address, so that one MPTCP connection
+// gets a subflow through every VPN (docs/multipath.md).
+type MPTCPConfig struct {
+	Enable bool
+	// Subflows and AddAddrAccepted are the network namespace's MPTCP
+	// limits, set at start (ip mptcp limits); -1 leaves one as it is.
+	Subflows, AddAddrAccepted int
+	Line                      int
 }
 
 // RADIUSConfig is the radius section (strongSwan's eap-radius plugin).
@@ -326,6 +341,18 @@ type InterfacesConfig struct {
 	// matches, the first match winning (RFC 9329).
 	TCP     []ike.IfaceTCP
 	NoClone bool // per-interface without clone.enable: one authentication per interface
+	// Multipath is how the VPNs on interfaces whose name matches take
+	// part in MPTCP (the top-level mptcp section), the first match
+	// winning; an interface no pattern matches is active.
+	Multipath     []IfaceMultipath
+	multipathLine int
+}
+
+// IfaceMultipath is one entry of interfaces.multipath: the MPTCP role
+// (active, backup or off) of the VPNs on interfaces matching Pattern.
+type IfaceMultipath struct {
+	Pattern string
+	Mode    string
 }
 
 // RedirectConfig is the connection's RFC 5685 redirect section.

@@ -36,7 +36,7 @@ const (
 var (
 	topSchema = schema{
 		keys: []string{"log", "control", "metrics", "keylog", "listen", "port", "port_nat_t", "tcp_ports",
-			"data_plane", "tun", "retransmit", "dos_protection", "radius", "cluster", "pools", "connections"},
+			"data_plane", "tun", "retransmit", "dos_protection", "radius", "cluster", "mptcp", "pools", "connections"},
 		hints: map[string]string{
 			"secrets":            "mifike has no secrets section; put the shared key on the connection as psk",
 			"authorities":        "mifike has no authorities section; list CA certificates in the connection's remote.cacerts",
@@ -55,7 +55,8 @@ var (
 	keylogSchema     = schema{keys: []string{"dir"}}
 	retransmitSchema = schema{keys: []string{"timeout", "base", "tries"}}
 	tunSchema        = schema{keys: []string{"name", "mtu"}}
-	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs", "tcp"}}
+	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs", "tcp", "multipath"}}
+	mptcpSchema      = schema{keys: []string{"enable", "subflows", "add_addr_accepted"}}
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
 		keys: []string{"local_addrs", "remote_addrs", "remote_port", "local", "remote", "psk",
@@ -201,6 +202,11 @@ func (p *parser) parse(data []byte) *Config {
 		c.Cluster = p.cluster(top.sub("cluster", clusterSchema), top.at("cluster"))
 	}
 
+	c.MPTCP = MPTCPConfig{Subflows: defaultMPTCPSubflows, AddAddrAccepted: -1}
+	if top.has("mptcp") {
+		c.MPTCP = p.mptcp(top.sub("mptcp", mptcpSchema), top.at("mptcp"))
+	}
+
 	poolNames := map[string]bool{}
 	for _, e := range p.entries(top.val["pools"], "pools", "pool") {
 		c.Pools = append(c.Pools, p.pool(e))
@@ -222,6 +228,7 @@ func (p *parser) parse(data []byte) *Config {
 				p.fail(ch.startActionLine, field, "trap needs data_plane userspace or auto: the kernel data plane does not listen for XFRM acquires yet")
 			}
 		}
+		p.checkMultipath(c, cc)
 		if cc.Remote.Auth == "eap" && c.RADIUS == nil {
 			p.fail(cc.Line, "connections."+cc.Name+".remote.auth", "eap passes the authentication to RADIUS: add a top-level radius section with servers (see docs/eap-radius.md)")
 		}
@@ -692,6 +699,10 @@ func (p *parser) interfaces(f *fields, c *ConnConfig) *InterfacesConfig {
 	}
 	if f.has("tcp") {
 		ic.TCP = p.ifaceTCP(f)
+	}
+	if f.has("multipath") {
+		ic.Multipath = p.ifaceMultipath(f)
+		ic.multipathLine = f.at("multipath")
 	}
 	return ic
 }

@@ -74,6 +74,7 @@ var reference = []refSection{
 			"dos_protection": {Type: tSection, Example: "{cookie_threshold: 100}", Doc: "Limits on half-open IKE SAs, cookies and puzzles; see [dos_protection](#dos_protection). Always in force with its defaults."},
 			"radius":         {Type: tSection, Example: "{servers: {a: {address: 10.0.0.5, secret: \"...\"}}}", Doc: "The RADIUS servers a gateway passes EAP to; see [radius](#radius). Required when a connection has `remote.auth: eap`."},
 			"cluster":        {Type: tSection, Example: "{name: vpn, node: 1, key_file: kek, etcd: {endpoints: [\"http://10.0.0.1:2379\"]}}", Doc: "This gateway as a node of a cluster; see [cluster](#cluster) and docs/cluster.md."},
+			"mptcp":          {Type: tSection, Example: "{enable: yes}", Doc: "MPTCP over the interface manager's VPNs: one subflow through each; see [mptcp](#mptcp) and docs/multipath.md. Off by default."},
 			"pools":          {Type: "mapping of names to pools", Example: "{rw: {addrs: 10.99.0.0/24}}", Doc: "Pools of inner addresses a gateway hands out; see [pools.&lt;name&gt;](#poolsname). Pools must not overlap; list one pool in several connections to share it."},
 			"connections": {Type: "mapping of names to connections", DefaultNote: "required", Example: "{}",
 				Doc: "The connections; see [connections.&lt;name&gt;](#connectionsname). A file must have this key with something under it: an empty file, or one without connections, is refused (a truncated file must not delete every SA on a reload); a configuration without connections says so with `connections: {}`. Names are letters, digits, `-`, `_` and `.`."},
@@ -163,6 +164,14 @@ var reference = []refSection{
 			"cacert":    {Type: tFile, DefaultNote: "required with https endpoints", Example: "ca.pem", Doc: "The CA that issued the etcd members' certificates."},
 			"cert":      {Type: tFile, Example: "node.pem", Doc: "The client certificate etcd checks; goes with key."},
 			"key":       {Type: tFile, Example: "node.key", Doc: "The client certificate's private key; goes with cert. Mode 600, or mifike warns."},
+		}},
+	{Path: "mptcp", Schema: &mptcpSchema, Doc: "MPTCP (RFC 8684) over the VPNs of the interface manager (docs/multipath.md): the daemon keeps a Linux MPTCP endpoint (`ip mptcp endpoint`, flag `subflow`) for the inner address of every VPN of a `per-interface` connection, so an application's MPTCP connection gets one subflow through each VPN, and goes on over the others when one fails. Endpoints follow the VPNs as they come, move and go; `interfaces.multipath` says which interfaces are `active`, `backup` or `off`. Needs the userspace data plane and an inner address per VPN (vips, clone.own_vips).",
+		Keys: map[string]keyDoc{
+			"enable": {Type: tBool, Default: "no", Example: "yes", Doc: "Keep MPTCP endpoints for the VPNs' inner addresses (the daemon removes them when it stops). Without it mifike leaves the kernel's MPTCP settings alone."},
+			"subflows": {Type: tInt, Default: "8", Values: "0 to 8", Example: "4",
+				Doc: "The namespace's limit on extra subflows per MPTCP connection (`ip mptcp limits set subflow N`), set at start: at least the number of VPNs less one."},
+			"add_addr_accepted": {Type: tInt, DefaultNote: "left as the kernel has it", Values: "0 to 8", Example: "0",
+				Doc: "The namespace's limit on the server's announced addresses (ADD_ADDR) a connection uses (`ip mptcp limits set add_addr_accepted N`), set at start."},
 		}},
 	{Path: "pools.<name>", Schema: &poolSchema, Doc: "A pool of inner addresses (RFC 7296 §2.19) that connections list in their `pools`. No address is handed out twice, whatever the pools.",
 		Keys: map[string]keyDoc{
@@ -269,6 +278,8 @@ var reference = []refSection{
 			"gateway_addrs": {Type: tString, Default: "one", Values: "`one`, `all`", Example: "all", Doc: "`all` keeps a VPN on every pair of interface and gateway address the gateway announced (RFC 7791 figures 2 and 3)."},
 			"tcp": {Type: "mapping of interface patterns to never, fallback or always", Example: "{ww*: always}",
 				Doc: "The connection's tcp for VPNs on the interfaces that match, the first match winning (RFC 9329)."},
+			"multipath": {Type: "mapping of interface patterns to active, backup or off", DefaultNote: "every interface active", Example: "{eth*: active, wwan*: backup}",
+				Doc: "With the top-level mptcp enabled: the MPTCP role of a VPN's inner address by the interface the VPN is on now, the first match winning, an interface no pattern matches `active`. `active` subflows carry traffic together; `backup` ones (endpoint flag `backup`, a metered link) carry it only when no active one is left; `off` has no endpoint. A VPN that moves takes the role of its new interface. See docs/multipath.md."},
 		}},
 	{Path: "connections.<name>.children.<name>", Schema: &childSchema, Doc: "One Child SA: what traffic it carries and for how long its keys live.",
 		Keys: map[string]keyDoc{

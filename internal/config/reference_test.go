@@ -136,6 +136,8 @@ func refBase() map[string]any {
 // refContext are further keys a key needs beside it to be valid, by
 // section and key: what the parser checks together.
 var refContext = map[string]map[string]any{
+	"mptcp.subflows":                         {"enable": "yes"},
+	"mptcp.add_addr_accepted":                {"enable": "yes"},
 	"connections.<name>.tcp_port":            {"tcp": "fallback"},
 	"connections.<name>.tcp_fallback_after":  {"tcp": "fallback"},
 	"connections.<name>.local.eap_id":        {"auth": "eap-mschapv2", "password": "pw"},

@@ -66,6 +66,11 @@ type Policy struct {
 	// Retry is how long an operation may stay unanswered before it is
 	// tried again (default 20 s).
 	Retry time.Duration
+	// MPTCP asks for an MPTCP endpoint per VPN inner address
+	// (Endpoints), with Multipath the modes by interface, the first
+	// match winning (multipath.go).
+	MPTCP     bool
+	Multipath []MultipathRule
 }
 
 // Interface is a network interface as the host sees it now.
@@ -89,7 +94,9 @@ type SA struct {
 	MOBIKE          bool
 	MOBIKEInitiator bool
 	PeerAddrs       []netip.Addr
-	Children        []Child
+	// VIPs are the inner addresses the gateway gave us on this SA.
+	VIPs     []netip.Addr
+	Children []Child
 	// Creating names the Child SAs the engine is making already (after
 	// IKE_AUTH it makes the connection's other start children itself).
 	Creating []string
@@ -1160,5 +1167,9 @@ func (p Policy) Describe() string {
 	if p.MoveBack {
 		back = "move back"
 	}
-	return fmt.Sprintf("%s over %v; interface down: %s; interface back: %s", p.Mode, p.Use, down, back)
+	d := fmt.Sprintf("%s over %v; interface down: %s; interface back: %s", p.Mode, p.Use, down, back)
+	if p.MPTCP {
+		d += "; MPTCP endpoints " + describeMultipath(p.Multipath)
+	}
+	return d
 }
