@@ -87,8 +87,11 @@ type Daemon struct {
 	managers      map[string]*manager.Manager
 	policies      map[string]manager.Policy
 	reconcileSoon bool
-	keys          *keyLog
-	metrics       *metrics
+	// mptcp keeps MPTCP endpoints for the VPNs' inner addresses
+	// (mptcp.go); nil unless the mptcp section enables it.
+	mptcp   *mptcpState
+	keys    *keyLog
+	metrics *metrics
 	// radius passes EAP to the radius section's servers and accounts
 	// (eap.go); nil without a radius section.
 	radius *radiusBackend
@@ -248,6 +251,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer d.plane.Close()
 	}
 	d.installTraps()
+	d.configureMPTCP()
+	defer d.closeMPTCP()
 	espHeadroom := 0
 	if d.espInUDP != nil {
 		espHeadroom = d.espInUDP.ESPHeadroom()
@@ -464,6 +469,9 @@ func (d *Daemon) apply(acts []ike.Action) {
 			d.publish(a)
 			if tellManagers(d.managers, d.engine, a) {
 				d.reconcileSoon = true
+			}
+			if d.mptcp != nil && (a.Kind == ike.EventChildUp || a.Kind == ike.EventChildDown || a.Kind == ike.EventAddressUpdate) {
+				d.reconcileSoon = true // an endpoint may come, go or change (mptcp.go)
 			}
 		}
 	}

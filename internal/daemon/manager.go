@@ -28,6 +28,13 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 		if ic.Mode == "failover" {
 			p.Mode = manager.Failover
 		}
+		if cfg.MPTCP.Enable {
+			p.MPTCP = true
+			for _, r := range ic.Multipath {
+				mode, _ := manager.ParseMultipathMode(r.Mode) // config checked it
+				p.Multipath = append(p.Multipath, manager.MultipathRule{Pattern: r.Pattern, Mode: mode})
+			}
+		}
 		if m := old[cc.Name]; m != nil && d.policies[cc.Name].Describe() == p.Describe() {
 			m.ClearAuthHolds() // new credentials may be in the reloaded file
 			d.managers[cc.Name] = m
@@ -45,7 +52,7 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 // reconcile lets every manager compare its connection's SAs with the
 // interfaces and carries out what it decides.
 func (d *Daemon) reconcile() {
-	if len(d.managers) == 0 {
+	if len(d.managers) == 0 && d.mptcp == nil {
 		return
 	}
 	now := time.Now()
@@ -60,6 +67,15 @@ func (d *Daemon) reconcile() {
 			d.execute(m, c, cmd)
 		}
 	}
+	if d.mptcp != nil {
+		// After the commands: what they changed shows at the next call.
+		all = d.engine.IKESAs()
+		var want []manager.Endpoint
+		for name, m := range d.managers {
+			want = append(want, m.Endpoints(ifaces, managerSAs(all, name))...)
+		}
+		d.syncMPTCP(want)
+	}
 }
 
 // managerSAs is what a connection's manager sees of its IKE SAs: those
@@ -73,7 +89,7 @@ func managerSAs(all []ike.IKESAInfo, conn string) []manager.SA {
 		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == ike.StateEstablished, Deleting: s.State == ike.StateDeleting,
 			Local: s.Local.Addr(), Remote: s.Remote.Addr(),
 			Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
-			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs, Creating: s.Creating}
+			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs, VIPs: s.VirtualIPs, Creating: s.Creating}
 		for _, ch := range s.Children {
 			ms.Children = append(ms.Children, manager.Child{Name: ch.Name, InSPI: ch.InSPI, Transport: ch.Mode == ike.Transport,
 				Covers: covers(ch.LocalTS), CoversRemote: covers(ch.RemoteTS)})

@@ -86,6 +86,7 @@ func (d *Daemon) reloadFile(from string) (control.Reloaded, error) {
 	}
 	d.newManagers(cfg)
 	d.installTraps()
+	d.configureMPTCP()
 	d.reconcileSoon = true
 	logWarnings(cfg, d.log)
 	restarted := map[string]uint64{}

@@ -28,6 +28,8 @@ type routes struct {
 	refs     map[netip.Prefix]int // routes
 	addrs    map[netip.Addr]int   // addresses on the device
 	children map[uint32]childRoutes
+	// srcs are the source addresses the routes were given, by prefix.
+	srcs map[netip.Prefix]netip.Addr
 	// traps are the prefixes routed for trap policies (SetTraps), so
 	// that their first packet reaches the device with no SA up.
 	traps []netip.Prefix
@@ -48,7 +50,7 @@ func newRoutes(dev string, table int, mark uint32) (*routes, error) {
 		return nil, fmt.Errorf("dataplane: bringing %s up: %w", dev, err)
 	}
 	r := &routes{link: link, table: table, mark: mark, refs: map[netip.Prefix]int{},
-		addrs: map[netip.Addr]int{}, children: map[uint32]childRoutes{}}
+		addrs: map[netip.Addr]int{}, children: map[uint32]childRoutes{}, srcs: map[netip.Prefix]netip.Addr{}}
 	// Everything not marked as ours looks in our table first (a miss
 	// falls through to the main table).
 	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
@@ -111,11 +113,7 @@ func (r *routes) addChild(sa ipsec.ChildSA, vips []netip.Addr) error {
 			if r.refs[p]++; r.refs[p] > 1 && !(trapOnly && src.IsValid()) {
 				continue
 			}
-			route := &netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK}
-			if src.IsValid() && src.Is4() == p.Addr().Is4() {
-				route.Src = src.AsSlice()
-			}
-			errs = errors.Join(errs, netlink.RouteReplace(route))
+			errs = errors.Join(errs, r.route(p, src))
 		}
 	}
 	r.children[sa.InSPI] = cr
@@ -123,6 +121,18 @@ func (r *routes) addChild(sa ipsec.ChildSA, vips []netip.Addr) error {
 		return fmt.Errorf("dataplane: routes for Child SA %08x: %w", sa.InSPI, errs)
 	}
 	return nil
+}
+
+// route puts p's route in place, with src as its source address when
+// of p's family.
+func (r *routes) route(p netip.Prefix, src netip.Addr) error {
+	route := &netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK}
+	delete(r.srcs, p)
+	if src.IsValid() && src.Is4() == p.Addr().Is4() {
+		route.Src = src.AsSlice()
+		r.srcs[p] = src
+	}
+	return netlink.RouteReplace(route)
 }
 
 func count(l []netip.Prefix, p netip.Prefix) int {
@@ -155,6 +165,7 @@ func (r *routes) delChild(inSPI uint32) {
 	for _, p := range cr.prefixes {
 		if r.refs[p]--; r.refs[p] == 0 {
 			delete(r.refs, p)
+			delete(r.srcs, p)
 			netlink.RouteDel(&netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK})
 		}
 	}
@@ -174,9 +185,37 @@ func (r *routes) delChild(inSPI uint32) {
 	// come back without it, or the trap's next packet leaves outside.
 	for _, p := range r.traps {
 		if slices.Contains(cr.prefixes, p) && r.refs[p] == count(r.traps, p) {
-			netlink.RouteReplace(&netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Table: r.table, Scope: netlink.SCOPE_LINK})
+			r.route(p, netip.Addr{})
 		}
 	}
+	// And a route other SAs still need (clones with their own inner
+	// addresses, one remote prefix) comes back with one of their
+	// addresses as its source: the VPN that gave it its source is gone,
+	// the others, and the connections through them (MPTCP subflows),
+	// must keep their route.
+	for _, p := range cr.prefixes {
+		src, had := r.srcs[p]
+		if !had || r.refs[p] == 0 || r.addrs[src] > 0 {
+			continue
+		}
+		r.route(p, r.sourceFor(p))
+	}
+}
+
+// sourceFor is a virtual IP of an SA that routes p, for p's route.
+func (r *routes) sourceFor(p netip.Prefix) netip.Addr {
+	var best netip.Addr
+	for _, cr := range r.children {
+		if !slices.Contains(cr.prefixes, p) {
+			continue
+		}
+		for _, a := range cr.addrs {
+			if a.Is4() == p.Addr().Is4() && (!best.IsValid() || a.Less(best)) {
+				best = a // the lowest: the same choice whatever the map's order
+			}
+		}
+	}
+	return best
 }
 
 // setTraps routes prefixes into the device, in place of the traps'

@@ -81,6 +81,11 @@ type Options struct {
 	// on port 4500 (RFC 9329, tcp_ports); the end user's use of it is
 	// set in UE.Conn (tcp: fallback or always).
 	GatewayTCP bool
+	// MPTCP makes the end user keep an MPTCP endpoint per VPN inner
+	// address (mptcp: {enable: yes}), with Multipath its
+	// interfaces.multipath map as written ("{wwan*: backup}").
+	MPTCP     bool
+	Multipath string
 	// KeyLog makes both daemons write key logs to keys/ in their
 	// directories (Wireshark's format; tests check no secret leaks there).
 	KeyLog bool
@@ -129,6 +134,9 @@ func UEConfig(o Options) string {
 	o.keylog(&b)
 	// Quick path probing: a silent path is given up on within seconds.
 	b.WriteString("retransmit: {timeout: 1s, base: 1.4, tries: 5}\n")
+	if o.MPTCP {
+		b.WriteString("mptcp: {enable: yes}\n")
+	}
 	b.WriteString("connections:\n  office:\n")
 	remote := GatewayAddrs[0]
 	if o.GatewayLoopback {
@@ -162,8 +170,12 @@ func UEConfig(o Options) string {
 	if use == nil {
 		use = []string{"eth0", "wlan0", "wwan0", "usb*"}
 	}
-	fmt.Fprintf(&b, "    interfaces: {mode: %s, use: [%s], on_down: %s, on_return: %s, gateway_addrs: %s}\n",
-		or(o.Mode, "per-interface"), strings.Join(use, ", "), or(o.OnDown, "move"), or(o.OnReturn, "move-back"), or(o.GatewayAddrs, "one"))
+	multipath := ""
+	if o.Multipath != "" {
+		multipath = ", multipath: " + o.Multipath
+	}
+	fmt.Fprintf(&b, "    interfaces: {mode: %s, use: [%s], on_down: %s, on_return: %s, gateway_addrs: %s%s}\n",
+		or(o.Mode, "per-interface"), strings.Join(use, ", "), or(o.OnDown, "move"), or(o.OnReturn, "move-back"), or(o.GatewayAddrs, "one"), multipath)
 	if o.Transport {
 		fmt.Fprintf(&b, "    children:\n      host: {mode: transport, esp_proposals: aes128gcm16%s}\n", o.UE.childExtra())
 	} else {
