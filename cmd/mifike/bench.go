@@ -32,6 +32,7 @@ func benchSuites() []benchSuite {
 		{"failover", "interface down or silent: time until traffic flows through the moved VPN", failoverFlags},
 		{"throughput", "TCP (iperf3) and UDP through one tunnel, and through three tunnels on three interfaces", throughputFlags},
 		{"scale", "memory and CPU of a responder holding 10,000 and 50,000 IKE SAs", scaleFlags},
+		{"multipath", "one MPTCP download over three per-interface VPNs on shaped, delayed links: goodput against the links, a link cut, a backup link", multipathFlags},
 		{"cluster", "three gateway nodes on etcd: time from a node's crash to traffic through a survivor, etcd writes per VPN, handshake rate with 1, 2 and 3 nodes", clusterFlags},
 	}
 }
@@ -47,7 +48,7 @@ Needs root; installs strongSwan, iperf3 and nftables with apt-get when missing.
 func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench SUITE|all [--json] [--out FILE]",
-		Short: "benchmarks against strongSwan: handshake, new-interface, failover, throughput, scale, cluster (root)",
+		Short: "benchmarks against strongSwan: handshake, new-interface, failover, throughput, scale, cluster, multipath (root)",
 		Long: benchAbout + `
 "mifike bench SUITE --help" lists a suite's flags.`,
 		Example:     "  mifike bench handshake --n 3000 --auth psk\n  mifike bench all --out bench.json",
@@ -206,6 +207,31 @@ func clusterFlags(fs *pflag.FlagSet) benchRun {
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress = exe, progress
 		return bench.Cluster(ctx, c)
+	}
+}
+
+func multipathFlags(fs *pflag.FlagSet) benchRun {
+	c := bench.MultipathConfig{}
+	rates := fs.String("rates", "100,50,20", "the access links' rates in Mbit/s: eth0, wlan0, wwan0")
+	rtts := fs.String("rtts", "10ms,20ms,40ms", "the access links' round-trip times: eth0, wlan0, wwan0")
+	size := fs.Int64("size", 64, "the MPTCP download's size in MiB")
+	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
+		c.Exe, c.Progress, c.Size = exe, progress, *size<<20
+		for _, s := range splitList(*rates) {
+			var n int
+			if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+				return nil, fmt.Errorf("bench multipath: --rates %q is not a rate in Mbit/s", s)
+			}
+			c.Rates = append(c.Rates, n)
+		}
+		for _, s := range splitList(*rtts) {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				return nil, fmt.Errorf("bench multipath: --rtts %q is not a duration", s)
+			}
+			c.RTTs = append(c.RTTs, d)
+		}
+		return bench.Multipath(ctx, c)
 	}
 }
 

@@ -44,10 +44,21 @@ type delayLine struct {
 	rdelay atomic.Int64 // one way on the RADIUS link
 	rqueue chan delayed
 	rnet   atomic.Pointer[netip.Prefix]
-	wg     sync.WaitGroup
+	// links are access links with a delay of their own (setLinkRTT),
+	// each with its own queue, so that a longer delay on one never
+	// holds up another's packets.
+	links atomic.Pointer[[]*linkDelay]
+	wg    sync.WaitGroup
 
 	mu  sync.Mutex
 	ike ikeCount
+}
+
+// linkDelay is one access link's delay: packets to or from net.
+type linkDelay struct {
+	net   netip.Prefix
+	delay time.Duration // one way
+	queue chan delayed
 }
 
 type delayed struct {
@@ -153,6 +164,37 @@ func (d *delayLine) setRADIUS(net netip.Prefix, rtt time.Duration) {
 	d.rdelay.Store(int64(rtt / 2))
 }
 
+// setLinkRTT gives the packets to or from net (an end-user access
+// network: the outer addresses of its IKE and ESP) a round-trip time of
+// their own. Call it before the traffic it delays flows.
+func (d *delayLine) setLinkRTT(net netip.Prefix, rtt time.Duration) {
+	l := &linkDelay{net: net, delay: rtt / 2, queue: make(chan delayed, 8192)}
+	var links []*linkDelay
+	if old := d.links.Load(); old != nil {
+		links = append(links, *old...)
+	}
+	links = append(links, l)
+	d.links.Store(&links)
+	d.wg.Add(1)
+	go d.write(l.queue)
+}
+
+// link is the access link with a delay of its own that an IPv4 packet
+// comes from or goes to, if any.
+func (d *delayLine) link(b []byte) *linkDelay {
+	links := d.links.Load()
+	if links == nil || len(b) < 20 || b[0]>>4 != 4 {
+		return nil
+	}
+	src, dst := netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+	for _, l := range *links {
+		if l.net.Contains(src) || l.net.Contains(dst) {
+			return l
+		}
+	}
+	return nil
+}
+
 // isRADIUS: an IPv4 packet from or to the RADIUS link's network.
 func (d *delayLine) isRADIUS(b []byte) bool {
 	n := d.rnet.Load()
@@ -167,15 +209,25 @@ func (d *delayLine) read() {
 	defer d.wg.Done()
 	defer close(d.queue)
 	defer close(d.rqueue)
+	defer func() {
+		if links := d.links.Load(); links != nil {
+			for _, l := range *links {
+				close(l.queue)
+			}
+		}
+	}()
+	buf := make([]byte, 65536)
 	for {
-		b := make([]byte, 65536)
-		n, err := d.f.Read(b)
+		n, err := d.f.Read(buf)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			continue
 		}
+		// A copy of the packet's size: a fresh 64 KiB buffer per packet
+		// costs more than the copy at the multipath suite's rates.
+		b := append([]byte(nil), buf[:n]...)
 		now := time.Now()
 		if d.isRADIUS(b[:n]) {
 			d.countRADIUS(b[:n])
@@ -183,6 +235,10 @@ func (d *delayLine) read() {
 			continue
 		}
 		d.count(b[:n], now)
+		if l := d.link(b[:n]); l != nil {
+			l.queue <- delayed{b: b[:n], due: now.Add(l.delay)}
+			continue
+		}
 		d.queue <- delayed{b: b[:n], due: now.Add(time.Duration(d.delay.Load()))}
 	}
 }

@@ -1,0 +1,365 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mifike/mifike/internal/demo"
+)
+
+// The multipath suite (issue 20, docs/multipath.md): one MPTCP download
+// (RFC 8684) from the protected server to the end user, spread over the
+// manager's three per-interface VPNs, on the demo lab with its three
+// access links shaped to different rates (tbf, on both ends of each
+// link) and delayed differently (the delay line in the router: tbf's
+// latency is a queue bound, not a delay). Goodput is what the client
+// received over the time from its request to the last octet, and every
+// download is checked by its SHA-256. There is no strongSwan row:
+// nothing else puts one connection over several IPsec VPNs.
+//
+// Cases, each figure compared with the links' nominal rates and with
+// each link alone (plain TCP through that interface's VPN):
+//   - MPTCP with every link active;
+//   - the fastest link (eth0) cut in the middle (link down: its VPN
+//     moves by MOBIKE, its subflow with it);
+//   - wwan0 as backup (interfaces.multipath: {wwan*: backup}): the
+//     octets it carried while the others worked;
+//   - then eth0 and wlan0 cut in the middle: the backup carries the rest.
+
+// MultipathConfig configures Multipath.
+type MultipathConfig struct {
+	Exe string
+	// Rates are the access links' rates in Mbit/s and RTTs their
+	// round-trip times, for eth0, wlan0 and wwan0.
+	Rates []int
+	RTTs  []time.Duration
+	// Size is the MPTCP download's size in octets; each single-link run
+	// downloads the share of it its link's rate is of the sum, so every
+	// run takes about as long.
+	Size     int64
+	Progress io.Writer
+}
+
+// MultipathRun is one download.
+type MultipathRun struct {
+	Case string `json:"case"` // single, mptcp, mptcp-cut, backup, backup-failover
+	// Links are the links it may use (single: the one).
+	Links   []string `json:"links"`
+	Bytes   int64    `json:"bytes"`
+	Seconds float64  `json:"seconds"`
+	Mbps    float64  `json:"mbps"`
+	// Intact: every octet arrived and the SHA-256 matched; MPTCP: the
+	// connection was MPTCP end to end.
+	Intact bool `json:"intact"`
+	MPTCP  bool `json:"mptcp"`
+	// LinkBytes are the octets the router sent over each access link
+	// during the download (after the cut, for the cut cases).
+	LinkBytes map[string]uint64 `json:"link_bytes"`
+	// CutAt is the share of the download received when links were cut.
+	CutAt float64 `json:"cut_at,omitempty"`
+	Err   string  `json:"error,omitempty"`
+}
+
+// MultipathResult is what Multipath measured.
+type MultipathResult struct {
+	Links  []MultipathLink `json:"links"`
+	Size   int64           `json:"size"`
+	CPUs   int             `json:"cpus"`
+	Runs   []MultipathRun  `json:"runs"`
+	Ratios []Ratio         `json:"ratios"`
+}
+
+// MultipathLink is one shaped access link.
+type MultipathLink struct {
+	Iface string  `json:"iface"`
+	Mbps  int     `json:"mbps"`
+	RTTms float64 `json:"rtt_ms"`
+}
+
+func (*MultipathResult) Suite() string { return "multipath" }
+
+var multipathIfaces = []string{"eth0", "wlan0", "wwan0"}
+
+// Multipath runs the suite.
+func Multipath(ctx context.Context, cfg MultipathConfig) (res *MultipathResult, err error) {
+	if len(cfg.Rates) != len(multipathIfaces) || len(cfg.RTTs) != len(multipathIfaces) {
+		return nil, fmt.Errorf("bench multipath: want %d rates and %d RTTs, for %s", len(multipathIfaces), len(multipathIfaces), strings.Join(multipathIfaces, ", "))
+	}
+	if cfg.Size <= 0 {
+		return nil, fmt.Errorf("bench multipath: the download size must be positive")
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("bench: network namespaces need root; run it as root (e.g. with sudo)")
+	}
+	dir, err := os.MkdirTemp("", "mifike-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &suiteEnv{ctx: ctx, dir: dir, exe: cfg.Exe, progress: cfg.Progress}
+	defer func() {
+		if os.Getenv("MIFIKE_BENCH_KEEP") != "" {
+			e.say("configurations and logs are in %s", dir)
+		} else if err == nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	r := &MultipathResult{Size: cfg.Size, CPUs: cpus()}
+	rate := map[string]int{}
+	sum := 0
+	for i, dev := range multipathIfaces {
+		r.Links = append(r.Links, MultipathLink{Iface: dev, Mbps: cfg.Rates[i], RTTms: float64(cfg.RTTs[i]) / 1e6})
+		rate[dev] = cfg.Rates[i]
+		sum += cfg.Rates[i]
+	}
+
+	// Every link active: each alone, all at once, and eth0 cut.
+	err = multipathLab(e, cfg, "active", demo.Options{}, func(ml *mpLab) error {
+		for _, dev := range multipathIfaces {
+			size := max(cfg.Size*int64(rate[dev])/int64(sum), 1<<20)
+			e.say("multipath: %s alone (%d Mbit/s), plain TCP through its VPN, %d MiB", dev, rate[dev], size>>20)
+			run, err := ml.download("single", []string{dev}, ml.vips[dev], size, true, nil)
+			if err != nil {
+				return err
+			}
+			r.Runs = append(r.Runs, run)
+		}
+		e.say("multipath: MPTCP over the three VPNs, %d MiB", cfg.Size>>20)
+		run, err := ml.download("mptcp", multipathIfaces, ml.vips["eth0"], cfg.Size, false, nil)
+		if err != nil {
+			return err
+		}
+		r.Runs = append(r.Runs, run)
+		e.say("multipath: MPTCP, eth0 cut after a third")
+		run, err = ml.download("mptcp-cut", multipathIfaces, ml.vips["eth0"], cfg.Size, false, &cut{at: 1.0 / 3, devs: []string{"eth0"}})
+		if err != nil {
+			return err
+		}
+		r.Runs = append(r.Runs, run)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// wwan0 as backup: idle while the others work, then the only one.
+	err = multipathLab(e, cfg, "backup", demo.Options{Multipath: "{wwan*: backup}"}, func(ml *mpLab) error {
+		e.say("multipath: MPTCP with wwan0 as backup, %d MiB", cfg.Size>>20)
+		run, err := ml.download("backup", multipathIfaces, ml.vips["eth0"], cfg.Size, false, nil)
+		if err != nil {
+			return err
+		}
+		r.Runs = append(r.Runs, run)
+		e.say("multipath: MPTCP with wwan0 as backup, eth0 and wlan0 cut after three quarters")
+		run, err = ml.download("backup-failover", multipathIfaces, ml.vips["eth0"], cfg.Size, false, &cut{at: 0.75, devs: []string{"eth0", "wlan0"}})
+		if err != nil {
+			return err
+		}
+		r.Runs = append(r.Runs, run)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.Ratios = multipathRatios(r, rate)
+	return r, nil
+}
+
+// cut takes links down once the download has received the share at.
+type cut struct {
+	at   float64
+	devs []string
+}
+
+// mpLab is the demo lab shaped for the suite, with both daemons up, a
+// VPN on every interface and the MPTCP server.
+type mpLab struct {
+	*demo.Topology
+	e    *suiteEnv
+	vips map[string]netip.Addr
+}
+
+// multipathLab builds the lab for one configuration, runs fn on it and
+// removes it.
+func multipathLab(e *suiteEnv, cfg MultipathConfig, name string, o demo.Options, fn func(*mpLab) error) error {
+	t, err := demo.Build(e.ctx, "mfkp", filepath.Join(e.dir, name), e.exe)
+	if err != nil {
+		return e.failLab("building the lab", err)
+	}
+	defer t.Close()
+	dl, err := newDelayLine(t.Lab, t.Net)
+	if err != nil {
+		return e.failLab("building the delay line", err)
+	}
+	defer dl.close()
+	for i, dev := range multipathIfaces {
+		a, _ := demo.AccessOf(dev)
+		dl.setLinkRTT(netip.MustParsePrefix(a.Addr+"/24").Masked(), cfg.RTTs[i])
+		if err := t.LimitRate(dev, cfg.Rates[i], 50*time.Millisecond); err != nil {
+			return e.failLab("shaping "+dev, err)
+		}
+	}
+	o.MPTCP = true
+	ue, _, err := t.StartBoth(o)
+	if err != nil {
+		return e.failLab("starting the daemons", err)
+	}
+	ml := &mpLab{Topology: t, e: e, vips: map[string]netip.Addr{}}
+	if !demo.WaitFor(30*time.Second, func() bool {
+		sas, err := ue.SAs()
+		if err != nil {
+			return false
+		}
+		for _, dev := range multipathIfaces {
+			s, ok := vpnOn(sas, dev)
+			if !ok || len(s.VirtualIPs) == 0 {
+				return false
+			}
+			ml.vips[dev] = netip.MustParseAddr(s.VirtualIPs[0])
+		}
+		eps, err := t.MPTCPEndpoints(e.ctx)
+		return err == nil && len(eps) == len(multipathIfaces)
+	}) {
+		return e.failLab("waiting for a VPN and an MPTCP endpoint on every interface", fmt.Errorf("%s\n%s", ue.Table(e.ctx), lastLines(ue.Log(), 20)))
+	}
+	srv, err := t.StartMPTCPServer()
+	if err != nil {
+		return e.failLab("starting the MPTCP server", err)
+	}
+	defer srv.Close()
+	if err := fn(ml); err != nil {
+		return e.failLab(name, fmt.Errorf("%w\n%s", err, lastLines(ue.Log(), 20)))
+	}
+	return nil
+}
+
+// failLab is fail for a suite without a lab of its own in the env.
+func (e *suiteEnv) failLab(step string, err error) error {
+	if e.ctx.Err() != nil {
+		return fmt.Errorf("bench: %s: interrupted", step)
+	}
+	return fmt.Errorf("bench: %s: %w\n(configurations and logs are in %s)", step, err, e.dir)
+}
+
+// download runs one download and counts each link's octets.
+func (ml *mpLab) download(kase string, links []string, src netip.Addr, size int64, plainTCP bool, c *cut) (MultipathRun, error) {
+	ctx, cancel := context.WithTimeout(ml.e.ctx, 5*time.Minute)
+	defer cancel()
+	before, err := ml.LinkBytes(ctx)
+	if err != nil {
+		return MultipathRun{}, err
+	}
+	var got atomic.Int64
+	done := make(chan demo.DownloadResult, 1)
+	go func() { done <- ml.Download(ctx, src, size, plainTCP, got.Store) }()
+	run := MultipathRun{Case: kase, Links: links}
+	if c != nil {
+		if !demo.WaitFor(2*time.Minute, func() bool { return float64(got.Load()) >= c.at*float64(size) }) {
+			return run, fmt.Errorf("%s: the download stalled at %d of %d octets", kase, got.Load(), size)
+		}
+		if before, err = ml.LinkBytes(ctx); err != nil {
+			return run, err
+		}
+		run.CutAt = float64(got.Load()) / float64(size)
+		for _, dev := range c.devs {
+			if err := ml.SetLink(dev, false); err != nil {
+				return run, err
+			}
+		}
+	}
+	res := <-done
+	after, err := ml.LinkBytes(ctx)
+	if err != nil {
+		return run, err
+	}
+	run.LinkBytes = map[string]uint64{}
+	for _, dev := range multipathIfaces {
+		run.LinkBytes[dev] = after[dev] - before[dev]
+	}
+	run.Bytes, run.Seconds, run.Mbps, run.Intact, run.MPTCP = res.Bytes, res.Elapsed.Seconds(), res.Mbps(), res.Intact, res.MPTCP
+	if res.Err != nil {
+		run.Err = res.Err.Error()
+	}
+	ml.e.say("  %.1f Mbit/s, intact %v, MPTCP %v, octets per link %v", run.Mbps, run.Intact, run.MPTCP, run.LinkBytes)
+	if !res.Intact {
+		return run, fmt.Errorf("%s: %d of %d octets arrived intact: %v", kase, res.Bytes, size, res.Err)
+	}
+	if c != nil {
+		for _, dev := range c.devs {
+			if err := ml.SetLink(dev, true); err != nil {
+				return run, err
+			}
+		}
+	}
+	return run, nil
+}
+
+func multipathRatios(r *MultipathResult, rate map[string]int) []Ratio {
+	find := func(kase string, link string) *MultipathRun {
+		for i := range r.Runs {
+			if x := &r.Runs[i]; x.Case == kase && (link == "" || x.Links[0] == link) {
+				return x
+			}
+		}
+		return nil
+	}
+	sum, best, sumSingles := 0, 0.0, 0.0
+	for _, dev := range multipathIfaces {
+		sum += rate[dev]
+		if s := find("single", dev); s != nil {
+			best = max(best, s.Mbps)
+			sumSingles += s.Mbps
+		}
+	}
+	var out []Ratio
+	if m := find("mptcp", ""); m != nil && best > 0 {
+		out = append(out,
+			Ratio{"MPTCP over 3 VPNs / sum of the links' rates", m.Mbps / float64(sum)},
+			Ratio{"MPTCP over 3 VPNs / sum of each link alone (measured)", m.Mbps / sumSingles},
+			Ratio{"MPTCP over 3 VPNs / best single link (measured)", m.Mbps / best})
+	}
+	if m := find("mptcp-cut", ""); m != nil && best > 0 {
+		out = append(out, Ratio{"eth0 cut after a third: MPTCP / best single link", m.Mbps / best})
+	}
+	if m := find("backup", ""); m != nil {
+		out = append(out, Ratio{"wwan0 backup: MPTCP / sum of the active links' rates", m.Mbps / float64(rate["eth0"]+rate["wlan0"])})
+	}
+	return out
+}
+
+// WriteTable prints the runs and the ratios.
+func (r *MultipathResult) WriteTable(w io.Writer) {
+	var links []string
+	for _, l := range r.Links {
+		links = append(links, fmt.Sprintf("%s %d Mbit/s RTT %.0f ms", l.Iface, l.Mbps, l.RTTms))
+	}
+	fmt.Fprintf(w, "One download from the protected server to the end user, %d MiB (singles: each link's share),\n", r.Size>>20)
+	fmt.Fprintf(w, "over the interface manager's per-interface VPNs; links shaped with tbf and delayed: %s;\n", strings.Join(links, ", "))
+	fmt.Fprintf(w, "MPTCP (Go's SetMultipathTCP, the kernel's in-kernel path manager, mifike's endpoints); every download checked by SHA-256;\n%d CPUs shared by all\n\n", r.CPUs)
+	t := table{head: []string{"case", "links", "Mbit/s", "intact", "cut at", "MiB eth0", "MiB wlan0", "MiB wwan0"}}
+	names := map[string]string{"single": "plain TCP, one VPN", "mptcp": "MPTCP, all active", "mptcp-cut": "MPTCP, eth0 cut",
+		"backup": "MPTCP, wwan0 backup", "backup-failover": "MPTCP, wwan0 backup, eth0+wlan0 cut"}
+	for _, x := range r.Runs {
+		at := "-"
+		if x.CutAt > 0 {
+			at = fmt.Sprintf("%.0f%%", x.CutAt*100)
+		}
+		intact := "yes"
+		if !x.Intact {
+			intact = "NO"
+		}
+		t.add(names[x.Case], strings.Join(x.Links, "+"), f1(x.Mbps), intact, at,
+			f1(float64(x.LinkBytes["eth0"])/(1<<20)), f1(float64(x.LinkBytes["wlan0"])/(1<<20)), f1(float64(x.LinkBytes["wwan0"])/(1<<20)))
+	}
+	t.write(w)
+	fmt.Fprintln(w, "(per-link MiB: what the router sent over each link during the download; after the cut for the cut cases)")
+	writeRatios(w, r.Ratios)
+}
