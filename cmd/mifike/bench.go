@@ -214,7 +214,8 @@ func multipathFlags(fs *pflag.FlagSet) benchRun {
 	c := bench.MultipathConfig{}
 	rates := fs.String("rates", "100,50,20", "the access links' rates in Mbit/s: eth0, wlan0, wwan0")
 	rtts := fs.String("rtts", "10ms,20ms,40ms", "the access links' round-trip times: eth0, wlan0, wwan0")
-	size := fs.Int64("size", 64, "the MPTCP download's size in MiB")
+	size := fs.Int64("size", 128, "the MPTCP download's size in MiB")
+	fs.IntVar(&c.Buffer, "buffer", 32<<20, "the largest the TCP socket buffers may grow, in octets (the end user's tcp_rmem, the server's tcp_wmem; 0: Linux's default)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Size = exe, progress, *size<<20
 		for _, s := range splitList(*rates) {

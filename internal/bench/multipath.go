@@ -45,7 +45,11 @@ type MultipathConfig struct {
 	// Size is the MPTCP download's size in octets; each single-link run
 	// downloads the share of it its link's rate is of the sum, so every
 	// run takes about as long.
-	Size     int64
+	Size int64
+	// Buffer is the largest the end user's TCP receive buffers and the
+	// server's send buffers may grow (the third figure of
+	// net.ipv4.tcp_rmem and tcp_wmem); 0 leaves Linux's defaults.
+	Buffer   int
 	Progress io.Writer
 }
 
@@ -73,6 +77,7 @@ type MultipathRun struct {
 type MultipathResult struct {
 	Links  []MultipathLink `json:"links"`
 	Size   int64           `json:"size"`
+	Buffer int             `json:"buffer"`
 	CPUs   int             `json:"cpus"`
 	Runs   []MultipathRun  `json:"runs"`
 	Ratios []Ratio         `json:"ratios"`
@@ -112,7 +117,7 @@ func Multipath(ctx context.Context, cfg MultipathConfig) (res *MultipathResult, 
 			os.RemoveAll(dir)
 		}
 	}()
-	r := &MultipathResult{Size: cfg.Size, CPUs: cpus()}
+	r := &MultipathResult{Size: cfg.Size, Buffer: cfg.Buffer, CPUs: cpus()}
 	rate := map[string]int{}
 	sum := 0
 	for i, dev := range multipathIfaces {
@@ -205,6 +210,18 @@ func multipathLab(e *suiteEnv, cfg MultipathConfig, name string, o demo.Options,
 		dl.setLinkRTT(netip.MustParsePrefix(a.Addr+"/24").Masked(), cfg.RTTs[i])
 		if err := t.LimitRate(dev, cfg.Rates[i], 50*time.Millisecond); err != nil {
 			return e.failLab("shaping "+dev, err)
+		}
+	}
+	// The socket buffers may grow to Buffer: an MPTCP receiver holds
+	// what the fast paths delivered while it waits for the slow one's
+	// (RFC 8684 §3.3.4 sizes it as the sum of the paths' rates times
+	// the longest RTT, doubled); Linux's default maximum, 6 MiB, is
+	// less than that under these queues and holds the fast links back.
+	if cfg.Buffer > 0 {
+		for _, x := range []struct{ ns, key string }{{t.UE, "net.ipv4.tcp_rmem"}, {t.Srv, "net.ipv4.tcp_wmem"}} {
+			if _, err := t.Run(e.ctx, x.ns, "sysctl", "-q", "-w", fmt.Sprintf("%s=4096 131072 %d", x.key, cfg.Buffer)); err != nil {
+				return e.failLab("socket buffers", err)
+			}
 		}
 	}
 	o.MPTCP = true
@@ -343,7 +360,11 @@ func (r *MultipathResult) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "One download from the protected server to the end user, %d MiB (singles: each link's share),\n", r.Size>>20)
 	fmt.Fprintf(w, "over the interface manager's per-interface VPNs; links shaped with tbf and delayed: %s;\n", strings.Join(links, ", "))
-	fmt.Fprintf(w, "MPTCP (Go's SetMultipathTCP, the kernel's in-kernel path manager, mifike's endpoints); every download checked by SHA-256;\n%d CPUs shared by all\n\n", r.CPUs)
+	buf := "Linux's default socket buffers"
+	if r.Buffer > 0 {
+		buf = fmt.Sprintf("socket buffers up to %d MiB (tcp_rmem, tcp_wmem)", r.Buffer>>20)
+	}
+	fmt.Fprintf(w, "MPTCP (Go's SetMultipathTCP, the kernel's in-kernel path manager, mifike's endpoints), %s;\nevery download checked by SHA-256; %d CPUs shared by all\n\n", buf, r.CPUs)
 	t := table{head: []string{"case", "links", "Mbit/s", "intact", "cut at", "MiB eth0", "MiB wlan0", "MiB wwan0"}}
 	names := map[string]string{"single": "plain TCP, one VPN", "mptcp": "MPTCP, all active", "mptcp-cut": "MPTCP, eth0 cut",
 		"backup": "MPTCP, wwan0 backup", "backup-failover": "MPTCP, wwan0 backup, eth0+wlan0 cut"}
