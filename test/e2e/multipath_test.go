@@ -118,6 +118,24 @@ func TestMPTCPSubflowPerVPN(t *testing.T) {
 				dev, vips[dev], got[vips[dev]], links[dev])
 		}
 	}
+	// The daemon's limits while it runs, and at its stop: its endpoints
+	// gone and the limits as they were (the gateway's namespace, which
+	// nobody changed, shows the kernel's defaults).
+	limits := func(ns string) string {
+		out, err := top.Run(context.Background(), ns, "ip", "mptcp", "limits", "show")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if l := limits(top.UE); !strings.Contains(l, "subflows 8") {
+		t.Errorf("the end user's limits while the daemon runs: %q, want subflows 8", l)
+	}
+	ue.Stop(10 * time.Second)
+	waitEndpoints(t, top, map[string]bool{})
+	if l, want := limits(top.UE), limits(top.GW); l != want {
+		t.Errorf("the end user's limits after the daemon stopped: %q, want the kernel's %q", l, want)
+	}
 }
 
 // An interface cut in the middle of the download: the MPTCP connection
