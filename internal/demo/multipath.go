@@ -257,3 +257,86 @@ func (t *Topology) MPTCPEndpoints(ctx context.Context) (map[string]MPTCPEndpoint
 	}
 	return m, nil
 }
+
+// demoRates shape the access links for the demo's multipath step.
+var demoRates = []struct {
+	dev  string
+	mbit int
+}{{"eth0", 40}, {"wlan0", 20}, {"wwan0", 10}}
+
+// multipath is the demo's step: one MPTCP download through all three
+// VPNs at once with the octets each link carried, then one with wlan0
+// cut in the middle (docs/multipath.md).
+func (r *Runner) multipath(ctx context.Context) (string, error) {
+	v, err := r.waitVPNs([]string{"eth0", "wlan0", "wwan0"}, 10*time.Second)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if !WaitFor(10*time.Second, func() bool {
+		eps, err := r.top.MPTCPEndpoints(ctx)
+		return err == nil && len(eps) >= 3
+	}) {
+		return "", errors.New("the end user has no MPTCP endpoint for each VPN")
+	}
+	eps, _ := r.top.MPTCPEndpoints(ctx)
+	var shaped []string
+	for _, x := range demoRates {
+		if err := r.top.LimitRate(x.dev, x.mbit, 50*time.Millisecond); err != nil {
+			return "", err
+		}
+		shaped = append(shaped, fmt.Sprintf("%s %d", x.dev, x.mbit))
+		defer r.top.LimitRate(x.dev, 0, 0)
+	}
+	fmt.Fprintf(&b, "MPTCP endpoints (ip mptcp endpoint): one per VPN inner address, %d in all; links shaped to %s Mbit/s\n", len(eps), strings.Join(shaped, ", "))
+	srv, err := r.top.StartMPTCPServer()
+	if err != nil {
+		return b.String(), err
+	}
+	defer srv.Close()
+	src := netip.MustParseAddr(v["eth0"].VirtualIPs[0])
+	perLink := func(before, after map[string]uint64) string {
+		var parts []string
+		for _, x := range demoRates {
+			parts = append(parts, fmt.Sprintf("%s %.1f MiB", x.dev, float64(after[x.dev]-before[x.dev])/(1<<20)))
+		}
+		return strings.Join(parts, ", ")
+	}
+	const size = 16 << 20
+	before, err := r.top.LinkBytes(ctx)
+	if err != nil {
+		return b.String(), err
+	}
+	res := r.top.Download(ctx, src, size, false, nil)
+	after, _ := r.top.LinkBytes(ctx)
+	if !res.Intact || !res.MPTCP {
+		return b.String(), fmt.Errorf("the MPTCP download: %d of %d octets, MPTCP %v, intact %v, %v", res.Bytes, size, res.MPTCP, res.Intact, res.Err)
+	}
+	fmt.Fprintf(&b, "one MPTCP download from %s, 16 MiB at %.1f Mbit/s, SHA-256 right; per link: %s\n", Server, res.Mbps(), perLink(before, after))
+
+	var got atomic.Int64
+	done := make(chan DownloadResult, 1)
+	go func() { done <- r.top.Download(ctx, src, size, false, got.Store) }()
+	if !WaitFor(30*time.Second, func() bool { return got.Load() > size/3 }) {
+		return b.String(), fmt.Errorf("the second download stalled at %d octets", got.Load())
+	}
+	before, _ = r.top.LinkBytes(ctx)
+	at := got.Load()
+	if err := r.top.SetLink("wlan0", false); err != nil {
+		return b.String(), err
+	}
+	res = <-done
+	after, _ = r.top.LinkBytes(ctx)
+	if !res.Intact {
+		return b.String(), fmt.Errorf("the download across the cut: %d of %d octets, %v", res.Bytes, size, res.Err)
+	}
+	fmt.Fprintf(&b, "another, wlan0 cut after %.0f%%: completed, no reset, SHA-256 right; per link after the cut: %s\n", float64(at)*100/size, perLink(before, after))
+	if err := r.top.SetLink("wlan0", true); err != nil {
+		return b.String(), err
+	}
+	if _, err := r.waitVPNs([]string{"eth0", "wlan0", "wwan0"}, 10*time.Second); err != nil {
+		return b.String(), err
+	}
+	fmt.Fprintf(&b, "wlan0 back, its VPN with it")
+	return b.String(), nil
+}

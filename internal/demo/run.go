@@ -72,6 +72,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		{"clones", r.clones},
 		{"ping", r.pingAll},
 		{"move", r.move},
+		{"multipath", r.multipath},
 		{"new-interface", r.newInterface},
 		{"silent-failure", r.silentFailure},
 		{"udp-blocked", r.udpBlocked},
@@ -115,6 +116,7 @@ var titles = map[string]string{
 	"clones":         "One VPN per interface (clone + Child SA + MOBIKE move)",
 	"ping":           "A ping through each VPN",
 	"move":           "Interface cut under a TCP stream",
+	"multipath":      "All interfaces at once: one MPTCP download over the three VPNs",
 	"new-interface":  "A new interface appears",
 	"silent-failure": "An interface goes silent (link up, packets dropped)",
 	"udp-blocked":    "An interface whose network drops UDP: the VPN goes to TCP",
@@ -166,7 +168,7 @@ func (r *Runner) daemons(ctx context.Context) (string, error) {
 	r.daemonsAt = time.Now()
 	// TCP encapsulation (RFC 9329) where UDP goes unanswered: the
 	// gateway listens on TCP 4500, the end user falls back after 2 s.
-	o := Options{EAP: r.EAP, GatewayTCP: true, UE: Settings{Conn: []string{"tcp: fallback", "tcp_fallback_after: 2s"}}}
+	o := Options{EAP: r.EAP, GatewayTCP: true, MPTCP: true, UE: Settings{Conn: []string{"tcp: fallback", "tcp_fallback_after: 2s"}}}
 	if r.EAP != "" {
 		o.Metrics = metricsAddr
 	}
@@ -174,7 +176,7 @@ func (r *Runner) daemons(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	policy := "policy: per-interface over eth0, wlan0, wwan0, usb*; interface down: move; back: move back; UDP unanswered for 2 s: TCP (RFC 9329)"
+	policy := "policy: per-interface over eth0, wlan0, wwan0, usb*; interface down: move; back: move back; UDP unanswered for 2 s: TCP (RFC 9329); an MPTCP endpoint per VPN"
 	if r.EAP == "" {
 		return policy + "\nauthentication: pre-shared key on both sides", nil
 	}
