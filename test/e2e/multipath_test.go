@@ -105,6 +105,7 @@ func TestMPTCPSubflowPerVPN(t *testing.T) {
 	defer cancel()
 	r := top.Download(ctx, netipMust(vips["eth0"]), mptcpSize, false, nil)
 	if !r.MPTCP || !r.Intact {
+		mptcpDiag(t, top, ue)
 		t.Fatalf("download: MPTCP %v, %d of %d octets, intact %v, err %v", r.MPTCP, r.Bytes, mptcpSize, r.Intact, r.Err)
 	}
 	got, links := delta(espIn(t, ue), before), delta(linkBytes(t, top), links0)
@@ -166,6 +167,7 @@ func TestMPTCPInterfaceCutMidTransfer(t *testing.T) {
 			t.Logf("eth0 cut after %d of %d octets; ESP octets in per VPN so far %v", got.Load(), size, mid)
 			r := <-done
 			if !r.MPTCP || !r.Intact {
+				mptcpDiag(t, top, ue)
 				t.Fatalf("download across the cut: MPTCP %v, %d of %d octets, intact %v, err %v", r.MPTCP, r.Bytes, size, r.Intact, r.Err)
 			}
 			after := delta(espIn(t, ue), before)
@@ -212,6 +214,7 @@ func TestMPTCPBackupInterface(t *testing.T) {
 	links0 := linkBytes(t, top)
 	r := top.Download(ctx, netipMust(vips["eth0"]), mptcpSize, false, nil)
 	if !r.MPTCP || !r.Intact {
+		mptcpDiag(t, top, ue)
 		t.Fatalf("download: MPTCP %v, %d of %d octets, intact %v, err %v", r.MPTCP, r.Bytes, mptcpSize, r.Intact, r.Err)
 	}
 	links := delta(linkBytes(t, top), links0)
