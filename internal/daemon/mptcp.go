@@ -45,6 +45,10 @@ func (d *Daemon) configureMPTCP() {
 		return
 	}
 	if d.mptcp == nil {
+		if d.plane != nil && d.espInUDP == nil {
+			// data_plane auto chose the kernel's (config refuses kernel).
+			d.log.Warn("mptcp: endpoints are made for the userspace data plane's inner addresses; with the kernel's (data_plane auto chose it) they are untested: set data_plane: userspace")
+		}
 		if on, err := mptcp.Enabled(); err == nil && !on {
 			d.log.Warn("mptcp: net.mptcp.enabled is 0 here: applications asking for MPTCP get plain TCP; sysctl -w net.mptcp.enabled=1")
 		}
