@@ -171,6 +171,13 @@ func writeStats(w io.Writer, st control.Stats) {
 	fmt.Fprintf(w, "ESP: in %s (%s), out %s (%s)\n", bytesText(st.ESPBytesIn), plural(int(st.ESPPacketsIn), "packet"),
 		bytesText(st.ESPBytesOut), plural(int(st.ESPPacketsOut), "packet"))
 	fmt.Fprintf(w, "data plane dropped: %s\n", list(st.DataPlaneDrops))
+	if len(st.MPTCP) > 0 {
+		var eps []string
+		for _, e := range st.MPTCP {
+			eps = append(eps, e.Addr.String()+" "+e.Mode)
+		}
+		fmt.Fprintf(w, "MPTCP endpoints: %s\n", strings.Join(eps, ", "))
+	}
 }
 
 // counts lists ", 2 ESTABLISHED, 0 REKEYED" for each state but skip,

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -113,6 +114,13 @@ func keyType(c *x509.Certificate) string {
 
 // Stats answers stats: what swanctl --stats shows, and the counters the
 // metrics endpoint exports (docs/metrics.md) for a daemon without one.
+// MPTCPEndpoint is one MPTCP subflow endpoint the daemon keeps: a VPN's
+// inner address and whether the kernel uses its subflow as backup.
+type MPTCPEndpoint struct {
+	Addr netip.Addr `json:"addr"`
+	Mode string     `json:"mode"` // active or backup
+}
+
 type Stats struct {
 	Version    string    `json:"version"`
 	Started    time.Time `json:"started"`
@@ -146,6 +154,9 @@ type Stats struct {
 	ESPPacketsIn   uint64            `json:"esp_packets_in"`
 	ESPPacketsOut  uint64            `json:"esp_packets_out"`
 	DataPlaneDrops map[string]uint64 `json:"dataplane_dropped"`
+	// MPTCP are the subflow endpoints the daemon keeps for its VPNs'
+	// inner addresses (mptcp.enable; docs/multipath.md).
+	MPTCP []MPTCPEndpoint `json:"mptcp_endpoints,omitempty"`
 	// Memory, from the Go runtime: the heap in use and what the process
 	// got from the system.
 	HeapInUse uint64 `json:"heap_inuse_bytes"`

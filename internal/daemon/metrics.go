@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/wire"
 )
@@ -85,6 +86,8 @@ func newMetrics(d *Daemon) *metrics {
 			"tcpclosed": prometheus.NewDesc("mifike_tcp_streams_closed_total",
 				"TCP streams closed, by reason (framing: bad prefix or length; first-message: nothing whole before the deadline, a slow peer; idle; write: a peer that does not read; other).", []string{"reason"}, nil),
 			"tcpfallback": prometheus.NewDesc("mifike_tcp_fallbacks_total", "IKE SAs that went on over TCP after UDP went unanswered (RFC 9329 §5.1, §7.1).", nil, nil),
+			"mptcp": prometheus.NewDesc("mifike_mptcp_endpoints",
+				"MPTCP subflow endpoints the daemon keeps for its VPNs' inner addresses (mptcp.enable), by mode: active or backup (docs/multipath.md).", []string{"mode"}, nil),
 			"leases": prometheus.NewDesc("mifike_pool_leases",
 				"Addresses leased from each pool (one per peer identity, held while any of its IKE SAs holds it).", []string{"pool"}, nil),
 		}}
@@ -175,6 +178,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		now, total      espTotals // of the Child SAs installed now; over the daemon's life
 		leases          = map[string]int{}
 		convs, sessions int
+		mptcpEps        []control.MPTCPEndpoint
 	)
 	m.d.call(func() {
 		if m.d.radius != nil {
@@ -184,6 +188,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		for name, p := range m.d.pools.ByName {
 			leases[name] = p.InUse()
 		}
+		mptcpEps = m.d.mptcpEndpoints()
 		if m.d.plane != nil {
 			drops = m.d.plane.Drops()
 			now, total = m.d.espTraffic()
@@ -203,6 +208,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.descs["espbytes"], prometheus.CounterValue, float64(total.bytesOut), "out")
 		ch <- prometheus.MustNewConstMetric(m.descs["esppackets"], prometheus.CounterValue, float64(total.packetsIn), "in")
 		ch <- prometheus.MustNewConstMetric(m.descs["esppackets"], prometheus.CounterValue, float64(total.packetsOut), "out")
+	}
+	if m.d.cfg.MPTCP.Enable {
+		modes := map[string]int{"active": 0, "backup": 0}
+		for _, e := range mptcpEps {
+			modes[e.Mode]++
+		}
+		for mode, n := range modes {
+			ch <- prometheus.MustNewConstMetric(m.descs["mptcp"], prometheus.GaugeValue, float64(n), mode)
+		}
 	}
 	version, revision, goversion := buildInfo()
 	ch <- prometheus.MustNewConstMetric(m.descs["build"], prometheus.GaugeValue, 1, version, revision, goversion)

@@ -3,6 +3,9 @@ package daemon
 import (
 	"errors"
 	"net/netip"
+	"slices"
+
+	"github.com/mifike/mifike/internal/control"
 
 	"github.com/mifike/mifike/internal/manager"
 	"github.com/mifike/mifike/internal/mptcp"
@@ -70,6 +73,24 @@ func (d *Daemon) configureMPTCP() {
 		d.log.Info("mptcp: endpoints for the VPNs' inner addresses", "subflows", l.Subflows, "add_addr_accepted", l.AddAddrAccepted)
 	}
 	d.reconcileSoon = true
+}
+
+// mptcpEndpoints lists the endpoints we keep, by address, for stats and
+// metrics. Only on the daemon's goroutine.
+func (d *Daemon) mptcpEndpoints() []control.MPTCPEndpoint {
+	if d.mptcp == nil {
+		return nil
+	}
+	var out []control.MPTCPEndpoint
+	for a, backup := range d.mptcp.ours {
+		mode := "active"
+		if backup {
+			mode = "backup"
+		}
+		out = append(out, control.MPTCPEndpoint{Addr: a, Mode: mode})
+	}
+	slices.SortFunc(out, func(x, y control.MPTCPEndpoint) int { return x.Addr.Compare(y.Addr) })
+	return out
 }
 
 // syncMPTCP brings the kernel's endpoints in line with want.

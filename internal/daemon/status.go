@@ -178,6 +178,7 @@ func (b backend) Stats() (control.Stats, error) {
 		if d.tcp != nil {
 			st.TCPStreams = int(d.tcp.Stats().Open)
 		}
+		st.MPTCP = d.mptcpEndpoints()
 		if d.plane != nil {
 			_, total := d.espTraffic()
 			st.ESPBytesIn, st.ESPBytesOut, st.ESPPacketsIn, st.ESPPacketsOut = total.bytesIn, total.bytesOut, total.packetsIn, total.packetsOut

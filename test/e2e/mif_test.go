@@ -316,14 +316,15 @@ func TestDemoCommand(t *testing.T) {
 	}
 	// By default the end user authenticates by EAP-MSCHAPv2 through
 	// FreeRADIUS, which adds two steps (RADIUS count, accounting); where
-	// FreeRADIUS cannot run, the PSK demo still must.
-	args, want := []string{"demo", "--json"}, 12
+	// FreeRADIUS cannot run, the PSK demo still must. Issue 20 added the
+	// multipath step (one MPTCP download over all three VPNs).
+	args, want := []string{"demo", "--json"}, 13
 	if err := radiuslab.Available(); err != nil {
 		t.Logf("%v: running the demo with --auth psk", err)
-		args, want = append(args, "--auth", "psk"), 10
+		args, want = append(args, "--auth", "psk"), 11
 	}
 	out, err := exec.Command(mifikeBin, args...).Output()
-	steps := 0
+	steps, multipath := 0, false
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		var s demo.Step
 		if json.Unmarshal([]byte(l), &s) != nil {
@@ -333,8 +334,9 @@ func TestDemoCommand(t *testing.T) {
 			t.Fatalf("step %s failed: %s", s.Step, s.Error)
 		}
 		steps++
+		multipath = multipath || s.Step == "multipath"
 	}
-	if err != nil || steps != want {
+	if err != nil || steps != want || !multipath {
 		t.Fatalf("demo: %v, %d steps ok, want %d:\n%s", err, steps, want, out)
 	}
 }

@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/demo"
 	"github.com/mifike/mifike/internal/ike"
 )
@@ -209,6 +211,25 @@ func TestMPTCPInterfaceCutMidTransfer(t *testing.T) {
 func TestMPTCPBackupInterface(t *testing.T) {
 	top, ue, vips := mptcpLab(t, demo.Options{Multipath: "{wwan*: backup}"})
 	waitEndpoints(t, top, map[string]bool{vips["eth0"]: false, vips["wlan0"]: false, vips["wwan0"]: true})
+	// The daemon says so too, in stats (and the mifike_mptcp_endpoints
+	// metric), as the kernel has them.
+	c, err := control.Dial(ue.Sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st control.Stats
+	err = c.Call("stats", nil, &st)
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]string{}
+	for _, e := range st.MPTCP {
+		modes[e.Addr.String()] = e.Mode
+	}
+	if want := map[string]string{vips["eth0"]: "active", vips["wlan0"]: "active", vips["wwan0"]: "backup"}; !maps.Equal(modes, want) {
+		t.Fatalf("stats lists MPTCP endpoints %v, want %v", modes, want)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	links0 := linkBytes(t, top)
