@@ -179,6 +179,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		leases          = map[string]int{}
 		convs, sessions int
 		mptcpEps        []control.MPTCPEndpoint
+		mptcpOn         bool
 	)
 	m.d.call(func() {
 		if m.d.radius != nil {
@@ -188,7 +189,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		for name, p := range m.d.pools.ByName {
 			leases[name] = p.InUse()
 		}
-		mptcpEps = m.d.mptcpEndpoints()
+		mptcpEps, mptcpOn = m.d.mptcpEndpoints(), m.d.mptcp != nil
 		if m.d.plane != nil {
 			drops = m.d.plane.Drops()
 			now, total = m.d.espTraffic()
@@ -209,7 +210,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.descs["esppackets"], prometheus.CounterValue, float64(total.packetsIn), "in")
 		ch <- prometheus.MustNewConstMetric(m.descs["esppackets"], prometheus.CounterValue, float64(total.packetsOut), "out")
 	}
-	if m.d.cfg.MPTCP.Enable {
+	if mptcpOn { // mptcp.enable, and the kernel's path manager answered
 		modes := map[string]int{"active": 0, "backup": 0}
 		for _, e := range mptcpEps {
 			modes[e.Mode]++
