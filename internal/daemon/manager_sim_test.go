@@ -71,7 +71,7 @@ connections:
 `, simPSK, l.ike, l.ikeRand, l.child, l.childRand)
 }
 
-func simConns(t *testing.T, name, yaml string) ([]*ike.Connection, map[string]*ike.Pool, *config.Config) {
+func simConns(t testing.TB, name, yaml string) ([]*ike.Connection, map[string]*ike.Pool, *config.Config) {
 	t.Helper()
 	cfg, err := config.Parse(name, []byte(yaml), t.TempDir())
 	if err != nil {

@@ -181,7 +181,7 @@ var listenAny = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
 // noDevice: the simulated hosts have no data-plane devices to skip.
 func noDevice(string) bool { return false }
 
-func newSimd(t *testing.T, net *netsim.Network, name, yaml string, setup func(*netsim.Node)) *simd {
+func newSimd(t testing.TB, net *netsim.Network, name, yaml string, setup func(*netsim.Node)) *simd {
 	t.Helper()
 	conns, pools, cfg := simConns(t, name+".yaml", yaml)
 	d := &simd{net: net, pools: pools, conns: conns, nextTick: net.Now.Add(time.Second)}
@@ -268,7 +268,7 @@ func (d *simd) reconcile() {
 
 // mifSim is the lab: the end user, the gateway and the network.
 type mifSim struct {
-	t      *testing.T
+	t      testing.TB
 	net    *netsim.Network
 	ue, gw *simd
 	pool   *ike.Pool
@@ -281,7 +281,7 @@ type mifSim struct {
 	sent        bool
 }
 
-func newMIFSim(t *testing.T, seed uint64, o mifOpts) *mifSim {
+func newMIFSim(t testing.TB, seed uint64, o mifOpts) *mifSim {
 	t.Helper()
 	if o.ifaces == nil {
 		o.ifaces = mifIfaces
