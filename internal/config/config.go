@@ -346,6 +346,19 @@ type InterfacesConfig struct {
 	// winning; an interface no pattern matches is active.
 	Multipath     []IfaceMultipath
 	multipathLine int
+	// Spread, when set, assigns new flows that are not MPTCP to the
+	// VPNs by a weighted hash (docs/multipath.md, "Flow spreading"):
+	// the weight of a VPN is that of the first pattern matching the
+	// interface it is on now, 1 when none does, 0 never for new flows.
+	Spread     []IfaceSpread
+	spreadLine int
+}
+
+// IfaceSpread is one entry of interfaces.spread: the weight of the VPNs
+// on interfaces matching Pattern among the flows spread over the VPNs.
+type IfaceSpread struct {
+	Pattern string
+	Weight  int
 }
 
 // IfaceMultipath is one entry of interfaces.multipath: the MPTCP role

@@ -55,7 +55,7 @@ var (
 	keylogSchema     = schema{keys: []string{"dir"}}
 	retransmitSchema = schema{keys: []string{"timeout", "base", "tries"}}
 	tunSchema        = schema{keys: []string{"name", "mtu"}}
-	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs", "tcp", "multipath"}}
+	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs", "tcp", "multipath", "spread"}}
 	mptcpSchema      = schema{keys: []string{"enable", "subflows", "add_addr_accepted"}}
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
@@ -229,6 +229,7 @@ func (p *parser) parse(data []byte) *Config {
 			}
 		}
 		p.checkMultipath(c, cc)
+		p.checkSpread(c, cc)
 		if cc.Remote.Auth == "eap" && c.RADIUS == nil {
 			p.fail(cc.Line, "connections."+cc.Name+".remote.auth", "eap passes the authentication to RADIUS: add a top-level radius section with servers (see docs/eap-radius.md)")
 		}
@@ -703,6 +704,10 @@ func (p *parser) interfaces(f *fields, c *ConnConfig) *InterfacesConfig {
 	if f.has("multipath") {
 		ic.Multipath = p.ifaceMultipath(f)
 		ic.multipathLine = f.at("multipath")
+	}
+	if f.has("spread") {
+		ic.Spread = p.ifaceSpread(f)
+		ic.spreadLine = f.at("spread")
 	}
 	return ic
 }

@@ -280,6 +280,8 @@ var reference = []refSection{
 				Doc: "The connection's tcp for VPNs on the interfaces that match, the first match winning (RFC 9329)."},
 			"multipath": {Type: "mapping of interface patterns to active, backup or off", DefaultNote: "every interface active", Example: "{eth*: active, wwan*: backup}",
 				Doc: "With the top-level mptcp enabled: the MPTCP role of a VPN's inner address by the interface the VPN is on now, the first match winning, an interface no pattern matches `active`. `active` subflows carry traffic together; `backup` ones (endpoint flag `backup`, a metered link) carry it only when no active one is left; `off` has no endpoint. A VPN that moves takes the role of its new interface. See docs/multipath.md."},
+			"spread": {Type: "mapping of interface patterns to weights (0 to 100)", DefaultNote: "off: a flow rides the VPN of its source address", Example: "{eth*: 3, wlan*: 2, wwan*: 0}",
+				Doc: "Flow spreading for traffic that is not MPTCP: each new connection from a VPN's inner address through the TUN device is given one VPN by a hash of its addresses and ports weighted by these numbers (the daemon's nftables table `mifike_spread` translates its source to that VPN's inner address; conntrack keeps it for the flow's life, so a flow never changes SA). A VPN's weight is that of the interface it is on now, the first match winning, 1 where no pattern matches; 0: no new flows. `{}` weighs every VPN 1. Needs `nft`, the userspace data plane and an inner address per VPN. See docs/multipath.md, \"Flow spreading\"."},
 		}},
 	{Path: "connections.<name>.children.<name>", Schema: &childSchema, Doc: "One Child SA: what traffic it carries and for how long its keys live.",
 		Keys: map[string]keyDoc{

@@ -71,6 +71,11 @@ type Policy struct {
 	// match winning (multipath.go).
 	MPTCP     bool
 	Multipath []MultipathRule
+	// Spread asks for new flows that are not MPTCP to be spread over
+	// the VPNs (SpreadTargets), weighted by SpreadWeights by interface,
+	// the first match winning, 1 where none matches (spread.go).
+	Spread        bool
+	SpreadWeights []SpreadRule
 }
 
 // Interface is a network interface as the host sees it now.
@@ -1170,6 +1175,9 @@ func (p Policy) Describe() string {
 	d := fmt.Sprintf("%s over %v; interface down: %s; interface back: %s", p.Mode, p.Use, down, back)
 	if p.MPTCP {
 		d += "; MPTCP endpoints " + describeMultipath(p.Multipath)
+	}
+	if p.Spread {
+		d += "; flows spread " + describeSpread(p.SpreadWeights)
 	}
 	return d
 }
