@@ -89,7 +89,11 @@ type Daemon struct {
 	reconcileSoon bool
 	// mptcp keeps MPTCP endpoints for the VPNs' inner addresses
 	// (mptcp.go); nil unless the mptcp section enables it.
-	mptcp   *mptcpState
+	mptcp *mptcpState
+	// spread keeps the nftables table that spreads new flows over the
+	// VPNs (spread.go); nil unless a connection's interfaces.spread
+	// asks for it.
+	spread  *spreadState
 	keys    *keyLog
 	metrics *metrics
 	// radius passes EAP to the radius section's servers and accounts
@@ -253,6 +257,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.installTraps()
 	d.configureMPTCP()
 	defer d.closeMPTCP()
+	d.configureSpread()
+	defer d.closeSpread()
 	espHeadroom := 0
 	if d.espInUDP != nil {
 		espHeadroom = d.espInUDP.ESPHeadroom()
@@ -470,8 +476,8 @@ func (d *Daemon) apply(acts []ike.Action) {
 			if tellManagers(d.managers, d.engine, a) {
 				d.reconcileSoon = true
 			}
-			if d.mptcp != nil && (a.Kind == ike.EventChildUp || a.Kind == ike.EventChildDown || a.Kind == ike.EventAddressUpdate) {
-				d.reconcileSoon = true // an endpoint may come, go or change (mptcp.go)
+			if (d.mptcp != nil || d.spread != nil) && (a.Kind == ike.EventChildUp || a.Kind == ike.EventChildDown || a.Kind == ike.EventAddressUpdate) {
+				d.reconcileSoon = true // an endpoint or a spread target may come, go or change (mptcp.go, spread.go)
 			}
 		}
 	}

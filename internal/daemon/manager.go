@@ -35,6 +35,12 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 				p.Multipath = append(p.Multipath, manager.MultipathRule{Pattern: r.Pattern, Mode: mode})
 			}
 		}
+		if ic.Spread != nil {
+			p.Spread = true
+			for _, r := range ic.Spread {
+				p.SpreadWeights = append(p.SpreadWeights, manager.SpreadRule{Pattern: r.Pattern, Weight: r.Weight})
+			}
+		}
 		if m := old[cc.Name]; m != nil && d.policies[cc.Name].Describe() == p.Describe() {
 			m.ClearAuthHolds() // new credentials may be in the reloaded file
 			d.managers[cc.Name] = m
@@ -52,7 +58,7 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 // reconcile lets every manager compare its connection's SAs with the
 // interfaces and carries out what it decides.
 func (d *Daemon) reconcile() {
-	if len(d.managers) == 0 && d.mptcp == nil {
+	if len(d.managers) == 0 && d.mptcp == nil && d.spread == nil {
 		return
 	}
 	now := time.Now()
@@ -75,6 +81,16 @@ func (d *Daemon) reconcile() {
 			want = append(want, m.Endpoints(ifaces, managerSAs(all, name))...)
 		}
 		d.syncMPTCP(want)
+	}
+	if d.spread != nil {
+		all = d.engine.IKESAs()
+		ts := map[string][]manager.SpreadTarget{}
+		for name, m := range d.managers {
+			if t := m.SpreadTargets(ifaces, managerSAs(all, name)); t != nil {
+				ts[name] = t
+			}
+		}
+		d.syncSpread(spreadGroups(ts))
 	}
 }
 

@@ -87,6 +87,7 @@ func (d *Daemon) reloadFile(from string) (control.Reloaded, error) {
 	d.newManagers(cfg)
 	d.installTraps()
 	d.configureMPTCP()
+	d.configureSpread()
 	d.reconcileSoon = true
 	logWarnings(cfg, d.log)
 	restarted := map[string]uint64{}

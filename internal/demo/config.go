@@ -86,6 +86,9 @@ type Options struct {
 	// interfaces.multipath map as written ("{wwan*: backup}").
 	MPTCP     bool
 	Multipath string
+	// Spread is the end user's interfaces.spread map as written
+	// ("{eth*: 3, wlan*: 2, wwan*: 0}"): flow spreading over its VPNs.
+	Spread string
 	// KeyLog makes both daemons write key logs to keys/ in their
 	// directories (Wireshark's format; tests check no secret leaks there).
 	KeyLog bool
@@ -173,6 +176,9 @@ func UEConfig(o Options) string {
 	multipath := ""
 	if o.Multipath != "" {
 		multipath = ", multipath: " + o.Multipath
+	}
+	if o.Spread != "" {
+		multipath += ", spread: " + o.Spread
 	}
 	fmt.Fprintf(&b, "    interfaces: {mode: %s, use: [%s], on_down: %s, on_return: %s, gateway_addrs: %s%s}\n",
 		or(o.Mode, "per-interface"), strings.Join(use, ", "), or(o.OnDown, "move"), or(o.OnReturn, "move-back"), or(o.GatewayAddrs, "one"), multipath)

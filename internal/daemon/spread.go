@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"context"
+	"maps"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/mifike/mifike/internal/manager"
+	"github.com/mifike/mifike/internal/spread"
+)
+
+// Flow spreading over the per-interface VPNs (interfaces.spread, issue
+// 20 item 2, docs/multipath.md "Flow spreading"). The managers say which
+// VPNs take new flows and with which weight (manager.SpreadTargets: the
+// interface each VPN is on now); syncSpread writes the nftables table
+// that translates a new flow's source to its VPN's inner address, after
+// every reconcile, as syncMPTCP does for the MPTCP endpoints. The data
+// plane then sends the flow through that VPN's Child SA (its SPD picks
+// the Child SA by source address), and conntrack keeps the flow there.
+type spreadState struct {
+	dev string // the userspace data plane's TUN device
+	// script is the ruleset last applied ("" none yet), targets the
+	// inner addresses it spread over.
+	script  string
+	targets map[netip.Addr]bool
+}
+
+// spreads: does any connection ask for flow spreading.
+func (d *Daemon) spreads() bool {
+	for _, cc := range d.cfg.Connections {
+		if cc.Interfaces != nil && cc.Interfaces.Spread != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// configureSpread starts flow spreading when the configuration asks
+// for it (at start and after a reload), and removes the table when it
+// no longer does. Without the userspace data plane's device there is
+// nothing to spread over: logged, not fatal.
+func (d *Daemon) configureSpread() {
+	if !d.spreads() {
+		d.closeSpread()
+		return
+	}
+	if d.spread != nil {
+		d.reconcileSoon = true
+		return
+	}
+	named, ok := d.plane.(interface{ Name() string })
+	if !ok || d.espInUDP == nil {
+		d.log.Error("spread: flows are spread over the userspace data plane's TUN device, and this data plane is not it (data_plane auto chose the kernel's?): set data_plane: userspace")
+		return
+	}
+	d.spread = &spreadState{dev: named.Name(), targets: map[netip.Addr]bool{}}
+	d.log.Info("spread: new flows that are not MPTCP are spread over the VPNs", "table", "inet "+spread.Table, "device", named.Name())
+	d.reconcileSoon = true
+}
+
+// syncSpread writes the rules for the VPNs the managers name, when they
+// changed, and forgets the flows of VPNs that are gone (deleted: a VPN
+// that moves keeps its inner address and its flows).
+func (d *Daemon) syncSpread(groups []spread.Group) {
+	s := d.spread
+	if s == nil {
+		return
+	}
+	now := map[netip.Addr]bool{}
+	for _, g := range groups {
+		for _, t := range g.Targets {
+			now[t.Addr] = true
+		}
+	}
+	script := spread.Ruleset(s.dev, groups)
+	if script != s.script {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := spread.Apply(ctx, script)
+		cancel()
+		if err != nil {
+			d.log.Warn("spread: cannot write the rules", "err", err)
+			return // tried again at the next reconcile
+		}
+		s.script = script
+		d.log.Info("spread: rules written", "groups", groups)
+	}
+	for a := range s.targets {
+		if now[a] {
+			continue
+		}
+		n, err := spread.Forget(a)
+		if err != nil {
+			d.log.Warn("spread: cannot forget the flows of a VPN gone", "addr", a, "err", err)
+		} else {
+			d.log.Info("spread: a VPN is gone; its flows will be given another", "addr", a, "flows", n)
+		}
+	}
+	s.targets = now
+}
+
+// spreadGroups are the managers' targets, one group per connection.
+func spreadGroups(ts map[string][]manager.SpreadTarget) []spread.Group {
+	var out []spread.Group
+	for _, conn := range slices.Sorted(maps.Keys(ts)) {
+		g := spread.Group{Conn: conn}
+		for _, t := range ts[conn] {
+			g.Targets = append(g.Targets, spread.Target{Addr: t.Addr, Weight: t.Weight})
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// closeSpread removes the table (its NAT no longer applies to new
+// flows; flows already translated keep their conntrack entries).
+func (d *Daemon) closeSpread() {
+	if d.spread == nil {
+		return
+	}
+	d.spread = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := spread.Apply(ctx, spread.RemoveScript()); err != nil {
+		d.log.Warn("spread: cannot remove the table", "table", "inet "+spread.Table, "err", err)
+		return
+	}
+	d.log.Info("spread: table removed", "table", "inet "+spread.Table)
+}
