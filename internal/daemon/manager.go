@@ -90,7 +90,8 @@ func (d *Daemon) reconcile() {
 				ts[name] = t
 			}
 		}
-		d.syncSpread(spreadGroups(ts))
+		groups, staying := spreadGroups(ts)
+		d.syncSpread(groups, staying)
 	}
 }
 

@@ -24,7 +24,7 @@ type spreadState struct {
 	// script is the ruleset last applied ("" none yet), targets the
 	// inner addresses it spread over.
 	script  string
-	targets map[netip.Addr]bool
+	targets map[netip.Addr]bool // of VPNs not being deleted
 }
 
 // spreads: does any connection ask for flow spreading.
@@ -61,18 +61,14 @@ func (d *Daemon) configureSpread() {
 }
 
 // syncSpread writes the rules for the VPNs the managers name, when they
-// changed, and forgets the flows of VPNs that are gone (deleted: a VPN
-// that moves keeps its inner address and its flows).
-func (d *Daemon) syncSpread(groups []spread.Group) {
+// changed, and forgets the translations of flows given to a VPN that
+// fails for good (being deleted, or gone): their next packet is a new
+// flow and gets another VPN. A VPN that moves keeps its inner address
+// and its flows. staying says which targets are not Leaving.
+func (d *Daemon) syncSpread(groups []spread.Group, staying map[netip.Addr]bool) {
 	s := d.spread
 	if s == nil {
 		return
-	}
-	now := map[netip.Addr]bool{}
-	for _, g := range groups {
-		for _, t := range g.Targets {
-			now[t.Addr] = true
-		}
 	}
 	script := spread.Ruleset(s.dev, groups)
 	if script != s.script {
@@ -87,30 +83,37 @@ func (d *Daemon) syncSpread(groups []spread.Group) {
 		d.log.Info("spread: rules written", "groups", groups)
 	}
 	for a := range s.targets {
-		if now[a] {
+		if staying[a] {
 			continue
 		}
+		// After the rules: a flow forgotten now is a new flow that
+		// the rules no longer give to a.
 		n, err := spread.Forget(a)
 		if err != nil {
-			d.log.Warn("spread: cannot forget the flows of a VPN gone", "addr", a, "err", err)
+			d.log.Warn("spread: cannot forget the flows of a VPN that failed", "addr", a, "err", err)
 		} else {
-			d.log.Info("spread: a VPN is gone; its flows will be given another", "addr", a, "flows", n)
+			d.log.Info("spread: a VPN failed; its flows are given another", "addr", a, "flows", n)
 		}
 	}
-	s.targets = now
+	s.targets = staying
 }
 
-// spreadGroups are the managers' targets, one group per connection.
-func spreadGroups(ts map[string][]manager.SpreadTarget) []spread.Group {
+// spreadGroups are the managers' targets, one group per connection,
+// and the addresses of the VPNs staying.
+func spreadGroups(ts map[string][]manager.SpreadTarget) ([]spread.Group, map[netip.Addr]bool) {
 	var out []spread.Group
+	staying := map[netip.Addr]bool{}
 	for _, conn := range slices.Sorted(maps.Keys(ts)) {
 		g := spread.Group{Conn: conn}
 		for _, t := range ts[conn] {
 			g.Targets = append(g.Targets, spread.Target{Addr: t.Addr, Weight: t.Weight})
+			if !t.Leaving {
+				staying[t.Addr] = true
+			}
 		}
 		out = append(out, g)
 	}
-	return out
+	return out, staying
 }
 
 // closeSpread removes the table (its NAT no longer applies to new

@@ -49,9 +49,17 @@ type SpreadTarget struct {
 	Addr   netip.Addr
 	Weight int
 	Iface  string
+	// Leaving: the VPN is being deleted (weight 0). Flows from its
+	// address are still spread while the address is there, and the
+	// flows it was given are given another VPN (the daemon forgets
+	// their translations): a flow is re-pinned only when its VPN fails.
+	Leaving bool
 }
 
 func (t SpreadTarget) String() string {
+	if t.Leaving {
+		return fmt.Sprintf("%v (%s, being deleted)", t.Addr, t.Iface)
+	}
 	return fmt.Sprintf("%v (%s, weight %d)", t.Addr, t.Iface, t.Weight)
 }
 
@@ -65,31 +73,32 @@ func (m *Manager) SpreadTargets(ifaces []Interface, sas []SA) []SpreadTarget {
 }
 
 // SpreadTargets is Manager.SpreadTargets for any rules: one per inner
-// address of every established VPN (not one being deleted) whose
-// tunnel-mode Child SA covers it, weighted by the interface the VPN is
-// on now, 0 when that interface is down or unknown (the VPN is about to
-// move: new flows go elsewhere, its own flows move with it). A flow
-// from any of these addresses may be given to any of them with a weight
-// above 0. Sorted by address.
+// address of every established VPN, or one being deleted (Leaving),
+// whose tunnel-mode Child SA covers it, weighted by the interface the
+// VPN is on now, 0 when that interface is down or unknown (the VPN is
+// about to move: new flows go elsewhere, its own flows move with it)
+// or the VPN is being deleted. A flow from any of these addresses may be
+// given to any of them with a weight above 0. Sorted by address.
 func SpreadTargets(rules []SpreadRule, ifaces []Interface, sas []SA) []SpreadTarget {
 	by := map[netip.Addr]SpreadTarget{}
 	for _, s := range current(sas) {
-		if !s.Established || s.Deleting {
+		if !s.Established && !s.Deleting {
 			continue
 		}
 		iface := ifaceOf(s, ifaces)
 		w := spreadWeight(rules, iface)
-		if !ifaceUp(ifaces, iface) {
+		if !ifaceUp(ifaces, iface) || s.Deleting {
 			w = 0
 		}
 		for _, a := range s.VIPs {
 			if !carries(s, a) {
 				continue
 			}
-			if o, dup := by[a]; dup && o.Weight >= w {
-				continue // a shared address: the larger weight
+			t := SpreadTarget{Addr: a, Weight: w, Iface: iface, Leaving: s.Deleting}
+			if o, dup := by[a]; dup && (o.Weight > w || o.Weight == w && !o.Leaving) {
+				continue // a shared address: the larger weight, the VPN staying
 			}
-			by[a] = SpreadTarget{Addr: a, Weight: w, Iface: iface}
+			by[a] = t
 		}
 	}
 	out := make([]SpreadTarget, 0, len(by))

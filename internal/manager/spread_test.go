@@ -22,11 +22,11 @@ func TestSpreadTargetsWeights(t *testing.T) {
 		rules []SpreadRule
 		want  []SpreadTarget
 	}{
-		{"all 1 by default", nil, []SpreadTarget{{vip1, 1, "eth0"}, {vip2, 1, "wlan0"}, {vip3, 1, "wwan0"}}},
+		{"all 1 by default", nil, []SpreadTarget{{vip1, 1, "eth0", false}, {vip2, 1, "wlan0", false}, {vip3, 1, "wwan0", false}}},
 		{"weights, LTE none", []SpreadRule{{"eth*", 3}, {"wlan*", 2}, {"wwan*", 0}},
-			[]SpreadTarget{{vip1, 3, "eth0"}, {vip2, 2, "wlan0"}, {vip3, 0, "wwan0"}}},
+			[]SpreadTarget{{vip1, 3, "eth0", false}, {vip2, 2, "wlan0", false}, {vip3, 0, "wwan0", false}}},
 		{"first match wins", []SpreadRule{{"wlan0", 5}, {"w*", 0}},
-			[]SpreadTarget{{vip1, 1, "eth0"}, {vip2, 5, "wlan0"}, {vip3, 0, "wwan0"}}},
+			[]SpreadTarget{{vip1, 1, "eth0", false}, {vip2, 5, "wlan0", false}, {vip3, 0, "wwan0", false}}},
 	} {
 		m := New(spreadPolicy(tc.rules...), nil)
 		if got := m.SpreadTargets(ifs, sas); !reflect.DeepEqual(got, tc.want) {
@@ -42,18 +42,26 @@ func TestSpreadTargetsFollowVPNs(t *testing.T) {
 	m := New(spreadPolicy(SpreadRule{"eth*", 3}, SpreadRule{"wwan*", 0}), nil)
 	moved := vpnSA(1, lte, 0, "10.99.0.2")
 	got := m.SpreadTargets([]Interface{down(eth), wifi, lte}, []SA{moved, vpnSA(2, wifi, 1, "10.99.0.3")})
-	if want := []SpreadTarget{{vip1, 0, "wwan0"}, {vip2, 1, "wlan0"}}; !reflect.DeepEqual(got, want) {
+	if want := []SpreadTarget{{vip1, 0, "wwan0", false}, {vip2, 1, "wlan0", false}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("after a move: %v, want %v", got, want)
 	}
 	stranded := vpnSA(1, eth, 0, "10.99.0.2") // eth0 down, the move not done yet
 	got = m.SpreadTargets([]Interface{down(eth), wifi, lte}, []SA{stranded, vpnSA(2, wifi, 1, "10.99.0.3")})
-	if want := []SpreadTarget{{vip1, 0, "eth0"}, {vip2, 1, "wlan0"}}; !reflect.DeepEqual(got, want) {
+	if want := []SpreadTarget{{vip1, 0, "eth0", false}, {vip2, 1, "wlan0", false}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("interface down, not moved yet: %v, want %v", got, want)
 	}
+	// Being deleted: still a source (its address is there), weight 0,
+	// Leaving so that its flows are given another VPN.
 	deleting := vpnSA(2, wifi, 1, "10.99.0.3")
-	deleting.Deleting = true
-	if got := m.SpreadTargets([]Interface{eth, wifi}, []SA{deleting}); len(got) != 0 {
-		t.Errorf("a VPN being deleted: %v", got)
+	deleting.Deleting, deleting.Established = true, false
+	got = m.SpreadTargets([]Interface{eth, wifi}, []SA{vpnSA(1, eth, 0, "10.99.0.2"), deleting})
+	if want := []SpreadTarget{{vip1, 3, "eth0", false}, {vip2, 0, "wlan0", true}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("a VPN being deleted: %v, want %v", got, want)
+	}
+	connecting := vpnSA(3, lte, 1, "10.99.0.4")
+	connecting.Established = false
+	if got := m.SpreadTargets([]Interface{lte}, []SA{connecting}); len(got) != 0 {
+		t.Errorf("a VPN not up yet: %v", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -177,4 +178,129 @@ func onIfaceNot(t *testing.T, d *demo.Daemon, vip, dev string) string {
 		t.Fatalf("the VPN with %s never left %s:\n%s", vip, dev, d.Table(context.Background()))
 	}
 	return on
+}
+
+// A flow is re-pinned only when its VPN fails. Twenty UDP flows (the
+// application's connected sockets, from the default source) are spread;
+// wlan0 is cut with on_down delete, so the VPN some of them were given
+// is deleted: those flows go on, answered, through another VPN (the
+// daemon forgets their translations and the rules give them one of the
+// VPNs left), while the flows on eth0's VPN keep theirs. The server
+// echoes the source address it saw.
+func TestSpreadFlowRepinnedWhenItsVPNFails(t *testing.T) {
+	top, ue, _ := lab(t, demo.Options{Spread: spreadWeights, OnDown: "delete"})
+	v := waitVPNs(t, ue, all3, 20*time.Second)
+	vips := map[string]string{}
+	for _, dev := range all3 {
+		vips[dev] = v[dev].VirtualIPs[0]
+	}
+	echo := startUDPEcho(t, top)
+	var flows []net.Conn
+	for range 20 {
+		c, err := echo.dial(top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		flows = append(flows, c)
+	}
+	// seen is the source address the server saw for each flow ("" no
+	// answer).
+	seen := func() []string {
+		out := make([]string, len(flows))
+		var wg sync.WaitGroup
+		for i, c := range flows {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.SetDeadline(time.Now().Add(time.Second))
+				if _, err := c.Write([]byte("which source?")); err != nil {
+					return
+				}
+				buf := make([]byte, 64)
+				if n, err := c.Read(buf); err == nil {
+					out[i] = string(buf[:n])
+				}
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+	var first []string
+	spread := func() bool {
+		first = seen()
+		n := map[string]int{}
+		for _, s := range first {
+			n[s]++
+		}
+		return n[""] == 0 && n[vips["eth0"]] > 0 && n[vips["wlan0"]] > 0
+	}
+	if !demo.WaitFor(30*time.Second, spread) {
+		t.Fatalf("the flows were not spread over eth0's (%s) and wlan0's (%s) VPNs, all answered: sources seen %v", vips["eth0"], vips["wlan0"], first)
+	}
+	if err := top.SetLink("wlan0", false); err != nil {
+		t.Fatal(err)
+	}
+	var after []string
+	if !demo.WaitFor(90*time.Second, func() bool {
+		after = seen()
+		for i, s := range after {
+			if s == "" || s == vips["wlan0"] || s == vips["wwan0"] || first[i] == vips["eth0"] && s != vips["eth0"] {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("after wlan0's VPN failed: sources seen %v (before: %v); want every flow answered, those on wlan0's VPN (%s) moved to eth0's (%s), the others kept", after, first, vips["wlan0"], vips["eth0"])
+	}
+	moved := 0
+	for i := range first {
+		if first[i] == vips["wlan0"] {
+			moved++
+		}
+	}
+	t.Logf("before the cut, sources seen %v; after wlan0's VPN was deleted, %v: %d flows re-pinned to eth0's VPN, %d kept", first, after, moved, len(first)-moved)
+	if !strings.Contains(ue.Log(), "spread: a VPN failed; its flows are given another") {
+		t.Error("the daemon did not log forgetting the failed VPN's flows")
+	}
+}
+
+// udpEcho answers each datagram with the source address it came from.
+type udpEcho struct{ addr netip.AddrPort }
+
+func startUDPEcho(t *testing.T, top *demo.Topology) *udpEcho {
+	t.Helper()
+	e := &udpEcho{addr: netip.AddrPortFrom(demo.Server, 7300)}
+	var pc *net.UDPConn
+	if err := demo.InNS(top.Srv, func() error {
+		var err error
+		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(e.addr))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteToUDPAddrPort([]byte(from.Addr().String()), from)
+		}
+	}()
+	return e
+}
+
+// dial opens a connected UDP socket in the end user's namespace, from
+// the address the routes give.
+func (e *udpEcho) dial(top *demo.Topology) (net.Conn, error) {
+	var c net.Conn
+	err := demo.InNS(top.UE, func() error {
+		var err error
+		c, err = net.Dial("udp", e.addr.String())
+		return err
+	})
+	return c, err
 }
