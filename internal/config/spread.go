@@ -59,16 +59,20 @@ func (p *parser) checkSpread(c *Config, cc *ConnConfig) {
 	for _, s := range ic.Spread {
 		some = some || s.Weight > 0
 	}
-	switch {
-	case ic.Mode == "failover":
+	if ic.Mode == "failover" {
 		p.fail(ic.spreadLine, field, "mode failover keeps one VPN: spreading flows needs mode per-interface, a VPN on every interface")
-	case !hasVIPRequest(cc):
+		return
+	}
+	// Each on its own: a file may have several of these to fix.
+	if !hasVIPRequest(cc) {
 		p.fail(cc.Line, conn+".vips", "interfaces.spread puts flows on VPNs by their source address, one inner address per VPN: request one with vips: [0.0.0.0] (and clone.own_vips: yes)")
-	case cc.Clone.Enable && !cc.Clone.OwnVIPs:
+	} else if cc.Clone.Enable && !cc.Clone.OwnVIPs {
 		p.fail(cc.Line, conn+".clone.own_vips", "interfaces.spread puts flows on VPNs by their source address: every VPN needs its own inner address; set clone.own_vips: yes")
-	case c.DataPlane == "none" || c.DataPlane == "kernel":
+	}
+	if c.DataPlane == "none" || c.DataPlane == "kernel" {
 		p.fail(ic.spreadLine, field, "flows are spread over the userspace data plane's TUN device; data_plane is %s: use userspace or auto", c.DataPlane)
-	case !some && !spreadHasDefault(ic.Spread):
+	}
+	if !some && !spreadHasDefault(ic.Spread) {
 		p.fail(ic.spreadLine, field, "every weight is 0 and every interface is named by a pattern: no VPN would get a new flow; give one a weight above 0")
 	}
 }

@@ -85,6 +85,14 @@ func TestSpreadErrors(t *testing.T) {
 			t.Errorf("%s: errors %q, want %q", tc.name, got, tc.want)
 		}
 	}
+	// Every mistake at once, so that one --check shows them all.
+	both := strings.Replace(strings.Replace(spreadEndUser, "own_vips: yes", "own_vips: no", 1), "data_plane: userspace", "data_plane: kernel", 1)
+	got := parseErrors(t, both)
+	for _, w := range []string{"connections.office.clone.own_vips: interfaces.spread", "connections.office.interfaces.spread: flows are spread over the userspace data plane's TUN device; data_plane is kernel"} {
+		if !slices.ContainsFunc(got, func(e string) bool { return strings.Contains(e, w) }) {
+			t.Errorf("own_vips: no and data_plane: kernel: errors %q, want one with %q", got, w)
+		}
+	}
 	// Weights of 0 beside interfaces no pattern names (weight 1) are fine.
 	if _, err := Parse("f.yaml", []byte(strings.Replace(spreadEndUser, "{eth*: 3, wlan*: 2, wwan*: 0}", "{wwan*: 0}", 1)), t.TempDir()); err != nil {
 		t.Fatalf("{wwan*: 0}: %v", err)
