@@ -70,10 +70,14 @@ func (d *Daemon) syncSpread(groups []spread.Group, staying map[netip.Addr]bool) 
 	if s == nil {
 		return
 	}
-	script := spread.Ruleset(s.dev, groups)
+	script := spread.Rules(s.dev, groups)
 	if script != s.script {
+		apply := script
+		if s.script == "" {
+			apply = spread.Setup() + script // the table once, then only its rules
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := spread.Apply(ctx, script)
+		err := spread.Apply(ctx, apply)
 		cancel()
 		if err != nil {
 			d.log.Warn("spread: cannot write the rules", "err", err)

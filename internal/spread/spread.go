@@ -28,9 +28,9 @@
 // be assembled expression by expression, register by register, with the
 // map's key and data types spelt out; several hundred lines that say
 // less than the three rules below, which are also what an operator reads
-// back with `nft list table inet mifike_spread`. The ruleset is written
-// whole and applied in one nft transaction, so the rules change
-// atomically; its text is what the tests check.
+// back with `nft list table inet mifike_spread`. The rules are rewritten
+// whole in one nft transaction, so they change atomically; their text is
+// what the tests check.
 package spread
 
 import (
@@ -64,17 +64,29 @@ type Group struct {
 	Targets []Target
 }
 
-// Ruleset is the nft script that makes the table anew for the groups,
-// for flows leaving through dev: it deletes the table if there is one
-// and writes the new one, in one transaction. Groups without a target
-// of weight above 0 (in a family) have no rules there: their flows keep
-// their source address.
-func Ruleset(dev string, groups []Group) string {
+// Setup is the nft script that makes the table anew, with its base
+// chain in the nat hook jumping to the chain the rules go in. It is
+// applied once (with the first Rules, in one transaction); after that
+// only Rules: the base chain must not be deleted or made again while
+// flows are translated. When the last hook that holds conntrack in the
+// namespace goes, even for an instant within one transaction, a packet
+// passing then is not tracked: it leaves with its own source address
+// and the peer resets the connection (the e2e test's long download was
+// reset so at the rules' rewrite when its interface was cut).
+func Setup() string {
+	return fmt.Sprintf("table inet %[1]s\ndelete table inet %[1]s\n"+
+		"table inet %[1]s {\n\tchain spread {\n\t}\n"+
+		"\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tjump spread\n\t}\n}\n", Table)
+}
+
+// Rules is the nft script that puts the rules for the groups in place
+// of those before, for flows leaving through dev, in one transaction.
+// Groups without a target of weight above 0 (in a family) have no rules
+// there: their flows keep their source address.
+func Rules(dev string, groups []Group) string {
 	var b strings.Builder
-	// "table" alone adds it if missing, so that the delete never fails.
-	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\n", Table, Table)
-	fmt.Fprintf(&b, "table inet %s {\n", Table)
-	b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
+	fmt.Fprintf(&b, "flush chain inet %s spread\n", Table)
+	fmt.Fprintf(&b, "table inet %s {\n\tchain spread {\n", Table)
 	for _, g := range groups {
 		for _, fam := range []struct {
 			ip string

@@ -39,12 +39,10 @@ func TestBuckets(t *testing.T) {
 // picked up in the middle keep their address; the others get a VPN by
 // jhash over the 5-tuple into five buckets.
 func TestRulesetWeighted(t *testing.T) {
-	got := Ruleset("mifike0", []Group{{Conn: "office", Targets: []Target{{eth, 3}, {wlan, 2}, {wwan, 0}}}})
-	want := `table inet mifike_spread
-delete table inet mifike_spread
+	got := Rules("mifike0", []Group{{Conn: "office", Targets: []Target{{eth, 3}, {wlan, 2}, {wwan, 0}}}})
+	want := `flush chain inet mifike_spread spread
 table inet mifike_spread {
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
+	chain spread {
 		oifname "mifike0" ip saddr { 10.99.0.2, 10.99.0.3, 10.99.0.4 } tcp option mptcp exists return comment "office: MPTCP places its own subflows"
 		oifname "mifike0" ip saddr { 10.99.0.2, 10.99.0.3, 10.99.0.4 } tcp flags & (syn | ack) != syn return comment "office: a connection seen first in its middle keeps its address"
 		oifname "mifike0" ip saddr { 10.99.0.2, 10.99.0.3, 10.99.0.4 } snat ip to jhash ip saddr . ip daddr . meta l4proto . th sport . th dport mod 5 seed 0x6d696b65 map { 0 : 10.99.0.2, 1 : 10.99.0.2, 2 : 10.99.0.2, 3 : 10.99.0.3, 4 : 10.99.0.3 } comment "office: new flows spread by weight"
@@ -52,9 +50,13 @@ table inet mifike_spread {
 }
 `
 	if got != want {
-		t.Fatalf("ruleset:\n%s\nwant:\n%s", got, want)
+		t.Fatalf("rules:\n%s\nwant:\n%s", got, want)
 	}
-	checkNft(t, got)
+	// The base chain in the nat hook is made once and jumps to them.
+	if setup := Setup(); !strings.Contains(setup, "type nat hook postrouting priority srcnat; policy accept;\n\t\tjump spread") {
+		t.Fatalf("setup:\n%s", setup)
+	}
+	checkNft(t, Setup()+got)
 }
 
 // One VPN with weight: every new flow goes to it, no hash. IPv6 inner
@@ -63,7 +65,7 @@ table inet mifike_spread {
 // address). No group: an empty table.
 func TestRulesetFamiliesAndEdges(t *testing.T) {
 	v6a, v6b := netip.MustParseAddr("fd00:99::2"), netip.MustParseAddr("fd00:99::3")
-	got := Ruleset("tun7", []Group{
+	got := Rules("tun7", []Group{
 		{Conn: "a", Targets: []Target{{eth, 0}, {wlan, 1}, {v6a, 1}, {v6b, 1}}},
 		{Conn: "b", Targets: []Target{{wwan, 0}}},
 		{Conn: "c"},
@@ -79,12 +81,12 @@ func TestRulesetFamiliesAndEdges(t *testing.T) {
 	if strings.Contains(got, `"b:`) || strings.Contains(got, `"c:`) {
 		t.Errorf("groups without a weighted VPN got rules:\n%s", got)
 	}
-	checkNft(t, got)
-	empty := Ruleset("mifike0", nil)
+	checkNft(t, Setup()+got)
+	empty := Rules("mifike0", nil)
 	if strings.Contains(empty, "oifname") {
 		t.Errorf("no groups: %s", empty)
 	}
-	checkNft(t, empty)
+	checkNft(t, Setup()+empty)
 	checkNft(t, RemoveScript())
 }
 

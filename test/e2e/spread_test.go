@@ -25,9 +25,12 @@ import (
 // spreadWeights: eth0 3, wlan0 2, wwan0 none (a metered link).
 const spreadWeights = "{eth*: 3, wlan*: 2, wwan*: 0}"
 
-func spreadLab(t *testing.T) (*demo.Topology, *demo.Daemon, map[string]string) {
+// spreadLab starts the lab with the end user spreading its flows by
+// weights, and waits for a VPN on every interface and for the rules
+// that name them (ready says the table is what the test needs).
+func spreadLab(t *testing.T, weights string, ready func(table string, vips map[string]string) bool) (*demo.Topology, *demo.Daemon, map[string]string) {
 	t.Helper()
-	top, ue, _ := lab(t, demo.Options{Spread: spreadWeights})
+	top, ue, _ := lab(t, demo.Options{Spread: weights})
 	v := waitVPNs(t, ue, all3, 20*time.Second)
 	vips := map[string]string{}
 	for _, dev := range all3 {
@@ -38,13 +41,13 @@ func spreadLab(t *testing.T) (*demo.Topology, *demo.Daemon, map[string]string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	// The rules are written after the reconcile that sees the third VPN.
+	// The rules are written after the reconcile that sees the VPNs.
 	if !demo.WaitFor(20*time.Second, func() bool {
 		out, err := top.Run(context.Background(), top.UE, "nft", "list", "table", "inet", "mifike_spread")
-		return err == nil && strings.Contains(string(out), vips["eth0"]) && strings.Contains(string(out), vips["wlan0"]) && strings.Contains(string(out), "mod 5")
+		return err == nil && ready(string(out), vips)
 	}) {
 		out, _ := top.Run(context.Background(), top.UE, "nft", "list", "ruleset")
-		t.Fatalf("the spread table never named eth0's and wlan0's VPNs with 5 buckets:\n%s", out)
+		t.Fatalf("the spread table for %s never came:\n%s", weights, out)
 	}
 	return top, ue, vips
 }
@@ -54,7 +57,9 @@ func spreadLab(t *testing.T) (*demo.Topology, *demo.Daemon, map[string]string) {
 // and wlan0's VPNs some each, wwan0's (weight 0) not one octet. At the
 // daemon's stop the table is gone.
 func TestSpreadFlowsByWeight(t *testing.T) {
-	top, ue, vips := spreadLab(t)
+	top, ue, vips := spreadLab(t, spreadWeights, func(table string, vips map[string]string) bool {
+		return strings.Contains(table, vips["eth0"]) && strings.Contains(table, vips["wlan0"]) && strings.Contains(table, "mod 5")
+	})
 	const n, size, parallel = 60, 256 << 10, 6
 	before := espIn(t, ue)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -112,14 +117,19 @@ func TestSpreadFlowsByWeight(t *testing.T) {
 	}
 }
 
-// One long download, spread onto a VPN, across the cut of that VPN's
-// interface: the VPN moves by MOBIKE with its inner address (on_down
-// move), the flow goes on through the same VPN (conntrack keeps its
-// translation; it never changes Child SA), and every octet arrives.
+// One long download, put on wlan0's VPN (the only one with weight: its
+// source translated from the route's, eth0's VPN's inner address), across
+// the cut of wlan0: the VPN moves by MOBIKE with its inner address
+// (on_down move), the flow goes on through the same VPN (conntrack keeps
+// its translation though the rules change; it never changes Child SA),
+// and every octet arrives.
 func TestSpreadFlowSurvivesInterfaceCut(t *testing.T) {
-	top, ue, vips := spreadLab(t)
-	for dev, rate := range mptcpRates {
-		if err := top.LimitRate(dev, rate, 100*time.Millisecond); err != nil {
+	const dev = "wlan0"
+	top, ue, vips := spreadLab(t, "{eth*: 0, wlan*: 1, wwan*: 0}", func(table string, vips map[string]string) bool {
+		return strings.Contains(table, "snat ip to "+vips[dev]+" ")
+	})
+	for d, rate := range mptcpRates {
+		if err := top.LimitRate(d, rate, 100*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,22 +143,15 @@ func TestSpreadFlowSurvivesInterfaceCut(t *testing.T) {
 	if !demo.WaitFor(time.Minute, func() bool { return got.Load() > size/4 }) {
 		t.Fatalf("the download did not get a quarter of the way: %d octets", got.Load())
 	}
-	// The VPN the flow was given: the one whose Child SAs carried it.
 	mid := delta(espIn(t, ue), before)
-	var dev string
-	for _, d := range all3 {
-		if mid[vips[d]] > size/8 {
-			dev = d
-		}
-	}
-	if dev == "" || dev == "wwan0" {
-		t.Fatalf("no VPN of weight above 0 carried the flow: ESP octets in per VPN %v", mid)
+	if mid[vips[dev]] < size/8 {
+		t.Fatalf("wlan0's VPN (%s) did not carry the flow: ESP octets in per VPN %v", vips[dev], mid)
 	}
 	vpn := vpns(t, ue)[dev]
 	if err := top.SetLink(dev, false); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("the flow rides %s's VPN (IKE SA %d, %s); %s cut after %d of %d octets", dev, vpn.ID, vips[dev], dev, got.Load(), size)
+	t.Logf("the flow from %s rides %s's VPN (IKE SA %d, %s); %s cut after %d of %d octets", vips["eth0"], dev, vpn.ID, vips[dev], dev, got.Load(), size)
 	r := <-done
 	if !r.Intact {
 		t.Fatalf("the download across the cut: %d of %d octets, intact %v, err %v", r.Bytes, size, r.Intact, r.Err)
@@ -158,6 +161,12 @@ func TestSpreadFlowSurvivesInterfaceCut(t *testing.T) {
 	t.Logf("completed intact in %v; the VPN is on %s now; ESP octets in per VPN at the cut %v, at the end %v", r.Elapsed.Round(time.Millisecond), moved, mid, after)
 	if after[vips[dev]]-mid[vips[dev]] < size/4 {
 		t.Errorf("the VPN with %s carried %d octets after the cut: the flow must go on through its VPN", vips[dev], after[vips[dev]]-mid[vips[dev]])
+	}
+	// Never split across Child SAs: the other VPNs carried none of it.
+	for _, d := range all3 {
+		if d != dev && after[vips[d]] > 64<<10 {
+			t.Errorf("%s's VPN carried %d octets of a flow given to %s's", d, after[vips[d]], dev)
+		}
 	}
 }
 
