@@ -53,7 +53,7 @@ table inet mifike_spread {
 		t.Fatalf("rules:\n%s\nwant:\n%s", got, want)
 	}
 	// The base chain in the nat hook is made once and jumps to them.
-	if setup := Setup(); !strings.Contains(setup, "type nat hook postrouting priority srcnat; policy accept;\n\t\tjump spread") {
+	if setup := Setup(); !strings.Contains(setup, "type nat hook postrouting priority srcnat; policy accept;\n\t\tct state new jump spread") {
 		t.Fatalf("setup:\n%s", setup)
 	}
 	checkNft(t, Setup()+got)
