@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/mifike/mifike/internal/ifacerule"
 	"net/netip"
 	"os"
 	"reflect"
@@ -486,7 +487,7 @@ connections:
 		t.Fatal(err)
 	}
 	ic := conns[0]
-	want := []ike.IfaceTCP{{Pattern: "wwan*", Policy: ike.TCPAlways}, {Pattern: "eth0", Policy: ike.TCPNever}}
+	want := ifacerule.Rules[ike.TCPPolicy]{{Pattern: "wwan*", Value: ike.TCPAlways}, {Pattern: "eth0", Value: ike.TCPNever}}
 	if ic.TCP != ike.TCPFallback || ic.TCPPort != 443 || ic.TCPFallbackAfter != 3*time.Second || !slices.Equal(ic.TCPIfaces, want) {
 		t.Errorf("tcp %v port %d after %v ifaces %v", ic.TCP, ic.TCPPort, ic.TCPFallbackAfter, ic.TCPIfaces)
 	}

@@ -42,6 +42,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mifike/mifike/internal/ifacerule"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/proposal"
 )
@@ -339,33 +340,19 @@ type InterfacesConfig struct {
 	GatewayAddrs string   // one (default) or all
 	// TCP overrides the connection's tcp policy on interfaces whose name
 	// matches, the first match winning (RFC 9329).
-	TCP     []ike.IfaceTCP
+	TCP     ifacerule.Rules[ike.TCPPolicy]
 	NoClone bool // per-interface without clone.enable: one authentication per interface
 	// Multipath is how the VPNs on interfaces whose name matches take
 	// part in MPTCP (the top-level mptcp section), the first match
 	// winning; an interface no pattern matches is active.
-	Multipath     []IfaceMultipath
+	Multipath     ifacerule.Rules[string]
 	multipathLine int
 	// Spread, when set, assigns new flows that are not MPTCP to the
 	// VPNs by a weighted hash (docs/multipath.md, "Flow spreading"):
 	// the weight of a VPN is that of the first pattern matching the
 	// interface it is on now, 1 when none does, 0 never for new flows.
-	Spread     []IfaceSpread
+	Spread     ifacerule.Rules[int]
 	spreadLine int
-}
-
-// IfaceSpread is one entry of interfaces.spread: the weight of the VPNs
-// on interfaces matching Pattern among the flows spread over the VPNs.
-type IfaceSpread struct {
-	Pattern string
-	Weight  int
-}
-
-// IfaceMultipath is one entry of interfaces.multipath: the MPTCP role
-// (active, backup or off) of the VPNs on interfaces matching Pattern.
-type IfaceMultipath struct {
-	Pattern string
-	Mode    string
 }
 
 // RedirectConfig is the connection's RFC 5685 redirect section.

@@ -1,10 +1,6 @@
 package config
 
-import (
-	"path"
-
-	"gopkg.in/yaml.v3"
-)
+import "github.com/mifike/mifike/internal/ifacerule"
 
 // defaultMPTCPSubflows is the subflow limit the mptcp section sets
 // unless told otherwise: the most the kernel's in-kernel path manager
@@ -30,36 +26,13 @@ func (p *parser) mptcp(f *fields, line int) MPTCPConfig {
 	return m
 }
 
-// ifaceMultipath reads interfaces.multipath: interface names or patterns
-// to the MPTCP role of the VPNs on them, in file order, the first match
-// winning: multipath: {eth*: active, wwan*: backup}.
-func (p *parser) ifaceMultipath(f *fields) []IfaceMultipath {
-	field := f.field("multipath")
-	n := resolve(f.val["multipath"])
-	if n == nil || n.Kind != yaml.MappingNode {
-		f.fail("multipath", "want a mapping of interface names or patterns to active, backup or off, such as {eth*: active, wwan*: backup}")
-		return nil
-	}
-	var out []IfaceMultipath
-	for _, pr := range p.pairs(n, field) {
-		k, v := pr.key, resolve(pr.val)
-		kf := join(field, k.Value)
-		if _, err := path.Match(k.Value, ""); err != nil || k.Kind != yaml.ScalarNode || k.Value == "" {
-			p.fail(k.Line, field, "%q is not an interface name or pattern", k.Value)
-			continue
-		}
-		switch {
-		case v == nil || v.Kind != yaml.ScalarNode:
-			p.fail(k.Line, kf, "want active, backup or off")
-			continue
-		case v.Value == "active" || v.Value == "backup" || v.Value == "off":
-		default:
-			p.fail(v.Line, kf, "%q: want active (carries traffic), backup (only when no active one is left) or off", v.Value)
-			continue
-		}
-		out = append(out, IfaceMultipath{Pattern: k.Value, Mode: v.Value})
-	}
-	return out
+// ifaceMultipath reads interfaces.multipath: the MPTCP role of the VPNs
+// on the interfaces named: multipath: {eth*: active, wwan*: backup}.
+func (p *parser) ifaceMultipath(f *fields) ifacerule.Rules[string] {
+	return ifaceRules(p, f, "multipath", "{eth*: active, wwan*: backup}",
+		"active (carries traffic), backup (only when no active one is left) or off", func(s string) (string, bool) {
+			return s, s == "active" || s == "backup" || s == "off"
+		})
 }
 
 // checkMultipath refuses what cannot give one MPTCP subflow per VPN: a

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/mifike/mifike/internal/ifacerule"
 	"reflect"
 	"slices"
 	"strings"
@@ -34,7 +35,7 @@ func TestMPTCPParse(t *testing.T) {
 	if want := (MPTCPConfig{Enable: true, Subflows: 4, AddAddrAccepted: -1, Line: 2}); c.MPTCP != want {
 		t.Fatalf("mptcp = %+v, want %+v", c.MPTCP, want)
 	}
-	want := []IfaceMultipath{{"eth*", "active"}, {"wwan*", "backup"}, {"wlan0", "off"}}
+	want := ifacerule.Rules[string]{{Pattern: "eth*", Value: "active"}, {Pattern: "wwan*", Value: "backup"}, {Pattern: "wlan0", Value: "off"}}
 	if got := c.Connections[0].Interfaces.Multipath; !reflect.DeepEqual(got, want) {
 		t.Fatalf("multipath = %+v, want %+v (file order: the first match wins)", got, want)
 	}
@@ -57,7 +58,7 @@ func TestMPTCPErrors(t *testing.T) {
 		{"bad mode", "wlan0: off", "wlan0: sometimes",
 			`f.yaml:13: connections.office.interfaces.multipath.wlan0: "sometimes": want active (carries traffic), backup (only when no active one is left) or off`},
 		{"not a mapping", "multipath: {eth*: active, wwan*: backup, wlan0: off}", "multipath: active",
-			`f.yaml:13: connections.office.interfaces.multipath: want a mapping of interface names or patterns to active, backup or off, such as {eth*: active, wwan*: backup}`},
+			`f.yaml:13: connections.office.interfaces.multipath: want a mapping of interface names or patterns to active (carries traffic), backup (only when no active one is left) or off, such as {eth*: active, wwan*: backup}`},
 		{"bad pattern", "wlan0: off", "\"wl[\": off",
 			`f.yaml:13: connections.office.interfaces.multipath: "wl[" is not an interface name or pattern`},
 		{"shared inner address", "own_vips: yes", "own_vips: no",

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mifike/mifike/internal/ifacerule"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/ikeauth"
 	"github.com/mifike/mifike/internal/proposal"
@@ -712,42 +713,53 @@ func (p *parser) interfaces(f *fields, c *ConnConfig) *InterfacesConfig {
 	return ic
 }
 
-// ifaceTCP reads interfaces.tcp: interface names or patterns to the TCP
-// encapsulation policy of the VPNs on them (RFC 9329), in file order,
-// the first match winning: tcp: {wwan*: always, wlan0: fallback}.
-func (p *parser) ifaceTCP(f *fields) []ike.IfaceTCP {
-	field := f.field("tcp")
-	n := resolve(f.val["tcp"])
+// ifaceRules reads a mapping of interface names or patterns to values
+// (interfaces.tcp, multipath and spread), in file order, the first match
+// winning. value turns one scalar into a value, or reports false; want
+// says what a value may be, in the error.
+func ifaceRules[V any](p *parser, f *fields, key, example, want string, value func(string) (V, bool)) ifacerule.Rules[V] {
+	field := f.field(key)
+	n := resolve(f.val[key])
 	if n == nil || n.Kind != yaml.MappingNode {
-		f.fail("tcp", "want a mapping of interface names or patterns to never, fallback or always, such as {wwan*: always}")
+		f.fail(key, "want a mapping of interface names or patterns to %s, such as %s", want, example)
 		return nil
 	}
-	var out []ike.IfaceTCP
+	out := ifacerule.Rules[V]{} // {} is a setting of its own: spread: {} spreads, every VPN weighing 1
 	for _, pr := range p.pairs(n, field) {
 		k, v := pr.key, resolve(pr.val)
 		kf := join(field, k.Value)
-		if _, err := path.Match(k.Value, ""); err != nil || k.Kind != yaml.ScalarNode || k.Value == "" {
+		if k.Kind != yaml.ScalarNode || !ifacerule.ValidPattern(k.Value) {
 			p.fail(k.Line, field, "%q is not an interface name or pattern", k.Value)
 			continue
 		}
-		var pol ike.TCPPolicy
-		switch {
-		case v == nil || v.Kind != yaml.ScalarNode:
-			p.fail(k.Line, kf, "want never, fallback or always")
-			continue
-		case v.Value == "never":
-			pol = ike.TCPNever
-		case v.Value == "fallback":
-			pol = ike.TCPFallback
-		case v.Value == "always":
-			pol = ike.TCPAlways
-		default:
-			p.fail(v.Line, kf, "%q: want never, fallback or always", v.Value)
+		if v == nil || v.Kind != yaml.ScalarNode {
+			p.fail(k.Line, kf, "want %s", want)
 			continue
 		}
-		out = append(out, ike.IfaceTCP{Pattern: k.Value, Policy: pol})
+		x, ok := value(v.Value)
+		if !ok {
+			p.fail(v.Line, kf, "%q: want %s", v.Value, want)
+			continue
+		}
+		out = append(out, ifacerule.Rule[V]{Pattern: k.Value, Value: x})
 	}
 	return out
+}
+
+// ifaceTCP reads interfaces.tcp: the TCP encapsulation policy of the
+// VPNs on the interfaces named (RFC 9329): tcp: {wwan*: always, wlan0: fallback}.
+func (p *parser) ifaceTCP(f *fields) ifacerule.Rules[ike.TCPPolicy] {
+	return ifaceRules(p, f, "tcp", "{wwan*: always}", "never, fallback or always", func(s string) (ike.TCPPolicy, bool) {
+		switch s {
+		case "never":
+			return ike.TCPNever, true
+		case "fallback":
+			return ike.TCPFallback, true
+		case "always":
+			return ike.TCPAlways, true
+		}
+		return 0, false
+	})
 }
 
 func unknownPool(name string, pools map[string]bool) string {

@@ -1,10 +1,10 @@
 package config
 
 import (
-	"path"
+	"fmt"
 	"strconv"
 
-	"gopkg.in/yaml.v3"
+	"github.com/mifike/mifike/internal/ifacerule"
 )
 
 // MaxSpreadWeight bounds a weight of interfaces.spread: the ruleset
@@ -12,36 +12,14 @@ import (
 // weights' common divisor), so a few hundred at most.
 const MaxSpreadWeight = 100
 
-// ifaceSpread reads interfaces.spread: interface names or patterns to
-// the weight of the VPNs on them among new flows, in file order, the
-// first match winning: spread: {eth*: 3, wlan*: 2, wwan*: 0}.
-func (p *parser) ifaceSpread(f *fields) []IfaceSpread {
-	field := f.field("spread")
-	n := resolve(f.val["spread"])
-	if n == nil || n.Kind != yaml.MappingNode {
-		f.fail("spread", "want a mapping of interface names or patterns to weights, such as {eth*: 3, wlan*: 2, wwan*: 0}")
-		return nil
-	}
-	out := []IfaceSpread{} // spread: {} is on, every VPN weighing 1
-	for _, pr := range p.pairs(n, field) {
-		k, v := pr.key, resolve(pr.val)
-		kf := join(field, k.Value)
-		if _, err := path.Match(k.Value, ""); err != nil || k.Kind != yaml.ScalarNode || k.Value == "" {
-			p.fail(k.Line, field, "%q is not an interface name or pattern", k.Value)
-			continue
-		}
-		if v == nil || v.Kind != yaml.ScalarNode {
-			p.fail(k.Line, kf, "want a weight from 0 (no new flows) to %d", MaxSpreadWeight)
-			continue
-		}
-		w, err := strconv.Atoi(v.Value)
-		if err != nil || w < 0 || w > MaxSpreadWeight {
-			p.fail(v.Line, kf, "%q: want a weight from 0 (no new flows) to %d", v.Value, MaxSpreadWeight)
-			continue
-		}
-		out = append(out, IfaceSpread{Pattern: k.Value, Weight: w})
-	}
-	return out
+// ifaceSpread reads interfaces.spread: the weight of the VPNs on the
+// interfaces named among new flows: spread: {eth*: 3, wlan*: 2, wwan*: 0}.
+func (p *parser) ifaceSpread(f *fields) ifacerule.Rules[int] {
+	return ifaceRules(p, f, "spread", "{eth*: 3, wlan*: 2, wwan*: 0}",
+		fmt.Sprintf("a weight from 0 (no new flows) to %d", MaxSpreadWeight), func(s string) (int, bool) {
+			w, err := strconv.Atoi(s)
+			return w, err == nil && w >= 0 && w <= MaxSpreadWeight
+		})
 }
 
 // checkSpread refuses what cannot put a flow on a VPN of its own
@@ -57,7 +35,7 @@ func (p *parser) checkSpread(c *Config, cc *ConnConfig) {
 	field := conn + ".interfaces.spread"
 	some := false
 	for _, s := range ic.Spread {
-		some = some || s.Weight > 0
+		some = some || s.Value > 0
 	}
 	if ic.Mode == "failover" {
 		p.fail(ic.spreadLine, field, "mode failover keeps one VPN: spreading flows needs mode per-interface, a VPN on every interface")
@@ -72,18 +50,7 @@ func (p *parser) checkSpread(c *Config, cc *ConnConfig) {
 	if c.DataPlane == "none" || c.DataPlane == "kernel" {
 		p.fail(ic.spreadLine, field, "flows are spread over the userspace data plane's TUN device; data_plane is %s: use userspace or auto", c.DataPlane)
 	}
-	if !some && !spreadHasDefault(ic.Spread) {
+	if !some && ic.Spread.CatchAll() {
 		p.fail(ic.spreadLine, field, "every weight is 0 and every interface is named by a pattern: no VPN would get a new flow; give one a weight above 0")
 	}
-}
-
-// spreadHasDefault: some interface may match no pattern, and so weigh
-// 1. A lone "*" matches every name.
-func spreadHasDefault(rules []IfaceSpread) bool {
-	for _, r := range rules {
-		if r.Pattern == "*" {
-			return false
-		}
-	}
-	return true
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/mifike/mifike/internal/ifacerule"
 	"reflect"
 	"slices"
 	"strings"
@@ -30,7 +31,7 @@ func TestSpreadParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []IfaceSpread{{"eth*", 3}, {"wlan*", 2}, {"wwan*", 0}}
+	want := ifacerule.Rules[int]{{Pattern: "eth*", Value: 3}, {Pattern: "wlan*", Value: 2}, {Pattern: "wwan*", Value: 0}}
 	if got := c.Connections[0].Interfaces.Spread; !reflect.DeepEqual(got, want) {
 		t.Fatalf("spread = %+v, want %+v (file order: the first match wins)", got, want)
 	}
@@ -63,7 +64,7 @@ func TestSpreadErrors(t *testing.T) {
 		{"not a number", "wlan*: 2", "wlan*: active",
 			`f.yaml:12: connections.office.interfaces.spread.wlan*: "active": want a weight from 0 (no new flows) to 100`},
 		{"not a mapping", "spread: {eth*: 3, wlan*: 2, wwan*: 0}", "spread: 3",
-			`f.yaml:12: connections.office.interfaces.spread: want a mapping of interface names or patterns to weights, such as {eth*: 3, wlan*: 2, wwan*: 0}`},
+			`f.yaml:12: connections.office.interfaces.spread: want a mapping of interface names or patterns to a weight from 0 (no new flows) to 100, such as {eth*: 3, wlan*: 2, wwan*: 0}`},
 		{"bad pattern", "wwan*: 0", "\"ww[\": 0",
 			`f.yaml:12: connections.office.interfaces.spread: "ww[" is not an interface name or pattern`},
 		{"nothing gets a flow", "{eth*: 3, wlan*: 2, wwan*: 0}", "{eth*: 0, \"*\": 0}",

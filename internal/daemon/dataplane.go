@@ -138,7 +138,7 @@ func (d *Daemon) usesTCP() bool {
 		}
 		if c.Interfaces != nil {
 			for _, t := range c.Interfaces.TCP {
-				if t.Policy != ike.TCPNever {
+				if t.Value != ike.TCPNever {
 					return true
 				}
 			}

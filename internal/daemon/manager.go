@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mifike/mifike/internal/config"
+	"github.com/mifike/mifike/internal/ifacerule"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/manager"
 	"github.com/mifike/mifike/internal/ts"
@@ -31,15 +32,13 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 		if cfg.MPTCP.Enable {
 			p.MPTCP = true
 			for _, r := range ic.Multipath {
-				mode, _ := manager.ParseMultipathMode(r.Mode) // config checked it
-				p.Multipath = append(p.Multipath, manager.MultipathRule{Pattern: r.Pattern, Mode: mode})
+				mode, _ := manager.ParseMultipathMode(r.Value) // config checked it
+				p.Multipath = append(p.Multipath, ifacerule.Rule[manager.MultipathMode]{Pattern: r.Pattern, Value: mode})
 			}
 		}
 		if ic.Spread != nil {
 			p.Spread = true
-			for _, r := range ic.Spread {
-				p.SpreadWeights = append(p.SpreadWeights, manager.SpreadRule{Pattern: r.Pattern, Weight: r.Weight})
-			}
+			p.SpreadWeights = ic.Spread
 		}
 		if m := old[cc.Name]; m != nil && d.policies[cc.Name].Describe() == p.Describe() {
 			m.ClearAuthHolds() // new credentials may be in the reloaded file

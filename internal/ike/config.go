@@ -4,13 +4,13 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
-	"github.com/mifike/mifike/internal/eap"
 	"io"
 	"log/slog"
 	"net/netip"
-	pathpkg "path" // the engine has a type path (an address pair)
 	"time"
 
+	"github.com/mifike/mifike/internal/eap"
+	"github.com/mifike/mifike/internal/ifacerule"
 	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/proposal"
 	"github.com/mifike/mifike/internal/wire"
@@ -320,7 +320,7 @@ type Connection struct {
 	TCPFallbackAfter time.Duration
 	// TCPIfaces override TCP for SAs pinned to an interface: the first
 	// whose pattern (path.Match) matches the interface's name wins.
-	TCPIfaces []IfaceTCP
+	TCPIfaces ifacerule.Rules[TCPPolicy]
 	// Fragmentation offers and uses IKE fragmentation (RFC 7383), so
 	// that large IKE messages (certificate chains) pass paths that drop
 	// IP fragments. FragmentSize is the largest IP datagram a fragment
@@ -386,20 +386,12 @@ func (p TCPPolicy) String() string {
 	return "never"
 }
 
-// IfaceTCP is the TCP policy of the interfaces a pattern names.
-type IfaceTCP struct {
-	Pattern string // an interface name or a path.Match pattern (usb*)
-	Policy  TCPPolicy
-}
-
 // tcpPolicy is c's TCP policy on interface iface ("" for a path not
 // pinned to one).
 func (c *Connection) tcpPolicy(iface string) TCPPolicy {
 	if iface != "" {
-		for _, r := range c.TCPIfaces {
-			if ok, _ := pathpkg.Match(r.Pattern, iface); ok {
-				return r.Policy
-			}
+		if p, ok := c.TCPIfaces.Match(iface); ok {
+			return p
 		}
 	}
 	return c.TCP

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mifike/mifike/internal/ifacerule"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/netsim"
 	"github.com/mifike/mifike/internal/wire"
@@ -319,7 +320,7 @@ func TestRFC9329OriginatorClosesUnusedStreams(t *testing.T) {
 // in TCP, and back to UDP when it moves away.
 func TestRFC9329PolicyPerInterface(t *testing.T) {
 	l := newLab(t, 913, func(ue, gw *ike.Connection, _, _ *ike.Config) {
-		ue.TCPIfaces = []ike.IfaceTCP{{Pattern: "lte*", Policy: ike.TCPAlways}}
+		ue.TCPIfaces = ifacerule.Rules[ike.TCPPolicy]{{Pattern: "lte*", Value: ike.TCPAlways}}
 	})
 	l.ue.AddInterface("lte0", ue2Addr)
 	l.ue.Do(func(now time.Time) []ike.Action {

@@ -23,6 +23,8 @@ import (
 	"path"
 	"slices"
 	"time"
+
+	"github.com/mifike/mifike/internal/ifacerule"
 )
 
 // Mode is how VPNs map to interfaces.
@@ -70,12 +72,12 @@ type Policy struct {
 	// (Endpoints), with Multipath the modes by interface, the first
 	// match winning (multipath.go).
 	MPTCP     bool
-	Multipath []MultipathRule
+	Multipath ifacerule.Rules[MultipathMode]
 	// Spread asks for new flows that are not MPTCP to be spread over
 	// the VPNs (SpreadTargets), weighted by SpreadWeights by interface,
 	// the first match winning, 1 where none matches (spread.go).
 	Spread        bool
-	SpreadWeights []SpreadRule
+	SpreadWeights ifacerule.Rules[int]
 }
 
 // Interface is a network interface as the host sees it now.
@@ -1174,10 +1176,10 @@ func (p Policy) Describe() string {
 	}
 	d := fmt.Sprintf("%s over %v; interface down: %s; interface back: %s", p.Mode, p.Use, down, back)
 	if p.MPTCP {
-		d += "; MPTCP endpoints " + describeMultipath(p.Multipath)
+		d += "; MPTCP endpoints " + p.Multipath.String()
 	}
 	if p.Spread {
-		d += "; flows spread " + describeSpread(p.SpreadWeights)
+		d += "; flows spread " + p.SpreadWeights.String()
 	}
 	return d
 }

@@ -3,9 +3,9 @@ package manager
 import (
 	"fmt"
 	"net/netip"
-	"path"
 	"slices"
-	"strings"
+
+	"github.com/mifike/mifike/internal/ifacerule"
 )
 
 // MPTCP over the per-interface VPNs (issue 20, docs/multipath.md): each
@@ -51,24 +51,6 @@ func ParseMultipathMode(s string) (MultipathMode, error) {
 	return 0, fmt.Errorf("%q is not a multipath mode: want active, backup or off", s)
 }
 
-// MultipathRule gives the VPNs on interfaces matching Pattern (a name
-// or shell pattern) their mode.
-type MultipathRule struct {
-	Pattern string
-	Mode    MultipathMode
-}
-
-// multipathMode is the mode of a VPN on iface: the first rule that
-// matches, or active.
-func multipathMode(rules []MultipathRule, iface string) MultipathMode {
-	for _, r := range rules {
-		if ok, _ := path.Match(r.Pattern, iface); ok {
-			return r.Mode
-		}
-	}
-	return MultipathActive
-}
-
 // Endpoint is an MPTCP endpoint the host should have: a VPN's inner
 // address, flagged backup or not, and the interface the VPN is on now
 // (for logs).
@@ -102,14 +84,14 @@ func (m *Manager) Endpoints(ifaces []Interface, sas []SA) []Endpoint {
 }
 
 // Endpoints is Manager.Endpoints for any rules.
-func Endpoints(rules []MultipathRule, ifaces []Interface, sas []SA) []Endpoint {
+func Endpoints(rules ifacerule.Rules[MultipathMode], ifaces []Interface, sas []SA) []Endpoint {
 	by := map[netip.Addr]Endpoint{}
 	for _, s := range current(sas) {
 		if !s.Established || s.Deleting {
 			continue
 		}
 		iface := ifaceOf(s, ifaces)
-		mode := multipathMode(rules, iface)
+		mode := rules.Lookup(iface, MultipathActive)
 		if mode == MultipathOff {
 			continue
 		}
@@ -140,13 +122,4 @@ func carries(s SA, a netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// describeMultipath is the rules for Describe.
-func describeMultipath(rules []MultipathRule) string {
-	parts := make([]string, len(rules))
-	for i, r := range rules {
-		parts[i] = r.Pattern + ": " + r.Mode.String()
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
 }

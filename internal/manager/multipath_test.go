@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"github.com/mifike/mifike/internal/ifacerule"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -16,7 +17,7 @@ func vpnSA(id uint64, i Interface, parent uint64, vip string) SA {
 	return s
 }
 
-func mptcpPolicy(rules ...MultipathRule) Policy {
+func mptcpPolicy(rules ...ifacerule.Rule[MultipathMode]) Policy {
 	p := policy(PerInterface)
 	p.MPTCP, p.Multipath = true, rules
 	return p
@@ -33,13 +34,13 @@ func TestEndpointsPerVPN(t *testing.T) {
 	sas := []SA{vpnSA(1, eth, 0, "10.99.0.2"), vpnSA(2, wifi, 1, "10.99.0.3"), vpnSA(3, lte, 1, "10.99.0.4")}
 	for _, tc := range []struct {
 		name  string
-		rules []MultipathRule
+		rules ifacerule.Rules[MultipathMode]
 		want  []Endpoint
 	}{
 		{"all active by default", nil, []Endpoint{{vip1, false, "eth0"}, {vip2, false, "wlan0"}, {vip3, false, "wwan0"}}},
-		{"metered LTE as backup", []MultipathRule{{"wwan*", MultipathBackup}},
+		{"metered LTE as backup", ifacerule.Rules[MultipathMode]{{Pattern: "wwan*", Value: MultipathBackup}},
 			[]Endpoint{{vip1, false, "eth0"}, {vip2, false, "wlan0"}, {vip3, true, "wwan0"}}},
-		{"first match wins", []MultipathRule{{"wlan0", MultipathOff}, {"w*", MultipathBackup}},
+		{"first match wins", ifacerule.Rules[MultipathMode]{{Pattern: "wlan0", Value: MultipathOff}, {Pattern: "w*", Value: MultipathBackup}},
 			[]Endpoint{{vip1, false, "eth0"}, {vip3, true, "wwan0"}}},
 	} {
 		m := New(mptcpPolicy(tc.rules...), nil)
@@ -53,7 +54,7 @@ func TestEndpointsPerVPN(t *testing.T) {
 // of its new interface; one being deleted, or not yet carrying its inner
 // address, has none; a rekey's two SAs of one VPN give one endpoint.
 func TestEndpointsFollowVPNs(t *testing.T) {
-	m := New(mptcpPolicy(MultipathRule{"wwan*", MultipathBackup}), nil)
+	m := New(mptcpPolicy(ifacerule.Rule[MultipathMode]{Pattern: "wwan*", Value: MultipathBackup}), nil)
 	ifs := []Interface{down(eth), wifi, lte}
 	moved := vpnSA(1, lte, 0, "10.99.0.2") // eth0 went down: its VPN is on wwan0 now
 	want := []Endpoint{{vip1, true, "wwan0"}, {vip2, false, "wlan0"}}

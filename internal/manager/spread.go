@@ -3,9 +3,9 @@ package manager
 import (
 	"fmt"
 	"net/netip"
-	"path"
 	"slices"
-	"strings"
+
+	"github.com/mifike/mifike/internal/ifacerule"
 )
 
 // Flow spreading (issue 20 item 2, docs/multipath.md "Flow spreading"):
@@ -24,24 +24,6 @@ import (
 // (liveness checks, which traffic suppresses), and counts no loss per
 // path; IKESAInfo exposes neither. A VPN whose interface is down (a move
 // under way) takes no new flows; its flows move with it.
-
-// SpreadRule gives the VPNs on interfaces matching Pattern (a name or
-// shell pattern) their weight among new flows; 0: none.
-type SpreadRule struct {
-	Pattern string
-	Weight  int
-}
-
-// spreadWeight is the weight of a VPN on iface: the first rule that
-// matches, or 1.
-func spreadWeight(rules []SpreadRule, iface string) int {
-	for _, r := range rules {
-		if ok, _ := path.Match(r.Pattern, iface); ok {
-			return r.Weight
-		}
-	}
-	return 1
-}
 
 // SpreadTarget is a VPN's inner address with its weight among new flows
 // (0: none), and the interface the VPN is on now (for logs).
@@ -79,14 +61,14 @@ func (m *Manager) SpreadTargets(ifaces []Interface, sas []SA) []SpreadTarget {
 // about to move: new flows go elsewhere, its own flows move with it)
 // or the VPN is being deleted. A flow from any of these addresses may be
 // given to any of them with a weight above 0. Sorted by address.
-func SpreadTargets(rules []SpreadRule, ifaces []Interface, sas []SA) []SpreadTarget {
+func SpreadTargets(rules ifacerule.Rules[int], ifaces []Interface, sas []SA) []SpreadTarget {
 	by := map[netip.Addr]SpreadTarget{}
 	for _, s := range current(sas) {
 		if !s.Established && !s.Deleting {
 			continue
 		}
 		iface := ifaceOf(s, ifaces)
-		w := spreadWeight(rules, iface)
+		w := rules.Lookup(iface, 1)
 		if !ifaceUp(ifaces, iface) || s.Deleting {
 			w = 0
 		}
@@ -116,13 +98,4 @@ func ifaceUp(ifaces []Interface, name string) bool {
 		}
 	}
 	return false
-}
-
-// describeSpread is the weights for Describe.
-func describeSpread(rules []SpreadRule) string {
-	parts := make([]string, len(rules))
-	for i, r := range rules {
-		parts[i] = fmt.Sprintf("%s: %d", r.Pattern, r.Weight)
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
 }

@@ -1,11 +1,12 @@
 package manager
 
 import (
+	"github.com/mifike/mifike/internal/ifacerule"
 	"reflect"
 	"testing"
 )
 
-func spreadPolicy(rules ...SpreadRule) Policy {
+func spreadPolicy(rules ...ifacerule.Rule[int]) Policy {
 	p := policy(PerInterface)
 	p.Spread, p.SpreadWeights = true, rules
 	return p
@@ -19,13 +20,13 @@ func TestSpreadTargetsWeights(t *testing.T) {
 	sas := []SA{vpnSA(1, eth, 0, "10.99.0.2"), vpnSA(2, wifi, 1, "10.99.0.3"), vpnSA(3, lte, 1, "10.99.0.4")}
 	for _, tc := range []struct {
 		name  string
-		rules []SpreadRule
+		rules ifacerule.Rules[int]
 		want  []SpreadTarget
 	}{
 		{"all 1 by default", nil, []SpreadTarget{{vip1, 1, "eth0", false}, {vip2, 1, "wlan0", false}, {vip3, 1, "wwan0", false}}},
-		{"weights, LTE none", []SpreadRule{{"eth*", 3}, {"wlan*", 2}, {"wwan*", 0}},
+		{"weights, LTE none", ifacerule.Rules[int]{{Pattern: "eth*", Value: 3}, {Pattern: "wlan*", Value: 2}, {Pattern: "wwan*", Value: 0}},
 			[]SpreadTarget{{vip1, 3, "eth0", false}, {vip2, 2, "wlan0", false}, {vip3, 0, "wwan0", false}}},
-		{"first match wins", []SpreadRule{{"wlan0", 5}, {"w*", 0}},
+		{"first match wins", ifacerule.Rules[int]{{Pattern: "wlan0", Value: 5}, {Pattern: "w*", Value: 0}},
 			[]SpreadTarget{{vip1, 1, "eth0", false}, {vip2, 5, "wlan0", false}, {vip3, 0, "wwan0", false}}},
 	} {
 		m := New(spreadPolicy(tc.rules...), nil)
@@ -39,7 +40,7 @@ func TestSpreadTargetsWeights(t *testing.T) {
 // onto wwan0 it weighs as wwan0; while its interface is down and it has
 // not moved yet it takes no new flows; one being deleted is no target.
 func TestSpreadTargetsFollowVPNs(t *testing.T) {
-	m := New(spreadPolicy(SpreadRule{"eth*", 3}, SpreadRule{"wwan*", 0}), nil)
+	m := New(spreadPolicy(ifacerule.Rule[int]{Pattern: "eth*", Value: 3}, ifacerule.Rule[int]{Pattern: "wwan*", Value: 0}), nil)
 	moved := vpnSA(1, lte, 0, "10.99.0.2")
 	got := m.SpreadTargets([]Interface{down(eth), wifi, lte}, []SA{moved, vpnSA(2, wifi, 1, "10.99.0.3")})
 	if want := []SpreadTarget{{vip1, 0, "wwan0", false}, {vip2, 1, "wlan0", false}}; !reflect.DeepEqual(got, want) {
