@@ -127,55 +127,54 @@ func Multipath(ctx context.Context, cfg MultipathConfig) (res *MultipathResult, 
 	}
 
 	// Every link active: each alone, all at once, and eth0 cut.
-	err = multipathLab(e, cfg, "active", demo.Options{}, func(ml *mpLab) error {
-		for _, dev := range multipathIfaces {
-			size := max(cfg.Size*int64(rate[dev])/int64(sum), 1<<20)
-			e.say("multipath: %s alone (%d Mbit/s), plain TCP through its VPN, %d MiB", dev, rate[dev], size>>20)
-			run, err := ml.download("single", []string{dev}, ml.vips[dev], size, true, nil)
-			if err != nil {
-				return err
-			}
-			r.Runs = append(r.Runs, run)
-		}
-		e.say("multipath: MPTCP over the three VPNs, %d MiB", cfg.Size>>20)
-		run, err := ml.download("mptcp", multipathIfaces, ml.vips["eth0"], cfg.Size, false, nil)
-		if err != nil {
-			return err
-		}
-		r.Runs = append(r.Runs, run)
-		e.say("multipath: MPTCP, eth0 cut after a third")
-		run, err = ml.download("mptcp-cut", multipathIfaces, ml.vips["eth0"], cfg.Size, false, &cut{at: 1.0 / 3, devs: []string{"eth0"}})
-		if err != nil {
-			return err
-		}
-		r.Runs = append(r.Runs, run)
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	var active []mpCase
+	for _, dev := range multipathIfaces {
+		size := max(cfg.Size*int64(rate[dev])/int64(sum), 1<<20)
+		active = append(active, mpCase{fmt.Sprintf("%s alone (%d Mbit/s), plain TCP through its VPN, %d MiB", dev, rate[dev], size>>20),
+			"single", []string{dev}, dev, size, true, nil})
 	}
-
+	active = append(active,
+		mpCase{fmt.Sprintf("MPTCP over the three VPNs, %d MiB", cfg.Size>>20), "mptcp", multipathIfaces, "eth0", cfg.Size, false, nil},
+		mpCase{"MPTCP, eth0 cut after a third", "mptcp-cut", multipathIfaces, "eth0", cfg.Size, false, &cut{at: 1.0 / 3, devs: []string{"eth0"}}})
 	// wwan0 as backup: idle while the others work, then the only one.
-	err = multipathLab(e, cfg, "backup", demo.Options{Multipath: "{wwan*: backup}"}, func(ml *mpLab) error {
-		e.say("multipath: MPTCP with wwan0 as backup, %d MiB", cfg.Size>>20)
-		run, err := ml.download("backup", multipathIfaces, ml.vips["eth0"], cfg.Size, false, nil)
+	backup := []mpCase{
+		{fmt.Sprintf("MPTCP with wwan0 as backup, %d MiB", cfg.Size>>20), "backup", multipathIfaces, "eth0", cfg.Size, false, nil},
+		{"MPTCP with wwan0 as backup, eth0 and wlan0 cut after three quarters", "backup-failover", multipathIfaces, "eth0", cfg.Size, false, &cut{at: 0.75, devs: []string{"eth0", "wlan0"}}},
+	}
+	for _, lab := range []struct {
+		name  string
+		o     demo.Options
+		cases []mpCase
+	}{{"active", demo.Options{}, active}, {"backup", demo.Options{Multipath: "{wwan*: backup}"}, backup}} {
+		err = multipathLab(e, cfg, lab.name, lab.o, func(ml *mpLab) error {
+			for _, c := range lab.cases {
+				e.say("multipath: %s", c.say)
+				run, err := ml.download(c.name, c.links, ml.vips[c.src], c.size, c.plainTCP, c.cut)
+				if err != nil {
+					return err
+				}
+				r.Runs = append(r.Runs, run)
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		r.Runs = append(r.Runs, run)
-		e.say("multipath: MPTCP with wwan0 as backup, eth0 and wlan0 cut after three quarters")
-		run, err = ml.download("backup-failover", multipathIfaces, ml.vips["eth0"], cfg.Size, false, &cut{at: 0.75, devs: []string{"eth0", "wlan0"}})
-		if err != nil {
-			return err
-		}
-		r.Runs = append(r.Runs, run)
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	r.Ratios = multipathRatios(r, rate)
 	return r, nil
+}
+
+// mpCase is one download of the suite: what it says, its case name, the
+// links it may use, the interface whose VPN's inner address is its
+// source, its size, plain TCP or MPTCP, and the cut, if any.
+type mpCase struct {
+	say, name string
+	links     []string
+	src       string
+	size      int64
+	plainTCP  bool
+	cut       *cut
 }
 
 // cut takes links down once the download has received the share at.

@@ -231,40 +231,36 @@ func (c *crew) chunks(n int) (count, size int) {
 // sealAll seals items: the first job here, the rest on the workers,
 // waiting for each in order.
 func (c *crew) sealAll(items []sealItem) {
-	count, size := c.chunks(len(items))
-	if count == 1 {
-		for k := range items {
-			items[k].do(&c.sc)
-		}
-		return
-	}
-	for k := 1; k < count; k++ {
-		j := &c.jobs[k]
-		j.seal, j.open = items[k*size:min((k+1)*size, len(items))], nil
-		c.queue(j)
-	}
-	for k := range items[:size] {
-		items[k].do(&c.sc)
-	}
-	c.wait(count)
+	runAll(c, items, func(j *job, part []sealItem) { j.seal, j.open = part, nil })
 }
 
 // openAll opens items as sealAll seals.
 func (c *crew) openAll(items []openItem) {
+	runAll(c, items, func(j *job, part []openItem) { j.seal, j.open = nil, part })
+}
+
+// runAll does items in chunks: the first here, the others queued as
+// jobs (give hands a job its part), then waits for the jobs in order.
+// Generic so that sealing and opening share one schedule; P is *T, the
+// items' do having a pointer receiver.
+func runAll[T any, P interface {
+	*T
+	do(*esp.Scratch)
+}](c *crew, items []T, give func(j *job, part []T)) {
 	count, size := c.chunks(len(items))
 	if count == 1 {
 		for k := range items {
-			items[k].do(&c.sc)
+			P(&items[k]).do(&c.sc)
 		}
 		return
 	}
 	for k := 1; k < count; k++ {
 		j := &c.jobs[k]
-		j.seal, j.open = nil, items[k*size:min((k+1)*size, len(items))]
+		give(j, items[k*size:min((k+1)*size, len(items))])
 		c.queue(j)
 	}
 	for k := range items[:size] {
-		items[k].do(&c.sc)
+		P(&items[k]).do(&c.sc)
 	}
 	c.wait(count)
 }
