@@ -76,6 +76,7 @@ type Daemon struct {
 	limits   chan limitEvent
 	lastIn   map[uint32]int64
 	lastOut  map[uint32]uint64 // PacketsOut at the last poll
+	swept    time.Time         // the data plane's last SweepIdle
 
 	// The host's interfaces (host.go), and the kernel's announcements of
 	// their changes or a request to read them all again.
@@ -369,6 +370,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				liveC = liveTick.C
 			}
 			d.retire(time.Now())
+			d.sweepIdle(time.Now())
 			if d.radius != nil {
 				d.radius.tick(time.Now())
 			}

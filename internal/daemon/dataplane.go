@@ -236,6 +236,26 @@ func (d *Daemon) espTraffic() (now, total espTotals) {
 	return now, total
 }
 
+// espIdleAfter: a Child SA direction that carried nothing for this long
+// gives up its keyed AEAD context (dataplane.Plane.SweepIdle), which the
+// next packet makes again in about a microsecond. A minute keeps the
+// contexts of anything that talks now and then (DPD-less keepalives,
+// a chat client) and frees those of SAs that only wait.
+const espIdleAfter = time.Minute
+
+// sweepIdle asks the userspace data plane to drop idle SAs' AEAD
+// contexts, once per espIdleAfter.
+func (d *Daemon) sweepIdle(now time.Time) {
+	p, ok := d.plane.(interface{ SweepIdle(since time.Time) int })
+	if !ok || now.Sub(d.swept) < espIdleAfter {
+		return
+	}
+	d.swept = now
+	if n := p.SweepIdle(now.Add(-espIdleAfter)); n > 0 {
+		d.log.Debug("data plane: dropped the AEAD contexts of idle Child SAs (kept their keys)", "contexts", n)
+	}
+}
+
 // pollInbound tells the engine which Child SAs received traffic on their
 // path since the last poll: authentic ESP from where the SA expects it is
 // proof of liveness (RFC 7296 §2.4; from elsewhere it is not, RFC 4555

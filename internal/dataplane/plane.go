@@ -266,6 +266,32 @@ func (p *Plane) Counters(inSPI uint32) *ipsec.Counters {
 	return nil
 }
 
+// SweepIdle drops the keyed AEAD contexts (esp.Inbound.Idle,
+// esp.Outbound.Idle) of the directions of Child SAs that have carried
+// no packet since since, keeping their keys: the next packet keys them
+// again, about a microsecond. Go's AES-GCM context is about 750 octets,
+// so a gateway's idle road warriors hold 1.5 kB less each (issue 18,
+// memory per SA). Inbound counts authentic packets only (LastIn): a
+// stream of forged packets for an idle SA makes it key its context once
+// per sweep, not per packet. It returns how many contexts it dropped.
+func (p *Plane) SweepIdle(since time.Time) int {
+	t := since.UnixNano()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	n := 0
+	for _, c := range p.tab.children {
+		if c.in != nil && c.in.esp.Keyed() && c.ctr.LastIn.Load() < t {
+			c.in.esp.Idle()
+			n++
+		}
+		if c.out != nil && c.out.esp.Keyed() && c.ctr.LastOut.Load() < t {
+			c.out.esp.Idle()
+			n++
+		}
+	}
+	return n
+}
+
 // Drops returns the packets dropped so far, by reason.
 func (p *Plane) Drops() map[string]uint64 { return p.drops.snapshot() }
 

@@ -562,3 +562,69 @@ func TestLivenessOnlyFromThePath(t *testing.T) {
 		t.Fatalf("from the peer's address: delivered %d, LastOnPath %d", len(got), c.LastOnPath.Load())
 	}
 }
+
+// SweepIdle drops the AEAD contexts of directions idle since the given
+// time and no others; traffic then keys them again and flows as before.
+// A forged packet for an idle SA keys the inbound context (it must be
+// checked) but does not count as traffic: the next sweep drops it again.
+func TestSweepIdleDropsIdleContexts(t *testing.T) {
+	a, b := newEnd(t), newEnd(t)
+	pair(t, a, b, 0x1001, 0x2001, ipsec.Tunnel, "10.1.0.0/24", "10.2.0.0/24", wire.EncrAESGCM16)
+	pair(t, a, b, 0x1002, 0x2002, ipsec.Tunnel, "10.1.1.0/24", "10.2.1.0/24", wire.EncrAESGCM16)
+	keyed := func(e *end, spi uint32) (in, out bool) {
+		c := e.p.tab.children[spi]
+		return c.in.esp.Keyed(), c.out.esp.Keyed()
+	}
+	if n := a.p.SweepIdle(time.Now()); n != 0 {
+		t.Fatalf("swept %d contexts before any packet: none should be keyed yet", n)
+	}
+	pkt := ipv4Packet("10.1.0.5", "10.2.0.9", protoUDP, udpPayload(1000, 53, "hello"))
+	send := func() {
+		t.Helper()
+		sent, ok := a.out(t, pkt)
+		if !ok {
+			t.Fatalf("not sent (drops %v)", a.p.Drops())
+		}
+		if got := b.in(sent); len(got) != 1 || !bytes.Equal(got[0], pkt) {
+			t.Fatalf("received %x (drops %v)", got, b.p.Drops())
+		}
+	}
+	send()
+	if in, out := keyed(a, 0x1001); in || !out {
+		t.Fatalf("a after sending: keyed in %v out %v, want only out", in, out)
+	}
+	if in, out := keyed(b, 0x2001); !in || out {
+		t.Fatalf("b after receiving: keyed in %v out %v, want only in", in, out)
+	}
+	// A sweep as of before the packet: nothing was idle since then.
+	if n := a.p.SweepIdle(time.Now().Add(-time.Hour)) + b.p.SweepIdle(time.Now().Add(-time.Hour)); n != 0 {
+		t.Fatalf("swept %d contexts that carried a packet since", n)
+	}
+	// As of after it: both used directions go, the unused SA had none.
+	later := time.Now().Add(time.Second)
+	if n := a.p.SweepIdle(later) + b.p.SweepIdle(later); n != 2 {
+		t.Fatalf("swept %d contexts, want 2 (a's outbound, b's inbound)", n)
+	}
+	if in, out := keyed(b, 0x2001); in || out {
+		t.Fatalf("b after the sweep: keyed in %v out %v", in, out)
+	}
+	send() // keyed again on the way
+	// A forged packet for b's SA after its last real one (mid between
+	// them): checked (so keyed), dropped, and not taken for traffic by a
+	// sweep as of mid. The sleeps only order the clock readings.
+	time.Sleep(time.Millisecond)
+	mid := time.Now()
+	time.Sleep(time.Millisecond)
+	b.p.SweepIdle(mid)
+	sent, _ := a.out(t, pkt)
+	sent.Data[len(sent.Data)-1] ^= 1
+	if got := b.in(sent); len(got) != 0 {
+		t.Fatal("a forged packet was delivered")
+	}
+	if in, _ := keyed(b, 0x2001); !in {
+		t.Fatal("the forged packet was not checked with a keyed context")
+	}
+	if n := b.p.SweepIdle(mid); n != 1 {
+		t.Fatalf("swept %d contexts after a forged packet, want 1: it is no traffic", n)
+	}
+}

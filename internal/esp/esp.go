@@ -17,12 +17,14 @@
 package esp
 
 import (
+	"bytes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"math"
+	"sync/atomic"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/wire"
@@ -118,7 +120,14 @@ type suite struct {
 	align  int // plaintext alignment, a power of two (RFC 4303 §2.4)
 
 	// AEAD transforms: nonce = salt | IV (RFC 4106 §4, RFC 7634 §2).
-	aead cipher.AEAD
+	// The keyed context is made on the first packet and dropped when
+	// the SA is idle (Idle), the key kept in aeadKey: Go's AES-GCM
+	// context is about 750 octets (both key schedules and a GHASH
+	// table), half a gateway's heap per idle Child SA, and keying it
+	// again costs about a microsecond.
+	aeadAlg *ikecrypto.EncrAlg
+	aeadKey []byte // cipher key | salt, as the KEYMAT gives it
+	aead    atomic.Pointer[aeadCtx]
 
 	// CBC transforms with a separate HMAC.
 	block cipher.Block
@@ -160,7 +169,43 @@ func (s *suite) scratch(sc *Scratch) *Scratch {
 // Scratch: true for the AEAD transforms, whose cipher.AEAD is stateless.
 // The CBC transforms keep their mode and HMAC state in the SA; their
 // packets must be sealed and opened one at a time.
-func (s *suite) Concurrent() bool { return s.aead != nil }
+func (s *suite) Concurrent() bool { return s.aeadAlg != nil }
+
+// aeadCtx boxes a keyed cipher.AEAD for an atomic.Pointer.
+type aeadCtx struct{ cipher.AEAD }
+
+// aeadNow is the SA's keyed AEAD, made now if Idle dropped it or no
+// packet has used it yet. Concurrent callers may both make one; the
+// first stored wins and the other is garbage (rare: the first packets
+// after idle). A cipher.AEAD is safe for concurrent use, so a caller
+// may go on with one that Idle has just dropped.
+func (s *suite) aeadNow() cipher.AEAD {
+	if c := s.aead.Load(); c != nil {
+		return c.AEAD
+	}
+	a, _, err := s.aeadAlg.NewAEAD(s.aeadKey)
+	if err != nil {
+		// init keyed it with the same key and algorithm, and NewAEAD
+		// fails only on lengths: not reachable from any packet.
+		panic("esp: keying the AEAD again: " + err.Error())
+	}
+	c := &aeadCtx{a}
+	if !s.aead.CompareAndSwap(nil, c) {
+		return s.aead.Load().AEAD
+	}
+	return a
+}
+
+// Idle drops the SA's keyed AEAD context, keeping its key: the next
+// packet keys it again (about a microsecond). A data plane calls it for
+// an SA that has carried nothing for a while, so that idle SAs hold no
+// key schedules; safe concurrently with sealing and opening. Nothing to
+// drop for the CBC transforms, whose state is small.
+func (s *suite) Idle() { s.aead.Store(nil) }
+
+// Keyed reports whether the SA holds a keyed AEAD context now, which
+// Idle would drop (never for CBC).
+func (s *suite) Keyed() bool { return s.aead.Load() != nil }
 
 // hmacState is a CBC suite's integrity transform and its output scratch,
 // behind a pointer: an AEAD SA, nearly every one, does without its 80
@@ -191,6 +236,9 @@ func (s *suite) init(c Config) error {
 		if c.Integ != wire.IntegNone {
 			return fmt.Errorf("esp: %v is combined mode; integrity transform %v not allowed", encr, c.Integ)
 		}
+		// Keyed once here to check the key and learn the layout, then
+		// dropped: an SA that never carries a packet (most of a
+		// gateway's, at any moment) never holds a context.
 		aead, salt, err := encr.NewAEAD(c.EncKey)
 		if err != nil {
 			return fmt.Errorf("esp: %w", err)
@@ -198,7 +246,7 @@ func (s *suite) init(c Config) error {
 		if aead.NonceSize() != len(s.own.nonce) || len(salt)+encr.IVLen != len(s.own.nonce) {
 			return fmt.Errorf("esp: %v has an unexpected nonce layout", encr)
 		}
-		s.aead, s.icvLen = aead, aead.Overhead()
+		s.aeadAlg, s.aeadKey, s.icvLen = encr, bytes.Clone(c.EncKey), aead.Overhead()
 		copy(s.own.nonce[:], salt)
 		return nil
 	}

@@ -116,12 +116,12 @@ func (i *Inbound) OpenSeq(sc *Scratch, pkt []byte, seq uint64) (payload []byte, 
 	ctEnd := len(pkt) - i.icvLen
 	ct := pkt[i.hdrLen:ctEnd]
 	var pt []byte
-	if i.aead != nil {
+	if i.aeadAlg != nil {
 		// Combined mode: decryption and integrity check at once
 		// (§3.4.4.2), with the inferred ESN in the AAD.
 		sc = i.scratch(sc)
 		copy(sc.nonce[4:], pkt[espHeaderLen:i.hdrLen])
-		pt, err = i.aead.Open(ct[:0], sc.nonce[:], pkt[i.hdrLen:], i.aad(sc, pkt, seq))
+		pt, err = i.aeadNow().Open(ct[:0], sc.nonce[:], pkt[i.hdrLen:], i.aad(sc, pkt, seq))
 		if err != nil {
 			return nil, 0, ErrIntegrity
 		}

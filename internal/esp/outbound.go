@@ -187,7 +187,7 @@ func (o *Outbound) protect(sc *Scratch, out []byte, seq uint64) {
 	iv := out[espHeaderLen:o.hdrLen]
 	ptEnd := len(out) - o.icvLen
 	pt := out[o.hdrLen:ptEnd]
-	if o.aead != nil {
+	if o.aeadAlg != nil {
 		// The IV only has to be unique per key (RFC 4106 §3.1, RFC 7634
 		// §2): the 64-bit sequence number, which never cycles.
 		if o.testIV != nil {
@@ -196,7 +196,7 @@ func (o *Outbound) protect(sc *Scratch, out []byte, seq uint64) {
 			binary.BigEndian.PutUint64(iv, seq)
 		}
 		copy(sc.nonce[4:], iv)
-		o.aead.Seal(pt[:0], sc.nonce[:], pt, o.aad(sc, out, seq))
+		o.aeadNow().Seal(pt[:0], sc.nonce[:], pt, o.aad(sc, out, seq))
 		return
 	}
 	if o.testIV != nil {
