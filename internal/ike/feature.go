@@ -2,6 +2,7 @@ package ike
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
 	"github.com/mifike/mifike/internal/wire"
@@ -193,6 +194,10 @@ type handshake struct {
 	skp               [2][]byte
 	dh                *ikecrypto.DH
 	auth              *authExchange
+	// redirects are when IKE_SA_INIT redirects of this setup were
+	// followed (RFC 5685 §7), the older ones forgotten; carried into
+	// the handshake that each redirect starts.
+	redirects []time.Time
 }
 
 // forEach calls f for each of the engine's features of type T, in order.

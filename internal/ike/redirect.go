@@ -212,13 +212,13 @@ func (sa *ikeSA) followRedirect(r wire.Redirect) {
 	if why == "" {
 		// §7: at most MAX_REDIRECTS within REDIRECT_LOOP_DETECT_PERIOD
 		// for one IKE SA setup.
-		recent := sa.redirects[:0]
-		for _, t := range sa.redirects {
+		recent := sa.hs.redirects[:0]
+		for _, t := range sa.hs.redirects {
 			if e.now.Sub(t) < e.cfg.RedirectLoopPeriod {
 				recent = append(recent, t)
 			}
 		}
-		sa.redirects = recent
+		sa.hs.redirects = recent
 		if len(recent) >= e.cfg.MaxRedirects {
 			why = fmt.Sprintf("redirected more than %d times within %v (RFC 5685 §7): a loop? last to %s", e.cfg.MaxRedirects, e.cfg.RedirectLoopPeriod, gw)
 		}
@@ -235,16 +235,16 @@ func (sa *ikeSA) followRedirect(r wire.Redirect) {
 		e.destroy(sa, why)
 		return
 	}
-	sa.redirects = append(sa.redirects, e.now)
+	redirects := append(sa.hs.redirects, e.now)
 	if local.Addr() != sa.local.Addr() {
 		sa.iface = ""
 	}
 	sa.local, sa.remote = local, netip.AddrPortFrom(gw, e.remotePort(sa.conn))
 	sa.verified = addrSet{gw}
 	sa.ext = extensions{redirectFrom: from}
-	sa.hs = &handshake{ni: e.nonce()}
+	sa.hs = &handshake{ni: e.nonce(), redirects: redirects}
 	e.event(sa, EventRedirected, fmt.Sprintf("to %s (by %s in IKE_SA_INIT)", gw, from))
-	e.log.Info("redirected (RFC 5685 §3), initiating to the new gateway", "ike", sa.id, "conn", sa.conn.Name, "from", from, "to", gw, "redirects", len(sa.redirects))
+	e.log.Info("redirected (RFC 5685 §3), initiating to the new gateway", "ike", sa.id, "conn", sa.conn.Name, "from", from, "to", gw, "redirects", len(redirects))
 	t := &ikeInitTask{group: proposal.FirstDH(sa.conn.IKE)}
 	if err := t.send(sa); err != nil {
 		e.destroy(sa, err.Error())

@@ -58,9 +58,6 @@ type ikeSA struct {
 	// onlyChild, when set, is the one child the user asked this SA for,
 	// instead of the connection's start children.
 	onlyChild *ChildConfig
-	// redirects are when IKE_SA_INIT redirects of this setup were
-	// followed (RFC 5685 §7), the older ones forgotten.
-	redirects []time.Time
 }
 
 // saKeys are the IKE SA's algorithms and keys (§2.14).
