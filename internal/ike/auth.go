@@ -461,7 +461,8 @@ func (sa *ikeSA) armDeadlines(d ikeDeadlines) {
 
 // deadlines reads the armed lifetime timers back.
 func (sa *ikeSA) deadlines() ikeDeadlines {
-	return ikeDeadlines{rekey: sa.rekeyT.deadline(), reauth: sa.reauthT.deadline(), expire: sa.expireT.deadline()}
+	e := sa.e
+	return ikeDeadlines{rekey: e.deadline(sa.rekeyT), reauth: e.deadline(sa.reauthT), expire: e.deadline(sa.expireT)}
 }
 
 // armDPD schedules a liveness check when nothing arrived for DPDDelay

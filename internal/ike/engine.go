@@ -41,6 +41,7 @@ type Engine struct {
 	clusterAddrs []netip.Addr
 
 	timers   timerHeap
+	epoch    time.Time // timers' deadlines are offsets from it (timers.go)
 	timerSeq uint64
 	armed    time.Time
 

@@ -232,7 +232,7 @@ func (e *Engine) Export(id uint64) ([]byte, error) {
 		x.Children = append(x.Children, exportedChild{Config: c.cfg.Name, InSPI: c.inSPI, OutSPI: c.outSPI, Mode: c.mode,
 			Proposal: c.neg, EncIn: c.encIn, IntIn: c.intIn, EncOut: c.encOut, IntOut: c.intOut,
 			LocalTS: c.localTS, RemoteTS: c.remoteTS, Outbound: c.outbound, NoSend: c.noSend, Created: c.created,
-			RekeyAt: c.rekeyT.deadline(), ExpireAt: c.expireT.deadline()})
+			RekeyAt: sa.e.deadline(c.rekeyT), ExpireAt: sa.e.deadline(c.expireT)})
 	}
 	return json.Marshal(&x)
 }

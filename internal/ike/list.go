@@ -188,7 +188,7 @@ func (sa *ikeSA) info() IKESAInfo {
 	}
 	for _, c := range sa.children {
 		i.Children = append(i.Children, ChildInfo{ChildSA: c.params(), State: c.state.String(), Established: c.created,
-			RekeyAt: c.rekeyT.deadline(), ExpireAt: c.expireT.deadline()})
+			RekeyAt: sa.e.deadline(c.rekeyT), ExpireAt: sa.e.deadline(c.expireT)})
 	}
 	i.Creating = sa.creating()
 	return i

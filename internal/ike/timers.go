@@ -9,7 +9,12 @@ import (
 // removed lazily, which keeps cancel O(1) on the hot path of every
 // exchange (each request arms and cancels a retransmit timer).
 type timer struct {
-	at        time.Time
+	// at is the deadline as an offset from the engine's epoch (its first
+	// clock reading): 8 octets where a time.Time takes 24 keep a timer
+	// in the 32-octet size class, and a gateway has several per SA.
+	// Offsets are taken with time.Time.Sub, so the monotonic readings
+	// the daemon's clock carries still order them.
+	at        time.Duration
 	seq       uint64 // orders timers with equal deadlines: deterministic
 	fn        func()
 	cancelled bool
@@ -25,10 +30,10 @@ type timerHeap []*timer
 
 func (h timerHeap) Len() int { return len(h) }
 func (h timerHeap) Less(i, j int) bool {
-	if h[i].at.Equal(h[j].at) {
+	if h[i].at == h[j].at {
 		return h[i].seq < h[j].seq
 	}
-	return h[i].at.Before(h[j].at)
+	return h[i].at < h[j].at
 }
 func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *timerHeap) Push(x any)   { *h = append(*h, x.(*timer)) }
@@ -47,17 +52,20 @@ func (e *Engine) after(d time.Duration, fn func()) *timer { return e.at(e.now.Ad
 // if t has passed).
 func (e *Engine) at(t time.Time, fn func()) *timer {
 	e.timerSeq++
-	x := &timer{at: t, seq: e.timerSeq, fn: fn}
+	if e.epoch.IsZero() {
+		e.epoch = t
+	}
+	x := &timer{at: t.Sub(e.epoch), seq: e.timerSeq, fn: fn}
 	heap.Push(&e.timers, x)
 	return x
 }
 
 // deadline is when t fires, zero if it does not (any more).
-func (t *timer) deadline() time.Time {
+func (e *Engine) deadline(t *timer) time.Time {
 	if t == nil || t.cancelled {
 		return time.Time{}
 	}
-	return t.at
+	return e.epoch.Add(t.at)
 }
 
 // runTimers fires every timer due at e.now, in deadline order.
@@ -68,7 +76,7 @@ func (e *Engine) runTimers() {
 			heap.Pop(&e.timers)
 			continue
 		}
-		if t.at.After(e.now) {
+		if t.at > e.now.Sub(e.epoch) {
 			return
 		}
 		heap.Pop(&e.timers)
@@ -85,7 +93,7 @@ func (e *Engine) NextTimer() (time.Time, bool) {
 	if len(e.timers) == 0 {
 		return time.Time{}, false
 	}
-	return e.timers[0].at, true
+	return e.epoch.Add(e.timers[0].at), true
 }
 
 // jitter returns d minus a random part of spread (RFC 7296 §2.8: rekey
