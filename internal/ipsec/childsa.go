@@ -74,4 +74,10 @@ type Trap struct {
 	// child with local_ts dynamic: its address is known only once the
 	// IKE SA is up).
 	Local, Remote []wire.Selector
+	// Peer is the IKE peer the Child SA will be negotiated with (the
+	// first of remote_addrs), and Mode the child's: the kernel data
+	// plane's trap policy names them in its template (the tunnel's far
+	// end, or the transport-mode SA's destination).
+	Peer netip.Addr
+	Mode Mode
 }

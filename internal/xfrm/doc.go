@@ -53,8 +53,15 @@
 // the sequence numbers carried over, the policies switch, and only then
 // the old states go.
 //
+// Traps (start_action trap) are outbound policies whose template no
+// state fills, at a priority below every Child SA policy's and with a
+// mark of their own (trap.go): a packet they match makes the kernel send
+// XFRM_MSG_ACQUIRE, which the monitor socket (XFRMNLGRP_ACQUIRE) hears
+// and Config.OnAcquire passes on.
+//
 // Everything we install carries a reqid, if_id, table or device name of
-// ours, so Close removes it all and Open removes what a crashed run left.
+// ours, so Close removes it all and Open removes what a crashed run left
+// (trap policies and their larval states included).
 //
 // # What the kernel needs
 //

@@ -71,6 +71,11 @@ type Config struct {
 	// (tests use it to cover the path kernels without
 	// CONFIG_XFRM_MIGRATE take).
 	NoMigrate bool
+	// OnAcquire asks for the Child SA of a trap (SetTraps) whose policy
+	// a packet from src to dst matched with no SA (XFRM_MSG_ACQUIRE), at
+	// most once per second per trap. It must not block: the netlink
+	// reader calls it.
+	OnAcquire func(trap int, src, dst netip.Addr)
 }
 
 // Kernel is the data plane in the Linux kernel: XFRM states and policies,
@@ -97,6 +102,17 @@ type Kernel struct {
 	closed   bool
 	stop     chan struct{}
 	wg       sync.WaitGroup
+
+	// traps by reqid (trap.go), and the larval states of their acquires.
+	// Under mu to change, under trapMu to read: the acquire reader must
+	// not wait for a long netlink exchange under mu.
+	trapMu  sync.Mutex
+	traps   map[uint32]*kTrap
+	larvals []pendingLarval
+	// trapDev is mifike-v0's index (0: none), trapRoutes the prefixes
+	// routed into it; under mu.
+	trapDev    int
+	trapRoutes map[netip.Prefix]bool
 }
 
 type saKey struct {
@@ -160,7 +176,7 @@ func Open(cfg Config) (*Kernel, error) {
 		return nil, err
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Log, nl: c, children: map[uint32]*child{}, bySA: map[saKey]*child{},
-		groups: map[string]*group{}, reqids: map[uint32]bool{}, vpns: map[uint64]*vpn{}, vpnN: map[uint32]bool{}, streams: map[uint32]*vpn{},
+		traps: map[uint32]*kTrap{}, groups: map[string]*group{}, reqids: map[uint32]bool{}, vpns: map[uint64]*vpn{}, vpnN: map[uint32]bool{}, streams: map[uint32]*vpn{},
 		shared: map[netip.Prefix][]sharedRoute{}, migrate: !cfg.NoMigrate, stop: make(chan struct{})}
 	if n := k.removeLeftovers(); n > 0 {
 		k.log.Warn("removed what an earlier run left in the kernel", "objects", n)
@@ -186,13 +202,20 @@ func Open(cfg Config) (*Kernel, error) {
 	if err := k.sharedRules(); err != nil {
 		return fail(err)
 	}
-	if k.mon, err = dial(1 << (groupExpire - 1)); err != nil {
+	if k.mon, err = dial(1<<(groupExpire-1) | 1<<(groupAcquire-1)); err != nil {
 		return fail(err)
 	}
 	k.wg.Add(2)
 	go func() {
 		defer k.wg.Done()
-		k.mon.receive(k.expired)
+		k.mon.receive(func(m message) {
+			switch m.typ {
+			case msgExpire:
+				k.expired(m)
+			case msgAcquire:
+				k.acquired(m)
+			}
+		})
 		k.mon.close()
 	}()
 	go func() {
@@ -219,6 +242,13 @@ func (k *Kernel) Close() error {
 	k.wg.Wait()
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	for _, t := range k.traps {
+		k.removeTrap(t)
+	}
+	k.routeTraps(nil)
+	k.trapMu.Lock()
+	k.traps, k.larvals = nil, nil
+	k.trapMu.Unlock()
 	for _, c := range k.children {
 		k.remove(c)
 	}
@@ -400,6 +430,10 @@ func (k *Kernel) Install(sa ipsec.ChildSA) (err error) {
 	if c.out != nil {
 		k.bySA[saKey{out.Dst, out.SPI}] = c
 	}
+	// The SA a trap asked for (or any to its peer): the acquire's larval
+	// state can go, so that the trap asks again as soon as this SA is
+	// gone, not only once the kernel expires it.
+	k.dropLarvals(in.Src)
 	return nil
 }
 
@@ -478,17 +512,8 @@ func (k *Kernel) group(sa ipsec.ChildSA) *group {
 	key := groupKey(sa)
 	g := k.groups[key]
 	if g == nil {
-		n := k.nextReq
-		for {
-			n = n%0xfffe + 1
-			if !k.reqids[reqidBase+n] {
-				break
-			}
-		}
-		k.nextReq = n
-		g = &group{key: key, reqid: reqidBase + n}
+		g = &group{key: key, reqid: k.allocReqid()}
 		k.groups[key] = g
-		k.reqids[g.reqid] = true
 	}
 	g.refs++
 	return g
@@ -919,6 +944,14 @@ func (k *Kernel) removeLeftovers() int {
 			if m.typ != msgNewSA || err != nil || (s.Reqid&^0xffff != reqidBase && s.IfID&^0xffff != ifIDBase) {
 				continue
 			}
+			if s.SPI == 0 {
+				// A trap's larval state (an acquire's).
+				l := larval{Seq: s.KmSeq, Dst: s.Dst, Src: s.Src, Family: s.Family, Mode: s.Mode, Reqid: s.Reqid, Mark: s.Mark, MarkMask: s.MarkMask}
+				if k.deleteLarval(l) == nil {
+					n++
+				}
+				continue
+			}
 			if _, err := k.nl.request("deleting state", msgDelSA, 0, saID(s.Src, s.Dst, s.SPI), false); err == nil {
 				n++
 			}
@@ -930,7 +963,7 @@ func (k *Kernel) removeLeftovers() int {
 			if err != nil || (p.Reqid&^0xffff != reqidBase && p.IfID&^0xffff != ifIDBase) {
 				continue
 			}
-			if _, err := k.nl.request("deleting policy", msgDelPolicy, 0, rawPolicyID(p.Sel, p.Dir, p.IfID), false); err == nil {
+			if _, err := k.nl.request("deleting policy", msgDelPolicy, 0, rawPolicyID(p), false); err == nil {
 				n++
 			}
 		}

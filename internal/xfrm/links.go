@@ -75,26 +75,36 @@ func (k *Kernel) newVPN(id uint64) (*vpn, error) {
 	k.nextVPN = n
 	v := &vpn{ikeSA: id, n: n, name: fmt.Sprintf("%s%d", DevicePrefix, n),
 		routes: map[netip.Prefix]int{}, src: map[netip.Prefix]net.IP{}, vips: map[netip.Addr]int{}, rules: map[netip.Addr]*netlink.Rule{}}
-	link := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: v.name, MTU: k.cfg.MTU}, Ifid: v.ifID()}
-	if err := netlink.LinkAdd(link); err != nil {
-		return nil, explainLink(v.name, err)
-	}
-	l, err := netlink.LinkByName(v.name)
+	idx, err := k.addXfrmi(v.name, v.ifID())
 	if err != nil {
-		netlink.LinkDel(link)
-		return nil, fmt.Errorf("xfrm: %s vanished after creation: %w", v.name, err)
+		return nil, err
 	}
-	v.index = l.Attrs().Index
-	// No IPv6 link-local address: it would only send router
-	// solicitations into the tunnel.
-	os.WriteFile("/proc/sys/net/ipv6/conf/"+v.name+"/addr_gen_mode", []byte("1"), 0)
-	if err := netlink.LinkSetUp(l); err != nil {
-		netlink.LinkDel(l)
-		return nil, fmt.Errorf("xfrm: bringing %s up: %w", v.name, err)
-	}
+	v.index = idx
 	k.vpnN[n] = true
 	k.vpns[id] = v
 	return v, nil
+}
+
+// addXfrmi creates and brings up an XFRM interface, and returns its
+// index.
+func (k *Kernel) addXfrmi(name string, ifID uint32) (int, error) {
+	link := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: k.cfg.MTU}, Ifid: ifID}
+	if err := netlink.LinkAdd(link); err != nil {
+		return 0, explainLink(name, err)
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		netlink.LinkDel(link)
+		return 0, fmt.Errorf("xfrm: %s vanished after creation: %w", name, err)
+	}
+	// No IPv6 link-local address: it would only send router
+	// solicitations into the tunnel.
+	os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/addr_gen_mode", []byte("1"), 0)
+	if err := netlink.LinkSetUp(l); err != nil {
+		netlink.LinkDel(l)
+		return 0, fmt.Errorf("xfrm: bringing %s up: %w", name, err)
+	}
+	return l.Attrs().Index, nil
 }
 
 func explainLink(name string, err error) error {

@@ -18,9 +18,12 @@ const (
 	msgNewPolicy    = 0x13
 	msgDelPolicy    = 0x14
 	msgGetPolicy    = 0x15
+	msgAllocSPI     = 0x16
+	msgAcquire      = 0x17
 	msgExpire       = 0x18
 	msgUpdPolicy    = 0x19
 	msgMigrate      = 0x21
+	groupAcquire    = 1 // XFRMNLGRP_ACQUIRE
 	groupExpire     = 2 // XFRMNLGRP_EXPIRE
 	attrAlgAuth     = 1 // XFRMA_ALG_AUTH (unused: we send ALG_AUTH_TRUNC)
 	attrAlgCrypt    = 2
@@ -66,6 +69,9 @@ const (
 	sizeEncapTmpl    = 24
 	sizeUserMigrate  = 76
 	sizeReplayESNHdr = 24
+	sizeUserAcquire  = 280 // struct xfrm_user_acquire
+	sizeUserSPIInfo  = 232 // struct xfrm_userspi_info
+	sizeMark         = 8   // struct xfrm_mark
 )
 
 var ne = binary.NativeEndian
@@ -336,6 +342,20 @@ type Policy struct {
 	Priority uint32
 	Tmpl     Tmpl
 	IfID     uint32
+	// Mark and MarkMask (XFRMA_MARK): the policy covers packets whose
+	// firewall mark ANDed with MarkMask is Mark. A mask of 0 sends no
+	// mark (every packet). A policy's mark is part of its identity: two
+	// policies with one selector but different marks can coexist, and
+	// deleting one must name its mark.
+	Mark, MarkMask uint32
+}
+
+// mark is struct xfrm_mark.
+func mark(v, m uint32) []byte {
+	b := make([]byte, sizeMark)
+	ne.PutUint32(b[0:], v)
+	ne.PutUint32(b[4:], m)
+	return b
 }
 
 func (p *Policy) info() []byte {
@@ -369,6 +389,9 @@ func (p *Policy) newPolicy() []byte {
 	if p.IfID != 0 {
 		b = appendAttr(b, attrIfID, u32(p.IfID))
 	}
+	if p.MarkMask != 0 {
+		b = appendAttr(b, attrMark, mark(p.Mark, p.MarkMask))
+	}
 	return b
 }
 
@@ -379,6 +402,9 @@ func (p *Policy) policyID() []byte {
 	b[60] = p.Dir
 	if p.IfID != 0 {
 		b = appendAttr(b, attrIfID, u32(p.IfID))
+	}
+	if p.MarkMask != 0 {
+		b = appendAttr(b, attrMark, mark(p.Mark, p.MarkMask))
 	}
 	return b
 }
@@ -464,6 +490,10 @@ type stateInfo struct {
 	ReplayDrops      uint32
 	HasReplayESN     bool
 	AddTime, UseTime uint64
+	// KmSeq is the state's km.seq: for a larval state (SPI 0, made by
+	// an acquire) the seq its XFRM_MSG_ACQUIRE carried.
+	KmSeq          uint32
+	Mark, MarkMask uint32
 }
 
 func parseState(b []byte) (stateInfo, error) { return parseStateAt(b, sizeUsersaInfo) }
@@ -485,12 +515,16 @@ func parseStateAt(b []byte, attrOff int) (stateInfo, error) {
 	s.UseTime = ne.Uint64(b[184:])
 	s.ReplayDrops = ne.Uint32(b[196:])
 	s.IntegrityFailed = ne.Uint32(b[200:])
+	s.KmSeq = ne.Uint32(b[204:])
 	s.Reqid = ne.Uint32(b[208:])
 	s.Mode = b[214]
 	s.ReplayWindow = uint32(b[215])
 	a := attrs(b[min(attrOff, len(b)):])
 	if v, ok := a[attrIfID]; ok && len(v) >= 4 {
 		s.IfID = ne.Uint32(v)
+	}
+	if v, ok := a[attrMark]; ok && len(v) >= sizeMark {
+		s.Mark, s.MarkMask = ne.Uint32(v[0:]), ne.Uint32(v[4:])
 	}
 	if v, ok := a[attrReplayESN]; ok && len(v) >= sizeReplayESNHdr {
 		s.HasReplayESN = true
@@ -510,20 +544,25 @@ func parseStateAt(b []byte, attrOff int) (stateInfo, error) {
 
 // policyInfo is what we read back of a policy in a dump.
 type policyInfo struct {
-	Sel   []byte // the raw selector, to delete it by
-	Dir   uint8
-	IfID  uint32
-	Reqid uint32 // of its first template; 0 when it has none
+	Sel            []byte // the raw selector, to delete it by
+	Dir            uint8
+	IfID           uint32
+	Reqid          uint32 // of its first template; 0 when it has none
+	Priority       uint32
+	Mark, MarkMask uint32
 }
 
 func parsePolicy(b []byte) (policyInfo, error) {
 	if len(b) < sizePolicyInfo {
 		return policyInfo{}, fmt.Errorf("xfrm: short policy message (%d octets)", len(b))
 	}
-	p := policyInfo{Sel: append([]byte(nil), b[:sizeSelector]...), Dir: b[160]}
+	p := policyInfo{Sel: append([]byte(nil), b[:sizeSelector]...), Dir: b[160], Priority: ne.Uint32(b[152:])}
 	a := attrs(b[sizePolicyInfo:])
 	if v, ok := a[attrIfID]; ok && len(v) >= 4 {
 		p.IfID = ne.Uint32(v)
+	}
+	if v, ok := a[attrMark]; ok && len(v) >= sizeMark {
+		p.Mark, p.MarkMask = ne.Uint32(v[0:]), ne.Uint32(v[4:])
 	}
 	if v, ok := a[attrTmpl]; ok && len(v) >= sizeUserTmpl {
 		p.Reqid = ne.Uint32(v[44:])
@@ -531,13 +570,17 @@ func parsePolicy(b []byte) (policyInfo, error) {
 	return p, nil
 }
 
-// rawPolicyID deletes a policy read back from a dump.
-func rawPolicyID(sel []byte, dir uint8, ifID uint32) []byte {
-	b := make([]byte, sizePolicyID, sizePolicyID+8)
-	copy(b, sel)
-	b[60] = dir
-	if ifID != 0 {
-		b = appendAttr(b, attrIfID, u32(ifID))
+// rawPolicyID deletes a policy read back from a dump: by its selector,
+// direction, if_id and mark (a marked policy is found only by its mark).
+func rawPolicyID(p policyInfo) []byte {
+	b := make([]byte, sizePolicyID, sizePolicyID+24)
+	copy(b, p.Sel)
+	b[60] = p.Dir
+	if p.IfID != 0 {
+		b = appendAttr(b, attrIfID, u32(p.IfID))
+	}
+	if p.MarkMask != 0 {
+		b = appendAttr(b, attrMark, mark(p.Mark, p.MarkMask))
 	}
 	return b
 }
@@ -550,4 +593,112 @@ func parseExpire(b []byte) (stateInfo, bool, error) {
 	}
 	s, err := parseStateAt(b, sizeUsersaInfo+8)
 	return s, b[sizeUsersaInfo] != 0, err
+}
+
+// Acquire is what we read of XFRM_MSG_ACQUIRE (struct xfrm_user_acquire,
+// include/uapi/linux/xfrm.h): an outbound packet matched a policy whose
+// template no state fills, so the kernel made a larval state (SPI 0) and
+// asks the key manager for the SA (RFC 4301 §5.1, §4.4.1's "PROTECT"
+// entry without an SA; PF_KEY's SADB_ACQUIRE, RFC 2367).
+type Acquire struct {
+	// Dst and Src are the larval state's (the template's) outer
+	// addresses; Family is theirs.
+	Dst, Src netip.Addr
+	Family   uint16
+	// FlowSrc and FlowDst are the packet's own addresses (the larval
+	// state's selector, made from the packet's flow).
+	FlowSrc, FlowDst netip.Addr
+	Proto            uint8
+	// The policy that matched: its priority, index and direction, and
+	// its first template's reqid and mode.
+	Priority, Index uint32
+	Dir             uint8
+	Reqid           uint32
+	Mode            uint8
+	// Seq names the larval state (its km.seq): an SA installed with it,
+	// or XFRM_MSG_ALLOCSPI given it, finds the larval one.
+	Seq            uint32
+	Mark, MarkMask uint32
+}
+
+// parseAcquire reads XFRM_MSG_ACQUIRE. Its layout, with the C
+// compiler's padding on 64-bit Linux (the policy's lifetimes are u64s,
+// so the structure is 8-aligned):
+//
+//	  0 struct xfrm_id id             (daddr 0, spi 16, proto 20; 24)
+//	 24 xfrm_address_t saddr          (16)
+//	 40 struct xfrm_selector sel      (56; family at +40)
+//	 96 struct xfrm_userpolicy_info policy (168; priority +152,
+//	                                   index +156, dir +160)
+//	264 __u32 aalgos, 268 ealgos, 272 calgos, 276 seq; size 280
+//
+// then attributes: XFRMA_TMPL (the policy's templates), XFRMA_MARK, ...
+func parseAcquire(b []byte) (Acquire, error) {
+	if len(b) < sizeUserAcquire {
+		return Acquire{}, fmt.Errorf("xfrm: short acquire message (%d octets)", len(b))
+	}
+	var a Acquire
+	selFam := ne.Uint16(b[40+40:])
+	if selFam != 2 && selFam != 10 {
+		return Acquire{}, fmt.Errorf("xfrm: acquire for address family %d", selFam)
+	}
+	a.FlowDst = getAddr(b[40:], selFam)
+	a.FlowSrc = getAddr(b[40+16:], selFam)
+	a.Proto = b[40+44]
+	a.Priority = ne.Uint32(b[96+152:])
+	a.Index = ne.Uint32(b[96+156:])
+	a.Dir = b[96+160]
+	a.Seq = ne.Uint32(b[276:])
+	at := attrs(b[sizeUserAcquire:])
+	// The outer family is the template's (a tunnel may carry IPv6 in
+	// IPv4); without a template, the selector's.
+	a.Family = selFam
+	if v, ok := at[attrTmpl]; ok && len(v) >= sizeUserTmpl {
+		if f := ne.Uint16(v[24:]); f == 2 || f == 10 {
+			a.Family = f
+		}
+		a.Reqid = ne.Uint32(v[44:])
+		a.Mode = v[48]
+	}
+	if v, ok := at[attrMark]; ok && len(v) >= sizeMark {
+		a.Mark, a.MarkMask = ne.Uint32(v[0:]), ne.Uint32(v[4:])
+	}
+	a.Dst = getAddr(b[0:], a.Family)
+	a.Src = getAddr(b[24:], a.Family)
+	return a, nil
+}
+
+// larval names a larval state, to delete it: the kernel looks such a
+// state (SPI 0) up by its acquire seq, or by its template's addresses,
+// mode and reqid.
+type larval struct {
+	Seq            uint32
+	Dst, Src       netip.Addr
+	Family         uint16
+	Mode           uint8
+	Reqid          uint32
+	Mark, MarkMask uint32
+}
+
+// allocSPI builds XFRM_MSG_ALLOCSPI (struct xfrm_userspi_info: a struct
+// xfrm_usersa_info, then min and max) for a larval state. A larval state
+// has no SPI, so XFRM_MSG_DELSA (which finds ESP states by SPI) cannot
+// name it; given one SPI in [min, max] it can. The kernel takes the state
+// of info.seq, else the larval state of the addresses, mode and reqid
+// (making one, which is then deleted as well).
+func (l larval) allocSPI(lo, hi uint32) []byte {
+	b := make([]byte, sizeUserSPIInfo, sizeUserSPIInfo+12)
+	putAddr(b[56:], l.Dst)
+	b[76] = protoESP
+	putAddr(b[80:], l.Src)
+	ne.PutUint32(b[204:], l.Seq)
+	ne.PutUint32(b[208:], l.Reqid)
+	ne.PutUint16(b[212:], l.Family)
+	b[214] = l.Mode
+	ne.PutUint32(b[sizeUsersaInfo:], lo)
+	ne.PutUint32(b[sizeUsersaInfo+4:], hi)
+	if l.MarkMask != 0 {
+		b = appendAttr(b, attrMark, mark(l.Mark, l.MarkMask))
+	}
+	return b
 }

@@ -145,7 +145,7 @@ func TestPolicyMatchesC(t *testing.T) {
 	if len(id) != sizePolicyID+8 || !bytes.Equal(id[:sizeSelector], b[:sizeSelector]) || id[60] != dirOut {
 		t.Fatalf("xfrm_userpolicy_id %x", id)
 	}
-	if !bytes.Equal(rawPolicyID(got.Sel, got.Dir, got.IfID), id) {
+	if !bytes.Equal(rawPolicyID(got), id) {
 		t.Fatal("a policy read back is not deleted by the same id")
 	}
 }
