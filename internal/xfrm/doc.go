@@ -54,10 +54,12 @@
 // the old states go.
 //
 // Traps (start_action trap) are outbound policies whose template no
-// state fills, at a priority below every Child SA policy's and with a
-// mark of their own (trap.go): a packet they match makes the kernel send
-// XFRM_MSG_ACQUIRE, which the monitor socket (XFRMNLGRP_ACQUIRE) hears
-// and Config.OnAcquire passes on.
+// state fills (trap.go): a tunnel-mode trap's on the if_id of its own
+// device, mifike-v0, where its prefixes are routed below the VPNs'
+// routes; a transport-mode trap's with a mark of their own and a
+// priority below every Child SA policy's. A packet they match makes the
+// kernel send XFRM_MSG_ACQUIRE, which the monitor socket
+// (XFRMNLGRP_ACQUIRE) hears and Config.OnAcquire passes on.
 //
 // Everything we install carries a reqid, if_id, table or device name of
 // ours, so Close removes it all and Open removes what a crashed run left
