@@ -262,8 +262,6 @@ connections:
 			[]string{`f.yaml:7: connections.c.children.net.start_action: trap needs a peer to initiate to when traffic comes: give its IP address first in remote_addrs (%any cannot be initiated to)`}},
 		{"trap to %any", base + "    remote_addrs: \"%any\"\n    children:\n      net:\n        remote_ts: 10.2.0.0/24\n        start_action: trap\n",
 			[]string{`f.yaml:10: connections.c.children.net.start_action: trap needs a peer to initiate to when traffic comes: give its IP address first in remote_addrs (%any cannot be initiated to)`}},
-		{"trap with the kernel data plane", "data_plane: kernel\n" + base + "    remote_addrs: 192.0.2.1\n    children:\n      net: {start_action: trap}\n",
-			[]string{`f.yaml:9: connections.c.children.net.start_action: trap needs data_plane userspace or auto: the kernel data plane does not listen for XFRM acquires yet`}},
 		{"trap without a data plane", "data_plane: none\n" + base + "    remote_addrs: 192.0.2.1\n    children:\n      net: {start_action: trap}\n",
 			[]string{`f.yaml:9: connections.c.children.net.start_action: trap needs a data plane to see the traffic that triggers it: data_plane is none`}},
 		{"start without a peer", base + "    start_action: start\n",
@@ -889,5 +887,17 @@ func TestTrapAccepted(t *testing.T) {
 	}
 	if ch := conns[0].Children; ch[0].Start || !ch[1].Start {
 		t.Errorf("Start: trap child %v, start child %v; want false, true", ch[0].Start, ch[1].Start)
+	}
+}
+
+// The kernel data plane traps too (XFRM trap policies and
+// XFRM_MSG_ACQUIRE), so data_plane: kernel takes start_action trap; only
+// data_plane: none, which sees no traffic, refuses it.
+func TestTrapKernelDataPlane(t *testing.T) {
+	for _, plane := range []string{"kernel", "userspace", "auto"} {
+		_, err := Parse("f.yaml", []byte("data_plane: "+plane+"\n"+base+"    remote_addrs: 192.0.2.1\n    children:\n      net: {remote_ts: 10.2.0.0/24, start_action: trap}\n"), "")
+		if err != nil {
+			t.Errorf("data_plane %s with a trap: %v", plane, err)
+		}
 	}
 }

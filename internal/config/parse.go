@@ -224,9 +224,6 @@ func (p *parser) parse(data []byte) *Config {
 			case ch.StartAction != "trap":
 			case c.DataPlane == "none":
 				p.fail(ch.startActionLine, field, "trap needs a data plane to see the traffic that triggers it: data_plane is none")
-			case c.DataPlane == "kernel":
-				// data_plane auto takes userspace ESP when a child traps.
-				p.fail(ch.startActionLine, field, "trap needs data_plane userspace or auto: the kernel data plane does not listen for XFRM acquires yet")
 			}
 		}
 		p.checkMultipath(c, cc)

@@ -294,7 +294,7 @@ var reference = []refSection{
 			"rand_time":     {Type: tDuration, DefaultNote: "life_time minus rekey_time, else 10% of rekey_time", Values: "shorter than rekey_time", Example: "5m", Doc: "Up to this much is subtracted at random from rekey_time."},
 			"rekey_bytes":   {Type: "byte count", Default: "0", Example: "3G", Doc: "Rekey after this much traffic; K, M, G, T are powers of 1024; 0 never."},
 			"life_bytes":    {Type: "byte count", DefaultNote: "rekey_bytes plus 10%", Values: "more than rekey_bytes", Example: "4G", Doc: "The Child SA is deleted after this much traffic if it was not rekeyed."},
-			"start_action":  {Type: tString, Default: "start", Values: "`start`, `none`, `trap`", Example: "trap", Doc: "`start` brings the Child SA up with its IKE SA; `none` leaves it to `mifike initiate CONN --child NAME`; `trap` brings it up, with an IKE SA if none is up, when a packet to remote_ts finds no SA (strongSwan's trap policy; that packet is dropped). The trap stays after the SA closes. It needs the peer's address first in remote_addrs and a data plane; see [On-demand Child SAs](walkthrough.md#on-demand-child-sas)."},
+			"start_action":  {Type: tString, Default: "start", Values: "`start`, `none`, `trap`", Example: "trap", Doc: "`start` brings the Child SA up with its IKE SA; `none` leaves it to `mifike initiate CONN --child NAME`; `trap` brings it up, with an IKE SA if none is up, when a packet to remote_ts finds no SA (strongSwan's trap policy; that packet is dropped). The trap stays after the SA closes. It needs the peer's address first in remote_addrs and a data plane (userspace or kernel: the kernel's installs XFRM trap policies and hears XFRM acquires); see [On-demand Child SAs](walkthrough.md#on-demand-child-sas)."},
 		}},
 }
 

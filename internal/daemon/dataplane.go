@@ -35,10 +35,6 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 		if err := xfrm.Probe(); err != nil {
 			kind = "userspace"
 			d.log.Info("data plane: userspace ESP over TUN (auto: the kernel cannot carry ESP)", "reason", err)
-		} else if d.usesTraps() {
-			// The kernel's would need trap policies and XFRM acquires.
-			kind = "userspace"
-			d.log.Info("data plane: userspace ESP over TUN (auto: a child has start_action trap, which the kernel data plane does not carry)")
 		} else if err := d.probeESPInTCP(); err != nil {
 			// TCP encapsulation configured, and a kernel that would
 			// refuse its SAs: userspace carries both kinds.
@@ -68,7 +64,7 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 		}
 	}
 	if kind == "kernel" {
-		cfg := xfrm.Config{Log: d.log.With("component", "xfrm"), OnLimit: onLimit, MTU: d.cfg.TUN.MTU}
+		cfg := xfrm.Config{Log: d.log.With("component", "xfrm"), OnLimit: onLimit, MTU: d.cfg.TUN.MTU, OnAcquire: d.onAcquire}
 		if d.usesTCP() {
 			// The kernel frames and carries the streams' ESP
 			// (espintcp); their own segments bypass the tunnels.
@@ -111,18 +107,6 @@ func (d *Daemon) openDataPlane(udp *conn.UDP) error {
 	p.Start()
 	d.log.Info("data plane up", "device", p.Name(), "mtu", d.cfg.TUN.MTU)
 	return nil
-}
-
-// usesTraps: does any child have start_action trap.
-func (d *Daemon) usesTraps() bool {
-	for _, c := range d.cfg.Connections {
-		for _, ch := range c.Children {
-			if ch.StartAction == "trap" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // usesTCP: does the configuration put any SA in TCP (RFC 9329): a

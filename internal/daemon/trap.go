@@ -4,11 +4,17 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mifike/mifike/internal/dataplane"
 	"github.com/mifike/mifike/internal/ike"
 	"github.com/mifike/mifike/internal/ipsec"
 	"github.com/mifike/mifike/internal/ts"
 )
+
+// trapper is a data plane that traps: *dataplane.Linux and *xfrm.Kernel.
+// SetTraps replaces the traps; each plane calls back through its
+// OnAcquire (d.onAcquire).
+type trapper interface {
+	SetTraps([]ipsec.Trap) error
+}
 
 // installTraps gives the data plane a trap for each child with
 // start_action trap, at start and after each reload. A trap stays while
@@ -26,11 +32,11 @@ func (d *Daemon) installTraps() {
 		}
 	}
 	d.traps = traps
-	// Only the userspace data plane traps: the kernel's would need trap
-	// policies and to listen for XFRM_MSG_ACQUIRE (config refuses
-	// data_plane kernel with traps, and auto takes userspace; a reload
-	// that adds a trap to a daemon on the kernel's gets this warning).
-	tp, ok := d.plane.(*dataplane.Linux)
+	// Both data planes trap: the userspace one routes the remote
+	// selectors into its TUN device and matches packets there; the
+	// kernel's installs XFRM trap policies and hears XFRM_MSG_ACQUIRE.
+	// Either calls d.onAcquire, rate-limited per trap.
+	tp, ok := d.plane.(trapper)
 	if !ok {
 		if len(traps) > 0 {
 			d.log.Warn("this data plane cannot trap: children with start_action trap come up only by mifike initiate", "traps", len(traps))
@@ -49,7 +55,7 @@ func (d *Daemon) installTraps() {
 // dynamic is the peer's first address (the one we initiate to), and its
 // local selectors unless dynamic, whose address only the IKE SA tells.
 func trapFor(id int, c *ike.Connection, ch *ike.ChildConfig) ipsec.Trap {
-	t := ipsec.Trap{ID: id, Conn: c.Name, Child: ch.Name, Remote: ch.RemoteTS}
+	t := ipsec.Trap{ID: id, Conn: c.Name, Child: ch.Name, Remote: ch.RemoteTS, Peer: c.RemoteAddrs[0], Mode: ch.Mode}
 	if ch.DynamicRemote {
 		t.Remote = append(t.Remote[:len(t.Remote):len(t.Remote)], ts.FromAddr(c.RemoteAddrs[0]))
 	}
