@@ -4,10 +4,11 @@
 // busybox initramfs with the host's iproute2) and runs, inside it, two
 // static test binaries: internal/xfrm's kernel tests (algorithms, UDP
 // encapsulation, moves by XFRM_MIGRATE and by re-installation, rekeys,
-// refusals, byte limits, leftovers) and this package's guest test
-// (mifike against mifike, both with data_plane: kernel, in the demo lab;
-// and mifike against libreswan with IKE and ESP in TCP, RFC 9329, when
-// libreswan-pack.sh could pack it). One boot serves both; a warm run
+// refusals, byte limits, traps, leftovers) and this package's guest
+// tests (mifike against mifike, both with data_plane: kernel, in the demo
+// lab, with a VPN per interface and with a trapped Child SA brought up by
+// the kernel's XFRM acquire; and mifike against libreswan with IKE and
+// ESP in TCP, RFC 9329, when libreswan-pack.sh could pack it). One boot serves both; a warm run
 // takes about a minute and a half under TCG.
 package kernelvm
 
