@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -317,4 +318,39 @@ func TestVMTrapTransport(t *testing.T) {
 		t.Fatalf("the transport SA counted %d in, %d out for 3 pings", in, o)
 	}
 	fmt.Println("FIGURE: kernel trap: a transport SA with the trap's own selectors installed next to it and carried 3/3 pings")
+}
+
+// An acquire reaches OnAcquire only for a trap of ours (by the
+// template's reqid, at a trap's priority), at most once per acquireEvery
+// per trap however often the kernel asks, and its larval state is kept to
+// be deleted when a Child SA to the peer comes up.
+func TestAcquireMapsAndLimits(t *testing.T) {
+	var got []acquired
+	k := &Kernel{log: slog.New(slog.DiscardHandler), traps: map[uint32]*kTrap{}}
+	k.cfg.OnAcquire = func(id int, src, dst netip.Addr) { got = append(got, acquired{id, src, dst}) }
+	k.traps[reqidBase+9] = &kTrap{Trap: ipsec.Trap{ID: 4}, reqid: reqidBase + 9}
+	k.traps[reqidBase+10] = &kTrap{Trap: ipsec.Trap{ID: 5}, reqid: reqidBase + 10}
+	msg := func(reqid, prio, seq uint32) message {
+		return message{typ: msgAcquire, data: acquireMsg("203.0.113.1", "198.51.100.1", "10.1.0.5", "10.93.0.7", prio, seq, trapTmpl("203.0.113.1", reqid), trapMarkMask)}
+	}
+	k.acquired(msg(reqidBase+9, trapPriority+1, 1))
+	k.acquired(msg(reqidBase+9, trapPriority+1, 2)) // within acquireEvery: quiet
+	k.acquired(msg(reqidBase+10, trapPriority+1, 3))
+	k.acquired(msg(reqidBase+11, trapPriority+1, 4)) // no such trap
+	k.acquired(msg(reqidBase+10, 0x100, 5))          // a Child SA's priority: not a trap's policy
+	k.acquired(message{typ: msgAcquire, data: []byte{1, 2, 3}})
+	want := []acquired{{4, netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.93.0.7")},
+		{5, netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.93.0.7")}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("OnAcquire calls %+v, want %+v", got, want)
+	}
+	if len(k.larvals) != 3 || k.larvals[0].Seq != 1 || k.larvals[2].Seq != 3 || k.larvals[0].Dst != netip.MustParseAddr("203.0.113.1") {
+		t.Fatalf("larval states kept: %+v, want those of seq 1, 2 and 3 towards 203.0.113.1", k.larvals)
+	}
+	// The rate limit is per trap and lapses.
+	k.traps[reqidBase+9].firedAt.Add(-int64(acquireEvery))
+	k.acquired(msg(reqidBase+9, trapPriority+1, 6))
+	if len(got) != 3 || got[2].id != 4 {
+		t.Fatalf("after acquireEvery: calls %+v, want a third for trap 4", got)
+	}
 }
