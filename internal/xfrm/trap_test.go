@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -272,6 +273,40 @@ func TestVMTrap(t *testing.T) {
 	}
 	time.Sleep(acquireEvery) // the trap's rate limit
 	wantAcquire("after the SA went")
+	// A reload: the same trap under a new ID stays as it is (reqid,
+	// policies, rate limit); a changed one replaces it.
+	traps := func() map[uint32]*kTrap {
+		l.k.trapMu.Lock() // the acquire reader reads them too
+		defer l.k.trapMu.Unlock()
+		return maps.Clone(l.k.traps)
+	}
+	old := traps()
+	trap.ID = 8
+	l.in(t, func() { err = l.k.SetTraps([]ipsec.Trap{trap}) })
+	now := traps()
+	if err != nil || len(now) != 1 {
+		t.Fatalf("SetTraps again: %v, %d traps", err, len(now))
+	}
+	for reqid, kt := range now {
+		l.k.trapMu.Lock()
+		id := kt.ID
+		l.k.trapMu.Unlock()
+		if old[reqid] != kt || id != 8 {
+			t.Fatalf("the unchanged trap was replaced or kept its old ID: reqid %#x, ID %d", reqid, id)
+		}
+	}
+	wider := trap
+	wider.Remote = sels(t, "10.2.0.0/24")
+	l.in(t, func() { err = l.k.SetTraps([]ipsec.Trap{wider}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := run(t, "ip", "-n", "xl", "route", "show", "table", "all")
+	pol := run(t, "ip", "-n", "xl", "xfrm", "policy")
+	if !strings.Contains(rt, "10.2.0.0/24 dev "+trapDevice) || strings.Contains(rt, "10.2.0.1 dev "+trapDevice) ||
+		!strings.Contains(pol, "dst 10.2.0.0/24") || strings.Contains(pol, "dst 10.2.0.1/32") {
+		t.Fatalf("after replacing the trap by a wider one:\n%s\n%s", rt, pol)
+	}
 	l.in(t, func() { err = l.k.SetTraps(nil) })
 	if err != nil {
 		t.Fatal(err)
