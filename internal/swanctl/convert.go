@@ -357,7 +357,7 @@ func (c *converter) conn(s *Section, parent *Section) *yaml.Node {
 		}
 	}
 	if children != nil {
-		cm, start, dpd := c.children(children, path)
+		cm, start, dpd := c.children(children, path, peerAddr)
 		switch {
 		case start && !peerAddr:
 			c.warn(children.File, children.Line, path+".children", "a child has start_action start, but mifike initiates only to an IP address in remote_addrs; the connection is not started")
@@ -626,7 +626,7 @@ var childWhy = map[string]string{
 	"replay_window": "not supported (mifike's replay window is fixed)",
 }
 
-func (c *converter) children(s *Section, connPath string) (*yaml.Node, bool, string) {
+func (c *converter) children(s *Section, connPath string, peerAddr bool) (*yaml.Node, bool, string) {
 	out := mapping()
 	start, dpd := false, ""
 	var idle []*yaml.Node // children strongSwan does not start
@@ -634,6 +634,7 @@ func (c *converter) children(s *Section, connPath string) (*yaml.Node, bool, str
 		path := connPath + ".children." + ch.Name
 		m := mapping()
 		started := false
+		var trapKey *Key // start_action with trap
 		for _, k := range ch.Keys {
 			switch {
 			case k.Name == "local_ts" || k.Name == "remote_ts":
@@ -657,7 +658,7 @@ func (c *converter) children(s *Section, connPath string) (*yaml.Node, bool, str
 					case "start":
 						start, started = true, true
 					case "trap":
-						c.warnKey(k, path, "mifike installs no trap policies; with start the SA is set up at start instead")
+						trapKey = k
 					case "none":
 					}
 				}
@@ -666,7 +667,10 @@ func (c *converter) children(s *Section, connPath string) (*yaml.Node, bool, str
 				switch a {
 				case "clear", "restart", "none":
 				case "trap":
-					c.warnKey(k, path, "mifike installs no trap policies; converted as restart")
+					// A child with start_action trap keeps its trap
+					// when DPD clears its SAs; mifike has no DPD-only
+					// trap.
+					c.warnKey(k, path, "mifike has no dpd_action trap (a child with start_action trap keeps its trap after DPD); converted as restart")
 					a = "restart"
 				default:
 					c.warnKey(k, path, "%q is not a DPD action", a)
@@ -684,6 +688,16 @@ func (c *converter) children(s *Section, connPath string) (*yaml.Node, bool, str
 					c.warnKey(k, path, "no equivalent in mifike")
 				}
 			}
+		}
+		switch {
+		case trapKey == nil:
+		case started:
+			c.warnKey(trapKey, path, "a mifike child either starts or traps (start_action start or trap); converted as start, which sets the SA up at start and not again on traffic")
+		case !peerAddr:
+			c.warnKey(trapKey, path, "a trap initiates to the peer's IP address when traffic comes, and remote_addrs has none; converted as none (mifike initiate CONN --child %s)", ch.Name)
+		default:
+			add(m, "start_action", scalar("trap"))
+			started = true // not an idle child: it comes up on traffic
 		}
 		for _, sub := range ch.Sections {
 			c.warn(sub.File, sub.Line, path+"."+sub.Name, "no equivalent in mifike")

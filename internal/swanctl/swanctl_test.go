@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,7 +171,7 @@ func TestConvertFeaturesAndWarnings(t *testing.T) {
 		path + ":6: connections.rw.remote_addrs: \"vpn.example.org\": mifike takes IP addresses only (no names, prefixes or ranges); left out",
 		path + ":9: connections.rw.dpd_timeout: dpd_timeout is IKEv1; IKEv2 gives up after the retransmissions (mifike's retransmit section)",
 		path + ":12: connections.rw.fragmentation: mifike does not fragment IKE_SA_INIT; converted as yes",
-		path + ":25: connections.rw.children.net.start_action: mifike installs no trap policies; with start the SA is set up at start instead",
+		path + ":25: connections.rw.children.net.start_action: a mifike child either starts or traps (start_action start or trap); converted as start, which sets the SA up at start and not again on traffic",
 		path + ":21: connections.rw.children: a child has start_action start, but mifike initiates only to an IP address in remote_addrs; the connection is not started",
 		path + ":27: connections.rw.children.net.updown: updown scripts are not supported; `mifike events` reports SAs coming and going",
 		path + ":31: connections.rw.children.other.close_action: not supported",
@@ -219,5 +220,78 @@ func TestParseErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", src, err, want)
 		}
+	}
+}
+
+// start_action = trap becomes a mifike trap (the child comes up on the
+// first packet to its remote selectors, and the trap stays), which then
+// loads; without a peer address to initiate to it cannot, and says so.
+func TestConvertTrap(t *testing.T) {
+	const conf = `connections {
+    office {
+        remote_addrs = 198.51.100.1
+        local {
+            auth = psk
+            id = ue@example.org
+        }
+        remote {
+            auth = psk
+            id = @gw.example.org
+        }
+        children {
+            net {
+                remote_ts = 10.9.0.0/16
+                start_action = trap
+            }
+        }
+    }
+    roaming {
+        remote_addrs = %any
+        local {
+            auth = psk
+            id = ue@example.org
+        }
+        remote {
+            auth = psk
+            id = @gw.example.org
+        }
+        children {
+            net {
+                remote_ts = 10.8.0.0/16
+                start_action = trap
+            }
+        }
+    }
+}
+secrets {
+    ike { secret = 0x3132333435363738393031323334353637383930 }
+}
+`
+	root, err := Parse("trap.conf", []byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, warns := Convert(root, t.TempDir())
+	if !strings.Contains(string(out), "        remote_ts: [10.9.0.0/16]\n        start_action: trap\n") {
+		t.Errorf("office's child is not a trap:\n%s", out)
+	}
+	want := "trap.conf:32: connections.roaming.children.net.start_action: a trap initiates to the peer's IP address when traffic comes, and remote_addrs has none; converted as none (mifike initiate CONN --child net)"
+	var got []string
+	for _, w := range warns {
+		got = append(got, w.String())
+	}
+	if !slices.Contains(got, want) {
+		t.Errorf("warnings %q\nlack %q", got, want)
+	}
+	path := filepath.Join(t.TempDir(), "mifike.yaml")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if ch := cfg.Connections[0].Children[0]; ch.StartAction != "trap" {
+		t.Errorf("office.net loads with start_action %q, want trap", ch.StartAction)
 	}
 }
