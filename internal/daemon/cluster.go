@@ -215,11 +215,11 @@ func (n *clusterNode) setFenced(f bool) {
 	} else {
 		n.log.Info("cluster: serving")
 	}
-	for _, c := range n.d.children {
+	for spi, c := range n.d.children {
 		if f {
-			c.Outbound = false
+			c.outbound = false
 		}
-		n.d.planeAction(ike.UpdateChild{SA: c})
+		n.d.planeAction(ike.UpdateChild{SA: c.sa(spi)})
 	}
 }
 

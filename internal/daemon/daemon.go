@@ -61,7 +61,7 @@ type Daemon struct {
 	subs    map[int]chan control.Event
 	nextSub int
 
-	children map[uint32]ike.ChildSA // what the data plane holds
+	children map[uint32]childRec // what the data plane holds, by inbound SPI
 	// retiring are rekeyed Child SAs the engine deleted, by inbound SPI,
 	// kept in the data plane for inbound packets still on their way
 	// (ike.DeleteChild.Successor).
@@ -153,7 +153,7 @@ func New(path string, logOut io.Writer) (*Daemon, error) {
 	applyDaemonOptions(cfg, conns)
 	d := &Daemon{path: path, cfg: cfg, conns: conns, pools: pools, log: log, level: level, logHub: logHub,
 		rx: make(chan datagram, rxQueue), calls: make(chan func()),
-		subs: map[int]chan control.Event{}, children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{},
+		subs: map[int]chan control.Event{}, children: map[uint32]childRec{}, retiring: map[uint32]retiring{},
 		limits: make(chan limitEvent, 256), lastIn: map[uint32]int64{}, lastOut: map[uint32]uint64{}, policies: map[string]manager.Policy{},
 		hostEvents: make(chan manager.HostEvent, 256), hostReread: make(chan struct{}, 1), stopped: make(chan struct{}),
 		notifying: os.Getenv("NOTIFY_SOCKET") != "", revocation: revocation.NewCache(log)}
@@ -432,13 +432,13 @@ func (d *Daemon) apply(acts []ike.Action) {
 			d.timer.Reset(max(time.Until(a.At), 0))
 		case ike.InstallChild:
 			delete(d.retiring, a.SA.InSPI) // the SPI's new SA replaces a retiring one
-			d.children[a.SA.InSPI] = a.SA
+			d.children[a.SA.InSPI] = recordOf(a.SA)
 			d.keys.esp(a.SA)
 			d.planeAction(a)
 		case ike.UpdateChild:
 			old := d.children[a.SA.InSPI]
-			d.children[a.SA.InSPI] = a.SA
-			if old.Local != a.SA.Local || old.Remote != a.SA.Remote {
+			d.children[a.SA.InSPI] = recordOf(a.SA)
+			if old.local != a.SA.Local || old.remote != a.SA.Remote {
 				d.keys.esp(a.SA)
 			}
 			d.planeAction(a)
@@ -450,8 +450,8 @@ func (d *Daemon) apply(acts []ike.Action) {
 			delete(d.children, a.InSPI)
 			if a.Successor != 0 && ok && d.plane != nil {
 				// Sends no more, receives a little longer.
-				old.Outbound = false
-				d.planeAction(ike.UpdateChild{SA: old})
+				old.outbound = false
+				d.planeAction(ike.UpdateChild{SA: old.sa(a.InSPI)})
 				d.retiring[a.InSPI] = retiring{until: time.Now().Add(retireRekeyed), successor: a.Successor}
 				continue
 			}

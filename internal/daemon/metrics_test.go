@@ -28,7 +28,7 @@ func metricsDaemon(t *testing.T) (*Daemon, *fakePlane, *metrics) {
 	}
 	p := &fakePlane{sas: map[uint32]ike.ChildSA{}, ctr: map[uint32]*ipsec.Counters{}}
 	d := &Daemon{engine: e, plane: p, pools: &config.Pools{}, log: slog.New(slog.DiscardHandler),
-		children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{}, calls: make(chan func())}
+		children: map[uint32]childRec{}, retiring: map[uint32]retiring{}, calls: make(chan func())}
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	go func() {

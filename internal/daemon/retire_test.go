@@ -42,7 +42,7 @@ func (p *fakePlane) Close() error             { return nil }
 // once; a new SA with the same inbound SPI wins over a retiring one.
 func TestRekeyedChildSAReceivesForAWhile(t *testing.T) {
 	p := &fakePlane{sas: map[uint32]ike.ChildSA{}}
-	d := &Daemon{plane: p, log: slog.New(slog.DiscardHandler), children: map[uint32]ike.ChildSA{}, retiring: map[uint32]retiring{}}
+	d := &Daemon{plane: p, log: slog.New(slog.DiscardHandler), children: map[uint32]childRec{}, retiring: map[uint32]retiring{}}
 	sa := func(spi uint32) ike.ChildSA { return ike.ChildSA{InSPI: spi, OutSPI: spi + 1, Outbound: true} }
 	d.apply([]ike.Action{ike.InstallChild{SA: sa(0x100)}, ike.InstallChild{SA: sa(0x200)}, ike.InstallChild{SA: sa(0x300)}})
 	d.apply([]ike.Action{ike.InstallChild{SA: sa(0x101)}, ike.DeleteChild{InSPI: 0x100, Successor: 0x101}, ike.DeleteChild{InSPI: 0x200}})

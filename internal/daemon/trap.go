@@ -112,7 +112,7 @@ func (d *Daemon) acquire(id int, src, dst netip.Addr) {
 		}
 	}
 	for _, ch := range d.children {
-		if ch.Name == t.Child && up[ch.IKESA] {
+		if ch.name == t.Child && up[ch.ikeSA] {
 			return
 		}
 	}
