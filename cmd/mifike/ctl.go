@@ -517,6 +517,9 @@ func writeSAs(w io.Writer, sas []control.SA, now time.Time) {
 		if t := timers(now, []string{"rekeying in", "reauth in", "expires in"}, sa.RekeyAt, sa.ReauthAt, sa.ExpireAt); t != "" {
 			fmt.Fprintf(w, "  %s\n", t)
 		}
+		if p := sa.Path; p != nil {
+			fmt.Fprintf(w, "  path: rtt %.1f ms ± %.1f (%d samples), loss %.1f%% (%d sends)\n", p.RTTMs, p.RTTVarMs, p.RTTSamples, 100*p.Loss, p.LossSamples)
+		}
 
 		for _, c := range sa.Children {
 			fmt.Fprintf(w, "  %s: %s %s %s, SPIs %s_i %s_o", c.Name, c.State, c.Mode, c.Proposal, c.InSPI, c.OutSPI)

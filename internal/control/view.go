@@ -64,7 +64,22 @@ type SA struct {
 	RekeyAt  time.Time `json:"rekey_time,omitzero"`
 	ReauthAt time.Time `json:"reauth_time,omitzero"`
 	ExpireAt time.Time `json:"expire_time,omitzero"`
-	Children []Child   `json:"children"`
+	// Path is what the SA's exchanges measured of its current path,
+	// omitted before anything was.
+	Path     *Path   `json:"path,omitempty"`
+	Children []Child `json:"children"`
+}
+
+// Path is an IKE SA's path as its exchanges measured it (ike.IKESAInfo):
+// the smoothed round trip and its variation in milliseconds (RFC 6298,
+// from RTTSamples answers to requests sent once), and the fraction of
+// request transmissions unanswered (from LossSamples).
+type Path struct {
+	RTTMs       float64 `json:"rtt_ms"`
+	RTTVarMs    float64 `json:"rttvar_ms"`
+	Loss        float64 `json:"loss"`
+	RTTSamples  int     `json:"rtt_samples"`
+	LossSamples int     `json:"loss_samples"`
 }
 
 // Child is one Child SA of an IKE SA.
@@ -161,6 +176,10 @@ func SAFromEngine(i ike.IKESAInfo) SA {
 		EAPIdentity: i.EAPIdentity, EAPMethod: i.EAPMethod,
 		RekeyAt: i.RekeyAt, ReauthAt: i.ReauthAt, ExpireAt: i.ExpireAt,
 		Children: make([]Child, 0, len(i.Children)),
+	}
+	if i.RTTSamples > 0 || i.LossSamples > 0 {
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		sa.Path = &Path{RTTMs: ms(i.RTT), RTTVarMs: ms(i.RTTVar), Loss: i.Loss, RTTSamples: i.RTTSamples, LossSamples: i.LossSamples}
 	}
 	for _, c := range i.Children {
 		sa.Children = append(sa.Children, Child{

@@ -385,6 +385,7 @@ func (sa *ikeSA) establish() {
 	sa.hs = nil
 	sa.armLifetimes()
 	sa.armDPD()
+	sa.armPathProbe()
 	sa.armKeepalive()
 	if sa.watchesNAT() {
 		// The mapping the responder took from IKE_AUTH, learned at once

@@ -291,6 +291,7 @@ func (sa *ikeSA) adoptClone(n *ikeSA, weInitiated bool) {
 	e := sa.e
 	n.parent = sa.id
 	n.lineage = 0 // a new VPN, not this SA's replacement
+	n.pathReset() // a clone goes to a path of its own
 	n.vipsInherited = len(n.localVIPs) > 0 || len(n.remoteVIPs) > 0
 	n.mobikeInitiator = weInitiated
 	n.ext.cloneLocal, n.ext.clonePeer = sa.ext.cloneLocal, sa.ext.clonePeer

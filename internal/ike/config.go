@@ -256,6 +256,11 @@ type Connection struct {
 	// (liveness.go): a check starts when ESP went out this long (or
 	// four round trips, if longer) with nothing heard back; 0 none.
 	LivenessWindow time.Duration
+	// PathProbe: an empty INFORMATIONAL goes out when the SA sent no
+	// request for this long, so its path's round trip and loss are
+	// measured under traffic too (pathstats.go; for flow spreading's
+	// weights); 0 none.
+	PathProbe time.Duration
 
 	MOBIKE bool
 	// Window is the number of the peer's requests we keep state for,

@@ -487,6 +487,7 @@ func (e *Engine) rebuild(x *exportedSA) (*ikeSA, error) {
 	e.byID[sa.id] = sa
 	sa.armDeadlines(ikeDeadlines{rekey: x.RekeyAt, reauth: x.ReauthAt, expire: x.ExpireAt})
 	sa.armDPD()
+	sa.armPathProbe()
 	sa.armKeepalive()
 	for i, child := range children {
 		child.ike = sa

@@ -228,8 +228,15 @@ func (sa *ikeSA) deriveSuccessor(n *ikeSA, neg proposal.Negotiated, gir, ni, nr 
 	n.lastInbound = e.now
 	n.state = stateEstablished
 	n.established = e.now
+	n.srtt = sa.srtt // the same path (a clone's resets them, adoptClone)
+	if sa.path != nil {
+		p := *sa.path
+		p.lastRequest, p.probeT = e.now, nil
+		n.path = &p
+	}
 	n.armLifetimes()
 	n.armDPD()
+	n.armPathProbe()
 	n.armKeepalive()
 	return nil
 }
@@ -285,7 +292,7 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 	sa.announceWindow(n)
 	sa.state = stateRekeyed
 	sa.successor = n
-	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT} {
+	for _, t := range []*timer{sa.rekeyT, sa.reauthT, sa.expireT, sa.dpdT, sa.probeTimer()} {
 		t.cancel()
 	}
 	// If the peer's Delete never comes, drop the old SA anyway.

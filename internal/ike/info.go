@@ -98,10 +98,16 @@ func (sa *ikeSA) close() {
 
 // dpdTask is a liveness check: an empty INFORMATIONAL (§1.4, §2.4),
 // with NAT-D when the MOBIKE initiator watches its NAT mapping (RFC 4555
-// §3.8, natt.go watchNAT).
-type dpdTask struct{ natd bool }
+// §3.8, natt.go watchNAT). probe: it is the connection's path
+// measurement (pathstats.go), the same exchange.
+type dpdTask struct{ natd, probe bool }
 
-func (t *dpdTask) String() string { return "liveness check" }
+func (t *dpdTask) String() string {
+	if t.probe {
+		return "path measurement"
+	}
+	return "liveness check"
+}
 func (t *dpdTask) build(sa *ikeSA) (wire.ExchangeType, []wire.Payload, error) {
 	if sa.state != stateEstablished {
 		return 0, nil, errSkip

@@ -125,6 +125,14 @@ type IKESAInfo struct {
 	// PeerCert is the end-entity certificate the peer authenticated the
 	// family with, nil for a pre-shared key or EAP.
 	PeerCert *x509.Certificate
+	// What the SA's exchanges measured of its current path (pathstats.go):
+	// the smoothed round trip and its variation (RFC 6298) from
+	// RTTSamples answers, and the fraction of request transmissions that
+	// went unanswered (an average of about the last 16) from LossSamples
+	// transmissions. Zero samples: nothing measured on this path yet.
+	RTT, RTTVar             time.Duration
+	Loss                    float64
+	RTTSamples, LossSamples int
 }
 
 // ChildInfo is a Child SA in a snapshot.
@@ -155,7 +163,11 @@ func (sa *ikeSA) info() IKESAInfo {
 	i := IKESAInfo{ID: sa.id, Conn: sa.conn.Name, State: sa.state, Initiator: sa.initiator,
 		SPIi: sa.spiI, SPIr: sa.spiR, Local: sa.local, Remote: sa.remote,
 		Established: sa.established, NATLocal: sa.ext.natLocal, NATRemote: sa.ext.natRemote, Encap: sa.encap && !sa.tcp, TCP: sa.tcp, MOBIKE: sa.ext.mobike,
-		VirtualIPs: append([]netip.Addr(nil), sa.localVIPs...), PeerVirtualIPs: append([]netip.Addr(nil), sa.remoteVIPs...)}
+		VirtualIPs: append([]netip.Addr(nil), sa.localVIPs...), PeerVirtualIPs: append([]netip.Addr(nil), sa.remoteVIPs...),
+		RTT: sa.srtt}
+	if p := sa.path; p != nil {
+		i.RTTVar, i.Loss, i.RTTSamples, i.LossSamples = p.rttvar, p.loss, p.rttSamples, p.lossSamples
+	}
 	if f := sa.family; f != nil && f.eapIdentity != nil {
 		i.EAPIdentity, i.EAPMethod = string(f.eapIdentity), eapMethodName(f.eapMethod)
 	}

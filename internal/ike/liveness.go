@@ -3,8 +3,6 @@ package ike
 import (
 	"fmt"
 	"time"
-
-	"github.com/mifike/mifike/internal/wire"
 )
 
 // The traffic-driven liveness check. RFC 7296 §2.4: "If there has only
@@ -141,25 +139,6 @@ func (sa *ikeSA) heard() {
 	}
 }
 
-// measureRTT takes a round trip from an answered INFORMATIONAL that went
-// out once (Karn's rule: a retransmitted one's answer is ambiguous), and
-// smooths it as TCP does (RFC 6298 §2.3, alpha 1/8). Only INFORMATIONAL,
-// whose answer costs the peer no computation worth counting.
-func (sa *ikeSA) measureRTT(p *request) {
-	if p.tries > 0 || p.quick > 1 || p.sent.IsZero() || p.exchange != wire.Informational {
-		return
-	}
-	r := sa.e.now.Sub(p.sent)
-	if r < 0 {
-		return
-	}
-	if sa.srtt == 0 {
-		sa.srtt = r
-	} else {
-		sa.srtt += (r - sa.srtt) / 8
-	}
-}
-
 // quickRetransmit is retransmit on the quick schedule: one more probe,
 // or after livenessProbes the path is dead and the MOBIKE initiator
 // moves (RFC 4555 §3.5); the request goes on with the configured
@@ -192,4 +171,5 @@ func (sa *ikeSA) pathChanged() {
 			p.quick = 1
 		}
 	}
+	sa.pathReset()
 }

@@ -138,7 +138,11 @@ func (e *Engine) Reconfigure(now time.Time, conns []*Connection) ([]Action, Reco
 
 // reconnect points sa at its connection's new configuration.
 func (sa *ikeSA) reconnect(c *Connection) {
+	probe := sa.conn.PathProbe
 	sa.conn = c
+	if c.PathProbe != probe && sa.state == stateEstablished {
+		sa.armPathProbe() // on, off or another interval
+	}
 	if sa.onlyChild != nil {
 		sa.onlyChild = c.child(sa.onlyChild.Name)
 	}

@@ -235,11 +235,14 @@ type lifetimes struct {
 	rekeyT, reauthT, expireT, dpdT    *timer
 	halfOpenT, deleteT, keepaliveT    *timer
 	// The traffic-driven liveness check (liveness.go): since when ESP
-	// went out with nothing heard back, the timer of the window, and the
-	// round-trip time measured on liveness checks.
+	// went out with nothing heard back, and the timer of the window.
 	unansweredSince time.Time
 	livenessT       *timer
-	srtt            time.Duration
+	// srtt is the path's smoothed round trip, and path the rest of what
+	// the exchanges measured of it (pathstats.go), nil until the first
+	// measurement: behind a pointer to keep ikeSA in its size class.
+	srtt time.Duration
+	path *pathStats
 }
 
 type poolLease struct {
@@ -272,6 +275,11 @@ type request struct {
 	// schedule of a traffic-driven liveness check (liveness.go); 0: the
 	// configured schedule.
 	quick int
+	// sends counts the sends on the path of generation sendGen-1 (0:
+	// never sent), and resent says the request went out more than once
+	// (pathstats.go: no round trip from its answer, Karn's rule).
+	sends, sendGen int
+	resent         bool
 }
 
 type response struct {

@@ -238,6 +238,7 @@ func (sa *ikeSA) receiveResponse(d Datagram, in *inspected) {
 	}
 	msg.payloads = ps
 	sa.measureRTT(p)
+	sa.measureLoss(p)
 	sa.heard()
 	sa.followNAT(msg)
 	sa.followStream(msg)
@@ -538,6 +539,7 @@ func (sa *ikeSA) sendOneShot(x wire.ExchangeType, ps []wire.Payload) {
 }
 
 func (sa *ikeSA) transmitRequest(p *request) {
+	sa.sentRequest(p)
 	p.sent = sa.e.now
 	if p.since.IsZero() {
 		p.since = sa.e.now
@@ -650,6 +652,7 @@ func (sa *ikeSA) waitsForMove(p *request) bool {
 func (sa *ikeSA) resendOutstanding() {
 	for _, p := range sa.outstanding {
 		p.tries = min(p.tries, sa.e.cfg.Retransmit.Tries-1)
+		sa.sentRequest(p)
 		p.sent = sa.e.now
 		sa.recut(p)
 		sa.e.stats.Retransmissions++
@@ -669,6 +672,7 @@ func (sa *ikeSA) resendOutstanding() {
 func (sa *ikeSA) peerHeard() {
 	for _, p := range sa.outstanding {
 		if p.tries > 0 && sa.e.now.Sub(p.sent) >= sa.e.cfg.Retransmit.Timeout {
+			sa.sentRequest(p)
 			p.sent = sa.e.now
 			sa.e.stats.Retransmissions++
 			sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, the peer heard from", p.exchange, p.id))
@@ -683,6 +687,7 @@ func (sa *ikeSA) peerHeard() {
 // are, leaving their retransmission timers and counts alone.
 func (sa *ikeSA) sendOutstandingAgain() {
 	for _, p := range sa.outstanding {
+		sa.sentRequest(p)
 		p.sent = sa.e.now
 		sa.e.stats.Retransmissions++
 		sa.e.event(sa, EventRetransmit, fmt.Sprintf("%s request %d, its address back", p.exchange, p.id))
