@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mifike/mifike/internal/eap"
 	"github.com/mifike/mifike/internal/ike"
@@ -220,6 +221,7 @@ func (b *builder) conn(cc *ConnConfig, pools map[string]*ike.Pool) *ike.Connecti
 		RandTime:            cc.RandTime,
 		DPDDelay:            cc.DPDDelay,
 		LivenessWindow:      cc.LivenessWindow,
+		PathProbe:           spreadProbe(cc),
 		MOBIKE:              cc.MOBIKE,
 		Window:              uint32(cc.IKEWindow),
 		SendInitialContact:  cc.SendInitialContact,
@@ -406,4 +408,14 @@ func (b *builder) child(ch *ChildConfig, connField string) *ike.ChildConfig {
 	icc.LocalTS = sels(ch.LocalTS, "local_ts", &icc.DynamicLocal)
 	icc.RemoteTS = sels(ch.RemoteTS, "remote_ts", &icc.DynamicRemote)
 	return icc
+}
+
+// spreadProbe is the connection's path measurement interval: flow
+// spreading weighted by measured paths needs fresh figures from busy
+// paths, which no liveness check measures (traffic proves them).
+func spreadProbe(cc *ConnConfig) time.Duration {
+	if ic := cc.Interfaces; ic != nil && ic.Spread != nil && ic.SpreadMeasured {
+		return ic.SpreadProbe
+	}
+	return 0
 }

@@ -353,6 +353,12 @@ type InterfacesConfig struct {
 	// interface it is on now, 1 when none does, 0 never for new flows.
 	Spread     ifacerule.Rules[int]
 	spreadLine int
+	// SpreadMeasured multiplies those weights by a factor from each
+	// VPN's measured round trip and loss (default yes), and SpreadProbe
+	// is how often an idle-of-IKE VPN's path is measured then
+	// (ike.Connection.PathProbe; default 10 s, 0 none).
+	SpreadMeasured bool
+	SpreadProbe    time.Duration
 }
 
 // RedirectConfig is the connection's RFC 5685 redirect section.

@@ -56,7 +56,7 @@ var (
 	keylogSchema     = schema{keys: []string{"dir"}}
 	retransmitSchema = schema{keys: []string{"timeout", "base", "tries"}}
 	tunSchema        = schema{keys: []string{"name", "mtu"}}
-	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs", "tcp", "multipath", "spread"}}
+	ifacesSchema     = schema{keys: []string{"mode", "use", "on_down", "on_return", "children", "gateway_addrs", "tcp", "multipath", "spread", "spread_measured", "spread_probe"}}
 	mptcpSchema      = schema{keys: []string{"enable", "subflows", "add_addr_accepted"}}
 	poolSchema       = schema{keys: []string{"addrs", "dns"}}
 	connSchema       = schema{
@@ -707,6 +707,7 @@ func (p *parser) interfaces(f *fields, c *ConnConfig) *InterfacesConfig {
 		ic.Spread = p.ifaceSpread(f)
 		ic.spreadLine = f.at("spread")
 	}
+	ic.SpreadMeasured, ic.SpreadProbe = p.spreadMeasurement(f)
 	return ic
 }
 

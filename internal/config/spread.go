@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/mifike/mifike/internal/ifacerule"
 )
@@ -53,4 +54,33 @@ func (p *parser) checkSpread(c *Config, cc *ConnConfig) {
 	if !some && ic.Spread.CatchAll() {
 		p.fail(ic.spreadLine, field, "every weight is 0 and every interface is named by a pattern: no VPN would get a new flow; give one a weight above 0")
 	}
+}
+
+// Bounds of interfaces.spread_probe: more often than minSpreadProbe
+// would be IKE traffic for its own sake (and no better figures: the
+// estimates average many samples anyway).
+const (
+	defaultSpreadProbe = 10 * time.Second
+	minSpreadProbe     = 100 * time.Millisecond
+	maxSpreadProbe     = time.Hour
+)
+
+// spreadMeasurement reads interfaces.spread_measured and spread_probe:
+// whether the spreading weights follow each VPN's measured path, and how
+// often a path is measured (0: only by the exchanges there are anyway).
+// Without spread they do nothing (spreadProbe).
+func (p *parser) spreadMeasurement(f *fields) (bool, time.Duration) {
+	measured := f.boolean("spread_measured", true)
+	probe := defaultSpreadProbe
+	if d, ok := f.duration("spread_probe"); ok {
+		switch {
+		case d != 0 && d < minSpreadProbe:
+			f.fail("spread_probe", "%v is too often (IKE traffic for its own sake); use 0 (off) or %v to %v", d, minSpreadProbe, maxSpreadProbe)
+		case d > maxSpreadProbe:
+			f.fail("spread_probe", "%v is out of range; use 0 (off) or %v to %v", d, minSpreadProbe, maxSpreadProbe)
+		default:
+			probe = d
+		}
+	}
+	return measured, probe
 }

@@ -39,6 +39,7 @@ func (d *Daemon) newManagers(cfg *config.Config) {
 		if ic.Spread != nil {
 			p.Spread = true
 			p.SpreadWeights = ic.Spread
+			p.SpreadMeasured = ic.SpreadMeasured
 		}
 		if m := old[cc.Name]; m != nil && d.policies[cc.Name].Describe() == p.Describe() {
 			m.ClearAuthHolds() // new credentials may be in the reloaded file
@@ -89,8 +90,8 @@ func (d *Daemon) reconcile() {
 				ts[name] = t
 			}
 		}
-		groups, staying := spreadGroups(ts)
-		d.syncSpread(groups, staying)
+		groups, staying, why := spreadGroups(ts)
+		d.syncSpread(groups, staying, why)
 	}
 }
 
@@ -105,7 +106,8 @@ func managerSAs(all []ike.IKESAInfo, conn string) []manager.SA {
 		ms := manager.SA{ID: s.ID, Lineage: s.Lineage, Established: s.State == ike.StateEstablished, Deleting: s.State == ike.StateDeleting,
 			Local: s.Local.Addr(), Remote: s.Remote.Addr(),
 			Iface: s.Iface, Parent: s.Parent, CloneSupported: s.CloneSupported, MOBIKE: s.MOBIKE,
-			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs, VIPs: s.VirtualIPs, Creating: s.Creating}
+			MOBIKEInitiator: s.MOBIKEInitiator, PeerAddrs: s.PeerAddrs, VIPs: s.VirtualIPs, Creating: s.Creating,
+			Path: manager.PathStats{RTT: s.RTT, Loss: s.Loss, Samples: s.RTTSamples}}
 		for _, ch := range s.Children {
 			ms.Children = append(ms.Children, manager.Child{Name: ch.Name, InSPI: ch.InSPI, Transport: ch.Mode == ike.Transport,
 				Covers: covers(ch.LocalTS), CoversRemote: covers(ch.RemoteTS)})

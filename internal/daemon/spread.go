@@ -65,7 +65,8 @@ func (d *Daemon) configureSpread() {
 // fails for good (being deleted, or gone): their next packet is a new
 // flow and gets another VPN. A VPN that moves keeps its inner address
 // and its flows. staying says which targets are not Leaving.
-func (d *Daemon) syncSpread(groups []spread.Group, staying map[netip.Addr]bool) {
+// why names the targets with their weights' makings, for the log.
+func (d *Daemon) syncSpread(groups []spread.Group, staying map[netip.Addr]bool, why []string) {
 	s := d.spread
 	if s == nil {
 		return
@@ -84,7 +85,7 @@ func (d *Daemon) syncSpread(groups []spread.Group, staying map[netip.Addr]bool) 
 			return // tried again at the next reconcile
 		}
 		s.script = script
-		d.log.Info("spread: rules written", "groups", groups)
+		d.log.Info("spread: rules written", "groups", groups, "targets", why)
 	}
 	for a := range s.targets {
 		if staying[a] {
@@ -103,13 +104,16 @@ func (d *Daemon) syncSpread(groups []spread.Group, staying map[netip.Addr]bool) 
 }
 
 // spreadGroups are the managers' targets, one group per connection,
-// and the addresses of the VPNs staying.
-func spreadGroups(ts map[string][]manager.SpreadTarget) ([]spread.Group, map[netip.Addr]bool) {
+// the addresses of the VPNs staying, and the targets described (their
+// configured weights, path factors and paths).
+func spreadGroups(ts map[string][]manager.SpreadTarget) ([]spread.Group, map[netip.Addr]bool, []string) {
 	var out []spread.Group
+	var why []string
 	staying := map[netip.Addr]bool{}
 	for _, conn := range slices.Sorted(maps.Keys(ts)) {
 		g := spread.Group{Conn: conn}
 		for _, t := range ts[conn] {
+			why = append(why, conn+": "+t.String())
 			g.Targets = append(g.Targets, spread.Target{Addr: t.Addr, Weight: t.Weight})
 			if !t.Leaving {
 				staying[t.Addr] = true
@@ -117,7 +121,7 @@ func spreadGroups(ts map[string][]manager.SpreadTarget) ([]spread.Group, map[net
 		}
 		out = append(out, g)
 	}
-	return out, staying
+	return out, staying, why
 }
 
 // closeSpread removes the table (its NAT no longer applies to new

@@ -78,6 +78,9 @@ type Policy struct {
 	// the first match winning, 1 where none matches (spread.go).
 	Spread        bool
 	SpreadWeights ifacerule.Rules[int]
+	// SpreadMeasured multiplies each VPN's configured weight by a factor
+	// from its path's measured round trip and loss (spread.go).
+	SpreadMeasured bool
 }
 
 // Interface is a network interface as the host sees it now.
@@ -110,6 +113,18 @@ type SA struct {
 	// Deleting: its Delete is under way (by us or by the engine, after
 	// a rekey); it serves no slot any more.
 	Deleting bool
+	// Path is what the SA's exchanges measured of its path.
+	Path PathStats
+}
+
+// PathStats are an SA's path as its IKE exchanges measured it
+// (ike.IKESAInfo): smoothed round trip, the fraction of request
+// transmissions unanswered, and the round trips they come from (0:
+// not measured).
+type PathStats struct {
+	RTT     time.Duration
+	Loss    float64
+	Samples int
 }
 
 // Child is one Child SA of an IKE SA.
@@ -211,7 +226,11 @@ type Manager struct {
 	// maxAuthHold, so a wrong password does not hit the RADIUS server
 	// every 20 s for ever. A success clears it.
 	authHold map[string]holdDown
-	noClone  bool // the peer did not offer cloning: said once
+	// spreadFactors are the path factors the spreading rules were last
+	// given, by inner address: a factor changes only by enough
+	// (spread.go, hysteresis).
+	spreadFactors map[netip.Addr]int
+	noClone       bool // the peer did not offer cloning: said once
 	// limit is how many SAs the connection had when the peer answered a
 	// clone with NO_ADDITIONAL_SAS: no clone is asked for again until
 	// there are fewer (RFC 7791 §5.3: the refusal is permanent until
@@ -295,7 +314,7 @@ func New(p Policy, log *slog.Logger) *Manager {
 	return &Manager{p: p, log: log.With("conn", p.Conn, "policy", p.Mode.String()), home: map[uint64]Slot{},
 		initiating: map[Slot]time.Time{}, cloning: map[uint64][]pendingClone{}, late: map[uint64][]time.Time{}, surplus: map[uint64]time.Time{}, deleting: map[uint64]time.Time{}, moving: map[uint64]moveOp{},
 		replacing: map[uint32]time.Time{}, suspect: map[string]holdDown{}, creating: map[childKey]time.Time{},
-		up: map[uint64]bool{}, authHold: map[string]holdDown{}}
+		up: map[uint64]bool{}, authHold: map[string]holdDown{}, spreadFactors: map[netip.Addr]int{}}
 }
 
 // PathReason is why the engine asks for another path (see NextPath).
@@ -1180,6 +1199,9 @@ func (p Policy) Describe() string {
 	}
 	if p.Spread {
 		d += "; flows spread " + p.SpreadWeights.String()
+		if p.SpreadMeasured {
+			d += " × measured path factor"
+		}
 	}
 	return d
 }
