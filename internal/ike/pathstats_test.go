@@ -146,3 +146,23 @@ func TestRFC4555Section3_5MoveResetsPathStats(t *testing.T) {
 		t.Fatalf("after the move: RTT %v from %d samples, loss %.3f; want the new path's 10 ms from a few, no loss", s.RTT, s.RTTSamples, s.Loss)
 	}
 }
+
+// RFC 7296 §2.8: an IKE SA rekey keeps the path, and the new SA keeps
+// what was measured on it; the rekey's own CREATE_CHILD_SA carries a KE
+// payload, so its answer (which waits for the peer's Diffie-Hellman)
+// gives no round trip.
+func TestRFC7296Section2_8RekeyKeepsPathStats(t *testing.T) {
+	l := pathLab(t, 940, time.Second, netsim.Link{Delay: 20 * time.Millisecond}, false)
+	l.settle(30 * time.Second)
+	old := l.sa(l.ue)
+	l.do(l.ue, func(e *ike.Engine, now time.Time) ([]ike.Action, error) { return e.Rekey(now, old.ID, 0) })
+	l.net.RunFor(100 * time.Millisecond) // the rekey's exchange, no probe yet
+	n := l.sa(l.ue)
+	if n.ID == old.ID {
+		t.Fatal("not rekeyed")
+	}
+	if n.RTTSamples != old.RTTSamples || n.RTT != old.RTT || n.LossSamples != old.LossSamples+1 {
+		t.Fatalf("after the rekey: RTT %v from %d samples, %d sends counted; before: %v from %d, %d (want the same round trips, one send more)",
+			n.RTT, n.RTTSamples, n.LossSamples, old.RTT, old.RTTSamples, old.LossSamples)
+	}
+}

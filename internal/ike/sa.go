@@ -280,6 +280,9 @@ type request struct {
 	// (pathstats.go: no round trip from its answer, Karn's rule).
 	sends, sendGen int
 	resent         bool
+	// keyed: it carries a KE payload, so the peer's answer waits for its
+	// key exchange (pathstats.go: no round trip from it).
+	keyed bool
 }
 
 type response struct {

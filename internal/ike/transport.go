@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mifike/mifike/internal/ikecrypto"
@@ -511,6 +512,7 @@ func (sa *ikeSA) sendRequestID(t task, x wire.ExchangeType, ps []wire.Payload, i
 		p = &request{}
 	}
 	p.id, p.exchange, p.packets, p.task, p.pathGen = id, x, pkts, t, sa.updateGen
+	p.keyed = slices.ContainsFunc(ps, func(p wire.Payload) bool { return p.Type() == wire.PayloadKE })
 	sa.outstanding = append(sa.outstanding, p)
 	sa.countNotifies(ps, true)
 	e.log.Debug("sending "+(&wire.Message{Header: h, Payloads: ps}).String(), "ike", sa.id)
