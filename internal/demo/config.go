@@ -89,6 +89,9 @@ type Options struct {
 	// Spread is the end user's interfaces.spread map as written
 	// ("{eth*: 3, wlan*: 2, wwan*: 0}"): flow spreading over its VPNs.
 	Spread string
+	// SpreadOpts are further interfaces keys as written
+	// ("spread_measured: no, spread_probe: 200ms").
+	SpreadOpts string
 	// KeyLog makes both daemons write key logs to keys/ in their
 	// directories (Wireshark's format; tests check no secret leaks there).
 	KeyLog bool
@@ -179,6 +182,9 @@ func UEConfig(o Options) string {
 	}
 	if o.Spread != "" {
 		multipath += ", spread: " + o.Spread
+	}
+	if o.SpreadOpts != "" {
+		multipath += ", " + o.SpreadOpts
 	}
 	fmt.Fprintf(&b, "    interfaces: {mode: %s, use: [%s], on_down: %s, on_return: %s, gateway_addrs: %s%s}\n",
 		or(o.Mode, "per-interface"), strings.Join(use, ", "), or(o.OnDown, "move"), or(o.OnReturn, "move-back"), or(o.GatewayAddrs, "one"), multipath)
