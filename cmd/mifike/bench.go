@@ -32,7 +32,7 @@ func benchSuites() []benchSuite {
 		{"failover", "interface down or silent: time until traffic flows through the moved VPN", failoverFlags},
 		{"throughput", "TCP (iperf3) and UDP through one tunnel, and through three tunnels on three interfaces", throughputFlags},
 		{"scale", "memory and CPU of a responder holding 10,000 and 50,000 IKE SAs", scaleFlags},
-		{"multipath", "one MPTCP download over three per-interface VPNs on shaped, delayed links: goodput against the links, a link cut, a backup link", multipathFlags},
+		{"multipath", "one MPTCP download over three per-interface VPNs on shaped, delayed links: goodput against the links, a link cut, a backup link; parallel plain-TCP streams spread over the VPNs, measured against equal weights", multipathFlags},
 		{"cluster", "three gateway nodes on etcd: time from a node's crash to traffic through a survivor, etcd writes per VPN, handshake rate with 1, 2 and 3 nodes", clusterFlags},
 	}
 }
@@ -216,8 +216,14 @@ func multipathFlags(fs *pflag.FlagSet) benchRun {
 	rtts := fs.String("rtts", "10ms,20ms,40ms", "the access links' round-trip times: eth0, wlan0, wwan0")
 	size := fs.Int64("size", 128, "the MPTCP download's size in MiB")
 	fs.IntVar(&c.Buffer, "buffer", 32<<20, "the largest the TCP socket buffers may grow, in octets (the end user's tcp_rmem, the server's tcp_wmem; 0: Linux's default)")
+	fs.IntVar(&c.Streams, "streams", 8, "the flow-spreading cases' parallel plain-TCP iperf3 streams")
+	fs.IntVar(&c.Seconds, "time", 10, "how long the flow-spreading cases' streams run, in seconds")
+	fs.BoolVar(&c.SpreadOnly, "spread-only", false, "only each link alone and the flow-spreading cases (no MPTCP)")
 	return func(ctx context.Context, exe string, progress io.Writer) (bench.Report, error) {
 		c.Exe, c.Progress, c.Size = exe, progress, *size<<20
+		if c.Streams < 1 || c.Seconds < 1 {
+			return nil, fmt.Errorf("bench multipath: --streams and --time must be at least 1")
+		}
 		for _, s := range splitList(*rates) {
 			var n int
 			if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {

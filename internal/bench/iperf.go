@@ -20,10 +20,13 @@ import (
 )
 
 // iperfOpts says what iperf3 runs: secs seconds of one TCP stream on
-// port (default 5201).
+// port (default 5201); parallel streams instead (-P), reverse: the
+// server sends (-R, a download).
 type iperfOpts struct {
-	secs int
-	port int
+	secs     int
+	port     int
+	parallel int
+	reverse  bool
 }
 
 // iperfResult is what the receiving end got.
@@ -33,7 +36,8 @@ type iperfResult struct {
 }
 
 // iperf runs iperf3 from clientAddr in namespace client to a server on
-// serverAddr in namespace server.
+// serverAddr in namespace server; clientAddr "": from the route's source
+// address.
 func iperf(ctx context.Context, l *lab.Lab, server, client, serverAddr, clientAddr string, o iperfOpts) (iperfResult, error) {
 	port := strconv.Itoa(max(o.port, 5201))
 	srv, err := l.Start(server, nil, "iperf3", "--server", "--one-off", "--forceflush", "--bind", serverAddr, "--port", port)
@@ -54,8 +58,17 @@ func iperf(ctx context.Context, l *lab.Lab, server, client, serverAddr, clientAd
 	// The tunnel, not iperf3, bounds how long this may take.
 	runCtx, cancel := context.WithTimeout(ctx, time.Duration(o.secs+20)*time.Second)
 	defer cancel()
-	args := []string{"--client", serverAddr, "--bind", clientAddr, "--port", port,
+	args := []string{"--client", serverAddr, "--port", port,
 		"--time", strconv.Itoa(o.secs), "--json", "--connect-timeout", "5000"}
+	if clientAddr != "" {
+		args = append(args, "--bind", clientAddr)
+	}
+	if o.parallel > 1 {
+		args = append(args, "--parallel", strconv.Itoa(o.parallel))
+	}
+	if o.reverse {
+		args = append(args, "--reverse")
+	}
 	out, err := l.Run(runCtx, client, "iperf3", args...)
 	var rep struct {
 		Error string `json:"error"`

@@ -33,7 +33,12 @@ import (
 //     moves by MOBIKE, its subflow with it);
 //   - wwan0 as backup (interfaces.multipath: {wwan*: backup}): the
 //     octets it carried while the others worked;
-//   - then eth0 and wlan0 cut in the middle: the backup carries the rest.
+//   - then eth0 and wlan0 cut in the middle: the backup carries the rest;
+//   - flow spreading (interfaces.spread: {}, every VPN weighing 1) of
+//     iperf3's parallel plain-TCP streams (not MPTCP), with the weights
+//     from the measured paths (spread_measured, the default) and with
+//     the configured weights alone: their sum against the links' and the
+//     best link's, and each link's share.
 
 // MultipathConfig configures Multipath.
 type MultipathConfig struct {
@@ -49,13 +54,19 @@ type MultipathConfig struct {
 	// Buffer is the largest the end user's TCP receive buffers and the
 	// server's send buffers may grow (the third figure of
 	// net.ipv4.tcp_rmem and tcp_wmem); 0 leaves Linux's defaults.
-	Buffer   int
-	Progress io.Writer
+	Buffer int
+	// Streams and Seconds are the spreading cases' parallel iperf3
+	// streams and how long they run; SpreadOnly skips the MPTCP cases
+	// (each link alone still runs: the spreading figures are compared
+	// with it).
+	Streams, Seconds int
+	SpreadOnly       bool
+	Progress         io.Writer
 }
 
 // MultipathRun is one download.
 type MultipathRun struct {
-	Case string `json:"case"` // single, mptcp, mptcp-cut, backup, backup-failover
+	Case string `json:"case"` // single, mptcp, mptcp-cut, backup, backup-failover, spread-measured, spread-equal
 	// Links are the links it may use (single: the one).
 	Links   []string `json:"links"`
 	Bytes   int64    `json:"bytes"`
@@ -70,7 +81,11 @@ type MultipathRun struct {
 	LinkBytes map[string]uint64 `json:"link_bytes"`
 	// CutAt is the share of the download received when links were cut.
 	CutAt float64 `json:"cut_at,omitempty"`
-	Err   string  `json:"error,omitempty"`
+	// Streams: the spreading cases' parallel TCP streams; Weights the
+	// spread table's buckets per link when they ran.
+	Streams int            `json:"streams,omitempty"`
+	Weights map[string]int `json:"weights,omitempty"`
+	Err     string         `json:"error,omitempty"`
 }
 
 // MultipathResult is what Multipath measured.
@@ -101,6 +116,12 @@ func Multipath(ctx context.Context, cfg MultipathConfig) (res *MultipathResult, 
 	}
 	if cfg.Size <= 0 {
 		return nil, fmt.Errorf("bench multipath: the download size must be positive")
+	}
+	if cfg.Streams <= 0 {
+		cfg.Streams = 8
+	}
+	if cfg.Seconds <= 0 {
+		cfg.Seconds = 10
 	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("bench: network namespaces need root; run it as root (e.g. with sudo)")
@@ -133,20 +154,46 @@ func Multipath(ctx context.Context, cfg MultipathConfig) (res *MultipathResult, 
 		active = append(active, mpCase{fmt.Sprintf("%s alone (%d Mbit/s), plain TCP through its VPN, %d MiB", dev, rate[dev], size>>20),
 			"single", []string{dev}, dev, size, true, nil})
 	}
-	active = append(active,
-		mpCase{fmt.Sprintf("MPTCP over the three VPNs, %d MiB", cfg.Size>>20), "mptcp", multipathIfaces, "eth0", cfg.Size, false, nil},
-		mpCase{"MPTCP, eth0 cut after a third", "mptcp-cut", multipathIfaces, "eth0", cfg.Size, false, &cut{at: 1.0 / 3, devs: []string{"eth0"}}})
+	if !cfg.SpreadOnly {
+		active = append(active,
+			mpCase{fmt.Sprintf("MPTCP over the three VPNs, %d MiB", cfg.Size>>20), "mptcp", multipathIfaces, "eth0", cfg.Size, false, nil},
+			mpCase{"MPTCP, eth0 cut after a third", "mptcp-cut", multipathIfaces, "eth0", cfg.Size, false, &cut{at: 1.0 / 3, devs: []string{"eth0"}}})
+	}
 	// wwan0 as backup: idle while the others work, then the only one.
 	backup := []mpCase{
 		{fmt.Sprintf("MPTCP with wwan0 as backup, %d MiB", cfg.Size>>20), "backup", multipathIfaces, "eth0", cfg.Size, false, nil},
 		{"MPTCP with wwan0 as backup, eth0 and wlan0 cut after three quarters", "backup-failover", multipathIfaces, "eth0", cfg.Size, false, &cut{at: 0.75, devs: []string{"eth0", "wlan0"}}},
 	}
-	for _, lab := range []struct {
-		name  string
-		o     demo.Options
-		cases []mpCase
-	}{{"active", demo.Options{}, active}, {"backup", demo.Options{Multipath: "{wwan*: backup}"}, backup}} {
+	// Flow spreading: many plain-TCP streams, each put on one VPN
+	// (spread: true runs ml.spread instead of the cases).
+	labs := []struct {
+		name   string
+		o      demo.Options
+		cases  []mpCase
+		spread bool
+	}{
+		{"active", demo.Options{}, active, false},
+		{"spread-measured", demo.Options{Spread: "{}", SpreadOpts: "spread_probe: 1s"}, nil, true},
+		{"spread-equal", demo.Options{Spread: "{}", SpreadOpts: "spread_measured: no"}, nil, true},
+	}
+	if !cfg.SpreadOnly {
+		labs = append(labs, struct {
+			name   string
+			o      demo.Options
+			cases  []mpCase
+			spread bool
+		}{"backup", demo.Options{Multipath: "{wwan*: backup}"}, backup, false})
+	}
+	for _, lab := range labs {
 		err = multipathLab(e, cfg, lab.name, lab.o, func(ml *mpLab) error {
+			if lab.spread {
+				run, err := ml.spread(lab.name, cfg)
+				if err != nil {
+					return err
+				}
+				r.Runs = append(r.Runs, run)
+				return nil
+			}
 			for _, c := range lab.cases {
 				e.say("multipath: %s", c.say)
 				run, err := ml.download(c.name, c.links, ml.vips[c.src], c.size, c.plainTCP, c.cut)
@@ -188,6 +235,7 @@ type cut struct {
 type mpLab struct {
 	*demo.Topology
 	e    *suiteEnv
+	ue   *demo.Daemon
 	vips map[string]netip.Addr
 }
 
@@ -228,7 +276,7 @@ func multipathLab(e *suiteEnv, cfg MultipathConfig, name string, o demo.Options,
 	if err != nil {
 		return e.failLab("starting the daemons", err)
 	}
-	ml := &mpLab{Topology: t, e: e, vips: map[string]netip.Addr{}}
+	ml := &mpLab{Topology: t, e: e, ue: ue, vips: map[string]netip.Addr{}}
 	if !demo.WaitFor(30*time.Second, func() bool {
 		sas, err := ue.SAs()
 		if err != nil {
@@ -318,6 +366,77 @@ func (ml *mpLab) download(kase string, links []string, src netip.Addr, size int6
 	return run, nil
 }
 
+// spread runs iperf3's parallel streams from the server to the end
+// user's route source address through the spread rules, once every VPN
+// has its rules (and, measured, its factor from a few probes).
+func (ml *mpLab) spread(kase string, cfg MultipathConfig) (MultipathRun, error) {
+	ctx := ml.e.ctx
+	run := MultipathRun{Case: kase, Links: multipathIfaces, Streams: cfg.Streams}
+	var table string
+	if !demo.WaitFor(60*time.Second, func() bool {
+		out, err := ml.Run(ctx, ml.UE, "nft", "list", "table", "inet", "mifike_spread")
+		table = string(out)
+		if err != nil {
+			return false
+		}
+		for _, v := range ml.vips {
+			if !strings.Contains(table, v.String()) {
+				return false
+			}
+		}
+		if kase != "spread-measured" {
+			return true
+		}
+		sas, err := ml.ue.SAs()
+		if err != nil {
+			return false
+		}
+		for _, dev := range multipathIfaces { // a few round trips each: the factors settled
+			if s, ok := vpnOn(sas, dev); !ok || s.Path == nil || s.Path.RTTSamples < 5 {
+				return false
+			}
+		}
+		return true
+	}) {
+		return run, fmt.Errorf("%s: the spread rules never named every VPN (with its path measured):\n%s", kase, table)
+	}
+	if out, err := ml.Run(ctx, ml.UE, "nft", "list", "table", "inet", "mifike_spread"); err == nil {
+		table = string(out)
+	}
+	run.Weights = map[string]int{}
+	for dev, v := range ml.vips {
+		run.Weights[dev] = max(strings.Count(table, ": "+v.String()), boolInt(strings.Contains(table, "snat ip to "+v.String()+" ")))
+	}
+	ml.e.say("multipath: %s, %d plain-TCP streams for %d s, buckets %v", kase, cfg.Streams, cfg.Seconds, run.Weights)
+	before, err := ml.LinkBytes(ctx)
+	if err != nil {
+		return run, err
+	}
+	res, err := iperf(ctx, ml.Lab, ml.Srv, ml.UE, demo.Server.String(), "", iperfOpts{secs: cfg.Seconds, parallel: cfg.Streams, reverse: true})
+	if err != nil {
+		return run, err
+	}
+	after, err := ml.LinkBytes(ctx)
+	if err != nil {
+		return run, err
+	}
+	run.LinkBytes = map[string]uint64{}
+	for _, dev := range multipathIfaces {
+		run.LinkBytes[dev] = after[dev] - before[dev]
+	}
+	run.Mbps, run.Seconds, run.Intact = res.mbps, float64(cfg.Seconds), true // iperf3 counts what arrived in order
+	run.Bytes = int64(res.mbps * 1e6 / 8 * float64(cfg.Seconds))
+	ml.e.say("  %.1f Mbit/s, octets per link %v", run.Mbps, run.LinkBytes)
+	return run, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func multipathRatios(r *MultipathResult, rate map[string]int) []Ratio {
 	find := func(kase string, link string) *MultipathRun {
 		for i := range r.Runs {
@@ -345,6 +464,16 @@ func multipathRatios(r *MultipathResult, rate map[string]int) []Ratio {
 	if m := find("mptcp-cut", ""); m != nil && best > 0 {
 		out = append(out, Ratio{"eth0 cut after a third: MPTCP / best single link", m.Mbps / best})
 	}
+	for _, kase := range []string{"spread-measured", "spread-equal"} {
+		if m := find(kase, ""); m != nil && best > 0 {
+			out = append(out,
+				Ratio{kase + ": streams / sum of the links' rates", m.Mbps / float64(sum)},
+				Ratio{kase + ": streams / best single link (measured)", m.Mbps / best})
+		}
+	}
+	if m, q := find("spread-measured", ""), find("spread-equal", ""); m != nil && q != nil && q.Mbps > 0 {
+		out = append(out, Ratio{"spreading: measured weights / configured equal weights", m.Mbps / q.Mbps})
+	}
 	if m := find("backup", ""); m != nil {
 		out = append(out, Ratio{"wwan0 backup: MPTCP / sum of the active links' rates", m.Mbps / float64(rate["eth0"]+rate["wlan0"])})
 	}
@@ -366,7 +495,8 @@ func (r *MultipathResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "MPTCP (Go's SetMultipathTCP, the kernel's in-kernel path manager, mifike's endpoints), %s;\nevery download checked by SHA-256; %d CPUs shared by all\n\n", buf, r.CPUs)
 	t := table{head: []string{"case", "links", "Mbit/s", "intact", "cut at", "MiB eth0", "MiB wlan0", "MiB wwan0"}}
 	names := map[string]string{"single": "plain TCP, one VPN", "mptcp": "MPTCP, all active", "mptcp-cut": "MPTCP, eth0 cut",
-		"backup": "MPTCP, wwan0 backup", "backup-failover": "MPTCP, wwan0 backup, eth0+wlan0 cut"}
+		"backup": "MPTCP, wwan0 backup", "backup-failover": "MPTCP, wwan0 backup, eth0+wlan0 cut",
+		"spread-measured": "spread TCP streams, measured weights", "spread-equal": "spread TCP streams, equal weights"}
 	for _, x := range r.Runs {
 		at := "-"
 		if x.CutAt > 0 {
@@ -381,5 +511,11 @@ func (r *MultipathResult) WriteTable(w io.Writer) {
 	}
 	t.write(w)
 	fmt.Fprintln(w, "(per-link MiB: what the router sent over each link during the download; after the cut for the cut cases)")
+	for _, x := range r.Runs {
+		if x.Streams > 0 {
+			fmt.Fprintf(w, "%s: %d iperf3 streams for %.0f s (intact: iperf3's own count), hash buckets eth0 %d, wlan0 %d, wwan0 %d\n",
+				names[x.Case], x.Streams, x.Seconds, x.Weights["eth0"], x.Weights["wlan0"], x.Weights["wwan0"])
+		}
+	}
 	writeRatios(w, r.Ratios)
 }

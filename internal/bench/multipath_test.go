@@ -20,7 +20,7 @@ import (
 // none on a backup link, a cut survived) is not repeated here.
 func TestMultipathSuite(t *testing.T) {
 	ctx := needLab(t)
-	r, err := Multipath(ctx, MultipathConfig{Exe: exe, Rates: []int{20, 10, 5}, RTTs: []time.Duration{2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond}, Size: 4 << 20})
+	r, err := Multipath(ctx, MultipathConfig{Exe: exe, Rates: []int{20, 10, 5}, RTTs: []time.Duration{2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond}, Size: 4 << 20, Seconds: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,15 +39,17 @@ func TestMultipathSuite(t *testing.T) {
 	cases := map[string]int{}
 	for _, x := range r.Runs {
 		cases[x.Case]++
-		if !x.Intact || x.Mbps <= 0 || x.MPTCP == (x.Case == "single") {
+		plain := x.Case == "single" || strings.HasPrefix(x.Case, "spread-")
+		if !x.Intact || x.Mbps <= 0 || x.MPTCP == plain {
 			t.Errorf("a figure is missing or wrong: %+v", x)
 		}
 	}
-	if cases["single"] != 3 || cases["mptcp"] != 1 || cases["mptcp-cut"] != 1 || cases["backup"] != 1 || cases["backup-failover"] != 1 {
+	if cases["single"] != 3 || cases["mptcp"] != 1 || cases["mptcp-cut"] != 1 || cases["backup"] != 1 || cases["backup-failover"] != 1 ||
+		cases["spread-measured"] != 1 || cases["spread-equal"] != 1 {
 		t.Errorf("cases %v", cases)
 	}
-	if len(r.Ratios) != 5 {
-		t.Errorf("%d ratios, want 5", len(r.Ratios))
+	if len(r.Ratios) != 10 {
+		t.Errorf("%d ratios, want 10", len(r.Ratios))
 	}
 	if left, _ := filepath.Glob(filepath.Join("/run/netns", "mfkp-"+strconv.Itoa(os.Getpid())+"-*")); len(left) > 0 {
 		t.Errorf("namespaces left behind: %v", left)
