@@ -178,6 +178,30 @@ func writeStats(w io.Writer, st control.Stats) {
 		}
 		fmt.Fprintf(w, "MPTCP endpoints: %s\n", strings.Join(eps, ", "))
 	}
+	if len(st.Spread) > 0 {
+		fmt.Fprintln(w, "flow spreading (new flows by weight):")
+		for _, t := range st.Spread {
+			fmt.Fprintf(w, "  %s\n", spreadText(t))
+		}
+	}
+}
+
+// spreadText is one spreading target: "office: 10.99.0.3 on wlan0,
+// weight 3 = 1 × 3/16 (rtt 88.1 ms, loss 0.0%)".
+func spreadText(t control.SpreadTarget) string {
+	s := fmt.Sprintf("%s: %v on %s, weight %d", t.Conn, t.Addr, t.Iface, t.Weight)
+	switch {
+	case t.Leaving:
+		return s + " (being deleted)"
+	case t.Factor > 0:
+		s += fmt.Sprintf(" = %d × %d/16", t.Configured, t.Factor)
+	}
+	if t.Measured {
+		s += fmt.Sprintf(" (rtt %.1f ms, loss %.1f%%)", t.RTTMs, 100*t.Loss)
+	} else if t.Factor > 0 {
+		s += " (path not measured yet)"
+	}
+	return s
 }
 
 // counts lists ", 2 ESTABLISHED, 0 REKEYED" for each state but skip,

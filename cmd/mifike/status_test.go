@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,27 @@ func TestStats(t *testing.T) {
 	r = runCtl("stats", "--json", "-s", sock)
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Goroutines != 42 || st.IKEByState["ESTABLISHED"] != 2 {
 		t.Fatalf("stats --json: %v: %s", err, r.stdout)
+	}
+}
+
+// mifike stats shows each spreading target's weight with what made it:
+// configured × path factor and the path measured, or the weight alone
+// when measured weighting is off.
+func TestStatsSpreadTargets(t *testing.T) {
+	var b strings.Builder
+	writeStats(&b, control.Stats{Spread: []control.SpreadTarget{
+		{Conn: "office", Addr: netip.MustParseAddr("10.99.0.2"), Iface: "eth0", Weight: 16, Configured: 1, Factor: 16, Measured: true, RTTMs: 1.2},
+		{Conn: "office", Addr: netip.MustParseAddr("10.99.0.3"), Iface: "wlan0", Weight: 3, Configured: 1, Factor: 3, Measured: true, RTTMs: 88.1, Loss: 0.02},
+		{Conn: "home", Addr: netip.MustParseAddr("10.98.0.2"), Iface: "eth0", Weight: 2, Configured: 2},
+	}})
+	for _, want := range []string{
+		"flow spreading (new flows by weight):",
+		"office: 10.99.0.2 on eth0, weight 16 = 1 × 16/16 (rtt 1.2 ms, loss 0.0%)",
+		"office: 10.99.0.3 on wlan0, weight 3 = 1 × 3/16 (rtt 88.1 ms, loss 2.0%)",
+		"home: 10.98.0.2 on eth0, weight 2\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("stats without %q:\n%s", want, b.String())
+		}
 	}
 }

@@ -121,6 +121,24 @@ type MPTCPEndpoint struct {
 	Mode string     `json:"mode"` // active or backup
 }
 
+// SpreadTarget is one VPN's inner address among which new flows are
+// spread (interfaces.spread), with its weight and what made it: the
+// configured weight times the path factor in sixteenths (0: measured
+// weighting off), from the path's measured round trip and loss.
+type SpreadTarget struct {
+	Conn       string     `json:"conn"`
+	Addr       netip.Addr `json:"addr"`
+	Iface      string     `json:"iface"`
+	Weight     int        `json:"weight"`
+	Configured int        `json:"configured"`
+	Factor     int        `json:"factor,omitempty"`
+	Leaving    bool       `json:"leaving,omitempty"`
+	// Measured: the path has a round trip measured (RTTMs, Loss).
+	Measured bool    `json:"measured,omitempty"`
+	RTTMs    float64 `json:"rtt_ms,omitempty"`
+	Loss     float64 `json:"loss,omitempty"`
+}
+
 type Stats struct {
 	Version    string    `json:"version"`
 	Started    time.Time `json:"started"`
@@ -157,6 +175,9 @@ type Stats struct {
 	// MPTCP are the subflow endpoints the daemon keeps for its VPNs'
 	// inner addresses (mptcp.enable; docs/multipath.md).
 	MPTCP []MPTCPEndpoint `json:"mptcp_endpoints,omitempty"`
+	// Spread are the VPNs new flows are spread over, as the rules have
+	// them now (interfaces.spread; docs/multipath.md).
+	Spread []SpreadTarget `json:"spread,omitempty"`
 	// Memory, from the Go runtime: the heap in use and what the process
 	// got from the system.
 	HeapInUse uint64 `json:"heap_inuse_bytes"`

@@ -90,6 +90,7 @@ func (d *Daemon) reconcile() {
 				ts[name] = t
 			}
 		}
+		d.spread.last = ts
 		groups, staying, why := spreadGroups(ts)
 		d.syncSpread(groups, staying, why)
 	}

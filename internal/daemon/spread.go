@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mifike/mifike/internal/control"
 	"github.com/mifike/mifike/internal/manager"
 	"github.com/mifike/mifike/internal/spread"
 )
@@ -25,6 +26,25 @@ type spreadState struct {
 	// inner addresses it spread over.
 	script  string
 	targets map[netip.Addr]bool // of VPNs not being deleted
+	// last are the managers' targets at the last reconcile, by
+	// connection (for stats).
+	last map[string][]manager.SpreadTarget
+}
+
+// spreadTargets are the VPNs new flows are spread over, for stats.
+func (d *Daemon) spreadTargets() []control.SpreadTarget {
+	if d.spread == nil {
+		return nil
+	}
+	var out []control.SpreadTarget
+	for _, conn := range slices.Sorted(maps.Keys(d.spread.last)) {
+		for _, t := range d.spread.last[conn] {
+			out = append(out, control.SpreadTarget{Conn: conn, Addr: t.Addr, Iface: t.Iface, Weight: t.Weight,
+				Configured: t.Configured, Factor: t.Factor, Leaving: t.Leaving, Measured: t.Path.Samples > 0,
+				RTTMs: float64(t.Path.RTT.Microseconds()) / 1000, Loss: t.Path.Loss})
+		}
+	}
+	return out
 }
 
 // spreads: does any connection ask for flow spreading.

@@ -179,6 +179,7 @@ func (b backend) Stats() (control.Stats, error) {
 			st.TCPStreams = int(d.tcp.Stats().Open)
 		}
 		st.MPTCP = d.mptcpEndpoints()
+		st.Spread = d.spreadTargets()
 		if d.plane != nil {
 			_, total := d.espTraffic()
 			st.ESPBytesIn, st.ESPBytesOut, st.ESPPacketsIn, st.ESPPacketsOut = total.bytesIn, total.bytesOut, total.packetsIn, total.packetsOut
