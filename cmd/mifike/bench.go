@@ -73,7 +73,7 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 	for _, s := range benchSuites() {
 		cmd.AddCommand(suite(s.name, s.summary, func(fs *pflag.FlagSet) []benchRun { return []benchRun{s.flags(fs)} }))
 	}
-	cmd.AddCommand(suite("all", "every suite in turn, full sizes (about 18 minutes on 2 cores)", func(*pflag.FlagSet) []benchRun {
+	cmd.AddCommand(suite("all", "every suite in turn, full sizes (about 37 minutes on 2 cores)", func(*pflag.FlagSet) []benchRun {
 		var runs []benchRun
 		for _, s := range benchSuites() {
 			// Each suite's flags get their defaults: "all" is the full run.
